@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/apps"
+	"github.com/fazt-realtime/fazt/transport/httpapi"
+	"github.com/fazt-realtime/fazt/transport/web"
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+// nodeConfig is everything a running server is made from.
+type nodeConfig struct {
+	DBPath     string
+	AppsDir    string
+	Durability events.Durability
+	AdminKey   string // empty: use the stored one, generating it on first start
+	WS         ws.Config
+	Logger     *slog.Logger
+}
+
+// node is one running server: the log, its projections, and the transports
+// over them. Start-up order is the order of the fields; Close reverses it.
+type node struct {
+	log      *events.Log
+	members  *projections.Membership
+	router   *message.Router
+	routerWG chan struct{}
+	ws       *ws.Server
+	api      *httpapi.API
+	handler  http.Handler
+	// newAdminKey is set when this start generated the admin key.
+	newAdminKey string
+	logger      *slog.Logger
+}
+
+func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n = &node{logger: cfg.Logger}
+	defer func() {
+		if err != nil {
+			n.Close(context.Background())
+		}
+	}()
+	if n.log, err = events.Open(ctx, events.Config{Path: cfg.DBPath, Durability: cfg.Durability, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	isAdmin, generated, err := adminKey(ctx, n.log, cfg.AdminKey)
+	if err != nil {
+		return nil, err
+	}
+	n.newAdminKey = generated
+
+	// Membership: restore from the log, then follow it through Watermill.
+	n.members = projections.NewMembership(ws.Encoder{}, func(ctx context.Context, app, channel string) (uint64, string, error) {
+		info, err := n.log.Channel(ctx, app, channel)
+		return info.Head, info.Epoch, err
+	}, 0)
+	head := n.log.Head()
+	if err := n.members.Restore(ctx, n.log, head); err != nil {
+		return nil, err
+	}
+	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(cfg.Logger.With("component", "watermill"))); err != nil {
+		return nil, err
+	}
+	n.router.AddConsumerHandler(projections.MembershipName, events.Topic,
+		n.log.Subscriber(events.SubscriberConfig{After: head}), n.members.Handle)
+	n.routerWG = make(chan struct{})
+	go func() {
+		defer close(n.routerWG)
+		if err := n.router.Run(context.Background()); err != nil {
+			cfg.Logger.Error("event router stopped", "err", err)
+		}
+	}()
+	select {
+	case <-n.router.Running():
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+
+	// Sessions that were open when the previous process stopped are over.
+	if err := n.closeStaleSessions(ctx); err != nil {
+		return nil, err
+	}
+
+	registry := apps.NewRegistry(cfg.AppsDir)
+	cfg.WS.Logger = cfg.Logger
+	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, nil)
+	n.api = httpapi.New(n.log, n.members, registry, isAdmin, cfg.Logger)
+	n.handler = web.New(web.Config{WS: n.ws, API: n.api, Apps: registry, Logger: cfg.Logger})
+	return n, nil
+}
+
+func (n *node) closeStaleSessions(ctx context.Context) error {
+	var facts []domain.Fact
+	for app, ids := range n.members.Sessions() {
+		for _, id := range ids {
+			facts = append(facts, &domain.ClientDisconnected{App: app, Client: id, Reason: domain.ReasonServerRestart})
+		}
+	}
+	if len(facts) == 0 {
+		return nil
+	}
+	evs, err := n.log.Append(ctx, facts...)
+	if err != nil {
+		return fmt.Errorf("close sessions of the previous run: %w", err)
+	}
+	n.logger.Info("closed sessions left open by the previous run", "count", len(facts))
+	return n.members.WaitApplied(ctx, evs[len(evs)-1].Seq)
+}
+
+// Close shuts down in reverse order of start-up: clients are told and their
+// disconnections recorded, the projections stop, the log is flushed and
+// closed. It returns the first error.
+func (n *node) Close(ctx context.Context) error {
+	var errs []error
+	if n.ws != nil {
+		errs = append(errs, n.ws.Shutdown(ctx))
+	}
+	if n.router != nil {
+		errs = append(errs, n.router.Close())
+		if n.routerWG != nil {
+			<-n.routerWG
+		}
+	}
+	if n.log != nil {
+		errs = append(errs, n.log.Close())
+	}
+	return errors.Join(errs...)
+}
+
+const adminKeySetting = "admin_key_sha256"
+
+// adminKey returns the admin key check. A key given by flag or environment
+// wins; otherwise the hash stored in the database is used, and on the first
+// start a key is generated, its hash stored, and the key returned once as
+// generated so that it can be printed.
+func adminKey(ctx context.Context, log *events.Log, given string) (check func(string) bool, generated string, err error) {
+	hash := func(k string) []byte { h := sha256.Sum256([]byte(k)); return h[:] }
+	if given != "" {
+		want := hash(given)
+		return func(k string) bool { return subtle.ConstantTimeCompare(hash(k), want) == 1 }, "", nil
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, "", err
+	}
+	fresh := "fzt_" + hex.EncodeToString(b[:])
+	stored, err := log.SetSettingIfAbsent(ctx, adminKeySetting, hex.EncodeToString(hash(fresh)))
+	if err != nil {
+		return nil, "", err
+	}
+	if stored == hex.EncodeToString(hash(fresh)) {
+		generated = fresh
+	}
+	want, err := hex.DecodeString(stored)
+	if err != nil {
+		return nil, "", fmt.Errorf("stored admin key hash is corrupt: %w", err)
+	}
+	return func(k string) bool { return subtle.ConstantTimeCompare(hash(k), want) == 1 }, generated, nil
+}

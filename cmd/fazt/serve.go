@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+func serveCmd() *cobra.Command {
+	var (
+		addr, db, appsDir, durability, admin, logLevel string
+		heartbeat, pongTimeout                         time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server",
+		Long: `Run the server: WebSocket at /_ws, server API at /_api, app JS at /api,
+app files at /. Every flag has a FAZT_* environment variable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), serveOptions{
+				addr: addr,
+				node: nodeConfig{
+					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
+					WS:     ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout},
+					Logger: logger,
+				},
+			}, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", envOr("FAZT_ADDR", "127.0.0.1:8080"), "listen address (FAZT_ADDR)")
+	f.StringVar(&db, "db", envOr("FAZT_DB", "fazt.db"), "SQLite database file (FAZT_DB)")
+	f.StringVar(&appsDir, "apps", envOr("FAZT_APPS", "apps"), "apps folder, one subfolder per app (FAZT_APPS)")
+	f.StringVar(&durability, "durability", envOr("FAZT_DURABILITY", "normal"), "normal (survives a process crash) or full (fsync per commit, survives power loss) (FAZT_DURABILITY)")
+	f.StringVar(&admin, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
+	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
+	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
+	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
+	return cmd
+}
+
+type serveOptions struct {
+	addr string
+	node nodeConfig
+	// ready, when set, receives the bound address once the server listens.
+	ready func(addr string)
+}
+
+func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byte) (int, error) }) error {
+	logger := opts.node.Logger
+	n, err := startNode(ctx, opts.node)
+	if err != nil {
+		return err
+	}
+	if n.newAdminKey != "" {
+		fmt.Fprintf(stderr, "\n  Admin key (shown once; store it, e.g. export FAZT_ADMIN_KEY=...):\n\n    %s\n\n", n.newAdminKey)
+	}
+	ln, err := net.Listen("tcp", opts.addr)
+	if err != nil {
+		n.Close(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("fazt serving", "addr", ln.Addr().String(), "db", opts.node.DBPath, "apps", opts.node.AppsDir, "durability", string(opts.node.Durability))
+	if opts.ready != nil {
+		opts.ready(ln.Addr().String())
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	closeErr := n.Close(sctx)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if err := errors.Join(shutErr, closeErr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

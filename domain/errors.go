@@ -1,0 +1,66 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a protocol error code, sent to clients in `error` frames and in
+// server API error bodies.
+type Code string
+
+// Codes that reach clients. The set is part of the wire contract.
+const (
+	CodeBadRequest           Code = "bad_request"
+	CodeUnknownType          Code = "unknown_type"
+	CodeInvalidChannel       Code = "invalid_channel"
+	CodeNotAllowed           Code = "not_allowed"
+	CodeTooLarge             Code = "too_large"
+	CodeRateLimited          Code = "rate_limited"
+	CodeTooManySubscriptions Code = "too_many_subscriptions"
+	CodeNotFound             Code = "not_found"
+	CodeUnauthorized         Code = "unauthorized"
+	CodeUnavailable          Code = "unavailable"
+	CodeInternal             Code = "internal"
+)
+
+// Error is an error with a protocol code. Use errors.As to find it in a chain.
+type Error struct {
+	Code Code
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Is reports whether target is an *Error with the same code, so that
+// errors.Is(err, ErrNotAllowed) matches any not_allowed error.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && (t.Msg == "" || t.Msg == e.Msg)
+}
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Sentinels for errors.Is; they match any error of their code.
+var (
+	ErrBadRequest     = &Error{Code: CodeBadRequest}
+	ErrInvalidChannel = &Error{Code: CodeInvalidChannel}
+	ErrNotAllowed     = &Error{Code: CodeNotAllowed}
+	ErrTooLarge       = &Error{Code: CodeTooLarge}
+	ErrNotFound       = &Error{Code: CodeNotFound}
+	ErrUnavailable    = &Error{Code: CodeUnavailable}
+	ErrTooManySubs    = &Error{Code: CodeTooManySubscriptions}
+)
+
+// CodeOf returns the protocol code of err: the code of the first *Error in
+// its chain, or internal.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}

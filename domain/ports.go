@@ -1,0 +1,110 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Log is the durable event log. Append commits facts in one transaction and
+// returns them as committed events, in order, with sequence numbers, commit
+// time and (for MessageBroadcast) the channel offset and epoch filled in. It
+// returns only after the commit is durable; on error nothing was committed.
+// Implementations are safe for concurrent use.
+type Log interface {
+	Append(ctx context.Context, facts ...Fact) ([]Event, error)
+}
+
+// History reads what the log retains. Implementations are safe for
+// concurrent use.
+type History interface {
+	// Channel returns a channel's head and retention state. A channel that
+	// never had a message has Head 0 and an empty Epoch.
+	Channel(ctx context.Context, app, channel string) (ChannelInfo, error)
+	// Channels lists an app's channels that have had messages.
+	Channels(ctx context.Context, app string) ([]ChannelInfo, error)
+	// Messages reads retained messages of a channel.
+	Messages(ctx context.Context, app, channel string, q HistoryQuery) ([]Message, error)
+	// Events reads the event log itself.
+	Events(ctx context.Context, q AuditQuery) ([]Event, error)
+}
+
+// Members is the live membership read model.
+type Members interface {
+	// Subscribers returns the ids of a channel's subscribers, sorted.
+	Subscribers(app, channel string) []string
+	// Connected reports whether a client has an open session in app.
+	Connected(app, client string) bool
+	// Count returns the number of subscribers of a channel, or of open
+	// sessions of the app when channel is empty.
+	Count(app, channel string) int
+}
+
+// ChannelInfo describes a channel's history stream.
+type ChannelInfo struct {
+	App     string `json:"-"`
+	Channel string `json:"channel"`
+	Epoch   string `json:"epoch"`
+	// Head is the offset of the newest message; 0 when there is none.
+	Head uint64 `json:"head"`
+	// First is the oldest offset still retained; Head+1 when none is.
+	First uint64 `json:"first_offset"`
+}
+
+// Message is a retained broadcast as history returns it.
+type Message struct {
+	Offset    uint64          `json:"offset"`
+	Time      int64           `json:"timestamp"`
+	Seq       uint64          `json:"seq"`
+	Data      json.RawMessage `json:"data"`
+	Publisher Actor           `json:"publisher"`
+}
+
+// HistoryQuery selects messages of one channel. After, Since and Until
+// combine; Last, when set, means the newest Last messages (after the other
+// filters), returned in ascending order.
+type HistoryQuery struct {
+	After   uint64 // offsets greater than After
+	Upto    uint64 // offsets at most Upto; 0 means no bound
+	Since   int64  // timestamp >= Since (unix ms); 0 means no bound
+	Until   int64  // timestamp < Until (unix ms); 0 means no bound
+	Last    int
+	Limit   int
+	Reverse bool // newest first
+}
+
+// AuditQuery selects events of the log. Zero fields do not filter.
+type AuditQuery struct {
+	App     string
+	Types   []string
+	Channel string
+	Client  string
+	Since   int64 // unix ms, inclusive
+	Until   int64 // unix ms, exclusive
+	After   uint64
+	Limit   int
+}
+
+// Client describes a WebSocket connection to hooks and handlers.
+type Client struct {
+	ID          string            `json:"id"`
+	App         string            `json:"app"`
+	Remote      string            `json:"remote"`
+	ConnectedAt int64             `json:"connectedAt"` // unix ms
+	Query       map[string]string `json:"query"`
+}
+
+// Hooks are an app's decisions about its clients, run before the facts
+// they guard are recorded. A hook refuses by returning an error (with code
+// not_allowed for a plain refusal). Implementations are safe for concurrent
+// use.
+type Hooks interface {
+	// OnConnect may refuse a new connection.
+	OnConnect(ctx context.Context, c Client) error
+	// OnSubscribe may refuse a subscription.
+	OnSubscribe(ctx context.Context, c Client, channel string) error
+	// OnPublish returns the data to broadcast for a client publish,
+	// possibly changed; drop is true when the message is to be dropped.
+	OnPublish(ctx context.Context, c Client, channel string, data json.RawMessage) (out json.RawMessage, drop bool, err error)
+	// OnDisconnect is told that a connection ended.
+	OnDisconnect(ctx context.Context, c Client, reason string)
+}

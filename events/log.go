@@ -1,0 +1,524 @@
+// Package events is the event log: facts carried as Watermill messages and
+// committed to SQLite (mattn/go-sqlite3, WAL) by one writer goroutine that
+// batches concurrent appends into one transaction (group commit) and assigns
+// every event its global sequence and every broadcast its channel offset, in
+// commit order. Committed events are handed to Subscribers from memory, so
+// live consumers never poll; readers page through the same file.
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/migrations"
+)
+
+// ErrClosed is returned by appends after Close.
+var ErrClosed = errors.New("event log is closed")
+
+// Durability chooses what a commit survives.
+type Durability string
+
+// Durability levels.
+const (
+	// DurabilityNormal survives a crash of the process (WAL, synchronous=NORMAL).
+	DurabilityNormal Durability = "normal"
+	// DurabilityFull survives power loss: fsync on every commit (synchronous=FULL).
+	DurabilityFull Durability = "full"
+)
+
+// Config configures a Log.
+type Config struct {
+	// Path is the SQLite file. It is created with its schema if missing.
+	Path string
+	// Durability defaults to DurabilityNormal.
+	Durability Durability
+	// ReadOnly opens the file for reading only, as the CLI does beside a
+	// running server: no migrations, no writer, Append fails.
+	ReadOnly bool
+	// MaxBatch caps how many events one transaction commits (default 1024).
+	MaxBatch int
+	// TailSize is how many recent events are kept in memory for
+	// Subscribers (default 16384); older ones are read back from the file.
+	TailSize int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Durability == "" {
+		c.Durability = DurabilityNormal
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1024
+	}
+	if c.TailSize <= 0 {
+		c.TailSize = 16384
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with the config at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Path == "" {
+		errs = append(errs, errors.New("database path is empty"))
+	}
+	switch c.Durability {
+	case "", DurabilityNormal, DurabilityFull:
+	default:
+		errs = append(errs, fmt.Errorf("durability %q: want normal or full", c.Durability))
+	}
+	return errors.Join(errs...)
+}
+
+// Log is the SQLite event log. It implements domain.Log and domain.History.
+// All methods are safe for concurrent use.
+type Log struct {
+	cfg    Config
+	wdb    *sql.DB // the one writer connection
+	rdb    *sql.DB // readers
+	reqs   chan *appendReq
+	tail   *tail
+	closed chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+	log    *slog.Logger
+
+	// Owned by the writer goroutine.
+	nextSeq  uint64
+	lastTime int64
+	heads    map[chanKey]*chanHead
+}
+
+var (
+	_ domain.Log     = (*Log)(nil)
+	_ domain.History = (*Log)(nil)
+)
+
+type chanKey struct{ app, channel string }
+
+type chanHead struct {
+	epoch string
+	head  uint64
+	isNew bool
+}
+
+type appendReq struct {
+	facts  []domain.Fact
+	uuids  []string
+	events []domain.Event
+	err    error
+	done   chan struct{}
+}
+
+// Open opens (creating if needed) the log at cfg.Path, applies migrations and
+// starts the writer.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("event log config: %w", err)
+	}
+	l := &Log{
+		cfg:    cfg,
+		reqs:   make(chan *appendReq, 4096),
+		tail:   newTail(cfg.TailSize),
+		closed: make(chan struct{}),
+		heads:  make(map[chanKey]*chanHead),
+		log:    cfg.Logger,
+	}
+	if cfg.ReadOnly {
+		if _, err := os.Stat(cfg.Path); err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+	} else if dir := filepath.Dir(cfg.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create database folder: %w", err)
+		}
+	}
+	var err error
+	if l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, true)); err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	l.rdb.SetMaxOpenConns(8)
+	l.rdb.SetMaxIdleConns(8)
+	if cfg.ReadOnly {
+		if err := l.rdb.PingContext(ctx); err != nil {
+			l.rdb.Close()
+			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+		}
+		var n int
+		if err := l.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil || n == 0 {
+			l.rdb.Close()
+			if err == nil {
+				err = errors.New("no event log in it")
+			}
+			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+		}
+		close(l.closed)
+		return l, nil
+	}
+	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false)); err != nil {
+		l.rdb.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	l.wdb.SetMaxOpenConns(1)
+	l.wdb.SetMaxIdleConns(1)
+	l.wdb.SetConnMaxLifetime(0)
+	if err := migrations.Apply(ctx, l.wdb); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
+	var last, lastTime sql.NullInt64
+	if err := l.wdb.QueryRowContext(ctx, `SELECT MAX(seq), MAX(ts) FROM events`).Scan(&last, &lastTime); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("read last sequence: %w", err)
+	}
+	l.nextSeq, l.lastTime = uint64(last.Int64)+1, lastTime.Int64
+	l.tail.head = uint64(last.Int64)
+	l.tail.oldest = l.nextSeq
+	l.wg.Add(1)
+	go l.writer()
+	return l, nil
+}
+
+func dsn(path string, d Durability, readOnly bool) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", "5000")
+	q.Set("_foreign_keys", "0")
+	if readOnly {
+		q.Set("mode", "ro")
+	} else {
+		q.Set("_journal_mode", "WAL")
+		q.Set("_txlock", "immediate")
+		if d == DurabilityFull {
+			q.Set("_synchronous", "FULL")
+		} else {
+			q.Set("_synchronous", "NORMAL")
+		}
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Close stops accepting appends, commits what is queued, and closes the file.
+func (l *Log) Close() error {
+	if l.wdb == nil { // read-only
+		return l.rdb.Close()
+	}
+	l.once.Do(func() { close(l.closed) })
+	l.wg.Wait()
+	l.tail.close()
+	return l.closeDBs()
+}
+
+func (l *Log) closeDBs() error {
+	var errs []error
+	if l.wdb != nil {
+		if _, err := l.wdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, l.wdb.Close())
+	}
+	errs = append(errs, l.rdb.Close())
+	return errors.Join(errs...)
+}
+
+// Head returns the sequence of the newest committed event (0 for none).
+func (l *Log) Head() uint64 { return l.tail.lastSeq() }
+
+// Append commits facts in one transaction; see domain.Log. Broadcasts have
+// their Offset and Epoch filled in.
+func (l *Log) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
+	msgs := make([]*message.Message, len(facts))
+	for i, f := range facts {
+		m, err := NewMessage(f)
+		if err != nil {
+			return nil, err
+		}
+		msgs[i] = m
+	}
+	return l.publish(ctx, msgs, facts)
+}
+
+func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []domain.Fact) ([]domain.Event, error) {
+	if len(facts) == 0 {
+		return nil, nil
+	}
+	for _, f := range facts {
+		if err := checkFact(f); err != nil {
+			return nil, err
+		}
+	}
+	req := &appendReq{facts: facts, uuids: make([]string, len(msgs)), done: make(chan struct{})}
+	for i, m := range msgs {
+		req.uuids[i] = m.UUID
+	}
+	select {
+	case <-l.closed:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	default:
+	}
+	select {
+	case l.reqs <- req:
+	case <-l.closed:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued, the request is committed or failed by the writer; wait
+	// for the answer even if ctx ends, so no caller mistakes a committed
+	// event for a lost one.
+	<-req.done
+	if req.err != nil {
+		return nil, req.err
+	}
+	for i, m := range msgs {
+		stamp(m, req.events[i])
+	}
+	return req.events, nil
+}
+
+func checkFact(f domain.Fact) error {
+	app, _, _ := f.Scope()
+	if app == "" {
+		return fmt.Errorf("%s: no app", f.EventName())
+	}
+	if mb, ok := f.(*domain.MessageBroadcast); ok {
+		if err := domain.ValidateChannel(mb.Channel); err != nil {
+			return err
+		}
+		if mb.Offset != 0 {
+			return fmt.Errorf("%s: offset is assigned by the log", mb.EventName())
+		}
+		if len(mb.Data) == 0 || !json.Valid(mb.Data) {
+			return domain.Errorf(domain.CodeBadRequest, "message data must be valid JSON")
+		}
+	}
+	return nil
+}
+
+func (l *Log) writer() {
+	defer l.wg.Done()
+	batch := make([]*appendReq, 0, 64)
+	for {
+		var first *appendReq
+		select {
+		case first = <-l.reqs:
+		case <-l.closed:
+			// Commit whatever is still queued, then stop.
+			for {
+				select {
+				case r := <-l.reqs:
+					l.commit([]*appendReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		n := len(first.facts)
+	gather:
+		for n < l.cfg.MaxBatch {
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+				n += len(r.facts)
+			default:
+				break gather
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit writes a batch in one transaction. If the batch fails, each request
+// is retried alone so that one bad request fails only itself.
+func (l *Log) commit(batch []*appendReq) {
+	recs, err := l.writeTx(batch)
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch {
+			l.commit([]*appendReq{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		r.err = err
+		close(r.done)
+	}
+	if err != nil {
+		l.log.Error("event log append failed", "err", err)
+		return
+	}
+	l.tail.push(recs)
+}
+
+func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
+	ctx := context.Background()
+	tx, err := l.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	insEvent, err := tx.PrepareContext(ctx, `INSERT INTO events (seq, uuid, name, app, channel, client, "offset", ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	defer insEvent.Close()
+	var insMsg *sql.Stmt
+	// Commit times never go backwards, even if the wall clock does, so
+	// that history by time and history by offset agree.
+	now := max(time.Now().UnixMilli(), l.lastTime)
+	seq := l.nextSeq
+	touched := map[chanKey]*chanHead{}
+	for _, r := range batch {
+		r.events = make([]domain.Event, len(r.facts))
+		for i, f := range r.facts {
+			var offset sql.NullInt64
+			var payload, full []byte
+			if mb, ok := f.(*domain.MessageBroadcast); ok {
+				h, err := l.headFor(ctx, tx, touched, mb.App, mb.Channel)
+				if err != nil {
+					return nil, err
+				}
+				h.head++
+				mb.Offset, mb.Epoch = h.head, h.epoch
+				offset = sql.NullInt64{Int64: int64(h.head), Valid: true}
+				if insMsg == nil {
+					if insMsg, err = tx.PrepareContext(ctx, `INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES (?, ?, ?, ?, ?, ?)`); err != nil {
+						return nil, fmt.Errorf("prepare: %w", err)
+					}
+					defer insMsg.Close()
+				}
+				if _, err := insMsg.Exec(mb.App, mb.Channel, h.head, seq, now, []byte(mb.Data)); err != nil {
+					return nil, fmt.Errorf("insert message: %w", err)
+				}
+				bare := *mb
+				bare.Data = nil
+				if payload, err = json.Marshal(&bare); err != nil {
+					return nil, err
+				}
+				full = withData(payload, mb.Data)
+			} else {
+				if payload, err = json.Marshal(f); err != nil {
+					return nil, err
+				}
+				full = payload
+			}
+			app, channel, client := f.Scope()
+			if _, err := insEvent.Exec(seq, r.uuids[i], f.EventName(), app, channel, client, offset, now, payload); err != nil {
+				return nil, fmt.Errorf("insert event: %w", err)
+			}
+			ev := domain.Event{Seq: seq, Time: now, Fact: f}
+			r.events[i] = ev
+			recs = append(recs, &record{ev: ev, uuid: r.uuids[i], payload: full})
+			seq++
+		}
+	}
+	for k, h := range touched {
+		if h.isNew {
+			_, err = tx.Exec(`INSERT INTO channels (app, name, epoch, head, created) VALUES (?, ?, ?, ?, ?)`, k.app, k.channel, h.epoch, h.head, now)
+		} else {
+			_, err = tx.Exec(`UPDATE channels SET head = ? WHERE app = ? AND name = ?`, h.head, k.app, k.channel)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update channel head: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	l.nextSeq, l.lastTime = seq, now
+	for k, h := range touched {
+		h.isNew = false
+		l.heads[k] = h
+	}
+	return recs, nil
+}
+
+// headFor returns the batch's working copy of a channel's head, loading it
+// from the cache or the file, or starting a new history stream.
+func (l *Log) headFor(ctx context.Context, tx *sql.Tx, touched map[chanKey]*chanHead, app, channel string) (*chanHead, error) {
+	k := chanKey{app, channel}
+	if h, ok := touched[k]; ok {
+		return h, nil
+	}
+	if h, ok := l.heads[k]; ok {
+		c := *h
+		touched[k] = &c
+		return &c, nil
+	}
+	h := &chanHead{}
+	err := tx.QueryRowContext(ctx, `SELECT epoch, head FROM channels WHERE app = ? AND name = ?`, app, channel).Scan(&h.epoch, &h.head)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		h.epoch, h.isNew = NewEpoch(), true
+	case err != nil:
+		return nil, fmt.Errorf("read channel head: %w", err)
+	}
+	touched[k] = h
+	return h, nil
+}
+
+// NewEpoch returns a fresh epoch name: 8 random bytes in hex.
+func NewEpoch() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// withData returns the JSON object obj with a "data" member appended.
+func withData(obj []byte, data json.RawMessage) []byte {
+	out := make([]byte, 0, len(obj)+len(data)+8)
+	out = append(out, obj[:len(obj)-1]...)
+	out = append(out, `,"data":`...)
+	out = append(out, data...)
+	return append(out, '}')
+}
+
+// Setting reads a server setting; ok is false when it is not set.
+func (l *Log) Setting(ctx context.Context, key string) (value string, ok bool, err error) {
+	err = l.rdb.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return value, err == nil, err
+}
+
+// SetSettingIfAbsent stores a setting unless it exists, and returns the value
+// now stored.
+func (l *Log) SetSettingIfAbsent(ctx context.Context, key, value string) (string, error) {
+	if l.wdb == nil {
+		return "", errors.New("database is open read-only")
+	}
+	if _, err := l.wdb.ExecContext(ctx, `INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)`, key, value); err != nil {
+		return "", fmt.Errorf("store setting %s: %w", key, err)
+	}
+	var v string
+	err := l.wdb.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	return v, err
+}

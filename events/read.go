@@ -1,0 +1,249 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// MaxPage is the most rows one history or audit read returns.
+const MaxPage = 10000
+
+// Channel implements domain.History.
+func (l *Log) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
+	info := domain.ChannelInfo{App: app, Channel: channel}
+	err := l.rdb.QueryRowContext(ctx, `SELECT epoch, head FROM channels WHERE app = ? AND name = ?`, app, channel).Scan(&info.Epoch, &info.Head)
+	if errors.Is(err, sql.ErrNoRows) {
+		info.First = 1
+		return info, nil
+	}
+	if err != nil {
+		return info, fmt.Errorf("read channel: %w", err)
+	}
+	var first sql.NullInt64
+	if err := l.rdb.QueryRowContext(ctx, `SELECT MIN("offset") FROM messages WHERE app = ? AND channel = ?`, app, channel).Scan(&first); err != nil {
+		return info, fmt.Errorf("read channel: %w", err)
+	}
+	info.First = info.Head + 1
+	if first.Valid {
+		info.First = uint64(first.Int64)
+	}
+	return info, nil
+}
+
+// Channels implements domain.History.
+func (l *Log) Channels(ctx context.Context, app string) ([]domain.ChannelInfo, error) {
+	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.epoch, c.head,
+		COALESCE((SELECT MIN("offset") FROM messages m WHERE m.app = c.app AND m.channel = c.name), c.head + 1)
+		FROM channels c WHERE c.app = ? ORDER BY c.name`, app)
+	if err != nil {
+		return nil, fmt.Errorf("list channels: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.ChannelInfo
+	for rows.Next() {
+		c := domain.ChannelInfo{App: app}
+		if err := rows.Scan(&c.Channel, &c.Epoch, &c.Head, &c.First); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Messages implements domain.History.
+func (l *Log) Messages(ctx context.Context, app, channel string, q domain.HistoryQuery) ([]domain.Message, error) {
+	var where strings.Builder
+	args := []any{app, channel, q.After}
+	where.WriteString(`app = ? AND channel = ? AND "offset" > ?`)
+	if q.Upto > 0 {
+		where.WriteString(` AND "offset" <= ?`)
+		args = append(args, q.Upto)
+	}
+	if q.Since > 0 {
+		where.WriteString(` AND ts >= ?`)
+		args = append(args, q.Since)
+	}
+	if q.Until > 0 {
+		where.WriteString(` AND ts < ?`)
+		args = append(args, q.Until)
+	}
+	limit := q.Limit
+	if limit <= 0 || limit > MaxPage {
+		limit = MaxPage
+	}
+	desc := q.Reverse
+	if q.Last > 0 {
+		desc = true
+		limit = min(limit, q.Last)
+	}
+	order := "ASC"
+	if desc {
+		order = "DESC"
+	}
+	args = append(args, limit)
+	rows, err := l.rdb.QueryContext(ctx, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	defer rows.Close()
+	out := make([]domain.Message, 0, min(limit, 256))
+	for rows.Next() {
+		var m domain.Message
+		var data []byte
+		if err := rows.Scan(&m.Offset, &m.Time, &m.Seq, &data); err != nil {
+			return nil, fmt.Errorf("read history: %w", err)
+		}
+		m.Data = data
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	if q.Last > 0 && !q.Reverse { // newest Last, oldest first
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out, nil
+}
+
+// CountMessages counts the retained messages of a channel matching q's
+// After, Upto and Since bounds.
+func (l *Log) CountMessages(ctx context.Context, app, channel string, q domain.HistoryQuery) (int, error) {
+	query := `SELECT COUNT(*) FROM messages WHERE app = ? AND channel = ? AND "offset" > ?`
+	args := []any{app, channel, q.After}
+	if q.Upto > 0 {
+		query += ` AND "offset" <= ?`
+		args = append(args, q.Upto)
+	}
+	if q.Since > 0 {
+		query += ` AND ts >= ?`
+		args = append(args, q.Since)
+	}
+	var n int
+	err := l.rdb.QueryRowContext(ctx, query, args...).Scan(&n)
+	return n, err
+}
+
+// Events implements domain.History.
+func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, error) {
+	var conds []string
+	var args []any
+	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
+	add("e.seq > ?", q.After)
+	if q.App != "" {
+		add("e.app = ?", q.App)
+	}
+	if len(q.Types) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?,", len(q.Types)), ",")
+		a := make([]any, len(q.Types))
+		for i, t := range q.Types {
+			a[i] = t
+		}
+		add("e.name IN ("+ph+")", a...)
+	}
+	if q.Channel != "" {
+		add("e.channel = ?", q.Channel)
+	}
+	if q.Client != "" {
+		add("e.client = ?", q.Client)
+	}
+	if q.Since > 0 {
+		add("e.ts >= ?", q.Since)
+	}
+	if q.Until > 0 {
+		add("e.ts < ?", q.Until)
+	}
+	limit := q.Limit
+	if limit <= 0 || limit > MaxPage {
+		limit = MaxPage
+	}
+	recs, err := l.queryRecords(ctx, strings.Join(conds, " AND "), args, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Event, len(recs))
+	for i, r := range recs {
+		out[i] = r.ev
+	}
+	return out, nil
+}
+
+func (l *Log) readRecords(ctx context.Context, after uint64, limit int, names []string) ([]*record, error) {
+	cond := "e.seq > ?"
+	args := []any{after}
+	if len(names) > 0 {
+		cond += " AND e.name IN (" + strings.TrimSuffix(strings.Repeat("?,", len(names)), ",") + ")"
+		for _, n := range names {
+			args = append(args, n)
+		}
+	}
+	return l.queryRecords(ctx, cond, args, limit)
+}
+
+func (l *Log) queryRecords(ctx context.Context, where string, args []any, limit int) ([]*record, error) {
+	args = append(args, limit)
+	rows, err := l.rdb.QueryContext(ctx, `SELECT e.seq, e.uuid, e.name, e.ts, e.payload, m.data
+		FROM events e LEFT JOIN messages m ON e."offset" IS NOT NULL AND m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset"
+		WHERE `+where+` ORDER BY e.seq LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer rows.Close()
+	var out []*record
+	for rows.Next() {
+		var (
+			r       record
+			name    string
+			payload []byte
+			data    []byte
+		)
+		if err := rows.Scan(&r.ev.Seq, &r.uuid, &name, &r.ev.Time, &payload, &data); err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		f, err := decodeFact(name, payload)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", r.ev.Seq, err)
+		}
+		r.ev.Fact = f
+		r.payload = payload
+		if mb, ok := f.(*domain.MessageBroadcast); ok && data != nil {
+			mb.Data = data
+			r.payload = withData(payload, data)
+		}
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
+// SubscribersAt returns who was subscribed to a channel at time at (unix
+// ms, inclusive), computed from the log: every client whose latest
+// subscribe to the channel at or before at was not followed, by then, by an
+// unsubscribe from it or by the end of its session.
+func (l *Log) SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error) {
+	rows, err := l.rdb.QueryContext(ctx, `SELECT DISTINCT e.client FROM events e
+		WHERE e.app = ? AND e.channel = ? AND e.name = ? AND e.ts <= ?
+		AND NOT EXISTS (SELECT 1 FROM events x
+			WHERE x.app = e.app AND x.client = e.client AND x.seq > e.seq AND x.ts <= ?
+			AND ((x.name = ? AND x.channel = e.channel) OR x.name = ?))
+		ORDER BY e.client`,
+		app, channel, domain.NameChannelSubscribed, at, at, domain.NameChannelUnsubscribed, domain.NameClientDisconnected)
+	if err != nil {
+		return nil, fmt.Errorf("read subscribers at %d: %w", at, err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,529 @@
+// Package projections holds the read models fed by committed events. Each
+// projection applies events in sequence order, records the last sequence it
+// applied, and can be rebuilt from sequence 0.
+package projections
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// Sink is a connection on this node that can receive frames. Its methods are
+// called with a channel lock held, so they must not block: a sink queues the
+// frame and writes it from its own goroutine.
+type Sink interface {
+	// Send queues a frame. It reports false when the sink cannot take it
+	// (its queue is full or it is closing); the sink then disconnects
+	// itself as a slow consumer.
+	Send(frame []byte) bool
+	// Kick asks the sink to disconnect because the client was kicked.
+	Kick(reason string)
+	// Overflow asks the sink to disconnect as a slow consumer: its
+	// catch-up buffer grew past its limit during a replay.
+	Overflow()
+}
+
+// Encoder builds the wire frames the fan-out shares between receivers.
+type Encoder interface {
+	Message(ev *domain.MessageBroadcast, ts int64) []byte
+	BroadcastAll(ev *domain.BroadcastAll, ts int64) []byte
+	Presence(channel, event, client string) []byte
+}
+
+// HeadFunc reads a channel's committed head and epoch from the log.
+type HeadFunc func(ctx context.Context, app, channel string) (head uint64, epoch string, err error)
+
+// MembershipName is the membership projection's stable handler name.
+const MembershipName = "membership.v1"
+
+// MembershipEvents are the events that change membership, as opposed to
+// the broadcasts that it fans out.
+var MembershipEvents = []string{
+	domain.NameClientConnected, domain.NameClientDisconnected,
+	domain.NameChannelSubscribed, domain.NameChannelUnsubscribed,
+}
+
+// Membership is the live channel membership projection (channel -> clients,
+// client -> channels) and, for clients connected to this node, the fan-out:
+// applying a MessageBroadcast sends its frame, encoded once, to every local
+// subscriber. Channels are sharded, each shard with its own lock, so a
+// broadcast never takes a global lock. Safe for concurrent use; Apply must be
+// called in sequence order from one goroutine.
+type Membership struct {
+	enc       Encoder
+	loadHead  HeadFunc
+	maxBuffer int
+
+	smu      sync.RWMutex
+	sessions map[clientKey]*session
+	sinks    map[clientKey]Sink
+
+	shards [64]shard
+
+	applied atomic.Uint64
+	wmu     sync.Mutex
+	waiters map[uint64][]chan struct{}
+}
+
+type clientKey struct{ app, client string }
+type chanKey struct{ app, channel string }
+
+type session struct {
+	channels map[string]bool
+}
+
+type shard struct {
+	mu    sync.Mutex
+	chans map[chanKey]*channelState
+}
+
+type channelState struct {
+	head  uint64
+	epoch string
+	subs  map[string]*subscription
+}
+
+type subscription struct {
+	sink    Sink   // nil for a client of another node or a dead session
+	from    uint64 // head when the subscription was applied: replay covers up to here
+	catchUp bool   // live frames are buffered until the replay is done
+	buf     []bufFrame
+}
+
+type bufFrame struct {
+	offset uint64
+	frame  []byte
+}
+
+// NewMembership returns an empty membership. maxBuffer caps the frames
+// buffered for one subscription during its replay (default 65536).
+func NewMembership(enc Encoder, loadHead HeadFunc, maxBuffer int) *Membership {
+	if maxBuffer <= 0 {
+		maxBuffer = 65536
+	}
+	m := &Membership{
+		enc: enc, loadHead: loadHead, maxBuffer: maxBuffer,
+		sessions: map[clientKey]*session{},
+		sinks:    map[clientKey]Sink{},
+		waiters:  map[uint64][]chan struct{}{},
+	}
+	for i := range m.shards {
+		m.shards[i].chans = map[chanKey]*channelState{}
+	}
+	return m
+}
+
+var _ domain.Members = (*Membership)(nil)
+
+func (m *Membership) shard(k chanKey) *shard {
+	h := uint32(2166136261)
+	for i := 0; i < len(k.app); i++ {
+		h = (h ^ uint32(k.app[i])) * 16777619
+	}
+	for i := 0; i < len(k.channel); i++ {
+		h = (h ^ uint32(k.channel[i])) * 16777619
+	}
+	return &m.shards[h%uint32(len(m.shards))]
+}
+
+// Attach registers a local connection's sink before its ClientConnected
+// event is appended, so that its subscriptions deliver to it.
+func (m *Membership) Attach(app, client string, s Sink) {
+	m.smu.Lock()
+	m.sinks[clientKey{app, client}] = s
+	m.smu.Unlock()
+}
+
+// Detach forgets a local connection's sink. Its session stays until its
+// ClientDisconnected event is applied.
+func (m *Membership) Detach(app, client string) {
+	k := clientKey{app, client}
+	m.smu.Lock()
+	delete(m.sinks, k)
+	sess := m.sessions[k]
+	var chans []string
+	if sess != nil {
+		for c := range sess.channels {
+			chans = append(chans, c)
+		}
+	}
+	m.smu.Unlock()
+	for _, c := range chans {
+		ck := chanKey{app, c}
+		sh := m.shard(ck)
+		sh.mu.Lock()
+		if st := sh.chans[ck]; st != nil {
+			if sub := st.subs[client]; sub != nil {
+				sub.sink, sub.buf = nil, nil
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Applied returns the sequence of the last event applied.
+func (m *Membership) Applied() uint64 { return m.applied.Load() }
+
+// WaitApplied blocks until the event with sequence seq has been applied, or
+// ctx ends.
+func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
+	if m.applied.Load() >= seq {
+		return nil
+	}
+	ch := make(chan struct{})
+	m.wmu.Lock()
+	if m.applied.Load() >= seq {
+		m.wmu.Unlock()
+		return nil
+	}
+	m.waiters[seq] = append(m.waiters[seq], ch)
+	m.wmu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for event %d to be applied: %w", seq, ctx.Err())
+	}
+}
+
+func (m *Membership) markApplied(seq uint64) {
+	m.applied.Store(seq)
+	m.wmu.Lock()
+	for s, chs := range m.waiters {
+		if s <= seq {
+			for _, ch := range chs {
+				close(ch)
+			}
+			delete(m.waiters, s)
+		}
+	}
+	m.wmu.Unlock()
+}
+
+// Apply applies one committed event. Events must arrive in sequence order;
+// one already applied is ignored, so redelivery is harmless.
+func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
+	if ev.Seq <= m.applied.Load() {
+		return nil
+	}
+	switch f := ev.Fact.(type) {
+	case *domain.ClientConnected:
+		m.smu.Lock()
+		k := clientKey{f.App, f.Client}
+		if m.sessions[k] == nil {
+			m.sessions[k] = &session{channels: map[string]bool{}}
+		}
+		m.smu.Unlock()
+	case *domain.ClientDisconnected:
+		m.smu.Lock()
+		k := clientKey{f.App, f.Client}
+		sess := m.sessions[k]
+		delete(m.sessions, k)
+		m.smu.Unlock()
+		if sess != nil {
+			for c := range sess.channels {
+				m.leave(f.App, c, f.Client)
+			}
+		}
+	case *domain.ChannelSubscribed:
+		if err := m.join(ctx, f); err != nil {
+			return err
+		}
+	case *domain.ChannelUnsubscribed:
+		m.smu.Lock()
+		if sess := m.sessions[clientKey{f.App, f.Client}]; sess != nil {
+			delete(sess.channels, f.Channel)
+		}
+		m.smu.Unlock()
+		m.leave(f.App, f.Channel, f.Client)
+	case *domain.MessageBroadcast:
+		m.fanOut(f, ev.Time)
+	case *domain.BroadcastAll:
+		m.broadcastAll(f, ev.Time)
+	case *domain.ClientKicked:
+		m.smu.RLock()
+		s := m.sinks[clientKey{f.App, f.Client}]
+		m.smu.RUnlock()
+		if s != nil {
+			s.Kick(f.Reason)
+		}
+	}
+	m.markApplied(ev.Seq)
+	return nil
+}
+
+func (m *Membership) join(ctx context.Context, f *domain.ChannelSubscribed) error {
+	k := clientKey{f.App, f.Client}
+	m.smu.Lock()
+	sess := m.sessions[k]
+	if sess == nil { // subscribed without a connection event: keep it consistent
+		sess = &session{channels: map[string]bool{}}
+		m.sessions[k] = sess
+	}
+	sess.channels[f.Channel] = true
+	sink := m.sinks[k]
+	m.smu.Unlock()
+
+	ck := chanKey{f.App, f.Channel}
+	sh := m.shard(ck)
+	sh.mu.Lock()
+	st := sh.chans[ck]
+	sh.mu.Unlock()
+	if st == nil {
+		// First subscriber on this node since start: learn the head from
+		// the log. It may be ahead of what this projection has applied;
+		// subscriptions skip offsets up to their start, so nothing repeats.
+		head, epoch, err := m.loadHead(ctx, f.App, f.Channel)
+		if err != nil {
+			return fmt.Errorf("load head of %s/%s: %w", f.App, f.Channel, err)
+		}
+		sh.mu.Lock()
+		if st = sh.chans[ck]; st == nil {
+			st = &channelState{head: head, epoch: epoch, subs: map[string]*subscription{}}
+			sh.chans[ck] = st
+		}
+		sh.mu.Unlock()
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st.subs[f.Client] = &subscription{sink: sink, from: st.head, catchUp: sink != nil}
+	if domain.IsPresence(f.Channel) {
+		m.presence(st, f.Channel, "join", f.Client)
+	}
+	return nil
+}
+
+func (m *Membership) leave(app, channel, client string) {
+	ck := chanKey{app, channel}
+	sh := m.shard(ck)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.chans[ck]
+	if st == nil || st.subs[client] == nil {
+		return
+	}
+	delete(st.subs, client)
+	if domain.IsPresence(channel) {
+		m.presence(st, channel, "leave", client)
+	}
+	if len(st.subs) == 0 {
+		delete(sh.chans, ck)
+	}
+}
+
+// presence tells a presence channel's live subscribers that client joined
+// or left. The shard lock is held.
+func (m *Membership) presence(st *channelState, channel, event, client string) {
+	var frame []byte
+	for id, sub := range st.subs {
+		if id == client || sub.sink == nil || sub.catchUp {
+			continue
+		}
+		if frame == nil {
+			frame = m.enc.Presence(channel, event, client)
+		}
+		if !sub.sink.Send(frame) {
+			sub.sink = nil
+		}
+	}
+}
+
+func (m *Membership) fanOut(f *domain.MessageBroadcast, ts int64) {
+	ck := chanKey{f.App, f.Channel}
+	sh := m.shard(ck)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.chans[ck]
+	if st == nil {
+		return
+	}
+	if f.Offset > st.head {
+		st.head, st.epoch = f.Offset, f.Epoch
+	}
+	var frame []byte
+	for _, sub := range st.subs {
+		if sub.sink == nil || f.Offset <= sub.from && !sub.catchUp {
+			continue
+		}
+		if frame == nil {
+			frame = m.enc.Message(f, ts)
+		}
+		if sub.catchUp {
+			if f.Offset > sub.from {
+				if len(sub.buf) >= m.maxBuffer {
+					sub.sink.Overflow()
+					sub.sink, sub.buf = nil, nil
+					continue
+				}
+				sub.buf = append(sub.buf, bufFrame{f.Offset, frame})
+			}
+			continue
+		}
+		if !sub.sink.Send(frame) {
+			sub.sink = nil
+		}
+	}
+}
+
+func (m *Membership) broadcastAll(f *domain.BroadcastAll, ts int64) {
+	m.smu.RLock()
+	var sinks []Sink
+	for k, s := range m.sinks {
+		if k.app == f.App {
+			sinks = append(sinks, s)
+		}
+	}
+	m.smu.RUnlock()
+	if len(sinks) == 0 {
+		return
+	}
+	frame := m.enc.BroadcastAll(f, ts)
+	for _, s := range sinks {
+		s.Send(frame)
+	}
+}
+
+// CatchUp returns where a local client's subscription to a channel starts:
+// the head offset its replay must reach and the channel's epoch. ok is false
+// if the client is not subscribed.
+func (m *Membership) CatchUp(app, channel, client string) (head uint64, epoch string, ok bool) {
+	ck := chanKey{app, channel}
+	sh := m.shard(ck)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.chans[ck]
+	if st == nil || st.subs[client] == nil {
+		return 0, "", false
+	}
+	return st.subs[client].from, st.epoch, true
+}
+
+// GoLive ends a subscription's catch-up: the frames buffered during its
+// replay with offsets past the replayed head are sent, in order, and later
+// ones go straight out. It reports false if the subscription is gone.
+func (m *Membership) GoLive(app, channel, client string) bool {
+	ck := chanKey{app, channel}
+	sh := m.shard(ck)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.chans[ck]
+	if st == nil {
+		return false
+	}
+	sub := st.subs[client]
+	if sub == nil || sub.sink == nil {
+		return false
+	}
+	for _, b := range sub.buf {
+		if b.offset > sub.from && !sub.sink.Send(b.frame) {
+			sub.sink = nil
+			break
+		}
+	}
+	if n := len(sub.buf); n > 0 {
+		sub.from = sub.buf[n-1].offset
+	}
+	sub.buf, sub.catchUp = nil, false
+	return sub.sink != nil
+}
+
+// Subscribers implements domain.Members.
+func (m *Membership) Subscribers(app, channel string) []string {
+	ck := chanKey{app, channel}
+	sh := m.shard(ck)
+	sh.mu.Lock()
+	var out []string
+	if st := sh.chans[ck]; st != nil {
+		out = make([]string, 0, len(st.subs))
+		for id := range st.subs {
+			out = append(out, id)
+		}
+	}
+	sh.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// Connected implements domain.Members.
+func (m *Membership) Connected(app, client string) bool {
+	m.smu.RLock()
+	defer m.smu.RUnlock()
+	return m.sessions[clientKey{app, client}] != nil
+}
+
+// Count implements domain.Members.
+func (m *Membership) Count(app, channel string) int {
+	if channel != "" {
+		ck := chanKey{app, channel}
+		sh := m.shard(ck)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if st := sh.chans[ck]; st != nil {
+			return len(st.subs)
+		}
+		return 0
+	}
+	m.smu.RLock()
+	defer m.smu.RUnlock()
+	n := 0
+	for k := range m.sessions {
+		if k.app == app {
+			n++
+		}
+	}
+	return n
+}
+
+// Channels returns an app's channels that have subscribers, with their
+// subscriber counts.
+func (m *Membership) Channels(app string) map[string]int {
+	out := map[string]int{}
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for k, st := range sh.chans {
+			if k.app == app {
+				out[k.channel] = len(st.subs)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// Sessions returns the open sessions of every app, as app -> client ids,
+// sorted. On start, the sessions left open by a previous process are the
+// ones to close.
+func (m *Membership) Sessions() map[string][]string {
+	m.smu.RLock()
+	out := map[string][]string{}
+	for k := range m.sessions {
+		out[k.app] = append(out[k.app], k.client)
+	}
+	m.smu.RUnlock()
+	for _, ids := range out {
+		sort.Strings(ids)
+	}
+	return out
+}
+
+// Subscriptions returns the channels a client is subscribed to, sorted.
+func (m *Membership) Subscriptions(app, client string) []string {
+	m.smu.RLock()
+	defer m.smu.RUnlock()
+	sess := m.sessions[clientKey{app, client}]
+	if sess == nil {
+		return nil
+	}
+	out := make([]string, 0, len(sess.channels))
+	for c := range sess.channels {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,52 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+)
+
+// Restore brings a fresh membership up to the log's head: it applies every
+// membership event up to and including head, read from h in pages, and
+// records head as applied. Broadcasts are skipped: there is no one to
+// deliver old ones to. Live events then come through Handle.
+func (m *Membership) Restore(ctx context.Context, h domain.History, head uint64) error {
+	var after uint64
+	for after < head {
+		evs, err := h.Events(ctx, domain.AuditQuery{Types: MembershipEvents, After: after, Limit: 5000})
+		if err != nil {
+			return fmt.Errorf("restore membership: %w", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			if ev.Seq > head {
+				break
+			}
+			if err := m.Apply(ctx, ev); err != nil {
+				return fmt.Errorf("restore membership at %d: %w", ev.Seq, err)
+			}
+		}
+		after = evs[len(evs)-1].Seq
+	}
+	if head > m.applied.Load() {
+		m.markApplied(head)
+	}
+	return nil
+}
+
+// Handle is the projection's Watermill handler: it applies one committed
+// event from the log's Subscriber. An error nacks the message, which the
+// Subscriber redelivers.
+func (m *Membership) Handle(msg *message.Message) error {
+	ev, err := events.EventOf(msg)
+	if err != nil {
+		return err
+	}
+	return m.Apply(msg.Context(), ev)
+}

@@ -1,0 +1,119 @@
+// Package apps finds the apps a server hosts: one folder each under the apps
+// dir, with optional settings in app.json. The app "default" always exists.
+package apps
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// Settings is an app's app.json.
+type Settings struct {
+	// ClientPublish lets WebSocket clients publish to channels (the
+	// onPublish hook may still refuse or change each message).
+	ClientPublish bool `json:"client_publish,omitempty"`
+	// APIKeys are the app's own server API keys, by name. The name is what
+	// the audit log records as the publisher.
+	APIKeys map[string]string `json:"api_keys,omitempty"`
+	// AllowedOrigins lists the browser origins that may open WebSockets
+	// (scheme://host[:port]); empty allows any.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// Limits override the server's defaults for this app.
+	Limits domain.Limits `json:"limits,omitempty"`
+}
+
+// App is one hosted app.
+type App struct {
+	Name     string
+	Dir      string // empty for a default app with no folder
+	Settings Settings
+}
+
+// Registry looks apps up by name, re-reading app.json when it changes.
+// Safe for concurrent use.
+type Registry struct {
+	dir   string
+	mu    sync.Mutex
+	cache map[string]*entry
+}
+
+type entry struct {
+	app     *App
+	modTime time.Time
+	checked time.Time
+}
+
+// NewRegistry returns a registry over the apps in dir.
+func NewRegistry(dir string) *Registry {
+	return &Registry{dir: dir, cache: map[string]*entry{}}
+}
+
+// Dir returns the apps dir.
+func (r *Registry) Dir() string { return r.dir }
+
+// Lookup returns the app named name, or an error with code not_found.
+func (r *Registry) Lookup(name string) (*App, error) {
+	if err := domain.ValidateApp(name); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if e := r.cache[name]; e != nil && now.Sub(e.checked) < time.Second {
+		return e.app, nil
+	}
+	dir := filepath.Join(r.dir, name)
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		delete(r.cache, name)
+		if name == domain.DefaultApp {
+			return &App{Name: name, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}, nil
+		}
+		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
+	}
+	var mod time.Time
+	if fi, err := os.Stat(filepath.Join(dir, "app.json")); err == nil {
+		mod = fi.ModTime()
+	}
+	if e := r.cache[name]; e != nil && e.modTime.Equal(mod) {
+		e.checked = now
+		return e.app, nil
+	}
+	app := &App{Name: name, Dir: dir}
+	body, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read %s/app.json: %w", name, err)
+	default:
+		if err := json.Unmarshal(body, &app.Settings); err != nil {
+			return nil, fmt.Errorf("app %s: app.json: %w", name, err)
+		}
+	}
+	app.Settings.Limits = app.Settings.Limits.WithDefaults()
+	r.cache[name] = &entry{app: app, modTime: mod, checked: now}
+	return app, nil
+}
+
+// List returns the names of the apps with a folder, plus default.
+func (r *Registry) List() ([]string, error) {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	out := []string{domain.DefaultApp}
+	for _, e := range ents {
+		if e.IsDir() && e.Name() != domain.DefaultApp && domain.ValidateApp(e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,478 @@
+// Package httpapi is the server API at /_api: publishing, channel and
+// history queries, kicks and the audit log, authenticated by bearer keys.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/transport/apps"
+)
+
+// Store is what the API needs of the event log.
+type Store interface {
+	domain.Log
+	domain.History
+	SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error)
+	Head() uint64
+}
+
+// Members is what the API needs of the membership projection.
+type Members interface {
+	domain.Members
+	Channels(app string) map[string]int
+}
+
+// API serves /_api/... and /healthz.
+type API struct {
+	store    Store
+	members  Members
+	apps     *apps.Registry
+	isAdmin  func(key string) bool
+	log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// New returns the server API. isAdmin tells whether a key is the admin key,
+// which authorizes every app; it must compare in constant time.
+func New(store Store, members Members, registry *apps.Registry, isAdmin func(key string) bool, logger *slog.Logger) *API {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &API{store: store, members: members, apps: registry, isAdmin: isAdmin, log: logger, mux: http.NewServeMux()}
+	a.mux.HandleFunc("POST /_api/publish", a.auth(a.publish))
+	a.mux.HandleFunc("POST /_api/broadcast-all", a.auth(a.broadcastAll))
+	a.mux.HandleFunc("GET /_api/channels", a.auth(a.channels))
+	a.mux.HandleFunc("GET /_api/channels/{channel...}", a.auth(a.channelPath))
+	a.mux.HandleFunc("POST /_api/clients/{id}/kick", a.auth(a.kick))
+	a.mux.HandleFunc("GET /_api/audit", a.auth(a.audit))
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("/_api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, domain.Errorf(domain.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+type caller struct {
+	app   *apps.App
+	actor domain.Actor
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c caller) error
+
+// auth resolves the app from the Host header and checks the bearer key: the
+// admin key opens every app, an app key only its own.
+func (a *API) auth(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		app, err := a.apps.Lookup(domain.AppFromHost(r.Host))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || key == "" {
+			writeError(w, domain.Errorf(domain.CodeUnauthorized, "missing Authorization: Bearer <key>"))
+			return
+		}
+		c := caller{app: app}
+		switch {
+		case a.isAdmin(key):
+			c.actor = domain.Actor{Kind: domain.ActorAdmin}
+		default:
+			name := ""
+			for n, k := range app.Settings.APIKeys {
+				if equal(key, k) {
+					name = n
+				}
+			}
+			if name == "" {
+				writeError(w, domain.Errorf(domain.CodeUnauthorized, "key is not valid for app %s", app.Name))
+				return
+			}
+			c.actor = domain.Actor{Kind: domain.ActorAPIKey, ID: name}
+		}
+		if err := h(w, r, c); err != nil {
+			if domain.CodeOf(err) == domain.CodeInternal {
+				a.log.Error("api", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, err)
+		}
+	}
+}
+
+// equal compares keys in constant time.
+func equal(given, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "seq": a.store.Head()})
+}
+
+func decodeBody(r *http.Request, max int, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	if err != nil {
+		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+	}
+	if len(body) > max {
+		return domain.Errorf(domain.CodeTooLarge, "body is over %d bytes", max)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return domain.Errorf(domain.CodeBadRequest, "body is not the JSON expected: %v", err)
+	}
+	return nil
+}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
+	var body struct {
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}
+	limit := c.app.Settings.Limits.MaxMessageBytes
+	if err := decodeBody(r, limit+1024, &body); err != nil {
+		return err
+	}
+	if err := domain.ValidateChannel(body.Channel); err != nil {
+		return err
+	}
+	if len(body.Data) == 0 {
+		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
+	}
+	if len(body.Data) > limit {
+		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(body.Data), limit)
+	}
+	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: body.Channel, Data: body.Data, Publisher: c.actor}
+	evs, err := a.store.Append(r.Context(), mb)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channel": mb.Channel, "offset": mb.Offset, "epoch": mb.Epoch, "seq": evs[0].Seq})
+	return nil
+}
+
+func (a *API) broadcastAll(w http.ResponseWriter, r *http.Request, c caller) error {
+	var body struct {
+		Data json.RawMessage `json:"data"`
+	}
+	limit := c.app.Settings.Limits.MaxMessageBytes
+	if err := decodeBody(r, limit+1024, &body); err != nil {
+		return err
+	}
+	if len(body.Data) == 0 {
+		return domain.Errorf(domain.CodeBadRequest, "broadcast-all needs data")
+	}
+	if len(body.Data) > limit {
+		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(body.Data), limit)
+	}
+	evs, err := a.store.Append(r.Context(), &domain.BroadcastAll{App: c.app.Name, Data: body.Data, Publisher: c.actor})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"seq": evs[0].Seq, "connections": a.members.Count(c.app.Name, "")})
+	return nil
+}
+
+type channelJSON struct {
+	Channel     string `json:"channel"`
+	Subscribers int    `json:"subscribers"`
+	Head        uint64 `json:"head"`
+	Epoch       string `json:"epoch,omitempty"`
+	FirstOffset uint64 `json:"first_offset"`
+}
+
+func (a *API) channels(w http.ResponseWriter, r *http.Request, c caller) error {
+	infos, err := a.store.Channels(r.Context(), c.app.Name)
+	if err != nil {
+		return err
+	}
+	live := a.members.Channels(c.app.Name)
+	out := []channelJSON{}
+	for _, in := range infos {
+		out = append(out, channelJSON{in.Channel, live[in.Channel], in.Head, in.Epoch, in.First})
+		delete(live, in.Channel)
+	}
+	for name, n := range live { // subscribed, never broadcast to
+		out = append(out, channelJSON{Channel: name, Subscribers: n, FirstOffset: 1})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Channel < out[j].Channel })
+	writeJSON(w, http.StatusOK, map[string]any{"channels": out})
+	return nil
+}
+
+// channelPath routes /_api/channels/{channel}/history and .../subscribers;
+// channel names may contain '/'.
+func (a *API) channelPath(w http.ResponseWriter, r *http.Request, c caller) error {
+	rest := r.PathValue("channel")
+	if ch, ok := strings.CutSuffix(rest, "/history"); ok {
+		return a.history(w, r, c, ch)
+	}
+	if ch, ok := strings.CutSuffix(rest, "/subscribers"); ok {
+		return a.subscribers(w, r, c, ch)
+	}
+	return domain.Errorf(domain.CodeNotFound, "no API endpoint GET %s", r.URL.Path)
+}
+
+func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel string) error {
+	if err := domain.ValidateChannel(channel); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var hq domain.HistoryQuery
+	var err error
+	if hq.After, err = uintParam(q.Get("offset")); err != nil {
+		return err
+	}
+	if hq.Since, err = timeParam(q.Get("since")); err != nil {
+		return err
+	}
+	if hq.Until, err = timeParam(q.Get("until")); err != nil {
+		return err
+	}
+	limit, err := uintParam(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	hq.Limit = int(min(limit, 1000))
+	if hq.Limit == 0 {
+		hq.Limit = 100
+	}
+	last, err := uintParam(q.Get("last"))
+	if err != nil {
+		return err
+	}
+	hq.Last = int(last)
+	hq.Reverse = q.Get("reverse") == "true" || q.Get("reverse") == "1"
+	info, err := a.store.Channel(r.Context(), c.app.Name, channel)
+	if err != nil {
+		return err
+	}
+	msgs, err := a.store.Messages(r.Context(), c.app.Name, channel, hq)
+	if err != nil {
+		return err
+	}
+	if msgs == nil {
+		msgs = []domain.Message{}
+	}
+	resp := map[string]any{
+		"channel": channel, "epoch": info.Epoch, "head": info.Head, "first_offset": info.First,
+		"messages": msgs,
+	}
+	if len(msgs) == hq.Limit && hq.Last == 0 && !hq.Reverse {
+		resp["next_offset"] = msgs[len(msgs)-1].Offset
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (a *API) subscribers(w http.ResponseWriter, r *http.Request, c caller, channel string) error {
+	if err := domain.ValidateChannel(channel); err != nil {
+		return err
+	}
+	if at := r.URL.Query().Get("at"); at != "" {
+		t, err := timeParam(at)
+		if err != nil {
+			return err
+		}
+		ids, err := a.store.SubscribersAt(r.Context(), c.app.Name, channel, t)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"channel": channel, "at": t, "subscribers": ids})
+		return nil
+	}
+	ids := a.members.Subscribers(c.app.Name, channel)
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channel": channel, "subscribers": ids})
+	return nil
+}
+
+func (a *API) kick(w http.ResponseWriter, r *http.Request, c caller) error {
+	id := r.PathValue("id")
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, 4096, &body); err != nil {
+			return err
+		}
+	}
+	if !a.members.Connected(c.app.Name, id) {
+		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s", id, c.app.Name)
+	}
+	evs, err := a.store.Append(r.Context(), &domain.ClientKicked{App: c.app.Name, Client: id, Reason: body.Reason, By: c.actor})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"client": id, "kicked": true, "seq": evs[0].Seq})
+	return nil
+}
+
+// EventTypes maps the short type names the audit accepts to event names.
+var EventTypes = map[string]string{
+	"connected":     domain.NameClientConnected,
+	"disconnected":  domain.NameClientDisconnected,
+	"subscribed":    domain.NameChannelSubscribed,
+	"unsubscribed":  domain.NameChannelUnsubscribed,
+	"broadcast":     domain.NameMessageBroadcast,
+	"broadcast_all": domain.NameBroadcastAll,
+	"kicked":        domain.NameClientKicked,
+}
+
+// ParseTypes turns a comma-separated list of short or full event names into
+// event names.
+func ParseTypes(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if name, ok := EventTypes[t]; ok {
+			out = append(out, name)
+		} else if _, ok := domain.NewFact(t); ok {
+			out = append(out, t)
+		} else {
+			return nil, domain.Errorf(domain.CodeBadRequest, "unknown event type %q", t)
+		}
+	}
+	return out, nil
+}
+
+// AuditEvent is how the audit shows an event.
+type AuditEvent struct {
+	Seq     uint64      `json:"seq"`
+	Time    int64       `json:"time"`
+	Type    string      `json:"type"`
+	App     string      `json:"app"`
+	Channel string      `json:"channel,omitempty"`
+	Client  string      `json:"client,omitempty"`
+	Event   domain.Fact `json:"event"`
+}
+
+// NewAuditEvent wraps an event for display.
+func NewAuditEvent(ev domain.Event) AuditEvent {
+	app, ch, cl := ev.Fact.Scope()
+	return AuditEvent{ev.Seq, ev.Time, ev.Fact.EventName(), app, ch, cl, ev.Fact}
+}
+
+func (a *API) audit(w http.ResponseWriter, r *http.Request, c caller) error {
+	q := r.URL.Query()
+	aq := domain.AuditQuery{App: c.app.Name, Channel: q.Get("channel"), Client: q.Get("client")}
+	var err error
+	if aq.Types, err = ParseTypes(q.Get("type")); err != nil {
+		return err
+	}
+	if aq.Since, err = timeParam(q.Get("since")); err != nil {
+		return err
+	}
+	if aq.Until, err = timeParam(q.Get("until")); err != nil {
+		return err
+	}
+	if aq.After, err = uintParam(q.Get("after")); err != nil {
+		return err
+	}
+	limit, err := uintParam(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	aq.Limit = int(min(limit, 1000))
+	if aq.Limit == 0 {
+		aq.Limit = 100
+	}
+	evs, err := a.store.Events(r.Context(), aq)
+	if err != nil {
+		return err
+	}
+	out := make([]AuditEvent, len(evs))
+	for i, ev := range evs {
+		out[i] = NewAuditEvent(ev)
+	}
+	resp := map[string]any{"events": out}
+	if len(evs) == aq.Limit {
+		resp["next_after"] = evs[len(evs)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func uintParam(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, domain.Errorf(domain.CodeBadRequest, "%q is not a whole number", s)
+	}
+	return n, nil
+}
+
+// timeParam reads a time as unix milliseconds or RFC 3339.
+func timeParam(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return n, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixMilli(), nil
+	}
+	return 0, domain.Errorf(domain.CodeBadRequest, "%q is not a time (unix ms or RFC 3339)", s)
+}
+
+var statusOf = map[domain.Code]int{
+	domain.CodeBadRequest:           http.StatusBadRequest,
+	domain.CodeUnknownType:          http.StatusBadRequest,
+	domain.CodeInvalidChannel:       http.StatusBadRequest,
+	domain.CodeNotAllowed:           http.StatusForbidden,
+	domain.CodeTooLarge:             http.StatusRequestEntityTooLarge,
+	domain.CodeRateLimited:          http.StatusTooManyRequests,
+	domain.CodeTooManySubscriptions: http.StatusTooManyRequests,
+	domain.CodeNotFound:             http.StatusNotFound,
+	domain.CodeUnauthorized:         http.StatusUnauthorized,
+	domain.CodeUnavailable:          http.StatusServiceUnavailable,
+	domain.CodeInternal:             http.StatusInternalServerError,
+}
+
+// WriteError writes err as {"error","code"} with the status its code maps to.
+func writeError(w http.ResponseWriter, err error) {
+	code := domain.CodeOf(err)
+	msg := err.Error()
+	if code == domain.CodeInternal {
+		msg = "internal error"
+		if errors.Is(err, context.Canceled) {
+			msg = "request canceled"
+		}
+	}
+	if code == domain.CodeUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fazt"`)
+	}
+	writeJSON(w, statusOf[code], map[string]any{"error": msg, "code": code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(fmt.Sprintf(`{"error":%q,"code":"internal"}`, err.Error()))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

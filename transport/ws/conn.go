@@ -1,0 +1,523 @@
+package ws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/apps"
+)
+
+// conn is one client connection: a reader goroutine that runs its commands
+// and a writer goroutine that drains its bounded queue, one socket write for
+// everything queued. It is the connection's projections.Sink.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	raw    net.Conn
+	app    *apps.App
+	client domain.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	queue     [][]byte
+	spare     [][]byte
+	pong      []byte // payload of a WebSocket pong to send
+	closing   bool
+	flush     bool   // on close, write what is queued first
+	closeCode int    // WebSocket close code
+	closeText string // disconnect reason sent to the client
+	reason    string // ClientDisconnected reason
+	echoClose bool   // the client closed; answer with a plain close frame
+
+	wake     chan struct{}
+	drained  chan struct{}
+	inbound  atomic.Int64 // unix nanos of the last inbound frame
+	writerWG sync.WaitGroup
+
+	smu     sync.Mutex
+	subs    map[string]context.CancelFunc
+	replays sync.WaitGroup
+}
+
+var _ projections.Sink = (*conn)(nil)
+
+func newConn(s *Server, ws *websocket.Conn, app *apps.App, client domain.Client) *conn {
+	c := &conn{
+		srv: s, ws: ws, raw: ws.UnderlyingConn(), app: app, client: client,
+		wake:    make(chan struct{}, 1),
+		drained: make(chan struct{}, 1),
+		subs:    map[string]context.CancelFunc{},
+	}
+	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	c.inbound.Store(time.Now().UnixNano())
+	c.writerWG.Add(1)
+	return c
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Send implements projections.Sink.
+func (c *conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.srv.cfg.SendQueue {
+		c.closeLocked(domain.ReasonSlowConsumer, 4001, "slow consumer: send queue full", false)
+		c.mu.Unlock()
+		signal(c.wake)
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.mu.Unlock()
+	signal(c.wake)
+	return true
+}
+
+// Kick implements projections.Sink.
+func (c *conn) Kick(reason string) {
+	text := "kicked"
+	if reason != "" {
+		text = "kicked: " + reason
+	}
+	c.disconnect(domain.ReasonKicked, 4000, text, true)
+}
+
+// Overflow implements projections.Sink.
+func (c *conn) Overflow() {
+	c.disconnect(domain.ReasonSlowConsumer, 4001, "slow consumer: too many messages during replay", false)
+}
+
+// reply queues a reply frame. A client that lets replies pile up past its
+// queue is a slow consumer like any other.
+func (c *conn) reply(frame []byte) { c.Send(frame) }
+
+func (c *conn) replyError(id json.RawMessage, channel string, err error) {
+	code := domain.CodeOf(err)
+	msg := err.Error()
+	if code == domain.CodeInternal {
+		c.srv.log.Error("request failed", "app", c.app.Name, "client", c.client.ID, "err", err)
+		msg = "internal error"
+	}
+	c.reply(mustJSON(struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Channel string          `json:"channel,omitempty"`
+		Error   string          `json:"error"`
+		Code    domain.Code     `json:"code"`
+	}{"error", id, channel, msg, code}))
+}
+
+// disconnect ends the connection: the writer sends {"type":"disconnect"} and
+// a close frame with code, then closes the socket. With flush, what is
+// already queued goes out first. Only the first call counts.
+func (c *conn) disconnect(reason string, code int, text string, flush bool) {
+	c.mu.Lock()
+	c.closeLocked(reason, code, text, flush)
+	c.mu.Unlock()
+	signal(c.wake)
+}
+
+func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
+	if c.closing {
+		return
+	}
+	c.closing, c.reason, c.closeCode, c.closeText, c.flush = true, reason, code, text, flush
+	if !flush {
+		c.queue = nil
+	}
+}
+
+// sendPage queues replayed frames, waiting while the queue is more than half
+// full so that a long replay never overflows it and live frames keep room.
+func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
+	for len(frames) > 0 {
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return errors.New("connection closing")
+		}
+		room := c.srv.cfg.SendQueue/2 - len(c.queue)
+		if room > 0 {
+			n := min(room, len(frames))
+			c.queue = append(c.queue, frames[:n]...)
+			frames = frames[n:]
+			c.mu.Unlock()
+			signal(c.wake)
+			continue
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.drained:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (c *conn) writeLoop() {
+	defer c.writerWG.Done()
+	defer c.raw.Close()
+	hb, timeout := c.srv.cfg.Heartbeat, c.srv.cfg.PongTimeout
+	timer := time.NewTimer(hb)
+	defer timer.Stop()
+	var pingSent int64 // unix nanos of an unanswered ping; 0 for none
+	var buf []byte
+	for {
+		select {
+		case <-c.wake:
+		case <-timer.C:
+			if pingSent != 0 {
+				if c.inbound.Load() < pingSent {
+					c.disconnect(domain.ReasonHeartbeatTimeout, 4002, fmt.Sprintf("no frame within %s of a ping", timeout), false)
+				} else {
+					pingSent = 0
+					timer.Reset(hb - timeout)
+					continue
+				}
+			} else {
+				pingSent = time.Now().UnixNano()
+				c.Send([]byte(`{"type":"ping"}`))
+				timer.Reset(timeout)
+			}
+		}
+		c.mu.Lock()
+		frames := c.queue
+		c.queue = c.spare[:0]
+		pong := c.pong
+		c.pong = nil
+		closing, flush, echo := c.closing, c.flush, c.echoClose
+		code, text := c.closeCode, c.closeText
+		c.mu.Unlock()
+
+		buf = buf[:0]
+		if pong != nil {
+			buf = appendFrameHeader(buf, opPong, len(pong))
+			buf = append(buf, pong...)
+		}
+		if !closing || flush {
+			for _, f := range frames {
+				buf = appendFrameHeader(buf, opText, len(f))
+				buf = append(buf, f...)
+			}
+		}
+		clear(frames)
+		c.mu.Lock()
+		c.spare = frames[:0]
+		c.mu.Unlock()
+		if closing {
+			var body []byte
+			if echo {
+				body = closePayload(websocket.CloseNormalClosure, "")
+			} else {
+				d := mustJSON(struct {
+					Type   string `json:"type"`
+					Reason string `json:"reason"`
+					Code   int    `json:"code"`
+				}{"disconnect", text, code})
+				buf = appendFrameHeader(buf, opText, len(d))
+				buf = append(buf, d...)
+				body = closePayload(code, text)
+			}
+			buf = appendFrameHeader(buf, opClose, len(body))
+			buf = append(buf, body...)
+		}
+		if len(buf) > 0 {
+			c.raw.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if _, err := c.raw.Write(buf); err != nil {
+				c.mu.Lock()
+				reason := domain.ReasonConnectionLost
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					reason = domain.ReasonSlowConsumer
+				}
+				c.closeLocked(reason, 4001, "write failed", false)
+				c.mu.Unlock()
+				return
+			}
+		}
+		signal(c.drained)
+		if closing {
+			return
+		}
+		if cap(buf) > 1<<20 { // do not hold a huge buffer for an idle connection
+			buf = nil
+		}
+	}
+}
+
+// request is any client frame.
+type request struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Channel string          `json:"channel"`
+	Offset  *int64          `json:"offset"`
+	Last    *int64          `json:"last"`
+	Since   *int64          `json:"since"`
+	Epoch   string          `json:"epoch"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func (c *conn) readLoop() {
+	limits := c.app.Settings.Limits
+	// Frames up to four times the message limit are read and refused with
+	// too_large; bigger ones end the connection (close 1009).
+	c.ws.SetReadLimit(int64(4*limits.MaxMessageBytes) + 1024)
+	c.ws.SetPingHandler(func(data string) error {
+		c.inbound.Store(time.Now().UnixNano())
+		c.mu.Lock()
+		c.pong = []byte(data)
+		c.mu.Unlock()
+		signal(c.wake)
+		return nil
+	})
+	c.ws.SetCloseHandler(func(code int, text string) error {
+		c.mu.Lock()
+		if !c.closing {
+			c.closeLocked(domain.ReasonClientClosed, code, text, false)
+			c.echoClose = true
+		}
+		c.mu.Unlock()
+		signal(c.wake)
+		return nil
+	})
+	var reason string
+	for {
+		typ, body, err := c.ws.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				reason = domain.ReasonTooLarge
+			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+				reason = domain.ReasonClientClosed
+			default:
+				reason = domain.ReasonConnectionLost
+			}
+			break
+		}
+		c.inbound.Store(time.Now().UnixNano())
+		if typ != websocket.TextMessage {
+			c.replyError(nil, "", domain.Errorf(domain.CodeBadRequest, "binary frames are not supported; send JSON text frames"))
+			continue
+		}
+		if len(body) > limits.MaxMessageBytes {
+			c.replyError(peekID(body), "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
+			continue
+		}
+		c.handle(body)
+	}
+	c.finish(reason)
+}
+
+// finish runs once the reader has stopped: it stops the writer and the
+// replays, and records the disconnection.
+func (c *conn) finish(readReason string) {
+	c.mu.Lock()
+	c.closeLocked(readReason, websocket.CloseNormalClosure, readReason, false)
+	reason := c.reason
+	c.mu.Unlock()
+	signal(c.wake)
+	c.writerWG.Wait()
+	c.cancel()
+	c.replays.Wait()
+	c.srv.members.Detach(c.app.Name, c.client.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.srv.store.Append(ctx, &domain.ClientDisconnected{App: c.app.Name, Client: c.client.ID, Reason: reason}); err != nil {
+		c.srv.log.Error("record disconnection", "app", c.app.Name, "client", c.client.ID, "err", err)
+	}
+	if c.srv.hooks != nil {
+		c.srv.hooks.OnDisconnect(ctx, c.client, reason)
+	}
+	c.srv.untrack(c)
+}
+
+func peekID(body []byte) json.RawMessage {
+	var r struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(body, &r) != nil || !validID(r.ID) {
+		return nil
+	}
+	return r.ID
+}
+
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	if id[0] == '"' {
+		return true
+	}
+	_, err := strconv.ParseFloat(string(id), 64)
+	return err == nil
+}
+
+func (c *conn) handle(body []byte) {
+	var req request
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&req); err != nil {
+		c.replyError(peekID(body), "", domain.Errorf(domain.CodeBadRequest, "malformed frame: %v", err))
+		return
+	}
+	if dec.More() {
+		c.replyError(req.ID, "", domain.Errorf(domain.CodeBadRequest, "malformed frame: one JSON object per frame"))
+		return
+	}
+	if !validID(req.ID) {
+		c.replyError(nil, "", domain.Errorf(domain.CodeBadRequest, "id must be a number or a string"))
+		return
+	}
+	var err error
+	switch req.Type {
+	case "subscribe":
+		err = c.subscribe(&req)
+	case "unsubscribe":
+		err = c.unsubscribe(&req)
+	case "publish":
+		err = c.publish(&req)
+	case "ping":
+		c.reply(idFrame("pong", req.ID))
+	case "pong":
+	case "members":
+		err = c.membersOf(&req)
+	case "":
+		err = domain.Errorf(domain.CodeBadRequest, "frame has no type")
+	default:
+		err = &domain.Error{Code: domain.CodeUnknownType, Msg: fmt.Sprintf("unknown type %q", req.Type)}
+	}
+	if err != nil {
+		c.replyError(req.ID, req.Channel, err)
+	}
+}
+
+func idFrame(typ string, id json.RawMessage) []byte {
+	return mustJSON(struct {
+		Type string          `json:"type"`
+		ID   json.RawMessage `json:"id,omitempty"`
+	}{typ, id})
+}
+
+func (c *conn) subscribed(channel string) bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	_, ok := c.subs[channel]
+	return ok
+}
+
+func (c *conn) membersOf(req *request) error {
+	if err := domain.ValidateChannel(req.Channel); err != nil {
+		return err
+	}
+	if !domain.IsPresence(req.Channel) {
+		return domain.Errorf(domain.CodeBadRequest, "members is for presence channels (%s*)", domain.PresencePrefix)
+	}
+	if !c.subscribed(req.Channel) {
+		return domain.Errorf(domain.CodeNotAllowed, "subscribe to %s to see its members", req.Channel)
+	}
+	members := c.srv.members.Subscribers(c.app.Name, req.Channel)
+	c.reply(mustJSON(struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Channel string          `json:"channel"`
+		Members []string        `json:"members"`
+	}{"members", req.ID, req.Channel, members}))
+	return nil
+}
+
+func (c *conn) publish(req *request) error {
+	if err := domain.ValidateChannel(req.Channel); err != nil {
+		return err
+	}
+	if len(req.Data) == 0 {
+		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
+	}
+	data := req.Data
+	allowed := c.app.Settings.ClientPublish
+	if c.srv.hooks != nil {
+		out, drop, err := c.srv.hooks.OnPublish(c.ctx, c.client, req.Channel, data)
+		if err != nil {
+			return err
+		}
+		if drop {
+			c.reply(mustJSON(struct {
+				Type    string          `json:"type"`
+				ID      json.RawMessage `json:"id,omitempty"`
+				Channel string          `json:"channel"`
+				Dropped bool            `json:"dropped"`
+			}{"published", req.ID, req.Channel, true}))
+			return nil
+		}
+		if out != nil {
+			data, allowed = out, true
+		}
+	}
+	if !allowed {
+		return domain.Errorf(domain.CodeNotAllowed, "clients may not publish in app %s", c.app.Name)
+	}
+	if len(data) > c.app.Settings.Limits.MaxMessageBytes {
+		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), c.app.Settings.Limits.MaxMessageBytes)
+	}
+	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,
+		Publisher: domain.Actor{Kind: domain.ActorClient, ID: c.client.ID}}
+	if _, err := c.srv.store.Append(c.ctx, mb); err != nil {
+		return err
+	}
+	c.reply(mustJSON(struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Channel string          `json:"channel"`
+		Offset  uint64          `json:"offset"`
+		Epoch   string          `json:"epoch"`
+	}{"published", req.ID, req.Channel, mb.Offset, mb.Epoch}))
+	return nil
+}
+
+func (c *conn) unsubscribe(req *request) error {
+	if err := domain.ValidateChannel(req.Channel); err != nil {
+		return err
+	}
+	c.smu.Lock()
+	cancel, ok := c.subs[req.Channel]
+	delete(c.subs, req.Channel)
+	c.smu.Unlock()
+	if !ok {
+		return domain.Errorf(domain.CodeBadRequest, "not subscribed to %s", req.Channel)
+	}
+	cancel()
+	evs, err := c.srv.store.Append(c.ctx, &domain.ChannelUnsubscribed{App: c.app.Name, Channel: req.Channel, Client: c.client.ID})
+	if err != nil {
+		return err
+	}
+	// Once the projection has applied it, no more frames of the channel
+	// are queued, so `unsubscribed` is the last word on it.
+	if err := c.srv.members.WaitApplied(c.ctx, evs[0].Seq); err != nil {
+		return err
+	}
+	c.reply(mustJSON(struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Channel string          `json:"channel"`
+	}{"unsubscribed", req.ID, req.Channel}))
+	return nil
+}

@@ -1,0 +1,99 @@
+package ws
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"strconv"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/projections"
+)
+
+// WebSocket opcodes (RFC 6455 section 5.2).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+// appendFrameHeader appends the header of an unmasked, final server frame.
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 126)
+		return binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		return binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+}
+
+// closePayload is the body of a close frame: the code, then the reason.
+func closePayload(code int, reason string) []byte {
+	if len(reason) > 120 {
+		reason = reason[:120]
+	}
+	b := binary.BigEndian.AppendUint16(nil, uint16(code))
+	return append(b, reason...)
+}
+
+// Encoder builds the frames of the wire protocol. It implements
+// projections.Encoder; its output is shared by every receiver of a frame.
+type Encoder struct{}
+
+var _ projections.Encoder = Encoder{}
+
+// Message encodes a live message frame.
+func (Encoder) Message(ev *domain.MessageBroadcast, ts int64) []byte {
+	return appendMessage(make([]byte, 0, 80+len(ev.Channel)+len(ev.Data)), ev.Channel, ev.Offset, ev.Data, ts, false)
+}
+
+// appendMessage appends a message frame's JSON. Channel names never need
+// escaping (their alphabet has no quote, backslash or control character),
+// and data was validated as JSON when it was published.
+func appendMessage(b []byte, channel string, offset uint64, data []byte, ts int64, replay bool) []byte {
+	b = append(b, `{"type":"message","channel":"`...)
+	b = append(b, channel...)
+	b = append(b, `","offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	if replay {
+		b = append(b, `,"replay":true`...)
+	}
+	return append(b, '}')
+}
+
+// BroadcastAll encodes a message to every connection: no channel, no offset.
+func (Encoder) BroadcastAll(ev *domain.BroadcastAll, ts int64) []byte {
+	b := make([]byte, 0, 48+len(ev.Data))
+	b = append(b, `{"type":"message","data":`...)
+	b = append(b, ev.Data...)
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	return append(b, '}')
+}
+
+// Presence encodes a presence join or leave.
+func (Encoder) Presence(channel, event, client string) []byte {
+	return mustJSON(struct {
+		Type    string `json:"type"`
+		Channel string `json:"channel"`
+		Event   string `json:"event"`
+		Client  string `json:"client"`
+	}{"presence", channel, event, client})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only ever called with values that marshal
+	}
+	return b
+}

@@ -1,0 +1,314 @@
+// Package ws is the WebSocket transport at /_ws: it decodes client frames
+// into commands on the event log and the membership projection, and writes
+// what the fan-out queues for each connection, coalescing everything queued
+// into one socket write.
+package ws
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/apps"
+)
+
+// Store is what the transport needs of the event log.
+type Store interface {
+	domain.Log
+	domain.History
+	CountMessages(ctx context.Context, app, channel string, q domain.HistoryQuery) (int, error)
+}
+
+// Config configures the WebSocket server. Zero fields take the defaults.
+type Config struct {
+	// Heartbeat is how often the server sends {"type":"ping"} (default 30s).
+	Heartbeat time.Duration
+	// PongTimeout is how long after a ping a connection with no inbound
+	// frame is closed (default 10s).
+	PongTimeout time.Duration
+	// WriteTimeout bounds one socket write (default 10s); a client that
+	// cannot take a write in that time is a slow consumer.
+	WriteTimeout time.Duration
+	// SendQueue is how many frames may wait for one connection before it
+	// is disconnected as a slow consumer (default 8192).
+	SendQueue int
+	// ReplayPage is how many history messages one read returns (default 1000).
+	ReplayPage int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 30 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 10 * time.Second
+	}
+	if c.PongTimeout >= c.Heartbeat {
+		c.PongTimeout = c.Heartbeat / 2
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 8192
+	}
+	if c.ReplayPage <= 0 {
+		c.ReplayPage = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server serves /_ws. Safe for concurrent use.
+type Server struct {
+	cfg      Config
+	store    Store
+	members  *projections.Membership
+	apps     *apps.Registry
+	hooks    domain.Hooks
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	perApp   map[string]int
+	closing  bool
+	connWG   sync.WaitGroup
+	baseCtx  context.Context
+	stopBase context.CancelFunc
+}
+
+// NewServer returns a WebSocket server. hooks may be nil.
+func NewServer(cfg Config, store Store, members *projections.Membership, registry *apps.Registry, hooks domain.Hooks) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		cfg: cfg, store: store, members: members, apps: registry, hooks: hooks,
+		log:    cfg.Logger,
+		conns:  map[*conn]struct{}{},
+		perApp: map[string]int{},
+	}
+	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:   1024,
+		WriteBufferSize:  256, // only the handshake is written through gorilla
+		WriteBufferPool:  &sync.Pool{},
+		HandshakeTimeout: 10 * time.Second,
+		// Origins are checked in ServeHTTP against the app's settings.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return s
+}
+
+// ServeHTTP upgrades a request to /_ws.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	app, err := s.apps.Lookup(domain.AppFromHost(r.Host))
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	if err := checkOrigin(r, app.Settings.AllowedOrigins); err != nil {
+		httpError(w, err)
+		return
+	}
+	client := domain.Client{
+		ID:          newClientID(),
+		App:         app.Name,
+		Remote:      r.RemoteAddr,
+		ConnectedAt: time.Now().UnixMilli(),
+		Query:       flatten(r.URL.Query()),
+	}
+	if !s.reserve(app) {
+		httpError(w, domain.Errorf(domain.CodeUnavailable, "app %s has its maximum of %d connections", app.Name, app.Settings.Limits.MaxConnections))
+		return
+	}
+	if s.hooks != nil {
+		if err := s.hooks.OnConnect(r.Context(), client); err != nil {
+			s.release(app.Name)
+			httpError(w, err)
+			return
+		}
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.release(app.Name)
+		return // the upgrader has answered
+	}
+	c := newConn(s, ws, app, client)
+	s.members.Attach(app.Name, client.ID, c)
+	if _, err := s.store.Append(r.Context(), &domain.ClientConnected{
+		App: app.Name, Client: client.ID, Remote: client.Remote,
+		UserAgent: r.UserAgent(), Origin: r.Header.Get("Origin"), Query: client.Query,
+	}); err != nil {
+		s.members.Detach(app.Name, client.ID)
+		s.log.Error("record connection", "app", app.Name, "err", err)
+		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, "event log unavailable"), time.Now().Add(time.Second))
+		ws.Close()
+		s.release(app.Name)
+		return
+	}
+	if !s.track(c) { // shutting down
+		c.disconnect(domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown", false)
+	}
+	c.reply(mustJSON(struct {
+		Type      string `json:"type"`
+		ClientID  string `json:"client_id"`
+		App       string `json:"app"`
+		Heartbeat int    `json:"heartbeat"`
+	}{"connected", client.ID, app.Name, int(s.cfg.Heartbeat / time.Second)}))
+	// The handler returns now, releasing net/http's buffers; the
+	// connection lives on in its own reader and writer goroutines.
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+func (s *Server) reserve(app *apps.App) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	if max := app.Settings.Limits.MaxConnections; max > 0 && s.perApp[app.Name] >= max {
+		return false
+	}
+	s.perApp[app.Name]++
+	return true
+}
+
+func (s *Server) release(app string) {
+	s.mu.Lock()
+	s.perApp[app]--
+	if s.perApp[app] <= 0 {
+		delete(s.perApp, app)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connWG.Add(1)
+	s.conns[c] = struct{}{}
+	return !s.closing
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.release(c.app.Name)
+	s.connWG.Done()
+}
+
+// Shutdown tells every client the server is going away (disconnect, close
+// code 1001), waits until each connection has recorded its
+// ClientDisconnected event or ctx ends, and refuses new connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.disconnect(domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown", true)
+	}
+	done := make(chan struct{})
+	go func() { s.connWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.stopBase()
+		return nil
+	case <-ctx.Done():
+		s.stopBase()
+		return ctx.Err()
+	}
+}
+
+// Connections returns the number of open connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// checkOrigin allows requests without an Origin (non-browser clients) and,
+// when the app lists allowed origins, browsers whose origin matches one
+// exactly by scheme and host.
+func checkOrigin(r *http.Request, allowed []string) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(allowed) == 0 {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return domain.Errorf(domain.CodeNotAllowed, "origin %q is not a URL", origin)
+	}
+	for _, a := range allowed {
+		au, err := url.Parse(a)
+		if err == nil && strings.EqualFold(au.Scheme, u.Scheme) && strings.EqualFold(au.Host, u.Host) {
+			return nil
+		}
+	}
+	return domain.Errorf(domain.CodeNotAllowed, "origin %s is not allowed for this app", origin)
+}
+
+func httpError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch domain.CodeOf(err) {
+	case domain.CodeNotFound:
+		status = http.StatusNotFound
+	case domain.CodeNotAllowed:
+		status = http.StatusForbidden
+	case domain.CodeUnavailable:
+		status = http.StatusServiceUnavailable
+	case domain.CodeBadRequest:
+		status = http.StatusBadRequest
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(mustJSON(struct {
+		Error string      `json:"error"`
+		Code  domain.Code `json:"code"`
+	}{err.Error(), domain.CodeOf(err)}))
+}
+
+func newClientID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func flatten(q url.Values) map[string]string {
+	if len(q) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(q))
+	for k, v := range q {
+		if len(v) > 0 {
+			out[k] = v[0]
+		}
+	}
+	return out
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed)
+}

@@ -1,0 +1,198 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// subscribe joins a channel and replays its history without a gap or a
+// duplicate at the boundary with live messages:
+//
+//  1. ChannelSubscribed is committed; when the membership projection
+//     applies it, the connection is registered in catch-up mode (live
+//     frames of the channel are buffered for it) and the channel's head H
+//     is noted, all under the channel's lock.
+//  2. `subscribed` is queued, then the offsets up to H are read from the log
+//     in pages and queued, outside any lock.
+//  3. GoLive sends the buffered frames past H and switches to live.
+func (c *conn) subscribe(req *request) error {
+	channel := req.Channel
+	if err := domain.ValidateChannel(channel); err != nil {
+		return err
+	}
+	start, err := parseStart(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.smu.Lock()
+	if _, ok := c.subs[channel]; ok {
+		c.smu.Unlock()
+		cancel()
+		return domain.Errorf(domain.CodeBadRequest, "already subscribed to %s", channel)
+	}
+	if max := c.app.Settings.Limits.MaxSubscriptions; len(c.subs) >= max {
+		c.smu.Unlock()
+		cancel()
+		return domain.Errorf(domain.CodeTooManySubscriptions, "a connection may join at most %d channels", max)
+	}
+	c.subs[channel] = cancel
+	c.smu.Unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			c.smu.Lock()
+			delete(c.subs, channel)
+			c.smu.Unlock()
+			cancel()
+		}
+	}()
+
+	if c.srv.hooks != nil {
+		if err := c.srv.hooks.OnSubscribe(ctx, c.client, channel); err != nil {
+			return err
+		}
+	}
+	evs, err := c.srv.store.Append(ctx, &domain.ChannelSubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Start: start})
+	if err != nil {
+		return err
+	}
+	if err := c.srv.members.WaitApplied(ctx, evs[0].Seq); err != nil {
+		return err
+	}
+	head, epoch, found := c.srv.members.CatchUp(c.app.Name, channel, c.client.ID)
+	if !found {
+		return fmt.Errorf("subscription of %s to %s vanished before it started", c.client.ID, channel)
+	}
+	info, err := c.srv.store.Channel(ctx, c.app.Name, channel)
+	if err != nil {
+		return err
+	}
+	if epoch == "" {
+		epoch = info.Epoch
+	}
+	first := min(info.First, head+1) // retention never trims past the head
+
+	plan := replayPlan{channel: channel, upto: head}
+	var epochChanged bool
+	switch start.Mode {
+	case domain.StartLive:
+		plan.after = head
+	case domain.StartOffset:
+		plan.after = uint64(start.Value)
+		if start.Epoch != "" && epoch != "" && start.Epoch != epoch {
+			epochChanged, plan.after = true, 0
+		}
+		plan.after = min(plan.after, head)
+	case domain.StartLast:
+		plan.after = head - min(head, uint64(start.Value))
+	case domain.StartSince:
+		plan.since = start.Value
+	}
+	// Truncated: the first offset asked for is older than what is retained.
+	truncated := (start.Mode == domain.StartOffset || start.Mode == domain.StartLast) &&
+		plan.after < head && plan.after+1 < first
+	if start.Mode == domain.StartSince {
+		plan.count, err = c.srv.store.CountMessages(ctx, c.app.Name, channel, domain.HistoryQuery{Upto: head, Since: plan.since})
+		if err != nil {
+			return err
+		}
+	} else if from := max(plan.after, first-1); head > from {
+		plan.count = int(head - from)
+	}
+	c.reply(mustJSON(struct {
+		Type         string          `json:"type"`
+		ID           json.RawMessage `json:"id,omitempty"`
+		Channel      string          `json:"channel"`
+		Offset       uint64          `json:"offset"`
+		Epoch        string          `json:"epoch"`
+		Replay       int             `json:"replay"`
+		Truncated    bool            `json:"truncated"`
+		FirstOffset  uint64          `json:"first_offset"`
+		EpochChanged bool            `json:"epoch_changed,omitempty"`
+	}{"subscribed", req.ID, channel, head, epoch, plan.count, truncated, first, epochChanged}))
+	ok = true
+	if plan.count == 0 {
+		c.srv.members.GoLive(c.app.Name, channel, c.client.ID)
+		return nil
+	}
+	c.replays.Add(1)
+	go func() {
+		defer c.replays.Done()
+		c.replay(ctx, plan)
+	}()
+	return nil
+}
+
+type replayPlan struct {
+	channel string
+	after   uint64 // replay offsets > after
+	upto    uint64 // ... and <= upto
+	since   int64  // ... with timestamp >= since
+	count   int
+}
+
+// replay queues the planned history in pages, then takes the subscription
+// live. It stops quietly when the subscription or connection ends.
+func (c *conn) replay(ctx context.Context, p replayPlan) {
+	page := c.srv.cfg.ReplayPage
+	after := p.after
+	frames := make([][]byte, 0, page)
+	for after < p.upto {
+		msgs, err := c.srv.store.Messages(ctx, c.app.Name, p.channel, domain.HistoryQuery{After: after, Upto: p.upto, Since: p.since, Limit: page})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.srv.log.Error("replay", "app", c.app.Name, "channel", p.channel, "err", err)
+				c.disconnect(domain.ReasonPolicy, 1011, "history read failed", true)
+			}
+			return
+		}
+		frames = frames[:0]
+		for _, m := range msgs {
+			frames = append(frames, appendMessage(make([]byte, 0, 96+len(p.channel)+len(m.Data)), p.channel, m.Offset, m.Data, m.Time, true))
+		}
+		if err := c.sendPage(ctx, frames); err != nil {
+			return
+		}
+		if len(msgs) < page {
+			break
+		}
+		after = msgs[len(msgs)-1].Offset
+	}
+	if ctx.Err() == nil {
+		c.srv.members.GoLive(c.app.Name, p.channel, c.client.ID)
+	}
+}
+
+func parseStart(req *request) (domain.Start, error) {
+	n := 0
+	for _, p := range []*int64{req.Offset, req.Last, req.Since} {
+		if p != nil {
+			n++
+		}
+	}
+	if n > 1 {
+		return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "subscribe takes at most one of offset, last and since")
+	}
+	switch {
+	case req.Offset != nil:
+		if *req.Offset < 0 {
+			return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "offset must be 0 or more")
+		}
+		return domain.Start{Mode: domain.StartOffset, Value: *req.Offset, Epoch: req.Epoch}, nil
+	case req.Last != nil:
+		if *req.Last < 0 {
+			return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "last must be 0 or more")
+		}
+		return domain.Start{Mode: domain.StartLast, Value: *req.Last}, nil
+	case req.Since != nil:
+		if *req.Since < 0 {
+			return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "since must be a unix time in milliseconds")
+		}
+		return domain.Start{Mode: domain.StartSince, Value: *req.Since}, nil
+	}
+	return domain.Start{Mode: domain.StartLive}, nil
+}
