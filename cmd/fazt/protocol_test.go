@@ -1,0 +1,274 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestBadFrames sends every kind of bad request and checks its error code,
+// the echoed id, and that the connection keeps working afterwards.
+func TestBadFrames(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"tight": `{"limits":{"max_subscriptions":2,"max_message_bytes":1024}}`})
+	c := tn.dial("tight", "")
+	big := strings.Repeat("x", 2000)
+	cases := []struct {
+		name  string
+		frame string
+		code  string
+		id    any
+	}{
+		{"malformed JSON", `{"type":"subscribe",`, "bad_request", nil},
+		{"not an object", `[1,2]`, "bad_request", nil},
+		{"two objects", `{"type":"ping"}{"type":"ping"}`, "bad_request", nil},
+		{"no type", `{"id":1}`, "bad_request", 1.0},
+		{"unknown type", `{"type":"dance","id":"a"}`, "unknown_type", "a"},
+		{"bad id", `{"type":"ping","id":{"x":1}}`, "bad_request", nil},
+		{"empty channel", `{"type":"subscribe","channel":"","id":2}`, "invalid_channel", 2.0},
+		{"bad channel chars", `{"type":"subscribe","channel":"a b","id":3}`, "invalid_channel", 3.0},
+		{"long channel", `{"type":"subscribe","channel":"` + strings.Repeat("c", 256) + `","id":4}`, "invalid_channel", 4.0},
+		{"two starts", `{"type":"subscribe","channel":"a","offset":1,"last":2,"id":5}`, "bad_request", 5.0},
+		{"negative offset", `{"type":"subscribe","channel":"a","offset":-1,"id":6}`, "bad_request", 6.0},
+		{"offset not a number", `{"type":"subscribe","channel":"a","offset":"x","id":7}`, "bad_request", 7.0},
+		{"too large", `{"type":"publish","channel":"a","data":"` + big + `","id":8}`, "too_large", 8.0},
+		{"publish not allowed", `{"type":"publish","channel":"a","data":1,"id":9}`, "not_allowed", 9.0},
+		{"publish without data", `{"type":"publish","channel":"a","id":10}`, "bad_request", 10.0},
+		{"unsubscribe not subscribed", `{"type":"unsubscribe","channel":"a","id":11}`, "bad_request", 11.0},
+		{"members of a plain channel", `{"type":"members","channel":"a","id":12}`, "bad_request", 12.0},
+	}
+	for _, tc := range cases {
+		c.send(tc.frame)
+		e := c.expect("error")
+		if e.str("code") != tc.code || e.str("error") == "" || e["id"] != tc.id {
+			t.Errorf("%s: got %v, want code %s id %v", tc.name, e, tc.code, tc.id)
+		}
+	}
+	// A binary frame is refused the same way.
+	c.conn.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3})
+	if e := c.expect("error"); e.str("code") != "bad_request" {
+		t.Errorf("binary frame: %v", e)
+	}
+	// Subscription limit: the third is refused, and a duplicate too.
+	c.subscribe(map[string]any{"channel": "one"})
+	c.subscribe(map[string]any{"channel": "two"})
+	c.send(`{"type":"subscribe","channel":"one","id":20}`)
+	if e := c.expect("error"); e.str("code") != "bad_request" {
+		t.Errorf("duplicate subscribe: %v", e)
+	}
+	c.send(`{"type":"subscribe","channel":"three","id":21}`)
+	if e := c.expect("error"); e.str("code") != "too_many_subscriptions" {
+		t.Errorf("third subscribe: %v", e)
+	}
+	// The connection still works: ping, and a message on a subscribed channel.
+	c.send(`{"type":"ping","id":99}`)
+	if p := c.expect("pong"); p["id"] != 99.0 {
+		t.Errorf("pong %v", p)
+	}
+	tn.publish("tight", "one", "hello")
+	if m := c.messages("one", 1)[0]; m["data"] != "hello" || m.num("offset") != 1 {
+		t.Errorf("message after errors: %v", m)
+	}
+	// Unsubscribe frees a slot.
+	c.send(`{"type":"unsubscribe","channel":"two","id":30}`)
+	if u := c.expect("unsubscribed"); u.str("channel") != "two" || u["id"] != 30.0 {
+		t.Errorf("unsubscribed %v", u)
+	}
+	c.subscribe(map[string]any{"channel": "three"})
+	// A frame far past the limit ends the connection with 1009.
+	c.send(`{"type":"ping","pad":"` + strings.Repeat("y", 8000) + `"}`)
+	if ce := c.waitClosed(); ce == nil || ce.Code != websocket.CloseMessageTooBig {
+		t.Errorf("huge frame: close %v, want 1009", ce)
+	}
+}
+
+func TestClientPublishAndPresence(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": `{"client_publish":true}`})
+	a := tn.dial("chat", "")
+	b := tn.dial("chat", "")
+	a.subscribe(map[string]any{"channel": "presence-room"})
+	b.subscribe(map[string]any{"channel": "presence-room"})
+	if j := a.expect("presence"); j.str("event") != "join" || j.str("client") != b.id {
+		t.Fatalf("presence %v", j)
+	}
+	a.send(`{"type":"members","channel":"presence-room","id":1}`)
+	m := a.expect("members")
+	got := fmt.Sprint(m["members"])
+	want := fmt.Sprint([]any{min(a.id, b.id), max(a.id, b.id)})
+	if got != want {
+		t.Fatalf("members %s, want %s", got, want)
+	}
+	b.send(`{"type":"publish","channel":"presence-room","data":{"text":"hi"},"id":"p1"}`)
+	if p := b.expect("published"); p.num("offset") != 1 || p["id"] != "p1" {
+		t.Fatalf("published %v", p)
+	}
+	if msg := a.messages("presence-room", 1)[0]; msg["data"].(map[string]any)["text"] != "hi" {
+		t.Fatalf("message %v", msg)
+	}
+	b.messages("presence-room", 1) // the publisher is a subscriber too
+	b.conn.Close()
+	if l := a.expect("presence"); l.str("event") != "leave" || l.str("client") != b.id {
+		t.Fatalf("presence %v", l)
+	}
+	// The audit names the client as publisher.
+	au := tn.audit("chat", "type=broadcast")
+	if len(au.Events) != 1 || au.Events[0].Client != b.id || au.Events[0].Event["publisher"].(map[string]any)["kind"] != "client" {
+		t.Fatalf("audit %+v", au.Events)
+	}
+}
+
+func TestAppIsolation(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": "", "games": ""})
+	chat := tn.dial("chat", "")
+	games := tn.dial("games", "")
+	def := tn.dial("", "")
+	for _, c := range []*client{chat, games, def} {
+		c.subscribe(map[string]any{"channel": "lobby"})
+	}
+	tn.publish("chat", "lobby", "for chat")
+	tn.publish("games", "lobby", "for games")
+	if m := chat.messages("lobby", 1)[0]; m["data"] != "for chat" || m.num("offset") != 1 {
+		t.Fatalf("chat got %v", m)
+	}
+	if m := games.messages("lobby", 1)[0]; m["data"] != "for games" || m.num("offset") != 1 {
+		t.Fatalf("games got %v", m)
+	}
+	def.quiet(100e6)
+	// History and audit are per app.
+	var h struct{ Messages []map[string]any }
+	tn.api("games", testAdminKey, "GET", "/_api/channels/lobby/history", nil, &h)
+	if len(h.Messages) != 1 || h.Messages[0]["data"] != "for games" {
+		t.Fatalf("games history %v", h.Messages)
+	}
+	for _, e := range tn.audit("chat", "").Events {
+		if e.App != "chat" {
+			t.Fatalf("chat audit shows %+v", e)
+		}
+	}
+	// An unknown app is a 404, for WebSockets and the API alike.
+	if _, err := tn.tryDial("nosuchapp", ""); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("dial unknown app: %v", err)
+	}
+	if code := tn.api("nosuchapp", testAdminKey, "GET", "/_api/channels", nil, nil); code != 404 {
+		t.Fatalf("api unknown app: %d", code)
+	}
+}
+
+func TestAPIAuth(t *testing.T) {
+	tn := startTestNode(t, map[string]string{
+		"chat":  `{"api_keys":{"backend":"chat-key"}}`,
+		"games": `{"api_keys":{"backend":"games-key"}}`,
+	})
+	body := map[string]any{"channel": "c", "data": 1}
+	var e struct{ Error, Code string }
+	for _, tc := range []struct {
+		name, app, key string
+		want           int
+	}{
+		{"no key", "chat", "", 401},
+		{"wrong key", "chat", "nope", 401},
+		{"other app's key", "chat", "games-key", 401},
+		{"app key", "chat", "chat-key", 200},
+		{"admin key", "games", testAdminKey, 200},
+	} {
+		e.Code = ""
+		if code := tn.api(tc.app, tc.key, "POST", "/_api/publish", body, &e); code != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, code, tc.want)
+		}
+		if tc.want == 401 && e.Code != "unauthorized" {
+			t.Errorf("%s: code %q", tc.name, e.Code)
+		}
+	}
+	// The app key's name is the publisher in the audit.
+	a := tn.audit("chat", "type=broadcast")
+	if pub := a.Events[0].Event["publisher"].(map[string]any); pub["kind"] != "api_key" || pub["id"] != "backend" {
+		t.Fatalf("publisher %v", pub)
+	}
+	// Bad bodies get clear errors.
+	for _, tc := range []struct {
+		body any
+		code string
+	}{
+		{map[string]any{"channel": "bad channel", "data": 1}, "invalid_channel"},
+		{map[string]any{"channel": "c"}, "bad_request"},
+		{"not an object", "bad_request"},
+		{map[string]any{"channel": "c", "data": strings.Repeat("x", 70000)}, "too_large"},
+	} {
+		e.Code = ""
+		tn.api("chat", "chat-key", "POST", "/_api/publish", tc.body, &e)
+		if e.Code != tc.code {
+			t.Errorf("body %.40v: code %q, want %q", tc.body, e.Code, tc.code)
+		}
+	}
+}
+
+func TestAuditFilters(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": ""})
+	a := tn.dial("chat", "")
+	b := tn.dial("chat", "")
+	a.subscribe(map[string]any{"channel": "x"})
+	b.subscribe(map[string]any{"channel": "y"})
+	tn.publish("chat", "x", 1)
+	tn.publish("chat", "y", 2)
+	a.messages("x", 1)
+	a.send(`{"type":"unsubscribe","channel":"x"}`)
+	a.expect("unsubscribed")
+	b.conn.Close()
+	waitFor(t, func() bool { return len(tn.audit("chat", "type=disconnected").Events) == 1 })
+
+	all := tn.audit("chat", "")
+	if want := []string{
+		"client.connected.v1", "client.connected.v1", "channel.subscribed.v1", "channel.subscribed.v1",
+		"message.broadcast.v1", "message.broadcast.v1", "channel.unsubscribed.v1", "client.disconnected.v1",
+	}; !slices.Equal(all.types(), want) {
+		t.Fatalf("all events %v", all.types())
+	}
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"type=subscribed", []string{"channel.subscribed.v1", "channel.subscribed.v1"}},
+		{"type=subscribed,unsubscribed&channel=x", []string{"channel.subscribed.v1", "channel.unsubscribed.v1"}},
+		{"channel=y", []string{"channel.subscribed.v1", "message.broadcast.v1"}},
+		{"client=" + b.id, []string{"client.connected.v1", "channel.subscribed.v1", "client.disconnected.v1"}},
+		{"type=message.broadcast.v1", []string{"message.broadcast.v1", "message.broadcast.v1"}},
+		{fmt.Sprintf("since=%d", all.Events[4].Time), nil}, // checked below
+		{fmt.Sprintf("until=%d", all.Events[0].Time), []string{}},
+	} {
+		got := tn.audit("chat", tc.query)
+		if tc.want != nil && !slices.Equal(got.types(), tc.want) && !(len(tc.want) == 0 && len(got.Events) == 0) {
+			t.Errorf("%s: %v, want %v", tc.query, got.types(), tc.want)
+		}
+		for _, e := range got.Events {
+			if strings.HasPrefix(tc.query, "since=") && e.Time < all.Events[4].Time {
+				t.Errorf("%s returned event at %d", tc.query, e.Time)
+			}
+		}
+	}
+	// Paging by `after` returns every event exactly once.
+	var seen []uint64
+	after := uint64(0)
+	for {
+		p := tn.audit("chat", fmt.Sprintf("limit=3&after=%d", after))
+		for _, e := range p.Events {
+			seen = append(seen, e.Seq)
+		}
+		if p.NextAfter == 0 {
+			break
+		}
+		after = p.NextAfter
+	}
+	var want []uint64
+	for _, e := range all.Events {
+		want = append(want, e.Seq)
+	}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("paged %v, want %v", seen, want)
+	}
+	var e struct{ Code string }
+	if tn.api("chat", testAdminKey, "GET", "/_api/audit?type=nonsense", nil, &e); e.Code != "bad_request" {
+		t.Fatalf("unknown type: %v", e)
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+type auditResp struct {
+	Events []struct {
+		Seq     uint64         `json:"seq"`
+		Type    string         `json:"type"`
+		Channel string         `json:"channel"`
+		Client  string         `json:"client"`
+		App     string         `json:"app"`
+		Time    int64          `json:"time"`
+		Event   map[string]any `json:"event"`
+	} `json:"events"`
+	NextAfter uint64 `json:"next_after"`
+}
+
+func (tn *testNode) audit(app, query string) auditResp {
+	tn.t.Helper()
+	var a auditResp
+	if code := tn.api(app, testAdminKey, "GET", "/_api/audit?"+query, nil, &a); code != 200 {
+		tn.t.Fatalf("audit %s: status %d", query, code)
+	}
+	return a
+}
+
+func (a auditResp) types() []string {
+	var out []string
+	for _, e := range a.Events {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+func TestKick(t *testing.T) {
+	tn := startTestNode(t, nil)
+	c := tn.dial("", "")
+	c.subscribe(map[string]any{"channel": "room"})
+	bystander := tn.dial("", "")
+	bystander.subscribe(map[string]any{"channel": "room"})
+
+	var kicked map[string]any
+	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+c.id+"/kick", map[string]any{"reason": "spam"}, &kicked); code != 200 {
+		t.Fatalf("kick: %d %v", code, kicked)
+	}
+	d := c.expect("disconnect")
+	if d.num("code") != 4000 || d.str("reason") != "kicked: spam" {
+		t.Fatalf("disconnect frame %v", d)
+	}
+	if ce := c.waitClosed(); ce == nil || ce.Code != 4000 {
+		t.Fatalf("close = %v, want code 4000", ce)
+	}
+	// The audit shows the kick, then the disconnection it caused.
+	waitFor(t, func() bool {
+		return slices.Equal(tn.audit("", "client="+c.id+"&type=kicked,disconnected").types(),
+			[]string{"client.kicked.v1", "client.disconnected.v1"})
+	})
+	a := tn.audit("", "client="+c.id+"&type=disconnected")
+	if a.Events[0].Event["reason"] != "kicked" {
+		t.Fatalf("disconnect reason %v", a.Events[0].Event)
+	}
+	k := tn.audit("", "client="+c.id+"&type=kicked")
+	if by := k.Events[0].Event["by"].(map[string]any); by["kind"] != "admin_key" || k.Events[0].Event["reason"] != "spam" {
+		t.Fatalf("kick event %v", k.Events[0].Event)
+	}
+	// Gone from membership; the bystander is unaffected.
+	var subs struct{ Subscribers []string }
+	tn.api("", testAdminKey, "GET", "/_api/channels/room/subscribers", nil, &subs)
+	if !slices.Equal(subs.Subscribers, []string{bystander.id}) {
+		t.Fatalf("subscribers after kick: %v, want only %s", subs.Subscribers, bystander.id)
+	}
+	tn.publish("", "room", "still here")
+	bystander.messages("room", 1)
+	// Kicking someone who is not connected is a 404.
+	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+c.id+"/kick", map[string]any{}, nil); code != 404 {
+		t.Fatalf("second kick: status %d, want 404", code)
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{Heartbeat: 300 * time.Millisecond, PongTimeout: 150 * time.Millisecond}))
+	silent := tn.dial("", "")
+	alive := tn.dial("", "")
+	stop := make(chan struct{})
+	defer close(stop)
+	// alive answers every ping; silent never does.
+	pings := make(chan struct{}, 100)
+	go func() {
+		for {
+			select {
+			case f, ok := <-alive.frames:
+				if !ok {
+					return
+				}
+				if f.str("type") == "ping" {
+					alive.conn.WriteMessage(1, []byte(`{"type":"pong"}`))
+					pings <- struct{}{}
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for {
+		f, ok := <-silent.frames
+		if !ok {
+			break
+		}
+		if typ := f.str("type"); typ != "ping" && typ != "disconnect" {
+			t.Fatalf("silent client got %v", f)
+		}
+	}
+	if ce := silent.waitClosed(); ce == nil || ce.Code != 4002 {
+		t.Fatalf("silent client closed with %v, want 4002", ce)
+	}
+	// alive has answered several pings by now and is still connected.
+	for i := 0; i < 3; i++ {
+		select {
+		case <-pings:
+		case <-time.After(5 * time.Second):
+			t.Fatal("alive client got no pings")
+		}
+	}
+	select {
+	case <-alive.done:
+		t.Fatal("a client that answers pings was dropped")
+	default:
+	}
+	waitFor(t, func() bool {
+		a := tn.audit("", "client="+silent.id+"&type=disconnected")
+		return len(a.Events) == 1 && a.Events[0].Event["reason"] == "heartbeat_timeout"
+	})
+}
+
+func TestRestartKeepsHistoryAndClosesSessions(t *testing.T) {
+	tn := startTestNode(t, nil)
+	for i := 1; i <= 5; i++ {
+		tn.publish("", "log", i)
+	}
+	c := tn.dial("", "")
+	c.subscribe(map[string]any{"channel": "log"})
+	epoch := tn.publish("", "log", 6).Epoch
+
+	// Simulate a crash: the session is never closed by this process.
+	tn.node.ws = nil // Close will not tell clients or record disconnections
+	tn2 := tn.restart()
+	c.conn.Close() // the old process is gone; its socket with it
+
+	// History and offsets survive; new broadcasts continue the sequence.
+	if p := tn2.publish("", "log", 7); p.Offset != 7 || p.Epoch != epoch {
+		t.Fatalf("after restart publish got offset %d epoch %s, want 7 %s", p.Offset, p.Epoch, epoch)
+	}
+	d := tn2.dial("", "")
+	d.subscribe(map[string]any{"channel": "log", "offset": 0})
+	if got := offsets(d.messages("log", 7)); !slices.Equal(got, seqRange(1, 7)) {
+		t.Fatalf("replay after restart: %v", got)
+	}
+	// The dead session was closed in the log and is gone from membership.
+	a := tn2.audit("", "client="+c.id+"&type=disconnected")
+	if len(a.Events) != 1 || a.Events[0].Event["reason"] != "server_restart" {
+		t.Fatalf("dead session's disconnection: %+v", a.Events)
+	}
+	var subs struct{ Subscribers []string }
+	tn2.api("", testAdminKey, "GET", "/_api/channels/log/subscribers", nil, &subs)
+	if !slices.Equal(subs.Subscribers, []string{d.id}) {
+		t.Fatalf("subscribers after restart: %v, want [%s]", subs.Subscribers, d.id)
+	}
+}
+
+func TestGracefulShutdownTellsClients(t *testing.T) {
+	tn := startTestNode(t, nil)
+	c := tn.dial("", "")
+	c.subscribe(map[string]any{"channel": "x"})
+	tn.stop()
+	d := c.expect("disconnect")
+	if d.num("code") != 1001 {
+		t.Fatalf("disconnect %v, want code 1001", d)
+	}
+	if ce := c.waitClosed(); ce == nil || ce.Code != 1001 {
+		t.Fatalf("close %v, want 1001", ce)
+	}
+	tn2 := startOn(t, tn.cfg)
+	a := tn2.audit("", "client="+c.id+"&type=disconnected")
+	if len(a.Events) != 1 || a.Events[0].Event["reason"] != "server_shutdown" {
+		t.Fatalf("shutdown disconnection: %+v", a.Events)
+	}
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 10s")
+}
