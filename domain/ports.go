@@ -52,11 +52,10 @@ type ChannelInfo struct {
 
 // Message is a retained broadcast as history returns it.
 type Message struct {
-	Offset    uint64          `json:"offset"`
-	Time      int64           `json:"timestamp"`
-	Seq       uint64          `json:"seq"`
-	Data      json.RawMessage `json:"data"`
-	Publisher Actor           `json:"publisher"`
+	Offset uint64          `json:"offset"`
+	Time   int64           `json:"timestamp"`
+	Seq    uint64          `json:"seq"`
+	Data   json.RawMessage `json:"data"`
 }
 
 // HistoryQuery selects messages of one channel. After, Since and Until

@@ -77,7 +77,8 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	if err := n.members.Restore(ctx, n.log, head); err != nil {
 		return nil, err
 	}
-	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLogger(cfg.Logger.With("component", "watermill"))); err != nil {
+	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLoggerWithLevelMapping(cfg.Logger.With("component", "watermill"),
+		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})); err != nil {
 		return nil, err
 	}
 	n.router.AddConsumerHandler(projections.MembershipName, events.Topic,

@@ -36,12 +36,12 @@ type Members interface {
 
 // API serves /_api/... and /healthz.
 type API struct {
-	store    Store
-	members  Members
-	apps     *apps.Registry
-	isAdmin  func(key string) bool
-	log      *slog.Logger
-	mux      *http.ServeMux
+	store   Store
+	members Members
+	apps    *apps.Registry
+	isAdmin func(key string) bool
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // New returns the server API. isAdmin tells whether a key is the admin key,

@@ -1,0 +1,308 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+func mustOpen(tb testing.TB, path string) *Log {
+	tb.Helper()
+	l, err := Open(context.Background(), Config{Path: path})
+	if err != nil {
+		tb.Fatalf("open %s: %v", path, err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l
+}
+
+func broadcast(app, channel string, data string) *domain.MessageBroadcast {
+	return &domain.MessageBroadcast{App: app, Channel: channel, Data: json.RawMessage(data), Publisher: domain.Actor{Kind: domain.ActorAdmin}}
+}
+
+// TestConcurrentAppendsGetContiguousOffsets has many goroutines append to
+// a few channels at once; every channel's offsets must be 1..N with no gap
+// or repeat, and the global sequence contiguous.
+func TestConcurrentAppendsGetContiguousOffsets(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	const writers, each = 16, 150
+	channels := []string{"a", "b", "c"}
+	var mu sync.Mutex
+	got := map[string][]uint64{}
+	var seqs []uint64
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				ch := channels[(w+i)%len(channels)]
+				evs, err := l.Append(context.Background(), broadcast("app", ch, fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mb := evs[0].Fact.(*domain.MessageBroadcast)
+				mu.Lock()
+				got[ch] = append(got[ch], mb.Offset)
+				seqs = append(seqs, evs[0].Seq)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, ch := range channels {
+		offs := got[ch]
+		slices.Sort(offs)
+		for i, o := range offs {
+			if o != uint64(i+1) {
+				t.Fatalf("channel %s: offsets %v... not contiguous at %d", ch, offs[:min(len(offs), 10)], i)
+			}
+		}
+		info, err := l.Channel(context.Background(), "app", ch)
+		if err != nil || info.Head != uint64(len(offs)) || info.First != 1 || info.Epoch == "" {
+			t.Fatalf("channel %s info %+v, %v", ch, info, err)
+		}
+		total += len(offs)
+	}
+	slices.Sort(seqs)
+	if len(seqs) != writers*each || seqs[0] != 1 || seqs[len(seqs)-1] != uint64(total) {
+		t.Fatalf("sequence not contiguous: %d events, first %d, last %d", len(seqs), seqs[0], seqs[len(seqs)-1])
+	}
+}
+
+func TestReopenContinuesOffsetsAndEpoch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	l, err := Open(context.Background(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := l.Append(context.Background(), broadcast("app", "x", "1"), broadcast("app", "x", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := evs[0].Fact.(*domain.MessageBroadcast).Epoch
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), broadcast("app", "x", "3")); err != ErrClosed {
+		t.Fatalf("append after close: %v, want ErrClosed", err)
+	}
+	l2 := mustOpen(t, path)
+	evs, err = l2.Append(context.Background(), broadcast("app", "x", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := evs[0].Fact.(*domain.MessageBroadcast)
+	if mb.Offset != 3 || mb.Epoch != epoch || evs[0].Seq != 3 {
+		t.Fatalf("after reopen: offset %d epoch %s seq %d; want 3 %s 3", mb.Offset, mb.Epoch, evs[0].Seq, epoch)
+	}
+}
+
+func TestAppendRejectsBadFacts(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	for _, f := range []domain.Fact{
+		broadcast("app", "bad channel", "1"),
+		broadcast("app", "x", "{not json"),
+		broadcast("", "x", "1"),
+		&domain.MessageBroadcast{App: "app", Channel: "x", Offset: 5, Data: json.RawMessage("1")},
+	} {
+		if _, err := l.Append(context.Background(), f); err == nil {
+			t.Errorf("%+v accepted", f)
+		}
+	}
+	if l.Head() != 0 {
+		t.Fatalf("rejected facts reached the log: head %d", l.Head())
+	}
+}
+
+func TestHistoryQueries(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	var stamps []int64
+	for i := 1; i <= 10; i++ {
+		evs, err := l.Append(ctx, broadcast("app", "h", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamps = append(stamps, evs[0].Time)
+		time.Sleep(2 * time.Millisecond)
+	}
+	offs := func(q domain.HistoryQuery) []uint64 {
+		ms, err := l.Messages(ctx, "app", "h", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for _, m := range ms {
+			if string(m.Data) != fmt.Sprint(m.Offset) {
+				t.Fatalf("offset %d has data %s", m.Offset, m.Data)
+			}
+			out = append(out, m.Offset)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		q    domain.HistoryQuery
+		want []uint64
+	}{
+		{"all", domain.HistoryQuery{}, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{"after 7", domain.HistoryQuery{After: 7}, []uint64{8, 9, 10}},
+		{"after 2 upto 4", domain.HistoryQuery{After: 2, Upto: 4}, []uint64{3, 4}},
+		{"limit", domain.HistoryQuery{After: 2, Limit: 2}, []uint64{3, 4}},
+		{"last 3", domain.HistoryQuery{Last: 3}, []uint64{8, 9, 10}},
+		{"last 3 upto 5", domain.HistoryQuery{Last: 3, Upto: 5}, []uint64{3, 4, 5}},
+		{"reverse", domain.HistoryQuery{Reverse: true, Limit: 3}, []uint64{10, 9, 8}},
+		{"since", domain.HistoryQuery{Since: stamps[5]}, []uint64{6, 7, 8, 9, 10}},
+		{"until", domain.HistoryQuery{Until: stamps[2]}, []uint64{1, 2}},
+	} {
+		if got := offs(tc.q); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if n, err := l.CountMessages(ctx, "app", "h", domain.HistoryQuery{Since: stamps[5], Upto: 9}); err != nil || n != 4 {
+		t.Errorf("count since: %d %v, want 4", n, err)
+	}
+}
+
+// TestSubscriberDeliversEveryEventInOrder checks the Watermill subscriber:
+// old events from the file, new ones as they commit, in sequence order, and
+// a nacked message redelivered.
+func TestSubscriberDeliversEveryEventInOrder(t *testing.T) {
+	// A tail of 8 forces the early events to come from the file.
+	l, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "log.db"), TailSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		if _, err := l.Append(ctx, broadcast("app", "s", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := l.Subscriber(SubscriberConfig{PageSize: 7, NackDelay: time.Millisecond})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(ctx, "other"); err == nil {
+		t.Fatal("unknown topic accepted")
+	}
+	go func() {
+		for i := 50; i < 100; i++ {
+			l.Append(ctx, broadcast("app", "s", fmt.Sprint(i)))
+		}
+	}()
+	nacked := false
+	for want := uint64(1); want <= 100; {
+		var msg *message.Message
+		select {
+		case msg = <-msgs:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no message %d", want)
+		}
+		ev, err := EventOf(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Seq != want || msg.Metadata.Get(MetaSeq) != fmt.Sprint(want) || msg.Metadata.Get(MetaName) != domain.NameMessageBroadcast {
+			t.Fatalf("got seq %d (%v), want %d", ev.Seq, msg.Metadata, want)
+		}
+		mb := ev.Fact.(*domain.MessageBroadcast)
+		if string(mb.Data) != fmt.Sprint(want-1) || mb.Offset != want {
+			t.Fatalf("event %d: data %s offset %d", want, mb.Data, mb.Offset)
+		}
+		// The payload decodes on its own, as a consumer in another process would.
+		var decoded domain.MessageBroadcast
+		if err := json.Unmarshal(msg.Payload, &decoded); err != nil || decoded.Offset != want || string(decoded.Data) != string(mb.Data) {
+			t.Fatalf("payload %s: %v", msg.Payload, err)
+		}
+		if want == 30 && !nacked {
+			nacked = true
+			msg.Nack()
+			continue
+		}
+		msg.Ack()
+		want++
+	}
+}
+
+// TestSubscriberNamesFilter checks filtered delivery from the file and
+// from memory.
+func TestSubscriberNamesFilter(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c1"}, broadcast("a", "x", "1"), &domain.ClientDisconnected{App: "a", Client: "c1", Reason: "client_closed"})
+	sub := l.Subscriber(SubscriberConfig{Names: []string{domain.NameClientConnected, domain.NameClientDisconnected}})
+	defer sub.Close()
+	msgs, _ := sub.Subscribe(ctx, Topic)
+	var got []string
+	for len(got) < 2 {
+		m := <-msgs
+		got = append(got, m.Metadata.Get(MetaName))
+		m.Ack()
+	}
+	if !slices.Equal(got, []string{domain.NameClientConnected, domain.NameClientDisconnected}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// TestPublisherTakesForeignMessages publishes a message built from JSON and
+// metadata alone, as another Watermill component would.
+func TestPublisherTakesForeignMessages(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	msg := message.NewMessage("u1", []byte(`{"app":"a","channel":"x","data":{"k":1},"publisher":{"kind":"server"}}`))
+	msg.Metadata.Set(MetaName, domain.NameMessageBroadcast)
+	if err := l.Publisher().Publish(Topic, msg); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Metadata.Get(MetaOffset) != "1" || msg.Metadata.Get(MetaSeq) != "1" || msg.Metadata.Get(MetaEpoch) == "" {
+		t.Fatalf("metadata after publish: %v", msg.Metadata)
+	}
+	bad := message.NewMessage("u2", []byte(`{}`))
+	bad.Metadata.Set(MetaName, "no.such.event.v1")
+	if err := l.Publisher().Publish(Topic, bad); err == nil {
+		t.Fatal("unknown event name accepted")
+	}
+	evs, err := l.Events(context.Background(), domain.AuditQuery{})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	if mb := evs[0].Fact.(*domain.MessageBroadcast); string(mb.Data) != `{"k":1}` {
+		t.Fatalf("data read back: %s", mb.Data)
+	}
+}
+
+func TestReadOnlyOpen(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(context.Background(), Config{Path: filepath.Join(dir, "missing.db"), ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing file succeeded")
+	}
+	path := filepath.Join(dir, "log.db")
+	w := mustOpen(t, path)
+	w.Append(context.Background(), broadcast("a", "x", "1"))
+	r, err := Open(context.Background(), Config{Path: path, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if ms, err := r.Messages(context.Background(), "a", "x", domain.HistoryQuery{}); err != nil || len(ms) != 1 {
+		t.Fatalf("read beside the writer: %v %v", ms, err)
+	}
+	if _, err := r.Append(context.Background(), broadcast("a", "x", "2")); err == nil {
+		t.Fatal("append on a read-only log succeeded")
+	}
+}
