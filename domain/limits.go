@@ -1,19 +1,32 @@
 package domain
 
-// Limits bound what one app's clients may do. Zero fields take the defaults.
+// Limits bound what one app's clients may do. Zero fields take the defaults,
+// which are meant never to get in the way of real use: tens of thousands of
+// connections per app, 128 channels per connection, and an unthrottled
+// server API.
 type Limits struct {
 	// MaxMessageBytes caps an inbound WebSocket frame and a message's data.
 	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
 	// MaxSubscriptions caps the channels one connection may join.
 	MaxSubscriptions int `json:"max_subscriptions,omitempty"`
-	// MaxConnections caps the app's open connections (0: no cap).
+	// MaxConnections caps the app's open connections.
 	MaxConnections int `json:"max_connections,omitempty"`
+	// InboundRate caps the frames per second one connection may send,
+	// with bursts of up to InboundBurst frames.
+	InboundRate  float64 `json:"inbound_rate,omitempty"`
+	InboundBurst int     `json:"inbound_burst,omitempty"`
+	// MaxJSONDepth caps how deeply frames and message data may nest.
+	MaxJSONDepth int `json:"max_json_depth,omitempty"`
 }
 
 // Default limits.
 const (
 	DefaultMaxMessageBytes  = 64 << 10
 	DefaultMaxSubscriptions = 128
+	DefaultMaxConnections   = 50000
+	DefaultInboundRate      = 100
+	DefaultInboundBurst     = 200
+	DefaultMaxJSONDepth     = 32
 )
 
 // WithDefaults returns l with zero fields set to the defaults.
@@ -24,5 +37,51 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxSubscriptions <= 0 {
 		l.MaxSubscriptions = DefaultMaxSubscriptions
 	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.InboundRate <= 0 {
+		l.InboundRate = DefaultInboundRate
+	}
+	if l.InboundBurst <= 0 {
+		l.InboundBurst = max(DefaultInboundBurst, int(l.InboundRate))
+	}
+	if l.MaxJSONDepth <= 0 {
+		l.MaxJSONDepth = DefaultMaxJSONDepth
+	}
 	return l
+}
+
+// CheckDepth reports an error with code bad_request when the JSON text b
+// nests objects and arrays deeper than max. It does not validate b
+// otherwise; it only counts brackets outside strings, so it is cheap enough
+// to run before decoding.
+func CheckDepth(b []byte, max int) error {
+	depth := 0
+	inString, escaped := false, false
+	for _, c := range b {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > max {
+				return Errorf(CodeBadRequest, "JSON nests deeper than %d levels", max)
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return nil
 }

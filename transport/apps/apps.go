@@ -26,8 +26,13 @@ type Settings struct {
 	// AllowedOrigins lists the browser origins that may open WebSockets
 	// (scheme://host[:port]); empty allows any.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// Secret signs the tokens (HMAC JWT) that admit clients to private-*
+	// channels. Without one, private channels admit no one.
+	Secret string `json:"secret,omitempty"`
 	// Limits override the server's defaults for this app.
 	Limits domain.Limits `json:"limits,omitempty"`
+	// Retention overrides the server's default retention for this app.
+	Retention Retention `json:"retention,omitempty"`
 }
 
 // App is one hosted app.

@@ -1,18 +1,17 @@
 package ws
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/projections"
@@ -84,6 +83,10 @@ func (c *conn) Send(frame []byte) bool {
 	if len(c.queue) >= c.srv.cfg.SendQueue {
 		c.closeLocked(domain.ReasonSlowConsumer, 4001, "slow consumer: send queue full", false)
 		c.mu.Unlock()
+		// A writer stuck in a write to this client would hold on until its
+		// deadline; end that write now. The disconnect frame goes out if
+		// the socket still takes it.
+		c.raw.SetWriteDeadline(time.Now())
 		signal(c.wake)
 		return false
 	}
@@ -243,6 +246,10 @@ func (c *conn) writeLoop() {
 			buf = append(buf, body...)
 		}
 		if len(buf) > 0 {
+			if !closing || flush {
+				c.srv.metrics.frames.Add(float64(len(frames)))
+			}
+			c.srv.metrics.writes.Inc()
 			c.raw.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 			if _, err := c.raw.Write(buf); err != nil {
 				c.mu.Lock()
@@ -266,20 +273,9 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// request is any client frame.
-type request struct {
-	Type    string          `json:"type"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Channel string          `json:"channel"`
-	Offset  *int64          `json:"offset"`
-	Last    *int64          `json:"last"`
-	Since   *int64          `json:"since"`
-	Epoch   string          `json:"epoch"`
-	Data    json.RawMessage `json:"data"`
-}
-
 func (c *conn) readLoop() {
 	limits := c.app.Settings.Limits
+	limiter := rate.NewLimiter(rate.Limit(limits.InboundRate), limits.InboundBurst)
 	// Frames up to four times the message limit are read and refused with
 	// too_large; bigger ones end the connection (close 1009).
 	c.ws.SetReadLimit(int64(4*limits.MaxMessageBytes) + 1024)
@@ -316,11 +312,18 @@ func (c *conn) readLoop() {
 			break
 		}
 		c.inbound.Store(time.Now().UnixNano())
+		c.srv.metrics.inbound.Inc()
+		if !limiter.Allow() {
+			c.srv.metrics.refused("inbound_rate")
+			c.replyError(peekID(body), "", domain.Errorf(domain.CodeRateLimited, "more than %g frames per second", limits.InboundRate))
+			continue
+		}
 		if typ != websocket.TextMessage {
 			c.replyError(nil, "", domain.Errorf(domain.CodeBadRequest, "binary frames are not supported; send JSON text frames"))
 			continue
 		}
 		if len(body) > limits.MaxMessageBytes {
+			c.srv.metrics.refused("message_size")
 			c.replyError(peekID(body), "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
 			continue
 		}
@@ -341,6 +344,7 @@ func (c *conn) finish(readReason string) {
 	c.cancel()
 	c.replays.Wait()
 	c.srv.members.Detach(c.app.Name, c.client.ID)
+	c.srv.metrics.disconnects.WithLabelValues(reason).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.srv.store.Append(ctx, &domain.ClientDisconnected{App: c.app.Name, Client: c.client.ID, Reason: reason}); err != nil {
@@ -352,43 +356,12 @@ func (c *conn) finish(readReason string) {
 	c.srv.untrack(c)
 }
 
-func peekID(body []byte) json.RawMessage {
-	var r struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(body, &r) != nil || !validID(r.ID) {
-		return nil
-	}
-	return r.ID
-}
-
-func validID(id json.RawMessage) bool {
-	if len(id) == 0 {
-		return true
-	}
-	if id[0] == '"' {
-		return true
-	}
-	_, err := strconv.ParseFloat(string(id), 64)
-	return err == nil
-}
-
 func (c *conn) handle(body []byte) {
-	var req request
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		c.replyError(peekID(body), "", domain.Errorf(domain.CodeBadRequest, "malformed frame: %v", err))
+	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
+	if err != nil {
+		c.replyError(req.ID, "", err)
 		return
 	}
-	if dec.More() {
-		c.replyError(req.ID, "", domain.Errorf(domain.CodeBadRequest, "malformed frame: one JSON object per frame"))
-		return
-	}
-	if !validID(req.ID) {
-		c.replyError(nil, "", domain.Errorf(domain.CodeBadRequest, "id must be a number or a string"))
-		return
-	}
-	var err error
 	switch req.Type {
 	case "subscribe":
 		err = c.subscribe(&req)
@@ -401,8 +374,6 @@ func (c *conn) handle(body []byte) {
 	case "pong":
 	case "members":
 		err = c.membersOf(&req)
-	case "":
-		err = domain.Errorf(domain.CodeBadRequest, "frame has no type")
 	default:
 		err = &domain.Error{Code: domain.CodeUnknownType, Msg: fmt.Sprintf("unknown type %q", req.Type)}
 	}
@@ -476,6 +447,7 @@ func (c *conn) publish(req *request) error {
 		return domain.Errorf(domain.CodeNotAllowed, "clients may not publish in app %s", c.app.Name)
 	}
 	if len(data) > c.app.Settings.Limits.MaxMessageBytes {
+		c.srv.metrics.refused("message_size")
 		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), c.app.Settings.Limits.MaxMessageBytes)
 	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,

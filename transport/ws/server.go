@@ -46,6 +46,9 @@ type Config struct {
 	SendQueue int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
+	// MaxConnections caps the server's open connections across all apps
+	// (default 100000); each app also has its own cap in its limits.
+	MaxConnections int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -69,6 +72,9 @@ func (c *Config) setDefaults() {
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 1000
 	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 100000
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -82,11 +88,13 @@ type Server struct {
 	apps     *apps.Registry
 	hooks    domain.Hooks
 	log      *slog.Logger
+	metrics  *metrics
 	upgrader websocket.Upgrader
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	perApp   map[string]int
+	total    int
 	closing  bool
 	connWG   sync.WaitGroup
 	baseCtx  context.Context
@@ -98,9 +106,10 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	cfg.setDefaults()
 	s := &Server{
 		cfg: cfg, store: store, members: members, apps: registry, hooks: hooks,
-		log:    cfg.Logger,
-		conns:  map[*conn]struct{}{},
-		perApp: map[string]int{},
+		log:     cfg.Logger,
+		metrics: wsMetrics,
+		conns:   map[*conn]struct{}{},
+		perApp:  map[string]int{},
 	}
 	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
 	s.upgrader = websocket.Upgrader{
@@ -122,6 +131,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := checkOrigin(r, app.Settings.AllowedOrigins); err != nil {
+		s.metrics.refused("origin")
 		httpError(w, err)
 		return
 	}
@@ -132,8 +142,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ConnectedAt: time.Now().UnixMilli(),
 		Query:       flatten(r.URL.Query()),
 	}
-	if !s.reserve(app) {
-		httpError(w, domain.Errorf(domain.CodeUnavailable, "app %s has its maximum of %d connections", app.Name, app.Settings.Limits.MaxConnections))
+	if err := s.reserve(app); err != nil {
+		s.metrics.refused("connections")
+		s.refuse(w, r, err)
 		return
 	}
 	if s.hooks != nil {
@@ -176,21 +187,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go c.readLoop()
 }
 
-func (s *Server) reserve(app *apps.App) bool {
+// reserve counts a new connection against the server's and the app's
+// limits; the error says which is full.
+func (s *Server) reserve(app *apps.App) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return domain.Errorf(domain.CodeUnavailable, "server is shutting down")
 	}
-	if max := app.Settings.Limits.MaxConnections; max > 0 && s.perApp[app.Name] >= max {
-		return false
+	if s.total >= s.cfg.MaxConnections {
+		return domain.Errorf(domain.CodeUnavailable, "server has its maximum of %d connections", s.cfg.MaxConnections)
+	}
+	if max := app.Settings.Limits.MaxConnections; s.perApp[app.Name] >= max {
+		return domain.Errorf(domain.CodeUnavailable, "app %s has its maximum of %d connections", app.Name, max)
 	}
 	s.perApp[app.Name]++
-	return true
+	s.total++
+	return nil
+}
+
+// refuse answers an upgrade that a limit refuses: the WebSocket is opened
+// only to say why, in a disconnect frame with close code 4002, since a
+// browser cannot read the status of a failed upgrade.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	ws, uerr := s.upgrader.Upgrade(w, r, nil)
+	if uerr != nil {
+		return
+	}
+	defer ws.Close()
+	raw := ws.UnderlyingConn()
+	d := mustJSON(struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+		Code   int    `json:"code"`
+	}{"disconnect", err.Error(), 4002})
+	buf := appendFrameHeader(nil, opText, len(d))
+	buf = append(buf, d...)
+	body := closePayload(4002, err.Error())
+	buf = appendFrameHeader(buf, opClose, len(body))
+	buf = append(buf, body...)
+	raw.SetWriteDeadline(time.Now().Add(time.Second))
+	raw.Write(buf)
 }
 
 func (s *Server) release(app string) {
 	s.mu.Lock()
+	s.total--
 	s.perApp[app]--
 	if s.perApp[app] <= 0 {
 		delete(s.perApp, app)
@@ -199,6 +241,8 @@ func (s *Server) release(app string) {
 }
 
 func (s *Server) track(c *conn) bool {
+	s.metrics.accepted.Inc()
+	s.metrics.open.Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.connWG.Add(1)
@@ -207,6 +251,7 @@ func (s *Server) track(c *conn) bool {
 }
 
 func (s *Server) untrack(c *conn) {
+	s.metrics.open.Dec()
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

@@ -37,6 +37,7 @@ func (c *conn) subscribe(req *request) error {
 	if max := c.app.Settings.Limits.MaxSubscriptions; len(c.subs) >= max {
 		c.smu.Unlock()
 		cancel()
+		c.srv.metrics.refused("subscriptions")
 		return domain.Errorf(domain.CodeTooManySubscriptions, "a connection may join at most %d channels", max)
 	}
 	c.subs[channel] = cancel
@@ -51,6 +52,12 @@ func (c *conn) subscribe(req *request) error {
 		}
 	}()
 
+	if domain.IsPrivate(channel) {
+		if err := checkChannelToken(c.app.Settings.Secret, req.Token, channel, c.client.ID); err != nil {
+			c.srv.metrics.refused("private_token")
+			return err
+		}
+	}
 	if c.srv.hooks != nil {
 		if err := c.srv.hooks.OnSubscribe(ctx, c.client, channel); err != nil {
 			return err

@@ -1,0 +1,41 @@
+package ws
+
+import (
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// channelClaims are the claims of a token that admits a client to a
+// private channel. Channel must name the channel exactly; Client, when set,
+// binds the token to one connection's client id. exp and nbf are honoured
+// when present.
+type channelClaims struct {
+	Channel string `json:"channel"`
+	Client  string `json:"client,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// checkChannelToken verifies that token, an HMAC-signed JWT made with the
+// app's secret, admits client to channel. Every failure is not_allowed.
+func checkChannelToken(secret, token, channel, client string) error {
+	if secret == "" {
+		return domain.Errorf(domain.CodeNotAllowed, "private channels are closed: the app has no secret")
+	}
+	if token == "" {
+		return domain.Errorf(domain.CodeNotAllowed, "%s is private: subscribe with a token", channel)
+	}
+	var claims channelClaims
+	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return []byte(secret), nil },
+		jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}))
+	if err != nil {
+		return domain.Errorf(domain.CodeNotAllowed, "token refused: %v", err)
+	}
+	if claims.Channel != channel {
+		return domain.Errorf(domain.CodeNotAllowed, "token is for channel %q, not %q", claims.Channel, channel)
+	}
+	if claims.Client != "" && claims.Client != client {
+		return domain.Errorf(domain.CodeNotAllowed, "token is for another client")
+	}
+	return nil
+}
