@@ -51,6 +51,9 @@ type Config struct {
 	// ReadOnly opens the file for reading only, as the CLI does beside a
 	// running server: no migrations, no writer, Append fails.
 	ReadOnly bool
+	// MaxPages, when set, caps the database file at that many pages (of 4
+	// KiB), as a full disk would; for tests of that failure.
+	MaxPages int
 	// MaxBatch caps how many events one transaction commits (default 1024).
 	MaxBatch int
 	// TailSize is how many recent events are kept in memory for
@@ -182,6 +185,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.wdb.SetMaxOpenConns(1)
 	l.wdb.SetMaxIdleConns(1)
 	l.wdb.SetConnMaxLifetime(0)
+	if cfg.MaxPages > 0 {
+		if _, err := l.wdb.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", cfg.MaxPages)); err != nil {
+			l.closeDBs()
+			return nil, err
+		}
+	}
 	if err := migrations.Apply(ctx, l.wdb); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
@@ -361,7 +370,7 @@ func (l *Log) commit(batch []*appendReq) {
 		return
 	}
 	for _, r := range batch {
-		r.err = err
+		r.err = classify(err)
 		close(r.done)
 	}
 	if err != nil {

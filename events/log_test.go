@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -304,5 +305,72 @@ func TestReadOnlyOpen(t *testing.T) {
 	}
 	if _, err := r.Append(context.Background(), broadcast("a", "x", "2")); err == nil {
 		t.Fatal("append on a read-only log succeeded")
+	}
+}
+
+// TestFullDiskFailsPublishesClearly fills a database capped at a few pages,
+// as a full disk would: appends then fail at once with an unavailable error
+// naming the cause, nothing half-written is visible, and the log keeps
+// working for reads.
+func TestFullDiskFailsPublishesClearly(t *testing.T) {
+	l, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "full.db"), MaxPages: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	big := `"` + strings.Repeat("x", 3000) + `"`
+	var okCount int
+	var failure error
+	for i := 0; i < 1000; i++ {
+		if _, err := l.Append(ctx, broadcast("a", "x", big)); err != nil {
+			failure = err
+			break
+		}
+		okCount++
+	}
+	if failure == nil {
+		t.Fatal("a 40-page database took 1000 messages of 3 KB")
+	}
+	if domain.CodeOf(failure) != domain.CodeUnavailable || !strings.Contains(failure.Error(), "full") {
+		t.Fatalf("failure %q (code %s), want unavailable naming the full disk", failure, domain.CodeOf(failure))
+	}
+	// What committed before is intact and contiguous; nothing of the failed
+	// append is visible.
+	ms, err := l.Messages(ctx, "a", "x", domain.HistoryQuery{})
+	if err != nil || len(ms) != okCount || (okCount > 0 && ms[okCount-1].Offset != uint64(okCount)) {
+		t.Fatalf("after the failure: %d messages (%v), want %d", len(ms), err, okCount)
+	}
+	if l.Head() != uint64(okCount) {
+		t.Fatalf("head %d, want %d", l.Head(), okCount)
+	}
+	// Small appends that fit still go through, with the next offset.
+	if _, err := l.Append(ctx, broadcast("a", "y", "1")); err != nil && domain.CodeOf(err) != domain.CodeUnavailable {
+		t.Fatalf("small append after full: %v", err)
+	}
+}
+
+func TestDurabilityFullSetsSynchronous(t *testing.T) {
+	for _, tc := range []struct {
+		d    Durability
+		want int
+	}{{DurabilityNormal, 1}, {DurabilityFull, 2}} {
+		l, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "d.db"), Durability: tc.d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := l.wdb.QueryRow("PRAGMA synchronous").Scan(&got); err != nil || got != tc.want {
+			t.Errorf("%s: synchronous = %d (%v), want %d", tc.d, got, err, tc.want)
+		}
+		var mode string
+		l.wdb.QueryRow("PRAGMA journal_mode").Scan(&mode)
+		if mode != "wal" {
+			t.Errorf("%s: journal_mode %s, want wal", tc.d, mode)
+		}
+		l.Close()
+	}
+	if _, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "d.db"), Durability: "maybe"}); err == nil {
+		t.Error("durability maybe accepted")
 	}
 }

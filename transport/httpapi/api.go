@@ -131,6 +131,9 @@ func decodeBody(r *http.Request, max int, v any) error {
 	if len(body) > max {
 		return domain.Errorf(domain.CodeTooLarge, "body is over %d bytes", max)
 	}
+	if err := domain.CheckDepth(body, domain.DefaultMaxJSONDepth); err != nil {
+		return err
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return domain.Errorf(domain.CodeBadRequest, "body is not the JSON expected: %v", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
@@ -28,6 +30,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/_ws", cfg.WS)
 	mux.Handle("/_api/", cfg.API)
 	mux.Handle("/healthz", cfg.API)
+	mux.Handle("/metrics", promhttp.Handler())
 	if cfg.JS != nil {
 		mux.Handle("/api/", cfg.JS)
 		mux.Handle("/api", cfg.JS)
