@@ -128,6 +128,12 @@ func decodeBody(r *http.Request, max int, v any) error {
 	if err != nil {
 		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
 	}
+	return parseBody(body, max, v)
+}
+
+// parseBody decodes a JSON request body into v after checking its size and
+// nesting. Every failure has a protocol code.
+func parseBody(body []byte, max int, v any) error {
 	if len(body) > max {
 		return domain.Errorf(domain.CodeTooLarge, "body is over %d bytes", max)
 	}
@@ -140,23 +146,38 @@ func decodeBody(r *http.Request, max int, v any) error {
 	return nil
 }
 
+type publishBody struct {
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// parsePublish reads and checks a publish body against a data size limit.
+func parsePublish(body []byte, limit int) (publishBody, error) {
+	var p publishBody
+	if err := parseBody(body, limit+1024, &p); err != nil {
+		return p, err
+	}
+	if err := domain.ValidateChannel(p.Channel); err != nil {
+		return p, err
+	}
+	if len(p.Data) == 0 || string(p.Data) == "null" {
+		return p, domain.Errorf(domain.CodeBadRequest, "publish needs data")
+	}
+	if len(p.Data) > limit {
+		return p, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(p.Data), limit)
+	}
+	return p, nil
+}
+
 func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
-	var body struct {
-		Channel string          `json:"channel"`
-		Data    json.RawMessage `json:"data"`
-	}
 	limit := c.app.Settings.Limits.MaxMessageBytes
-	if err := decodeBody(r, limit+1024, &body); err != nil {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1024+1))
+	if err != nil {
+		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+	}
+	body, err := parsePublish(raw, limit)
+	if err != nil {
 		return err
-	}
-	if err := domain.ValidateChannel(body.Channel); err != nil {
-		return err
-	}
-	if len(body.Data) == 0 {
-		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
-	}
-	if len(body.Data) > limit {
-		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(body.Data), limit)
 	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: body.Channel, Data: body.Data, Publisher: c.actor}
 	evs, err := a.store.Append(r.Context(), mb)

@@ -1,0 +1,73 @@
+package domain
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzValidateChannel checks the validator against the rule written out
+// plainly: 1 to 255 bytes, each from the channel alphabet.
+func FuzzValidateChannel(f *testing.F) {
+	for _, s := range []string{"chat", "presence-room", "private-a:b@c/d=e.f_g", "", " ", "é", strings.Repeat("a", 256), "a\x00b"} {
+		f.Add(s)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-:.@/="
+	f.Fuzz(func(t *testing.T, s string) {
+		want := len(s) >= 1 && len(s) <= 255
+		for i := 0; i < len(s) && want; i++ {
+			want = strings.IndexByte(alphabet, s[i]) >= 0
+		}
+		err := ValidateChannel(s)
+		if (err == nil) != want {
+			t.Fatalf("%q: err %v, want valid=%v", s, err, want)
+		}
+		if err != nil && CodeOf(err) != CodeInvalidChannel {
+			t.Fatalf("%q: code %s", s, CodeOf(err))
+		}
+	})
+}
+
+// FuzzCheckDepth checks the bracket counter against encoding/json on valid
+// JSON: a document CheckDepth accepts at depth d decodes, and one it
+// refuses really nests deeper than d.
+func FuzzCheckDepth(f *testing.F) {
+	for _, s := range []string{`{}`, `[[[]]]`, `{"a":"[[[["}`, `{"a":"\"[["}`, `[{"a":[{"b":[]}]}]`, `"\\"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := CheckDepth(b, 4)
+		if !json.Valid(b) {
+			return
+		}
+		if got := depthOf(b); (err == nil) != (got <= 4) {
+			t.Fatalf("%q: depth %d, CheckDepth(4) = %v", b, got, err)
+		}
+	})
+}
+
+func depthOf(b []byte) int {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return -1
+	}
+	var walk func(v any) int
+	walk = func(v any) int {
+		switch x := v.(type) {
+		case map[string]any:
+			d := 0
+			for _, e := range x {
+				d = max(d, walk(e))
+			}
+			return d + 1
+		case []any:
+			d := 0
+			for _, e := range x {
+				d = max(d, walk(e))
+			}
+			return d + 1
+		}
+		return 0
+	}
+	return walk(v)
+}

@@ -1,0 +1,102 @@
+package ws
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		code domain.Code // "" for success
+		id   string
+	}{
+		{`{"type":"subscribe","channel":"a","offset":3,"id":1}`, "", "1"},
+		{`{"type":"ping","id":"x"}`, "", `"x"`},
+		{`{"type":"ping"}  `, "", ""},
+		{`{"type":"ping"}{"type":"ping"}`, domain.CodeBadRequest, ""},
+		{`{"type":`, domain.CodeBadRequest, ""},
+		{`{"id":7}`, domain.CodeBadRequest, "7"},
+		{`{"type":"ping","id":[1]}`, domain.CodeBadRequest, ""},
+		{`{"type":"ping","id":true}`, domain.CodeBadRequest, ""},
+		{`{"type":"subscribe","offset":"x","id":2}`, domain.CodeBadRequest, "2"},
+		{`{"type":"publish","data":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `,"id":3}`, domain.CodeBadRequest, "3"},
+		{`null`, domain.CodeBadRequest, ""},
+		{``, domain.CodeBadRequest, ""},
+	} {
+		req, err := decodeRequest([]byte(tc.in), 32)
+		if (err == nil) != (tc.code == "") || (err != nil && domain.CodeOf(err) != tc.code) {
+			t.Errorf("%s: err %v, want code %q", tc.in, err, tc.code)
+		}
+		if string(req.ID) != tc.id {
+			t.Errorf("%s: id %s, want %s", tc.in, req.ID, tc.id)
+		}
+	}
+}
+
+// FuzzDecodeRequest feeds arbitrary frames to the decoder: it must never
+// panic, every error must carry a protocol code other than internal, and
+// an accepted frame must have a type and an id that is a number or string.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"subscribe","channel":"chat","offset":40,"id":1}`,
+		`{"type":"subscribe","channel":"chat","last":5}`,
+		`{"type":"subscribe","channel":"chat","since":1700000000000,"epoch":"ab"}`,
+		`{"type":"publish","channel":"c","data":{"text":"hi","n":[1,2,{"x":null}]},"id":"p"}`,
+		`{"type":"unsubscribe","channel":"c"}`,
+		`{"type":"members","channel":"presence-r"}`,
+		`{"type":"ping"}`, `{"type":"pong"}`, `{"type":"subscribe","channel":"private-x","token":"a.b.c"}`,
+		`{"type":"x","id":1e400}`, `{"type":"\u0000"}`, `[[[[`, `"\\"`, `{"a":"\"{"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeRequest(b, 32)
+		if err != nil {
+			if c := domain.CodeOf(err); c == domain.CodeInternal {
+				t.Fatalf("%q: internal error %v", b, err)
+			}
+			if len(req.ID) > 0 && !validID(req.ID) {
+				t.Fatalf("%q: echoes an invalid id %s", b, req.ID)
+			}
+			return
+		}
+		if req.Type == "" || !validID(req.ID) {
+			t.Fatalf("%q accepted with type %q id %s", b, req.Type, req.ID)
+		}
+		if len(req.ID) > 0 && !json.Valid(req.ID) {
+			t.Fatalf("%q: id %s is not JSON", b, req.ID)
+		}
+	})
+}
+
+func TestCheckChannelToken(t *testing.T) {
+	secret := "s3cret"
+	good := signToken(t, secret, map[string]any{"channel": "private-x"})
+	for _, tc := range []struct {
+		name, secret, token, channel, client string
+		ok                                   bool
+	}{
+		{"right token", secret, good, "private-x", "c1", true},
+		{"no secret", "", good, "private-x", "c1", false},
+		{"no token", secret, "", "private-x", "c1", false},
+		{"wrong secret", secret, signToken(t, "other", map[string]any{"channel": "private-x"}), "private-x", "c1", false},
+		{"other channel", secret, signToken(t, secret, map[string]any{"channel": "private-y"}), "private-x", "c1", false},
+		{"bound to this client", secret, signToken(t, secret, map[string]any{"channel": "private-x", "client": "c1"}), "private-x", "c1", true},
+		{"bound to another client", secret, signToken(t, secret, map[string]any{"channel": "private-x", "client": "c2"}), "private-x", "c1", false},
+		{"expired", secret, signToken(t, secret, map[string]any{"channel": "private-x", "exp": 1000}), "private-x", "c1", false},
+		{"alg none", secret, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJjaGFubmVsIjoicHJpdmF0ZS14In0.", "private-x", "c1", false},
+		{"garbage", secret, "not.a.jwt", "private-x", "c1", false},
+	} {
+		err := checkChannelToken(tc.secret, tc.token, tc.channel, tc.client)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if err != nil && domain.CodeOf(err) != domain.CodeNotAllowed {
+			t.Errorf("%s: code %s", tc.name, domain.CodeOf(err))
+		}
+	}
+}
