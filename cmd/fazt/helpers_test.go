@@ -193,8 +193,17 @@ func (tn *testNode) tryDial(app string, query string) (*client, error) {
 	}
 	c := &client{t: tn.t, conn: conn, frames: make(chan frame, 1<<16), done: make(chan struct{})}
 	go c.readLoop()
-	hello := c.expect("connected")
-	c.id = hello.str("client_id")
+	select {
+	case hello := <-c.frames:
+		if hello.str("type") != "connected" {
+			conn.Close()
+			return nil, fmt.Errorf("first frame %v", hello)
+		}
+		c.id = hello.str("client_id")
+	case <-time.After(10 * time.Second):
+		conn.Close()
+		return nil, fmt.Errorf("no connected frame")
+	}
 	tn.t.Cleanup(func() { c.conn.Close() })
 	return c, nil
 }
@@ -333,4 +342,10 @@ func seqRange(from, to uint64) []uint64 {
 		out = append(out, i)
 	}
 	return out
+}
+
+func jsonUnmarshal(b []byte, v any) {
+	if err := json.Unmarshal(b, v); err != nil {
+		panic(err)
+	}
 }

@@ -61,6 +61,9 @@ func newConn(s *Server, ws *websocket.Conn, app *apps.App, client domain.Client)
 		subs:    map[string]context.CancelFunc{},
 	}
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	if tcp, ok := c.raw.(*net.TCPConn); ok && s.cfg.SocketSendBuffer > 0 {
+		tcp.SetWriteBuffer(s.cfg.SocketSendBuffer)
+	}
 	c.inbound.Store(time.Now().UnixNano())
 	c.writerWG.Add(1)
 	return c

@@ -46,6 +46,10 @@ type Config struct {
 	SendQueue int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
+	// SocketSendBuffer, when set, sizes each connection's kernel send
+	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
+	// sooner and hold less kernel memory. Zero keeps the kernel's default.
+	SocketSendBuffer int
 	// MaxConnections caps the server's open connections across all apps
 	// (default 100000); each app also has its own cap in its limits.
 	MaxConnections int

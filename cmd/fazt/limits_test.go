@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+func TestConnectionLimit(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"small": `{"limits":{"max_connections":2}}`})
+	a := tn.dial("small", "")
+	tn.dial("small", "")
+	// The third is told why, in a disconnect frame, and closed with 4002.
+	h := http.Header{"Host": {"small.localhost"}}
+	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, b, err := conn.ReadMessage()
+	if err != nil || !strings.Contains(string(b), `"type":"disconnect"`) || !strings.Contains(string(b), "maximum of 2 connections") {
+		t.Fatalf("third connection got %s, %v", b, err)
+	}
+	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, 4002) {
+		t.Fatalf("third connection closed with %v, want 4002", err)
+	}
+	// Other apps are not affected, and a slot frees when a client leaves.
+	tn.dial("", "")
+	a.conn.Close()
+	waitFor(t, func() bool { _, err := tn.tryDial("small", ""); return err == nil })
+	if !strings.Contains(tn.metrics(), `fazt_limit_refusals_total{limit="connections"}`) {
+		t.Fatal("refusal not counted in /metrics")
+	}
+}
+
+func (tn *testNode) metrics() string {
+	resp, err := http.Get(tn.srv.URL + "/metrics")
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestInboundRateAndDepthLimits(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"slow": `{"limits":{"inbound_rate":5,"inbound_burst":5,"max_json_depth":8}}`})
+	c := tn.dial("slow", "")
+	for i := 0; i < 20; i++ {
+		c.send(fmt.Sprintf(`{"type":"ping","id":%d}`, i))
+	}
+	var pongs, limited int
+	for i := 0; i < 20; i++ {
+		f := c.next()
+		switch {
+		case f.str("type") == "pong":
+			pongs++
+		case f.str("type") == "error" && f.str("code") == "rate_limited":
+			limited++
+			if f["id"] == nil {
+				t.Fatalf("rate_limited error without the request's id: %v", f)
+			}
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	// The burst passes; the rest is refused, not silently dropped.
+	if pongs < 5 || limited == 0 || pongs+limited != 20 {
+		t.Fatalf("%d pongs, %d rate_limited", pongs, limited)
+	}
+	time.Sleep(1100 * time.Millisecond) // the bucket refills at 5/s
+	c.send(`{"type":"publish","channel":"x","data":` + strings.Repeat("[", 9) + strings.Repeat("]", 9) + `,"id":"deep"}`)
+	if e := c.expect("error"); e.str("code") != "bad_request" || !strings.Contains(e.str("error"), "deeper") || e["id"] != "deep" {
+		t.Fatalf("deep frame: %v", e)
+	}
+	c.send(`{"type":"ping","id":"after"}`)
+	if p := c.expect("pong"); p["id"] != "after" {
+		t.Fatalf("after limits: %v", p)
+	}
+}
+
+func TestOriginCheck(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"site": `{"allowed_origins":["http://site.example:8080","https://site.example"]}`})
+	for _, tc := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"", true}, // not a browser
+		{"http://site.example:8080", true},
+		{"https://site.example", true},
+		{"HTTPS://SITE.EXAMPLE", true},
+		{"http://site.example", false}, // scheme and port must match
+		{"http://site.example:8080.evil.example", false},
+		{"http://site.example.evil.example:8080", false},
+		{"http://evil.example/http://site.example:8080", false},
+		{"null", false},
+	} {
+		h := http.Header{"Host": {"site.localhost"}}
+		if tc.origin != "" {
+			h.Set("Origin", tc.origin)
+		}
+		conn, resp, err := websocket.DefaultDialer.Dial(tn.wsURL(), h)
+		if tc.ok != (err == nil) {
+			t.Errorf("origin %q: err %v, want ok=%v", tc.origin, err, tc.ok)
+		}
+		if err == nil {
+			conn.Close()
+		} else if resp == nil || resp.StatusCode != 403 {
+			t.Errorf("origin %q: %v, want 403", tc.origin, resp)
+		}
+	}
+	// Apps without allowed_origins accept any origin, like the default app.
+	if _, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), http.Header{"Origin": {"http://localhost.evil.example"}}); err != nil {
+		t.Errorf("default app refused an origin: %v", err)
+	}
+	tn2 := startTestNode(t, map[string]string{"default": `{"allowed_origins":["http://localhost"]}`})
+	if _, _, err := websocket.DefaultDialer.Dial(tn2.wsURL(), http.Header{"Origin": {"http://localhost.evil.example"}}); err == nil {
+		t.Error("forged origin http://localhost.evil.example accepted for allowed origin http://localhost")
+	}
+}
+
+func TestPrivateChannels(t *testing.T) {
+	const secret = "app-secret"
+	tn := startTestNode(t, map[string]string{"vault": `{"secret":"` + secret + `"}`, "open": ""})
+	sign := func(secret string, claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	c := tn.dial("vault", "")
+	for _, tc := range []struct {
+		name, token string
+	}{
+		{"no token", ""},
+		{"wrong secret", sign("guess", jwt.MapClaims{"channel": "private-a"})},
+		{"other channel", sign(secret, jwt.MapClaims{"channel": "private-b"})},
+		{"other client", sign(secret, jwt.MapClaims{"channel": "private-a", "client": "someone-else"})},
+		{"expired", sign(secret, jwt.MapClaims{"channel": "private-a", "exp": time.Now().Add(-time.Minute).Unix()})},
+	} {
+		c.send(map[string]any{"type": "subscribe", "channel": "private-a", "token": tc.token, "id": tc.name})
+		if e := c.expect("error"); e.str("code") != "not_allowed" || e["id"] != tc.name {
+			t.Errorf("%s: %v", tc.name, e)
+		}
+	}
+	c.subscribe(map[string]any{"channel": "private-a", "token": sign(secret, jwt.MapClaims{"channel": "private-a", "client": c.id, "exp": time.Now().Add(time.Minute).Unix()})})
+	tn.publish("vault", "private-a", "secret stuff")
+	if m := c.messages("private-a", 1)[0]; m["data"] != "secret stuff" {
+		t.Fatalf("got %v", m)
+	}
+	// An app without a secret admits no one to private channels.
+	o := tn.dial("open", "")
+	o.send(map[string]any{"type": "subscribe", "channel": "private-a", "token": sign(secret, jwt.MapClaims{"channel": "private-a"})})
+	if e := o.expect("error"); e.str("code") != "not_allowed" {
+		t.Fatalf("app without secret: %v", e)
+	}
+	// Refusals are in the audit as nothing at all: no subscription happened.
+	if a := tn.audit("vault", "type=subscribed"); len(a.Events) != 1 {
+		t.Fatalf("%d subscriptions recorded, want 1", len(a.Events))
+	}
+}
+
+// TestSlowConsumer stalls one reader while 100 others read: the stalled one
+// is disconnected as a slow consumer, everyone else receives every message
+// in order, and the stalled client can resume by offset without loss.
+func TestSlowConsumer(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 64, SocketSendBuffer: 8192}))
+	const readers, msgs = 100, 300
+	payload := strings.Repeat("z", 2048)
+
+	// The stalled client's socket takes little, and it never reads.
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			conn.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return conn, err
+	}}
+	stalled, _, err := dialer.Dial(tn.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	_, hello, _ := stalled.ReadMessage()
+	stalledID := frame{}
+	jsonUnmarshal(hello, &stalledID)
+	stalled.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"feed"}`))
+
+	clients := make([]*client, readers)
+	for i := range clients {
+		clients[i] = tn.dial("", "")
+		clients[i].subscribe(map[string]any{"channel": "feed"})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := uint64(1)
+			deadline := time.After(60 * time.Second)
+			for next <= msgs {
+				select {
+				case f, ok := <-c.frames:
+					if !ok {
+						errs <- fmt.Errorf("client %s closed at offset %d", c.id, next)
+						return
+					}
+					if f.str("type") != "message" {
+						continue
+					}
+					if f.num("offset") != next {
+						errs <- fmt.Errorf("client %s got offset %d, want %d", c.id, f.num("offset"), next)
+						return
+					}
+					next++
+				case <-deadline:
+					errs <- fmt.Errorf("client %s stuck at offset %d", c.id, next)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < msgs; i++ {
+		tn.publish("", "feed", payload)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	id := stalledID.str("client_id")
+	waitFor(t, func() bool {
+		a := tn.audit("", "client="+id+"&type=disconnected")
+		return len(a.Events) == 1 && a.Events[0].Event["reason"] == "slow_consumer"
+	})
+	// It comes back and resumes from the start without loss.
+	again := tn.dial("", "")
+	again.subscribe(map[string]any{"channel": "feed", "offset": 0})
+	if got := offsets(again.messages("feed", msgs)); got[0] != 1 || got[msgs-1] != msgs {
+		t.Fatalf("resumed %d..%d", got[0], got[msgs-1])
+	}
+}
