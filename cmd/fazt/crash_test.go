@@ -258,7 +258,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"q"}`))
+	conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"q","offset":0}`))
 	var last uint64
 	var disconnect string
 	var closeCode int
