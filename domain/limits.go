@@ -1,5 +1,7 @@
 package domain
 
+import "fmt"
+
 // Limits bound what one app's clients may do. Zero fields take the defaults,
 // which are meant never to get in the way of real use: tens of thousands of
 // connections per app, 128 channels per connection, and an unthrottled
@@ -52,7 +54,15 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// CheckDepth reports an error with code bad_request when the JSON text b
+// DepthError is CheckDepth's error; its code is bad_request.
+type DepthError struct{ Max int }
+
+func (e *DepthError) Error() string { return fmt.Sprintf("JSON nests deeper than %d levels", e.Max) }
+
+// Unwrap gives the error its protocol code.
+func (e *DepthError) Unwrap() error { return &Error{Code: CodeBadRequest, Msg: e.Error()} }
+
+// CheckDepth reports a *DepthError, with code bad_request, when the JSON text b
 // nests objects and arrays deeper than max. It does not validate b
 // otherwise; it only counts brackets outside strings, so it is cheap enough
 // to run before decoding.
@@ -77,7 +87,7 @@ func CheckDepth(b []byte, max int) error {
 		case '{', '[':
 			depth++
 			if depth > max {
-				return Errorf(CodeBadRequest, "JSON nests deeper than %d levels", max)
+				return &DepthError{Max: max}
 			}
 		case '}', ']':
 			depth--

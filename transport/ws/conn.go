@@ -120,6 +120,15 @@ func (c *conn) reply(frame []byte) { c.Send(frame) }
 func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 	code := domain.CodeOf(err)
 	msg := err.Error()
+	switch code {
+	case domain.CodeInvalidChannel:
+		c.srv.metrics.refused("channel_name")
+	case domain.CodeBadRequest:
+		var deep *domain.DepthError
+		if errors.As(err, &deep) {
+			c.srv.metrics.refused("json_depth")
+		}
+	}
 	if code == domain.CodeInternal {
 		c.srv.log.Error("request failed", "app", c.app.Name, "client", c.client.ID, "err", err)
 		msg = "internal error"
