@@ -198,9 +198,21 @@ func (c *conn) writeLoop() {
 	defer timer.Stop()
 	var pingSent int64 // unix nanos of an unanswered ping; 0 for none
 	var buf []byte
+	var delay *time.Timer
+	if d := c.srv.cfg.WriteDelay; d > 0 {
+		delay = time.NewTimer(d)
+		delay.Stop()
+		defer delay.Stop()
+	}
 	for {
 		select {
 		case <-c.wake:
+			// With a write delay, let more frames gather so that one
+			// write(2) carries them all: the kernel's cost is per call.
+			if delay != nil {
+				delay.Reset(c.srv.cfg.WriteDelay)
+				<-delay.C
+			}
 		case <-timer.C:
 			if pingSent != 0 {
 				if c.inbound.Load() < pingSent {

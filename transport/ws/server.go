@@ -46,6 +46,10 @@ type Config struct {
 	SendQueue int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
+	// WriteDelay, when set, holds each connection's writes back by up to
+	// this long so that more queued frames share one socket write: more
+	// throughput per core at that much added latency. Zero writes at once.
+	WriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
 	// sooner and hold less kernel memory. Zero keeps the kernel's default.
