@@ -1,0 +1,199 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// recSink records what the fan-out gives it.
+type recSink struct {
+	mu       sync.Mutex
+	frames   []string
+	kicked   string
+	overflow bool
+	full     bool // refuse frames, as a full queue does
+}
+
+func (s *recSink) Send(f []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.full {
+		return false
+	}
+	s.frames = append(s.frames, string(f))
+	return true
+}
+func (s *recSink) Kick(r string) { s.kicked = r }
+func (s *recSink) Overflow()     { s.overflow = true }
+
+// textEncoder makes frames easy to read in tests: "chan:offset".
+type textEncoder struct{}
+
+func (textEncoder) Message(ev *domain.MessageBroadcast, ts int64) []byte {
+	return []byte(ev.Channel + ":" + strconv.FormatUint(ev.Offset, 10))
+}
+func (textEncoder) BroadcastAll(ev *domain.BroadcastAll, ts int64) []byte {
+	return []byte("all:" + string(ev.Data))
+}
+func (textEncoder) Presence(ch, event, client string) []byte {
+	return []byte(event + ":" + client)
+}
+
+type fixture struct {
+	t     *testing.T
+	m     *Membership
+	seq   uint64
+	heads map[string]uint64 // committed heads, as the log would report them
+}
+
+func newFixture(t *testing.T, maxBuffer int) *fixture {
+	f := &fixture{t: t, heads: map[string]uint64{}}
+	f.m = NewMembership(textEncoder{}, func(_ context.Context, app, ch string) (uint64, string, error) {
+		return f.heads[app+"/"+ch], "ep", nil
+	}, maxBuffer)
+	return f
+}
+
+func (f *fixture) apply(facts ...domain.Fact) {
+	f.t.Helper()
+	for _, fact := range facts {
+		f.seq++
+		if err := f.m.Apply(context.Background(), domain.Event{Seq: f.seq, Fact: fact}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// commit assigns the next offset of a channel, as the log does, without
+// applying it yet.
+func (f *fixture) commit(ch string) *domain.MessageBroadcast {
+	f.heads["a/"+ch]++
+	return &domain.MessageBroadcast{App: "a", Channel: ch, Offset: f.heads["a/"+ch], Epoch: "ep", Data: json.RawMessage("1")}
+}
+
+func connected(c string) domain.Fact { return &domain.ClientConnected{App: "a", Client: c} }
+func subscribed(c, ch string) domain.Fact {
+	return &domain.ChannelSubscribed{App: "a", Channel: ch, Client: c}
+}
+
+func TestMembershipFollowsEvents(t *testing.T) {
+	f := newFixture(t, 0)
+	f.apply(connected("c1"), connected("c2"), subscribed("c1", "x"), subscribed("c2", "x"), subscribed("c2", "y"))
+	if got := f.m.Subscribers("a", "x"); !slices.Equal(got, []string{"c1", "c2"}) {
+		t.Fatalf("x: %v", got)
+	}
+	f.apply(&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c1"})
+	if got := f.m.Subscribers("a", "x"); !slices.Equal(got, []string{"c2"}) {
+		t.Fatalf("x after unsubscribe: %v", got)
+	}
+	f.apply(&domain.ClientDisconnected{App: "a", Client: "c2", Reason: "client_closed"})
+	if f.m.Count("a", "x") != 0 || f.m.Count("a", "y") != 0 || f.m.Connected("a", "c2") || !f.m.Connected("a", "c1") {
+		t.Fatalf("after disconnect: x=%d y=%d", f.m.Count("a", "x"), f.m.Count("a", "y"))
+	}
+	if got := f.m.Sessions(); !slices.Equal(got["a"], []string{"c1"}) {
+		t.Fatalf("sessions %v", got)
+	}
+	// Another app's channel of the same name is another channel.
+	f.apply(&domain.ChannelSubscribed{App: "b", Channel: "x", Client: "c9"})
+	if f.m.Count("a", "x") != 0 || f.m.Count("b", "x") != 1 {
+		t.Fatal("apps share a channel")
+	}
+	// Redelivered events change nothing.
+	if err := f.m.Apply(context.Background(), domain.Event{Seq: 1, Fact: subscribed("c1", "z")}); err != nil || f.m.Count("a", "z") != 0 {
+		t.Fatal("an event applied twice")
+	}
+}
+
+// TestCatchUpHandover walks the subscribe-with-replay hand-over: frames that
+// arrive while the subscription catches up are buffered, those at or below
+// the replayed head are never sent, and the rest go out once, in order.
+func TestCatchUpHandover(t *testing.T) {
+	f := newFixture(t, 0)
+	s := &recSink{}
+	f.m.Attach("a", "c1", s)
+	f.apply(connected("c1"))
+	// Offsets 1..3 are committed; 3 is not yet applied when c1 subscribes,
+	// so the head read from the log (3) is ahead of the projection.
+	m1, m2 := f.commit("x"), f.commit("x")
+	f.apply(m1, m2)
+	m3 := f.commit("x")
+	f.apply(subscribed("c1", "x"))
+	head, _, ok := f.m.CatchUp("a", "x", "c1")
+	if !ok || head != 3 {
+		t.Fatalf("catch-up head %d %v, want 3", head, ok)
+	}
+	m4, m5 := f.commit("x"), f.commit("x")
+	f.apply(m3, m4, m5) // 3 is covered by the replay; 4 and 5 are buffered
+	if len(s.frames) != 0 {
+		t.Fatalf("frames sent during catch-up: %v", s.frames)
+	}
+	if !f.m.GoLive("a", "x", "c1") {
+		t.Fatal("GoLive failed")
+	}
+	m6 := f.commit("x")
+	f.apply(m6)
+	if want := []string{"x:4", "x:5", "x:6"}; !slices.Equal(s.frames, want) {
+		t.Fatalf("frames %v, want %v", s.frames, want)
+	}
+}
+
+func TestPresenceKickOverflowAndFullQueue(t *testing.T) {
+	f := newFixture(t, 2)
+	s1, s2 := &recSink{}, &recSink{}
+	f.m.Attach("a", "c1", s1)
+	f.m.Attach("a", "c2", s2)
+	f.apply(connected("c1"), connected("c2"), subscribed("c1", "presence-r"))
+	f.m.GoLive("a", "presence-r", "c1")
+	f.apply(subscribed("c2", "presence-r"))
+	if !slices.Equal(s1.frames, []string{"join:c2"}) {
+		t.Fatalf("presence frames %v", s1.frames)
+	}
+	// c2 is still catching up; three live messages overflow its buffer of 2.
+	f.apply(f.commit("presence-r"), f.commit("presence-r"), f.commit("presence-r"))
+	if !s2.overflow {
+		t.Fatal("catch-up buffer overflow not reported")
+	}
+	f.apply(&domain.ClientKicked{App: "a", Client: "c1", Reason: "spam"})
+	if s1.kicked != "spam" {
+		t.Fatalf("kick reason %q", s1.kicked)
+	}
+	// A sink that refuses a frame is dropped from the fan-out, not retried.
+	s1.full = true
+	f.apply(f.commit("presence-r"))
+	s1.full = false
+	f.apply(f.commit("presence-r"))
+	if n := len(s1.frames); n != 4 { // join + 3 live before it refused
+		t.Fatalf("frames after refusal: %v", s1.frames)
+	}
+	f.apply(&domain.BroadcastAll{App: "a", Data: json.RawMessage(`"hi"`)})
+	if s2.frames[len(s2.frames)-1] != `all:"hi"` {
+		t.Fatalf("broadcast-all to c2: %v", s2.frames)
+	}
+}
+
+func TestWaitApplied(t *testing.T) {
+	f := newFixture(t, 0)
+	done := make(chan error, 1)
+	go func() { done <- f.m.WaitApplied(context.Background(), 3) }()
+	f.apply(connected("c1"), connected("c2"))
+	select {
+	case <-done:
+		t.Fatal("WaitApplied returned before event 3")
+	default:
+	}
+	f.apply(connected("c3"))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.m.WaitApplied(ctx, 99); err == nil {
+		t.Fatal("WaitApplied ignored its context")
+	}
+}
