@@ -4,6 +4,8 @@
 package web
 
 import (
+	"embed"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -14,6 +16,13 @@ import (
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
+
+// assets are served at /_fazt/: the browser client, fazt.js.
+//
+//go:embed assets
+var embedded embed.FS
+
+var assets, _ = fs.Sub(embedded, "assets")
 
 // Config names the handlers a server routes to. JS may be nil.
 type Config struct {
@@ -31,6 +40,7 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/_api/", cfg.API)
 	mux.Handle("/healthz", cfg.API)
 	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/_fazt/", http.StripPrefix("/_fazt/", http.FileServerFS(assets)))
 	if cfg.JS != nil {
 		mux.Handle("/api/", cfg.JS)
 		mux.Handle("/api", cfg.JS)

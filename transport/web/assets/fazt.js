@@ -1,0 +1,162 @@
+// fazt.js: the browser (and Node) client for Fazt realtime.
+//
+//   const fazt = new Fazt("/_ws");               // or "wss://chat.example.com/_ws"
+//   const sub = fazt.subscribe("room", { last: 50 }, (data, msg) => show(data, msg.offset));
+//   await fazt.publish("room", { text: "hi" });  // when the app allows client publishes
+//   sub.unsubscribe(); fazt.close();
+//
+// It reconnects by itself (with backoff) and resubscribes each channel from
+// the last offset it delivered, with that offset's epoch, so a dropped
+// connection or a server restart loses nothing and repeats nothing.
+(function (root) {
+  "use strict";
+
+  function Fazt(url, options) {
+    if (!(this instanceof Fazt)) return new Fazt(url, options);
+    options = options || {};
+    this.url = absolute(url || "/_ws");
+    this.onState = options.onState || function () {};
+    this.onError = options.onError || function () {};
+    this.minDelay = options.minDelay || 250;
+    this.maxDelay = options.maxDelay || 10000;
+    this.clientId = null;
+    this.subs = new Map();      // channel -> subscription
+    this.pending = new Map();   // request id -> {resolve, reject}
+    this.nextId = 1;
+    this.attempt = 0;
+    this.closed = false;
+    this.connect();
+  }
+
+  function absolute(url) {
+    if (/^wss?:\/\//.test(url) || typeof location === "undefined") return url;
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + url;
+  }
+
+  Fazt.prototype.connect = function () {
+    var self = this;
+    var ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onopen = function () { self.attempt = 0; };
+    ws.onmessage = function (ev) { self.frame(JSON.parse(ev.data)); };
+    ws.onclose = function (ev) {
+      self.ws = null;
+      self.clientId = null;
+      self.pending.forEach(function (p) { p.reject(new Error("connection closed")); });
+      self.pending.clear();
+      self.onState("disconnected", ev.code, ev.reason);
+      if (self.closed || ev.code === 4000) return; // closed by us, or kicked
+      var delay = Math.min(self.maxDelay, self.minDelay * Math.pow(2, self.attempt++));
+      setTimeout(function () { if (!self.closed) self.connect(); }, delay * (0.5 + Math.random() / 2));
+    };
+  };
+
+  Fazt.prototype.send = function (frame) {
+    if (this.ws && this.ws.readyState === 1 && this.clientId) this.ws.send(JSON.stringify(frame));
+  };
+
+  Fazt.prototype.request = function (frame) {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      if (!self.ws || self.ws.readyState !== 1 || !self.clientId) return reject(new Error("not connected"));
+      frame.id = self.nextId++;
+      self.pending.set(frame.id, { resolve: resolve, reject: reject });
+      self.ws.send(JSON.stringify(frame));
+    });
+  };
+
+  Fazt.prototype.frame = function (f) {
+    var p = f.id !== undefined && this.pending.get(f.id);
+    if (p) this.pending.delete(f.id);
+    switch (f.type) {
+      case "connected":
+        this.clientId = f.client_id;
+        this.onState("connected", f.client_id);
+        var self = this;
+        this.subs.forEach(function (s) { self.join(s); });
+        return;
+      case "ping":
+        this.send({ type: "pong" });
+        return;
+      case "message": {
+        var s = f.channel && this.subs.get(f.channel);
+        if (!f.channel) { this.subs.forEach(function (s) { if (s.onAll) s.onAll(f.data, f); }); return; }
+        if (!s || (s.offset !== null && f.offset <= s.offset)) return; // never twice
+        s.offset = f.offset;
+        s.handler(f.data, f);
+        return;
+      }
+      case "subscribed": {
+        var sub = this.subs.get(f.channel);
+        if (sub) {
+          sub.epoch = f.epoch;
+          if (f.epoch_changed) sub.offset = null;
+          if (sub.onSubscribed) sub.onSubscribed(f);
+        }
+        break;
+      }
+      case "presence": {
+        var ps = this.subs.get(f.channel);
+        if (ps && ps.onPresence) ps.onPresence(f.event, f.client);
+        return;
+      }
+      case "error":
+        if (p) { p.reject(Object.assign(new Error(f.error), { code: f.code })); return; }
+        this.onError(f);
+        return;
+    }
+    if (p) p.resolve(f);
+  };
+
+  Fazt.prototype.join = function (s) {
+    var frame = { type: "subscribe", channel: s.channel };
+    if (s.offset !== null) { frame.offset = s.offset; if (s.epoch) frame.epoch = s.epoch; }
+    else if (s.start.offset !== undefined) frame.offset = s.start.offset;
+    else if (s.start.last !== undefined) frame.last = s.start.last;
+    else if (s.start.since !== undefined) frame.since = s.start.since;
+    if (s.start.token) frame.token = s.start.token;
+    var self = this;
+    this.request(frame).catch(function (err) {
+      if (err.code) { self.subs.delete(s.channel); if (s.onError) s.onError(err); }
+    });
+  };
+
+  // subscribe joins channel. start is {} (live only), {offset: n},
+  // {last: k} or {since: unixMs}, plus {token} for private channels; it
+  // applies to the first join only: reconnects resume from the last
+  // delivered offset. handler(data, frame) gets each message once, in order.
+  Fazt.prototype.subscribe = function (channel, start, handler, hooks) {
+    if (typeof start === "function") { hooks = handler; handler = start; start = {}; }
+    hooks = hooks || {};
+    var s = { channel: channel, start: start || {}, handler: handler, offset: null, epoch: null,
+              onSubscribed: hooks.onSubscribed, onPresence: hooks.onPresence, onError: hooks.onError, onAll: hooks.onAll };
+    this.subs.set(channel, s);
+    if (this.clientId) this.join(s);
+    var self = this;
+    return {
+      unsubscribe: function () {
+        self.subs.delete(channel);
+        return self.request({ type: "unsubscribe", channel: channel }).catch(function () {});
+      },
+      get offset() { return s.offset; }
+    };
+  };
+
+  // publish sends data to channel; it resolves with {offset, epoch}.
+  Fazt.prototype.publish = function (channel, data) {
+    return this.request({ type: "publish", channel: channel, data: data });
+  };
+
+  // members lists a presence channel's members.
+  Fazt.prototype.members = function (channel) {
+    return this.request({ type: "members", channel: channel }).then(function (f) { return f.members; });
+  };
+
+  Fazt.prototype.close = function () {
+    this.closed = true;
+    if (this.ws) this.ws.close(1000);
+  };
+
+  if (typeof module === "object" && module.exports) module.exports = Fazt;
+  else root.Fazt = Fazt;
+})(typeof self !== "undefined" ? self : this);
