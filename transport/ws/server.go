@@ -169,10 +169,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(s, ws, app, client)
 	s.members.Attach(app.Name, client.ID, c)
-	if _, err := s.store.Append(r.Context(), &domain.ClientConnected{
+	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
 		App: app.Name, Client: client.ID, Remote: client.Remote,
 		UserAgent: r.UserAgent(), Origin: r.Header.Get("Origin"), Query: client.Query,
-	}); err != nil {
+	})
+	if err == nil {
+		// Once `connected` is sent, the session is visible to the API (a
+		// kick, a count) as to everyone else.
+		// The event is committed: wait for it even if the request ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = s.members.WaitApplied(ctx, evs[0].Seq)
+		cancel()
+	}
+	if err != nil {
 		s.members.Detach(app.Name, client.ID)
 		s.log.Error("record connection", "app", app.Name, "err", err)
 		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, "event log unavailable"), time.Now().Add(time.Second))
