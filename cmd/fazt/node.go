@@ -20,6 +20,7 @@ import (
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 	"github.com/fazt-realtime/fazt/transport/httpapi"
+	jsrt "github.com/fazt-realtime/fazt/transport/js"
 	"github.com/fazt-realtime/fazt/transport/web"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -31,7 +32,13 @@ type nodeConfig struct {
 	Durability events.Durability
 	AdminKey   string // empty: use the stored one, generating it on first start
 	WS         ws.Config
+	JS         jsrt.Config
 	Logger     *slog.Logger
+	// Retention is the server's default retention; an app's app.json
+	// overrides it field by field.
+	Retention apps.Retention
+	// RetentionInterval is the time between retention passes (default 1m).
+	RetentionInterval time.Duration
 }
 
 // node is one running server: the log, its projections, and the transports
@@ -39,11 +46,20 @@ type nodeConfig struct {
 type node struct {
 	log      *events.Log
 	members  *projections.Membership
+	subs     *projections.Subscriptions
 	router   *message.Router
 	routerWG chan struct{}
 	ws       *ws.Server
 	api      *httpapi.API
 	handler  http.Handler
+	// stopSubs ends the subscriptions projection's flusher, which flushes
+	// once more; subsDone closes when it has.
+	stopSubs context.CancelFunc
+	subsDone chan struct{}
+	// stopRetention ends the retention worker; retentionDone closes when
+	// it has.
+	stopRetention context.CancelFunc
+	retentionDone chan struct{}
 	// newAdminKey is set when this start generated the admin key.
 	newAdminKey string
 	logger      *slog.Logger
@@ -83,6 +99,18 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}
 	n.router.AddConsumerHandler(projections.MembershipName, events.Topic,
 		n.log.Subscriber(events.SubscriberConfig{After: head}), n.members.Handle)
+	// The persisted subscriptions projection resumes after its checkpoint.
+	if n.subs, err = projections.OpenSubscriptions(ctx, n.log); err != nil {
+		return nil, err
+	}
+	n.router.AddConsumerHandler(projections.SubscriptionsName, events.Topic,
+		n.log.Subscriber(events.SubscriberConfig{After: n.subs.Applied(), Names: n.subs.Events()}), n.subs.Handle)
+	subsCtx, stopSubs := context.WithCancel(context.Background())
+	n.stopSubs, n.subsDone = stopSubs, make(chan struct{})
+	go func() {
+		defer close(n.subsDone)
+		n.subs.Run(subsCtx, 0, func(err error) { cfg.Logger.Error("subscriptions projection", "err", err) })
+	}()
 	n.routerWG = make(chan struct{})
 	go func() {
 		defer close(n.routerWG)
@@ -103,9 +131,14 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 
 	registry := apps.NewRegistry(cfg.AppsDir)
 	cfg.WS.Logger = cfg.Logger
-	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, nil)
+	// The apps' JavaScript: hooks for the WebSocket transport, handlers
+	// for /api/.
+	cfg.JS.Logger = cfg.Logger
+	scripts := jsrt.New(cfg.JS, n.log, n.members, registry)
+	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, scripts)
 	n.api = httpapi.New(n.log, n.members, registry, isAdmin, cfg.Logger)
-	n.handler = web.New(web.Config{WS: n.ws, API: n.api, Apps: registry, Logger: cfg.Logger})
+	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger})
+	n.startRetention(cfg, registry)
 	return n, nil
 }
 
@@ -132,6 +165,10 @@ func (n *node) closeStaleSessions(ctx context.Context) error {
 // closed. It returns the first error.
 func (n *node) Close(ctx context.Context) error {
 	var errs []error
+	if n.stopRetention != nil {
+		n.stopRetention()
+		<-n.retentionDone
+	}
 	if n.ws != nil {
 		errs = append(errs, n.ws.Shutdown(ctx))
 	}
@@ -140,6 +177,10 @@ func (n *node) Close(ctx context.Context) error {
 		if n.routerWG != nil {
 			<-n.routerWG
 		}
+	}
+	if n.stopSubs != nil { // after the router: its last events get flushed
+		n.stopSubs()
+		<-n.subsDone
 	}
 	if n.log != nil {
 		errs = append(errs, n.log.Close())
@@ -176,4 +217,29 @@ func adminKey(ctx context.Context, log *events.Log, given string) (check func(st
 		return nil, "", fmt.Errorf("stored admin key hash is corrupt: %w", err)
 	}
 	return func(k string) bool { return subtle.ConstantTimeCompare(hash(k), want) == 1 }, generated, nil
+}
+
+// startRetention runs the retention worker in the background: each app's
+// policy is its app.json retention over the server's default, read at every
+// pass so that edits to app.json apply without a restart.
+func (n *node) startRetention(cfg nodeConfig, registry *apps.Registry) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopRetention, n.retentionDone = cancel, make(chan struct{})
+	go func() {
+		defer close(n.retentionDone)
+		n.log.RunRetention(ctx, events.RetentionConfig{
+			Interval: cfg.RetentionInterval,
+			Apps:     registry.List,
+			Policy: func(name string) events.RetentionPolicy {
+				r := cfg.Retention
+				if app, err := registry.Lookup(name); err == nil {
+					r = app.Settings.Retention.Or(cfg.Retention)
+				}
+				// Negative values keep everything; events.RetentionPolicy
+				// keeps everything for zero.
+				return events.RetentionPolicy{MaxMessages: max(r.MaxMessages, 0), MaxAge: time.Duration(max(r.MaxAge, 0)),
+					AuditMaxAge: time.Duration(max(r.AuditMaxAge, 0))}
+			},
+		})
+	}()
 }

@@ -21,6 +21,7 @@ func serveCmd() *cobra.Command {
 	var (
 		addr, db, appsDir, durability, admin, logLevel string
 		heartbeat, pongTimeout                         time.Duration
+		retention                                      retentionFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -33,12 +34,17 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 			if err != nil {
 				return err
 			}
+			retain, err := retention.policy()
+			if err != nil {
+				return err
+			}
 			return serve(cmd.Context(), serveOptions{
 				addr: addr,
 				node: nodeConfig{
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
-					WS:     ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout},
-					Logger: logger,
+					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout},
+					Logger:    logger,
+					Retention: retain, RetentionInterval: retention.interval,
 				},
 			}, cmd.ErrOrStderr())
 		},
@@ -52,6 +58,7 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
+	retention.add(f)
 	return cmd
 }
 

@@ -33,6 +33,17 @@ type Settings struct {
 	Limits domain.Limits `json:"limits,omitempty"`
 	// Retention overrides the server's default retention for this app.
 	Retention Retention `json:"retention,omitempty"`
+	// JS may lower the time limits of the app's JavaScript.
+	JS JSLimits `json:"js,omitempty"`
+}
+
+// JSLimits are an app's limits on its JavaScript, in milliseconds. Zero
+// keeps the server's limit; a value above the server's limit is ignored.
+type JSLimits struct {
+	// HandlerTimeoutMS bounds one run of api/main.js (server default 5000).
+	HandlerTimeoutMS int `json:"handler_timeout_ms,omitempty"`
+	// HookTimeoutMS bounds one hook of api/realtime.js (server default 1000).
+	HookTimeoutMS int `json:"hook_timeout_ms,omitempty"`
 }
 
 // App is one hosted app.

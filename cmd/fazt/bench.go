@@ -1,0 +1,755 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/spf13/cobra"
+)
+
+// benchCmd is `fazt bench <scenario>`: a load generator that drives a
+// running server over real WebSocket connections and the server API, on
+// loopback only. Every load loop is bounded in count and in time.
+func benchCmd() *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench <scenario>",
+		Short: "Measure a running server: fanout, conns, replay, channels, js",
+		Long: `Measure a running server over loopback WebSocket connections and the server
+API. Every scenario checks that each subscriber received every message once
+and in offset order (lost / duplicated / out-of-order counts), and reports
+the CPU used by the server (--server-pid) and by this tool beside the
+throughput, so that a reader knows which side was the limit.
+
+Pin them apart for stable figures, e.g.:
+
+    taskset -c 0 fazt serve --admin-key k ...
+    taskset -c 1 fazt bench fanout --key k --server-pid $(pgrep -n fazt)`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.url, "url", "http://127.0.0.1:8080", "server base URL; loopback addresses only")
+	pf.StringVar(&o.key, "key", os.Getenv("FAZT_ADMIN_KEY"), "server API key (FAZT_ADMIN_KEY)")
+	pf.StringVar(&o.app, "app", "default", "app to use (its channels are the run's own)")
+	pf.IntVar(&o.serverPID, "server-pid", 0, "pid of the server, to report its CPU and resident memory from /proc")
+	pf.BoolVar(&o.json, "json", false, "also print one JSON line with the run's figures")
+	pf.DurationVar(&o.duration, "duration", 60*time.Second, "cap on the measured phase")
+	pf.DurationVar(&o.setupTimeout, "setup-timeout", 5*time.Minute, "cap on setting up (connecting, filling history)")
+	cmd.AddCommand(benchFanoutCmd(o), benchConnsCmd(o), benchReplayCmd(o), benchChannelsCmd(o), benchJSCmd(o))
+	return cmd
+}
+
+// benchOptions are the flags every scenario shares.
+type benchOptions struct {
+	url, key, app string
+	serverPID     int
+	json          bool
+	duration      time.Duration
+	setupTimeout  time.Duration
+
+	base   *url.URL
+	host   string // Host header: selects the app
+	wsURL  string
+	client *http.Client
+}
+
+// prepare validates the options and builds the clients, keeping every
+// connection on loopback.
+func (o *benchOptions) prepare(concurrency int) error {
+	u, err := url.Parse(o.url)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("--url %q: want http://127.0.0.1:<port>", o.url)
+	}
+	hostname := u.Hostname()
+	if ip := net.ParseIP(hostname); (ip == nil || !ip.IsLoopback()) && hostname != "localhost" {
+		return fmt.Errorf("--url %q: bench only drives servers on loopback", o.url)
+	}
+	if o.duration <= 0 || o.setupTimeout <= 0 {
+		return errors.New("--duration and --setup-timeout must be positive")
+	}
+	o.base = u
+	o.host = u.Host
+	if o.app != "" && o.app != "default" {
+		o.host = o.app + ".localhost"
+		if p := u.Port(); p != "" {
+			o.host += ":" + p
+		}
+	}
+	ws := *u
+	ws.Scheme = "ws"
+	if u.Scheme == "https" {
+		ws.Scheme = "wss"
+	}
+	ws.Path = "/_ws"
+	o.wsURL = ws.String()
+	o.client = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			MaxIdleConns:        concurrency + 4,
+			MaxIdleConnsPerHost: concurrency + 4,
+			DisableCompression:  true,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+	return nil
+}
+
+// post sends a JSON body and returns the status and response body,
+// appended to into.
+func (o *benchOptions) post(ctx context.Context, path string, body []byte, into []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.base.Scheme+"://"+o.base.Host+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, into, err
+	}
+	req.Host = o.host
+	req.Header.Set("Content-Type", "application/json")
+	if o.key != "" {
+		req.Header.Set("Authorization", "Bearer "+o.key)
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return 0, into, err
+	}
+	defer resp.Body.Close()
+	into, err = readAllInto(resp.Body, into)
+	return resp.StatusCode, into, err
+}
+
+func (o *benchOptions) get(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.base.Scheme+"://"+o.base.Host+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Host = o.host
+	if o.key != "" {
+		req.Header.Set("Authorization", "Bearer "+o.key)
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func readAllInto(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+func newRunID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// publishBody is the body of /_api/publish: the data carries the send time
+// as "ft:<unix nanos>", which receivers find by scanning, not decoding.
+func publishBody(b []byte, channel string, sent int64, pad string) []byte {
+	b = append(b, `{"channel":"`...)
+	b = append(b, channel...)
+	b = append(b, `","data":{"m":"ft:`...)
+	b = strconv.AppendInt(b, sent, 10)
+	b = append(b, '"')
+	if pad != "" {
+		b = append(b, `,"pad":"`...)
+		b = append(b, pad...)
+		b = append(b, '"')
+	}
+	return append(b, `}}`...)
+}
+
+// scanUint finds key in b and parses the unsigned decimal that follows it.
+func scanUint(b []byte, key string) (uint64, bool) {
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	return parseDigits(b[i+len(key):])
+}
+
+func parseDigits(b []byte) (uint64, bool) {
+	var v uint64
+	n := 0
+	for ; n < len(b) && b[n] >= '0' && b[n] <= '9'; n++ {
+		v = v*10 + uint64(b[n]-'0')
+	}
+	return v, n > 0
+}
+
+// --- the subscriber side ---
+
+// dialer returns a WebSocket dialer with read buffers of readBuf bytes and
+// pooled write buffers (subscribers write little).
+func dialer(readBuf int) *websocket.Dialer {
+	return &websocket.Dialer{
+		NetDialContext:   (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   readBuf,
+		WriteBufferSize:  512,
+		WriteBufferPool:  &sync.Pool{},
+	}
+}
+
+// benchConn is one subscribed connection and what its reader saw.
+type benchConn struct {
+	ws      *websocket.Conn
+	channel int    // index of its channel in the scenario
+	head    uint64 // the channel's head in `subscribed`
+	replay  int    // `replay` in `subscribed`
+
+	recv atomic.Int64 // message frames received, duplicates included
+	last atomic.Int64 // unix nanos of the last message frame
+	// done, when set, is closed by the reader once it sees offset doneAt.
+	done   chan struct{}
+	doneAt uint64
+
+	// Read by others only after the reader has stopped.
+	seen      []uint64 // bitmap of offsets seen
+	distinct  int64
+	dup, ooo  int64
+	maxOff    uint64
+	noStamp   int64
+	err       error
+	closing   atomic.Bool
+	readerEnd chan struct{}
+}
+
+// dialSubscribe connects, waits for `connected`, subscribes with the
+// given extra fields (e.g. `,"offset":0`) and waits for `subscribed`.
+func (o *benchOptions) dialSubscribe(ctx context.Context, d *websocket.Dialer, channel, extra string) (*benchConn, error) {
+	hdr := http.Header{"Host": []string{o.host}}
+	c, resp, err := d.DialContext(ctx, o.wsURL, hdr)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial: %w (status %d)", err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Second)
+	}
+	c.SetReadDeadline(deadline)
+	bc := &benchConn{ws: c, readerEnd: make(chan struct{})}
+	fail := func(err error) (*benchConn, error) { c.Close(); return nil, err }
+	if _, msg, err := c.ReadMessage(); err != nil {
+		return fail(fmt.Errorf("read connected: %w", err))
+	} else if !bytes.HasPrefix(msg, []byte(`{"type":"connected"`)) {
+		return fail(fmt.Errorf("first frame: %.200s", msg))
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"`+channel+`"`+extra+`}`)); err != nil {
+		return fail(fmt.Errorf("subscribe: %w", err))
+	}
+	for {
+		_, msg, err := c.ReadMessage()
+		if err != nil {
+			return fail(fmt.Errorf("read subscribed: %w", err))
+		}
+		if bytes.HasPrefix(msg, []byte(`{"type":"subscribed"`)) {
+			bc.head, _ = scanUint(msg, `"offset":`)
+			r, _ := scanUint(msg, `"replay":`)
+			bc.replay = int(r)
+			break
+		}
+		if bytes.HasPrefix(msg, []byte(`{"type":"error"`)) || bytes.HasPrefix(msg, []byte(`{"type":"disconnect"`)) {
+			return fail(fmt.Errorf("subscribe refused: %.200s", msg))
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	return bc, nil
+}
+
+// read runs the connection's reader until the connection ends: it checks
+// every message frame's offset and records its latency into h.
+func (bc *benchConn) read(h *histogram) {
+	defer close(bc.readerEnd)
+	var buf []byte
+	for {
+		_, r, err := bc.ws.NextReader()
+		if err != nil {
+			if !bc.closing.Load() {
+				bc.err = err
+			}
+			return
+		}
+		if buf, err = readAllInto(r, buf[:0]); err != nil {
+			if !bc.closing.Load() {
+				bc.err = err
+			}
+			return
+		}
+		switch {
+		case bytes.HasPrefix(buf, []byte(`{"type":"message"`)):
+			bc.message(buf, h)
+		case bytes.HasPrefix(buf, []byte(`{"type":"ping"`)):
+			bc.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"pong"}`))
+		case bytes.HasPrefix(buf, []byte(`{"type":"disconnect"`)):
+			if !bc.closing.Load() {
+				bc.err = fmt.Errorf("server disconnected: %.200s", buf)
+			}
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil
+		}
+	}
+}
+
+func (bc *benchConn) message(b []byte, h *histogram) {
+	now := time.Now().UnixNano()
+	off, ok := scanUint(b, `"offset":`)
+	if !ok {
+		return
+	}
+	bc.recv.Add(1)
+	bc.last.Store(now)
+	w := off / 64
+	if w >= uint64(len(bc.seen)) {
+		bc.seen = append(bc.seen, make([]uint64, int(w)+1-len(bc.seen)+len(bc.seen)/2)...)
+	}
+	bit := uint64(1) << (off % 64)
+	switch {
+	case bc.seen[w]&bit != 0:
+		bc.dup++
+	default:
+		bc.seen[w] |= bit
+		bc.distinct++
+		if off < bc.maxOff {
+			bc.ooo++
+		}
+	}
+	bc.maxOff = max(bc.maxOff, off)
+	if sent, ok := scanUint(b, `ft:`); ok && h != nil {
+		h.record((now - int64(sent)) / 1000)
+	} else if !ok {
+		bc.noStamp++
+	}
+	if bc.done != nil && off == bc.doneAt {
+		close(bc.done)
+		bc.done = nil
+	}
+}
+
+// missing counts the offsets in 1..upto that the reader never saw.
+func (bc *benchConn) missing(upto uint64) int64 {
+	var n int64
+	for off := uint64(1); off <= upto; off++ {
+		w := off / 64
+		if w >= uint64(len(bc.seen)) || bc.seen[w]&(1<<(off%64)) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// close ends the connection politely; the reader stops.
+func (bc *benchConn) close() {
+	bc.closing.Store(true)
+	bc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	bc.ws.Close()
+}
+
+// connectAll opens n subscribed connections with up to conc dials at once;
+// channelOf names connection i's channel. It stops at the first error.
+func (o *benchOptions) connectAll(ctx context.Context, d *websocket.Dialer, n, conc int, channelOf func(i int) (string, int), extra string) ([]*benchConn, error) {
+	conns := make([]*benchConn, n)
+	var next atomic.Int64
+	var firstErr error
+	var emu sync.Mutex
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				name, idx := channelOf(i)
+				bc, err := o.dialSubscribe(ctx, d, name, extra)
+				if err != nil {
+					emu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connection %d: %w", i, err)
+					}
+					emu.Unlock()
+					cancel()
+					return
+				}
+				bc.channel = idx
+				conns[i] = bc
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		closeAll(conns)
+		if errors.Is(firstErr, context.DeadlineExceeded) {
+			firstErr = fmt.Errorf("%w (--setup-timeout)", firstErr)
+		}
+		return nil, firstErr
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*benchConn) {
+	for _, bc := range conns {
+		if bc != nil {
+			bc.close()
+		}
+	}
+	for _, bc := range conns {
+		if bc != nil {
+			select {
+			case <-bc.readerEnd:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+}
+
+// --- latency histogram ---
+
+// histogram counts latencies in microseconds in log-linear buckets (32 per
+// power of two: about 3% resolution), sharded so that readers rarely share
+// a lock. max is exact.
+type histogram struct {
+	shards [64]histShard
+}
+
+type histShard struct {
+	mu     sync.Mutex
+	counts [histBuckets]uint64
+	n      uint64
+	max    int64
+	_      [40]byte
+}
+
+const histBuckets = 64 + 40*32
+
+var histNext atomic.Uint32
+
+func histBucket(us int64) int {
+	if us < 64 {
+		return int(max(us, 0))
+	}
+	shift := bits.Len64(uint64(us)) - 6
+	i := 64 + (shift-1)*32 + int(uint64(us)>>shift) - 32
+	return min(i, histBuckets-1)
+}
+
+// histValue is the middle of bucket i, in microseconds.
+func histValue(i int) float64 {
+	if i < 64 {
+		return float64(i)
+	}
+	shift := (i-64)/32 + 1
+	low := uint64((i-64)%32+32) << shift
+	return float64(low) + float64(uint64(1)<<shift)/2
+}
+
+func (h *histogram) record(us int64) {
+	s := &h.shards[histNext.Add(1)%uint32(len(h.shards))]
+	s.mu.Lock()
+	s.counts[histBucket(us)]++
+	s.n++
+	s.max = max(s.max, us)
+	s.mu.Unlock()
+}
+
+// latency is a summary in milliseconds.
+type latency struct {
+	N                  uint64
+	P50, P90, P99, Max float64
+}
+
+func (h *histogram) summary() latency {
+	var all [histBuckets]uint64
+	var l latency
+	var mx int64
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		for j, c := range s.counts {
+			all[j] += c
+		}
+		l.N += s.n
+		mx = max(mx, s.max)
+		s.mu.Unlock()
+	}
+	if l.N == 0 {
+		return l
+	}
+	q := func(p float64) float64 {
+		rank := uint64(p * float64(l.N))
+		var acc uint64
+		for i, c := range all {
+			acc += c
+			if acc > rank {
+				return min(histValue(i), float64(mx)) / 1000
+			}
+		}
+		return float64(mx) / 1000
+	}
+	l.P50, l.P90, l.P99, l.Max = q(0.50), q(0.90), q(0.99), float64(mx)/1000
+	return l
+}
+
+// --- CPU and memory from /proc ---
+
+// clockTicks is USER_HZ, 100 on every Linux build that matters.
+const clockTicks = 100
+
+// procCPU returns the CPU time (user+system) a process has used.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// procRSS returns a process's resident memory in bytes.
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// procWrites returns how many write-like system calls a process has made
+// (syscw in /proc/<pid>/io); frames per write is the fan-out's lever.
+func procWrites(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no syscw in /proc io")
+}
+
+// selfCPU returns the CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter measures the CPU share of this tool and of the server over a
+// window of wall time.
+type cpuMeter struct {
+	pid             int
+	writes          int64 // server's write calls at the start; -1 unknown
+	wall            time.Time
+	self, server    time.Duration
+	serverAvailable bool
+}
+
+func startCPU(pid int) *cpuMeter {
+	m := &cpuMeter{pid: pid, wall: time.Now(), self: selfCPU(), writes: -1}
+	if pid > 0 {
+		if w, err := procWrites(pid); err == nil {
+			m.writes = w
+		}
+		if c, err := procCPU(pid); err == nil {
+			m.server, m.serverAvailable = c, true
+		}
+	}
+	return m
+}
+
+// serverWrites returns the server's write calls since start, or -1.
+func (m *cpuMeter) serverWrites() int64 {
+	if m.writes < 0 {
+		return -1
+	}
+	w, err := procWrites(m.pid)
+	if err != nil {
+		return -1
+	}
+	return w - m.writes
+}
+
+// stop returns the CPU used as a percentage of one core: this tool's, and
+// the server's (-1 when unknown).
+func (m *cpuMeter) stop() (self, server float64) {
+	wall := time.Since(m.wall)
+	self = 100 * float64(selfCPU()-m.self) / float64(wall)
+	server = -1
+	if m.serverAvailable {
+		if c, err := procCPU(m.pid); err == nil {
+			server = 100 * float64(c-m.server) / float64(wall)
+		}
+	}
+	return self, server
+}
+
+// raiseNoFile raises this process's open-file limit to at least need and
+// returns a note when it cannot.
+func raiseNoFile(need uint64) string {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Sprintf("cannot read the open-file limit: %v", err)
+	}
+	if lim.Cur >= need {
+		return ""
+	}
+	want := lim
+	want.Cur = need
+	if want.Max < need {
+		want.Max = need // works only with CAP_SYS_RESOURCE
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		want = lim
+		want.Cur = lim.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want)
+		return fmt.Sprintf("open-file limit is %d, below the %d this run needs, and could not be raised (%v); raise it with ulimit -n", lim.Max, need, err)
+	}
+	return ""
+}
+
+// --- reporting ---
+
+// benchReport is the figures of one run, printed for humans and, with
+// --json, as one JSON line.
+type benchReport struct {
+	fields map[string]any
+	lines  []string
+}
+
+func newReport(scenario string) *benchReport {
+	return &benchReport{fields: map[string]any{"scenario": scenario, "time": time.Now().UTC().Format(time.RFC3339)}}
+}
+
+func (r *benchReport) set(k string, v any) { r.fields[k] = v }
+func (r *benchReport) linef(format string, a ...any) {
+	r.lines = append(r.lines, fmt.Sprintf(format, a...))
+}
+
+func round(v float64, digits int) float64 {
+	p, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'f', digits, 64), 64)
+	return p
+}
+
+func (r *benchReport) latency(prefix string, l latency) {
+	r.set(prefix+"p50_ms", round(l.P50, 3))
+	r.set(prefix+"p90_ms", round(l.P90, 3))
+	r.set(prefix+"p99_ms", round(l.P99, 3))
+	r.set(prefix+"max_ms", round(l.Max, 3))
+	r.linef("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)", l.P50, l.P90, l.P99, l.Max, l.N)
+}
+
+func (r *benchReport) cpu(self, server float64, pid int) {
+	r.set("bench_cpu_pct", round(self, 1))
+	if server >= 0 {
+		r.set("server_cpu_pct", round(server, 1))
+		r.linef("  cpu          server %.0f%% of a core (pid %d), bench %.0f%%", server, pid, self)
+	} else {
+		r.linef("  cpu          bench %.0f%% of a core; server: pass --server-pid to see it", self)
+	}
+}
+
+func (r *benchReport) check(lost, dup, ooo int64) {
+	r.set("lost", lost)
+	r.set("duplicated", dup)
+	r.set("out_of_order", ooo)
+	verdict := "ok"
+	if lost+dup+ooo != 0 {
+		verdict = "FAILED"
+	}
+	r.linef("  check        lost %d  duplicated %d  out-of-order %d  %s", lost, dup, ooo, verdict)
+}
+
+func (r *benchReport) print(w io.Writer, asJSON bool) error {
+	for _, l := range r.lines {
+		fmt.Fprintln(w, l)
+	}
+	if asJSON {
+		b, err := json.Marshal(r.fields)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\n", b)
+	}
+	if n, _ := r.fields["lost"].(int64); n != 0 {
+		return errors.New("messages were lost")
+	}
+	if n, _ := r.fields["duplicated"].(int64); n != 0 {
+		return errors.New("messages were duplicated")
+	}
+	if n, _ := r.fields["out_of_order"].(int64); n != 0 {
+		return errors.New("messages arrived out of order")
+	}
+	return nil
+}
+
+// commas formats n with thousands separators.
+func commas(n float64) string {
+	s := strconv.FormatInt(int64(n+0.5), 10)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}

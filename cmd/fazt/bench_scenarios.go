@@ -1,0 +1,612 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// loadFlags are the publishing flags of the delivery scenarios.
+type loadFlags struct {
+	messages    int
+	concurrency int
+	rate        float64 // thousands of deliveries per second; 0: as fast as it goes
+	size        int     // padding bytes in each message's data
+	connConc    int
+}
+
+func (f *loadFlags) register(cmd *cobra.Command, messages, concurrency int, what string) {
+	fl := cmd.Flags()
+	fl.IntVarP(&f.messages, "messages", "m", messages, what+" to send (with --rate and no -m: 20 seconds' worth)")
+	fl.IntVarP(&f.concurrency, "concurrency", "p", concurrency, "requests in flight at once")
+	fl.Float64Var(&f.rate, "rate", 0, "fixed rate in thousands of deliveries per second (0: unthrottled)")
+	fl.IntVar(&f.size, "size", 0, "extra bytes of padding in each message's data")
+	fl.IntVar(&f.connConc, "connect-concurrency", 64, "connections being opened at once")
+}
+
+// messagesFor applies the --rate default for -m and returns the publish
+// rate per second (0 for unthrottled).
+func (f *loadFlags) messagesFor(cmd *cobra.Command, perPublish int) float64 {
+	if f.rate <= 0 {
+		return 0
+	}
+	pubRate := f.rate * 1000 / float64(max(perPublish, 1))
+	if !cmd.Flags().Changed("messages") {
+		f.messages = max(1, int(pubRate*20))
+	}
+	return pubRate
+}
+
+func (f *loadFlags) validate() error {
+	if f.messages <= 0 || f.concurrency <= 0 || f.connConc <= 0 || f.size < 0 {
+		return fmt.Errorf("-m, -p and --connect-concurrency must be positive")
+	}
+	return nil
+}
+
+// sendFunc sends publish n to channel ch, stamped with the send time, and
+// reports whether the server accepted it.
+type sendFunc func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error)
+
+// loadResult is what the publishers did.
+type loadResult struct {
+	sent, ok, failed int64
+	firstErr         error
+	start, end       time.Time
+	perChannel       []atomic.Int64 // accepted publishes by channel
+	reqLatency       *histogram     // request round trips
+}
+
+// publishLoad runs m publishes with conc workers, at pubRate per second
+// when it is positive, each to the channel pick chooses. It starts no new
+// publish once stop ends; requests run under ctx, so that those in flight
+// at the cap finish and are counted (a cancelled request may still have
+// been committed).
+func publishLoad(ctx, stop context.Context, m, conc int, pubRate float64, channels int, pick func(r *rand.Rand) int, send sendFunc) *loadResult {
+	res := &loadResult{perChannel: make([]atomic.Int64, channels), reqLatency: &histogram{}}
+	var next atomic.Int64
+	var interval time.Duration
+	if pubRate > 0 {
+		interval = time.Duration(float64(time.Second) / pubRate)
+	}
+	var emu sync.Mutex
+	var wg sync.WaitGroup
+	res.start = time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+			var buf []byte
+			for {
+				n := next.Add(1) - 1
+				if n >= int64(m) || stop.Err() != nil {
+					return
+				}
+				if interval > 0 {
+					if d := time.Until(res.start.Add(time.Duration(n) * interval)); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-stop.Done():
+							return
+						}
+					}
+				}
+				ch := pick(rng)
+				t0 := time.Now()
+				var ok bool
+				var err error
+				buf, ok, err = send(ctx, buf[:0], ch, t0.UnixNano())
+				res.reqLatency.record(time.Since(t0).Microseconds())
+				atomic.AddInt64(&res.sent, 1)
+				if ok {
+					atomic.AddInt64(&res.ok, 1)
+					res.perChannel[ch].Add(1)
+					continue
+				}
+				atomic.AddInt64(&res.failed, 1)
+				emu.Lock()
+				if res.firstErr == nil {
+					if err == nil {
+						err = fmt.Errorf("refused: %.200s", buf)
+					}
+					res.firstErr = err
+				}
+				emu.Unlock()
+			}
+		}(uint64(w))
+	}
+	wg.Wait()
+	res.end = time.Now()
+	return res
+}
+
+// waitDeliveries waits until the connections have received want message
+// frames in all, nothing has arrived for quiet, or ctx ends. It returns the
+// time of the last delivery.
+func waitDeliveries(ctx context.Context, conns []*benchConn, want int64, quiet time.Duration) time.Time {
+	var prev int64
+	lastProgress := time.Now()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var total int64
+		for _, bc := range conns {
+			total += bc.recv.Load()
+		}
+		if total != prev {
+			prev, lastProgress = total, time.Now()
+		}
+		if total >= want || time.Since(lastProgress) > quiet {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return lastDelivery(conns)
+		}
+	}
+	return lastDelivery(conns)
+}
+
+func lastDelivery(conns []*benchConn) time.Time {
+	var last int64
+	for _, bc := range conns {
+		last = max(last, bc.last.Load())
+	}
+	if last == 0 {
+		return time.Now()
+	}
+	return time.Unix(0, last)
+}
+
+// deliveryTotals checks every connection against what was published to its
+// channel. Call it after the readers have stopped.
+func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64) (recv, lost, dup, ooo, connErrs int64, firstErr error) {
+	for _, bc := range conns {
+		recv += bc.recv.Load()
+		lost += bc.missing(uint64(perChannel[bc.channel].Load()))
+		dup += bc.dup
+		ooo += bc.ooo
+		if bc.err != nil {
+			connErrs++
+			if firstErr == nil {
+				firstErr = bc.err
+			}
+		}
+	}
+	return
+}
+
+// runDelivery is the body of the fanout, channels and js scenarios: conns
+// are subscribed, the load is published, deliveries are awaited and
+// checked, and the report is filled in.
+func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns []*benchConn, channels int, perPublish int, lf *loadFlags, pubRate float64, pick func(*rand.Rand) int, send sendFunc) {
+	h := &histogram{}
+	for _, bc := range conns {
+		go bc.read(h)
+	}
+	capCtx, cancel := context.WithTimeout(parent, o.duration)
+	defer cancel()
+	meter := startCPU(o.serverPID)
+	load := publishLoad(parent, capCtx, lf.messages, lf.concurrency, pubRate, channels, pick, send)
+	want := load.ok * int64(perPublish)
+	// Deliveries still in flight at the cap are waited for, briefly.
+	drain, cancelDrain := context.WithTimeout(parent, 30*time.Second)
+	defer cancelDrain()
+	end := waitDeliveries(drain, conns, want, 5*time.Second)
+	writes := meter.serverWrites()
+	selfPct, serverPct := meter.stop()
+	closeAll(conns)
+	recv, lost, dup, ooo, connErrs, connErr := deliveryTotals(conns, load.perChannel)
+
+	window := end.Sub(load.start).Seconds()
+	pubWindow := load.end.Sub(load.start).Seconds()
+	r.set("published", load.ok)
+	r.set("publish_errors", load.failed)
+	r.set("deliveries", recv)
+	r.set("deliveries_expected", want)
+	r.set("deliveries_per_s", round(float64(recv)/window, 0))
+	r.set("publishes_per_s", round(float64(load.ok)/pubWindow, 0))
+	r.set("seconds", round(window, 3))
+	r.linef("  deliveries   %s of %s in %.2f s = %s/s", commas(float64(recv)), commas(float64(want)), window, commas(float64(recv)/window))
+	r.linef("  publishes    %s in %.2f s = %s/s (%d refused)", commas(float64(load.ok)), pubWindow, commas(float64(load.ok)/pubWindow), load.failed)
+	r.latency("", h.summary())
+	rl := load.reqLatency.summary()
+	r.set("request_p50_ms", round(rl.P50, 3))
+	r.set("request_p99_ms", round(rl.P99, 3))
+	r.linef("  request      p50 %.2f ms  p99 %.2f ms (publish round trip)", rl.P50, rl.P99)
+	r.check(lost, dup, ooo)
+	r.cpu(selfPct, serverPct, o.serverPID)
+	if serverPct > 0 && recv > 0 {
+		// What one whole server core would deliver at this cost: robust
+		// when other processes share the machine.
+		perCore := float64(recv) / (window * serverPct / 100)
+		r.set("deliveries_per_server_cpu_s", round(perCore, 0))
+		r.linef("  efficiency   %s deliveries per server CPU-second (%.2f us of server CPU per delivery)", commas(perCore), 1e6/perCore)
+	}
+	if writes > 0 {
+		r.set("server_writes", writes)
+		r.set("frames_per_write", round(float64(recv)/float64(writes), 2))
+		r.linef("  writes       server made %s write calls (sockets and SQLite): %.2f deliveries per call", commas(float64(writes)), float64(recv)/float64(writes))
+	}
+	if capCtx.Err() != nil && load.sent < int64(lf.messages) {
+		r.set("capped", true)
+		r.linef("  note         stopped by --duration %s after %d of %d publishes", o.duration, load.sent, lf.messages)
+	}
+	if load.firstErr != nil {
+		r.linef("  note         first publish error: %v", load.firstErr)
+	}
+	if connErrs > 0 {
+		r.set("connection_errors", connErrs)
+		r.linef("  note         %d connections failed; first: %v", connErrs, connErr)
+	}
+}
+
+// apiPublish sends through POST /_api/publish.
+func (o *benchOptions) apiPublish(names []string, pad string) sendFunc {
+	var bodies sync.Pool
+	return func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
+		bp, _ := bodies.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		body := publishBody((*bp)[:0], names[ch], sent, pad)
+		status, buf, err := o.post(ctx, "/_api/publish", body, buf)
+		*bp = body
+		bodies.Put(bp)
+		return buf, err == nil && status == 200, err
+	}
+}
+
+func benchFanoutCmd(o *benchOptions) *cobra.Command {
+	var lf loadFlags
+	var subs int
+	cmd := &cobra.Command{
+		Use:   "fanout",
+		Short: "S subscribers on one channel, M publishes through /_api/publish",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pubRate := lf.messagesFor(cmd, subs)
+			if err := lf.validate(); err != nil {
+				return err
+			}
+			if err := o.prepare(lf.concurrency); err != nil {
+				return err
+			}
+			r := newReport("fanout")
+			if note := raiseNoFile(uint64(subs + lf.concurrency + 256)); note != "" {
+				r.linef("  note         %s", note)
+				r.set("note", note)
+			}
+			channel := "bench-fanout-" + newRunID()
+			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
+			defer cancel()
+			conns, err := o.connectAll(sctx, dialer(16<<10), subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
+			if err != nil {
+				return err
+			}
+			rateText := "unthrottled"
+			if pubRate > 0 {
+				rateText = fmt.Sprintf("rate %gk deliveries/s = %.0f publishes/s", lf.rate, pubRate)
+			}
+			r.lines = append([]string{fmt.Sprintf("fanout: %d subscribers on one channel, %d publishes, concurrency %d, %s", subs, lf.messages, lf.concurrency, rateText)}, r.lines...)
+			r.set("subscribers", subs)
+			r.set("messages", lf.messages)
+			r.set("concurrency", lf.concurrency)
+			r.set("rate_k", lf.rate)
+			pad := strings.Repeat("x", lf.size)
+			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, o.apiPublish([]string{channel}, pad))
+			return r.print(cmd.OutOrStdout(), o.json)
+		},
+	}
+	cmd.Flags().IntVarP(&subs, "subscribers", "s", 1000, "subscribers on the channel")
+	lf.register(cmd, 20000, 8, "publishes")
+	return cmd
+}
+
+func benchChannelsCmd(o *benchOptions) *cobra.Command {
+	var lf loadFlags
+	var chans, perChan int
+	cmd := &cobra.Command{
+		Use:   "channels",
+		Short: "C channels x K subscribers, publishes to random channels",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pubRate := lf.messagesFor(cmd, perChan)
+			if err := lf.validate(); err != nil {
+				return err
+			}
+			if chans <= 0 || perChan <= 0 {
+				return fmt.Errorf("-c and -k must be positive")
+			}
+			if err := o.prepare(lf.concurrency); err != nil {
+				return err
+			}
+			r := newReport("channels")
+			n := chans * perChan
+			if note := raiseNoFile(uint64(n + lf.concurrency + 256)); note != "" {
+				r.linef("  note         %s", note)
+				r.set("note", note)
+			}
+			id := newRunID()
+			names := make([]string, chans)
+			for i := range names {
+				names[i] = "bench-ch-" + id + "-" + strconv.Itoa(i)
+			}
+			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
+			defer cancel()
+			conns, err := o.connectAll(sctx, dialer(4<<10), n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "")
+			if err != nil {
+				return err
+			}
+			r.lines = append([]string{fmt.Sprintf("channels: %d channels x %d subscribers, %d publishes to random channels, concurrency %d", chans, perChan, lf.messages, lf.concurrency)}, r.lines...)
+			r.set("channels", chans)
+			r.set("subscribers_per_channel", perChan)
+			r.set("messages", lf.messages)
+			r.set("concurrency", lf.concurrency)
+			r.set("rate_k", lf.rate)
+			pad := strings.Repeat("x", lf.size)
+			o.runDelivery(cmd.Context(), r, conns, chans, perChan, &lf, pubRate, func(rng *rand.Rand) int { return rng.IntN(chans) }, o.apiPublish(names, pad))
+			return r.print(cmd.OutOrStdout(), o.json)
+		},
+	}
+	cmd.Flags().IntVarP(&chans, "channels", "c", 2000, "channels")
+	cmd.Flags().IntVarP(&perChan, "subscribers", "k", 5, "subscribers per channel")
+	lf.register(cmd, 20000, 32, "publishes")
+	return cmd
+}
+
+func benchJSCmd(o *benchOptions) *cobra.Command {
+	var lf loadFlags
+	var subs int
+	var path, body, channel string
+	cmd := &cobra.Command{
+		Use:   "js",
+		Short: "HTTP requests to an app's JS handler that broadcasts (app chat unless --app); S subscribers receive",
+		Long: `POST --body to the app's /api/<path> M times. The handler must broadcast each
+request to the channel named in it, with the text it was given: {t} in the
+body becomes the send time ("ft:<unix nanos>"), which is found by scanning
+the delivered frame, and {channel} the run's channel.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pubRate := lf.messagesFor(cmd, subs)
+			if err := lf.validate(); err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("app") {
+				o.app = "chat"
+			}
+			if !strings.HasPrefix(path, "/api/") {
+				return fmt.Errorf("--path %q: JS handlers live under /api/", path)
+			}
+			if err := o.prepare(lf.concurrency); err != nil {
+				return err
+			}
+			r := newReport("js")
+			if note := raiseNoFile(uint64(subs + lf.concurrency + 256)); note != "" {
+				r.linef("  note         %s", note)
+				r.set("note", note)
+			}
+			if channel == "" {
+				channel = "bench-js-" + newRunID()
+			}
+			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
+			defer cancel()
+			conns, err := o.connectAll(sctx, dialer(16<<10), subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
+			if err != nil {
+				return err
+			}
+			r.lines = append([]string{fmt.Sprintf("js: POST %s on app %s, %d requests, concurrency %d, %d subscribers", path, o.app, lf.messages, lf.concurrency, subs)}, r.lines...)
+			r.set("app", o.app)
+			r.set("path", path)
+			r.set("subscribers", subs)
+			r.set("messages", lf.messages)
+			r.set("concurrency", lf.concurrency)
+			r.set("rate_k", lf.rate)
+			tmpl := strings.ReplaceAll(body, "{channel}", channel)
+			before, after, _ := strings.Cut(tmpl, "{t}")
+			send := func(ctx context.Context, buf []byte, _ int, sent int64) ([]byte, bool, error) {
+				b := make([]byte, 0, len(tmpl)+24)
+				b = append(b, before...)
+				b = append(b, "ft:"...)
+				b = strconv.AppendInt(b, sent, 10)
+				b = append(b, after...)
+				status, buf, err := o.post(ctx, path, b, buf)
+				return buf, err == nil && status >= 200 && status < 300, err
+			}
+			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, send)
+			r.fields["handler_calls_per_s"] = r.fields["publishes_per_s"]
+			return r.print(cmd.OutOrStdout(), o.json)
+		},
+	}
+	cmd.Flags().IntVarP(&subs, "subscribers", "s", 100, "subscribers on the channel")
+	cmd.Flags().StringVar(&path, "path", "/api/messages", "the handler's path")
+	cmd.Flags().StringVar(&body, "body", `{"channel":"{channel}","text":"{t}"}`, "request body; {channel} and {t} are filled in")
+	cmd.Flags().StringVar(&channel, "channel", "", "channel the handler broadcasts to (default: a fresh one per run)")
+	lf.register(cmd, 5000, 8, "requests")
+	return cmd
+}
+
+func benchConnsCmd(o *benchOptions) *cobra.Command {
+	var n, conc int
+	var hold time.Duration
+	cmd := &cobra.Command{
+		Use:   "conns",
+		Short: "N idle connections, each subscribed to its own channel: connect rate and server memory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if n <= 0 || conc <= 0 {
+				return fmt.Errorf("-n and --connect-concurrency must be positive")
+			}
+			if err := o.prepare(4); err != nil {
+				return err
+			}
+			r := newReport("conns")
+			r.lines = append(r.lines, fmt.Sprintf("conns: %d connections, each subscribed to its own channel, %d opened at once", n, conc))
+			if note := raiseNoFile(uint64(n + 256)); note != "" {
+				r.linef("  note         %s", note)
+				r.set("note", note)
+			}
+			var rss0 int64 = -1
+			if o.serverPID > 0 {
+				if v, err := procRSS(o.serverPID); err == nil {
+					rss0 = v
+				}
+			}
+			id := newRunID()
+			ctx, cancel := context.WithTimeout(cmd.Context(), min(o.duration, o.setupTimeout))
+			defer cancel()
+			meter := startCPU(o.serverPID)
+			t0 := time.Now()
+			conns, err := o.connectAll(ctx, dialer(1<<10), n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "")
+			if err != nil {
+				return err
+			}
+			elapsed := time.Since(t0).Seconds()
+			selfPct, serverPct := meter.stop()
+			for _, bc := range conns {
+				go bc.read(nil)
+			}
+			time.Sleep(hold)
+			r.set("connections", n)
+			r.set("connect_concurrency", conc)
+			r.set("seconds", round(elapsed, 3))
+			r.set("connects_per_s", round(float64(n)/elapsed, 0))
+			r.linef("  connect      %d connect+subscribe in %.2f s = %s/s", n, elapsed, commas(float64(n)/elapsed))
+			if rss0 >= 0 {
+				if rss1, err := procRSS(o.serverPID); err == nil {
+					per := float64(rss1-rss0) / float64(n)
+					r.set("server_rss_before_mb", round(float64(rss0)/(1<<20), 1))
+					r.set("server_rss_after_mb", round(float64(rss1)/(1<<20), 1))
+					r.set("rss_per_conn_kb", round(per/1024, 2))
+					r.linef("  memory       server resident %.1f MB -> %.1f MB: %.2f KB per connection (after %s idle)", float64(rss0)/(1<<20), float64(rss1)/(1<<20), per/1024, hold)
+				}
+			} else {
+				r.linef("  memory       pass --server-pid to see the server's resident memory")
+			}
+			r.cpu(selfPct, serverPct, o.serverPID)
+			var connErrs int64
+			for _, bc := range conns {
+				if bc.err != nil {
+					connErrs++
+				}
+			}
+			closeAll(conns)
+			r.set("connection_errors", connErrs)
+			if connErrs > 0 {
+				r.linef("  note         %d connections ended early", connErrs)
+			}
+			return r.print(cmd.OutOrStdout(), o.json)
+		},
+	}
+	cmd.Flags().IntVarP(&n, "connections", "n", 10000, "connections to open")
+	cmd.Flags().IntVar(&conc, "connect-concurrency", 64, "connections being opened at once")
+	cmd.Flags().DurationVar(&hold, "hold", 2*time.Second, "how long the connections stay open, idle, before memory is read")
+	return cmd
+}
+
+func benchReplayCmd(o *benchOptions) *cobra.Command {
+	var history, fillConc, size int
+	var channel string
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "H messages in a channel, then one subscriber from offset 0",
+		Long: `Fill a channel with H messages (kept: a later run on the same channel with at
+least H messages reuses them), then subscribe from offset 0 and time the
+replay of all of them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if history <= 0 || fillConc <= 0 {
+				return fmt.Errorf("-H and --fill-concurrency must be positive")
+			}
+			if err := o.prepare(fillConc); err != nil {
+				return err
+			}
+			if channel == "" {
+				channel = "bench-replay-" + strconv.Itoa(history)
+			}
+			r := newReport("replay")
+			r.lines = append(r.lines, fmt.Sprintf("replay: %d messages in %s, one subscriber from offset 0", history, channel))
+			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
+			defer cancel()
+			head, err := o.channelHead(sctx, channel)
+			if err != nil {
+				return err
+			}
+			if head < uint64(history) {
+				missing := history - int(head)
+				pad := strings.Repeat("x", size)
+				load := publishLoad(sctx, sctx, missing, fillConc, 0, 1, func(*rand.Rand) int { return 0 }, o.apiPublish([]string{channel}, pad))
+				if load.firstErr != nil || load.ok < int64(missing) {
+					return fmt.Errorf("fill: %d of %d published: %v", load.ok, missing, load.firstErr)
+				}
+				s := load.end.Sub(load.start).Seconds()
+				r.linef("  fill         %d messages in %.1f s = %s publishes/s (concurrency %d)", missing, s, commas(float64(missing)/s), fillConc)
+				r.set("fill_publishes_per_s", round(float64(missing)/s, 0))
+				if head, err = o.channelHead(sctx, channel); err != nil {
+					return err
+				}
+			}
+			ctx, cancel2 := context.WithTimeout(cmd.Context(), o.duration)
+			defer cancel2()
+			meter := startCPU(o.serverPID)
+			t0 := time.Now()
+			bc, err := o.dialSubscribe(ctx, dialer(64<<10), channel, `,"offset":0`)
+			if err != nil {
+				return err
+			}
+			bc.done, bc.doneAt = make(chan struct{}), bc.head
+			done := bc.done
+			go bc.read(nil)
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			elapsed := time.Since(t0).Seconds()
+			selfPct, serverPct := meter.stop()
+			capped := ctx.Err() != nil
+			closeAll([]*benchConn{bc})
+			recv := bc.recv.Load()
+			r.set("history", history)
+			r.set("head", bc.head)
+			r.set("replayed", recv)
+			r.set("seconds", round(elapsed, 3))
+			r.set("messages_per_s", round(float64(recv)/elapsed, 0))
+			r.linef("  replay       %s messages (head %d, announced %d) in %.3f s = %s/s", commas(float64(recv)), bc.head, bc.replay, elapsed, commas(float64(recv)/elapsed))
+			r.check(bc.missing(bc.head), bc.dup, bc.ooo)
+			r.cpu(selfPct, serverPct, o.serverPID)
+			if capped {
+				r.set("capped", true)
+				r.linef("  note         stopped by --duration %s", o.duration)
+			}
+			return r.print(cmd.OutOrStdout(), o.json)
+		},
+	}
+	cmd.Flags().IntVarP(&history, "history", "H", 1000000, "messages in the channel")
+	cmd.Flags().IntVar(&fillConc, "fill-concurrency", 32, "publishes in flight while filling")
+	cmd.Flags().IntVar(&size, "size", 0, "extra bytes of padding in each filled message")
+	cmd.Flags().StringVar(&channel, "channel", "", "channel to fill and replay (default bench-replay-<H>)")
+	return cmd
+}
+
+// channelHead reads a channel's head offset from its history endpoint.
+func (o *benchOptions) channelHead(ctx context.Context, channel string) (uint64, error) {
+	status, b, err := o.get(ctx, "/_api/channels/"+url.PathEscape(channel)+"/history?last=1")
+	if err != nil {
+		return 0, fmt.Errorf("read head of %s: %w", channel, err)
+	}
+	if status != 200 {
+		return 0, fmt.Errorf("read head of %s: status %d: %.200s", channel, status, b)
+	}
+	head, _ := scanUint(b, `"head":`)
+	return head, nil
+}

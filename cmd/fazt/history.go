@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+)
+
+func historyCmd() *cobra.Command {
+	var (
+		db, app, channel, since string
+		offset, last, limit     int64
+		asJSON                  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "history --app A --channel C [--offset N | --last K | --since T]",
+		Short: "Print a channel's retained messages from the database",
+		Long: `Print a channel's retained messages, oldest first, read straight from the
+database (this works while fazt serve is running). --offset N starts after
+offset N, as a subscribe does; --last K prints the newest K; --since T the
+messages at or after T (an age such as 90s, 2h, 7d, or a time such as
+2026-01-02T15:04, RFC 3339, or unix ms).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n := 0
+			for _, name := range []string{"offset", "last", "since"} {
+				if cmd.Flags().Changed(name) {
+					n++
+				}
+			}
+			if n > 1 {
+				return errors.New("history takes at most one of --offset, --last and --since")
+			}
+			if err := domain.ValidateChannel(channel); err != nil {
+				return fmt.Errorf("--channel: %w", err)
+			}
+			if offset < 0 || last < 0 || limit < 0 {
+				return errors.New("--offset, --last and --limit must be 0 or more")
+			}
+			q := domain.HistoryQuery{After: uint64(offset), Last: int(last)}
+			var err error
+			if q.Since, err = parseTime(since, time.Now()); err != nil {
+				return fmt.Errorf("--since: %w", err)
+			}
+			l, err := openReadOnly(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if err := printHistory(cmd.Context(), cmd.OutOrStdout(), l, app, channel, q, int(limit), asJSON); err != nil {
+				return dbError(db, err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	dbFlag(f, &db)
+	f.StringVar(&app, "app", domain.DefaultApp, "app")
+	f.StringVar(&channel, "channel", "", "channel (required)")
+	f.Int64Var(&offset, "offset", 0, "print messages after this offset")
+	f.Int64Var(&last, "last", 0, "print the newest K messages")
+	f.StringVar(&since, "since", "", "print messages at or after this time")
+	f.Int64Var(&limit, "limit", 0, "print at most this many messages (0: all)")
+	f.BoolVar(&asJSON, "json", false, "print JSON lines: offset, timestamp, seq, data")
+	cmd.MarkFlagRequired("channel")
+	return cmd
+}
+
+// printHistory pages through a channel's messages matching q and prints
+// them; limit 0 prints all.
+func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel string, q domain.HistoryQuery, limit int, asJSON bool) error {
+	var tw *tabwriter.Writer
+	if !asJSON {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "OFFSET\tTIME\tSEQ\tDATA")
+		defer tw.Flush()
+	}
+	if q.Last > 0 {
+		// The newest K are one bounded read.
+		if limit > 0 {
+			q.Last = min(q.Last, limit)
+		}
+		q.Limit = q.Last
+		msgs, err := l.Messages(ctx, app, channel, q)
+		if err != nil {
+			return err
+		}
+		return writeMessages(w, tw, msgs, asJSON)
+	}
+	printed := 0
+	// Each page starts after the last offset printed, so the loop ends:
+	// offsets only grow and a short page is the last.
+	for {
+		page := events.MaxPage / 10
+		if limit > 0 {
+			page = min(page, limit-printed)
+		}
+		q.Limit = page
+		msgs, err := l.Messages(ctx, app, channel, q)
+		if err != nil {
+			return err
+		}
+		if err := writeMessages(w, tw, msgs, asJSON); err != nil {
+			return err
+		}
+		printed += len(msgs)
+		if len(msgs) < page || (limit > 0 && printed >= limit) {
+			return nil
+		}
+		q.After = msgs[len(msgs)-1].Offset
+	}
+}
+
+func writeMessages(w io.Writer, tw *tabwriter.Writer, msgs []domain.Message, asJSON bool) error {
+	for _, m := range msgs {
+		if asJSON {
+			b, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(w, "%s\n", b); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", m.Offset, formatTime(m.Time), m.Seq, oneLine(string(m.Data), 200))
+	}
+	return nil
+}
+
+// oneLine squeezes text onto one line of at most max runes, for tables.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+// dbFlag adds the --db flag of commands that read the database.
+func dbFlag(f interface {
+	StringVar(p *string, name, value, usage string)
+}, p *string) {
+	f.StringVar(p, "db", envOr("FAZT_DB", "fazt.db"), "SQLite database file (FAZT_DB)")
+}
+
+// openReadOnly opens the database for reading beside a running server and
+// turns the usual failures into one clear line.
+func openReadOnly(ctx context.Context, path string) (*events.Log, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("database %s does not exist (set --db or FAZT_DB)", path)
+	}
+	l, err := events.Open(ctx, events.Config{Path: path, ReadOnly: true})
+	if err != nil {
+		return nil, dbError(path, err)
+	}
+	return l, nil
+}
+
+// dbError rewords SQLite's errors about a file it cannot use.
+func dbError(path string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY"):
+		return fmt.Errorf("database %s is locked by another process; try again when it is released", path)
+	case strings.Contains(msg, "file is not a database"):
+		return fmt.Errorf("%s is not a fazt database", path)
+	case strings.Contains(msg, "no event log in it"):
+		return fmt.Errorf("%s is not a fazt database (no event log in it)", path)
+	}
+	return fmt.Errorf("database %s: %s", path, strings.Join(strings.Fields(msg), " "))
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cli runs the fazt command line in-process, as main would, and returns
+// what it printed.
+func cli(t testing.TB, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = run(ctx, args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+// mustCLI is cli that fails the test on an error.
+func mustCLI(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errs, err := cli(t, args...)
+	if err != nil {
+		t.Fatalf("fazt %s: %v\nstderr: %s", strings.Join(args, " "), err, errs)
+	}
+	return out
+}
+
+// jsonLines decodes each line of out into a map.
+func jsonLines(t testing.TB, out string) []map[string]any {
+	t.Helper()
+	var res []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", line, err)
+		}
+		res = append(res, m)
+	}
+	return res
+}
+
+func lineOffsets(t testing.TB, lines []map[string]any) []uint64 {
+	t.Helper()
+	var out []uint64
+	for _, l := range lines {
+		out = append(out, uint64(l["offset"].(float64)))
+	}
+	return out
+}
+
+func TestHistoryCLI(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": ""})
+	var times []int64
+	for i := 1; i <= 12; i++ {
+		tn.publish("chat", "room", map[string]any{"n": i})
+		if i == 6 {
+			// A gap so that --since can split the history by time.
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	tn.publish("chat", "other", "not this channel")
+	tn.publish("", "room", "not this app")
+	var hist struct {
+		Messages []struct {
+			Offset    uint64 `json:"offset"`
+			Timestamp int64  `json:"timestamp"`
+		} `json:"messages"`
+	}
+	tn.api("chat", testAdminKey, "GET", "/_api/channels/room/history", nil, &hist)
+	for _, m := range hist.Messages {
+		times = append(times, m.Timestamp)
+	}
+	db := tn.cfg.DBPath
+	base := []string{"history", "--db", db, "--app", "chat", "--channel", "room", "--json"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []uint64
+	}{
+		{"all", nil, seqRange(1, 12)},
+		{"offset", []string{"--offset", "9"}, seqRange(10, 12)},
+		{"offset and limit", []string{"--offset", "2", "--limit", "3"}, seqRange(3, 5)},
+		{"last", []string{"--last", "4"}, seqRange(9, 12)},
+		{"since unix ms", []string{"--since", strconv.FormatInt(times[6], 10)}, seqRange(7, 12)},
+		{"since RFC 3339", []string{"--since", time.UnixMilli(times[6]).UTC().Format(time.RFC3339Nano)}, seqRange(7, 12)},
+		{"since relative", []string{"--since", "1h"}, seqRange(1, 12)},
+		{"since after the newest", []string{"--since", strconv.FormatInt(times[11]+1, 10)}, nil},
+	} {
+		got := lineOffsets(t, jsonLines(t, mustCLI(t, append(base, tc.args...)...)))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: offsets %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// The table form shows every message of the channel and its data.
+	table := mustCLI(t, "history", "--db", db, "--app", "chat", "--channel", "room", "--last", "1")
+	if !strings.HasPrefix(table, "OFFSET") || !strings.Contains(table, `{"n":12}`) || strings.Contains(table, `{"n":11}`) {
+		t.Errorf("table:\n%s", table)
+	}
+	// Errors are one line and fail the command.
+	for _, args := range [][]string{
+		{"history", "--db", db, "--channel", "room", "--offset", "1", "--last", "2"},
+		{"history", "--db", db, "--channel", "room", "--since", "last tuesday"},
+		{"history", "--db", db, "--channel", "bad channel!"},
+		{"history", "--db", db},
+	} {
+		_, _, err := cli(t, args...)
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("fazt %v: error %v, want one line", args, err)
+		}
+	}
+}

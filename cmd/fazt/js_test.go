@@ -1,0 +1,562 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// jsClient bounds every request of these tests, so that a script the
+// server failed to interrupt fails the test instead of hanging it.
+var jsClient = &http.Client{Timeout: 30 * time.Second}
+
+// writeFiles writes files (paths relative to the apps dir) into a running
+// node's apps dir.
+func (tn *testNode) writeFiles(files map[string]string) {
+	tn.t.Helper()
+	for name, body := range files {
+		p := filepath.Join(tn.cfg.AppsDir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tn.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			tn.t.Fatal(err)
+		}
+	}
+}
+
+// jsCall sends a request to app's /api/... and decodes the JSON answer
+// into out when it is non-nil.
+func (tn *testNode) jsCall(app, method, path string, body any, out any) (int, string) {
+	tn.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequest(method, tn.srv.URL+path, rd)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	req.Host = app + ".localhost"
+	resp, err := jsClient.Do(req)
+	if err != nil {
+		tn.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			tn.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
+		}
+	}
+	return resp.StatusCode, string(raw)
+}
+
+// callJS calls fazt.realtime.<fn>(args...) through the generic handler
+// below and returns its JSON result.
+func (tn *testNode) callJS(app, fn string, args ...any) (int, map[string]any) {
+	tn.t.Helper()
+	var out map[string]any
+	if args == nil {
+		args = []any{}
+	}
+	code, _ := tn.jsCall(app, "POST", "/api/call", map[string]any{"fn": fn, "args": args}, &out)
+	return code, out
+}
+
+// callerJS exposes every fazt.realtime function over HTTP: the answer is
+// {result} or, for a JS exception, 400 {error, code}.
+const callerJS = `
+module.exports = function (req) {
+  const { fn, args } = req.json;
+  try {
+    return { result: fazt.realtime[fn](...args) };
+  } catch (e) {
+    return { status: 400, json: { error: e.message, code: e.code } };
+  }
+};
+`
+
+func TestJSRealtimeFunctions(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"rt": ""})
+	tn.writeFiles(map[string]string{"rt/api/main.js": callerJS})
+	c := tn.dial("rt", "")
+	c.subscribe(map[string]any{"channel": "room"})
+
+	// broadcast: committed, with offset and epoch, and delivered.
+	code, out := tn.callJS("rt", "broadcast", "room", map[string]any{"text": "hi"})
+	sent, _ := out["result"].(map[string]any)
+	if code != 200 || sent["offset"] != 1.0 || sent["epoch"] == "" || sent["channel"] != "room" {
+		t.Fatalf("broadcast: %d %v", code, out)
+	}
+	m := c.messages("room", 1)[0]
+	if m.num("offset") != 1 || m["data"].(map[string]any)["text"] != "hi" {
+		t.Fatalf("message %v", m)
+	}
+	epoch := sent["epoch"].(string)
+	if p := tn.publish("rt", "room", "from the API"); p.Offset != 2 || p.Epoch != epoch {
+		t.Fatalf("API publish after JS broadcast: %+v", p)
+	}
+	c.messages("room", 1)
+
+	// broadcastAll reaches every connection, with no channel.
+	if code, out := tn.callJS("rt", "broadcastAll", map[string]any{"all": true}); code != 200 || out["result"].(map[string]any)["connections"] != 1.0 {
+		t.Fatalf("broadcastAll: %d %v", code, out)
+	}
+	if f := c.expect("message"); f.str("channel") != "" || f["data"].(map[string]any)["all"] != true {
+		t.Fatalf("broadcastAll frame %v", f)
+	}
+
+	// subscribers, count, channels.
+	if _, out := tn.callJS("rt", "subscribers", "room"); !slices.Equal(toStrings(out["result"]), []string{c.id}) {
+		t.Fatalf("subscribers: %v", out)
+	}
+	if _, out := tn.callJS("rt", "subscribers", "empty"); len(toStrings(out["result"])) != 0 {
+		t.Fatalf("subscribers of an empty channel: %v", out)
+	}
+	if _, out := tn.callJS("rt", "count", "room"); out["result"] != 1.0 {
+		t.Fatalf("count(room): %v", out)
+	}
+	if _, out := tn.callJS("rt", "count"); out["result"] != 1.0 {
+		t.Fatalf("count(): %v", out)
+	}
+	_, out = tn.callJS("rt", "channels")
+	chans, _ := out["result"].([]any)
+	if len(chans) != 1 {
+		t.Fatalf("channels: %v", out)
+	}
+	if ch := chans[0].(map[string]any); ch["channel"] != "room" || ch["subscribers"] != 1.0 || ch["head"] != 2.0 || ch["epoch"] != epoch || ch["first_offset"] != 1.0 {
+		t.Fatalf("channels: %v", chans)
+	}
+
+	// history, by offset, last and since, with a limit.
+	history := func(opts map[string]any) []uint64 {
+		t.Helper()
+		code, out := tn.callJS("rt", "history", "room", opts)
+		if code != 200 {
+			t.Fatalf("history %v: %d %v", opts, code, out)
+		}
+		var offs []uint64
+		for _, m := range out["result"].(map[string]any)["messages"].([]any) {
+			offs = append(offs, uint64(m.(map[string]any)["offset"].(float64)))
+		}
+		return offs
+	}
+	tn.callJS("rt", "broadcast", "room", "three")
+	c.messages("room", 1)
+	if got := history(map[string]any{"offset": 0}); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("history offset 0: %v", got)
+	}
+	if got := history(map[string]any{"offset": 1, "limit": 1}); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("history offset 1 limit 1: %v", got)
+	}
+	if got := history(map[string]any{"last": 2}); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("history last 2: %v", got)
+	}
+	if got := history(map[string]any{"since": time.Now().Add(time.Hour).UnixMilli()}); len(got) != 0 {
+		t.Fatalf("history since the future: %v", got)
+	}
+	if got := history(map[string]any{"since": 0}); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("history since 0: %v", got)
+	}
+	_, out = tn.callJS("rt", "history", "room", map[string]any{"last": 1})
+	if msg := out["result"].(map[string]any)["messages"].([]any)[0].(map[string]any); msg["data"] != "three" {
+		t.Fatalf("history data: %v", msg)
+	}
+
+	// The audit shows the JS handler as the publisher.
+	a := tn.audit("rt", "type=broadcast,broadcast_all")
+	if len(a.Events) != 4 {
+		t.Fatalf("audit: %v", a.types())
+	}
+	for i, want := range []string{"js", "admin_key", "js", "js"} {
+		pub := a.Events[i].Event["publisher"].(map[string]any)
+		if pub["kind"] != want || want == "js" && pub["id"] != "api/main.js" {
+			t.Fatalf("event %d publisher %v, want kind %s", i, pub, want)
+		}
+	}
+
+	// kick: the client is told and closed; the audit says a JS handler did it.
+	if code, out := tn.callJS("rt", "kick", c.id, "bye"); code != 200 || out["result"].(map[string]any)["kicked"] != true {
+		t.Fatalf("kick: %d %v", code, out)
+	}
+	if d := c.expect("disconnect"); d.num("code") != 4000 || d.str("reason") != "kicked: bye" {
+		t.Fatalf("disconnect %v", d)
+	}
+	k := tn.audit("rt", "type=kicked")
+	if by := k.Events[0].Event["by"].(map[string]any); by["kind"] != "js" || by["id"] != "api/main.js" {
+		t.Fatalf("kick by %v", by)
+	}
+	waitFor(t, func() bool { _, out := tn.callJS("rt", "count"); return out["result"] == 0.0 })
+	if code, out := tn.callJS("rt", "kick", c.id, "again"); code != 400 || out["code"] != "not_found" {
+		t.Fatalf("kick of a gone client: %d %v", code, out)
+	}
+}
+
+// publishedAndMessage reads the reply to a client publish and the message
+// it broadcast to the publisher, which may come in either order.
+func (c *client) publishedAndMessage() (published, message frame) {
+	c.t.Helper()
+	for published == nil || message == nil {
+		switch f := c.next(); f.str("type") {
+		case "published":
+			published = f
+		case "message":
+			message = f
+		default:
+			c.t.Fatalf("want published and message, got %v", f)
+		}
+	}
+	return published, message
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+func TestJSAppsStayApart(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"a": "", "b": ""})
+	tn.writeFiles(map[string]string{"a/api/main.js": callerJS, "b/api/main.js": callerJS})
+	ca := tn.dial("a", "")
+	ca.subscribe(map[string]any{"channel": "room"})
+	cb := tn.dial("b", "")
+	cb.subscribe(map[string]any{"channel": "room"})
+
+	if code, _ := tn.callJS("a", "broadcast", "room", "for a"); code != 200 {
+		t.Fatal(code)
+	}
+	if f := ca.messages("room", 1)[0]; f["data"] != "for a" {
+		t.Fatalf("a got %v", f)
+	}
+	cb.quiet(200 * time.Millisecond)
+	tn.callJS("b", "broadcastAll", "for all of b")
+	cb.expect("message")
+	ca.quiet(200 * time.Millisecond)
+
+	if _, out := tn.callJS("b", "subscribers", "room"); !slices.Equal(toStrings(out["result"]), []string{cb.id}) {
+		t.Fatalf("b's subscribers of room: %v", out)
+	}
+	if _, out := tn.callJS("b", "history", "room", map[string]any{"offset": 0}); len(out["result"].(map[string]any)["messages"].([]any)) != 0 {
+		t.Fatalf("b sees a's history: %v", out)
+	}
+	if _, out := tn.callJS("b", "channels"); len(out["result"].([]any)) != 1 || out["result"].([]any)[0].(map[string]any)["head"] != 0.0 {
+		t.Fatalf("b's channels: %v", out)
+	}
+	if code, out := tn.callJS("b", "kick", ca.id, "not yours"); code != 400 || out["code"] != "not_found" {
+		t.Fatalf("b kicking a's client: %d %v", code, out)
+	}
+	ca.send(map[string]any{"type": "ping"})
+	ca.expect("pong")
+}
+
+const hooksJS = `
+exports.onConnect = function (c) {
+  if (c.query.deny === "throw") throw new Error("go away, " + c.query.name);
+  if (c.query.deny) return false;
+};
+exports.onSubscribe = function (c, ch) {
+  if (ch.startsWith("no-")) throw new Error("not " + ch);
+  if (ch === "false") return false;
+  if (ch === "whoami") fazt.realtime.broadcast("whoami", c);
+  if (ch === "spin") for (;;) {}
+  return true;
+};
+exports.onPublish = async function (c, ch, data) {
+  await null;
+  if (ch === "drop") return null;
+  if (ch === "refuse") throw new Error("no publishing to " + ch);
+  if (ch === "as-is") return undefined;
+  return { wrapped: data, by: c.id };
+};
+exports.onDisconnect = function (c, reason) {
+  if (c.query.name) fazt.realtime.broadcast("log", { left: c.id, reason, name: c.query.name });
+};
+`
+
+func TestJSHooks(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"hk": `{"js": {"hook_timeout_ms": 300}}`})
+	tn.writeFiles(map[string]string{"hk/api/realtime.js": hooksJS})
+
+	// onConnect: false, and a throw with its message, refuse before the
+	// upgrade; anything else allows.
+	for q, want := range map[string]string{"deny=1": "connection refused by onConnect", "deny=throw&name=bob": "go away, bob"} {
+		_, err := tn.tryDial("hk", q)
+		if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), `"code":"not_allowed"`) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("dial ?%s: %v, want 403 not_allowed %q", q, err, want)
+		}
+	}
+	c := tn.dial("hk", "name=ann&x=1")
+
+	// onSubscribe: the client carries id, app, remote, connect time, query.
+	c.subscribe(map[string]any{"channel": "whoami", "offset": 0})
+	who := c.messages("whoami", 1)[0]["data"].(map[string]any)
+	if who["id"] != c.id || who["app"] != "hk" || !strings.HasPrefix(who["remote"].(string), "127.0.0.1:") ||
+		who["connectedAt"].(float64) < float64(time.Now().Add(-time.Minute).UnixMilli()) ||
+		who["query"].(map[string]any)["name"] != "ann" || who["query"].(map[string]any)["x"] != "1" {
+		t.Fatalf("client as hooks see it: %v", who)
+	}
+	for ch, want := range map[string]string{"no-x": "not no-x", "false": "refused by onSubscribe", "spin": "time limit of 300ms"} {
+		c.send(map[string]any{"type": "subscribe", "channel": ch, "id": ch})
+		e := c.expect("error")
+		if e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), want) || e.str("id") != ch {
+			t.Fatalf("subscribe %s: %v, want not_allowed %q", ch, e, want)
+		}
+	}
+	c.subscribe(map[string]any{"channel": "ok"})
+
+	// onPublish: changed data is broadcast, even though app.json does not
+	// let clients publish; null drops; a throw refuses; undefined leaves
+	// the decision to app.json, which says no.
+	c.send(map[string]any{"type": "publish", "channel": "ok", "data": map[string]any{"n": 1}})
+	p, msg := c.publishedAndMessage()
+	if p.num("offset") != 1 {
+		t.Fatalf("published %v", p)
+	}
+	if m := msg["data"].(map[string]any); m["by"] != c.id || m["wrapped"].(map[string]any)["n"] != 1.0 {
+		t.Fatalf("changed message %v", m)
+	}
+	c.send(map[string]any{"type": "publish", "channel": "drop", "data": 1})
+	if p := c.expect("published"); p["dropped"] != true {
+		t.Fatalf("dropped publish: %v", p)
+	}
+	for ch, want := range map[string]string{"refuse": "no publishing to refuse", "as-is": "may not publish"} {
+		c.send(map[string]any{"type": "publish", "channel": ch, "data": 1})
+		if e := c.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), want) {
+			t.Fatalf("publish to %s: %v, want %q", ch, e, want)
+		}
+	}
+	if a := tn.audit("hk", "type=broadcast&channel=ok"); len(a.Events) != 1 || a.Events[0].Event["publisher"].(map[string]any)["kind"] != "client" {
+		t.Fatalf("audit of the client publish: %v", a.Events)
+	}
+
+	// onDisconnect is told, and may broadcast; the hook's file is the actor.
+	watcher := tn.dial("hk", "")
+	watcher.subscribe(map[string]any{"channel": "log"})
+	c.conn.Close()
+	left := watcher.messages("log", 1)[0]["data"].(map[string]any)
+	if left["left"] != c.id || left["name"] != "ann" || left["reason"] != "connection_lost" && left["reason"] != "client_closed" {
+		t.Fatalf("onDisconnect broadcast: %v", left)
+	}
+	a := tn.audit("hk", "type=broadcast&channel=log")
+	if pub := a.Events[0].Event["publisher"].(map[string]any); pub["kind"] != "js" || pub["id"] != "api/realtime.js" {
+		t.Fatalf("onDisconnect publisher %v", pub)
+	}
+}
+
+func TestJSNoHooksBehavesAsBefore(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"open": `{"client_publish": true}`, "closed": ""})
+	// A realtime.js without hooks changes nothing either.
+	tn.writeFiles(map[string]string{"open/api/realtime.js": "exports.unrelated = 1;"})
+	for app, allowed := range map[string]bool{"open": true, "closed": false} {
+		c := tn.dial(app, "")
+		c.subscribe(map[string]any{"channel": "admin-x"})
+		c.send(map[string]any{"type": "publish", "channel": "admin-x", "data": "  hi  "})
+		if allowed {
+			if _, m := c.publishedAndMessage(); m["data"] != "  hi  " {
+				t.Fatalf("%s: data changed without a hook: %v", app, m)
+			}
+		} else if e := c.expect("error"); e.str("code") != "not_allowed" {
+			t.Fatalf("%s: %v", app, e)
+		}
+	}
+}
+
+func TestJSInfiniteLoopIsInterruptedWhileOthersAreServed(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"spin": `{"js": {"handler_timeout_ms": 1500}}`})
+	tn.writeFiles(map[string]string{"spin/api/main.js": `
+module.exports = function (req) {
+  if (req.path === "/api/spin") {
+    fazt.realtime.broadcast("started", "spinning");
+    for (;;) {}
+  }
+  return fazt.realtime.broadcast("room", "served");
+};`})
+	watcher := tn.dial("spin", "")
+	watcher.subscribe(map[string]any{"channel": "started"})
+	var (
+		spinning atomic.Bool
+		wg       sync.WaitGroup
+		code     int
+		body     string
+	)
+	spinning.Store(true)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer spinning.Store(false)
+		code, body = tn.jsCall("spin", "GET", "/api/spin", nil, nil)
+	}()
+	// From here on the loop runs: every request answered before the spin
+	// request returns was served beside it.
+	watcher.messages("started", 1)
+	served := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < 10000 && spinning.Load() && time.Now().Before(deadline); i++ {
+		if c, b := tn.jsCall("spin", "GET", "/api/ok", nil, nil); c != 200 {
+			t.Fatalf("request during the loop: %d %s", c, b)
+		}
+		if spinning.Load() {
+			served++
+		}
+	}
+	wg.Wait()
+	var e struct{ Error, Code string }
+	json.Unmarshal([]byte(body), &e)
+	if code != 500 || !strings.Contains(e.Error, "time limit of 1.5s") || e.Code != "internal" {
+		t.Fatalf("spin: %d %s", code, body)
+	}
+	if served == 0 {
+		t.Fatalf("no request was served while the loop ran")
+	}
+	if c, _ := tn.jsCall("spin", "GET", "/api/ok", nil, nil); c != 200 {
+		t.Fatalf("after the loop: %d", c)
+	}
+}
+
+func TestJSThrowingHandler(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"th": ""})
+	tn.writeFiles(map[string]string{"th/api/main.js": `module.exports = function (req) {
+  const x = 1;
+  throw new RangeError("boom " + x);
+};`})
+	var e struct{ Error, Code, At string }
+	code, body := tn.jsCall("th", "POST", "/api/x", nil, &e)
+	if code != 500 || e.Error != "RangeError: boom 1" || !strings.HasPrefix(e.At, "api/main.js:3:") || e.Code != "internal" {
+		t.Fatalf("throw: %d %s", code, body)
+	}
+}
+
+func TestJSFileEditedBetweenRequests(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"ed": ""})
+	tn.writeFiles(map[string]string{"ed/api/main.js": `module.exports = () => "first";`})
+	if _, body := tn.jsCall("ed", "GET", "/api/", nil, nil); strings.TrimSpace(body) != `"first"` {
+		t.Fatalf("before: %s", body)
+	}
+	tn.writeFiles(map[string]string{"ed/api/main.js": `module.exports = () => "second, edited";`})
+	if _, body := tn.jsCall("ed", "GET", "/api/", nil, nil); strings.TrimSpace(body) != `"second, edited"` {
+		t.Fatalf("after the edit: %s", body)
+	}
+
+	// Hooks too: the next subscribe runs the edited realtime.js.
+	c := tn.dial("ed", "")
+	tn.writeFiles(map[string]string{"ed/api/realtime.js": `exports.onSubscribe = () => true;`})
+	c.subscribe(map[string]any{"channel": "a"})
+	tn.writeFiles(map[string]string{"ed/api/realtime.js": `exports.onSubscribe = () => { throw new Error("closed for now"); };`})
+	c.send(map[string]any{"type": "subscribe", "channel": "b"})
+	if e := c.expect("error"); e.str("code") != "not_allowed" || e.str("error") != "closed for now" {
+		t.Fatalf("subscribe after editing realtime.js: %v", e)
+	}
+	// And removing it restores the default: allow.
+	if err := os.Remove(filepath.Join(tn.cfg.AppsDir, "ed", "api", "realtime.js")); err != nil {
+		t.Fatal(err)
+	}
+	c.subscribe(map[string]any{"channel": "b"})
+}
+
+func TestJSAsyncHandlerWithRequire(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"as": ""})
+	tn.writeFiles(map[string]string{
+		"as/api/lib/wait.js": `module.exports = ms => new Promise(r => setTimeout(r, ms));`,
+		"as/secret.js":       `module.exports = "inside the app folder, outside api/";`,
+		"other/secret.js":    `module.exports = "another app";`,
+		"as/api/main.js": `
+const wait = require("./lib/wait");
+module.exports = async function (req) {
+  await wait(10);
+  let outside;
+  try { require("../../other/secret"); outside = "escaped"; } catch (e) { outside = e.message; }
+  return { inside: require("../secret"), outside, sent: fazt.realtime.broadcast("room", "late") };
+};`,
+	})
+	var out struct {
+		Inside, Outside string
+		Sent            struct{ Offset int }
+	}
+	if code, body := tn.jsCall("as", "GET", "/api/", nil, &out); code != 200 || out.Inside == "" || !strings.Contains(out.Outside, "outside the app folder") || out.Sent.Offset != 1 {
+		t.Fatalf("async with require: %d %s", code, body)
+	}
+}
+
+// TestChatExampleApp runs the bundled apps/chat.
+func TestChatExampleApp(t *testing.T) {
+	tn := startTestNode(t, nil)
+	src := filepath.Join("..", "..", "apps", "chat")
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		tn.writeFiles(map[string]string{filepath.ToSlash(filepath.Join("chat", rel)): string(b)})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tn.dial("chat", "")
+	c.subscribe(map[string]any{"channel": "room"})
+
+	// POST /api/messages broadcasts, through the handler's require()d rules.
+	var sent struct {
+		Offset uint64
+		Epoch  string
+	}
+	if code, body := tn.jsCall("chat", "POST", "/api/messages", map[string]any{"text": "  hello \n  world ", "name": "ann"}, &sent); code != 201 || sent.Offset != 1 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	if m := c.messages("room", 1)[0]["data"].(map[string]any); m["text"] != "hello world" || m["name"] != "ann" {
+		t.Fatalf("posted message %v", m)
+	}
+	if code, _ := tn.jsCall("chat", "POST", "/api/messages", map[string]any{"text": "   "}, nil); code != 400 {
+		t.Fatalf("empty post: %d", code)
+	}
+	var recent []map[string]any
+	if code, body := tn.jsCall("chat", "GET", "/api/messages?last=5", nil, &recent); code != 200 || len(recent) != 1 {
+		t.Fatalf("recent: %d %s", code, body)
+	}
+	if a := tn.audit("chat", "type=broadcast"); a.Events[0].Event["publisher"].(map[string]any)["id"] != "api/main.js" {
+		t.Fatalf("audit: %v", a.Events)
+	}
+
+	// onPublish trims, size-limits, and drops empty lines.
+	c.send(map[string]any{"type": "publish", "channel": "room", "data": map[string]any{"text": "  " + strings.Repeat("x", 1000) + "  "}})
+	if _, msg := c.publishedAndMessage(); msg["data"].(map[string]any)["text"] != strings.Repeat("x", 280) {
+		t.Fatalf("long line became %v", msg)
+	}
+	c.send(map[string]any{"type": "publish", "channel": "room", "data": map[string]any{"text": " \t "}})
+	if p := c.expect("published"); p["dropped"] != true {
+		t.Fatalf("blank line: %v", p)
+	}
+	c.send(map[string]any{"type": "publish", "channel": "room", "data": 42})
+	if e := c.expect("error"); e.str("code") != "not_allowed" {
+		t.Fatalf("non-chat data: %v", e)
+	}
+
+	// admin-* channels need the token in the WebSocket URL's query.
+	c.send(map[string]any{"type": "subscribe", "channel": "admin-mods"})
+	if e := c.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), "token") {
+		t.Fatalf("admin channel without a token: %v", e)
+	}
+	wrong := tn.dial("chat", "token=guess")
+	wrong.send(map[string]any{"type": "subscribe", "channel": "admin-mods"})
+	wrong.expect("error")
+	mod := tn.dial("chat", "token=chat-admin-token")
+	mod.subscribe(map[string]any{"channel": "admin-mods"})
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+func publishCmd() *cobra.Command {
+	var (
+		server, app, channel, data, key string
+		asJSON                          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "publish --app A --channel C --data '{...}'",
+		Short: "Broadcast a message through a running server",
+		Long: `Broadcast a message to a channel through a running server's API
+(POST /_api/publish) and print the offset it was given once it is committed.
+--data is any JSON value; "-" reads it from stdin. The key is the admin key
+or one of the app's own api_keys.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := domain.ValidateChannel(channel); err != nil {
+				return fmt.Errorf("--channel: %w", err)
+			}
+			body := []byte(data)
+			if data == "-" {
+				var err error
+				if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 16<<20)); err != nil {
+					return fmt.Errorf("read data from stdin: %w", err)
+				}
+			}
+			body = bytes.TrimSpace(body)
+			if !json.Valid(body) {
+				return errors.New("--data is not valid JSON (quote strings: --data '\"hello\"')")
+			}
+			if key == "" {
+				return errors.New("no key: set --admin-key or FAZT_ADMIN_KEY (an app key works too)")
+			}
+			req, _ := json.Marshal(map[string]any{"channel": channel, "data": json.RawMessage(body)})
+			var resp struct {
+				Channel string `json:"channel"`
+				Offset  uint64 `json:"offset"`
+				Epoch   string `json:"epoch"`
+				Seq     uint64 `json:"seq"`
+			}
+			raw, err := callAPI(cmd.Context(), server, app, key, "POST", "/_api/publish", req, &resp)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\n", bytes.TrimSpace(raw))
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "published to %s/%s: offset %d (epoch %s, seq %d)\n", app, resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	serverFlags(f, &server)
+	f.StringVar(&key, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "API key: the admin key or an app key (FAZT_ADMIN_KEY)")
+	f.StringVar(&app, "app", domain.DefaultApp, "app")
+	f.StringVar(&channel, "channel", "", "channel (required)")
+	f.StringVar(&data, "data", "", "the message: any JSON value, or - for stdin (required)")
+	f.BoolVar(&asJSON, "json", false, "print the server's JSON answer")
+	cmd.MarkFlagRequired("channel")
+	cmd.MarkFlagRequired("data")
+	return cmd
+}
+
+// serverFlags adds --server and its synonym --addr, the address of a
+// running server.
+func serverFlags(f interface {
+	StringVar(p *string, name, value, usage string)
+}, p *string) {
+	def := envOr("FAZT_ADDR", "127.0.0.1:8080")
+	f.StringVar(p, "server", def, "address or URL of the running server (FAZT_ADDR)")
+	f.StringVar(p, "addr", def, "same as --server")
+}
+
+// serverURL turns an address ("127.0.0.1:8080") or a URL into the base URL
+// of the server, and returns the Host header that selects app on it: the
+// app's name as the first label of the server's host.
+func serverURL(server, app string) (base *url.URL, host string, err error) {
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	u, err := url.Parse(server)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, "", fmt.Errorf("server %q: want host:port or an http(s) URL", server)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	host = u.Host
+	if app != "" && app != domain.DefaultApp && domain.AppFromHost(host) != app {
+		host = app + "." + host
+	}
+	return u, host, nil
+}
+
+// callAPI calls the server API as app and decodes a 2xx answer into out. A
+// failure is one line: the server's error and code, or why it was not
+// reached.
+func callAPI(ctx context.Context, server, app, key, method, path string, body []byte, out any) ([]byte, error) {
+	base, host, err := serverURL(server, app)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Host = host
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("server %s is not reachable: %v", base.Host, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer from %s: %w", base.Host, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error, Code string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("server refused (%d %s): %s", resp.StatusCode, e.Code, e.Error)
+		}
+		return nil, fmt.Errorf("server answered %s", resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("server's answer is not the JSON expected: %w", err)
+		}
+	}
+	return raw, nil
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+func rebuildCmd() *cobra.Command {
+	var (
+		db, progress string
+		maxShown     int
+	)
+	cmd := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Replay the whole log into fresh projections and check the stored ones",
+		Long: `Replay the event log from sequence 0 into fresh read models and compare
+them with the stored subscriptions projection (tables sessions and
+subscriptions, at its checkpoint) and with the live membership as a server
+restores it from the log. Works while fazt serve is running: the comparison
+is made at the stored projection's checkpoint, read in one snapshot.
+
+Prints a summary and every difference; exits non-zero when there is any.
+None are expected: a difference means a stored row was damaged or a
+projection disagrees with the log.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var showBar func(total uint64) bool
+			switch progress {
+			case "auto":
+				showBar = func(total uint64) bool { return total >= 100000 }
+			case "always":
+				showBar = func(uint64) bool { return true }
+			case "never":
+				showBar = func(uint64) bool { return false }
+			default:
+				return fmt.Errorf("--progress %q: want auto, always or never", progress)
+			}
+			l, err := openReadOnly(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			rep, err := rebuild(cmd.Context(), l, cmd.ErrOrStderr(), showBar)
+			if err != nil {
+				return dbError(db, err)
+			}
+			rep.print(cmd.OutOrStdout(), maxShown)
+			if n := len(rep.diffs); n > 0 {
+				return fmt.Errorf("rebuild found %d difference(s) between the stored projections and the log", n)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	dbFlag(f, &db)
+	f.StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (on long logs), always or never")
+	f.IntVar(&maxShown, "max-diffs", 100, "print at most this many differences")
+	return cmd
+}
+
+// rebuildReport is what a rebuild found.
+type rebuildReport struct {
+	checkpoint, head      uint64
+	sessions, subs        int
+	elapsed               time.Duration
+	diffs                 []string
+	membershipComparedAt  uint64
+	storedSessions, stSub int
+}
+
+func (r *rebuildReport) print(w io.Writer, maxShown int) {
+	fmt.Fprintf(w, "replayed the log up to seq %d (log head %d) in %s\n", r.checkpoint, r.head, r.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "%s: %d open sessions, %d subscriptions (stored: %d, %d)\n", projections.SubscriptionsName, r.sessions, r.subs, r.storedSessions, r.stSub)
+	fmt.Fprintf(w, "%s: compared with the replay at seq %d\n", projections.MembershipName, r.membershipComparedAt)
+	if len(r.diffs) == 0 {
+		fmt.Fprintln(w, "differences: none")
+		return
+	}
+	fmt.Fprintf(w, "differences: %d\n", len(r.diffs))
+	for i, d := range r.diffs {
+		if i == maxShown {
+			fmt.Fprintf(w, "  ... and %d more\n", len(r.diffs)-maxShown)
+			break
+		}
+		fmt.Fprintf(w, "  %s\n", d)
+	}
+}
+
+// rebuild replays the log into a fresh subscriptions model and a fresh
+// membership, both up to the stored projection's checkpoint, and diffs
+// them with the stored rows.
+func rebuild(ctx context.Context, l *events.Log, stderr io.Writer, showBar func(total uint64) bool) (*rebuildReport, error) {
+	start := time.Now()
+	stored, err := projections.LoadSubscriptionState(ctx, l)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil, errors.New("this database has no stored projections yet: run fazt serve on it once to migrate it")
+		}
+		return nil, err
+	}
+	st, err := l.Stats(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	rep := &rebuildReport{checkpoint: stored.Applied, head: st.LastSeq, storedSessions: len(stored.Sessions), stSub: len(stored.Subscriptions)}
+	upto := stored.Applied
+
+	var bar *progressBar
+	if showBar(upto) {
+		bar = newProgressBar(stderr, "replaying", upto)
+	}
+	replayed, err := projections.Replay(ctx, l, upto, func(seq uint64) {
+		if bar != nil {
+			bar.set(seq)
+		}
+	})
+	if bar != nil {
+		bar.done()
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.sessions, rep.subs = len(replayed.Sessions), len(replayed.Subscriptions)
+	rep.diffs = append(rep.diffs, diffSubscriptions("stored", stored, replayed)...)
+
+	// The membership a server restores on start, from the same events.
+	m := projections.NewMembership(ws.Encoder{}, func(context.Context, string, string) (uint64, string, error) { return 0, "", nil }, 0)
+	if err := m.Restore(ctx, l, upto); err != nil {
+		return nil, err
+	}
+	rep.membershipComparedAt = upto
+	rep.diffs = append(rep.diffs, diffSubscriptions(projections.MembershipName, membershipState(m), replayed)...)
+	rep.elapsed = time.Since(start)
+	return rep, nil
+}
+
+// membershipState reads a membership into the subscriptions model's shape;
+// sequence numbers and times are not compared, since membership keeps none.
+func membershipState(m *projections.Membership) *projections.SubscriptionState {
+	s := projections.NewSubscriptionState()
+	for app, clients := range m.Sessions() {
+		for _, c := range clients {
+			s.Sessions[[2]string{app, c}] = projections.SessionRow{App: app, Client: c}
+			for _, ch := range m.Subscriptions(app, c) {
+				s.Subscriptions[[3]string{app, ch, c}] = projections.SubscriptionRow{App: app, Channel: ch, Client: c}
+			}
+		}
+	}
+	return s
+}
+
+// diffSubscriptions lists how got differs from want, the replay of the
+// log. Rows of a model without sequence numbers (seq 0) are compared by key.
+func diffSubscriptions(name string, got, want *projections.SubscriptionState) []string {
+	var out []string
+	for k, g := range got.Sessions {
+		w, ok := want.Sessions[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s: session %s/%s (seq %d) is not open in the log", name, g.App, g.Client, g.Seq))
+		case g.Seq != 0 && (g.Seq != w.Seq || g.Time != w.Time):
+			out = append(out, fmt.Sprintf("%s: session %s/%s opened at seq %d ts %d; the log says seq %d ts %d", name, g.App, g.Client, g.Seq, g.Time, w.Seq, w.Time))
+		}
+	}
+	for k, w := range want.Sessions {
+		if _, ok := got.Sessions[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: session %s/%s (opened at seq %d) is missing", name, w.App, w.Client, w.Seq))
+		}
+	}
+	for k, g := range got.Subscriptions {
+		w, ok := want.Subscriptions[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s: subscription of %s to %s/%s (seq %d) is not open in the log", name, g.Client, g.App, g.Channel, g.Seq))
+		case g.Seq != 0 && (g.Seq != w.Seq || g.Time != w.Time):
+			out = append(out, fmt.Sprintf("%s: subscription of %s to %s/%s opened at seq %d ts %d; the log says seq %d ts %d", name, g.Client, g.App, g.Channel, g.Seq, g.Time, w.Seq, w.Time))
+		}
+	}
+	for k, w := range want.Subscriptions {
+		if _, ok := got.Subscriptions[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: subscription of %s to %s/%s (opened at seq %d) is missing", name, w.Client, w.App, w.Channel, w.Seq))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// progressBar draws a one-line bar on a terminal's stderr, redrawn at most
+// every 100ms so that drawing never slows the work.
+type progressBar struct {
+	w     io.Writer
+	label string
+	total uint64
+	last  time.Time
+	start time.Time
+}
+
+func newProgressBar(w io.Writer, label string, total uint64) *progressBar {
+	b := &progressBar{w: w, label: label, total: max(total, 1), start: time.Now()}
+	b.draw(0)
+	return b
+}
+
+func (b *progressBar) set(n uint64) {
+	if time.Since(b.last) < 100*time.Millisecond {
+		return
+	}
+	b.draw(n)
+}
+
+func (b *progressBar) draw(n uint64) {
+	const width = 30
+	n = min(n, b.total)
+	full := int(n * width / b.total)
+	fmt.Fprintf(b.w, "\r%s [%s%s] %3d%% %d/%d events", b.label, strings.Repeat("#", full), strings.Repeat(".", width-full),
+		n*100/b.total, n, b.total)
+	b.last = time.Now()
+}
+
+func (b *progressBar) done() {
+	b.draw(b.total)
+	fmt.Fprintf(b.w, " in %s\n", time.Since(b.start).Round(time.Millisecond))
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fazt-realtime/fazt/projections"
+)
+
+// busyLog drives a real server with many clients that connect, subscribe,
+// unsubscribe, publish, are kicked and leave, in parallel, and calls during
+// (at most once per round, while the load runs) before returning. It
+// leaves some sessions open.
+func busyLog(t *testing.T, tn *testNode, during func()) {
+	t.Helper()
+	const workers, rounds = 8, 6
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				c, err := tn.tryDial("", "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for ch := 0; ch < 3; ch++ {
+					c.send(map[string]any{"type": "subscribe", "channel": fmt.Sprintf("ch-%d", (w+r+ch)%5)})
+				}
+				tn.publish("", fmt.Sprintf("ch-%d", (w+r)%5), map[string]any{"w": w, "r": r})
+				c.send(map[string]any{"type": "unsubscribe", "channel": fmt.Sprintf("ch-%d", (w+r+1)%5)})
+				switch {
+				case r == rounds-1 && w%2 == 0:
+					// left open
+				case (w+r)%4 == 0:
+					kick(t, tn, "", c.id, "busy")
+					c.waitClosed()
+				default:
+					c.conn.Close()
+				}
+			}
+		}()
+	}
+	for r := 0; r < rounds; r++ {
+		during()
+	}
+	wg.Wait()
+}
+
+// kick kicks a client through the API. The `connected` frame can reach a
+// client before its session is in the membership the API checks, so a 404
+// is retried for a bounded time.
+func kick(t *testing.T, tn *testNode, app, id, reason string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		code := tn.api(app, testAdminKey, "POST", "/_api/clients/"+id+"/kick", map[string]any{"reason": reason}, nil)
+		if code == 200 {
+			return
+		}
+		if code != 404 || time.Now().After(deadline) {
+			t.Errorf("kick %s: status %d", id, code)
+			return
+		}
+	}
+}
+
+func rebuildOK(t *testing.T, db string) string {
+	t.Helper()
+	out, errs, err := cli(t, "rebuild", "--db", db)
+	if err != nil || !strings.Contains(out, "differences: none") {
+		t.Fatalf("rebuild: %v\n%s%s", err, out, errs)
+	}
+	return out
+}
+
+func TestRebuildFindsNoDifferenceOnABusyLogAndFindsCorruption(t *testing.T) {
+	tn := startTestNode(t, nil)
+	db := tn.cfg.DBPath
+	// Rebuild runs beside the live server, during the load.
+	busyLog(t, tn, func() { rebuildOK(t, db) })
+	out := rebuildOK(t, db)
+	if !strings.Contains(out, "open sessions") {
+		t.Errorf("rebuild summary: %s", out)
+	}
+	// The stored projection agrees with the live membership of the server.
+	stored, err := projections.LoadSubscriptionState(t.Context(), tn.node.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		stored, _ = projections.LoadSubscriptionState(t.Context(), tn.node.log)
+		return stored.Applied >= lastMembershipSeq(t, tn)
+	})
+	live := 0
+	for _, ids := range tn.node.members.Sessions() {
+		live += len(ids)
+	}
+	if live == 0 || len(stored.Sessions) != live {
+		t.Errorf("stored sessions %d, live sessions %d", len(stored.Sessions), live)
+	}
+
+	// Damage the stored projection three ways, beside the running server.
+	raw := openRaw(t, db)
+	var client, channel string
+	if err := raw.QueryRow(`SELECT client, channel FROM subscriptions ORDER BY seq LIMIT 1`).Scan(&client, &channel); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, raw, `UPDATE subscriptions SET seq = seq + 1 WHERE client = ? AND channel = ?`, client, channel)
+	mustExec(t, raw, `INSERT INTO subscriptions (app, channel, client, seq, ts) VALUES ('default', 'ch-0', 'ghost', 1, 1)`)
+	var gone string
+	if err := raw.QueryRow(`SELECT client FROM sessions ORDER BY client DESC LIMIT 1`).Scan(&gone); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, raw, `DELETE FROM sessions WHERE client = ?`, gone)
+	out, _, err = cli(t, "rebuild", "--db", db)
+	if err == nil || !strings.Contains(err.Error(), "3 difference") {
+		t.Fatalf("rebuild of a damaged projection: err %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"subscription of " + client + " to default/" + channel + " opened at seq",
+		"subscription of ghost to default/ch-0 (seq 1) is not open in the log",
+		"session default/" + gone + " (opened at seq",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rebuild output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSubscriptionsProjectionCatchesUpFromZero(t *testing.T) {
+	tn := startTestNode(t, nil)
+	busyLog(t, tn, func() {})
+	waitFor(t, func() bool { return tn.node.subs.Applied() == lastMembershipSeq(t, tn) })
+	tn.stop()
+
+	// A projection that starts from checkpoint 0 catches up with the log.
+	raw := openRaw(t, tn.cfg.DBPath)
+	mustExec(t, raw, `DELETE FROM sessions`)
+	mustExec(t, raw, `DELETE FROM subscriptions`)
+	mustExec(t, raw, `UPDATE projection_checkpoints SET seq = 0`)
+	tn = startOn(t, tn.cfg)
+	waitFor(t, func() bool { return tn.node.subs.Applied() == lastMembershipSeq(t, tn) })
+	rebuildOK(t, tn.cfg.DBPath)
+
+}
+
+// lastMembershipSeq is the sequence of the newest membership event.
+func lastMembershipSeq(t *testing.T, tn *testNode) uint64 {
+	t.Helper()
+	a := tn.audit("", "type=connected,disconnected,subscribed,unsubscribed&limit=1000")
+	for a.NextAfter != 0 {
+		a = tn.audit("", fmt.Sprintf("type=connected,disconnected,subscribed,unsubscribed&limit=1000&after=%d", a.NextAfter))
+	}
+	if len(a.Events) == 0 {
+		return 0
+	}
+	return a.Events[len(a.Events)-1].Seq
+}
+
+// openRaw opens the database file directly, as an operator's sqlite3 shell
+// would, to damage it on purpose.
+func openRaw(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+func tailCmd() *cobra.Command {
+	var (
+		server, app, channel string
+		offset, count        int64
+		retries              int
+		asJSON               bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tail --app A --channel C [--offset N]",
+		Short: "Follow a channel live through a running server",
+		Long: `Follow a channel over WebSocket and print each message as it arrives.
+With --offset N, the retained messages after offset N are printed first.
+When the connection drops (the server restarts, say), tail reconnects and
+resumes after the last offset it printed, so nothing is missed or repeated;
+if retention dropped messages meanwhile, it says so on stderr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := domain.ValidateChannel(channel); err != nil {
+				return fmt.Errorf("--channel: %w", err)
+			}
+			t := &tailer{server: server, app: app, channel: channel, asJSON: asJSON, count: count,
+				out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), last: -1}
+			if cmd.Flags().Changed("offset") {
+				if offset < 0 {
+					return errors.New("--offset must be 0 or more")
+				}
+				t.last = offset
+			}
+			return t.run(cmd.Context(), retries)
+		},
+	}
+	f := cmd.Flags()
+	serverFlags(f, &server)
+	f.StringVar(&app, "app", domain.DefaultApp, "app")
+	f.StringVar(&channel, "channel", "", "channel (required)")
+	f.Int64Var(&offset, "offset", 0, "first print the retained messages after this offset (default: live only)")
+	f.Int64Var(&count, "count", 0, "exit after this many messages (0: follow until interrupted)")
+	f.IntVar(&retries, "retries", 30, "give up after this many reconnects in a row that fail")
+	f.BoolVar(&asJSON, "json", false, "print JSON lines: channel, offset, timestamp, data, replay")
+	cmd.MarkFlagRequired("channel")
+	return cmd
+}
+
+// tailer follows one channel, remembering the last offset printed so that
+// a new connection resumes right after it.
+type tailer struct {
+	server, app, channel string
+	asJSON               bool
+	count                int64
+	out, errw            io.Writer
+
+	last    int64 // last offset printed; -1 before the first (live only)
+	epoch   string
+	printed int64
+}
+
+// errDone ends the tail normally (--count reached).
+var errDone = errors.New("done")
+
+// permanentError is a refusal that reconnecting would only repeat.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+
+func (t *tailer) run(ctx context.Context, retries int) error {
+	failures := 0
+	for {
+		connected, err := t.once(ctx)
+		switch {
+		case errors.Is(err, errDone):
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case errors.As(err, new(permanentError)):
+			return err
+		}
+		if connected {
+			failures = 0
+		}
+		failures++
+		if failures > retries {
+			return fmt.Errorf("gave up after %d failed reconnects: %v", retries, err)
+		}
+		wait := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)
+		from := "live"
+		if t.last >= 0 {
+			from = fmt.Sprintf("after offset %d", t.last)
+		}
+		fmt.Fprintf(t.errw, "tail: %v; reconnecting in %s, resuming %s\n", err, wait, from)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// once connects, subscribes and prints until the connection ends. connected
+// reports whether the subscription got as far as `subscribed`.
+func (t *tailer) once(ctx context.Context) (connected bool, err error) {
+	base, host, err := serverURL(t.server, t.app)
+	if err != nil {
+		return false, permanentError{err}
+	}
+	u := *base
+	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
+	u.Path += "/_ws"
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, resp, err := websocket.DefaultDialer.DialContext(dctx, u.String(), http.Header{"Host": {host}})
+	if err != nil {
+		if resp != nil && resp.StatusCode/100 == 4 {
+			var e struct{ Error string }
+			json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
+			return false, permanentError{fmt.Errorf("server refused the connection (%s): %s", resp.Status, e.Error)}
+		}
+		return false, fmt.Errorf("connect to %s: %v", base.Host, err)
+	}
+	defer conn.Close()
+	// Closing the socket is how a cancelled tail stops a blocked read.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	sub := map[string]any{"type": "subscribe", "channel": t.channel}
+	if t.last >= 0 {
+		sub["offset"] = t.last
+		if t.epoch != "" {
+			sub["epoch"] = t.epoch
+		}
+	}
+	if err := conn.WriteJSON(sub); err != nil {
+		return false, fmt.Errorf("subscribe: %v", err)
+	}
+	for {
+		var f struct {
+			Type         string          `json:"type"`
+			Channel      string          `json:"channel"`
+			Offset       uint64          `json:"offset"`
+			Epoch        string          `json:"epoch"`
+			Data         json.RawMessage `json:"data"`
+			Timestamp    int64           `json:"timestamp"`
+			Replay       json.RawMessage `json:"replay"` // a count in subscribed, a bool in message
+			Truncated    bool            `json:"truncated"`
+			FirstOffset  uint64          `json:"first_offset"`
+			EpochChanged bool            `json:"epoch_changed"`
+			Error        string          `json:"error"`
+			Code         string          `json:"code"`
+			Reason       string          `json:"reason"`
+		}
+		_, raw, err := conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == 4000 {
+				return connected, permanentError{fmt.Errorf("kicked by the server: %s", ce.Text)}
+			}
+			return connected, fmt.Errorf("connection lost: %v", err)
+		}
+		if err := json.Unmarshal(raw, &f); err != nil {
+			fmt.Fprintf(t.errw, "tail: skipping a frame that is not understood: %v\n", err)
+			continue
+		}
+		switch f.Type {
+		case "ping":
+			conn.WriteJSON(map[string]string{"type": "pong"})
+		case "error":
+			return connected, permanentError{fmt.Errorf("server refused the subscription (%s): %s", f.Code, f.Error)}
+		case "subscribed":
+			connected = true
+			if f.EpochChanged {
+				fmt.Fprintf(t.errw, "tail: the channel's history was reset (new epoch %s); starting over from its oldest message\n", f.Epoch)
+				t.last = 0
+			}
+			if f.Truncated {
+				fmt.Fprintf(t.errw, "tail: messages before offset %d are no longer retained; resuming there\n", f.FirstOffset)
+			}
+			t.epoch = f.Epoch
+			if t.last < 0 {
+				t.last = int64(f.Offset) // live: everything after the head
+			}
+		case "message":
+			if f.Channel != t.channel || int64(f.Offset) <= t.last {
+				continue
+			}
+			if t.asJSON {
+				b, _ := json.Marshal(struct {
+					Channel   string          `json:"channel"`
+					Offset    uint64          `json:"offset"`
+					Timestamp int64           `json:"timestamp"`
+					Data      json.RawMessage `json:"data"`
+					Replay    bool            `json:"replay,omitempty"`
+				}{f.Channel, f.Offset, f.Timestamp, f.Data, string(f.Replay) == "true"})
+				fmt.Fprintf(t.out, "%s\n", b)
+			} else {
+				fmt.Fprintf(t.out, "%d\t%s\t%s\n", f.Offset, formatTime(f.Timestamp), oneLine(string(f.Data), 1<<16))
+			}
+			t.last = int64(f.Offset)
+			if t.printed++; t.count > 0 && t.printed >= t.count {
+				return connected, errDone
+			}
+		case "disconnect":
+			if strings.HasPrefix(f.Reason, "kicked") {
+				return connected, permanentError{fmt.Errorf("disconnected by the server: %s", f.Reason)}
+			}
+		}
+	}
+}

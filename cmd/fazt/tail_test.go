@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// frontDoor is a fixed address in front of whichever node is current, so
+// that a client can reconnect to the "same server" after a restart.
+type frontDoor struct {
+	srv *httptest.Server
+	h   atomic.Pointer[http.Handler]
+}
+
+func newFrontDoor(t *testing.T, h http.Handler) *frontDoor {
+	f := &frontDoor{}
+	f.set(h)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*f.h.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *frontDoor) set(h http.Handler) { f.h.Store(&h) }
+
+func tailOffsets(t *testing.T, out string) []uint64 {
+	t.Helper()
+	return lineOffsets(t, jsonLines(t, out))
+}
+
+func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": ""})
+	front := newFrontDoor(t, tn.node.handler)
+	server := strings.TrimPrefix(front.srv.URL, "http://")
+	pub := func(data string) string {
+		t.Helper()
+		return mustCLI(t, "publish", "--server", server, "--admin-key", testAdminKey, "--app", "chat", "--channel", "room", "--data", data)
+	}
+	for _, d := range []string{`{"n":1}`, `{"n":2}`, `"three"`} {
+		pub(d)
+	}
+	if out := pub(`{"n":4}`); !strings.Contains(out, "published to chat/room: offset 4") {
+		t.Fatalf("publish printed %q", out)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"tail", "--server", front.srv.URL, "--app", "chat", "--channel", "room", "--offset", "1", "--json"}, &out, &errs)
+	}()
+	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 3 })
+	tn.publish("chat", "room", 5)
+	tn.publish("chat", "other", "another channel")
+	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 4 })
+
+	// A graceful restart: the tail is disconnected (1001), reconnects to
+	// the new node and resumes after offset 5, replaying what it missed.
+	tn2 := tn.restart()
+	tn2.publish("chat", "room", 6)
+	front.set(tn2.node.handler)
+	tn2.publish("chat", "room", 7)
+	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 6 })
+	tn2.publish("chat", "room", 8)
+	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 7 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("tail ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tail did not stop within 10s of its context ending")
+	}
+	lines := jsonLines(t, out.String())
+	if got := lineOffsets(t, lines); !slices.Equal(got, seqRange(2, 8)) {
+		t.Fatalf("tail printed offsets %v, want 2..8 once each", got)
+	}
+	if lines[0]["data"].(map[string]any)["n"] != float64(2) || lines[1]["data"] != "three" {
+		t.Errorf("tail data: %v", lines[:2])
+	}
+	if !strings.Contains(errs.String(), "reconnecting") || !strings.Contains(errs.String(), "after offset 5") {
+		t.Errorf("tail stderr: %q", errs.String())
+	}
+
+	// --count ends the tail by itself; the table form prints offset and data.
+	tout := mustCLI(t, "tail", "--server", server, "--app", "chat", "--channel", "room", "--offset", "6", "--count", "2")
+	if rows := strings.Split(strings.TrimSpace(tout), "\n"); len(rows) != 2 || !strings.HasPrefix(rows[0], "7\t") || !strings.HasSuffix(rows[1], "\t8") {
+		t.Errorf("tail --count 2 printed %q", tout)
+	}
+
+	// Failures are one line and a non-zero exit.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"publish", "--server", server, "--admin-key", "wrong", "--channel", "room", "--data", "1"}, "401"},
+		{[]string{"publish", "--server", server, "--admin-key", testAdminKey, "--channel", "room", "--data", "not json"}, "not valid JSON"},
+		{[]string{"publish", "--server", server, "--admin-key", testAdminKey, "--app", "nope", "--channel", "room", "--data", "1"}, "404"},
+		{[]string{"publish", "--server", "127.0.0.1:1", "--admin-key", testAdminKey, "--channel", "room", "--data", "1"}, "not reachable"},
+		{[]string{"publish", "--server", server, "--admin-key", "", "--channel", "room", "--data", "1"}, "no key"},
+		{[]string{"tail", "--server", server, "--app", "nope", "--channel", "room"}, "refused"},
+		{[]string{"tail", "--server", "127.0.0.1:1", "--channel", "room", "--retries", "1"}, "gave up"},
+	} {
+		_, _, err := cli(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("fazt %v: error %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+}

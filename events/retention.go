@@ -1,0 +1,277 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// RetentionPolicy says what the log keeps of one app. Zero fields keep
+// everything.
+type RetentionPolicy struct {
+	// MaxMessages keeps at most this many of each channel's newest messages.
+	MaxMessages int
+	// MaxAge drops messages committed longer ago than this.
+	MaxAge time.Duration
+	// AuditMaxAge drops events older than this: those of sessions that
+	// ended before then (connections, subscriptions, kicks, disconnections),
+	// broadcasts whose message is no longer retained, and broadcasts to
+	// all. Events of sessions still open are kept, so that the live read
+	// models can always be rebuilt from the log.
+	AuditMaxAge time.Duration
+}
+
+// IsZero reports whether the policy keeps everything.
+func (p RetentionPolicy) IsZero() bool {
+	return p.MaxMessages <= 0 && p.MaxAge <= 0 && p.AuditMaxAge <= 0
+}
+
+// RetentionConfig configures RunRetention.
+type RetentionConfig struct {
+	// Policy returns an app's policy. Required.
+	Policy func(app string) RetentionPolicy
+	// Apps lists apps to consider besides those with channels in the log
+	// (for audit retention of apps that never broadcast). Optional.
+	Apps func() ([]string, error)
+	// Interval is the time between passes (default 1 minute).
+	Interval time.Duration
+	// Batch is how many rows one delete transaction removes (default
+	// 500): small, so that appends wait at most one short transaction.
+	Batch int
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+func (c *RetentionConfig) setDefaults() {
+	if c.Interval <= 0 {
+		c.Interval = time.Minute
+	}
+	if c.Batch <= 0 {
+		c.Batch = 500
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// RetentionResult counts what one pass removed.
+type RetentionResult struct {
+	Messages int // message payloads deleted
+	Events   int // audit events deleted
+}
+
+// RunRetention trims the log by cfg.Policy every cfg.Interval until ctx
+// ends, logging what it removed and any failure (a failed pass is retried
+// at the next interval). The offsets of what stays never change: only the
+// oldest messages of a channel go, so its first retained offset moves up.
+func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
+	cfg.setDefaults()
+	t := time.NewTicker(cfg.Interval)
+	defer t.Stop()
+	for {
+		res, err := l.RetainOnce(ctx, cfg)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			l.log.Error("retention", "err", err)
+		} else if res.Messages > 0 || res.Events > 0 {
+			l.log.Info("retention trimmed the log", "messages", res.Messages, "events", res.Events)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// RetainOnce makes one retention pass over every app.
+func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionResult, error) {
+	cfg.setDefaults()
+	var res RetentionResult
+	if cfg.Policy == nil {
+		return res, fmt.Errorf("retention: no policy")
+	}
+	apps, err := l.appsWithChannels(ctx)
+	if err != nil {
+		return res, err
+	}
+	if cfg.Apps != nil {
+		more, err := cfg.Apps()
+		if err != nil {
+			return res, fmt.Errorf("retention: list apps: %w", err)
+		}
+		seen := map[string]bool{}
+		for _, a := range apps {
+			seen[a] = true
+		}
+		for _, a := range more {
+			if !seen[a] {
+				apps = append(apps, a)
+			}
+		}
+	}
+	now := cfg.Now()
+	for _, app := range apps {
+		p := cfg.Policy(app)
+		if p.MaxMessages > 0 || p.MaxAge > 0 {
+			chans, err := l.Channels(ctx, app)
+			if err != nil {
+				return res, err
+			}
+			for _, c := range chans {
+				n, err := l.TrimChannel(ctx, app, c.Channel, p, now, cfg.Batch)
+				res.Messages += n
+				if err != nil {
+					return res, err
+				}
+			}
+		}
+		if p.AuditMaxAge > 0 {
+			n, err := l.TrimAudit(ctx, app, now.Add(-p.AuditMaxAge).UnixMilli(), cfg.Batch)
+			res.Events += n
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
+	rows, err := l.rdb.QueryContext(ctx, `SELECT DISTINCT app FROM channels ORDER BY app`)
+	if err != nil {
+		return nil, fmt.Errorf("retention: list apps: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var a string
+		if err := rows.Scan(&a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// TrimChannel deletes the messages of one channel that p drops at time
+// now, oldest first, at most batch rows per transaction, and returns how
+// many it deleted. The events that recorded the broadcasts stay.
+func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionPolicy, now time.Time, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	info, err := l.Channel(ctx, app, channel)
+	if err != nil {
+		return 0, err
+	}
+	// cut is the newest offset to drop.
+	var cut uint64
+	if p.MaxMessages > 0 && info.Head > uint64(p.MaxMessages) {
+		cut = info.Head - uint64(p.MaxMessages)
+	}
+	if p.MaxAge > 0 {
+		var old sql.NullInt64
+		if err := l.rdb.QueryRowContext(ctx, `SELECT MAX("offset") FROM messages WHERE app = ? AND channel = ? AND ts < ?`,
+			app, channel, now.Add(-p.MaxAge).UnixMilli()).Scan(&old); err != nil {
+			return 0, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
+		}
+		cut = max(cut, uint64(old.Int64))
+	}
+	deleted := 0
+	// Offsets are contiguous from info.First, so each batch is one range;
+	// the loop runs at most (cut-first)/batch+1 times.
+	for first := info.First; first <= cut; first += uint64(batch) {
+		upto := min(cut, first+uint64(batch)-1)
+		err := l.WriteTx(ctx, func(tx *sql.Tx) error {
+			r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ?`, app, channel, first, upto)
+			if err != nil {
+				return err
+			}
+			n, _ := r.RowsAffected()
+			deleted += int(n)
+			return nil
+		})
+		if err != nil {
+			return deleted, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
+		}
+	}
+	return deleted, nil
+}
+
+// sessionEvents are the events that belong to one client's session.
+var sessionEvents = []string{
+	domain.NameClientConnected, domain.NameClientDisconnected, domain.NameChannelSubscribed,
+	domain.NameChannelUnsubscribed, domain.NameClientKicked,
+}
+
+// TrimAudit deletes an app's events committed before cutoff (unix ms) that
+// the audit retention drops (see RetentionPolicy.AuditMaxAge), at most
+// batch per transaction, and returns how many it deleted. The newest event
+// of the log is never deleted, so sequence numbers are never reused.
+func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	ph := strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",")
+	query := `SELECT e.seq FROM events e
+		WHERE e.app = ? AND e.seq > ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
+		AND ((e.name IN (` + ph + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
+				WHERE d.app = e.app AND d.client = e.client AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
+			OR e.name = ?
+			OR (e.name = ? AND NOT EXISTS (SELECT 1 FROM messages m
+				WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset")))
+		ORDER BY e.seq LIMIT ?`
+	deleted := 0
+	var after uint64
+	// after only grows and a short page ends the loop.
+	for {
+		args := []any{app, after, cutoff}
+		for _, n := range sessionEvents {
+			args = append(args, n)
+		}
+		args = append(args, domain.NameClientDisconnected, cutoff, domain.NameBroadcastAll, domain.NameMessageBroadcast, batch)
+		rows, err := l.rdb.QueryContext(ctx, query, args...)
+		if err != nil {
+			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+		}
+		var seqs []any
+		for rows.Next() {
+			var s uint64
+			if err := rows.Scan(&s); err != nil {
+				rows.Close()
+				return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+			}
+			seqs = append(seqs, s)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+		}
+		if len(seqs) == 0 {
+			return deleted, nil
+		}
+		err = l.WriteTx(ctx, func(tx *sql.Tx) error {
+			r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (`+strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")+`)`, seqs...)
+			if err != nil {
+				return err
+			}
+			n, _ := r.RowsAffected()
+			deleted += int(n)
+			return nil
+		})
+		if err != nil {
+			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+		}
+		if len(seqs) < batch {
+			return deleted, nil
+		}
+		after = seqs[len(seqs)-1].(uint64)
+	}
+}

@@ -1,0 +1,152 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+func TestRetentionByAgeAndAudit(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	if _, err := l.Append(ctx,
+		&domain.ClientConnected{App: "a", Client: "gone"},
+		&domain.ChannelSubscribed{App: "a", Channel: "x", Client: "gone"},
+		&domain.ClientConnected{App: "a", Client: "open"},
+		&domain.ChannelSubscribed{App: "a", Channel: "x", Client: "open"},
+		broadcast("a", "x", `1`), broadcast("a", "x", `2`), broadcast("b", "x", `1`),
+		&domain.BroadcastAll{App: "a", Data: []byte(`"all"`)},
+		&domain.ClientKicked{App: "a", Client: "gone", Reason: "r"},
+		&domain.ClientDisconnected{App: "a", Client: "gone", Reason: domain.ReasonKicked},
+	); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	policy := map[string]RetentionPolicy{
+		"a": {MaxAge: 30 * time.Minute},
+		"b": {MaxMessages: 5}, // b's one message is within its limit
+	}
+	cfg := RetentionConfig{Policy: func(app string) RetentionPolicy { return policy[app] }, Now: func() time.Time { return later }, Batch: 1}
+
+	// Messages by age: every message of a is older than 30 minutes an hour
+	// from now. Audit events stay: no audit retention is set.
+	res, err := l.RetainOnce(ctx, cfg)
+	if err != nil || res.Messages != 2 || res.Events != 0 {
+		t.Fatalf("first pass: %+v, %v", res, err)
+	}
+	info, _ := l.Channel(ctx, "a", "x")
+	if info.Head != 2 || info.First != 3 {
+		t.Fatalf("a/x after trimming all: %+v", info)
+	}
+	if info, _ := l.Channel(ctx, "b", "x"); info.First != 1 {
+		t.Fatalf("b/x was trimmed: %+v", info)
+	}
+	all, _ := l.Events(ctx, domain.AuditQuery{App: "a"})
+	if len(all) != 9 {
+		t.Fatalf("audit of a has %d events, want 9", len(all))
+	}
+
+	// Audit retention drops the ended session, the broadcasts whose
+	// message is gone and the broadcast to all; the open session stays,
+	// and so does the newest event of the log (the disconnection), so that
+	// sequence numbers are never reused.
+	policy["a"] = RetentionPolicy{MaxAge: 30 * time.Minute, AuditMaxAge: 30 * time.Minute}
+	if res, err = l.RetainOnce(ctx, cfg); err != nil || res.Events != 6 {
+		t.Fatalf("audit pass: %+v, %v", res, err)
+	}
+	var names []string
+	evs, _ := l.Events(ctx, domain.AuditQuery{App: "a"})
+	for _, ev := range evs {
+		_, _, client := ev.Fact.Scope()
+		names = append(names, ev.Fact.EventName()+" "+client)
+	}
+	if want := []string{"client.connected.v1 open", "channel.subscribed.v1 open", "client.disconnected.v1 gone"}; !slices.Equal(names, want) {
+		t.Fatalf("audit of a after retention: %v, want %v", names, want)
+	}
+	if subs, _ := l.SubscribersAt(ctx, "a", "x", later.UnixMilli()); !slices.Equal(subs, []string{"open"}) {
+		t.Fatalf("subscribers after audit retention: %v", subs)
+	}
+	// Offsets continue; the sequence too, since the newest event of the
+	// log is never deleted.
+	evs, err = l.Append(ctx, broadcast("a", "x", `3`))
+	if err != nil || evs[0].Fact.(*domain.MessageBroadcast).Offset != 3 {
+		t.Fatalf("append after retention: %v %v", evs, err)
+	}
+	// No longer the newest, the disconnection goes at the next pass; the
+	// new broadcast's message is too young to go.
+	if res, err = l.RetainOnce(ctx, RetentionConfig{Policy: cfg.Policy, Now: time.Now}); err != nil || res.Events != 0 {
+		t.Fatalf("pass at the present: %+v, %v", res, err)
+	}
+	if res, err = l.RetainOnce(ctx, cfg); err != nil || res.Events != 1 || res.Messages != 1 {
+		t.Fatalf("pass an hour on: %+v, %v", res, err)
+	}
+	l.Close()
+	l = mustOpen(t, l.cfg.Path)
+	evs, err = l.Append(ctx, broadcast("a", "x", `4`))
+	if err != nil || evs[0].Seq != 12 {
+		t.Fatalf("sequence after reopening: %v, %v; want 12", evs, err)
+	}
+}
+
+// TestRetentionAlongsideAppends trims a channel in small batches while
+// writers append to it: every append succeeds, offsets stay contiguous, and
+// what is retained is exactly the newest MaxMessages.
+func TestRetentionAlongsideAppends(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	cfg := RetentionConfig{Policy: func(string) RetentionPolicy { return RetentionPolicy{MaxMessages: 50} }, Batch: 7}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	passes := 0
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 10000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.RetainOnce(ctx, cfg); err != nil {
+				t.Error(err)
+				return
+			}
+			passes++
+		}
+	}()
+	var offs []uint64
+	for i := 0; i < 600; i++ {
+		evs, err := l.Append(ctx, broadcast("app", "ch", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		offs = append(offs, evs[0].Fact.(*domain.MessageBroadcast).Offset)
+	}
+	close(stop)
+	wg.Wait()
+	if !slices.Equal(offs, func() []uint64 {
+		var s []uint64
+		for i := uint64(1); i <= 600; i++ {
+			s = append(s, i)
+		}
+		return s
+	}()) {
+		t.Fatalf("offsets not contiguous: %v", offs)
+	}
+	if _, err := l.RetainOnce(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := l.Messages(ctx, "app", "ch", domain.HistoryQuery{})
+	if len(msgs) != 50 || msgs[0].Offset != 551 || msgs[49].Offset != 600 {
+		t.Fatalf("retained %d messages from %d", len(msgs), msgs[0].Offset)
+	}
+	if passes == 0 {
+		t.Fatal("retention never ran alongside the appends")
+	}
+}

@@ -1,0 +1,137 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+)
+
+func openLog(t *testing.T, path string) *events.Log {
+	t.Helper()
+	l, err := events.Open(context.Background(), events.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func storedKeys(t *testing.T, l *events.Log) (sessions, subs []string) {
+	t.Helper()
+	s, err := LoadSubscriptionState(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.SessionList() {
+		sessions = append(sessions, r.Client)
+	}
+	for _, r := range s.SubscriptionList() {
+		subs = append(subs, r.Client+"@"+r.Channel)
+	}
+	return sessions, subs
+}
+
+// runProjection follows the log with p through a Watermill router, from
+// p's checkpoint, as the server does; the returned func stops it.
+func runProjection(t *testing.T, l *events.Log, p *Subscriptions) func() {
+	t.Helper()
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddConsumerHandler(SubscriptionsName, events.Topic, l.Subscriber(events.SubscriberConfig{After: p.Applied(), Names: p.Events()}), p.Handle)
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(context.Background()) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); p.Run(ctx, 10*time.Millisecond, func(err error) { t.Error(err) }) }()
+	<-r.Running()
+	return func() { r.Close(); <-done; cancel(); <-flushed }
+}
+
+func waitApplied(t *testing.T, p *Subscriptions, seq uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); p.Applied() < seq; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("projection at %d, want %d", p.Applied(), seq)
+		}
+	}
+}
+
+func TestSubscriptionsResumeFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l := openLog(t, path)
+	p, err := OpenSubscriptions(ctx, l)
+	if err != nil || p.Applied() != 0 {
+		t.Fatalf("fresh projection: %v, applied %d", err, p.Applied())
+	}
+	stop := runProjection(t, l, p)
+	evs, err := l.Append(ctx,
+		&domain.ClientConnected{App: "a", Client: "c1"},
+		&domain.ChannelSubscribed{App: "a", Channel: "x", Client: "c1"},
+		&domain.MessageBroadcast{App: "a", Channel: "x", Data: []byte(`1`)},
+		&domain.ClientConnected{App: "a", Client: "c2"},
+		&domain.ChannelSubscribed{App: "a", Channel: "x", Client: "c2"},
+		&domain.ChannelSubscribed{App: "a", Channel: "y", Client: "c2"},
+		&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c2"},
+		&domain.ClientConnected{App: "a", Client: "c3"},
+		&domain.ChannelSubscribed{App: "a", Channel: "x", Client: "c3"},
+		&domain.ClientDisconnected{App: "a", Client: "c3", Reason: domain.ReasonClientClosed},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := evs[len(evs)-1].Seq
+	waitApplied(t, p, last)
+	stop()
+	sessions, subs := storedKeys(t, l)
+	if !slices.Equal(sessions, []string{"c1", "c2"}) || !slices.Equal(subs, []string{"c1@x", "c2@y"}) {
+		t.Fatalf("stored sessions %v subscriptions %v", sessions, subs)
+	}
+	// The replay from 0 computes the same model.
+	replayed, err := Replay(ctx, l, last, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := LoadSubscriptionState(ctx, l)
+	if stored.Applied != last || !slices.Equal(replayed.SubscriptionList(), stored.SubscriptionList()) || !slices.Equal(replayed.SessionList(), stored.SessionList()) {
+		t.Fatalf("replay %v %v, stored %v %v at %d", replayed.SessionList(), replayed.SubscriptionList(), stored.SessionList(), stored.SubscriptionList(), stored.Applied)
+	}
+	l.Close()
+
+	// Reopened, the projection starts at its checkpoint: with its rows
+	// wiped (and the checkpoint kept) the old events are not applied again,
+	// while new ones are.
+	l = openLog(t, path)
+	defer l.Close()
+	if err := l.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM sessions; DELETE FROM subscriptions`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = OpenSubscriptions(ctx, l)
+	if err != nil || p.Applied() != last {
+		t.Fatalf("reopened projection: %v, applied %d, want %d", err, p.Applied(), last)
+	}
+	stop = runProjection(t, l, p)
+	defer stop()
+	evs, err = l.Append(ctx, &domain.ChannelSubscribed{App: "a", Channel: "z", Client: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, p, evs[0].Seq)
+	sessions, subs = storedKeys(t, l)
+	if !slices.Equal(sessions, []string{"c1"}) || !slices.Equal(subs, []string{"c1@z"}) {
+		t.Fatalf("after resuming: sessions %v subscriptions %v; want only what followed the checkpoint", sessions, subs)
+	}
+}

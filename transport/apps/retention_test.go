@@ -1,0 +1,59 @@
+package apps
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestRetentionSettings(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "chat"), 0o755)
+	os.WriteFile(filepath.Join(dir, "chat", "app.json"), []byte(`{"retention": {"max_messages": 100, "max_age": "7d", "audit_max_age": 3600}}`), 0o644)
+	os.MkdirAll(filepath.Join(dir, "keep"), 0o755)
+	os.WriteFile(filepath.Join(dir, "keep", "app.json"), []byte(`{"retention": {"max_messages": -1, "max_age": "forever"}}`), 0o644)
+	os.MkdirAll(filepath.Join(dir, "bad"), 0o755)
+	os.WriteFile(filepath.Join(dir, "bad", "app.json"), []byte(`{"retention": {"max_age": "a week"}}`), 0o644)
+	reg := NewRegistry(dir)
+	def := Retention{MaxMessages: 10, MaxAge: Age(time.Hour), AuditMaxAge: Age(24 * time.Hour)}
+
+	chat, err := reg.Lookup("chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := chat.Settings.Retention.Or(def), (Retention{100, Age(7 * 24 * time.Hour), Age(time.Hour)}); got != want {
+		t.Errorf("chat: %+v, want %+v", got, want)
+	}
+	keep, _ := reg.Lookup("keep")
+	if got, want := keep.Settings.Retention.Or(def), (Retention{-1, Forever, Age(24 * time.Hour)}); got != want {
+		t.Errorf("keep: %+v, want %+v", got, want)
+	}
+	if d, _ := reg.Lookup("default"); d.Settings.Retention.Or(def) != def {
+		t.Errorf("default app does not take the server default: %+v", d.Settings.Retention)
+	}
+	if _, err := reg.Lookup("bad"); err == nil {
+		t.Error("an app.json with a bad age loaded")
+	}
+	b, _ := json.Marshal(keep.Settings.Retention)
+	if string(b) != `{"max_messages":-1,"max_age":"forever"}` {
+		t.Errorf("marshal: %s", b)
+	}
+}
+
+func TestParseAge(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"90s": 90 * time.Second, "2h": 2 * time.Hour, "7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour,
+		"1d12h": 36 * time.Hour, "1.5d": 36 * time.Hour, "1h30m": 90 * time.Minute,
+	} {
+		if got, err := ParseAge(in); err != nil || got != want {
+			t.Errorf("ParseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0s", "-2h", "d", "7", "1h2d", "week"} {
+		if _, err := ParseAge(bad); err == nil {
+			t.Errorf("ParseAge(%q) succeeded", bad)
+		}
+	}
+}

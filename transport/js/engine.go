@@ -1,0 +1,279 @@
+// Package js runs an app's server-side JavaScript with goja: the HTTP
+// handler api/main.js behind /api/..., and the hooks of api/realtime.js that
+// decide who may connect, subscribe and publish. Scripts reach the server
+// only through fazt.realtime, which acts on their own app's channels through
+// the same ports (domain.Log, domain.History, domain.Members) as the
+// WebSocket and server API paths, and console, which writes to the server
+// log. They have no filesystem, process or network access; require() reads
+// files of the app's own folder only.
+//
+// Each script is compiled once per version of its files and re-compiled
+// when one of them changes on disk. Runtimes are pooled per version; a
+// runtime runs one execution at a time, each under a time limit past which
+// it is interrupted and thrown away.
+package js
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/dop251/goja"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/transport/apps"
+)
+
+// Store is what scripts need of the event log.
+type Store interface {
+	domain.Log
+	domain.History
+}
+
+// Members is what scripts need of the live membership.
+type Members interface {
+	domain.Members
+	// Channels returns an app's channels that have subscribers, with
+	// their subscriber counts.
+	Channels(app string) map[string]int
+}
+
+// Apps finds an app by name (transport/apps.Registry does).
+type Apps interface {
+	Lookup(name string) (*apps.App, error)
+}
+
+// Config configures an Engine. Zero fields take the defaults.
+type Config struct {
+	// HandlerTimeout bounds one run of api/main.js (default 5s). An app's
+	// app.json may lower it (js.handler_timeout_ms).
+	HandlerTimeout time.Duration
+	// HookTimeout bounds one hook of api/realtime.js (default 1s). An app's
+	// app.json may lower it (js.hook_timeout_ms).
+	HookTimeout time.Duration
+	// MaxBodyBytes caps a request body passed to a handler (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxConcurrent is how many runs of one app's script (its handler, or
+	// its hooks) may be under way at once (default 8 per CPU). Others wait
+	// their turn, in order, for at most their own time limit; the limit
+	// starts when a run starts. More runnable scripts than CPUs only share
+	// them more thinly, and a wall-clock limit would then interrupt scripts
+	// for the load around them rather than for what they do. Counting per
+	// app and file keeps one app's slow handlers from holding up another
+	// app, or its own hooks.
+	MaxConcurrent int
+	// MaxIdle is how many idle runtimes each script version keeps (default
+	// 8 per CPU, at least 16). Past it, a runtime freed by a burst of
+	// concurrent runs is dropped rather than kept.
+	MaxIdle int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.HandlerTimeout <= 0 {
+		c.HandlerTimeout = 5 * time.Second
+	}
+	if c.HookTimeout <= 0 {
+		c.HookTimeout = time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 8 * goruntime.GOMAXPROCS(0)
+	}
+	if c.MaxIdle <= 0 {
+		c.MaxIdle = max(16, 8*goruntime.GOMAXPROCS(0))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Engine runs apps' scripts. It is the /api/ http.Handler and implements
+// domain.Hooks. Safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	store   Store
+	members Members
+	apps    Apps
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	versions map[string]*version      // by app folder and file
+	slots    map[string]chan struct{} // by app folder and file: one per run under way
+}
+
+var (
+	_ domain.Hooks = (*Engine)(nil)
+	_ http.Handler = (*Engine)(nil)
+)
+
+// New returns an engine over the event log, the membership and the apps.
+func New(cfg Config, store Store, members Members, registry Apps) *Engine {
+	cfg.setDefaults()
+	return &Engine{
+		cfg: cfg, store: store, members: members, apps: registry, log: cfg.Logger,
+		versions: map[string]*version{},
+		slots:    map[string]chan struct{}{},
+	}
+}
+
+// limit returns the time limit of file for app: the server's, or the app's
+// when that is lower.
+func (e *Engine) limit(app *apps.App, file string) time.Duration {
+	d, ms := e.cfg.HandlerTimeout, app.Settings.JS.HandlerTimeoutMS
+	if file == RealtimeFile {
+		d, ms = e.cfg.HookTimeout, app.Settings.JS.HookTimeoutMS
+	}
+	if own := time.Duration(ms) * time.Millisecond; own > 0 && own < d {
+		return own
+	}
+	return d
+}
+
+// current returns the current version of app's file, making a new one when
+// a file of the cached one changed; nil when the app has no such file.
+func (e *Engine) current(app *apps.App, file string) (*version, error) {
+	if app.Dir == "" {
+		return nil, nil
+	}
+	key := app.Dir + "\x00" + file
+	e.mu.Lock()
+	v := e.versions[key]
+	e.mu.Unlock()
+	if v != nil && v.fresh() {
+		return v, nil
+	}
+	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
+	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir() {
+		e.mu.Lock()
+		if e.versions[key] == v {
+			delete(e.versions, key)
+		}
+		e.mu.Unlock()
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	nv, err := newVersion(app.Name, app.Dir, file, stampOf(fi), e.cfg.MaxIdle)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	// Two requests may both have seen the change; the last one wins, and
+	// the other's version serves its one execution and is dropped.
+	e.versions[key] = nv
+	e.mu.Unlock()
+	if v != nil {
+		e.log.Info("js script changed; reloading", "app", app.Name, "file", file)
+	}
+	return nv, nil
+}
+
+// run executes app's file: it takes a runtime of the current version from
+// the pool (loading the script into a new one if none is idle), calls call
+// on it and passes what that settles to to finish. ok is false when the
+// app has no such file. The whole of it, loading included, is bounded by
+// the file's time limit.
+func (e *Engine) run(ctx context.Context, app *apps.App, file string, log *slog.Logger,
+	call func(rt *runtime, vm *goja.Runtime) (goja.Value, error),
+	finish func(rt *runtime, vm *goja.Runtime, v goja.Value) error,
+) (ok bool, err error) {
+	v, err := e.current(app, file)
+	if err != nil || v == nil {
+		return false, err
+	}
+	if err := v.failed(); err != nil {
+		return true, err
+	}
+	limit := e.limit(app, file)
+	slots := e.slotsOf(app.Dir + "\x00" + file)
+	if err := acquire(ctx, slots, limit); err != nil {
+		return true, err
+	}
+	defer func() { <-slots }()
+	deadline := time.Now().Add(limit)
+	ex := &execution{ctx: ctx, app: app, log: log}
+	rt := v.get()
+	if rt == nil {
+		if rt, err = e.newRuntime(v, ex, limit); err != nil {
+			err = scriptError(err)
+			var se *ScriptError
+			if errors.As(err, &se) {
+				// A syntax error or a throw while loading would fail
+				// the same way next time; until a file changes, say so
+				// without running it again. A load that ran out of time
+				// is tried again: a busy machine may have been the cause.
+				v.fail(err)
+			}
+			log.Error("js script failed to load", "err", err)
+			return true, err
+		}
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		v.put(rt)
+		return true, &TimeoutError{File: file, Limit: limit}
+	}
+	reusable, err := rt.run(ex, left,
+		func(vm *goja.Runtime) (goja.Value, error) { return call(rt, vm) },
+		func(vm *goja.Runtime, val goja.Value) error { return finish(rt, vm, val) })
+	if reusable {
+		v.put(rt)
+	}
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		te.Limit = limit
+	}
+	return true, err
+}
+
+func (e *Engine) slotsOf(key string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.slots[key]
+	if s == nil {
+		s = make(chan struct{}, e.cfg.MaxConcurrent)
+		e.slots[key] = s
+	}
+	return s
+}
+
+// acquire takes one of slots, waiting at most limit. Blocked senders on a
+// channel are served in order, so waiting runs start first come, first
+// served.
+func acquire(ctx context.Context, slots chan struct{}, limit time.Duration) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return domain.Errorf(domain.CodeUnavailable, "server busy: %d runs of the script were under way for all of %s", cap(slots), limit)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

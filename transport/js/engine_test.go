@@ -1,0 +1,489 @@
+package js_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/apps"
+	"github.com/fazt-realtime/fazt/transport/js"
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+// env is an engine over a real SQLite log and an apps dir in t.TempDir(),
+// served over loopback.
+type env struct {
+	t       testing.TB
+	dir     string // the apps dir
+	log     *events.Log
+	members *projections.Membership
+	eng     *js.Engine
+	srv     *httptest.Server
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newEnv writes files (paths relative to the apps dir) and starts an engine.
+func newEnv(t testing.TB, files map[string]string, cfg js.Config) *env {
+	t.Helper()
+	tmp := t.TempDir()
+	e := &env{t: t, dir: filepath.Join(tmp, "apps"), logs: &syncBuffer{}}
+	for name, body := range files {
+		e.write(name, body)
+	}
+	if err := os.MkdirAll(e.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	e.log, err = events.Open(context.Background(), events.Config{Path: filepath.Join(tmp, "fazt.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.log.Close() })
+	e.members = projections.NewMembership(ws.Encoder{}, func(ctx context.Context, app, channel string) (uint64, string, error) {
+		info, err := e.log.Channel(ctx, app, channel)
+		return info.Head, info.Epoch, err
+	}, 0)
+	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.eng = js.New(cfg, e.log, e.members, apps.NewRegistry(e.dir))
+	e.srv = httptest.NewServer(e.eng)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) write(name, body string) {
+	e.t.Helper()
+	p := filepath.Join(e.dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// jsClient bounds every request of these tests, so that a script the
+// engine failed to interrupt fails the test instead of hanging it.
+var jsClient = &http.Client{Timeout: 30 * time.Second}
+
+// do sends a request to app's /api and returns the status and body.
+func (e *env) do(app, method, path, body string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Host = app + ".localhost"
+	resp, err := jsClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (e *env) get(app, path string) (int, string) { e.t.Helper(); return e.do(app, "GET", path, "") }
+
+// errBody is a JS error answer.
+type errBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	At    string `json:"at"`
+}
+
+func decodeErr(t testing.TB, body string) errBody {
+	t.Helper()
+	var b errBody
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		t.Fatalf("error body %q: %v", body, err)
+	}
+	return b
+}
+
+func TestHandlerRequestAndResponseShapes(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/echo":
+    return { method: req.method, path: req.path, query: req.query, json: req.json, body: req.body, ct: req.headers["content-type"], app: req.app };
+  case "/api/text":
+    return { status: 202, headers: { "X-Thing": "yes" }, body: "plain" };
+  case "/api/nothing":
+    return undefined;
+  case "/api/status-data":
+    return { status: "ok" }; // not a response: status is not a number
+  case "/api/fn":
+    return function () {};
+  }
+  return { status: 404, json: { error: "none" } };
+};`}, js.Config{})
+
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/echo?x=1&y=2&x=3", strings.NewReader(`{"a":[1,2]}`))
+	req.Host = "a.localhost"
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := jsClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var echo map[string]any
+	json.NewDecoder(resp.Body).Decode(&echo)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("echo: %d %v", resp.StatusCode, resp.Header)
+	}
+	want := `{"app":"a","body":"{\"a\":[1,2]}","ct":"application/json","json":{"a":[1,2]},"method":"POST","path":"/api/echo","query":{"x":"1","y":"2"}}`
+	if got, _ := json.Marshal(echo); string(got) != want {
+		t.Fatalf("echo\n got %s\nwant %s", got, want)
+	}
+
+	req, _ = http.NewRequest("GET", e.srv.URL+"/api/text", nil)
+	req.Host = "a.localhost"
+	resp, err = jsClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 || string(b) != "plain" || resp.Header.Get("X-Thing") != "yes" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("text: %d %q %v", resp.StatusCode, b, resp.Header)
+	}
+
+	if code, body := e.get("a", "/api/nothing"); code != 204 || body != "" {
+		t.Fatalf("undefined: %d %q", code, body)
+	}
+	if code, body := e.get("a", "/api/status-data"); code != 200 || strings.TrimSpace(body) != `{"status":"ok"}` {
+		t.Fatalf("data with a status field: %d %q", code, body)
+	}
+	if code, body := e.get("a", "/api/fn"); code != 500 || !strings.Contains(decodeErr(t, body).Error, "not JSON") {
+		t.Fatalf("function: %d %q", code, body)
+	}
+	if code, body := e.get("a", "/api/other"); code != 404 || strings.TrimSpace(body) != `{"error":"none"}` {
+		t.Fatalf("404: %d %q", code, body)
+	}
+	// An app without api/main.js, and an app that does not exist.
+	e.write("b/public/index.html", "hi")
+	if code, body := e.get("b", "/api/x"); code != 404 || decodeErr(t, body).Code != "not_found" {
+		t.Fatalf("no main.js: %d %q", code, body)
+	}
+	if code, _ := e.get("nope", "/api/x"); code != 404 {
+		t.Fatalf("unknown app: %d", code)
+	}
+}
+
+func TestRequireStaysInsideTheAppFolder(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/api/lib/greet.js": `const w = require("../../shared/word"); module.exports = n => w.word + ", " + n;`,
+		"a/shared/word.js":   `exports.word = "hello";`,
+		"a/api/data.json":    `{"n": 42}`,
+		"b/api/secret.js":    `module.exports = "b's secret";`,
+		"secret.js":          `module.exports = "server secret";`,
+		"a/api/main.js": `
+module.exports = function (req) {
+  const what = req.query.m;
+  try {
+    return { ok: true, value: require(what) };
+  } catch (e) {
+    return { ok: false, error: String(e) };
+  }
+};`,
+	}, js.Config{})
+	// A symlink inside the app folder that points out of it.
+	if err := os.Symlink(filepath.Join(e.dir, "b", "api", "secret.js"), filepath.Join(e.dir, "a", "api", "link.js")); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		OK    bool   `json:"ok"`
+		Value any    `json:"value"`
+		Error string `json:"error"`
+	}
+	req := func(m string) result {
+		t.Helper()
+		code, body := e.get("a", "/api/?m="+m)
+		var r result
+		if code != 200 || json.Unmarshal([]byte(body), &r) != nil {
+			t.Fatalf("require(%s): %d %s", m, code, body)
+		}
+		return r
+	}
+	// Inside: relative paths, nested requires, JSON, and absolute paths
+	// (which start at the app folder).
+	if r := req("./lib/greet"); !r.OK {
+		t.Fatalf("require ./lib/greet: %v", r)
+	}
+	if r := req("./data.json"); !r.OK || r.Value.(map[string]any)["n"] != 42.0 {
+		t.Fatalf("require ./data.json: %v", r)
+	}
+	if r := req("/shared/word.js"); !r.OK || r.Value.(map[string]any)["word"] != "hello" {
+		t.Fatalf("require /shared/word.js: %v", r)
+	}
+	// Outside: climbing out, another app, the symlink, core modules.
+	for m, want := range map[string]string{
+		"../../b/api/secret": "outside the app folder",
+		"../../secret":       "outside the app folder",
+		"./link.js":          "outside the app folder",
+		"/../../secret.js":   "Invalid module",
+		"fs":                 "not available",
+		"left-pad":           "Invalid module",
+		"process":            "not available",
+		"node:child_process": "not available",
+	} {
+		if r := req(m); r.OK || !strings.Contains(r.Error, want) {
+			t.Errorf("require(%q) = %+v, want an error with %q", m, r, want)
+		}
+	}
+	e.write("a/api/main.js", `module.exports = () => [typeof process, typeof setTimeout, typeof fetch, typeof XMLHttpRequest];`)
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `["undefined","function","undefined","undefined"]` {
+		t.Fatalf("globals: %d %s", code, body)
+	}
+}
+
+func TestAsyncHandlersAndTimers(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json": `{"js": {"handler_timeout_ms": 2000}}`,
+		"a/api/main.js": `
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+module.exports = async function (req) {
+  switch (req.path) {
+  case "/api/await":
+    await sleep(20);
+    const a = await Promise.resolve(1);
+    await sleep(1);
+    return { a, b: await new Promise(r => setImmediate(() => r(2))) };
+  case "/api/reject":
+    await sleep(1);
+    throw new TypeError("went wrong");
+  case "/api/never":
+    await new Promise(() => {});
+    return 1;
+  case "/api/leftover":
+    setInterval(() => { globalThis.ticks = (globalThis.ticks || 0) + 1; }, 1);
+    setTimeout(() => { while (true) {} }, 5);
+    return "done";
+  case "/api/ticks":
+    await sleep(30);
+    return globalThis.ticks || 0;
+  }
+};`}, js.Config{})
+	if code, body := e.get("a", "/api/await"); code != 200 || strings.TrimSpace(body) != `{"a":1,"b":2}` {
+		t.Fatalf("await: %d %s", code, body)
+	}
+	code, body := e.get("a", "/api/reject")
+	if b := decodeErr(t, body); code != 500 || b.Error != "TypeError: went wrong" || !strings.HasPrefix(b.At, "api/main.js:") {
+		t.Fatalf("reject: %d %s", code, body)
+	}
+	code, body = e.get("a", "/api/never")
+	if b := decodeErr(t, body); code != 500 || !strings.Contains(b.Error, "never settled") {
+		t.Fatalf("never: %d %s", code, body)
+	}
+	// Timers left behind are cancelled when the handler's value settles:
+	// the interval does not tick on and the looping timeout never runs.
+	if code, body := e.get("a", "/api/leftover"); code != 200 || strings.TrimSpace(body) != `"done"` {
+		t.Fatalf("leftover: %d %s", code, body)
+	}
+	code, body = e.get("a", "/api/ticks")
+	if code != 200 {
+		t.Fatalf("ticks: %d %s", code, body)
+	}
+	// The same pooled runtime answered (one is idle at a time here): the
+	// interval may have ticked before the first answer settled, never after.
+	first := strings.TrimSpace(body)
+	time.Sleep(50 * time.Millisecond)
+	if _, again := e.get("a", "/api/ticks"); strings.TrimSpace(again) != first {
+		t.Fatalf("interval kept ticking between requests: %s then %s", first, again)
+	}
+}
+
+func TestRuntimesArePooledAndScriptsReloadOnChange(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/api/lib/v.js": `module.exports = "one";`,
+		"a/api/main.js": `
+let calls = 0; // per runtime: counts the calls this runtime served
+const v = require("./lib/v");
+module.exports = () => ({ calls: ++calls, v });`,
+	}, js.Config{})
+	for i := 1; i <= 3; i++ {
+		want := `{"calls":` + string(rune('0'+i)) + `,"v":"one"}`
+		if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != want {
+			t.Fatalf("call %d: %d %s, want %s (the same runtime reused)", i, code, body, want)
+		}
+	}
+	// A required file changes: the next request runs the new version in a
+	// fresh runtime.
+	e.write("a/api/lib/v.js", `module.exports = "two!";`)
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `{"calls":1,"v":"two!"}` {
+		t.Fatalf("after editing lib/v.js: %d %s", code, body)
+	}
+	// A syntax error is answered until the file is fixed.
+	e.write("a/api/main.js", `module.exports = () => {;`)
+	for i := 0; i < 2; i++ {
+		code, body := e.get("a", "/api/")
+		if b := decodeErr(t, body); code != 500 || !strings.Contains(b.Error, "SyntaxError") {
+			t.Fatalf("syntax error: %d %s", code, body)
+		}
+	}
+	e.write("a/api/main.js", `module.exports = () => "fixed";`)
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `"fixed"` {
+		t.Fatalf("fixed: %d %s", code, body)
+	}
+}
+
+func TestRunawayScriptsAreInterrupted(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json": `{"js": {"handler_timeout_ms": 300}}`,
+		"a/api/main.js": `
+function deep(n) { return deep(n + 1) + 1; }
+module.exports = async function (req) {
+  if (req.path === "/api/spin") { for (;;) {} }
+  if (req.path === "/api/spin-later") { await new Promise(r => setTimeout(r, 1)); for (;;) {} }
+  if (req.path === "/api/sleep") { await new Promise(r => setTimeout(r, 60000)); }
+  if (req.path === "/api/deep") { return deep(0); }
+  return "ok";
+};`,
+		"b/api/main.js": `for (;;) {}`,
+	}, js.Config{HandlerTimeout: 10 * time.Second})
+	for _, p := range []string{"/api/spin", "/api/spin-later", "/api/sleep"} {
+		code, body := e.get("a", p)
+		if b := decodeErr(t, body); code != 500 || !strings.Contains(b.Error, "time limit of 300ms") {
+			t.Fatalf("%s: %d %s", p, code, body)
+		}
+		if code, body := e.get("a", "/api/ok"); code != 200 || strings.TrimSpace(body) != `"ok"` {
+			t.Fatalf("after %s: %d %s", p, code, body)
+		}
+	}
+	code, body := e.get("a", "/api/deep")
+	if b := decodeErr(t, body); code != 500 || !strings.Contains(b.Error, "nested calls") {
+		t.Fatalf("deep recursion: %d %s", code, body)
+	}
+	// A script that loops while loading is interrupted at the server's
+	// limit, each time it is tried.
+	e2 := newEnv(t, map[string]string{"b/api/main.js": `for (;;) {}`}, js.Config{HandlerTimeout: 200 * time.Millisecond})
+	for i := 0; i < 2; i++ {
+		code, body := e2.get("b", "/api/")
+		if b := decodeErr(t, body); code != 500 || !strings.Contains(b.Error, "time limit") {
+			t.Fatalf("looping load: %d %s", code, body)
+		}
+	}
+}
+
+func TestConsoleGoesToTheServerLog(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = function (req) {
+  console.log("hello %s", "log", 1);
+  console.warn("careful");
+  console.error("bad");
+  require("console").info("required");
+  return req.id;
+};`}, js.Config{})
+	code, body := e.get("a", "/api/")
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	var id string
+	json.Unmarshal([]byte(body), &id)
+	logs := e.logs.String()
+	for _, want := range []string{
+		`level=INFO msg="hello log 1"`, `level=WARN msg=careful`, `level=ERROR msg=bad`, `level=INFO msg=required`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if strings.Contains(line, "source=console") && !(strings.Contains(line, "app=a") && strings.Contains(line, "request="+id) && strings.Contains(line, "file=api/main.js")) {
+			t.Errorf("console line not tagged with app, file and request %s: %s", id, line)
+		}
+	}
+}
+
+func TestRealtimeCallsValidateLikeTheAPI(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json": `{"limits": {"max_message_bytes": 100}}`,
+		"a/api/main.js": `
+module.exports = function (req) {
+  const r = fazt.realtime;
+  const calls = {
+    badName: () => r.broadcast("a b", 1),
+    noName: () => r.broadcast(undefined, 1),
+    noData: () => r.broadcast("room"),
+    fnData: () => r.broadcast("room", () => 1),
+    tooBig: () => r.broadcast("room", "x".repeat(200)),
+    historyBoth: () => r.history("room", { offset: 1, last: 2 }),
+    kickNobody: () => r.kick("nobody", "x"),
+  };
+  try { calls[req.query.c](); return "no error"; } catch (e) { return { message: e.message, code: e.code }; }
+};`}, js.Config{})
+	for c, want := range map[string]string{
+		"badName": "invalid_channel", "noName": "invalid_channel", "noData": "bad_request", "fnData": "bad_request",
+		"tooBig": "too_large", "historyBoth": "bad_request", "kickNobody": "not_found",
+	} {
+		_, body := e.get("a", "/api/?c="+c)
+		var got struct{ Message, Code string }
+		json.Unmarshal([]byte(body), &got)
+		if got.Code != want || !strings.HasPrefix(got.Message, want+": ") {
+			t.Errorf("%s: %s, want code %s", c, body, want)
+		}
+	}
+	evs, err := e.log.Events(context.Background(), domain.AuditQuery{App: "a"})
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("refused calls recorded events: %v %v", evs, err)
+	}
+}
+
+func TestRunsOfAScriptQueueAndTheLimitStartsWithTheRun(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json":    `{"js": {"handler_timeout_ms": 900}}`,
+		"a/api/main.js": `module.exports = async () => { await new Promise(r => setTimeout(r, 600)); return "slept"; };`,
+		"b/api/main.js": `module.exports = () => "b";`,
+	}, js.Config{MaxConcurrent: 1})
+	// One run at a time: the second waits 600ms and then has its whole
+	// 900ms; the third would wait 1200ms, more than its limit, and is
+	// answered 503 instead.
+	codes := make(chan int, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			code, _ := e.get("a", "/api/")
+			codes <- code
+		}()
+	}
+	// Another app's script has slots of its own.
+	if code, body := e.get("b", "/api/"); code != 200 || strings.TrimSpace(body) != `"b"` {
+		t.Fatalf("b while a is busy: %d %s", code, body)
+	}
+	got := map[int]int{}
+	for i := 0; i < 3; i++ {
+		got[<-codes]++
+	}
+	if got[200] != 2 || got[503] != 1 {
+		t.Fatalf("statuses %v, want two 200 and one 503", got)
+	}
+}

@@ -1,0 +1,237 @@
+package js
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/dop251/goja"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// response is what a handler's settled value becomes.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// responseKeys are the keys of a response object; an object with only
+// these keys (and a numeric status, if any) is a response, anything else is
+// data answered as 200 JSON.
+var responseKeys = map[string]bool{"status": true, "headers": true, "json": true, "body": true}
+
+// ServeHTTP answers /api/... with the app's api/main.js: the request's app
+// is the first label of its Host, as everywhere else. Every answer carries
+// X-Request-Id, the id the handler's console output is tagged with.
+func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := newRequestID()
+	w.Header().Set("X-Request-Id", reqID)
+	app, err := e.apps.Lookup(domain.AppFromHost(r.Host))
+	if err != nil {
+		writeError(w, http.StatusNotFound, err.Error(), domain.CodeOf(err), "")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, e.cfg.MaxBodyBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error(), domain.CodeBadRequest, "")
+		return
+	}
+	if int64(len(body)) > e.cfg.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", e.cfg.MaxBodyBytes), domain.CodeTooLarge, "")
+		return
+	}
+	log := e.log.With("app", app.Name, "file", MainFile, "request", reqID)
+	var resp response
+	found, err := e.run(r.Context(), app, MainFile, log,
+		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
+			handler, ok := goja.AssertFunction(rt.exports)
+			if !ok {
+				if o, isObj := rt.exports.(*goja.Object); isObj {
+					handler, ok = goja.AssertFunction(o.Get("handler"))
+				}
+			}
+			if !ok {
+				return nil, &ScriptError{Message: MainFile + " must export a function: module.exports = function (req) { ... }"}
+			}
+			return handler(goja.Undefined(), rt.request(vm, r, body, reqID))
+		},
+		func(rt *runtime, vm *goja.Runtime, v goja.Value) (err error) {
+			resp, err = rt.response(vm, v)
+			return err
+		})
+	switch {
+	case !found && err == nil:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("app %s has no %s", app.Name, MainFile), domain.CodeNotFound, "")
+		return
+	case err != nil:
+		var se *ScriptError
+		var te *TimeoutError
+		switch {
+		case errors.As(err, &se):
+			log.Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
+			writeError(w, http.StatusInternalServerError, se.Message, domain.CodeInternal, se.At)
+		case errors.As(err, &te):
+			log.Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
+			writeError(w, http.StatusInternalServerError, te.Error(), domain.CodeInternal, "")
+		case domain.CodeOf(err) == domain.CodeUnavailable:
+			log.Warn("js handler not run", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, http.StatusServiceUnavailable, err.Error(), domain.CodeUnavailable, "")
+		default:
+			log.Error("js handler failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, http.StatusInternalServerError, err.Error(), domain.CodeInternal, "")
+		}
+		return
+	}
+	for k, vs := range resp.header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.status)
+	w.Write(resp.body)
+}
+
+// request builds the handler's req: method, path, query (first value of
+// each parameter), headers (lower-case names, values joined with ", "),
+// body (text), json (the body parsed, or null), remote, id and app.
+func (rt *runtime) request(vm *goja.Runtime, r *http.Request, body []byte, reqID string) *goja.Object {
+	query := vm.NewObject()
+	for k, vs := range r.URL.Query() {
+		if len(vs) > 0 {
+			query.Set(k, vs[0])
+		}
+	}
+	headers := vm.NewObject()
+	for k, vs := range r.Header {
+		headers.Set(strings.ToLower(k), strings.Join(vs, ", "))
+	}
+	var parsed goja.Value = goja.Null()
+	if len(body) > 0 && json.Valid(body) {
+		parsed = rt.fromJSON(vm, body)
+	}
+	req := vm.NewObject()
+	req.Set("method", r.Method)
+	req.Set("path", r.URL.Path)
+	req.Set("query", query)
+	req.Set("headers", headers)
+	req.Set("body", string(body))
+	req.Set("json", parsed)
+	req.Set("remote", r.RemoteAddr)
+	req.Set("id", reqID)
+	req.Set("app", rt.cur.app.Name)
+	return req
+}
+
+// response turns a handler's settled value into an HTTP answer. A response
+// object ({status, headers, json | body}) is answered as it says;
+// undefined is 204; any other value is 200 JSON.
+func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
+	resp := response{status: http.StatusOK, header: http.Header{}}
+	if v == nil || goja.IsUndefined(v) {
+		resp.status = http.StatusNoContent
+		return resp, nil
+	}
+	obj, isObj := v.(*goja.Object)
+	if !isObj || !isResponse(obj) {
+		data, err := rt.toJSON(v)
+		if err != nil {
+			return resp, err
+		}
+		if data == nil {
+			return resp, &ScriptError{Message: MainFile + " returned a value that is not JSON (" + valueString(v) + ")"}
+		}
+		resp.header.Set("Content-Type", "application/json")
+		resp.body = append(data, '\n')
+		return resp, nil
+	}
+	if s := obj.Get("status"); s != nil && !goja.IsUndefined(s) {
+		n := s.ToInteger()
+		if n < 200 || n > 599 {
+			return resp, &ScriptError{Message: fmt.Sprintf("%s returned status %d; want 200 to 599", MainFile, n)}
+		}
+		resp.status = int(n)
+	}
+	if h, ok := obj.Get("headers").(*goja.Object); ok {
+		for _, k := range h.Keys() {
+			if strings.EqualFold(k, "Content-Length") {
+				continue
+			}
+			resp.header.Set(k, h.Get(k).String())
+		}
+	}
+	if j := obj.Get("json"); j != nil && !goja.IsUndefined(j) {
+		data, err := rt.toJSON(j)
+		if err != nil {
+			return resp, err
+		}
+		if data == nil {
+			return resp, &ScriptError{Message: MainFile + " returned json that is not JSON"}
+		}
+		if resp.header.Get("Content-Type") == "" {
+			resp.header.Set("Content-Type", "application/json")
+		}
+		resp.body = append(data, '\n')
+		return resp, nil
+	}
+	b := obj.Get("body")
+	switch {
+	case b == nil || goja.IsUndefined(b) || goja.IsNull(b):
+	default:
+		switch x := b.Export().(type) {
+		case string:
+			resp.body = []byte(x)
+			if resp.header.Get("Content-Type") == "" {
+				resp.header.Set("Content-Type", "text/plain; charset=utf-8")
+			}
+		case goja.ArrayBuffer:
+			resp.body = append([]byte(nil), x.Bytes()...)
+		case []byte:
+			resp.body = append([]byte(nil), x...)
+		default:
+			resp.body = []byte(b.String())
+		}
+		if resp.header.Get("Content-Type") == "" {
+			resp.header.Set("Content-Type", "application/octet-stream")
+		}
+	}
+	return resp, nil
+}
+
+func isResponse(obj *goja.Object) bool {
+	if obj.ClassName() != "Object" {
+		return false
+	}
+	keys := obj.Keys()
+	if len(keys) == 0 {
+		return false
+	}
+	for _, k := range keys {
+		if !responseKeys[k] {
+			return false
+		}
+	}
+	if s := obj.Get("status"); s != nil && !goja.IsUndefined(s) {
+		if _, ok := s.Export().(int64); !ok {
+			if _, ok := s.Export().(float64); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// writeError answers {"error", "code"} and, for a script's exception,
+// "at": where it was thrown.
+func writeError(w http.ResponseWriter, status int, msg string, code domain.Code, at string) {
+	body := map[string]any{"error": msg, "code": code}
+	if at != "" {
+		body["at"] = at
+	}
+	b, _ := json.Marshal(body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

@@ -1,0 +1,188 @@
+package js
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+
+	"github.com/dop251/goja"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// Hook names: the exports of api/realtime.js.
+const (
+	HookConnect    = "onConnect"
+	HookSubscribe  = "onSubscribe"
+	HookPublish    = "onPublish"
+	HookDisconnect = "onDisconnect"
+)
+
+// hookOutcome is what a hook's settled value meant.
+type hookOutcome int
+
+const (
+	outcomeNone    hookOutcome = iota // no such hook, or it returned undefined
+	outcomeRefused                    // false
+	outcomeDrop                       // null (onPublish)
+	outcomeValue                      // anything else
+)
+
+// hook runs one hook of c's app and says what its settled value meant:
+// outcomeNone when the app has no api/realtime.js, it exports no such hook,
+// or the hook returned undefined. For onPublish, data is the value as JSON.
+// A hook that throws, runs out of time or fails to load is a not_allowed
+// error with the hook's message.
+func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args func(rt *runtime, vm *goja.Runtime) []goja.Value) (out hookOutcome, data json.RawMessage, err error) {
+	app, err := e.apps.Lookup(c.App)
+	if err != nil {
+		return outcomeNone, nil, err
+	}
+	log := e.log.With("app", app.Name, "file", RealtimeFile, "hook", name, "client", c.ID)
+	_, err = e.run(ctx, app, RealtimeFile, log,
+		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
+			exports, ok := rt.exports.(*goja.Object)
+			if !ok {
+				return goja.Undefined(), nil
+			}
+			fn, ok := goja.AssertFunction(exports.Get(name))
+			if !ok {
+				return goja.Undefined(), nil
+			}
+			return fn(goja.Undefined(), args(rt, vm)...)
+		},
+		func(rt *runtime, vm *goja.Runtime, v goja.Value) error {
+			switch {
+			case v == nil || goja.IsUndefined(v):
+				out = outcomeNone
+			case goja.IsNull(v):
+				out = outcomeDrop
+			case name != HookPublish && isFalse(v):
+				// For onPublish, false is data like any other; it
+				// refuses by throwing.
+				out = outcomeRefused
+			default:
+				out = outcomeValue
+				if name == HookPublish {
+					d, err := rt.toJSON(v)
+					if err != nil {
+						return err
+					}
+					if d == nil {
+						return &ScriptError{Message: "onPublish returned a value that is not JSON"}
+					}
+					data = d
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return outcomeNone, nil, e.refusal(log, name, err)
+	}
+	return out, data, nil
+}
+
+// refusal turns a hook's failure into the not_allowed error the client
+// gets, with the hook's message, and logs what went wrong.
+func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
+	var se *ScriptError
+	var te *TimeoutError
+	switch {
+	case errors.As(err, &se):
+		log.Info("js hook refused", "reason", se.Message, "at", se.At)
+		return domain.Errorf(domain.CodeNotAllowed, "%s", trimErrorPrefix(se.Message))
+	case errors.As(err, &te):
+		log.Warn("js hook interrupted", "limit", te.Limit)
+		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())
+	case domain.CodeOf(err) == domain.CodeUnavailable:
+		log.Warn("js hook not run", "err", err)
+		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, err.Error())
+	default:
+		log.Error("js hook failed", "err", err)
+		return domain.Errorf(domain.CodeNotAllowed, "%s failed", name)
+	}
+}
+
+// trimErrorPrefix drops the "Error: " that String() puts before a plain
+// Error's message, so that `throw new Error("token required")` reaches the
+// client as "token required". Other error types keep their name.
+func trimErrorPrefix(msg string) string {
+	if len(msg) > 7 && msg[:7] == "Error: " {
+		return msg[7:]
+	}
+	return msg
+}
+
+// clientValue is a client as hooks see it: id, app, remote, connectedAt
+// (unix ms) and query (the upgrade request's parameters, first values).
+func clientValue(vm *goja.Runtime, c domain.Client) *goja.Object {
+	q := vm.NewObject()
+	for k, v := range c.Query {
+		q.Set(k, v)
+	}
+	return object(vm, "id", c.ID, "app", c.App, "remote", c.Remote, "connectedAt", c.ConnectedAt, "query", q)
+}
+
+// OnConnect implements domain.Hooks: onConnect(client) returning false, or
+// throwing, refuses the connection.
+func (e *Engine) OnConnect(ctx context.Context, c domain.Client) error {
+	out, _, err := e.hook(ctx, c, HookConnect, func(_ *runtime, vm *goja.Runtime) []goja.Value {
+		return []goja.Value{clientValue(vm, c)}
+	})
+	if err != nil {
+		return err
+	}
+	if out == outcomeRefused {
+		return domain.Errorf(domain.CodeNotAllowed, "connection refused by %s", HookConnect)
+	}
+	return nil
+}
+
+// OnSubscribe implements domain.Hooks: onSubscribe(client, channel)
+// returning false, or throwing, refuses the subscription.
+func (e *Engine) OnSubscribe(ctx context.Context, c domain.Client, channel string) error {
+	out, _, err := e.hook(ctx, c, HookSubscribe, func(_ *runtime, vm *goja.Runtime) []goja.Value {
+		return []goja.Value{clientValue(vm, c), vm.ToValue(channel)}
+	})
+	if err != nil {
+		return err
+	}
+	if out == outcomeRefused {
+		return domain.Errorf(domain.CodeNotAllowed, "subscription to %s refused by %s", channel, HookSubscribe)
+	}
+	return nil
+}
+
+// OnPublish implements domain.Hooks: onPublish(client, channel, data)
+// returns the data to broadcast (changed or not), which also allows the
+// publish where app.json does not; null drops the message; undefined
+// leaves the message as it is and the decision to app.json; a throw
+// refuses it.
+func (e *Engine) OnPublish(ctx context.Context, c domain.Client, channel string, data json.RawMessage) (json.RawMessage, bool, error) {
+	out, changed, err := e.hook(ctx, c, HookPublish, func(rt *runtime, vm *goja.Runtime) []goja.Value {
+		return []goja.Value{clientValue(vm, c), vm.ToValue(channel), rt.fromJSON(vm, data)}
+	})
+	switch {
+	case err != nil:
+		return nil, false, err
+	case out == outcomeDrop:
+		return nil, true, nil
+	case out == outcomeValue:
+		return changed, false, nil
+	}
+	return nil, false, nil
+}
+
+// OnDisconnect implements domain.Hooks: onDisconnect(client, reason) is
+// told; what it returns or throws is only logged.
+func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason string) {
+	e.hook(ctx, c, HookDisconnect, func(_ *runtime, vm *goja.Runtime) []goja.Value {
+		return []goja.Value{clientValue(vm, c), vm.ToValue(reason)}
+	})
+}
+
+func isFalse(v goja.Value) bool {
+	b, ok := v.Export().(bool)
+	return ok && !b
+}

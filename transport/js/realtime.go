@@ -1,0 +1,285 @@
+package js
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/dop251/goja"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// realtimeObject builds fazt.realtime for a runtime. Every function acts on
+// the runtime's own app only, records the script's file as the actor, and
+// runs under the current execution's deadline. They throw JS Errors whose
+// message starts with the protocol code ("invalid_channel: ...") and whose
+// code property is that code.
+func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
+	o := vm.NewObject()
+	fn := func(name string, f func(goja.FunctionCall) goja.Value) {
+		o.Set(name, func(c goja.FunctionCall) goja.Value {
+			if rt.cur == nil {
+				rt.throw(vm, domain.Errorf(domain.CodeNotAllowed, "fazt.realtime.%s: only while a request or hook runs", name))
+			}
+			return f(c)
+		})
+	}
+	fn("broadcast", func(c goja.FunctionCall) goja.Value { return rt.broadcast(vm, c) })
+	fn("broadcastAll", func(c goja.FunctionCall) goja.Value { return rt.broadcastAll(vm, c) })
+	fn("subscribers", func(c goja.FunctionCall) goja.Value { return rt.subscribers(vm, c) })
+	fn("count", func(c goja.FunctionCall) goja.Value { return rt.count(vm, c) })
+	fn("kick", func(c goja.FunctionCall) goja.Value { return rt.kick(vm, c) })
+	fn("history", func(c goja.FunctionCall) goja.Value { return rt.history(vm, c) })
+	fn("channels", func(c goja.FunctionCall) goja.Value { return rt.channels(vm, c) })
+	return o
+}
+
+func (rt *runtime) actor() domain.Actor { return domain.Actor{Kind: domain.ActorJS, ID: rt.ver.file} }
+
+// throw raises err in JS as an Error with the protocol code.
+func (rt *runtime) throw(vm *goja.Runtime, err error) {
+	code := domain.CodeOf(err)
+	obj, nerr := vm.New(vm.Get("Error"), vm.ToValue(string(code)+": "+err.Error()))
+	if nerr != nil {
+		panic(vm.NewGoError(err))
+	}
+	obj.Set("code", string(code))
+	panic(obj)
+}
+
+// must throws err in JS when it is not nil.
+func (rt *runtime) must(vm *goja.Runtime, err error) {
+	if err != nil {
+		if domain.CodeOf(err) == domain.CodeInternal {
+			rt.cur.log.Error("fazt.realtime call failed", "err", err)
+		}
+		rt.throw(vm, err)
+	}
+}
+
+// channelArg reads and validates a channel name argument.
+func (rt *runtime) channelArg(vm *goja.Runtime, v goja.Value) string {
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		rt.throw(vm, domain.Errorf(domain.CodeInvalidChannel, "channel name is empty"))
+	}
+	if _, ok := v.Export().(string); !ok {
+		rt.throw(vm, domain.Errorf(domain.CodeInvalidChannel, "channel name must be a string"))
+	}
+	ch := v.String()
+	rt.must(vm, domain.ValidateChannel(ch))
+	return ch
+}
+
+// dataArg turns a JS value into the JSON a message carries, within the
+// app's message size limit.
+func (rt *runtime) dataArg(vm *goja.Runtime, what string, v goja.Value) json.RawMessage {
+	if v == nil || goja.IsUndefined(v) {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "%s needs data", what))
+	}
+	data, err := rt.toJSON(v)
+	if err != nil {
+		panic(err) // a throwing toJSON: let its exception through
+	}
+	if data == nil {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "%s: data is not representable as JSON", what))
+	}
+	if limit := rt.cur.app.Settings.Limits.MaxMessageBytes; len(data) > limit {
+		rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), limit))
+	}
+	return data
+}
+
+// toJSON is JSON.stringify; nil when the value has no JSON form.
+func (rt *runtime) toJSON(v goja.Value) (json.RawMessage, error) {
+	s, err := rt.stringify(goja.Undefined(), v)
+	if err != nil {
+		return nil, err
+	}
+	if goja.IsUndefined(s) {
+		return nil, nil
+	}
+	return json.RawMessage(s.String()), nil
+}
+
+// fromJSON is JSON.parse of data the server holds, which is valid JSON.
+func (rt *runtime) fromJSON(vm *goja.Runtime, data []byte) goja.Value {
+	if len(data) == 0 {
+		return goja.Null()
+	}
+	v, err := rt.parse(goja.Undefined(), vm.ToValue(string(data)))
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func (rt *runtime) broadcast(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	channel := rt.channelArg(vm, c.Argument(0))
+	data := rt.dataArg(vm, "broadcast", c.Argument(1))
+	mb := &domain.MessageBroadcast{App: rt.cur.app.Name, Channel: channel, Data: data, Publisher: rt.actor()}
+	evs, err := rt.eng.store.Append(rt.cur.ctx, mb)
+	rt.must(vm, err)
+	return object(vm, "channel", channel, "offset", mb.Offset, "epoch", mb.Epoch, "seq", evs[0].Seq)
+}
+
+func (rt *runtime) broadcastAll(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	data := rt.dataArg(vm, "broadcastAll", c.Argument(0))
+	evs, err := rt.eng.store.Append(rt.cur.ctx, &domain.BroadcastAll{App: rt.cur.app.Name, Data: data, Publisher: rt.actor()})
+	rt.must(vm, err)
+	return object(vm, "seq", evs[0].Seq, "connections", rt.eng.members.Count(rt.cur.app.Name, ""))
+}
+
+func (rt *runtime) subscribers(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	channel := rt.channelArg(vm, c.Argument(0))
+	ids := rt.eng.members.Subscribers(rt.cur.app.Name, channel)
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return vm.NewArray(out...)
+}
+
+func (rt *runtime) count(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	channel := ""
+	if a := c.Argument(0); !goja.IsUndefined(a) && !goja.IsNull(a) {
+		channel = rt.channelArg(vm, a)
+	}
+	return vm.ToValue(rt.eng.members.Count(rt.cur.app.Name, channel))
+}
+
+func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	id := ""
+	if a := c.Argument(0); !goja.IsUndefined(a) && !goja.IsNull(a) {
+		id = a.String()
+	}
+	if id == "" {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "kick needs a client id"))
+	}
+	reason := ""
+	if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
+		reason = a.String()
+	}
+	if len(reason) > 1024 {
+		rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "kick reason is %d bytes; the limit is 1024", len(reason)))
+	}
+	app := rt.cur.app.Name
+	if !rt.eng.members.Connected(app, id) {
+		rt.throw(vm, domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s", id, app))
+	}
+	evs, err := rt.eng.store.Append(rt.cur.ctx, &domain.ClientKicked{App: app, Client: id, Reason: reason, By: rt.actor()})
+	rt.must(vm, err)
+	return object(vm, "client", id, "kicked", true, "seq", evs[0].Seq)
+}
+
+// history reads retained messages as GET /_api/channels/{channel}/history
+// does, with the same options as an object: offset, last, since, until,
+// limit (default 100, at most 1000), reverse.
+func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	channel := rt.channelArg(vm, c.Argument(0))
+	var hq domain.HistoryQuery
+	if o, ok := c.Argument(1).(*goja.Object); ok {
+		num := func(name string) int64 {
+			v := o.Get(name)
+			if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+				return 0
+			}
+			f := v.ToFloat()
+			if f < 0 || f != f || f > 1<<53 {
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history: %s must be a number, 0 or more", name))
+			}
+			return int64(f)
+		}
+		n := 0
+		for _, k := range []string{"offset", "last", "since"} {
+			if v := o.Get(k); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+				n++
+			}
+		}
+		if n > 1 {
+			rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history takes at most one of offset, last and since"))
+		}
+		hq.After = uint64(num("offset"))
+		hq.Last = int(num("last"))
+		hq.Since = num("since")
+		hq.Until = num("until")
+		hq.Limit = int(num("limit"))
+		if v := o.Get("reverse"); v != nil {
+			hq.Reverse = v.ToBoolean()
+		}
+	} else if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history options must be an object"))
+	}
+	hq.Limit = min(hq.Limit, 1000)
+	if hq.Limit == 0 {
+		hq.Limit = 100
+	}
+	ctx, app := rt.cur.ctx, rt.cur.app.Name
+	info, err := rt.eng.store.Channel(ctx, app, channel)
+	rt.must(vm, err)
+	msgs, err := rt.eng.store.Messages(ctx, app, channel, hq)
+	rt.must(vm, err)
+	list := make([]any, len(msgs))
+	for i, m := range msgs {
+		mo := vm.NewObject()
+		mo.Set("offset", m.Offset)
+		mo.Set("timestamp", m.Time)
+		mo.Set("seq", m.Seq)
+		mo.Set("data", rt.fromJSON(vm, m.Data))
+		list[i] = mo
+	}
+	out := vm.NewObject()
+	out.Set("channel", channel)
+	out.Set("epoch", info.Epoch)
+	out.Set("head", info.Head)
+	out.Set("first_offset", info.First)
+	out.Set("messages", vm.NewArray(list...))
+	if len(msgs) == hq.Limit && hq.Last == 0 && !hq.Reverse {
+		out.Set("next_offset", msgs[len(msgs)-1].Offset)
+	}
+	return out
+}
+
+// channels lists the app's channels as GET /_api/channels does: those with
+// history or subscribers, sorted by name.
+func (rt *runtime) channels(vm *goja.Runtime, _ goja.FunctionCall) goja.Value {
+	app := rt.cur.app.Name
+	infos, err := rt.eng.store.Channels(rt.cur.ctx, app)
+	rt.must(vm, err)
+	live := rt.eng.members.Channels(app)
+	type row struct {
+		name  string
+		subs  int
+		head  uint64
+		epoch string
+		first uint64
+	}
+	rows := make([]row, 0, len(infos)+len(live))
+	for _, in := range infos {
+		rows = append(rows, row{in.Channel, live[in.Channel], in.Head, in.Epoch, in.First})
+		delete(live, in.Channel)
+	}
+	for name, n := range live { // subscribed, never broadcast to
+		rows = append(rows, row{name: name, subs: n, first: 1})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
+	out := make([]any, len(rows))
+	for i, r := range rows {
+		o := vm.NewObject()
+		o.Set("channel", r.name)
+		o.Set("subscribers", r.subs)
+		o.Set("head", r.head)
+		o.Set("epoch", r.epoch)
+		o.Set("first_offset", r.first)
+		out[i] = o
+	}
+	return vm.NewArray(out...)
+}
+
+// object makes a plain JS object from name, value pairs.
+func object(vm *goja.Runtime, pairs ...any) *goja.Object {
+	o := vm.NewObject()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		o.Set(pairs[i].(string), pairs[i+1])
+	}
+	return o
+}

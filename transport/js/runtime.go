@@ -1,0 +1,318 @@
+package js
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja_nodejs/console"
+	"github.com/dop251/goja_nodejs/eventloop"
+
+	"github.com/fazt-realtime/fazt/transport/apps"
+)
+
+// maxCallDepth bounds JS recursion, so that a runaway recursion is an
+// exception rather than a server out of memory.
+const maxCallDepth = 4096
+
+var promiseType = reflect.TypeOf((*goja.Promise)(nil))
+
+// runtime is one goja Runtime with its event loop, the module a version's
+// script exported, and what an execution needs to reach the server. It
+// belongs to one goroutine at a time: the pool hands it over.
+type runtime struct {
+	eng     *Engine
+	ver     *version
+	loop    *eventloop.EventLoop
+	vm      atomic.Pointer[goja.Runtime] // read by the time limit's goroutine
+	exports goja.Value
+
+	stringify goja.Callable
+	parse     goja.Callable
+
+	// The execution in progress; set before and cleared after each one.
+	cur *execution
+}
+
+// execution is what one run of a script is about: its deadline, its app's
+// current settings (app.json as of this run), and the logger its console
+// output and errors go to, tagged with the app, file and request or hook.
+type execution struct {
+	ctx context.Context
+	app *apps.App
+	log *slog.Logger
+}
+
+// errTimeout is what an execution past its time limit is interrupted with.
+var errTimeout = errors.New("time limit")
+
+// TimeoutError is returned by an execution interrupted at its time limit.
+type TimeoutError struct {
+	File  string
+	Limit time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s ran past its time limit of %s and was interrupted", e.File, e.Limit)
+}
+
+// ScriptError is a JS exception or promise rejection that reached the
+// server: the thrown value as text and where it was thrown.
+type ScriptError struct {
+	Message string
+	At      string // "api/main.js:3:11", empty when unknown
+}
+
+func (e *ScriptError) Error() string {
+	if e.At == "" {
+		return e.Message
+	}
+	return e.Message + " at " + e.At
+}
+
+// newRuntime makes a runtime for v and loads v's script into it under the
+// time limit of ex.
+func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*runtime, error) {
+	rt := &runtime{eng: e, ver: v}
+	rt.loop = eventloop.NewEventLoop(eventloop.WithRegistry(v.reg), eventloop.EnableConsole(false))
+	reusable, err := rt.run(ex, limit, func(vm *goja.Runtime) (goja.Value, error) {
+		vm.SetMaxCallStackSize(maxCallDepth)
+		json := vm.Get("JSON").ToObject(vm)
+		rt.stringify, _ = goja.AssertFunction(json.Get("stringify"))
+		rt.parse, _ = goja.AssertFunction(json.Get("parse"))
+		mod := vm.NewObject()
+		mod.Set("exports", vm.NewObject())
+		console.RequireWithPrinter(printer{rt})(vm, mod)
+		vm.Set("console", mod.Get("exports"))
+		fazt := vm.NewObject()
+		fazt.Set("app", v.app)
+		fazt.Set("realtime", rt.realtimeObject(vm))
+		vm.Set("fazt", fazt)
+		// The script is a CommonJS module of the app folder, so that
+		// require() inside it resolves relative to it.
+		return vm.RunString(`require("/` + v.file + `")`)
+	}, func(_ *goja.Runtime, exports goja.Value) error {
+		rt.exports = exports
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !reusable {
+		return nil, &TimeoutError{File: v.file, Limit: limit}
+	}
+	return rt, nil
+}
+
+// printer sends console output to the server log, tagged with the app, the
+// file and the execution.
+type printer struct{ rt *runtime }
+
+func (p printer) print(level slog.Level, s string) {
+	ex := p.rt.cur
+	log := p.rt.eng.log
+	if ex != nil && ex.log != nil {
+		log = ex.log
+	}
+	log.Log(context.Background(), level, s, "source", "console")
+}
+
+func (p printer) Log(s string)   { p.print(slog.LevelInfo, s) }
+func (p printer) Warn(s string)  { p.print(slog.LevelWarn, s) }
+func (p printer) Error(s string) { p.print(slog.LevelError, s) }
+
+// run runs call on the runtime's event loop within limit, waits for the
+// value it returns to settle (a promise is awaited, timers run), and passes
+// the settled value to finish, still on the loop and within the limit.
+//
+// At the limit, or when ex.ctx ends, the JS is interrupted
+// (Runtime.Interrupt) and the loop stopped; the runtime is then not
+// reusable, since an interrupt may still be in flight.
+func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runtime) (goja.Value, error), finish func(*goja.Runtime, goja.Value) error) (reusable bool, err error) {
+	ctx, cancel := context.WithTimeout(ex.ctx, limit)
+	defer cancel()
+	run := *ex
+	run.ctx = ctx
+	rt.cur = &run
+	defer func() { rt.cur = nil }()
+
+	var interrupted atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		interrupted.Store(true)
+		if vm := rt.vm.Load(); vm != nil {
+			vm.Interrupt(errTimeout)
+		}
+		rt.loop.StopNoWait()
+	})
+
+	var (
+		done    bool
+		result  error
+		crashed bool
+	)
+	settle := func(vm *goja.Runtime, v goja.Value, thrown error) {
+		if done {
+			return
+		}
+		done = true
+		if thrown == nil {
+			thrown = finish(vm, v)
+		}
+		result = thrown
+		rt.loop.StopNoWait()
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				crashed = true
+				result = fmt.Errorf("%s: script engine failure: %v", rt.ver.file, p)
+			}
+		}()
+		rt.loop.Run(func(vm *goja.Runtime) {
+			if rt.vm.Load() == nil {
+				rt.vm.Store(vm)
+				if interrupted.Load() { // the limit passed before the VM was known
+					vm.Interrupt(errTimeout)
+				}
+			}
+			v, err := call(vm)
+			if err != nil {
+				settle(vm, nil, err)
+				return
+			}
+			obj, ok := v.(*goja.Object)
+			if !ok || obj.ExportType() != promiseType {
+				settle(vm, v, nil)
+				return
+			}
+			p := obj.Export().(*goja.Promise)
+			switch p.State() {
+			case goja.PromiseStateFulfilled:
+				settle(vm, p.Result(), nil)
+			case goja.PromiseStateRejected:
+				settle(vm, nil, rejection(p.Result()))
+			default:
+				then, _ := goja.AssertFunction(obj.Get("then"))
+				_, err := then(obj,
+					vm.ToValue(func(c goja.FunctionCall) goja.Value { settle(vm, c.Argument(0), nil); return goja.Undefined() }),
+					vm.ToValue(func(c goja.FunctionCall) goja.Value {
+						settle(vm, nil, rejection(c.Argument(0)))
+						return goja.Undefined()
+					}))
+				if err != nil {
+					settle(vm, nil, err)
+				}
+			}
+		})
+		// Timers the script left behind are cancelled; none of their
+		// callbacks runs. The interrupt stays armed meanwhile.
+		rt.loop.Terminate()
+	}()
+	stopped := stop()
+	reusable = stopped && !crashed
+	switch {
+	case crashed:
+		err = result
+	case done && result == nil:
+		err = nil
+	case interrupted.Load() && (!done || isInterrupt(result)):
+		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%s: %w", rt.ver.file, ex.ctx.Err())
+		} else {
+			err = &TimeoutError{File: rt.ver.file, Limit: limit}
+		}
+	case !done:
+		err = &ScriptError{Message: "the promise " + rt.ver.file + " returned never settled (nothing left to wait for)"}
+	default:
+		err = scriptError(result)
+	}
+	return reusable, err
+}
+
+func isInterrupt(err error) bool {
+	var ie *goja.InterruptedError
+	return errors.As(err, &ie)
+}
+
+// rejectedError carries a promise's rejection reason.
+type rejectedError struct{ reason goja.Value }
+
+func (r *rejectedError) Error() string { return valueString(r.reason) }
+
+func rejection(v goja.Value) error { return &rejectedError{v} }
+
+func valueString(v goja.Value) string {
+	if v == nil {
+		return "undefined"
+	}
+	defer func() { recover() }() // a throwing toString
+	return v.String()
+}
+
+// scriptError turns what an execution failed with into a *ScriptError with
+// the JS location; other errors pass through.
+func scriptError(err error) error {
+	var (
+		ex *goja.Exception
+		so *goja.StackOverflowError
+		rj *rejectedError
+	)
+	switch {
+	case errors.As(err, &rj):
+		return &ScriptError{Message: valueString(rj.reason), At: stackLine(rj.reason)}
+	case errors.As(err, &so):
+		return &ScriptError{Message: fmt.Sprintf("RangeError: more than %d nested calls", maxCallDepth), At: firstFrame(so.Stack())}
+	case errors.As(err, &ex):
+		se := &ScriptError{Message: valueString(ex.Value()), At: stackLine(ex.Value())}
+		if se.At == "" {
+			se.At = firstFrame(ex.Stack())
+		}
+		return se
+	}
+	return err
+}
+
+// firstFrame returns the innermost script location of a stack.
+func firstFrame(stack []goja.StackFrame) string {
+	for _, f := range stack {
+		if p := f.Position(); p.Filename != "" {
+			return fmt.Sprintf("%s:%d:%d", p.Filename, p.Line, p.Column)
+		}
+	}
+	return ""
+}
+
+// stackLine returns the first script location of an Error's stack
+// property: the line it was thrown from.
+func stackLine(v goja.Value) string {
+	obj, ok := v.(*goja.Object)
+	if !ok {
+		return ""
+	}
+	stack := obj.Get("stack")
+	if stack == nil || goja.IsUndefined(stack) {
+		return ""
+	}
+	for _, line := range strings.Split(stack.String(), "\n") {
+		line = strings.TrimSpace(line)
+		rest, ok := strings.CutPrefix(line, "at ")
+		if !ok || rest == "native" || strings.HasSuffix(rest, "(native)") {
+			continue
+		}
+		// "fn (api/main.js:3:11(12))" or "api/main.js:3:11(12)"
+		if i := strings.LastIndexByte(rest, '('); i > 0 && strings.HasSuffix(rest, "))") {
+			rest = rest[strings.IndexByte(rest, '(')+1 : len(rest)-1]
+		}
+		if i := strings.LastIndexByte(rest, '('); i > 0 {
+			rest = rest[:i]
+		}
+		return rest
+	}
+	return ""
+}

@@ -1,0 +1,191 @@
+package js
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja_nodejs/require"
+)
+
+// Script files, relative to the app folder. They are also the ids the audit
+// log records for what a script did (domain.ActorJS).
+const (
+	MainFile     = "api/main.js"
+	RealtimeFile = "api/realtime.js"
+)
+
+// outside marks a require() path that climbs out of the app folder. The
+// path resolver returns it instead of a path, and the source loader refuses
+// it with a message that names what was asked for.
+const outside = "\x00outside:"
+
+// version is one state of a script and of every file it required: the
+// registry that compiled them (each file is compiled once per version and
+// the programs are shared by every runtime of the version) and the pool of
+// runtimes that ran it. A change to any of its files on disk makes a new
+// version; runtimes of the old one finish what they run and are dropped.
+// Safe for concurrent use.
+type version struct {
+	app  string
+	dir  string // the app folder
+	file string // MainFile or RealtimeFile
+	root *os.Root
+	reg  *require.Registry
+
+	// deps are the files loaded, relative to dir, as they were when
+	// loaded. The map is never changed once published: every request
+	// checks it without a lock, and a load copies it.
+	mu   sync.Mutex // serializes writers of deps
+	deps atomic.Pointer[map[string]stamp]
+	// loadErr, once set, is answered for every execution until a file
+	// changes: a script that does not compile or throws while loading would
+	// fail the same way each time.
+	loadErr atomic.Pointer[error]
+
+	idle chan *runtime
+}
+
+// stamp is what tells a file changed.
+type stamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(fi fs.FileInfo) stamp { return stamp{fi.ModTime(), fi.Size()} }
+
+// newVersion opens the app folder for a script whose file currently has
+// stamp st.
+func newVersion(app, dir, file string, st stamp, maxIdle int) (*version, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open app folder: %w", err)
+	}
+	v := &version{
+		app: app, dir: dir, file: file, root: root,
+		idle: make(chan *runtime, maxIdle),
+	}
+	v.deps.Store(&map[string]stamp{file: st})
+	v.reg = require.NewRegistry(require.WithLoader(v.load), require.WithPathResolver(resolve))
+	// Registry-local modules win over the globally registered ones: these
+	// names never reach a host's process, whatever else the binary links.
+	for _, name := range []string{"process", "node:process", "fs", "node:fs", "child_process", "node:child_process", "net", "node:net", "http", "node:http"} {
+		v.reg.RegisterNativeModule(name, refuseModule(name))
+	}
+	// require("console") is the console that writes to the server log, not
+	// goja_nodejs's, which writes to the process's stdout.
+	for _, name := range []string{"console", "node:console"} {
+		v.reg.RegisterNativeModule(name, func(vm *goja.Runtime, m *goja.Object) { m.Set("exports", vm.Get("console")) })
+	}
+	return v, nil
+}
+
+func refuseModule(name string) require.ModuleLoader {
+	return func(vm *goja.Runtime, _ *goja.Object) {
+		panic(vm.NewGoError(fmt.Errorf("require(%q): not available to app scripts", name)))
+	}
+}
+
+// resolve is the require() path resolver. Module paths are relative to the
+// app folder ("api/main.js"); an absolute path starts at the app folder
+// too, and a relative one that climbs above it is marked as outside.
+func resolve(base, p string) string {
+	if strings.HasPrefix(base, outside) {
+		return base
+	}
+	var joined string
+	if strings.HasPrefix(p, "/") {
+		joined = strings.TrimPrefix(path.Clean(p), "/")
+		if joined == "" {
+			joined = "."
+		}
+	} else {
+		joined = path.Join(base, p)
+	}
+	if joined == ".." || strings.HasPrefix(joined, "../") {
+		return outside + p
+	}
+	return joined
+}
+
+// load is the require() source loader: it reads files of the app folder
+// only (os.Root refuses symlinks and paths that lead out of it) and notes
+// each file it read, so that a change to any of them is seen.
+func (v *version) load(p string) ([]byte, error) {
+	if asked, ok := strings.CutPrefix(p, outside); ok {
+		return nil, fmt.Errorf("require(%q): outside the app folder", asked)
+	}
+	name := filepath.FromSlash(p)
+	fi, err := v.root.Stat(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, require.ModuleFileDoesNotExistError
+	case err != nil:
+		return nil, fmt.Errorf("require(%q): outside the app folder or unreadable", p)
+	case fi.IsDir():
+		return nil, require.ModuleFileDoesNotExistError
+	}
+	src, err := v.root.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("require(%q): %v", p, err)
+	}
+	// The stamp was taken before the read: a change racing the read shows
+	// up as stale on the next check, never as a missed edit.
+	v.mu.Lock()
+	if old := *v.deps.Load(); old[p] == (stamp{}) {
+		deps := make(map[string]stamp, len(old)+1)
+		for k, s := range old {
+			deps[k] = s
+		}
+		deps[p] = stampOf(fi)
+		v.deps.Store(&deps)
+	}
+	v.mu.Unlock()
+	return src, nil
+}
+
+// fresh reports whether no file of the version changed since it was read.
+func (v *version) fresh() bool {
+	for p, st := range *v.deps.Load() {
+		fi, err := v.root.Stat(filepath.FromSlash(p))
+		if err != nil || stampOf(fi) != st {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *version) failed() error {
+	if p := v.loadErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (v *version) fail(err error) { v.loadErr.Store(&err) }
+
+// get returns an idle runtime of the version, or nil.
+func (v *version) get() *runtime {
+	select {
+	case rt := <-v.idle:
+		return rt
+	default:
+		return nil
+	}
+}
+
+// put keeps rt for the next execution, unless enough are idle already.
+func (v *version) put(rt *runtime) {
+	select {
+	case v.idle <- rt:
+	default:
+	}
+}
