@@ -189,15 +189,21 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 	// the loop runs at most (cut-first)/batch+1 times.
 	for first := info.First; first <= cut; first += uint64(batch) {
 		upto := min(cut, first+uint64(batch)-1)
-		err := l.WriteTx(ctx, func(tx *sql.Tx) error {
-			r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ?`, app, channel, first, upto)
-			if err != nil {
-				return err
-			}
-			n, _ := r.RowsAffected()
-			deleted += int(n)
-			return nil
+		// A channel that a replay is reading is left for the next pass.
+		ran, err := l.unlessPinned(app, channel, func() error {
+			return l.WriteTx(ctx, func(tx *sql.Tx) error {
+				r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ?`, app, channel, first, upto)
+				if err != nil {
+					return err
+				}
+				n, _ := r.RowsAffected()
+				deleted += int(n)
+				return nil
+			})
 		})
+		if !ran {
+			return deleted, nil
+		}
 		if err != nil {
 			return deleted, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
 		}

@@ -29,6 +29,8 @@ type Store interface {
 	domain.Log
 	domain.History
 	CountMessages(ctx context.Context, app, channel string, q domain.HistoryQuery) (int, error)
+	// PinHistory keeps retention off a channel until unpin is called.
+	PinHistory(app, channel string) (unpin func())
 }
 
 // Config configures the WebSocket server. Zero fields take the defaults.

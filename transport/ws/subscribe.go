@@ -74,8 +74,12 @@ func (c *conn) subscribe(req *request) error {
 	if !found {
 		return fmt.Errorf("subscription of %s to %s vanished before it started", c.client.ID, channel)
 	}
+	// Pinned, the history read next cannot lose its oldest messages to
+	// retention before the replay has sent them.
+	unpin := c.srv.store.PinHistory(c.app.Name, channel)
 	info, err := c.srv.store.Channel(ctx, c.app.Name, channel)
 	if err != nil {
+		unpin()
 		return err
 	}
 	if epoch == "" {
@@ -105,6 +109,7 @@ func (c *conn) subscribe(req *request) error {
 	if start.Mode == domain.StartSince {
 		plan.count, err = c.srv.store.CountMessages(ctx, c.app.Name, channel, domain.HistoryQuery{Upto: head, Since: plan.since})
 		if err != nil {
+			unpin()
 			return err
 		}
 	} else if from := max(plan.after, first-1); head > from {
@@ -123,12 +128,14 @@ func (c *conn) subscribe(req *request) error {
 	}{"subscribed", req.ID, channel, head, epoch, plan.count, truncated, first, epochChanged}))
 	ok = true
 	if plan.count == 0 {
+		unpin()
 		c.srv.members.GoLive(c.app.Name, channel, c.client.ID)
 		return nil
 	}
 	c.replays.Add(1)
 	go func() {
 		defer c.replays.Done()
+		defer unpin()
 		c.replay(ctx, plan)
 	}()
 	return nil
