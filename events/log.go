@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -109,6 +109,46 @@ type Log struct {
 	nextSeq  uint64
 	lastTime int64
 	heads    map[chanKey]*chanHead
+
+	pins  pins // channels retention must leave alone for now
+	stmts writerStmts
+}
+
+// writerStmts are the writer's statements, prepared once on the one write
+// connection and bound to each transaction with Tx.Stmt, so a commit does
+// not pay for parsing and planning them again.
+type writerStmts struct {
+	insEvent, insMsg, readHead, insChannel, setHead *sql.Stmt
+}
+
+func (s *writerStmts) prepare(db *sql.DB) error {
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&s.insEvent, `INSERT INTO events (seq, uuid, name, app, channel, client, "offset", ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.insMsg, `INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.readHead, `SELECT epoch, head FROM channels WHERE app = ? AND name = ?`},
+		{&s.insChannel, `INSERT INTO channels (app, name, epoch, head, created) VALUES (?, ?, ?, ?, ?)`},
+		{&s.setHead, `UPDATE channels SET head = ? WHERE app = ? AND name = ?`},
+	} {
+		st, err := db.Prepare(p.sql)
+		if err != nil {
+			s.close()
+			return fmt.Errorf("prepare %q: %w", p.sql, err)
+		}
+		*p.st = st
+	}
+	return nil
+}
+
+func (s *writerStmts) close() {
+	for _, st := range []*sql.Stmt{s.insEvent, s.insMsg, s.readHead, s.insChannel, s.setHead} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	*s = writerStmts{}
 }
 
 var (
@@ -203,6 +243,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.nextSeq, l.lastTime = uint64(last.Int64)+1, lastTime.Int64
 	l.tail.head = uint64(last.Int64)
 	l.tail.oldest = l.nextSeq
+	// Checkpoint every 16384 pages (64 MiB of WAL) rather than 1000: a
+	// page rewritten by many commits is copied to the database file, and
+	// fsynced, once per checkpoint instead of many times.
+	if _, err := l.wdb.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 16384`); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
+	if err := l.stmts.prepare(l.wdb); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
 	l.wg.Add(1)
 	go l.writer()
 	return l, nil
@@ -217,6 +268,10 @@ func dsn(path string, d Durability, readOnly bool) string {
 	} else {
 		q.Set("_journal_mode", "WAL")
 		q.Set("_txlock", "immediate")
+		// The writer touches the tail of every index of events and
+		// messages on each commit; a 64 MiB page cache keeps those pages
+		// in memory instead of reading them back through the kernel.
+		q.Set("_cache_size", "-65536")
 		if d == DurabilityFull {
 			q.Set("_synchronous", "FULL")
 		} else {
@@ -240,6 +295,7 @@ func (l *Log) Close() error {
 func (l *Log) closeDBs() error {
 	var errs []error
 	if l.wdb != nil {
+		l.stmts.close()
 		if _, err := l.wdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
 			errs = append(errs, err)
 		}
@@ -254,19 +310,21 @@ func (l *Log) Head() uint64 { return l.tail.lastSeq() }
 
 // Append commits facts in one transaction; see domain.Log. Broadcasts have
 // their Offset and Epoch filled in.
+//
+// The facts are committed under fresh message uuids, as NewMessage would
+// give them; no Watermill message is built, since the caller gets the
+// events themselves and the writer encodes each fact once.
 func (l *Log) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
-	msgs := make([]*message.Message, len(facts))
-	for i, f := range facts {
-		m, err := NewMessage(f)
-		if err != nil {
-			return nil, err
-		}
-		msgs[i] = m
+	uuids := make([]string, len(facts))
+	for i := range facts {
+		uuids[i] = watermill.NewULID()
 	}
-	return l.publish(ctx, msgs, facts)
+	return l.publish(ctx, uuids, facts)
 }
 
-func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []domain.Fact) ([]domain.Event, error) {
+// publish commits facts under the given message uuids and returns them as
+// committed events.
+func (l *Log) publish(ctx context.Context, uuids []string, facts []domain.Fact) ([]domain.Event, error) {
 	if len(facts) == 0 {
 		return nil, nil
 	}
@@ -275,10 +333,7 @@ func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []doma
 			return nil, err
 		}
 	}
-	req := &appendReq{facts: facts, uuids: make([]string, len(msgs)), done: make(chan struct{})}
-	for i, m := range msgs {
-		req.uuids[i] = m.UUID
-	}
+	req := &appendReq{facts: facts, uuids: uuids, done: make(chan struct{})}
 	select {
 	case <-l.closed:
 		return nil, ErrClosed
@@ -299,9 +354,6 @@ func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []doma
 	<-req.done
 	if req.err != nil {
 		return nil, req.err
-	}
-	for i, m := range msgs {
-		stamp(m, req.events[i])
 	}
 	return req.events, nil
 }
@@ -391,10 +443,7 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 			tx.Rollback()
 		}
 	}()
-	insEvent, err := tx.PrepareContext(ctx, `INSERT INTO events (seq, uuid, name, app, channel, client, "offset", ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return nil, fmt.Errorf("prepare: %w", err)
-	}
+	insEvent := tx.StmtContext(ctx, l.stmts.insEvent)
 	defer insEvent.Close()
 	var insMsg *sql.Stmt
 	// Commit times never go backwards, even if the wall clock does, so
@@ -402,6 +451,11 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 	now := max(time.Now().UnixMilli(), l.lastTime)
 	seq := l.nextSeq
 	touched := map[chanKey]*chanHead{}
+	n := 0
+	for _, r := range batch {
+		n += len(r.facts)
+	}
+	recs = make([]*record, 0, n)
 	for _, r := range batch {
 		r.events = make([]domain.Event, len(r.facts))
 		for i, f := range r.facts {
@@ -416,9 +470,7 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 				mb.Offset, mb.Epoch = h.head, h.epoch
 				offset = sql.NullInt64{Int64: int64(h.head), Valid: true}
 				if insMsg == nil {
-					if insMsg, err = tx.PrepareContext(ctx, `INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES (?, ?, ?, ?, ?, ?)`); err != nil {
-						return nil, fmt.Errorf("prepare: %w", err)
-					}
+					insMsg = tx.StmtContext(ctx, l.stmts.insMsg)
 					defer insMsg.Close()
 				}
 				if _, err := insMsg.Exec(mb.App, mb.Channel, h.head, seq, now, []byte(mb.Data)); err != nil {
@@ -448,9 +500,9 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 	}
 	for k, h := range touched {
 		if h.isNew {
-			_, err = tx.Exec(`INSERT INTO channels (app, name, epoch, head, created) VALUES (?, ?, ?, ?, ?)`, k.app, k.channel, h.epoch, h.head, now)
+			_, err = tx.StmtContext(ctx, l.stmts.insChannel).Exec(k.app, k.channel, h.epoch, h.head, now)
 		} else {
-			_, err = tx.Exec(`UPDATE channels SET head = ? WHERE app = ? AND name = ?`, h.head, k.app, k.channel)
+			_, err = tx.StmtContext(ctx, l.stmts.setHead).Exec(h.head, k.app, k.channel)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("update channel head: %w", err)
@@ -480,7 +532,7 @@ func (l *Log) headFor(ctx context.Context, tx *sql.Tx, touched map[chanKey]*chan
 		return &c, nil
 	}
 	h := &chanHead{}
-	err := tx.QueryRowContext(ctx, `SELECT epoch, head FROM channels WHERE app = ? AND name = ?`, app, channel).Scan(&h.epoch, &h.head)
+	err := tx.StmtContext(ctx, l.stmts.readHead).QueryRowContext(ctx, app, channel).Scan(&h.epoch, &h.head)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		h.epoch, h.isNew = NewEpoch(), true
