@@ -268,10 +268,6 @@ func dsn(path string, d Durability, readOnly bool) string {
 	} else {
 		q.Set("_journal_mode", "WAL")
 		q.Set("_txlock", "immediate")
-		// The writer touches the tail of every index of events and
-		// messages on each commit; a 64 MiB page cache keeps those pages
-		// in memory instead of reading them back through the kernel.
-		q.Set("_cache_size", "-65536")
 		if d == DurabilityFull {
 			q.Set("_synchronous", "FULL")
 		} else {

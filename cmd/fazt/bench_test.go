@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestBenchScenarios runs every `fazt bench` scenario, small, against a
+// real server: each must finish, find every message once and in order, and
+// print its JSON line. No figure is asserted.
+func TestBenchScenarios(t *testing.T) {
+	tn := startTestNode(t, nil)
+	for _, args := range [][]string{
+		{"fanout", "-s", "5", "-m", "60", "-p", "4"},
+		{"fanout", "-s", "3", "--rate", "2", "-m", "10"},
+		{"channels", "-c", "4", "-k", "2", "-m", "40"},
+		{"conns", "-n", "20", "--hold", "0s"},
+		{"replay", "-H", "300"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			all := append([]string{"bench"}, args...)
+			all = append(all, "--url", tn.srv.URL, "--key", testAdminKey, "--json", "--duration", "20s", "--setup-timeout", "20s")
+			if err := run(context.Background(), all, &out, &errOut); err != nil {
+				t.Fatalf("%v: %v\n%s%s", args, err, out.String(), errOut.String())
+			}
+			var line map[string]any
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.HasPrefix(l, "{") {
+					if err := json.Unmarshal([]byte(l), &line); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if line == nil || line["scenario"] != args[0] {
+				t.Fatalf("no JSON line for %s:\n%s", args[0], out.String())
+			}
+			for _, k := range []string{"lost", "duplicated", "out_of_order", "connection_errors"} {
+				if v, ok := line[k]; ok && v != float64(0) {
+					t.Errorf("%s: %s = %v\n%s", args[0], k, v, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestBenchRefusesNonLoopback(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bench", "fanout", "--url", "http://192.0.2.1:8080"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	h := &histogram{}
+	for us := int64(1); us <= 10000; us++ {
+		h.record(us)
+	}
+	l := h.summary()
+	if l.N != 10000 || l.Max != 10 {
+		t.Fatalf("n %d max %v", l.N, l.Max)
+	}
+	for _, c := range []struct{ got, want float64 }{{l.P50, 5}, {l.P90, 9}, {l.P99, 9.9}} {
+		if c.got < c.want*0.96 || c.got > c.want*1.04 {
+			t.Errorf("percentile %v ms, want about %v", c.got, c.want)
+		}
+	}
+	for us := int64(0); us < 1<<30; us = us*2 + 1 {
+		if v := histValue(histBucket(us)); us >= 64 && (v < float64(us)*0.96 || v > float64(us)*1.04) {
+			t.Errorf("%d us lands in a bucket worth %v", us, v)
+		}
+	}
+}
+
+func TestScanFrame(t *testing.T) {
+	body := publishBody(nil, "room", 1700000000123456789, "xx")
+	var pub struct {
+		Channel string          `json:"channel"`
+		Data    json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &pub); err != nil || pub.Channel != "room" {
+		t.Fatalf("%s: %v", body, err)
+	}
+	frame := []byte(`{"type":"message","channel":"room","offset":42,"data":` + string(pub.Data) + `,"timestamp":1700000000123}`)
+	if off, ok := scanUint(frame, `"offset":`); !ok || off != 42 {
+		t.Fatalf("offset %d %v", off, ok)
+	}
+	if sent, ok := scanUint(frame, `ft:`); !ok || sent != 1700000000123456789 {
+		t.Fatalf("sent %d %v", sent, ok)
+	}
+}

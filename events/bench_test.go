@@ -1,0 +1,125 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// BenchmarkAppendBatch commits n broadcasts per Append call, that is per
+// transaction; ns/event is the cost of one durable append at that batch size.
+func BenchmarkAppendBatch(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+			ctx := context.Background()
+			facts := make([]domain.Fact, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range facts {
+					facts[j] = broadcast("app", "bench", `{"text":"hello, world","n":12345}`)
+				}
+				if _, err := l.Append(ctx, facts...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+		})
+	}
+}
+
+// BenchmarkAppendConcurrent has many goroutines append one broadcast each
+// at a time, as HTTP publishes do: the writer groups them into batches.
+func BenchmarkAppendConcurrent(b *testing.B) {
+	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+	ctx := context.Background()
+	var ch atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		channel := fmt.Sprintf("c%d", ch.Add(1)%8)
+		for pb.Next() {
+			if _, err := l.Append(ctx, broadcast("app", channel, `{"text":"hello, world","n":12345}`)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkMessagesPage reads a channel's history in pages of 1000, as a
+// replay does; ns/msg is the cost of one replayed row.
+func BenchmarkMessagesPage(b *testing.B) {
+	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+	ctx := context.Background()
+	const total, page = 20000, 1000
+	facts := make([]domain.Fact, 1000)
+	for i := 0; i < total/len(facts); i++ {
+		for j := range facts {
+			facts[j] = broadcast("app", "history", fmt.Sprintf(`{"text":"hello, world","n":%d}`, i*len(facts)+j))
+		}
+		if _, err := l.Append(ctx, facts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var rows int
+	for i := 0; i < b.N; i++ {
+		after := uint64(i*page) % total
+		msgs, err := l.Messages(ctx, "app", "history", domain.HistoryQuery{After: after, Upto: total, Limit: page})
+		if err != nil || len(msgs) != page {
+			b.Fatalf("page after %d: %d messages, %v", after, len(msgs), err)
+		}
+		rows += len(msgs)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(rows), "ns/msg")
+}
+
+// BenchmarkSubscriberDelivery measures the path from a commit to a
+// consumer: the tail, the Watermill message and the ack, per event.
+func BenchmarkSubscriberDelivery(b *testing.B) {
+	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub := l.Subscriber(SubscriberConfig{After: l.Head()})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, Topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 1000
+	facts := make([]domain.Fact, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(batch, b.N-done)
+		for j := 0; j < n; j++ {
+			facts[j] = broadcast("app", "sub", `{"n":1}`)
+		}
+		b.StopTimer()
+		if _, err := l.Append(ctx, facts[:n]...); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for j := 0; j < n; j++ {
+			var m *message.Message
+			select {
+			case m = <-msgs:
+			case <-time.After(10 * time.Second):
+				b.Fatal("no delivery")
+			}
+			m.Ack()
+		}
+		done += n
+	}
+}

@@ -1,0 +1,65 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+// countingSink takes every frame, as a connection with room in its queue does.
+type countingSink struct{ frames, bytes atomic.Int64 }
+
+func (s *countingSink) Send(frame []byte) bool {
+	s.frames.Add(1)
+	s.bytes.Add(int64(len(frame)))
+	return true
+}
+func (s *countingSink) Kick(string) {}
+func (s *countingSink) Overflow()   {}
+
+// BenchmarkFanOut applies broadcasts to a channel with n live local
+// subscribers: the frame is encoded once and queued on every sink under
+// the channel's lock. ns/delivery is the projection's share of the cost of
+// one delivery (the socket write is the transport's).
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			m := projections.NewMembership(ws.Encoder{}, func(context.Context, string, string) (uint64, string, error) {
+				return 0, "", nil
+			}, 0)
+			seq := uint64(0)
+			apply := func(f domain.Fact) {
+				seq++
+				if err := m.Apply(ctx, domain.Event{Seq: seq, Time: 1700000000000, Fact: f}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sinks := make([]*countingSink, n)
+			for i := range sinks {
+				id := fmt.Sprintf("c%d", i)
+				sinks[i] = &countingSink{}
+				m.Attach("app", id, sinks[i])
+				apply(&domain.ClientConnected{App: "app", Client: id})
+				apply(&domain.ChannelSubscribed{App: "app", Channel: "room", Client: id, Start: domain.Start{Mode: domain.StartLive}})
+				m.GoLive("app", "room", id)
+			}
+			data := []byte(`{"text":"hello, world","at":1700000000000}`)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				apply(&domain.MessageBroadcast{App: "app", Channel: "room", Offset: uint64(i + 1), Epoch: "e", Data: data})
+			}
+			b.StopTimer()
+			if got := sinks[n-1].frames.Load(); got != int64(b.N) {
+				b.Fatalf("last sink got %d frames, want %d", got, b.N)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+		})
+	}
+}
