@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -166,7 +166,7 @@ type chanHead struct {
 
 type appendReq struct {
 	facts  []domain.Fact
-	uuids  []string
+	msgs   []*message.Message // the Watermill messages carrying facts
 	events []domain.Event
 	err    error
 	done   chan struct{}
@@ -305,22 +305,21 @@ func (l *Log) closeDBs() error {
 func (l *Log) Head() uint64 { return l.tail.lastSeq() }
 
 // Append commits facts in one transaction; see domain.Log. Broadcasts have
-// their Offset and Epoch filled in.
-//
-// The facts are committed under fresh message uuids, as NewMessage would
-// give them; no Watermill message is built, since the caller gets the
-// events themselves and the writer encodes each fact once.
+// their Offset and Epoch filled in. Each fact travels as a Watermill
+// message, exactly as through Publisher.Publish; the writer encodes each
+// fact once, into the row and the message's payload.
 func (l *Log) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
-	uuids := make([]string, len(facts))
-	for i := range facts {
-		uuids[i] = watermill.NewULID()
+	msgs := make([]*message.Message, len(facts))
+	for i, f := range facts {
+		msgs[i] = carrier(f)
 	}
-	return l.publish(ctx, uuids, facts)
+	return l.publish(ctx, msgs, facts)
 }
 
-// publish commits facts under the given message uuids and returns them as
-// committed events.
-func (l *Log) publish(ctx context.Context, uuids []string, facts []domain.Fact) ([]domain.Event, error) {
+// publish commits facts, carried by msgs, and returns them as committed
+// events. When it returns, each message has its committed payload and the
+// commit's metadata (sequence, time, offset and epoch).
+func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []domain.Fact) ([]domain.Event, error) {
 	if len(facts) == 0 {
 		return nil, nil
 	}
@@ -329,7 +328,7 @@ func (l *Log) publish(ctx context.Context, uuids []string, facts []domain.Fact) 
 			return nil, err
 		}
 	}
-	req := &appendReq{facts: facts, uuids: uuids, done: make(chan struct{})}
+	req := &appendReq{facts: facts, msgs: msgs, done: make(chan struct{})}
 	select {
 	case <-l.closed:
 		return nil, ErrClosed
@@ -417,6 +416,17 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 		return
 	}
+	if err == nil {
+		// The records are in batch order: one per message.
+		i := 0
+		for _, r := range batch {
+			for j, m := range r.msgs {
+				m.Payload = recs[i].payload
+				stamp(m, r.events[j])
+				i++
+			}
+		}
+	}
 	for _, r := range batch {
 		r.err = classify(err)
 		close(r.done)
@@ -485,12 +495,12 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 				full = payload
 			}
 			app, channel, client := f.Scope()
-			if _, err := insEvent.Exec(seq, r.uuids[i], f.EventName(), app, channel, client, offset, now, payload); err != nil {
+			if _, err := insEvent.Exec(seq, r.msgs[i].UUID, f.EventName(), app, channel, client, offset, now, payload); err != nil {
 				return nil, fmt.Errorf("insert event: %w", err)
 			}
 			ev := domain.Event{Seq: seq, Time: now, Fact: f}
 			r.events[i] = ev
-			recs = append(recs, &record{ev: ev, uuid: r.uuids[i], payload: full})
+			recs = append(recs, &record{ev: ev, uuid: r.msgs[i].UUID, payload: full})
 			seq++
 		}
 	}

@@ -273,6 +273,11 @@ func TestPublisherTakesForeignMessages(t *testing.T) {
 	if msg.Metadata.Get(MetaOffset) != "1" || msg.Metadata.Get(MetaSeq) != "1" || msg.Metadata.Get(MetaEpoch) == "" {
 		t.Fatalf("metadata after publish: %v", msg.Metadata)
 	}
+	// The payload is now the committed fact, offset and epoch included.
+	var committed domain.MessageBroadcast
+	if err := json.Unmarshal(msg.Payload, &committed); err != nil || committed.Offset != 1 || committed.Epoch != msg.Metadata.Get(MetaEpoch) || string(committed.Data) != `{"k":1}` {
+		t.Fatalf("payload after publish: %s (%v)", msg.Payload, err)
+	}
 	bad := message.NewMessage("u2", []byte(`{}`))
 	bad.Metadata.Set(MetaName, "no.such.event.v1")
 	if err := l.Publisher().Publish(Topic, bad); err == nil {

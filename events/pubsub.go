@@ -30,22 +30,15 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return fmt.Errorf("publish: unknown topic %q (the log's topic is %q)", topic, Topic)
 	}
 	facts := make([]domain.Fact, len(msgs))
-	uuids := make([]string, len(msgs))
 	for i, m := range msgs {
 		f, err := FactOf(m)
 		if err != nil {
 			return fmt.Errorf("publish message %s: %w", m.UUID, err)
 		}
-		facts[i], uuids[i] = f, m.UUID
+		facts[i] = f
 	}
-	evs, err := p.log.publish(context.Background(), uuids, facts)
-	if err != nil {
-		return err
-	}
-	for i, m := range msgs {
-		stamp(m, evs[i])
-	}
-	return nil
+	_, err := p.log.publish(context.Background(), msgs, facts)
+	return err
 }
 
 // Close implements message.Publisher; the log itself is closed by Log.Close.
