@@ -20,7 +20,7 @@ import (
 func serveCmd() *cobra.Command {
 	var (
 		addr, db, appsDir, durability, admin, logLevel string
-		heartbeat, pongTimeout                         time.Duration
+		heartbeat, pongTimeout, writeDelay             time.Duration
 		retention                                      retentionFlags
 	)
 	cmd := &cobra.Command{
@@ -42,7 +42,7 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 				addr: addr,
 				node: nodeConfig{
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
-					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout},
+					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay},
 					Logger:    logger,
 					Retention: retain, RetentionInterval: retention.interval,
 				},
@@ -58,6 +58,7 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
+	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", 0), "let each connection write at most once per this long, so frames share socket writes: more deliveries per core for up to that much latency, e.g. 2ms (FAZT_WRITE_DELAY)")
 	retention.add(f)
 	return cmd
 }

@@ -204,14 +204,19 @@ func (c *conn) writeLoop() {
 		delay.Stop()
 		defer delay.Stop()
 	}
+	var lastWrite, deadline time.Time
 	for {
 		select {
 		case <-c.wake:
-			// With a write delay, let more frames gather so that one
-			// write(2) carries them all: the kernel's cost is per call.
+			// With a write delay, a connection writes at most once per
+			// delay: frames queued meanwhile share one write(2), whose
+			// kernel cost is per call. A connection that has been quiet
+			// longer writes at once, so light traffic gains no latency.
 			if delay != nil {
-				delay.Reset(c.srv.cfg.WriteDelay)
-				<-delay.C
+				if wait := c.srv.cfg.WriteDelay - time.Since(lastWrite); wait > 0 {
+					delay.Reset(wait)
+					<-delay.C
+				}
 			}
 		case <-timer.C:
 			if pingSent != 0 {
@@ -274,7 +279,15 @@ func (c *conn) writeLoop() {
 				c.srv.metrics.frames.Add(float64(len(frames)))
 			}
 			c.srv.metrics.writes.Inc()
-			c.raw.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			// Moving the deadline resets a runtime timer; do it only when
+			// less than half the timeout is left, so each write has at
+			// least WriteTimeout/2 and most writes skip the update.
+			now := time.Now()
+			if wt := c.srv.cfg.WriteTimeout; deadline.Sub(now) < wt/2 {
+				deadline = now.Add(wt)
+				c.raw.SetWriteDeadline(deadline)
+			}
+			lastWrite = now
 			if _, err := c.raw.Write(buf); err != nil {
 				c.mu.Lock()
 				reason := domain.ReasonConnectionLost

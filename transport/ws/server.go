@@ -40,17 +40,19 @@ type Config struct {
 	// PongTimeout is how long after a ping a connection with no inbound
 	// frame is closed (default 10s).
 	PongTimeout time.Duration
-	// WriteTimeout bounds one socket write (default 10s); a client that
-	// cannot take a write in that time is a slow consumer.
+	// WriteTimeout bounds socket writes (default 10s): each write has
+	// between half of it and all of it. A client that cannot take a write
+	// in that time is a slow consumer.
 	WriteTimeout time.Duration
 	// SendQueue is how many frames may wait for one connection before it
 	// is disconnected as a slow consumer (default 8192).
 	SendQueue int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
-	// WriteDelay, when set, holds each connection's writes back by up to
-	// this long so that more queued frames share one socket write: more
-	// throughput per core at that much added latency. Zero writes at once.
+	// WriteDelay, when set, lets each connection write at most once per
+	// this long, so that frames queued meanwhile share one socket write:
+	// more throughput per core for up to that much added latency. Zero
+	// writes at once.
 	WriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers

@@ -166,7 +166,7 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 		}
 		frames = frames[:0]
 		for _, m := range msgs {
-			frames = append(frames, appendMessage(make([]byte, 0, 96+len(p.channel)+len(m.Data)), p.channel, m.Offset, m.Data, m.Time, true))
+			frames = append(frames, appendMessage(make([]byte, 0, messageSize(p.channel, m.Data)), p.channel, m.Offset, m.Data, m.Time, true))
 		}
 		if err := c.sendPage(ctx, frames); err != nil {
 			return
