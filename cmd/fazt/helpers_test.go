@@ -103,6 +103,15 @@ func (tn *testNode) wsURL() string { return "ws" + strings.TrimPrefix(tn.srv.URL
 // with key, and decodes the JSON answer into out when it is non-nil.
 func (tn *testNode) api(app, key, method, path string, body any, out any) int {
 	tn.t.Helper()
+	code, _ := tn.request(http.DefaultClient, app, key, method, path, body, out)
+	return code
+}
+
+// request sends a JSON request to the node as app, with key when it is
+// set, and decodes the JSON answer into out when it is non-nil; it returns
+// the status and the raw body.
+func (tn *testNode) request(client *http.Client, app, key, method, path string, body any, out any) (int, string) {
+	tn.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -118,7 +127,7 @@ func (tn *testNode) api(app, key, method, path string, body any, out any) int {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		tn.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -129,7 +138,7 @@ func (tn *testNode) api(app, key, method, path string, body any, out any) int {
 			tn.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, string(raw)
 }
 
 type published struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -38,28 +37,7 @@ func (tn *testNode) writeFiles(files map[string]string) {
 // into out when it is non-nil.
 func (tn *testNode) jsCall(app, method, path string, body any, out any) (int, string) {
 	tn.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = strings.NewReader(string(b))
-	}
-	req, err := http.NewRequest(method, tn.srv.URL+path, rd)
-	if err != nil {
-		tn.t.Fatal(err)
-	}
-	req.Host = app + ".localhost"
-	resp, err := jsClient.Do(req)
-	if err != nil {
-		tn.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			tn.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
-		}
-	}
-	return resp.StatusCode, string(raw)
+	return tn.request(jsClient, app, "", method, path, body, out)
 }
 
 // callJS calls fazt.realtime.<fn>(args...) through the generic handler
