@@ -18,9 +18,11 @@ import (
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
 
-// conn is one client connection: a reader goroutine that runs its commands
+// conn is one client connection: a reader goroutine that runs its commands,
 // and a writer goroutine that drains its bounded queue, one socket write for
-// everything queued. It is the connection's projections.Sink.
+// everything queued. The writer runs only while there is something to
+// write, so an idle connection holds one goroutine, not two; the heartbeat
+// is a timer. It is the connection's projections.Sink.
 type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
@@ -41,10 +43,16 @@ type conn struct {
 	reason    string // ClientDisconnected reason
 	echoClose bool   // the client closed; answer with a plain close frame
 
-	wake     chan struct{}
-	drained  chan struct{}
-	inbound  atomic.Int64 // unix nanos of the last inbound frame
-	writerWG sync.WaitGroup
+	writing    bool          // a writer goroutine is running (under mu)
+	done       bool          // the socket is closed; no writer starts again (under mu)
+	writerDone chan struct{} // closed when the last writer has closed the socket
+	lastWrite  time.Time     // owned by the running writer
+	deadline   time.Time     // owned by the running writer
+
+	drained   chan struct{}
+	inbound   atomic.Int64 // unix nanos of the last inbound frame
+	pingSent  atomic.Int64 // unix nanos of an unanswered ping; 0 for none
+	heartbeat *time.Timer
 
 	smu     sync.Mutex
 	subs    map[string]context.CancelFunc
@@ -56,17 +64,56 @@ var _ projections.Sink = (*conn)(nil)
 func newConn(s *Server, ws *websocket.Conn, app *apps.App, client domain.Client) *conn {
 	c := &conn{
 		srv: s, ws: ws, raw: ws.UnderlyingConn(), app: app, client: client,
-		wake:    make(chan struct{}, 1),
-		drained: make(chan struct{}, 1),
-		subs:    map[string]context.CancelFunc{},
+		drained:    make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		subs:       map[string]context.CancelFunc{},
 	}
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	if tcp, ok := c.raw.(*net.TCPConn); ok && s.cfg.SocketSendBuffer > 0 {
 		tcp.SetWriteBuffer(s.cfg.SocketSendBuffer)
 	}
 	c.inbound.Store(time.Now().UnixNano())
-	c.writerWG.Add(1)
+	c.heartbeat = time.AfterFunc(s.cfg.Heartbeat, c.beat)
 	return c
+}
+
+// beat is the heartbeat: every Heartbeat it queues a ping, and PongTimeout
+// later it ends the connection unless a frame came in since.
+func (c *conn) beat() {
+	hb, timeout := c.srv.cfg.Heartbeat, c.srv.cfg.PongTimeout
+	if sent := c.pingSent.Load(); sent != 0 {
+		if c.inbound.Load() < sent {
+			c.disconnect(domain.ReasonHeartbeatTimeout, 4002, fmt.Sprintf("no frame within %s of a ping", timeout), false)
+			return
+		}
+		c.pingSent.Store(0)
+		c.heartbeat.Reset(hb - timeout)
+		return
+	}
+	c.pingSent.Store(time.Now().UnixNano())
+	if c.Send([]byte(`{"type":"ping"}`)) {
+		c.heartbeat.Reset(timeout)
+	}
+}
+
+// wakeLocked starts the writer unless one is running or the socket is
+// closed; it reports whether the caller must start it (go c.write()) once
+// it has released c.mu.
+func (c *conn) wakeLocked() bool {
+	if c.writing || c.done {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+func (c *conn) wake() {
+	c.mu.Lock()
+	start := c.wakeLocked()
+	c.mu.Unlock()
+	if start {
+		go c.write()
+	}
 }
 
 func signal(ch chan struct{}) {
@@ -85,22 +132,22 @@ func (c *conn) Send(frame []byte) bool {
 	}
 	if len(c.queue) >= c.srv.cfg.SendQueue {
 		c.closeLocked(domain.ReasonSlowConsumer, 4001, "slow consumer: send queue full", false)
+		start := c.wakeLocked()
 		c.mu.Unlock()
 		// A writer stuck in a write to this client would hold on until its
 		// deadline; end that write now. The disconnect frame goes out if
 		// the socket still takes it.
 		c.raw.SetWriteDeadline(time.Now())
-		signal(c.wake)
+		if start {
+			go c.write()
+		}
 		return false
 	}
-	// The writer takes the whole queue each time it wakes, so only the
-	// first frame of a batch needs to wake it: at fan-out rates the
-	// channel operation per frame costs more than the append.
-	first := len(c.queue) == 0
 	c.queue = append(c.queue, frame)
+	start := c.wakeLocked()
 	c.mu.Unlock()
-	if first {
-		signal(c.wake)
+	if start {
+		go c.write()
 	}
 	return true
 }
@@ -154,8 +201,11 @@ func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 func (c *conn) disconnect(reason string, code int, text string, flush bool) {
 	c.mu.Lock()
 	c.closeLocked(reason, code, text, flush)
+	start := c.wakeLocked()
 	c.mu.Unlock()
-	signal(c.wake)
+	if start {
+		go c.write()
+	}
 }
 
 func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
@@ -182,8 +232,11 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			n := min(room, len(frames))
 			c.queue = append(c.queue, frames[:n]...)
 			frames = frames[n:]
+			start := c.wakeLocked()
 			c.mu.Unlock()
-			signal(c.wake)
+			if start {
+				go c.write()
+			}
 			continue
 		}
 		c.mu.Unlock()
@@ -196,59 +249,40 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 	return nil
 }
 
-func (c *conn) writeLoop() {
-	defer c.writerWG.Done()
-	defer c.raw.Close()
-	hb, timeout := c.srv.cfg.Heartbeat, c.srv.cfg.PongTimeout
-	timer := time.NewTimer(hb)
-	defer timer.Stop()
-	var pingSent int64 // unix nanos of an unanswered ping; 0 for none
-	var buf []byte
-	var delay *time.Timer
-	if d := c.srv.cfg.WriteDelay; d > 0 {
-		delay = time.NewTimer(d)
-		delay.Stop()
-		defer delay.Stop()
-	}
-	var lastWrite, deadline time.Time
+// bufs holds write buffers between writes, so an idle connection holds
+// none.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// write is the connection's writer: it writes everything queued, one socket
+// write at a time, until the queue is empty, then exits; Send starts it
+// again. On close it writes the disconnect and close frames and closes the
+// socket.
+func (c *conn) write() {
 	for {
-		select {
-		case <-c.wake:
-			// With a write delay, a connection writes at most once per
-			// delay: frames queued meanwhile share one write(2), whose
-			// kernel cost is per call. A connection that has been quiet
-			// longer writes at once, so light traffic gains no latency.
-			if delay != nil {
-				if wait := c.srv.cfg.WriteDelay - time.Since(lastWrite); wait > 0 {
-					delay.Reset(wait)
-					<-delay.C
-				}
-			}
-		case <-timer.C:
-			if pingSent != 0 {
-				if c.inbound.Load() < pingSent {
-					c.disconnect(domain.ReasonHeartbeatTimeout, 4002, fmt.Sprintf("no frame within %s of a ping", timeout), false)
-				} else {
-					pingSent = 0
-					timer.Reset(hb - timeout)
-					continue
-				}
-			} else {
-				pingSent = time.Now().UnixNano()
-				c.Send([]byte(`{"type":"ping"}`))
-				timer.Reset(timeout)
+		// With a write delay, a connection writes at most once per delay:
+		// frames queued meanwhile share one write(2), whose kernel cost is
+		// per call. A connection quiet for longer writes at once.
+		if d := c.srv.cfg.WriteDelay; d > 0 {
+			if wait := d - time.Since(c.lastWrite); wait > 0 {
+				time.Sleep(wait)
 			}
 		}
 		c.mu.Lock()
 		frames := c.queue
-		c.queue = c.spare[:0]
 		pong := c.pong
-		c.pong = nil
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
+		if len(frames) == 0 && pong == nil && !closing {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue = c.spare[:0]
+		c.pong = nil
 		c.mu.Unlock()
 
-		buf = buf[:0]
+		bp := bufs.Get().(*[]byte)
+		buf := (*bp)[:0]
 		if pong != nil {
 			buf = appendFrameHeader(buf, opPong, len(pong))
 			buf = append(buf, pong...)
@@ -259,6 +293,7 @@ func (c *conn) writeLoop() {
 				buf = append(buf, f...)
 			}
 		}
+		n := len(frames)
 		clear(frames)
 		c.mu.Lock()
 		c.spare = frames[:0]
@@ -280,40 +315,58 @@ func (c *conn) writeLoop() {
 			buf = appendFrameHeader(buf, opClose, len(body))
 			buf = append(buf, body...)
 		}
-		if len(buf) > 0 {
-			if !closing || flush {
-				c.srv.metrics.frames.Add(float64(len(frames)))
+		err := c.writeBuf(buf, n, !closing || flush)
+		if cap(buf) <= 1<<20 { // a huge buffer is left to the collector
+			*bp = buf
+			bufs.Put(bp)
+		}
+		if err != nil {
+			c.mu.Lock()
+			reason := domain.ReasonConnectionLost
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				reason = domain.ReasonSlowConsumer
 			}
-			c.srv.metrics.writes.Inc()
-			// Moving the deadline resets a runtime timer; do it only when
-			// less than half the timeout is left, so each write has at
-			// least WriteTimeout/2 and most writes skip the update.
-			now := time.Now()
-			if wt := c.srv.cfg.WriteTimeout; deadline.Sub(now) < wt/2 {
-				deadline = now.Add(wt)
-				c.raw.SetWriteDeadline(deadline)
-			}
-			lastWrite = now
-			if _, err := c.raw.Write(buf); err != nil {
-				c.mu.Lock()
-				reason := domain.ReasonConnectionLost
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					reason = domain.ReasonSlowConsumer
-				}
-				c.closeLocked(reason, 4001, "write failed", false)
-				c.mu.Unlock()
-				return
-			}
+			c.closeLocked(reason, 4001, "write failed", false)
+			c.mu.Unlock()
+			c.closeSocket()
+			return
 		}
 		signal(c.drained)
 		if closing {
+			c.closeSocket()
 			return
 		}
-		if cap(buf) > 1<<20 { // do not hold a huge buffer for an idle connection
-			buf = nil
-		}
 	}
+}
+
+// writeBuf writes one buffer of frames to the socket.
+func (c *conn) writeBuf(buf []byte, frames int, counted bool) error {
+	if counted {
+		c.srv.metrics.frames.Add(float64(frames))
+	}
+	c.srv.metrics.writes.Inc()
+	// Moving the deadline resets a runtime timer; do it only when less
+	// than half the timeout is left, so each write has at least
+	// WriteTimeout/2 and most writes skip the update.
+	now := time.Now()
+	if wt := c.srv.cfg.WriteTimeout; c.deadline.Sub(now) < wt/2 {
+		c.deadline = now.Add(wt)
+		c.raw.SetWriteDeadline(c.deadline)
+	}
+	c.lastWrite = now
+	_, err := c.raw.Write(buf)
+	return err
+}
+
+// closeSocket ends the connection for good: no writer starts again.
+func (c *conn) closeSocket() {
+	c.heartbeat.Stop()
+	c.raw.Close()
+	c.mu.Lock()
+	c.done, c.writing = true, false
+	c.mu.Unlock()
+	close(c.writerDone)
 }
 
 func (c *conn) readLoop() {
@@ -326,8 +379,11 @@ func (c *conn) readLoop() {
 		c.inbound.Store(time.Now().UnixNano())
 		c.mu.Lock()
 		c.pong = []byte(data)
+		start := c.wakeLocked()
 		c.mu.Unlock()
-		signal(c.wake)
+		if start {
+			go c.write()
+		}
 		return nil
 	})
 	c.ws.SetCloseHandler(func(code int, text string) error {
@@ -336,8 +392,11 @@ func (c *conn) readLoop() {
 			c.closeLocked(domain.ReasonClientClosed, code, text, false)
 			c.echoClose = true
 		}
+		start := c.wakeLocked()
 		c.mu.Unlock()
-		signal(c.wake)
+		if start {
+			go c.write()
+		}
 		return nil
 	})
 	var reason string
@@ -381,9 +440,12 @@ func (c *conn) finish(readReason string) {
 	c.mu.Lock()
 	c.closeLocked(readReason, websocket.CloseNormalClosure, readReason, false)
 	reason := c.reason
+	start := c.wakeLocked()
 	c.mu.Unlock()
-	signal(c.wake)
-	c.writerWG.Wait()
+	if start {
+		go c.write()
+	}
+	<-c.writerDone
 	c.cancel()
 	c.replays.Wait()
 	c.srv.members.Detach(c.app.Name, c.client.ID)

@@ -187,6 +187,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.members.Detach(app.Name, client.ID)
+		c.heartbeat.Stop()
 		s.log.Error("record connection", "app", app.Name, "err", err)
 		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, "event log unavailable"), time.Now().Add(time.Second))
 		ws.Close()
@@ -203,8 +204,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Heartbeat int    `json:"heartbeat"`
 	}{"connected", client.ID, app.Name, int(s.cfg.Heartbeat / time.Second)}))
 	// The handler returns now, releasing net/http's buffers; the
-	// connection lives on in its own reader and writer goroutines.
-	go c.writeLoop()
+	// connection lives on in its reader goroutine, and a writer while it
+	// has something to write.
 	go c.readLoop()
 }
 
