@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,9 @@ func newConn(s *Server, ws *websocket.Conn, app *apps.App, client domain.Client)
 		tcp.SetWriteBuffer(s.cfg.SocketSendBuffer)
 	}
 	c.inbound.Store(time.Now().UnixNano())
-	c.heartbeat = time.AfterFunc(s.cfg.Heartbeat, c.beat)
+	// Armed only once assigned, so that beat always sees the timer.
+	c.heartbeat = time.AfterFunc(time.Duration(math.MaxInt64), c.beat)
+	c.heartbeat.Reset(s.cfg.Heartbeat)
 	return c
 }
 
