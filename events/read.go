@@ -92,14 +92,22 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 	}
 	defer rows.Close()
 	out := make([]domain.Message, 0, min(limit, 256))
+	// Every row's data is copied once, into a shared arena, from the
+	// driver's buffer; integers are scanned as int64, since database/sql
+	// turns an int64 into a uint64 by way of a string.
+	var arena []byte
 	for rows.Next() {
-		var m domain.Message
-		var data []byte
-		if err := rows.Scan(&m.Offset, &m.Time, &m.Seq, &data); err != nil {
+		var offset, ts, seq int64
+		var data sql.RawBytes
+		if err := rows.Scan(&offset, &ts, &seq, &data); err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
-		m.Data = data
-		out = append(out, m)
+		if cap(arena)-len(arena) < len(data) {
+			arena = make([]byte, 0, max(64<<10, len(data)))
+		}
+		start := len(arena)
+		arena = append(arena, data...)
+		out = append(out, domain.Message{Offset: uint64(offset), Time: ts, Seq: uint64(seq), Data: arena[start:len(arena):len(arena)]})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
@@ -199,13 +207,15 @@ func (l *Log) queryRecords(ctx context.Context, where string, args []any, limit 
 	for rows.Next() {
 		var (
 			r       record
+			seq     int64 // not uint64: database/sql would convert by way of a string
 			name    string
 			payload []byte
 			data    []byte
 		)
-		if err := rows.Scan(&r.ev.Seq, &r.uuid, &name, &r.ev.Time, &payload, &data); err != nil {
+		if err := rows.Scan(&seq, &r.uuid, &name, &r.ev.Time, &payload, &data); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
+		r.ev.Seq = uint64(seq)
 		f, err := decodeFact(name, payload)
 		if err != nil {
 			return nil, fmt.Errorf("event %d: %w", r.ev.Seq, err)

@@ -164,9 +164,18 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 			}
 			return
 		}
+		// The page's frames are carved from one buffer: one allocation
+		// per page instead of one per message.
+		size := 0
+		for _, m := range msgs {
+			size += messageSize(p.channel, m.Data)
+		}
+		buf := make([]byte, 0, size)
 		frames = frames[:0]
 		for _, m := range msgs {
-			frames = append(frames, appendMessage(make([]byte, 0, messageSize(p.channel, m.Data)), p.channel, m.Offset, m.Data, m.Time, true))
+			start := len(buf)
+			buf = appendMessage(buf, p.channel, m.Offset, m.Data, m.Time, true)
+			frames = append(frames, buf[start:len(buf):len(buf)])
 		}
 		if err := c.sendPage(ctx, frames); err != nil {
 			return
