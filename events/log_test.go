@@ -278,13 +278,21 @@ func TestPublisherTakesForeignMessages(t *testing.T) {
 	if err := json.Unmarshal(msg.Payload, &committed); err != nil || committed.Offset != 1 || committed.Epoch != msg.Metadata.Get(MetaEpoch) || string(committed.Data) != `{"k":1}` {
 		t.Fatalf("payload after publish: %s (%v)", msg.Payload, err)
 	}
+	// A message made by NewMessage from a fact publishes the same way.
+	own, err := NewMessage(broadcast("a", "x", `{"k":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Publisher().Publish(Topic, own); err != nil || own.Metadata.Get(MetaOffset) != "2" {
+		t.Fatalf("NewMessage publish: %v, metadata %v", err, own.Metadata)
+	}
 	bad := message.NewMessage("u2", []byte(`{}`))
 	bad.Metadata.Set(MetaName, "no.such.event.v1")
 	if err := l.Publisher().Publish(Topic, bad); err == nil {
 		t.Fatal("unknown event name accepted")
 	}
 	evs, err := l.Events(context.Background(), domain.AuditQuery{})
-	if err != nil || len(evs) != 1 {
+	if err != nil || len(evs) != 2 {
 		t.Fatalf("events %v %v", evs, err)
 	}
 	if mb := evs[0].Fact.(*domain.MessageBroadcast); string(mb.Data) != `{"k":1}` {

@@ -552,9 +552,6 @@ replay of all of them.`,
 				s := load.end.Sub(load.start).Seconds()
 				r.linef("  fill         %d messages in %.1f s = %s publishes/s (concurrency %d)", missing, s, commas(float64(missing)/s), fillConc)
 				r.set("fill_publishes_per_s", round(float64(missing)/s, 0))
-				if head, err = o.channelHead(sctx, channel); err != nil {
-					return err
-				}
 			}
 			ctx, cancel2 := context.WithTimeout(cmd.Context(), o.duration)
 			defer cancel2()

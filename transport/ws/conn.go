@@ -110,15 +110,6 @@ func (c *conn) wakeLocked() bool {
 	return true
 }
 
-func (c *conn) wake() {
-	c.mu.Lock()
-	start := c.wakeLocked()
-	c.mu.Unlock()
-	if start {
-		go c.write()
-	}
-}
-
 func signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:

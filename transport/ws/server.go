@@ -8,9 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -307,13 +305,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Connections returns the number of open connections.
-func (s *Server) Connections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // checkOrigin allows requests without an Origin (non-browser clients) and,
 // when the app lists allowed origins, browsers whose origin matches one
 // exactly by scheme and host.
@@ -374,8 +365,4 @@ func flatten(q url.Values) map[string]string {
 		}
 	}
 	return out
-}
-
-func isClosedErr(err error) bool {
-	return errors.Is(err, net.ErrClosed)
 }
