@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -19,9 +20,9 @@ import (
 
 func serveCmd() *cobra.Command {
 	var (
-		addr, db, appsDir, durability, admin, logLevel string
-		heartbeat, pongTimeout, writeDelay             time.Duration
-		retention                                      retentionFlags
+		addr, db, appsDir, durability, admin, logLevel, debugAddr string
+		heartbeat, pongTimeout, writeDelay                        time.Duration
+		retention                                                 retentionFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -39,7 +40,7 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 				return err
 			}
 			return serve(cmd.Context(), serveOptions{
-				addr: addr,
+				addr: addr, debugAddr: debugAddr,
 				node: nodeConfig{
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
 					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay},
@@ -59,13 +60,16 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", 0), "let each connection write at most once per this long, so frames share socket writes: more deliveries per core for up to that much latency, e.g. 2ms (FAZT_WRITE_DELAY)")
+	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd
 }
 
 type serveOptions struct {
 	addr string
-	node nodeConfig
+	// debugAddr, when set, is where the pprof handlers listen.
+	debugAddr string
+	node      nodeConfig
 	// ready, when set, receives the bound address once the server listens.
 	ready func(addr string)
 }
@@ -83,6 +87,18 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	if err != nil {
 		n.Close(context.Background())
 		return fmt.Errorf("listen: %w", err)
+	}
+	if opts.debugAddr != "" {
+		dln, err := net.Listen("tcp", opts.debugAddr)
+		if err != nil {
+			ln.Close()
+			n.Close(context.Background())
+			return fmt.Errorf("listen (debug): %w", err)
+		}
+		dsrv := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go dsrv.Serve(dln)
+		defer dsrv.Close()
+		logger.Info("pprof serving", "addr", dln.Addr().String())
 	}
 	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
@@ -108,6 +124,18 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// debugHandler serves Go's profiles, as net/http/pprof would on the
+// default mux, without touching http.DefaultServeMux.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func newLogger(w interface{ Write([]byte) (int, error) }, level string) (*slog.Logger, error) {
