@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/ws"
@@ -50,4 +54,70 @@ func TestWriteDelayCoalescesFrames(t *testing.T) {
 		t.Fatalf("%v frames in %v writes: not coalesced", frames, writes)
 	}
 	t.Logf("%v frames in %v writes", frames, writes)
+}
+
+// TestFullSocketWritesContinue checks the hand-over from the shared
+// flusher, which never waits for a socket, to a connection's own writer
+// when a client's socket is full: a client that reads slowly through a
+// small socket buffer still gets every message, in order, and is not
+// disconnected, while a fast client on the same channel gets them too.
+func TestFullSocketWritesContinue(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{SocketSendBuffer: 16384}))
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			conn.(*net.TCPConn).SetReadBuffer(65536)
+		}
+		return conn, err
+	}}
+	slow, _, err := dialer.Dial(tn.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, _, err := slow.ReadMessage(); err != nil { // connected
+		t.Fatal(err)
+	}
+	slow.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"bulk","id":1}`))
+	if _, _, err := slow.ReadMessage(); err != nil { // subscribed
+		t.Fatal(err)
+	}
+	fast := tn.dial("", "")
+	fast.subscribe(map[string]any{"channel": "bulk"})
+
+	waits0 := tn.metric("fazt_ws_full_socket_writes_total")
+	const n = 2000 // 2 MB: far more than the two sockets' buffers hold
+	payload := `"` + strings.Repeat("w", 1000) + `"`
+	for i := 0; i < n; i++ {
+		mb := &domain.MessageBroadcast{App: "default", Channel: "bulk", Data: json.RawMessage(payload), Publisher: domain.Actor{Kind: domain.ActorServer}}
+		if _, err := tn.node.log.Append(context.Background(), mb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := offsets(fast.messages("bulk", n)); !slices.Equal(got, seqRange(1, n)) {
+		t.Fatalf("fast client offsets %v", got)
+	}
+	// The slow client reads a frame at a time, pausing now and then.
+	slow.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for want := uint64(1); want <= n; {
+		_, body, err := slow.ReadMessage()
+		if err != nil {
+			t.Fatalf("slow client at offset %d: %v", want, err)
+		}
+		var f frame
+		jsonUnmarshal(body, &f)
+		if f.str("type") != "message" {
+			t.Fatalf("slow client got %s at offset %d", body, want)
+		}
+		if f.num("offset") != want {
+			t.Fatalf("slow client got offset %d, want %d", f.num("offset"), want)
+		}
+		if want%500 == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		want++
+	}
+	if waits := tn.metric("fazt_ws_full_socket_writes_total") - waits0; waits == 0 {
+		t.Fatal("no write found the socket full: the hand-over was not exercised")
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -20,14 +21,18 @@ import (
 )
 
 // conn is one client connection: a reader goroutine that runs its commands,
-// and a writer goroutine that drains its bounded queue, one socket write for
-// everything queued. The writer runs only while there is something to
-// write, so an idle connection holds one goroutine, not two; the heartbeat
-// is a timer. It is the connection's projections.Sink.
+// and a bounded queue of frames that its flusher (shared with other
+// connections) writes, one socket write for everything queued. When the
+// socket does not take a write at once, or the connection is closing, the
+// connection gets a writer goroutine of its own (write) until its queue is
+// empty. An idle connection holds one goroutine; the heartbeat is a timer.
+// It is the connection's projections.Sink.
 type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
 	raw    net.Conn
+	rc     syscall.RawConn // nil when raw has no file descriptor
+	fl     *flusher
 	app    *apps.App
 	client domain.Client
 	ctx    context.Context
@@ -44,7 +49,7 @@ type conn struct {
 	reason    string // ClientDisconnected reason
 	echoClose bool   // the client closed; answer with a plain close frame
 
-	writing    bool          // a writer goroutine is running (under mu)
+	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed the socket
 	lastWrite  time.Time     // owned by the running writer
@@ -70,6 +75,12 @@ func newConn(s *Server, ws *websocket.Conn, app *apps.App, client domain.Client)
 		subs:       map[string]context.CancelFunc{},
 	}
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
+	if sc, ok := c.raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+			c.fl = s.nextFlusher()
+		}
+	}
 	if tcp, ok := c.raw.(*net.TCPConn); ok && s.cfg.SocketSendBuffer > 0 {
 		tcp.SetWriteBuffer(s.cfg.SocketSendBuffer)
 	}
@@ -99,15 +110,25 @@ func (c *conn) beat() {
 	}
 }
 
-// wakeLocked starts the writer unless one is running or the socket is
-// closed; it reports whether the caller must start it (go c.write()) once
-// it has released c.mu.
+// wakeLocked claims the writer unless it is busy or the socket is closed;
+// it reports whether the caller must start it (c.startWriter()) once it
+// has released c.mu.
 func (c *conn) wakeLocked() bool {
 	if c.writing || c.done {
 		return false
 	}
 	c.writing = true
 	return true
+}
+
+// startWriter hands the writes to the connection's flusher or, without
+// one, to a writer goroutine. The caller has claimed them (wakeLocked).
+func (c *conn) startWriter() {
+	if c.fl != nil {
+		c.fl.add(c)
+		return
+	}
+	go c.write(nil)
 }
 
 func signal(ch chan struct{}) {
@@ -133,7 +154,7 @@ func (c *conn) Send(frame []byte) bool {
 		// the socket still takes it.
 		c.raw.SetWriteDeadline(time.Now())
 		if start {
-			go c.write()
+			c.startWriter()
 		}
 		return false
 	}
@@ -141,7 +162,7 @@ func (c *conn) Send(frame []byte) bool {
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
-		go c.write()
+		c.startWriter()
 	}
 	return true
 }
@@ -198,7 +219,7 @@ func (c *conn) disconnect(reason string, code int, text string, flush bool) {
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
-		go c.write()
+		c.startWriter()
 	}
 }
 
@@ -229,7 +250,7 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			start := c.wakeLocked()
 			c.mu.Unlock()
 			if start {
-				go c.write()
+				c.startWriter()
 			}
 			continue
 		}
@@ -247,11 +268,26 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 // none.
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// write is the connection's writer: it writes everything queued, one socket
-// write at a time, until the queue is empty, then exits; Send starts it
-// again. On close it writes the disconnect and close frames and closes the
-// socket.
-func (c *conn) write() {
+// write is the connection's own writer, for when a write may have to wait:
+// it writes pending (the rest of a flusher's write, if any), then
+// everything queued, one socket write at a time, until the queue is empty,
+// then exits; Send hands the next frames to the flusher again. On close it
+// writes the disconnect and close frames and closes the socket.
+func (c *conn) write(pending *[]byte) {
+	if pending != nil {
+		err := c.writeBuf(*pending, 0, false)
+		if cap(*pending) <= 1<<20 {
+			bufs.Put(pending)
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.closeLocked(lostReason(err), 4001, "write failed", false)
+			c.mu.Unlock()
+			c.closeSocket()
+			return
+		}
+		signal(c.drained)
+	}
 	for {
 		// With a write delay, a connection writes at most once per delay:
 		// frames queued meanwhile share one write(2), whose kernel cost is
@@ -316,12 +352,7 @@ func (c *conn) write() {
 		}
 		if err != nil {
 			c.mu.Lock()
-			reason := domain.ReasonConnectionLost
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				reason = domain.ReasonSlowConsumer
-			}
-			c.closeLocked(reason, 4001, "write failed", false)
+			c.closeLocked(lostReason(err), 4001, "write failed", false)
 			c.mu.Unlock()
 			c.closeSocket()
 			return
@@ -376,7 +407,7 @@ func (c *conn) readLoop() {
 		start := c.wakeLocked()
 		c.mu.Unlock()
 		if start {
-			go c.write()
+			c.startWriter()
 		}
 		return nil
 	})
@@ -389,7 +420,7 @@ func (c *conn) readLoop() {
 		start := c.wakeLocked()
 		c.mu.Unlock()
 		if start {
-			go c.write()
+			c.startWriter()
 		}
 		return nil
 	})
@@ -437,7 +468,7 @@ func (c *conn) finish(readReason string) {
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
-		go c.write()
+		c.startWriter()
 	}
 	<-c.writerDone
 	c.cancel()

@@ -12,6 +12,7 @@ type metrics struct {
 	accepted    prometheus.Counter
 	frames      prometheus.Counter
 	writes      prometheus.Counter
+	waits       prometheus.Counter
 	inbound     prometheus.Counter
 	refusals    *prometheus.CounterVec
 	disconnects *prometheus.CounterVec
@@ -29,6 +30,9 @@ var wsMetrics = &metrics{
 	}),
 	writes: promauto.NewCounter(prometheus.CounterOpts{
 		Name: "fazt_ws_writes_total", Help: "Socket writes; frames_sent/writes is the coalescing factor.",
+	}),
+	waits: promauto.NewCounter(prometheus.CounterOpts{
+		Name: "fazt_ws_full_socket_writes_total", Help: "Writes the client's socket did not take at once, finished by the connection's own writer; a high rate means slow clients.",
 	}),
 	inbound: promauto.NewCounter(prometheus.CounterOpts{
 		Name: "fazt_ws_frames_received_total", Help: "Frames received from clients.",

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -100,6 +102,8 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	upgrader websocket.Upgrader
+	flushers []*flusher
+	nextFl   atomic.Uint32
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -122,6 +126,11 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 		perApp:  map[string]int{},
 	}
 	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
+	// One flusher per processor: enough to keep every core writing, few
+	// enough that each one's rounds batch many frames per write.
+	for range runtime.GOMAXPROCS(0) {
+		s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay))
+	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:   1024,
 		WriteBufferSize:  256, // only the handshake is written through gorilla
@@ -205,6 +214,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection lives on in its reader goroutine, and a writer while it
 	// has something to write.
 	go c.readLoop()
+}
+
+// nextFlusher assigns a new connection's flusher, in turn.
+func (s *Server) nextFlusher() *flusher {
+	return s.flushers[int(s.nextFl.Add(1))%len(s.flushers)]
 }
 
 // reserve counts a new connection against the server's and the app's

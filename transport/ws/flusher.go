@@ -1,0 +1,190 @@
+package ws
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// A flusher writes queued frames for many connections from one goroutine.
+//
+// The kernel's cost of a socket write is per call, not per byte, so what
+// sets a fan-out's throughput is how many frames each write(2) carries.
+// A flusher visits the connections that have something queued in turn and
+// writes each one's frames in a single call; while it goes round, frames
+// for the connections it has already visited pile up, so the busier the
+// server, the more frames each write carries. One goroutine serving many
+// connections also saves a goroutine wake-up per connection per batch.
+//
+// The flusher never blocks on a socket: it writes what the kernel takes at
+// once (the socket is non-blocking), and a connection whose send buffer is
+// full gets its own goroutine (conn.write) for the rest, with a deadline,
+// until its queue is empty again. Closing connections are handed over the
+// same way. The flusher's goroutine runs only while connections are
+// waiting, so an idle server has none.
+type flusher struct {
+	delay time.Duration // at most one round per delay (Config.WriteDelay)
+
+	mu      sync.Mutex
+	ready   []*conn // connections waiting for a write, each at most once
+	running bool    // the goroutine is running (under mu)
+
+	// Owned by the running goroutine.
+	batch   []*conn
+	buf     []byte
+	last    time.Time // start of the previous round
+	wbuf    []byte    // arguments and results of rawWrite
+	wn      int
+	werr    error
+	writeFn func(fd uintptr) bool
+}
+
+func newFlusher(delay time.Duration) *flusher {
+	f := &flusher{delay: delay}
+	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
+	return f
+}
+
+// add queues c for a write; the caller owns c's writer (c.writing).
+func (f *flusher) add(c *conn) {
+	f.mu.Lock()
+	f.ready = append(f.ready, c)
+	start := !f.running
+	f.running = true
+	f.mu.Unlock()
+	if start {
+		go f.run()
+	}
+}
+
+// run goes round the waiting connections until none is left.
+func (f *flusher) run() {
+	for {
+		if f.delay > 0 {
+			if wait := f.delay - time.Since(f.last); wait > 0 {
+				time.Sleep(wait)
+			}
+			f.last = time.Now()
+		}
+		f.mu.Lock()
+		if len(f.ready) == 0 {
+			if cap(f.buf) > 1<<20 {
+				f.buf = nil // a huge buffer is left to the collector
+			}
+			f.running = false // the next goroutine owns the fields from here
+			f.mu.Unlock()
+			return
+		}
+		f.batch, f.ready = f.ready, f.batch[:0]
+		f.mu.Unlock()
+		for i, c := range f.batch {
+			f.flush(c)
+			f.batch[i] = nil
+		}
+	}
+}
+
+// rawWrite is the body of RawConn.Write: one write(2), never waiting for
+// the socket to become writable.
+func (f *flusher) rawWrite(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), f.wbuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		if err == syscall.EAGAIN {
+			err = nil
+		}
+		f.wn, f.werr = n, err
+		return true
+	}
+}
+
+// flush writes what c has queued in one call. It owns c's writer and
+// hands it on: back to its own queue if more came meanwhile, to a
+// goroutine if the socket did not take everything or c is closing, or
+// releases it.
+func (f *flusher) flush(c *conn) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		go c.write(nil)
+		return
+	}
+	frames, pong := c.queue, c.pong
+	c.queue, c.pong = c.spare[:0], nil
+	c.mu.Unlock()
+
+	buf := f.buf[:0]
+	if pong != nil {
+		buf = appendFrameHeader(buf, opPong, len(pong))
+		buf = append(buf, pong...)
+	}
+	for _, fr := range frames {
+		buf = appendFrameHeader(buf, opText, len(fr))
+		buf = append(buf, fr...)
+	}
+	f.buf = buf
+	n := len(frames)
+	clear(frames)
+
+	var err error
+	written := 0
+	if len(buf) > 0 {
+		c.srv.metrics.frames.Add(float64(n))
+		c.srv.metrics.writes.Inc()
+		f.wbuf = buf
+		if err = c.rc.Write(f.writeFn); err == nil {
+			written, err = f.wn, f.werr
+		}
+		f.wbuf = nil
+	}
+
+	c.mu.Lock()
+	c.spare = frames[:0]
+	if err != nil {
+		reason := lostReason(err)
+		c.closeLocked(reason, 4001, "write failed", false)
+		c.mu.Unlock()
+		c.closeSocket()
+		return
+	}
+	if written < len(buf) {
+		c.mu.Unlock()
+		// The socket is full: the rest goes out from c's own goroutine,
+		// which may wait for it.
+		c.srv.metrics.waits.Inc()
+		bp := bufs.Get().(*[]byte)
+		*bp = append((*bp)[:0], buf[written:]...)
+		go c.write(bp)
+		return
+	}
+	more := len(c.queue) > 0 || c.pong != nil || c.closing
+	if !more {
+		c.writing = false
+	}
+	c.mu.Unlock()
+	signal(c.drained)
+	if more {
+		f.mu.Lock()
+		f.ready = append(f.ready, c)
+		f.mu.Unlock()
+	}
+}
+
+// lostReason names why a write failed: a timeout is a slow consumer,
+// anything else a lost connection.
+func lostReason(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return domain.ReasonSlowConsumer
+	}
+	return domain.ReasonConnectionLost
+}
