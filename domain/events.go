@@ -91,6 +91,12 @@ type ChannelSubscribed struct {
 	Channel string `json:"channel"`
 	Client  string `json:"client"`
 	Start   Start  `json:"start"`
+	// Head and Epoch are the channel's head offset and epoch at this
+	// event's place in the log, set by the log when it commits the event
+	// (nil in events written before they existed). Epoch is empty for a
+	// channel that has never had a message.
+	Head  *uint64 `json:"head,omitempty"`
+	Epoch string  `json:"epoch,omitempty"`
 }
 
 // ChannelUnsubscribed records a client leaving a channel.

@@ -489,6 +489,15 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 				}
 				full = withData(payload, mb.Data)
 			} else {
+				if cs, ok := f.(*domain.ChannelSubscribed); ok {
+					// Stamped with the head here, in commit order, so that
+					// the projections need not look it up.
+					head, epoch, err := l.peekHead(ctx, tx, touched, cs.App, cs.Channel)
+					if err != nil {
+						return nil, err
+					}
+					cs.Head, cs.Epoch = &head, epoch
+				}
 				if payload, err = json.Marshal(f); err != nil {
 					return nil, err
 				}
@@ -547,6 +556,31 @@ func (l *Log) headFor(ctx context.Context, tx *sql.Tx, touched map[chanKey]*chan
 	}
 	touched[k] = h
 	return h, nil
+}
+
+// peekHead returns a channel's head and epoch as of this point of the
+// batch without starting a history stream: 0 and "" for a channel that
+// has none yet.
+func (l *Log) peekHead(ctx context.Context, tx *sql.Tx, touched map[chanKey]*chanHead, app, channel string) (uint64, string, error) {
+	k := chanKey{app, channel}
+	if h, ok := touched[k]; ok {
+		return h.head, h.epoch, nil
+	}
+	if h, ok := l.heads[k]; ok {
+		return h.head, h.epoch, nil
+	}
+	h := &chanHead{}
+	err := tx.StmtContext(ctx, l.stmts.readHead).QueryRowContext(ctx, app, channel).Scan(&h.epoch, &h.head)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, "", nil
+	case err != nil:
+		return 0, "", fmt.Errorf("read channel head: %w", err)
+	}
+	// Not in touched, so this batch has not changed the row: the value
+	// is committed and can be kept.
+	l.heads[k] = h
+	return h.head, h.epoch, nil
 }
 
 // NewEpoch returns a fresh epoch name: 8 random bytes in hex.

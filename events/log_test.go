@@ -387,3 +387,50 @@ func TestDurabilityFullSetsSynchronous(t *testing.T) {
 		t.Error("durability maybe accepted")
 	}
 }
+
+// TestSubscribedCarriesHead checks that the log stamps a subscription with
+// its channel's head and epoch at the event's place in the log: in the
+// same batch as broadcasts before and after it, on a channel known only
+// from the file (after a reopen), and on a channel with no messages, which
+// it does not create.
+func TestSubscribedCarriesHead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	ctx := context.Background()
+	l := mustOpen(t, path)
+	sub := func(channel string) *domain.ChannelSubscribed {
+		return &domain.ChannelSubscribed{App: "app", Channel: channel, Client: "c1", Start: domain.Start{Mode: domain.StartLive}}
+	}
+	evs, err := l.Append(ctx, broadcast("app", "room", `1`), broadcast("app", "room", `2`), sub("room"), broadcast("app", "room", `3`), sub("empty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := evs[0].Fact.(*domain.MessageBroadcast).Epoch
+	if s := evs[2].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 2 || s.Epoch != epoch {
+		t.Fatalf("room subscription stamped %v %q, want 2 %q", s.Head, s.Epoch, epoch)
+	}
+	if s := evs[4].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 0 || s.Epoch != "" {
+		t.Fatalf("empty channel's subscription stamped %v %q, want 0 \"\"", s.Head, s.Epoch)
+	}
+	if info, err := l.Channel(ctx, "app", "empty"); err != nil || info.Epoch != "" || info.Head != 0 {
+		t.Fatalf("a subscription created channel empty: %+v %v", info, err)
+	}
+	// The stamp is in the stored event, as read back.
+	stored, err := l.Events(ctx, domain.AuditQuery{App: "app", Types: []string{(&domain.ChannelSubscribed{}).EventName()}})
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("stored subscriptions: %v %v", stored, err)
+	}
+	if s := stored[0].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 2 {
+		t.Fatalf("stored stamp %v", s.Head)
+	}
+	l.Close()
+
+	// After a reopen the head comes from the file.
+	l = mustOpen(t, path)
+	evs, err = l.Append(ctx, sub("room"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := evs[0].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 3 || s.Epoch != epoch {
+		t.Fatalf("after reopen stamped %v %q, want 3 %q", s.Head, s.Epoch, epoch)
+	}
+}

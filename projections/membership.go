@@ -275,12 +275,20 @@ func (m *Membership) join(ctx context.Context, f *domain.ChannelSubscribed) erro
 	st := sh.chans[ck]
 	sh.mu.Unlock()
 	if st == nil {
-		// First subscriber on this node since start: learn the head from
-		// the log. It may be ahead of what this projection has applied;
-		// subscriptions skip offsets up to their start, so nothing repeats.
-		head, epoch, err := m.loadHead(ctx, f.App, f.Channel)
-		if err != nil {
-			return fmt.Errorf("load head of %s/%s: %w", f.App, f.Channel, err)
+		// First subscriber on this node since start: the event carries the
+		// head at its place in the log. Events written before it did make
+		// us ask the log, whose head may be ahead of what this projection
+		// has applied; subscriptions skip offsets up to their start, so
+		// nothing repeats.
+		var head uint64
+		var epoch string
+		if f.Head != nil {
+			head, epoch = *f.Head, f.Epoch
+		} else {
+			var err error
+			if head, epoch, err = m.loadHead(ctx, f.App, f.Channel); err != nil {
+				return fmt.Errorf("load head of %s/%s: %w", f.App, f.Channel, err)
+			}
 		}
 		sh.mu.Lock()
 		if st = sh.chans[ck]; st == nil {

@@ -77,15 +77,18 @@ func (c *conn) subscribe(req *request) error {
 	// Pinned, the history read next cannot lose its oldest messages to
 	// retention before the replay has sent them.
 	unpin := c.srv.store.PinHistory(c.app.Name, channel)
-	info, err := c.srv.store.Channel(ctx, c.app.Name, channel)
-	if err != nil {
-		unpin()
-		return err
+	first := uint64(1)
+	if head > 0 { // a channel without messages has nothing to look up
+		info, err := c.srv.store.Channel(ctx, c.app.Name, channel)
+		if err != nil {
+			unpin()
+			return err
+		}
+		if epoch == "" {
+			epoch = info.Epoch
+		}
+		first = min(info.First, head+1) // retention never trims past the head
 	}
-	if epoch == "" {
-		epoch = info.Epoch
-	}
-	first := min(info.First, head+1) // retention never trims past the head
 
 	plan := replayPlan{channel: channel, upto: head}
 	var epochChanged bool
