@@ -7,6 +7,7 @@ package ws
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
@@ -360,9 +361,14 @@ func httpError(w http.ResponseWriter, err error) {
 	}{err.Error(), domain.CodeOf(err)}))
 }
 
+// newClientID returns a unique client id: the time in milliseconds (6
+// bytes) and 8 random bytes, in hex. Ids made later sort later, so the
+// log's and the projections' indexes by client take new connections at
+// their right edge, one page per commit, instead of one random page each.
 func newClientID() string {
-	var b [12]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	var b [14]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
 		panic(err)
 	}
 	return hex.EncodeToString(b[:])
