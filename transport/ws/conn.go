@@ -60,8 +60,10 @@ type conn struct {
 	pingSent  atomic.Int64 // unix nanos of an unanswered ping; 0 for none
 	heartbeat *time.Timer
 
+	handling sync.WaitGroup // the request the reader waits for
+
 	smu     sync.Mutex
-	subs    map[string]context.CancelFunc
+	subs    map[string]context.CancelFunc // nil unless a replay is running
 	replays sync.WaitGroup
 }
 
@@ -454,7 +456,11 @@ func (c *conn) readLoop() {
 			c.replyError(peekID(body), "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
 			continue
 		}
-		c.handle(body)
+		// On a goroutine of its own: a request can need a deep stack
+		// (SQLite, JSON, JS hooks), and the reader's stack, which an idle
+		// connection keeps, would keep that size.
+		c.handling.Go(func() { c.handle(body) })
+		c.handling.Wait()
 	}
 	c.finish(reason)
 }
@@ -606,7 +612,9 @@ func (c *conn) unsubscribe(req *request) error {
 	if !ok {
 		return domain.Errorf(domain.CodeBadRequest, "not subscribed to %s", req.Channel)
 	}
-	cancel()
+	if cancel != nil { // its replay, if one is running
+		cancel()
+	}
 	evs, err := c.srv.store.Append(c.ctx, &domain.ChannelUnsubscribed{App: c.app.Name, Channel: req.Channel, Client: c.client.ID})
 	if err != nil {
 		return err

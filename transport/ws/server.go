@@ -133,7 +133,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 		s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay))
 	}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:   1024,
+		ReadBufferSize:   512, // clients send small frames; bigger ones are read in parts
 		WriteBufferSize:  256, // only the handshake is written through gorilla
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,

@@ -27,20 +27,21 @@ func (c *conn) subscribe(req *request) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx := c.ctx
 	c.smu.Lock()
 	if _, ok := c.subs[channel]; ok {
 		c.smu.Unlock()
-		cancel()
 		return domain.Errorf(domain.CodeBadRequest, "already subscribed to %s", channel)
 	}
 	if max := c.app.Settings.Limits.MaxSubscriptions; len(c.subs) >= max {
 		c.smu.Unlock()
-		cancel()
 		c.srv.metrics.refused("subscriptions")
 		return domain.Errorf(domain.CodeTooManySubscriptions, "a connection may join at most %d channels", max)
 	}
-	c.subs[channel] = cancel
+	// No cancel func until there is a replay to stop: most subscriptions
+	// have none, and a context per subscription costs memory per idle
+	// connection.
+	c.subs[channel] = nil
 	c.smu.Unlock()
 	ok := false
 	defer func() {
@@ -48,7 +49,6 @@ func (c *conn) subscribe(req *request) error {
 			c.smu.Lock()
 			delete(c.subs, channel)
 			c.smu.Unlock()
-			cancel()
 		}
 	}()
 
@@ -135,6 +135,12 @@ func (c *conn) subscribe(req *request) error {
 		c.srv.members.GoLive(c.app.Name, channel, c.client.ID)
 		return nil
 	}
+	// The replay stops when the subscription ends (unsubscribe cancels)
+	// or the connection does.
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.smu.Lock()
+	c.subs[channel] = cancel
+	c.smu.Unlock()
 	c.replays.Add(1)
 	go func() {
 		defer c.replays.Done()
