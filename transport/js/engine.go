@@ -187,7 +187,7 @@ func (e *Engine) current(app *apps.App, file string) (*version, error) {
 // on it and passes what that settles to to finish. ok is false when the
 // app has no such file. The whole of it, loading included, is bounded by
 // the file's time limit.
-func (e *Engine) run(ctx context.Context, app *apps.App, file string, log *slog.Logger,
+func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger func() *slog.Logger,
 	call func(rt *runtime, vm *goja.Runtime) (goja.Value, error),
 	finish func(rt *runtime, vm *goja.Runtime, v goja.Value) error,
 ) (ok bool, err error) {
@@ -198,6 +198,9 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, log *slog.
 	if err := v.failed(); err != nil {
 		return true, err
 	}
+	// Built only once the file exists: most apps have no realtime.js, and
+	// a logger with attributes costs more than the check.
+	log := logger()
 	limit := e.limit(app, file)
 	slots := e.slotsOf(app.Dir + "\x00" + file)
 	if err := acquire(ctx, slots, limit); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -47,7 +48,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log := e.log.With("app", app.Name, "file", MainFile, "request", reqID)
 	var resp response
-	found, err := e.run(r.Context(), app, MainFile, log,
+	found, err := e.run(r.Context(), app, MainFile, func() *slog.Logger { return log },
 		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
 			handler, ok := goja.AssertFunction(rt.exports)
 			if !ok {

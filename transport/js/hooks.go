@@ -39,7 +39,13 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 	if err != nil {
 		return outcomeNone, nil, err
 	}
-	log := e.log.With("app", app.Name, "file", RealtimeFile, "hook", name, "client", c.ID)
+	var lg *slog.Logger
+	log := func() *slog.Logger {
+		if lg == nil {
+			lg = e.log.With("app", app.Name, "file", RealtimeFile, "hook", name, "client", c.ID)
+		}
+		return lg
+	}
 	_, err = e.run(ctx, app, RealtimeFile, log,
 		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
 			exports, ok := rt.exports.(*goja.Object)
@@ -78,7 +84,7 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 			return nil
 		})
 	if err != nil {
-		return outcomeNone, nil, e.refusal(log, name, err)
+		return outcomeNone, nil, e.refusal(log(), name, err)
 	}
 	return out, data, nil
 }
