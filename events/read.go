@@ -57,6 +57,10 @@ func (l *Log) Channels(ctx context.Context, app string) ([]domain.ChannelInfo, e
 
 // Messages implements domain.History.
 func (l *Log) Messages(ctx context.Context, app, channel string, q domain.HistoryQuery) ([]domain.Message, error) {
+	q, err := l.offsetBounds(ctx, app, channel, q)
+	if err != nil {
+		return nil, err
+	}
 	var where strings.Builder
 	args := []any{app, channel, q.After}
 	where.WriteString(`app = ? AND channel = ? AND "offset" > ?`)
@@ -123,6 +127,10 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 // CountMessages counts the retained messages of a channel matching q's
 // After, Upto and Since bounds.
 func (l *Log) CountMessages(ctx context.Context, app, channel string, q domain.HistoryQuery) (int, error) {
+	q, err := l.offsetBounds(ctx, app, channel, q)
+	if err != nil {
+		return 0, err
+	}
 	query := `SELECT COUNT(*) FROM messages WHERE app = ? AND channel = ? AND "offset" > ?`
 	args := []any{app, channel, q.After}
 	if q.Upto > 0 {
@@ -134,8 +142,38 @@ func (l *Log) CountMessages(ctx context.Context, app, channel string, q domain.H
 		args = append(args, q.Since)
 	}
 	var n int
-	err := l.rdb.QueryRowContext(ctx, query, args...).Scan(&n)
+	err = l.rdb.QueryRowContext(ctx, query, args...).Scan(&n)
 	return n, err
+}
+
+// offsetBounds narrows q's offset range to its time range (Since, Until),
+// so that the query reads only the rows in it; the time conditions stay
+// in the query too.
+func (l *Log) offsetBounds(ctx context.Context, app, channel string, q domain.HistoryQuery) (domain.HistoryQuery, error) {
+	if q.Since > 0 {
+		from, err := l.offsetFrom(ctx, app, channel, q.Since)
+		if err != nil {
+			return q, err
+		}
+		if from > 0 {
+			q.After = max(q.After, from-1)
+		}
+	}
+	if q.Until > 0 {
+		to, err := l.offsetFrom(ctx, app, channel, q.Until)
+		if err != nil {
+			return q, err
+		}
+		if to > 0 { // no message, nothing to narrow
+			if to-1 <= q.After {
+				to = q.After + 1 // empty range; Upto 0 would mean no bound
+			}
+			if q.Upto == 0 || to-1 < q.Upto {
+				q.Upto = to - 1
+			}
+		}
+	}
+	return q, nil
 }
 
 // Events implements domain.History.
@@ -161,10 +199,22 @@ func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, 
 	if q.Client != "" {
 		add("e.client = ?", q.Client)
 	}
+	// Time bounds become sequence bounds first, so that the query reads
+	// only the rows in the range (there is no index on time).
 	if q.Since > 0 {
+		from, err := l.seqFrom(ctx, q.Since)
+		if err != nil {
+			return nil, err
+		}
+		add("e.seq >= ?", from)
 		add("e.ts >= ?", q.Since)
 	}
 	if q.Until > 0 {
+		to, err := l.seqFrom(ctx, q.Until)
+		if err != nil {
+			return nil, err
+		}
+		add("e.seq < ?", to)
 		add("e.ts < ?", q.Until)
 	}
 	limit := q.Limit

@@ -177,12 +177,14 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 		cut = info.Head - uint64(p.MaxMessages)
 	}
 	if p.MaxAge > 0 {
-		var old sql.NullInt64
-		if err := l.rdb.QueryRowContext(ctx, `SELECT MAX("offset") FROM messages WHERE app = ? AND channel = ? AND ts < ?`,
-			app, channel, now.Add(-p.MaxAge).UnixMilli()).Scan(&old); err != nil {
+		// Messages before the first one young enough are dropped.
+		keep, err := l.offsetFrom(ctx, app, channel, now.Add(-p.MaxAge).UnixMilli())
+		if err != nil {
 			return 0, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
 		}
-		cut = max(cut, uint64(old.Int64))
+		if keep > 0 {
+			cut = max(cut, keep-1)
+		}
 	}
 	deleted := 0
 	// Offsets are contiguous from info.First, so each batch is one range;
@@ -226,8 +228,13 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 		batch = 500
 	}
 	ph := strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",")
+	// Events committed before cutoff are those before this sequence.
+	end, err := l.seqFrom(ctx, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
+	}
 	query := `SELECT e.seq FROM events e
-		WHERE e.app = ? AND e.seq > ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
+		WHERE e.app = ? AND e.seq > ? AND e.seq < ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
 		AND ((e.name IN (` + ph + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
 				WHERE d.app = e.app AND d.client = e.client AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
 			OR e.name = ?
@@ -238,7 +245,7 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 	var after uint64
 	// after only grows and a short page ends the loop.
 	for {
-		args := []any{app, after, cutoff}
+		args := []any{app, after, end, cutoff}
 		for _, n := range sessionEvents {
 			args = append(args, n)
 		}

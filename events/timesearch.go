@@ -1,0 +1,83 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Commit times never go backwards (see writeTx), so the events are in time
+// order by sequence and a channel's messages by offset. A time bound is
+// turned into a sequence or offset bound by binary search over the primary
+// key, which is why neither table has an index on time: each would be one
+// more B-tree written by every append.
+
+// firstAtOrAfter returns the smallest key k in [lo, hi] such that every
+// row with a key below k has a time before t: the first row with a key at
+// or after k, if any, is the first at or after t. probe returns the first
+// row with a key at or after its argument (ok false if there is none).
+// It makes about log2(hi-lo) probes.
+func firstAtOrAfter(lo, hi uint64, t int64, probe func(from uint64) (key uint64, ts int64, ok bool, err error)) (uint64, error) {
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		key, ts, ok, err := probe(mid)
+		if err != nil {
+			return 0, err
+		}
+		if !ok || ts >= t {
+			hi = mid
+		} else {
+			lo = key + 1
+		}
+	}
+	return lo, nil
+}
+
+// seqFrom returns a sequence s such that the events before s were
+// committed before t (unix ms) and the first event at or after s, if any,
+// at or after t.
+func (l *Log) seqFrom(ctx context.Context, t int64) (uint64, error) {
+	var lo, hi sql.NullInt64
+	if err := l.rdb.QueryRowContext(ctx, `SELECT MIN(seq), MAX(seq) FROM events`).Scan(&lo, &hi); err != nil {
+		return 0, fmt.Errorf("find events from %d: %w", t, err)
+	}
+	if !lo.Valid {
+		return 0, nil
+	}
+	return firstAtOrAfter(uint64(lo.Int64), uint64(hi.Int64)+1, t, func(from uint64) (uint64, int64, bool, error) {
+		var seq, ts int64
+		err := l.rdb.QueryRowContext(ctx, `SELECT seq, ts FROM events WHERE seq >= ? ORDER BY seq LIMIT 1`, from).Scan(&seq, &ts)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, false, nil
+		}
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("find events from %d: %w", t, err)
+		}
+		return uint64(seq), ts, true, nil
+	})
+}
+
+// offsetFrom returns an offset o of a channel such that its retained
+// messages before o were committed before t (unix ms) and the first at or
+// after o, if any, at or after t.
+func (l *Log) offsetFrom(ctx context.Context, app, channel string, t int64) (uint64, error) {
+	var lo, hi sql.NullInt64
+	if err := l.rdb.QueryRowContext(ctx, `SELECT MIN("offset"), MAX("offset") FROM messages WHERE app = ? AND channel = ?`, app, channel).Scan(&lo, &hi); err != nil {
+		return 0, fmt.Errorf("find messages from %d: %w", t, err)
+	}
+	if !lo.Valid {
+		return 0, nil
+	}
+	return firstAtOrAfter(uint64(lo.Int64), uint64(hi.Int64)+1, t, func(from uint64) (uint64, int64, bool, error) {
+		var off, ts int64
+		err := l.rdb.QueryRowContext(ctx, `SELECT "offset", ts FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &ts)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, false, nil
+		}
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("find messages from %d: %w", t, err)
+		}
+		return uint64(off), ts, true, nil
+	})
+}
