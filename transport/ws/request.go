@@ -1,9 +1,9 @@
 package ws
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -28,12 +28,14 @@ func decodeRequest(body []byte, maxDepth int) (req request, err error) {
 	if err := domain.CheckDepth(body, maxDepth); err != nil {
 		return request{ID: peekID(body)}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		return request{ID: peekID(body)}, domain.Errorf(domain.CodeBadRequest, "malformed frame: %v", err)
-	}
-	if dec.More() {
-		return request{ID: req.ID}, domain.Errorf(domain.CodeBadRequest, "malformed frame: one JSON object per frame")
+	// Unmarshal, unlike a Decoder, refuses anything after the object and
+	// allocates no reader and buffer of its own.
+	if err := json.Unmarshal(body, &req); err != nil {
+		msg := err.Error()
+		if strings.Contains(msg, "after top-level value") {
+			msg = "one JSON object per frame"
+		}
+		return request{ID: peekID(body)}, domain.Errorf(domain.CodeBadRequest, "malformed frame: %s", msg)
 	}
 	if !validID(req.ID) {
 		return request{}, domain.Errorf(domain.CodeBadRequest, "id must be a number or a string")

@@ -37,6 +37,15 @@ func TestDecodeRequest(t *testing.T) {
 	}
 }
 
+// TestDecodeRequestSaysWhy checks the error a client gets for two objects
+// in one frame.
+func TestDecodeRequestSaysWhy(t *testing.T) {
+	_, err := decodeRequest([]byte(`{"type":"ping"} {"type":"ping"}`), 32)
+	if err == nil || !strings.Contains(err.Error(), "one JSON object per frame") {
+		t.Fatalf("err %v, want one JSON object per frame", err)
+	}
+}
+
 // FuzzDecodeRequest feeds arbitrary frames to the decoder: it must never
 // panic, every error must carry a protocol code other than internal, and
 // an accepted frame must have a type and an id that is a number or string.
