@@ -3,6 +3,7 @@ package ws
 import (
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -42,6 +43,9 @@ type flusher struct {
 	werr    error
 	writeFn func(fd uintptr) bool
 }
+
+// yieldEvery is how many connections a flusher writes between yields.
+const yieldEvery = 64
 
 func newFlusher(delay time.Duration) *flusher {
 	f := &flusher{delay: delay}
@@ -84,6 +88,11 @@ func (f *flusher) run() {
 		for i, c := range f.batch {
 			f.flush(c)
 			f.batch[i] = nil
+			if i%yieldEvery == yieldEvery-1 {
+				// A round can take milliseconds; let publishes, commits
+				// and the fan-out run meanwhile rather than wait for it.
+				runtime.Gosched()
+			}
 		}
 	}
 }
