@@ -62,7 +62,9 @@ func TestWriteDelayCoalescesFrames(t *testing.T) {
 // small socket buffer still gets every message, in order, and is not
 // disconnected, while a fast client on the same channel gets them too.
 func TestFullSocketWritesContinue(t *testing.T) {
-	tn := startTestNode(t, nil, withWS(ws.Config{SocketSendBuffer: 16384}))
+	// A short write timeout: the writes of the slow client's own writer
+	// set a deadline on its socket, which must not outlive them.
+	tn := startTestNode(t, nil, withWS(ws.Config{SocketSendBuffer: 16384, WriteTimeout: 2 * time.Second}))
 	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err == nil {
@@ -119,5 +121,27 @@ func TestFullSocketWritesContinue(t *testing.T) {
 	}
 	if waits := tn.metric("fazt_ws_full_socket_writes_total") - waits0; waits == 0 {
 		t.Fatal("no write found the socket full: the hand-over was not exercised")
+	}
+	// Past the write timeout, the flusher writes to both again.
+	time.Sleep(3 * time.Second)
+	for i := 0; i < 5; i++ {
+		mb := &domain.MessageBroadcast{App: "default", Channel: "bulk", Data: json.RawMessage(`"late"`), Publisher: domain.Actor{Kind: domain.ActorServer}}
+		if _, err := tn.node.log.Append(context.Background(), mb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := offsets(fast.messages("bulk", 5)); !slices.Equal(got, seqRange(n+1, n+5)) {
+		t.Fatalf("fast client, later: offsets %v", got)
+	}
+	for want := uint64(n + 1); want <= n+5; want++ {
+		_, body, err := slow.ReadMessage()
+		if err != nil {
+			t.Fatalf("slow client, later, at offset %d: %v", want, err)
+		}
+		var f frame
+		jsonUnmarshal(body, &f)
+		if f.num("offset") != want {
+			t.Fatalf("slow client, later: got %s, want offset %d", body, want)
+		}
 	}
 }

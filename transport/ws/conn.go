@@ -282,10 +282,7 @@ func (c *conn) write(pending *[]byte) {
 			bufs.Put(pending)
 		}
 		if err != nil {
-			c.mu.Lock()
-			c.closeLocked(lostReason(err), 4001, "write failed", false)
-			c.mu.Unlock()
-			c.closeSocket()
+			c.writeFailed(err)
 			return
 		}
 		signal(c.drained)
@@ -305,6 +302,12 @@ func (c *conn) write(pending *[]byte) {
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
 		if len(frames) == 0 && pong == nil && !closing {
+			// Back to the flusher, whose writes never wait: a deadline
+			// left on the socket would fail them once it passed.
+			if !c.deadline.IsZero() {
+				c.raw.SetWriteDeadline(time.Time{})
+				c.deadline = time.Time{}
+			}
 			c.writing = false
 			c.mu.Unlock()
 			return
@@ -353,10 +356,7 @@ func (c *conn) write(pending *[]byte) {
 			bufs.Put(bp)
 		}
 		if err != nil {
-			c.mu.Lock()
-			c.closeLocked(lostReason(err), 4001, "write failed", false)
-			c.mu.Unlock()
-			c.closeSocket()
+			c.writeFailed(err)
 			return
 		}
 		signal(c.drained)
@@ -365,6 +365,15 @@ func (c *conn) write(pending *[]byte) {
 			return
 		}
 	}
+}
+
+// writeFailed ends the connection after a failed write; the caller owns
+// the writes.
+func (c *conn) writeFailed(err error) {
+	c.mu.Lock()
+	c.closeLocked(lostReason(err), 4001, "write failed", false)
+	c.mu.Unlock()
+	c.closeSocket()
 }
 
 // writeBuf writes one buffer of frames to the socket.
