@@ -44,8 +44,13 @@ type flusher struct {
 	writeFn func(fd uintptr) bool
 }
 
-// yieldEvery is how many connections a flusher writes between yields.
-const yieldEvery = 64
+const (
+	// yieldEvery is how many connections a flusher writes between yields.
+	yieldEvery = 64
+	// bulkFrames queued for one connection are a backlog (a replay, a
+	// client that fell behind) for its own writer rather than the round.
+	bulkFrames = 256
+)
 
 func newFlusher(delay time.Duration) *flusher {
 	f := &flusher{delay: delay}
@@ -122,7 +127,10 @@ func (f *flusher) rawWrite(fd uintptr) bool {
 // releases it.
 func (f *flusher) flush(c *conn) {
 	c.mu.Lock()
-	if c.closing {
+	if c.closing || len(c.queue) >= bulkFrames {
+		// Closing, or a backlog such as a replay page: the connection's
+		// own writer sends it, waiting on the socket as it must, without
+		// holding up the round.
 		c.mu.Unlock()
 		go c.write(nil)
 		return
@@ -159,10 +167,8 @@ func (f *flusher) flush(c *conn) {
 	c.mu.Lock()
 	c.spare = frames[:0]
 	if err != nil {
-		reason := lostReason(err)
-		c.closeLocked(reason, 4001, "write failed", false)
 		c.mu.Unlock()
-		c.closeSocket()
+		c.writeFailed(err)
 		return
 	}
 	if written < len(buf) {
