@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
 )
 
@@ -208,21 +207,9 @@ func parseDigits(b []byte) (uint64, bool) {
 
 // --- the subscriber side ---
 
-// dialer returns a WebSocket dialer with read buffers of readBuf bytes and
-// pooled write buffers (subscribers write little).
-func dialer(readBuf int) *websocket.Dialer {
-	return &websocket.Dialer{
-		NetDialContext:   (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   readBuf,
-		WriteBufferSize:  512,
-		WriteBufferPool:  &sync.Pool{},
-	}
-}
-
 // benchConn is one subscribed connection and what its reader saw.
 type benchConn struct {
-	ws      *websocket.Conn
+	ws      *benchWS
 	channel int    // index of its channel in the scenario
 	head    uint64 // the channel's head in `subscribed`
 	replay  int    // `replay` in `subscribed`
@@ -244,34 +231,31 @@ type benchConn struct {
 	readerEnd chan struct{}
 }
 
-// dialSubscribe connects, waits for `connected`, subscribes with the
-// given extra fields (e.g. `,"offset":0`) and waits for `subscribed`.
-func (o *benchOptions) dialSubscribe(ctx context.Context, d *websocket.Dialer, channel, extra string) (*benchConn, error) {
-	hdr := http.Header{"Host": []string{o.host}}
-	c, resp, err := d.DialContext(ctx, o.wsURL, hdr)
+// dialSubscribe connects with a read buffer of readBuf bytes, waits for
+// `connected`, subscribes with the given extra fields (e.g. `,"offset":0`)
+// and waits for `subscribed`.
+func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, extra string) (*benchConn, error) {
+	c, err := dialBenchWS(ctx, o.wsURL, o.host, readBuf)
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("dial: %w (status %d)", err, resp.StatusCode)
-		}
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(30 * time.Second)
 	}
-	c.SetReadDeadline(deadline)
+	c.conn.SetReadDeadline(deadline)
 	bc := &benchConn{ws: c, readerEnd: make(chan struct{})}
-	fail := func(err error) (*benchConn, error) { c.Close(); return nil, err }
-	if _, msg, err := c.ReadMessage(); err != nil {
+	fail := func(err error) (*benchConn, error) { c.conn.Close(); return nil, err }
+	if msg, err := c.next(); err != nil {
 		return fail(fmt.Errorf("read connected: %w", err))
 	} else if !bytes.HasPrefix(msg, []byte(`{"type":"connected"`)) {
 		return fail(fmt.Errorf("first frame: %.200s", msg))
 	}
-	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"`+channel+`"`+extra+`}`)); err != nil {
+	if err := c.writeText(`{"type":"subscribe","channel":"` + channel + `"` + extra + `}`); err != nil {
 		return fail(fmt.Errorf("subscribe: %w", err))
 	}
 	for {
-		_, msg, err := c.ReadMessage()
+		msg, err := c.next()
 		if err != nil {
 			return fail(fmt.Errorf("read subscribed: %w", err))
 		}
@@ -285,7 +269,7 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, d *websocket.Dialer, c
 			return fail(fmt.Errorf("subscribe refused: %.200s", msg))
 		}
 	}
-	c.SetReadDeadline(time.Time{})
+	c.conn.SetReadDeadline(time.Time{})
 	return bc, nil
 }
 
@@ -293,16 +277,9 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, d *websocket.Dialer, c
 // every message frame's offset and records its latency into h.
 func (bc *benchConn) read(h *histogram) {
 	defer close(bc.readerEnd)
-	var buf []byte
 	for {
-		_, r, err := bc.ws.NextReader()
+		buf, err := bc.ws.next()
 		if err != nil {
-			if !bc.closing.Load() {
-				bc.err = err
-			}
-			return
-		}
-		if buf, err = readAllInto(r, buf[:0]); err != nil {
 			if !bc.closing.Load() {
 				bc.err = err
 			}
@@ -312,14 +289,11 @@ func (bc *benchConn) read(h *histogram) {
 		case bytes.HasPrefix(buf, []byte(`{"type":"message"`)):
 			bc.message(buf, h)
 		case bytes.HasPrefix(buf, []byte(`{"type":"ping"`)):
-			bc.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"pong"}`))
+			bc.ws.writeText(`{"type":"pong"}`)
 		case bytes.HasPrefix(buf, []byte(`{"type":"disconnect"`)):
 			if !bc.closing.Load() {
 				bc.err = fmt.Errorf("server disconnected: %.200s", buf)
 			}
-		}
-		if cap(buf) > 1<<20 {
-			buf = nil
 		}
 	}
 }
@@ -374,13 +348,12 @@ func (bc *benchConn) missing(upto uint64) int64 {
 // close ends the connection politely; the reader stops.
 func (bc *benchConn) close() {
 	bc.closing.Store(true)
-	bc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	bc.ws.Close()
+	bc.ws.close()
 }
 
 // connectAll opens n subscribed connections with up to conc dials at once;
 // channelOf names connection i's channel. It stops at the first error.
-func (o *benchOptions) connectAll(ctx context.Context, d *websocket.Dialer, n, conc int, channelOf func(i int) (string, int), extra string) ([]*benchConn, error) {
+func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int, channelOf func(i int) (string, int), extra string) ([]*benchConn, error) {
 	conns := make([]*benchConn, n)
 	var next atomic.Int64
 	var firstErr error
@@ -398,7 +371,7 @@ func (o *benchOptions) connectAll(ctx context.Context, d *websocket.Dialer, n, c
 					return
 				}
 				name, idx := channelOf(i)
-				bc, err := o.dialSubscribe(ctx, d, name, extra)
+				bc, err := o.dialSubscribe(ctx, readBuf, name, extra)
 				if err != nil {
 					emu.Lock()
 					if firstErr == nil {

@@ -290,7 +290,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			channel := "bench-fanout-" + newRunID()
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, dialer(16<<10), subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
 			if err != nil {
 				return err
 			}
@@ -344,7 +344,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, dialer(4<<10), n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "")
+			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "")
 			if err != nil {
 				return err
 			}
@@ -401,7 +401,7 @@ the delivered frame, and {channel} the run's channel.`,
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, dialer(16<<10), subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
 			if err != nil {
 				return err
 			}
@@ -467,7 +467,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			defer cancel()
 			meter := startCPU(o.serverPID)
 			t0 := time.Now()
-			conns, err := o.connectAll(ctx, dialer(1<<10), n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "")
+			conns, err := o.connectAll(ctx, 1<<10, n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "")
 			if err != nil {
 				return err
 			}
@@ -557,7 +557,7 @@ replay of all of them.`,
 			defer cancel2()
 			meter := startCPU(o.serverPID)
 			t0 := time.Now()
-			bc, err := o.dialSubscribe(ctx, dialer(64<<10), channel, `,"offset":0`)
+			bc, err := o.dialSubscribe(ctx, 64<<10, channel, `,"offset":0`)
 			if err != nil {
 				return err
 			}
