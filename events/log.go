@@ -552,15 +552,27 @@ func (l *Log) headFor(ctx context.Context, tx *sql.Tx, touched map[chanKey]*chan
 		touched[k] = &c
 		return &c, nil
 	}
+	h, err := l.readHead(ctx, tx, k)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		h = &chanHead{epoch: NewEpoch(), isNew: true}
+	}
+	touched[k] = h
+	return h, nil
+}
+
+// readHead reads a channel's head from the file: nil if it has none.
+func (l *Log) readHead(ctx context.Context, tx *sql.Tx, k chanKey) (*chanHead, error) {
 	h := &chanHead{}
-	err := tx.StmtContext(ctx, l.stmts.readHead).QueryRowContext(ctx, app, channel).Scan(&h.epoch, &h.head)
+	err := tx.StmtContext(ctx, l.stmts.readHead).QueryRowContext(ctx, k.app, k.channel).Scan(&h.epoch, &h.head)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		h.epoch, h.isNew = NewEpoch(), true
+		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("read channel head: %w", err)
 	}
-	touched[k] = h
 	return h, nil
 }
 
@@ -575,13 +587,9 @@ func (l *Log) peekHead(ctx context.Context, tx *sql.Tx, touched map[chanKey]*cha
 	if h, ok := l.heads[k]; ok {
 		return h.head, h.epoch, nil
 	}
-	h := &chanHead{}
-	err := tx.StmtContext(ctx, l.stmts.readHead).QueryRowContext(ctx, app, channel).Scan(&h.epoch, &h.head)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return 0, "", nil
-	case err != nil:
-		return 0, "", fmt.Errorf("read channel head: %w", err)
+	h, err := l.readHead(ctx, tx, k)
+	if err != nil || h == nil {
+		return 0, "", err
 	}
 	// Not in touched, so this batch has not changed the row: the value
 	// is committed and can be kept.

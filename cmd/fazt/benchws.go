@@ -9,6 +9,7 @@ import (
 	bin "encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -136,7 +137,7 @@ func (c *benchWS) next() ([]byte, error) {
 			c.skip = n
 		} else {
 			p = make([]byte, n)
-			if _, err := readFull(c.br, p); err != nil {
+			if _, err := io.ReadFull(c.br, p); err != nil {
 				return nil, err
 			}
 		}
@@ -159,18 +160,6 @@ func (c *benchWS) next() ([]byte, error) {
 			return nil, fmt.Errorf("unexpected opcode %d", op)
 		}
 	}
-}
-
-func readFull(br *bufio.Reader, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := br.Read(p[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // write sends one masked frame.
