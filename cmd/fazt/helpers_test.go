@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -172,6 +173,26 @@ type client struct {
 	closeCE *websocket.CloseError
 	done    chan struct{}
 	id      string
+}
+
+// dialSmallReads opens a raw WebSocket to the default app whose kernel
+// receive buffer is readBuf bytes, for clients that read slowly or not at
+// all; the caller reads and writes it directly and closes it.
+func (tn *testNode) dialSmallReads(readBuf int) *websocket.Conn {
+	tn.t.Helper()
+	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			conn.(*net.TCPConn).SetReadBuffer(readBuf)
+		}
+		return conn, err
+	}}
+	c, _, err := dialer.Dial(tn.wsURL(), nil)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	tn.t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func (tn *testNode) dial(app string, query string) *client {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -181,18 +179,7 @@ func TestSlowConsumer(t *testing.T) {
 	payload := strings.Repeat("z", 2048)
 
 	// The stalled client's socket takes little, and it never reads.
-	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			conn.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return conn, err
-	}}
-	stalled, _, err := dialer.Dial(tn.wsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
+	stalled := tn.dialSmallReads(4096)
 	_, hello, _ := stalled.ReadMessage()
 	stalledID := frame{}
 	jsonUnmarshal(hello, &stalledID)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,18 +64,7 @@ func TestFullSocketWritesContinue(t *testing.T) {
 	// A short write timeout: the writes of the slow client's own writer
 	// set a deadline on its socket, which must not outlive them.
 	tn := startTestNode(t, nil, withWS(ws.Config{SocketSendBuffer: 16384, WriteTimeout: 2 * time.Second}))
-	dialer := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err == nil {
-			conn.(*net.TCPConn).SetReadBuffer(65536)
-		}
-		return conn, err
-	}}
-	slow, _, err := dialer.Dial(tn.wsURL(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	slow := tn.dialSmallReads(65536)
 	if _, _, err := slow.ReadMessage(); err != nil { // connected
 		t.Fatal(err)
 	}
