@@ -1,7 +1,6 @@
 package js_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 	"github.com/fazt-realtime/fazt/transport/js"
@@ -32,31 +31,14 @@ type env struct {
 	members *projections.Membership
 	eng     *js.Engine
 	srv     *httptest.Server
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *testutil.SyncBuffer
 }
 
 // newEnv writes files (paths relative to the apps dir) and starts an engine.
 func newEnv(t testing.TB, files map[string]string, cfg js.Config) *env {
 	t.Helper()
 	tmp := t.TempDir()
-	e := &env{t: t, dir: filepath.Join(tmp, "apps"), logs: &syncBuffer{}}
+	e := &env{t: t, dir: filepath.Join(tmp, "apps"), logs: &testutil.SyncBuffer{}}
 	for name, body := range files {
 		e.write(name, body)
 	}
