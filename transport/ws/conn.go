@@ -52,7 +52,6 @@ type conn struct {
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed the socket
-	lastWrite  time.Time     // owned by the running writer
 	deadline   time.Time     // owned by the running writer
 
 	drained   chan struct{}
@@ -288,14 +287,9 @@ func (c *conn) write(pending *[]byte) {
 		signal(c.drained)
 	}
 	for {
-		// With a write delay, a connection writes at most once per delay:
-		// frames queued meanwhile share one write(2), whose kernel cost is
-		// per call. A connection quiet for longer writes at once.
-		if d := c.srv.cfg.WriteDelay; d > 0 {
-			if wait := d - time.Since(c.lastWrite); wait > 0 {
-				time.Sleep(wait)
-			}
-		}
+		// No write delay here: this writer drains a backlog or a full
+		// socket as fast as the client takes it (the flushers apply the
+		// delay to everyone else).
 		c.mu.Lock()
 		frames := c.queue
 		pong := c.pong
@@ -390,7 +384,6 @@ func (c *conn) writeBuf(buf []byte, frames int, counted bool) error {
 		c.deadline = now.Add(wt)
 		c.raw.SetWriteDeadline(c.deadline)
 	}
-	c.lastWrite = now
 	_, err := c.raw.Write(buf)
 	return err
 }

@@ -50,10 +50,11 @@ type Config struct {
 	SendQueue int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
-	// WriteDelay, when set, lets each connection write at most once per
-	// this long, so that frames queued meanwhile share one socket write:
-	// more throughput per core for up to that much added latency. Zero
-	// writes at once.
+	// WriteDelay, when set, lets each flusher start a round at most once
+	// per this long, so that a connection writes at most once per delay
+	// and frames queued meanwhile share one socket write: more throughput
+	// per core for up to that much added latency. Zero writes at once. A
+	// connection draining a backlog on its own writer is not delayed.
 	WriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
