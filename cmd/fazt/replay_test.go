@@ -7,10 +7,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
 func TestSubscribeReplayModes(t *testing.T) {
-	tn := startTestNode(t, nil)
+	// Pages of 4: every replay below spans several history reads.
+	tn := startTestNode(t, nil, withWS(ws.Config{ReplayPage: 4}))
 	var stamps []uint64
 	for i := 1; i <= 20; i++ {
 		tn.publish("", "chat", map[string]any{"n": i})

@@ -193,6 +193,10 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 			break
 		}
 		after = msgs[len(msgs)-1].Offset
+		// Times never go backwards along a channel's offsets, so every
+		// message after a page of the since-range is in it too: the later
+		// pages need not look for the time bound again.
+		p.since = 0
 	}
 	if ctx.Err() == nil {
 		c.srv.members.GoLive(c.app.Name, p.channel, c.client.ID)
