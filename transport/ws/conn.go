@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,16 +21,19 @@ import (
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
 
-// conn is one client connection: a reader goroutine that runs its commands,
-// and a bounded queue of frames that its flusher (shared with other
-// connections) writes, one socket write for everything queued. When the
-// socket does not take a write at once, or the connection is closing, the
-// connection gets a writer goroutine of its own (write) until its queue is
-// empty. An idle connection holds one goroutine; the heartbeat is a timer.
+// conn is one client connection: a reader that runs its commands, and a
+// bounded queue of frames that its flusher (shared with other connections)
+// writes, one socket write for everything queued. When the socket does not
+// take a write at once, or the connection is closing, the connection gets
+// a writer goroutine of its own (write) until its queue is empty. The
+// reader runs only while the client has sent something: with nothing
+// buffered it parks the connection in the poller and returns. An idle
+// connection holds no goroutine; the heartbeat is a timer.
 // It is the connection's projections.Sink.
 type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
+	br     *bufio.Reader // ws's read buffer; nil when unknown (no parking)
 	raw    net.Conn
 	rc     syscall.RawConn // nil when raw has no file descriptor
 	fl     *flusher
@@ -59,6 +63,9 @@ type conn struct {
 	pingSent  atomic.Int64 // unix nanos of an unanswered ping; 0 for none
 	heartbeat *time.Timer
 
+	limiter  *rate.Limiter  // inbound frames
+	pl       *readPoller    // nil: the reader never parks
+	poll     pollState      // under pl.mu
 	handling sync.WaitGroup // the request the reader waits for
 
 	smu     sync.Mutex
@@ -68,18 +75,23 @@ type conn struct {
 
 var _ projections.Sink = (*conn)(nil)
 
-func newConn(s *Server, ws *websocket.Conn, app *apps.App, client domain.Client) *conn {
+func newConn(s *Server, ws *websocket.Conn, br *bufio.Reader, app *apps.App, client domain.Client) *conn {
 	c := &conn{
-		srv: s, ws: ws, raw: ws.UnderlyingConn(), app: app, client: client,
+		srv: s, ws: ws, br: br, raw: ws.UnderlyingConn(), app: app, client: client,
 		drained:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		subs:       map[string]context.CancelFunc{},
 	}
+	c.poll.fd = -1
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	if sc, ok := c.raw.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
 			c.fl = s.nextFlusher()
+			if br != nil {
+				rc.Control(func(fd uintptr) { c.poll.fd = int32(fd) })
+				c.pl = poller()
+			}
 		}
 	}
 	if tcp, ok := c.raw.(*net.TCPConn); ok && s.cfg.SocketSendBuffer > 0 {
@@ -391,16 +403,23 @@ func (c *conn) writeBuf(buf []byte, frames int, counted bool) error {
 // closeSocket ends the connection for good: no writer starts again.
 func (c *conn) closeSocket() {
 	c.heartbeat.Stop()
+	parked := c.pl != nil && c.pl.closing(c)
 	c.raw.Close()
+	if parked {
+		// The reader finds the socket closed and ends the connection.
+		go c.readLoop()
+	}
 	c.mu.Lock()
 	c.done, c.writing = true, false
 	c.mu.Unlock()
 	close(c.writerDone)
 }
 
-func (c *conn) readLoop() {
+// startReading sets the connection's read handlers and starts its reader,
+// parked until the client sends something when the poller allows.
+func (c *conn) startReading() {
 	limits := c.app.Settings.Limits
-	limiter := rate.NewLimiter(rate.Limit(limits.InboundRate), limits.InboundBurst)
+	c.limiter = rate.NewLimiter(rate.Limit(limits.InboundRate), limits.InboundBurst)
 	// Frames up to four times the message limit are read and refused with
 	// too_large; bigger ones end the connection (close 1009).
 	c.ws.SetReadLimit(int64(4*limits.MaxMessageBytes) + 1024)
@@ -428,6 +447,16 @@ func (c *conn) readLoop() {
 		}
 		return nil
 	})
+	if c.pl == nil || !c.pl.park(c) {
+		go c.readLoop()
+	}
+}
+
+// readLoop reads and runs the client's frames. It returns when it has
+// parked the connection (nothing more is buffered; the poller starts the
+// next reader) or, once the connection has ended, after finish.
+func (c *conn) readLoop() {
+	limits := c.app.Settings.Limits
 	var reason string
 	for {
 		typ, body, err := c.ws.ReadMessage()
@@ -444,25 +473,29 @@ func (c *conn) readLoop() {
 		}
 		c.inbound.Store(time.Now().UnixNano())
 		c.srv.metrics.inbound.Inc()
-		if !limiter.Allow() {
+		switch {
+		case !c.limiter.Allow():
 			c.srv.metrics.refused("inbound_rate")
 			c.replyError(peekID(body), "", domain.Errorf(domain.CodeRateLimited, "more than %g frames per second", limits.InboundRate))
-			continue
-		}
-		if typ != websocket.TextMessage {
+		case typ != websocket.TextMessage:
 			c.replyError(nil, "", domain.Errorf(domain.CodeBadRequest, "binary frames are not supported; send JSON text frames"))
-			continue
-		}
-		if len(body) > limits.MaxMessageBytes {
+		case len(body) > limits.MaxMessageBytes:
 			c.srv.metrics.refused("message_size")
 			c.replyError(peekID(body), "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
-			continue
+		case c.pl != nil:
+			// This goroutine ends when the client goes quiet, so the
+			// stack a request grows (SQLite, JSON, JS hooks) goes with it.
+			c.handle(body)
+		default:
+			// On a goroutine of its own: a request can need a deep stack,
+			// and the reader's stack, which an idle connection keeps,
+			// would keep that size.
+			c.handling.Go(func() { c.handle(body) })
+			c.handling.Wait()
 		}
-		// On a goroutine of its own: a request can need a deep stack
-		// (SQLite, JSON, JS hooks), and the reader's stack, which an idle
-		// connection keeps, would keep that size.
-		c.handling.Go(func() { c.handle(body) })
-		c.handling.Wait()
+		if c.pl != nil && c.br.Buffered() == 0 && c.pl.park(c) {
+			return // c is the poller's now
+		}
 	}
 	c.finish(reason)
 }

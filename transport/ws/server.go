@@ -5,11 +5,14 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -134,7 +137,8 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 		s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay))
 	}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:   512, // clients send small frames; bigger ones are read in parts
+		// The read buffer is the connection's own (hijacker), so it can
+		// tell whether a frame is buffered before it parks its reader.
 		WriteBufferSize:  256, // only the handshake is written through gorilla
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,
@@ -175,12 +179,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		s.release(app.Name)
 		return // the upgrader has answered
 	}
-	c := newConn(s, ws, app, client)
+	c := newConn(s, ws, hj.br, app, client)
 	s.members.Attach(app.Name, client.ID, c)
 	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
 		App: app.Name, Client: client.ID, Remote: client.Remote,
@@ -213,9 +218,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Heartbeat int    `json:"heartbeat"`
 	}{"connected", client.ID, app.Name, int(s.cfg.Heartbeat / time.Second)}))
 	// The handler returns now, releasing net/http's buffers; the
-	// connection lives on in its reader goroutine, and a writer while it
-	// has something to write.
-	go c.readLoop()
+	// connection lives on in its reader while the client sends, and a
+	// writer while it has something to write.
+	c.startReading()
+}
+
+// readBufferSize is a connection's read buffer: clients send small
+// frames; bigger ones are read in parts.
+const readBufferSize = 512
+
+// hijacker gives the upgrader a read buffer of the connection's own (the
+// upgrader takes the hijacked reader when its ReadBufferSize is 0), so
+// that the connection can see whether a frame is buffered.
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("websocket: response does not implement http.Hijacker")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return nc, brw, err // the upgrader refuses early data itself
+	}
+	h.br = bufio.NewReaderSize(nc, readBufferSize)
+	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
 // nextFlusher assigns a new connection's flusher, in turn.
