@@ -46,9 +46,15 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", e.cfg.MaxBodyBytes), domain.CodeTooLarge, "")
 		return
 	}
-	log := e.log.With("app", app.Name, "file", MainFile, "request", reqID)
+	var lg *slog.Logger // built only if the app has api/main.js
+	log := func() *slog.Logger {
+		if lg == nil {
+			lg = e.log.With("app", app.Name, "file", MainFile, "request", reqID)
+		}
+		return lg
+	}
 	var resp response
-	found, err := e.run(r.Context(), app, MainFile, func() *slog.Logger { return log },
+	found, err := e.run(r.Context(), app, MainFile, log,
 		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
 			handler, ok := goja.AssertFunction(rt.exports)
 			if !ok {
@@ -74,16 +80,16 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var te *TimeoutError
 		switch {
 		case errors.As(err, &se):
-			log.Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
+			log().Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
 			writeError(w, http.StatusInternalServerError, se.Message, domain.CodeInternal, se.At)
 		case errors.As(err, &te):
-			log.Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
+			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, http.StatusInternalServerError, te.Error(), domain.CodeInternal, "")
 		case domain.CodeOf(err) == domain.CodeUnavailable:
-			log.Warn("js handler not run", "method", r.Method, "path", r.URL.Path, "err", err)
+			log().Warn("js handler not run", "method", r.Method, "path", r.URL.Path, "err", err)
 			writeError(w, http.StatusServiceUnavailable, err.Error(), domain.CodeUnavailable, "")
 		default:
-			log.Error("js handler failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			log().Error("js handler failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			writeError(w, http.StatusInternalServerError, err.Error(), domain.CodeInternal, "")
 		}
 		return
