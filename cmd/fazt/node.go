@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -93,8 +92,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	if err := n.members.Restore(ctx, n.log, head); err != nil {
 		return nil, err
 	}
-	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NewSlogLoggerWithLevelMapping(cfg.Logger.With("component", "watermill"),
-		map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})); err != nil {
+	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, newWatermillLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
 	n.router.AddConsumerHandler(projections.MembershipName, events.Topic,
