@@ -3,8 +3,10 @@ package events
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -90,30 +92,8 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 		order = "DESC"
 	}
 	args = append(args, limit)
-	rows, err := l.rdb.QueryContext(ctx, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args...)
+	out, err := l.readMessages(ctx, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args, min(limit, 1024))
 	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
-	}
-	defer rows.Close()
-	out := make([]domain.Message, 0, min(limit, 256))
-	// Every row's data is copied once, into a shared arena, from the
-	// driver's buffer; integers are scanned as int64, since database/sql
-	// turns an int64 into a uint64 by way of a string.
-	var arena []byte
-	for rows.Next() {
-		var offset, ts, seq int64
-		var data sql.RawBytes
-		if err := rows.Scan(&offset, &ts, &seq, &data); err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
-		}
-		if cap(arena)-len(arena) < len(data) {
-			arena = make([]byte, 0, max(64<<10, len(data)))
-		}
-		start := len(arena)
-		arena = append(arena, data...)
-		out = append(out, domain.Message{Offset: uint64(offset), Time: ts, Seq: uint64(seq), Data: arena[start:len(arena):len(arena)]})
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	if q.Last > 0 && !q.Reverse { // newest Last, oldest first
@@ -122,6 +102,65 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 		}
 	}
 	return out, nil
+}
+
+// readMessages runs a query for "offset", ts, seq, data on the driver's
+// connection itself. A replay reads every message of a channel this way,
+// and database/sql's per-row work (a lock, a conversion of each column
+// into its destination) cost more than SQLite's: the driver already hands
+// over each row's data as a fresh copy, which the message keeps, and its
+// integers as int64.
+func (l *Log) readMessages(ctx context.Context, query string, args []any, size int) ([]domain.Message, error) {
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case uint64:
+			a = int64(v) // database/sql's conversion, which the driver does not do
+		case int:
+			a = int64(v)
+		}
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	conn, err := l.rdb.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	out := make([]domain.Message, 0, size)
+	err = conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return errors.New("the SQLite driver cannot query directly")
+		}
+		rows, err := qc.QueryContext(ctx, query, named)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		dest := make([]driver.Value, 4)
+		for {
+			if err := rows.Next(dest); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			offset, ok1 := dest[0].(int64)
+			ts, ok2 := dest[1].(int64)
+			seq, ok3 := dest[2].(int64)
+			var data []byte
+			switch d := dest[3].(type) {
+			case []byte:
+				data = d
+			case string: // a row written as text by hand
+				data = []byte(d)
+			}
+			if !ok1 || !ok2 || !ok3 || data == nil {
+				return fmt.Errorf("message row of unexpected types %T %T %T %T", dest[0], dest[1], dest[2], dest[3])
+			}
+			out = append(out, domain.Message{Offset: uint64(offset), Time: ts, Seq: uint64(seq), Data: data})
+		}
+	})
+	return out, err
 }
 
 // CountMessages counts the retained messages of a channel matching q's
