@@ -76,3 +76,35 @@ func TestIdleConnectionsHoldNoReader(t *testing.T) {
 	}
 	waitFor(t, func() bool { return serverReaders() == 0 })
 }
+
+// maskedText is a client's text frame, masked with a zero key.
+func maskedText(payload string) []byte {
+	if len(payload) > 125 {
+		panic("maskedText: payload over 125 bytes")
+	}
+	return append([]byte{0x81, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
+}
+
+// A reader parks only when nothing is buffered: frames that arrive in one
+// TCP segment are all answered. (If the upgrader read into a buffer of its
+// own instead of the connection's, the reader would see an empty buffer
+// after the first frame, park, and the others would wait for more input.)
+func TestFramesInOneSegmentAreAllAnswered(t *testing.T) {
+	tn := startTestNode(t, nil)
+	c := tn.dial("", "")
+	c.subscribe(map[string]any{"channel": "room"})
+	waitFor(t, func() bool { return serverReaders() == 0 })
+	var seg []byte
+	for _, ch := range []string{"a", "b", "c", "d"} {
+		seg = append(seg, maskedText(`{"type":"subscribe","channel":"`+ch+`","id":"`+ch+`"}`)...)
+	}
+	if _, err := c.conn.UnderlyingConn().Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"a", "b", "c", "d"} {
+		if f := c.expect("subscribed"); f.str("id") != ch {
+			t.Fatalf("reply %v, want the one to %s", f, ch)
+		}
+	}
+	waitFor(t, func() bool { return serverReaders() == 0 })
+}

@@ -455,8 +455,17 @@ func (c *conn) startReading() {
 // readLoop reads and runs the client's frames. It returns when it has
 // parked the connection (nothing more is buffered; the poller starts the
 // next reader) or, once the connection has ended, after finish.
+//
+// It parks between messages only: gorilla answers WebSocket-level pings
+// and skips pongs inside ReadMessage, which then waits for a data frame,
+// so a client that sends such control frames keeps a reader until its
+// next message. The protocol's own heartbeat ({"type":"ping"}, answered
+// with {"type":"pong"}) is made of messages.
 func (c *conn) readLoop() {
 	limits := c.app.Settings.Limits
+	// Requests run on this goroutine while it can park (it ends when the
+	// client goes quiet, and the stack a request grows goes with it).
+	parks := c.pl != nil
 	var reason string
 	for {
 		typ, body, err := c.ws.ReadMessage()
@@ -482,19 +491,20 @@ func (c *conn) readLoop() {
 		case len(body) > limits.MaxMessageBytes:
 			c.srv.metrics.refused("message_size")
 			c.replyError(peekID(body), "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
-		case c.pl != nil:
-			// This goroutine ends when the client goes quiet, so the
-			// stack a request grows (SQLite, JSON, JS hooks) goes with it.
+		case parks:
 			c.handle(body)
 		default:
-			// On a goroutine of its own: a request can need a deep stack,
-			// and the reader's stack, which an idle connection keeps,
-			// would keep that size.
+			// On a goroutine of its own: a request can need a deep stack
+			// (SQLite, JSON, JS hooks), and the reader's stack, which an
+			// idle connection keeps, would keep that size.
 			c.handling.Go(func() { c.handle(body) })
 			c.handling.Wait()
 		}
-		if c.pl != nil && c.br.Buffered() == 0 && c.pl.park(c) {
-			return // c is the poller's now
+		if parks && c.br.Buffered() == 0 {
+			if c.pl.park(c) {
+				return // c is the poller's now
+			}
+			parks = false // this reader stays: keep its stack small
 		}
 	}
 	c.finish(reason)

@@ -1,9 +1,11 @@
 package ws
 
 import (
+	"log/slog"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,18 +22,22 @@ import (
 // the netpoller too, so the poller's goroutine waits like any reader (no
 // thread blocked in epoll_wait) and wakes when a parked socket is ready.
 // One poller serves the process, like the runtime's netpoller; it starts
-// with the first connection that parks.
+// with the first connection that parks. If it fails, it wakes every
+// parked connection and refuses to park more: each keeps its reader.
 type readPoller struct {
 	epfd int
 	set  syscall.RawConn // epfd, through the netpoller
 
-	mu    sync.Mutex
-	conns map[int32]*conn // parked connections by socket
+	mu     sync.Mutex
+	conns  map[int32]*conn // registered connections by socket
+	gen    int32           // last generation handed out
+	broken bool            // the poller stopped; nothing parks
 }
 
 // pollState is a connection's part in the poller, under readPoller.mu.
 type pollState struct {
 	fd         int32 // the socket; -1 when it has none the poller can use
+	gen        int32 // tells this connection's events from those of an earlier socket with the same number
 	registered bool  // in the epoll set (armed or not)
 	parked     bool  // armed, with no reader running
 	closed     bool  // the socket is being closed: never park again
@@ -42,14 +48,20 @@ var poller = sync.OnceValue(func() *readPoller {
 	if err != nil {
 		return nil // connections keep a reader goroutine each
 	}
-	// A non-blocking descriptor makes a pollable file.
+	// A non-blocking descriptor makes a pollable file; the netpoller
+	// takes it if deadlines can be set on it.
 	if err := unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(epfd)
 		return nil
 	}
-	set, err := os.NewFile(uintptr(epfd), "fazt-read-poller").SyscallConn()
+	f := os.NewFile(uintptr(epfd), "fazt-read-poller")
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil
+	}
+	set, err := f.SyscallConn()
 	if err != nil {
-		unix.Close(epfd)
+		f.Close()
 		return nil
 	}
 	p := &readPoller{epfd: epfd, set: set, conns: map[int32]*conn{}}
@@ -64,14 +76,16 @@ func (p *readPoller) park(c *conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := &c.poll
-	if st.closed || st.fd < 0 {
+	if p.broken || st.closed || st.fd < 0 {
 		return false
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: st.fd}
 	op := unix.EPOLL_CTL_MOD
 	if !st.registered {
 		op = unix.EPOLL_CTL_ADD
+		p.gen++
+		st.gen = p.gen
 	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: st.fd, Pad: st.gen}
 	if err := unix.EpollCtl(p.epfd, op, int(st.fd), &ev); err != nil {
 		return false
 	}
@@ -97,34 +111,51 @@ func (p *readPoller) closing(c *conn) (wasParked bool) {
 }
 
 // run waits for parked sockets to become readable and starts their
-// readers. It runs for the life of the process.
+// readers, for the life of the process or until the set fails.
 func (p *readPoller) run() {
 	events := make([]unix.EpollEvent, 256)
 	var n int
 	var werr error
 	wait := func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), events, 0)
-		if werr == unix.EINTR {
-			n, werr = 0, nil
+		for {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			if werr != unix.EINTR {
+				return n > 0 || werr != nil // false: wait until the set is readable
+			}
 		}
-		return n > 0 || werr != nil // false: wait until the set is readable
 	}
 	for {
-		if err := p.set.Read(wait); err != nil {
-			panic("ws: read poller: " + err.Error())
+		err := p.set.Read(wait)
+		if err == nil {
+			err = werr
 		}
-		if werr != nil {
-			panic("ws: read poller: epoll_wait: " + werr.Error())
+		if err != nil {
+			p.fail(err)
+			return
 		}
 		p.mu.Lock()
-		for i := range n {
-			c := p.conns[events[i].Fd]
-			if c == nil || !c.poll.parked {
-				continue // a socket closed since; its number may be reused
+		for _, ev := range events[:n] {
+			c := p.conns[ev.Fd]
+			if c == nil || c.poll.gen != ev.Pad || !c.poll.parked {
+				continue // its socket closed since, and the number may be a new one's
 			}
 			c.poll.parked = false
 			go c.readLoop()
 		}
 		p.mu.Unlock()
+	}
+}
+
+// fail stops parking and starts a reader for every parked connection.
+func (p *readPoller) fail(err error) {
+	slog.Error("ws: the read poller stopped; every connection keeps a reader goroutine from now on", "err", err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.broken = true
+	for _, c := range p.conns {
+		if c.poll.parked {
+			c.poll.parked = false
+			go c.readLoop()
+		}
 	}
 }

@@ -138,7 +138,9 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	}
 	s.upgrader = websocket.Upgrader{
 		// The read buffer is the connection's own (hijacker), so it can
-		// tell whether a frame is buffered before it parks its reader.
+		// tell whether a frame is buffered before it parks its reader;
+		// ReadBufferSize must stay 0 for the upgrader to take it
+		// (TestFramesInOneSegmentAreAllAnswered fails otherwise).
 		WriteBufferSize:  256, // only the handshake is written through gorilla
 		WriteBufferPool:  &sync.Pool{},
 		HandshakeTimeout: 10 * time.Second,
