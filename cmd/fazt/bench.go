@@ -228,6 +228,7 @@ type benchConn struct {
 	noStamp   int64
 	err       error
 	closing   atomic.Bool
+	reading   bool // startReader ran
 	readerEnd chan struct{}
 }
 
@@ -271,6 +272,12 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 	}
 	c.conn.SetReadDeadline(time.Time{})
 	return bc, nil
+}
+
+// startReader runs read on a goroutine of its own.
+func (bc *benchConn) startReader(h *histogram) {
+	bc.reading = true
+	go bc.read(h)
 }
 
 // read runs the connection's reader until the connection ends: it checks
@@ -397,17 +404,22 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 	return conns, nil
 }
 
+// closeAll ends the connections and waits for the readers that were
+// started, five seconds at most in all.
 func closeAll(conns []*benchConn) {
 	for _, bc := range conns {
 		if bc != nil {
 			bc.close()
 		}
 	}
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
 	for _, bc := range conns {
-		if bc != nil {
+		if bc != nil && bc.reading {
 			select {
 			case <-bc.readerEnd:
-			case <-time.After(5 * time.Second):
+			case <-deadline.C:
+				return
 			}
 		}
 	}

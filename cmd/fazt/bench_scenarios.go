@@ -192,7 +192,7 @@ func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64) (recv, lost, 
 func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns []*benchConn, channels int, perPublish int, lf *loadFlags, pubRate float64, pick func(*rand.Rand) int, send sendFunc) {
 	h := &histogram{}
 	for _, bc := range conns {
-		go bc.read(h)
+		bc.startReader(h)
 	}
 	capCtx, cancel := context.WithTimeout(parent, o.duration)
 	defer cancel()
@@ -474,7 +474,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			elapsed := time.Since(t0).Seconds()
 			selfPct, serverPct := meter.stop()
 			for _, bc := range conns {
-				go bc.read(nil)
+				bc.startReader(nil)
 			}
 			time.Sleep(hold)
 			r.set("connections", n)
@@ -563,7 +563,7 @@ replay of all of them.`,
 			}
 			bc.done, bc.doneAt = make(chan struct{}), bc.head
 			done := bc.done
-			go bc.read(nil)
+			bc.startReader(nil)
 			select {
 			case <-done:
 			case <-ctx.Done():

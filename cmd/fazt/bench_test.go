@@ -93,3 +93,22 @@ func TestScanFrame(t *testing.T) {
 		t.Fatalf("sent %d %v", sent, ok)
 	}
 }
+
+// A scenario that the server refuses midway stops at once with the
+// server's reason, and closes what it had opened (it used to wait five
+// seconds for each open connection's reader, which had not started).
+func TestBenchStopsAtARefusal(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"small": `{"limits":{"max_connections":3}}`})
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bench", "conns", "--app", "small", "-n", "10", "--connect-concurrency", "1",
+		"--url", tn.srv.URL, "--key", testAdminKey, "--hold", "0s"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "app small has its maximum of 3 connections") {
+		t.Fatalf("got %v\n%s", err, out.String())
+	}
+	// The three it had opened are closed: each connection is recorded
+	// as gone.
+	waitFor(t, func() bool {
+		types := tn.audit("small", "type=connected,disconnected").types()
+		return len(types) == 6 && strings.Count(strings.Join(types, " "), "client.disconnected.v1") == 3
+	})
+}
