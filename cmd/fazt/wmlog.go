@@ -16,15 +16,18 @@ type watermillLogger struct {
 	log *slog.Logger
 }
 
+// watermillInfo is the level Watermill's info lines are logged at.
+const watermillInfo = slog.LevelDebug
+
 func newWatermillLogger(log *slog.Logger) watermillLogger {
 	log = log.With("component", "watermill")
-	return watermillLogger{watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug}), log}
+	return watermillLogger{watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: watermillInfo}), log}
 }
 
 func (w watermillLogger) on(level slog.Level) bool { return w.log.Enabled(context.Background(), level) }
 
 func (w watermillLogger) Info(msg string, fields watermill.LogFields) {
-	if w.on(slog.LevelDebug) {
+	if w.on(watermillInfo) {
 		w.LoggerAdapter.Info(msg, fields)
 	}
 }
