@@ -94,9 +94,10 @@ func TestScanFrame(t *testing.T) {
 	}
 }
 
-// A scenario that the server refuses midway stops at once with the
-// server's reason, and closes what it had opened (it used to wait five
-// seconds for each open connection's reader, which had not started).
+// A scenario that the server refuses midway stops with the server's
+// reason and closes what it had opened. (It also used to wait five seconds
+// for each open connection's reader, which had not started; that wait is
+// not timed here: tests assert no durations.)
 func TestBenchStopsAtARefusal(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"small": `{"limits":{"max_connections":3}}`})
 	var out bytes.Buffer
