@@ -90,7 +90,7 @@ func newConn(s *Server, ws *websocket.Conn, br *bufio.Reader, app *apps.App, cli
 			c.fl = s.nextFlusher()
 			if br != nil {
 				rc.Control(func(fd uintptr) { c.poll.fd = int32(fd) })
-				c.pl = poller()
+				c.pl = s.poller()
 			}
 		}
 	}

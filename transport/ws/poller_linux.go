@@ -26,6 +26,7 @@ import (
 // parked connection and refuses to park more: each keeps its reader.
 type readPoller struct {
 	epfd int
+	file *os.File        // epfd's file; closing it stops the poller
 	set  syscall.RawConn // epfd, through the netpoller
 
 	mu     sync.Mutex
@@ -43,7 +44,12 @@ type pollState struct {
 	closed     bool  // the socket is being closed: never park again
 }
 
-var poller = sync.OnceValue(func() *readPoller {
+// poller is the process's read poller, made when first needed.
+var poller = sync.OnceValue(newReadPoller)
+
+// newReadPoller returns a running poller, or nil where epoll cannot be
+// used.
+func newReadPoller() *readPoller {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil // connections keep a reader goroutine each
@@ -64,10 +70,10 @@ var poller = sync.OnceValue(func() *readPoller {
 		f.Close()
 		return nil
 	}
-	p := &readPoller{epfd: epfd, set: set, conns: map[int32]*conn{}}
+	p := &readPoller{epfd: epfd, file: f, set: set, conns: map[int32]*conn{}}
 	go p.run()
 	return p
-})
+}
 
 // park arms c's socket and reports whether it did; the caller's reader
 // must then return at once and not touch c.ws, since a new reader may

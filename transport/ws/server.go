@@ -109,6 +109,7 @@ type Server struct {
 	upgrader websocket.Upgrader
 	flushers []*flusher
 	nextFl   atomic.Uint32
+	poller   func() *readPoller // where idle connections park: the process's poller
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -129,6 +130,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 		metrics: wsMetrics,
 		conns:   map[*conn]struct{}{},
 		perApp:  map[string]int{},
+		poller:  poller,
 	}
 	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
 	// One flusher per processor: enough to keep every core writing, few
