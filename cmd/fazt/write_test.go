@@ -55,6 +55,48 @@ func TestWriteDelayCoalescesFrames(t *testing.T) {
 	t.Logf("%v frames in %v writes", frames, writes)
 }
 
+// TestWriteDelayHoldsBackOnlyBroadcasts checks that a write delay holds
+// back broadcasts only: replies to a client's requests, and the frames
+// that end a connection, go out without waiting for it. The delay here is
+// an hour, so anything held back for it never arrives within the test.
+func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{WriteDelay: time.Hour}))
+	// The first round after a pause starts at once (connected); after
+	// that, each reply is written in a round of its own.
+	c := tn.dial("", "")
+	c.subscribe(map[string]any{"channel": "held", "id": "s1"})
+	c.send(`{"type":"ping","id":"p1"}`)
+	if f := c.expect("pong"); f.str("id") != "p1" {
+		t.Fatalf("pong %v", f)
+	}
+
+	// A broadcast waits for the delay...
+	mb := &domain.MessageBroadcast{App: "default", Channel: "held", Data: json.RawMessage(`1`), Publisher: domain.Actor{Kind: domain.ActorServer}}
+	if _, err := tn.node.log.Append(context.Background(), mb); err != nil {
+		t.Fatal(err)
+	}
+	c.quiet(300 * time.Millisecond)
+	// ...or for the next reply, which it goes out with, in order.
+	c.send(`{"type":"ping","id":"p2"}`)
+	if got := offsets(c.messages("held", 1)); !slices.Equal(got, seqRange(1, 1)) {
+		t.Fatalf("offsets %v", got)
+	}
+	if f := c.expect("pong"); f.str("id") != "p2" {
+		t.Fatalf("pong %v", f)
+	}
+
+	// A kick's disconnect frame and close go out at once too.
+	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+c.id+"/kick", map[string]any{"reason": "bye"}, nil); code != 200 {
+		t.Fatalf("kick: status %d", code)
+	}
+	if f := c.expect("disconnect"); f.num("code") != 4000 {
+		t.Fatalf("disconnect %v", f)
+	}
+	if ce := c.waitClosed(); ce == nil {
+		t.Fatal("no close frame")
+	}
+}
+
 // TestFullSocketWritesContinue checks the hand-over from the shared
 // flusher, which never waits for a socket, to a connection's own writer
 // when a client's socket is full: a client that reads slowly through a

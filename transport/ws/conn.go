@@ -58,10 +58,13 @@ type conn struct {
 	writerDone chan struct{} // closed when the last writer has closed the socket
 	deadline   time.Time     // owned by the running writer
 
-	drained   chan struct{}
-	inbound   atomic.Int64 // unix nanos of the last inbound frame
-	pingSent  atomic.Int64 // unix nanos of an unanswered ping; 0 for none
-	heartbeat *time.Timer
+	drained chan struct{}
+	// closingNow is closing, readable without mu: a closing connection's
+	// flusher does not hold it back for a write delay.
+	closingNow atomic.Bool
+	inbound    atomic.Int64 // unix nanos of the last inbound frame
+	pingSent   atomic.Int64 // unix nanos of an unanswered ping; 0 for none
+	heartbeat  *time.Timer
 
 	limiter  *rate.Limiter  // inbound frames
 	pl       *readPoller    // nil: the reader never parks
@@ -196,7 +199,19 @@ func (c *conn) Overflow() {
 
 // reply queues a reply frame. A client that lets replies pile up past its
 // queue is a slow consumer like any other.
-func (c *conn) reply(frame []byte) { c.Send(frame) }
+// reply queues the answer to a client's request (or the `connected`
+// greeting), which goes out without waiting for a write delay.
+func (c *conn) reply(frame []byte) {
+	c.Send(frame)
+	c.hurry()
+}
+
+// hurry asks c's flusher not to hold back what c has queued.
+func (c *conn) hurry() {
+	if c.fl != nil {
+		c.fl.hurry()
+	}
+}
 
 func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 	code := domain.CodeOf(err)
@@ -244,6 +259,10 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
 	if !flush {
 		c.queue = nil
 	}
+	// The writer may start after this, or may be waiting already: the
+	// flag covers the first case (flusher.add), the call the second.
+	c.closingNow.Store(true)
+	c.hurry()
 }
 
 // sendPage queues replayed frames, waiting while the queue is more than half
@@ -432,6 +451,7 @@ func (c *conn) startReading() {
 		if start {
 			c.startWriter()
 		}
+		c.hurry()
 		return nil
 	})
 	c.ws.SetCloseHandler(func(code int, text string) error {

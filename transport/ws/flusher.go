@@ -29,12 +29,17 @@ import (
 // waiting, so an idle server has none.
 type flusher struct {
 	delay time.Duration // at most one round per delay (Config.WriteDelay)
+	// wake cuts a delay short: a reply, a pong or a close is waiting.
+	// Only broadcasts are worth holding back to share writes; a client
+	// waiting for an answer should not wait for a round.
+	wake chan struct{}
 
 	mu      sync.Mutex
 	ready   []*conn // connections waiting for a write, each at most once
 	running bool    // the goroutine is running (under mu)
 
 	// Owned by the running goroutine.
+	timer   *time.Timer // the delay's
 	batch   []*conn
 	buf     []byte
 	last    time.Time // start of the previous round
@@ -53,7 +58,7 @@ const (
 )
 
 func newFlusher(delay time.Duration) *flusher {
-	f := &flusher{delay: delay}
+	f := &flusher{delay: delay, wake: make(chan struct{}, 1)}
 	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
 	return f
 }
@@ -68,6 +73,9 @@ func (f *flusher) add(c *conn) {
 	if start {
 		go f.run()
 	}
+	if c.closingNow.Load() {
+		f.hurry()
+	}
 }
 
 // run goes round the waiting connections until none is left.
@@ -75,7 +83,7 @@ func (f *flusher) run() {
 	for {
 		if f.delay > 0 {
 			if wait := f.delay - time.Since(f.last); wait > 0 {
-				time.Sleep(wait)
+				f.sleep(wait)
 			}
 			f.last = time.Now()
 		}
@@ -99,6 +107,29 @@ func (f *flusher) run() {
 				runtime.Gosched()
 			}
 		}
+	}
+}
+
+// sleep waits for d, or less if hurry is called meanwhile.
+func (f *flusher) sleep(d time.Duration) {
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		f.timer.Reset(d)
+	}
+	select {
+	case <-f.timer.C:
+	case <-f.wake:
+		f.timer.Stop()
+	}
+}
+
+// hurry starts the next round without waiting out the delay. A call while
+// no round is waiting makes the next wait end at once: one round early,
+// never one late.
+func (f *flusher) hurry() {
+	if f.delay > 0 {
+		signal(f.wake)
 	}
 }
 
