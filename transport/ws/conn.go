@@ -197,10 +197,10 @@ func (c *conn) Overflow() {
 	c.disconnect(domain.ReasonSlowConsumer, 4001, "slow consumer: too many messages during replay", false)
 }
 
-// reply queues a reply frame. A client that lets replies pile up past its
-// queue is a slow consumer like any other.
 // reply queues the answer to a client's request (or the `connected`
-// greeting), which goes out without waiting for a write delay.
+// greeting), which goes out without waiting for a write delay. A client
+// that lets replies pile up past its queue is a slow consumer like any
+// other.
 func (c *conn) reply(frame []byte) {
 	c.Send(frame)
 	c.hurry()

@@ -54,10 +54,13 @@ type Config struct {
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
 	// WriteDelay, when set, lets each flusher start a round at most once
-	// per this long, so that a connection writes at most once per delay
-	// and frames queued meanwhile share one socket write: more throughput
-	// per core for up to that much added latency. Zero writes at once. A
-	// connection draining a backlog on its own writer is not delayed.
+	// per this long, so that broadcasts queued meanwhile for a connection
+	// share one socket write: more throughput per core for up to that much
+	// added latency. A flusher idle for longer starts at once. A reply to
+	// a request, a pong or a closing connection starts the next round at
+	// once, releasing what the flusher's other connections have queued
+	// too. Zero writes at once. A connection draining a backlog on its own
+	// writer is not delayed.
 	WriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
