@@ -71,10 +71,19 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	}
 
 	// A broadcast waits for the delay...
-	mb := &domain.MessageBroadcast{App: "default", Channel: "held", Data: json.RawMessage(`1`), Publisher: domain.Actor{Kind: domain.ActorServer}}
-	if _, err := tn.node.log.Append(context.Background(), mb); err != nil {
-		t.Fatal(err)
+	broadcast := func() {
+		t.Helper()
+		mb := &domain.MessageBroadcast{App: "default", Channel: "held", Data: json.RawMessage(`1`), Publisher: domain.Actor{Kind: domain.ActorServer}}
+		evs, err := tn.node.log.Append(context.Background(), mb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fanned out: queued for c.
+		if err := tn.node.members.WaitApplied(context.Background(), evs[0].Seq); err != nil {
+			t.Fatal(err)
+		}
 	}
+	broadcast()
 	c.quiet(300 * time.Millisecond)
 	// ...or for the next reply, which it goes out with, in order.
 	c.send(`{"type":"ping","id":"p2"}`)
@@ -85,9 +94,35 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 		t.Fatalf("pong %v", f)
 	}
 
-	// A kick's disconnect frame and close go out at once too.
+	// So does a WebSocket-level pong.
+	broadcast()
+	c.quiet(300 * time.Millisecond)
+	pong := make(chan string, 1)
+	c.conn.SetPongHandler(func(data string) error { pong <- data; return nil })
+	if err := c.conn.WriteControl(websocket.PingMessage, []byte("w1"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := offsets(c.messages("held", 1)); !slices.Equal(got, seqRange(2, 2)) {
+		t.Fatalf("offsets %v", got)
+	}
+	select {
+	case data := <-pong:
+		if data != "w1" {
+			t.Fatalf("pong %q", data)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pong")
+	}
+
+	// A kick's disconnect frame and close go out at once too, even when
+	// the connection already waits in its flusher's list with a held
+	// broadcast, which goes out first.
+	broadcast()
 	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+c.id+"/kick", map[string]any{"reason": "bye"}, nil); code != 200 {
 		t.Fatalf("kick: status %d", code)
+	}
+	if got := offsets(c.messages("held", 1)); !slices.Equal(got, seqRange(3, 3)) {
+		t.Fatalf("offsets %v", got)
 	}
 	if f := c.expect("disconnect"); f.num("code") != 4000 {
 		t.Fatalf("disconnect %v", f)

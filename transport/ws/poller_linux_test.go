@@ -34,6 +34,10 @@ type testServer struct {
 
 func startTestServer(t *testing.T) *testServer {
 	t.Helper()
+	pl := newReadPoller()
+	if pl == nil {
+		t.Skip("epoll is not available")
+	}
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	lg, err := events.Open(ctx, events.Config{Path: filepath.Join(t.TempDir(), "fazt.db"), Durability: events.DurabilityNormal, Logger: quiet})
@@ -56,10 +60,6 @@ func startTestServer(t *testing.T) *testServer {
 	}()
 	<-router.Running()
 
-	pl := newReadPoller()
-	if pl == nil {
-		t.Skip("epoll is not available")
-	}
 	srv := NewServer(Config{Logger: quiet}, lg, members, apps.NewRegistry(t.TempDir()), nil)
 	srv.poller = func() *readPoller { return pl }
 	ts := &testServer{t: t, log: lg, srv: srv, http: httptest.NewServer(srv), pl: pl}
