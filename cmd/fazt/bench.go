@@ -174,7 +174,12 @@ func newRunID() string {
 // publishBody is the body of /_api/publish: the data carries the send time
 // as "ft:<unix nanos>", which receivers find by scanning, not decoding.
 func publishBody(b []byte, channel string, sent int64, pad string) []byte {
-	b = append(b, `{"channel":"`...)
+	return publishFields(append(b, '{'), channel, sent, pad)
+}
+
+// publishFields appends publishBody's fields and its closing brace.
+func publishFields(b []byte, channel string, sent int64, pad string) []byte {
+	b = append(b, `"channel":"`...)
 	b = append(b, channel...)
 	b = append(b, `","data":{"m":"ft:`...)
 	b = strconv.AppendInt(b, sent, 10)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +22,7 @@ type loadFlags struct {
 	rate        float64 // thousands of deliveries per second; 0: as fast as it goes
 	size        int     // padding bytes in each message's data
 	connConc    int
+	via         string // fanout, channels: "api" or "ws"
 }
 
 func (f *loadFlags) register(cmd *cobra.Command, messages, concurrency int, what string) {
@@ -45,11 +47,28 @@ func (f *loadFlags) messagesFor(cmd *cobra.Command, perPublish int) float64 {
 	return pubRate
 }
 
+// registerVia adds --via, for the scenarios that publish.
+func (f *loadFlags) registerVia(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.via, "via", "api", `how to publish: "api" (POST /_api/publish) or "ws" (client publish frames on -p connections of their own; the app must allow client_publish)`)
+}
+
 func (f *loadFlags) validate() error {
 	if f.messages <= 0 || f.concurrency <= 0 || f.connConc <= 0 || f.size < 0 {
 		return fmt.Errorf("-m, -p and --connect-concurrency must be positive")
 	}
+	if f.via != "" && f.via != "api" && f.via != "ws" {
+		return fmt.Errorf("--via %q: want api or ws", f.via)
+	}
 	return nil
+}
+
+// publisher returns the publishing function --via chose for the
+// channels names, and what closes its connections.
+func (o *benchOptions) publisher(ctx context.Context, lf *loadFlags, names []string, pad string) (sendFunc, func(), error) {
+	if lf.via == "ws" {
+		return o.wsPublish(ctx, names, pad, lf.concurrency)
+	}
+	return o.apiPublish(names, pad), func() {}, nil
 }
 
 // sendFunc sends publish n to channel ch, stamped with the send time, and
@@ -252,6 +271,68 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 }
 
 // apiPublish sends through POST /_api/publish.
+// wsPublish publishes as browsers do: `publish` frames on conc
+// WebSocket connections of its own (subscribed to nothing), each request
+// waiting for its `published` reply. It returns what closes them.
+func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string, conc int) (sendFunc, func(), error) {
+	pool := make(chan *benchWS, conc)
+	closeAll := func() {
+		for {
+			select {
+			case c := <-pool:
+				c.close()
+			default:
+				return
+			}
+		}
+	}
+	deadline := time.Now().Add(o.setupTimeout + o.duration + time.Minute)
+	for range conc {
+		c, err := dialBenchWS(ctx, o.wsURL, o.host, 4<<10)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("publisher: dial: %w", err)
+		}
+		c.conn.SetReadDeadline(deadline)
+		if msg, err := c.next(); err != nil || !bytes.HasPrefix(msg, []byte(`{"type":"connected"`)) {
+			c.conn.Close()
+			closeAll()
+			return nil, nil, fmt.Errorf("publisher: no connected frame: %.200s %v", msg, err)
+		}
+		pool <- c
+	}
+	var bodies sync.Pool
+	send := func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
+		bp, _ := bodies.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		frame := publishFields(append((*bp)[:0], `{"type":"publish",`...), names[ch], sent, pad)
+		*bp = frame
+		defer bodies.Put(bp)
+		c := <-pool
+		defer func() { pool <- c }()
+		if err := c.write(wsText, frame); err != nil {
+			return buf, false, err
+		}
+		for {
+			msg, err := c.next()
+			if err != nil {
+				return buf, false, err
+			}
+			switch {
+			case bytes.HasPrefix(msg, []byte(`{"type":"published"`)):
+				return buf, true, nil
+			case bytes.HasPrefix(msg, []byte(`{"type":"ping"`)):
+				c.writeText(`{"type":"pong"}`)
+			case bytes.HasPrefix(msg, []byte(`{"type":"error"`)), bytes.HasPrefix(msg, []byte(`{"type":"disconnect"`)):
+				return buf, false, fmt.Errorf("client publish refused (does the app set client_publish?): %.200s", msg)
+			}
+		}
+	}
+	return send, closeAll, nil
+}
+
 func (o *benchOptions) apiPublish(names []string, pad string) sendFunc {
 	var bodies sync.Pool
 	return func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
@@ -303,13 +384,20 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			r.set("messages", lf.messages)
 			r.set("concurrency", lf.concurrency)
 			r.set("rate_k", lf.rate)
+			r.set("via", lf.via)
 			pad := strings.Repeat("x", lf.size)
-			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, o.apiPublish([]string{channel}, pad))
+			send, closePublishers, err := o.publisher(sctx, &lf, []string{channel}, pad)
+			if err != nil {
+				return err
+			}
+			defer closePublishers()
+			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, send)
 			return r.print(cmd.OutOrStdout(), o.json)
 		},
 	}
 	cmd.Flags().IntVarP(&subs, "subscribers", "s", 1000, "subscribers on the channel")
 	lf.register(cmd, 20000, 8, "publishes")
+	lf.registerVia(cmd)
 	return cmd
 }
 
@@ -354,14 +442,21 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			r.set("messages", lf.messages)
 			r.set("concurrency", lf.concurrency)
 			r.set("rate_k", lf.rate)
+			r.set("via", lf.via)
 			pad := strings.Repeat("x", lf.size)
-			o.runDelivery(cmd.Context(), r, conns, chans, perChan, &lf, pubRate, func(rng *rand.Rand) int { return rng.IntN(chans) }, o.apiPublish(names, pad))
+			send, closePublishers, err := o.publisher(sctx, &lf, names, pad)
+			if err != nil {
+				return err
+			}
+			defer closePublishers()
+			o.runDelivery(cmd.Context(), r, conns, chans, perChan, &lf, pubRate, func(rng *rand.Rand) int { return rng.IntN(chans) }, send)
 			return r.print(cmd.OutOrStdout(), o.json)
 		},
 	}
 	cmd.Flags().IntVarP(&chans, "channels", "c", 2000, "channels")
 	cmd.Flags().IntVarP(&perChan, "subscribers", "k", 5, "subscribers per channel")
 	lf.register(cmd, 20000, 32, "publishes")
+	lf.registerVia(cmd)
 	return cmd
 }
 

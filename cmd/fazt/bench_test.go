@@ -113,3 +113,59 @@ func TestBenchStopsAtARefusal(t *testing.T) {
 		return len(types) == 6 && strings.Count(strings.Join(types, " "), "client.disconnected.v1") == 3
 	})
 }
+
+// TestBenchPublishesViaWS runs fanout and channels with client publish
+// frames: every message is delivered once and in order, and in an app
+// that does not let clients publish each refusal is counted, with the
+// server's reason.
+func TestBenchPublishesViaWS(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"pub": `{"client_publish":true}`, "closed": `{}`})
+	for _, args := range [][]string{
+		{"fanout", "-s", "5", "-m", "60", "-p", "3"},
+		{"channels", "-c", "4", "-k", "2", "-m", "40", "-p", "3"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			var out bytes.Buffer
+			all := append([]string{"bench"}, args...)
+			all = append(all, "--via", "ws", "--app", "pub", "--url", tn.srv.URL, "--key", testAdminKey, "--json", "--duration", "20s", "--setup-timeout", "20s")
+			if err := run(context.Background(), all, &out, &out); err != nil {
+				t.Fatalf("%v: %v\n%s", args, err, out.String())
+			}
+			var line map[string]any
+			for _, l := range strings.Split(out.String(), "\n") {
+				if strings.HasPrefix(l, "{") {
+					if err := json.Unmarshal([]byte(l), &line); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if line["via"] != "ws" || line["published"] != line["messages"] || line["publish_errors"] != float64(0) {
+				t.Fatalf("%s", out.String())
+			}
+			for _, k := range []string{"lost", "duplicated", "out_of_order"} {
+				if line[k] != float64(0) {
+					t.Errorf("%s = %v\n%s", k, line[k], out.String())
+				}
+			}
+		})
+	}
+	// The server's own record agrees: the publishes came from clients.
+	evs := tn.audit("pub", "type=broadcast&limit=1000").Events
+	if len(evs) != 100 {
+		t.Fatalf("%d broadcasts in the audit log, want 100", len(evs))
+	}
+	for _, e := range evs {
+		if p, _ := e.Event["publisher"].(map[string]any); p["kind"] != "client" {
+			t.Fatalf("publisher %v", e.Event["publisher"])
+		}
+	}
+
+	// Refused publishes are counted, like refused API publishes, and the
+	// first reason is shown.
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bench", "fanout", "-s", "2", "-m", "5", "--via", "ws", "--app", "closed",
+		"--url", tn.srv.URL, "--key", testAdminKey, "--duration", "20s", "--setup-timeout", "20s"}, &out, &out)
+	if err != nil || !strings.Contains(out.String(), "(5 refused)") || !strings.Contains(out.String(), "clients may not publish in app closed") {
+		t.Fatalf("got %v\n%s", err, out.String())
+	}
+}
