@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,18 +72,7 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	}
 
 	// A broadcast waits for the delay...
-	broadcast := func() {
-		t.Helper()
-		mb := &domain.MessageBroadcast{App: "default", Channel: "held", Data: json.RawMessage(`1`), Publisher: domain.Actor{Kind: domain.ActorServer}}
-		evs, err := tn.node.log.Append(context.Background(), mb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Fanned out: queued for c.
-		if err := tn.node.members.WaitApplied(context.Background(), evs[0].Seq); err != nil {
-			t.Fatal(err)
-		}
-	}
+	broadcast := func() { t.Helper(); tn.broadcastQueued("held") }
 	broadcast()
 	c.quiet(300 * time.Millisecond)
 	// ...or for the next reply, which it goes out with, in order.
@@ -129,6 +119,56 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	}
 	if ce := c.waitClosed(); ce == nil {
 		t.Fatal("no close frame")
+	}
+}
+
+// broadcastQueued broadcasts to channel and returns once the message is
+// queued for the channel's subscribers.
+func (tn *testNode) broadcastQueued(channel string) {
+	tn.t.Helper()
+	mb := &domain.MessageBroadcast{App: "default", Channel: channel, Data: json.RawMessage(`1`), Publisher: domain.Actor{Kind: domain.ActorServer}}
+	evs, err := tn.node.log.Append(context.Background(), mb)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	if err := tn.node.members.WaitApplied(context.Background(), evs[0].Seq); err != nil {
+		tn.t.Fatal(err)
+	}
+}
+
+// TestReplyReleasesOnlyItsConnection checks that a reply cuts the write
+// delay short for its own connection only: the broadcast queued for
+// another connection of the same flusher still waits, so that clients
+// that publish (each getting a reply) do not end the delay for everyone.
+func TestReplyReleasesOnlyItsConnection(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{WriteDelay: time.Hour}))
+	a := tn.dial("", "")
+	// Connections take the flushers in turn, one per processor: b shares
+	// a's.
+	for range runtime.GOMAXPROCS(0) - 1 {
+		tn.dial("", "")
+	}
+	b := tn.dial("", "")
+	a.subscribe(map[string]any{"channel": "held"})
+	b.subscribe(map[string]any{"channel": "held"})
+
+	tn.broadcastQueued("held")
+	a.send(`{"type":"ping","id":"a1"}`)
+	if got := offsets(a.messages("held", 1)); !slices.Equal(got, seqRange(1, 1)) {
+		t.Fatalf("a: offsets %v", got)
+	}
+	if f := a.expect("pong"); f.str("id") != "a1" {
+		t.Fatalf("a: pong %v", f)
+	}
+	// b's copy is still held back...
+	b.quiet(300 * time.Millisecond)
+	// ...until b has a reply of its own.
+	b.send(`{"type":"ping","id":"b1"}`)
+	if got := offsets(b.messages("held", 1)); !slices.Equal(got, seqRange(1, 1)) {
+		t.Fatalf("b: offsets %v", got)
+	}
+	if f := b.expect("pong"); f.str("id") != "b1" {
+		t.Fatalf("b: pong %v", f)
 	}
 }
 

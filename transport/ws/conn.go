@@ -59,12 +59,14 @@ type conn struct {
 	deadline   time.Time     // owned by the running writer
 
 	drained chan struct{}
-	// closingNow is closing, readable without mu: a closing connection's
-	// flusher does not hold it back for a write delay.
-	closingNow atomic.Bool
-	inbound    atomic.Int64 // unix nanos of the last inbound frame
-	pingSent   atomic.Int64 // unix nanos of an unanswered ping; 0 for none
-	heartbeat  *time.Timer
+	// urgent: something is queued that must not wait for a write delay (a
+	// reply, a pong, a close). The flusher writes an urgent connection at
+	// once, on its own, and clears the flag when it takes the queue; a
+	// closing connection stays urgent.
+	urgent    atomic.Bool
+	inbound   atomic.Int64 // unix nanos of the last inbound frame
+	pingSent  atomic.Int64 // unix nanos of an unanswered ping; 0 for none
+	heartbeat *time.Timer
 
 	limiter  *rate.Limiter  // inbound frames
 	pl       *readPoller    // nil: the reader never parks
@@ -206,8 +208,11 @@ func (c *conn) reply(frame []byte) {
 	c.hurry()
 }
 
-// hurry asks c's flusher not to hold back what c has queued.
+// hurry asks c's flusher not to hold back what c has queued: called
+// after the frame is queued, so that a flush that takes the queue before
+// the flag is set has the frame too.
 func (c *conn) hurry() {
+	c.urgent.Store(true)
 	if c.fl != nil {
 		c.fl.hurry()
 	}
@@ -260,8 +265,7 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
 		c.queue = nil
 	}
 	// The writer may start after this, or may be waiting already: the
-	// flag covers the first case (flusher.add), the call the second.
-	c.closingNow.Store(true)
+	// flag covers the first case (flusher.add), the wake-up the second.
 	c.hurry()
 }
 
@@ -339,6 +343,9 @@ func (c *conn) write(pending *[]byte) {
 		}
 		c.queue = c.spare[:0]
 		c.pong = nil
+		if !closing {
+			c.urgent.Store(false) // what was urgent goes out now
+		}
 		c.mu.Unlock()
 
 		bp := bufs.Get().(*[]byte)

@@ -29,9 +29,12 @@ import (
 // waiting, so an idle server has none.
 type flusher struct {
 	delay time.Duration // at most one round per delay (Config.WriteDelay)
-	// wake cuts a delay short: a reply, a pong or a close is waiting.
-	// Only broadcasts are worth holding back to share writes; a client
-	// waiting for an answer should not wait for a round.
+	// wake cuts a delay short: a connection is urgent (a reply, a pong or
+	// a close is waiting). Only broadcasts are worth holding back to share
+	// writes; a client waiting for an answer should not wait for a round.
+	// The urgent connections are written at once, and the others' frames
+	// keep waiting, so that clients that publish, and get a reply each
+	// time, do not end the delay for everyone.
 	wake chan struct{}
 
 	mu      sync.Mutex
@@ -41,6 +44,7 @@ type flusher struct {
 	// Owned by the running goroutine.
 	timer   *time.Timer // the delay's
 	batch   []*conn
+	urgent  []*conn
 	buf     []byte
 	last    time.Time // start of the previous round
 	wbuf    []byte    // arguments and results of rawWrite
@@ -73,7 +77,7 @@ func (f *flusher) add(c *conn) {
 	if start {
 		go f.run()
 	}
-	if c.closingNow.Load() {
+	if c.urgent.Load() {
 		f.hurry()
 	}
 }
@@ -82,17 +86,20 @@ func (f *flusher) add(c *conn) {
 func (f *flusher) run() {
 	for {
 		if f.delay > 0 {
-			if wait := f.delay - time.Since(f.last); wait > 0 {
-				f.sleep(wait)
+			for {
+				wait := f.delay - time.Since(f.last)
+				if wait <= 0 || !f.sleep(wait) {
+					break
+				}
+				if !f.flushUrgent() {
+					return
+				}
 			}
 			f.last = time.Now()
 		}
 		f.mu.Lock()
 		if len(f.ready) == 0 {
-			if cap(f.buf) > 1<<20 {
-				f.buf = nil // a huge buffer is left to the collector
-			}
-			f.running = false // the next goroutine owns the fields from here
+			f.stopLocked()
 			f.mu.Unlock()
 			return
 		}
@@ -110,8 +117,23 @@ func (f *flusher) run() {
 	}
 }
 
-// sleep waits for d, or less if hurry is called meanwhile.
-func (f *flusher) sleep(d time.Duration) {
+// stopLocked ends the goroutine's turn: nothing is waiting. The next
+// add starts another, which keeps to the delay since f.last.
+func (f *flusher) stopLocked() {
+	if cap(f.buf) > 1<<20 {
+		f.buf = nil // a huge buffer is left to the collector
+	}
+	f.running = false // the next goroutine owns the fields from here
+}
+
+// sleep waits for d, or less if hurry is called meanwhile; it reports
+// whether hurry ended it.
+func (f *flusher) sleep(d time.Duration) bool {
+	select {
+	case <-f.wake:
+		return true // hurried already: no timer to set
+	default:
+	}
 	if f.timer == nil {
 		f.timer = time.NewTimer(d)
 	} else {
@@ -119,14 +141,46 @@ func (f *flusher) sleep(d time.Duration) {
 	}
 	select {
 	case <-f.timer.C:
+		return false
 	case <-f.wake:
 		f.timer.Stop()
+		return true
 	}
 }
 
-// hurry starts the next round without waiting out the delay. A call while
-// no round is waiting makes the next wait end at once: one round early,
-// never one late.
+// flushUrgent writes the waiting connections that are urgent, in the
+// order they came, and leaves the others waiting for the round. When none
+// is left waiting, it ends the goroutine's turn and reports false.
+func (f *flusher) flushUrgent() bool {
+	f.mu.Lock()
+	rest := f.ready[:0]
+	for _, c := range f.ready {
+		if c.urgent.Load() {
+			f.urgent = append(f.urgent, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	clear(f.ready[len(rest):])
+	f.ready = rest
+	f.mu.Unlock()
+	for i, c := range f.urgent {
+		f.flush(c)
+		f.urgent[i] = nil
+	}
+	f.urgent = f.urgent[:0]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.ready) == 0 {
+		f.stopLocked()
+		return false
+	}
+	return true
+}
+
+// hurry ends the current wait for the delay early, to write the urgent
+// connections. A call while no wait is on makes the next one end at once:
+// one wake-up too many, never one missed.
 func (f *flusher) hurry() {
 	if f.delay > 0 {
 		signal(f.wake)
@@ -168,6 +222,7 @@ func (f *flusher) flush(c *conn) {
 	}
 	frames, pong := c.queue, c.pong
 	c.queue, c.pong = c.spare[:0], nil
+	c.urgent.Store(false)
 	c.mu.Unlock()
 
 	buf := f.buf[:0]
