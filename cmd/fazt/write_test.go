@@ -76,13 +76,7 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	broadcast()
 	c.quiet(300 * time.Millisecond)
 	// ...or for the next reply, which it goes out with, in order.
-	c.send(`{"type":"ping","id":"p2"}`)
-	if got := offsets(c.messages("held", 1)); !slices.Equal(got, seqRange(1, 1)) {
-		t.Fatalf("offsets %v", got)
-	}
-	if f := c.expect("pong"); f.str("id") != "p2" {
-		t.Fatalf("pong %v", f)
-	}
+	c.pingForHeld("p2", "held", 1)
 
 	// So does a WebSocket-level pong.
 	broadcast()
@@ -153,22 +147,23 @@ func TestReplyReleasesOnlyItsConnection(t *testing.T) {
 	b.subscribe(map[string]any{"channel": "held"})
 
 	tn.broadcastQueued("held")
-	a.send(`{"type":"ping","id":"a1"}`)
-	if got := offsets(a.messages("held", 1)); !slices.Equal(got, seqRange(1, 1)) {
-		t.Fatalf("a: offsets %v", got)
-	}
-	if f := a.expect("pong"); f.str("id") != "a1" {
-		t.Fatalf("a: pong %v", f)
-	}
+	a.pingForHeld("a1", "held", 1)
 	// b's copy is still held back...
 	b.quiet(300 * time.Millisecond)
 	// ...until b has a reply of its own.
-	b.send(`{"type":"ping","id":"b1"}`)
-	if got := offsets(b.messages("held", 1)); !slices.Equal(got, seqRange(1, 1)) {
-		t.Fatalf("b: offsets %v", got)
+	b.pingForHeld("b1", "held", 1)
+}
+
+// pingForHeld sends a protocol ping and expects the held message with
+// the given offset on channel, then the pong, in that order.
+func (c *client) pingForHeld(id, channel string, offset uint64) {
+	c.t.Helper()
+	c.send(`{"type":"ping","id":"` + id + `"}`)
+	if got := offsets(c.messages(channel, 1)); !slices.Equal(got, seqRange(offset, offset)) {
+		c.t.Fatalf("%s: offsets %v", id, got)
 	}
-	if f := b.expect("pong"); f.str("id") != "b1" {
-		t.Fatalf("b: pong %v", f)
+	if f := c.expect("pong"); f.str("id") != id {
+		c.t.Fatalf("%s: pong %v", id, f)
 	}
 }
 
