@@ -59,7 +59,7 @@ app files at /. Every flag has a FAZT_* environment variable.`,
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
-	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "let each connection write at most once per this long, so frames share socket writes: more deliveries per core for up to that much latency under load; 0 writes at once (FAZT_WRITE_DELAY)")
+	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load; 0 writes at once (FAZT_WRITE_DELAY)")
 	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd

@@ -63,7 +63,8 @@ func TestWriteDelayCoalescesFrames(t *testing.T) {
 func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{WriteDelay: time.Hour}))
 	// The first round after a pause starts at once (connected); after
-	// that, each reply is written in a round of its own.
+	// that, each reply's connection is written on its own, outside the
+	// rounds.
 	c := tn.dial("", "")
 	c.subscribe(map[string]any{"channel": "held", "id": "s1"})
 	c.send(`{"type":"ping","id":"p1"}`)
@@ -136,22 +137,24 @@ func (tn *testNode) broadcastQueued(channel string) {
 // that publish (each getting a reply) do not end the delay for everyone.
 func TestReplyReleasesOnlyItsConnection(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{WriteDelay: time.Hour}))
-	a := tn.dial("", "")
-	// Connections take the flushers in turn, one per processor: b shares
-	// a's.
-	for range runtime.GOMAXPROCS(0) - 1 {
-		tn.dial("", "")
+	// Connections take the flushers in turn, one per processor: of these,
+	// at least one shares the first one's.
+	var cs []*client
+	for i := range runtime.GOMAXPROCS(0) + 1 {
+		c := tn.dial("", "")
+		c.subscribe(map[string]any{"channel": "held", "id": i})
+		cs = append(cs, c)
 	}
-	b := tn.dial("", "")
-	a.subscribe(map[string]any{"channel": "held"})
-	b.subscribe(map[string]any{"channel": "held"})
-
 	tn.broadcastQueued("held")
-	a.pingForHeld("a1", "held", 1)
-	// b's copy is still held back...
-	b.quiet(300 * time.Millisecond)
-	// ...until b has a reply of its own.
-	b.pingForHeld("b1", "held", 1)
+	cs[0].pingForHeld("first", "held", 1)
+	// The others' copies are still held back...
+	for _, c := range cs[1:] {
+		c.quiet(300 * time.Millisecond)
+	}
+	// ...until each has a reply of its own.
+	for i, c := range cs[1:] {
+		c.pingForHeld("p"+strconv.Itoa(i), "held", 1)
+	}
 }
 
 // pingForHeld sends a protocol ping and expects the held message with

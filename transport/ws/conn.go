@@ -157,7 +157,11 @@ func signal(ch chan struct{}) {
 }
 
 // Send implements projections.Sink.
-func (c *conn) Send(frame []byte) bool {
+func (c *conn) Send(frame []byte) bool { return c.send(frame, false) }
+
+// send queues frame; an urgent one marks c urgent in the same critical
+// section, so that the flush that takes the frame also clears the mark.
+func (c *conn) send(frame []byte, urgent bool) bool {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -177,10 +181,16 @@ func (c *conn) Send(frame []byte) bool {
 		return false
 	}
 	c.queue = append(c.queue, frame)
+	if urgent {
+		c.urgent.Store(true)
+	}
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
 		c.startWriter()
+	}
+	if urgent {
+		c.hurry()
 	}
 	return true
 }
@@ -204,15 +214,12 @@ func (c *conn) Overflow() {
 // that lets replies pile up past its queue is a slow consumer like any
 // other.
 func (c *conn) reply(frame []byte) {
-	c.Send(frame)
-	c.hurry()
+	c.send(frame, true)
 }
 
-// hurry asks c's flusher not to hold back what c has queued: called
-// after the frame is queued, so that a flush that takes the queue before
-// the flag is set has the frame too.
+// hurry wakes c's flusher to write c, which the caller marked urgent
+// (under c.mu, with what it queued).
 func (c *conn) hurry() {
-	c.urgent.Store(true)
 	if c.fl != nil {
 		c.fl.hurry()
 	}
@@ -266,6 +273,7 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
 	}
 	// The writer may start after this, or may be waiting already: the
 	// flag covers the first case (flusher.add), the wake-up the second.
+	c.urgent.Store(true)
 	c.hurry()
 }
 
@@ -453,6 +461,7 @@ func (c *conn) startReading() {
 		c.inbound.Store(time.Now().UnixNano())
 		c.mu.Lock()
 		c.pong = []byte(data)
+		c.urgent.Store(true)
 		start := c.wakeLocked()
 		c.mu.Unlock()
 		if start {

@@ -57,10 +57,10 @@ type Config struct {
 	// per this long, so that broadcasts queued meanwhile for a connection
 	// share one socket write: more throughput per core for up to that much
 	// added latency. A flusher idle for longer starts at once. A reply to
-	// a request, a pong or a closing connection starts the next round at
-	// once, releasing what the flusher's other connections have queued
-	// too. Zero writes at once. A connection draining a backlog on its own
-	// writer is not delayed.
+	// a request, a pong or a closing connection is written at once, with
+	// what its connection had queued, outside the rounds; the flusher's
+	// other connections keep waiting. Zero writes at once. A connection
+	// draining a backlog on its own writer is not delayed.
 	WriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
