@@ -270,13 +270,12 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	}
 }
 
-// apiPublish sends through POST /_api/publish.
 // wsPublish publishes as browsers do: `publish` frames on conc
 // WebSocket connections of its own (subscribed to nothing), each request
 // waiting for its `published` reply. It returns what closes them.
 func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string, conc int) (sendFunc, func(), error) {
 	pool := make(chan *benchWS, conc)
-	closeAll := func() {
+	closePublishers := func() {
 		for {
 			select {
 			case c := <-pool:
@@ -290,13 +289,13 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 	for range conc {
 		c, err := dialBenchWS(ctx, o.wsURL, o.host, 4<<10)
 		if err != nil {
-			closeAll()
+			closePublishers()
 			return nil, nil, fmt.Errorf("publisher: dial: %w", err)
 		}
 		c.conn.SetReadDeadline(deadline)
 		if msg, err := c.next(); err != nil || !bytes.HasPrefix(msg, []byte(`{"type":"connected"`)) {
 			c.conn.Close()
-			closeAll()
+			closePublishers()
 			return nil, nil, fmt.Errorf("publisher: no connected frame: %.200s %v", msg, err)
 		}
 		pool <- c
@@ -312,13 +311,15 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 		defer bodies.Put(bp)
 		c := <-pool
 		defer func() { pool <- c }()
+		// The read waits for the reply, or until the run is stopped.
+		defer context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(time.Now()) })()
 		if err := c.write(wsText, frame); err != nil {
-			return buf, false, err
+			return buf, false, fmt.Errorf("publisher connection: %w", err)
 		}
 		for {
 			msg, err := c.next()
 			if err != nil {
-				return buf, false, err
+				return buf, false, fmt.Errorf("publisher connection: %w", err)
 			}
 			switch {
 			case bytes.HasPrefix(msg, []byte(`{"type":"published"`)):
@@ -330,9 +331,10 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 			}
 		}
 	}
-	return send, closeAll, nil
+	return send, closePublishers, nil
 }
 
+// apiPublish sends through POST /_api/publish.
 func (o *benchOptions) apiPublish(names []string, pad string) sendFunc {
 	var bodies sync.Pool
 	return func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
@@ -353,7 +355,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 	var subs int
 	cmd := &cobra.Command{
 		Use:   "fanout",
-		Short: "S subscribers on one channel, M publishes through /_api/publish",
+		Short: "S subscribers on one channel, M publishes through /_api/publish (or --via ws)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pubRate := lf.messagesFor(cmd, subs)
@@ -388,6 +390,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			pad := strings.Repeat("x", lf.size)
 			send, closePublishers, err := o.publisher(sctx, &lf, []string{channel}, pad)
 			if err != nil {
+				closeAll(conns)
 				return err
 			}
 			defer closePublishers()
@@ -446,6 +449,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			pad := strings.Repeat("x", lf.size)
 			send, closePublishers, err := o.publisher(sctx, &lf, names, pad)
 			if err != nil {
+				closeAll(conns)
 				return err
 			}
 			defer closePublishers()
