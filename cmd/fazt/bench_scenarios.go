@@ -300,34 +300,28 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 		}
 		pool <- c
 	}
-	var bodies sync.Pool
 	send := func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
-		bp, _ := bodies.Get().(*[]byte)
-		if bp == nil {
-			bp = new([]byte)
-		}
-		frame := publishFields(append((*bp)[:0], `{"type":"publish",`...), names[ch], sent, pad)
-		*bp = frame
-		defer bodies.Put(bp)
+		// The worker's buffer holds the frame; no response body needs it.
+		frame := publishFields(append(buf[:0], `{"type":"publish",`...), names[ch], sent, pad)
 		c := <-pool
 		defer func() { pool <- c }()
 		// The read waits for the reply, or until the run is stopped.
 		defer context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(time.Now()) })()
 		if err := c.write(wsText, frame); err != nil {
-			return buf, false, fmt.Errorf("publisher connection: %w", err)
+			return frame, false, fmt.Errorf("publisher connection: %w", err)
 		}
 		for {
 			msg, err := c.next()
 			if err != nil {
-				return buf, false, fmt.Errorf("publisher connection: %w", err)
+				return frame, false, fmt.Errorf("publisher connection: %w", err)
 			}
 			switch {
 			case bytes.HasPrefix(msg, []byte(`{"type":"published"`)):
-				return buf, true, nil
+				return frame, true, nil
 			case bytes.HasPrefix(msg, []byte(`{"type":"ping"`)):
 				c.writeText(`{"type":"pong"}`)
 			case bytes.HasPrefix(msg, []byte(`{"type":"error"`)), bytes.HasPrefix(msg, []byte(`{"type":"disconnect"`)):
-				return buf, false, fmt.Errorf("client publish refused (does the app set client_publish?): %.200s", msg)
+				return frame, false, fmt.Errorf("client publish refused (does the app set client_publish?): %.200s", msg)
 			}
 		}
 	}
