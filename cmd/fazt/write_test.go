@@ -73,14 +73,13 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	}
 
 	// A broadcast waits for the delay...
-	broadcast := func() { t.Helper(); tn.broadcastQueued("held") }
-	broadcast()
+	tn.broadcastQueued("held")
 	c.quiet(300 * time.Millisecond)
 	// ...or for the next reply, which it goes out with, in order.
 	c.pingForHeld("p2", "held", 1)
 
 	// So does a WebSocket-level pong.
-	broadcast()
+	tn.broadcastQueued("held")
 	c.quiet(300 * time.Millisecond)
 	pong := make(chan string, 1)
 	c.conn.SetPongHandler(func(data string) error { pong <- data; return nil })
@@ -102,7 +101,7 @@ func TestWriteDelayHoldsBackOnlyBroadcasts(t *testing.T) {
 	// A kick's disconnect frame and close go out at once too, even when
 	// the connection already waits in its flusher's list with a held
 	// broadcast, which goes out first.
-	broadcast()
+	tn.broadcastQueued("held")
 	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+c.id+"/kick", map[string]any{"reason": "bye"}, nil); code != 200 {
 		t.Fatalf("kick: status %d", code)
 	}
