@@ -123,3 +123,56 @@ func BenchmarkSubscriberDelivery(b *testing.B) {
 		done += n
 	}
 }
+
+// auditLog fills a log with 1,000 channels, each with a client that
+// subscribed to it and 50 broadcasts: 52,000 events of one app.
+func auditLog(b *testing.B) *Log {
+	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+	ctx := context.Background()
+	for c := 0; c < 1000; c++ {
+		client, channel := fmt.Sprintf("client-%04d", c), fmt.Sprintf("room-%d", c)
+		facts := []domain.Fact{
+			&domain.ClientConnected{App: "app", Client: client},
+			&domain.ChannelSubscribed{App: "app", Channel: channel, Client: client},
+		}
+		for i := 0; i < 50; i++ {
+			facts = append(facts, broadcast("app", channel, `{"text":"hello, world"}`))
+		}
+		if _, err := l.Append(ctx, facts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return l
+}
+
+// BenchmarkAuditByChannel reads one channel's audit trail (52 events)
+// out of a log of 52,000: it must be found by the channel's index.
+func BenchmarkAuditByChannel(b *testing.B) {
+	l := auditLog(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		evs, err := l.Events(ctx, domain.AuditQuery{App: "app", Channel: fmt.Sprintf("room-%d", i%1000), Limit: 100})
+		if err != nil || len(evs) != 51 {
+			b.Fatalf("%d events, %v", len(evs), err)
+		}
+	}
+}
+
+// BenchmarkSubscribersAt computes who was subscribed to one channel from
+// the same log.
+func BenchmarkSubscribersAt(b *testing.B) {
+	l := auditLog(b)
+	ctx := context.Background()
+	now := time.Now().UnixMilli() + 1000
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := i % 1000
+		got, err := l.SubscribersAt(ctx, "app", fmt.Sprintf("room-%d", c), now)
+		if err != nil || len(got) != 1 || got[0] != fmt.Sprintf("client-%04d", c) {
+			b.Fatalf("%v, %v", got, err)
+		}
+	}
+}

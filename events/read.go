@@ -217,6 +217,27 @@ func (l *Log) offsetBounds(ctx context.Context, app, channel string, q domain.Hi
 
 // Events implements domain.History.
 func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, error) {
+	where, args, err := l.auditWhere(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	limit := q.Limit
+	if limit <= 0 || limit > MaxPage {
+		limit = MaxPage
+	}
+	recs, err := l.queryRecords(ctx, where, args, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Event, len(recs))
+	for i, r := range recs {
+		out[i] = r.ev
+	}
+	return out, nil
+}
+
+// auditWhere is the condition on events e that selects q's events.
+func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery) (string, []any, error) {
 	var conds []string
 	var args []any
 	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
@@ -232,18 +253,23 @@ func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, 
 		}
 		add("e.name IN ("+ph+")", a...)
 	}
+	// The indexes by channel and by client leave out the events without
+	// one, and SQLite uses such a partial index only when the query says
+	// in so many words that the column is not empty: a bound value could
+	// be. Without the literal, a channel's trail is read by going through
+	// every event of the app.
 	if q.Channel != "" {
-		add("e.channel = ?", q.Channel)
+		add("e.channel = ? AND e.channel <> ''", q.Channel)
 	}
 	if q.Client != "" {
-		add("e.client = ?", q.Client)
+		add("e.client = ? AND e.client <> ''", q.Client)
 	}
 	// Time bounds become sequence bounds first, so that the query reads
 	// only the rows in the range (there is no index on time).
 	if q.Since > 0 {
 		from, err := l.seqFrom(ctx, q.Since)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		add("e.seq >= ?", from)
 		add("e.ts >= ?", q.Since)
@@ -251,24 +277,12 @@ func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, 
 	if q.Until > 0 {
 		to, err := l.seqFrom(ctx, q.Until)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		add("e.seq < ?", to)
 		add("e.ts < ?", q.Until)
 	}
-	limit := q.Limit
-	if limit <= 0 || limit > MaxPage {
-		limit = MaxPage
-	}
-	recs, err := l.queryRecords(ctx, strings.Join(conds, " AND "), args, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]domain.Event, len(recs))
-	for i, r := range recs {
-		out[i] = r.ev
-	}
-	return out, nil
+	return strings.Join(conds, " AND "), args, nil
 }
 
 func (l *Log) readRecords(ctx context.Context, after uint64, limit int, names []string) ([]*record, error) {
@@ -283,11 +297,17 @@ func (l *Log) readRecords(ctx context.Context, after uint64, limit int, names []
 	return l.queryRecords(ctx, cond, args, limit)
 }
 
+// recordsQuery reads the events that match where, and the data of the
+// broadcasts among them, in sequence order; its last argument is the limit.
+func recordsQuery(where string) string {
+	return `SELECT e.seq, e.uuid, e.name, e.ts, e.payload, m.data
+		FROM events e LEFT JOIN messages m ON e."offset" IS NOT NULL AND m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset"
+		WHERE ` + where + ` ORDER BY e.seq LIMIT ?`
+}
+
 func (l *Log) queryRecords(ctx context.Context, where string, args []any, limit int) ([]*record, error) {
 	args = append(args, limit)
-	rows, err := l.rdb.QueryContext(ctx, `SELECT e.seq, e.uuid, e.name, e.ts, e.payload, m.data
-		FROM events e LEFT JOIN messages m ON e."offset" IS NOT NULL AND m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset"
-		WHERE `+where+` ORDER BY e.seq LIMIT ?`, args...)
+	rows, err := l.rdb.QueryContext(ctx, recordsQuery(where), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -320,17 +340,23 @@ func (l *Log) queryRecords(ctx context.Context, where string, args []any, limit 
 	return out, rows.Err()
 }
 
+// subscribersAtQuery finds a channel's subscribes by the index by channel,
+// and what each client did after its subscribe by the index by client (the
+// literal tests for a non-empty value let SQLite use those partial
+// indexes; see auditWhere).
+const subscribersAtQuery = `SELECT DISTINCT e.client FROM events e
+	WHERE e.app = ? AND e.channel = ? AND e.channel <> '' AND e.name = ? AND e.ts <= ?
+	AND NOT EXISTS (SELECT 1 FROM events x
+		WHERE x.app = e.app AND x.client = e.client AND x.client <> '' AND x.seq > e.seq AND x.ts <= ?
+		AND ((x.name = ? AND x.channel = e.channel) OR x.name = ?))
+	ORDER BY e.client`
+
 // SubscribersAt returns who was subscribed to a channel at time at (unix
 // ms, inclusive), computed from the log: every client whose latest
 // subscribe to the channel at or before at was not followed, by then, by an
 // unsubscribe from it or by the end of its session.
 func (l *Log) SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error) {
-	rows, err := l.rdb.QueryContext(ctx, `SELECT DISTINCT e.client FROM events e
-		WHERE e.app = ? AND e.channel = ? AND e.name = ? AND e.ts <= ?
-		AND NOT EXISTS (SELECT 1 FROM events x
-			WHERE x.app = e.app AND x.client = e.client AND x.seq > e.seq AND x.ts <= ?
-			AND ((x.name = ? AND x.channel = e.channel) OR x.name = ?))
-		ORDER BY e.client`,
+	rows, err := l.rdb.QueryContext(ctx, subscribersAtQuery,
 		app, channel, domain.NameChannelSubscribed, at, at, domain.NameChannelUnsubscribed, domain.NameClientDisconnected)
 	if err != nil {
 		return nil, fmt.Errorf("read subscribers at %d: %w", at, err)

@@ -219,6 +219,20 @@ var sessionEvents = []string{
 	domain.NameChannelUnsubscribed, domain.NameClientKicked,
 }
 
+// trimAuditQuery pages through the events that the audit retention may
+// delete. A session's events go once the session has ended: its end is
+// looked up by the index by client (the literal test for a non-empty
+// client lets SQLite use that partial index), not among all of the app's
+// disconnects.
+var trimAuditQuery = `SELECT e.seq FROM events e
+	WHERE e.app = ? AND e.seq > ? AND e.seq < ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
+	AND ((e.name IN (` + strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",") + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
+			WHERE d.app = e.app AND d.client = e.client AND d.client <> '' AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
+		OR e.name = ?
+		OR (e.name = ? AND NOT EXISTS (SELECT 1 FROM messages m
+			WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset")))
+	ORDER BY e.seq LIMIT ?`
+
 // TrimAudit deletes an app's events committed before cutoff (unix ms) that
 // the audit retention drops (see RetentionPolicy.AuditMaxAge), at most
 // batch per transaction, and returns how many it deleted. The newest event
@@ -227,20 +241,11 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 	if batch <= 0 {
 		batch = 500
 	}
-	ph := strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",")
 	// Events committed before cutoff are those before this sequence.
 	end, err := l.seqFrom(ctx, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
-	query := `SELECT e.seq FROM events e
-		WHERE e.app = ? AND e.seq > ? AND e.seq < ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
-		AND ((e.name IN (` + ph + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
-				WHERE d.app = e.app AND d.client = e.client AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
-			OR e.name = ?
-			OR (e.name = ? AND NOT EXISTS (SELECT 1 FROM messages m
-				WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset")))
-		ORDER BY e.seq LIMIT ?`
 	deleted := 0
 	var after uint64
 	// after only grows and a short page ends the loop.
@@ -250,7 +255,7 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 			args = append(args, n)
 		}
 		args = append(args, domain.NameClientDisconnected, cutoff, domain.NameBroadcastAll, domain.NameMessageBroadcast, batch)
-		rows, err := l.rdb.QueryContext(ctx, query, args...)
+		rows, err := l.rdb.QueryContext(ctx, trimAuditQuery, args...)
 		if err != nil {
 			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 		}

@@ -3,10 +3,12 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -61,5 +63,50 @@ func BenchmarkFanOut(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
 		})
+	}
+}
+
+// BenchmarkSubscriptionsReconnect stores a client leaving and coming back
+// to its channel while 10,000 other sessions, each with a subscription,
+// are open: the delete of the leaving session's subscriptions must find
+// them by client, not by reading every subscription of the app.
+func BenchmarkSubscriptionsReconnect(b *testing.B) {
+	ctx := context.Background()
+	l, err := events.Open(ctx, events.Config{Path: filepath.Join(b.TempDir(), "log.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	p, err := projections.OpenSubscriptions(ctx, l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	seq := uint64(0)
+	apply := func(f domain.Fact) {
+		seq++
+		if err := p.Apply(ctx, domain.Event{Seq: seq, Time: 1700000000000, Fact: f}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const clients = 10000
+	connect := func(i int) {
+		id := fmt.Sprintf("client-%05d", i)
+		apply(&domain.ClientConnected{App: "app", Client: id})
+		apply(&domain.ChannelSubscribed{App: "app", Channel: fmt.Sprintf("room-%d", i), Client: id})
+	}
+	for i := 0; i < clients; i++ {
+		connect(i)
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		apply(&domain.ClientDisconnected{App: "app", Client: fmt.Sprintf("client-%05d", i%clients), Reason: "client"})
+		connect(i % clients)
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatal(err)
 	}
 }

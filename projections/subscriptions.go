@@ -278,6 +278,28 @@ func (p *Subscriptions) Apply(ctx context.Context, ev domain.Event) error {
 	return nil
 }
 
+// The statements a flush runs, by their index in flushStatements.
+const (
+	insertSession = iota
+	deleteSession
+	deleteClientSubscriptions
+	putSubscription
+	deleteSubscription
+)
+
+var flushStatements = [...]string{
+	insertSession: `INSERT OR IGNORE INTO sessions (app, client, seq, ts) VALUES (?, ?, ?, ?)`,
+	deleteSession: `DELETE FROM sessions WHERE app = ? AND client = ?`,
+	// Without statistics, SQLite takes an equality on the first column of
+	// the primary key (app) for a selective one, and would read every
+	// subscription of the app to find the client's (0.7 ms a disconnect
+	// with 10,000 subscriptions, with the writer connection held). The
+	// index by client finds them directly.
+	deleteClientSubscriptions: `DELETE FROM subscriptions INDEXED BY subscriptions_client WHERE app = ? AND client = ?`,
+	putSubscription:           `INSERT OR REPLACE INTO subscriptions (app, channel, client, seq, ts) VALUES (?, ?, ?, ?, ?)`,
+	deleteSubscription:        `DELETE FROM subscriptions WHERE app = ? AND channel = ? AND client = ?`,
+}
+
 // Flush writes the queued changes and the checkpoint in one transaction.
 // On failure they stay queued for the next flush.
 func (p *Subscriptions) Flush(ctx context.Context) error {
@@ -289,14 +311,8 @@ func (p *Subscriptions) Flush(ctx context.Context) error {
 	err := p.log.WriteTx(ctx, func(tx *sql.Tx) error {
 		// Statements are prepared once per flush: a flush is thousands of
 		// small writes, and preparing each one would cost more than it.
-		var stmts [5]*sql.Stmt
-		for i, q := range []string{
-			`INSERT OR IGNORE INTO sessions (app, client, seq, ts) VALUES (?, ?, ?, ?)`,
-			`DELETE FROM sessions WHERE app = ? AND client = ?`,
-			`DELETE FROM subscriptions WHERE app = ? AND client = ?`,
-			`INSERT OR REPLACE INTO subscriptions (app, channel, client, seq, ts) VALUES (?, ?, ?, ?, ?)`,
-			`DELETE FROM subscriptions WHERE app = ? AND channel = ? AND client = ?`,
-		} {
+		var stmts [len(flushStatements)]*sql.Stmt
+		for i, q := range flushStatements {
 			st, err := tx.PrepareContext(ctx, q)
 			if err != nil {
 				return fmt.Errorf("%s: prepare: %w", SubscriptionsName, err)
@@ -308,15 +324,15 @@ func (p *Subscriptions) Flush(ctx context.Context) error {
 			var err error
 			switch c.op {
 			case openSession:
-				_, err = stmts[0].ExecContext(ctx, c.app, c.cl, c.seq, c.time)
+				_, err = stmts[insertSession].ExecContext(ctx, c.app, c.cl, c.seq, c.time)
 			case closeSession:
-				if _, err = stmts[1].ExecContext(ctx, c.app, c.cl); err == nil {
-					_, err = stmts[2].ExecContext(ctx, c.app, c.cl)
+				if _, err = stmts[deleteSession].ExecContext(ctx, c.app, c.cl); err == nil {
+					_, err = stmts[deleteClientSubscriptions].ExecContext(ctx, c.app, c.cl)
 				}
 			case openSubscription:
-				_, err = stmts[3].ExecContext(ctx, c.app, c.ch, c.cl, c.seq, c.time)
+				_, err = stmts[putSubscription].ExecContext(ctx, c.app, c.ch, c.cl, c.seq, c.time)
 			case closeSubscription:
-				_, err = stmts[4].ExecContext(ctx, c.app, c.ch, c.cl)
+				_, err = stmts[deleteSubscription].ExecContext(ctx, c.app, c.ch, c.cl)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: apply changes up to event %d: %w", SubscriptionsName, p.queueSeq, err)

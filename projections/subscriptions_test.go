@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,49 @@ func TestSubscriptionsResumeFromCheckpoint(t *testing.T) {
 	sessions, subs = storedKeys(t, l)
 	if !slices.Equal(sessions, []string{"c1"}) || !slices.Equal(subs, []string{"c1@z"}) {
 		t.Fatalf("after resuming: sessions %v subscriptions %v; want only what followed the checkpoint", sessions, subs)
+	}
+}
+
+// TestFlushStatementsSearchTheWholeKey checks SQLite's plan for each
+// statement a flush runs: every search must use all the columns its WHERE
+// clause gives, so that a disconnect deletes its session's subscriptions
+// without reading every other subscription of the app.
+func TestFlushStatementsSearchTheWholeKey(t *testing.T) {
+	l := openLog(t, filepath.Join(t.TempDir(), "log.db"))
+	defer l.Close()
+	ctx := context.Background()
+	for _, q := range flushStatements {
+		where := strings.Index(q, " WHERE ")
+		if where < 0 {
+			continue // an insert: no search to plan
+		}
+		want := strings.Count(q[where:], " = ?")
+		args := make([]any, strings.Count(q, "?"))
+		for i := range args {
+			args[i] = "x"
+		}
+		var plan []string
+		err := l.ReadTx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					return err
+				}
+				plan = append(plan, detail)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(plan) != 1 || !strings.HasPrefix(plan[0], "SEARCH ") || strings.Count(plan[0], "=?") != want {
+			t.Errorf("%s:\n\tplan %q, want one search by %d columns", q, plan, want)
+		}
 	}
 }

@@ -1,0 +1,85 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// queryPlan returns SQLite's plan for query, one line per step.
+func queryPlan(ctx context.Context, l *Log, query string, args ...any) ([]string, error) {
+	var plan []string
+	err := l.ReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				return err
+			}
+			plan = append(plan, detail)
+		}
+		return rows.Err()
+	})
+	return plan, err
+}
+
+// TestAuditQueriesUseTheirIndexes checks how SQLite plans the reads that
+// filter by channel or client: each must search the index on that column,
+// not go through every event of the app, which a log of millions of
+// events makes seconds per page. The data does not change the plans (no
+// statistics are gathered), so an empty log shows them.
+func TestAuditQueriesUseTheirIndexes(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	audit := func(q domain.AuditQuery) (string, []any) {
+		where, args, err := l.auditWhere(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recordsQuery(where), append(args, 100)
+	}
+	sessionArgs := []any{"app", 0, 100, 1700000000000}
+	for _, n := range sessionEvents {
+		sessionArgs = append(sessionArgs, n)
+	}
+	sessionArgs = append(sessionArgs, domain.NameClientDisconnected, 1700000000000, domain.NameBroadcastAll, domain.NameMessageBroadcast, 500)
+	byChannel, byChannelArgs := audit(domain.AuditQuery{App: "app", Channel: "room"})
+	byClient, byClientArgs := audit(domain.AuditQuery{App: "app", Client: "c1"})
+	for _, tc := range []struct {
+		name  string
+		query string
+		args  []any
+		want  []string // each must be a step of the plan
+	}{
+		{"audit by channel", byChannel, byChannelArgs, []string{"SEARCH e USING INDEX events_app_channel (app=? AND channel=? AND seq>?)"}},
+		{"audit by client", byClient, byClientArgs, []string{"SEARCH e USING INDEX events_app_client (app=? AND client=? AND seq>?)"}},
+		{"subscribers at", subscribersAtQuery,
+			[]any{"app", "room", domain.NameChannelSubscribed, 1, 1, domain.NameChannelUnsubscribed, domain.NameClientDisconnected},
+			[]string{"SEARCH e USING INDEX events_app_channel (app=? AND channel=?)", "SEARCH x USING INDEX events_app_client (app=? AND client=? AND seq>?)"}},
+		{"audit retention", trimAuditQuery, sessionArgs,
+			[]string{"SEARCH d USING INDEX events_app_client (app=? AND client=? AND seq>?)"}},
+	} {
+		plan, err := queryPlan(ctx, l, tc.query, tc.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, w := range tc.want {
+			found := false
+			for _, step := range plan {
+				found = found || step == w
+			}
+			if !found {
+				t.Errorf("%s: plan has no step %q:\n\t%s", tc.name, w, strings.Join(plan, "\n\t"))
+			}
+		}
+	}
+}
