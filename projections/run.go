@@ -13,7 +13,9 @@ import (
 // Restore brings a fresh membership up to the log's head: it applies every
 // membership event up to and including head, read from h in pages, and
 // records head as applied. Broadcasts are skipped: there is no one to
-// deliver old ones to. Live events then come through Handle.
+// deliver old ones to. Live events then come through Handle. It reads the
+// whole log; `fazt rebuild` uses it to check the stored read model against
+// a membership computed from the start.
 func (m *Membership) Restore(ctx context.Context, h domain.History, head uint64) error {
 	var after uint64
 	for after < head {
@@ -38,6 +40,17 @@ func (m *Membership) Restore(ctx context.Context, h domain.History, head uint64)
 		m.markApplied(head)
 	}
 	return nil
+}
+
+// StartAt marks every event up to and including seq as applied to a
+// membership that has applied none: for a server start, where no session
+// of the previous run survives. Those sessions are closed from the
+// subscriptions read model (OpenSessions) before any client connects, and
+// their closing events change nothing here.
+func (m *Membership) StartAt(seq uint64) {
+	if seq > m.applied.Load() {
+		m.markApplied(seq)
+	}
 }
 
 // Handle is the projection's Watermill handler: it applies one committed

@@ -386,12 +386,38 @@ func (p *Subscriptions) Handle(msg *message.Message) error {
 // sequence reached after each page.
 func Replay(ctx context.Context, h domain.History, upto uint64, progress func(seq uint64)) (*SubscriptionState, error) {
 	s := NewSubscriptionState()
-	var after uint64
+	if err := s.catchUp(ctx, h, upto, progress); err != nil {
+		return nil, fmt.Errorf("replay %s: %w", SubscriptionsName, err)
+	}
+	return s, nil
+}
+
+// OpenSessions returns the sessions and subscriptions open at sequence
+// head: the stored read model at its checkpoint, brought up to head with
+// the events after it. It reads what is open and what happened since the
+// projection's last flush, not the whole log, so a server that closes the
+// sessions of its previous run starts as fast with a long log as with a
+// short one.
+func OpenSessions(ctx context.Context, l *events.Log, head uint64) (*SubscriptionState, error) {
+	s, err := LoadSubscriptionState(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.catchUp(ctx, l, head, nil); err != nil {
+		return nil, fmt.Errorf("open sessions at %d: %w", head, err)
+	}
+	return s, nil
+}
+
+// catchUp applies the membership events after s.Applied up to upto,
+// read from h in pages, and leaves s at upto.
+func (s *SubscriptionState) catchUp(ctx context.Context, h domain.History, upto uint64, progress func(seq uint64)) error {
+	after := s.Applied
 	// after grows with every page and a short page ends the loop.
 	for after < upto {
 		evs, err := h.Events(ctx, domain.AuditQuery{Types: MembershipEvents, After: after, Limit: 5000})
 		if err != nil {
-			return nil, fmt.Errorf("replay %s: %w", SubscriptionsName, err)
+			return err
 		}
 		for _, ev := range evs {
 			if ev.Seq > upto {
@@ -410,6 +436,6 @@ func Replay(ctx context.Context, h domain.History, upto uint64, progress func(se
 			break
 		}
 	}
-	s.Applied = upto
-	return s, nil
+	s.Applied = max(s.Applied, upto)
+	return nil
 }

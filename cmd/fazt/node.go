@@ -83,15 +83,20 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}
 	n.newAdminKey = generated
 
-	// Membership: restore from the log, then follow it through Watermill.
+	// The sessions the previous run left open, from the stored read model
+	// and the events after its checkpoint: they are closed below, before
+	// any client connects, so the membership starts empty at the head and
+	// follows the log through Watermill from there.
+	head := n.log.Head()
+	stale, err := projections.OpenSessions(ctx, n.log, head)
+	if err != nil {
+		return nil, err
+	}
 	n.members = projections.NewMembership(ws.Encoder{}, func(ctx context.Context, app, channel string) (uint64, string, error) {
 		info, err := n.log.Channel(ctx, app, channel)
 		return info.Head, info.Epoch, err
 	}, 0)
-	head := n.log.Head()
-	if err := n.members.Restore(ctx, n.log, head); err != nil {
-		return nil, err
-	}
+	n.members.StartAt(head)
 	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, newWatermillLogger(cfg.Logger)); err != nil {
 		return nil, err
 	}
@@ -123,7 +128,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}
 
 	// Sessions that were open when the previous process stopped are over.
-	if err := n.closeStaleSessions(ctx); err != nil {
+	if err := n.closeStaleSessions(ctx, stale); err != nil {
 		return nil, err
 	}
 
@@ -140,12 +145,10 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	return n, nil
 }
 
-func (n *node) closeStaleSessions(ctx context.Context) error {
+func (n *node) closeStaleSessions(ctx context.Context, stale *projections.SubscriptionState) error {
 	var facts []domain.Fact
-	for app, ids := range n.members.Sessions() {
-		for _, id := range ids {
-			facts = append(facts, &domain.ClientDisconnected{App: app, Client: id, Reason: domain.ReasonServerRestart})
-		}
+	for _, r := range stale.SessionList() {
+		facts = append(facts, &domain.ClientDisconnected{App: r.App, Client: r.Client, Reason: domain.ReasonServerRestart})
 	}
 	if len(facts) == 0 {
 		return nil
