@@ -236,13 +236,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
-	var last, lastTime sql.NullInt64
-	if err := l.wdb.QueryRowContext(ctx, `SELECT MAX(seq), MAX(ts) FROM events`).Scan(&last, &lastTime); err != nil {
+	// Commit times never go backwards, so the last event has the latest
+	// time too: read it by its key (MAX(ts) would read the whole table,
+	// there being no index on time).
+	var last, lastTime int64
+	err = l.wdb.QueryRowContext(ctx, `SELECT seq, ts FROM events ORDER BY seq DESC LIMIT 1`).Scan(&last, &lastTime)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		l.closeDBs()
 		return nil, fmt.Errorf("read last sequence: %w", err)
 	}
-	l.nextSeq, l.lastTime = uint64(last.Int64)+1, lastTime.Int64
-	l.tail.head = uint64(last.Int64)
+	l.nextSeq, l.lastTime = uint64(last)+1, lastTime
+	l.tail.head = uint64(last)
 	l.tail.oldest = l.nextSeq
 	// Checkpoint every 16384 pages (64 MiB of WAL) rather than 1000: a
 	// page rewritten by many commits is copied to the database file, and

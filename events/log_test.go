@@ -434,3 +434,34 @@ func TestSubscribedCarriesHead(t *testing.T) {
 		t.Fatalf("after reopen stamped %v %q, want 3 %q", s.Head, s.Epoch, epoch)
 	}
 }
+
+// TestReopenKeepsCommitTimesInOrder reopens a log whose last event was
+// committed at a time the wall clock has not reached (it was set back
+// since): the next commit is stamped no earlier, so that history by time
+// and by offset still agree.
+func TestReopenKeepsCommitTimesInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	ctx := context.Background()
+	l, err := Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, broadcast("app", "x", "1"), broadcast("app", "x", "2")); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour).UnixMilli()
+	if _, err := l.wdb.ExecContext(ctx, `UPDATE events SET ts = ? WHERE seq = 2`, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := mustOpen(t, path)
+	evs, err := l2.Append(ctx, broadcast("app", "x", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs[0].Seq != 3 || evs[0].Time != later {
+		t.Fatalf("after reopen: seq %d at %d, want 3 at %d", evs[0].Seq, evs[0].Time, later)
+	}
+}
