@@ -60,6 +60,11 @@ type Config struct {
 	// TailSize is how many recent events are kept in memory for
 	// Subscribers (default 16384); older ones are read back from the file.
 	TailSize int
+	// HeadCache is how many channels' heads the writer keeps in memory
+	// (default 65536); the others are read from the file when a broadcast
+	// or a subscribe needs them. It bounds the writer's memory on a server
+	// whose apps make a channel per user or per document.
+	HeadCache int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -73,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TailSize <= 0 {
 		c.TailSize = 16384
+	}
+	if c.HeadCache <= 0 {
+		c.HeadCache = 65536
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -109,7 +117,7 @@ type Log struct {
 	// Owned by the writer goroutine.
 	nextSeq  uint64
 	lastTime int64
-	heads    map[chanKey]*chanHead
+	heads    map[chanKey]*chanHead // a cache of committed heads (Config.HeadCache)
 
 	pins  pins // channels retention must leave alone for now
 	stmts writerStmts
@@ -547,7 +555,26 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 		h.isNew = false
 		l.heads[k] = h
 	}
+	l.trimHeads()
 	return recs, nil
+}
+
+// trimHeads keeps the head cache within Config.HeadCache: past it, it
+// drops entries until half is left, in the map's order, which is as good
+// as random. Every cached head is committed to the file, so a dropped one
+// is read back when it is next needed.
+func (l *Log) trimHeads() {
+	if len(l.heads) <= l.cfg.HeadCache {
+		return
+	}
+	drop := len(l.heads) - l.cfg.HeadCache/2
+	for k := range l.heads {
+		if drop == 0 {
+			break
+		}
+		delete(l.heads, k)
+		drop--
+	}
 }
 
 // headFor returns the batch's working copy of a channel's head, loading it
@@ -604,6 +631,7 @@ func (l *Log) peekHead(ctx context.Context, tx *sql.Tx, touched map[chanKey]*cha
 	// Not in touched, so this batch has not changed the row: the value
 	// is committed and can be kept.
 	l.heads[k] = h
+	l.trimHeads()
 	return h.head, h.epoch, nil
 }
 

@@ -465,3 +465,40 @@ func TestReopenKeepsCommitTimesInOrder(t *testing.T) {
 		t.Fatalf("after reopen: seq %d at %d, want 3 at %d", evs[0].Seq, evs[0].Time, later)
 	}
 }
+
+// TestHeadCacheIsBounded appends to many more channels than the writer
+// keeps heads of: the cache stays within its size, and channels whose
+// head was dropped from it continue their offsets and epochs from the file.
+func TestHeadCacheIsBounded(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "log.db"), HeadCache: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const channels, rounds = 40, 3
+	epochs := map[string]string{}
+	for r := 1; r <= rounds; r++ {
+		for c := 0; c < channels; c++ {
+			ch := fmt.Sprintf("room-%d", c)
+			evs, err := l.Append(ctx,
+				&domain.ChannelSubscribed{App: "app", Channel: ch, Client: fmt.Sprintf("c%d-%d", c, r)},
+				broadcast("app", ch, "1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, mb := evs[0].Fact.(*domain.ChannelSubscribed), evs[1].Fact.(*domain.MessageBroadcast)
+			if *sub.Head != uint64(r-1) || mb.Offset != uint64(r) {
+				t.Fatalf("%s round %d: subscribed at head %d, broadcast at offset %d", ch, r, *sub.Head, mb.Offset)
+			}
+			if r == 1 {
+				epochs[ch] = mb.Epoch
+			} else if mb.Epoch != epochs[ch] || sub.Epoch != epochs[ch] {
+				t.Fatalf("%s round %d: epochs %q and %q, want %q", ch, r, sub.Epoch, mb.Epoch, epochs[ch])
+			}
+			if n := len(l.heads); n > 8 {
+				t.Fatalf("%d heads cached, want at most 8", n)
+			}
+		}
+	}
+}
