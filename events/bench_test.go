@@ -124,6 +124,46 @@ func BenchmarkSubscriberDelivery(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendManyChannels commits batches of 32 broadcasts, each to a
+// random one of 2,000 channels that already have history, as `fazt bench
+// channels` does through the API: every append lands on pages of its own
+// channel, which no other append in the batch shares.
+func BenchmarkAppendManyChannels(b *testing.B) {
+	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+	ctx := context.Background()
+	const channels, batch = 2000, 32
+	names := make([]string, channels)
+	facts := make([]domain.Fact, 0, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("room-%d", i)
+	}
+	for round := 0; round < 10; round++ {
+		for i, name := range names {
+			facts = append(facts, broadcast("app", name, `{"text":"hello, world","n":12345}`))
+			if len(facts) == cap(facts) || i == len(names)-1 {
+				if _, err := l.Append(ctx, facts...); err != nil {
+					b.Fatal(err)
+				}
+				facts = facts[:0]
+			}
+		}
+	}
+	rng := uint32(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		facts = facts[:0]
+		for j := 0; j < batch; j++ {
+			rng = rng*1664525 + 1013904223
+			facts = append(facts, broadcast("app", names[(rng>>8)%channels], `{"text":"hello, world","n":12345}`))
+		}
+		if _, err := l.Append(ctx, facts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/event")
+}
+
 // auditLog fills a log with 1,000 channels, each with a client that
 // subscribed to it and 50 broadcasts: 52,000 events of one app.
 func auditLog(b *testing.B) *Log {
