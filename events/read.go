@@ -241,7 +241,24 @@ func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery) (string, []an
 	var conds []string
 	var args []any
 	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
-	add("e.seq > ?", q.After)
+	// Time bounds become sequence bounds first, so that the query reads
+	// only the rows in the range (there is no index on time). The lower
+	// bounds are merged into one: given two, SQLite searches by one of
+	// them and reads on from there.
+	after := q.After
+	if q.Since > 0 {
+		from, err := l.seqFrom(ctx, q.Since)
+		if err != nil {
+			return "", nil, err
+		}
+		if from > 0 {
+			after = max(after, from-1)
+		}
+	}
+	add("e.seq > ?", after)
+	if q.Since > 0 {
+		add("e.ts >= ?", q.Since)
+	}
 	if q.App != "" {
 		add("e.app = ?", q.App)
 	}
@@ -263,16 +280,6 @@ func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery) (string, []an
 	}
 	if q.Client != "" {
 		add("e.client = ? AND e.client <> ''", q.Client)
-	}
-	// Time bounds become sequence bounds first, so that the query reads
-	// only the rows in the range (there is no index on time).
-	if q.Since > 0 {
-		from, err := l.seqFrom(ctx, q.Since)
-		if err != nil {
-			return "", nil, err
-		}
-		add("e.seq >= ?", from)
-		add("e.ts >= ?", q.Since)
 	}
 	if q.Until > 0 {
 		to, err := l.seqFrom(ctx, q.Until)

@@ -129,6 +129,26 @@ func TestTimeBoundsMatchAScan(t *testing.T) {
 			if !slices.Equal(seqs, wantEv) {
 				t.Fatalf("%s: audit [%d, %d): got %v, want %v", stage, tm, tm+3, seqs, wantEv)
 			}
+			// A page cursor (After) on either side of the time bound.
+			for _, after := range []uint64{0, events[len(events)/3].Seq, events[2*len(events)/3].Seq} {
+				var want []uint64
+				for _, e := range events {
+					if e.Seq > after && e.Time >= tm {
+						want = append(want, e.Seq)
+					}
+				}
+				got, err := l.Events(ctx, domain.AuditQuery{App: "app", Since: tm, After: after})
+				if err != nil {
+					t.Fatal(err)
+				}
+				seqs = seqs[:0]
+				for _, e := range got {
+					seqs = append(seqs, e.Seq)
+				}
+				if !slices.Equal(seqs, want) {
+					t.Fatalf("%s: audit since %d after %d: got %v, want %v", stage, tm, after, seqs, want)
+				}
+			}
 		}
 	}
 	check("full")
