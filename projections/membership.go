@@ -61,6 +61,7 @@ type Membership struct {
 
 	smu      sync.RWMutex
 	sessions map[clientKey]*session
+	perApp   map[string]int // open sessions by app, for Count
 	sinks    map[clientKey]Sink
 
 	shards [64]shard
@@ -109,6 +110,7 @@ func NewMembership(enc Encoder, loadHead HeadFunc, maxBuffer int) *Membership {
 	m := &Membership{
 		enc: enc, loadHead: loadHead, maxBuffer: maxBuffer,
 		sessions: map[clientKey]*session{},
+		perApp:   map[string]int{},
 		sinks:    map[clientKey]Sink{},
 		waiters:  map[uint64][]chan struct{}{},
 	}
@@ -216,14 +218,19 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 		m.smu.Lock()
 		k := clientKey{f.App, f.Client}
 		if m.sessions[k] == nil {
-			m.sessions[k] = &session{channels: map[string]bool{}}
+			m.openLocked(k)
 		}
 		m.smu.Unlock()
 	case *domain.ClientDisconnected:
 		m.smu.Lock()
 		k := clientKey{f.App, f.Client}
 		sess := m.sessions[k]
-		delete(m.sessions, k)
+		if sess != nil {
+			delete(m.sessions, k)
+			if m.perApp[k.app]--; m.perApp[k.app] == 0 {
+				delete(m.perApp, k.app)
+			}
+		}
 		m.smu.Unlock()
 		if sess != nil {
 			for c := range sess.channels {
@@ -257,13 +264,20 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 	return nil
 }
 
+// openLocked opens k's session; smu is held for writing.
+func (m *Membership) openLocked(k clientKey) *session {
+	sess := &session{channels: map[string]bool{}}
+	m.sessions[k] = sess
+	m.perApp[k.app]++
+	return sess
+}
+
 func (m *Membership) join(ctx context.Context, f *domain.ChannelSubscribed) error {
 	k := clientKey{f.App, f.Client}
 	m.smu.Lock()
 	sess := m.sessions[k]
 	if sess == nil { // subscribed without a connection event: keep it consistent
-		sess = &session{channels: map[string]bool{}}
-		m.sessions[k] = sess
+		sess = m.openLocked(k)
 	}
 	sess.channels[f.Channel] = true
 	sink := m.sinks[k]
@@ -478,13 +492,7 @@ func (m *Membership) Count(app, channel string) int {
 	}
 	m.smu.RLock()
 	defer m.smu.RUnlock()
-	n := 0
-	for k := range m.sessions {
-		if k.app == app {
-			n++
-		}
-	}
-	return n
+	return m.perApp[app]
 }
 
 // Channels returns an app's channels that have subscribers, with their
@@ -505,8 +513,7 @@ func (m *Membership) Channels(app string) map[string]int {
 }
 
 // Sessions returns the open sessions of every app, as app -> client ids,
-// sorted. On start, the sessions left open by a previous process are the
-// ones to close.
+// sorted.
 func (m *Membership) Sessions() map[string][]string {
 	m.smu.RLock()
 	out := map[string][]string{}

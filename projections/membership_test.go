@@ -197,3 +197,32 @@ func TestWaitApplied(t *testing.T) {
 		t.Fatal("WaitApplied ignored its context")
 	}
 }
+
+// TestSessionCountByApp applies a random mix of connects (repeated ones
+// too), subscribes with and without a connect before them, and
+// disconnects (of open and of unknown sessions) over three apps: after
+// each event, an app's count of open sessions is the number Sessions
+// lists for it.
+func TestSessionCountByApp(t *testing.T) {
+	f := newFixture(t, 0)
+	apps := []string{"a", "b", "c"}
+	rng := uint32(7)
+	next := func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n }
+	for i := 0; i < 3000; i++ {
+		app, client := apps[next(len(apps))], "c"+strconv.Itoa(next(40))
+		switch next(3) {
+		case 0:
+			f.apply(&domain.ClientConnected{App: app, Client: client})
+		case 1:
+			f.apply(&domain.ChannelSubscribed{App: app, Channel: "room" + strconv.Itoa(next(3)), Client: client})
+		case 2:
+			f.apply(&domain.ClientDisconnected{App: app, Client: client, Reason: "client"})
+		}
+		open := f.m.Sessions()
+		for _, a := range apps {
+			if got, want := f.m.Count(a, ""), len(open[a]); got != want {
+				t.Fatalf("after event %d: app %s counts %d sessions, lists %d", i+1, a, got, want)
+			}
+		}
+	}
+}
