@@ -369,9 +369,8 @@ func (c *conn) write(pending *[]byte) {
 			}
 		}
 		n := len(frames)
-		clear(frames)
 		c.mu.Lock()
-		c.spare = frames[:0]
+		c.spare = recycle(frames)
 		c.mu.Unlock()
 		if closing {
 			var body []byte

@@ -59,7 +59,21 @@ const (
 	// bulkFrames queued for one connection are a backlog (a replay, a
 	// client that fell behind) for its own writer rather than the round.
 	bulkFrames = 256
+	// keepQueue is the most frame slots a connection keeps for reuse once
+	// its queue is written: a replay or a backlog grows the queue to
+	// thousands, which an idle connection should not hold on to.
+	keepQueue = 64
 )
+
+// recycle returns a written queue for reuse, emptied, or nil when it is
+// larger than a connection keeps.
+func recycle(frames [][]byte) [][]byte {
+	clear(frames)
+	if cap(frames) > keepQueue {
+		return nil
+	}
+	return frames[:0]
+}
 
 func newFlusher(delay time.Duration) *flusher {
 	f := &flusher{delay: delay, wake: make(chan struct{}, 1)}
@@ -236,7 +250,6 @@ func (f *flusher) flush(c *conn) {
 	}
 	f.buf = buf
 	n := len(frames)
-	clear(frames)
 
 	var err error
 	written := 0
@@ -251,7 +264,7 @@ func (f *flusher) flush(c *conn) {
 	}
 
 	c.mu.Lock()
-	c.spare = frames[:0]
+	c.spare = recycle(frames)
 	if err != nil {
 		c.mu.Unlock()
 		c.writeFailed(err)
