@@ -131,3 +131,32 @@ func BenchmarkSessionCount(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApplyWhileWaiting applies events while 4,096 WaitApplied calls
+// wait for later ones, as in a reconnect storm, where each connect and
+// subscribe waits for its event: applying one event must not visit every
+// waiter.
+func BenchmarkApplyWhileWaiting(b *testing.B) {
+	ctx := context.Background()
+	m := projections.NewMembership(ws.Encoder{}, func(context.Context, string, string) (uint64, string, error) {
+		return 0, "", nil
+	}, 0)
+	// A call whose context has ended returns at once and leaves its
+	// waiter registered, as a caller that gave up does.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	const waiting = 4096
+	for i := 1; i <= waiting; i++ {
+		if err := m.WaitApplied(gone, uint64(b.N+i)); err == nil {
+			b.Fatal("waited for an event not applied")
+		}
+	}
+	data := []byte(`{"n":1}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		if err := m.Apply(ctx, domain.Event{Seq: uint64(i), Fact: &domain.MessageBroadcast{App: "app", Channel: "room", Offset: uint64(i), Data: data}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,6 +4,7 @@
 package projections
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"sort"
@@ -68,7 +69,7 @@ type Membership struct {
 
 	applied atomic.Uint64
 	wmu     sync.Mutex
-	waiters map[uint64][]chan struct{}
+	waiters waiterHeap // by sequence, under wmu
 }
 
 type clientKey struct{ app, client string }
@@ -112,7 +113,6 @@ func NewMembership(enc Encoder, loadHead HeadFunc, maxBuffer int) *Membership {
 		sessions: map[clientKey]*session{},
 		perApp:   map[string]int{},
 		sinks:    map[clientKey]Sink{},
-		waiters:  map[uint64][]chan struct{}{},
 	}
 	for i := range m.shards {
 		m.shards[i].chans = map[chanKey]*channelState{}
@@ -183,7 +183,7 @@ func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
 		m.wmu.Unlock()
 		return nil
 	}
-	m.waiters[seq] = append(m.waiters[seq], ch)
+	heap.Push(&m.waiters, waiter{seq, ch})
 	m.wmu.Unlock()
 	select {
 	case <-ch:
@@ -196,15 +196,33 @@ func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
 func (m *Membership) markApplied(seq uint64) {
 	m.applied.Store(seq)
 	m.wmu.Lock()
-	for s, chs := range m.waiters {
-		if s <= seq {
-			for _, ch := range chs {
-				close(ch)
-			}
-			delete(m.waiters, s)
-		}
+	// Only the waiters that are due are visited: a reconnect storm has
+	// thousands waiting, and every event is applied through here.
+	for len(m.waiters) > 0 && m.waiters[0].seq <= seq {
+		close(heap.Pop(&m.waiters).(waiter).done)
 	}
 	m.wmu.Unlock()
+}
+
+// A waiter is a WaitApplied call waiting for sequence seq.
+type waiter struct {
+	seq  uint64
+	done chan struct{}
+}
+
+// waiterHeap is a min-heap of waiters by sequence (container/heap).
+type waiterHeap []waiter
+
+func (h waiterHeap) Len() int           { return len(h) }
+func (h waiterHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
+func (h waiterHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *waiterHeap) Push(x any)        { *h = append(*h, x.(waiter)) }
+func (h *waiterHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = waiter{}
+	*h = old[:len(old)-1]
+	return w
 }
 
 // Apply applies one committed event. Events must arrive in sequence order;

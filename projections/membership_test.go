@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -223,6 +224,51 @@ func TestSessionCountByApp(t *testing.T) {
 			if got, want := f.m.Count(a, ""), len(open[a]); got != want {
 				t.Fatalf("after event %d: app %s counts %d sessions, lists %d", i+1, a, got, want)
 			}
+		}
+	}
+}
+
+// TestWaitAppliedReleasesWhatIsDue has 50 callers wait for events 1 to 25,
+// two for each, registered in a scrambled order: after each event is
+// applied, exactly the callers waiting for it or earlier are released,
+// and all of them return without error.
+func TestWaitAppliedReleasesWhatIsDue(t *testing.T) {
+	f := newFixture(t, 0)
+	const events = 25
+	results := make(chan error, 2*events)
+	for i := 0; i < 2*events; i++ {
+		seq := uint64((i*7)%events + 1)
+		go func() { results <- f.m.WaitApplied(context.Background(), seq) }()
+	}
+	pending := func() []uint64 {
+		f.m.wmu.Lock()
+		defer f.m.wmu.Unlock()
+		var out []uint64
+		for _, w := range f.m.waiters {
+			out = append(out, w.seq)
+		}
+		return out
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(pending()) < 2*events; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d callers waiting", len(pending()), 2*events)
+		}
+	}
+	for k := uint64(1); k <= events; k++ {
+		f.apply(connected("c" + strconv.FormatUint(k, 10)))
+		left := pending()
+		if len(left) != 2*int(events-k) {
+			t.Fatalf("after event %d: %d callers still waiting, want %d", k, len(left), 2*(events-k))
+		}
+		for _, s := range left {
+			if s <= k {
+				t.Fatalf("after event %d: a caller still waits for event %d", k, s)
+			}
+		}
+	}
+	for i := 0; i < 2*events; i++ {
+		if err := <-results; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
