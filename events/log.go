@@ -60,6 +60,9 @@ type Config struct {
 	// TailSize is how many recent events are kept in memory for
 	// Subscribers (default 16384); older ones are read back from the file.
 	TailSize int
+	// TailBytes caps the memory of those events, about (default 64 MiB):
+	// with big messages, fewer than TailSize are kept.
+	TailBytes int
 	// HeadCache is how many channels' heads the writer keeps in memory
 	// (default 65536); the others are read from the file when a broadcast
 	// or a subscribe needs them. It bounds the writer's memory on a server
@@ -78,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TailSize <= 0 {
 		c.TailSize = 16384
+	}
+	if c.TailBytes <= 0 {
+		c.TailBytes = 64 << 20
 	}
 	if c.HeadCache <= 0 {
 		c.HeadCache = 65536
@@ -191,7 +197,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l := &Log{
 		cfg:    cfg,
 		reqs:   make(chan *appendReq, 4096),
-		tail:   newTail(cfg.TailSize),
+		tail:   newTail(cfg.TailSize, cfg.TailBytes),
 		closed: make(chan struct{}),
 		heads:  make(map[chanKey]*chanHead),
 		log:    cfg.Logger,

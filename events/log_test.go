@@ -502,3 +502,61 @@ func TestHeadCacheIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestTailKeepsToItsByteBudget commits 200 broadcasts of 1 KB into a log
+// whose tail may hold 16 KB: the tail holds no more than that (and at
+// least the newest event), and a subscriber from the start still gets all
+// 200 in order, with their data, the older ones read back from the file.
+func TestTailKeepsToItsByteBudget(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "log.db"), TailBytes: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	data := `{"text":"` + strings.Repeat("x", 1000) + `"}`
+	for i := 0; i < 20; i++ {
+		facts := make([]domain.Fact, 10)
+		for j := range facts {
+			facts[j] = broadcast("app", "big", data)
+		}
+		if _, err := l.Append(ctx, facts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.tail.mu.Lock()
+	held, bytes, oldest := 0, l.tail.bytes, l.tail.oldest
+	for _, r := range l.tail.ring {
+		if r != nil {
+			held++
+		}
+	}
+	l.tail.mu.Unlock()
+	if bytes > 16<<10 || held == 0 || held != int(l.Head()-oldest+1) || held >= 200 {
+		t.Fatalf("tail holds %d events (%d bytes) from %d to %d", held, bytes, oldest, l.Head())
+	}
+	sub := l.Subscriber(SubscriberConfig{})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); want <= 200; want++ {
+		var m *message.Message
+		select {
+		case m = <-msgs:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event %d", want)
+		}
+		ev, err := EventOf(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb, ok := ev.Fact.(*domain.MessageBroadcast)
+		if ev.Seq != want || !ok || mb.Offset != want || string(mb.Data) != data {
+			t.Fatalf("event %d: seq %d %T", want, ev.Seq, ev.Fact)
+		}
+		m.Ack()
+	}
+}

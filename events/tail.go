@@ -15,19 +15,34 @@ type record struct {
 	payload []byte
 }
 
-// tail keeps the most recent committed records in a ring so that live
-// Subscribers read them from memory, and wakes waiters on every commit.
-type tail struct {
-	mu      sync.Mutex
-	ring    []*record
-	head    uint64 // seq of the newest record
-	oldest  uint64 // seq of the oldest record the ring holds
-	changed chan struct{}
-	done    bool
+// size is about how much memory r holds: its payload and, for a
+// broadcast, the data its fact still points to.
+func (r *record) size() int {
+	n := len(r.payload) + len(r.uuid) + 128
+	if mb, ok := r.ev.Fact.(*domain.MessageBroadcast); ok {
+		n += len(mb.Data)
+	}
+	return n
 }
 
-func newTail(size int) *tail {
-	return &tail{ring: make([]*record, size), changed: make(chan struct{}), oldest: 1}
+// tail keeps the most recent committed records in a ring so that live
+// Subscribers read them from memory, and wakes waiters on every commit.
+// The ring holds at most len(ring) records and about maxBytes of them,
+// whichever is less: big messages would otherwise make a ring of 16,384
+// records a gigabyte.
+type tail struct {
+	mu       sync.Mutex
+	ring     []*record
+	head     uint64 // seq of the newest record
+	oldest   uint64 // seq of the oldest record the ring holds
+	bytes    int    // the sizes of the records the ring holds
+	maxBytes int
+	changed  chan struct{}
+	done     bool
+}
+
+func newTail(size, maxBytes int) *tail {
+	return &tail{ring: make([]*record, size), maxBytes: maxBytes, changed: make(chan struct{}), oldest: 1}
 }
 
 func (t *tail) push(recs []*record) {
@@ -35,12 +50,27 @@ func (t *tail) push(recs []*record) {
 		return
 	}
 	t.mu.Lock()
+	n := uint64(len(t.ring))
 	for _, r := range recs {
-		t.ring[r.ev.Seq%uint64(len(t.ring))] = r
+		i := r.ev.Seq % n
+		if old := t.ring[i]; old != nil {
+			t.bytes -= old.size()
+		}
+		t.ring[i] = r
+		t.bytes += r.size()
 		t.head = r.ev.Seq
 	}
-	if n := uint64(len(t.ring)); t.head >= n && t.head-n+1 > t.oldest {
+	if t.head >= n && t.head-n+1 > t.oldest {
 		t.oldest = t.head - n + 1
+	}
+	// Past the byte budget the oldest go first; the newest always stays.
+	for t.bytes > t.maxBytes && t.oldest < t.head {
+		i := t.oldest % n
+		if r := t.ring[i]; r != nil && r.ev.Seq == t.oldest {
+			t.bytes -= r.size()
+			t.ring[i] = nil
+		}
+		t.oldest++
 	}
 	close(t.changed)
 	t.changed = make(chan struct{})
