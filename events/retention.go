@@ -120,12 +120,12 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 	for _, app := range apps {
 		p := cfg.Policy(app)
 		if p.MaxMessages > 0 || p.MaxAge > 0 {
-			chans, err := l.Channels(ctx, app)
+			due, err := l.channelsDue(ctx, app, p, now)
 			if err != nil {
 				return res, err
 			}
-			for _, c := range chans {
-				n, err := l.TrimChannel(ctx, app, c.Channel, p, now, cfg.Batch)
+			for _, channel := range due {
+				n, err := l.TrimChannel(ctx, app, channel, p, now, cfg.Batch)
 				res.Messages += n
 				if err != nil {
 					return res, err
@@ -141,6 +141,39 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 		}
 	}
 	return res, nil
+}
+
+// channelsDue lists the channels of app that hold more messages than p
+// keeps or an older one than it keeps, at now. A pass visits every
+// channel, so this is one read of the channels and of each one's oldest
+// message; TrimChannel does the rest for the few that are due.
+func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, now time.Time) ([]string, error) {
+	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.head, m."offset", m.ts FROM channels c
+		LEFT JOIN messages m ON m.app = c.app AND m.channel = c.name
+			AND m."offset" = (SELECT MIN("offset") FROM messages WHERE app = c.app AND channel = c.name)
+		WHERE c.app = ?`, app)
+	if err != nil {
+		return nil, fmt.Errorf("retention of %s: list channels: %w", app, err)
+	}
+	defer rows.Close()
+	cutoff := now.Add(-p.MaxAge).UnixMilli()
+	var due []string
+	for rows.Next() {
+		var name string
+		var head int64
+		var first, oldest sql.NullInt64
+		if err := rows.Scan(&name, &head, &first, &oldest); err != nil {
+			return nil, fmt.Errorf("retention of %s: list channels: %w", app, err)
+		}
+		if !first.Valid {
+			continue // nothing retained
+		}
+		if p.MaxMessages > 0 && head-first.Int64+1 > int64(p.MaxMessages) ||
+			p.MaxAge > 0 && oldest.Int64 < cutoff {
+			due = append(due, name)
+		}
+	}
+	return due, rows.Err()
 }
 
 func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {

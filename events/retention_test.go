@@ -150,3 +150,49 @@ func TestRetentionAlongsideAppends(t *testing.T) {
 		t.Fatal("retention never ran alongside the appends")
 	}
 }
+
+// TestChannelsDue checks which channels a pass hands to TrimChannel: those
+// holding more messages than the policy keeps or one older than it keeps,
+// and no others (a pass visits every channel, so the rest must cost no
+// more than the listing).
+func TestChannelsDue(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	put := func(channel string, n int) {
+		for i := 0; i < n; i++ {
+			if _, err := l.Append(ctx, broadcast("app", channel, `{}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put("over", 11)  // one more than kept
+	put("exact", 10) // as many as kept
+	put("old", 2)    // few, but the first is old
+	put("young", 2)
+	put("gone", 3) // its messages were all trimmed
+	now := time.Now()
+	if _, err := l.wdb.ExecContext(ctx, `UPDATE messages SET ts = ? WHERE channel = 'old' AND "offset" = 1`, now.Add(-48*time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.wdb.ExecContext(ctx, `DELETE FROM messages WHERE channel = 'gone'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		p    RetentionPolicy
+		want []string
+	}{
+		{RetentionPolicy{MaxMessages: 10}, []string{"over"}},
+		{RetentionPolicy{MaxAge: 24 * time.Hour}, []string{"old"}},
+		{RetentionPolicy{MaxMessages: 10, MaxAge: 24 * time.Hour}, []string{"old", "over"}},
+		{RetentionPolicy{MaxMessages: 1}, []string{"exact", "old", "over", "young"}},
+	} {
+		got, err := l.channelsDue(ctx, "app", tc.p, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%+v: due %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}
