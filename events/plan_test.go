@@ -8,26 +8,14 @@ import (
 	"testing"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
 
-// queryPlan returns SQLite's plan for query, one line per step.
-func queryPlan(ctx context.Context, l *Log, query string, args ...any) ([]string, error) {
-	var plan []string
-	err := l.ReadTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				return err
-			}
-			plan = append(plan, detail)
-		}
-		return rows.Err()
+// queryPlan returns SQLite's plan for query on l's readers.
+func queryPlan(ctx context.Context, l *Log, query string, args ...any) (plan []string, err error) {
+	err = l.ReadTx(ctx, func(tx *sql.Tx) error {
+		plan, err = testutil.QueryPlan(ctx, tx, query, args...)
+		return err
 	})
 	return plan, err
 }

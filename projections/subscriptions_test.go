@@ -14,6 +14,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
 
 func openLog(t *testing.T, path string) *events.Log {
@@ -156,21 +157,9 @@ func TestFlushStatementsSearchTheWholeKey(t *testing.T) {
 			args[i] = "x"
 		}
 		var plan []string
-		err := l.ReadTx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					return err
-				}
-				plan = append(plan, detail)
-			}
-			return rows.Err()
+		err := l.ReadTx(ctx, func(tx *sql.Tx) (err error) {
+			plan, err = testutil.QueryPlan(ctx, tx, q, args...)
+			return err
 		})
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
