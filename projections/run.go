@@ -17,36 +17,51 @@ import (
 // whole log; `fazt rebuild` uses it to check the stored read model against
 // a membership computed from the start.
 func (m *Membership) Restore(ctx context.Context, h domain.History, head uint64) error {
-	var after uint64
-	for after < head {
-		evs, err := h.Events(ctx, domain.AuditQuery{Types: MembershipEvents, After: after, Limit: 5000})
+	if err := membershipEvents(ctx, h, 0, head, func(ev domain.Event) error { return m.Apply(ctx, ev) }, nil); err != nil {
+		return fmt.Errorf("restore membership: %w", err)
+	}
+	m.StartAt(head)
+	return nil
+}
+
+// membershipEvents calls apply with each membership event after after, up
+// to and including upto, read from h in pages, and page, when set, with
+// the sequence reached after each page.
+func membershipEvents(ctx context.Context, h domain.History, after, upto uint64, apply func(domain.Event) error, page func(seq uint64)) error {
+	const pageSize = 5000
+	// after grows with every page and a short page ends the loop.
+	for after < upto {
+		evs, err := h.Events(ctx, domain.AuditQuery{Types: MembershipEvents, After: after, Limit: pageSize})
 		if err != nil {
-			return fmt.Errorf("restore membership: %w", err)
+			return err
+		}
+		for _, ev := range evs {
+			if ev.Seq > upto {
+				return nil
+			}
+			if err := apply(ev); err != nil {
+				return fmt.Errorf("at event %d: %w", ev.Seq, err)
+			}
 		}
 		if len(evs) == 0 {
 			break
 		}
-		for _, ev := range evs {
-			if ev.Seq > head {
-				break
-			}
-			if err := m.Apply(ctx, ev); err != nil {
-				return fmt.Errorf("restore membership at %d: %w", ev.Seq, err)
-			}
-		}
 		after = evs[len(evs)-1].Seq
-	}
-	if head > m.applied.Load() {
-		m.markApplied(head)
+		if page != nil {
+			page(min(after, upto))
+		}
+		if len(evs) < pageSize {
+			break
+		}
 	}
 	return nil
 }
 
-// StartAt marks every event up to and including seq as applied to a
-// membership that has applied none: for a server start, where no session
-// of the previous run survives. Those sessions are closed from the
-// subscriptions read model (OpenSessions) before any client connects, and
-// their closing events change nothing here.
+// StartAt marks every event up to and including seq as applied. A server
+// starts its membership empty this way at the log's head: no session of
+// the previous run survives, they are closed from the subscriptions read
+// model (OpenSessions) before any client connects, and their closing
+// events change nothing here.
 func (m *Membership) StartAt(seq uint64) {
 	if seq > m.applied.Load() {
 		m.markApplied(seq)

@@ -412,29 +412,9 @@ func OpenSessions(ctx context.Context, l *events.Log, head uint64) (*Subscriptio
 // catchUp applies the membership events after s.Applied up to upto,
 // read from h in pages, and leaves s at upto.
 func (s *SubscriptionState) catchUp(ctx context.Context, h domain.History, upto uint64, progress func(seq uint64)) error {
-	after := s.Applied
-	// after grows with every page and a short page ends the loop.
-	for after < upto {
-		evs, err := h.Events(ctx, domain.AuditQuery{Types: MembershipEvents, After: after, Limit: 5000})
-		if err != nil {
-			return err
-		}
-		for _, ev := range evs {
-			if ev.Seq > upto {
-				break
-			}
-			s.Apply(ev)
-		}
-		if len(evs) == 0 {
-			break
-		}
-		after = evs[len(evs)-1].Seq
-		if progress != nil {
-			progress(min(after, upto))
-		}
-		if len(evs) < 5000 {
-			break
-		}
+	apply := func(ev domain.Event) error { s.Apply(ev); return nil }
+	if err := membershipEvents(ctx, h, s.Applied, upto, apply, progress); err != nil {
+		return err
 	}
 	s.Applied = max(s.Applied, upto)
 	return nil

@@ -134,7 +134,9 @@ func rebuild(ctx context.Context, l *events.Log, stderr io.Writer, showBar func(
 	rep.sessions, rep.subs = len(replayed.Sessions), len(replayed.Subscriptions)
 	rep.diffs = append(rep.diffs, diffSubscriptions("stored", stored, replayed)...)
 
-	// The membership a server restores on start, from the same events.
+	// The live membership, computed from the same events: the two read
+	// models must agree. (A start closes the sessions of the stored rows,
+	// so the comparison above is also of what a restart would close.)
 	m := projections.NewMembership(ws.Encoder{}, func(context.Context, string, string) (uint64, string, error) { return 0, "", nil }, 0)
 	if err := m.Restore(ctx, l, upto); err != nil {
 		return nil, err
