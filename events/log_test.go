@@ -560,3 +560,46 @@ func TestTailKeepsToItsByteBudget(t *testing.T) {
 		m.Ack()
 	}
 }
+
+// TestTailAccountsForWhatItHolds commits batches of broadcasts of mixed
+// sizes into a tail of 8 slots and 20,000 bytes, so that both limits take
+// turns: after each commit the tail holds exactly the events from its
+// oldest to its newest, its byte count is the sum of theirs, and it is
+// within its budget unless it holds only the newest event.
+func TestTailAccountsForWhatItHolds(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "log.db"), TailSize: 8, TailBytes: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sizes := []int{10, 3000, 200, 5000, 50, 1000, 9000, 20, 400}
+	for i := 0; i < 60; i++ {
+		facts := make([]domain.Fact, 1+i%3)
+		for j := range facts {
+			facts[j] = broadcast("app", "mixed", `"`+strings.Repeat("x", sizes[(i+j)%len(sizes)])+`"`)
+		}
+		if _, err := l.Append(ctx, facts...); err != nil {
+			t.Fatal(err)
+		}
+		tl := l.tail
+		tl.mu.Lock()
+		sum, held := 0, 0
+		for _, r := range tl.ring {
+			if r == nil {
+				continue
+			}
+			if r.ev.Seq < tl.oldest || r.ev.Seq > tl.head {
+				tl.mu.Unlock()
+				t.Fatalf("commit %d: the tail holds event %d outside %d..%d", i, r.ev.Seq, tl.oldest, tl.head)
+			}
+			sum += r.size()
+			held++
+		}
+		bytes, oldest, head := tl.bytes, tl.oldest, tl.head
+		tl.mu.Unlock()
+		if held != int(head-oldest+1) || sum != bytes || bytes > 20000 && oldest != head {
+			t.Fatalf("commit %d: %d events held for %d..%d, %d bytes counted for %d", i, held, oldest, head, bytes, sum)
+		}
+	}
+}
