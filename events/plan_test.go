@@ -35,11 +35,11 @@ func TestAuditQueriesUseTheirIndexes(t *testing.T) {
 		}
 		return recordsQuery(where), append(args, 100)
 	}
-	sessionArgs := []any{"app", 0, 100, 1700000000000}
+	sessionArgs := []any{"app", "c1", 100, 100}
 	for _, n := range sessionEvents {
 		sessionArgs = append(sessionArgs, n)
 	}
-	sessionArgs = append(sessionArgs, domain.NameClientDisconnected, 1700000000000, domain.NameBroadcastAll, domain.NameMessageBroadcast, 500)
+	sessionArgs = append(sessionArgs, 500)
 	byChannel, byChannelArgs := audit(domain.AuditQuery{App: "app", Channel: "room"})
 	byClient, byClientArgs := audit(domain.AuditQuery{App: "app", Client: "c1"})
 	for _, tc := range []struct {
@@ -53,8 +53,14 @@ func TestAuditQueriesUseTheirIndexes(t *testing.T) {
 		{"subscribers at", subscribersAtQuery,
 			[]any{"app", "room", domain.NameChannelSubscribed, 1, 1, domain.NameChannelUnsubscribed, domain.NameClientDisconnected},
 			[]string{"SEARCH e USING INDEX events_app_channel (app=? AND channel=?)", "SEARCH x USING INDEX events_app_client (app=? AND client=? AND seq>?)"}},
-		{"audit retention", trimAuditQuery, sessionArgs,
-			[]string{"SEARCH d USING INDEX events_app_client (app=? AND client=? AND seq>?)"}},
+		{"audit retention: disconnections", trimEndsQuery, []any{"app", domain.NameClientDisconnected, 0, 100, 500},
+			[]string{"SEARCH events USING INDEX events_app_name (app=? AND name=? AND seq>? AND seq<?)"}},
+		{"audit retention: a session's events", trimSessionQuery, sessionArgs,
+			[]string{"SEARCH events USING INDEX events_app_client (app=? AND client=? AND seq<?)"}},
+		{"audit retention: broadcasts to all", trimAllQuery, []any{"app", domain.NameBroadcastAll, 100, 500},
+			[]string{"SEARCH events USING COVERING INDEX events_app_name (app=? AND name=? AND seq<?)"}},
+		{"audit retention: a channel's broadcasts", trimChannelQuery, []any{"app", "room", 100, domain.NameMessageBroadcast, 500},
+			[]string{"SEARCH events USING INDEX events_app_channel (app=? AND channel=? AND seq<?)"}},
 	} {
 		plan, err := queryPlan(ctx, l, tc.query, tc.args...)
 		if err != nil {

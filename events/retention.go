@@ -252,77 +252,197 @@ var sessionEvents = []string{
 	domain.NameChannelUnsubscribed, domain.NameClientKicked,
 }
 
-// trimAuditQuery pages through the events that the audit retention may
-// delete. A session's events go once the session has ended: its end is
-// looked up by the index by client (the literal test for a non-empty
-// client lets SQLite use that partial index), not among all of the app's
-// disconnects.
-var trimAuditQuery = `SELECT e.seq FROM events e
-	WHERE e.app = ? AND e.seq > ? AND e.seq < ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
-	AND ((e.name IN (` + strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",") + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
-			WHERE d.app = e.app AND d.client = e.client AND d.client <> '' AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
-		OR e.name = ?
-		OR (e.name = ? AND NOT EXISTS (SELECT 1 FROM messages m
-			WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset")))
-	ORDER BY e.seq LIMIT ?`
+// The audit retention's reads (see TrimAudit), each by the index it names:
+// without statistics, SQLite may prefer the index by app and sequence and
+// read every event in the range. The literal tests for a non-empty client
+// or channel are what allow the partial indexes on them.
+const (
+	// the disconnections in a range
+	trimEndsQuery = `SELECT seq, client FROM events INDEXED BY events_app_name
+		WHERE app = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`
+	// the broadcasts to all before a sequence
+	trimAllQuery = `SELECT seq FROM events INDEXED BY events_app_name WHERE app = ? AND name = ? AND seq < ? ORDER BY seq LIMIT ?`
+	// each channel of an app, with the sequence of its first retained message
+	trimChannelsQuery = `SELECT c.name, (SELECT seq FROM messages m WHERE m.app = c.app AND m.channel = c.name ORDER BY m."offset" LIMIT 1)
+		FROM channels c WHERE c.app = ?`
+	// a channel's broadcasts before a sequence
+	trimChannelQuery = `SELECT seq FROM events INDEXED BY events_app_channel WHERE app = ? AND channel = ? AND channel <> '' AND seq < ? AND name = ? ORDER BY seq LIMIT ?`
+)
+
+// trimSessionQuery is a session's events up to its disconnection.
+var trimSessionQuery = `SELECT seq FROM events INDEXED BY events_app_client WHERE app = ? AND client = ? AND client <> '' AND seq <= ? AND seq < ?
+	AND name IN (` + strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",") + `) ORDER BY seq LIMIT ?`
 
 // TrimAudit deletes an app's events committed before cutoff (unix ms) that
 // the audit retention drops (see RetentionPolicy.AuditMaxAge), at most
 // batch per transaction, and returns how many it deleted. The newest event
 // of the log is never deleted, so sequence numbers are never reused.
+//
+// A pass runs every minute, and the events it keeps (broadcasts whose
+// message is retained, sessions still open) can be most of a long log, so
+// it never reads them one by one. It goes through:
+//   - the disconnections before cutoff: each ends a session, whose events
+//     up to it go, found by the index by client; the disconnection goes
+//     too, so the next pass does not see it again;
+//   - the broadcasts to all before cutoff, which all go;
+//   - each channel's broadcasts before cutoff and before its first
+//     retained message, found by the index by channel: messages are
+//     trimmed oldest first, so these are exactly the ones whose message is
+//     gone.
 func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
-	// Events committed before cutoff are those before this sequence.
-	end, err := l.seqFrom(ctx, cutoff)
+	// Events committed before cutoff are those before cut; the newest
+	// event, last, stays (a disconnection can be it: the events of its
+	// session before it go).
+	cut, err := l.seqFrom(ctx, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
+	var newest sql.NullInt64
+	if err := l.rdb.QueryRowContext(ctx, `SELECT MAX(seq) FROM events`).Scan(&newest); err != nil {
+		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
+	}
+	last := uint64(newest.Int64)
+	end := min(cut, last)
 	deleted := 0
+	del := func(query string, args ...any) (int, error) {
+		n, err := l.trimEvents(ctx, query, append(args, batch)...)
+		deleted += n
+		return n, err
+	}
+
+	// Ended sessions, one disconnection at a time.
+	sessionArgs := make([]any, len(sessionEvents))
+	for i, n := range sessionEvents {
+		sessionArgs[i] = n
+	}
 	var after uint64
-	// after only grows and a short page ends the loop.
 	for {
-		args := []any{app, after, end, cutoff}
-		for _, n := range sessionEvents {
-			args = append(args, n)
+		var ends []struct {
+			seq    uint64
+			client string
 		}
-		args = append(args, domain.NameClientDisconnected, cutoff, domain.NameBroadcastAll, domain.NameMessageBroadcast, batch)
-		rows, err := l.rdb.QueryContext(ctx, trimAuditQuery, args...)
+		rows, err := l.rdb.QueryContext(ctx, trimEndsQuery, app, domain.NameClientDisconnected, after, cut, batch)
 		if err != nil {
 			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 		}
-		var seqs []any
 		for rows.Next() {
-			var s uint64
-			if err := rows.Scan(&s); err != nil {
+			var e struct {
+				seq    uint64
+				client string
+			}
+			if err := rows.Scan(&e.seq, &e.client); err != nil {
 				rows.Close()
 				return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 			}
-			seqs = append(seqs, s)
+			ends = append(ends, e)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 		}
-		if len(seqs) == 0 {
-			return deleted, nil
-		}
-		err = l.WriteTx(ctx, func(tx *sql.Tx) error {
-			r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (`+strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")+`)`, seqs...)
-			if err != nil {
-				return err
+		for _, e := range ends {
+			if e.client == "" {
+				continue
 			}
-			n, _ := r.RowsAffected()
-			deleted += int(n)
-			return nil
-		})
+			for {
+				n, err := del(trimSessionQuery, append([]any{app, e.client, e.seq, last}, sessionArgs...)...)
+				if err != nil {
+					return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+				}
+				if n < batch {
+					break
+				}
+			}
+		}
+		if len(ends) < batch {
+			break
+		}
+		after = ends[len(ends)-1].seq
+	}
+
+	// Broadcasts to all.
+	for {
+		n, err := del(trimAllQuery, app, domain.NameBroadcastAll, end)
 		if err != nil {
 			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 		}
-		if len(seqs) < batch {
-			return deleted, nil
+		if n < batch {
+			break
 		}
-		after = seqs[len(seqs)-1].(uint64)
 	}
+
+	// Broadcasts whose message is gone, channel by channel.
+	type bound struct {
+		channel string
+		first   sql.NullInt64 // seq of the first retained message
+	}
+	var chans []bound
+	rows, err := l.rdb.QueryContext(ctx, trimChannelsQuery, app)
+	if err != nil {
+		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+	}
+	for rows.Next() {
+		var b bound
+		if err := rows.Scan(&b.channel, &b.first); err != nil {
+			rows.Close()
+			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+		}
+		chans = append(chans, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+	}
+	for _, b := range chans {
+		upto := end
+		if b.first.Valid {
+			upto = min(upto, uint64(b.first.Int64))
+		}
+		for {
+			n, err := del(trimChannelQuery, app, b.channel, upto, domain.NameMessageBroadcast)
+			if err != nil {
+				return deleted, fmt.Errorf("audit retention of %s/%s: %w", app, b.channel, err)
+			}
+			if n < batch {
+				break
+			}
+		}
+	}
+	return deleted, nil
+}
+
+// trimEvents deletes, in one transaction on the writer, the events whose
+// sequences query (on a reader) returns, and says how many it deleted.
+func (l *Log) trimEvents(ctx context.Context, query string, args ...any) (int, error) {
+	rows, err := l.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	var seqs []any
+	for rows.Next() {
+		var s int64
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		seqs = append(seqs, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(seqs) == 0 {
+		return 0, err
+	}
+	deleted := 0
+	err = l.WriteTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (`+strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")+`)`, seqs...)
+		if err != nil {
+			return err
+		}
+		n, _ := r.RowsAffected()
+		deleted = int(n)
+		return nil
+	})
+	return deleted, err
 }

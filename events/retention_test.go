@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,6 +194,124 @@ func TestChannelsDue(t *testing.T) {
 		slices.Sort(got)
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%+v: due %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}
+
+// auditRule is the audit retention's rule as one query: an app's events
+// committed before a cutoff, but the newest of the log, that are the
+// session events of a session that ended before the cutoff, broadcasts
+// to all, or broadcasts whose message is gone. It reads every event in
+// the range, so TrimAudit does not run it; the test below checks
+// TrimAudit against it.
+var auditRule = `SELECT e.seq FROM events e
+	WHERE e.app = ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
+	AND ((e.name IN (` + strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",") + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
+			WHERE d.app = e.app AND d.client = e.client AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
+		OR e.name = ?
+		OR (e.name = ? AND NOT EXISTS (SELECT 1 FROM messages m
+			WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset")))
+	ORDER BY e.seq`
+
+// TestTrimAuditFollowsItsRule runs random sessions (with subscribes,
+// unsubscribes, kicks and disconnections), broadcasts, broadcasts to all
+// and message trims in two apps, then trims one app's audit at a cutoff in
+// the middle of the log and at one after all of it: the events deleted are
+// exactly those auditRule selects, in pages of 7.
+func TestTrimAuditFollowsItsRule(t *testing.T) {
+	ctx := context.Background()
+	rng := uint32(11)
+	next := func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n }
+	for round := 0; round < 6; round++ {
+		l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+		var open [2][]string
+		n := 0
+		for i := 0; i < 300; i++ {
+			a := next(2)
+			app := []string{"a", "b"}[a]
+			channel := fmt.Sprintf("room-%d", next(4))
+			var f domain.Fact
+			switch k := next(10); {
+			case k < 2 || len(open[a]) == 0:
+				n++
+				id := fmt.Sprintf("c%d", n)
+				open[a] = append(open[a], id)
+				f = &domain.ClientConnected{App: app, Client: id}
+			case k < 4:
+				f = &domain.ChannelSubscribed{App: app, Channel: channel, Client: open[a][next(len(open[a]))]}
+			case k == 4:
+				f = &domain.ChannelUnsubscribed{App: app, Channel: channel, Client: open[a][next(len(open[a]))]}
+			case k == 5:
+				j := next(len(open[a]))
+				if next(2) == 0 {
+					f = &domain.ClientKicked{App: app, Client: open[a][j], Reason: "test"}
+				} else {
+					f = &domain.ClientDisconnected{App: app, Client: open[a][j], Reason: "client"}
+					open[a] = append(open[a][:j], open[a][j+1:]...)
+				}
+			case k == 6:
+				f = &domain.BroadcastAll{App: app, Data: []byte(`1`)}
+			case k == 7:
+				if _, err := l.TrimChannel(ctx, app, channel, RetentionPolicy{MaxMessages: next(3)}, time.Now(), 3); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			default:
+				f = broadcast(app, channel, `1`)
+			}
+			if _, err := l.Append(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+			if i == 150 {
+				time.Sleep(3 * time.Millisecond) // a cutoff between two halves
+			}
+		}
+		evs, err := l.Events(ctx, domain.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cutoff := range []int64{evs[len(evs)/2].Time, time.Now().Add(time.Hour).UnixMilli()} {
+			args := []any{"a", cutoff}
+			for _, n := range sessionEvents {
+				args = append(args, n)
+			}
+			args = append(args, domain.NameClientDisconnected, cutoff, domain.NameBroadcastAll, domain.NameMessageBroadcast)
+			want := map[uint64]bool{}
+			rows, err := l.rdb.QueryContext(ctx, auditRule, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var s uint64
+				if err := rows.Scan(&s); err != nil {
+					t.Fatal(err)
+				}
+				want[s] = true
+			}
+			rows.Close()
+			before, _ := l.Events(ctx, domain.AuditQuery{})
+			deleted, err := l.TrimAudit(ctx, "a", cutoff, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, _ := l.Events(ctx, domain.AuditQuery{})
+			kept := map[uint64]bool{}
+			for _, ev := range after {
+				kept[ev.Seq] = true
+			}
+			var missing, extra []uint64
+			for _, ev := range before {
+				switch gone := !kept[ev.Seq]; {
+				case gone && !want[ev.Seq]:
+					extra = append(extra, ev.Seq)
+				case !gone && want[ev.Seq]:
+					missing = append(missing, ev.Seq)
+				}
+			}
+			if len(missing) > 0 || len(extra) > 0 || deleted != len(want) {
+				t.Fatalf("round %d, cutoff %d: deleted %d, the rule selects %d; kept %v, deleted beyond the rule %v",
+					round, cutoff, deleted, len(want), missing, extra)
+			}
 		}
 	}
 }
