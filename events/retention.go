@@ -300,17 +300,19 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 	if err != nil {
 		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
-	var newest sql.NullInt64
-	if err := l.rdb.QueryRowContext(ctx, `SELECT MAX(seq) FROM events`).Scan(&newest); err != nil {
-		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
-	}
-	last := uint64(newest.Int64)
+	last := l.Head()
 	end := min(cut, last)
 	deleted := 0
-	del := func(query string, args ...any) (int, error) {
-		n, err := l.trimEvents(ctx, query, append(args, batch)...)
-		deleted += n
-		return n, err
+	// drain deletes the events query selects, a page of batch at a time,
+	// until a page comes back short.
+	drain := func(query string, args ...any) error {
+		for {
+			n, err := l.trimEvents(ctx, query, append(args, batch)...)
+			deleted += n
+			if err != nil || n < batch {
+				return err
+			}
+		}
 	}
 
 	// Ended sessions, one disconnection at a time.
@@ -347,14 +349,8 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 			if e.client == "" {
 				continue
 			}
-			for {
-				n, err := del(trimSessionQuery, append([]any{app, e.client, e.seq, last}, sessionArgs...)...)
-				if err != nil {
-					return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
-				}
-				if n < batch {
-					break
-				}
+			if err := drain(trimSessionQuery, append([]any{app, e.client, e.seq, last}, sessionArgs...)...); err != nil {
+				return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 			}
 		}
 		if len(ends) < batch {
@@ -364,14 +360,8 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 	}
 
 	// Broadcasts to all.
-	for {
-		n, err := del(trimAllQuery, app, domain.NameBroadcastAll, end)
-		if err != nil {
-			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
-		}
-		if n < batch {
-			break
-		}
+	if err := drain(trimAllQuery, app, domain.NameBroadcastAll, end); err != nil {
+		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
 
 	// Broadcasts whose message is gone, channel by channel.
@@ -401,14 +391,8 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 		if b.first.Valid {
 			upto = min(upto, uint64(b.first.Int64))
 		}
-		for {
-			n, err := del(trimChannelQuery, app, b.channel, upto, domain.NameMessageBroadcast)
-			if err != nil {
-				return deleted, fmt.Errorf("audit retention of %s/%s: %w", app, b.channel, err)
-			}
-			if n < batch {
-				break
-			}
+		if err := drain(trimChannelQuery, app, b.channel, upto, domain.NameMessageBroadcast); err != nil {
+			return deleted, fmt.Errorf("audit retention of %s/%s: %w", app, b.channel, err)
 		}
 	}
 	return deleted, nil
