@@ -65,6 +65,10 @@ const (
 	ReasonPolicy           = "policy"
 	ReasonConnectionLost   = "connection_lost"
 	ReasonTooLarge         = "too_large"
+	// ReasonServerError ends a session that the server could not serve:
+	// its connection could not be set up, or a replay could not read
+	// history.
+	ReasonServerError = "server_error"
 )
 
 // ClientConnected records a WebSocket connection accepted for an app.

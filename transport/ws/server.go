@@ -69,6 +69,11 @@ type Config struct {
 	// MaxConnections caps the server's open connections across all apps
 	// (default 100000); each app also has its own cap in its limits.
 	MaxConnections int
+	// ApplyTimeout bounds how long a new connection waits for the
+	// membership to apply its committed client.connected.v1 before it is
+	// closed with 1011 and recorded as ended with reason server_error
+	// (default 10s).
+	ApplyTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -94,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 100000
+	}
+	if c.ApplyTimeout <= 0 {
+		c.ApplyTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -198,20 +206,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		App: app.Name, Client: client.ID, Remote: client.Remote,
 		UserAgent: r.UserAgent(), Origin: r.Header.Get("Origin"), Query: client.Query,
 	})
-	if err == nil {
+	committed := err == nil
+	if committed {
 		// Once `connected` is sent, the session is visible to the API (a
 		// kick, a count) as to everyone else.
 		// The event is committed: wait for it even if the request ends.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
 		err = s.members.WaitApplied(ctx, evs[0].Seq)
 		cancel()
 	}
 	if err != nil {
 		s.members.Detach(app.Name, client.ID)
 		c.heartbeat.Stop()
-		s.log.Error("record connection", "app", app.Name, "err", err)
+		s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, "event log unavailable"), time.Now().Add(time.Second))
 		ws.Close()
+		if committed {
+			// The log has the session: end it there too, or it would stay
+			// open in the audit trail and the projections until a restart.
+			s.recordFailedConnect(client)
+		}
 		s.release(app.Name)
 		return
 	}
@@ -228,6 +242,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection lives on in its reader while the client sends, and a
 	// writer while it has something to write.
 	c.startReading()
+}
+
+// recordFailedConnect ends a session whose connection was recorded but
+// then closed before it was set up, as a connection's end is recorded:
+// the event, then onDisconnect.
+func (s *Server) recordFailedConnect(client domain.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.store.Append(ctx, &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: domain.ReasonServerError}); err != nil {
+		s.log.Error("record disconnection", "app", client.App, "client", client.ID, "err", err)
+	}
+	if s.hooks != nil {
+		s.hooks.OnDisconnect(ctx, client, domain.ReasonServerError)
+	}
 }
 
 // readBufferSize is a connection's read buffer: clients send small

@@ -169,7 +169,7 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 		if err != nil {
 			if ctx.Err() == nil {
 				c.srv.log.Error("replay", "app", c.app.Name, "channel", p.channel, "err", err)
-				c.disconnect(domain.ReasonPolicy, 1011, "history read failed", true)
+				c.disconnect(domain.ReasonServerError, 1011, "history read failed", true)
 			}
 			return
 		}
