@@ -20,8 +20,10 @@ type History interface {
 	// Channel returns a channel's head and retention state. A channel that
 	// never had a message has Head 0 and an empty Epoch.
 	Channel(ctx context.Context, app, channel string) (ChannelInfo, error)
-	// Channels lists an app's channels that have had messages.
-	Channels(ctx context.Context, app string) ([]ChannelInfo, error)
+	// Channels lists an app's channels that have had messages, by name:
+	// at most limit of them, named after after (all names when after is
+	// empty).
+	Channels(ctx context.Context, app, after string, limit int) ([]ChannelInfo, error)
 	// Messages reads retained messages of a channel.
 	Messages(ctx context.Context, app, channel string, q HistoryQuery) ([]Message, error)
 	// Events reads the event log itself.
@@ -37,6 +39,15 @@ type Members interface {
 	// Count returns the number of subscribers of a channel, or of open
 	// sessions of the app when channel is empty.
 	Count(app, channel string) int
+	// Channels lists an app's channels that have subscribers, by name: at
+	// most limit of them, named after after.
+	Channels(app, after string, limit int) []LiveChannel
+}
+
+// LiveChannel is a channel with subscribers, and how many.
+type LiveChannel struct {
+	Channel     string
+	Subscribers int
 }
 
 // ChannelInfo describes a channel's history stream.

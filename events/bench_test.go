@@ -313,3 +313,30 @@ func BenchmarkTrimAuditKeeps(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChannelsPage reads a page of 100 channels from the middle of
+// 100,000, as GET /_api/channels?after= does: the cost of one page, which
+// no longer grows with the number of channels (until 2026-11-27 the call
+// listed every channel).
+func BenchmarkChannelsPage(b *testing.B) {
+	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
+	ctx := context.Background()
+	facts := make([]domain.Fact, 0, 5000)
+	for c := 0; c < 100000; c++ {
+		facts = append(facts, broadcast("app", fmt.Sprintf("room-%06d", c), `{"n":1}`))
+		if len(facts) == cap(facts) {
+			if _, err := l.Append(ctx, facts...); err != nil {
+				b.Fatal(err)
+			}
+			facts = facts[:0]
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		page, err := l.Channels(ctx, "app", "room-050000", 100)
+		if err != nil || len(page) != 100 || page[0].Channel != "room-050001" {
+			b.Fatalf("%d channels, %v", len(page), err)
+		}
+	}
+}

@@ -37,11 +37,15 @@ func (l *Log) Channel(ctx context.Context, app, channel string) (domain.ChannelI
 	return info, nil
 }
 
-// Channels implements domain.History.
-func (l *Log) Channels(ctx context.Context, app string) ([]domain.ChannelInfo, error) {
+// Channels implements domain.History. A page reads its rows by the
+// channels' key, from after on, whatever the number of channels.
+func (l *Log) Channels(ctx context.Context, app, after string, limit int) ([]domain.ChannelInfo, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.epoch, c.head,
 		COALESCE((SELECT MIN("offset") FROM messages m WHERE m.app = c.app AND m.channel = c.name), c.head + 1)
-		FROM channels c WHERE c.app = ? ORDER BY c.name`, app)
+		FROM channels c WHERE c.app = ? AND c.name > ? ORDER BY c.name LIMIT ?`, app, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list channels: %w", err)
 	}

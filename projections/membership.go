@@ -7,7 +7,9 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -513,21 +515,46 @@ func (m *Membership) Count(app, channel string) int {
 	return m.perApp[app]
 }
 
-// Channels returns an app's channels that have subscribers, with their
-// subscriber counts.
-func (m *Membership) Channels(app string) map[string]int {
-	out := map[string]int{}
+// Channels implements domain.Members. It visits every live channel of
+// every app, but keeps only a page: the limit smallest names after after.
+func (m *Membership) Channels(app, after string, limit int) []domain.LiveChannel {
+	if limit <= 0 {
+		return nil
+	}
+	var page liveHeap // the largest name on top, to be pushed out first
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for k, st := range sh.chans {
-			if k.app == app {
-				out[k.channel] = len(st.subs)
+			if k.app != app || k.channel <= after || len(st.subs) == 0 {
+				continue
+			}
+			switch {
+			case len(page) < limit:
+				heap.Push(&page, domain.LiveChannel{Channel: k.channel, Subscribers: len(st.subs)})
+			case k.channel < page[0].Channel:
+				page[0] = domain.LiveChannel{Channel: k.channel, Subscribers: len(st.subs)}
+				heap.Fix(&page, 0)
 			}
 		}
 		sh.mu.Unlock()
 	}
-	return out
+	slices.SortFunc(page, func(a, b domain.LiveChannel) int { return strings.Compare(a.Channel, b.Channel) })
+	return page
+}
+
+// liveHeap is a max-heap of channels by name (container/heap).
+type liveHeap []domain.LiveChannel
+
+func (h liveHeap) Len() int           { return len(h) }
+func (h liveHeap) Less(i, j int) bool { return h[i].Channel > h[j].Channel }
+func (h liveHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *liveHeap) Push(x any)        { *h = append(*h, x.(domain.LiveChannel)) }
+func (h *liveHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Sessions returns the open sessions of every app, as app -> client ids,

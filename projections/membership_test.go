@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,5 +271,56 @@ func TestWaitAppliedReleasesWhatIsDue(t *testing.T) {
 		if err := <-results; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Channels pages through the live channels of one app by name, whatever
+// order the shards hold them in: each page is the limit smallest names
+// after the cursor, with their subscriber counts, and the pages together
+// are every live channel once.
+func TestChannelsPagesByName(t *testing.T) {
+	f := newFixture(t, 0)
+	var want []domain.LiveChannel
+	for i := range 300 {
+		ch := "ch-" + strconv.Itoa(i*7919%300) // not in name order
+		f.apply(connected("c" + strconv.Itoa(i)))
+		subs := 1 + i%3
+		for j := range subs {
+			f.apply(subscribed("c"+strconv.Itoa((i+j)%300), ch))
+		}
+		want = append(want, domain.LiveChannel{Channel: ch, Subscribers: subs})
+	}
+	// Another app's channels, and a channel whose subscribers all left.
+	f.apply(&domain.ChannelSubscribed{App: "b", Channel: "ch-0", Client: "c9"})
+	f.apply(connected("gone"), subscribed("gone", "ch-00"))
+	f.apply(&domain.ChannelUnsubscribed{App: "a", Channel: "ch-00", Client: "gone"})
+	slices.SortFunc(want, func(a, b domain.LiveChannel) int { return strings.Compare(a.Channel, b.Channel) })
+
+	for _, limit := range []int{1, 7, 300, 1000} {
+		var got []domain.LiveChannel
+		after := ""
+		for {
+			page := f.m.Channels("a", after, limit)
+			if len(page) > limit {
+				t.Fatalf("limit %d: a page of %d", limit, len(page))
+			}
+			got = append(got, page...)
+			if len(page) < limit {
+				break
+			}
+			after = page[len(page)-1].Channel
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: pages give %d channels, want %d:\n%v\n%v", limit, len(got), len(want), got, want)
+		}
+	}
+	if got := f.m.Channels("a", "ch-99", 5); len(got) != 0 { // the greatest name
+		t.Fatalf("after ch-99: %v", got)
+	}
+	if got := f.m.Channels("b", "", 5); !slices.Equal(got, []domain.LiveChannel{{Channel: "ch-0", Subscribers: 1}}) {
+		t.Fatalf("app b: %v", got)
+	}
+	if got := f.m.Channels("a", "", 0); len(got) != 0 {
+		t.Fatalf("limit 0: %v", got)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -28,16 +27,10 @@ type Store interface {
 	Head() uint64
 }
 
-// Members is what the API needs of the membership projection.
-type Members interface {
-	domain.Members
-	Channels(app string) map[string]int
-}
-
 // API serves /_api/... and /healthz.
 type API struct {
 	store   Store
-	members Members
+	members domain.Members
 	apps    *apps.Registry
 	isAdmin func(key string) bool
 	log     *slog.Logger
@@ -46,7 +39,7 @@ type API struct {
 
 // New returns the server API. isAdmin tells whether a key is the admin key,
 // which authorizes every app; it must compare in constant time.
-func New(store Store, members Members, registry *apps.Registry, isAdmin func(key string) bool, logger *slog.Logger) *API {
+func New(store Store, members domain.Members, registry *apps.Registry, isAdmin func(key string) bool, logger *slog.Logger) *API {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -219,21 +212,24 @@ type channelJSON struct {
 }
 
 func (a *API) channels(w http.ResponseWriter, r *http.Request, c caller) error {
-	infos, err := a.store.Channels(r.Context(), c.app.Name)
+	q := r.URL.Query()
+	limit, err := pageLimit(q.Get("limit"))
 	if err != nil {
 		return err
 	}
-	live := a.members.Channels(c.app.Name)
-	out := []channelJSON{}
-	for _, in := range infos {
-		out = append(out, channelJSON{in.Channel, live[in.Channel], in.Head, in.Epoch, in.First})
-		delete(live, in.Channel)
+	page, err := domain.ListChannels(r.Context(), a.store, a.members, c.app.Name, q.Get("after"), limit)
+	if err != nil {
+		return err
 	}
-	for name, n := range live { // subscribed, never broadcast to
-		out = append(out, channelJSON{Channel: name, Subscribers: n, FirstOffset: 1})
+	out := make([]channelJSON, len(page))
+	for i, ch := range page {
+		out[i] = channelJSON{ch.Channel, ch.Subscribers, ch.Head, ch.Epoch, ch.First}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Channel < out[j].Channel })
-	writeJSON(w, http.StatusOK, map[string]any{"channels": out})
+	resp := map[string]any{"channels": out}
+	if len(page) == limit {
+		resp["next_after"] = page[len(page)-1].Channel
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -266,13 +262,8 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	if hq.Until, err = timeParam(q.Get("until")); err != nil {
 		return err
 	}
-	limit, err := uintParam(q.Get("limit"))
-	if err != nil {
+	if hq.Limit, err = pageLimit(q.Get("limit")); err != nil {
 		return err
-	}
-	hq.Limit = int(min(limit, 1000))
-	if hq.Limit == 0 {
-		hq.Limit = 100
 	}
 	last, err := uintParam(q.Get("last"))
 	if err != nil {
@@ -411,13 +402,8 @@ func (a *API) audit(w http.ResponseWriter, r *http.Request, c caller) error {
 	if aq.After, err = uintParam(q.Get("after")); err != nil {
 		return err
 	}
-	limit, err := uintParam(q.Get("limit"))
-	if err != nil {
+	if aq.Limit, err = pageLimit(q.Get("limit")); err != nil {
 		return err
-	}
-	aq.Limit = int(min(limit, 1000))
-	if aq.Limit == 0 {
-		aq.Limit = 100
 	}
 	evs, err := a.store.Events(r.Context(), aq)
 	if err != nil {
@@ -433,6 +419,15 @@ func (a *API) audit(w http.ResponseWriter, r *http.Request, c caller) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// pageLimit reads a page's size: 100 unless given, at most 1000.
+func pageLimit(s string) (int, error) {
+	n, err := uintParam(s)
+	if err != nil || n == 0 {
+		return 100, err
+	}
+	return int(min(n, 1000)), nil
 }
 
 func uintParam(s string) (uint64, error) {

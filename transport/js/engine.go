@@ -39,14 +39,6 @@ type Store interface {
 	domain.History
 }
 
-// Members is what scripts need of the live membership.
-type Members interface {
-	domain.Members
-	// Channels returns an app's channels that have subscribers, with
-	// their subscriber counts.
-	Channels(app string) map[string]int
-}
-
 // Apps finds an app by name (transport/apps.Registry does).
 type Apps interface {
 	Lookup(name string) (*apps.App, error)
@@ -105,7 +97,7 @@ func (c *Config) setDefaults() {
 type Engine struct {
 	cfg     Config
 	store   Store
-	members Members
+	members domain.Members
 	apps    Apps
 	log     *slog.Logger
 
@@ -120,7 +112,7 @@ var (
 )
 
 // New returns an engine over the event log, the membership and the apps.
-func New(cfg Config, store Store, members Members, registry Apps) *Engine {
+func New(cfg Config, store Store, members domain.Members, registry Apps) *Engine {
 	cfg.setDefaults()
 	return &Engine{
 		cfg: cfg, store: store, members: members, apps: registry, log: cfg.Logger,

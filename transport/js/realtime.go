@@ -2,7 +2,6 @@ package js
 
 import (
 	"encoding/json"
-	"sort"
 
 	"github.com/dop251/goja"
 
@@ -239,40 +238,48 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	return out
 }
 
-// channels lists the app's channels as GET /_api/channels does: those with
-// history or subscribers, sorted by name.
-func (rt *runtime) channels(vm *goja.Runtime, _ goja.FunctionCall) goja.Value {
-	app := rt.cur.app.Name
-	infos, err := rt.eng.store.Channels(rt.cur.ctx, app)
+// channels lists a page of the app's channels as GET /_api/channels does:
+// those with history or subscribers, by name, after options.after, at most
+// options.limit (100 unless given, at most 1000); next_after is set when
+// the page is full.
+func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	after, limit := "", 0
+	if o, ok := c.Argument(0).(*goja.Object); ok {
+		if v := o.Get("after"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+			after = v.String()
+		}
+		if v := o.Get("limit"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+			f := v.ToFloat()
+			if f < 0 || f != f || f > 1<<53 {
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels: limit must be a number, 0 or more"))
+			}
+			limit = int(f)
+		}
+	} else if a := c.Argument(0); !goja.IsUndefined(a) && !goja.IsNull(a) {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels options must be an object"))
+	}
+	limit = min(limit, 1000)
+	if limit == 0 {
+		limit = 100
+	}
+	page, err := domain.ListChannels(rt.cur.ctx, rt.eng.store, rt.eng.members, rt.cur.app.Name, after, limit)
 	rt.must(vm, err)
-	live := rt.eng.members.Channels(app)
-	type row struct {
-		name  string
-		subs  int
-		head  uint64
-		epoch string
-		first uint64
-	}
-	rows := make([]row, 0, len(infos)+len(live))
-	for _, in := range infos {
-		rows = append(rows, row{in.Channel, live[in.Channel], in.Head, in.Epoch, in.First})
-		delete(live, in.Channel)
-	}
-	for name, n := range live { // subscribed, never broadcast to
-		rows = append(rows, row{name: name, subs: n, first: 1})
-	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
-	out := make([]any, len(rows))
-	for i, r := range rows {
+	list := make([]any, len(page))
+	for i, ch := range page {
 		o := vm.NewObject()
-		o.Set("channel", r.name)
-		o.Set("subscribers", r.subs)
-		o.Set("head", r.head)
-		o.Set("epoch", r.epoch)
-		o.Set("first_offset", r.first)
-		out[i] = o
+		o.Set("channel", ch.Channel)
+		o.Set("subscribers", ch.Subscribers)
+		o.Set("head", ch.Head)
+		o.Set("epoch", ch.Epoch)
+		o.Set("first_offset", ch.First)
+		list[i] = o
 	}
-	return vm.NewArray(out...)
+	out := vm.NewObject()
+	out.Set("channels", vm.NewArray(list...))
+	if len(page) == limit {
+		out.Set("next_after", page[len(page)-1].Channel)
+	}
+	return out
 }
 
 // object makes a plain JS object from name, value pairs.
