@@ -67,6 +67,12 @@ type Config struct {
 	// 8 per CPU, at least 16). Past it, a runtime freed by a burst of
 	// concurrent runs is dropped rather than kept.
 	MaxIdle int
+	// IdleTimeout is how long a spare runtime may stay idle (default 1
+	// minute): the pools are checked every IdleTimeout while they have
+	// spares, and every runtime idle for longer is dropped but the most
+	// recently used of each script. A burst of concurrent runs leaves up to
+	// MaxIdle runtimes behind, each with the script's module state.
+	IdleTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -83,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConcurrent <= 0 {
 		c.MaxConcurrent = 8 * goruntime.GOMAXPROCS(0)
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Minute
 	}
 	if c.MaxIdle <= 0 {
 		c.MaxIdle = max(16, 8*goruntime.GOMAXPROCS(0))
@@ -104,6 +113,7 @@ type Engine struct {
 	mu       sync.Mutex
 	versions map[string]*version      // by app folder and file
 	slots    map[string]chan struct{} // by app folder and file: one per run under way
+	sweeping bool                     // a dropIdle is due: some version has spare idle runtimes
 }
 
 var (
@@ -219,20 +229,52 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	}
 	left := time.Until(deadline)
 	if left <= 0 {
-		v.put(rt)
+		e.putRuntime(v, rt)
 		return true, &TimeoutError{File: file, Limit: limit}
 	}
 	reusable, err := rt.run(ex, left,
 		func(vm *goja.Runtime) (goja.Value, error) { return call(rt, vm) },
 		func(vm *goja.Runtime, val goja.Value) error { return finish(rt, vm, val) })
 	if reusable {
-		v.put(rt)
+		e.putRuntime(v, rt)
 	}
 	var te *TimeoutError
 	if errors.As(err, &te) {
 		te.Limit = limit
 	}
 	return true, err
+}
+
+// putRuntime returns rt to v's pool, and makes sure that its spares are
+// dropped once idle for the IdleTimeout.
+func (e *Engine) putRuntime(v *version, rt *runtime) {
+	if !v.put(rt) {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.sweeping {
+		e.sweeping = true
+		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+	}
+}
+
+// dropIdle drops the runtimes idle for longer than the IdleTimeout, all
+// but the most recently used of each version, and comes back while spares
+// are left. Nothing runs while no version has spares.
+func (e *Engine) dropIdle() {
+	before := time.Now().Add(-e.cfg.IdleTimeout)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	spares := false
+	for _, v := range e.versions {
+		if v.dropIdle(before) {
+			spares = true
+		}
+	}
+	if e.sweeping = spares; spares {
+		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+	}
 }
 
 func (e *Engine) slotsOf(key string) chan struct{} {

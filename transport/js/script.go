@@ -51,7 +51,18 @@ type version struct {
 	// fail the same way each time.
 	loadErr atomic.Pointer[error]
 
-	idle chan *runtime
+	// idle are the runtimes waiting for an execution, the most recently
+	// used last: the next execution takes that one, so that runtimes a
+	// burst left behind stay unused and age until dropIdle drops them.
+	imu     sync.Mutex
+	idle    []idleRuntime
+	maxIdle int
+}
+
+// idleRuntime is a runtime in the pool and when it went there.
+type idleRuntime struct {
+	rt    *runtime
+	since time.Time
 }
 
 // stamp is what tells a file changed.
@@ -71,7 +82,7 @@ func newVersion(app, dir, file string, st stamp, maxIdle int) (*version, error) 
 	}
 	v := &version{
 		app: app, dir: dir, file: file, root: root,
-		idle: make(chan *runtime, maxIdle),
+		maxIdle: maxIdle,
 	}
 	v.deps.Store(&map[string]stamp{file: st})
 	v.reg = require.NewRegistry(require.WithLoader(v.load), require.WithPathResolver(resolve))
@@ -172,20 +183,48 @@ func (v *version) failed() error {
 
 func (v *version) fail(err error) { v.loadErr.Store(&err) }
 
-// get returns an idle runtime of the version, or nil.
+// get returns the most recently used idle runtime of the version, or nil.
 func (v *version) get() *runtime {
-	select {
-	case rt := <-v.idle:
-		return rt
-	default:
+	v.imu.Lock()
+	defer v.imu.Unlock()
+	n := len(v.idle)
+	if n == 0 {
 		return nil
 	}
+	rt := v.idle[n-1].rt
+	v.idle[n-1] = idleRuntime{}
+	v.idle = v.idle[:n-1]
+	return rt
 }
 
-// put keeps rt for the next execution, unless enough are idle already.
-func (v *version) put(rt *runtime) {
-	select {
-	case v.idle <- rt:
-	default:
+// put keeps rt for the next execution, unless enough are idle already. It
+// reports whether the version has more than one idle runtime: spares that
+// dropIdle may have to drop later.
+func (v *version) put(rt *runtime) (spares bool) {
+	v.imu.Lock()
+	defer v.imu.Unlock()
+	if len(v.idle) < v.maxIdle {
+		v.idle = append(v.idle, idleRuntime{rt, time.Now()})
 	}
+	return len(v.idle) > 1
+}
+
+// dropIdle drops the runtimes idle since before, but not the most recently
+// used one, which keeps the next execution from loading the script again.
+// It reports whether spares are left.
+func (v *version) dropIdle(before time.Time) (spares bool) {
+	v.imu.Lock()
+	defer v.imu.Unlock()
+	n := 0
+	for n < len(v.idle)-1 && v.idle[n].since.Before(before) {
+		n++
+	}
+	if n > 0 {
+		// Copy down, so that the dropped runtimes are not kept alive by
+		// the slice's array.
+		k := copy(v.idle, v.idle[n:])
+		clear(v.idle[k:])
+		v.idle = v.idle[:k]
+	}
+	return len(v.idle) > 1
 }
