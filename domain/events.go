@@ -62,7 +62,6 @@ const (
 	ReasonHeartbeatTimeout = "heartbeat_timeout"
 	ReasonServerShutdown   = "server_shutdown"
 	ReasonServerRestart    = "server_restart"
-	ReasonPolicy           = "policy"
 	ReasonConnectionLost   = "connection_lost"
 	ReasonTooLarge         = "too_large"
 	// ReasonServerError ends a session that the server could not serve:

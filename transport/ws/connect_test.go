@@ -23,7 +23,8 @@ import (
 // A connection whose client.connected.v1 commits but is never applied (the
 // membership projection is stalled: here it is never started) is closed
 // with 1011, and its session is ended in the log with reason server_error
-// and told to onDisconnect, rather than left open until a restart.
+// and told to onDisconnect, rather than left open until a restart; a
+// shutdown meanwhile waits for that.
 func TestConnectNotAppliedEndsTheSession(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -50,30 +51,30 @@ func TestConnectNotAppliedEndsTheSession(t *testing.T) {
 		jsrt.New(jsrt.Config{}, log, members, registry))
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	defer srv.Shutdown(ctx)
 
 	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/_ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// The upgrade is answered before the event is appended: the connection
+	// is being set up. Shutdown waits for it, so its events are all in the
+	// log when Shutdown returns.
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	// The disconnection, then onDisconnect's broadcast.
+	evs, err := log.Events(ctx, domain.AuditQuery{App: domain.DefaultApp})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, frame, err := c.ReadMessage()
 	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr {
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr || ce.Text != "connection setup timed out" {
 		t.Fatalf("first read: frame %q, err %v; want close 1011", frame, err)
-	}
-
-	// The disconnection is recorded before onDisconnect runs; wait for
-	// the hook's broadcast, the last of the three events.
-	var evs []domain.Event
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if evs, err = log.Events(ctx, domain.AuditQuery{App: domain.DefaultApp}); err != nil {
-			t.Fatal(err)
-		}
-		if len(evs) >= 3 || time.Now().After(deadline) {
-			break
-		}
 	}
 	if len(evs) != 3 {
 		t.Fatalf("events: %d, want client.connected.v1, client.disconnected.v1, message.broadcast.v1: %+v", len(evs), evs)

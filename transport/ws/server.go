@@ -218,12 +218,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.members.Detach(app.Name, client.ID)
 		c.heartbeat.Stop()
+		c.cancel()
 		s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
-		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, "event log unavailable"), time.Now().Add(time.Second))
+		why := "event log unavailable"
+		if committed {
+			why = "connection setup timed out"
+		}
+		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, why), time.Now().Add(time.Second))
 		ws.Close()
 		if committed {
 			// The log has the session: end it there too, or it would stay
 			// open in the audit trail and the projections until a restart.
+			s.metrics.disconnects.WithLabelValues(domain.ReasonServerError).Inc()
 			s.recordFailedConnect(client)
 		}
 		s.release(app.Name)
@@ -304,6 +310,10 @@ func (s *Server) reserve(app *apps.App) error {
 	}
 	s.perApp[app.Name]++
 	s.total++
+	// Counted until released: Shutdown waits for a connection being set
+	// up, whose events must reach the log before it closes, as for an open
+	// one.
+	s.connWG.Add(1)
 	return nil
 }
 
@@ -331,6 +341,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	raw.Write(buf)
 }
 
+// release undoes reserve.
 func (s *Server) release(app string) {
 	s.mu.Lock()
 	s.total--
@@ -339,6 +350,7 @@ func (s *Server) release(app string) {
 		delete(s.perApp, app)
 	}
 	s.mu.Unlock()
+	s.connWG.Done()
 }
 
 func (s *Server) track(c *conn) bool {
@@ -346,7 +358,6 @@ func (s *Server) track(c *conn) bool {
 	s.metrics.open.Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.connWG.Add(1)
 	s.conns[c] = struct{}{}
 	return !s.closing
 }
@@ -356,13 +367,13 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.release(c.app.Name)
-	s.connWG.Done()
+	s.release(c.app.Name) // and Shutdown's count
 }
 
 // Shutdown tells every client the server is going away (disconnect, close
-// code 1001), waits until each connection has recorded its
-// ClientDisconnected event or ctx ends, and refuses new connections.
+// code 1001), waits until each connection, and each one still being set
+// up, has recorded its ClientDisconnected event or ctx ends, and refuses
+// new connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
