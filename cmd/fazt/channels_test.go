@@ -28,42 +28,49 @@ func TestChannelListingPages(t *testing.T) {
 		subscribers, head int
 	}
 	all := []row{{"a", 0, 1}, {"b", 1, 0}, {"c", 1, 1}, {"d", 2, 0}, {"e", 0, 2}}
-	decode := func(page map[string]any) ([]row, string) {
+	decode := func(list []any) []row {
 		var rows []row
-		for _, r := range page["channels"].([]any) {
+		for _, r := range list {
 			m := r.(map[string]any)
 			if (m["head"] == 0.0) != (m["epoch"] == nil || m["epoch"] == "") || m["first_offset"] != 1.0 {
 				t.Fatalf("row %v", m)
 			}
 			rows = append(rows, row{m["channel"].(string), int(m["subscribers"].(float64)), int(m["head"].(float64))})
 		}
-		next, _ := page["next_after"].(string)
-		return rows, next
+		return rows
 	}
-	viaAPI := func(after string, limit int) map[string]any {
+	// Each lister returns a page and the after of the next one, "" at the
+	// end.
+	viaAPI := func(after string, limit int) ([]row, string) {
 		var out map[string]any
 		if code := tn.api("rt", testAdminKey, "GET", fmt.Sprintf("/_api/channels?after=%s&limit=%d", after, limit), nil, &out); code != 200 {
 			t.Fatalf("GET /_api/channels after %q limit %d: %d %v", after, limit, code, out)
 		}
-		return out
+		rows := decode(out["channels"].([]any))
+		next, _ := out["next_after"].(string)
+		if (len(rows) == limit) != (next != "") || next != "" && next != rows[len(rows)-1].channel {
+			t.Fatalf("API, limit %d, after %q: %d rows, next_after %q", limit, after, len(rows), next)
+		}
+		return rows, next
 	}
-	viaJS := func(after string, limit int) map[string]any {
+	viaJS := func(after string, limit int) ([]row, string) {
 		code, out := tn.callJS("rt", "channels", map[string]any{"after": after, "limit": limit})
 		if code != 200 {
 			t.Fatalf("channels({after: %q, limit: %d}): %d %v", after, limit, code, out)
 		}
-		return out["result"].(map[string]any)
+		rows := decode(out["result"].([]any))
+		if len(rows) < limit {
+			return rows, ""
+		}
+		return rows, rows[len(rows)-1].channel
 	}
-	for name, list := range map[string]func(string, int) map[string]any{"API": viaAPI, "JS": viaJS} {
+	for name, list := range map[string]func(string, int) ([]row, string){"API": viaAPI, "JS": viaJS} {
 		for _, limit := range []int{1, 2, 4, 5, 6} {
 			var got []row
 			after, pages := "", 0
 			for pages = 1; ; pages++ {
-				rows, next := decode(list(after, limit))
+				rows, next := list(after, limit)
 				got = append(got, rows...)
-				if (len(rows) == limit) != (next != "") || next != "" && next != rows[len(rows)-1].channel {
-					t.Fatalf("%s, limit %d, after %q: %d rows, next_after %q", name, limit, after, len(rows), next)
-				}
 				if next == "" {
 					break
 				}
@@ -76,7 +83,7 @@ func TestChannelListingPages(t *testing.T) {
 	}
 
 	// Without options: the first 100.
-	if code, out := tn.callJS("rt", "channels"); code != 200 || len(out["result"].(map[string]any)["channels"].([]any)) != len(all) {
+	if code, out := tn.callJS("rt", "channels"); code != 200 || len(out["result"].([]any)) != len(all) {
 		t.Fatalf("channels(): %d %v", code, out)
 	}
 	var out map[string]any
@@ -87,8 +94,14 @@ func TestChannelListingPages(t *testing.T) {
 	if code := tn.api("rt", testAdminKey, "GET", "/_api/channels?limit=many", nil, &out); code != 400 || out["code"] != "bad_request" {
 		t.Fatalf("limit=many: %d %v", code, out)
 	}
-	if code, out := tn.callJS("rt", "channels", map[string]any{"limit": -1}); code != 400 || out["code"] != "bad_request" {
-		t.Fatalf("channels({limit: -1}): %d %v", code, out)
+	for _, bad := range []any{-1, 1.5, "many"} {
+		if code, out := tn.callJS("rt", "channels", map[string]any{"limit": bad}); code != 400 || out["code"] != "bad_request" {
+			t.Fatalf("channels({limit: %v}): %d %v", bad, code, out)
+		}
+	}
+	// Over 1000 is 1000.
+	if code, out := tn.callJS("rt", "channels", map[string]any{"limit": 1e15}); code != 200 || len(out["result"].([]any)) != len(all) {
+		t.Fatalf("channels({limit: 1e15}): %d %v", code, out)
 	}
 	if code, out := tn.callJS("rt", "channels", "a"); code != 400 || out["code"] != "bad_request" {
 		t.Fatalf(`channels("a"): %d %v`, code, out)

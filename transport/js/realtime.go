@@ -2,6 +2,7 @@ package js
 
 import (
 	"encoding/json"
+	"math"
 
 	"github.com/dop251/goja"
 
@@ -240,27 +241,25 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 
 // channels lists a page of the app's channels as GET /_api/channels does:
 // those with history or subscribers, by name, after options.after, at most
-// options.limit (100 unless given, at most 1000); next_after is set when
-// the page is full.
+// options.limit (100 unless given, at most 1000). It returns the page as an
+// array; a full one may have more after it.
 func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
-	after, limit := "", 0
+	after, limit := "", 100
 	if o, ok := c.Argument(0).(*goja.Object); ok {
 		if v := o.Get("after"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 			after = v.String()
 		}
 		if v := o.Get("limit"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 			f := v.ToFloat()
-			if f < 0 || f != f || f > 1<<53 {
-				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels: limit must be a number, 0 or more"))
+			if f < 0 || f != math.Trunc(f) { // NaN too
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels: limit must be a whole number, 0 or more"))
 			}
-			limit = int(f)
+			if f > 0 { // 0 keeps the default, as for history
+				limit = int(min(f, 1000))
+			}
 		}
 	} else if a := c.Argument(0); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels options must be an object"))
-	}
-	limit = min(limit, 1000)
-	if limit == 0 {
-		limit = 100
 	}
 	page, err := domain.ListChannels(rt.cur.ctx, rt.eng.store, rt.eng.members, rt.cur.app.Name, after, limit)
 	rt.must(vm, err)
@@ -274,12 +273,7 @@ func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 		o.Set("first_offset", ch.First)
 		list[i] = o
 	}
-	out := vm.NewObject()
-	out.Set("channels", vm.NewArray(list...))
-	if len(page) == limit {
-		out.Set("next_after", page[len(page)-1].Channel)
-	}
-	return out
+	return vm.NewArray(list...)
 }
 
 // object makes a plain JS object from name, value pairs.

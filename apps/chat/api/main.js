@@ -26,7 +26,7 @@ module.exports = async function (req) {
     return fazt.realtime.history(req.query.channel || "room", { last }).messages;
   }
   if (req.path === "/api/stats") {
-    return { channels: fazt.realtime.channels({ limit: 100 }).channels, connections: fazt.realtime.count() };
+    return { channels: fazt.realtime.channels({ limit: 100 }), connections: fazt.realtime.count() };
   }
   return { status: 404, json: { error: "no endpoint " + req.method + " " + req.path, code: "not_found" } };
 };
