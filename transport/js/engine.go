@@ -70,7 +70,8 @@ type Config struct {
 	// IdleTimeout is how long a spare runtime may stay idle (default 1
 	// minute): the pools are checked every IdleTimeout while they have
 	// spares, and every runtime idle for longer is dropped but the most
-	// recently used of each script. A burst of concurrent runs leaves up to
+	// recently used of each script, so a spare goes one to two
+	// IdleTimeouts after its last run. A burst of concurrent runs leaves up to
 	// MaxIdle runtimes behind, each with the script's module state.
 	IdleTimeout time.Duration
 	// Logger defaults to slog.Default().
@@ -262,8 +263,11 @@ func (e *Engine) putRuntime(v *version, rt *runtime) {
 // dropIdle drops the runtimes idle for longer than the IdleTimeout, all
 // but the most recently used of each version, and comes back while spares
 // are left. Nothing runs while no version has spares.
-func (e *Engine) dropIdle() {
-	before := time.Now().Add(-e.cfg.IdleTimeout)
+func (e *Engine) dropIdle() { e.dropIdleAt(time.Now()) }
+
+// dropIdleAt is dropIdle as of the time now.
+func (e *Engine) dropIdleAt(now time.Time) {
+	before := now.Add(-e.cfg.IdleTimeout)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	spares := false
