@@ -457,15 +457,17 @@ func (l *Log) commit(batch []*appendReq) {
 			}
 		}
 	}
+	if err != nil {
+		l.log.Error("event log append failed", "err", err)
+	} else {
+		// Before the appenders hear of it: once Append returns, Head and
+		// the Subscribers include what it committed.
+		l.tail.push(recs)
+	}
 	for _, r := range batch {
 		r.err = classify(err)
 		close(r.done)
 	}
-	if err != nil {
-		l.log.Error("event log append failed", "err", err)
-		return
-	}
-	l.tail.push(recs)
 }
 
 func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {

@@ -603,3 +603,30 @@ func TestTailAccountsForWhatItHolds(t *testing.T) {
 		}
 	}
 }
+
+// Once Append returns, Head counts what it committed, however the writer
+// batched it with other appends: callers read Head right after appending
+// (the start-up's catch-up, the audit retention's newest event).
+func TestHeadIncludesWhatAppendReturned(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				evs, err := l.Append(ctx, broadcast("app", fmt.Sprintf("c%d", w), `{"i":1}`))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if head := l.Head(); head < evs[0].Seq {
+					t.Errorf("append %d of writer %d committed seq %d; Head then said %d", i, w, evs[0].Seq, head)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
