@@ -20,12 +20,11 @@ import (
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
-// A connection whose client.connected.v1 commits but is never applied (the
-// membership projection is stalled: here it is never started) is closed
-// with 1011, and its session is ended in the log with reason server_error
-// and told to onDisconnect, rather than left open until a restart; a
-// shutdown meanwhile waits for that.
-func TestConnectNotAppliedEndsTheSession(t *testing.T) {
+// stalledServer serves the default app, whose onDisconnect broadcasts the
+// client and reason to "left", over a real log and JS engine, with a
+// membership projection that never runs: a connection's event commits but
+// is never applied.
+func stalledServer(t *testing.T, applyTimeout time.Duration) (*events.Log, *ws.Server, *websocket.Conn) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
@@ -42,39 +41,48 @@ func TestConnectNotAppliedEndsTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer log.Close()
+	t.Cleanup(func() { log.Close() })
 	members := projections.NewMembership(ws.Encoder{}, func(context.Context, string, string) (uint64, string, error) {
 		return 0, "", nil
 	}, 0)
 	registry := apps.NewRegistry(filepath.Join(dir, "apps"))
-	srv := ws.NewServer(ws.Config{ApplyTimeout: 200 * time.Millisecond}, log, members, registry,
-		jsrt.New(jsrt.Config{}, log, members, registry))
+	srv := ws.NewServer(ws.Config{ApplyTimeout: applyTimeout}, log, members, registry,
+		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second}, log, members, registry))
 	hs := httptest.NewServer(srv)
-	defer hs.Close()
-
+	t.Cleanup(hs.Close)
 	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/_ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	// The upgrade is answered before the event is appended: the connection
-	// is being set up. Shutdown waits for it, so its events are all in the
-	// log when Shutdown returns.
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	t.Cleanup(func() { c.Close() })
+	return log, srv, c
+}
+
+// shutdown stops srv, which must wait for the connection being set up.
+func shutdown(t *testing.T, srv *ws.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	// The disconnection, then onDisconnect's broadcast.
-	evs, err := log.Events(ctx, domain.AuditQuery{App: domain.DefaultApp})
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// expectClose reads the one frame the connection gets: a close.
+func expectClose(t *testing.T, c *websocket.Conn, code int, text string) {
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, frame, err := c.ReadMessage()
 	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr || ce.Text != "connection setup timed out" {
-		t.Fatalf("first read: frame %q, err %v; want close 1011", frame, err)
+	if !errors.As(err, &ce) || ce.Code != code || ce.Text != text {
+		t.Fatalf("first read: frame %q, err %v; want close %d %q", frame, err, code, text)
+	}
+}
+
+// expectEnded checks that the log has the connection, its end with
+// reason, and onDisconnect's broadcast, in that order.
+func expectEnded(t *testing.T, log *events.Log, reason string) {
+	evs, err := log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(evs) != 3 {
 		t.Fatalf("events: %d, want client.connected.v1, client.disconnected.v1, message.broadcast.v1: %+v", len(evs), evs)
@@ -84,12 +92,36 @@ func TestConnectNotAppliedEndsTheSession(t *testing.T) {
 		t.Fatalf("first event %T, want ClientConnected", evs[0].Fact)
 	}
 	disc, ok := evs[1].Fact.(*domain.ClientDisconnected)
-	if !ok || disc.Client != conn.Client || disc.Reason != domain.ReasonServerError {
-		t.Fatalf("second event %#v, want %s disconnected with %s", evs[1].Fact, conn.Client, domain.ReasonServerError)
+	if !ok || disc.Client != conn.Client || disc.Reason != reason {
+		t.Fatalf("second event %#v, want %s disconnected with %s", evs[1].Fact, conn.Client, reason)
 	}
 	mb, ok := evs[2].Fact.(*domain.MessageBroadcast)
-	want := `{"client":"` + conn.Client + `","reason":"server_error"}`
+	want := `{"client":"` + conn.Client + `","reason":"` + reason + `"}`
 	if !ok || mb.Channel != "left" || string(mb.Data) != want {
 		t.Fatalf("third event %#v, want onDisconnect's broadcast %s", evs[2].Fact, want)
 	}
+}
+
+// A connection whose client.connected.v1 commits but is not applied in
+// time is closed with 1011, and its session is ended in the log with
+// reason server_error and told to onDisconnect, rather than left open
+// until a restart. A shutdown meanwhile waits for that to be written.
+func TestConnectNotAppliedEndsTheSession(t *testing.T) {
+	log, srv, c := stalledServer(t, 200*time.Millisecond)
+	expectClose(t, c, websocket.CloseInternalServerErr, "connection setup timed out")
+	shutdown(t, srv)
+	expectEnded(t, log, domain.ReasonServerError)
+}
+
+// A shutdown while a connection waits for its event to be applied ends
+// the wait: the connection is closed with 1001 and recorded as ended by
+// the shutdown, before Shutdown returns, however long the wait could have
+// been.
+func TestShutdownEndsAConnectionBeingSetUp(t *testing.T) {
+	log, srv, c := stalledServer(t, time.Hour)
+	// The upgrade is answered before the event is appended: the
+	// connection is being set up now.
+	shutdown(t, srv)
+	expectEnded(t, log, domain.ReasonServerShutdown)
+	expectClose(t, c, websocket.CloseGoingAway, "server shutdown")
 }

@@ -130,6 +130,11 @@ type Server struct {
 	connWG   sync.WaitGroup
 	baseCtx  context.Context
 	stopBase context.CancelFunc
+	// closingCtx ends when Shutdown begins: connections being set up stop
+	// waiting for their event to be applied, so that their end is written
+	// before the log closes.
+	closingCtx context.Context
+	stopSetup  context.CancelFunc
 }
 
 // NewServer returns a WebSocket server. hooks may be nil.
@@ -144,6 +149,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 		poller:  poller,
 	}
 	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
+	s.closingCtx, s.stopSetup = context.WithCancel(context.Background())
 	// One flusher per processor: enough to keep every core writing, few
 	// enough that each one's rounds batch many frames per write.
 	for range runtime.GOMAXPROCS(0) {
@@ -187,9 +193,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, err)
 		return
 	}
+	// Released here on every way out until the connection is tracked, a
+	// panic included: Shutdown counts it until then.
+	tracked := false
+	defer func() {
+		if !tracked {
+			s.release(app.Name)
+		}
+	}()
 	if s.hooks != nil {
 		if err := s.hooks.OnConnect(r.Context(), client); err != nil {
-			s.release(app.Name)
 			httpError(w, err)
 			return
 		}
@@ -197,7 +210,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hj := &hijacker{ResponseWriter: w}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
-		s.release(app.Name)
 		return // the upgrader has answered
 	}
 	c := newConn(s, ws, hj.br, app, client)
@@ -210,8 +222,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if committed {
 		// Once `connected` is sent, the session is visible to the API (a
 		// kick, a count) as to everyone else.
-		// The event is committed: wait for it even if the request ends.
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
+		// The event is committed: wait for it even if the request ends,
+		// but not once Shutdown has begun.
+		ctx, cancel := context.WithTimeout(s.closingCtx, s.cfg.ApplyTimeout)
 		err = s.members.WaitApplied(ctx, evs[0].Seq)
 		cancel()
 	}
@@ -220,21 +233,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.heartbeat.Stop()
 		c.cancel()
 		s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
-		why := "event log unavailable"
+		reason, code, why := "", websocket.CloseInternalServerErr, "event log unavailable"
 		if committed {
-			why = "connection setup timed out"
+			reason, why = domain.ReasonServerError, "connection setup timed out"
+			if s.closingCtx.Err() != nil {
+				reason, code, why = domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown"
+			}
 		}
-		ws.WriteControl(websocket.CloseMessage, closePayload(websocket.CloseInternalServerErr, why), time.Now().Add(time.Second))
+		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
 		if committed {
 			// The log has the session: end it there too, or it would stay
 			// open in the audit trail and the projections until a restart.
-			s.metrics.disconnects.WithLabelValues(domain.ReasonServerError).Inc()
-			s.recordFailedConnect(client)
+			s.metrics.accepted.Inc()
+			s.metrics.disconnects.WithLabelValues(reason).Inc()
+			s.recordFailedConnect(client, reason)
 		}
-		s.release(app.Name)
 		return
 	}
+	tracked = true
 	if !s.track(c) { // shutting down
 		c.disconnect(domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown", false)
 	}
@@ -253,14 +270,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // recordFailedConnect ends a session whose connection was recorded but
 // then closed before it was set up, as a connection's end is recorded:
 // the event, then onDisconnect.
-func (s *Server) recordFailedConnect(client domain.Client) {
+func (s *Server) recordFailedConnect(client domain.Client, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.store.Append(ctx, &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: domain.ReasonServerError}); err != nil {
+	if _, err := s.store.Append(ctx, &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: reason}); err != nil {
 		s.log.Error("record disconnection", "app", client.App, "client", client.ID, "err", err)
 	}
 	if s.hooks != nil {
-		s.hooks.OnDisconnect(ctx, client, domain.ReasonServerError)
+		s.hooks.OnDisconnect(ctx, client, reason)
 	}
 }
 
@@ -377,6 +394,7 @@ func (s *Server) untrack(c *conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.stopSetup()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
