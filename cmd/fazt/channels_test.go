@@ -94,7 +94,7 @@ func TestChannelListingPages(t *testing.T) {
 	if code := tn.api("rt", testAdminKey, "GET", "/_api/channels?limit=many", nil, &out); code != 400 || out["code"] != "bad_request" {
 		t.Fatalf("limit=many: %d %v", code, out)
 	}
-	for _, bad := range []any{-1, 1.5, "many"} {
+	for _, bad := range []any{-1, 1.5, "many", "5", true} {
 		if code, out := tn.callJS("rt", "channels", map[string]any{"limit": bad}); code != 400 || out["code"] != "bad_request" {
 			t.Fatalf("channels({limit: %v}): %d %v", bad, code, out)
 		}

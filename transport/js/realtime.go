@@ -250,8 +250,11 @@ func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 			after = v.String()
 		}
 		if v := o.Get("limit"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-			f := v.ToFloat()
-			if f < 0 || f != math.Trunc(f) { // NaN too
+			f, isNum := v.Export().(float64)
+			if n, ok := v.Export().(int64); ok {
+				f, isNum = float64(n), true
+			}
+			if !isNum || f < 0 || f != math.Trunc(f) { // NaN too
 				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels: limit must be a whole number, 0 or more"))
 			}
 			if f > 0 { // 0 keeps the default, as for history
