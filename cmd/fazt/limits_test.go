@@ -175,7 +175,9 @@ func TestPrivateChannels(t *testing.T) {
 // is disconnected as a slow consumer, everyone else receives every message
 // in order, and the stalled client can resume by offset without loss.
 func TestSlowConsumer(t *testing.T) {
-	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 64, SocketSendBuffer: 8192}))
+	// A write stuck for a minute would be a flusher held up by the stalled
+	// socket: long enough that the readers' queues would show it.
+	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 64, SocketSendBuffer: 8192, WriteTimeout: time.Minute}))
 	const readers, msgs = 100, 300
 	payload := strings.Repeat("z", 2048)
 
@@ -229,7 +231,12 @@ func TestSlowConsumer(t *testing.T) {
 	}
 	for i := 0; i < msgs; i++ {
 		for r := range read {
-			waitFor(t, func() bool { return read[r].Load()+32 >= uint64(i) })
+			// A reader not served for 10 s is held up by the stalled one.
+			for deadline := time.Now().Add(10 * time.Second); read[r].Load()+32 < uint64(i); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("reader %s still at offset %d, 10 s after message %d was due", clients[r].id, read[r].Load(), i)
+				}
+			}
 		}
 		tn.publish("", "feed", payload)
 	}
