@@ -72,7 +72,8 @@ type Config struct {
 	// ApplyTimeout bounds how long a new connection waits for the
 	// membership to apply its committed client.connected.v1 before it is
 	// closed with 1011 and recorded as ended with reason server_error
-	// (default 10s).
+	// (default 10s). Shutdown ends the wait at once (1001,
+	// server_shutdown).
 	ApplyTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -232,13 +233,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.members.Detach(app.Name, client.ID)
 		c.heartbeat.Stop()
 		c.cancel()
-		s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		reason, code, why := "", websocket.CloseInternalServerErr, "event log unavailable"
 		if committed {
 			reason, why = domain.ReasonServerError, "connection setup timed out"
 			if s.closingCtx.Err() != nil {
 				reason, code, why = domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown"
 			}
+		}
+		if reason == domain.ReasonServerShutdown {
+			s.log.Info("connection closed while being set up: server shutdown", "app", app.Name, "client", client.ID)
+		} else {
+			s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		}
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
