@@ -95,3 +95,19 @@ func CheckDepth(b []byte, max int) error {
 	}
 	return nil
 }
+
+// Page sizes of the listings that page (history, audit, channels), in the
+// server API and in JS alike.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// PageSize is the size of a page asked for as n: DefaultPageSize when n is
+// 0, at most MaxPageSize.
+func PageSize(n uint64) int {
+	if n == 0 {
+		return DefaultPageSize
+	}
+	return int(min(n, MaxPageSize))
+}

@@ -421,13 +421,10 @@ func (a *API) audit(w http.ResponseWriter, r *http.Request, c caller) error {
 	return nil
 }
 
-// pageLimit reads a page's size: 100 unless given, at most 1000.
+// pageLimit reads a page's size (domain.PageSize).
 func pageLimit(s string) (int, error) {
 	n, err := uintParam(s)
-	if err != nil || n == 0 {
-		return 100, err
-	}
-	return int(min(n, 1000)), nil
+	return domain.PageSize(n), err
 }
 
 func uintParam(s string) (uint64, error) {

@@ -209,10 +209,7 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	} else if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history options must be an object"))
 	}
-	hq.Limit = min(hq.Limit, 1000)
-	if hq.Limit == 0 {
-		hq.Limit = 100
-	}
+	hq.Limit = domain.PageSize(uint64(hq.Limit))
 	ctx, app := rt.cur.ctx, rt.cur.app.Name
 	info, err := rt.eng.store.Channel(ctx, app, channel)
 	rt.must(vm, err)
@@ -241,25 +238,28 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 
 // channels lists a page of the app's channels as GET /_api/channels does:
 // those with history or subscribers, by name, after options.after, at most
-// options.limit (100 unless given, at most 1000). It returns the page as an
+// options.limit (domain.PageSize). It returns the page as an
 // array; a full one may have more after it.
 func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
-	after, limit := "", 100
+	after, limit := "", domain.DefaultPageSize
 	if o, ok := c.Argument(0).(*goja.Object); ok {
 		if v := o.Get("after"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 			after = v.String()
 		}
 		if v := o.Get("limit"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-			f, isNum := v.Export().(float64)
-			if n, ok := v.Export().(int64); ok {
-				f, isNum = float64(n), true
+			var f float64
+			switch n := v.Export().(type) {
+			case int64:
+				f = float64(n)
+			case float64:
+				f = n
+			default:
+				f = -1 // not a number
 			}
-			if !isNum || f < 0 || f != math.Trunc(f) { // NaN too
+			if f < 0 || f != math.Trunc(f) { // NaN too
 				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels: limit must be a whole number, 0 or more"))
 			}
-			if f > 0 { // 0 keeps the default, as for history
-				limit = int(min(f, 1000))
-			}
+			limit = domain.PageSize(uint64(min(f, domain.MaxPageSize)))
 		}
 	} else if a := c.Argument(0); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channels options must be an object"))
