@@ -560,15 +560,7 @@ func (c *conn) finish(readReason string) {
 	c.cancel()
 	c.replays.Wait()
 	c.srv.members.Detach(c.app.Name, c.client.ID)
-	c.srv.metrics.disconnects.WithLabelValues(reason).Inc()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.srv.store.Append(ctx, &domain.ClientDisconnected{App: c.app.Name, Client: c.client.ID, Reason: reason}); err != nil {
-		c.srv.log.Error("record disconnection", "app", c.app.Name, "client", c.client.ID, "err", err)
-	}
-	if c.srv.hooks != nil {
-		c.srv.hooks.OnDisconnect(ctx, c.client, reason)
-	}
+	c.srv.recordEnd(c.client, reason)
 	c.srv.untrack(c)
 }
 

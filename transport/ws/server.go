@@ -251,8 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The log has the session: end it there too, or it would stay
 			// open in the audit trail and the projections until a restart.
 			s.metrics.accepted.Inc()
-			s.metrics.disconnects.WithLabelValues(reason).Inc()
-			s.recordFailedConnect(client, reason)
+			s.recordEnd(client, reason)
 		}
 		return
 	}
@@ -272,10 +271,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.startReading()
 }
 
-// recordFailedConnect ends a session whose connection was recorded but
-// then closed before it was set up, as a connection's end is recorded:
-// the event, then onDisconnect.
-func (s *Server) recordFailedConnect(client domain.Client, reason string) {
+// recordEnd records the end of a client's session, whether its
+// connection ran or was closed while being set up: it is counted, written
+// to the log as client.disconnected.v1, and told to onDisconnect.
+func (s *Server) recordEnd(client domain.Client, reason string) {
+	s.metrics.disconnects.WithLabelValues(reason).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.store.Append(ctx, &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: reason}); err != nil {
