@@ -68,11 +68,11 @@ type Config struct {
 	// concurrent runs is dropped rather than kept.
 	MaxIdle int
 	// IdleTimeout is how long a spare runtime may stay idle (default 1
-	// minute): the pools are checked every IdleTimeout while they have
-	// spares, and every runtime idle for longer is dropped but the most
-	// recently used of each script, so a spare goes one to two
-	// IdleTimeouts after its last run. A burst of concurrent runs leaves up to
-	// MaxIdle runtimes behind, each with the script's module state.
+	// minute). A burst of concurrent runs leaves a runtime per run behind
+	// (up to MaxIdle), each with the script's module state; while a
+	// script has spares its pool is checked every IdleTimeout, and all but
+	// its most recently used runtime are dropped once idle for longer, one
+	// to two IdleTimeouts after their last run.
 	IdleTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -272,9 +272,11 @@ func (e *Engine) dropIdleAt(now time.Time) {
 	defer e.mu.Unlock()
 	spares := false
 	for _, v := range e.versions {
-		if v.dropIdle(before) {
-			spares = true
+		dropped, left := v.dropIdle(before)
+		if dropped > 0 {
+			e.log.Debug("js runtimes dropped after idling", "app", v.app, "file", v.file, "dropped", dropped)
 		}
+		spares = spares || left
 	}
 	if e.sweeping = spares; spares {
 		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)

@@ -2,15 +2,18 @@ package js
 
 import (
 	"context"
+	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 	"github.com/fazt-realtime/fazt/transport/ws"
@@ -19,6 +22,9 @@ import (
 // poolEngine is an engine over a real log, with one app "a" whose handler
 // waits ?wait= ms before it answers.
 func poolEngine(t *testing.T, cfg Config) (e *Engine, call func(wait string)) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	dir := filepath.Join(t.TempDir(), "apps")
 	if err := os.MkdirAll(filepath.Join(dir, "a", "api"), 0o755); err != nil {
 		t.Fatal(err)
@@ -109,10 +115,12 @@ func TestSpareRuntimesAreDropped(t *testing.T) {
 	}
 }
 
-// With a short timeout the engine's own timer drops the spares, then
-// stops.
+// With a short timeout the engine's own timer drops the spares, says so,
+// then stops.
 func TestIdleSweepRunsUntilNoSpares(t *testing.T) {
-	e, call := poolEngine(t, Config{IdleTimeout: 50 * time.Millisecond, MaxConcurrent: 8, MaxIdle: 8})
+	logs := &testutil.SyncBuffer{}
+	e, call := poolEngine(t, Config{IdleTimeout: 50 * time.Millisecond, MaxConcurrent: 8, MaxIdle: 8,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	burst(8, call)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		idle, sweeping := idleOf(e)
@@ -122,5 +130,9 @@ func TestIdleSweepRunsUntilNoSpares(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("30 s after a burst: %d idle runtimes, sweeping %v", len(idle), sweeping)
 		}
+	}
+	// The burst's runs overlapped, so there were spares to drop.
+	if !strings.Contains(logs.String(), "js runtimes dropped after idling") {
+		t.Fatalf("no runtime was dropped; log:\n%s", logs.String())
 	}
 }

@@ -211,8 +211,8 @@ func (v *version) put(rt *runtime) (spares bool) {
 
 // dropIdle drops the runtimes idle since before, but not the most recently
 // used one, which keeps the next execution from loading the script again.
-// It reports whether spares are left.
-func (v *version) dropIdle(before time.Time) (spares bool) {
+// It reports how many it dropped and whether spares are left.
+func (v *version) dropIdle(before time.Time) (dropped int, spares bool) {
 	v.imu.Lock()
 	defer v.imu.Unlock()
 	n := 0
@@ -226,5 +226,5 @@ func (v *version) dropIdle(before time.Time) (spares bool) {
 		clear(v.idle[k:])
 		v.idle = v.idle[:k]
 	}
-	return len(v.idle) > 1
+	return n, len(v.idle) > 1
 }
