@@ -45,6 +45,7 @@ func New(store Store, members domain.Members, registry *apps.Registry, isAdmin f
 	}
 	a := &API{store: store, members: members, apps: registry, isAdmin: isAdmin, log: logger, mux: http.NewServeMux()}
 	a.mux.HandleFunc("POST /_api/publish", a.auth(a.publish))
+	a.mux.HandleFunc("POST /_api/publish-batch", a.auth(a.publishBatch))
 	a.mux.HandleFunc("POST /_api/broadcast-all", a.auth(a.broadcastAll))
 	a.mux.HandleFunc("GET /_api/channels", a.auth(a.channels))
 	a.mux.HandleFunc("GET /_api/channels/{channel...}", a.auth(a.channelPath))
@@ -127,10 +128,14 @@ func decodeBody(r *http.Request, max int, v any) error {
 // parseBody decodes a JSON request body into v after checking its size and
 // nesting. Every failure has a protocol code.
 func parseBody(body []byte, max int, v any) error {
+	return parseBodyDepth(body, max, domain.DefaultMaxJSONDepth, v)
+}
+
+func parseBodyDepth(body []byte, max, depth int, v any) error {
 	if len(body) > max {
 		return domain.Errorf(domain.CodeTooLarge, "body is over %d bytes", max)
 	}
-	if err := domain.CheckDepth(body, domain.DefaultMaxJSONDepth); err != nil {
+	if err := domain.CheckDepth(body, depth); err != nil {
 		return err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
@@ -150,16 +155,21 @@ func parsePublish(body []byte, limit int) (publishBody, error) {
 	if err := parseBody(body, limit+1024, &p); err != nil {
 		return p, err
 	}
+	return p, checkPublish(p, limit)
+}
+
+// checkPublish checks one message of a publish against the app's data limit.
+func checkPublish(p publishBody, limit int) error {
 	if err := domain.ValidateChannel(p.Channel); err != nil {
-		return p, err
+		return err
 	}
 	if len(p.Data) == 0 || string(p.Data) == "null" {
-		return p, domain.Errorf(domain.CodeBadRequest, "publish needs data")
+		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
 	}
 	if len(p.Data) > limit {
-		return p, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(p.Data), limit)
+		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(p.Data), limit)
 	}
-	return p, nil
+	return nil
 }
 
 func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -178,6 +188,67 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"channel": mb.Channel, "offset": mb.Offset, "epoch": mb.Epoch, "seq": evs[0].Seq})
+	return nil
+}
+
+// Batch bounds: a batch is one transaction, so the writer holds every
+// other appender back while it commits. A batch of MaxBatchMessages
+// messages of the default 64 KiB limit would be 64 MiB; MaxBatchBytes
+// keeps one request to a few milliseconds of the writer.
+const (
+	MaxBatchMessages = 1000
+	MaxBatchBytes    = 4 << 20
+)
+
+// publishBatch broadcasts several messages, to one channel or many, in one
+// request and one transaction: all of them are committed, in the order
+// given, or none is. A message that fails a check refuses the batch with
+// its index in the error.
+func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) error {
+	limit := c.app.Settings.Limits.MaxMessageBytes
+	maxBody := max(MaxBatchBytes, limit+1024)
+	var body struct {
+		Messages []publishBody `json:"messages"`
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(maxBody)+1))
+	if err != nil {
+		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+	}
+	// Each message sits two levels deeper than in a single publish's body,
+	// so data that a single publish takes is taken here too.
+	if err := parseBodyDepth(raw, maxBody, domain.DefaultMaxJSONDepth+2, &body); err != nil {
+		return err
+	}
+	switch n := len(body.Messages); {
+	case n == 0:
+		return domain.Errorf(domain.CodeBadRequest, "publish-batch needs messages")
+	case n > MaxBatchMessages:
+		return domain.Errorf(domain.CodeTooLarge, "%d messages; a batch holds at most %d", n, MaxBatchMessages)
+	}
+	facts := make([]domain.Fact, len(body.Messages))
+	mbs := make([]*domain.MessageBroadcast, len(body.Messages))
+	for i, m := range body.Messages {
+		if err := checkPublish(m, limit); err != nil {
+			return domain.Errorf(domain.CodeOf(err), "messages[%d]: %v", i, err)
+		}
+		mbs[i] = &domain.MessageBroadcast{App: c.app.Name, Channel: m.Channel, Data: m.Data, Publisher: c.actor}
+		facts[i] = mbs[i]
+	}
+	evs, err := a.store.Append(r.Context(), facts...)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		Channel string `json:"channel"`
+		Offset  uint64 `json:"offset"`
+		Epoch   string `json:"epoch"`
+		Seq     uint64 `json:"seq"`
+	}
+	out := make([]result, len(mbs))
+	for i, mb := range mbs {
+		out[i] = result{mb.Channel, mb.Offset, mb.Epoch, evs[i].Seq}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": out})
 	return nil
 }
 
