@@ -23,6 +23,7 @@ type loadFlags struct {
 	size        int     // padding bytes in each message's data
 	connConc    int
 	via         string // fanout, channels: "api" or "ws"
+	batch       int    // fanout, channels: publishes per API request
 }
 
 func (f *loadFlags) register(cmd *cobra.Command, messages, concurrency int, what string) {
@@ -47,9 +48,18 @@ func (f *loadFlags) messagesFor(cmd *cobra.Command, perPublish int) float64 {
 	return pubRate
 }
 
-// registerVia adds --via, for the scenarios that publish.
+// registerVia adds --via and --batch, for the scenarios that publish.
 func (f *loadFlags) registerVia(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.via, "via", "api", `how to publish: "api" (POST /_api/publish) or "ws" (client publish frames on -p connections of their own; the app must allow client_publish)`)
+	cmd.Flags().IntVar(&f.batch, "batch", 1, "publishes per request: over 1, each request is a POST /_api/publish-batch of that many (--via api only)")
+}
+
+// perRequest describes --batch for a scenario's first line.
+func (f *loadFlags) perRequest() string {
+	if f.batch > 1 {
+		return fmt.Sprintf(" (%d per request)", f.batch)
+	}
+	return ""
 }
 
 func (f *loadFlags) validate() error {
@@ -58,6 +68,12 @@ func (f *loadFlags) validate() error {
 	}
 	if f.via != "" && f.via != "api" && f.via != "ws" {
 		return fmt.Errorf("--via %q: want api or ws", f.via)
+	}
+	if f.batch < 0 || f.batch > 1000 {
+		return fmt.Errorf("--batch %d: want 1 to 1000", f.batch)
+	}
+	if f.batch > 1 && f.via == "ws" {
+		return fmt.Errorf("--batch is for --via api: a client publishes one message per frame")
 	}
 	return nil
 }
@@ -71,9 +87,9 @@ func (o *benchOptions) publisher(ctx context.Context, lf *loadFlags, names []str
 	return o.apiPublish(names, pad), func() {}, nil
 }
 
-// sendFunc sends publish n to channel ch, stamped with the send time, and
-// reports whether the server accepted it.
-type sendFunc func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error)
+// sendFunc sends one publish to each channel of chs, in one request,
+// stamped with the send time, and reports whether the server accepted them.
+type sendFunc func(ctx context.Context, buf []byte, chs []int, sent int64) ([]byte, bool, error)
 
 // loadResult is what the publishers did.
 type loadResult struct {
@@ -84,12 +100,13 @@ type loadResult struct {
 	reqLatency       *histogram     // request round trips
 }
 
-// publishLoad runs m publishes with conc workers, at pubRate per second
-// when it is positive, each to the channel pick chooses. It starts no new
-// publish once stop ends; requests run under ctx, so that those in flight
-// at the cap finish and are counted (a cancelled request may still have
-// been committed).
-func publishLoad(ctx, stop context.Context, m, conc int, pubRate float64, channels int, pick func(r *rand.Rand) int, send sendFunc) *loadResult {
+// publishLoad runs m publishes with conc workers, batch publishes per
+// request, at pubRate publishes per second when it is positive, each to the
+// channel pick chooses. It starts no new request once stop ends; requests
+// run under ctx, so that those in flight at the cap finish and are counted
+// (a cancelled request may still have been committed).
+func publishLoad(ctx, stop context.Context, m, conc, batch int, pubRate float64, channels int, pick func(r *rand.Rand) int, send sendFunc) *loadResult {
+	batch = max(batch, 1)
 	res := &loadResult{perChannel: make([]atomic.Int64, channels), reqLatency: &histogram{}}
 	var next atomic.Int64
 	var interval time.Duration
@@ -105,11 +122,13 @@ func publishLoad(ctx, stop context.Context, m, conc int, pubRate float64, channe
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 			var buf []byte
+			var chs []int
 			for {
-				n := next.Add(1) - 1
+				n := next.Add(int64(batch)) - int64(batch)
 				if n >= int64(m) || stop.Err() != nil {
 					return
 				}
+				k := min(int64(batch), int64(m)-n)
 				if interval > 0 {
 					if d := time.Until(res.start.Add(time.Duration(n) * interval)); d > 0 {
 						select {
@@ -119,19 +138,24 @@ func publishLoad(ctx, stop context.Context, m, conc int, pubRate float64, channe
 						}
 					}
 				}
-				ch := pick(rng)
+				chs = chs[:0]
+				for range k {
+					chs = append(chs, pick(rng))
+				}
 				t0 := time.Now()
 				var ok bool
 				var err error
-				buf, ok, err = send(ctx, buf[:0], ch, t0.UnixNano())
+				buf, ok, err = send(ctx, buf[:0], chs, t0.UnixNano())
 				res.reqLatency.record(time.Since(t0).Microseconds())
-				atomic.AddInt64(&res.sent, 1)
+				atomic.AddInt64(&res.sent, k)
 				if ok {
-					atomic.AddInt64(&res.ok, 1)
-					res.perChannel[ch].Add(1)
+					atomic.AddInt64(&res.ok, k)
+					for _, ch := range chs {
+						res.perChannel[ch].Add(1)
+					}
 					continue
 				}
-				atomic.AddInt64(&res.failed, 1)
+				atomic.AddInt64(&res.failed, k)
 				emu.Lock()
 				if res.firstErr == nil {
 					if err == nil {
@@ -216,7 +240,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	capCtx, cancel := context.WithTimeout(parent, o.duration)
 	defer cancel()
 	meter := startCPU(o.serverPID)
-	load := publishLoad(parent, capCtx, lf.messages, lf.concurrency, pubRate, channels, pick, send)
+	load := publishLoad(parent, capCtx, lf.messages, lf.concurrency, lf.batch, pubRate, channels, pick, send)
 	want := load.ok * int64(perPublish)
 	// Deliveries still in flight at the cap are waited for, briefly.
 	drain, cancelDrain := context.WithTimeout(parent, 30*time.Second)
@@ -300,9 +324,9 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 		}
 		pool <- c
 	}
-	send := func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
+	send := func(ctx context.Context, buf []byte, chs []int, sent int64) ([]byte, bool, error) {
 		// The worker's buffer holds the frame; no response body needs it.
-		frame := publishFields(append(buf[:0], `{"type":"publish",`...), names[ch], sent, pad)
+		frame := publishFields(append(buf[:0], `{"type":"publish",`...), names[chs[0]], sent, pad)
 		c := <-pool
 		defer func() { pool <- c }()
 		// The read waits for the reply, or until the run is stopped.
@@ -328,16 +352,30 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 	return send, closePublishers, nil
 }
 
-// apiPublish sends through POST /_api/publish.
+// apiPublish sends through POST /_api/publish, or /_api/publish-batch
+// for more than one message.
 func (o *benchOptions) apiPublish(names []string, pad string) sendFunc {
 	var bodies sync.Pool
-	return func(ctx context.Context, buf []byte, ch int, sent int64) ([]byte, bool, error) {
+	return func(ctx context.Context, buf []byte, chs []int, sent int64) ([]byte, bool, error) {
 		bp, _ := bodies.Get().(*[]byte)
 		if bp == nil {
 			bp = new([]byte)
 		}
-		body := publishBody((*bp)[:0], names[ch], sent, pad)
-		status, buf, err := o.post(ctx, "/_api/publish", body, buf)
+		path, body := "/_api/publish", (*bp)[:0]
+		if len(chs) == 1 {
+			body = publishBody(body, names[chs[0]], sent, pad)
+		} else {
+			path = "/_api/publish-batch"
+			body = append(body, `{"messages":[`...)
+			for i, ch := range chs {
+				if i > 0 {
+					body = append(body, ',')
+				}
+				body = publishBody(body, names[ch], sent, pad)
+			}
+			body = append(body, "]}"...)
+		}
+		status, buf, err := o.post(ctx, path, body, buf)
 		*bp = body
 		bodies.Put(bp)
 		return buf, err == nil && status == 200, err
@@ -375,12 +413,13 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			if pubRate > 0 {
 				rateText = fmt.Sprintf("rate %gk deliveries/s = %.0f publishes/s", lf.rate, pubRate)
 			}
-			r.lines = append([]string{fmt.Sprintf("fanout: %d subscribers on one channel, %d publishes, concurrency %d, %s", subs, lf.messages, lf.concurrency, rateText)}, r.lines...)
+			r.lines = append([]string{fmt.Sprintf("fanout: %d subscribers on one channel, %d publishes%s, concurrency %d, %s", subs, lf.messages, lf.perRequest(), lf.concurrency, rateText)}, r.lines...)
 			r.set("subscribers", subs)
 			r.set("messages", lf.messages)
 			r.set("concurrency", lf.concurrency)
 			r.set("rate_k", lf.rate)
 			r.set("via", lf.via)
+			r.set("batch", max(lf.batch, 1))
 			pad := strings.Repeat("x", lf.size)
 			send, closePublishers, err := o.publisher(sctx, &lf, []string{channel}, pad)
 			if err != nil {
@@ -433,13 +472,14 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r.lines = append([]string{fmt.Sprintf("channels: %d channels x %d subscribers, %d publishes to random channels, concurrency %d", chans, perChan, lf.messages, lf.concurrency)}, r.lines...)
+			r.lines = append([]string{fmt.Sprintf("channels: %d channels x %d subscribers, %d publishes to random channels%s, concurrency %d", chans, perChan, lf.messages, lf.perRequest(), lf.concurrency)}, r.lines...)
 			r.set("channels", chans)
 			r.set("subscribers_per_channel", perChan)
 			r.set("messages", lf.messages)
 			r.set("concurrency", lf.concurrency)
 			r.set("rate_k", lf.rate)
 			r.set("via", lf.via)
+			r.set("batch", max(lf.batch, 1))
 			pad := strings.Repeat("x", lf.size)
 			send, closePublishers, err := o.publisher(sctx, &lf, names, pad)
 			if err != nil {
@@ -507,7 +547,7 @@ the delivered frame, and {channel} the run's channel.`,
 			r.set("rate_k", lf.rate)
 			tmpl := strings.ReplaceAll(body, "{channel}", channel)
 			before, after, _ := strings.Cut(tmpl, "{t}")
-			send := func(ctx context.Context, buf []byte, _ int, sent int64) ([]byte, bool, error) {
+			send := func(ctx context.Context, buf []byte, _ []int, sent int64) ([]byte, bool, error) {
 				b := make([]byte, 0, len(tmpl)+24)
 				b = append(b, before...)
 				b = append(b, "ft:"...)
@@ -608,7 +648,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 }
 
 func benchReplayCmd(o *benchOptions) *cobra.Command {
-	var history, fillConc, size int
+	var history, fillConc, fillBatch, size int
 	var channel string
 	cmd := &cobra.Command{
 		Use:   "replay",
@@ -620,6 +660,9 @@ replay of all of them.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if history <= 0 || fillConc <= 0 {
 				return fmt.Errorf("-H and --fill-concurrency must be positive")
+			}
+			if fillBatch < 1 || fillBatch > 1000 {
+				return fmt.Errorf("--fill-batch %d: want 1 to 1000", fillBatch)
 			}
 			if err := o.prepare(fillConc); err != nil {
 				return err
@@ -638,12 +681,12 @@ replay of all of them.`,
 			if head < uint64(history) {
 				missing := history - int(head)
 				pad := strings.Repeat("x", size)
-				load := publishLoad(sctx, sctx, missing, fillConc, 0, 1, func(*rand.Rand) int { return 0 }, o.apiPublish([]string{channel}, pad))
+				load := publishLoad(sctx, sctx, missing, fillConc, fillBatch, 0, 1, func(*rand.Rand) int { return 0 }, o.apiPublish([]string{channel}, pad))
 				if load.firstErr != nil || load.ok < int64(missing) {
 					return fmt.Errorf("fill: %d of %d published: %v", load.ok, missing, load.firstErr)
 				}
 				s := load.end.Sub(load.start).Seconds()
-				r.linef("  fill         %d messages in %.1f s = %s publishes/s (concurrency %d)", missing, s, commas(float64(missing)/s), fillConc)
+				r.linef("  fill         %d messages in %.1f s = %s publishes/s (concurrency %d, %d per request)", missing, s, commas(float64(missing)/s), fillConc, fillBatch)
 				r.set("fill_publishes_per_s", round(float64(missing)/s, 0))
 			}
 			ctx, cancel2 := context.WithTimeout(cmd.Context(), o.duration)
@@ -682,7 +725,8 @@ replay of all of them.`,
 		},
 	}
 	cmd.Flags().IntVarP(&history, "history", "H", 1000000, "messages in the channel")
-	cmd.Flags().IntVar(&fillConc, "fill-concurrency", 32, "publishes in flight while filling")
+	cmd.Flags().IntVar(&fillConc, "fill-concurrency", 32, "requests in flight while filling")
+	cmd.Flags().IntVar(&fillBatch, "fill-batch", 100, "messages per request while filling (POST /_api/publish-batch when over 1)")
 	cmd.Flags().IntVar(&size, "size", 0, "extra bytes of padding in each filled message")
 	cmd.Flags().StringVar(&channel, "channel", "", "channel to fill and replay (default bench-replay-<H>)")
 	return cmd

@@ -17,6 +17,8 @@ func TestBenchScenarios(t *testing.T) {
 		{"fanout", "-s", "5", "-m", "60", "-p", "4"},
 		{"fanout", "-s", "3", "--rate", "2", "-m", "10"},
 		{"channels", "-c", "4", "-k", "2", "-m", "40"},
+		{"channels", "-c", "4", "-k", "2", "-m", "43", "--batch", "5"},
+		{"fanout", "-s", "3", "-m", "30", "--batch", "7", "--rate", "0.03"},
 		{"conns", "-n", "20", "--hold", "0s"},
 		{"replay", "-H", "300"},
 	} {
@@ -43,7 +45,19 @@ func TestBenchScenarios(t *testing.T) {
 					t.Errorf("%s: %s = %v\n%s", args[0], k, v, out.String())
 				}
 			}
+			if m, ok := line["messages"]; ok && line["published"] != m {
+				t.Errorf("%s: published %v of %v\n%s", args[0], line["published"], m, out.String())
+			}
 		})
+	}
+	// The batches' messages reached the log one event each.
+	if n := len(tn.audit("", "type=broadcast&limit=1000").Events); n != 60+10+40+43+30+300 {
+		t.Errorf("%d broadcasts in the log", n)
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"bench", "fanout", "--via", "ws", "--batch", "2", "--url", tn.srv.URL}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "--batch is for --via api") {
+		t.Errorf("--batch with --via ws: %v", err)
 	}
 }
 
