@@ -125,8 +125,9 @@ type Log struct {
 	lastTime int64
 	heads    map[chanKey]*chanHead // a cache of committed heads (Config.HeadCache)
 
-	pins  pins // channels retention must leave alone for now
-	stmts writerStmts
+	pins    pins    // channels retention must leave alone for now
+	readers readers // how far the subscriptions have read
+	stmts   writerStmts
 }
 
 // writerStmts are the writer's statements, prepared once on the one write

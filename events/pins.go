@@ -1,6 +1,10 @@
 package events
 
-import "sync"
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+)
 
 // pins keeps retention away from the channels that a replay is reading.
 // A subscribe pins its channel before it reads the channel's first retained
@@ -43,4 +47,45 @@ func (l *Log) unlessPinned(app, channel string, trim func() error) (ran bool, er
 		return false, nil
 	}
 	return true, trim()
+}
+
+// readers are the positions of the running subscriptions that deliver
+// broadcasts. Retention leaves every message a subscription has yet to
+// read: a burst can outrun the in-memory tail, and the live fan-out then
+// reads the broadcasts back from the file, where a trimmed message would
+// have lost its data.
+type readers struct {
+	mu  sync.Mutex
+	pos map[*atomic.Uint64]struct{}
+}
+
+// trackReader registers a subscription at position after; the caller
+// stores each new position in the returned cursor and calls done when the
+// subscription ends.
+func (l *Log) trackReader(after uint64) (cursor *atomic.Uint64, done func()) {
+	cursor = new(atomic.Uint64)
+	cursor.Store(after)
+	l.readers.mu.Lock()
+	if l.readers.pos == nil {
+		l.readers.pos = map[*atomic.Uint64]struct{}{}
+	}
+	l.readers.pos[cursor] = struct{}{}
+	l.readers.mu.Unlock()
+	return cursor, func() {
+		l.readers.mu.Lock()
+		delete(l.readers.pos, cursor)
+		l.readers.mu.Unlock()
+	}
+}
+
+// readLow is the sequence up to which every running subscription has read
+// the log; math.MaxInt64 when none is running.
+func (l *Log) readLow() uint64 {
+	low := uint64(math.MaxInt64)
+	l.readers.mu.Lock()
+	for c := range l.readers.pos {
+		low = min(low, c.Load())
+	}
+	l.readers.mu.Unlock()
+	return low
 }

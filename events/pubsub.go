@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -114,6 +115,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 
 func (s *Subscriber) run(ctx context.Context, out chan<- *message.Message) {
 	pos := s.cfg.After
+	// A subscription that delivers broadcasts holds retention back from
+	// what it has yet to read.
+	var cursor *atomic.Uint64
+	if s.names == nil || s.names[domain.NameMessageBroadcast] {
+		var done func()
+		cursor, done = s.log.trackReader(pos)
+		defer done()
+	}
 	for {
 		recs, inMemory := s.log.tail.read(pos, s.cfg.PageSize)
 		var scanned uint64 // with a short page from the file: all up to here was read
@@ -146,6 +155,9 @@ func (s *Subscriber) run(ctx context.Context, out chan<- *message.Message) {
 			pos = r.ev.Seq
 		}
 		pos = max(pos, scanned)
+		if cursor != nil {
+			cursor.Store(pos)
+		}
 	}
 }
 

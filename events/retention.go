@@ -226,8 +226,11 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 		upto := min(cut, first+uint64(batch)-1)
 		// A channel that a replay is reading is left for the next pass.
 		ran, err := l.unlessPinned(app, channel, func() error {
+			// What a subscription has yet to deliver stays for the next
+			// pass (Log.readers).
+			read := l.readLow()
 			return l.WriteTx(ctx, func(tx *sql.Tx) error {
-				r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ?`, app, channel, first, upto)
+				r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? AND seq <= ?`, app, channel, first, upto, read)
 				if err != nil {
 					return err
 				}

@@ -324,3 +324,82 @@ func TestTrimAuditFollowsItsRule(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionLeavesWhatSubscribersHaveToRead has a subscription fall
+// behind a tail too small for the burst, so it reads the broadcasts back
+// from the file, while retention runs: every broadcast must reach it with
+// its data, and retention trims them once it has read them. A subscription
+// that takes no broadcasts holds nothing back.
+func TestRetentionLeavesWhatSubscribersHaveToRead(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "log.db"), TailSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sessions := l.Subscriber(SubscriberConfig{Names: []string{domain.NameClientConnected}})
+	defer sessions.Close()
+	if _, err := sessions.Subscribe(ctx, Topic); err != nil {
+		t.Fatal(err)
+	}
+	sub := l.Subscriber(SubscriberConfig{PageSize: 3})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		if _, err := l.Append(ctx, broadcast("a", "c", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keepOne := RetentionPolicy{MaxMessages: 1}
+	next := func() *domain.MessageBroadcast {
+		t.Helper()
+		select {
+		case msg := <-msgs:
+			ev, err := EventOf(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg.Ack()
+			return ev.Fact.(*domain.MessageBroadcast)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no message")
+			return nil
+		}
+	}
+	// Retention runs between deliveries: what the subscription has had
+	// may go, and nothing after it.
+	for want := uint64(1); want <= 10; want++ {
+		mb := next()
+		if mb.Offset != want || string(mb.Data) != fmt.Sprint(want) {
+			t.Fatalf("offset %d: data %q, want offset %d data %d", mb.Offset, mb.Data, want, want)
+		}
+		if _, err := l.TrimChannel(ctx, "a", "c", keepOne, time.Now(), 4); err != nil {
+			t.Fatal(err)
+		}
+		if info, err := l.Channel(ctx, "a", "c"); err != nil || info.First > want+1 {
+			t.Fatalf("after delivering offset %d, retention kept from %d (%v)", want, info.First, err)
+		}
+	}
+	// Read all: retention keeps only the newest now.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		l.TrimChannel(ctx, "a", "c", keepOne, time.Now(), 4)
+		if info, err := l.Channel(ctx, "a", "c"); err == nil && info.First == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the messages read were never trimmed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Once the subscription ends, it holds nothing back either.
+	sub.Close()
+	if _, err := l.Append(ctx, broadcast("a", "c", "11")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.TrimChannel(ctx, "a", "c", keepOne, time.Now(), 4); err != nil || n != 1 {
+		t.Fatalf("trimmed %d (%v) after the subscription ended, want 1", n, err)
+	}
+}
