@@ -131,7 +131,7 @@ func TestOriginCheck(t *testing.T) {
 
 func TestPrivateChannels(t *testing.T) {
 	const secret = "app-secret"
-	tn := startTestNode(t, map[string]string{"vault": `{"secret":"` + secret + `"}`, "open": ""})
+	tn := startTestNode(t, map[string]string{"vault": `{"secret":"` + secret + `","client_publish":true}`, "open": ""})
 	sign := func(secret string, claims jwt.MapClaims) string {
 		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 		if err != nil {
@@ -158,6 +158,22 @@ func TestPrivateChannels(t *testing.T) {
 	tn.publish("vault", "private-a", "secret stuff")
 	if m := c.messages("private-a", 1)[0]; m["data"] != "secret stuff" {
 		t.Fatalf("got %v", m)
+	}
+	// Publishing to a private channel takes the same token: a client that
+	// has not joined it is refused, in an app where clients may publish;
+	// the one that joined may.
+	intruder := tn.dial("vault", "")
+	intruder.send(map[string]any{"type": "publish", "channel": "private-a", "data": "forged", "id": 1})
+	if e := intruder.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), "token") {
+		t.Fatalf("publish without joining: %v", e)
+	}
+	c.send(map[string]any{"type": "publish", "channel": "private-a", "data": "mine", "id": 2})
+	for got := map[string]bool{}; !got["published"] || !got["message"]; {
+		f := c.next()
+		if f.str("type") == "message" && f["data"] != "mine" {
+			t.Fatalf("got %v; a refused publish was delivered", f)
+		}
+		got[f.str("type")] = true
 	}
 	// An app without a secret admits no one to private channels.
 	o := tn.dial("open", "")

@@ -631,6 +631,18 @@ func (c *conn) publish(req *request) error {
 	if len(req.Data) == 0 {
 		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
 	}
+	// A private channel's token admits a connection to read it and to
+	// write to it: a client that has not joined it with its token may not
+	// publish there, whatever client_publish or onPublish say.
+	if domain.IsPrivate(req.Channel) {
+		c.smu.Lock()
+		_, joined := c.subs[req.Channel]
+		c.smu.Unlock()
+		if !joined {
+			c.srv.metrics.refused("private_token")
+			return domain.Errorf(domain.CodeNotAllowed, "subscribe to %s with its token to publish to it", req.Channel)
+		}
+	}
 	data := req.Data
 	allowed := c.app.Settings.ClientPublish
 	if c.srv.hooks != nil {
