@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -187,6 +188,33 @@ func (l *Log) CountMessages(ctx context.Context, app, channel string, q domain.H
 	var n int
 	err = l.rdb.QueryRowContext(ctx, query, args...).Scan(&n)
 	return n, err
+}
+
+// TrimmedSince reports whether retention has dropped a message of the
+// channel sent at or after since (unix ms), given first, the channel's
+// oldest retained offset. The newest dropped message is the broadcast
+// just before first; the log keeps its event, with its time, after the
+// message itself is gone. If the audit retention has dropped that event
+// too, it answers true: a gap it cannot rule out is reported.
+func (l *Log) TrimmedSince(ctx context.Context, app, channel string, first uint64, since int64) (bool, error) {
+	if first <= 1 {
+		return false, nil
+	}
+	before := int64(math.MaxInt64)
+	err := l.rdb.QueryRowContext(ctx, `SELECT seq FROM messages WHERE app = ? AND channel = ? AND "offset" = ?`, app, channel, first).Scan(&before)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("read trimmed messages: %w", err)
+	}
+	var ts int64
+	err = l.rdb.QueryRowContext(ctx, `SELECT ts FROM events WHERE app = ? AND channel = ? AND channel <> '' AND seq < ? AND name = ?
+		ORDER BY seq DESC LIMIT 1`, app, channel, before, domain.NameMessageBroadcast).Scan(&ts)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read trimmed messages: %w", err)
+	}
+	return ts >= since, nil
 }
 
 // offsetBounds narrows q's offset range to its time range (Since, Until),

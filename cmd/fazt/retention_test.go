@@ -83,11 +83,30 @@ func TestRetentionTrimsAndLateSubscribersAreTold(t *testing.T) {
 		t.Fatalf("subscribe last 7 of 5 retained: %v", s)
 	}
 
+	// By time: a subscribe since a time at or before the newest dropped
+	// message (offset 8) is told; one after it is not, whether or not
+	// offset 9 shares its millisecond.
+	var dropped int64
+	for _, e := range tn.audit("chat", "type=broadcast&limit=1000").Events {
+		if e.Event["offset"] == float64(8) {
+			dropped = e.Time
+		}
+	}
+	for _, tc := range []struct {
+		since     int64
+		truncated bool
+	}{{0, true}, {dropped - 1, true}, {dropped, true}, {dropped + 1, false}} {
+		s := tn.dial("chat", "").subscribe(map[string]any{"channel": "room", "since": tc.since})
+		if s["truncated"] != tc.truncated {
+			t.Errorf("subscribe since %d (offset 8 at %d): %v", tc.since, dropped, s)
+		}
+	}
+
 	// The audit keeps every broadcast event and every session event.
 	if n := len(tn.audit("chat", "type=broadcast&limit=1000").Events); n != 13 {
 		t.Errorf("audit has %d broadcasts of chat, want 13", n)
 	}
-	if n := len(tn.audit("chat", "type=connected&limit=1000").Events); n != 4 {
+	if n := len(tn.audit("chat", "type=connected&limit=1000").Events); n != 8 {
 		t.Errorf("audit has %d connections of chat, want 4", n)
 	}
 	// fazt stats counts what is retained.

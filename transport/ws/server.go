@@ -33,6 +33,9 @@ type Store interface {
 	domain.Log
 	domain.History
 	CountMessages(ctx context.Context, app, channel string, q domain.HistoryQuery) (int, error)
+	// TrimmedSince reports whether retention dropped a message of the
+	// channel sent at or after since, given its oldest retained offset.
+	TrimmedSince(ctx context.Context, app, channel string, first uint64, since int64) (bool, error)
 	// PinHistory keeps retention off a channel until unpin is called.
 	PinHistory(app, channel string) (unpin func())
 }

@@ -106,11 +106,15 @@ func (c *conn) subscribe(req *request) error {
 	case domain.StartSince:
 		plan.since = start.Value
 	}
-	// Truncated: the first offset asked for is older than what is retained.
+	// Truncated: the first offset asked for is older than what is
+	// retained; with since, a message at or after it was dropped.
 	truncated := (start.Mode == domain.StartOffset || start.Mode == domain.StartLast) &&
 		plan.after < head && plan.after+1 < first
 	if start.Mode == domain.StartSince {
 		plan.count, err = c.srv.store.CountMessages(ctx, c.app.Name, channel, domain.HistoryQuery{Upto: head, Since: plan.since})
+		if err == nil {
+			truncated, err = c.srv.store.TrimmedSince(ctx, c.app.Name, channel, first, plan.since)
+		}
 		if err != nil {
 			unpin()
 			return err
