@@ -116,9 +116,12 @@ type Log struct {
 	reqs   chan *appendReq
 	tail   *tail
 	closed chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
-	log    *slog.Logger
+	// stopped is closed when the writer has returned: a request it has
+	// not answered by then was never taken.
+	stopped chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+	log     *slog.Logger
 
 	// Owned by the writer goroutine.
 	nextSeq  uint64
@@ -196,12 +199,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("event log config: %w", err)
 	}
 	l := &Log{
-		cfg:    cfg,
-		reqs:   make(chan *appendReq, 4096),
-		tail:   newTail(cfg.TailSize, cfg.TailBytes),
-		closed: make(chan struct{}),
-		heads:  make(map[chanKey]*chanHead),
-		log:    cfg.Logger,
+		cfg:     cfg,
+		reqs:    make(chan *appendReq, 4096),
+		tail:    newTail(cfg.TailSize, cfg.TailBytes),
+		closed:  make(chan struct{}),
+		stopped: make(chan struct{}),
+		heads:   make(map[chanKey]*chanHead),
+		log:     cfg.Logger,
 	}
 	if cfg.ReadOnly {
 		if _, err := os.Stat(cfg.Path); err != nil {
@@ -232,6 +236,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 		}
 		close(l.closed)
+		close(l.stopped)
 		return l, nil
 	}
 	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false)); err != nil {
@@ -371,8 +376,17 @@ func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []doma
 	}
 	// Once queued, the request is committed or failed by the writer; wait
 	// for the answer even if ctx ends, so no caller mistakes a committed
-	// event for a lost one.
-	<-req.done
+	// event for a lost one. A request queued while Close ran, after the
+	// writer's last look at the queue, is never taken.
+	select {
+	case <-req.done:
+	case <-l.stopped:
+		select {
+		case <-req.done:
+		default:
+			return nil, ErrClosed
+		}
+	}
 	if req.err != nil {
 		return nil, req.err
 	}
@@ -400,6 +414,7 @@ func checkFact(f domain.Fact) error {
 
 func (l *Log) writer() {
 	defer l.wg.Done()
+	defer close(l.stopped)
 	batch := make([]*appendReq, 0, 64)
 	for {
 		var first *appendReq

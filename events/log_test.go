@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -629,4 +630,35 @@ func TestHeadIncludesWhatAppendReturned(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestAppendQueuedAfterTheWriterStoppedReturns: an Append that passed its
+// check for Close just before Close began, and queued its request after
+// the writer's last look at the queue, gets ErrClosed instead of waiting
+// for ever. The interleaving is too narrow to hit by timing, so the test
+// stops the writer itself and leaves the log looking open.
+func TestAppendQueuedAfterTheWriterStoppedReturns(t *testing.T) {
+	l, err := Open(context.Background(), Config{Path: filepath.Join(t.TempDir(), "log.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.closed
+	l.once.Do(func() { close(closed) })
+	l.wg.Wait() // the writer has drained the queue and returned
+	l.closed = make(chan struct{})
+	defer func() { l.closed = closed; l.Close() }()
+
+	res := make(chan error, 1)
+	go func() {
+		_, err := l.Append(context.Background(), broadcast("a", "c", "1"))
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("append after the writer stopped: %v, want ErrClosed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("append still waiting for a writer that stopped")
+	}
 }
