@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,21 @@ func TestKick(t *testing.T) {
 	// Kicking someone who is not connected is a 404.
 	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+c.id+"/kick", map[string]any{}, nil); code != 404 {
 		t.Fatalf("second kick: status %d, want 404", code)
+	}
+
+	// A reason too long for a close frame is cut between characters: a
+	// close frame that is not valid UTF-8 would make the client fail the
+	// connection and lose the code that says not to reconnect.
+	long := tn.dial("", "")
+	reason := "x" + strings.Repeat("é", 100) // after "kicked: x", 9 bytes, byte 120 falls inside an é
+	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+long.id+"/kick", map[string]any{"reason": reason}, nil); code != 200 {
+		t.Fatalf("kick with a long reason: %d", code)
+	}
+	if d := long.expect("disconnect"); d.str("reason") != "kicked: "+reason {
+		t.Fatalf("disconnect frame %v", d)
+	}
+	if ce := long.waitClosed(); ce == nil || ce.Code != 4000 || !strings.HasPrefix("kicked: "+reason, ce.Text) || len(ce.Text) < 100 {
+		t.Fatalf("close = %v, want code 4000 and the reason's start", ce)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/projections"
@@ -32,10 +33,17 @@ func appendFrameHeader(b []byte, op byte, n int) []byte {
 	}
 }
 
-// closePayload is the body of a close frame: the code, then the reason.
+// closePayload is the body of a close frame: the code, then the reason,
+// cut to fit a control frame on a character boundary (a client must fail
+// a connection whose close reason is not valid UTF-8, and would then not
+// see the code).
 func closePayload(code int, reason string) []byte {
 	if len(reason) > 120 {
-		reason = reason[:120]
+		n := 120
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
 	}
 	b := binary.BigEndian.AppendUint16(nil, uint16(code))
 	return append(b, reason...)
