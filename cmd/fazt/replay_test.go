@@ -203,3 +203,32 @@ func TestGaplessHandoverUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayPageOverTheReadCap replays with pages larger than one history
+// read may return (events.MaxPage, 10,000): every message still comes,
+// once and in order, and the subscription then goes live.
+func TestReplayPageOverTheReadCap(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{ReplayPage: 20000}))
+	const n = 15000
+	for sent := 0; sent < n; sent += 1000 {
+		msgs := make([]any, 0, 2000)
+		for i := range 1000 {
+			msgs = append(msgs, "long", sent+i+1)
+		}
+		if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
+			t.Fatalf("fill: status %d", code)
+		}
+	}
+	c := tn.dial("", "")
+	if s := c.subscribe(map[string]any{"channel": "long", "offset": 0}); s.num("replay") != n {
+		t.Fatalf("subscribed %v", s)
+	}
+	got := c.messages("long", n)
+	if o := offsets(got); !slices.Equal(o, seqRange(1, n)) {
+		t.Fatalf("replayed %d messages, offsets %v ... %v", len(o), o[:3], o[len(o)-3:])
+	}
+	tn.publish("", "long", "live")
+	if m := c.messages("long", 1)[0]; m.num("offset") != n+1 || m["data"] != "live" {
+		t.Fatalf("after the replay: %v", m)
+	}
+}

@@ -193,7 +193,10 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 		if err := c.sendPage(ctx, frames); err != nil {
 			return
 		}
-		if len(msgs) < page {
+		// A page shorter than asked for is not the end: the store caps a
+		// read (events.MaxPage). The replay ends at upto, or at a page
+		// with nothing in it.
+		if len(msgs) == 0 {
 			break
 		}
 		after = msgs[len(msgs)-1].Offset
