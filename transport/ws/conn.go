@@ -587,8 +587,24 @@ func (c *conn) handle(body []byte) {
 	}
 	if err != nil {
 		c.replyError(req.ID, req.Channel, err)
+		var u unsettled
+		if errors.As(err, &u) && c.ctx.Err() == nil {
+			// Closing the connection records its end, which ends every
+			// subscription it had in the log and the membership alike.
+			c.srv.log.Error("subscription state lost; closing the connection", "app", c.app.Name, "client", c.client.ID, "channel", req.Channel, "err", err)
+			c.disconnect(domain.ReasonServerError, websocket.CloseInternalServerErr, "subscription could not be completed", true)
+		}
 	}
 }
+
+// unsettled is an error met after a subscribe was committed, or after an
+// unsubscribe let go of its channel: the log and the membership then
+// disagree with the connection about what it has joined. The client gets
+// the error, and then the connection is closed (1011, server_error) so
+// that its end settles both; the client reconnects and joins again.
+type unsettled struct{ error }
+
+func (u unsettled) Unwrap() error { return u.error }
 
 func idFrame(typ string, id json.RawMessage) []byte {
 	return mustJSON(struct {
@@ -699,14 +715,17 @@ func (c *conn) unsubscribe(req *request) error {
 	if cancel != nil { // its replay, if one is running
 		cancel()
 	}
+	// From here the connection has let go of the channel: a failure
+	// leaves the log and the membership holding a subscription it no
+	// longer has.
 	evs, err := c.srv.store.Append(c.ctx, &domain.ChannelUnsubscribed{App: c.app.Name, Channel: req.Channel, Client: c.client.ID})
 	if err != nil {
-		return err
+		return unsettled{err}
 	}
 	// Once the projection has applied it, no more frames of the channel
 	// are queued, so `unsubscribed` is the last word on it.
 	if err := c.srv.members.WaitApplied(c.ctx, evs[0].Seq); err != nil {
-		return err
+		return unsettled{err}
 	}
 	c.reply(mustJSON(struct {
 		Type    string          `json:"type"`

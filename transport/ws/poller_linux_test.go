@@ -25,14 +25,22 @@ import (
 // membership projection following the log as in `fazt serve`, and a read
 // poller of its own.
 type testServer struct {
-	t    *testing.T
-	log  *events.Log
-	srv  *Server
-	http *httptest.Server
-	pl   *readPoller
+	t       *testing.T
+	log     *events.Log
+	members *projections.Membership
+	srv     *Server
+	http    *httptest.Server
+	pl      *readPoller
 }
 
 func startTestServer(t *testing.T) *testServer {
+	t.Helper()
+	return startTestServerWith(t, nil)
+}
+
+// startTestServerWith starts a test server whose WebSocket server uses the
+// Store that wrap makes of the log (the log itself when wrap is nil).
+func startTestServerWith(t *testing.T, wrap func(*events.Log) Store) *testServer {
 	t.Helper()
 	pl := newReadPoller()
 	if pl == nil {
@@ -60,9 +68,13 @@ func startTestServer(t *testing.T) *testServer {
 	}()
 	<-router.Running()
 
-	srv := NewServer(Config{Logger: quiet}, lg, members, apps.NewRegistry(t.TempDir()), nil)
+	var store Store = lg
+	if wrap != nil {
+		store = wrap(lg)
+	}
+	srv := NewServer(Config{Logger: quiet}, store, members, apps.NewRegistry(t.TempDir()), nil)
 	srv.poller = func() *readPoller { return pl }
-	ts := &testServer{t: t, log: lg, srv: srv, http: httptest.NewServer(srv), pl: pl}
+	ts := &testServer{t: t, log: lg, members: members, srv: srv, http: httptest.NewServer(srv), pl: pl}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

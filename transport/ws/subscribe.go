@@ -68,11 +68,11 @@ func (c *conn) subscribe(req *request) error {
 		return err
 	}
 	if err := c.srv.members.WaitApplied(ctx, evs[0].Seq); err != nil {
-		return err
+		return unsettled{err}
 	}
 	head, epoch, found := c.srv.members.CatchUp(c.app.Name, channel, c.client.ID)
 	if !found {
-		return fmt.Errorf("subscription of %s to %s vanished before it started", c.client.ID, channel)
+		return unsettled{fmt.Errorf("subscription of %s to %s vanished before it started", c.client.ID, channel)}
 	}
 	// Pinned, the history read next cannot lose its oldest messages to
 	// retention before the replay has sent them.
@@ -82,7 +82,7 @@ func (c *conn) subscribe(req *request) error {
 		info, err := c.srv.store.Channel(ctx, c.app.Name, channel)
 		if err != nil {
 			unpin()
-			return err
+			return unsettled{err}
 		}
 		if epoch == "" {
 			epoch = info.Epoch
@@ -117,7 +117,7 @@ func (c *conn) subscribe(req *request) error {
 		}
 		if err != nil {
 			unpin()
-			return err
+			return unsettled{err}
 		}
 	} else if from := max(plan.after, first-1); head > from {
 		plan.count = int(head - from)

@@ -1,0 +1,102 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+)
+
+// failingStore is the real log with failures switched on by the test: a
+// channel read, or the append of an unsubscribe.
+type failingStore struct {
+	*events.Log
+	failChannel     atomic.Bool
+	failUnsubscribe atomic.Bool
+}
+
+func (s *failingStore) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
+	if s.failChannel.Swap(false) {
+		return domain.ChannelInfo{}, errors.New("read channel: disk I/O error")
+	}
+	return s.Log.Channel(ctx, app, channel)
+}
+
+func (s *failingStore) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
+	for _, f := range facts {
+		if _, ok := f.(*domain.ChannelUnsubscribed); ok && s.failUnsubscribe.Load() {
+			return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit")
+		}
+	}
+	return s.Log.Append(ctx, facts...)
+}
+
+// expectUnsettled checks what a client gets when its subscription state is
+// lost: the error for its request, then a disconnect frame and a close,
+// both 1011; the log records the end as server_error, and the membership
+// no longer lists it on the channel.
+func expectUnsettled(t *testing.T, ts *testServer, c *testClient, code string) {
+	t.Helper()
+	if e := c.expect("error"); e["code"] != code {
+		t.Fatalf("error frame %v, want code %s", e, code)
+	}
+	if d := c.expect("disconnect"); d["code"] != float64(websocket.CloseInternalServerErr) {
+		t.Fatalf("disconnect frame %v, want code 1011", d)
+	}
+	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := c.ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr {
+		t.Fatalf("after the disconnect frame: %v, want close 1011", err)
+	}
+	waitUntil(t, "the end recorded and applied", func() bool {
+		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id, Types: []string{domain.NameClientDisconnected}})
+		if err != nil || len(evs) != 1 {
+			return false
+		}
+		if r := evs[0].Fact.(*domain.ClientDisconnected).Reason; r != domain.ReasonServerError {
+			t.Fatalf("disconnection reason %s, want server_error", r)
+		}
+		return len(ts.members.Subscribers(domain.DefaultApp, "room")) == 0
+	})
+}
+
+// A subscribe that fails after its event was committed (here, reading the
+// channel's retention state) must not leave the membership holding a
+// subscription the connection has dropped: it would buffer the channel's
+// frames for ever and close the connection as a slow consumer.
+func TestSubscribeFailingAfterItsCommitClosesTheConnection(t *testing.T) {
+	var fs *failingStore
+	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	if _, err := ts.log.Append(context.Background(), &domain.MessageBroadcast{App: domain.DefaultApp, Channel: "room", Data: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.dial()
+	fs.failChannel.Store(true)
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","offset":0,"id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectUnsettled(t, ts, c, string(domain.CodeInternal))
+}
+
+// An unsubscribe whose event cannot be written has already let go of the
+// channel on the connection; the connection is closed so that its end
+// settles the membership, rather than leave a subscription that the
+// client can neither use nor leave.
+func TestUnsubscribeThatCannotBeRecordedClosesTheConnection(t *testing.T) {
+	var fs *failingStore
+	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	c := ts.dial()
+	c.subscribe("room")
+	fs.failUnsubscribe.Store(true)
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"unsubscribe","channel":"room","id":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectUnsettled(t, ts, c, string(domain.CodeUnavailable))
+}
