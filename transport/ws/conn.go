@@ -156,6 +156,29 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// hold keeps what is queued for c unwritten until open: the connection
+// is attached to the membership before its session is applied, and a
+// broadcast to all the app's connections may meanwhile queue a frame for
+// it, which must not reach the client before `connected`.
+func (c *conn) hold() {
+	c.mu.Lock()
+	c.writing = true // claimed: no writer starts until open
+	c.mu.Unlock()
+}
+
+// open puts first before whatever was queued while c was held, and starts
+// writing.
+func (c *conn) open(first []byte) {
+	c.mu.Lock()
+	if !c.closing {
+		c.queue = append([][]byte{first}, c.queue...)
+	}
+	c.urgent.Store(true)
+	c.mu.Unlock()
+	c.startWriter()
+	c.hurry()
+}
+
 // Send implements projections.Sink.
 func (c *conn) Send(frame []byte) bool { return c.send(frame, false) }
 

@@ -217,6 +217,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	c := newConn(s, ws, hj.br, app, client)
+	c.hold()
 	s.members.Attach(app.Name, client.ID, c)
 	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
 		App: app.Name, Client: client.ID, Remote: client.Remote,
@@ -262,7 +263,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.track(c) { // shutting down
 		c.disconnect(domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown", false)
 	}
-	c.reply(mustJSON(struct {
+	// `connected` goes first, before anything queued while the session
+	// was being applied.
+	c.open(mustJSON(struct {
 		Type      string `json:"type"`
 		ClientID  string `json:"client_id"`
 		App       string `json:"app"`
