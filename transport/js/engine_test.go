@@ -337,6 +337,18 @@ module.exports = () => ({ calls: ++calls, v });`,
 	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `"fixed"` {
 		t.Fatalf("fixed: %d %s", code, body)
 	}
+	// A required file that is missing fails the script until it appears,
+	// without main.js changing: deploying main.js first is not fatal.
+	e.write("a/api/main.js", `const w = require("./lib/w"); module.exports = () => w;`)
+	for i := 0; i < 2; i++ {
+		if code, body := e.get("a", "/api/"); code != 500 || !strings.Contains(body, "Invalid module") {
+			t.Fatalf("lib/w missing: %d %s", code, body)
+		}
+	}
+	e.write("a/api/lib/w.js", `module.exports = "here";`)
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `"here"` {
+		t.Fatalf("after lib/w.js appeared: %d %s", code, body)
+	}
 }
 
 func TestRunawayScriptsAreInterrupted(t *testing.T) {

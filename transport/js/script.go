@@ -73,6 +73,11 @@ type stamp struct {
 
 func stampOf(fi fs.FileInfo) stamp { return stamp{fi.ModTime(), fi.Size()} }
 
+// missing is the stamp of a file that require() looked for and did not
+// find. A version whose load failed watches for it to appear: the file
+// its script asked for may be what it lacked.
+var missing = stamp{size: -1}
+
 // newVersion opens the app folder for a script whose file currently has
 // stamp st.
 func newVersion(app, dir, file string, st stamp, maxIdle int) (*version, error) {
@@ -137,12 +142,11 @@ func (v *version) load(p string) ([]byte, error) {
 	name := filepath.FromSlash(p)
 	fi, err := v.root.Stat(name)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), err == nil && fi.IsDir():
+		v.note(p, missing)
 		return nil, require.ModuleFileDoesNotExistError
 	case err != nil:
 		return nil, fmt.Errorf("require(%q): outside the app folder or unreadable", p)
-	case fi.IsDir():
-		return nil, require.ModuleFileDoesNotExistError
 	}
 	src, err := v.root.ReadFile(name)
 	if err != nil {
@@ -150,23 +154,42 @@ func (v *version) load(p string) ([]byte, error) {
 	}
 	// The stamp was taken before the read: a change racing the read shows
 	// up as stale on the next check, never as a missed edit.
-	v.mu.Lock()
-	if old := *v.deps.Load(); old[p] == (stamp{}) {
-		deps := make(map[string]stamp, len(old)+1)
-		for k, s := range old {
-			deps[k] = s
-		}
-		deps[p] = stampOf(fi)
-		v.deps.Store(&deps)
-	}
-	v.mu.Unlock()
+	v.note(p, stampOf(fi))
 	return src, nil
 }
 
+// note records the stamp of a file the version looked at, the first time.
+func (v *version) note(p string, st stamp) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := *v.deps.Load()
+	if _, seen := old[p]; seen {
+		return
+	}
+	deps := make(map[string]stamp, len(old)+1)
+	for k, s := range old {
+		deps[k] = s
+	}
+	deps[p] = st
+	v.deps.Store(&deps)
+}
+
 // fresh reports whether no file of the version changed since it was read.
+// The files require() did not find count only for a version that failed
+// to load: a working script need not stat them on every run.
 func (v *version) fresh() bool {
+	failed := v.loadErr.Load() != nil
 	for p, st := range *v.deps.Load() {
+		if st == missing && !failed {
+			continue
+		}
 		fi, err := v.root.Stat(filepath.FromSlash(p))
+		if st == missing {
+			if err == nil && !fi.IsDir() || err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return false // it appeared
+			}
+			continue
+		}
 		if err != nil || stampOf(fi) != st {
 			return false
 		}
