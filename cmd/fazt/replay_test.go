@@ -101,6 +101,18 @@ func TestSubscribeWithOldEpochReplaysFromStart(t *testing.T) {
 	if sub["epoch_changed"] != nil || sub.num("replay") != 1 {
 		t.Fatalf("same epoch: subscribed = %v", sub)
 	}
+	// A channel with no history at all (say the database was replaced)
+	// has no epoch: a client resuming one is told its history is gone,
+	// and the channel's first message is offset 1.
+	e := tn.dial("", "")
+	sub = e.subscribe(map[string]any{"channel": "fresh", "offset": 50, "epoch": "gone"})
+	if sub["epoch_changed"] != true || sub.num("offset") != 0 || sub.num("replay") != 0 {
+		t.Fatalf("resuming an epoch on an empty channel: subscribed = %v", sub)
+	}
+	tn.publish("", "fresh", "first")
+	if m := e.messages("fresh", 1)[0]; m.num("offset") != 1 {
+		t.Fatalf("first message %v", m)
+	}
 }
 
 // TestGaplessHandoverUnderLoad has several publishers write thousands of

@@ -97,7 +97,9 @@ func (c *conn) subscribe(req *request) error {
 		plan.after = head
 	case domain.StartOffset:
 		plan.after = uint64(start.Value)
-		if start.Epoch != "" && epoch != "" && start.Epoch != epoch {
+		// A channel without history has no epoch: the client's offset
+		// belongs to one that no longer exists (a database replaced).
+		if start.Epoch != "" && start.Epoch != epoch {
 			epochChanged, plan.after = true, 0
 		}
 		plan.after = min(plan.after, head)
