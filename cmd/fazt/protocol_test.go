@@ -77,8 +77,12 @@ func TestBadFrames(t *testing.T) {
 		t.Errorf("unsubscribed %v", u)
 	}
 	c.subscribe(map[string]any{"channel": "three"})
-	// A frame far past the limit ends the connection with 1009.
+	// A frame far past the limit ends the connection with 1009: the
+	// disconnect frame says so, then the close frame.
 	c.send(`{"type":"ping","pad":"` + strings.Repeat("y", 8000) + `"}`)
+	if d := c.expect("disconnect"); d.num("code") != websocket.CloseMessageTooBig {
+		t.Errorf("huge frame: disconnect %v, want code 1009", d)
+	}
 	if ce := c.waitClosed(); ce == nil || ce.Code != websocket.CloseMessageTooBig {
 		t.Errorf("huge frame: close %v, want 1009", ce)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"sync"
@@ -477,8 +478,10 @@ func (c *conn) startReading() {
 	limits := c.app.Settings.Limits
 	c.limiter = rate.NewLimiter(rate.Limit(limits.InboundRate), limits.InboundBurst)
 	// Frames up to four times the message limit are read and refused with
-	// too_large; bigger ones end the connection (close 1009).
-	c.ws.SetReadLimit(int64(4*limits.MaxMessageBytes) + 1024)
+	// too_large; bigger ones end the connection (close 1009). The reader
+	// enforces that itself (readMessage): with gorilla's read limit,
+	// gorilla would write its own close frame on the socket, beside this
+	// connection's writer.
 	c.ws.SetPingHandler(func(data string) error {
 		c.inbound.Store(time.Now().UnixNano())
 		c.mu.Lock()
@@ -526,10 +529,10 @@ func (c *conn) readLoop() {
 	parks := c.pl != nil
 	var reason string
 	for {
-		typ, body, err := c.ws.ReadMessage()
+		typ, body, err := c.readMessage(maxFrame(limits))
 		if err != nil {
 			switch {
-			case errors.Is(err, websocket.ErrReadLimit):
+			case errors.Is(err, errFrameTooBig):
 				reason = domain.ReasonTooLarge
 			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 				reason = domain.ReasonClientClosed
@@ -568,11 +571,38 @@ func (c *conn) readLoop() {
 	c.finish(reason)
 }
 
+// errFrameTooBig is readMessage's error for a frame over its cap.
+var errFrameTooBig = errors.New("frame too big")
+
+// maxFrame is the largest frame a connection reads: four times the
+// message limit, so that a frame a little over it can be refused politely.
+func maxFrame(l domain.Limits) int64 { return int64(4*l.MaxMessageBytes) + 1024 }
+
+// readMessage reads the next data frame, at most max bytes of it.
+func (c *conn) readMessage(max int64) (int, []byte, error) {
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		return typ, nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return typ, nil, err
+	}
+	if int64(len(body)) > max {
+		return typ, nil, errFrameTooBig
+	}
+	return typ, body, nil
+}
+
 // finish runs once the reader has stopped: it stops the writer and the
 // replays, and records the disconnection.
 func (c *conn) finish(readReason string) {
+	code, text := websocket.CloseNormalClosure, readReason
+	if readReason == domain.ReasonTooLarge {
+		code, text = websocket.CloseMessageTooBig, fmt.Sprintf("frame over %d bytes", maxFrame(c.app.Settings.Limits))
+	}
 	c.mu.Lock()
-	c.closeLocked(readReason, websocket.CloseNormalClosure, readReason, false)
+	c.closeLocked(readReason, code, text, false)
 	reason := c.reason
 	start := c.wakeLocked()
 	c.mu.Unlock()
