@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -271,5 +273,32 @@ func TestSlowConsumer(t *testing.T) {
 	again.subscribe(map[string]any{"channel": "feed", "offset": 0})
 	if got := offsets(again.messages("feed", msgs)); got[0] != 1 || got[msgs-1] != msgs {
 		t.Fatalf("resumed %d..%d", got[0], got[msgs-1])
+	}
+}
+
+// TestSettingsChangesReachOpenConnections turns client_publish off in
+// app.json while a client is connected: its next publishes are refused,
+// within the second the server caches app.json for.
+func TestSettingsChangesReachOpenConnections(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": `{"client_publish":true}`})
+	c := tn.dial("chat", "")
+	c.send(map[string]any{"type": "publish", "channel": "room", "data": 1, "id": 0})
+	c.expect("published")
+	if err := os.WriteFile(filepath.Join(tn.cfg.AppsDir, "chat", "app.json"), []byte(`{}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, deadline := 1, time.Now().Add(10*time.Second); ; i++ {
+		c.send(map[string]any{"type": "publish", "channel": "room", "data": i, "id": i})
+		f := c.next()
+		if f.str("type") == "error" {
+			if f.str("code") != "not_allowed" {
+				t.Fatalf("refusal %v", f)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("publishes still accepted 10 s after client_publish was turned off")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

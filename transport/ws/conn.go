@@ -693,6 +693,17 @@ func (c *conn) membersOf(req *request) error {
 	return nil
 }
 
+// settings are the app's settings as app.json says now (re-read at most
+// once a second): a change to who may publish or to the channel secret
+// applies to open connections at their next request. The limits a
+// connection's reader was set up with (frame size, inbound rate) stay.
+func (c *conn) settings() apps.Settings {
+	if app, err := c.srv.apps.Lookup(c.app.Name); err == nil {
+		return app.Settings
+	}
+	return c.app.Settings
+}
+
 func (c *conn) publish(req *request) error {
 	if err := domain.ValidateChannel(req.Channel); err != nil {
 		return err
@@ -713,7 +724,8 @@ func (c *conn) publish(req *request) error {
 		}
 	}
 	data := req.Data
-	allowed := c.app.Settings.ClientPublish
+	settings := c.settings()
+	allowed := settings.ClientPublish
 	if c.srv.hooks != nil {
 		out, drop, err := c.srv.hooks.OnPublish(c.ctx, c.client, req.Channel, data)
 		if err != nil {
@@ -735,9 +747,9 @@ func (c *conn) publish(req *request) error {
 	if !allowed {
 		return domain.Errorf(domain.CodeNotAllowed, "clients may not publish in app %s", c.app.Name)
 	}
-	if len(data) > c.app.Settings.Limits.MaxMessageBytes {
+	if len(data) > settings.Limits.MaxMessageBytes {
 		c.srv.metrics.refused("message_size")
-		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), c.app.Settings.Limits.MaxMessageBytes)
+		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), settings.Limits.MaxMessageBytes)
 	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,
 		Publisher: domain.Actor{Kind: domain.ActorClient, ID: c.client.ID}}

@@ -28,12 +28,13 @@ func (c *conn) subscribe(req *request) error {
 		return err
 	}
 	ctx := c.ctx
+	settings := c.settings()
 	c.smu.Lock()
 	if _, ok := c.subs[channel]; ok {
 		c.smu.Unlock()
 		return domain.Errorf(domain.CodeBadRequest, "already subscribed to %s", channel)
 	}
-	if max := c.app.Settings.Limits.MaxSubscriptions; len(c.subs) >= max {
+	if max := settings.Limits.MaxSubscriptions; len(c.subs) >= max {
 		c.smu.Unlock()
 		c.srv.metrics.refused("subscriptions")
 		return domain.Errorf(domain.CodeTooManySubscriptions, "a connection may join at most %d channels", max)
@@ -53,7 +54,7 @@ func (c *conn) subscribe(req *request) error {
 	}()
 
 	if domain.IsPrivate(channel) {
-		if err := checkChannelToken(c.app.Settings.Secret, req.Token, channel, c.client.ID); err != nil {
+		if err := checkChannelToken(settings.Secret, req.Token, channel, c.client.ID); err != nil {
 			c.srv.metrics.refused("private_token")
 			return err
 		}
