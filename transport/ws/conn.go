@@ -310,6 +310,12 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			c.mu.Unlock()
 			return errors.New("connection closing")
 		}
+		// Checked under the lock: once an unsubscribe has cancelled the
+		// replay, no page of it is queued behind `unsubscribed`.
+		if err := ctx.Err(); err != nil {
+			c.mu.Unlock()
+			return err
+		}
 		room := c.srv.cfg.SendQueue/2 - len(c.queue)
 		if room > 0 {
 			n := min(room, len(frames))
