@@ -475,6 +475,15 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	if err != nil {
 		l.log.Error("event log append failed", "err", err)
+		// Nothing was assigned: the facts go back as they came, so that
+		// the caller may try the same ones again.
+		for _, r := range batch {
+			for _, f := range r.facts {
+				if mb, ok := f.(*domain.MessageBroadcast); ok {
+					mb.Offset, mb.Epoch = 0, ""
+				}
+			}
+		}
 	} else {
 		// Before the appenders hear of it: once Append returns, Head and
 		// the Subscribers include what it committed.

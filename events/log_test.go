@@ -336,9 +336,11 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	big := `"` + strings.Repeat("x", 3000) + `"`
 	var okCount int
 	var failure error
+	var failed *domain.MessageBroadcast
 	for i := 0; i < 1000; i++ {
-		if _, err := l.Append(ctx, broadcast("a", "x", big)); err != nil {
-			failure = err
+		mb := broadcast("a", "x", big)
+		if _, err := l.Append(ctx, mb); err != nil {
+			failure, failed = err, mb
 			break
 		}
 		okCount++
@@ -348,6 +350,14 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	}
 	if domain.CodeOf(failure) != domain.CodeUnavailable || !strings.Contains(failure.Error(), "full") {
 		t.Fatalf("failure %q (code %s), want unavailable naming the full disk", failure, domain.CodeOf(failure))
+	}
+	// The failed fact comes back as it went: no offset assigned, so that
+	// the same fact tried again fails for the same reason.
+	if failed.Offset != 0 || failed.Epoch != "" {
+		t.Fatalf("failed broadcast keeps offset %d, epoch %q", failed.Offset, failed.Epoch)
+	}
+	if _, err := l.Append(ctx, failed); domain.CodeOf(err) != domain.CodeUnavailable {
+		t.Fatalf("the failed broadcast again: %v, want unavailable", err)
 	}
 	// What committed before is intact and contiguous; nothing of the failed
 	// append is visible.
