@@ -299,6 +299,12 @@ func dsn(path string, d Durability, readOnly bool) string {
 	} else {
 		q.Set("_journal_mode", "WAL")
 		q.Set("_txlock", "immediate")
+		// The writer's page cache: 8 MiB, four times SQLite's default,
+		// holds the pages that appends to a few thousand channels keep
+		// touching (+9% publishes/s in batches to 2,000 channels). 32 MiB
+		// cost 5% on small commits, where SQLite's cache truncation
+		// (pcache1TruncateUnsafe) took 4% of the CPU (BENCHMARKS.md).
+		q.Set("_cache_size", "-8192")
 		if d == DurabilityFull {
 			q.Set("_synchronous", "FULL")
 		} else {
