@@ -100,7 +100,7 @@ type subscription struct {
 }
 
 type bufFrame struct {
-	offset uint64
+	offset uint64 // 0 for a presence frame, which has none
 	frame  []byte
 }
 
@@ -358,16 +358,27 @@ func (m *Membership) leave(app, channel, client string) {
 	}
 }
 
-// presence tells a presence channel's live subscribers that client joined
-// or left. The shard lock is held.
+// presence tells a presence channel's subscribers that client joined or
+// left. One still catching up gets it with its buffered messages when it
+// goes live: from its `subscribed` on, a subscriber misses no join or
+// leave. The shard lock is held.
 func (m *Membership) presence(st *channelState, channel, event, client string) {
 	var frame []byte
 	for id, sub := range st.subs {
-		if id == client || sub.sink == nil || sub.catchUp {
+		if id == client || sub.sink == nil {
 			continue
 		}
 		if frame == nil {
 			frame = m.enc.Presence(channel, event, client)
+		}
+		if sub.catchUp {
+			if len(sub.buf) >= m.maxBuffer {
+				sub.sink.Overflow()
+				sub.sink, sub.buf = nil, nil
+				continue
+			}
+			sub.buf = append(sub.buf, bufFrame{0, frame})
+			continue
 		}
 		if !sub.sink.Send(frame) {
 			sub.sink = nil
@@ -462,13 +473,18 @@ func (m *Membership) GoLive(app, channel, client string) bool {
 		return false
 	}
 	for _, b := range sub.buf {
-		if b.offset > sub.from && !sub.sink.Send(b.frame) {
-			sub.sink = nil
-			break
+		if b.offset == 0 || b.offset > sub.from {
+			if !sub.sink.Send(b.frame) {
+				sub.sink = nil
+				break
+			}
 		}
 	}
-	if n := len(sub.buf); n > 0 {
-		sub.from = sub.buf[n-1].offset
+	for i := len(sub.buf) - 1; i >= 0; i-- {
+		if o := sub.buf[i].offset; o > 0 {
+			sub.from = max(sub.from, o)
+			break
+		}
 	}
 	sub.buf, sub.catchUp = nil, false
 	return sub.sink != nil

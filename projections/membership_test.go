@@ -145,6 +145,30 @@ func TestCatchUpHandover(t *testing.T) {
 	}
 }
 
+// TestPresenceWhileCatchingUp: joins and leaves that happen while a
+// subscription catches up (its replay, or the moment between its
+// `subscribed` and going live) reach it when it goes live, in order with
+// its messages.
+func TestPresenceWhileCatchingUp(t *testing.T) {
+	f := newFixture(t, 0)
+	s1 := &recSink{}
+	f.m.Attach("a", "c1", s1)
+	f.apply(connected("c1"), connected("c2"), subscribed("c1", "presence-r"))
+	if _, _, ok := f.m.CatchUp("a", "presence-r", "c1"); !ok {
+		t.Fatal("no catch-up")
+	}
+	f.apply(subscribed("c2", "presence-r"), f.commit("presence-r"),
+		&domain.ChannelUnsubscribed{App: "a", Channel: "presence-r", Client: "c2"})
+	if len(s1.frames) != 0 {
+		t.Fatalf("frames sent during catch-up: %v", s1.frames)
+	}
+	f.m.GoLive("a", "presence-r", "c1")
+	f.apply(f.commit("presence-r"))
+	if want := []string{"join:c2", "presence-r:1", "leave:c2", "presence-r:2"}; !slices.Equal(s1.frames, want) {
+		t.Fatalf("frames %v, want %v", s1.frames, want)
+	}
+}
+
 func TestPresenceKickOverflowAndFullQueue(t *testing.T) {
 	f := newFixture(t, 2)
 	s1, s2 := &recSink{}, &recSink{}
