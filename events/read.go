@@ -195,22 +195,27 @@ func (l *Log) CountMessages(ctx context.Context, app, channel string, q domain.H
 // oldest retained offset. The newest dropped message is the broadcast
 // just before first; the log keeps its event, with its time, after the
 // message itself is gone. If the audit retention has dropped that event
-// too, it answers true: a gap it cannot rule out is reported.
+// too, the first retained message bounds it (times never go backwards
+// along a channel's offsets): only when that one is at or after since, or
+// none is retained, is a gap it cannot rule out reported.
 func (l *Log) TrimmedSince(ctx context.Context, app, channel string, first uint64, since int64) (bool, error) {
 	if first <= 1 {
 		return false, nil
 	}
-	before := int64(math.MaxInt64)
-	err := l.rdb.QueryRowContext(ctx, `SELECT seq FROM messages WHERE app = ? AND channel = ? AND "offset" = ?`, app, channel, first).Scan(&before)
+	before, firstTS := int64(math.MaxInt64), int64(math.MaxInt64)
+	err := l.rdb.QueryRowContext(ctx, `SELECT seq, ts FROM messages WHERE app = ? AND channel = ? AND "offset" = ?`, app, channel, first).Scan(&before, &firstTS)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("read trimmed messages: %w", err)
 	}
+	// By the index by channel: without statistics SQLite may prefer the
+	// one by name and walk every broadcast of the app (see auditWhere).
 	var ts int64
-	err = l.rdb.QueryRowContext(ctx, `SELECT ts FROM events WHERE app = ? AND channel = ? AND channel <> '' AND seq < ? AND name = ?
+	err = l.rdb.QueryRowContext(ctx, `SELECT ts FROM events INDEXED BY events_app_channel
+		WHERE app = ? AND channel = ? AND channel <> '' AND seq < ? AND name = ?
 		ORDER BY seq DESC LIMIT 1`, app, channel, before, domain.NameMessageBroadcast).Scan(&ts)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return true, nil
+		return firstTS >= since, nil
 	case err != nil:
 		return false, fmt.Errorf("read trimmed messages: %w", err)
 	}

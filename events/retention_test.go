@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -401,5 +402,48 @@ func TestRetentionLeavesWhatSubscribersHaveToRead(t *testing.T) {
 	}
 	if n, err := l.TrimChannel(ctx, "a", "c", keepOne, time.Now(), 4); err != nil || n != 1 {
 		t.Fatalf("trimmed %d (%v) after the subscription ended, want 1", n, err)
+	}
+}
+
+// TestTrimmedSince: whether retention dropped a message sent at or after a
+// time, by the dropped message's event, or, once the audit retention has
+// dropped that too, by the first message retained.
+func TestTrimmedSince(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	var times []int64
+	for i := 1; i <= 3; i++ {
+		evs, err := l.Append(ctx, broadcast("a", "c", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, evs[0].Time)
+		time.Sleep(2 * time.Millisecond) // a millisecond of its own each
+	}
+	if _, err := l.TrimChannel(ctx, "a", "c", RetentionPolicy{MaxMessages: 1}, time.Now(), 10); err != nil {
+		t.Fatal(err)
+	}
+	check := func(since int64, want bool) {
+		t.Helper()
+		if got, err := l.TrimmedSince(ctx, "a", "c", 3, since); err != nil || got != want {
+			t.Errorf("since %d (messages at %v): %v, %v; want %v", since, times, got, err, want)
+		}
+	}
+	check(0, true)
+	check(times[1], true)    // message 2 was dropped
+	check(times[1]+1, false) // after it: only message 3, kept
+	// The audit retention drops the dropped messages' events: the first
+	// message kept still rules out a gap after its time.
+	if err := l.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`DELETE FROM events WHERE "offset" < 3`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check(times[2]+1, false) // after the first kept: nothing dropped
+	check(times[2], true)    // message 2 may have been sent at that time
+	check(times[1], true)
+	if got, err := l.TrimmedSince(ctx, "a", "c", 1, 0); err != nil || got {
+		t.Errorf("nothing trimmed: %v, %v", got, err)
 	}
 }
