@@ -168,12 +168,11 @@ func (c *conn) hold() {
 }
 
 // open puts first before whatever was queued while c was held, and starts
-// writing.
+// writing. A connection closed meanwhile gets it too when its queue is
+// still to be sent (a kick sends what was queued, then disconnect).
 func (c *conn) open(first []byte) {
 	c.mu.Lock()
-	if !c.closing {
-		c.queue = append([][]byte{first}, c.queue...)
-	}
+	c.queue = append([][]byte{first}, c.queue...)
 	c.urgent.Store(true)
 	c.mu.Unlock()
 	c.startWriter()

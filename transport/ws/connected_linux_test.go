@@ -21,16 +21,21 @@ import (
 type broadcastOnConnect struct {
 	*events.Log
 	members *projections.Membership
+	kick    bool // and kick the connection right after
 }
 
 func (s *broadcastOnConnect) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
 	evs, err := s.Log.Append(ctx, facts...)
 	if cc, ok := facts[0].(*domain.ClientConnected); ok && err == nil {
-		b, err := s.Log.Append(ctx, &domain.BroadcastAll{App: cc.App, Data: []byte(`"early"`), Publisher: domain.Actor{Kind: domain.ActorAdmin}})
+		more := []domain.Fact{&domain.BroadcastAll{App: cc.App, Data: []byte(`"early"`), Publisher: domain.Actor{Kind: domain.ActorAdmin}}}
+		if s.kick {
+			more = append(more, &domain.ClientKicked{App: cc.App, Client: cc.Client, Reason: "early", By: domain.Actor{Kind: domain.ActorAdmin}})
+		}
+		b, err := s.Log.Append(ctx, more...)
 		if err != nil {
 			return nil, err
 		}
-		if err := s.members.WaitApplied(ctx, b[0].Seq); err != nil {
+		if err := s.members.WaitApplied(ctx, b[len(b)-1].Seq); err != nil {
 			return nil, err
 		}
 	}
@@ -41,8 +46,13 @@ func (s *broadcastOnConnect) Append(ctx context.Context, facts ...domain.Fact) (
 // to all the app's connections is applied while its session is being set
 // up; that broadcast follows it.
 func TestConnectedComesFirst(t *testing.T) {
+	t.Run("open", func(t *testing.T) { testConnectedComesFirst(t, false) })
+	t.Run("kicked while set up", func(t *testing.T) { testConnectedComesFirst(t, true) })
+}
+
+func testConnectedComesFirst(t *testing.T, kick bool) {
 	var store *broadcastOnConnect
-	ts := startTestServerWith(t, func(l *events.Log) Store { store = &broadcastOnConnect{Log: l}; return store })
+	ts := startTestServerWith(t, func(l *events.Log) Store { store = &broadcastOnConnect{Log: l, kick: kick}; return store })
 	store.members = ts.members
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
 	if err != nil {
@@ -50,7 +60,11 @@ func TestConnectedComesFirst(t *testing.T) {
 	}
 	defer ws.Close()
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for i, want := range []string{"connected", "message"} {
+	frames := []string{"connected", "message"}
+	if kick {
+		frames = append(frames, "disconnect")
+	}
+	for i, want := range frames {
 		_, b, err := ws.ReadMessage()
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
