@@ -104,25 +104,27 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	default:
 	}
 	out := make(chan *message.Message)
+	// A subscription that delivers broadcasts holds retention back from
+	// what it has yet to read, from before Subscribe returns.
+	var cursor *atomic.Uint64
+	done := func() {}
+	if s.names == nil || s.names[domain.NameMessageBroadcast] {
+		cursor, done = s.log.trackReader(s.cfg.After)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(out)
-		s.run(ctx, out)
+		defer done()
+		s.run(ctx, out, cursor)
 	}()
 	return out, nil
 }
 
-func (s *Subscriber) run(ctx context.Context, out chan<- *message.Message) {
+// run delivers the subscription's events to out, storing in cursor (when
+// set) how far it has read.
+func (s *Subscriber) run(ctx context.Context, out chan<- *message.Message, cursor *atomic.Uint64) {
 	pos := s.cfg.After
-	// A subscription that delivers broadcasts holds retention back from
-	// what it has yet to read.
-	var cursor *atomic.Uint64
-	if s.names == nil || s.names[domain.NameMessageBroadcast] {
-		var done func()
-		cursor, done = s.log.trackReader(pos)
-		defer done()
-	}
 	for {
 		recs, inMemory := s.log.tail.read(pos, s.cfg.PageSize)
 		var scanned uint64 // with a short page from the file: all up to here was read

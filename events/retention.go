@@ -224,6 +224,7 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 	// the loop runs at most (cut-first)/batch+1 times.
 	for first := info.First; first <= cut; first += uint64(batch) {
 		upto := min(cut, first+uint64(batch)-1)
+		held := false
 		// A channel that a replay is reading is left for the next pass.
 		ran, err := l.unlessPinned(app, channel, func() error {
 			// What a subscription has yet to deliver stays for the next
@@ -236,6 +237,9 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 				}
 				n, _ := r.RowsAffected()
 				deleted += int(n)
+				// Sequences rise with offsets: once one is held back,
+				// so is every later one.
+				held = uint64(n) < upto-first+1
 				return nil
 			})
 		})
@@ -244,6 +248,9 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 		}
 		if err != nil {
 			return deleted, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
+		}
+		if held {
+			return deleted, nil
 		}
 	}
 	return deleted, nil
