@@ -74,6 +74,11 @@ type conn struct {
 	poll     pollState      // under pl.mu
 	handling sync.WaitGroup // the request the reader waits for
 
+	// The app as the requests see it (settings), and when it was looked
+	// up; owned by whichever goroutine runs the request.
+	current   *apps.App
+	currentAt time.Time
+
 	smu     sync.Mutex
 	subs    map[string]context.CancelFunc // nil unless a replay is running
 	replays sync.WaitGroup
@@ -703,10 +708,15 @@ func (c *conn) membersOf(req *request) error {
 // applies to open connections at their next request. The limits a
 // connection's reader was set up with (frame size, inbound rate) stay.
 func (c *conn) settings() apps.Settings {
-	if app, err := c.srv.apps.Lookup(c.app.Name); err == nil {
-		return app.Settings
+	// Requests run one at a time: the copy needs no lock, and the
+	// registry's (shared by every connection) is taken once a second.
+	if now := time.Now(); c.current == nil || now.Sub(c.currentAt) >= time.Second {
+		c.current, c.currentAt = c.app, now
+		if app, err := c.srv.apps.Lookup(c.app.Name); err == nil {
+			c.current = app
+		}
 	}
-	return c.app.Settings
+	return c.current.Settings
 }
 
 func (c *conn) publish(req *request) error {
