@@ -21,6 +21,8 @@ func TestBenchScenarios(t *testing.T) {
 		{"fanout", "-s", "3", "-m", "30", "--batch", "7", "--rate", "0.03"},
 		{"conns", "-n", "20", "--hold", "0s"},
 		{"replay", "-H", "300"},
+		// Messages of 50 KB: a fill request stays within the 4 MiB a batch takes.
+		{"replay", "-H", "200", "--size", "50000", "--channel", "big"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -51,7 +53,7 @@ func TestBenchScenarios(t *testing.T) {
 		})
 	}
 	// The batches' messages reached the log one event each.
-	if n := len(tn.audit("", "type=broadcast&limit=1000").Events); n != 60+10+40+43+30+300 {
+	if n := len(tn.audit("", "type=broadcast&limit=1000").Events); n != 60+10+40+43+30+300+200 {
 		t.Errorf("%d broadcasts in the log", n)
 	}
 	var out bytes.Buffer

@@ -107,7 +107,7 @@ func TestRetentionTrimsAndLateSubscribersAreTold(t *testing.T) {
 		t.Errorf("audit has %d broadcasts of chat, want 13", n)
 	}
 	if n := len(tn.audit("chat", "type=connected&limit=1000").Events); n != 8 {
-		t.Errorf("audit has %d connections of chat, want 4", n)
+		t.Errorf("audit has %d connections of chat, want 8", n)
 	}
 	// fazt stats counts what is retained.
 	st := jsonLines(t, mustCLI(t, "stats", "--db", tn.cfg.DBPath, "--json"))[0]
