@@ -118,11 +118,16 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func decodeBody(r *http.Request, max int, v any) error {
+	return decodeBodyDepth(r, max, domain.DefaultMaxJSONDepth, v)
+}
+
+// decodeBodyDepth is decodeBody for a body that may nest depth levels.
+func decodeBodyDepth(r *http.Request, max, depth int, v any) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if err != nil {
 		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
 	}
-	return parseBody(body, max, v)
+	return parseBodyDepth(body, max, depth, v)
 }
 
 // parseBody decodes a JSON request body into v after checking its size and
@@ -210,13 +215,9 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) err
 	var body struct {
 		Messages []publishBody `json:"messages"`
 	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(maxBody)+1))
-	if err != nil {
-		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
-	}
 	// Each message sits two levels deeper than in a single publish's body,
 	// so data that a single publish takes is taken here too.
-	if err := parseBodyDepth(raw, maxBody, domain.DefaultMaxJSONDepth+2, &body); err != nil {
+	if err := decodeBodyDepth(r, maxBody, domain.DefaultMaxJSONDepth+2, &body); err != nil {
 		return err
 	}
 	switch n := len(body.Messages); {
