@@ -31,6 +31,16 @@ const (
 	DefaultMaxJSONDepth     = 32
 )
 
+// Batch bounds, for POST /_api/publish-batch and fazt.realtime.broadcastBatch:
+// a batch is one transaction, so the log's writer holds every other
+// appender back while it commits. A thousand messages of the default 64
+// KiB limit would be 64 MiB; MaxBatchBytes keeps one batch to a few
+// milliseconds of the writer.
+const (
+	MaxBatchMessages = 1000
+	MaxBatchBytes    = 4 << 20
+)
+
 // WithDefaults returns l with zero fields set to the defaults.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxMessageBytes <= 0 {

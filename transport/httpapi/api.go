@@ -196,22 +196,13 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
 	return nil
 }
 
-// Batch bounds: a batch is one transaction, so the writer holds every
-// other appender back while it commits. A batch of MaxBatchMessages
-// messages of the default 64 KiB limit would be 64 MiB; MaxBatchBytes
-// keeps one request to a few milliseconds of the writer.
-const (
-	MaxBatchMessages = 1000
-	MaxBatchBytes    = 4 << 20
-)
-
 // publishBatch broadcasts several messages, to one channel or many, in one
 // request and one transaction: all of them are committed, in the order
 // given, or none is. A message that fails a check refuses the batch with
 // its index in the error.
 func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) error {
 	limit := c.app.Settings.Limits.MaxMessageBytes
-	maxBody := max(MaxBatchBytes, limit+1024)
+	maxBody := max(domain.MaxBatchBytes, limit+1024)
 	var body struct {
 		Messages []publishBody `json:"messages"`
 	}
@@ -223,8 +214,8 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) err
 	switch n := len(body.Messages); {
 	case n == 0:
 		return domain.Errorf(domain.CodeBadRequest, "publish-batch needs messages")
-	case n > MaxBatchMessages:
-		return domain.Errorf(domain.CodeTooLarge, "%d messages; a batch holds at most %d", n, MaxBatchMessages)
+	case n > domain.MaxBatchMessages:
+		return domain.Errorf(domain.CodeTooLarge, "%d messages; a batch holds at most %d", n, domain.MaxBatchMessages)
 	}
 	facts := make([]domain.Fact, len(body.Messages))
 	mbs := make([]*domain.MessageBroadcast, len(body.Messages))

@@ -481,3 +481,83 @@ func TestRunsOfAScriptQueueAndTheLimitStartsWithTheRun(t *testing.T) {
 		t.Fatalf("statuses %v, want two 200 and one 503", got)
 	}
 }
+
+const batchScript = `
+module.exports = function (req) {
+  const r = fazt.realtime;
+  const calls = {
+    ok: () => r.broadcastBatch([{ channel: "x", data: 1 }, { channel: "y", data: { n: 2 } }, { channel: "x", data: 3 }]),
+    badName: () => r.broadcastBatch([{ channel: "x", data: 1 }, { channel: "a b", data: 2 }]),
+    noData: () => r.broadcastBatch([{ channel: "x" }]),
+    tooBig: () => r.broadcastBatch([{ channel: "x", data: 1 }, { channel: "x", data: "x".repeat(200) }]),
+    notArray: () => r.broadcastBatch({ channel: "x", data: 1 }),
+    notObject: () => r.broadcastBatch([1]),
+    empty: () => r.broadcastBatch([]),
+    tooMany: () => r.broadcastBatch(Array.from({ length: 1001 }, (_, i) => ({ channel: "x", data: i }))),
+  };
+  if (fazt.app === "b") { // default limits: 70 messages of 60 KB are over 4 MiB
+    return (() => { try { r.broadcastBatch(Array.from({ length: 70 }, () => ({ channel: "x", data: "x".repeat(60000) }))); return "no error"; } catch (e) { return { message: e.message, code: e.code }; } })();
+  }
+  try { return calls[req.query.c](); } catch (e) { return { message: e.message, code: e.code }; }
+};`
+
+// TestBroadcastBatch: fazt.realtime.broadcastBatch commits its messages in
+// one transaction, in order, and answers each one's offset; a message that
+// fails a check refuses the whole batch, naming its index, and commits
+// nothing.
+func TestBroadcastBatch(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json":    `{"limits": {"max_message_bytes": 100}}`,
+		"a/api/main.js": batchScript,
+		"b/api/main.js": batchScript,
+	}, js.Config{})
+	for c, want := range map[string][2]string{
+		"badName":   {"invalid_channel", "messages[1]"},
+		"noData":    {"bad_request", "messages[0]"},
+		"tooBig":    {"too_large", "messages[1]"},
+		"notArray":  {"bad_request", "array"},
+		"notObject": {"bad_request", "messages[0]"},
+		"empty":     {"bad_request", "needs messages"},
+		"tooMany":   {"too_large", "at most 1000"},
+	} {
+		_, body := e.get("a", "/api/?c="+c)
+		var got struct{ Message, Code string }
+		json.Unmarshal([]byte(body), &got)
+		if got.Code != want[0] || !strings.HasPrefix(got.Message, want[0]+": ") || !strings.Contains(got.Message, want[1]) {
+			t.Errorf("%s: %s, want code %s naming %q", c, body, want[0], want[1])
+		}
+	}
+	_, big := e.get("b", "/api/")
+	var bigErr struct{ Message, Code string }
+	if json.Unmarshal([]byte(big), &bigErr) != nil || bigErr.Code != "too_large" || !strings.Contains(bigErr.Message, "over 4194304 bytes") {
+		t.Errorf("a batch over 4 MiB: %.200s", big)
+	}
+	if evs, err := e.log.Events(context.Background(), domain.AuditQuery{App: "a"}); err != nil || len(evs) != 0 {
+		t.Fatalf("refused batches committed %d events (%v)", len(evs), err)
+	}
+	code, body := e.get("a", "/api/?c=ok")
+	var got []struct {
+		Channel string
+		Offset  uint64
+		Epoch   string
+		Seq     uint64
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || code != 200 || len(got) != 3 {
+		t.Fatalf("ok: %d %s", code, body)
+	}
+	for i, want := range []struct {
+		channel string
+		offset  uint64
+	}{{"x", 1}, {"y", 1}, {"x", 2}} {
+		if got[i].Channel != want.channel || got[i].Offset != want.offset || got[i].Epoch == "" || got[i].Seq != uint64(i+1) {
+			t.Errorf("result %d: %+v, want %s offset %d seq %d", i, got[i], want.channel, want.offset, i+1)
+		}
+	}
+	evs, err := e.log.Events(context.Background(), domain.AuditQuery{App: "a"})
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("%d events (%v)", len(evs), err)
+	}
+	if mb := evs[1].Fact.(*domain.MessageBroadcast); string(mb.Data) != `{"n":2}` || mb.Publisher.Kind != domain.ActorJS {
+		t.Fatalf("second event %+v", mb)
+	}
+}

@@ -3,6 +3,7 @@ package js
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 
 	"github.com/dop251/goja"
 
@@ -25,6 +26,7 @@ func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
 		})
 	}
 	fn("broadcast", func(c goja.FunctionCall) goja.Value { return rt.broadcast(vm, c) })
+	fn("broadcastBatch", func(c goja.FunctionCall) goja.Value { return rt.broadcastBatch(vm, c) })
 	fn("broadcastAll", func(c goja.FunctionCall) goja.Value { return rt.broadcastAll(vm, c) })
 	fn("subscribers", func(c goja.FunctionCall) goja.Value { return rt.subscribers(vm, c) })
 	fn("count", func(c goja.FunctionCall) goja.Value { return rt.count(vm, c) })
@@ -59,34 +61,45 @@ func (rt *runtime) must(vm *goja.Runtime, err error) {
 
 // channelArg reads and validates a channel name argument.
 func (rt *runtime) channelArg(vm *goja.Runtime, v goja.Value) string {
+	ch, err := channelOf(v)
+	rt.must(vm, err)
+	return ch
+}
+
+func channelOf(v goja.Value) (string, error) {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
-		rt.throw(vm, domain.Errorf(domain.CodeInvalidChannel, "channel name is empty"))
+		return "", domain.Errorf(domain.CodeInvalidChannel, "channel name is empty")
 	}
 	if _, ok := v.Export().(string); !ok {
-		rt.throw(vm, domain.Errorf(domain.CodeInvalidChannel, "channel name must be a string"))
+		return "", domain.Errorf(domain.CodeInvalidChannel, "channel name must be a string")
 	}
 	ch := v.String()
-	rt.must(vm, domain.ValidateChannel(ch))
-	return ch
+	return ch, domain.ValidateChannel(ch)
 }
 
 // dataArg turns a JS value into the JSON a message carries, within the
 // app's message size limit.
 func (rt *runtime) dataArg(vm *goja.Runtime, what string, v goja.Value) json.RawMessage {
+	data, err := rt.dataOf(what, v)
+	rt.must(vm, err)
+	return data
+}
+
+func (rt *runtime) dataOf(what string, v goja.Value) (json.RawMessage, error) {
 	if v == nil || goja.IsUndefined(v) {
-		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "%s needs data", what))
+		return nil, domain.Errorf(domain.CodeBadRequest, "%s needs data", what)
 	}
 	data, err := rt.toJSON(v)
 	if err != nil {
 		panic(err) // a throwing toJSON: let its exception through
 	}
 	if data == nil {
-		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "%s: data is not representable as JSON", what))
+		return nil, domain.Errorf(domain.CodeBadRequest, "%s: data is not representable as JSON", what)
 	}
 	if limit := rt.cur.app.Settings.Limits.MaxMessageBytes; len(data) > limit {
-		rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), limit))
+		return nil, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), limit)
 	}
-	return data
+	return data, nil
 }
 
 // toJSON is JSON.stringify; nil when the value has no JSON form.
@@ -120,6 +133,52 @@ func (rt *runtime) broadcast(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	evs, err := rt.eng.store.Append(rt.cur.ctx, mb)
 	rt.must(vm, err)
 	return object(vm, "channel", channel, "offset", mb.Offset, "epoch", mb.Epoch, "seq", evs[0].Seq)
+}
+
+// broadcastBatch commits an array of {channel, data} in one transaction,
+// as POST /_api/publish-batch does: all of them, in order, or none. A
+// message that fails a check throws with its index.
+func (rt *runtime) broadcastBatch(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	arr, ok := c.Argument(0).(*goja.Object)
+	if !ok || arr.ClassName() != "Array" {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "broadcastBatch takes an array of {channel, data}"))
+	}
+	n := arr.Get("length").ToInteger()
+	switch {
+	case n == 0:
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "broadcastBatch needs messages"))
+	case n > domain.MaxBatchMessages:
+		rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "%d messages; a batch holds at most %d", n, domain.MaxBatchMessages))
+	}
+	facts := make([]domain.Fact, n)
+	mbs := make([]*domain.MessageBroadcast, n)
+	size := 0
+	for i := range int(n) {
+		m, ok := arr.Get(strconv.Itoa(i)).(*goja.Object)
+		if !ok {
+			rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "messages[%d]: want {channel, data}", i))
+		}
+		channel, err := channelOf(m.Get("channel"))
+		var data json.RawMessage
+		if err == nil {
+			data, err = rt.dataOf("broadcastBatch", m.Get("data"))
+		}
+		if err != nil {
+			rt.throw(vm, domain.Errorf(domain.CodeOf(err), "messages[%d]: %v", i, err))
+		}
+		if size += len(data); size > domain.MaxBatchBytes {
+			rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "messages[%d]: the batch's data is over %d bytes", i, domain.MaxBatchBytes))
+		}
+		mbs[i] = &domain.MessageBroadcast{App: rt.cur.app.Name, Channel: channel, Data: data, Publisher: rt.actor()}
+		facts[i] = mbs[i]
+	}
+	evs, err := rt.eng.store.Append(rt.cur.ctx, facts...)
+	rt.must(vm, err)
+	out := make([]any, n)
+	for i, mb := range mbs {
+		out[i] = object(vm, "channel", mb.Channel, "offset", mb.Offset, "epoch", mb.Epoch, "seq", evs[i].Seq)
+	}
+	return vm.NewArray(out...)
 }
 
 func (rt *runtime) broadcastAll(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
