@@ -212,6 +212,9 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 				fmt.Fprintf(t.out, "%d\t%s\t%s\n", f.Offset, formatTime(f.Timestamp), oneLine(string(f.Data), 1<<16))
 			}
 			t.last = int64(f.Offset)
+			if f.Epoch != "" { // a history's first message names its epoch
+				t.epoch = f.Epoch
+			}
 			if t.printed++; t.count > 0 && t.printed >= t.count {
 				return connected, errDone
 			}

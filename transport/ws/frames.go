@@ -57,7 +57,16 @@ var _ projections.Encoder = Encoder{}
 
 // Message encodes a live message frame.
 func (Encoder) Message(ev *domain.MessageBroadcast, ts int64) []byte {
-	return appendMessage(make([]byte, 0, messageSize(ev.Channel, ev.Data)), ev.Channel, ev.Offset, ev.Data, ts, false)
+	if ev.Offset != 1 || ev.Epoch == "" {
+		return appendMessage(make([]byte, 0, messageSize(ev.Channel, ev.Data)), ev.Channel, ev.Offset, ev.Data, ts, false)
+	}
+	// A channel's first message names its epoch: a client that joined
+	// the channel while it had none (its `subscribed` said "") learns it
+	// here, and can resume with it. Epochs are hex: nothing to escape.
+	b := appendMessage(make([]byte, 0, messageSize(ev.Channel, ev.Data)+len(ev.Epoch)+11), ev.Channel, ev.Offset, ev.Data, ts, false)
+	b = append(b[:len(b)-1], `,"epoch":"`...)
+	b = append(b, ev.Epoch...)
+	return append(b, `"}`...)
 }
 
 // messageSize is the most bytes appendMessage can write for a channel and
