@@ -11,6 +11,10 @@ const fail = (msg) => { console.log(JSON.stringify({ ok: false, error: msg, got:
 setTimeout(() => fail("timed out"), 30000);
 
 const fazt = new Fazt(url, { onState: (s) => { if (s === "connected") connects++; }, minDelay: 20 });
+// Live only, on a channel that gets its first messages while the
+// connection is down: they must come once it is back.
+const quiet = [];
+fazt.subscribe("quiet", (data, f) => { quiet.push(f.offset); });
 fazt.subscribe("feed", { offset: 0 }, (data, f) => {
   if (f.offset !== got.length + 1) fail(`offset ${f.offset} after ${got.length}`);
   if (data.n !== f.offset) fail(`offset ${f.offset} carries ${JSON.stringify(data)}`);
@@ -25,7 +29,7 @@ fazt.subscribe("feed", { offset: 0 }, (data, f) => {
       () => fail("publish allowed in an app without client_publish"),
       (err) => {
         if (err.code !== "not_allowed") fail("publish error " + err.code);
-        console.log(JSON.stringify({ ok: true, got: got.length, drops, connects }));
+        console.log(JSON.stringify({ ok: true, got: got.length, drops, connects, quiet }));
         fazt.close();
         process.exit(0);
       });

@@ -37,7 +37,6 @@
     var self = this;
     var ws = new WebSocket(this.url);
     this.ws = ws;
-    ws.onopen = function () { self.attempt = 0; };
     ws.onmessage = function (ev) { self.frame(JSON.parse(ev.data)); };
     ws.onclose = function (ev) {
       self.ws = null;
@@ -70,6 +69,7 @@
     if (p) this.pending.delete(f.id);
     switch (f.type) {
       case "connected":
+        this.attempt = 0; // reset here, not on open: a server that opens and closes is still backed off from
         this.clientId = f.client_id;
         this.onState("connected", f.client_id);
         var self = this;
@@ -81,16 +81,23 @@
       case "message": {
         var s = f.channel && this.subs.get(f.channel);
         if (!f.channel) { this.subs.forEach(function (s) { if (s.onAll) s.onAll(f.data, f); }); return; }
-        if (!s || (s.offset !== null && f.offset <= s.offset)) return; // never twice
+        // Not before this subscription's own `subscribed`: frames of an
+        // earlier subscription to the channel may still be on their way.
+        if (!s || !s.ready || (s.offset !== null && f.offset <= s.offset)) return; // never twice
         s.offset = f.offset;
+        if (f.epoch) s.epoch = f.epoch; // a channel's first message names its epoch
         s.handler(f.data, f);
         return;
       }
       case "subscribed": {
         var sub = this.subs.get(f.channel);
-        if (sub) {
+        if (sub && f.id === sub.joinId) {
+          sub.ready = true;
           sub.epoch = f.epoch;
           if (f.epoch_changed) sub.offset = null;
+          // Nothing to replay: resume after the head, so that what is sent
+          // while a reconnect is under way is not lost.
+          if (f.replay === 0 && (sub.offset === null || f.offset > sub.offset)) sub.offset = f.offset;
           if (sub.onSubscribed) sub.onSubscribed(f);
         }
         break;
@@ -116,10 +123,23 @@
     else if (s.start.since !== undefined) frame.since = s.start.since;
     if (s.start.token) frame.token = s.start.token;
     var self = this;
+    s.ready = false;
     this.request(frame).catch(function (err) {
-      if (err.code) { self.subs.delete(s.channel); if (s.onError) s.onError(err); }
+      if (!err.code || self.subs.get(s.channel) !== s) return; // the connection closed: joined again on the next
+      if (transient[err.code]) { // tried again, as after a reconnect
+        setTimeout(function () { if (self.subs.get(s.channel) === s && !s.ready) self.join(s); },
+          self.minDelay * (1 + Math.random()));
+        return;
+      }
+      if (s.prev) self.subs.set(s.channel, s.prev); // a second subscribe to a channel leaves the first
+      else self.subs.delete(s.channel);
+      if (s.onError) s.onError(err);
     });
+    s.joinId = frame.id;
   };
+
+  // Refusals that a later try may not meet.
+  var transient = { unavailable: true, internal: true, rate_limited: true };
 
   // subscribe joins channel. start is {} (live only), {offset: n},
   // {last: k} or {since: unixMs}, plus {token} for private channels; it
@@ -130,12 +150,13 @@
     hooks = hooks || {};
     var s = { channel: channel, start: start || {}, handler: handler, offset: null, epoch: null,
               onSubscribed: hooks.onSubscribed, onPresence: hooks.onPresence, onError: hooks.onError, onAll: hooks.onAll };
+    s.prev = this.subs.get(channel);
     this.subs.set(channel, s);
     if (this.clientId) this.join(s);
     var self = this;
     return {
       unsubscribe: function () {
-        self.subs.delete(channel);
+        if (self.subs.get(channel) === s) self.subs.delete(channel);
         return self.request({ type: "unsubscribe", channel: channel }).catch(function () {});
       },
       get offset() { return s.offset; }
