@@ -68,10 +68,13 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n = &node{logger: cfg.Logger}
+	started := &node{logger: cfg.Logger}
+	n = started
 	defer func() {
+		// Each failure returns nil: close what the start had opened
+		// through its own pointer.
 		if err != nil {
-			n.Close(context.Background())
+			started.Close(context.Background())
 		}
 	}()
 	if n.log, err = events.Open(ctx, events.Config{Path: cfg.DBPath, Durability: cfg.Durability, Logger: cfg.Logger}); err != nil {
