@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -53,7 +55,10 @@ func New(cfg Config) http.Handler {
 	return mux
 }
 
-// static serves the files of the request's app's public/ folder.
+// static serves the files of the request's app's public/ folder, and
+// nothing outside it: it is opened as an os.Root, so a symlink that leads
+// out (to the app's app.json, with its keys) is refused. Dot files (.env,
+// .git) and folders without an index.html are not served either.
 func static(registry *apps.Registry) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		app, err := registry.Lookup(domain.AppFromHost(r.Host))
@@ -65,11 +70,33 @@ func static(registry *apps.Registry) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		dir := filepath.Join(app.Dir, "public")
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		root, err := os.OpenRoot(filepath.Join(app.Dir, "public"))
+		if err != nil {
 			http.NotFound(w, r)
 			return
 		}
-		http.FileServer(http.Dir(dir)).ServeHTTP(w, r)
+		defer root.Close()
+		name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+		if name == "" {
+			name = "."
+		}
+		for _, seg := range strings.Split(name, "/") {
+			if len(seg) > 1 && seg[0] == '.' {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		st, err := root.Stat(name)
+		if err != nil { // missing, or out of public/ (a symlink)
+			http.NotFound(w, r)
+			return
+		}
+		if st.IsDir() {
+			if _, err := root.Stat(path.Join(name, "index.html")); err != nil {
+				http.NotFound(w, r) // no listings
+				return
+			}
+		}
+		http.FileServerFS(root.FS()).ServeHTTP(w, r)
 	})
 }
