@@ -136,6 +136,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}
 
 	registry := apps.NewRegistry(cfg.AppsDir)
+	registry.SetLogger(cfg.Logger)
 	cfg.WS.Logger = cfg.Logger
 	// The apps' JavaScript: hooks for the WebSocket transport, handlers
 	// for /api/.
@@ -235,10 +236,14 @@ func (n *node) startRetention(cfg nodeConfig, registry *apps.Registry) {
 			Interval: cfg.RetentionInterval,
 			Apps:     registry.List,
 			Policy: func(name string) events.RetentionPolicy {
-				r := cfg.Retention
-				if app, err := registry.Lookup(name); err == nil {
-					r = app.Settings.Retention.Or(cfg.Retention)
+				app, err := registry.Lookup(name)
+				if err != nil {
+					// An app whose settings cannot be read keeps
+					// everything: the server's default may be far
+					// shorter than what it asked for.
+					return events.RetentionPolicy{}
 				}
+				r := app.Settings.Retention.Or(cfg.Retention)
 				// Negative values keep everything; events.RetentionPolicy
 				// keeps everything for zero.
 				return events.RetentionPolicy{MaxMessages: max(r.MaxMessages, 0), MaxAge: time.Duration(max(r.MaxAge, 0)),

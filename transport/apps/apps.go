@@ -3,10 +3,12 @@
 package apps
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -56,20 +58,46 @@ type App struct {
 // Registry looks apps up by name, re-reading app.json when it changes.
 // Safe for concurrent use.
 type Registry struct {
-	dir   string
-	mu    sync.Mutex
-	cache map[string]*entry
+	dir     string
+	log     *slog.Logger
+	recheck time.Duration // how long app.json is taken as read (a second)
+	mu      sync.Mutex
+	cache   map[string]*entry
 }
 
 type entry struct {
 	app     *App
 	modTime time.Time
 	checked time.Time
+	bad     time.Time // modification time of an app.json that failed, told once
 }
 
-// NewRegistry returns a registry over the apps in dir.
+// NewRegistry returns a registry over the apps in dir. It logs to
+// slog.Default() until SetLogger.
 func NewRegistry(dir string) *Registry {
-	return &Registry{dir: dir, cache: map[string]*entry{}}
+	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, cache: map[string]*entry{}}
+}
+
+// SetLogger sets where the registry says that an app.json could not be
+// read.
+func (r *Registry) SetLogger(l *slog.Logger) {
+	r.mu.Lock()
+	r.log = l
+	r.mu.Unlock()
+}
+
+// warnUnknown logs the fields of an app.json that no setting has: a
+// misspelt key ("allowed_origin") would otherwise leave its setting at the
+// default without a word.
+func (r *Registry) warnUnknown(name string, body []byte) {
+	if len(body) == 0 {
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&Settings{}); err != nil {
+		r.log.Warn("app.json has a field no setting uses", "app", name, "err", err)
+	}
 }
 
 // Dir returns the apps dir.
@@ -83,7 +111,7 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	if e := r.cache[name]; e != nil && now.Sub(e.checked) < time.Second {
+	if e := r.cache[name]; e != nil && now.Sub(e.checked) < r.recheck {
 		return e.app, nil
 	}
 	dir := filepath.Join(r.dir, name)
@@ -107,13 +135,31 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	body, err := os.ReadFile(filepath.Join(dir, "app.json"))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		err = nil // no app.json: the defaults
 	case err != nil:
-		return nil, fmt.Errorf("read %s/app.json: %w", name, err)
+		err = fmt.Errorf("read %s/app.json: %w", name, err)
 	default:
-		if err := json.Unmarshal(body, &app.Settings); err != nil {
-			return nil, fmt.Errorf("app %s: app.json: %w", name, err)
+		if err = json.Unmarshal(body, &app.Settings); err != nil {
+			err = fmt.Errorf("app %s: app.json: %w", name, err)
 		}
 	}
+	if err != nil {
+		// An edit that breaks app.json keeps the app running on the
+		// settings it last read (its keys, its retention), rather than
+		// take it down, or let retention fall back to the server's
+		// default; it is said once per version of the file.
+		e := r.cache[name]
+		if e == nil {
+			return nil, err
+		}
+		if !e.bad.Equal(mod) {
+			e.bad = mod
+			r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
+		}
+		e.checked = now
+		return e.app, nil
+	}
+	r.warnUnknown(name, body)
 	app.Settings.Limits = app.Settings.Limits.WithDefaults()
 	r.cache[name] = &entry{app: app, modTime: mod, checked: now}
 	return app, nil

@@ -1,0 +1,70 @@
+package apps
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBrokenAppJSONKeepsTheLastGoodSettings: an edit that breaks app.json
+// leaves the app on the settings it had, says so once, and the next good
+// edit applies. A field no setting has is warned about.
+func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	r := NewRegistry(dir)
+	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	r.recheck = 0
+	mtime := time.Now()
+	write := func(body string) {
+		t.Helper()
+		p := filepath.Join(dir, "chat", "app.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mtime = mtime.Add(time.Second) // a change the registry sees, however fast the test
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"client_publish": true, "retention": {"max_messages": -1}}`)
+	app, err := r.Lookup("chat")
+	if err != nil || !app.Settings.ClientPublish || app.Settings.Retention.MaxMessages != -1 {
+		t.Fatalf("first read: %+v, %v", app, err)
+	}
+	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`} {
+		write(broken)
+		for range 3 {
+			app, err = r.Lookup("chat")
+			if err != nil || !app.Settings.ClientPublish || app.Settings.Retention.MaxMessages != -1 {
+				t.Fatalf("after %s: %+v, %v; want the previous settings", broken, app, err)
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "app.json not applied"); n != 2 {
+		t.Fatalf("%d errors logged for two broken versions, want 2:\n%s", n, logs.String())
+	}
+	write(`{"client_publish": false, "allowed_origin": ["https://x.example"]}`)
+	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
+		t.Fatalf("after a good edit: %+v, %v", app, err)
+	}
+	if !strings.Contains(logs.String(), `allowed_origin`) {
+		t.Fatalf("no warning about the misspelt field:\n%s", logs.String())
+	}
+	// An app whose first app.json is broken has nothing to keep: it is an
+	// error, as before.
+	if err := os.MkdirAll(filepath.Join(dir, "new"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "new", "app.json"), []byte(`{`), 0o644)
+	if _, err := r.Lookup("new"); err == nil {
+		t.Fatal("a broken first app.json was accepted")
+	}
+}
