@@ -102,6 +102,9 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 		return nil, "", fmt.Errorf("server %q: want host:port or an http(s) URL", server)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
+	if u.Hostname() == "" { // ":8080", as FAZT_ADDR often is for serve
+		u.Host = "localhost" + u.Host
+	}
 	host = u.Host
 	if app != "" && app != domain.DefaultApp && domain.AppFromHost(host) != app {
 		host = app + "." + host

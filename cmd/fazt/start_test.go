@@ -21,3 +21,19 @@ func TestFailedStartSaysWhy(t *testing.T) {
 		t.Fatal("a start whose context had ended succeeded")
 	}
 }
+
+// TestServerURLNamesTheApp: the CLI's server address, as FAZT_ADDR often
+// has it for serve (":8080"), still reaches the app asked for.
+func TestServerURLNamesTheApp(t *testing.T) {
+	for _, tc := range []struct{ server, app, url, host string }{
+		{":8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
+		{"localhost:8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
+		{"http://127.0.0.1:9000/", "default", "http://127.0.0.1:9000", "127.0.0.1:9000"},
+		{"chat.localhost:8080", "chat", "http://chat.localhost:8080", "chat.localhost:8080"},
+	} {
+		u, host, err := serverURL(tc.server, tc.app)
+		if err != nil || u.String() != tc.url || host != tc.host {
+			t.Errorf("serverURL(%q, %q) = %v, %q, %v; want %s, %s", tc.server, tc.app, u, host, err, tc.url, tc.host)
+		}
+	}
+}
