@@ -121,9 +121,19 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// The HTTP server stops taking requests and waits for those under way,
+	// but not for long: a client that stalls its request body would hold
+	// it, and the WebSocket clients, which are told and recorded next, need
+	// the rest of the 15 s.
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	shutErr := srv.Shutdown(hctx)
+	hcancel()
+	if shutErr != nil {
+		srv.Close()
+		shutErr = fmt.Errorf("HTTP requests still under way after 5 s were cut off: %w", shutErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	shutErr := srv.Shutdown(sctx)
 	closeErr := n.Close(sctx)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
