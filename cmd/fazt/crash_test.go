@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -362,4 +363,66 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("SIGTERM after %d acknowledged publishes; subscriber saw up to %d live, resumed %d more up to head %d", len(acked), last, len(got), head)
+}
+
+// TestShutdownDespiteAStalledRequest: an HTTP client that sends a request's
+// headers and stalls its body does not hold the shutdown: the WebSocket
+// client is still told (1001), its disconnection recorded, and the server
+// exits 0.
+func TestShutdownDespiteAStalledRequest(t *testing.T) {
+	dir := t.TempDir()
+	db, apps := filepath.Join(dir, "fazt.db"), filepath.Join(dir, "apps")
+	p := startBinary(t, db, apps)
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/_ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	var hello struct {
+		ClientID string `json:"client_id"`
+	}
+	if err := ws.ReadJSON(&hello); err != nil {
+		t.Fatal(err)
+	}
+	stalled, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	fmt.Fprintf(stalled, "POST /_api/publish HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", p.addr, testAdminKey)
+	time.Sleep(100 * time.Millisecond) // the request is being read
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var code int
+	for {
+		_, _, err := ws.ReadMessage()
+		if ce, ok := err.(*websocket.CloseError); ok {
+			code = ce.Code
+			break
+		}
+		if err != nil {
+			t.Fatalf("waiting for the close: %v", err)
+		}
+	}
+	if code != websocket.CloseGoingAway {
+		t.Fatalf("close %d, want 1001", code)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("server exit: %v", err)
+	}
+	q := startBinary(t, db, apps)
+	var a auditResp
+	req, _ := http.NewRequest("GET", "http://"+q.addr+"/_api/audit?type=disconnected&client="+hello.ClientID, nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(&a)
+	if len(a.Events) != 1 || a.Events[0].Event["reason"] != "server_shutdown" {
+		t.Fatalf("disconnection recorded: %+v, want one with reason server_shutdown", a.Events)
+	}
 }

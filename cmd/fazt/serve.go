@@ -130,7 +130,8 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	hcancel()
 	if shutErr != nil {
 		srv.Close()
-		shutErr = fmt.Errorf("HTTP requests still under way after 5 s were cut off: %w", shutErr)
+		logger.Warn("HTTP requests still under way after 5 s were cut off", "err", shutErr)
+		shutErr = nil
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
