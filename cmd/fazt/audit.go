@@ -89,7 +89,14 @@ as --after for the next page is printed on stderr.`,
 					if err := out.flush(); err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "more events follow: next page with --after %d\n", q.After)
+					q.Limit = 1 // is there one more?
+					more, err := l.Events(cmd.Context(), q)
+					if err != nil {
+						return dbError(db, err)
+					}
+					if len(more) > 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "more events follow: next page with --after %d\n", q.After)
+					}
 					return nil
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,13 @@ func TestAuditCLI(t *testing.T) {
 	}
 	if !slices.Equal(paged, want) {
 		t.Errorf("paged %v, want %v", paged, want)
+	}
+	// A limit that takes exactly what is left says nothing more follows.
+	if _, errs, err := cli(t, "audit", "--db", db, "--app", "chat", "--json", "--limit", strconv.Itoa(len(want))); err != nil || strings.Contains(errs, "more events follow") {
+		t.Errorf("--limit %d of %d events: %q, %v", len(want), len(want), errs, err)
+	}
+	if _, errs, _ := cli(t, "audit", "--db", db, "--app", "chat", "--json", "--limit", strconv.Itoa(len(want)-1)); !strings.Contains(errs, "more events follow") {
+		t.Errorf("--limit %d of %d events: %q", len(want)-1, len(want), errs)
 	}
 	if _, _, err := cli(t, "audit", "--db", db, "--type", "nonsense"); err == nil || !strings.Contains(err.Error(), "nonsense") {
 		t.Errorf("unknown type: %v", err)

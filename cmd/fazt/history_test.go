@@ -106,6 +106,10 @@ func TestHistoryCLI(t *testing.T) {
 	if !strings.HasPrefix(table, "OFFSET") || !strings.Contains(table, `{"n":12}`) || strings.Contains(table, `{"n":11}`) {
 		t.Errorf("table:\n%s", table)
 	}
+	// The newest none is nothing.
+	if none := mustCLI(t, "history", "--db", db, "--app", "chat", "--channel", "room", "--last", "0"); none != "" {
+		t.Errorf("--last 0 printed:\n%s", none)
+	}
 	// Errors are one line and fail the command.
 	for _, args := range [][]string{
 		{"history", "--db", db, "--channel", "room", "--offset", "1", "--last", "2"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -36,10 +37,22 @@ func envOr(key, def string) string {
 }
 
 // envDuration returns the environment variable key as a duration, or def
-// when it is unset or not a duration.
+// when it is unset. A value that is not a duration is left to
+// checkEnvDuration to report.
 func envDuration(key string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
 		return d
 	}
 	return def
+}
+
+// checkEnvDuration reports an environment variable set to something that
+// is not a duration ("2" instead of "2ms"), which envDuration could not use.
+func checkEnvDuration(key string) error {
+	if v := os.Getenv(key); v != "" {
+		if _, err := time.ParseDuration(v); err != nil {
+			return fmt.Errorf("%s=%q: want a duration such as 2ms", key, v)
+		}
+	}
+	return nil
 }

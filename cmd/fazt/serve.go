@@ -28,9 +28,13 @@ func serveCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the server",
 		Long: `Run the server: WebSocket at /_ws, server API at /_api, app JS at /api,
-app files at /. Every flag has a FAZT_* environment variable.`,
+app files at /. The flags that name an environment variable in their help
+can be set by it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEnvDuration("FAZT_WRITE_DELAY"); err != nil {
+				return err
+			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
 				return err

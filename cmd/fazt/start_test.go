@@ -37,3 +37,14 @@ func TestServerURLNamesTheApp(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesABadEnvDuration: FAZT_WRITE_DELAY=2 (no unit) is an
+// error, not the default in silence.
+func TestServeRefusesABadEnvDuration(t *testing.T) {
+	t.Setenv("FAZT_WRITE_DELAY", "2")
+	var out strings.Builder
+	err := run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "FAZT_WRITE_DELAY") {
+		t.Fatalf("serve with FAZT_WRITE_DELAY=2: %v", err)
+	}
+}

@@ -181,7 +181,12 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 		case "ping":
 			conn.WriteJSON(map[string]string{"type": "pong"})
 		case "error":
-			return connected, permanentError{fmt.Errorf("server refused the subscription (%s): %s", f.Code, f.Error)}
+			err := fmt.Errorf("server refused the subscription (%s): %s", f.Code, f.Error)
+			switch f.Code {
+			case "unavailable", "internal", "rate_limited": // may pass: reconnect and try again
+				return connected, err
+			}
+			return connected, permanentError{err}
 		case "subscribed":
 			connected = true
 			if f.EpochChanged {
