@@ -426,3 +426,25 @@ func TestShutdownDespiteAStalledRequest(t *testing.T) {
 		t.Fatalf("disconnection recorded: %+v, want one with reason server_shutdown", a.Events)
 	}
 }
+
+// TestSecondSignalEndsAShutdown: a shutdown that waits (here for a stalled
+// request) is ended by a second SIGTERM, which the process no longer
+// handles: it dies of it.
+func TestSecondSignalEndsAShutdown(t *testing.T) {
+	dir := t.TempDir()
+	p := startBinary(t, filepath.Join(dir, "fazt.db"), filepath.Join(dir, "apps"))
+	stalled, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	fmt.Fprintf(stalled, "POST /_api/publish HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n{", p.addr)
+	time.Sleep(100 * time.Millisecond) // the request is being read
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond) // the shutdown has begun, and waits for the request
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Fatalf("after a second SIGTERM: %v, want killed by it", p.cmd.ProcessState)
+	}
+}
