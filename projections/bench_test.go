@@ -49,7 +49,8 @@ func BenchmarkFanOut(b *testing.B) {
 				m.Attach("app", id, sinks[i])
 				apply(&domain.ClientConnected{App: "app", Client: id})
 				apply(&domain.ChannelSubscribed{App: "app", Channel: "room", Client: id, Start: domain.Start{Mode: domain.StartLive}})
-				m.GoLive("app", "room", id)
+				_, _, seq, _ := m.CatchUp("app", "room", id)
+				m.GoLive("app", "room", id, seq)
 			}
 			data := []byte(`{"text":"hello, world","at":1700000000000}`)
 			b.ReportAllocs()

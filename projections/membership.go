@@ -93,6 +93,7 @@ type channelState struct {
 }
 
 type subscription struct {
+	seq     uint64 // of the event that made it: which subscription of the client this is
 	sink    Sink   // nil for a client of another node or a dead session
 	from    uint64 // head when the subscription was applied: replay covers up to here
 	catchUp bool   // live frames are buffered until the replay is done
@@ -258,7 +259,7 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 			}
 		}
 	case *domain.ChannelSubscribed:
-		if err := m.join(ctx, f); err != nil {
+		if err := m.join(ctx, ev.Seq, f); err != nil {
 			return err
 		}
 	case *domain.ChannelUnsubscribed:
@@ -292,7 +293,7 @@ func (m *Membership) openLocked(k clientKey) *session {
 	return sess
 }
 
-func (m *Membership) join(ctx context.Context, f *domain.ChannelSubscribed) error {
+func (m *Membership) join(ctx context.Context, seq uint64, f *domain.ChannelSubscribed) error {
 	k := clientKey{f.App, f.Client}
 	m.smu.Lock()
 	sess := m.sessions[k]
@@ -333,7 +334,7 @@ func (m *Membership) join(ctx context.Context, f *domain.ChannelSubscribed) erro
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st.subs[f.Client] = &subscription{sink: sink, from: st.head, catchUp: sink != nil}
+	st.subs[f.Client] = &subscription{seq: seq, sink: sink, from: st.head, catchUp: sink != nil}
 	if domain.IsPresence(f.Channel) {
 		m.presence(st, f.Channel, "join", f.Client)
 	}
@@ -443,23 +444,27 @@ func (m *Membership) broadcastAll(f *domain.BroadcastAll, ts int64) {
 
 // CatchUp returns where a local client's subscription to a channel starts:
 // the head offset its replay must reach and the channel's epoch. ok is false
-// if the client is not subscribed.
-func (m *Membership) CatchUp(app, channel, client string) (head uint64, epoch string, ok bool) {
+// if the client is not subscribed. seq is the sequence of the event that
+// made the subscription, its identity for GoLive.
+func (m *Membership) CatchUp(app, channel, client string) (head uint64, epoch string, seq uint64, ok bool) {
 	ck := chanKey{app, channel}
 	sh := m.shard(ck)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.chans[ck]
 	if st == nil || st.subs[client] == nil {
-		return 0, "", false
+		return 0, "", 0, false
 	}
-	return st.subs[client].from, st.epoch, true
+	sub := st.subs[client]
+	return sub.from, st.epoch, sub.seq, true
 }
 
-// GoLive ends a subscription's catch-up: the frames buffered during its
-// replay with offsets past the replayed head are sent, in order, and later
-// ones go straight out. It reports false if the subscription is gone.
-func (m *Membership) GoLive(app, channel, client string) bool {
+// GoLive ends the catch-up of the subscription that CatchUp named by seq:
+// the frames buffered during its replay with offsets past the replayed
+// head are sent, in order, and later ones go straight out. It reports
+// false if that subscription is gone; a later subscription of the same
+// client to the channel is left alone (its own replay takes it live).
+func (m *Membership) GoLive(app, channel, client string, seq uint64) bool {
 	ck := chanKey{app, channel}
 	sh := m.shard(ck)
 	sh.mu.Lock()
@@ -469,7 +474,7 @@ func (m *Membership) GoLive(app, channel, client string) bool {
 		return false
 	}
 	sub := st.subs[client]
-	if sub == nil || sub.sink == nil {
+	if sub == nil || sub.sink == nil || sub.seq != seq {
 		return false
 	}
 	for _, b := range sub.buf {

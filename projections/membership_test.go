@@ -79,6 +79,12 @@ func (f *fixture) commit(ch string) *domain.MessageBroadcast {
 	return &domain.MessageBroadcast{App: "a", Channel: ch, Offset: f.heads["a/"+ch], Epoch: "ep", Data: json.RawMessage("1")}
 }
 
+// goLive takes c's subscription to ch live, as its replay would.
+func (f *fixture) goLive(ch, c string) bool {
+	_, _, seq, ok := f.m.CatchUp("a", ch, c)
+	return ok && f.m.GoLive("a", ch, c, seq)
+}
+
 func connected(c string) domain.Fact { return &domain.ClientConnected{App: "a", Client: c} }
 func subscribed(c, ch string) domain.Fact {
 	return &domain.ChannelSubscribed{App: "a", Channel: ch, Client: c}
@@ -126,7 +132,7 @@ func TestCatchUpHandover(t *testing.T) {
 	f.apply(m1, m2)
 	m3 := f.commit("x")
 	f.apply(subscribed("c1", "x"))
-	head, _, ok := f.m.CatchUp("a", "x", "c1")
+	head, _, _, ok := f.m.CatchUp("a", "x", "c1")
 	if !ok || head != 3 {
 		t.Fatalf("catch-up head %d %v, want 3", head, ok)
 	}
@@ -135,7 +141,7 @@ func TestCatchUpHandover(t *testing.T) {
 	if len(s.frames) != 0 {
 		t.Fatalf("frames sent during catch-up: %v", s.frames)
 	}
-	if !f.m.GoLive("a", "x", "c1") {
+	if !f.goLive("x", "c1") {
 		t.Fatal("GoLive failed")
 	}
 	m6 := f.commit("x")
@@ -154,7 +160,7 @@ func TestPresenceWhileCatchingUp(t *testing.T) {
 	s1 := &recSink{}
 	f.m.Attach("a", "c1", s1)
 	f.apply(connected("c1"), connected("c2"), subscribed("c1", "presence-r"))
-	if _, _, ok := f.m.CatchUp("a", "presence-r", "c1"); !ok {
+	if _, _, _, ok := f.m.CatchUp("a", "presence-r", "c1"); !ok {
 		t.Fatal("no catch-up")
 	}
 	f.apply(subscribed("c2", "presence-r"), f.commit("presence-r"),
@@ -162,10 +168,32 @@ func TestPresenceWhileCatchingUp(t *testing.T) {
 	if len(s1.frames) != 0 {
 		t.Fatalf("frames sent during catch-up: %v", s1.frames)
 	}
-	f.m.GoLive("a", "presence-r", "c1")
+	f.goLive("presence-r", "c1")
 	f.apply(f.commit("presence-r"))
 	if want := []string{"join:c2", "presence-r:1", "leave:c2", "presence-r:2"}; !slices.Equal(s1.frames, want) {
 		t.Fatalf("frames %v, want %v", s1.frames, want)
+	}
+}
+
+// TestGoLiveIsForItsOwnSubscription: a replay that ends after its
+// subscription was replaced (an unsubscribe, then a new subscribe to the
+// same channel) does not take the new one live: that one's replay will.
+func TestGoLiveIsForItsOwnSubscription(t *testing.T) {
+	f := newFixture(t, 0)
+	s := &recSink{}
+	f.m.Attach("a", "c1", s)
+	f.apply(connected("c1"), subscribed("c1", "x"))
+	_, _, old, _ := f.m.CatchUp("a", "x", "c1")
+	f.apply(&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c1"}, subscribed("c1", "x"))
+	if f.m.GoLive("a", "x", "c1", old) {
+		t.Fatal("the first subscription's GoLive took the second live")
+	}
+	f.apply(f.commit("x"))
+	if len(s.frames) != 0 {
+		t.Fatalf("frames before the second subscription's replay ended: %v", s.frames)
+	}
+	if !f.goLive("x", "c1") || !slices.Equal(s.frames, []string{"x:1"}) {
+		t.Fatalf("after its own GoLive: %v", s.frames)
 	}
 }
 
@@ -175,7 +203,7 @@ func TestPresenceKickOverflowAndFullQueue(t *testing.T) {
 	f.m.Attach("a", "c1", s1)
 	f.m.Attach("a", "c2", s2)
 	f.apply(connected("c1"), connected("c2"), subscribed("c1", "presence-r"))
-	f.m.GoLive("a", "presence-r", "c1")
+	f.goLive("presence-r", "c1")
 	f.apply(subscribed("c2", "presence-r"))
 	if !slices.Equal(s1.frames, []string{"join:c2"}) {
 		t.Fatalf("presence frames %v", s1.frames)

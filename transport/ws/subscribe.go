@@ -71,7 +71,7 @@ func (c *conn) subscribe(req *request) error {
 	if err := c.srv.members.WaitApplied(ctx, evs[0].Seq); err != nil {
 		return unsettled{err}
 	}
-	head, epoch, found := c.srv.members.CatchUp(c.app.Name, channel, c.client.ID)
+	head, epoch, subSeq, found := c.srv.members.CatchUp(c.app.Name, channel, c.client.ID)
 	if !found {
 		return unsettled{fmt.Errorf("subscription of %s to %s vanished before it started", c.client.ID, channel)}
 	}
@@ -91,7 +91,7 @@ func (c *conn) subscribe(req *request) error {
 		first = min(info.First, head+1) // retention never trims past the head
 	}
 
-	plan := replayPlan{channel: channel, upto: head}
+	plan := replayPlan{channel: channel, upto: head, sub: subSeq}
 	var epochChanged bool
 	switch start.Mode {
 	case domain.StartLive:
@@ -139,7 +139,7 @@ func (c *conn) subscribe(req *request) error {
 	ok = true
 	if plan.count == 0 {
 		unpin()
-		c.srv.members.GoLive(c.app.Name, channel, c.client.ID)
+		c.srv.members.GoLive(c.app.Name, channel, c.client.ID, subSeq)
 		return nil
 	}
 	// The replay stops when the subscription ends (unsubscribe cancels)
@@ -159,6 +159,7 @@ func (c *conn) subscribe(req *request) error {
 
 type replayPlan struct {
 	channel string
+	sub     uint64 // the subscription (Membership.CatchUp), which goes live after
 	after   uint64 // replay offsets > after
 	upto    uint64 // ... and <= upto
 	since   int64  // ... with timestamp >= since
@@ -209,7 +210,7 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 		p.since = 0
 	}
 	if ctx.Err() == nil {
-		c.srv.members.GoLive(c.app.Name, p.channel, c.client.ID)
+		c.srv.members.GoLive(c.app.Name, p.channel, c.client.ID, p.sub)
 	}
 }
 
