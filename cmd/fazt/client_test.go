@@ -82,3 +82,47 @@ func TestBrowserClientResumes(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestBrowserClientRenewsTokens: a private channel's token given to
+// fazt.js as a function is asked for again at each join, so a reconnect,
+// which gets a new client id, joins with a token bound to it.
+func TestBrowserClientRenewsTokens(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is needed for the browser client test: %v", err)
+	}
+	const secret = "renew-secret"
+	tn := startTestNode(t, map[string]string{"default": `{"secret":"` + secret + `"}`})
+	script, _ := filepath.Abs("testdata/private.cjs")
+	client, _ := filepath.Abs("../../transport/web/assets/fazt.js")
+	cmd := exec.Command("node", "--experimental-websocket", "--no-warnings", script, client, tn.wsURL(), secret, "20")
+	out, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("client did not start: %q %s", lines.Text(), stderr.String())
+	}
+	for i := 1; i <= 20; i++ {
+		tn.publish("", "private-feed", i)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !lines.Scan() {
+		t.Fatalf("no result from the client: %s", stderr.String())
+	}
+	var res struct {
+		OK               bool
+		Error            string
+		Got              int
+		Tokens, Connects int
+	}
+	if err := json.Unmarshal(lines.Bytes(), &res); err != nil {
+		t.Fatalf("client said %q", lines.Text())
+	}
+	if err := cmd.Wait(); err != nil || !res.OK || res.Got != 20 || res.Connects != 2 || res.Tokens != 2 {
+		t.Fatalf("client: %+v, exit %v, stderr %s", res, err, stderr.String())
+	}
+}

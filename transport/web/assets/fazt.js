@@ -116,14 +116,30 @@
   };
 
   Fazt.prototype.join = function (s) {
+    var self = this;
+    s.ready = false;
+    var token = s.start.token;
+    if (typeof token === "function") {
+      // Asked again at every join, so that a reconnect has a fresh one.
+      var ws = this.ws;
+      Promise.resolve().then(token).then(function (t) {
+        if (self.ws === ws && self.subs.get(s.channel) === s) self.joinWith(s, t);
+      }, function (err) {
+        if (s.onError) s.onError(err);
+      });
+      return;
+    }
+    this.joinWith(s, token);
+  };
+
+  Fazt.prototype.joinWith = function (s, token) {
     var frame = { type: "subscribe", channel: s.channel };
     if (s.offset !== null) { frame.offset = s.offset; if (s.epoch) frame.epoch = s.epoch; }
     else if (s.start.offset !== undefined) frame.offset = s.start.offset;
     else if (s.start.last !== undefined) frame.last = s.start.last;
     else if (s.start.since !== undefined) frame.since = s.start.since;
-    if (s.start.token) frame.token = s.start.token;
+    if (token) frame.token = token;
     var self = this;
-    s.ready = false;
     this.request(frame).catch(function (err) {
       if (!err.code || self.subs.get(s.channel) !== s) return; // the connection closed: joined again on the next
       if (transient[err.code]) { // tried again, as after a reconnect
@@ -144,7 +160,10 @@
   // subscribe joins channel. start is {} (live only), {offset: n},
   // {last: k} or {since: unixMs}, plus {token} for private channels; it
   // applies to the first join only: reconnects resume from the last
-  // delivered offset. handler(data, frame) gets each message once, in order.
+  // delivered offset. token may be a function returning the token (or a
+  // promise of it): it is called at every join, reconnects included, so
+  // that short-lived tokens can be fetched anew. handler(data, frame) gets
+  // each message once, in order.
   Fazt.prototype.subscribe = function (channel, start, handler, hooks) {
     if (typeof start === "function") { hooks = handler; handler = start; start = {}; }
     hooks = hooks || {};

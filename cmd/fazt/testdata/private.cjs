@@ -1,0 +1,32 @@
+// Drives transport/web/assets/fazt.js on a private channel (see
+// TestBrowserClientRenewsTokens). Usage: node --experimental-websocket
+// private.cjs <fazt.js path> <ws url> <secret> <message count>
+const crypto = require("node:crypto");
+const Fazt = require(process.argv[2]);
+const [url, secret, total] = [process.argv[3], process.argv[4], Number(process.argv[5])];
+
+const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+function sign(claims) {
+  const head = b64({ alg: "HS256", typ: "JWT" }) + "." + b64(claims);
+  return head + "." + crypto.createHmac("sha256", secret).update(head).digest("base64url");
+}
+
+const got = [];
+let tokens = 0, connects = 0;
+const fail = (msg) => { console.log(JSON.stringify({ ok: false, error: msg, got: got.length })); process.exit(1); };
+setTimeout(() => fail("timed out"), 30000);
+
+const fazt = new Fazt(url, { onState: (s) => { if (s === "connected") connects++; }, minDelay: 20 });
+// Each token is bound to the client id of the connection it is for: the
+// first one is no good after a reconnect, which gets a new id.
+const token = () => { tokens++; return Promise.resolve(sign({ channel: "private-feed", client: fazt.clientId })); };
+fazt.subscribe("private-feed", { offset: 0, token }, (data, f) => {
+  if (f.offset !== got.length + 1) fail(`offset ${f.offset} after ${got.length}`);
+  got.push(f.offset);
+  if (got.length === total / 2) fazt.ws.close(4999);
+  if (got.length === total) {
+    console.log(JSON.stringify({ ok: true, got: got.length, tokens, connects }));
+    fazt.close();
+    process.exit(0);
+  }
+}, { onSubscribed: () => { if (connects === 1) console.log("ready"); }, onError: (e) => fail("refused: " + e.message) });
