@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -16,25 +17,9 @@ import (
 // connection is dropped twice mid-stream while messages keep coming, and it
 // must deliver every message exactly once, in order.
 func TestBrowserClientResumes(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is needed for the browser client test: %v", err)
-	}
 	tn := startTestNode(t, nil)
 	const total = 120
-	script, _ := filepath.Abs("testdata/client.cjs")
-	client, _ := filepath.Abs("../../transport/web/assets/fazt.js")
-	cmd := exec.Command("node", "--experimental-websocket", "--no-warnings", script, client, tn.wsURL(), "120")
-	out, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("client did not start: %q %s", lines.Text(), stderr.String())
-	}
+	result := runNodeClient(t, "client.cjs", tn.wsURL(), "120")
 	for i := 1; i <= total; i++ {
 		tn.publish("", "feed", map[string]int{"n": i})
 		// Just after the client drops its first connection (at message
@@ -45,9 +30,6 @@ func TestBrowserClientResumes(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if !lines.Scan() {
-		t.Fatalf("no result from the client: %s", stderr.String())
-	}
 	var res struct {
 		OK       bool
 		Error    string
@@ -56,11 +38,8 @@ func TestBrowserClientResumes(t *testing.T) {
 		Connects int
 		Quiet    []uint64
 	}
-	if err := json.Unmarshal(lines.Bytes(), &res); err != nil {
-		t.Fatalf("client said %q", lines.Text())
-	}
-	if err := cmd.Wait(); err != nil || !res.OK || res.Got != total || res.Drops != 2 || res.Connects != 3 || !slices.Equal(res.Quiet, seqRange(1, 5)) {
-		t.Fatalf("client: %+v, exit %v, stderr %s", res, err, stderr.String())
+	if err := result(&res); err != nil || !res.OK || res.Got != total || res.Drops != 2 || res.Connects != 3 || !slices.Equal(res.Quiet, seqRange(1, 5)) {
+		t.Fatalf("client: %+v, %v", res, err)
 	}
 	// Each reconnect resumed from the last offset delivered rather than
 	// replaying from the start, and named the epoch: the channel was empty,
@@ -87,31 +66,12 @@ func TestBrowserClientResumes(t *testing.T) {
 // fazt.js as a function is asked for again at each join, so a reconnect,
 // which gets a new client id, joins with a token bound to it.
 func TestBrowserClientRenewsTokens(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is needed for the browser client test: %v", err)
-	}
 	const secret = "renew-secret"
 	tn := startTestNode(t, map[string]string{"default": `{"secret":"` + secret + `"}`})
-	script, _ := filepath.Abs("testdata/private.cjs")
-	client, _ := filepath.Abs("../../transport/web/assets/fazt.js")
-	cmd := exec.Command("node", "--experimental-websocket", "--no-warnings", script, client, tn.wsURL(), secret, "20")
-	out, _ := cmd.StdoutPipe()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("client did not start: %q %s", lines.Text(), stderr.String())
-	}
+	result := runNodeClient(t, "private.cjs", tn.wsURL(), secret, "20")
 	for i := 1; i <= 20; i++ {
 		tn.publish("", "private-feed", i)
 		time.Sleep(2 * time.Millisecond)
-	}
-	if !lines.Scan() {
-		t.Fatalf("no result from the client: %s", stderr.String())
 	}
 	var res struct {
 		OK               bool
@@ -119,10 +79,42 @@ func TestBrowserClientRenewsTokens(t *testing.T) {
 		Got              int
 		Tokens, Connects int
 	}
-	if err := json.Unmarshal(lines.Bytes(), &res); err != nil {
-		t.Fatalf("client said %q", lines.Text())
+	if err := result(&res); err != nil || !res.OK || res.Got != 20 || res.Connects != 2 || res.Tokens != 2 {
+		t.Fatalf("client: %+v, %v", res, err)
 	}
-	if err := cmd.Wait(); err != nil || !res.OK || res.Got != 20 || res.Connects != 2 || res.Tokens != 2 {
-		t.Fatalf("client: %+v, exit %v, stderr %s", res, err, stderr.String())
+}
+
+// runNodeClient starts a Node script of testdata/ against fazt.js and
+// waits for it to say "ready". The caller reads its result with result.
+func runNodeClient(t *testing.T, script string, args ...string) (result func(v any) error) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is needed for the browser client tests: %v", err)
+	}
+	path, _ := filepath.Abs(filepath.Join("testdata", script))
+	client, _ := filepath.Abs("../../transport/web/assets/fazt.js")
+	cmd := exec.Command("node", append([]string{"--experimental-websocket", "--no-warnings", path, client}, args...)...)
+	out, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("client did not start: %q %s", lines.Text(), stderr.String())
+	}
+	return func(v any) error {
+		if !lines.Scan() {
+			return fmt.Errorf("no result from the client: %s", stderr.String())
+		}
+		if err := json.Unmarshal(lines.Bytes(), v); err != nil {
+			return fmt.Errorf("client said %q", lines.Text())
+		}
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("client exit %v, stderr %s", err, stderr.String())
+		}
+		return nil
 	}
 }
