@@ -131,6 +131,11 @@ func callAPI(ctx context.Context, server, app, key, method, path string, body []
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The request may have reached the server, and a publish
+			// may have been committed: a retry could send it twice.
+			return nil, fmt.Errorf("no answer from %s within 30 s; the request may still have been carried out (check the history or the audit before trying again)", base.Host)
+		}
 		return nil, fmt.Errorf("server %s is not reachable: %v", base.Host, errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
