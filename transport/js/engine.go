@@ -206,7 +206,15 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	log := logger()
 	limit := e.limit(app, file)
 	slots := e.slotsOf(app.Dir + "\x00" + file)
-	if err := acquire(ctx, slots, limit); err != nil {
+	wait := limit
+	if untilDone(ctx) {
+		// A run that must not be dropped (onDisconnect) waits for a slot
+		// for as long as its caller allows, not just the time limit.
+		if d, ok := ctx.Deadline(); ok {
+			wait = max(wait, time.Until(d))
+		}
+	}
+	if err := acquire(ctx, slots, wait); err != nil {
 		return true, err
 	}
 	defer func() { <-slots }()
@@ -297,6 +305,12 @@ func (e *Engine) slotsOf(key string) chan struct{} {
 // acquire takes one of slots, waiting at most limit. Blocked senders on a
 // channel are served in order, so waiting runs start first come, first
 // served.
+// untilDoneKey marks a context whose hook run waits for a run slot until
+// the context ends.
+type untilDoneKey struct{}
+
+func untilDone(ctx context.Context) bool { return ctx.Value(untilDoneKey{}) != nil }
+
 func acquire(ctx context.Context, slots chan struct{}, limit time.Duration) error {
 	select {
 	case slots <- struct{}{}:

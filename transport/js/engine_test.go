@@ -3,6 +3,7 @@ package js_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -559,5 +561,33 @@ func TestBroadcastBatch(t *testing.T) {
 	}
 	if mb := evs[1].Fact.(*domain.MessageBroadcast); string(mb.Data) != `{"n":2}` || mb.Publisher.Kind != domain.ActorJS {
 		t.Fatalf("second event %+v", mb)
+	}
+}
+
+// TestOnDisconnectWaitsForASlot: when many sessions end at once and the
+// hook is slow, onDisconnect runs wait for a run slot while their context
+// lasts, not only the hook's time limit: every end is told.
+func TestOnDisconnectWaitsForASlot(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/api/realtime.js": `
+exports.onDisconnect = function (client, reason) {
+  const t = Date.now();
+  while (Date.now() - t < 400) {} // a slow hook: 400 ms of its 1 s limit
+  fazt.realtime.broadcast("left", client.id);
+};`}, js.Config{MaxConcurrent: 1, HookTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 5 { // the last ones wait 1.2 and 1.6 s for the one slot
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.eng.OnDisconnect(ctx, domain.Client{ID: fmt.Sprint("c", i), App: "a"}, domain.ReasonClientClosed)
+		}()
+	}
+	wg.Wait()
+	evs, err := e.log.Events(context.Background(), domain.AuditQuery{App: "a"})
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("%d of 5 onDisconnect runs broadcast (%v)\n%s", len(evs), err, e.logs.String())
 	}
 }

@@ -183,6 +183,9 @@ func (e *Engine) OnPublish(ctx context.Context, c domain.Client, channel string,
 // OnDisconnect implements domain.Hooks: onDisconnect(client, reason) is
 // told; what it returns or throws is only logged.
 func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason string) {
+	// Every recorded session's end is told: when many end at once, a run
+	// waits for a slot while ctx lasts (the server gives it 10 s).
+	ctx = context.WithValue(ctx, untilDoneKey{}, true)
 	e.hook(ctx, c, HookDisconnect, func(_ *runtime, vm *goja.Runtime) []goja.Value {
 		return []goja.Value{clientValue(vm, c), vm.ToValue(reason)}
 	})
