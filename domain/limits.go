@@ -41,6 +41,18 @@ const (
 	MaxBatchBytes    = 4 << 20
 )
 
+// CheckBatchSize refuses a batch of n messages that is empty (bad_request)
+// or over MaxBatchMessages (too_large); what names the call.
+func CheckBatchSize(what string, n int) error {
+	switch {
+	case n == 0:
+		return Errorf(CodeBadRequest, "%s needs messages", what)
+	case n > MaxBatchMessages:
+		return Errorf(CodeTooLarge, "%d messages; a batch holds at most %d", n, MaxBatchMessages)
+	}
+	return nil
+}
+
 // WithDefaults returns l with zero fields set to the defaults.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxMessageBytes <= 0 {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/domain"
 )
 
 // loadFlags are the publishing flags of the delivery scenarios.
@@ -683,7 +685,7 @@ replay of all of them.`,
 				pad := strings.Repeat("x", size)
 				// A request of big messages stays within the server's 4 MiB
 				// for a batch.
-				perRequest := max(1, min(fillBatch, (4<<20-1024)/(size+128)))
+				perRequest := max(1, min(fillBatch, (domain.MaxBatchBytes-1024)/(size+128)))
 				load := publishLoad(sctx, sctx, missing, fillConc, perRequest, 0, 1, func(*rand.Rand) int { return 0 }, o.apiPublish([]string{channel}, pad))
 				if load.firstErr != nil || load.ok < int64(missing) {
 					return fmt.Errorf("fill: %d of %d published: %v", load.ok, missing, load.firstErr)

@@ -211,11 +211,8 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) err
 	if err := decodeBodyDepth(r, maxBody, domain.DefaultMaxJSONDepth+2, &body); err != nil {
 		return err
 	}
-	switch n := len(body.Messages); {
-	case n == 0:
-		return domain.Errorf(domain.CodeBadRequest, "publish-batch needs messages")
-	case n > domain.MaxBatchMessages:
-		return domain.Errorf(domain.CodeTooLarge, "%d messages; a batch holds at most %d", n, domain.MaxBatchMessages)
+	if err := domain.CheckBatchSize("publish-batch", len(body.Messages)); err != nil {
+		return err
 	}
 	facts := make([]domain.Fact, len(body.Messages))
 	mbs := make([]*domain.MessageBroadcast, len(body.Messages))

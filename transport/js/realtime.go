@@ -144,12 +144,7 @@ func (rt *runtime) broadcastBatch(vm *goja.Runtime, c goja.FunctionCall) goja.Va
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "broadcastBatch takes an array of {channel, data}"))
 	}
 	n := arr.Get("length").ToInteger()
-	switch {
-	case n == 0:
-		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "broadcastBatch needs messages"))
-	case n > domain.MaxBatchMessages:
-		rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "%d messages; a batch holds at most %d", n, domain.MaxBatchMessages))
-	}
+	rt.must(vm, domain.CheckBatchSize("broadcastBatch", int(min(n, math.MaxInt32))))
 	facts := make([]domain.Fact, n)
 	mbs := make([]*domain.MessageBroadcast, n)
 	size := 0
