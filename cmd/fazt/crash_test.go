@@ -384,13 +384,7 @@ func TestShutdownDespiteAStalledRequest(t *testing.T) {
 	if err := ws.ReadJSON(&hello); err != nil {
 		t.Fatal(err)
 	}
-	stalled, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
-	fmt.Fprintf(stalled, "POST /_api/publish HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", p.addr, testAdminKey)
-	time.Sleep(100 * time.Millisecond) // the request is being read
+	stallRequest(t, p.addr)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -433,13 +427,7 @@ func TestShutdownDespiteAStalledRequest(t *testing.T) {
 func TestSecondSignalEndsAShutdown(t *testing.T) {
 	dir := t.TempDir()
 	p := startBinary(t, filepath.Join(dir, "fazt.db"), filepath.Join(dir, "apps"))
-	stalled, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
-	fmt.Fprintf(stalled, "POST /_api/publish HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n{", p.addr)
-	time.Sleep(100 * time.Millisecond) // the request is being read
+	stallRequest(t, p.addr)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(300 * time.Millisecond) // the shutdown has begun, and waits for the request
 	p.cmd.Process.Signal(syscall.SIGTERM)
@@ -447,4 +435,18 @@ func TestSecondSignalEndsAShutdown(t *testing.T) {
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
 		t.Fatalf("after a second SIGTERM: %v, want killed by it", p.cmd.ProcessState)
 	}
+}
+
+// stallRequest sends the headers of an API publish and one byte of its
+// 100-byte body, then nothing: a handler waits on it until the connection
+// closes, at the end of the test.
+func stallRequest(t *testing.T, addr string) {
+	t.Helper()
+	stalled, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stalled.Close() })
+	fmt.Fprintf(stalled, "POST /_api/publish HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", addr, testAdminKey)
+	time.Sleep(100 * time.Millisecond) // the request is being read
 }
