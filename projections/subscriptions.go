@@ -309,6 +309,11 @@ func (p *Subscriptions) Flush(ctx context.Context) error {
 		return nil
 	}
 	err := p.log.WriteTx(ctx, func(tx *sql.Tx) error {
+		// ctx bounds the wait for the writer connection. The statements
+		// run without it: each takes microseconds, and mattn/go-sqlite3
+		// runs a statement whose context can end on a goroutine of its
+		// own, two of them per connection that comes and goes.
+		ctx := context.WithoutCancel(ctx)
 		// Statements are prepared once per flush: a flush is thousands of
 		// small writes, and preparing each one would cost more than it.
 		var stmts [len(flushStatements)]*sql.Stmt
