@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -429,8 +430,26 @@ func TestJSFileEditedBetweenRequests(t *testing.T) {
 		t.Fatalf("after the edit: %s", body)
 	}
 
-	// Hooks too: the next subscribe runs the edited realtime.js.
+	// Hooks too. The connect found no realtime.js; one written now is
+	// looked for again within a second, not at every hook.
 	c := tn.dial("ed", "")
+	tn.writeFiles(map[string]string{"ed/api/realtime.js": `exports.onSubscribe = () => { throw new Error("not yet"); };`})
+	start := time.Now()
+	for i := 0; ; i++ {
+		c.send(map[string]any{"type": "subscribe", "channel": fmt.Sprintf("new%d", i)})
+		f := c.next()
+		if f.str("type") == "error" {
+			if f.str("error") != "not yet" {
+				t.Fatalf("subscribe after adding realtime.js: %v", f)
+			}
+			break
+		}
+		if f.str("type") != "subscribed" || time.Since(start) > 3*time.Second {
+			t.Fatalf("realtime.js added %v ago, not applied: %v", time.Since(start), f)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// An edit to a script that exists applies at the next run.
 	tn.writeFiles(map[string]string{"ed/api/realtime.js": `exports.onSubscribe = () => true;`})
 	c.subscribe(map[string]any{"channel": "a"})
 	tn.writeFiles(map[string]string{"ed/api/realtime.js": `exports.onSubscribe = () => { throw new Error("closed for now"); };`})

@@ -113,6 +113,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	versions map[string]*version      // by app folder and file
+	absent   map[string]time.Time     // by app folder and file: when a stat last found none
 	slots    map[string]chan struct{} // by app folder and file: one per run under way
 	sweeping bool                     // a dropIdle is due: some version has spare idle runtimes
 }
@@ -128,6 +129,7 @@ func New(cfg Config, store Store, members domain.Members, registry Apps) *Engine
 	return &Engine{
 		cfg: cfg, store: store, members: members, apps: registry, log: cfg.Logger,
 		versions: map[string]*version{},
+		absent:   map[string]time.Time{},
 		slots:    map[string]chan struct{}{},
 	}
 }
@@ -145,6 +147,13 @@ func (e *Engine) limit(app *apps.App, file string) time.Duration {
 	return d
 }
 
+// absentRecheck is how long a script file found missing is taken as
+// missing: most apps have no api/realtime.js, and a stat for every hook of
+// every connection would cost more than the hook. A file that exists is
+// checked before each run (version.fresh), so an edit applies at once; a
+// new file, within this long, as a new app.json does.
+const absentRecheck = time.Second
+
 // current returns the current version of app's file, making a new one when
 // a file of the cached one changed; nil when the app has no such file.
 func (e *Engine) current(app *apps.App, file string) (*version, error) {
@@ -154,15 +163,21 @@ func (e *Engine) current(app *apps.App, file string) (*version, error) {
 	key := app.Dir + "\x00" + file
 	e.mu.Lock()
 	v := e.versions[key]
+	seen, wasAbsent := e.absent[key]
 	e.mu.Unlock()
 	if v != nil && v.fresh() {
 		return v, nil
+	}
+	now := time.Now()
+	if v == nil && wasAbsent && now.Sub(seen) < absentRecheck {
+		return nil, nil
 	}
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir() {
 		e.mu.Lock()
 		if e.versions[key] == v {
 			delete(e.versions, key)
+			e.absent[key] = now
 		}
 		e.mu.Unlock()
 		return nil, nil
@@ -178,6 +193,7 @@ func (e *Engine) current(app *apps.App, file string) (*version, error) {
 	// Two requests may both have seen the change; the last one wins, and
 	// the other's version serves its one execution and is dropped.
 	e.versions[key] = nv
+	delete(e.absent, key)
 	e.mu.Unlock()
 	if v != nil {
 		e.log.Info("js script changed; reloading", "app", app.Name, "file", file)
