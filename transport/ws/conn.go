@@ -46,6 +46,7 @@ type conn struct {
 	mu        sync.Mutex
 	queue     [][]byte
 	spare     [][]byte
+	prefix    []byte // bytes to write before any frame: the held handshake
 	pong      []byte // payload of a WebSocket pong to send
 	closing   bool
 	flush     bool   // on close, write what is queued first
@@ -86,9 +87,9 @@ type conn struct {
 
 var _ projections.Sink = (*conn)(nil)
 
-func newConn(s *Server, ws *websocket.Conn, br *bufio.Reader, app *apps.App, client domain.Client) *conn {
+func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app *apps.App, client domain.Client) *conn {
 	c := &conn{
-		srv: s, ws: ws, br: br, raw: ws.UnderlyingConn(), app: app, client: client,
+		srv: s, ws: ws, br: br, raw: raw, app: app, client: client,
 		drained:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		subs:       map[string]context.CancelFunc{},
@@ -385,13 +386,15 @@ func (c *conn) write(pending *[]byte) {
 		}
 		c.queue = c.spare[:0]
 		c.pong = nil
+		prefix := c.prefix
+		c.prefix = nil
 		if !closing {
 			c.urgent.Store(false) // what was urgent goes out now
 		}
 		c.mu.Unlock()
 
 		bp := bufs.Get().(*[]byte)
-		buf := (*bp)[:0]
+		buf := append((*bp)[:0], prefix...)
 		if pong != nil {
 			buf = appendFrameHeader(buf, opPong, len(pong))
 			buf = append(buf, pong...)

@@ -23,8 +23,10 @@ import (
 // stalledServer serves the default app, whose onDisconnect broadcasts the
 // client and reason to "left", over a real log and JS engine, with a
 // membership projection that never runs: a connection's event commits but
-// is never applied.
-func stalledServer(t *testing.T, applyTimeout time.Duration) (*events.Log, *ws.Server, *websocket.Conn) {
+// is never applied. It dials, and returns once the connection's event is
+// committed; the upgrade is answered only with `connected` or a close, so
+// the dial is still waiting then: answer waits for it.
+func stalledServer(t *testing.T, applyTimeout time.Duration) (log *events.Log, srv *ws.Server, answer func() *websocket.Conn) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
@@ -46,16 +48,47 @@ func stalledServer(t *testing.T, applyTimeout time.Duration) (*events.Log, *ws.S
 		return 0, "", nil
 	}, 0)
 	registry := apps.NewRegistry(filepath.Join(dir, "apps"))
-	srv := ws.NewServer(ws.Config{ApplyTimeout: applyTimeout}, log, members, registry,
+	srv = ws.NewServer(ws.Config{ApplyTimeout: applyTimeout}, log, members, registry,
 		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second}, log, members, registry))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/_ws", nil)
-	if err != nil {
-		t.Fatal(err)
+	type dialed struct {
+		c   *websocket.Conn
+		err error
 	}
-	t.Cleanup(func() { c.Close() })
-	return log, srv, c
+	done := make(chan dialed, 1)
+	go func() {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/_ws", nil)
+		done <- dialed{c, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); log.Head() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection's event not committed within 10s")
+		}
+	}
+	answer = func() *websocket.Conn {
+		select {
+		case d := <-done:
+			if d.err != nil {
+				t.Fatalf("dial: %v", d.err)
+			}
+			t.Cleanup(func() { d.c.Close() })
+			return d.c
+		case <-time.After(30 * time.Second):
+			t.Fatal("upgrade not answered within 30s")
+			return nil
+		}
+	}
+	t.Cleanup(func() {
+		select {
+		case d := <-done:
+			if d.c != nil {
+				d.c.Close()
+			}
+		default:
+		}
+	})
+	return log, srv, answer
 }
 
 // shutdown stops srv, which must wait for the connection being set up.
@@ -107,8 +140,8 @@ func expectEnded(t *testing.T, log *events.Log, reason string) {
 // reason server_error and told to onDisconnect, rather than left open
 // until a restart. A shutdown meanwhile waits for that to be written.
 func TestConnectNotAppliedEndsTheSession(t *testing.T) {
-	log, srv, c := stalledServer(t, 200*time.Millisecond)
-	expectClose(t, c, websocket.CloseInternalServerErr, "connection setup timed out")
+	log, srv, answer := stalledServer(t, 200*time.Millisecond)
+	expectClose(t, answer(), websocket.CloseInternalServerErr, "connection setup timed out")
 	shutdown(t, srv)
 	expectEnded(t, log, domain.ReasonServerError)
 }
@@ -118,10 +151,27 @@ func TestConnectNotAppliedEndsTheSession(t *testing.T) {
 // the shutdown, before Shutdown returns, however long the wait could have
 // been.
 func TestShutdownEndsAConnectionBeingSetUp(t *testing.T) {
-	log, srv, c := stalledServer(t, time.Hour)
-	// The upgrade is answered before the event is appended: the
-	// connection is being set up now.
+	log, srv, answer := stalledServer(t, time.Hour)
+	// The event is committed and not applied: the connection is being set
+	// up, and its client has no open WebSocket yet.
 	shutdown(t, srv)
 	expectEnded(t, log, domain.ReasonServerShutdown)
-	expectClose(t, c, websocket.CloseGoingAway, "server shutdown")
+	expectClose(t, answer(), websocket.CloseGoingAway, "server shutdown")
+}
+
+// The upgrade's answer waits for the session to be recorded and applied:
+// it goes out in one write with `connected` (or the close that ends a
+// failed setup), so a client never holds an open WebSocket that the
+// server has not recorded.
+func TestUpgradeIsAnsweredWithConnected(t *testing.T) {
+	_, srv, answer := stalledServer(t, time.Hour)
+	done := make(chan *websocket.Conn, 1)
+	go func() { done <- answer() }()
+	select {
+	case <-done:
+		t.Fatal("the upgrade was answered before the connection's event was applied")
+	case <-time.After(200 * time.Millisecond):
+	}
+	shutdown(t, srv)
+	expectClose(t, <-done, websocket.CloseGoingAway, "server shutdown")
 }

@@ -234,12 +234,12 @@ func (f *flusher) flush(c *conn) {
 		go c.write(nil)
 		return
 	}
-	frames, pong := c.queue, c.pong
-	c.queue, c.pong = c.spare[:0], nil
+	frames, pong, prefix := c.queue, c.pong, c.prefix
+	c.queue, c.pong, c.prefix = c.spare[:0], nil, nil
 	c.urgent.Store(false)
 	c.mu.Unlock()
 
-	buf := f.buf[:0]
+	buf := append(f.buf[:0], prefix...)
 	if pong != nil {
 		buf = appendFrameHeader(buf, opPong, len(pong))
 		buf = append(buf, pong...)

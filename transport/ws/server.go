@@ -216,7 +216,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	c := newConn(s, ws, hj.br, app, client)
+	c := newConn(s, ws, hj.nc, hj.br, app, client)
+	c.prefix = hj.handshake() // goes out with `connected`
 	c.hold()
 	s.members.Attach(app.Name, client.ID, c)
 	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
@@ -249,6 +250,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		}
+		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		hj.nc.Write(c.prefix)
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
 		if committed {
@@ -299,9 +302,25 @@ const readBufferSize = 512
 // hijacker gives the upgrader a read buffer of the connection's own (the
 // upgrader takes the hijacked reader when its ReadBufferSize is 0), so
 // that the connection can see whether a frame is buffered.
+//
+// It also holds back the upgrader's first write, the handshake's response
+// (101 Switching Protocols), for the connection to send in one write with
+// `connected`, once the session is recorded: that saves a socket write per
+// connect, and a client never holds an open WebSocket that the server
+// has yet to record.
 type hijacker struct {
 	http.ResponseWriter
-	br *bufio.Reader
+	nc   net.Conn
+	br   *bufio.Reader
+	held *heldConn
+}
+
+// handshake returns the held response, and lets the upgraded connection
+// (which keeps heldConn) drop it.
+func (h *hijacker) handshake() []byte {
+	b := h.held.handshake
+	h.held.handshake = nil
+	return b
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -313,8 +332,30 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil || brw.Reader.Buffered() > 0 {
 		return nc, brw, err // the upgrader refuses early data itself
 	}
+	h.nc = nc
 	h.br = bufio.NewReaderSize(nc, readBufferSize)
-	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
+	// The upgraded connection keeps what this returns for its life: not
+	// the hijacker, which refers to net/http's buffers through the
+	// ResponseWriter.
+	h.held = &heldConn{Conn: nc}
+	return h.held, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// heldConn is the connection as the upgrader sees it: its first write is
+// kept, later ones go to the socket.
+type heldConn struct {
+	net.Conn
+	kept      bool
+	handshake []byte
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if c.kept {
+		return c.Conn.Write(p)
+	}
+	c.kept = true
+	c.handshake = append([]byte(nil), p...)
+	return len(p), nil
 }
 
 // nextFlusher assigns a new connection's flusher, in turn.
