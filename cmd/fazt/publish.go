@@ -112,6 +112,9 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 	return u, host, nil
 }
 
+// apiTimeout bounds a CLI command's call to the server API.
+var apiTimeout = 30 * time.Second
+
 // callAPI calls the server API as app and decodes a 2xx answer into out. A
 // failure is one line: the server's error and code, or why it was not
 // reached.
@@ -120,7 +123,7 @@ func callAPI(ctx context.Context, server, app, key, method, path string, body []
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, bytes.NewReader(body))
 	if err != nil {
@@ -134,7 +137,7 @@ func callAPI(ctx context.Context, server, app, key, method, path string, body []
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The request may have reached the server, and a publish
 			// may have been committed: a retry could send it twice.
-			return nil, fmt.Errorf("no answer from %s within 30 s; the request may still have been carried out (check the history or the audit before trying again)", base.Host)
+			return nil, fmt.Errorf("no answer from %s within %s; the request may still have been carried out (check the history or the audit before trying again)", base.Host, apiTimeout)
 		}
 		return nil, fmt.Errorf("server %s is not reachable: %v", base.Host, errors.Unwrap(err))
 	}

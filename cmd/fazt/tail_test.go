@@ -118,3 +118,23 @@ func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 		}
 	}
 }
+
+// A call the server does not answer in time is reported as one that may
+// have been carried out, not as an unreachable server: a publish may have
+// committed, and a retry would send it twice.
+func TestAPICallThatTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // a server that takes the request and never answers
+	}))
+	defer srv.Close()
+	defer close(release)
+	old := apiTimeout
+	apiTimeout = 300 * time.Millisecond
+	defer func() { apiTimeout = old }()
+	_, _, err := cli(t, "publish", "--server", strings.TrimPrefix(srv.URL, "http://"), "--admin-key", testAdminKey, "--channel", "room", "--data", "1")
+	if err == nil || !strings.Contains(err.Error(), "no answer from") || !strings.Contains(err.Error(), "within 300ms") ||
+		!strings.Contains(err.Error(), "may still have been carried out") || strings.Contains(err.Error(), "not reachable") {
+		t.Fatalf("publish to a server that does not answer: %v", err)
+	}
+}
