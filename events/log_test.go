@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -670,5 +671,33 @@ func TestAppendQueuedAfterTheWriterStoppedReturns(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("append still waiting for a writer that stopped")
+	}
+}
+
+// Commits reach the database file from the checkpointer, beside the
+// writer, long before the WAL is big enough for the writer to checkpoint
+// itself (64 MiB): the file grows while appends go on.
+func TestCheckpointsRunBesideTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	l := mustOpen(t, path)
+	size := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	data := `"` + strings.Repeat("x", 1000) + `"`
+	for i := range 200 { // about 60 pages of WAL
+		if _, err := l.Append(context.Background(), broadcast("a", fmt.Sprintf("c%d", i), data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); size() <= before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file is still %d bytes 10s after 200 appends: nothing was checkpointed", before)
+		}
 	}
 }
