@@ -273,9 +273,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.tail.head = uint64(last)
 	l.tail.oldest = l.nextSeq
 	// The checkpointer copies the WAL into the database file from a
-	// connection of its own (checkpointer). The writer checkpoints only
-	// if the WAL reaches 64 MiB all the same, which the checkpointer
-	// keeps it far from.
+	// connection of its own (checkpointer). The writer checkpoints when
+	// the WAL reaches 64 MiB all the same, copying only what the
+	// checkpointer has not, so that the WAL can start over.
 	if _, err := l.wdb.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 16384`); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
@@ -299,23 +299,25 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 
 // checkpointEvery is how often, at most, the checkpointer runs while
 // commits come in.
-const checkpointEvery = 250 * time.Millisecond
+const checkpointEvery = time.Second
 
 // checkpointer copies what the writer committed into the database file
 // (a passive checkpoint), at most once per checkpointEvery, until the log
-// closes. On the writer's connection a checkpoint held up every append
-// queued behind it for as long as it copied and fsynced, tens of
-// milliseconds for the 64 MiB it did at a time: the p99 of deliveries at
-// a steady 2,000 publishes/s was 46 to 52 ms with it and 10 ms without
-// (BENCHMARKS.md). From here it runs beside the writer, which SQLite
-// allows, and often enough that the WAL stays small, which keeps each page
-// lookup in it cheap. Its thread runs at nice 19: on a busy core the
-// checkpoint takes the time serving leaves (at normal priority it took
-// enough of it to double the p99 of JS handler calls).
+// closes. On the writer's connection, a checkpoint held up every append
+// queued behind it for as long as it copied 64 MiB of WAL and fsynced:
+// at a steady 2,000 publishes/s the p99 of deliveries was 42 ms with it,
+// 14 ms with this (BENCHMARKS.md). From here it runs beside the writer,
+// which SQLite allows; the fsyncs still slow the writer's own file writes
+// a little while they last, so it runs once a second rather than more
+// often (every 250 ms doubled the p99 of a saturated js run), and its
+// I/O is in the idle class. Under steady load the writer commits during
+// every checkpoint, so the WAL may never be all copied, and grows; at
+// 64 MiB the writer's own checkpoint then copies the little the
+// checkpointer has not, and the WAL starts over.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
-	if err := lowerThreadPriority(); err != nil {
-		l.log.Warn("event log checkpointer: could not lower its priority", "err", err)
+	if err := idleIOPriority(); err != nil {
+		l.log.Warn("event log checkpointer: could not lower its I/O priority", "err", err)
 	}
 	t := time.NewTimer(0)
 	<-t.C

@@ -2,6 +2,6 @@
 
 package events
 
-// lowerThreadPriority does nothing where threads have no priority of their
-// own: the background work runs as any other.
-func lowerThreadPriority() error { return nil }
+// idleIOPriority does nothing where threads have no I/O priority of their
+// own: the checkpoints' I/O competes as any other.
+func idleIOPriority() error { return nil }
