@@ -20,13 +20,20 @@ import (
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
+// dialed is the outcome of a dial.
+type dialed struct {
+	c   *websocket.Conn
+	err error
+}
+
 // stalledServer serves the default app, whose onDisconnect broadcasts the
 // client and reason to "left", over a real log and JS engine, with a
 // membership projection that never runs: a connection's event commits but
 // is never applied. It dials, and returns once the connection's event is
 // committed; the upgrade is answered only with `connected` or a close, so
-// the dial is still waiting then: answer waits for it.
-func stalledServer(t *testing.T, applyTimeout time.Duration) (log *events.Log, srv *ws.Server, answer func() *websocket.Conn) {
+// the dial is still waiting then: its outcome comes on done, and answer
+// waits for it (on the test's goroutine).
+func stalledServer(t *testing.T, applyTimeout time.Duration) (log *events.Log, srv *ws.Server, done <-chan dialed, answer func() *websocket.Conn) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
@@ -52,14 +59,13 @@ func stalledServer(t *testing.T, applyTimeout time.Duration) (log *events.Log, s
 		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second}, log, members, registry))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	type dialed struct {
-		c   *websocket.Conn
-		err error
-	}
-	done := make(chan dialed, 1)
+	ch := make(chan dialed, 1)
 	go func() {
 		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http")+"/_ws", nil)
-		done <- dialed{c, err}
+		if c != nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		ch <- dialed{c, err}
 	}()
 	for deadline := time.Now().Add(10 * time.Second); log.Head() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -67,28 +73,19 @@ func stalledServer(t *testing.T, applyTimeout time.Duration) (log *events.Log, s
 		}
 	}
 	answer = func() *websocket.Conn {
+		t.Helper()
 		select {
-		case d := <-done:
+		case d := <-ch:
 			if d.err != nil {
 				t.Fatalf("dial: %v", d.err)
 			}
-			t.Cleanup(func() { d.c.Close() })
 			return d.c
 		case <-time.After(30 * time.Second):
 			t.Fatal("upgrade not answered within 30s")
 			return nil
 		}
 	}
-	t.Cleanup(func() {
-		select {
-		case d := <-done:
-			if d.c != nil {
-				d.c.Close()
-			}
-		default:
-		}
-	})
-	return log, srv, answer
+	return log, srv, ch, answer
 }
 
 // shutdown stops srv, which must wait for the connection being set up.
@@ -140,7 +137,7 @@ func expectEnded(t *testing.T, log *events.Log, reason string) {
 // reason server_error and told to onDisconnect, rather than left open
 // until a restart. A shutdown meanwhile waits for that to be written.
 func TestConnectNotAppliedEndsTheSession(t *testing.T) {
-	log, srv, answer := stalledServer(t, 200*time.Millisecond)
+	log, srv, _, answer := stalledServer(t, 200*time.Millisecond)
 	expectClose(t, answer(), websocket.CloseInternalServerErr, "connection setup timed out")
 	shutdown(t, srv)
 	expectEnded(t, log, domain.ReasonServerError)
@@ -151,7 +148,7 @@ func TestConnectNotAppliedEndsTheSession(t *testing.T) {
 // the shutdown, before Shutdown returns, however long the wait could have
 // been.
 func TestShutdownEndsAConnectionBeingSetUp(t *testing.T) {
-	log, srv, answer := stalledServer(t, time.Hour)
+	log, srv, _, answer := stalledServer(t, time.Hour)
 	// The event is committed and not applied: the connection is being set
 	// up, and its client has no open WebSocket yet.
 	shutdown(t, srv)
@@ -164,14 +161,12 @@ func TestShutdownEndsAConnectionBeingSetUp(t *testing.T) {
 // failed setup), so a client never holds an open WebSocket that the
 // server has not recorded.
 func TestUpgradeIsAnsweredWithConnected(t *testing.T) {
-	_, srv, answer := stalledServer(t, time.Hour)
-	done := make(chan *websocket.Conn, 1)
-	go func() { done <- answer() }()
+	_, srv, done, answer := stalledServer(t, time.Hour)
 	select {
-	case <-done:
-		t.Fatal("the upgrade was answered before the connection's event was applied")
+	case d := <-done:
+		t.Fatalf("the upgrade was answered (%v) before the connection's event was applied", d.err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	shutdown(t, srv)
-	expectClose(t, <-done, websocket.CloseGoingAway, "server shutdown")
+	expectClose(t, answer(), websocket.CloseGoingAway, "server shutdown")
 }

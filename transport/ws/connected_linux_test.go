@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,31 @@ func testConnectedComesFirst(t *testing.T, kick bool) {
 		if want == "message" && f["data"] != "early" {
 			t.Fatalf("broadcast %s", b)
 		}
+	}
+}
+
+// The answer to the upgrade and `connected` go out in one write: a client
+// reading the socket once gets both.
+func TestUpgradeAnswerAndConnectedShareAWrite(t *testing.T) {
+	ts := startTestServer(t)
+	nc, err := net.Dial("tcp", strings.TrimPrefix(ts.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := "GET /_ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := nc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := nc.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(buf[:n])
+	if !strings.HasPrefix(got, "HTTP/1.1 101 ") || !strings.Contains(got, `"type":"connected"`) {
+		t.Fatalf("first read: %q; want the 101 and the connected frame", got)
 	}
 }
