@@ -311,9 +311,11 @@ const checkpointEvery = time.Second
 // a little while they last, so it runs once a second rather than more
 // often (every 250 ms doubled the p99 of a saturated js run), and its
 // I/O is in the idle class. Under steady load the writer commits during
-// every checkpoint, so the WAL may never be all copied, and grows; at
-// 64 MiB the writer's own checkpoint then copies the little the
-// checkpointer has not, and the WAL starts over.
+// every checkpoint, so the WAL is never all copied, and grows; at 64 MiB
+// the writer's own checkpoint copies what the checkpointer has not (up to
+// a second of commits), and the WAL starts over. At 8,000 publishes/s to
+// 2000 channels that is every few seconds, and a saturated server's p99
+// gains nothing; what gains is a steady load below saturation.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
