@@ -46,8 +46,9 @@ type conn struct {
 	mu        sync.Mutex
 	queue     [][]byte
 	spare     [][]byte
-	prefix    []byte // bytes to write before any frame: the held handshake
-	pong      []byte // payload of a WebSocket pong to send
+	prefix    []byte    // bytes to write before any frame: the held handshake
+	hc        *heldConn // told when prefix is out
+	pong      []byte    // payload of a WebSocket pong to send
 	closing   bool
 	flush     bool   // on close, write what is queued first
 	closeCode int    // WebSocket close code
@@ -434,6 +435,9 @@ func (c *conn) write(pending *[]byte) {
 		if err != nil {
 			c.writeFailed(err)
 			return
+		}
+		if prefix != nil && c.hc != nil {
+			c.hc.out.Store(true)
 		}
 		signal(c.drained)
 		if closing {

@@ -106,3 +106,45 @@ func TestUpgradeAnswerAndConnectedShareAWrite(t *testing.T) {
 		t.Fatalf("first read: %q; want the 101 and the connected frame", got)
 	}
 }
+
+// The upgrader's first write, the handshake, is held for `connected`; a
+// later one (gorilla's close for a frame it cannot read) is dropped while
+// the handshake is not out, so that nothing reaches the client before the
+// 101, and goes to the socket once it is.
+func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	hc := &heldConn{Conn: server}
+	got := make(chan string, 4)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := client.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	for _, w := range []string{"HTTP/1.1 101", "early close"} {
+		if n, err := hc.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("write %q: %d, %v", w, n, err)
+		}
+	}
+	if string(hc.handshake) != "HTTP/1.1 101" {
+		t.Fatalf("held %q", hc.handshake)
+	}
+	hc.out.Store(true)
+	if _, err := hc.Write([]byte("late close")); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	var all []string
+	for s := range got {
+		all = append(all, s)
+	}
+	if strings.Join(all, "") != "late close" {
+		t.Fatalf("the socket got %q; want only the write made once the handshake was out", all)
+	}
+}

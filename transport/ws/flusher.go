@@ -263,6 +263,9 @@ func (f *flusher) flush(c *conn) {
 		f.wbuf = nil
 	}
 
+	if prefix != nil && written >= len(prefix) && c.hc != nil {
+		c.hc.out.Store(true)
+	}
 	c.mu.Lock()
 	c.spare = recycle(frames)
 	if err != nil {

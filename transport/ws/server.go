@@ -217,7 +217,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	c := newConn(s, ws, hj.nc, hj.br, app, client)
-	c.prefix = hj.handshake() // goes out with `connected`
+	c.prefix, c.hc = hj.handshake(), hj.held // goes out with `connected`
 	c.hold()
 	s.members.Attach(app.Name, client.ID, c)
 	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
@@ -252,6 +252,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		hj.nc.Write(c.prefix)
+		hj.held.out.Store(true)
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
 		if committed {
@@ -342,20 +343,28 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // heldConn is the connection as the upgrader sees it: its first write is
-// kept, later ones go to the socket.
+// kept, later ones go to the socket once the kept one is out. (The only
+// later writes are gorilla's own answer to a frame it cannot read, a
+// close; one that comes before the handshake is out, from a client that
+// sent without waiting for the 101, is dropped: the reader's error closes
+// the connection all the same.)
 type heldConn struct {
 	net.Conn
 	kept      bool
 	handshake []byte
+	out       atomic.Bool // the handshake has been written
 }
 
 func (c *heldConn) Write(p []byte) (int, error) {
-	if c.kept {
-		return c.Conn.Write(p)
+	if !c.kept {
+		c.kept = true
+		c.handshake = append([]byte(nil), p...)
+		return len(p), nil
 	}
-	c.kept = true
-	c.handshake = append([]byte(nil), p...)
-	return len(p), nil
+	if !c.out.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
 }
 
 // nextFlusher assigns a new connection's flusher, in turn.
