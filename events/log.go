@@ -306,7 +306,7 @@ const checkpointEvery = time.Second
 // closes. On the writer's connection, a checkpoint held up every append
 // queued behind it for as long as it copied 64 MiB of WAL and fsynced:
 // at a steady 2,000 publishes/s the p99 of deliveries was 42 ms with it,
-// 14 ms with this (BENCHMARKS.md). From here it runs beside the writer,
+// 14 to 17 ms with this (BENCHMARKS.md). From here it runs beside the writer,
 // which SQLite allows; the fsyncs still slow the writer's own file writes
 // a little while they last, so it runs once a second rather than more
 // often (every 250 ms doubled the p99 of a saturated js run), and its
@@ -321,8 +321,8 @@ func (l *Log) checkpointer() {
 	if err := idleIOPriority(); err != nil {
 		l.log.Warn("event log checkpointer: could not lower its I/O priority", "err", err)
 	}
-	t := time.NewTimer(0)
-	<-t.C
+	t := time.NewTimer(checkpointEvery)
+	t.Stop()
 	var failed time.Time
 	for {
 		select {
