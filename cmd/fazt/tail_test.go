@@ -138,3 +138,40 @@ func TestAPICallThatTimesOut(t *testing.T) {
 		t.Fatalf("publish to a server that does not answer: %v", err)
 	}
 }
+
+// A refusal that may pass (the app is at its connection limit) is waited
+// out: tail says so, reconnects, and follows the channel once a
+// connection frees up.
+func TestTailWaitsOutAFullApp(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"full": `{"limits":{"max_connections":1}}`})
+	tn.publish("full", "room", 1)
+	held := tn.dial("full", "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errs testutil.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"tail", "--server", tn.srv.URL, "--app", "full", "--channel", "room", "--offset", "0", "--json", "--retries", "50"}, &out, &errs)
+	}()
+	waitFor(t, func() bool { return strings.Contains(errs.String(), "maximum of 1 connections") })
+	if out.String() != "" {
+		t.Fatalf("tail printed %q while the app was full", out.String())
+	}
+	held.conn.Close()
+	waitFor(t, func() bool { return slices.Equal(tailOffsets(t, out.String()), []uint64{1}) })
+	tn.publish("full", "room", 2)
+	waitFor(t, func() bool { return slices.Equal(tailOffsets(t, out.String()), []uint64{1, 2}) })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("tail ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tail did not stop within 10s of its context ending")
+	}
+	if !strings.Contains(errs.String(), "reconnecting") {
+		t.Errorf("tail stderr: %q", errs.String())
+	}
+}
