@@ -363,6 +363,11 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
+		if c.hc != nil {
+			// The rest of a flush that the socket did not take at once,
+			// which may have been part of the held handshake.
+			c.hc.out.Store(true)
+		}
 		signal(c.drained)
 	}
 	for {

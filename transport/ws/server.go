@@ -355,6 +355,16 @@ type heldConn struct {
 	out       atomic.Bool // the handshake has been written
 }
 
+// SetWriteDeadline is gorilla's, around its writes: ignored while they
+// are dropped, so that a dropped write does not leave its deadline on the
+// socket that the connection's writers use.
+func (c *heldConn) SetWriteDeadline(t time.Time) error {
+	if !c.out.Load() {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
 func (c *heldConn) Write(p []byte) (int, error) {
 	if !c.kept {
 		c.kept = true
