@@ -148,3 +148,27 @@ func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
 		t.Fatalf("the socket got %q; want only the write made once the handshake was out", all)
 	}
 }
+
+// Once the held handshake is out, gorilla's own answer to a frame it
+// cannot read (a close, 1002) reaches the client: the writers mark the
+// handshake written.
+func TestProtocolErrorCloseReachesTheClient(t *testing.T) {
+	ts := startTestServer(t)
+	c := ts.dial()
+	defer c.ws.Close()
+	// A masked text frame with RSV1 set, which no extension here allows.
+	if _, err := c.ws.UnderlyingConn().Write([]byte{0xC1, 0x80, 1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err == nil {
+			continue // a frame queued before the close, if any
+		}
+		if !websocket.IsCloseError(err, websocket.CloseProtocolError) {
+			t.Fatalf("after a bad frame: %v (last frame %q); want close 1002", err, b)
+		}
+		return
+	}
+}
