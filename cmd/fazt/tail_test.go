@@ -37,6 +37,40 @@ func tailOffsets(t *testing.T, out string) []uint64 {
 	return lineOffsets(t, jsonLines(t, out))
 }
 
+// startTail runs `fazt tail` with args until stop, which fails the test
+// if tail ends with an error or does not end within 10s.
+func startTail(t *testing.T, args ...string) (out, errs *testutil.SyncBuffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errs = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"tail"}, args...), out, errs) }()
+	stopped := false
+	stop = func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("tail ended with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("tail did not stop within 10s of its context ending")
+		}
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
+	return out, errs, stop
+}
+
 func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"chat": ""})
 	front := newFrontDoor(t, tn.node.handler)
@@ -52,13 +86,7 @@ func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 		t.Fatalf("publish printed %q", out)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errs testutil.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"tail", "--server", front.srv.URL, "--app", "chat", "--channel", "room", "--offset", "1", "--json"}, &out, &errs)
-	}()
+	out, errs, stop := startTail(t, "--server", front.srv.URL, "--app", "chat", "--channel", "room", "--offset", "1", "--json")
 	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 3 })
 	tn.publish("chat", "room", 5)
 	tn.publish("chat", "other", "another channel")
@@ -73,15 +101,7 @@ func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 6 })
 	tn2.publish("chat", "room", 8)
 	waitFor(t, func() bool { return len(tailOffsets(t, out.String())) == 7 })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("tail ended with %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tail did not stop within 10s of its context ending")
-	}
+	stop()
 	lines := jsonLines(t, out.String())
 	if got := lineOffsets(t, lines); !slices.Equal(got, seqRange(2, 8)) {
 		t.Fatalf("tail printed offsets %v, want 2..8 once each", got)
@@ -147,13 +167,7 @@ func TestTailWaitsOutAFullApp(t *testing.T) {
 	tn.publish("full", "room", 1)
 	held := tn.dial("full", "")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errs testutil.SyncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"tail", "--server", tn.srv.URL, "--app", "full", "--channel", "room", "--offset", "0", "--json", "--retries", "50"}, &out, &errs)
-	}()
+	out, errs, stop := startTail(t, "--server", tn.srv.URL, "--app", "full", "--channel", "room", "--offset", "0", "--json", "--retries", "50")
 	waitFor(t, func() bool {
 		return strings.Contains(errs.String(), "maximum of 1 connections; reconnecting in")
 	})
@@ -164,13 +178,5 @@ func TestTailWaitsOutAFullApp(t *testing.T) {
 	waitFor(t, func() bool { return slices.Equal(tailOffsets(t, out.String()), []uint64{1}) })
 	tn.publish("full", "room", 2)
 	waitFor(t, func() bool { return slices.Equal(tailOffsets(t, out.String()), []uint64{1, 2}) })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("tail ended with %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("tail did not stop within 10s of its context ending")
-	}
+	stop()
 }
