@@ -301,6 +301,14 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 // commits come in.
 const checkpointEvery = time.Second
 
+// checkpointSoon tells the checkpointer that something was committed.
+func (l *Log) checkpointSoon() {
+	select {
+	case l.ckpt <- struct{}{}:
+	default:
+	}
+}
+
 // checkpointer copies what the writer committed into the database file
 // (a passive checkpoint), at most once per checkpointEvery, until the log
 // closes. On the writer's connection, a checkpoint held up every append
@@ -571,10 +579,7 @@ func (l *Log) commit(batch []*appendReq) {
 		// Before the appenders hear of it: once Append returns, Head and
 		// the Subscribers include what it committed.
 		l.tail.push(recs)
-		select {
-		case l.ckpt <- struct{}{}:
-		default:
-		}
+		l.checkpointSoon()
 	}
 	for _, r := range batch {
 		r.err = classify(err)

@@ -36,10 +36,7 @@ func (l *Log) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	select {
-	case l.ckpt <- struct{}{}:
-	default:
-	}
+	l.checkpointSoon()
 	return nil
 }
 

@@ -46,8 +46,7 @@ type conn struct {
 	mu        sync.Mutex
 	queue     [][]byte
 	spare     [][]byte
-	prefix    []byte    // bytes to write before any frame: the held handshake
-	hc        *heldConn // told when prefix is out
+	hc        *heldConn // its handshake, until written, goes before any frame
 	pong      []byte    // payload of a WebSocket pong to send
 	closing   bool
 	flush     bool   // on close, write what is queued first
@@ -363,11 +362,9 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		if c.hc != nil {
-			// The rest of a flush that the socket did not take at once,
-			// which may have been part of the held handshake.
-			c.hc.out.Store(true)
-		}
+		// The rest of a flush that the socket did not take at once, which
+		// may have been part of the held handshake.
+		c.hc.out.Store(true)
 		signal(c.drained)
 	}
 	for {
@@ -392,8 +389,8 @@ func (c *conn) write(pending *[]byte) {
 		}
 		c.queue = c.spare[:0]
 		c.pong = nil
-		prefix := c.prefix
-		c.prefix = nil
+		prefix := c.hc.handshake
+		c.hc.handshake = nil
 		if !closing {
 			c.urgent.Store(false) // what was urgent goes out now
 		}
@@ -441,7 +438,7 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		if prefix != nil && c.hc != nil {
+		if prefix != nil {
 			c.hc.out.Store(true)
 		}
 		signal(c.drained)

@@ -234,8 +234,8 @@ func (f *flusher) flush(c *conn) {
 		go c.write(nil)
 		return
 	}
-	frames, pong, prefix := c.queue, c.pong, c.prefix
-	c.queue, c.pong, c.prefix = c.spare[:0], nil, nil
+	frames, pong, prefix := c.queue, c.pong, c.hc.handshake
+	c.queue, c.pong, c.hc.handshake = c.spare[:0], nil, nil
 	c.urgent.Store(false)
 	c.mu.Unlock()
 
@@ -263,7 +263,7 @@ func (f *flusher) flush(c *conn) {
 		f.wbuf = nil
 	}
 
-	if prefix != nil && written >= len(prefix) && c.hc != nil {
+	if prefix != nil && written >= len(prefix) {
 		c.hc.out.Store(true)
 	}
 	c.mu.Lock()

@@ -217,7 +217,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered
 	}
 	c := newConn(s, ws, hj.nc, hj.br, app, client)
-	c.prefix, c.hc = hj.handshake(), hj.held // goes out with `connected`
+	c.hc = hj.held // its handshake goes out with `connected`
 	c.hold()
 	s.members.Attach(app.Name, client.ID, c)
 	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
@@ -251,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		}
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		hj.nc.Write(c.prefix)
+		hj.nc.Write(hj.held.handshake)
 		hj.held.out.Store(true)
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
@@ -316,14 +316,6 @@ type hijacker struct {
 	held *heldConn
 }
 
-// handshake returns the held response, and lets the upgraded connection
-// (which keeps heldConn) drop it.
-func (h *hijacker) handshake() []byte {
-	b := h.held.handshake
-	h.held.handshake = nil
-	return b
-}
-
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := h.ResponseWriter.(http.Hijacker)
 	if !ok {
@@ -350,7 +342,9 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // the connection all the same.)
 type heldConn struct {
 	net.Conn
-	kept      bool
+	kept bool
+	// handshake is the kept write until a writer takes it, under the
+	// connection's lock (conn.mu), and sends it before any frame.
 	handshake []byte
 	out       atomic.Bool // the handshake has been written
 }
