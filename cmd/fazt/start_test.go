@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFailedStartSaysWhy: a server that cannot start returns the reason,
@@ -39,12 +40,19 @@ func TestServerURLNamesTheApp(t *testing.T) {
 }
 
 // TestServeRefusesABadEnvDuration: FAZT_WRITE_DELAY=2 (no unit) is an
-// error, not the default in silence.
+// error, not the default in silence; so is FAZT_WRITE_DELAY_MAX=2.
 func TestServeRefusesABadEnvDuration(t *testing.T) {
-	t.Setenv("FAZT_WRITE_DELAY", "2")
-	var out strings.Builder
-	err := run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}, &out, &out)
-	if err == nil || !strings.Contains(err.Error(), "FAZT_WRITE_DELAY") {
-		t.Fatalf("serve with FAZT_WRITE_DELAY=2: %v", err)
+	for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX"} {
+		t.Run(key, func(t *testing.T) {
+			t.Setenv(key, "2")
+			// Bounded: a serve that took the value would run until cancelled.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out strings.Builder
+			err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), key+"=") {
+				t.Fatalf("serve with %s=2: %v", key, err)
+			}
+		})
 	}
 }

@@ -28,7 +28,8 @@ import (
 // same way. The flusher's goroutine runs only while connections are
 // waiting, so an idle server has none.
 type flusher struct {
-	delay time.Duration // at most one round per delay (Config.WriteDelay)
+	delay    time.Duration // at most one round per delay (Config.WriteDelay)
+	maxDelay time.Duration // ... or per up to this long under load (Config.MaxWriteDelay)
 	// wake cuts a delay short: a connection is urgent (a reply, a pong or
 	// a close is waiting). Only broadcasts are worth holding back to share
 	// writes; a client waiting for an answer should not wait for a round.
@@ -46,8 +47,10 @@ type flusher struct {
 	batch   []*conn
 	urgent  []*conn
 	buf     []byte
-	last    time.Time // start of the previous round
-	wbuf    []byte    // arguments and results of rawWrite
+	last    time.Time     // start of the previous round
+	took    time.Duration // how long the previous round took
+	busy    float64       // the share of its time the flusher spent writing lately (load)
+	wbuf    []byte        // arguments and results of rawWrite
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool
@@ -63,6 +66,13 @@ const (
 	// its queue is written: a replay or a backlog grows the queue to
 	// thousands, which an idle connection should not hold on to.
 	keepQueue = 64
+
+	// A flusher busy writing for more than busyLow of its time holds
+	// broadcasts back longer than the write delay, up to the most it may
+	// (Config.MaxWriteDelay) from busyHigh; its load is measured over
+	// about loadWindow.
+	busyLow, busyHigh = 0.2, 0.4
+	loadWindow        = 100 * time.Millisecond
 )
 
 // recycle returns a written queue for reuse, emptied, or nil when it is
@@ -75,8 +85,8 @@ func recycle(frames [][]byte) [][]byte {
 	return frames[:0]
 }
 
-func newFlusher(delay time.Duration) *flusher {
-	f := &flusher{delay: delay, wake: make(chan struct{}, 1)}
+func newFlusher(delay, maxDelay time.Duration) *flusher {
+	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1)}
 	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
 	return f
 }
@@ -99,9 +109,16 @@ func (f *flusher) add(c *conn) {
 // run goes round the waiting connections until none is left.
 func (f *flusher) run() {
 	for {
+		f.mu.Lock()
+		if len(f.ready) == 0 {
+			f.stopLocked()
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
 		if f.delay > 0 {
 			for {
-				wait := f.delay - time.Since(f.last)
+				wait := f.period() - time.Since(f.last)
 				if wait <= 0 || !f.sleep(wait) {
 					break
 				}
@@ -109,14 +126,11 @@ func (f *flusher) run() {
 					return
 				}
 			}
-			f.last = time.Now()
+			now := time.Now()
+			f.load(now)
+			f.last = now
 		}
 		f.mu.Lock()
-		if len(f.ready) == 0 {
-			f.stopLocked()
-			f.mu.Unlock()
-			return
-		}
 		f.batch, f.ready = f.ready, f.batch[:0]
 		f.mu.Unlock()
 		for i, c := range f.batch {
@@ -128,11 +142,40 @@ func (f *flusher) run() {
 				runtime.Gosched()
 			}
 		}
+		if f.delay > 0 {
+			f.took = time.Since(f.last)
+		}
 	}
 }
 
+// load updates f.busy, the share of time the flusher spent in its rounds
+// lately, as a round starts at now: the previous round took f.took of the
+// time since it started. Each round weighs in by how long ago the
+// previous one started, so that the share covers about the last
+// loadWindow however often rounds run, and a round after a long pause
+// starts from a clean slate.
+func (f *flusher) load(now time.Time) {
+	since := now.Sub(f.last)
+	if f.last.IsZero() || since <= 0 {
+		return
+	}
+	w := min(1, float64(since)/float64(loadWindow))
+	f.busy += w * (min(1, float64(f.took)/float64(since)) - f.busy)
+}
+
+// period is how long the flusher keeps between the starts of two rounds:
+// the write delay while it is busy less than busyLow of the time, growing
+// in step with its load to the most it may hold broadcasts (maxDelay) at
+// busyHigh and above. A round written at a busy moment carries more frames
+// per write, which cuts the kernel's share of the work: the flusher gives
+// latency for throughput only when it is short of the latter.
+func (f *flusher) period() time.Duration {
+	x := min(1, max(0, (f.busy-busyLow)/(busyHigh-busyLow)))
+	return f.delay + time.Duration(x*float64(f.maxDelay-f.delay))
+}
+
 // stopLocked ends the goroutine's turn: nothing is waiting. The next
-// add starts another, which keeps to the delay since f.last.
+// add starts another, which keeps to the period since f.last.
 func (f *flusher) stopLocked() {
 	if cap(f.buf) > 1<<20 {
 		f.buf = nil // a huge buffer is left to the collector

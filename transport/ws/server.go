@@ -65,6 +65,14 @@ type Config struct {
 	// other connections keep waiting. Zero writes at once. A connection
 	// draining a backlog on its own writer is not delayed.
 	WriteDelay time.Duration
+	// MaxWriteDelay, when longer than WriteDelay, lets a busy flusher hold
+	// broadcasts back longer: once it spends over a fifth of its time
+	// writing, the least time between its rounds grows from WriteDelay in
+	// step with its load, to MaxWriteDelay at two fifths. Each write then
+	// carries more frames, so a loaded server spends less of its core in
+	// the kernel, for more latency; a lightly loaded one keeps WriteDelay.
+	// Zero, or no more than WriteDelay, keeps WriteDelay at any load.
+	MaxWriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
 	// sooner and hold less kernel memory. Zero keeps the kernel's default.
@@ -157,7 +165,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	// One flusher per processor: enough to keep every core writing, few
 	// enough that each one's rounds batch many frames per write.
 	for range runtime.GOMAXPROCS(0) {
-		s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay))
+		s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay))
 	}
 	s.upgrader = websocket.Upgrader{
 		// The read buffer is the connection's own (hijacker), so it can
