@@ -65,8 +65,8 @@ can be set by it.`,
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
-	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load; 0 writes at once (FAZT_WRITE_DELAY)")
-	f.DurationVar(&maxWriteDelay, "write-delay-max", envDuration("FAZT_WRITE_DELAY_MAX", defaultMaxWriteDelay), "under load, hold broadcasts back for up to this long instead of --write-delay: a connection writer busy for over a fifth of its time waits longer between rounds, in step with its load, so each socket write carries more frames; no more than --write-delay turns this off (FAZT_WRITE_DELAY_MAX)")
+	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")
+	f.DurationVar(&maxWriteDelay, "write-delay-max", envDuration("FAZT_WRITE_DELAY_MAX", defaultMaxWriteDelay), "under load, hold broadcasts back for up to this long instead of --write-delay: a connection writer that spent over a fifth of its time in rounds lately waits longer between them, in step with that share and as far as its writes already carry more than one broadcast each, so each socket write carries more frames; no more than --write-delay, or --write-delay 0, turns this off (FAZT_WRITE_DELAY_MAX)")
 	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd
@@ -84,12 +84,13 @@ const defaultWriteDelay = 2 * time.Millisecond
 // defaultMaxWriteDelay is how long a busy server holds broadcasts back
 // unless told otherwise. At 200,000 deliveries/s to 1,000 subscribers on
 // one pinned core, flushers that kept to 2 ms wrote 1.2 frames per
-// write(2) and the server used 67% of its core, for a p99 of 12.7 ms;
-// holding for up to 10 ms under load gave 2.0 frames per write, 51% and
-// a p99 of 16.6 ms, and raised unthrottled fan-out from 1.54 to 1.73
-// million deliveries/s. At a quarter of that rate, a publish every 20 ms,
-// each round still started at once (BENCHMARKS.md).
-const defaultMaxWriteDelay = 10 * time.Millisecond
+// write(2), used 67% of the core and gave a p99 of 12.7 ms; holding for
+// up to 8 ms under load wrote 1.7 frames per write, for 58% and a p99 of
+// 15.5 ms, and unthrottled fan-out rose by a tenth. 10 ms wrote 2.0, for
+// 52% and 16.6 ms, 12 ms 2.3, for 47% and 18.2 ms: past the p99 we aim
+// for (17 ms). At a quarter of that rate, a publish every 20 ms, each
+// round still starts at once (BENCHMARKS.md).
+const defaultMaxWriteDelay = 8 * time.Millisecond
 
 type serveOptions struct {
 	addr string

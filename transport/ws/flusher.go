@@ -49,7 +49,10 @@ type flusher struct {
 	buf     []byte
 	last    time.Time     // start of the previous round
 	took    time.Duration // how long the previous round took
-	busy    float64       // the share of its time the flusher spent writing lately (load)
+	frames  int           // broadcasts written in the current round (previous, between rounds)
+	writes  int           // the writes that carried them
+	busy    float64       // the share of its time the flusher spent in rounds lately (load)
+	perCall float64       // broadcasts per write lately (load), 1 or more
 	wbuf    []byte        // arguments and results of rawWrite
 	wn      int
 	werr    error
@@ -73,6 +76,9 @@ const (
 	// about loadWindow.
 	busyLow, busyHigh = 0.2, 0.4
 	loadWindow        = 100 * time.Millisecond
+	// ... as long as its writes carry more than one broadcast each, in
+	// step up to sharedCalls.
+	sharedCalls = 1.2
 )
 
 // recycle returns a written queue for reuse, emptied, or nil when it is
@@ -86,7 +92,7 @@ func recycle(frames [][]byte) [][]byte {
 }
 
 func newFlusher(delay, maxDelay time.Duration) *flusher {
-	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1)}
+	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), perCall: 1, wake: make(chan struct{}, 1)}
 	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
 	return f
 }
@@ -126,9 +132,7 @@ func (f *flusher) run() {
 					return
 				}
 			}
-			now := time.Now()
-			f.load(now)
-			f.last = now
+			f.beginRound(time.Now())
 		}
 		f.mu.Lock()
 		f.batch, f.ready = f.ready, f.batch[:0]
@@ -143,16 +147,30 @@ func (f *flusher) run() {
 			}
 		}
 		if f.delay > 0 {
-			f.took = time.Since(f.last)
+			f.endRound(time.Now())
 		}
 	}
 }
 
-// load updates f.busy, the share of time the flusher spent in its rounds
-// lately, as a round starts at now: the previous round took f.took of the
-// time since it started. Each round weighs in by how long ago the
-// previous one started, so that the share covers about the last
-// loadWindow however often rounds run, and a round after a long pause
+// beginRound records that a round starts at now: the previous one
+// weighs into the load, and the new one starts counting.
+func (f *flusher) beginRound(now time.Time) {
+	f.load(now)
+	f.last = now
+	f.frames, f.writes = 0, 0
+}
+
+// endRound records that the round ends at now.
+func (f *flusher) endRound(now time.Time) {
+	f.took = now.Sub(f.last)
+}
+
+// load updates the flusher's load as a round starts at now: f.busy, the
+// share of time it spent in its rounds lately (the previous round took
+// f.took of the time since it started), and f.perCall, the broadcasts
+// each of its writes carried. Each round weighs in by how long ago the
+// previous one started, so that both cover about the last loadWindow
+// however often rounds run; a round after a pause of loadWindow or more
 // starts from a clean slate.
 func (f *flusher) load(now time.Time) {
 	since := now.Sub(f.last)
@@ -161,17 +179,25 @@ func (f *flusher) load(now time.Time) {
 	}
 	w := min(1, float64(since)/float64(loadWindow))
 	f.busy += w * (min(1, float64(f.took)/float64(since)) - f.busy)
+	if f.writes > 0 {
+		f.perCall += w * (float64(f.frames)/float64(f.writes) - f.perCall)
+	}
 }
 
 // period is how long the flusher keeps between the starts of two rounds:
-// the write delay while it is busy less than busyLow of the time, growing
-// in step with its load to the most it may hold broadcasts (maxDelay) at
-// busyHigh and above. A round written at a busy moment carries more frames
-// per write, which cuts the kernel's share of the work: the flusher gives
-// latency for throughput only when it is short of the latter.
+// the write delay, unless the flusher is both busy and sharing writes.
+// The period grows in step with its load, from the write delay at busyLow
+// of its time to the most it may hold broadcasts (maxDelay) at busyHigh
+// and above; and in step with how many broadcasts its writes carry, from
+// none of the growth at one each to all of it at sharedCalls. A round
+// written at a busy moment carries more frames per write, which cuts the
+// kernel's share of the work; but where each connection gets a broadcast
+// now and then (many channels of few subscribers), waiting longer would
+// not put two in one write, and the flusher does not wait for nothing.
 func (f *flusher) period() time.Duration {
-	x := min(1, max(0, (f.busy-busyLow)/(busyHigh-busyLow)))
-	return f.delay + time.Duration(x*float64(f.maxDelay-f.delay))
+	busy := min(1, max(0, (f.busy-busyLow)/(busyHigh-busyLow)))
+	shared := min(1, max(0, (f.perCall-1)/(sharedCalls-1)))
+	return f.delay + time.Duration(busy*shared*float64(f.maxDelay-f.delay))
 }
 
 // stopLocked ends the goroutine's turn: nothing is waiting. The next
@@ -298,6 +324,8 @@ func (f *flusher) flush(c *conn) {
 	written := 0
 	if len(buf) > 0 {
 		c.srv.metrics.frames.Add(float64(n))
+		f.frames += n
+		f.writes++
 		c.srv.metrics.writes.Inc()
 		f.wbuf = buf
 		if err = c.rc.Write(f.writeFn); err == nil {

@@ -5,14 +5,19 @@ import (
 	"time"
 )
 
-// rounds feeds f n rounds, each starting every after the previous one's
-// start and taking took, as run would measure them, from start on; it
-// returns when the next round would start.
-func rounds(f *flusher, start time.Time, n int, every, took time.Duration) time.Time {
+// rounds feeds f n rounds as run records them: each starts every after
+// the previous one's start, from start on, takes took, and writes frames
+// broadcasts in writes calls. It returns when the next round would start.
+func rounds(t *testing.T, f *flusher, start time.Time, n int, every, took time.Duration, frames, writes int) time.Time {
+	t.Helper()
 	now := start
 	for range n {
-		f.load(now)
-		f.last, f.took = now, took
+		f.beginRound(now)
+		f.frames, f.writes = frames, writes
+		f.endRound(now.Add(took))
+		if f.busy < 0 || f.busy > 1 || f.perCall < 0 {
+			t.Fatalf("load out of range: busy %v, %v broadcasts per write", f.busy, f.perCall)
+		}
 		now = now.Add(every)
 	}
 	return now
@@ -20,9 +25,10 @@ func rounds(f *flusher, start time.Time, n int, every, took time.Duration) time.
 
 // TestFlusherHoldsLongerUnderLoad checks the write delay's response to
 // load: a flusher that spends little of its time writing keeps to the
-// write delay; one busy writing holds broadcasts back for up to the most
-// it may; the hold shrinks back once the load goes, and without a longer
-// most it never grows.
+// write delay; one busy writing, with writes that carry more than one
+// broadcast each, holds broadcasts back for up to the most it may; the
+// hold shrinks back once the load goes, and without a longer most it
+// never grows.
 func TestFlusherHoldsLongerUnderLoad(t *testing.T) {
 	const delay, most = 2 * time.Millisecond, 10 * time.Millisecond
 	f := newFlusher(delay, most)
@@ -31,8 +37,9 @@ func TestFlusherHoldsLongerUnderLoad(t *testing.T) {
 	}
 	now := time.Unix(1e9, 0)
 
-	// Rounds of 3 ms every 20 ms: busy 15% of the time.
-	now = rounds(f, now, 100, 20*time.Millisecond, 3*time.Millisecond)
+	// Rounds of 3 ms every 20 ms, two broadcasts per write: busy 15% of
+	// the time.
+	now = rounds(t, f, now, 100, 20*time.Millisecond, 3*time.Millisecond, 2000, 1000)
 	if p := f.period(); p != delay {
 		t.Fatalf("busy %.2f: %v between rounds, want the write delay %v", f.busy, p, delay)
 	}
@@ -41,7 +48,7 @@ func TestFlusherHoldsLongerUnderLoad(t *testing.T) {
 	// most, and stays there while the load lasts.
 	for range 100 {
 		p := f.period()
-		now = rounds(f, now, 1, p, p*6/10)
+		now = rounds(t, f, now, 1, p, p*6/10, 2000, 1000)
 	}
 	if p := f.period(); p != most {
 		t.Fatalf("busy %.2f: %v between rounds, want the most, %v", f.busy, p, most)
@@ -49,21 +56,33 @@ func TestFlusherHoldsLongerUnderLoad(t *testing.T) {
 
 	// Halfway between a fifth and two fifths busy: halfway between the
 	// two delays.
-	now = rounds(f, now, 100, 10*time.Millisecond, 3*time.Millisecond)
+	now = rounds(t, f, now, 100, 10*time.Millisecond, 3*time.Millisecond, 2000, 1000)
 	if p, want := f.period(), (delay+most)/2; p < want-time.Millisecond/10 || p > want+time.Millisecond/10 {
 		t.Fatalf("busy %.2f: %v between rounds, want about %v", f.busy, p, want)
 	}
 
+	// As busy, but each write carries one broadcast (a connection gets
+	// one now and then): waiting would not share writes, so it does not
+	// wait. At 1.1 broadcasts per write, half the growth.
+	now = rounds(t, f, now, 100, 10*time.Millisecond, 6*time.Millisecond, 1000, 1000)
+	if p := f.period(); p > delay+time.Millisecond/100 {
+		t.Fatalf("busy %.2f, %.2f broadcasts per write: %v between rounds, want %v", f.busy, f.perCall, p, delay)
+	}
+	now = rounds(t, f, now, 100, 10*time.Millisecond, 6*time.Millisecond, 1100, 1000)
+	if p, want := f.period(), (delay+most)/2; p < want-time.Millisecond/10 || p > want+time.Millisecond/10 {
+		t.Fatalf("busy %.2f, %.2f broadcasts per write: %v between rounds, want about %v", f.busy, f.perCall, p, want)
+	}
+
 	// A round after a pause of a second: the load is gone, and so is the
 	// longer hold, at once.
-	now = rounds(f, now.Add(time.Second), 1, 20*time.Millisecond, 3*time.Millisecond)
+	now = rounds(t, f, now.Add(time.Second), 1, 20*time.Millisecond, 3*time.Millisecond, 2000, 1000)
 	if p := f.period(); p != delay {
 		t.Fatalf("after a pause, busy %.2f: %v between rounds, want %v", f.busy, p, delay)
 	}
 
 	// A most no longer than the write delay: the write delay at any load.
 	g := newFlusher(delay, 0)
-	rounds(g, now, 100, delay, delay)
+	rounds(t, g, now, 100, delay, delay, 2000, 1000)
 	if p := g.period(); p != delay {
 		t.Fatalf("without a longer most, busy %.2f: %v between rounds, want %v", g.busy, p, delay)
 	}

@@ -59,19 +59,27 @@ type Config struct {
 	// WriteDelay, when set, lets each flusher start a round at most once
 	// per this long, so that broadcasts queued meanwhile for a connection
 	// share one socket write: more throughput per core for up to that much
-	// added latency. A flusher idle for longer starts at once. A reply to
+	// added latency (up to MaxWriteDelay under load). A flusher idle for
+	// longer starts at once. A reply to
 	// a request, a pong or a closing connection is written at once, with
 	// what its connection had queued, outside the rounds; the flusher's
 	// other connections keep waiting. Zero writes at once. A connection
 	// draining a backlog on its own writer is not delayed.
 	WriteDelay time.Duration
 	// MaxWriteDelay, when longer than WriteDelay, lets a busy flusher hold
-	// broadcasts back longer: once it spends over a fifth of its time
-	// writing, the least time between its rounds grows from WriteDelay in
-	// step with its load, to MaxWriteDelay at two fifths. Each write then
-	// carries more frames, so a loaded server spends less of its core in
-	// the kernel, for more latency; a lightly loaded one keeps WriteDelay.
-	// Zero, or no more than WriteDelay, keeps WriteDelay at any load.
+	// broadcasts back longer. Over the last 100 ms or so, a flusher
+	// measures its load (the share of the time it spent in rounds) and how
+	// many broadcasts its writes carried. Once it spends over a fifth of
+	// its time in rounds, the least time between their starts grows from
+	// WriteDelay in step with that share, to MaxWriteDelay at two fifths,
+	// scaled by how far its writes already carry more than one broadcast
+	// each (not at all at one, fully from 1.2): waiting puts more frames in
+	// each write, so a loaded server spends less of its core in the
+	// kernel, for more latency; where connections get a broadcast now and
+	// then, waiting would share nothing and the flusher does not wait. A
+	// lightly loaded flusher keeps WriteDelay. Zero, or no more than
+	// WriteDelay, keeps WriteDelay at any load; a zero WriteDelay writes
+	// at once whatever this is.
 	MaxWriteDelay time.Duration
 	// SocketSendBuffer, when set, sizes each connection's kernel send
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
