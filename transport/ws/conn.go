@@ -32,16 +32,19 @@ import (
 // connection holds no goroutine; the heartbeat is a timer.
 // It is the connection's projections.Sink.
 type conn struct {
-	srv    *Server
-	ws     *websocket.Conn
-	br     *bufio.Reader // ws's read buffer; nil when unknown (no parking)
-	raw    net.Conn
-	rc     syscall.RawConn // nil when raw has no file descriptor
-	fl     *flusher
-	app    *apps.App
-	client domain.Client
-	ctx    context.Context
-	cancel context.CancelFunc
+	srv *Server
+	ws  *websocket.Conn
+	br  *bufio.Reader // ws's read buffer; nil when unknown (no parking)
+	raw net.Conn
+	rc  syscall.RawConn // nil when raw has no file descriptor
+	fl  *flusher
+	// lastRound is when the round that last wrote for c started (unix
+	// nanoseconds); owned by fl's running goroutine.
+	lastRound int64
+	app       *apps.App
+	client    domain.Client
+	ctx       context.Context
+	cancel    context.CancelFunc
 
 	mu        sync.Mutex
 	queue     [][]byte

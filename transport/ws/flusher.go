@@ -48,11 +48,12 @@ type flusher struct {
 	urgent  []*conn
 	buf     []byte
 	last    time.Time     // start of the previous round
+	round   int64         // last in unix nanoseconds; 0 before the first round
 	took    time.Duration // how long the previous round took
-	frames  int           // broadcasts written in the current round (previous, between rounds)
-	writes  int           // the writes that carried them
+	writes  int           // writes of broadcasts in the current round (the previous, between rounds)
+	repeats int           // of those, to connections written for by a round that started lately (load)
 	busy    float64       // the share of its time the flusher spent in rounds lately (load)
-	perCall float64       // broadcasts per write lately (load), 1 or more
+	repeat  float64       // the share of its writes lately that were repeats (load)
 	wbuf    []byte        // arguments and results of rawWrite
 	wn      int
 	werr    error
@@ -76,9 +77,11 @@ const (
 	// about loadWindow.
 	busyLow, busyHigh = 0.2, 0.4
 	loadWindow        = 100 * time.Millisecond
-	// ... as long as its writes carry more than one broadcast each, in
-	// step up to sharedCalls.
-	sharedCalls = 1.2
+	// ... as far as its writes go to connections that it wrote for
+	// lately, in step up to repeatFull of them. Lately is within half as
+	// long again as the most it may hold: rounds that keep to that most,
+	// start to start, run over it by a little.
+	repeatFull = 0.5
 )
 
 // recycle returns a written queue for reuse, emptied, or nil when it is
@@ -92,7 +95,7 @@ func recycle(frames [][]byte) [][]byte {
 }
 
 func newFlusher(delay, maxDelay time.Duration) *flusher {
-	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), perCall: 1, wake: make(chan struct{}, 1)}
+	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1)}
 	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
 	return f
 }
@@ -156,8 +159,8 @@ func (f *flusher) run() {
 // weighs into the load, and the new one starts counting.
 func (f *flusher) beginRound(now time.Time) {
 	f.load(now)
-	f.last = now
-	f.frames, f.writes = 0, 0
+	f.last, f.round = now, now.UnixNano()
+	f.writes, f.repeats = 0, 0
 }
 
 // endRound records that the round ends at now.
@@ -167,11 +170,14 @@ func (f *flusher) endRound(now time.Time) {
 
 // load updates the flusher's load as a round starts at now: f.busy, the
 // share of time it spent in its rounds lately (the previous round took
-// f.took of the time since it started), and f.perCall, the broadcasts
-// each of its writes carried. Each round weighs in by how long ago the
-// previous one started, so that both cover about the last loadWindow
-// however often rounds run; a round after a pause of loadWindow or more
-// starts from a clean slate.
+// f.took of the time since it started), and f.repeat, the share of its
+// writes of broadcasts that went to a connection it had written
+// broadcasts for in a round started lately (within 1.5 maxDelay before):
+// connections that holding broadcasts for up to maxDelay would give two
+// frames in one write. Each round weighs in by how long ago the previous
+// one started, so that both cover about the last loadWindow however often
+// rounds run; a round after a pause of loadWindow or more starts from a
+// clean slate.
 func (f *flusher) load(now time.Time) {
 	since := now.Sub(f.last)
 	if f.last.IsZero() || since <= 0 {
@@ -180,23 +186,24 @@ func (f *flusher) load(now time.Time) {
 	w := min(1, float64(since)/float64(loadWindow))
 	f.busy += w * (min(1, float64(f.took)/float64(since)) - f.busy)
 	if f.writes > 0 {
-		f.perCall += w * (float64(f.frames)/float64(f.writes) - f.perCall)
+		f.repeat += w * (float64(f.repeats)/float64(f.writes) - f.repeat)
 	}
 }
 
 // period is how long the flusher keeps between the starts of two rounds:
-// the write delay, unless the flusher is both busy and sharing writes.
-// The period grows in step with its load, from the write delay at busyLow
-// of its time to the most it may hold broadcasts (maxDelay) at busyHigh
-// and above; and in step with how many broadcasts its writes carry, from
-// none of the growth at one each to all of it at sharedCalls. A round
+// the write delay, unless the flusher is both busy and writing for the
+// same connections again and again. The period grows in step with its
+// load, from the write delay at busyLow of its time to the most it may
+// hold broadcasts (maxDelay) at busyHigh and above; and in step with its
+// repeats, from none of the growth when no write goes to a connection it
+// wrote for lately to all of it from repeatFull of them. A round
 // written at a busy moment carries more frames per write, which cuts the
 // kernel's share of the work; but where each connection gets a broadcast
-// now and then (many channels of few subscribers), waiting longer would
-// not put two in one write, and the flusher does not wait for nothing.
+// now and then (many channels of few subscribers), waiting would not put
+// two in one write, and the flusher does not wait for nothing.
 func (f *flusher) period() time.Duration {
 	busy := min(1, max(0, (f.busy-busyLow)/(busyHigh-busyLow)))
-	shared := min(1, max(0, (f.perCall-1)/(sharedCalls-1)))
+	shared := min(1, f.repeat/repeatFull)
 	return f.delay + time.Duration(busy*shared*float64(f.maxDelay-f.delay))
 }
 
@@ -305,7 +312,7 @@ func (f *flusher) flush(c *conn) {
 	}
 	frames, pong, prefix := c.queue, c.pong, c.hc.handshake
 	c.queue, c.pong, c.hc.handshake = c.spare[:0], nil, nil
-	c.urgent.Store(false)
+	urgent := c.urgent.Swap(false)
 	c.mu.Unlock()
 
 	buf := append(f.buf[:0], prefix...)
@@ -324,8 +331,14 @@ func (f *flusher) flush(c *conn) {
 	written := 0
 	if len(buf) > 0 {
 		c.srv.metrics.frames.Add(float64(n))
-		f.frames += n
-		f.writes++
+		if n > 0 && !urgent && f.round != 0 {
+			// Broadcasts only: replies are never held.
+			f.writes++
+			if c.lastRound != 0 && f.round-c.lastRound <= int64(f.maxDelay)*3/2 {
+				f.repeats++
+			}
+			c.lastRound = f.round
+		}
 		c.srv.metrics.writes.Inc()
 		f.wbuf = buf
 		if err = c.rc.Write(f.writeFn); err == nil {

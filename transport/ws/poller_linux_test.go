@@ -42,6 +42,13 @@ func startTestServer(t *testing.T) *testServer {
 // Store that wrap makes of the log (the log itself when wrap is nil).
 func startTestServerWith(t *testing.T, wrap func(*events.Log) Store) *testServer {
 	t.Helper()
+	return startTestServerConfig(t, Config{}, wrap)
+}
+
+// startTestServerConfig is startTestServerWith with the server's Config
+// (its Logger is set here).
+func startTestServerConfig(t *testing.T, cfg Config, wrap func(*events.Log) Store) *testServer {
+	t.Helper()
 	pl := newReadPoller()
 	if pl == nil {
 		t.Skip("epoll is not available")
@@ -72,7 +79,8 @@ func startTestServerWith(t *testing.T, wrap func(*events.Log) Store) *testServer
 	if wrap != nil {
 		store = wrap(lg)
 	}
-	srv := NewServer(Config{Logger: quiet}, store, members, apps.NewRegistry(t.TempDir()), nil)
+	cfg.Logger = quiet
+	srv := NewServer(cfg, store, members, apps.NewRegistry(t.TempDir()), nil)
 	srv.poller = func() *readPoller { return pl }
 	ts := &testServer{t: t, log: lg, members: members, srv: srv, http: httptest.NewServer(srv), pl: pl}
 	t.Cleanup(func() {

@@ -68,12 +68,13 @@ type Config struct {
 	WriteDelay time.Duration
 	// MaxWriteDelay, when longer than WriteDelay, lets a busy flusher hold
 	// broadcasts back longer. Over the last 100 ms or so, a flusher
-	// measures its load (the share of the time it spent in rounds) and how
-	// many broadcasts its writes carried. Once it spends over a fifth of
-	// its time in rounds, the least time between their starts grows from
-	// WriteDelay in step with that share, to MaxWriteDelay at two fifths,
-	// scaled by how far its writes already carry more than one broadcast
-	// each (not at all at one, fully from 1.2): waiting puts more frames in
+	// measures its load (the share of the time it spent in rounds) and the
+	// share of its writes of broadcasts that went to connections it had
+	// written broadcasts for lately (within 1.5 MaxWriteDelay). Once it
+	// spends over a fifth of its time in rounds, the least time between
+	// their starts grows from WriteDelay in step with that share, to
+	// MaxWriteDelay at two fifths, scaled by those repeats (not at all
+	// with none, fully from half the writes): waiting puts more frames in
 	// each write, so a loaded server spends less of its core in the
 	// kernel, for more latency; where connections get a broadcast now and
 	// then, waiting would share nothing and the flusher does not wait. A
