@@ -87,9 +87,9 @@ const defaultWriteDelay = 2 * time.Millisecond
 // write(2), used 67% of the core and gave a p99 of 12.7 ms; holding for
 // up to 8 ms under load wrote 1.7 frames per write, for 58% and a p99 of
 // 15.5 ms, and unthrottled fan-out rose by a tenth. 10 ms wrote 2.0, for
-// 52% and 16.6 ms, 12 ms 2.3, for 47% and 18.2 ms: past the p99 we aim
-// for (17 ms). At a quarter of that rate, a publish every 20 ms, each
-// round still starts at once (BENCHMARKS.md).
+// 52% and 16.6 to 17.7 ms, 12 ms 2.3, for 47% and 18.2 ms: at or past the
+// p99 we aim for (17 ms). At a quarter of that rate, a publish every
+// 20 ms, its p99 did not move (BENCHMARKS.md).
 const defaultMaxWriteDelay = 8 * time.Millisecond
 
 type serveOptions struct {
