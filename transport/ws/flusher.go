@@ -71,7 +71,7 @@ const (
 	// thousands, which an idle connection should not hold on to.
 	keepQueue = 64
 
-	// A flusher busy writing for more than busyLow of its time holds
+	// A flusher that spends more than busyLow of its time in rounds holds
 	// broadcasts back longer than the write delay, up to the most it may
 	// (Config.MaxWriteDelay) from busyHigh; its load is measured over
 	// about loadWindow.
