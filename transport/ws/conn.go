@@ -357,7 +357,16 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 // writes the disconnect and close frames and closes the socket.
 func (c *conn) write(pending *[]byte) {
 	if pending != nil {
+		// The rest of a flush that the socket did not take at once, which
+		// may hold part of the held handshake.
+		held := !c.hc.out.Load()
+		if held {
+			c.hc.sending()
+		}
 		err := c.writeBuf(*pending, 0, false)
+		if held {
+			c.hc.sent(err == nil)
+		}
 		if cap(*pending) <= 1<<20 {
 			bufs.Put(pending)
 		}
@@ -365,9 +374,6 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		// The rest of a flush that the socket did not take at once, which
-		// may have been part of the held handshake.
-		c.hc.out.Store(true)
 		signal(c.drained)
 	}
 	for {
@@ -432,7 +438,13 @@ func (c *conn) write(pending *[]byte) {
 			buf = appendFrameHeader(buf, opClose, len(body))
 			buf = append(buf, body...)
 		}
+		if prefix != nil {
+			c.hc.sending()
+		}
 		err := c.writeBuf(buf, n, !closing || flush)
+		if prefix != nil {
+			c.hc.sent(err == nil)
+		}
 		if cap(buf) <= 1<<20 { // a huge buffer is left to the collector
 			*bp = buf
 			bufs.Put(bp)
@@ -440,9 +452,6 @@ func (c *conn) write(pending *[]byte) {
 		if err != nil {
 			c.writeFailed(err)
 			return
-		}
-		if prefix != nil {
-			c.hc.out.Store(true)
 		}
 		signal(c.drained)
 		if closing {

@@ -149,6 +149,57 @@ func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
 	}
 }
 
+// A write of gorilla's made while a writer is sending the handshake (the
+// client answered the 101 before the writer marked it out) waits for that
+// write and follows it, rather than being dropped.
+func TestHeldConnWriteWaitsForTheHandshakeBeingSent(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	hc := &heldConn{Conn: server}
+	got := make(chan string, 4)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := client.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	hc.Write([]byte("HTTP/1.1 101"))
+	hc.sending()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := hc.Write([]byte("close 1002")); err != nil {
+			t.Error(err)
+		}
+	}()
+	// The write must wait: give it time to go wrong. (Correct code never
+	// gets past the lock here, so this cannot fail it.)
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("a write while the handshake was being sent did not wait for it")
+	default:
+	}
+	if _, err := server.Write(hc.handshake); err != nil {
+		t.Fatal(err)
+	}
+	hc.sent(true)
+	<-done
+	server.Close()
+	var all []string
+	for s := range got {
+		all = append(all, s)
+	}
+	if strings.Join(all, "|") != "HTTP/1.1 101|close 1002" {
+		t.Fatalf("the socket got %q; want the handshake, then the write that waited", all)
+	}
+}
+
 // Once the held handshake is out, gorilla's own answer to a frame it
 // cannot read (a close, 1002) reaches the client: the writers mark the
 // handshake written.

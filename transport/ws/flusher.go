@@ -340,6 +340,9 @@ func (f *flusher) flush(c *conn) {
 			c.lastRound = f.round
 		}
 		c.srv.metrics.writes.Inc()
+		if prefix != nil {
+			c.hc.sending()
+		}
 		f.wbuf = buf
 		if err = c.rc.Write(f.writeFn); err == nil {
 			written, err = f.wn, f.werr
@@ -347,8 +350,8 @@ func (f *flusher) flush(c *conn) {
 		f.wbuf = nil
 	}
 
-	if prefix != nil && written >= len(prefix) {
-		c.hc.out.Store(true)
+	if prefix != nil {
+		c.hc.sent(written >= len(prefix))
 	}
 	c.mu.Lock()
 	c.spare = recycle(frames)

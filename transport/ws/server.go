@@ -268,8 +268,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		}
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		hj.held.sending()
 		hj.nc.Write(hj.held.handshake)
-		hj.held.out.Store(true)
+		hj.held.sent(true)
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
 		if committed {
@@ -364,6 +365,22 @@ type heldConn struct {
 	// connection's lock (conn.mu), and sends it before any frame.
 	handshake []byte
 	out       atomic.Bool // the handshake has been written
+	// mu is held by a writer from before it writes the handshake until out
+	// says whether it went out, so that a write of gorilla's racing it
+	// (the client answered the 101 at once) waits and follows it rather
+	// than being dropped.
+	mu sync.Mutex
+}
+
+// sending is called by a writer about to write the handshake; sent, once
+// the write returned, with whether all of it went out.
+func (c *heldConn) sending() { c.mu.Lock() }
+
+func (c *heldConn) sent(all bool) {
+	if all {
+		c.out.Store(true)
+	}
+	c.mu.Unlock()
 }
 
 // SetWriteDeadline is gorilla's, around its writes: ignored while they
@@ -383,7 +400,13 @@ func (c *heldConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if !c.out.Load() {
-		return len(p), nil
+		// A writer may be sending the handshake: wait for it.
+		c.mu.Lock()
+		out := c.out.Load()
+		c.mu.Unlock()
+		if !out {
+			return len(p), nil
+		}
 	}
 	return c.Conn.Write(p)
 }
