@@ -60,11 +60,11 @@ type Config struct {
 	// per this long, so that broadcasts queued meanwhile for a connection
 	// share one socket write: more throughput per core for up to that much
 	// added latency (up to MaxWriteDelay under load). A flusher idle for
-	// longer starts at once. A reply to
-	// a request, a pong or a closing connection is written at once, with
-	// what its connection had queued, outside the rounds; the flusher's
-	// other connections keep waiting. Zero writes at once. A connection
-	// draining a backlog on its own writer is not delayed.
+	// longer starts at once. A reply to a request, a pong or a closing
+	// connection is written at once, with what its connection had queued,
+	// outside the rounds; the flusher's other connections keep waiting.
+	// Zero writes at once. A connection draining a backlog on its own
+	// writer is not delayed.
 	WriteDelay time.Duration
 	// MaxWriteDelay, when longer than WriteDelay, lets a busy flusher hold
 	// broadcasts back longer. Over the last 100 ms or so, a flusher
