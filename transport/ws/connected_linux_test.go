@@ -107,14 +107,11 @@ func TestUpgradeAnswerAndConnectedShareAWrite(t *testing.T) {
 	}
 }
 
-// The upgrader's first write, the handshake, is held for `connected`; a
-// later one (gorilla's close for a frame it cannot read) is dropped while
-// the handshake is not out, so that nothing reaches the client before the
-// 101, and goes to the socket once it is.
-func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
+// heldPipe returns a heldConn over one end of a pipe, and socket, which
+// closes it and returns what reached the other end, read by read.
+func heldPipe(t *testing.T) (hc *heldConn, socket func() []string) {
 	server, client := net.Pipe()
-	defer client.Close()
-	hc := &heldConn{Conn: server}
+	t.Cleanup(func() { client.Close() })
 	got := make(chan string, 4)
 	go func() {
 		buf := make([]byte, 64)
@@ -127,6 +124,22 @@ func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
 			got <- string(buf[:n])
 		}
 	}()
+	return &heldConn{Conn: server}, func() []string {
+		server.Close()
+		var all []string
+		for s := range got {
+			all = append(all, s)
+		}
+		return all
+	}
+}
+
+// The upgrader's first write, the handshake, is held for `connected`; a
+// later one (gorilla's close for a frame it cannot read) is dropped while
+// the handshake is not out, so that nothing reaches the client before the
+// 101, and goes to the socket once it is.
+func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
+	hc, socket := heldPipe(t)
 	for _, w := range []string{"HTTP/1.1 101", "early close"} {
 		if n, err := hc.Write([]byte(w)); n != len(w) || err != nil {
 			t.Fatalf("write %q: %d, %v", w, n, err)
@@ -139,12 +152,7 @@ func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
 	if _, err := hc.Write([]byte("late close")); err != nil {
 		t.Fatal(err)
 	}
-	server.Close()
-	var all []string
-	for s := range got {
-		all = append(all, s)
-	}
-	if strings.Join(all, "") != "late close" {
+	if all := socket(); strings.Join(all, "") != "late close" {
 		t.Fatalf("the socket got %q; want only the write made once the handshake was out", all)
 	}
 }
@@ -153,21 +161,7 @@ func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
 // client answered the 101 before the writer marked it out) waits for that
 // write and follows it, rather than being dropped.
 func TestHeldConnWriteWaitsForTheHandshakeBeingSent(t *testing.T) {
-	server, client := net.Pipe()
-	defer client.Close()
-	hc := &heldConn{Conn: server}
-	got := make(chan string, 4)
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, err := client.Read(buf)
-			if err != nil {
-				close(got)
-				return
-			}
-			got <- string(buf[:n])
-		}
-	}()
+	hc, socket := heldPipe(t)
 	hc.Write([]byte("HTTP/1.1 101"))
 	hc.sending()
 	done := make(chan struct{})
@@ -185,17 +179,12 @@ func TestHeldConnWriteWaitsForTheHandshakeBeingSent(t *testing.T) {
 		t.Fatal("a write while the handshake was being sent did not wait for it")
 	default:
 	}
-	if _, err := server.Write(hc.handshake); err != nil {
+	if _, err := hc.Conn.Write(hc.handshake); err != nil {
 		t.Fatal(err)
 	}
 	hc.sent(true)
 	<-done
-	server.Close()
-	var all []string
-	for s := range got {
-		all = append(all, s)
-	}
-	if strings.Join(all, "|") != "HTTP/1.1 101|close 1002" {
+	if all := socket(); strings.Join(all, "|") != "HTTP/1.1 101|close 1002" {
 		t.Fatalf("the socket got %q; want the handshake, then the write that waited", all)
 	}
 }
