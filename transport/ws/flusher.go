@@ -48,7 +48,6 @@ type flusher struct {
 	urgent  []*conn
 	buf     []byte
 	last    time.Time     // start of the previous round
-	round   int64         // last in unix nanoseconds; 0 before the first round
 	took    time.Duration // how long the previous round took
 	writes  int           // writes of broadcasts in the current round (the previous, between rounds)
 	repeats int           // of those, to connections written for by a round that started lately (load)
@@ -159,7 +158,7 @@ func (f *flusher) run() {
 // weighs into the load, and the new one starts counting.
 func (f *flusher) beginRound(now time.Time) {
 	f.load(now)
-	f.last, f.round = now, now.UnixNano()
+	f.last = now
 	f.writes, f.repeats = 0, 0
 }
 
@@ -331,13 +330,14 @@ func (f *flusher) flush(c *conn) {
 	written := 0
 	if len(buf) > 0 {
 		c.srv.metrics.frames.Add(float64(n))
-		if n > 0 && !urgent && f.round != 0 {
+		if n > 0 && !urgent && !f.last.IsZero() {
 			// Broadcasts only: replies are never held.
+			round := f.last.UnixNano()
 			f.writes++
-			if c.lastRound != 0 && f.round-c.lastRound <= int64(f.maxDelay)*3/2 {
+			if c.lastRound != 0 && round-c.lastRound <= int64(f.maxDelay)*3/2 {
 				f.repeats++
 			}
-			c.lastRound = f.round
+			c.lastRound = round
 		}
 		c.srv.metrics.writes.Inc()
 		if prefix != nil {

@@ -383,11 +383,22 @@ func (c *heldConn) sent(all bool) {
 	c.mu.Unlock()
 }
 
+// isOut reports whether the handshake is out, waiting for a writer that
+// is sending it.
+func (c *heldConn) isOut() bool {
+	if c.out.Load() {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.Load()
+}
+
 // SetWriteDeadline is gorilla's, around its writes: ignored while they
 // are dropped, so that a dropped write does not leave its deadline on the
 // socket that the connection's writers use.
 func (c *heldConn) SetWriteDeadline(t time.Time) error {
-	if !c.out.Load() {
+	if !c.isOut() {
 		return nil
 	}
 	return c.Conn.SetWriteDeadline(t)
@@ -399,14 +410,8 @@ func (c *heldConn) Write(p []byte) (int, error) {
 		c.handshake = append([]byte(nil), p...)
 		return len(p), nil
 	}
-	if !c.out.Load() {
-		// A writer may be sending the handshake: wait for it.
-		c.mu.Lock()
-		out := c.out.Load()
-		c.mu.Unlock()
-		if !out {
-			return len(p), nil
-		}
+	if !c.isOut() {
+		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
