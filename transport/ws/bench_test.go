@@ -87,3 +87,22 @@ func BenchmarkCoalescedWrite(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeRequest parses client frames: a subscribe, as every
+// connection sends, and a publish with an object of data.
+func BenchmarkDecodeRequest(b *testing.B) {
+	for _, tc := range []struct{ name, frame string }{
+		{"subscribe", `{"type":"subscribe","channel":"room-12345","offset":0,"id":1}`},
+		{"publish", `{"type":"publish","channel":"room-12345","data":{"text":"hello, world","n":12345},"id":"p7"}`},
+	} {
+		body := []byte(tc.frame)
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := decodeRequest(body, 32); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -24,7 +24,19 @@ type request struct {
 // decodeRequest parses one client frame. On error it still returns the
 // request's id when one could be read, so that the error can echo it. It
 // never panics, whatever the input (see FuzzDecodeRequest).
-func decodeRequest(body []byte, maxDepth int) (req request, err error) {
+func decodeRequest(body []byte, maxDepth int) (request, error) {
+	// The frames clients send most take the plain path; its result is
+	// decodeJSON's (FuzzDecodeRequest compares them). The object itself is
+	// one level, and its other values are flat.
+	var req request
+	if maxDepth >= 1 && decodePlain(body, &req) && domain.CheckDepth(req.Data, maxDepth-1) == nil {
+		return checked(req)
+	}
+	return decodeJSON(body, maxDepth)
+}
+
+// decodeJSON is decodeRequest for any frame, through encoding/json.
+func decodeJSON(body []byte, maxDepth int) (req request, err error) {
 	if err := domain.CheckDepth(body, maxDepth); err != nil {
 		return request{ID: peekID(body)}, err
 	}
@@ -37,6 +49,12 @@ func decodeRequest(body []byte, maxDepth int) (req request, err error) {
 		}
 		return request{ID: peekID(body)}, domain.Errorf(domain.CodeBadRequest, "malformed frame: %s", msg)
 	}
+	return checked(req)
+}
+
+// checked checks what JSON alone does not: the id's kind and the type's
+// presence.
+func checked(req request) (request, error) {
 	if !validID(req.ID) {
 		return request{}, domain.Errorf(domain.CodeBadRequest, "id must be a number or a string")
 	}
@@ -65,4 +83,225 @@ func validID(id json.RawMessage) bool {
 	}
 	_, err := strconv.ParseFloat(string(id), 64)
 	return err == nil
+}
+
+// decodePlain decodes the frames clients send most without reflection: an
+// object whose keys are the request's own, spelled exactly, with strings
+// of printable ASCII and no escapes, whole numbers for offsets and ids,
+// and data that is an object, an array or a string. For anything else it
+// reports false, leaving req partly set, and json.Unmarshal decodes or
+// refuses the frame. What it accepts it decodes as Unmarshal would.
+func decodePlain(b []byte, req *request) bool {
+	p := plainScanner{b: b}
+	if !p.next('{') {
+		return false
+	}
+	if p.next('}') {
+		return p.end()
+	}
+	for {
+		key, ok := p.str()
+		if !ok || !p.next(':') {
+			return false
+		}
+		p.space()
+		switch string(key) {
+		case "type":
+			req.Type, ok = p.text()
+		case "channel":
+			req.Channel, ok = p.text()
+		case "epoch":
+			req.Epoch, ok = p.text()
+		case "token":
+			req.Token, ok = p.text()
+		case "offset":
+			req.Offset, ok = p.int()
+		case "last":
+			req.Last, ok = p.int()
+		case "since":
+			req.Since, ok = p.int()
+		case "id":
+			req.ID, ok = p.id()
+		case "data":
+			req.Data, ok = p.data()
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		if p.next('}') {
+			return p.end()
+		}
+		if !p.next(',') {
+			return false
+		}
+	}
+}
+
+// plainScanner reads decodePlain's subset of JSON; each method reports
+// false where the input leaves that subset.
+type plainScanner struct {
+	b []byte
+	i int
+}
+
+func (p *plainScanner) space() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips white space and then c, if c is next.
+func (p *plainScanner) next(c byte) bool {
+	p.space()
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// end reports whether only white space is left.
+func (p *plainScanner) end() bool {
+	p.space()
+	return p.i == len(p.b)
+}
+
+// str reads a string of printable ASCII without escapes, after white
+// space, and returns its contents.
+func (p *plainScanner) str() ([]byte, bool) {
+	if !p.next('"') {
+		return nil, false
+	}
+	for j := p.i; j < len(p.b); j++ {
+		switch c := p.b[j]; {
+		case c == '"':
+			s := p.b[p.i:j]
+			p.i = j + 1
+			return s, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+func (p *plainScanner) text() (string, bool) {
+	s, ok := p.str()
+	return string(s), ok
+}
+
+// number reads the digits of a whole number, at most 18 so that it cannot
+// overflow an int64, and returns its text. A fraction or an exponent
+// after them is not a value's end, which decodePlain then refuses.
+func (p *plainScanner) number() ([]byte, bool) {
+	j := p.i
+	if j < len(p.b) && p.b[j] == '-' {
+		j++
+	}
+	digits := j
+	for j < len(p.b) && p.b[j] >= '0' && p.b[j] <= '9' {
+		j++
+	}
+	n := j - digits
+	if n == 0 || n > 18 || (p.b[digits] == '0' && n > 1) {
+		return nil, false
+	}
+	s := p.b[p.i:j]
+	p.i = j
+	return s, true
+}
+
+func (p *plainScanner) int() (*int64, bool) {
+	s, ok := p.number()
+	if !ok {
+		return nil, false
+	}
+	var v int64
+	for _, c := range s {
+		if c != '-' {
+			v = v*10 + int64(c-'0')
+		}
+	}
+	if s[0] == '-' {
+		v = -v
+	}
+	return &v, true
+}
+
+// id reads a plain string or a whole number, and returns a copy of its
+// JSON text.
+func (p *plainScanner) id() (json.RawMessage, bool) {
+	start := p.i
+	var ok bool
+	if p.i < len(p.b) && p.b[p.i] == '"' {
+		_, ok = p.str()
+	} else {
+		_, ok = p.number()
+	}
+	if !ok {
+		return nil, false
+	}
+	return append(json.RawMessage(nil), p.b[start:p.i]...), true
+}
+
+// data reads an object, an array or a string, checked by json.Valid, and
+// returns a copy of its JSON text.
+func (p *plainScanner) data() (json.RawMessage, bool) {
+	if p.i == len(p.b) {
+		return nil, false
+	}
+	start, depth, inString, escaped := p.i, 0, false, false
+	switch p.b[p.i] {
+	case '{', '[':
+	case '"':
+		inString = true
+		p.i++
+	default:
+		return nil, false
+	}
+	for ; p.i < len(p.b); p.i++ {
+		c := p.b[p.i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+				if depth == 0 {
+					p.i++
+					return validRaw(p.b[start:p.i])
+				}
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				p.i++
+				return validRaw(p.b[start:p.i])
+			}
+		}
+	}
+	return nil, false
+}
+
+func validRaw(b []byte) (json.RawMessage, bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	return append(json.RawMessage(nil), b...), true
 }

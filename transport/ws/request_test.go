@@ -2,6 +2,8 @@ package ws
 
 import (
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -49,6 +51,8 @@ func TestDecodeRequestSaysWhy(t *testing.T) {
 // FuzzDecodeRequest feeds arbitrary frames to the decoder: it must never
 // panic, every error must carry a protocol code other than internal, and
 // an accepted frame must have a type and an id that is a number or string.
+// Its plain path must give what encoding/json gives, error included, at
+// any depth limit.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"subscribe","channel":"chat","offset":40,"id":1}`,
@@ -59,11 +63,27 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"members","channel":"presence-r"}`,
 		`{"type":"ping"}`, `{"type":"pong"}`, `{"type":"subscribe","channel":"private-x","token":"a.b.c"}`,
 		`{"type":"x","id":1e400}`, `{"type":"\u0000"}`, `[[[[`, `"\\"`, `{"a":"\"{"}`,
+		// At the plain path's edges.
+		` { "type" : "publish" , "data" : [ "}" , "\\\"" ] , "id" : -0 } `,
+		`{"type":"p","data":"a\"}b","id":"x"}`, `{"type":"p","data":"\uZZZZ"}`,
+		`{"type":"p","data":{"a":[1,{"b":[2]}]}}`, `{"type":"p","data":{"a":}}`, `{"type":"p","data":{}}x`,
+		`{"type":"a","type":"b","offset":1,"offset":2}`, `{"Type":"a"}`, `{"type":"a","extra":1}`,
+		`{"type":"s","offset":999999999999999999}`, `{"type":"s","offset":-12}`, `{"type":"s","offset":9223372036854775808}`,
+		`{"type":"s","offset":-12,"last":0,"since":01}`, `{"type":"s","offset":1.0}`, `{"type":"s","offset":1e2}`,
+		`{"type":"s","offset":null}`, `{"type":"s","id":true}`, `{"type":"s","id":"a\u00e9"}`, "{\"type\":\"\xc3\xa9\"}",
+		`{"type":"s",}`, `{,"type":"s"}`, `{"type":"s"`, `{}`, `{"type":"s"}{}`, `{"type":"s","data":1}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := decodeRequest(b, 32)
+		for _, depth := range []int{0, 1, 2, 32} {
+			got, gotErr := decodeRequest(b, depth)
+			want, wantErr := decodeJSON(b, depth)
+			if !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+				t.Fatalf("%q at depth %d: decoded %+v, %v; encoding/json gives %+v, %v", b, depth, got, gotErr, want, wantErr)
+			}
+		}
 		if err != nil {
 			if c := domain.CodeOf(err); c == domain.CodeInternal {
 				t.Fatalf("%q: internal error %v", b, err)
@@ -80,6 +100,35 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("%q: id %s is not JSON", b, req.ID)
 		}
 	})
+}
+
+// TestDecodeRequestTakesThePlainPath checks that the frames clients send
+// most do not fall back to encoding/json, and what the plain path leaves
+// to it.
+func TestDecodeRequestTakesThePlainPath(t *testing.T) {
+	for _, tc := range []struct {
+		frame string
+		plain bool
+	}{
+		{`{"type":"subscribe","channel":"room-1","offset":0,"id":1}`, true},
+		{`{"type":"subscribe","channel":"room-1","last":20,"id":"s1"}`, true},
+		{`{"type":"publish","channel":"room-1","data":{"text":"hi \"you\""},"id":7}`, true},
+		{`{"type":"unsubscribe","channel":"room-1"}`, true},
+		{`{"type":"ping"}`, true},
+		{`{"type":"publish","channel":"room-1","data":{"t":"a\"}"},"id":-3}`, true},
+		{`{"type":"subscribe","channel":"room-1","offset":-1}`, true},
+		{`{"type":"publish","channel":"room-1","data":42}`, false},      // data that is a number
+		{`{"type":"subscribe","channel":"caf\u00e9"}`, false},           // an escape
+		{`{"type":"subscribe","channel":"room-1","offset":1e3}`, false}, // an exponent
+		{`{"type":"subscribe","channel":"room-1","offset":null}`, false},
+		{`{"type":"subscribe","Channel":"room-1"}`, false}, // Unmarshal matches keys in any case
+		{`{"type":"subscribe","channel":"room-1"} {}`, false},
+	} {
+		var req request
+		if got := decodePlain([]byte(tc.frame), &req); got != tc.plain {
+			t.Errorf("%s: plain path %v, want %v", tc.frame, got, tc.plain)
+		}
+	}
 }
 
 func TestCheckChannelToken(t *testing.T) {
