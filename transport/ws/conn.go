@@ -495,7 +495,7 @@ func (c *conn) closeSocket() {
 	c.raw.Close()
 	if parked {
 		// The reader finds the socket closed and ends the connection.
-		go c.readLoop()
+		c.srv.workers.run(c.readLoop)
 	}
 	c.mu.Lock()
 	c.done, c.writing = true, false
@@ -540,7 +540,7 @@ func (c *conn) startReading() {
 		return nil
 	})
 	if c.pl == nil || !c.pl.park(c) {
-		go c.readLoop()
+		c.srv.workers.run(c.readLoop)
 	}
 }
 
@@ -586,10 +586,14 @@ func (c *conn) readLoop() {
 		case parks:
 			c.handle(body)
 		default:
-			// On a goroutine of its own: a request can need a deep stack
-			// (SQLite, JSON, JS hooks), and the reader's stack, which an
-			// idle connection keeps, would keep that size.
-			c.handling.Go(func() { c.handle(body) })
+			// On a worker: a request can need a deep stack (SQLite, JSON,
+			// JS hooks), and the reader's stack, which an idle connection
+			// keeps, would keep that size.
+			c.handling.Add(1)
+			c.srv.workers.run(func() {
+				defer c.handling.Done()
+				c.handle(body)
+			})
 			c.handling.Wait()
 		}
 		if parks && c.br.Buffered() == 0 {

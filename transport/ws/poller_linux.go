@@ -146,7 +146,7 @@ func (p *readPoller) run() {
 				continue // its socket closed since, and the number may be a new one's
 			}
 			c.poll.parked = false
-			go c.readLoop()
+			c.srv.workers.run(c.readLoop)
 		}
 		p.mu.Unlock()
 	}
@@ -161,7 +161,7 @@ func (p *readPoller) fail(err error) {
 	for _, c := range p.conns {
 		if c.poll.parked {
 			c.poll.parked = false
-			go c.readLoop()
+			c.srv.workers.run(c.readLoop)
 		}
 	}
 }

@@ -156,7 +156,12 @@ type Server struct {
 	// before the log closes.
 	closingCtx context.Context
 	stopSetup  context.CancelFunc
+	workers    *workers // the connections' readers and requests
 }
+
+// workerIdle is how long a reader's goroutine waits for another turn
+// before it ends.
+const workerIdle = 10 * time.Second
 
 // NewServer returns a WebSocket server. hooks may be nil.
 func NewServer(cfg Config, store Store, members *projections.Membership, registry *apps.Registry, hooks domain.Hooks) *Server {
@@ -171,6 +176,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	}
 	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
 	s.closingCtx, s.stopSetup = context.WithCancel(context.Background())
+	s.workers = newWorkers(workerIdle, s.baseCtx.Done())
 	// One flusher per processor: enough to keep every core writing, few
 	// enough that each one's rounds batch many frames per write.
 	for range runtime.GOMAXPROCS(0) {
