@@ -6,11 +6,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fazt-realtime/fazt/internal/testutil"
+	"github.com/gorilla/websocket"
 )
 
 // frontDoor is a fixed address in front of whichever node is current, so
@@ -179,4 +181,110 @@ func TestTailWaitsOutAFullApp(t *testing.T) {
 	tn.publish("full", "room", 2)
 	waitFor(t, func() bool { return slices.Equal(tailOffsets(t, out.String()), []uint64{1, 2}) })
 	stop()
+}
+
+// scriptedServer answers each WebSocket connection with script(n, conn),
+// n counting connections from 1, and records the subscribe frames it got:
+// a stand-in for answers the real server gives only under conditions a
+// test cannot set up, such as an unavailable log.
+type scriptedServer struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	subs []map[string]any
+}
+
+func newScriptedServer(t *testing.T, script func(n int, c *websocket.Conn)) *scriptedServer {
+	s := &scriptedServer{}
+	var conns atomic.Int32
+	up := websocket.Upgrader{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var sub map[string]any
+		if err := c.ReadJSON(&sub); err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.subs = append(s.subs, sub)
+		s.mu.Unlock()
+		script(int(conns.Add(1)), c)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *scriptedServer) subscribes() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.subs)
+}
+
+// runTail runs `fazt tail` with args to its end, within 10 s.
+func runTail(t *testing.T, args ...string) (out, errs string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var o, e testutil.SyncBuffer
+	err = run(ctx, append([]string{"tail"}, args...), &o, &e)
+	if ctx.Err() != nil {
+		t.Fatalf("tail did not end within 10 s; stderr: %s", e.String())
+	}
+	return o.String(), e.String(), err
+}
+
+// A subscription refused for a reason that may pass (the log is
+// unavailable) is tried again on a new connection, from the same offset,
+// and the tail goes on from there.
+func TestTailRetriesATransientRefusal(t *testing.T) {
+	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
+		if n == 1 {
+			c.WriteJSON(map[string]any{"type": "error", "code": "unavailable", "error": "event log unavailable", "channel": "room"})
+			c.ReadMessage() // until the client hangs up
+			return
+		}
+		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": 0, "epoch": "e1", "replay": 1})
+		c.WriteJSON(map[string]any{"type": "message", "channel": "room", "offset": 1, "epoch": "e1", "timestamp": 1700000000000, "data": map[string]string{"text": "hi"}, "replay": true})
+		c.ReadMessage()
+	})
+	out, errs, err := runTail(t, "--server", s.srv.URL, "--channel", "room", "--offset", "0", "--count", "1", "--json", "--retries", "3")
+	if err != nil {
+		t.Fatalf("tail: %v; stderr: %s", err, errs)
+	}
+	if !strings.Contains(errs, "server refused the subscription (unavailable): event log unavailable; reconnecting in 100ms, resuming after offset 0") {
+		t.Errorf("stderr does not say it retries: %q", errs)
+	}
+	if got := tailOffsets(t, out); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("printed offsets %v, want [1]", got)
+	}
+	subs := s.subscribes()
+	if len(subs) != 2 {
+		t.Fatalf("%d subscribes, want 2: %v", len(subs), subs)
+	}
+	for i, sub := range subs {
+		if sub["channel"] != "room" || sub["offset"] != float64(0) {
+			t.Errorf("subscribe %d is %v, want channel room from offset 0", i+1, sub)
+		}
+	}
+}
+
+// A refusal that would only repeat (forbidden) ends the tail at once with
+// the server's reason, without reconnecting.
+func TestTailStopsAtAPermanentRefusal(t *testing.T) {
+	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
+		c.WriteJSON(map[string]any{"type": "error", "code": "forbidden", "error": "not allowed here", "channel": "room"})
+		c.ReadMessage()
+	})
+	_, errs, err := runTail(t, "--server", s.srv.URL, "--channel", "room", "--retries", "3")
+	if err == nil || !strings.Contains(err.Error(), "server refused the subscription (forbidden): not allowed here") {
+		t.Fatalf("tail ended with %v, want the refusal; stderr: %s", err, errs)
+	}
+	if strings.Contains(errs, "reconnecting") {
+		t.Errorf("tail reconnected after a permanent refusal: %q", errs)
+	}
+	if n := len(s.subscribes()); n != 1 {
+		t.Errorf("%d subscribes, want 1", n)
+	}
 }
