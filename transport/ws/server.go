@@ -273,9 +273,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		}
+		// No writer has started (hold claimed the connection), but the
+		// handshake is taken as writers take it, under the lock.
+		c.mu.Lock()
+		handshake := c.hc.handshake
+		c.hc.handshake = nil
+		c.mu.Unlock()
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		hj.held.sending()
-		hj.nc.Write(hj.held.handshake)
+		hj.nc.Write(handshake)
 		hj.held.sent(true)
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
