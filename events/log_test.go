@@ -404,7 +404,7 @@ func TestDurabilityFullSetsSynchronous(t *testing.T) {
 // its channel's head and epoch at the event's place in the log: in the
 // same batch as broadcasts before and after it, on a channel known only
 // from the file (after a reopen), and on a channel with no messages, which
-// it does not create.
+// it does not create, until that channel's first broadcast.
 func TestSubscribedCarriesHead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
 	ctx := context.Background()
@@ -433,6 +433,29 @@ func TestSubscribedCarriesHead(t *testing.T) {
 	}
 	if s := stored[0].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 2 {
 		t.Fatalf("stored stamp %v", s.Head)
+	}
+	// Another subscribe still finds no stream; a first broadcast starts
+	// one, which the next subscribe sees.
+	evs, err = l.Append(ctx, sub("empty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := evs[0].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 0 || s.Epoch != "" {
+		t.Fatalf("empty channel's second subscription stamped %v %q, want 0 \"\"", s.Head, s.Epoch)
+	}
+	evs, err = l.Append(ctx, broadcast("app", "empty", `1`), sub("empty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := evs[0].Fact.(*domain.MessageBroadcast)
+	if first.Offset != 1 || first.Epoch == "" || first.Epoch == epoch {
+		t.Fatalf("first broadcast to empty at offset %d epoch %q, want 1 and a new epoch", first.Offset, first.Epoch)
+	}
+	if s := evs[1].Fact.(*domain.ChannelSubscribed); s.Head == nil || *s.Head != 1 || s.Epoch != first.Epoch {
+		t.Fatalf("subscription after the first broadcast stamped %v %q, want 1 %q", s.Head, s.Epoch, first.Epoch)
+	}
+	if info, err := l.Channel(ctx, "app", "empty"); err != nil || info.Epoch != first.Epoch || info.Head != 1 {
+		t.Fatalf("channel empty after its first broadcast: %+v %v", info, err)
 	}
 	l.Close()
 
