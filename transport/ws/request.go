@@ -27,7 +27,8 @@ type request struct {
 func decodeRequest(body []byte, maxDepth int) (request, error) {
 	// The frames clients send most take the plain path; its result is
 	// decodeJSON's (FuzzDecodeRequest compares them). The object itself is
-	// one level, and its other values are flat.
+	// one level, its one data value is checked, and its other values are
+	// flat.
 	var req request
 	if maxDepth >= 1 && decodePlain(body, &req) && domain.CheckDepth(req.Data, maxDepth-1) == nil {
 		return checked(req)
@@ -86,9 +87,10 @@ func validID(id json.RawMessage) bool {
 }
 
 // decodePlain decodes the frames clients send most without reflection: an
-// object whose keys are the request's own, spelled exactly, with strings
-// of printable ASCII and no escapes, whole numbers for offsets and ids,
-// and data that is an object, an array or a string. For anything else it
+// object whose keys are the request's own, each spelled exactly and given
+// once, with strings of printable ASCII and no escapes, whole numbers for
+// offsets and ids, and data that is an object, an array or a string.
+// For anything else it
 // reports false, leaving req partly set, and json.Unmarshal decodes or
 // refuses the frame. What it accepts it decodes as Unmarshal would.
 func decodePlain(b []byte, req *request) bool {
@@ -99,37 +101,52 @@ func decodePlain(b []byte, req *request) bool {
 	if p.next('}') {
 		return p.end()
 	}
+	var seen uint16 // the keys read so far, one bit each
 	for {
 		key, ok := p.str()
 		if !ok || !p.next(':') {
 			return false
 		}
 		p.space()
+		var bit uint16
 		switch string(key) {
 		case "type":
+			bit = 1 << 0
 			req.Type, ok = p.text()
 		case "channel":
+			bit = 1 << 1
 			req.Channel, ok = p.text()
 		case "epoch":
+			bit = 1 << 2
 			req.Epoch, ok = p.text()
 		case "token":
+			bit = 1 << 3
 			req.Token, ok = p.text()
 		case "offset":
+			bit = 1 << 4
 			req.Offset, ok = p.int()
 		case "last":
+			bit = 1 << 5
 			req.Last, ok = p.int()
 		case "since":
+			bit = 1 << 6
 			req.Since, ok = p.int()
 		case "id":
+			bit = 1 << 7
 			req.ID, ok = p.id()
 		case "data":
+			bit = 1 << 8
 			req.Data, ok = p.data()
 		default:
 			return false
 		}
-		if !ok {
+		// A repeated key is left to Unmarshal (the last one wins there),
+		// and to its depth check of the whole frame: a data value that a
+		// later one replaces is never checked here.
+		if !ok || seen&bit != 0 {
 			return false
 		}
+		seen |= bit
 		if p.next('}') {
 			return p.end()
 		}

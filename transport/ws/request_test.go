@@ -68,6 +68,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"p","data":"a\"}b","id":"x"}`, `{"type":"p","data":"\uZZZZ"}`,
 		`{"type":"p","data":{"a":[1,{"b":[2]}]}}`, `{"type":"p","data":{"a":}}`, `{"type":"p","data":{}}x`,
 		`{"type":"a","type":"b","offset":1,"offset":2}`, `{"Type":"a"}`, `{"type":"a","extra":1}`,
+		`{"type":"p","data":[[]],"data":{}}`, `{"type":"p","data":{},"data":[[[]]]}`,
 		`{"type":"s","offset":999999999999999999}`, `{"type":"s","offset":-12}`, `{"type":"s","offset":9223372036854775808}`,
 		`{"type":"s","offset":-12,"last":0,"since":01}`, `{"type":"s","offset":1.0}`, `{"type":"s","offset":1e2}`,
 		`{"type":"s","offset":null}`, `{"type":"s","id":true}`, `{"type":"s","id":"a\u00e9"}`, "{\"type\":\"\xc3\xa9\"}",
@@ -123,6 +124,7 @@ func TestDecodeRequestTakesThePlainPath(t *testing.T) {
 		{`{"type":"subscribe","channel":"room-1","offset":null}`, false},
 		{`{"type":"subscribe","Channel":"room-1"}`, false}, // Unmarshal matches keys in any case
 		{`{"type":"subscribe","channel":"room-1"} {}`, false},
+		{`{"type":"publish","data":[[]],"data":{}}`, false}, // a repeated key: the first data must be depth-checked too
 	} {
 		var req request
 		if got := decodePlain([]byte(tc.frame), &req); got != tc.plain {
