@@ -555,8 +555,9 @@ func (c *conn) startReading() {
 // with {"type":"pong"}) is made of messages.
 func (c *conn) readLoop() {
 	limits := c.app.Settings.Limits
-	// Requests run on this goroutine while it can park (it ends when the
-	// client goes quiet, and the stack a request grows goes with it).
+	// Requests run on this goroutine, a worker, while it can park: when
+	// the client goes quiet the worker returns to the pool, keeping the
+	// stack a request grew for the next turn.
 	parks := c.pl != nil
 	var reason string
 	for {
@@ -586,9 +587,9 @@ func (c *conn) readLoop() {
 		case parks:
 			c.handle(body)
 		default:
-			// On a worker: a request can need a deep stack (SQLite, JSON,
-			// JS hooks), and the reader's stack, which an idle connection
-			// keeps, would keep that size.
+			// On another worker: this reader keeps its goroutine for the
+			// connection's life, and a request can need a deep stack
+			// (SQLite, JSON, JS hooks) that it would keep too.
 			c.handling.Add(1)
 			c.srv.workers.run(func() {
 				defer c.handling.Done()
@@ -600,7 +601,7 @@ func (c *conn) readLoop() {
 			if c.pl.park(c) {
 				return // c is the poller's now
 			}
-			parks = false // this reader stays: keep its stack small
+			parks = false // this reader stays: requests go to other workers
 		}
 	}
 	c.finish(reason)

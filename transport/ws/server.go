@@ -280,9 +280,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.hc.handshake = nil
 		c.mu.Unlock()
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		hj.held.sending()
-		hj.nc.Write(handshake)
-		hj.held.sent(true)
+		c.hc.sending()
+		_, werr := hj.nc.Write(handshake)
+		c.hc.sent(werr == nil)
 		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
 		ws.Close()
 		if committed {
