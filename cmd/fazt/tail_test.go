@@ -245,7 +245,7 @@ func TestTailRetriesATransientRefusal(t *testing.T) {
 			c.ReadMessage() // until the client hangs up
 			return
 		}
-		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": 0, "epoch": "e1", "replay": 1})
+		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": 1, "epoch": "e1", "replay": 1})
 		c.WriteJSON(map[string]any{"type": "message", "channel": "room", "offset": 1, "epoch": "e1", "timestamp": 1700000000000, "data": map[string]string{"text": "hi"}, "replay": true})
 		c.ReadMessage()
 	})
