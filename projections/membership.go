@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/smallmap"
 )
 
 // Sink is a connection on this node that can receive frames. Its methods are
@@ -78,7 +79,7 @@ type clientKey struct{ app, client string }
 type chanKey struct{ app, channel string }
 
 type session struct {
-	channels map[string]bool
+	channels smallmap.Map[string, struct{}]
 }
 
 type shard struct {
@@ -89,7 +90,13 @@ type shard struct {
 type channelState struct {
 	head  uint64
 	epoch string
-	subs  map[string]*subscription
+	subs  smallmap.Map[string, *subscription]
+}
+
+// sub returns client's subscription, or nil.
+func (st *channelState) sub(client string) *subscription {
+	s, _ := st.subs.Get(client)
+	return s
 }
 
 type subscription struct {
@@ -153,7 +160,7 @@ func (m *Membership) Detach(app, client string) {
 	sess := m.sessions[k]
 	var chans []string
 	if sess != nil {
-		for c := range sess.channels {
+		for c := range sess.channels.All() {
 			chans = append(chans, c)
 		}
 	}
@@ -163,7 +170,7 @@ func (m *Membership) Detach(app, client string) {
 		sh := m.shard(ck)
 		sh.mu.Lock()
 		if st := sh.chans[ck]; st != nil {
-			if sub := st.subs[client]; sub != nil {
+			if sub := st.sub(client); sub != nil {
 				sub.sink, sub.buf = nil, nil
 			}
 		}
@@ -254,7 +261,7 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 		}
 		m.smu.Unlock()
 		if sess != nil {
-			for c := range sess.channels {
+			for c := range sess.channels.All() {
 				m.leave(f.App, c, f.Client)
 			}
 		}
@@ -265,7 +272,7 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 	case *domain.ChannelUnsubscribed:
 		m.smu.Lock()
 		if sess := m.sessions[clientKey{f.App, f.Client}]; sess != nil {
-			delete(sess.channels, f.Channel)
+			sess.channels.Delete(f.Channel)
 		}
 		m.smu.Unlock()
 		m.leave(f.App, f.Channel, f.Client)
@@ -287,7 +294,7 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 
 // openLocked opens k's session; smu is held for writing.
 func (m *Membership) openLocked(k clientKey) *session {
-	sess := &session{channels: map[string]bool{}}
+	sess := &session{}
 	m.sessions[k] = sess
 	m.perApp[k.app]++
 	return sess
@@ -300,7 +307,7 @@ func (m *Membership) join(ctx context.Context, seq uint64, f *domain.ChannelSubs
 	if sess == nil { // subscribed without a connection event: keep it consistent
 		sess = m.openLocked(k)
 	}
-	sess.channels[f.Channel] = true
+	sess.channels.Set(f.Channel, struct{}{})
 	sink := m.sinks[k]
 	m.smu.Unlock()
 
@@ -327,14 +334,14 @@ func (m *Membership) join(ctx context.Context, seq uint64, f *domain.ChannelSubs
 		}
 		sh.mu.Lock()
 		if st = sh.chans[ck]; st == nil {
-			st = &channelState{head: head, epoch: epoch, subs: map[string]*subscription{}}
+			st = &channelState{head: head, epoch: epoch}
 			sh.chans[ck] = st
 		}
 		sh.mu.Unlock()
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	st.subs[f.Client] = &subscription{seq: seq, sink: sink, from: st.head, catchUp: sink != nil}
+	st.subs.Set(f.Client, &subscription{seq: seq, sink: sink, from: st.head, catchUp: sink != nil})
 	if domain.IsPresence(f.Channel) {
 		m.presence(st, f.Channel, "join", f.Client)
 	}
@@ -347,14 +354,14 @@ func (m *Membership) leave(app, channel, client string) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.chans[ck]
-	if st == nil || st.subs[client] == nil {
+	if st == nil || st.sub(client) == nil {
 		return
 	}
-	delete(st.subs, client)
+	st.subs.Delete(client)
 	if domain.IsPresence(channel) {
 		m.presence(st, channel, "leave", client)
 	}
-	if len(st.subs) == 0 {
+	if st.subs.Len() == 0 {
 		delete(sh.chans, ck)
 	}
 }
@@ -365,7 +372,7 @@ func (m *Membership) leave(app, channel, client string) {
 // leave. The shard lock is held.
 func (m *Membership) presence(st *channelState, channel, event, client string) {
 	var frame []byte
-	for id, sub := range st.subs {
+	for id, sub := range st.subs.All() {
 		if id == client || sub.sink == nil {
 			continue
 		}
@@ -400,7 +407,7 @@ func (m *Membership) fanOut(f *domain.MessageBroadcast, ts int64) {
 		st.head, st.epoch = f.Offset, f.Epoch
 	}
 	var frame []byte
-	for _, sub := range st.subs {
+	for _, sub := range st.subs.All() {
 		if sub.sink == nil || f.Offset <= sub.from && !sub.catchUp {
 			continue
 		}
@@ -452,10 +459,13 @@ func (m *Membership) CatchUp(app, channel, client string) (head uint64, epoch st
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.chans[ck]
-	if st == nil || st.subs[client] == nil {
+	var sub *subscription
+	if st != nil {
+		sub = st.sub(client)
+	}
+	if sub == nil {
 		return 0, "", 0, false
 	}
-	sub := st.subs[client]
 	return sub.from, st.epoch, sub.seq, true
 }
 
@@ -473,7 +483,7 @@ func (m *Membership) GoLive(app, channel, client string, seq uint64) bool {
 	if st == nil {
 		return false
 	}
-	sub := st.subs[client]
+	sub := st.sub(client)
 	if sub == nil || sub.sink == nil || sub.seq != seq {
 		return false
 	}
@@ -502,8 +512,8 @@ func (m *Membership) Subscribers(app, channel string) []string {
 	sh.mu.Lock()
 	var out []string
 	if st := sh.chans[ck]; st != nil {
-		out = make([]string, 0, len(st.subs))
-		for id := range st.subs {
+		out = make([]string, 0, st.subs.Len())
+		for id := range st.subs.All() {
 			out = append(out, id)
 		}
 	}
@@ -527,7 +537,7 @@ func (m *Membership) Count(app, channel string) int {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		if st := sh.chans[ck]; st != nil {
-			return len(st.subs)
+			return st.subs.Len()
 		}
 		return 0
 	}
@@ -547,14 +557,14 @@ func (m *Membership) Channels(app, after string, limit int) []domain.LiveChannel
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for k, st := range sh.chans {
-			if k.app != app || k.channel <= after || len(st.subs) == 0 {
+			if k.app != app || k.channel <= after || st.subs.Len() == 0 {
 				continue
 			}
 			switch {
 			case len(page) < limit:
-				heap.Push(&page, domain.LiveChannel{Channel: k.channel, Subscribers: len(st.subs)})
+				heap.Push(&page, domain.LiveChannel{Channel: k.channel, Subscribers: st.subs.Len()})
 			case k.channel < page[0].Channel:
-				page[0] = domain.LiveChannel{Channel: k.channel, Subscribers: len(st.subs)}
+				page[0] = domain.LiveChannel{Channel: k.channel, Subscribers: st.subs.Len()}
 				heap.Fix(&page, 0)
 			}
 		}
@@ -601,8 +611,8 @@ func (m *Membership) Subscriptions(app, client string) []string {
 	if sess == nil {
 		return nil
 	}
-	out := make([]string, 0, len(sess.channels))
-	for c := range sess.channels {
+	out := make([]string, 0, sess.channels.Len())
+	for c := range sess.channels.All() {
 		out = append(out, c)
 	}
 	sort.Strings(out)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/smallmap"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
@@ -84,7 +85,7 @@ type conn struct {
 	currentAt time.Time
 
 	smu     sync.Mutex
-	subs    map[string]context.CancelFunc // nil unless a replay is running
+	subs    smallmap.Map[string, context.CancelFunc] // nil unless a replay is running
 	replays sync.WaitGroup
 }
 
@@ -95,7 +96,6 @@ func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app 
 		srv: s, ws: ws, br: br, raw: raw, app: app, client: client,
 		drained:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
-		subs:       map[string]context.CancelFunc{},
 	}
 	c.poll.fd = -1
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
@@ -705,7 +705,7 @@ func idFrame(typ string, id json.RawMessage) []byte {
 func (c *conn) subscribed(channel string) bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	_, ok := c.subs[channel]
+	_, ok := c.subs.Get(channel)
 	return ok
 }
 
@@ -757,7 +757,7 @@ func (c *conn) publish(req *request) error {
 	// publish there, whatever client_publish or onPublish say.
 	if domain.IsPrivate(req.Channel) {
 		c.smu.Lock()
-		_, joined := c.subs[req.Channel]
+		_, joined := c.subs.Get(req.Channel)
 		c.smu.Unlock()
 		if !joined {
 			c.srv.metrics.refused("private_token")
@@ -812,8 +812,8 @@ func (c *conn) unsubscribe(req *request) error {
 		return err
 	}
 	c.smu.Lock()
-	cancel, ok := c.subs[req.Channel]
-	delete(c.subs, req.Channel)
+	cancel, ok := c.subs.Get(req.Channel)
+	c.subs.Delete(req.Channel)
 	c.smu.Unlock()
 	if !ok {
 		return domain.Errorf(domain.CodeBadRequest, "not subscribed to %s", req.Channel)

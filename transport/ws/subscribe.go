@@ -30,11 +30,11 @@ func (c *conn) subscribe(req *request) error {
 	ctx := c.ctx
 	settings := c.settings()
 	c.smu.Lock()
-	if _, ok := c.subs[channel]; ok {
+	if _, ok := c.subs.Get(channel); ok {
 		c.smu.Unlock()
 		return domain.Errorf(domain.CodeBadRequest, "already subscribed to %s", channel)
 	}
-	if max := settings.Limits.MaxSubscriptions; len(c.subs) >= max {
+	if max := settings.Limits.MaxSubscriptions; c.subs.Len() >= max {
 		c.smu.Unlock()
 		c.srv.metrics.refused("subscriptions")
 		return domain.Errorf(domain.CodeTooManySubscriptions, "a connection may join at most %d channels", max)
@@ -42,13 +42,13 @@ func (c *conn) subscribe(req *request) error {
 	// No cancel func until there is a replay to stop: most subscriptions
 	// have none, and a context per subscription costs memory per idle
 	// connection.
-	c.subs[channel] = nil
+	c.subs.Set(channel, nil)
 	c.smu.Unlock()
 	ok := false
 	defer func() {
 		if !ok {
 			c.smu.Lock()
-			delete(c.subs, channel)
+			c.subs.Delete(channel)
 			c.smu.Unlock()
 		}
 	}()
@@ -146,7 +146,7 @@ func (c *conn) subscribe(req *request) error {
 	// or the connection does.
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.smu.Lock()
-	c.subs[channel] = cancel
+	c.subs.Set(channel, cancel)
 	c.smu.Unlock()
 	c.replays.Add(1)
 	go func() {
