@@ -183,7 +183,11 @@ func (v *version) fresh() bool {
 		if st == missing && !failed {
 			continue
 		}
-		fi, err := v.root.Stat(filepath.FromSlash(p))
+		// A plain stat of the path: one system call, where the root's
+		// opens and closes each folder on the way (five calls for
+		// api/lib/x.js, 6% of a busy handler's CPU). This only decides
+		// whether to load again, and a load reads through the root.
+		fi, err := os.Stat(filepath.Join(v.dir, filepath.FromSlash(p)))
 		if st == missing {
 			if err == nil && !fi.IsDir() || err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return false // it appeared
