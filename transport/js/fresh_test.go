@@ -1,0 +1,75 @@
+package js
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestFreshSeesAFolderSwappedUnderItsName replaces an app folder by
+// another with the same files, the same sizes and the same times, as a
+// deploy that renames a release into place does: the version, whose root
+// is on the old folder, is no longer fresh. An edit to a file is seen too.
+func TestFreshSeesAFolderSwappedUnderItsName(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "a")
+	mtime := time.Unix(1700000000, 0)
+	write := func(dir, body string) {
+		t.Helper()
+		p := filepath.Join(dir, filepath.FromSlash(MainFile))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(dir, `module.exports = () => 1;`)
+	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.root.Close()
+	if !v.fresh() {
+		t.Fatal("a version just made is not fresh")
+	}
+
+	// The same file, size and time, in a new folder renamed into place.
+	next := filepath.Join(base, "a.next")
+	write(next, `module.exports = () => 2;`)
+	if err := os.Rename(dir, filepath.Join(base, "a.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, dir); err != nil {
+		t.Fatal(err)
+	}
+	if v.fresh() {
+		t.Fatal("the app folder was swapped, and the version still counts as fresh")
+	}
+
+	// In place, an edit changes the stamp.
+	fi, err = os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.root.Close()
+	if !w.fresh() {
+		t.Fatal("a version of the new folder is not fresh")
+	}
+	write(dir, `module.exports = () => 33;`)
+	if w.fresh() {
+		t.Fatal("main.js grew by a byte, and the version still counts as fresh")
+	}
+}
