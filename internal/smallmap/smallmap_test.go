@@ -8,22 +8,33 @@ import (
 
 // TestMapMatchesAGoMap applies the same random operations to a Map and to
 // a Go map, over key ranges that keep it in its slice, move it across the
-// threshold both ways, and keep it in its map, and compares them after
-// each one.
+// threshold, and keep it in its map, and compares them after each one.
+// Phases of mostly sets and mostly deletes take it from its slice to a
+// map and back, many times.
 func TestMapMatchesAGoMap(t *testing.T) {
 	for _, keys := range []int{3, small, small + 1, 40} {
 		r := rand.New(rand.NewPCG(1, uint64(keys)))
 		var s Map[int, int]
 		want := map[int]int{}
+		toMap, toSlice := 0, 0
 		for op := range 20000 {
+			wasMap := s.m != nil
 			k := r.IntN(keys)
-			switch r.IntN(3) {
-			case 0, 1:
+			// Phases of 400 operations: three sets in four, then deletes
+			// only.
+			setting := op/400%2 == 0 && r.IntN(4) != 0
+			if setting {
 				s.Set(k, op)
 				want[k] = op
-			case 2:
+			} else {
 				s.Delete(k)
 				delete(want, k)
+			}
+			switch {
+			case !wasMap && s.m != nil:
+				toMap++
+			case wasMap && s.m == nil:
+				toSlice++
 			}
 			if s.Len() != len(want) {
 				t.Fatalf("%d keys, op %d: Len %d, want %d", keys, op, s.Len(), len(want))
@@ -41,6 +52,9 @@ func TestMapMatchesAGoMap(t *testing.T) {
 			if s.m == nil && len(s.pairs) > small || s.m != nil && len(s.pairs) > 0 {
 				t.Fatalf("%d keys, op %d: %d entries in the slice, map %v", keys, op, len(s.pairs), s.m != nil)
 			}
+		}
+		if keys > small && (toMap < 10 || toSlice < 10) {
+			t.Fatalf("%d keys: went to a map %d times and back %d times; the test means to cross many times", keys, toMap, toSlice)
 		}
 	}
 }

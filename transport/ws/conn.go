@@ -85,7 +85,7 @@ type conn struct {
 	currentAt time.Time
 
 	smu     sync.Mutex
-	subs    smallmap.Map[string, context.CancelFunc] // nil unless a replay is running
+	subs    smallmap.Map[string, context.CancelFunc] // by channel; a value is nil unless a replay is running
 	replays sync.WaitGroup
 }
 

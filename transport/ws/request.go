@@ -89,10 +89,10 @@ func validID(id json.RawMessage) bool {
 // decodePlain decodes the frames clients send most without reflection: an
 // object whose keys are the request's own, each spelled exactly and given
 // once, with strings of printable ASCII and no escapes, whole numbers for
-// offsets and ids, and data that is an object, an array or a string.
-// For anything else it
-// reports false, leaving req partly set, and json.Unmarshal decodes or
-// refuses the frame. What it accepts it decodes as Unmarshal would.
+// offsets and ids, and data that is an object, an array or a string. For
+// anything else it reports false, leaving req partly set, and
+// json.Unmarshal decodes or refuses the frame. What it accepts it decodes
+// as Unmarshal would.
 func decodePlain(b []byte, req *request) bool {
 	p := plainScanner{b: b}
 	if !p.next('{') {
