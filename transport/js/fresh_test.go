@@ -1,8 +1,10 @@
 package js
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +73,56 @@ func TestFreshSeesAFolderSwappedUnderItsName(t *testing.T) {
 	write(dir, `module.exports = () => 33;`)
 	if w.fresh() {
 		t.Fatal("main.js grew by a byte, and the version still counts as fresh")
+	}
+}
+
+// TestFreshRetriesAFileItCouldNotRead fails a load on a required file that
+// is a symlink out of the app folder: replacing it with a real file may
+// keep its size and time, so the failed version is tried again once it is
+// a second old. A working version is not.
+func TestFreshRetriesAFileItCouldNotRead(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "a")
+	if err := os.MkdirAll(filepath.Join(dir, "api", "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		filepath.Join(dir, filepath.FromSlash(MainFile)): `module.exports = require("./lib/x");`,
+		filepath.Join(base, "outside.js"):                `module.exports = 1;`,
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(base, "outside.js"), filepath.Join(dir, "api", "lib", "x.js")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.root.Close()
+	if _, err := v.load("api/lib/x.js"); err == nil || !strings.Contains(err.Error(), "outside the app folder") {
+		t.Fatalf("loading a symlink out of the folder: %v", err)
+	}
+	if !v.fresh() {
+		t.Fatal("a working version retries the file at once")
+	}
+	v.made = time.Now().Add(-2 * retryUnreadable)
+	if !v.fresh() {
+		t.Fatal("a working version retries the file it could not read")
+	}
+	v.fail(errors.New("load failed"))
+	v.made = time.Now()
+	if !v.fresh() {
+		t.Fatal("a version that just failed is tried again at once")
+	}
+	v.made = time.Now().Add(-2 * retryUnreadable)
+	if v.fresh() {
+		t.Fatal("a version that failed on a file it could not read is never tried again")
 	}
 }

@@ -41,6 +41,7 @@ type version struct {
 	root *os.Root
 	// folder is the app folder the root opened, as it was then.
 	folder fs.FileInfo
+	made   time.Time
 	reg    *require.Registry
 
 	// deps are the files loaded, relative to dir, as they were when
@@ -80,6 +81,14 @@ func stampOf(fi fs.FileInfo) stamp { return stamp{fi.ModTime(), fi.Size()} }
 // its script asked for may be what it lacked.
 var missing = stamp{size: -1}
 
+// unreadable is the stamp of a file that require() found but could not
+// read: a symlink out of the app folder, a file without read permission.
+// Fixing that need not change the file's size or time, so a version whose
+// load failed on one is tried again once it is retryUnreadable old.
+var unreadable = stamp{size: -2}
+
+const retryUnreadable = time.Second
+
 // newVersion opens the app folder for a script whose file currently has
 // stamp st.
 func newVersion(app, dir, file string, st stamp, maxIdle int) (*version, error) {
@@ -94,7 +103,7 @@ func newVersion(app, dir, file string, st stamp, maxIdle int) (*version, error) 
 	}
 	v := &version{
 		app: app, dir: dir, file: file, root: root, folder: folder,
-		maxIdle: maxIdle,
+		made: time.Now(), maxIdle: maxIdle,
 	}
 	v.deps.Store(&map[string]stamp{file: st})
 	v.reg = require.NewRegistry(require.WithLoader(v.load), require.WithPathResolver(resolve))
@@ -153,10 +162,12 @@ func (v *version) load(p string) ([]byte, error) {
 		v.note(p, missing)
 		return nil, require.ModuleFileDoesNotExistError
 	case err != nil:
+		v.note(p, unreadable)
 		return nil, fmt.Errorf("require(%q): outside the app folder or unreadable", p)
 	}
 	src, err := v.root.ReadFile(name)
 	if err != nil {
+		v.note(p, unreadable)
 		return nil, fmt.Errorf("require(%q): %v", p, err)
 	}
 	// The stamp was taken before the read: a change racing the read shows
@@ -182,8 +193,9 @@ func (v *version) note(p string, st stamp) {
 }
 
 // fresh reports whether no file of the version changed since it was read.
-// The files require() did not find count only for a version that failed
-// to load: a working script need not stat them on every run.
+// The files require() did not find, or found and could not read, count
+// only for a version that failed to load: a working script need not stat
+// them on every run.
 func (v *version) fresh() bool {
 	// Each file is looked up by its path, with a plain stat: one system
 	// call, where the root's opens and closes each folder on the way (five
@@ -198,7 +210,13 @@ func (v *version) fresh() bool {
 	}
 	failed := v.loadErr.Load() != nil
 	for p, st := range *v.deps.Load() {
-		if st == missing && !failed {
+		if (st == missing || st == unreadable) && !failed {
+			continue
+		}
+		if st == unreadable {
+			if time.Since(v.made) >= retryUnreadable {
+				return false
+			}
 			continue
 		}
 		fi, err := os.Stat(filepath.Join(v.dir, filepath.FromSlash(p)))
