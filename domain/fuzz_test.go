@@ -32,7 +32,7 @@ func FuzzValidateChannel(f *testing.F) {
 // JSON: a document CheckDepth accepts at depth d decodes, and one it
 // refuses really nests deeper than d.
 func FuzzCheckDepth(f *testing.F) {
-	for _, s := range []string{`{}`, `[[[]]]`, `{"a":"[[[["}`, `{"a":"\"[["}`, `[{"a":[{"b":[]}]}]`, `"\\"`} {
+	for _, s := range []string{`{}`, `[[[]]]`, `{"a":"[[[["}`, `{"a":"\"[["}`, `[{"a":[{"b":[]}]}]`, `"\\"`, `{"a":"\"[[[[[[\""}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -70,4 +70,25 @@ func depthOf(b []byte) int {
 		return 0
 	}
 	return walk(v)
+}
+
+// TestStringEnd checks where a JSON string ends: at the first quote no
+// backslash escapes, or at the end of the input if none does.
+func TestStringEnd(t *testing.T) {
+	for _, tc := range []struct {
+		in   string // from just after the opening quote
+		want int
+	}{
+		{`abc"rest`, 4},
+		{`"`, 1},
+		{`a\"b"`, 5},
+		{`a\\"b`, 4},
+		{`\\\"x"`, 6},
+		{`abc`, 3},
+		{`abc\`, 4},
+	} {
+		if got := StringEnd([]byte(tc.in), 0); got != tc.want {
+			t.Errorf("StringEnd(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
 }

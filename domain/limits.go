@@ -90,22 +90,10 @@ func (e *DepthError) Unwrap() error { return &Error{Code: CodeBadRequest, Msg: e
 // to run before decoding.
 func CheckDepth(b []byte, max int) error {
 	depth := 0
-	inString, escaped := false, false
-	for _, c := range b {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
 		case '"':
-			inString = true
+			i = StringEnd(b, i+1) - 1
 		case '{', '[':
 			depth++
 			if depth > max {
@@ -116,6 +104,23 @@ func CheckDepth(b []byte, max int) error {
 		}
 	}
 	return nil
+}
+
+// StringEnd returns the index just past the end of the JSON string whose
+// contents start at b[i] (the byte after its opening quote): past the
+// first quote that no backslash escapes, or len(b) if there is none.
+func StringEnd(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case '\\':
+			i += 2
+		case '"':
+			return i + 1
+		default:
+			i++
+		}
+	}
+	return len(b)
 }
 
 // Page sizes of the listings that page (history, audit, channels), in the

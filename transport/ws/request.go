@@ -274,40 +274,24 @@ func (p *plainScanner) data() (json.RawMessage, bool) {
 	if p.i == len(p.b) {
 		return nil, false
 	}
-	start, depth, inString, escaped := p.i, 0, false, false
+	start := p.i
 	switch p.b[p.i] {
-	case '{', '[':
 	case '"':
-		inString = true
-		p.i++
+		p.i = domain.StringEnd(p.b, p.i+1)
+		return validRaw(p.b[start:p.i])
+	case '{', '[':
 	default:
 		return nil, false
 	}
+	depth := 0
 	for ; p.i < len(p.b); p.i++ {
-		c := p.b[p.i]
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-				if depth == 0 {
-					p.i++
-					return validRaw(p.b[start:p.i])
-				}
-			}
-			continue
-		}
-		switch c {
+		switch p.b[p.i] {
 		case '"':
-			inString = true
+			p.i = domain.StringEnd(p.b, p.i+1) - 1
 		case '{', '[':
 			depth++
 		case '}', ']':
-			depth--
-			if depth == 0 {
+			if depth--; depth == 0 {
 				p.i++
 				return validRaw(p.b[start:p.i])
 			}
