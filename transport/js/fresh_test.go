@@ -9,6 +9,21 @@ import (
 	"time"
 )
 
+// versionOf makes a version of app folder dir's main.js as it is now.
+func versionOf(t *testing.T, dir string) *version {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.root.Close() })
+	return v
+}
+
 // TestFreshSeesAFolderSwappedUnderItsName replaces an app folder by
 // another with the same files, the same sizes and the same times, as a
 // deploy that renames a release into place does: the version, whose root
@@ -31,15 +46,7 @@ func TestFreshSeesAFolderSwappedUnderItsName(t *testing.T) {
 		}
 	}
 	write(dir, `module.exports = () => 1;`)
-	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.root.Close()
+	v := versionOf(t, dir)
 	if !v.fresh() {
 		t.Fatal("a version just made is not fresh")
 	}
@@ -58,15 +65,7 @@ func TestFreshSeesAFolderSwappedUnderItsName(t *testing.T) {
 	}
 
 	// In place, an edit changes the stamp.
-	fi, err = os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.root.Close()
+	w := versionOf(t, dir)
 	if !w.fresh() {
 		t.Fatal("a version of the new folder is not fresh")
 	}
@@ -97,15 +96,7 @@ func TestFreshRetriesAFileItCouldNotRead(t *testing.T) {
 	if err := os.Symlink(filepath.Join(base, "outside.js"), filepath.Join(dir, "api", "lib", "x.js")); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(MainFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newVersion("a", dir, MainFile, stampOf(fi), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.root.Close()
+	v := versionOf(t, dir)
 	if _, err := v.load("api/lib/x.js"); err == nil || !strings.Contains(err.Error(), "outside the app folder") {
 		t.Fatalf("loading a symlink out of the folder: %v", err)
 	}
