@@ -447,3 +447,64 @@ func TestTrimmedSince(t *testing.T) {
 		t.Errorf("nothing trimmed: %v, %v", got, err)
 	}
 }
+
+// TestTrimStopsAtAMessageHeldBack: once a batch leaves a message that a
+// subscription has yet to read, TrimChannel deletes nothing after it in
+// that pass, even if the subscription reads on meanwhile. What a channel
+// retains stays one run of offsets, which the next pass and every replay
+// count on.
+func TestTrimStopsAtAMessageHeldBack(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	var seqs []uint64
+	for i := 1; i <= 10; i++ {
+		evs, err := l.Append(ctx, broadcast("a", "c", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, evs[0].Seq)
+	}
+	// A subscription has read up to offset 3.
+	cursor, done := l.trackReader(seqs[2])
+	defer done()
+	// Between batches, it reads everything.
+	batches := 0
+	testHookTrimBatch = func() { batches++; cursor.Store(seqs[9]) }
+	defer func() { testHookTrimBatch = nil }()
+
+	n, err := l.TrimChannel(ctx, "a", "c", RetentionPolicy{MaxMessages: 1}, time.Now(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []uint64
+	err = l.ReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT "offset" FROM messages WHERE app = 'a' AND channel = 'c' ORDER BY "offset"`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var o uint64
+			if err := rows.Scan(&o); err != nil {
+				return err
+			}
+			kept = append(kept, o)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{4, 5, 6, 7, 8, 9, 10}; n != 3 || !slices.Equal(kept, want) || batches != 0 {
+		t.Fatalf("trimmed %d in %d batches after the first, kept offsets %v; want 3 in one batch, kept %v", n, batches, kept, want)
+	}
+	// The next pass, once the subscription has read on, goes on from
+	// there.
+	cursor.Store(seqs[9])
+	if n, err := l.TrimChannel(ctx, "a", "c", RetentionPolicy{MaxMessages: 1}, time.Now(), 4); err != nil || n != 6 {
+		t.Fatalf("the next pass trimmed %d (%v), want 6", n, err)
+	}
+	if info, err := l.Channel(ctx, "a", "c"); err != nil || info.First != 10 {
+		t.Fatalf("after the next pass the channel starts at %d (%v), want 10", info.First, err)
+	}
+}
