@@ -69,10 +69,11 @@ type Config struct {
 	MaxIdle int
 	// IdleTimeout is how long a spare runtime may stay idle (default 1
 	// minute). A burst of concurrent runs leaves a runtime per run behind
-	// (up to MaxIdle), each with the script's module state; while a
-	// script has spares its pool is checked every IdleTimeout, and all but
-	// its most recently used runtime are dropped once idle for longer, one
-	// to two IdleTimeouts after their last run.
+	// (up to MaxIdle), each with the script's module state; while the
+	// engine holds any script, a sweep runs every IdleTimeout, and drops
+	// all but a script's most recently used runtime once idle for longer,
+	// one to two IdleTimeouts after their last run. The same sweep forgets
+	// the scripts of app folders that are gone.
 	IdleTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -112,10 +113,18 @@ type Engine struct {
 	log     *slog.Logger
 
 	mu       sync.Mutex
-	versions map[string]*version      // by app folder and file
-	absent   map[string]time.Time     // by app folder and file: when a stat last found none
-	slots    map[string]chan struct{} // by app folder and file: one per run under way
-	sweeping bool                     // a dropIdle is due: some version has spare idle runtimes
+	scripts  map[string]*script // by app folder and file
+	sweeping bool               // a sweep (dropIdle) is due: scripts holds something
+}
+
+// script is what the engine holds of one file of one app folder.
+type script struct {
+	dir string   // the app folder
+	v   *version // the current version; nil while the file is absent
+	// absent is when a stat last found no file, while v is nil.
+	absent time.Time
+	// slots has one entry per run under way, of any version of the file.
+	slots chan struct{}
 }
 
 var (
@@ -128,9 +137,7 @@ func New(cfg Config, store Store, members domain.Members, registry Apps) *Engine
 	cfg.setDefaults()
 	return &Engine{
 		cfg: cfg, store: store, members: members, apps: registry, log: cfg.Logger,
-		versions: map[string]*version{},
-		absent:   map[string]time.Time{},
-		slots:    map[string]chan struct{}{},
+		scripts: map[string]*script{},
 	}
 }
 
@@ -155,50 +162,69 @@ func (e *Engine) limit(app *apps.App, file string) time.Duration {
 const absentRecheck = time.Second
 
 // current returns the current version of app's file, making a new one when
-// a file of the cached one changed; nil when the app has no such file.
-func (e *Engine) current(app *apps.App, file string) (*version, error) {
+// a file of the cached one changed, and the file's run slots; nil when the
+// app has no such file.
+func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, error) {
 	if app.Dir == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	key := app.Dir + "\x00" + file
 	e.mu.Lock()
-	v := e.versions[key]
-	seen, wasAbsent := e.absent[key]
+	var v *version
+	var seen time.Time
+	s := e.scripts[key]
+	if s != nil {
+		v, seen = s.v, s.absent
+	}
 	e.mu.Unlock()
 	if v != nil && v.fresh() {
-		return v, nil
+		return v, s.slots, nil
 	}
 	now := time.Now()
-	if v == nil && wasAbsent && now.Sub(seen) < absentRecheck {
-		return nil, nil
+	if s != nil && v == nil && now.Sub(seen) < absentRecheck {
+		return nil, nil, nil
 	}
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir() {
 		e.mu.Lock()
-		if e.versions[key] == v {
-			delete(e.versions, key)
-			e.absent[key] = now
+		if s := e.script(key, app.Dir); s.v == v {
+			s.v, s.absent = nil, now
 		}
 		e.mu.Unlock()
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	nv, err := newVersion(app.Name, app.Dir, file, stampOf(fi), e.cfg.MaxIdle)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e.mu.Lock()
 	// Two requests may both have seen the change; the last one wins, and
 	// the other's version serves its one execution and is dropped.
-	e.versions[key] = nv
-	delete(e.absent, key)
+	s = e.script(key, app.Dir)
+	s.v, s.absent = nv, time.Time{}
 	e.mu.Unlock()
 	if v != nil {
 		e.log.Info("js script changed; reloading", "app", app.Name, "file", file)
 	}
-	return nv, nil
+	return nv, s.slots, nil
+}
+
+// script returns the entry of key, making it if there is none; e.mu is
+// held. While the engine holds any, a sweep is due.
+func (e *Engine) script(key, dir string) *script {
+	s := e.scripts[key]
+	if s == nil {
+		s = &script{dir: dir, slots: make(chan struct{}, e.cfg.MaxConcurrent)}
+		e.scripts[key] = s
+	}
+	if !e.sweeping {
+		e.sweeping = true
+		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+	}
+	return s
 }
 
 // run executes app's file: it takes a runtime of the current version from
@@ -210,7 +236,7 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	call func(rt *runtime, vm *goja.Runtime) (goja.Value, error),
 	finish func(rt *runtime, vm *goja.Runtime, v goja.Value) error,
 ) (ok bool, err error) {
-	v, err := e.current(app, file)
+	v, slots, err := e.current(app, file)
 	if err != nil || v == nil {
 		return false, err
 	}
@@ -221,7 +247,6 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	// a logger with attributes costs more than the check.
 	log := logger()
 	limit := e.limit(app, file)
-	slots := e.slotsOf(app.Dir + "\x00" + file)
 	wait := limit
 	if untilDone(ctx) {
 		// A run that must not be dropped (onDisconnect) waits for a slot
@@ -254,14 +279,14 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	}
 	left := time.Until(deadline)
 	if left <= 0 {
-		e.putRuntime(v, rt)
+		v.put(rt)
 		return true, &TimeoutError{File: file, Limit: limit}
 	}
 	reusable, err := rt.run(ex, left,
 		func(vm *goja.Runtime) (goja.Value, error) { return call(rt, vm) },
 		func(vm *goja.Runtime, val goja.Value) error { return finish(rt, vm, val) })
 	if reusable {
-		e.putRuntime(v, rt)
+		v.put(rt)
 	}
 	var te *TimeoutError
 	if errors.As(err, &te) {
@@ -270,52 +295,50 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	return true, err
 }
 
-// putRuntime returns rt to v's pool, and makes sure that its spares are
-// dropped once idle for the IdleTimeout.
-func (e *Engine) putRuntime(v *version, rt *runtime) {
-	if !v.put(rt) {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.sweeping {
-		e.sweeping = true
-		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
-	}
-}
-
-// dropIdle drops the runtimes idle for longer than the IdleTimeout, all
-// but the most recently used of each version, and comes back while spares
-// are left. Nothing runs while no version has spares.
+// dropIdle is the sweep, every IdleTimeout while the engine holds any
+// script. It drops the runtimes idle for longer than the IdleTimeout, all
+// but the most recently used of each version, and forgets what it holds of
+// app folders that are gone, and of missing files found missing over
+// absentRecheck ago, once none of their runs is under way. An app folder
+// that is deleted is never asked for again: without this, its last runtime
+// and the folder's open descriptor would stay for the life of the process.
 func (e *Engine) dropIdle() { e.dropIdleAt(time.Now()) }
 
 // dropIdleAt is dropIdle as of the time now.
 func (e *Engine) dropIdleAt(now time.Time) {
 	before := now.Add(-e.cfg.IdleTimeout)
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	spares := false
-	for _, v := range e.versions {
-		dropped, left := v.dropIdle(before)
-		if dropped > 0 {
-			e.log.Debug("js runtimes dropped after idling", "app", v.app, "file", v.file, "dropped", dropped)
+	held := map[string]*script{}
+	for key, s := range e.scripts {
+		if s.v == nil {
+			if now.Sub(s.absent) >= absentRecheck && len(s.slots) == 0 {
+				delete(e.scripts, key)
+			}
+			continue
 		}
-		spares = spares || left
+		if dropped := s.v.dropIdle(before); dropped > 0 {
+			e.log.Debug("js runtimes dropped after idling", "app", s.v.app, "file", s.v.file, "dropped", dropped)
+		}
+		held[key] = s
 	}
-	if e.sweeping = spares; spares {
-		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+	e.mu.Unlock()
+	// The folders are looked at without the lock, which every run takes.
+	for key, s := range held {
+		if _, err := os.Stat(s.dir); !errors.Is(err, fs.ErrNotExist) {
+			delete(held, key)
+		}
 	}
-}
-
-func (e *Engine) slotsOf(key string) chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := e.slots[key]
-	if s == nil {
-		s = make(chan struct{}, e.cfg.MaxConcurrent)
-		e.slots[key] = s
+	for key, s := range held {
+		if e.scripts[key] == s && len(s.slots) == 0 {
+			delete(e.scripts, key)
+			e.log.Debug("js script forgotten: its app folder is gone", "app", s.v.app, "file", s.v.file)
+		}
 	}
-	return s
+	if e.sweeping = len(e.scripts) > 0; e.sweeping {
+		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+	}
 }
 
 // acquire takes one of slots, waiting at most limit. Blocked senders on a

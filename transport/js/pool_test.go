@@ -71,10 +71,12 @@ func burst(n int, call func(string)) {
 func idleOf(e *Engine) (idle []idleRuntime, sweeping bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, v := range e.versions {
-		v.imu.Lock()
-		idle = append(idle, v.idle...)
-		v.imu.Unlock()
+	for _, s := range e.scripts {
+		if v := s.v; v != nil {
+			v.imu.Lock()
+			idle = append(idle, v.idle...)
+			v.imu.Unlock()
+		}
 	}
 	return idle, e.sweeping
 }
@@ -105,8 +107,9 @@ func TestSpareRuntimesAreDropped(t *testing.T) {
 	}
 	top := idle[len(idle)-1].rt
 	e.dropIdleAt(time.Now().Add(2 * time.Hour))
-	if idle, sweeping := idleOf(e); len(idle) != 1 || idle[0].rt != top || sweeping {
-		t.Fatalf("sweep after the timeout: %d idle runtimes (the most recent kept: %v), sweeping %v; want 1, true, false",
+	// The script is still held, so the sweep stays due.
+	if idle, sweeping := idleOf(e); len(idle) != 1 || idle[0].rt != top || !sweeping {
+		t.Fatalf("sweep after the timeout: %d idle runtimes (the most recent kept: %v), sweeping %v; want 1, true, true",
 			len(idle), len(idle) == 1 && idle[0].rt == top, sweeping)
 	}
 	call("") // the kept runtime serves
@@ -115,24 +118,116 @@ func TestSpareRuntimesAreDropped(t *testing.T) {
 	}
 }
 
-// With a short timeout the engine's own timer drops the spares, says so,
-// then stops.
-func TestIdleSweepRunsUntilNoSpares(t *testing.T) {
+// With a short timeout the engine's own timer drops the spares and says
+// so; once the app folder is gone, it forgets the script, and stops.
+func TestIdleSweepRunsWhileScriptsAreHeld(t *testing.T) {
 	logs := &testutil.SyncBuffer{}
 	e, call := poolEngine(t, Config{IdleTimeout: 50 * time.Millisecond, MaxConcurrent: 8, MaxIdle: 8,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	burst(8, call)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		idle, sweeping := idleOf(e)
-		if len(idle) == 1 && !sweeping {
+		if idle, _ := idleOf(e); len(idle) == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
+			idle, sweeping := idleOf(e)
 			t.Fatalf("30 s after a burst: %d idle runtimes, sweeping %v", len(idle), sweeping)
 		}
 	}
 	// The burst's runs overlapped, so there were spares to drop.
 	if !strings.Contains(logs.String(), "js runtimes dropped after idling") {
 		t.Fatalf("no runtime was dropped; log:\n%s", logs.String())
+	}
+	if err := os.RemoveAll(appDir(t, e)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if held, sweeping := heldOf(e); held == 0 && !sweeping {
+			break
+		}
+		if time.Now().After(deadline) {
+			held, sweeping := heldOf(e)
+			t.Fatalf("30 s after the app folder was removed: %d scripts held, sweeping %v", held, sweeping)
+		}
+	}
+	if !strings.Contains(logs.String(), "js script forgotten") {
+		t.Fatalf("the forgetting was not logged; log:\n%s", logs.String())
+	}
+}
+
+// heldOf returns how many scripts e holds and whether a sweep is due.
+func heldOf(e *Engine) (held int, sweeping bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.scripts), e.sweeping
+}
+
+// appDir returns the folder of the one app whose scripts e holds.
+func appDir(t *testing.T, e *Engine) string {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.scripts {
+		return s.dir
+	}
+	t.Fatal("no script is held")
+	return ""
+}
+
+// A deleted app is never asked for again: the sweep forgets what the
+// engine holds of it (its last runtime and its folder's open descriptor),
+// but not while one of its runs is under way. A file found missing is
+// forgotten once the finding is older than absentRecheck.
+func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
+	// The sweep's own timer is an hour away: the test sweeps by hand.
+	e, call := poolEngine(t, Config{IdleTimeout: time.Hour})
+	call("")
+	app, err := e.apps.Lookup("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := e.current(app, RealtimeFile); v != nil || err != nil {
+		t.Fatalf("a missing realtime.js: version %v, %v", v, err)
+	}
+	if held, sweeping := heldOf(e); held != 2 || !sweeping {
+		t.Fatalf("after a call and a hook's lookup: %d scripts held, sweeping %v; want 2, true", held, sweeping)
+	}
+	e.dropIdleAt(time.Now().Add(absentRecheck / 2))
+	if held, _ := heldOf(e); held != 2 {
+		t.Fatalf("a sweep before absentRecheck: %d scripts held, want 2", held)
+	}
+	e.dropIdleAt(time.Now().Add(2 * time.Hour))
+	if held, sweeping := heldOf(e); held != 1 || !sweeping {
+		t.Fatalf("a sweep with the app in place: %d scripts held, sweeping %v; want 1 (main.js), true", held, sweeping)
+	}
+
+	// A run under way keeps the script through a sweep.
+	done := make(chan struct{})
+	go func() { defer close(done); call("300") }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		e.mu.Lock()
+		running := 0
+		for _, s := range e.scripts {
+			running += len(s.slots)
+		}
+		e.mu.Unlock()
+		if running == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never started")
+		}
+	}
+	if err := os.RemoveAll(app.Dir); err != nil {
+		t.Fatal(err)
+	}
+	e.dropIdleAt(time.Now().Add(2 * time.Hour))
+	if held, _ := heldOf(e); held != 1 {
+		t.Fatalf("a sweep during a run of a removed app: %d scripts held, want 1", held)
+	}
+	<-done
+	e.dropIdleAt(time.Now().Add(2 * time.Hour))
+	if held, sweeping := heldOf(e); held != 0 || sweeping {
+		t.Fatalf("a sweep after the app folder was removed: %d scripts held, sweeping %v; want 0, false", held, sweeping)
 	}
 }

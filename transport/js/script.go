@@ -256,22 +256,19 @@ func (v *version) get() *runtime {
 	return rt
 }
 
-// put keeps rt for the next execution, unless enough are idle already. It
-// reports whether the version has more than one idle runtime: spares that
-// dropIdle may have to drop later.
-func (v *version) put(rt *runtime) (spares bool) {
+// put keeps rt for the next execution, unless enough are idle already.
+func (v *version) put(rt *runtime) {
 	v.imu.Lock()
 	defer v.imu.Unlock()
 	if len(v.idle) < v.maxIdle {
 		v.idle = append(v.idle, idleRuntime{rt, time.Now()})
 	}
-	return len(v.idle) > 1
 }
 
 // dropIdle drops the runtimes idle since before, but not the most recently
 // used one, which keeps the next execution from loading the script again.
-// It reports how many it dropped and whether spares are left.
-func (v *version) dropIdle(before time.Time) (dropped int, spares bool) {
+// It returns how many it dropped.
+func (v *version) dropIdle(before time.Time) (dropped int) {
 	v.imu.Lock()
 	defer v.imu.Unlock()
 	n := 0
@@ -285,5 +282,5 @@ func (v *version) dropIdle(before time.Time) (dropped int, spares bool) {
 		clear(v.idle[k:])
 		v.idle = v.idle[:k]
 	}
-	return n, len(v.idle) > 1
+	return n
 }
