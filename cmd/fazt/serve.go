@@ -129,7 +129,9 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	}
 	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	// WebSocket upgrades are taken off the listener before net/http, which
+	// serves the rest (ws.Server.Listener).
+	go func() { errc <- srv.Serve(n.ws.Listener(ln, "/_ws", srv.ReadHeaderTimeout)) }()
 	logger.Info("fazt serving", "addr", ln.Addr().String(), "db", opts.node.DBPath, "apps", opts.node.AppsDir, "durability", string(opts.node.Durability))
 	if opts.ready != nil {
 		opts.ready(ln.Addr().String())

@@ -355,12 +355,16 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil || brw.Reader.Buffered() > 0 {
 		return nc, brw, err // the upgrader refuses early data itself
 	}
-	h.nc = nc
-	h.br = bufio.NewReaderSize(nc, readBufferSize)
+	h.nc = unwrap(nc)
+	// The listener's reader is the connection's own (Server.Listener);
+	// net/http's is bigger, and is not kept.
+	if h.br = brw.Reader; h.br.Size() != readBufferSize {
+		h.br = bufio.NewReaderSize(h.nc, readBufferSize)
+	}
 	// The upgraded connection keeps what this returns for its life: not
 	// the hijacker, which refers to net/http's buffers through the
 	// ResponseWriter.
-	h.held = &heldConn{Conn: nc}
+	h.held = &heldConn{Conn: h.nc}
 	return h.held, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
