@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -26,18 +27,29 @@ import (
 // Here the request is read into the connection's own read buffer, by one
 // of the readers' workers, whose stacks have grown already.
 //
-// headerTimeout bounds the wait for the request's headers, as the
-// http.Server's ReadHeaderTimeout does for the others, and the headers
-// are capped at net/http's default of 1 MiB. The listener is for plain
-// TCP: behind TLS the first bytes are a handshake, and every connection
-// would go to the http.Server.
+// The request is held to net/http's rules: a Host header (HTTP/1.1), a
+// valid one, HTTP/1.x, no Expect but 100-continue, and headers within
+// net/http's default cap (1 MiB, and its 4 KiB of slack). headerTimeout
+// (none when 0) bounds the wait for the headers, as the http.Server's
+// ReadHeaderTimeout does, and the wait for the first bytes of every
+// connection; a connection passed on then gets the http.Server's own. A
+// request that is not upgraded is answered with the connection closed
+// after it. The request's context ends with the server, not when the
+// client leaves.
+//
+// Closing the listener closes the connections whose first request is
+// still being read. The listener is for plain TCP: behind TLS the first
+// bytes are a handshake, and every connection would go to the
+// http.Server.
 func (s *Server) Listener(ln net.Listener, path string, headerTimeout time.Duration) net.Listener {
 	l := &upgradeListener{
 		Listener: ln, s: s, headerTimeout: headerTimeout,
-		prefix: []byte("GET " + path),
-		conns:  make(chan net.Conn),
-		errc:   make(chan error),
-		done:   make(chan struct{}),
+		prefix:  []byte("GET " + path),
+		conns:   make(chan net.Conn),
+		errc:    make(chan error),
+		done:    make(chan struct{}),
+		failed:  make(chan struct{}),
+		reading: map[net.Conn]struct{}{},
 	}
 	go l.accept()
 	return l
@@ -49,30 +61,41 @@ type upgradeListener struct {
 	headerTimeout time.Duration
 	prefix        []byte // "GET /_ws"
 	conns         chan net.Conn
-	errc          chan error
-	done          chan struct{}
-	once          sync.Once
+	errc          chan error    // a temporary error of ln's Accept
+	failed        chan struct{} // closed once ln's Accept has failed for good, with err
+	err           error
+	done          chan struct{} // closed by Close
+
+	mu      sync.Mutex
+	closed  bool
+	reading map[net.Conn]struct{} // the connections whose first request is being read
 }
 
 // maxUpgradeHeader caps the bytes of an upgrade request, as net/http's
-// DefaultMaxHeaderBytes does for other requests.
-const maxUpgradeHeader = http.DefaultMaxHeaderBytes
+// DefaultMaxHeaderBytes does for other requests, with the 4 KiB that its
+// reader buffers past that cap.
+const maxUpgradeHeader = http.DefaultMaxHeaderBytes + 4096
 
 func (l *upgradeListener) accept() {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil {
-			// The error goes to the http.Server, which backs off and asks
-			// again after a temporary one, and stops after any other.
+		if err != nil && isTemporary(err) {
+			// The http.Server backs off before it asks again.
 			select {
 			case l.errc <- err:
+				continue
 			case <-l.done:
 				return
 			}
-			if !isTemporary(err) {
-				return
-			}
-			continue
+		}
+		if err != nil {
+			l.err = err
+			close(l.failed)
+			return
+		}
+		if !l.track(c) {
+			c.Close()
+			return
 		}
 		l.s.workers.run(func() { l.sniff(c) })
 	}
@@ -90,39 +113,97 @@ func (l *upgradeListener) Accept() (net.Conn, error) {
 		return c, nil
 	case err := <-l.errc:
 		return nil, err
+	case <-l.failed:
+		return nil, l.err
 	case <-l.done:
 		return nil, net.ErrClosed
 	}
 }
 
+// Close stops accepting and closes the connections whose first request is
+// still being read.
 func (l *upgradeListener) Close() error {
-	l.once.Do(func() { close(l.done) })
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.done)
+		for c := range l.reading {
+			c.Close()
+		}
+	}
+	l.mu.Unlock()
 	return l.Listener.Close()
 }
 
+// track counts c as being read, unless the listener is closed.
+func (l *upgradeListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.reading[c] = struct{}{}
+	return true
+}
+
+// untrack ends the reading of c's first request, and reports whether the
+// listener is still open.
+func (l *upgradeListener) untrack(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.reading, c)
+	return !l.closed
+}
+
 // sniff reads the start of c's first request: an upgrade to the path is
-// served here, anything else goes to the http.Server with what was read.
+// served here, anything else goes to the http.Server with what was read,
+// as soon as the bytes in differ from a GET of the path.
 func (l *upgradeListener) sniff(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(l.headerTimeout))
+	if l.headerTimeout > 0 {
+		c.SetReadDeadline(time.Now().Add(l.headerTimeout))
+	}
 	cr := &capReader{r: c, left: maxUpgradeHeader}
 	br := bufio.NewReaderSize(cr, readBufferSize)
-	start, err := br.Peek(len(l.prefix) + 1)
-	if err != nil {
-		// Closed or timed out within fewer bytes than the shortest
-		// request line: nothing to answer.
+	for n := 1; ; {
+		start, err := br.Peek(n)
+		if err != nil {
+			// Closed or timed out before a request line: nothing to
+			// answer, as net/http does.
+			l.untrack(c)
+			c.Close()
+			return
+		}
+		if !l.upgradeStart(start) {
+			break
+		}
+		if len(start) > len(l.prefix) {
+			l.upgrade(c, cr, br)
+			return
+		}
+		n = min(max(br.Buffered(), n+1), len(l.prefix)+1)
+	}
+	cr.left = -1
+	if !l.untrack(c) {
 		c.Close()
 		return
 	}
-	if bytes.HasPrefix(start, l.prefix) && (start[len(l.prefix)] == ' ' || start[len(l.prefix)] == '?') {
-		l.upgrade(c, cr, br)
-		return
-	}
-	cr.left = -1
+	// The http.Server sets its own deadline, if it has a timeout.
+	c.SetReadDeadline(time.Time{})
 	select {
 	case l.conns <- &sniffedConn{Conn: c, br: br}:
 	case <-l.done:
 		c.Close()
 	}
+}
+
+// upgradeStart reports whether b can start a GET of the path: the prefix,
+// then a space or a query.
+func (l *upgradeListener) upgradeStart(b []byte) bool {
+	n := min(len(b), len(l.prefix))
+	if !bytes.Equal(b[:n], l.prefix[:n]) {
+		return false
+	}
+	return len(b) == n || b[n] == ' ' || b[n] == '?'
 }
 
 // upgrade serves the request that br starts, as the http.Server would: a
@@ -138,29 +219,58 @@ func (l *upgradeListener) upgrade(c net.Conn, cr *capReader, br *bufio.Reader) {
 		}
 	}()
 	req, err := http.ReadRequest(br)
-	if err != nil {
-		code := http.StatusBadRequest
+	open := l.untrack(c)
+	code := http.StatusBadRequest
+	switch {
+	case err != nil:
+		var ne net.Error
+		if errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout() || !open {
+			return // nothing to answer
+		}
 		if errors.Is(err, errHeaderTooLarge) {
 			code = http.StatusRequestHeaderFieldsTooLarge
 		}
-		var ne net.Error
-		if !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) {
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			http.Error(w, strconv.Itoa(code)+" "+http.StatusText(code), code)
-			w.finish()
-		}
+	case !open:
+		return
+	case req.ProtoMajor != 1:
+		code = http.StatusHTTPVersionNotSupported
+	case req.ProtoAtLeast(1, 1) && req.Host == "", !validHost(req.Host):
+		// ReadRequest moves the header to req.Host: an empty one is taken
+		// as none (net/http lets an empty one through).
+	case req.Header.Get("Expect") != "" && !strings.EqualFold(req.Header.Get("Expect"), "100-continue"):
+		code = http.StatusExpectationFailed
+	default:
+		code = 0
+	}
+	if code != 0 {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		http.Error(w, strconv.Itoa(code)+" "+http.StatusText(code), code)
+		w.finish()
 		return
 	}
 	cr.left = -1
 	c.SetReadDeadline(time.Time{})
 	req.RemoteAddr = c.RemoteAddr().String()
-	// The request's context ends with the server (net/http's would also
-	// end if the client left while the handler ran; ServeHTTP bounds its
-	// waits itself).
 	l.s.ServeHTTP(w, req.WithContext(l.s.baseCtx))
 	if !w.hijacked {
 		w.finish()
 	}
+}
+
+// validHost reports whether h is a valid Host header: the characters of a
+// host name, an IP address (in brackets for IPv6) and a port (RFC 3986,
+// section 3.2.2, and percent-encoding), as net/http accepts.
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		b := h[i]
+		switch {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=:[]%", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 var errHeaderTooLarge = errors.New("request headers too large")
@@ -266,6 +376,7 @@ func (w *upgradeResponse) finish() {
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", w.code, http.StatusText(w.code))
 	w.header.Del("Content-Length")
 	w.header.Set("Connection", "close")
+	w.header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	w.header.Write(&b)
 	b.WriteString("Content-Length: " + strconv.Itoa(w.body.Len()) + "\r\n\r\n")
 	b.Write(w.body.Bytes())

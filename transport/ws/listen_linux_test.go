@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -138,20 +139,29 @@ func TestListenerPassesOtherConnections(t *testing.T) {
 	waitUntil(t, "the connection parked", func() bool { return ts.parked() == 1 })
 }
 
-// What cannot be upgraded is answered and the connection closed: a GET
-// of /_ws that is no upgrade, a malformed request, headers past the cap.
-// A client that sends too little, or nothing, is cut off at the header
-// timeout.
+// What cannot be upgraded is answered as net/http answers it, and the
+// connection closed: a GET of /_ws that is no upgrade, a malformed
+// request, headers past the cap, no Host or a bad one, another HTTP
+// version, an Expect it cannot meet, an app that does not exist. A client
+// that sends too little, or nothing, is cut off at the header timeout.
+// Nothing is recorded for any of them.
 func TestListenerRefusesWhatItCannotUpgrade(t *testing.T) {
 	ts := startTestServer(t)
 	base, seen := listenerServer(t, ts, 300*time.Millisecond)
+	noHost := strings.Replace(upgradeHeaders, "Host: localhost\r\n", "", 1)
 	for _, tc := range []struct{ name, req, want string }{
 		{"no upgrade", "GET /_ws HTTP/1.1\r\nHost: localhost\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
 		{"a bad request line", "GET /_ws HTTP/one\r\nHost: localhost\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
 		{"a bad header", "GET /_ws HTTP/1.1\r\n" + upgradeHeaders + "no colon\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
-		{"headers past 1 MiB", "GET /_ws HTTP/1.1\r\n" + upgradeHeaders + "X-Big: " + strings.Repeat("b", 1<<20) + "\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
+		{"headers past the cap", "GET /_ws HTTP/1.1\r\n" + upgradeHeaders + "X-Big: " + strings.Repeat("b", 1<<20+4096) + "\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
+		{"no Host", "GET /_ws HTTP/1.1\r\n" + noHost + "\r\n", "HTTP/1.1 400 Bad Request\r\n"},
+		{"a bad Host", "GET /_ws HTTP/1.1\r\nHost: local host\r\n" + noHost + "\r\n", "HTTP/1.1 400 Bad Request\r\n"},
+		{"HTTP/2.0", "GET /_ws HTTP/2.0\r\n" + upgradeHeaders + "\r\n", "HTTP/1.1 505 HTTP Version Not Supported\r\n"},
+		{"an Expect it cannot meet", "GET /_ws HTTP/1.1\r\n" + upgradeHeaders + "Expect: the unexpected\r\n\r\n", "HTTP/1.1 417 Expectation Failed\r\n"},
+		{"an app that does not exist", "GET /_ws HTTP/1.1\r\nHost: nosuch.localhost\r\n" + noHost + "\r\n", "HTTP/1.1 404 Not Found\r\n"},
 		{"headers that never end", "GET /_ws HTTP/1.1\r\nHost: localhost\r\n", ""},
 		{"a start too short for a request", "GET /", ""},
+		{"nothing", "", ""},
 		{"data before the 101", "GET /_ws HTTP/1.1\r\n" + upgradeHeaders + "\r\n\x81\x85abcd", ""},
 	} {
 		got := rawRequest(t, base, tc.req)
@@ -162,8 +172,20 @@ func TestListenerRefusesWhatItCannotUpgrade(t *testing.T) {
 	if n := seen.Load(); n != 0 {
 		t.Fatalf("the http.Server was given %d connections", n)
 	}
-	if n := len(ts.srv.conns); n != 0 {
-		t.Fatalf("%d connections tracked after refusals", n)
+	st, err := ts.log.Stats(context.Background(), "")
+	if err != nil || st.Events != 0 {
+		t.Fatalf("%d events recorded for refusals (%v)", st.Events, err)
+	}
+	// HTTP/1.0 needs no Host, and is upgraded.
+	nc, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(nc, "GET /_ws HTTP/1.0\r\n"+noHost+"\r\n")
+	if got, err := bufio.NewReader(nc).ReadString('}'); err != nil || !strings.HasPrefix(got, "HTTP/1.1 101 ") || !strings.Contains(got, `"type":"connected"`) {
+		t.Fatalf("an HTTP/1.0 upgrade: %q, %v", got, err)
 	}
 }
 
@@ -175,16 +197,24 @@ func TestListenerCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := ts.srv.Listener(ln, "/_ws", time.Second)
+	l := ts.srv.Listener(ln, "/_ws", 0)
 	hs := &http.Server{Handler: http.NotFoundHandler()}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
-	// A connection that is passed on while the server stops is closed.
+	// A connection whose first request is being waited for when the
+	// server stops is closed. (Nothing is sent on it: a socket closed with
+	// input unread is reset rather than closed.)
 	nc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	ul := l.(*upgradeListener)
+	waitUntil(t, "the connection is being read", func() bool {
+		ul.mu.Lock()
+		defer ul.mu.Unlock()
+		return len(ul.reading) == 1
+	})
 	if err := hs.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -194,9 +224,33 @@ func TestListenerCloses(t *testing.T) {
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close: %v", err)
 	}
-	io.WriteString(nc, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := io.ReadAll(nc); err != nil || len(b) != 0 {
 		t.Fatalf("a connection accepted as the server closed: read %q, %v; want it closed", b, err)
+	}
+}
+
+// A connection is passed on as soon as its first bytes cannot start an
+// upgrade, so that the wait for the rest is net/http's, not the
+// listener's header timeout.
+func TestListenerPassesOnAtTheFirstByteThatDiffers(t *testing.T) {
+	ts := startTestServer(t)
+	base, _ := listenerServer(t, ts, time.Second)
+	nc, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(nc, "P")
+	time.Sleep(1500 * time.Millisecond) // past the listener's timeout
+	io.WriteString(nc, "OST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "POST /echo hi" {
+		t.Fatalf("answered %q", b)
 	}
 }
