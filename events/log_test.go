@@ -32,6 +32,22 @@ func broadcast(app, channel string, data string) *domain.MessageBroadcast {
 	return &domain.MessageBroadcast{App: app, Channel: channel, Data: json.RawMessage(data), Publisher: domain.Actor{Kind: domain.ActorAdmin}}
 }
 
+// broadcasts appends n broadcasts to app's channel, with data 1 to n, each
+// in a transaction of its own and gap after it, and returns their events.
+func broadcasts(t *testing.T, l *Log, app, channel string, n int, gap time.Duration) []domain.Event {
+	t.Helper()
+	var out []domain.Event
+	for i := 1; i <= n; i++ {
+		evs, err := l.Append(context.Background(), broadcast(app, channel, fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, evs[0])
+		time.Sleep(gap)
+	}
+	return out
+}
+
 // TestConcurrentAppendsGetContiguousOffsets has many goroutines append to
 // a few channels at once; every channel's offsets must be 1..N with no gap
 // or repeat, and the global sequence contiguous.
@@ -133,13 +149,8 @@ func TestHistoryQueries(t *testing.T) {
 	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
 	ctx := context.Background()
 	var stamps []int64
-	for i := 1; i <= 10; i++ {
-		evs, err := l.Append(ctx, broadcast("app", "h", fmt.Sprint(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		stamps = append(stamps, evs[0].Time)
-		time.Sleep(2 * time.Millisecond)
+	for _, ev := range broadcasts(t, l, "app", "h", 10, 2*time.Millisecond) {
+		stamps = append(stamps, ev.Time)
 	}
 	offs := func(q domain.HistoryQuery) []uint64 {
 		ms, err := l.Messages(ctx, "app", "h", q)

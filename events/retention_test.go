@@ -412,13 +412,8 @@ func TestTrimmedSince(t *testing.T) {
 	ctx := context.Background()
 	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
 	var times []int64
-	for i := 1; i <= 3; i++ {
-		evs, err := l.Append(ctx, broadcast("a", "c", fmt.Sprint(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		times = append(times, evs[0].Time)
-		time.Sleep(2 * time.Millisecond) // a millisecond of its own each
+	for _, ev := range broadcasts(t, l, "a", "c", 3, 2*time.Millisecond) { // a millisecond of its own each
+		times = append(times, ev.Time)
 	}
 	if _, err := l.TrimChannel(ctx, "a", "c", RetentionPolicy{MaxMessages: 1}, time.Now(), 10); err != nil {
 		t.Fatal(err)
@@ -457,12 +452,8 @@ func TestTrimStopsAtAMessageHeldBack(t *testing.T) {
 	ctx := context.Background()
 	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
 	var seqs []uint64
-	for i := 1; i <= 10; i++ {
-		evs, err := l.Append(ctx, broadcast("a", "c", fmt.Sprint(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs = append(seqs, evs[0].Seq)
+	for _, ev := range broadcasts(t, l, "a", "c", 10, 0) {
+		seqs = append(seqs, ev.Seq)
 	}
 	// A subscription has read up to offset 3.
 	cursor, done := l.trackReader(seqs[2])

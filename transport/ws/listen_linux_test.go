@@ -39,16 +39,24 @@ func listenerServer(t *testing.T, ts *testServer, headerTimeout time.Duration) (
 	return hs.URL, seen
 }
 
-// rawRequest sends req on a new TCP connection and returns all the server
-// wrote until it closed the connection.
-func rawRequest(t *testing.T, base, req string) string {
+// dialRaw opens a TCP connection to base, closed when the test ends, with
+// 10 s for all it does.
+func dialRaw(t *testing.T, base string) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// rawRequest sends req on a new TCP connection and returns all the server
+// wrote until it closed the connection.
+func rawRequest(t *testing.T, base, req string) string {
+	t.Helper()
+	c := dialRaw(t, base)
 	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
@@ -109,12 +117,7 @@ func TestListenerPassesOtherConnections(t *testing.T) {
 	}
 
 	// An upgrade after a plain request, on the same connection: net/http's.
-	nc, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	nc := dialRaw(t, base)
 	io.WriteString(nc, "GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	br := bufio.NewReader(nc)
 	resp, err := http.ReadResponse(br, nil)
@@ -177,12 +180,7 @@ func TestListenerRefusesWhatItCannotUpgrade(t *testing.T) {
 		t.Fatalf("%d events recorded for refusals (%v)", st.Events, err)
 	}
 	// HTTP/1.0 needs no Host, and is upgraded.
-	nc, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	nc := dialRaw(t, base)
 	io.WriteString(nc, "GET /_ws HTTP/1.0\r\n"+noHost+"\r\n")
 	if got, err := bufio.NewReader(nc).ReadString('}'); err != nil || !strings.HasPrefix(got, "HTTP/1.1 101 ") || !strings.Contains(got, `"type":"connected"`) {
 		t.Fatalf("an HTTP/1.0 upgrade: %q, %v", got, err)
@@ -236,12 +234,7 @@ func TestListenerCloses(t *testing.T) {
 func TestListenerPassesOnAtTheFirstByteThatDiffers(t *testing.T) {
 	ts := startTestServer(t)
 	base, _ := listenerServer(t, ts, time.Second)
-	nc, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	nc := dialRaw(t, base)
 	io.WriteString(nc, "P")
 	time.Sleep(1500 * time.Millisecond) // past the listener's timeout
 	io.WriteString(nc, "OST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi")
