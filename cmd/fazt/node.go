@@ -50,6 +50,7 @@ type node struct {
 	routerWG chan struct{}
 	ws       *ws.Server
 	api      *httpapi.API
+	scripts  *jsrt.Engine
 	handler  http.Handler
 	// stopSubs ends the subscriptions projection's flusher, which flushes
 	// once more; subsDone closes when it has.
@@ -142,6 +143,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	// for /api/.
 	cfg.JS.Logger = cfg.Logger
 	scripts := jsrt.New(cfg.JS, n.log, n.members, registry)
+	n.scripts = scripts
 	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, scripts)
 	n.api = httpapi.New(n.log, n.members, registry, isAdmin, cfg.Logger)
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger})
@@ -176,6 +178,9 @@ func (n *node) Close(ctx context.Context) error {
 	}
 	if n.ws != nil {
 		errs = append(errs, n.ws.Shutdown(ctx))
+	}
+	if n.scripts != nil { // after the connections' last hooks
+		n.scripts.Close()
 	}
 	if n.router != nil {
 		errs = append(errs, n.router.Close())

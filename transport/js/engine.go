@@ -114,7 +114,9 @@ type Engine struct {
 
 	mu       sync.Mutex
 	scripts  map[string]*script // by app folder and file
-	sweeping bool               // a sweep (dropIdle) is due: scripts holds something
+	sweeping bool               // a sweep (dropIdle) is due
+	closed   bool               // Close was called: no more sweeps
+	sweep    *time.Timer        // the next sweep, while sweeping
 }
 
 // script is what the engine holds of one file of one app folder.
@@ -124,6 +126,9 @@ type script struct {
 	// absent is when a stat last found no file, while v is nil.
 	absent time.Time
 	// slots has one entry per run under way, of any version of the file.
+	// A run takes one after current has returned them: a sweep in
+	// between can forget the entry, and a new one for the same file, if
+	// its folder came back at once, would count separately for that run.
 	slots chan struct{}
 }
 
@@ -187,8 +192,8 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir() {
 		e.mu.Lock()
-		if s := e.script(key, app.Dir); s.v == v {
-			s.v, s.absent = nil, now
+		if sc := e.entry(key, app.Dir); sc.v == v {
+			sc.v, sc.absent = nil, now
 		}
 		e.mu.Unlock()
 		return nil, nil, nil
@@ -203,7 +208,7 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	e.mu.Lock()
 	// Two requests may both have seen the change; the last one wins, and
 	// the other's version serves its one execution and is dropped.
-	s = e.script(key, app.Dir)
+	s = e.entry(key, app.Dir)
 	s.v, s.absent = nv, time.Time{}
 	e.mu.Unlock()
 	if v != nil {
@@ -212,19 +217,31 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	return nv, s.slots, nil
 }
 
-// script returns the entry of key, making it if there is none; e.mu is
-// held. While the engine holds any, a sweep is due.
-func (e *Engine) script(key, dir string) *script {
+// entry returns the script entry of key, making it if there is none; e.mu
+// is held. While the engine holds any, a sweep is due.
+func (e *Engine) entry(key, dir string) *script {
 	s := e.scripts[key]
 	if s == nil {
 		s = &script{dir: dir, slots: make(chan struct{}, e.cfg.MaxConcurrent)}
 		e.scripts[key] = s
 	}
-	if !e.sweeping {
+	if !e.sweeping && !e.closed {
 		e.sweeping = true
-		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+		e.sweep = time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
 	}
 	return s
+}
+
+// Close stops the sweeps. Runs may go on; a closed engine's runtimes are
+// dropped with it.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	if e.sweeping {
+		e.sweep.Stop()
+		e.sweeping = false
+	}
 }
 
 // run executes app's file: it takes a runtime of the current version from
@@ -296,19 +313,35 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 }
 
 // dropIdle is the sweep, every IdleTimeout while the engine holds any
-// script. It drops the runtimes idle for longer than the IdleTimeout, all
-// but the most recently used of each version, and forgets what it holds of
-// app folders that are gone, and of missing files found missing over
-// absentRecheck ago, once none of their runs is under way. An app folder
-// that is deleted is never asked for again: without this, its last runtime
-// and the folder's open descriptor would stay for the life of the process.
-func (e *Engine) dropIdle() { e.dropIdleAt(time.Now()) }
+// script, until Close. See dropIdleAt.
+func (e *Engine) dropIdle() {
+	e.dropIdleAt(time.Now())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sweeping = len(e.scripts) > 0 && !e.closed; e.sweeping {
+		e.sweep = time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
+	}
+}
 
-// dropIdleAt is dropIdle as of the time now.
+// dropIdleAt drops the runtimes idle for longer than the IdleTimeout as of
+// now, all but the most recently used of each version, and forgets what
+// the engine holds of app folders that are gone, and of files found
+// missing absentRecheck or more before now, once none of their runs is
+// under way. An app folder that is deleted is never asked for again:
+// without this, its last runtime would stay for the life of the process,
+// and its folder open until the collector finalized the version.
 func (e *Engine) dropIdleAt(now time.Time) {
+	e.forget(foldersGone(e.sweepAt(now)))
+}
+
+// sweepAt is dropIdleAt's first part, under the lock: it drops idle
+// runtimes and forgotten findings of missing files, and returns the
+// current versions, whose folders may be gone.
+func (e *Engine) sweepAt(now time.Time) map[string]*version {
 	before := now.Add(-e.cfg.IdleTimeout)
 	e.mu.Lock()
-	held := map[string]*script{}
+	defer e.mu.Unlock()
+	held := map[string]*version{}
 	for key, s := range e.scripts {
 		if s.v == nil {
 			if now.Sub(s.absent) >= absentRecheck && len(s.slots) == 0 {
@@ -319,37 +352,45 @@ func (e *Engine) dropIdleAt(now time.Time) {
 		if dropped := s.v.dropIdle(before); dropped > 0 {
 			e.log.Debug("js runtimes dropped after idling", "app", s.v.app, "file", s.v.file, "dropped", dropped)
 		}
-		held[key] = s
+		held[key] = s.v
 	}
-	e.mu.Unlock()
-	// The folders are looked at without the lock, which every run takes.
-	for key, s := range held {
-		if _, err := os.Stat(s.dir); !errors.Is(err, fs.ErrNotExist) {
-			delete(held, key)
+	return held
+}
+
+// foldersGone keeps, of versions, those whose app folder is gone. It runs
+// without the engine's lock, which every run takes.
+func foldersGone(versions map[string]*version) map[string]*version {
+	for key, v := range versions {
+		if _, err := os.Stat(v.dir); !errors.Is(err, fs.ErrNotExist) {
+			delete(versions, key)
 		}
 	}
+	return versions
+}
+
+// forget drops the entries of gone, unless a run has changed one since
+// (found its file missing, made a new version: the next sweep looks
+// again) or one of its runs is under way.
+func (e *Engine) forget(gone map[string]*version) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for key, s := range held {
-		if e.scripts[key] == s && len(s.slots) == 0 {
+	for key, v := range gone {
+		if s := e.scripts[key]; s != nil && s.v == v && len(s.slots) == 0 {
 			delete(e.scripts, key)
-			e.log.Debug("js script forgotten: its app folder is gone", "app", s.v.app, "file", s.v.file)
+			e.log.Debug("js script forgotten: its app folder is gone", "app", v.app, "file", v.file)
 		}
-	}
-	if e.sweeping = len(e.scripts) > 0; e.sweeping {
-		time.AfterFunc(e.cfg.IdleTimeout, e.dropIdle)
 	}
 }
 
-// acquire takes one of slots, waiting at most limit. Blocked senders on a
-// channel are served in order, so waiting runs start first come, first
-// served.
 // untilDoneKey marks a context whose hook run waits for a run slot until
 // the context ends.
 type untilDoneKey struct{}
 
 func untilDone(ctx context.Context) bool { return ctx.Value(untilDoneKey{}) != nil }
 
+// acquire takes one of slots, waiting at most limit. Blocked senders on a
+// channel are served in order, so waiting runs start first come, first
+// served.
 func acquire(ctx context.Context, slots chan struct{}, limit time.Duration) error {
 	select {
 	case slots <- struct{}{}:

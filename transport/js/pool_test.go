@@ -45,6 +45,7 @@ func poolEngine(t *testing.T, cfg Config) (e *Engine, call func(wait string)) {
 		return 0, "", nil
 	}, 0)
 	e = New(cfg, log, members, apps.NewRegistry(dir))
+	t.Cleanup(e.Close)
 	return e, func(wait string) {
 		req := httptest.NewRequest("GET", "/api/x?wait="+wait, nil)
 		req.Host = "a.localhost"
@@ -192,7 +193,7 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 	if held, sweeping := heldOf(e); held != 2 || !sweeping {
 		t.Fatalf("after a call and a hook's lookup: %d scripts held, sweeping %v; want 2, true", held, sweeping)
 	}
-	e.dropIdleAt(time.Now().Add(absentRecheck / 2))
+	e.dropIdleAt(time.Now()) // less than absentRecheck after the finding
 	if held, _ := heldOf(e); held != 2 {
 		t.Fatalf("a sweep before absentRecheck: %d scripts held, want 2", held)
 	}
@@ -201,9 +202,10 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 		t.Fatalf("a sweep with the app in place: %d scripts held, sweeping %v; want 1 (main.js), true", held, sweeping)
 	}
 
-	// A run under way keeps the script through a sweep.
+	// A run under way keeps the script through a sweep. (It waits 2 s,
+	// for the test's sweep to come first.)
 	done := make(chan struct{})
-	go func() { defer close(done); call("300") }()
+	go func() { defer close(done); call("2000") }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		e.mu.Lock()
 		running := 0
@@ -227,7 +229,44 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 	}
 	<-done
 	e.dropIdleAt(time.Now().Add(2 * time.Hour))
-	if held, sweeping := heldOf(e); held != 0 || sweeping {
-		t.Fatalf("a sweep after the app folder was removed: %d scripts held, sweeping %v; want 0, false", held, sweeping)
+	if held, _ := heldOf(e); held != 0 {
+		t.Fatalf("a sweep after the app folder was removed: %d scripts held, want 0", held)
+	}
+	// Once closed, the engine sweeps no more, even for a script it makes.
+	e.Close()
+	if err := os.MkdirAll(filepath.Join(app.Dir, "api"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(app.Dir, MainFile), []byte(`module.exports = () => ({})`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	call("")
+	if held, sweeping := heldOf(e); held != 1 || sweeping {
+		t.Fatalf("a call after Close: %d scripts held, sweeping %v; want 1, false", held, sweeping)
+	}
+}
+
+// A run that finds the file missing while a sweep looks at the folders
+// changes the entry the sweep found: the sweep leaves it for the next one.
+func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
+	e, call := poolEngine(t, Config{IdleTimeout: time.Hour})
+	call("")
+	app, err := e.apps.Lookup("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(app.Dir); err != nil {
+		t.Fatal(err)
+	}
+	gone := foldersGone(e.sweepAt(time.Now()))
+	if len(gone) != 1 {
+		t.Fatalf("%d versions of a removed folder found, want 1", len(gone))
+	}
+	if v, _, err := e.current(app, MainFile); v != nil || err != nil {
+		t.Fatalf("the removed script: version %v, %v", v, err)
+	}
+	e.forget(gone)
+	if held, _ := heldOf(e); held != 1 {
+		t.Fatalf("%d scripts held after the sweep, want 1 (the missing file's finding)", held)
 	}
 }
