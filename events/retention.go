@@ -194,7 +194,7 @@ func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
 }
 
 // testHookTrimBatch, when set by a test, runs after each of TrimChannel's
-// batches but the last.
+// batches that held nothing back.
 var testHookTrimBatch func()
 
 // TrimChannel deletes the messages of one channel that p drops at time

@@ -22,8 +22,9 @@ import (
 // request of that connection to path is upgraded there, as before).
 //
 // net/http gives each connection a goroutine, two 4 KiB buffers and a
-// cancellable context, all dropped at the upgrade: a third of what a
-// connect allocated, and the goroutine grew its stack afresh each time.
+// cancellable context, all dropped at the upgrade: the buffers were a
+// quarter of what a connect allocated (BENCHMARKS.md), and the goroutine
+// grew its stack afresh each time.
 // Here the request is read into the connection's own read buffer, by one
 // of the readers' workers, whose stacks have grown already.
 //

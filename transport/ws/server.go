@@ -358,7 +358,9 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h.nc = unwrap(nc)
 	// The listener's reader is the connection's own (Server.Listener);
 	// net/http's is bigger, and is not kept.
-	if h.br = brw.Reader; h.br.Size() != readBufferSize {
+	if _, ours := h.ResponseWriter.(*upgradeResponse); ours {
+		h.br = brw.Reader
+	} else {
 		h.br = bufio.NewReaderSize(h.nc, readBufferSize)
 	}
 	// The upgraded connection keeps what this returns for its life: not
