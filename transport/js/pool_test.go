@@ -156,6 +156,16 @@ func TestIdleSweepRunsWhileScriptsAreHeld(t *testing.T) {
 	}
 }
 
+// lookupA returns poolEngine's app.
+func lookupA(t *testing.T, e *Engine) *apps.App {
+	t.Helper()
+	app, err := e.apps.Lookup("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
 // heldOf returns how many scripts e holds and whether a sweep is due.
 func heldOf(e *Engine) (held int, sweeping bool) {
 	e.mu.Lock()
@@ -183,10 +193,7 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 	// The sweep's own timer is an hour away: the test sweeps by hand.
 	e, call := poolEngine(t, Config{IdleTimeout: time.Hour})
 	call("")
-	app, err := e.apps.Lookup("a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := lookupA(t, e)
 	if v, _, err := e.current(app, RealtimeFile); v != nil || err != nil {
 		t.Fatalf("a missing realtime.js: version %v, %v", v, err)
 	}
@@ -251,10 +258,7 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
 	e, call := poolEngine(t, Config{IdleTimeout: time.Hour})
 	call("")
-	app, err := e.apps.Lookup("a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := lookupA(t, e)
 	if err := os.RemoveAll(app.Dir); err != nil {
 		t.Fatal(err)
 	}
