@@ -24,9 +24,9 @@ import (
 // net/http gives each connection a goroutine, two 4 KiB buffers and a
 // cancellable context, all dropped at the upgrade: the buffers were a
 // quarter of what a connect allocated (BENCHMARKS.md), and the goroutine
-// grew its stack afresh each time.
-// Here the request is read into the connection's own read buffer, by one
-// of the readers' workers, whose stacks have grown already.
+// grew its stack afresh each time. Here the request is read into the
+// connection's own read buffer, by one of the readers' workers, whose
+// stacks have grown already.
 //
 // The request is held to net/http's rules: a Host header (HTTP/1.1), a
 // valid one, HTTP/1.x, no Expect but 100-continue, and headers within
