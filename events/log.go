@@ -115,10 +115,14 @@ type Log struct {
 	rdb *sql.DB // readers
 	cdb *sql.DB // the checkpointer's connection
 	// ckpt tells the checkpointer that the writer committed.
-	ckpt   chan struct{}
-	reqs   chan *appendReq
-	tail   *tail
-	closed chan struct{}
+	ckpt chan struct{}
+	reqs chan *appendReq
+	tail *tail
+	// closed is done's channel: it closes when the log does, and done
+	// interrupts what SQLite is doing for the log's own goroutines.
+	closed <-chan struct{}
+	done   context.Context
+	close  context.CancelFunc
 	// stopped is closed when the writer has returned: a request it has
 	// not answered by then was never taken.
 	stopped chan struct{}
@@ -205,12 +209,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		cfg:     cfg,
 		reqs:    make(chan *appendReq, 4096),
 		tail:    newTail(cfg.TailSize, cfg.TailBytes),
-		closed:  make(chan struct{}),
 		stopped: make(chan struct{}),
 		heads:   make(map[chanKey]*chanHead),
 		ckpt:    make(chan struct{}, 1),
 		log:     cfg.Logger,
 	}
+	l.done, l.close = context.WithCancel(context.Background())
+	l.closed = l.done.Done()
 	if cfg.ReadOnly {
 		if _, err := os.Stat(cfg.Path); err != nil {
 			return nil, fmt.Errorf("open database: %w", err)
@@ -239,7 +244,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			}
 			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 		}
-		close(l.closed)
+		l.close()
 		close(l.stopped)
 		return l, nil
 	}
@@ -335,13 +340,7 @@ func (l *Log) checkpointer() {
 	t.Stop()
 	// Close does not wait out a checkpoint stuck behind a busy disk: its
 	// context ends with the log, which interrupts it.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	closed := l.closed
-	go func() {
-		<-closed
-		cancel()
-	}()
+	ctx := l.done
 	var failed time.Time
 	for {
 		select {
@@ -401,7 +400,7 @@ func (l *Log) Close() error {
 	if l.wdb == nil { // read-only
 		return l.rdb.Close()
 	}
-	l.once.Do(func() { close(l.closed) })
+	l.once.Do(l.close)
 	l.wg.Wait()
 	l.tail.close()
 	return l.closeDBs()

@@ -688,7 +688,7 @@ func TestAppendQueuedAfterTheWriterStoppedReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := l.closed
-	l.once.Do(func() { close(closed) })
+	l.once.Do(l.close)
 	l.wg.Wait() // the writer has drained the queue and returned
 	l.closed = make(chan struct{})
 	defer func() { l.closed = closed; l.Close() }()
