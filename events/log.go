@@ -323,14 +323,15 @@ func (l *Log) checkpointSoon() {
 // which SQLite allows; the fsyncs still slow the writer's own file writes
 // a little while they last, so it runs once a second rather than more
 // often (every 250 ms doubled the p99 of a saturated js run), and its
-// I/O is in the idle class. Under steady load the writer commits during
-// every checkpoint, so the WAL is never all copied, and grows; at 64 MiB
-// the writer's own checkpoint copies what the checkpointer has not (about
-// a second of commits; more while a long read holds an old snapshot,
-// which no checkpoint copies past), and the WAL starts over. At 8,000
-// publishes/s to 2000 channels the WAL passed 64 MiB within three
-// seconds, and a saturated server's p99 gains nothing that could be
-// measured; what gains is a steady load below saturation.
+// I/O is in the idle class. The WAL starts over when a write finds all of
+// it copied: from 2,000 publishes/s to 2000 channels up to a saturated
+// server's 7,300, that happened once to twice a second (BENCHMARKS.md,
+// stop 18). A burst that dirties more pages (10,000 subscribes to new
+// channels within a second and a half) outgrows the checkpointer: at 64
+// MiB the writer's own checkpoint copies what the checkpointer has not,
+// and the WAL starts over. A long read holds the WAL too, since no
+// checkpoint copies past its snapshot. The WAL file keeps the size it
+// reached (SQLite reuses it from the start).
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
