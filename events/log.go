@@ -325,13 +325,15 @@ func (l *Log) checkpointSoon() {
 // often (every 250 ms doubled the p99 of a saturated js run), and its
 // I/O is in the idle class. The WAL starts over when a write finds all of
 // it copied: from 2,000 publishes/s to 2000 channels up to a saturated
-// server's 7,300, that happened once to twice a second (BENCHMARKS.md,
-// stop 18). A burst that dirties more pages (10,000 subscribes to new
-// channels within a second and a half) outgrows the checkpointer: at 64
-// MiB the writer's own checkpoint copies what the checkpointer has not,
-// and the WAL starts over. A long read holds the WAL too, since no
-// checkpoint copies past its snapshot. The WAL file keeps the size it
-// reached (SQLite reuses it from the start).
+// server's 7,300, that happened once to twice a second on average
+// (BENCHMARKS.md, stop 18). But every commit writes the pages it dirtied
+// as new frames, tens of MB a second under such loads, so some stretches
+// between restarts still reach 64 MiB, as does a burst of 10,000
+// subscribes to new channels; there the writer's own checkpoint copies
+// what the checkpointer has not, and the WAL starts over. A long read
+// holds the WAL too, since no checkpoint copies past its snapshot. The WAL
+// file keeps the largest size it reached (SQLite reuses it from the
+// start).
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
