@@ -73,7 +73,12 @@ func startOn(t testing.TB, cfg nodeConfig) *testNode {
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	tn := &testNode{t: t, cfg: cfg, node: n, srv: httptest.NewServer(n.handler)}
+	// Served as `fazt serve` serves: upgrades off the listener, the rest
+	// by net/http.
+	srv := httptest.NewUnstartedServer(n.handler)
+	srv.Listener = n.ws.Listener(srv.Listener, "/_ws", 10*time.Second)
+	srv.Start()
+	tn := &testNode{t: t, cfg: cfg, node: n, srv: srv}
 	t.Cleanup(tn.stop)
 	return tn
 }
