@@ -66,7 +66,11 @@ type Config struct {
 	// HeadCache is how many channels' heads the writer keeps in memory
 	// (default 65536); the others are read from the file when a broadcast
 	// or a subscribe needs them. It bounds the writer's memory on a server
-	// whose apps make a channel per user or per document.
+	// whose apps make a channel per user or per document. A file with no
+	// more channels than this has all their heads read at start (about
+	// 1 ms per 1,000 channels on the machine of BENCHMARKS.md), so that
+	// until the cache first drops one, a channel it does not hold is
+	// known to have no history without a read.
 	HeadCache int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -134,6 +138,12 @@ type Log struct {
 	nextSeq  uint64
 	lastTime int64
 	heads    map[chanKey]*chanHead // a cache of committed heads (Config.HeadCache)
+	// allHeads says that heads holds every channel in the file: from a
+	// start with no more channels than the cache holds, until the cache
+	// first drops one. A channel it does not hold then has no history,
+	// and no read of the file is needed to find that (a subscribe to a
+	// new channel, every connect of `fazt bench conns`).
+	allHeads bool
 
 	pins    pins    // channels retention must leave alone for now
 	readers readers // how far the subscriptions have read
@@ -277,6 +287,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.nextSeq, l.lastTime = uint64(last)+1, lastTime
 	l.tail.head = uint64(last)
 	l.tail.oldest = l.nextSeq
+	if err := l.loadHeads(ctx); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
 	// The checkpointer copies the WAL into the database file from a
 	// connection of its own (checkpointer). The writer checkpoints when
 	// the WAL reaches 64 MiB all the same, copying only what the
@@ -686,14 +700,50 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 	return recs, nil
 }
 
+// loadHeads fills the head cache with every channel in the file, if they
+// are no more than it holds (counting at most one row more than that), and
+// then says it holds them all (allHeads).
+func (l *Log) loadHeads(ctx context.Context) error {
+	var n int
+	err := l.wdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM channels LIMIT ?)`, l.cfg.HeadCache+1).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("count channels: %w", err)
+	}
+	if n > l.cfg.HeadCache {
+		return nil
+	}
+	rows, err := l.wdb.QueryContext(ctx, `SELECT app, name, epoch, head FROM channels`)
+	if err != nil {
+		return fmt.Errorf("read channel heads: %w", err)
+	}
+	defer rows.Close()
+	heads := make(map[chanKey]*chanHead, n)
+	for rows.Next() {
+		var k chanKey
+		h := &chanHead{}
+		if err := rows.Scan(&k.app, &k.channel, &h.epoch, &h.head); err != nil {
+			return fmt.Errorf("read channel heads: %w", err)
+		}
+		heads[k] = h
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read channel heads: %w", err)
+	}
+	// The writer has not started: nothing was added since the count.
+	l.heads, l.allHeads = heads, true
+	return nil
+}
+
 // trimHeads keeps the head cache within Config.HeadCache: past it, it
 // drops entries until half is left, in the map's order, which is as good
 // as random. Every cached head is committed to the file, so a dropped one
-// is read back when it is next needed.
+// is read back when it is next needed; from then on, a channel the cache
+// does not hold may have history (allHeads).
 func (l *Log) trimHeads() {
 	if len(l.heads) <= l.cfg.HeadCache {
 		return
 	}
+	l.allHeads = false
 	drop := len(l.heads) - l.cfg.HeadCache/2
 	for k := range l.heads {
 		if drop == 0 {
@@ -716,9 +766,12 @@ func (l *Log) headFor(ctx context.Context, tx *sql.Tx, touched map[chanKey]*chan
 		touched[k] = &c
 		return &c, nil
 	}
-	h, err := l.readHead(ctx, tx, k)
-	if err != nil {
-		return nil, err
+	var h *chanHead
+	if !l.allHeads {
+		var err error
+		if h, err = l.readHead(ctx, tx, k); err != nil {
+			return nil, err
+		}
 	}
 	if h == nil {
 		h = &chanHead{epoch: NewEpoch(), isNew: true}
@@ -750,6 +803,9 @@ func (l *Log) peekHead(ctx context.Context, tx *sql.Tx, touched map[chanKey]*cha
 	}
 	if h, ok := l.heads[k]; ok {
 		return h.head, h.epoch, nil
+	}
+	if l.allHeads {
+		return 0, "", nil
 	}
 	h, err := l.readHead(ctx, tx, k)
 	if err != nil || h == nil {

@@ -549,6 +549,54 @@ func TestHeadCacheIsBounded(t *testing.T) {
 	}
 }
 
+// TestHeadsAfterARestart: a log that starts with no more channels than its
+// head cache holds loads them all, and takes a channel it does not hold
+// for one without history; one that starts with more reads each from the
+// file. Either way every channel goes on from its offset and epoch, and a
+// new one starts at 1.
+func TestHeadsAfterARestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	epochs := map[string]string{}
+	l, err := Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range 6 {
+		ch := fmt.Sprintf("room-%d", c)
+		evs := broadcasts(t, l, "app", ch, 1, 0)
+		epochs[ch] = evs[0].Fact.(*domain.MessageBroadcast).Epoch
+	}
+	l.Close()
+	for _, cache := range []int{8, 6, 5, 2} {
+		l, err := Open(ctx, Config{Path: path, HeadCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := cache >= len(epochs); l.allHeads != want {
+			t.Fatalf("cache of %d for %d channels: all heads loaded %v, want %v", cache, len(epochs), l.allHeads, want)
+		}
+		for c := range 6 {
+			ch := fmt.Sprintf("room-%d", c)
+			evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: ch, Client: "c"}, broadcast("app", ch, "1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, mb := evs[0].Fact.(*domain.ChannelSubscribed), evs[1].Fact.(*domain.MessageBroadcast)
+			head := mb.Offset - 1
+			if *sub.Head != head || sub.Epoch != epochs[ch] || mb.Epoch != epochs[ch] || head < 1 {
+				t.Fatalf("cache of %d, %s: subscribed at head %d epoch %q, broadcast at %d epoch %q; want epoch %q and the offsets going on",
+					cache, ch, *sub.Head, sub.Epoch, mb.Offset, mb.Epoch, epochs[ch])
+			}
+		}
+		evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: fmt.Sprintf("new-%d", cache), Client: "c"})
+		if err != nil || *evs[0].Fact.(*domain.ChannelSubscribed).Head != 0 {
+			t.Fatalf("cache of %d: a new channel: %v, %v", cache, evs, err)
+		}
+		l.Close()
+	}
+}
+
 // TestTailKeepsToItsByteBudget commits 200 broadcasts of 1 KB into a log
 // whose tail may hold 16 KB: the tail holds no more than that (and at
 // least the newest event), and a subscriber from the start still gets all
