@@ -118,6 +118,8 @@ type Log struct {
 	wdb *sql.DB // the one writer connection
 	rdb *sql.DB // readers
 	cdb *sql.DB // the checkpointer's connection
+	// lock keeps other processes from writing the file (lockFile).
+	lock *os.File
 	// ckpt tells the checkpointer that the writer committed.
 	ckpt chan struct{}
 	reqs chan *appendReq
@@ -230,13 +232,21 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		if _, err := os.Stat(cfg.Path); err != nil {
 			return nil, fmt.Errorf("open database: %w", err)
 		}
-	} else if dir := filepath.Dir(cfg.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create database folder: %w", err)
+	} else {
+		if dir := filepath.Dir(cfg.Path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("create database folder: %w", err)
+			}
 		}
+		lock, err := lockFile(cfg.Path)
+		if err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
+		l.lock = lock
 	}
 	var err error
 	if l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, true)); err != nil {
+		l.unlock()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	l.rdb.SetMaxOpenConns(8)
@@ -260,6 +270,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false)); err != nil {
 		l.rdb.Close()
+		l.unlock()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	l.wdb.SetMaxOpenConns(1)
@@ -436,7 +447,16 @@ func (l *Log) closeDBs() error {
 		errs = append(errs, l.wdb.Close())
 	}
 	errs = append(errs, l.rdb.Close())
+	l.unlock()
 	return errors.Join(errs...)
+}
+
+// unlock lets another process open the file for writing (lockFile).
+func (l *Log) unlock() {
+	if l.lock != nil {
+		l.lock.Close()
+		l.lock = nil
+	}
 }
 
 // Head returns the sequence of the newest committed event (0 for none).

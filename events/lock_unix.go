@@ -1,0 +1,31 @@
+//go:build unix
+
+package events
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// lockFile takes an exclusive lock on the database file, held for as long
+// as the returned file is open, so that a second writer of the same file
+// (another `fazt serve`) refuses to start: the writer assigns offsets from
+// what it keeps in memory (Log.heads), which another process's appends
+// would make wrong. It is flock(2), which SQLite's own locks (fcntl) do
+// not touch; readers (ReadOnly) take none.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is open for writing in another process (another fazt serve?)", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
