@@ -121,8 +121,7 @@ type Engine struct {
 
 // script is what the engine holds of one file of one app folder.
 type script struct {
-	dir string   // the app folder
-	v   *version // the current version; nil while the file is absent
+	v *version // the current version; nil while the file is absent
 	// absent is when a stat last found no file, while v is nil.
 	absent time.Time
 	// slots has one entry per run under way, of any version of the file.
@@ -192,7 +191,7 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
 	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir() {
 		e.mu.Lock()
-		if sc := e.entry(key, app.Dir); sc.v == v {
+		if sc := e.entry(key); sc.v == v {
 			sc.v, sc.absent = nil, now
 		}
 		e.mu.Unlock()
@@ -208,7 +207,7 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	e.mu.Lock()
 	// Two requests may both have seen the change; the last one wins, and
 	// the other's version serves its one execution and is dropped.
-	s = e.entry(key, app.Dir)
+	s = e.entry(key)
 	s.v, s.absent = nv, time.Time{}
 	e.mu.Unlock()
 	if v != nil {
@@ -219,10 +218,10 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 
 // entry returns the script entry of key, making it if there is none; e.mu
 // is held. While the engine holds any, a sweep is due.
-func (e *Engine) entry(key, dir string) *script {
+func (e *Engine) entry(key string) *script {
 	s := e.scripts[key]
 	if s == nil {
-		s = &script{dir: dir, slots: make(chan struct{}, e.cfg.MaxConcurrent)}
+		s = &script{slots: make(chan struct{}, e.cfg.MaxConcurrent)}
 		e.scripts[key] = s
 	}
 	if !e.sweeping && !e.closed {

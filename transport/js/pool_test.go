@@ -179,9 +179,11 @@ func appDir(t *testing.T, e *Engine) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range e.scripts {
-		return s.dir
+		if s.v != nil {
+			return s.v.dir
+		}
 	}
-	t.Fatal("no script is held")
+	t.Fatal("no version of a script is held")
 	return ""
 }
 
