@@ -568,32 +568,35 @@ func TestHeadsAfterARestart(t *testing.T) {
 		epochs[ch] = evs[0].Fact.(*domain.MessageBroadcast).Epoch
 	}
 	l.Close()
-	for _, cache := range []int{8, 6, 5, 2} {
-		l, err := Open(ctx, Config{Path: path, HeadCache: cache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := cache >= len(epochs); l.allHeads != want {
-			t.Fatalf("cache of %d for %d channels: all heads loaded %v, want %v", cache, len(epochs), l.allHeads, want)
-		}
-		for c := range 6 {
-			ch := fmt.Sprintf("room-%d", c)
-			evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: ch, Client: "c"}, broadcast("app", ch, "1"))
+	for i, cache := range []int{8, 6, 5, 2} {
+		func() { // each open closed before the next, and on a failure
+			l, err := Open(ctx, Config{Path: path, HeadCache: cache})
 			if err != nil {
 				t.Fatal(err)
 			}
-			sub, mb := evs[0].Fact.(*domain.ChannelSubscribed), evs[1].Fact.(*domain.MessageBroadcast)
-			head := mb.Offset - 1
-			if *sub.Head != head || sub.Epoch != epochs[ch] || mb.Epoch != epochs[ch] || head < 1 {
-				t.Fatalf("cache of %d, %s: subscribed at head %d epoch %q, broadcast at %d epoch %q; want epoch %q and the offsets going on",
-					cache, ch, *sub.Head, sub.Epoch, mb.Offset, mb.Epoch, epochs[ch])
+			defer l.Close()
+			if want := cache >= len(epochs); l.allHeads != want {
+				t.Fatalf("cache of %d for %d channels: all heads loaded %v, want %v", cache, len(epochs), l.allHeads, want)
 			}
-		}
-		evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: fmt.Sprintf("new-%d", cache), Client: "c"})
-		if err != nil || *evs[0].Fact.(*domain.ChannelSubscribed).Head != 0 {
-			t.Fatalf("cache of %d: a new channel: %v, %v", cache, evs, err)
-		}
-		l.Close()
+			for c := range 6 {
+				ch := fmt.Sprintf("room-%d", c)
+				evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: ch, Client: "c"}, broadcast("app", ch, "1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sub, mb := evs[0].Fact.(*domain.ChannelSubscribed), evs[1].Fact.(*domain.MessageBroadcast)
+				// One broadcast at the start and one per open before this.
+				want := uint64(i + 2)
+				if *sub.Head != want-1 || mb.Offset != want || sub.Epoch != epochs[ch] || mb.Epoch != epochs[ch] {
+					t.Fatalf("cache of %d, %s: subscribed at head %d epoch %q, broadcast at %d epoch %q; want head %d, offset %d, epoch %q",
+						cache, ch, *sub.Head, sub.Epoch, mb.Offset, mb.Epoch, want-1, want, epochs[ch])
+				}
+			}
+			evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: fmt.Sprintf("new-%d", cache), Client: "c"})
+			if err != nil || *evs[0].Fact.(*domain.ChannelSubscribed).Head != 0 {
+				t.Fatalf("cache of %d: a new channel: %v, %v", cache, evs, err)
+			}
+		}()
 	}
 }
 
