@@ -27,10 +27,10 @@ type request struct {
 func decodeRequest(body []byte, maxDepth int) (request, error) {
 	// The frames clients send most take the plain path; its result is
 	// decodeJSON's (FuzzDecodeRequest compares them). The object itself is
-	// one level, its one data value is checked, and its other values are
-	// flat.
+	// one level, its other values but data are flat, and decodePlain
+	// returns how deep data nests.
 	var req request
-	if maxDepth >= 1 && decodePlain(body, &req) && domain.CheckDepth(req.Data, maxDepth-1) == nil {
+	if depth, ok := decodePlain(body, &req); ok && 1+depth <= maxDepth {
 		return checked(req)
 	}
 	return decodeJSON(body, maxDepth)
@@ -92,20 +92,21 @@ func validID(id json.RawMessage) bool {
 // offsets and ids, and data that is an object, an array or a string. For
 // anything else it reports false, leaving req partly set, and
 // json.Unmarshal decodes or refuses the frame. What it accepts it decodes
-// as Unmarshal would.
-func decodePlain(b []byte, req *request) bool {
+// as Unmarshal would. dataDepth is how deep data nests (0 for a string or
+// none; domain.CheckDepth's count).
+func decodePlain(b []byte, req *request) (dataDepth int, ok bool) {
 	p := plainScanner{b: b}
 	if !p.next('{') {
-		return false
+		return 0, false
 	}
 	if p.next('}') {
-		return p.end()
+		return 0, p.end()
 	}
 	var seen uint16 // the keys read so far, one bit each
 	for {
 		key, ok := p.str()
 		if !ok || !p.next(':') {
-			return false
+			return 0, false
 		}
 		p.space()
 		var bit uint16
@@ -136,22 +137,22 @@ func decodePlain(b []byte, req *request) bool {
 			req.ID, ok = p.id()
 		case "data":
 			bit = 1 << 8
-			req.Data, ok = p.data()
+			req.Data, dataDepth, ok = p.data()
 		default:
-			return false
+			return 0, false
 		}
 		// A repeated key is left to Unmarshal (the last one wins there),
 		// and to its depth check of the whole frame: a data value that a
 		// later one replaces is never checked here.
 		if !ok || seen&bit != 0 {
-			return false
+			return 0, false
 		}
 		seen |= bit
 		if p.next('}') {
-			return p.end()
+			return dataDepth, p.end()
 		}
 		if !p.next(',') {
-			return false
+			return 0, false
 		}
 	}
 }
@@ -269,19 +270,20 @@ func (p *plainScanner) id() (json.RawMessage, bool) {
 }
 
 // data reads an object, an array or a string, checked by json.Valid, and
-// returns a copy of its JSON text.
-func (p *plainScanner) data() (json.RawMessage, bool) {
+// returns a copy of its JSON text and how deep it nests.
+func (p *plainScanner) data() (_ json.RawMessage, maxDepth int, _ bool) {
 	if p.i == len(p.b) {
-		return nil, false
+		return nil, 0, false
 	}
 	start := p.i
 	switch p.b[p.i] {
 	case '"':
 		p.i = domain.StringEnd(p.b, p.i+1)
-		return validRaw(p.b[start:p.i])
+		raw, ok := validRaw(p.b[start:p.i])
+		return raw, 0, ok
 	case '{', '[':
 	default:
-		return nil, false
+		return nil, 0, false
 	}
 	depth := 0
 	for ; p.i < len(p.b); p.i++ {
@@ -290,14 +292,16 @@ func (p *plainScanner) data() (json.RawMessage, bool) {
 			p.i = domain.StringEnd(p.b, p.i+1) - 1
 		case '{', '[':
 			depth++
+			maxDepth = max(maxDepth, depth)
 		case '}', ']':
 			if depth--; depth == 0 {
 				p.i++
-				return validRaw(p.b[start:p.i])
+				raw, ok := validRaw(p.b[start:p.i])
+				return raw, maxDepth, ok
 			}
 		}
 	}
-	return nil, false
+	return nil, 0, false
 }
 
 func validRaw(b []byte) (json.RawMessage, bool) {

@@ -127,7 +127,7 @@ func TestDecodeRequestTakesThePlainPath(t *testing.T) {
 		{`{"type":"publish","data":[[]],"data":{}}`, false}, // a repeated key: the first data must be depth-checked too
 	} {
 		var req request
-		if got := decodePlain([]byte(tc.frame), &req); got != tc.plain {
+		if _, got := decodePlain([]byte(tc.frame), &req); got != tc.plain {
 			t.Errorf("%s: plain path %v, want %v", tc.frame, got, tc.plain)
 		}
 	}
