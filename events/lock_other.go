@@ -1,9 +1,10 @@
-//go:build !unix
+//go:build !linux
 
 package events
 
 import "os"
 
-// lockFile does nothing where flock(2) is missing: nothing stops a second
-// writer of the same file there (see lock_unix.go).
+// lockFile does nothing but on Linux, where flock(2) locks are known to
+// be apart from SQLite's own: nothing stops a second writer of the same
+// file here (see lock_linux.go).
 func lockFile(path string) (*os.File, error) { return nil, nil }

@@ -1,5 +1,3 @@
-//go:build unix
-
 package events
 
 import (
@@ -13,8 +11,10 @@ import (
 // as the returned file is open, so that a second writer of the same file
 // (another `fazt serve`) refuses to start: the writer assigns offsets from
 // what it keeps in memory (Log.heads), which another process's appends
-// would make wrong. It is flock(2), which SQLite's own locks (fcntl) do
-// not touch; readers (ReadOnly) take none.
+// would make wrong. It is flock(2), which on Linux is apart from the
+// fcntl(2) locks SQLite takes on the same file (flock(2)'s manual); not
+// every system keeps them apart, so elsewhere nothing is locked
+// (lock_other.go). Readers (ReadOnly) take none.
 func lockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
