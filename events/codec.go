@@ -49,16 +49,6 @@ func NewMessage(f domain.Fact) (*message.Message, error) {
 	return msg, nil
 }
 
-// carrier is the message Append publishes a fact in: the fact rides in its
-// context, and the writer sets its payload once the fact is committed, so
-// the fact is encoded once.
-func carrier(f domain.Fact) *message.Message {
-	msg := message.NewMessage(watermill.NewULID(), nil)
-	setScope(msg, f)
-	msg.SetContext(context.WithValue(context.Background(), factKey, f))
-	return msg
-}
-
 func setScope(msg *message.Message, f domain.Fact) {
 	app, channel, client := f.Scope()
 	msg.Metadata.Set(MetaName, f.EventName())

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
@@ -203,8 +204,11 @@ type chanHead struct {
 }
 
 type appendReq struct {
-	facts  []domain.Fact
-	msgs   []*message.Message // the Watermill messages carrying facts
+	facts []domain.Fact
+	uuids []string // each fact's message UUID, stored with its event
+	// msgs are the Watermill messages Publisher.Publish was given, which
+	// get the committed payload and metadata; nil for Append.
+	msgs   []*message.Message
 	events []domain.Event
 	err    error
 	done   chan struct{}
@@ -463,21 +467,24 @@ func (l *Log) unlock() {
 func (l *Log) Head() uint64 { return l.tail.lastSeq() }
 
 // Append commits facts in one transaction; see domain.Log. Broadcasts have
-// their Offset and Epoch filled in. Each fact travels as a Watermill
-// message, exactly as through Publisher.Publish; the writer encodes each
-// fact once, into the row and the message's payload.
+// their Offset and Epoch filled in. It takes the same path through the
+// writer as Publisher.Publish, and each event gets a message UUID as if it
+// had come in a Watermill message; but no message is built for it, since
+// nothing would read one: the Subscribers deliver each committed event in
+// a message of their own.
 func (l *Log) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
-	msgs := make([]*message.Message, len(facts))
-	for i, f := range facts {
-		msgs[i] = carrier(f)
+	uuids := make([]string, len(facts))
+	for i := range facts {
+		uuids[i] = watermill.NewULID()
 	}
-	return l.publish(ctx, msgs, facts)
+	return l.publish(ctx, facts, uuids, nil)
 }
 
-// publish commits facts, carried by msgs, and returns them as committed
-// events. When it returns, each message has its committed payload and the
+// publish commits facts, with their message UUIDs, and returns them as
+// committed events. When it returns, each of msgs (Publisher.Publish's, in
+// the order of facts; nil from Append) has its committed payload and the
 // commit's metadata (sequence, time, offset and epoch).
-func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []domain.Fact) ([]domain.Event, error) {
+func (l *Log) publish(ctx context.Context, facts []domain.Fact, uuids []string, msgs []*message.Message) ([]domain.Event, error) {
 	if len(facts) == 0 {
 		return nil, nil
 	}
@@ -486,7 +493,7 @@ func (l *Log) publish(ctx context.Context, msgs []*message.Message, facts []doma
 			return nil, err
 		}
 	}
-	req := &appendReq{facts: facts, msgs: msgs, done: make(chan struct{})}
+	req := &appendReq{facts: facts, uuids: uuids, msgs: msgs, done: make(chan struct{})}
 	select {
 	case <-l.closed:
 		return nil, ErrClosed
@@ -590,14 +597,14 @@ func (l *Log) commit(batch []*appendReq) {
 		return
 	}
 	if err == nil {
-		// The records are in batch order: one per message.
+		// The records are in batch order: one per fact.
 		i := 0
 		for _, r := range batch {
 			for j, m := range r.msgs {
-				m.Payload = recs[i].payload
+				m.Payload = recs[i+j].payload
 				stamp(m, r.events[j])
-				i++
 			}
+			i += len(r.facts)
 		}
 	}
 	if err != nil {
@@ -689,12 +696,12 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 				full = payload
 			}
 			app, channel, client := f.Scope()
-			if _, err := insEvent.Exec(seq, r.msgs[i].UUID, f.EventName(), app, channel, client, offset, now, payload); err != nil {
+			if _, err := insEvent.Exec(seq, r.uuids[i], f.EventName(), app, channel, client, offset, now, payload); err != nil {
 				return nil, fmt.Errorf("insert event: %w", err)
 			}
 			ev := domain.Event{Seq: seq, Time: now, Fact: f}
 			r.events[i] = ev
-			recs = append(recs, &record{ev: ev, uuid: r.msgs[i].UUID, payload: full})
+			recs = append(recs, &record{ev: ev, uuid: r.uuids[i], payload: full})
 			seq++
 		}
 	}

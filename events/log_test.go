@@ -313,6 +313,66 @@ func TestPublisherTakesForeignMessages(t *testing.T) {
 	}
 }
 
+// TestAppendsAndPublishesShareACommit commits, in one transaction, an
+// Append of two facts (which builds no messages) and then a Publish of one
+// message: the published message gets its own fact's payload and sequence,
+// not the first of the batch, and each event keeps the UUID it came with.
+func TestAppendsAndPublishesShareACommit(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	msg, err := NewMessage(broadcast("a", "x", `"published"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appended := &appendReq{facts: []domain.Fact{broadcast("a", "x", `"one"`), broadcast("a", "x", `"two"`)}, uuids: []string{"u-one", "u-two"}, done: make(chan struct{})}
+	published := &appendReq{facts: []domain.Fact{msg.Context().Value(factKey).(domain.Fact)}, uuids: []string{msg.UUID}, msgs: []*message.Message{msg}, done: make(chan struct{})}
+	// The writer is idle, waiting for requests: this is the batch it would
+	// take if both were queued while it committed.
+	l.commit([]*appendReq{appended, published})
+	if appended.err != nil || published.err != nil {
+		t.Fatalf("commit: %v, %v", appended.err, published.err)
+	}
+	var committed domain.MessageBroadcast
+	if err := json.Unmarshal(msg.Payload, &committed); err != nil || string(committed.Data) != `"published"` || committed.Offset != 3 {
+		t.Fatalf("published message's payload %s (%v)", msg.Payload, err)
+	}
+	if msg.Metadata.Get(MetaSeq) != "3" || msg.Metadata.Get(MetaOffset) != "3" {
+		t.Fatalf("published message's metadata %v", msg.Metadata)
+	}
+	rows, err := l.wdb.Query(`SELECT uuid FROM events ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var uuids []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			t.Fatal(err)
+		}
+		uuids = append(uuids, u)
+	}
+	want := []string{"u-one", "u-two", msg.UUID}
+	if !slices.Equal(uuids, want) || rows.Err() != nil {
+		t.Fatalf("stored UUIDs %v (%v), want %v", uuids, rows.Err(), want)
+	}
+	// A Subscriber delivers each event in a message with that UUID.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	delivered, err := l.Subscriber(SubscriberConfig{}).Subscribe(ctx, Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuids = uuids[:0]
+	for range want {
+		m := <-delivered
+		uuids = append(uuids, m.UUID)
+		m.Ack()
+	}
+	if !slices.Equal(uuids, want) {
+		t.Fatalf("delivered UUIDs %v, want %v", uuids, want)
+	}
+}
+
 func TestReadOnlyOpen(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Open(context.Background(), Config{Path: filepath.Join(dir, "missing.db"), ReadOnly: true}); err == nil {

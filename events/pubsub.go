@@ -31,14 +31,15 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return fmt.Errorf("publish: unknown topic %q (the log's topic is %q)", topic, Topic)
 	}
 	facts := make([]domain.Fact, len(msgs))
+	uuids := make([]string, len(msgs))
 	for i, m := range msgs {
 		f, err := FactOf(m)
 		if err != nil {
 			return fmt.Errorf("publish message %s: %w", m.UUID, err)
 		}
-		facts[i] = f
+		facts[i], uuids[i] = f, m.UUID
 	}
-	_, err := p.log.publish(context.Background(), msgs, facts)
+	_, err := p.log.publish(context.Background(), facts, uuids, msgs)
 	return err
 }
 
