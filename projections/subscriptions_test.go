@@ -3,14 +3,12 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
@@ -41,22 +39,19 @@ func storedKeys(t *testing.T, l *events.Log) (sessions, subs []string) {
 	return sessions, subs
 }
 
-// runProjection follows the log with p through a Watermill router, from
-// p's checkpoint, as the server does; the returned func stops it.
+// runProjection follows the log with p through a Consumer, from p's
+// checkpoint, as the server does; the returned func stops it.
 func runProjection(t *testing.T, l *events.Log, p *Subscriptions) func() {
 	t.Helper()
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
+	consumeCtx, stopConsumer := context.WithCancel(context.Background())
+	c, err := Consume(consumeCtx, SubscriptionsName, l.Subscriber(events.SubscriberConfig{After: p.Applied(), Names: p.Events()}), events.Topic, p.Handle, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.AddConsumerHandler(SubscriptionsName, events.Topic, l.Subscriber(events.SubscriberConfig{After: p.Applied(), Names: p.Events()}), p.Handle)
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(context.Background()) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	flushed := make(chan struct{})
 	go func() { defer close(flushed); p.Run(ctx, 10*time.Millisecond, func(err error) { t.Error(err) }) }()
-	<-r.Running()
-	return func() { r.Close(); <-done; cancel(); <-flushed }
+	return func() { stopConsumer(); <-c.Done(); cancel(); <-flushed }
 }
 
 func waitApplied(t *testing.T, p *Subscriptions, seq uint64) {

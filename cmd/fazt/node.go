@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/projections"
@@ -43,15 +41,17 @@ type nodeConfig struct {
 // node is one running server: the log, its projections, and the transports
 // over them. Start-up order is the order of the fields; Close reverses it.
 type node struct {
-	log      *events.Log
-	members  *projections.Membership
-	subs     *projections.Subscriptions
-	router   *message.Router
-	routerWG chan struct{}
-	ws       *ws.Server
-	api      *httpapi.API
-	scripts  *jsrt.Engine
-	handler  http.Handler
+	log     *events.Log
+	members *projections.Membership
+	subs    *projections.Subscriptions
+	// consumers feed the projections from the log; stopConsumers ends
+	// them.
+	consumers     []*projections.Consumer
+	stopConsumers context.CancelFunc
+	ws            *ws.Server
+	api           *httpapi.API
+	scripts       *jsrt.Engine
+	handler       http.Handler
 	// stopSubs ends the subscriptions projection's flusher, which flushes
 	// once more; subsDone closes when it has.
 	stopSubs context.CancelFunc
@@ -101,35 +101,32 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		return info.Head, info.Epoch, err
 	}, 0)
 	n.members.StartAt(head)
-	if n.router, err = message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, newWatermillLogger(cfg.Logger)); err != nil {
+	// The projections follow the log through its Watermill Subscriber,
+	// each on a consumer of its own, until Close cancels them.
+	var consumeCtx context.Context
+	consumeCtx, n.stopConsumers = context.WithCancel(context.Background())
+	members, err := projections.Consume(consumeCtx, projections.MembershipName,
+		n.log.Subscriber(events.SubscriberConfig{After: head}), events.Topic, n.members.Handle, cfg.Logger)
+	if err != nil {
 		return nil, err
 	}
-	n.router.AddConsumerHandler(projections.MembershipName, events.Topic,
-		n.log.Subscriber(events.SubscriberConfig{After: head}), n.members.Handle)
+	n.consumers = append(n.consumers, members)
 	// The persisted subscriptions projection resumes after its checkpoint.
 	if n.subs, err = projections.OpenSubscriptions(ctx, n.log); err != nil {
 		return nil, err
 	}
-	n.router.AddConsumerHandler(projections.SubscriptionsName, events.Topic,
-		n.log.Subscriber(events.SubscriberConfig{After: n.subs.Applied(), Names: n.subs.Events()}), n.subs.Handle)
+	subs, err := projections.Consume(consumeCtx, projections.SubscriptionsName,
+		n.log.Subscriber(events.SubscriberConfig{After: n.subs.Applied(), Names: n.subs.Events()}), events.Topic, n.subs.Handle, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	n.consumers = append(n.consumers, subs)
 	subsCtx, stopSubs := context.WithCancel(context.Background())
 	n.stopSubs, n.subsDone = stopSubs, make(chan struct{})
 	go func() {
 		defer close(n.subsDone)
 		n.subs.Run(subsCtx, 0, func(err error) { cfg.Logger.Error("subscriptions projection", "err", err) })
 	}()
-	n.routerWG = make(chan struct{})
-	go func() {
-		defer close(n.routerWG)
-		if err := n.router.Run(context.Background()); err != nil {
-			cfg.Logger.Error("event router stopped", "err", err)
-		}
-	}()
-	select {
-	case <-n.router.Running():
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 
 	// Sessions that were open when the previous process stopped are over.
 	if err := n.closeStaleSessions(ctx, stale); err != nil {
@@ -182,13 +179,19 @@ func (n *node) Close(ctx context.Context) error {
 	if n.scripts != nil { // after the connections' last hooks
 		n.scripts.Close()
 	}
-	if n.router != nil {
-		errs = append(errs, n.router.Close())
-		if n.routerWG != nil {
-			<-n.routerWG
+	if n.stopConsumers != nil {
+		n.stopConsumers()
+	wait:
+		for _, c := range n.consumers {
+			select {
+			case <-c.Done():
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("projections did not stop: %w", ctx.Err()))
+				break wait
+			}
 		}
 	}
-	if n.stopSubs != nil { // after the router: its last events get flushed
+	if n.stopSubs != nil { // after the consumers: their last events get flushed
 		n.stopSubs()
 		<-n.subsDone
 	}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -63,17 +61,11 @@ func startTestServerConfig(t *testing.T, cfg Config, wrap func(*events.Log) Stor
 		info, err := lg.Channel(ctx, app, channel)
 		return info.Head, info.Epoch, err
 	}, 0)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermill.NopLogger{})
+	consumeCtx, stopConsumer := context.WithCancel(context.Background())
+	consumer, err := projections.Consume(consumeCtx, projections.MembershipName, lg.Subscriber(events.SubscriberConfig{}), events.Topic, members.Handle, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router.AddConsumerHandler(projections.MembershipName, events.Topic, lg.Subscriber(events.SubscriberConfig{}), members.Handle)
-	routed := make(chan struct{})
-	go func() {
-		defer close(routed)
-		router.Run(context.Background())
-	}()
-	<-router.Running()
 
 	var store Store = lg
 	if wrap != nil {
@@ -88,8 +80,8 @@ func startTestServerConfig(t *testing.T, cfg Config, wrap func(*events.Log) Stor
 		defer cancel()
 		srv.Shutdown(ctx)
 		ts.http.Close()
-		router.Close()
-		<-routed
+		stopConsumer()
+		<-consumer.Done()
 		lg.Close()
 		pl.file.Close()
 	})

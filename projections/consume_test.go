@@ -1,0 +1,115 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+)
+
+// syncBuffer is a log destination the consumer's goroutine and the test
+// can share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestConsumerAcksNacksAndStops feeds a handler that fails the second
+// event once with an error and the third once with a panic: each is logged
+// and delivered again, the handler sees every event in order, and the
+// consumer keeps going. Ending its context stops it and closes the
+// Subscriber.
+func TestConsumerAcksNacksAndStops(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, filepath.Join(t.TempDir(), "log.db"))
+	defer l.Close()
+	for i := range 4 {
+		if _, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: fmt.Sprint("c", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var calls, handled []uint64
+	failed := map[uint64]bool{}
+	handle := func(msg *message.Message) error {
+		ev, err := events.EventOf(msg)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, ev.Seq)
+		if (ev.Seq == 2 || ev.Seq == 3) && !failed[ev.Seq] {
+			failed[ev.Seq] = true
+			if ev.Seq == 2 {
+				return errors.New("refused once")
+			}
+			panic("panicked once")
+		}
+		handled = append(handled, ev.Seq)
+		return nil
+	}
+	var logged syncBuffer
+	sub := l.Subscriber(events.SubscriberConfig{NackDelay: time.Millisecond})
+	consumeCtx, stop := context.WithCancel(ctx)
+	c, err := Consume(consumeCtx, "test.v1", sub, events.Topic, handle, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := len(handled)
+		mu.Unlock()
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handled %v after 10 s", handled)
+		}
+	}
+	stop()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("consumer did not stop")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []uint64{1, 2, 2, 3, 3, 4}; !slices.Equal(calls, want) {
+		t.Fatalf("handler called with %v, want %v", calls, want)
+	}
+	out := logged.String()
+	for _, want := range []string{"handler failed", "refused once", "handler panicked", "panicked once", "handler=test.v1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	// The consumer closed its Subscriber.
+	if _, err := sub.Subscribe(ctx, events.Topic); err == nil {
+		t.Error("the Subscriber still subscribes after the consumer stopped")
+	}
+}
