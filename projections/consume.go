@@ -46,6 +46,9 @@ func Consume(ctx context.Context, name string, sub message.Subscriber, topic str
 				msg.Nack()
 			}
 		}
+		if ctx.Err() == nil {
+			c.log.Warn("the subscriber ended the subscription; the projection no longer follows the log")
+		}
 		if err := sub.Close(); err != nil {
 			c.log.Error("close subscriber", "err", err)
 		}

@@ -82,13 +82,13 @@ func TestConsumerAcksNacksAndStops(t *testing.T) {
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		mu.Lock()
-		n := len(handled)
+		got := slices.Clone(handled)
 		mu.Unlock()
-		if n == 4 {
+		if len(got) == 4 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("handled %v after 10 s", handled)
+			t.Fatalf("handled %v after 10 s", got)
 		}
 	}
 	stop()

@@ -65,6 +65,9 @@ type node struct {
 	logger      *slog.Logger
 }
 
+// consumersStop is how long Close waits for the projections' consumers.
+const consumersStop = 10 * time.Second
+
 func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -180,16 +183,22 @@ func (n *node) Close(ctx context.Context) error {
 		n.scripts.Close()
 	}
 	if n.stopConsumers != nil {
+		// The handlers give up once their context ends, so this takes
+		// moments; it is bounded apart from ctx, which the WebSocket
+		// shutdown may have used up, so that the last flush below never
+		// runs beside a handler.
 		n.stopConsumers()
+		bound := time.NewTimer(consumersStop)
 	wait:
 		for _, c := range n.consumers {
 			select {
 			case <-c.Done():
-			case <-ctx.Done():
-				errs = append(errs, fmt.Errorf("projections did not stop: %w", ctx.Err()))
+			case <-bound.C:
+				errs = append(errs, fmt.Errorf("projections did not stop within %v", consumersStop))
 				break wait
 			}
 		}
+		bound.Stop()
 	}
 	if n.stopSubs != nil { // after the consumers: their last events get flushed
 		n.stopSubs()
