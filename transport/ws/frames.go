@@ -94,6 +94,34 @@ func appendMessage(b []byte, channel string, offset uint64, data []byte, ts int6
 	return append(b, '}')
 }
 
+// appendSubscribed appends a `subscribed` reply's JSON, as json.Marshal
+// would write it but for HTML escaping, which a string id keeps as the
+// client sent it. id is a JSON string or number (checked when the request
+// was decoded); channel names never need escaping, and epochs are hex.
+func appendSubscribed(b []byte, id json.RawMessage, channel string, head uint64, epoch string, replay int, truncated bool, first uint64, epochChanged bool) []byte {
+	b = append(b, `{"type":"subscribed"`...)
+	if len(id) > 0 {
+		b = append(b, `,"id":`...)
+		b = append(b, id...)
+	}
+	b = append(b, `,"channel":"`...)
+	b = append(b, channel...)
+	b = append(b, `","offset":`...)
+	b = strconv.AppendUint(b, head, 10)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, epoch...)
+	b = append(b, `","replay":`...)
+	b = strconv.AppendInt(b, int64(replay), 10)
+	b = append(b, `,"truncated":`...)
+	b = strconv.AppendBool(b, truncated)
+	b = append(b, `,"first_offset":`...)
+	b = strconv.AppendUint(b, first, 10)
+	if epochChanged {
+		b = append(b, `,"epoch_changed":true`...)
+	}
+	return append(b, '}')
+}
+
 // BroadcastAll encodes a message to every connection: no channel, no offset.
 func (Encoder) BroadcastAll(ev *domain.BroadcastAll, ts int64) []byte {
 	b := make([]byte, 0, 48+len(ev.Data))

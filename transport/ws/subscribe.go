@@ -2,7 +2,6 @@ package ws
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -125,17 +124,7 @@ func (c *conn) subscribe(req *request) error {
 	} else if from := max(plan.after, first-1); head > from {
 		plan.count = int(head - from)
 	}
-	c.reply(mustJSON(struct {
-		Type         string          `json:"type"`
-		ID           json.RawMessage `json:"id,omitempty"`
-		Channel      string          `json:"channel"`
-		Offset       uint64          `json:"offset"`
-		Epoch        string          `json:"epoch"`
-		Replay       int             `json:"replay"`
-		Truncated    bool            `json:"truncated"`
-		FirstOffset  uint64          `json:"first_offset"`
-		EpochChanged bool            `json:"epoch_changed,omitempty"`
-	}{"subscribed", req.ID, channel, head, epoch, plan.count, truncated, first, epochChanged}))
+	c.reply(appendSubscribed(make([]byte, 0, 192+len(req.ID)+len(channel)+len(epoch)), req.ID, channel, head, epoch, plan.count, truncated, first, epochChanged))
 	ok = true
 	if plan.count == 0 {
 		unpin()
