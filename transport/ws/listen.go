@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,8 @@ import (
 // net/http's default cap (1 MiB, and its 4 KiB of slack). headerTimeout
 // (none when 0) bounds the wait for the headers, as the http.Server's
 // ReadHeaderTimeout does, and the wait for the first bytes of every
-// connection; a connection passed on then gets the http.Server's own. A
+// connection; a connection passed on then gets the http.Server's own,
+// but no later than the listener's for its first request's headers. A
 // request that is not upgraded is answered with the connection closed
 // after it. The request's context ends with the server, not when the
 // client leaves.
@@ -160,8 +162,10 @@ func (l *upgradeListener) untrack(c net.Conn) bool {
 // served here, anything else goes to the http.Server with what was read,
 // as soon as the bytes in differ from a GET of the path.
 func (l *upgradeListener) sniff(c net.Conn) {
+	var deadline time.Time
 	if l.headerTimeout > 0 {
-		c.SetReadDeadline(time.Now().Add(l.headerTimeout))
+		deadline = time.Now().Add(l.headerTimeout)
+		c.SetReadDeadline(deadline)
 	}
 	cr := &capReader{r: c, left: maxUpgradeHeader}
 	br := bufio.NewReaderSize(cr, readBufferSize)
@@ -188,10 +192,15 @@ func (l *upgradeListener) sniff(c net.Conn) {
 		c.Close()
 		return
 	}
-	// The http.Server sets its own deadline, if it has a timeout.
+	// The http.Server sets its own deadline, if it has a timeout (held
+	// to this one: see sniffedConn.SetReadDeadline).
 	c.SetReadDeadline(time.Time{})
+	sc := &sniffedConn{Conn: c, br: br}
+	if !deadline.IsZero() {
+		sc.headers.Store(deadline.UnixNano())
+	}
 	select {
-	case l.conns <- &sniffedConn{Conn: c, br: br}:
+	case l.conns <- sc:
 	case <-l.done:
 		c.Close()
 	}
@@ -302,6 +311,22 @@ func (r *capReader) Read(p []byte) (int, error) {
 type sniffedConn struct {
 	net.Conn
 	br *bufio.Reader
+	// headers is the listener's deadline for the first request's headers
+	// (Unix ns), until the http.Server sets its own; 0 for none.
+	headers atomic.Int64
+}
+
+// SetReadDeadline is the connection's, but the first deadline the
+// http.Server sets, the one for the first request's headers, is no later
+// than the listener's: the time the listener spent reading the request's
+// first bytes counts against the header timeout, as it would have had the
+// http.Server read them, so a client that trickles them is not given the
+// timeout twice. An http.Server without a timeout sets none.
+func (c *sniffedConn) SetReadDeadline(t time.Time) error {
+	if d := c.headers.Swap(0); d != 0 && !t.IsZero() && t.UnixNano() > d {
+		t = time.Unix(0, d)
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *sniffedConn) Read(p []byte) (int, error) {

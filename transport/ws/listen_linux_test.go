@@ -254,3 +254,33 @@ func TestListenerPassesOnAtTheFirstByteThatDiffers(t *testing.T) {
 		t.Fatalf("answered %q", b)
 	}
 }
+
+// A client that trickles the first bytes of a GET of the path, and then
+// turns out to send something else, has the listener's header timeout for
+// all of its headers, not that and then the http.Server's (an hour here).
+// An http.Server without a timeout still gets none: see
+// TestListenerPassesOnAtTheFirstByteThatDiffers.
+func TestListenerCountsTheSniffAgainstTheHeaderTimeout(t *testing.T) {
+	ts := startTestServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Hour}
+	go hs.Serve(ts.srv.Listener(ln, "/_ws", 300*time.Millisecond))
+	t.Cleanup(func() { hs.Close() })
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "GET /_")
+	time.Sleep(100 * time.Millisecond)
+	// Not the path: the connection goes to the http.Server, whose
+	// headers never end.
+	io.WriteString(nc, "x HTTP/1.1\r\nHost: localhost\r\n")
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(nc); err != nil {
+		t.Fatalf("the connection was not closed at the listener's header timeout: read %q, %v", b, err)
+	}
+}
