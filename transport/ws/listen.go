@@ -197,7 +197,7 @@ func (l *upgradeListener) sniff(c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 	sc := &sniffedConn{Conn: c, br: br}
 	if !deadline.IsZero() {
-		sc.headers.Store(deadline.UnixNano())
+		sc.headers.Store(&deadline)
 	}
 	select {
 	case l.conns <- sc:
@@ -311,9 +311,9 @@ func (r *capReader) Read(p []byte) (int, error) {
 type sniffedConn struct {
 	net.Conn
 	br *bufio.Reader
-	// headers is the listener's deadline for the first request's headers
-	// (Unix ns), until the http.Server sets its own; 0 for none.
-	headers atomic.Int64
+	// headers is the listener's deadline for the first request's headers,
+	// until the http.Server sets its own; nil for none.
+	headers atomic.Pointer[time.Time]
 }
 
 // SetReadDeadline is the connection's, but the first deadline the
@@ -323,8 +323,8 @@ type sniffedConn struct {
 // http.Server read them, so a client that trickles them is not given the
 // timeout twice. An http.Server without a timeout sets none.
 func (c *sniffedConn) SetReadDeadline(t time.Time) error {
-	if d := c.headers.Swap(0); d != 0 && !t.IsZero() && t.UnixNano() > d {
-		t = time.Unix(0, d)
+	if d := c.headers.Swap(nil); d != nil && !t.IsZero() && t.After(*d) {
+		t = *d
 	}
 	return c.Conn.SetReadDeadline(t)
 }
