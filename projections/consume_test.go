@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,26 +16,8 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
-
-// syncBuffer is a log destination the consumer's goroutine and the test
-// can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestConsumerAcksNacksAndStops feeds a handler that fails the second
 // event once with an error and the third once with a panic: each is logged
@@ -73,7 +54,7 @@ func TestConsumerAcksNacksAndStops(t *testing.T) {
 		handled = append(handled, ev.Seq)
 		return nil
 	}
-	var logged syncBuffer
+	var logged testutil.SyncBuffer
 	sub := l.Subscriber(events.SubscriberConfig{NackDelay: time.Millisecond})
 	consumeCtx, stop := context.WithCancel(ctx)
 	c, err := Consume(consumeCtx, "test.v1", sub, events.Topic, handle, slog.New(slog.NewTextHandler(&logged, nil)))
