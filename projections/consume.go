@@ -13,15 +13,16 @@ import (
 // Consumer feeds one projection from a Watermill Subscriber.
 //
 // It does what Watermill's Router does for a consumer handler, less the
-// parts a projection has no use for: each message is handed to the handler
+// parts a projection has no use for (middleware, plugins, the handler's
+// name in the message's context): each message is handed to the handler
 // on the goroutine that received it, in order, and acked when the handler
 // returns nil; an error or a panic is logged and nacks it, and the
 // Subscriber delivers it again. The Router passes every message through
 // two more goroutines (its context decorator, then a goroutine of its own
-// per message) and builds a context and log fields for each: 8% of the
-// server's CPU per connect (two events, each to two projections), measured
-// in `fazt bench conns`. The handlers are Watermill handler functions
-// still, and run under a Router as they are.
+// per message) and builds a context and log fields for each: about 8% of
+// the server's CPU per connect (two events, each to two projections) in
+// `fazt bench conns` (BENCHMARKS.md, stop 19). The handlers keep
+// Watermill's handler signature.
 type Consumer struct {
 	name string
 	log  *slog.Logger
