@@ -96,8 +96,9 @@ func appendMessage(b []byte, channel string, offset uint64, data []byte, ts int6
 
 // appendSubscribed appends a `subscribed` reply's JSON, as json.Marshal
 // would write it but for its escapes of <, >, & and U+2028/U+2029, which a
-// string id keeps as the client sent it (the same JSON). id is a JSON string or number (checked when the request
-// was decoded); channel names never need escaping, and epochs are hex.
+// string id keeps as the client sent it (the same JSON). id is a JSON
+// string or number (checked when the request was decoded); channel names
+// never need escaping, and epochs are hex.
 func appendSubscribed(b []byte, id json.RawMessage, channel string, head uint64, epoch string, replay int, truncated bool, first uint64, epochChanged bool) []byte {
 	b = append(b, `{"type":"subscribed"`...)
 	if len(id) > 0 {
