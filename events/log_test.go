@@ -324,7 +324,11 @@ func TestAppendsAndPublishesShareACommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	appended := &appendReq{facts: []domain.Fact{broadcast("a", "x", `"one"`), broadcast("a", "x", `"two"`)}, uuids: []string{"u-one", "u-two"}, done: make(chan struct{})}
-	published := &appendReq{facts: []domain.Fact{msg.Context().Value(factKey).(domain.Fact)}, uuids: []string{msg.UUID}, msgs: []*message.Message{msg}, done: make(chan struct{})}
+	f, err := FactOf(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := &appendReq{facts: []domain.Fact{f}, uuids: []string{msg.UUID}, msgs: []*message.Message{msg}, done: make(chan struct{})}
 	// The writer is idle, waiting for requests: this is the batch it would
 	// take if both were queued while it committed.
 	l.commit([]*appendReq{appended, published})

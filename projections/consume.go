@@ -24,20 +24,24 @@ import (
 // `fazt bench conns` (BENCHMARKS.md, stop 19). The handlers keep
 // Watermill's handler signature.
 type Consumer struct {
-	name string
 	log  *slog.Logger
+	stop context.CancelFunc
 	done chan struct{}
 }
 
-// Consume subscribes to topic on sub and hands its messages to handle until
-// ctx ends or the Subscriber closes the channel; then it closes sub, and
-// Done is closed. Once Consume returns, the subscription is made.
+// Consume subscribes to topic on sub, which it then owns, and hands its
+// messages to handle until Stop is called, ctx ends or the Subscriber
+// closes the channel; then it closes sub, and Done is closed. Once Consume
+// returns, the subscription is made.
 func Consume(ctx context.Context, name string, sub message.Subscriber, topic string, handle message.NoPublishHandlerFunc, log *slog.Logger) (*Consumer, error) {
+	ctx, stop := context.WithCancel(ctx)
 	msgs, err := sub.Subscribe(ctx, topic)
 	if err != nil {
+		stop()
+		sub.Close()
 		return nil, fmt.Errorf("%s: subscribe: %w", name, err)
 	}
-	c := &Consumer{name: name, log: log.With("handler", name), done: make(chan struct{})}
+	c := &Consumer{log: log.With("handler", name), stop: stop, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		for msg := range msgs {
@@ -73,6 +77,9 @@ func (c *Consumer) handle(msg *message.Message, handle message.NoPublishHandlerF
 	}
 	return true
 }
+
+// Stop ends the consumer's subscription; Done says when it has stopped.
+func (c *Consumer) Stop() { c.stop() }
 
 // Done is closed once the consumer has stopped and closed its Subscriber.
 func (c *Consumer) Done() <-chan struct{} { return c.done }

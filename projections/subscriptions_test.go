@@ -43,15 +43,14 @@ func storedKeys(t *testing.T, l *events.Log) (sessions, subs []string) {
 // checkpoint, as the server does; the returned func stops it.
 func runProjection(t *testing.T, l *events.Log, p *Subscriptions) func() {
 	t.Helper()
-	consumeCtx, stopConsumer := context.WithCancel(context.Background())
-	c, err := Consume(consumeCtx, SubscriptionsName, l.Subscriber(events.SubscriberConfig{After: p.Applied(), Names: p.Events()}), events.Topic, p.Handle, slog.New(slog.DiscardHandler))
+	c, err := Consume(context.Background(), SubscriptionsName, l.Subscriber(events.SubscriberConfig{After: p.Applied(), Names: p.Events()}), events.Topic, p.Handle, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	flushed := make(chan struct{})
 	go func() { defer close(flushed); p.Run(ctx, 10*time.Millisecond, func(err error) { t.Error(err) }) }()
-	return func() { stopConsumer(); <-c.Done(); cancel(); <-flushed }
+	return func() { c.Stop(); <-c.Done(); cancel(); <-flushed }
 }
 
 func waitApplied(t *testing.T, p *Subscriptions, seq uint64) {

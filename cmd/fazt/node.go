@@ -44,14 +44,12 @@ type node struct {
 	log     *events.Log
 	members *projections.Membership
 	subs    *projections.Subscriptions
-	// consumers feed the projections from the log; stopConsumers ends
-	// them.
-	consumers     []*projections.Consumer
-	stopConsumers context.CancelFunc
-	ws            *ws.Server
-	api           *httpapi.API
-	scripts       *jsrt.Engine
-	handler       http.Handler
+	// consumers feed the projections from the log.
+	consumers []*projections.Consumer
+	ws        *ws.Server
+	api       *httpapi.API
+	scripts   *jsrt.Engine
+	handler   http.Handler
 	// stopSubs ends the subscriptions projection's flusher, which flushes
 	// once more; subsDone closes when it has.
 	stopSubs context.CancelFunc
@@ -105,10 +103,8 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}, 0)
 	n.members.StartAt(head)
 	// The projections follow the log through its Watermill Subscriber,
-	// each on a consumer of its own, until Close cancels them.
-	var consumeCtx context.Context
-	consumeCtx, n.stopConsumers = context.WithCancel(context.Background())
-	members, err := projections.Consume(consumeCtx, projections.MembershipName,
+	// each on a consumer of its own, until Close stops them.
+	members, err := projections.Consume(context.Background(), projections.MembershipName,
 		n.log.Subscriber(events.SubscriberConfig{After: head}), events.Topic, n.members.Handle, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -118,7 +114,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	if n.subs, err = projections.OpenSubscriptions(ctx, n.log); err != nil {
 		return nil, err
 	}
-	subs, err := projections.Consume(consumeCtx, projections.SubscriptionsName,
+	subs, err := projections.Consume(context.Background(), projections.SubscriptionsName,
 		n.log.Subscriber(events.SubscriberConfig{After: n.subs.Applied(), Names: n.subs.Events()}), events.Topic, n.subs.Handle, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -182,12 +178,14 @@ func (n *node) Close(ctx context.Context) error {
 	if n.scripts != nil { // after the connections' last hooks
 		n.scripts.Close()
 	}
-	if n.stopConsumers != nil {
+	if len(n.consumers) > 0 {
 		// The handlers give up once their context ends, so this takes
 		// moments; it is bounded apart from ctx, which the WebSocket
 		// shutdown may have used up, so that the last flush below never
 		// runs beside a handler.
-		n.stopConsumers()
+		for _, c := range n.consumers {
+			c.Stop()
+		}
 		bound := time.NewTimer(consumersStop)
 	wait:
 		for _, c := range n.consumers {

@@ -61,8 +61,7 @@ func startTestServerConfig(t *testing.T, cfg Config, wrap func(*events.Log) Stor
 		info, err := lg.Channel(ctx, app, channel)
 		return info.Head, info.Epoch, err
 	}, 0)
-	consumeCtx, stopConsumer := context.WithCancel(context.Background())
-	consumer, err := projections.Consume(consumeCtx, projections.MembershipName, lg.Subscriber(events.SubscriberConfig{}), events.Topic, members.Handle, quiet)
+	consumer, err := projections.Consume(context.Background(), projections.MembershipName, lg.Subscriber(events.SubscriberConfig{}), events.Topic, members.Handle, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +79,7 @@ func startTestServerConfig(t *testing.T, cfg Config, wrap func(*events.Log) Stor
 		defer cancel()
 		srv.Shutdown(ctx)
 		ts.http.Close()
-		stopConsumer()
+		consumer.Stop()
 		<-consumer.Done()
 		lg.Close()
 		pl.file.Close()
