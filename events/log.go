@@ -73,6 +73,12 @@ type Config struct {
 	// until the cache first drops one, a channel it does not hold is
 	// known to have no history without a read.
 	HeadCache int
+	// WALKeep is the largest WAL file a quiet log keeps, in bytes
+	// (default 4 MiB). A burst of writes, or a long read that holds the
+	// WAL, grows the file, and SQLite reuses it from the start rather
+	// than shrink it; once nothing has been committed for a second, the
+	// checkpointer empties a file larger than this.
+	WALKeep int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -92,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HeadCache <= 0 {
 		c.HeadCache = 65536
+	}
+	if c.WALKeep <= 0 {
+		c.WALKeep = 4 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -314,6 +323,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
+	// A WAL file that grew past 128 MiB, twice that, while a long read
+	// held the WAL is cut back to it when the WAL starts over, under load
+	// too. A lower limit cut the file back at most restarts of a
+	// saturated server, and cost it up to 7% (4 MiB; BENCHMARKS.md, stop
+	// 20): the checkpointer empties a quiet log's WAL file instead.
+	if _, err := l.wdb.ExecContext(ctx, `PRAGMA journal_size_limit = 134217728`); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
 	if err := l.stmts.prepare(l.wdb); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
@@ -325,6 +343,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.cdb.SetMaxOpenConns(1)
 	l.cdb.SetMaxIdleConns(1)
 	l.cdb.SetConnMaxLifetime(0)
+	// The checkpointer never waits for a lock: a passive checkpoint does
+	// not, and emptying the WAL gives up at once when the writer or a
+	// reader is busy with it, rather than hold the writer up.
+	if _, err := l.cdb.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
 	l.wg.Add(2)
 	go l.writer()
 	go l.checkpointer()
@@ -360,9 +385,10 @@ func (l *Log) checkpointSoon() {
 // between restarts still reach 64 MiB, as does a burst of 10,000
 // subscribes to new channels; there the writer's own checkpoint copies
 // what the checkpointer has not, and the WAL starts over. A long read
-// holds the WAL too, since no checkpoint copies past its snapshot. The WAL
-// file keeps the largest size it reached (SQLite reuses it from the
-// start).
+// holds the WAL too, since no checkpoint copies past its snapshot. SQLite
+// reuses the WAL file from the start rather than shrink it, so once the
+// log is quiet (emptyWAL) the checkpointer empties a file that grew past
+// Config.WALKeep.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
@@ -374,12 +400,16 @@ func (l *Log) checkpointer() {
 	// context ends with the log, which interrupts it.
 	ctx := l.done
 	var failed time.Time
+	committed := false // a commit came while the log was thought quiet
 	for {
-		select {
-		case <-l.ckpt:
-		case <-l.closed:
-			return
+		if !committed {
+			select {
+			case <-l.ckpt:
+			case <-l.closed:
+				return
+			}
 		}
+		committed = false
 		// Commits during the wait are copied with this one.
 		t.Reset(checkpointEvery)
 		select {
@@ -388,12 +418,54 @@ func (l *Log) checkpointer() {
 			t.Stop()
 			return
 		}
+		// What is committed from here tells the checkpointer again.
+		select {
+		case <-l.ckpt:
+		default:
+		}
 		var busy, frames, copied int
 		err := l.cdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
-		if err != nil && ctx.Err() == nil && time.Since(failed) > time.Minute {
-			failed = time.Now()
-			l.log.Warn("event log checkpoint failed; the writer checkpoints once the WAL reaches 64 MiB", "err", err)
+		if err != nil {
+			if ctx.Err() == nil && time.Since(failed) > time.Minute {
+				failed = time.Now()
+				l.log.Warn("event log checkpoint failed; the writer checkpoints once the WAL reaches 64 MiB", "err", err)
+			}
+			continue
 		}
+		if copied < frames || !l.walOver(l.cfg.WALKeep) {
+			continue
+		}
+		// All of it is in the file: if nothing more is committed for a
+		// while, the log is quiet.
+		t.Reset(checkpointEvery)
+		select {
+		case <-l.ckpt:
+			t.Stop()
+			committed = true
+		case <-t.C:
+			l.emptyWAL(ctx)
+		case <-l.closed:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// walOver reports whether the WAL file is larger than n bytes.
+func (l *Log) walOver(n int64) bool {
+	fi, err := os.Stat(l.cfg.Path + "-wal")
+	return err == nil && fi.Size() > n
+}
+
+// emptyWAL truncates the WAL file to nothing (a TRUNCATE checkpoint),
+// which takes the writer's lock for as long as a truncate lasts. A
+// commit meanwhile waits for it; a reader that still uses the WAL makes
+// it give up, and the next quiet spell tries again.
+func (l *Log) emptyWAL(ctx context.Context) {
+	var busy, frames, copied int
+	err := l.cdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+	if err != nil && ctx.Err() == nil {
+		l.log.Warn("event log: could not empty the WAL file", "err", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -848,5 +849,98 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the database file is still %d bytes 10s after 200 appends: nothing was checkpointed", before)
 		}
+	}
+}
+
+// TestQuietLogEmptiesItsWAL grows the WAL file past WALKeep, holds it with
+// a reader, and checks that the checkpointer leaves it while the reader
+// uses it, then empties it once the log is quiet, and that nothing
+// committed is lost.
+func TestQuietLogEmptiesItsWAL(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l, err := Open(ctx, Config{Path: path, WALKeep: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := true
+	t.Cleanup(func() {
+		if open {
+			l.Close()
+		}
+	})
+	walSize := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	data := `"` + strings.Repeat("x", 1000) + `"`
+	for i := range 300 {
+		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A reader whose snapshot is in the WAL: it must keep reading it.
+	rtx, err := l.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		t.Helper()
+		var n int
+		if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(rtx); n != 300 {
+		t.Fatalf("the reader sees %d messages, want 300", n)
+	}
+	grown := walSize()
+	if grown <= 64<<10 {
+		t.Fatalf("300 appends left a WAL file of %d bytes: the test needs more than 64 KiB", grown)
+	}
+	time.Sleep(3 * checkpointEvery) // long enough to be quiet, and to copy
+	if n := walSize(); n < grown {
+		t.Fatalf("the WAL file went from %d to %d bytes while a reader used it", grown, n)
+	}
+	if n := count(rtx); n != 300 {
+		t.Fatalf("the reader sees %d messages after the wait, want 300", n)
+	}
+	if err := rtx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next quiet spell after a commit empties it.
+	if _, err := l.Append(ctx, broadcast("a", "last", data)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); walSize() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the WAL file is still %d bytes 20s after the last append", walSize())
+		}
+	}
+	if n := count(l.rdb); n != 301 {
+		t.Fatalf("%d messages after the WAL was emptied, want 301", n)
+	}
+	if _, err := l.Append(ctx, broadcast("a", "last", data)); err != nil {
+		t.Fatalf("append after the WAL was emptied: %v", err)
+	}
+	open = false
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2 := mustOpen(t, path)
+	if n := count(l2.rdb); n != 302 {
+		t.Fatalf("%d messages after a reopen, want 302", n)
+	}
+	if c, err := l2.Channel(ctx, "a", "last"); err != nil || c.Head != 2 {
+		t.Fatalf("channel last after a reopen: %+v, %v; want head 2", c, err)
 	}
 }
