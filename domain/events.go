@@ -1,6 +1,9 @@
 package domain
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // Event names as stored in the log. They are pinned here, versioned, and never
 // derived from Go type names, so that renaming a type never changes what the
@@ -198,3 +201,12 @@ const (
 	StartLast   StartMode = "last"   // the last Value messages
 	StartSince  StartMode = "since"  // messages with timestamp >= Value
 )
+
+// HasData reports whether data is a message: a JSON value other than
+// null. Every way to publish or broadcast refuses a message without one,
+// and so does the log; null is what an onPublish hook returns to drop a
+// message, not a message.
+func HasData(data json.RawMessage) bool {
+	d := bytes.TrimSpace(data)
+	return len(d) > 0 && !bytes.Equal(d, []byte("null"))
+}

@@ -611,9 +611,12 @@ func checkFact(f domain.Fact) error {
 		if mb.Offset != 0 {
 			return fmt.Errorf("%s: offset is assigned by the log", mb.EventName())
 		}
-		if len(mb.Data) == 0 || !json.Valid(mb.Data) {
-			return domain.Errorf(domain.CodeBadRequest, "message data must be valid JSON")
+		if !domain.HasData(mb.Data) || !json.Valid(mb.Data) {
+			return domain.Errorf(domain.CodeBadRequest, "message data must be a JSON value other than null")
 		}
+	}
+	if ba, ok := f.(*domain.BroadcastAll); ok && (!domain.HasData(ba.Data) || !json.Valid(ba.Data)) {
+		return domain.Errorf(domain.CodeBadRequest, "message data must be a JSON value other than null")
 	}
 	return nil
 }

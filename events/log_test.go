@@ -136,6 +136,10 @@ func TestAppendRejectsBadFacts(t *testing.T) {
 		broadcast("app", "x", "{not json"),
 		broadcast("", "x", "1"),
 		&domain.MessageBroadcast{App: "app", Channel: "x", Offset: 5, Data: json.RawMessage("1")},
+		broadcast("app", "x", "null"),
+		broadcast("app", "x", " "),
+		&domain.BroadcastAll{App: "app", Data: json.RawMessage("null")},
+		&domain.BroadcastAll{App: "app", Data: json.RawMessage("{")},
 	} {
 		if _, err := l.Append(context.Background(), f); err == nil {
 			t.Errorf("%+v accepted", f)

@@ -36,6 +36,7 @@ func TestBadFrames(t *testing.T) {
 		{"too large", `{"type":"publish","channel":"a","data":"` + big + `","id":8}`, "too_large", 8.0},
 		{"publish not allowed", `{"type":"publish","channel":"a","data":1,"id":9}`, "not_allowed", 9.0},
 		{"publish without data", `{"type":"publish","channel":"a","id":10}`, "bad_request", 10.0},
+		{"publish null data", `{"type":"publish","channel":"a","data":null,"id":13}`, "bad_request", 13.0},
 		{"unsubscribe not subscribed", `{"type":"unsubscribe","channel":"a","id":11}`, "bad_request", 11.0},
 		{"members of a plain channel", `{"type":"members","channel":"a","id":12}`, "bad_request", 12.0},
 	}
@@ -201,19 +202,31 @@ func TestAPIAuth(t *testing.T) {
 	}
 	// Bad bodies get clear errors.
 	for _, tc := range []struct {
+		path string
 		body any
 		code string
 	}{
-		{map[string]any{"channel": "bad channel", "data": 1}, "invalid_channel"},
-		{map[string]any{"channel": "c"}, "bad_request"},
-		{"not an object", "bad_request"},
-		{map[string]any{"channel": "c", "data": strings.Repeat("x", 70000)}, "too_large"},
+		{"publish", map[string]any{"channel": "bad channel", "data": 1}, "invalid_channel"},
+		{"publish", map[string]any{"channel": "c"}, "bad_request"},
+		{"publish", map[string]any{"channel": "c", "data": nil}, "bad_request"},
+		{"publish", "not an object", "bad_request"},
+		{"publish", map[string]any{"channel": "c", "data": strings.Repeat("x", 70000)}, "too_large"},
+		{"broadcast-all", map[string]any{}, "bad_request"},
+		{"broadcast-all", map[string]any{"data": nil}, "bad_request"},
+		{"broadcast-all", map[string]any{"data": strings.Repeat("x", 70000)}, "too_large"},
 	} {
 		e.Code = ""
-		tn.api("chat", "chat-key", "POST", "/_api/publish", tc.body, &e)
+		tn.api("chat", "chat-key", "POST", "/_api/"+tc.path, tc.body, &e)
 		if e.Code != tc.code {
-			t.Errorf("body %.40v: code %q, want %q", tc.body, e.Code, tc.code)
+			t.Errorf("%s %.40v: code %q, want %q", tc.path, tc.body, e.Code, tc.code)
 		}
+	}
+	// None of them reached the log: the one broadcast is the first call's.
+	if a := tn.audit("chat", "type=broadcast"); len(a.Events) != 1 {
+		t.Errorf("%d broadcasts in the audit after refused bodies, want 1", len(a.Events))
+	}
+	if a := tn.audit("chat", "type=broadcast_all"); len(a.Events) != 0 {
+		t.Errorf("%d broadcasts to all in the audit after refused bodies, want 0", len(a.Events))
 	}
 }
 

@@ -168,7 +168,7 @@ func checkPublish(p publishBody, limit int) error {
 	if err := domain.ValidateChannel(p.Channel); err != nil {
 		return err
 	}
-	if len(p.Data) == 0 || string(p.Data) == "null" {
+	if !domain.HasData(p.Data) {
 		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
 	}
 	if len(p.Data) > limit {
@@ -249,7 +249,7 @@ func (a *API) broadcastAll(w http.ResponseWriter, r *http.Request, c caller) err
 	if err := decodeBody(r, limit+1024, &body); err != nil {
 		return err
 	}
-	if len(body.Data) == 0 {
+	if !domain.HasData(body.Data) {
 		return domain.Errorf(domain.CodeBadRequest, "broadcast-all needs data")
 	}
 	if len(body.Data) > limit {

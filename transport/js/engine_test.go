@@ -432,6 +432,9 @@ module.exports = function (req) {
     noName: () => r.broadcast(undefined, 1),
     noData: () => r.broadcast("room"),
     fnData: () => r.broadcast("room", () => 1),
+    nullData: () => r.broadcast("room", null),
+    toJSONNull: () => r.broadcast("room", { toJSON: () => null }),
+    nullAll: () => r.broadcastAll(null),
     tooBig: () => r.broadcast("room", "x".repeat(200)),
     historyBoth: () => r.history("room", { offset: 1, last: 2 }),
     kickNobody: () => r.kick("nobody", "x"),
@@ -440,6 +443,7 @@ module.exports = function (req) {
 };`}, js.Config{})
 	for c, want := range map[string]string{
 		"badName": "invalid_channel", "noName": "invalid_channel", "noData": "bad_request", "fnData": "bad_request",
+		"nullData": "bad_request", "toJSONNull": "bad_request", "nullAll": "bad_request",
 		"tooBig": "too_large", "historyBoth": "bad_request", "kickNobody": "not_found",
 	} {
 		_, body := e.get("a", "/api/?c="+c)

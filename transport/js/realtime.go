@@ -96,6 +96,9 @@ func (rt *runtime) dataOf(what string, v goja.Value) (json.RawMessage, error) {
 	if data == nil {
 		return nil, domain.Errorf(domain.CodeBadRequest, "%s: data is not representable as JSON", what)
 	}
+	if !domain.HasData(data) {
+		return nil, domain.Errorf(domain.CodeBadRequest, "%s needs data", what)
+	}
 	if limit := rt.cur.app.Settings.Limits.MaxMessageBytes; len(data) > limit {
 		return nil, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), limit)
 	}

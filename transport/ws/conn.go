@@ -749,7 +749,7 @@ func (c *conn) publish(req *request) error {
 	if err := domain.ValidateChannel(req.Channel); err != nil {
 		return err
 	}
-	if len(req.Data) == 0 {
+	if !domain.HasData(req.Data) {
 		return domain.Errorf(domain.CodeBadRequest, "publish needs data")
 	}
 	// A private channel's token admits a connection to read it and to
