@@ -31,6 +31,19 @@ const (
 	DefaultMaxJSONDepth     = 32
 )
 
+// MaxKickReason caps the reason of a kick, in bytes, from the server API
+// and from JS alike: the reason travels in the client's disconnect frame
+// and is kept in the log.
+const MaxKickReason = 1024
+
+// CheckKickReason checks a kick's reason against MaxKickReason.
+func CheckKickReason(reason string) error {
+	if len(reason) > MaxKickReason {
+		return Errorf(CodeTooLarge, "kick reason is %d bytes; the limit is %d", len(reason), MaxKickReason)
+	}
+	return nil
+}
+
 // Batch bounds, for POST /_api/publish-batch and fazt.realtime.broadcastBatch:
 // a batch is one transaction, so the log's writer holds every other
 // appender back while it commits. A thousand messages of the default 64

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 
 func TestConnectionLimit(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"small": `{"limits":{"max_connections":2}}`})
+	refused := tn.refusals("connections")
 	a := tn.dial("small", "")
 	tn.dial("small", "")
 	// The third is told why, in a disconnect frame, and closed with 4002.
@@ -29,6 +32,7 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, b, err := conn.ReadMessage()
 	if err != nil || !strings.Contains(string(b), `"type":"disconnect"`) || !strings.Contains(string(b), "maximum of 2 connections") {
 		t.Fatalf("third connection got %s, %v", b, err)
@@ -36,13 +40,57 @@ func TestConnectionLimit(t *testing.T) {
 	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, 4002) {
 		t.Fatalf("third connection closed with %v, want 4002", err)
 	}
+	if n := tn.refusals("connections") - refused; n != 1 {
+		t.Fatalf("%v refusals counted in /metrics, want 1", n)
+	}
 	// Other apps are not affected, and a slot frees when a client leaves.
 	tn.dial("", "")
 	a.conn.Close()
 	waitFor(t, func() bool { _, err := tn.tryDial("small", ""); return err == nil })
-	if !strings.Contains(tn.metrics(), `fazt_limit_refusals_total{limit="connections"}`) {
-		t.Fatal("refusal not counted in /metrics")
+}
+
+// TestServerConnectionLimit: ws.Config.MaxConnections caps the server's
+// connections across apps; the next one, in any app, is told why and
+// closed with 4002, and a slot frees when a client leaves.
+func TestServerConnectionLimit(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"one": "", "two": ""}, withWS(ws.Config{MaxConnections: 2}))
+	refused := tn.refusals("connections")
+	a := tn.dial("one", "")
+	tn.dial("two", "")
+	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), http.Header{"Host": {"one.localhost"}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, b, err := conn.ReadMessage()
+	if err != nil || !strings.Contains(string(b), `"type":"disconnect"`) || !strings.Contains(string(b), "server has its maximum of 2 connections") {
+		t.Fatalf("third connection got %s, %v", b, err)
+	}
+	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, 4002) {
+		t.Fatalf("third connection closed with %v, want 4002", err)
+	}
+	if n := tn.refusals("connections") - refused; n != 1 {
+		t.Fatalf("%v refusals counted in /metrics, want 1", n)
+	}
+	a.conn.Close()
+	waitFor(t, func() bool { _, err := tn.tryDial("two", ""); return err == nil })
+}
+
+// refusals reads fazt_limit_refusals_total for one limit: 0 before the
+// first. The counter is the process's, shared by the tests' nodes, so a
+// test compares it with what it read before.
+func (tn *testNode) refusals(limit string) float64 {
+	tn.t.Helper()
+	m := regexp.MustCompile(`(?m)^fazt_limit_refusals_total\{limit="` + regexp.QuoteMeta(limit) + `"\} (\S+)$`).FindStringSubmatch(tn.metrics())
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return v
 }
 
 func (tn *testNode) metrics() string {

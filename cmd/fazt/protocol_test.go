@@ -80,12 +80,16 @@ func TestBadFrames(t *testing.T) {
 	c.subscribe(map[string]any{"channel": "three"})
 	// A frame far past the limit ends the connection with 1009: the
 	// disconnect frame says so, then the close frame.
+	refused := tn.refusals("message_size")
 	c.send(`{"type":"ping","pad":"` + strings.Repeat("y", 8000) + `"}`)
 	if d := c.expect("disconnect"); d.num("code") != websocket.CloseMessageTooBig {
 		t.Errorf("huge frame: disconnect %v, want code 1009", d)
 	}
 	if ce := c.waitClosed(); ce == nil || ce.Code != websocket.CloseMessageTooBig {
 		t.Errorf("huge frame: close %v, want 1009", ce)
+	}
+	if n := tn.refusals("message_size") - refused; n != 1 {
+		t.Errorf("huge frame: %v refusals counted in /metrics, want 1", n)
 	}
 }
 

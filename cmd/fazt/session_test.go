@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
@@ -96,6 +97,19 @@ func TestKick(t *testing.T) {
 	}
 	if ce := long.waitClosed(); ce == nil || ce.Code != 4000 || !strings.HasPrefix("kicked: "+reason, ce.Text) || len(ce.Text) < 100 {
 		t.Fatalf("close = %v, want code 4000 and the reason's start", ce)
+	}
+
+	// A reason over domain.MaxKickReason is refused, as from JS, and the
+	// client stays.
+	stays := tn.dial("", "")
+	var e struct{ Code string }
+	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+stays.id+"/kick", map[string]any{"reason": strings.Repeat("r", domain.MaxKickReason+1)}, &e); code != 413 || e.Code != "too_large" {
+		t.Fatalf("kick with a reason over the limit: %d %q, want 413 too_large", code, e.Code)
+	}
+	stays.send(`{"type":"ping","id":1}`)
+	stays.expect("pong")
+	if a := tn.audit("", "type=kicked"); len(a.Events) != 2 {
+		t.Fatalf("%d kicks in the audit, want the 2 that were answered 200", len(a.Events))
 	}
 }
 

@@ -387,6 +387,9 @@ func (a *API) kick(w http.ResponseWriter, r *http.Request, c caller) error {
 			return err
 		}
 	}
+	if err := domain.CheckKickReason(body.Reason); err != nil {
+		return err
+	}
 	if !a.members.Connected(c.app.Name, id) {
 		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s", id, c.app.Name)
 	}

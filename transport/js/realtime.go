@@ -216,8 +216,8 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		reason = a.String()
 	}
-	if len(reason) > 1024 {
-		rt.throw(vm, domain.Errorf(domain.CodeTooLarge, "kick reason is %d bytes; the limit is 1024", len(reason)))
+	if err := domain.CheckKickReason(reason); err != nil {
+		rt.throw(vm, err)
 	}
 	app := rt.cur.app.Name
 	if !rt.eng.members.Connected(app, id) {

@@ -565,6 +565,7 @@ func (c *conn) readLoop() {
 		if err != nil {
 			switch {
 			case errors.Is(err, errFrameTooBig):
+				c.srv.metrics.refused("message_size")
 				reason = domain.ReasonTooLarge
 			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 				reason = domain.ReasonClientClosed

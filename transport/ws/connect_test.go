@@ -6,11 +6,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
@@ -153,7 +156,44 @@ func TestShutdownEndsAConnectionBeingSetUp(t *testing.T) {
 	// up, and its client has no open WebSocket yet.
 	shutdown(t, srv)
 	expectEnded(t, log, domain.ReasonServerShutdown)
-	expectClose(t, answer(), websocket.CloseGoingAway, "server shutdown")
+	c := answer()
+	expectClose(t, c, websocket.CloseGoingAway, "server shutdown")
+
+	// An upgrade after the shutdown is told why, with 4002, and is not
+	// counted as refused by a limit.
+	refused := connectionRefusals(t)
+	late, _, err := websocket.DefaultDialer.Dial("ws://"+c.RemoteAddr().String()+"/_ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	late.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, b, err := late.ReadMessage(); err != nil || !strings.Contains(string(b), "server is shutting down") {
+		t.Fatalf("upgrade after the shutdown got %s, %v", b, err)
+	}
+	if _, _, err := late.ReadMessage(); !websocket.IsCloseError(err, 4002) {
+		t.Fatalf("upgrade after the shutdown closed with %v, want 4002", err)
+	}
+	if n := connectionRefusals(t) - refused; n != 0 {
+		t.Fatalf("%v connection refusals counted for a shutdown", n)
+	}
+}
+
+// connectionRefusals reads fazt_limit_refusals_total{limit="connections"}
+// from the process's metrics: 0 before the first.
+func connectionRefusals(t *testing.T) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m := regexp.MustCompile(`(?m)^fazt_limit_refusals_total\{limit="connections"\} (\S+)$`).FindStringSubmatch(rec.Body.String())
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // The upgrade's answer waits for the session to be recorded and applied:

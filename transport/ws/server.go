@@ -216,7 +216,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Query:       flatten(r.URL.Query()),
 	}
 	if err := s.reserve(app); err != nil {
-		s.metrics.refused("connections")
 		s.refuse(w, r, err)
 		return
 	}
@@ -441,7 +440,8 @@ func (s *Server) nextFlusher() *flusher {
 }
 
 // reserve counts a new connection against the server's and the app's
-// limits; the error says which is full.
+// limits; the error says which is full. A refusal by a limit is counted
+// in /metrics (fazt_limit_refusals_total{limit="connections"}).
 func (s *Server) reserve(app *apps.App) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -449,9 +449,11 @@ func (s *Server) reserve(app *apps.App) error {
 		return domain.Errorf(domain.CodeUnavailable, "server is shutting down")
 	}
 	if s.total >= s.cfg.MaxConnections {
+		s.metrics.refused("connections")
 		return domain.Errorf(domain.CodeUnavailable, "server has its maximum of %d connections", s.cfg.MaxConnections)
 	}
 	if max := app.Settings.Limits.MaxConnections; s.perApp[app.Name] >= max {
+		s.metrics.refused("connections")
 		return domain.Errorf(domain.CodeUnavailable, "app %s has its maximum of %d connections", app.Name, max)
 	}
 	s.perApp[app.Name]++
