@@ -90,11 +90,26 @@ func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel 
 		fmt.Fprintln(tw, "OFFSET\tTIME\tSEQ\tDATA")
 		defer tw.Flush()
 	}
+	if q.Last > 0 && limit > 0 {
+		q.Last = min(q.Last, limit)
+	}
+	if q.Last > events.MaxPage {
+		// More than one read holds: page through the newest K from the
+		// offset before them up to the head as of now. A channel's
+		// retained history has no gaps, so they are the offsets after
+		// head - K.
+		info, err := l.Channel(ctx, app, channel)
+		if err != nil {
+			return err
+		}
+		if info.Head == 0 {
+			return nil
+		}
+		q.After = info.Head - min(info.Head, uint64(q.Last))
+		q.Upto, q.Last, limit = info.Head, 0, 0
+	}
 	if q.Last > 0 {
 		// The newest K are one bounded read.
-		if limit > 0 {
-			q.Last = min(q.Last, limit)
-		}
 		q.Limit = q.Last
 		msgs, err := l.Messages(ctx, app, channel, q)
 		if err != nil {

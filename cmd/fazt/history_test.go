@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fazt-realtime/fazt/events"
 )
 
 // cli runs the fazt command line in-process, as main would, and returns
@@ -121,5 +123,42 @@ func TestHistoryCLI(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("fazt %v: error %v, want one line", args, err)
 		}
+	}
+}
+
+// TestHistoryCLILastPastOneRead asks for more of the newest messages than
+// one read of the log returns (events.MaxPage): all of them are printed,
+// in order, and --limit keeps the newest.
+func TestHistoryCLILastPastOneRead(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": ""})
+	const n = events.MaxPage + 50
+	for i := 0; i < n; i += 1000 {
+		var msgs []any
+		for j := i; j < min(n, i+1000); j++ {
+			msgs = append(msgs, map[string]any{"channel": "room", "data": j + 1})
+		}
+		if code := tn.api("chat", testAdminKey, "POST", "/_api/publish-batch", map[string]any{"messages": msgs}, nil); code != 200 {
+			t.Fatalf("publish-batch: status %d", code)
+		}
+	}
+	base := []string{"history", "--db", tn.cfg.DBPath, "--app", "chat", "--channel", "room", "--json"}
+	for _, tc := range []struct {
+		args     []string
+		from, to uint64
+	}{
+		{[]string{"--last", strconv.Itoa(n - 30)}, 31, n},
+		{[]string{"--last", strconv.Itoa(n - 30), "--limit", strconv.Itoa(n - 40)}, 41, n},
+		{[]string{"--last", strconv.Itoa(2 * n)}, 1, n},
+	} {
+		lines := jsonLines(t, mustCLI(t, append(base, tc.args...)...))
+		if got := lineOffsets(t, lines); !slices.Equal(got, seqRange(tc.from, tc.to)) {
+			t.Errorf("%v: %d offsets from %v to %v, want %d to %d", tc.args, len(got), got[:1], got[len(got)-1:], tc.from, tc.to)
+		}
+		if d := lines[0]["data"]; d != float64(tc.from) {
+			t.Errorf("%v: the first message's data is %v, want %d", tc.args, d, tc.from)
+		}
+	}
+	if out := mustCLI(t, "history", "--db", tn.cfg.DBPath, "--app", "chat", "--channel", "empty", "--json", "--last", strconv.Itoa(n)); out != "" {
+		t.Errorf("--last %d of a channel without history printed %q", n, out)
 	}
 }
