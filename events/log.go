@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -76,8 +77,10 @@ type Config struct {
 	// WALKeep is the largest WAL file a quiet log keeps, in bytes
 	// (default 4 MiB). A burst of writes, or a long read that holds the
 	// WAL, grows the file, and SQLite reuses it from the start rather
-	// than shrink it; once nothing has been committed for a second, the
-	// checkpointer empties a file larger than this.
+	// than shrink it; once everything is copied and nothing has been
+	// committed for a period of the checkpointer (one to two seconds
+	// after the last commit, or after the last reader of the WAL is
+	// done), the checkpointer empties a file larger than this.
 	WALKeep int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -258,7 +261,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.lock = lock
 	}
 	var err error
-	if l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, true)); err != nil {
+	if l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, true, 5000)); err != nil {
 		l.unlock()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -281,7 +284,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		close(l.stopped)
 		return l, nil
 	}
-	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false)); err != nil {
+	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false, 5000)); err != nil {
 		l.rdb.Close()
 		l.unlock()
 		return nil, fmt.Errorf("open database: %w", err)
@@ -336,20 +339,16 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
-	if l.cdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false)); err != nil {
+	// The checkpointer never waits for a lock (busy timeout 0): a passive
+	// checkpoint does not, and emptying the WAL gives up at once when the
+	// writer or a reader is busy with it, rather than hold the writer up.
+	if l.cdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false, 0)); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	l.cdb.SetMaxOpenConns(1)
 	l.cdb.SetMaxIdleConns(1)
 	l.cdb.SetConnMaxLifetime(0)
-	// The checkpointer never waits for a lock: a passive checkpoint does
-	// not, and emptying the WAL gives up at once when the writer or a
-	// reader is busy with it, rather than hold the writer up.
-	if _, err := l.cdb.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
-		l.closeDBs()
-		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
-	}
 	l.wg.Add(2)
 	go l.writer()
 	go l.checkpointer()
@@ -387,8 +386,9 @@ func (l *Log) checkpointSoon() {
 // what the checkpointer has not, and the WAL starts over. A long read
 // holds the WAL too, since no checkpoint copies past its snapshot. SQLite
 // reuses the WAL file from the start rather than shrink it, so once the
-// log is quiet (emptyWAL) the checkpointer empties a file that grew past
-// Config.WALKeep.
+// log is quiet the checkpointer empties a file that grew past
+// Config.WALKeep (emptyWAL), and tries again, a period at a time, while a
+// reader still holds it.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
@@ -400,55 +400,96 @@ func (l *Log) checkpointer() {
 	// context ends with the log, which interrupts it.
 	ctx := l.done
 	var failed time.Time
-	committed := false // a commit came while the log was thought quiet
+	big := false      // the WAL file is over WALKeep: empty it once quiet
+	signaled := false // a commit's signal came while waiting for quiet
 	for {
-		if !committed {
+		quiet := false
+		if !signaled {
+			var tick <-chan time.Time
+			if big {
+				t.Reset(checkpointEvery)
+				tick = t.C
+			}
 			select {
 			case <-l.ckpt:
+				t.Stop()
+			case <-tick:
+				quiet = true // nothing was committed for a period
 			case <-l.closed:
+				t.Stop()
 				return
 			}
 		}
-		committed = false
-		// Commits during the wait are copied with this one.
-		t.Reset(checkpointEvery)
-		select {
-		case <-t.C:
-		case <-l.closed:
-			t.Stop()
-			return
+		signaled = false
+		if !quiet {
+			// Commits during the wait are copied with this one.
+			t.Reset(checkpointEvery)
+			select {
+			case <-t.C:
+			case <-l.closed:
+				t.Stop()
+				return
+			}
+			// What is committed from here tells the checkpointer again.
+			select {
+			case <-l.ckpt:
+			default:
+			}
 		}
-		// What is committed from here tells the checkpointer again.
+		all := l.checkpoint(ctx, "PASSIVE", &failed)
+		if big = l.walOver(l.cfg.WALKeep); !big || !all {
+			continue // a WAL not all copied is tried again after a quiet period
+		}
+		if !quiet {
+			// All of it is in the file: if nothing more is committed for
+			// a period, the log is quiet.
+			t.Reset(checkpointEvery)
+			select {
+			case <-l.ckpt:
+				t.Stop()
+				signaled = true
+				continue
+			case <-t.C:
+			case <-l.closed:
+				t.Stop()
+				return
+			}
+		}
 		select {
 		case <-l.ckpt:
+			signaled = true // a commit just came: the WAL is in use
+			continue
 		default:
 		}
-		var busy, frames, copied int
-		err := l.cdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
-		if err != nil {
-			if ctx.Err() == nil && time.Since(failed) > time.Minute {
-				failed = time.Now()
-				l.log.Warn("event log checkpoint failed; the writer checkpoints once the WAL reaches 64 MiB", "err", err)
-			}
-			continue
-		}
-		if copied < frames || !l.walOver(l.cfg.WALKeep) {
-			continue
-		}
-		// All of it is in the file: if nothing more is committed for a
-		// while, the log is quiet.
-		t.Reset(checkpointEvery)
-		select {
-		case <-l.ckpt:
-			t.Stop()
-			committed = true
-		case <-t.C:
-			l.emptyWAL(ctx)
-		case <-l.closed:
-			t.Stop()
-			return
+		// Emptying it takes the writer's lock. Everything was copied, so
+		// it holds it for a truncate, or, if a commit slipped in since,
+		// for copying that commit's pages and an fsync of the file; a
+		// commit meanwhile waits for it. A reader that still uses the WAL
+		// makes it give up at once (the connection never waits for a
+		// lock), and it is tried again after the next quiet period.
+		if l.checkpoint(ctx, "TRUNCATE", &failed) {
+			big = false
 		}
 	}
+}
+
+// checkpoint runs a checkpoint of the given mode on the checkpointer's
+// connection and reports whether it copied the whole WAL (for TRUNCATE:
+// and emptied the file). A failure is logged at most once a minute
+// (failed).
+func (l *Log) checkpoint(ctx context.Context, mode string, failed *time.Time) bool {
+	var busy, frames, copied int
+	err := l.cdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &frames, &copied)
+	if err != nil {
+		if ctx.Err() == nil && time.Since(*failed) > time.Minute {
+			*failed = time.Now()
+			l.log.Warn("event log checkpoint failed; the writer checkpoints once the WAL reaches 64 MiB", "mode", mode, "err", err)
+		}
+		return false
+	}
+	// Busy (another checkpoint, or a reader or the writer in the way)
+	// reports -1 frames, or fewer copied than there are.
+	return busy == 0 && frames >= 0 && copied == frames
 }
 
 // walOver reports whether the WAL file is larger than n bytes.
@@ -457,21 +498,11 @@ func (l *Log) walOver(n int64) bool {
 	return err == nil && fi.Size() > n
 }
 
-// emptyWAL truncates the WAL file to nothing (a TRUNCATE checkpoint),
-// which takes the writer's lock for as long as a truncate lasts. A
-// commit meanwhile waits for it; a reader that still uses the WAL makes
-// it give up, and the next quiet spell tries again.
-func (l *Log) emptyWAL(ctx context.Context) {
-	var busy, frames, copied int
-	err := l.cdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
-	if err != nil && ctx.Err() == nil {
-		l.log.Warn("event log: could not empty the WAL file", "err", err)
-	}
-}
-
-func dsn(path string, d Durability, readOnly bool) string {
+// dsn is the go-sqlite3 data source for the file at path; busyMS is how
+// long a statement waits for another connection's lock, in milliseconds.
+func dsn(path string, d Durability, readOnly bool, busyMS int) string {
 	q := url.Values{}
-	q.Set("_busy_timeout", "5000")
+	q.Set("_busy_timeout", strconv.Itoa(busyMS))
 	q.Set("_foreign_keys", "0")
 	// database/sql hands a connection to one goroutine at a time, so
 	// SQLite's own per-connection mutex (serialized mode, the driver's
