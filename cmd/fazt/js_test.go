@@ -259,6 +259,7 @@ exports.onPublish = async function (c, ch, data) {
   if (ch === "drop") return null;
   if (ch === "refuse") throw new Error("no publishing to " + ch);
   if (ch === "as-is") return undefined;
+  if (ch === "nan") return NaN;
   return { wrapped: data, by: c.id };
 };
 exports.onDisconnect = function (c, reason) {
@@ -299,7 +300,8 @@ func TestJSHooks(t *testing.T) {
 
 	// onPublish: changed data is broadcast, even though app.json does not
 	// let clients publish; null drops; a throw refuses; undefined leaves
-	// the decision to app.json, which says no.
+	// the decision to app.json, which says no; a value whose JSON is null
+	// (NaN) refuses, as the hook's error.
 	c.send(map[string]any{"type": "publish", "channel": "ok", "data": map[string]any{"n": 1}})
 	p, msg := c.publishedAndMessage()
 	if p.num("offset") != 1 {
@@ -312,7 +314,7 @@ func TestJSHooks(t *testing.T) {
 	if p := c.expect("published"); p["dropped"] != true {
 		t.Fatalf("dropped publish: %v", p)
 	}
-	for ch, want := range map[string]string{"refuse": "no publishing to refuse", "as-is": "may not publish"} {
+	for ch, want := range map[string]string{"refuse": "no publishing to refuse", "as-is": "may not publish", "nan": "whose JSON is null"} {
 		c.send(map[string]any{"type": "publish", "channel": ch, "data": 1})
 		if e := c.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), want) {
 			t.Fatalf("publish to %s: %v, want %q", ch, e, want)

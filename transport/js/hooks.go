@@ -78,6 +78,11 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 					if d == nil {
 						return &ScriptError{Message: "onPublish returned a value that is not JSON"}
 					}
+					if !domain.HasData(d) {
+						// NaN, Infinity, or a toJSON that gives null: not
+						// a message, and not null, which drops one.
+						return &ScriptError{Message: "onPublish returned a value whose JSON is null; return null to drop the message"}
+					}
 					data = d
 				}
 			}
