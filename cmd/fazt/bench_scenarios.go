@@ -619,11 +619,17 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			r.linef("  connect      %d connect+subscribe in %.2f s = %s/s", n, elapsed, commas(float64(n)/elapsed))
 			if rss0 >= 0 {
 				if rss1, err := procRSS(o.serverPID); err == nil {
-					per := float64(rss1-rss0) / float64(n)
 					r.set("server_rss_before_mb", round(float64(rss0)/(1<<20), 1))
 					r.set("server_rss_after_mb", round(float64(rss1)/(1<<20), 1))
-					r.set("rss_per_conn_kb", round(per/1024, 2))
-					r.linef("  memory       server resident %.1f MB -> %.1f MB: %.2f KB per connection (after %s idle)", float64(rss0)/(1<<20), float64(rss1)/(1<<20), per/1024, hold)
+					if per, ok := perConnection(rss0, rss1, n); ok {
+						r.set("rss_per_conn_kb", round(per/1024, 2))
+						r.linef("  memory       server resident %.1f MB -> %.1f MB: %.2f KB per connection (after %s idle)", float64(rss0)/(1<<20), float64(rss1)/(1<<20), per/1024, hold)
+					} else {
+						note := "the server's resident memory did not grow: it gave back memory from earlier work meanwhile; measure memory per connection on a freshly started server"
+						r.linef("  memory       server resident %.1f MB -> %.1f MB (after %s idle)", float64(rss0)/(1<<20), float64(rss1)/(1<<20), hold)
+						r.linef("  note         %s", note)
+						r.set("memory_note", note)
+					}
 				}
 			} else {
 				r.linef("  memory       pass --server-pid to see the server's resident memory")
@@ -647,6 +653,17 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 	cmd.Flags().IntVar(&conc, "connect-concurrency", 64, "connections being opened at once")
 	cmd.Flags().DurationVar(&hold, "hold", 2*time.Second, "how long the connections stay open, idle, before memory is read")
 	return cmd
+}
+
+// perConnection is the server's resident memory per connection, in
+// bytes, from its resident size before and after n connections opened;
+// not ok when it did not grow, as when the server gave back memory from
+// earlier work while they opened: no figure per connection then.
+func perConnection(before, after int64, n int) (float64, bool) {
+	if after <= before || n <= 0 {
+		return 0, false
+	}
+	return float64(after-before) / float64(n), true
 }
 
 func benchReplayCmd(o *benchOptions) *cobra.Command {

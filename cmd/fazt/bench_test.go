@@ -71,6 +71,27 @@ func TestBenchRefusesNonLoopback(t *testing.T) {
 	}
 }
 
+// TestPerConnection: conns reports memory per connection only when the
+// server's resident memory grew; a server that gave back memory from
+// earlier work meanwhile gets a note instead of a negative figure.
+func TestPerConnection(t *testing.T) {
+	for _, c := range []struct {
+		before, after int64
+		n             int
+		want          float64
+		ok            bool
+	}{
+		{100 << 20, 110 << 20, 1024, 10 << 10, true},
+		{100 << 20, 100 << 20, 1024, 0, false},
+		{150 << 20, 140 << 20, 1024, 0, false},
+		{100 << 20, 110 << 20, 0, 0, false},
+	} {
+		if got, ok := perConnection(c.before, c.after, c.n); got != c.want || ok != c.ok {
+			t.Errorf("perConnection(%d, %d, %d) = %v, %v; want %v, %v", c.before, c.after, c.n, got, ok, c.want, c.ok)
+		}
+	}
+}
+
 func TestHistogram(t *testing.T) {
 	h := &histogram{}
 	for us := int64(1); us <= 10000; us++ {
