@@ -79,8 +79,9 @@ type Config struct {
 	// WAL, grows the file, and SQLite reuses it from the start rather
 	// than shrink it; once everything is copied and nothing has been
 	// committed for a period of the checkpointer (one to two seconds
-	// after the last commit, or after the last reader of the WAL is
-	// done), the checkpointer empties a file larger than this.
+	// after the last commit, or within about a second after the last
+	// reader of the WAL is done), the checkpointer empties a file larger
+	// than this.
 	WALKeep int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -387,8 +388,8 @@ func (l *Log) checkpointSoon() {
 // holds the WAL too, since no checkpoint copies past its snapshot. SQLite
 // reuses the WAL file from the start rather than shrink it, so once the
 // log is quiet the checkpointer empties a file that grew past
-// Config.WALKeep (emptyWAL), and tries again, a period at a time, while a
-// reader still holds it.
+// Config.WALKeep (a TRUNCATE checkpoint), and tries again, a period at a
+// time, while a reader still holds it.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
@@ -405,29 +406,24 @@ func (l *Log) checkpointer() {
 	for {
 		quiet := false
 		if !signaled {
-			var tick <-chan time.Time
 			if big {
-				t.Reset(checkpointEvery)
-				tick = t.C
-			}
-			select {
-			case <-l.ckpt:
-				t.Stop()
-			case <-tick:
-				quiet = true // nothing was committed for a period
-			case <-l.closed:
-				t.Stop()
-				return
+				committed, closed := l.await(t, l.ckpt)
+				if closed {
+					return
+				}
+				quiet = !committed // nothing was committed for a period
+			} else {
+				select {
+				case <-l.ckpt:
+				case <-l.closed:
+					return
+				}
 			}
 		}
 		signaled = false
 		if !quiet {
 			// Commits during the wait are copied with this one.
-			t.Reset(checkpointEvery)
-			select {
-			case <-t.C:
-			case <-l.closed:
-				t.Stop()
+			if _, closed := l.await(t, nil); closed {
 				return
 			}
 			// What is committed from here tells the checkpointer again.
@@ -443,16 +439,13 @@ func (l *Log) checkpointer() {
 		if !quiet {
 			// All of it is in the file: if nothing more is committed for
 			// a period, the log is quiet.
-			t.Reset(checkpointEvery)
-			select {
-			case <-l.ckpt:
-				t.Stop()
+			committed, closed := l.await(t, l.ckpt)
+			if closed {
+				return
+			}
+			if committed {
 				signaled = true
 				continue
-			case <-t.C:
-			case <-l.closed:
-				t.Stop()
-				return
 			}
 		}
 		select {
@@ -470,6 +463,22 @@ func (l *Log) checkpointer() {
 		if l.checkpoint(ctx, "TRUNCATE", &failed) {
 			big = false
 		}
+	}
+}
+
+// await waits a checkpoint period on t, or less if the log closes or, when
+// ckpt is not nil, a commit is signalled on it; it reports which.
+func (l *Log) await(t *time.Timer, ckpt <-chan struct{}) (committed, closed bool) {
+	t.Reset(checkpointEvery)
+	select {
+	case <-t.C:
+		return false, false
+	case <-ckpt:
+		t.Stop()
+		return true, false
+	case <-l.closed:
+		t.Stop()
+		return false, true
 	}
 }
 
