@@ -26,23 +26,7 @@ func TestConnectionLimit(t *testing.T) {
 	a := tn.dial("small", "")
 	tn.dial("small", "")
 	// The third is told why, in a disconnect frame, and closed with 4002.
-	h := http.Header{"Host": {"small.localhost"}}
-	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, b, err := conn.ReadMessage()
-	if err != nil || !strings.Contains(string(b), `"type":"disconnect"`) || !strings.Contains(string(b), "maximum of 2 connections") {
-		t.Fatalf("third connection got %s, %v", b, err)
-	}
-	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, 4002) {
-		t.Fatalf("third connection closed with %v, want 4002", err)
-	}
-	if n := tn.refusals("connections") - refused; n != 1 {
-		t.Fatalf("%v refusals counted in /metrics, want 1", n)
-	}
+	tn.expectConnectionRefused("small", "app small has its maximum of 2 connections", refused)
 	// Other apps are not affected, and a slot frees when a client leaves.
 	tn.dial("", "")
 	a.conn.Close()
@@ -57,24 +41,33 @@ func TestServerConnectionLimit(t *testing.T) {
 	refused := tn.refusals("connections")
 	a := tn.dial("one", "")
 	tn.dial("two", "")
-	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), http.Header{"Host": {"one.localhost"}})
+	tn.expectConnectionRefused("one", "server has its maximum of 2 connections", refused)
+	a.conn.Close()
+	waitFor(t, func() bool { _, err := tn.tryDial("two", ""); return err == nil })
+}
+
+// expectConnectionRefused dials app and expects the refusal a connection
+// limit gives: a disconnect frame saying why, a 4002 close, and one more
+// refusal counted in /metrics than before.
+func (tn *testNode) expectConnectionRefused(app, why string, before float64) {
+	t := tn.t
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), http.Header{"Host": {app + ".localhost"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	_, b, err := conn.ReadMessage()
-	if err != nil || !strings.Contains(string(b), `"type":"disconnect"`) || !strings.Contains(string(b), "server has its maximum of 2 connections") {
-		t.Fatalf("third connection got %s, %v", b, err)
+	if err != nil || !strings.Contains(string(b), `"type":"disconnect"`) || !strings.Contains(string(b), why) {
+		t.Fatalf("connection past the limit got %s, %v; want a disconnect saying %q", b, err, why)
 	}
 	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, 4002) {
-		t.Fatalf("third connection closed with %v, want 4002", err)
+		t.Fatalf("connection past the limit closed with %v, want 4002", err)
 	}
-	if n := tn.refusals("connections") - refused; n != 1 {
+	if n := tn.refusals("connections") - before; n != 1 {
 		t.Fatalf("%v refusals counted in /metrics, want 1", n)
 	}
-	a.conn.Close()
-	waitFor(t, func() bool { _, err := tn.tryDial("two", ""); return err == nil })
 }
 
 // refusals reads fazt_limit_refusals_total for one limit: 0 before the
