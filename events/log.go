@@ -550,8 +550,14 @@ func (l *Log) Close() error {
 	return l.closeDBs()
 }
 
+// closeDBs closes the connections, the writer's last: SQLite deletes the
+// WAL and shared-memory files when the last connection to the file
+// closes, once it has copied the WAL in, but only if that connection may
+// write. With the readers' last, a stopped server left both files beside
+// the database.
 func (l *Log) closeDBs() error {
 	var errs []error
+	errs = append(errs, l.rdb.Close())
 	if l.cdb != nil {
 		errs = append(errs, l.cdb.Close())
 	}
@@ -562,7 +568,6 @@ func (l *Log) closeDBs() error {
 		}
 		errs = append(errs, l.wdb.Close())
 	}
-	errs = append(errs, l.rdb.Close())
 	l.unlock()
 	return errors.Join(errs...)
 }

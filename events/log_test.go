@@ -952,3 +952,37 @@ func TestQuietLogEmptiesItsWAL(t *testing.T) {
 		t.Fatalf("channel last after a reopen: %+v, %v; want head 1", c, err)
 	}
 }
+
+// TestCloseLeavesOnlyTheDatabaseFile: a log closed with nothing else
+// using the file leaves no WAL or shared-memory file beside it, and
+// everything it committed is in the database file.
+func TestCloseLeavesOnlyTheDatabaseFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log.db")
+	l, err := Open(context.Background(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broadcasts(t, l, "a", "c", 20, 0)
+	if _, err := l.Messages(context.Background(), "a", "c", domain.HistoryQuery{}); err != nil {
+		t.Fatal(err) // the read pool has a connection open
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"log.db"}) {
+		t.Fatalf("files after Close: %v, want only log.db", names)
+	}
+	l2 := mustOpen(t, path)
+	if c, err := l2.Channel(context.Background(), "a", "c"); err != nil || c.Head != 20 {
+		t.Fatalf("channel after a reopen: %+v, %v; want head 20", c, err)
+	}
+}
