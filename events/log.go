@@ -74,14 +74,15 @@ type Config struct {
 	// until the cache first drops one, a channel it does not hold is
 	// known to have no history without a read.
 	HeadCache int
-	// WALKeep is the largest WAL file a quiet log keeps, in bytes
-	// (default 4 MiB). A burst of writes, or a long read that holds the
-	// WAL, grows the file, and SQLite reuses it from the start rather
-	// than shrink it; once everything is copied and nothing has been
-	// committed for a period of the checkpointer (one to two seconds
-	// after the last commit, or within about a second after the last
-	// reader of the WAL is done), the checkpointer empties a file larger
-	// than this.
+	// WALKeep is the largest WAL file a log that writes little keeps, in
+	// bytes (default 4 MiB). A burst of writes, or a long read that holds
+	// the WAL, grows the file, and SQLite reuses it from the start rather
+	// than shrink it. Once everything is copied, the checkpointer empties
+	// a file larger than this if nothing has been committed for a period
+	// of its own (one to two seconds after the last commit, or within
+	// about a second after the last reader of the WAL is done), or if
+	// what the WAL holds since it last started over is under a quarter
+	// of this: commits still come, but few.
 	WALKeep int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -132,6 +133,8 @@ type Log struct {
 	wdb *sql.DB // the one writer connection
 	rdb *sql.DB // readers
 	cdb *sql.DB // the checkpointer's connection
+	// frameBytes is the size of a WAL frame: a page and its header.
+	frameBytes int64
 	// lock keeps other processes from writing the file (lockFile).
 	lock *os.File
 	// ckpt tells the checkpointer that the writer committed.
@@ -336,6 +339,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
+	var pageSize int64
+	if err := l.wdb.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
+	l.frameBytes = pageSize + 24
 	if err := l.stmts.prepare(l.wdb); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
@@ -432,11 +441,20 @@ func (l *Log) checkpointer() {
 			default:
 			}
 		}
-		all := l.checkpoint(ctx, "PASSIVE", &failed)
+		all, frames := l.checkpoint(ctx, "PASSIVE", &failed)
 		if big = l.walOver(l.cfg.WALKeep); !big || !all {
 			continue // a WAL not all copied is tried again after a quiet period
 		}
-		if !quiet {
+		// What the WAL holds since it last started over: under a quarter
+		// of WALKeep, the log is writing little now, and the rest of the
+		// file is what an earlier burst left. Emptying it now, with
+		// commits still coming, happens once: the file does not grow
+		// back past WALKeep at that pace. A WAL that holds more waits for
+		// a quiet period, or a saturated server would cut its file back
+		// and grow it again at every restart (7% of its CPU at 4 MiB:
+		// BENCHMARKS.md, stop 20).
+		light := int64(frames)*l.frameBytes < l.cfg.WALKeep/4
+		if !quiet && !light {
 			// All of it is in the file: if nothing more is committed for
 			// a period, the log is quiet.
 			committed, closed := l.await(t, l.ckpt)
@@ -448,19 +466,21 @@ func (l *Log) checkpointer() {
 				continue
 			}
 		}
-		select {
-		case <-l.ckpt:
-			signaled = true // a commit just came: the WAL is in use
-			continue
-		default:
+		if !light {
+			select {
+			case <-l.ckpt:
+				signaled = true // a commit just came: the WAL is in use
+				continue
+			default:
+			}
 		}
 		// Emptying it takes the writer's lock. Everything was copied, so
-		// it holds it for a truncate, or, if a commit slipped in since,
-		// for copying that commit's pages and an fsync of the file; a
-		// commit meanwhile waits for it. A reader that still uses the WAL
-		// makes it give up at once (the connection never waits for a
-		// lock), and it is tried again after the next quiet period.
-		if l.checkpoint(ctx, "TRUNCATE", &failed) {
+		// it holds it for a truncate, or, if commits came since, for
+		// copying their pages and an fsync of the file; a commit
+		// meanwhile waits for it. A reader that still uses the WAL, or a
+		// commit under way, makes it give up at once (the connection
+		// never waits for a lock), and it is tried again a period later.
+		if all, _ := l.checkpoint(ctx, "TRUNCATE", &failed); all {
 			big = false
 		}
 	}
@@ -484,21 +504,21 @@ func (l *Log) await(t *time.Timer, ckpt <-chan struct{}) (committed, closed bool
 
 // checkpoint runs a checkpoint of the given mode on the checkpointer's
 // connection and reports whether it copied the whole WAL (for TRUNCATE:
-// and emptied the file). A failure is logged at most once a minute
-// (failed).
-func (l *Log) checkpoint(ctx context.Context, mode string, failed *time.Time) bool {
-	var busy, frames, copied int
+// and emptied the file), and how many frames the WAL holds since it last
+// started over. A failure is logged at most once a minute (failed).
+func (l *Log) checkpoint(ctx context.Context, mode string, failed *time.Time) (all bool, frames int) {
+	var busy, copied int
 	err := l.cdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(`+mode+`)`).Scan(&busy, &frames, &copied)
 	if err != nil {
 		if ctx.Err() == nil && time.Since(*failed) > time.Minute {
 			*failed = time.Now()
 			l.log.Warn("event log checkpoint failed; the writer checkpoints once the WAL reaches 64 MiB", "mode", mode, "err", err)
 		}
-		return false
+		return false, 0
 	}
 	// Busy (another checkpoint, or a reader or the writer in the way)
 	// reports -1 frames, or fewer copied than there are.
-	return busy == 0 && frames >= 0 && copied == frames
+	return busy == 0 && frames >= 0 && copied == frames, max(frames, 0)
 }
 
 // walOver reports whether the WAL file is larger than n bytes.

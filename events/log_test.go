@@ -986,3 +986,48 @@ func TestCloseLeavesOnlyTheDatabaseFile(t *testing.T) {
 		t.Fatalf("channel after a reopen: %+v, %v; want head 20", c, err)
 	}
 }
+
+// TestWALEmptiedUnderLightLoad: after a burst, a log that keeps
+// committing now and then, never quiet for a period, still empties the
+// WAL file the burst grew, since what the WAL holds now is small.
+func TestWALEmptiedUnderLightLoad(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	const keep = 2 << 20
+	l, err := Open(ctx, Config{Path: path, WALKeep: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	walSize := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	data := `"` + strings.Repeat("x", 2000) + `"`
+	for i := range 600 {
+		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := walSize(); n <= keep {
+		t.Fatalf("the burst left a WAL file of %d bytes: the test needs more than %d", n, keep)
+	}
+	// A commit every 250 ms: about 4 frames each, far under a quarter of
+	// WALKeep per checkpoint period, and never a quiet period.
+	for deadline := time.Now().Add(20 * time.Second); walSize() > keep; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the WAL file is still %d bytes after 20s of light load", walSize())
+		}
+		if _, err := l.Append(ctx, broadcast("a", "steady", "1")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if c, err := l.Channel(ctx, "a", "c49"); err != nil || c.Head != 12 {
+		t.Fatalf("channel c49 after the WAL was emptied: %+v, %v; want head 12", c, err)
+	}
+}
