@@ -82,7 +82,7 @@ type Config struct {
 	// of its own (one to two seconds after the last commit, or within
 	// about a second after the last reader of the WAL is done), or if
 	// what the WAL holds since it last started over is under a quarter
-	// of this: commits still come, but few.
+	// of this at two checkpoints in a row: commits still come, but few.
 	WALKeep int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -412,6 +412,7 @@ func (l *Log) checkpointer() {
 	var failed time.Time
 	big := false      // the WAL file is over WALKeep: empty it once quiet
 	signaled := false // a commit's signal came while waiting for quiet
+	lightRun := 0     // checkpoints in a row that found the WAL light
 	for {
 		quiet := false
 		if !signaled {
@@ -442,18 +443,25 @@ func (l *Log) checkpointer() {
 			}
 		}
 		all, frames := l.checkpoint(ctx, "PASSIVE", &failed)
+		if all && lightWAL(frames, l.frameBytes, l.cfg.WALKeep) {
+			lightRun++
+		} else {
+			lightRun = 0
+		}
 		if big = l.walOver(l.cfg.WALKeep); !big || !all {
 			continue // a WAL not all copied is tried again after a quiet period
 		}
-		// What the WAL holds since it last started over: under a quarter
-		// of WALKeep, the log is writing little now, and the rest of the
-		// file is what an earlier burst left. Emptying it now, with
-		// commits still coming, happens once: the file does not grow
-		// back past WALKeep at that pace. A WAL that holds more waits for
-		// a quiet period, or a saturated server would cut its file back
-		// and grow it again at every restart (7% of its CPU at 4 MiB:
-		// BENCHMARKS.md, stop 20).
-		light := int64(frames)*l.frameBytes < l.cfg.WALKeep/4
+		// Two checkpoints in a row found the WAL light: the log writes
+		// little now, and the rest of the file is what an earlier burst
+		// left. Emptying it with commits still coming is done once a
+		// burst, as a rule: the file does not grow back past WALKeep at
+		// that pace. A WAL that holds more waits for a quiet period, or a
+		// saturated server would cut its file back and grow it again at
+		// every restart (7% of its CPU at 4 MiB: BENCHMARKS.md, stop 20).
+		// One light checkpoint is not enough: the writer's own checkpoint
+		// can start the WAL over at any moment of a period, however busy
+		// the log.
+		light := lightRun >= 2
 		if !quiet && !light {
 			// All of it is in the file: if nothing more is committed for
 			// a period, the log is quiet.
@@ -466,24 +474,29 @@ func (l *Log) checkpointer() {
 				continue
 			}
 		}
-		if !light {
-			select {
-			case <-l.ckpt:
-				signaled = true // a commit just came: the WAL is in use
-				continue
-			default:
-			}
+		select {
+		case <-l.ckpt:
+			signaled = true // a commit just came: the WAL is in use
+			continue
+		default:
 		}
 		// Emptying it takes the writer's lock. Everything was copied, so
-		// it holds it for a truncate, or, if commits came since, for
-		// copying their pages and an fsync of the file; a commit
+		// it holds it for a truncate, or, if a commit slipped in since,
+		// for copying its pages and an fsync of the file; a commit
 		// meanwhile waits for it. A reader that still uses the WAL, or a
 		// commit under way, makes it give up at once (the connection
 		// never waits for a lock), and it is tried again a period later.
 		if all, _ := l.checkpoint(ctx, "TRUNCATE", &failed); all {
-			big = false
+			big, lightRun = false, 0
 		}
 	}
+}
+
+// lightWAL reports whether a WAL of frames frames, of frameBytes each,
+// holds under a quarter of keep: what a log that writes little adds to it
+// in a checkpoint period.
+func lightWAL(frames int, frameBytes, keep int64) bool {
+	return int64(frames)*frameBytes < keep/4
 }
 
 // await waits a checkpoint period on t, or less if the log closes or, when

@@ -1031,3 +1031,24 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 		t.Fatalf("channel c49 after the WAL was emptied: %+v, %v; want head 12", c, err)
 	}
 }
+
+// TestLightWAL: the WAL counts as light below a quarter of WALKeep, so a
+// busy log's WAL is never emptied while commits come.
+func TestLightWAL(t *testing.T) {
+	const frame, keep = 4096 + 24, 4 << 20
+	for _, c := range []struct {
+		frames int
+		want   bool
+	}{
+		{0, true},
+		{100, true},               // 412 KB
+		{keep / 4 / frame, true},  // just under 1 MiB
+		{keep/4/frame + 1, false}, // just over
+		{16384, false},            // a WAL the writer's own checkpoint copies
+		{90 << 20 / frame, false}, // a second of a saturated server
+	} {
+		if got := lightWAL(c.frames, frame, keep); got != c.want {
+			t.Errorf("lightWAL(%d frames) = %v, want %v", c.frames, got, c.want)
+		}
+	}
+}
