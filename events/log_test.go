@@ -856,6 +856,16 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 	}
 }
 
+// walFileSize is the size of the WAL file of the database at path.
+func walFileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
 // TestQuietLogEmptiesItsWAL grows the WAL file past WALKeep while a
 // reader's snapshot holds it, and checks that the checkpointer leaves it
 // while the reader uses it, empties it once the reader is done and the
@@ -874,14 +884,7 @@ func TestQuietLogEmptiesItsWAL(t *testing.T) {
 			l.Close()
 		}
 	})
-	walSize := func() int64 {
-		t.Helper()
-		fi, err := os.Stat(path + "-wal")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
-	}
+	walSize := func() int64 { t.Helper(); return walFileSize(t, path) }
 	count := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) int {
@@ -999,14 +1002,7 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	walSize := func() int64 {
-		t.Helper()
-		fi, err := os.Stat(path + "-wal")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
-	}
+	walSize := func() int64 { t.Helper(); return walFileSize(t, path) }
 	data := `"` + strings.Repeat("x", 2000) + `"`
 	for i := range 600 {
 		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
