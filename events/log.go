@@ -443,12 +443,9 @@ func (l *Log) checkpointer() {
 			}
 		}
 		all, frames := l.checkpoint(ctx, "PASSIVE", &failed)
-		if all && lightWAL(frames, l.frameBytes, l.cfg.WALKeep) {
-			lightRun++
-		} else {
-			lightRun = 0
-		}
-		if big = l.walOver(l.cfg.WALKeep); !big || !all {
+		big = l.walOver(l.cfg.WALKeep)
+		lightRun = lightRunAfter(lightRun, all, lightWAL(frames, l.frameBytes, l.cfg.WALKeep), big)
+		if !big || !all {
 			continue // a WAL not all copied is tried again after a quiet period
 		}
 		// Two checkpoints in a row found the WAL light: the log writes
@@ -490,6 +487,18 @@ func (l *Log) checkpointer() {
 			big, lightRun = false, 0
 		}
 	}
+}
+
+// lightRunAfter is how many checkpoints in a row have found the WAL
+// file over WALKeep (big), all of it copied (all) and the WAL light, after
+// one more that found all, light and big: a run of them is counted only
+// while the file is big, so that a log that wrote little before a burst
+// does not carry a run into it.
+func lightRunAfter(run int, all, light, big bool) int {
+	if all && light && big {
+		return run + 1
+	}
+	return 0
 }
 
 // lightWAL reports whether a WAL of frames frames, of frameBytes each,

@@ -1028,8 +1028,9 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 	}
 }
 
-// TestLightWAL: the WAL counts as light below a quarter of WALKeep, so a
-// busy log's WAL is never emptied while commits come.
+// TestLightWAL: the WAL counts as light below a quarter of WALKeep, and
+// a run of light checkpoints counts only those that found the file over
+// WALKeep and all of it copied.
 func TestLightWAL(t *testing.T) {
 	const frame, keep = 4096 + 24, 4 << 20
 	for _, c := range []struct {
@@ -1045,6 +1046,25 @@ func TestLightWAL(t *testing.T) {
 	} {
 		if got := lightWAL(c.frames, frame, keep); got != c.want {
 			t.Errorf("lightWAL(%d frames) = %v, want %v", c.frames, got, c.want)
+		}
+	}
+	// all, light, big for each checkpoint, and the run after it.
+	run := 0
+	for i, c := range []struct {
+		all, light, big bool
+		want            int
+	}{
+		{true, true, false, 0}, // light, but the file is small: no run
+		{true, true, false, 0}, // ... however long
+		{true, true, true, 1},  // the file grew: the run starts here
+		{true, true, true, 2},  // two in a row: empty it
+		{false, true, true, 0}, // not all copied
+		{true, true, true, 1},  // a run again
+		{true, false, true, 0}, // a heavy period
+		{true, true, true, 1},  // a run again
+	} {
+		if run = lightRunAfter(run, c.all, c.light, c.big); run != c.want {
+			t.Errorf("checkpoint %d (all %v, light %v, big %v): run %d, want %d", i, c.all, c.light, c.big, run, c.want)
 		}
 	}
 }
