@@ -265,7 +265,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.lock = lock
 	}
 	var err error
-	if l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, true, 5000)); err != nil {
+	if l.rdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, true, busyWaitMS)); err != nil {
 		l.unlock()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -288,7 +288,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		close(l.stopped)
 		return l, nil
 	}
-	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false, 5000)); err != nil {
+	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false, busyWaitMS)); err != nil {
 		l.rdb.Close()
 		l.unlock()
 		return nil, fmt.Errorf("open database: %w", err)
@@ -396,9 +396,9 @@ func (l *Log) checkpointSoon() {
 // what the checkpointer has not, and the WAL starts over. A long read
 // holds the WAL too, since no checkpoint copies past its snapshot. SQLite
 // reuses the WAL file from the start rather than shrink it, so once the
-// log is quiet the checkpointer empties a file that grew past
-// Config.WALKeep (a TRUNCATE checkpoint), and tries again, a period at a
-// time, while a reader still holds it.
+// log is quiet, or writes little again, the checkpointer empties a file
+// that grew past Config.WALKeep (a TRUNCATE checkpoint), and tries again,
+// a period at a time, while a reader still holds it.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	if err := idleIOPriority(); err != nil {
@@ -410,7 +410,7 @@ func (l *Log) checkpointer() {
 	// context ends with the log, which interrupts it.
 	ctx := l.done
 	var failed time.Time
-	big := false      // the WAL file is over WALKeep: empty it once quiet
+	big := false      // the WAL file is over WALKeep: empty it when quiet or light
 	signaled := false // a commit's signal came while waiting for quiet
 	lightRun := 0     // checkpoints in a row that found the WAL light
 	for {
@@ -548,6 +548,10 @@ func (l *Log) walOver(n int64) bool {
 	fi, err := os.Stat(l.cfg.Path + "-wal")
 	return err == nil && fi.Size() > n
 }
+
+// busyWaitMS is how long the writer's and the readers' statements wait for
+// another connection's lock, in milliseconds; the checkpointer's never do.
+const busyWaitMS = 5000
 
 // dsn is the go-sqlite3 data source for the file at path; busyMS is how
 // long a statement waits for another connection's lock, in milliseconds.
@@ -698,11 +702,17 @@ func checkFact(f domain.Fact) error {
 		if mb.Offset != 0 {
 			return fmt.Errorf("%s: offset is assigned by the log", mb.EventName())
 		}
-		if !domain.HasData(mb.Data) || !json.Valid(mb.Data) {
-			return domain.Errorf(domain.CodeBadRequest, "message data must be a JSON value other than null")
-		}
+		return checkData(mb.Data)
 	}
-	if ba, ok := f.(*domain.BroadcastAll); ok && (!domain.HasData(ba.Data) || !json.Valid(ba.Data)) {
+	if ba, ok := f.(*domain.BroadcastAll); ok {
+		return checkData(ba.Data)
+	}
+	return nil
+}
+
+// checkData checks a message's data: a JSON value other than null.
+func checkData(data json.RawMessage) error {
+	if !domain.HasData(data) || !json.Valid(data) {
 		return domain.Errorf(domain.CodeBadRequest, "message data must be a JSON value other than null")
 	}
 	return nil
