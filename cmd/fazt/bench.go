@@ -663,6 +663,10 @@ func raiseNoFile(need uint64) string {
 type benchReport struct {
 	fields map[string]any
 	lines  []string
+	// failed says why the run did not measure the load it was asked for
+	// (publishes refused, connections lost); the command prints the
+	// report, then exits with it.
+	failed error
 }
 
 func newReport(scenario string) *benchReport {
@@ -728,7 +732,7 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 	if n, _ := r.fields["out_of_order"].(int64); n != 0 {
 		return errors.New("messages arrived out of order")
 	}
-	return nil
+	return r.failed
 }
 
 // commas formats n with thousands separators.

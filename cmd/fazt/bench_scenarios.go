@@ -293,6 +293,10 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	if connErrs > 0 {
 		r.set("connection_errors", connErrs)
 		r.linef("  note         %d connections failed; first: %v", connErrs, connErr)
+		r.failed = fmt.Errorf("%d of %d connections failed", connErrs, len(conns))
+	}
+	if load.failed > 0 {
+		r.failed = fmt.Errorf("%d of %d publishes failed; first: %v", load.failed, load.sent, load.firstErr)
 	}
 }
 
@@ -645,6 +649,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			r.set("connection_errors", connErrs)
 			if connErrs > 0 {
 				r.linef("  note         %d connections ended early", connErrs)
+				r.failed = fmt.Errorf("%d of %d connections ended early", connErrs, n)
 			}
 			return r.print(cmd.OutOrStdout(), o.json)
 		},

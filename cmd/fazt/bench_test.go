@@ -198,11 +198,15 @@ func TestBenchPublishesViaWS(t *testing.T) {
 	}
 
 	// Refused publishes are counted, like refused API publishes, and the
-	// first reason is shown.
+	// first reason is shown. The run did not measure the load it was
+	// asked for, so the command fails, after its report.
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"bench", "fanout", "-s", "2", "-m", "5", "--via", "ws", "--app", "closed",
-		"--url", tn.srv.URL, "--key", testAdminKey, "--duration", "20s", "--setup-timeout", "20s"}, &out, &out)
-	if err != nil || !strings.Contains(out.String(), "(5 refused)") || !strings.Contains(out.String(), "clients may not publish in app closed") {
+		"--url", tn.srv.URL, "--key", testAdminKey, "--json", "--duration", "20s", "--setup-timeout", "20s"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "5 of 5 publishes failed") || !strings.Contains(err.Error(), "clients may not publish in app closed") {
 		t.Fatalf("got %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "(5 refused)") || !strings.Contains(out.String(), `"publish_errors":5`) {
+		t.Fatalf("no report before the error:\n%s", out.String())
 	}
 }
