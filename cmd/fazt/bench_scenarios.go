@@ -351,7 +351,7 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 			case bytes.HasPrefix(msg, []byte(`{"type":"ping"`)):
 				c.writeText(`{"type":"pong"}`)
 			case bytes.HasPrefix(msg, []byte(`{"type":"error"`)), bytes.HasPrefix(msg, []byte(`{"type":"disconnect"`)):
-				return frame, false, fmt.Errorf("client publish refused (does the app set client_publish?): %.200s", msg)
+				return frame, false, fmt.Errorf("client publish refused: %.200s", msg)
 			}
 		}
 	}
