@@ -82,7 +82,8 @@ type Config struct {
 	// of its own (one to two seconds after the last commit, or within
 	// about a second after the last reader of the WAL is done), or if
 	// what the WAL holds since it last started over is under a quarter
-	// of this at two checkpoints in a row: commits still come, but few.
+	// of this, or under a sixteenth of the file, at two checkpoints in a
+	// row: commits still come, but few for the file's size.
 	WALKeep int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -443,18 +444,21 @@ func (l *Log) checkpointer() {
 			}
 		}
 		all, frames := l.checkpoint(ctx, "PASSIVE", &failed)
-		big = l.walOver(l.cfg.WALKeep)
-		lightRun = lightRunAfter(lightRun, all, lightWAL(frames, l.frameBytes, l.cfg.WALKeep), big)
+		size := l.walSize()
+		big = size > l.cfg.WALKeep
+		lightRun = lightRunAfter(lightRun, all, lightWAL(frames, l.frameBytes, l.cfg.WALKeep, size), big)
 		if !big || !all {
 			continue // a WAL not all copied is tried again after a quiet period
 		}
 		// Two checkpoints in a row found the WAL light: the log writes
-		// little now, and the rest of the file is what an earlier burst
-		// left. Emptying it with commits still coming is done once a
-		// burst, as a rule: the file does not grow back past WALKeep at
-		// that pace. A WAL that holds more waits for a quiet period, or a
-		// saturated server would cut its file back and grow it again at
-		// every restart (7% of its CPU at 4 MiB: BENCHMARKS.md, stop 20).
+		// little now, for the file's size, and the rest of the file is
+		// what an earlier burst left. Emptying it with commits still
+		// coming is done once a burst, as a rule: the file grows back to
+		// what the log now uses between restarts, which is not light for
+		// a file of that size. A WAL that holds more waits for a quiet
+		// period, or a saturated server would cut its file back and grow
+		// it again at every restart (7% of its CPU at 4 MiB:
+		// BENCHMARKS.md, stop 20).
 		// One light checkpoint is not enough: the writer's own checkpoint
 		// can start the WAL over at any moment of a period, however busy
 		// the log.
@@ -502,10 +506,13 @@ func lightRunAfter(run int, all, light, big bool) int {
 }
 
 // lightWAL reports whether a WAL of frames frames, of frameBytes each,
-// holds under a quarter of keep: what a log that writes little adds to it
-// in a checkpoint period.
-func lightWAL(frames int, frameBytes, keep int64) bool {
-	return int64(frames)*frameBytes < keep/4
+// in a file of size bytes, holds under a quarter of keep, or under a
+// sixteenth of the file: what a log that writes little, or little for
+// the file a burst left, adds to it in a checkpoint period. A log that
+// writes a few MiB a second keeps a 64 MiB file otherwise; after the
+// file is emptied it grows back to what the log uses.
+func lightWAL(frames int, frameBytes, keep, size int64) bool {
+	return int64(frames)*frameBytes < max(keep/4, size/16)
 }
 
 // await waits a checkpoint period on t, or less if the log closes or, when
@@ -543,10 +550,13 @@ func (l *Log) checkpoint(ctx context.Context, mode string, failed *time.Time) (a
 	return busy == 0 && frames >= 0 && copied == frames, max(frames, 0)
 }
 
-// walOver reports whether the WAL file is larger than n bytes.
-func (l *Log) walOver(n int64) bool {
+// walSize is the size of the WAL file in bytes, 0 if there is none.
+func (l *Log) walSize() int64 {
 	fi, err := os.Stat(l.cfg.Path + "-wal")
-	return err == nil && fi.Size() > n
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // busyWaitMS is how long the writer's and the readers' statements wait for

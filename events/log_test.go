@@ -1028,24 +1028,71 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 	}
 }
 
-// TestLightWAL: the WAL counts as light below a quarter of WALKeep, and
-// a run of light checkpoints counts only those that found the file over
-// WALKeep and all of it copied.
+// TestWALEmptiedUnderSteadyLoad: after a burst, a log that keeps
+// committing more than a quarter of WALKeep per checkpoint period, but
+// little for the file the burst left, gets the file emptied too, and it
+// grows back only to what the log uses.
+func TestWALEmptiedUnderSteadyLoad(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	const keep = 256 << 10
+	l, err := Open(ctx, Config{Path: path, WALKeep: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	walSize := func() int64 { t.Helper(); return walFileSize(t, path) }
+	data := `"` + strings.Repeat("x", 2000) + `"`
+	for i := range 600 {
+		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	burst := walSize()
+	if burst <= 32*keep {
+		t.Fatalf("the burst left a WAL file of %d bytes: the test needs more than %d", burst, 32*keep)
+	}
+	// A commit every 50 ms to one of the burst's channels: tens of KB a
+	// period more than keep/4, though far under a sixteenth of the file.
+	i := 0
+	for deadline := time.Now().Add(20 * time.Second); walSize() > burst/4; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the WAL file is still %d bytes after 20s of steady load (%d commits)", walSize(), i)
+		}
+		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c, err := l.Channel(ctx, "a", "c0"); err != nil || c.Head < 12 {
+		t.Fatalf("channel c0 after the WAL was emptied: %+v, %v", c, err)
+	}
+}
+
+// TestLightWAL: the WAL counts as light below a quarter of WALKeep, or
+// below a sixteenth of a larger file, and a run of light checkpoints
+// counts only those that found the file over WALKeep and all of it
+// copied.
 func TestLightWAL(t *testing.T) {
 	const frame, keep = 4096 + 24, 4 << 20
 	for _, c := range []struct {
 		frames int
+		size   int64
 		want   bool
 	}{
-		{0, true},
-		{100, true},               // 412 KB
-		{keep / 4 / frame, true},  // just under 1 MiB
-		{keep/4/frame + 1, false}, // just over
-		{16384, false},            // a WAL the writer's own checkpoint copies
-		{90 << 20 / frame, false}, // a second of a saturated server
+		{0, 8 << 20, true},
+		{100, 8 << 20, true},               // 412 KB
+		{keep / 4 / frame, 8 << 20, true},  // just under 1 MiB
+		{keep/4/frame + 1, 8 << 20, false}, // just over
+		{keep/4/frame + 1, 16 << 20, false},
+		{keep/4/frame + 1, 20 << 20, true},  // a sixteenth of the file is more
+		{(4 << 20) / frame, 64 << 20, true}, // just under 4 MiB in a 64 MiB file
+		{(4<<20)/frame + 1, 64 << 20, false},
+		{16384, 64 << 20, false},             // a WAL the writer's own checkpoint copies
+		{90 << 20 / frame, 128 << 20, false}, // a second of a saturated server
 	} {
-		if got := lightWAL(c.frames, frame, keep); got != c.want {
-			t.Errorf("lightWAL(%d frames) = %v, want %v", c.frames, got, c.want)
+		if got := lightWAL(c.frames, frame, keep, c.size); got != c.want {
+			t.Errorf("lightWAL(%d frames, file of %d bytes) = %v, want %v", c.frames, c.size, got, c.want)
 		}
 	}
 	// all, light, big for each checkpoint, and the run after it.
