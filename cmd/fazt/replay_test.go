@@ -244,3 +244,29 @@ func TestReplayPageOverTheReadCap(t *testing.T) {
 		t.Fatalf("after the replay: %v", m)
 	}
 }
+
+// TestReplayThroughASmallQueue: a replay that waits for room in a queue
+// of a few frames, which the shared flusher (not the connection's own
+// writer) empties, is woken each time and delivers everything in order.
+func TestReplayThroughASmallQueue(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 32}))
+	const n = 500
+	msgs := make([]any, 0, 2*n)
+	for i := range n {
+		msgs = append(msgs, "small", i+1)
+	}
+	if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
+		t.Fatalf("fill: status %d", code)
+	}
+	c := tn.dial("", "")
+	if s := c.subscribe(map[string]any{"channel": "small", "offset": 0}); s.num("replay") != n {
+		t.Fatalf("subscribed %v", s)
+	}
+	if o := offsets(c.messages("small", n)); !slices.Equal(o, seqRange(1, n)) {
+		t.Fatalf("replayed %d messages, offsets %v ... %v", len(o), o[:3], o[len(o)-3:])
+	}
+	tn.publish("", "small", "live")
+	if m := c.messages("small", 1)[0]; m.num("offset") != n+1 || m["data"] != "live" {
+		t.Fatalf("after the replay: %v", m)
+	}
+}

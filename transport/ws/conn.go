@@ -64,7 +64,11 @@ type conn struct {
 	writerDone chan struct{} // closed when the last writer has closed the socket
 	deadline   time.Time     // owned by the running writer
 
-	drained chan struct{}
+	// drained is signalled when a write empties the queue, for a replay
+	// waiting for room (sendPage); the flusher signals it only when
+	// drainWait says one is (under mu), rather than at every write.
+	drained   chan struct{}
+	drainWait bool
 	// urgent: something is queued that must not wait for a write delay (a
 	// reply, a pong, a close). The flusher writes an urgent connection at
 	// once, on its own, and clears the flag when it takes the queue; a
@@ -336,6 +340,7 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			}
 			continue
 		}
+		c.drainWait = true
 		c.mu.Unlock()
 		select {
 		case <-c.drained:
