@@ -270,3 +270,43 @@ func TestReplayThroughASmallQueue(t *testing.T) {
 		t.Fatalf("after the replay: %v", m)
 	}
 }
+
+// TestReplaysShareASmallQueue: two replays to one connection, each
+// waiting in turn for room in a queue of a few frames, both deliver
+// everything, in order: a write that makes room wakes every replay
+// waiting for it, not one.
+func TestReplaysShareASmallQueue(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 32}))
+	const n = 500
+	channels := []string{"left", "right"}
+	for _, ch := range channels {
+		msgs := make([]any, 0, 2*n)
+		for i := range n {
+			msgs = append(msgs, ch, i+1)
+		}
+		if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
+			t.Fatalf("fill %s: status %d", ch, code)
+		}
+	}
+	c := tn.dial("", "")
+	for _, ch := range channels {
+		c.send(map[string]any{"type": "subscribe", "channel": ch, "offset": 0})
+	}
+	next := map[string]int{"left": 1, "right": 1}
+	subscribed := 0
+	for subscribed < 2 || next["left"] <= n || next["right"] <= n {
+		f := c.next() // fails after 10 s without a frame
+		switch f.str("type") {
+		case "subscribed":
+			subscribed++
+		case "message":
+			ch := f.str("channel")
+			if got := int(f.num("offset")); got != next[ch] {
+				t.Fatalf("channel %s: offset %d, want %d", ch, got, next[ch])
+			}
+			next[ch]++
+		default:
+			t.Fatalf("unexpected frame %v", f)
+		}
+	}
+}

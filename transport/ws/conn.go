@@ -64,11 +64,11 @@ type conn struct {
 	writerDone chan struct{} // closed when the last writer has closed the socket
 	deadline   time.Time     // owned by the running writer
 
-	// drained is signalled when a write empties the queue, for a replay
-	// waiting for room (sendPage); the flusher signals it only when
-	// drainWait says one is (under mu), rather than at every write.
-	drained   chan struct{}
-	drainWait bool
+	// drained, when not nil, is closed by the next write that took frames
+	// off the queue: the replays waiting for room in it (sendPage) wait
+	// on it, and each looks at the room again. The first of them makes
+	// it, so that a write with none waiting only looks (under mu).
+	drained chan struct{}
 	// urgent: something is queued that must not wait for a write delay (a
 	// reply, a pong, a close). The flusher writes an urgent connection at
 	// once, on its own, and clears the flag when it takes the queue; a
@@ -98,7 +98,6 @@ var _ projections.Sink = (*conn)(nil)
 func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app *apps.App, client domain.Client) *conn {
 	c := &conn{
 		srv: s, ws: ws, br: br, raw: raw, app: app, client: client,
-		drained:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
 	c.poll.fd = -1
@@ -340,10 +339,13 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			}
 			continue
 		}
-		c.drainWait = true
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		select {
-		case <-c.drained:
+		case <-drained:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -379,7 +381,9 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		signal(c.drained)
+		c.mu.Lock()
+		c.wakeDrainedLocked()
+		c.mu.Unlock()
 	}
 	for {
 		// No write delay here: this writer drains a backlog or a full
@@ -458,11 +462,22 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		signal(c.drained)
+		c.mu.Lock()
+		c.wakeDrainedLocked()
+		c.mu.Unlock()
 		if closing {
 			c.closeSocket()
 			return
 		}
+	}
+}
+
+// wakeDrainedLocked wakes the replays waiting for room in c's queue, if
+// any, after a write took frames off it (under mu).
+func (c *conn) wakeDrainedLocked() {
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
 	}
 }
 

@@ -5,9 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -277,32 +275,6 @@ func (f *flusher) hurry() {
 	}
 }
 
-// rawWrite is the body of RawConn.Write: one write(2), never waiting for
-// the socket to become writable. The socket is non-blocking, so the call
-// returns at once, and it goes to the kernel without the scheduler's
-// bookkeeping for a system call that may block (syscall.Write's), a
-// tenth of a microsecond a write.
-func (f *flusher) rawWrite(fd uintptr) bool {
-	var p unsafe.Pointer
-	if len(f.wbuf) > 0 {
-		p = unsafe.Pointer(&f.wbuf[0])
-	}
-	for {
-		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(p), uintptr(len(f.wbuf)))
-		switch errno {
-		case 0:
-			f.wn, f.werr = int(r), nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			f.wn, f.werr = 0, nil
-		default:
-			f.wn, f.werr = 0, errno
-		}
-		return true
-	}
-}
-
 // flush writes what c has queued in one call. It owns c's writer and
 // hands it on: back to its own queue if more came meanwhile, to a
 // goroutine if the socket did not take everything or c is closing, or
@@ -382,12 +354,8 @@ func (f *flusher) flush(c *conn) {
 	if !more {
 		c.writing = false
 	}
-	waiting := c.drainWait
-	c.drainWait = false
+	c.wakeDrainedLocked()
 	c.mu.Unlock()
-	if waiting {
-		signal(c.drained)
-	}
 	if more {
 		f.mu.Lock()
 		f.ready = append(f.ready, c)
