@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -296,7 +297,11 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 		r.failed = fmt.Errorf("%d of %d connections failed", connErrs, len(conns))
 	}
 	if load.failed > 0 {
-		r.failed = fmt.Errorf("%d of %d publishes failed; first: %v", load.failed, load.sent, load.firstErr)
+		what := "publishes"
+		if r.fields["scenario"] == "js" {
+			what = "handler requests"
+		}
+		r.failed = errors.Join(r.failed, fmt.Errorf("%d of %d %s failed; first: %v", load.failed, load.sent, what, load.firstErr))
 	}
 }
 
