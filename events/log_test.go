@@ -990,19 +990,27 @@ func TestCloseLeavesOnlyTheDatabaseFile(t *testing.T) {
 	}
 }
 
+// openWithWALKeep opens a log in a temp dir with Config.WALKeep set to
+// keep, closed at the test's end, and returns it with a function that
+// reads its WAL file's size.
+func openWithWALKeep(t *testing.T, keep int64) (*Log, func() int64) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l, err := Open(context.Background(), Config{Path: path, WALKeep: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, func() int64 { t.Helper(); return walFileSize(t, path) }
+}
+
 // TestWALEmptiedUnderLightLoad: after a burst, a log that keeps
 // committing now and then, never quiet for a period, still empties the
 // WAL file the burst grew, since what the WAL holds now is small.
 func TestWALEmptiedUnderLightLoad(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "log.db")
 	const keep = 2 << 20
-	l, err := Open(ctx, Config{Path: path, WALKeep: keep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	walSize := func() int64 { t.Helper(); return walFileSize(t, path) }
+	l, walSize := openWithWALKeep(t, keep)
 	data := `"` + strings.Repeat("x", 2000) + `"`
 	for i := range 600 {
 		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
@@ -1033,14 +1041,8 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 // little for the file the burst left, gets the file emptied too.
 func TestWALEmptiedUnderSteadyLoad(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "log.db")
 	const keep = 256 << 10
-	l, err := Open(ctx, Config{Path: path, WALKeep: keep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	walSize := func() int64 { t.Helper(); return walFileSize(t, path) }
+	l, walSize := openWithWALKeep(t, keep)
 	data := `"` + strings.Repeat("x", 2000) + `"`
 	if _, err := l.Append(ctx, broadcast("a", "c0", data)); err != nil {
 		t.Fatal(err)

@@ -222,25 +222,37 @@ func TestGaplessHandoverUnderLoad(t *testing.T) {
 func TestReplayPageOverTheReadCap(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{ReplayPage: 20000}))
 	const n = 15000
+	fillChannel(t, tn, "long", n)
+	replayThenLive(t, tn, tn.dial("", ""), "long", n)
+}
+
+// fillChannel publishes the numbers 1 to n to channel of the default
+// app, a thousand a request.
+func fillChannel(t *testing.T, tn *testNode, channel string, n int) {
+	t.Helper()
 	for sent := 0; sent < n; sent += 1000 {
 		msgs := make([]any, 0, 2000)
-		for i := range 1000 {
-			msgs = append(msgs, "long", sent+i+1)
+		for i := range min(1000, n-sent) {
+			msgs = append(msgs, channel, sent+i+1)
 		}
 		if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
-			t.Fatalf("fill: status %d", code)
+			t.Fatalf("fill %s: status %d", channel, code)
 		}
 	}
-	c := tn.dial("", "")
-	if s := c.subscribe(map[string]any{"channel": "long", "offset": 0}); s.num("replay") != n {
+}
+
+// replayThenLive subscribes c to channel from offset 0 and checks that
+// the replay brings offsets 1 to n, in order, and a live message after.
+func replayThenLive(t *testing.T, tn *testNode, c *client, channel string, n int) {
+	t.Helper()
+	if s := c.subscribe(map[string]any{"channel": channel, "offset": 0}); s.num("replay") != uint64(n) {
 		t.Fatalf("subscribed %v", s)
 	}
-	got := c.messages("long", n)
-	if o := offsets(got); !slices.Equal(o, seqRange(1, n)) {
+	if o := offsets(c.messages(channel, n)); !slices.Equal(o, seqRange(1, uint64(n))) {
 		t.Fatalf("replayed %d messages, offsets %v ... %v", len(o), o[:3], o[len(o)-3:])
 	}
-	tn.publish("", "long", "live")
-	if m := c.messages("long", 1)[0]; m.num("offset") != n+1 || m["data"] != "live" {
+	tn.publish("", channel, "live")
+	if m := c.messages(channel, 1)[0]; m.num("offset") != uint64(n+1) || m["data"] != "live" {
 		t.Fatalf("after the replay: %v", m)
 	}
 }
@@ -251,24 +263,8 @@ func TestReplayPageOverTheReadCap(t *testing.T) {
 func TestReplayThroughASmallQueue(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 32}))
 	const n = 500
-	msgs := make([]any, 0, 2*n)
-	for i := range n {
-		msgs = append(msgs, "small", i+1)
-	}
-	if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
-		t.Fatalf("fill: status %d", code)
-	}
-	c := tn.dial("", "")
-	if s := c.subscribe(map[string]any{"channel": "small", "offset": 0}); s.num("replay") != n {
-		t.Fatalf("subscribed %v", s)
-	}
-	if o := offsets(c.messages("small", n)); !slices.Equal(o, seqRange(1, n)) {
-		t.Fatalf("replayed %d messages, offsets %v ... %v", len(o), o[:3], o[len(o)-3:])
-	}
-	tn.publish("", "small", "live")
-	if m := c.messages("small", 1)[0]; m.num("offset") != n+1 || m["data"] != "live" {
-		t.Fatalf("after the replay: %v", m)
-	}
+	fillChannel(t, tn, "small", n)
+	replayThenLive(t, tn, tn.dial("", ""), "small", n)
 }
 
 // TestReplaysShareASmallQueue: two replays to one connection, each
@@ -280,13 +276,7 @@ func TestReplaysShareASmallQueue(t *testing.T) {
 	const n = 500
 	channels := []string{"left", "right"}
 	for _, ch := range channels {
-		msgs := make([]any, 0, 2*n)
-		for i := range n {
-			msgs = append(msgs, ch, i+1)
-		}
-		if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
-			t.Fatalf("fill %s: status %d", ch, code)
-		}
+		fillChannel(t, tn, ch, n)
 	}
 	c := tn.dial("", "")
 	for _, ch := range channels {
