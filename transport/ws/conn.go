@@ -306,6 +306,9 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
 	if !flush {
 		c.queue = nil
 	}
+	// A replay waiting for room ends now, rather than when the socket's
+	// end reaches the reader and cancels it.
+	c.wakeDrainedLocked()
 	// The writer may start after this, or may be waiting already: the
 	// flag covers the first case (flusher.add), the wake-up the second.
 	c.urgent.Store(true)
@@ -327,7 +330,7 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			c.mu.Unlock()
 			return err
 		}
-		room := c.srv.cfg.SendQueue/2 - len(c.queue)
+		room := max(1, c.srv.cfg.SendQueue/2) - len(c.queue)
 		if room > 0 {
 			n := min(room, len(frames))
 			c.queue = append(c.queue, frames[:n]...)

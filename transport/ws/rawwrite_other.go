@@ -1,24 +1,11 @@
-//go:build !linux
+//go:build !unix
 
 package ws
 
-import "syscall"
-
-// rawWrite is the body of RawConn.Write: one write(2), never waiting for
-// the socket to become writable (it is non-blocking).
-func (f *flusher) rawWrite(fd uintptr) bool {
-	for {
-		n, err := syscall.Write(int(fd), f.wbuf)
-		if err == syscall.EINTR {
-			continue
-		}
-		if n < 0 {
-			n = 0
-		}
-		if err == syscall.EAGAIN {
-			err = nil
-		}
-		f.wn, f.werr = n, err
-		return true
-	}
+// rawWrite writes nothing where a socket cannot be written through its
+// descriptor: the flusher then hands every write to the connection's own
+// writer (conn.write), which uses net.Conn.Write.
+func (f *flusher) rawWrite(uintptr) bool {
+	f.wn, f.werr = 0, nil
+	return true
 }

@@ -1,0 +1,24 @@
+//go:build unix && !linux
+
+package ws
+
+import "syscall"
+
+// rawWrite is the body of RawConn.Write: one write(2), never waiting for
+// the socket to become writable (it is non-blocking).
+func (f *flusher) rawWrite(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), f.wbuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		if err == syscall.EAGAIN {
+			err = nil
+		}
+		f.wn, f.werr = n, err
+		return true
+	}
+}
