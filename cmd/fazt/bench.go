@@ -723,16 +723,26 @@ func (r *benchReport) print(w io.Writer, asJSON bool) error {
 		}
 		fmt.Fprintf(w, "%s\n", b)
 	}
+	var check error
 	if n, _ := r.fields["lost"].(int64); n != 0 {
-		return errors.New("messages were lost")
+		check = errors.New("messages were lost")
+	} else if n, _ := r.fields["duplicated"].(int64); n != 0 {
+		check = errors.New("messages were duplicated")
+	} else if n, _ := r.fields["out_of_order"].(int64); n != 0 {
+		check = errors.New("messages arrived out of order")
 	}
-	if n, _ := r.fields["duplicated"].(int64); n != 0 {
-		return errors.New("messages were duplicated")
+	return joinErrs(check, r.failed)
+}
+
+// joinErrs is a and b on one line, or whichever is not nil.
+func joinErrs(a, b error) error {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
 	}
-	if n, _ := r.fields["out_of_order"].(int64); n != 0 {
-		return errors.New("messages arrived out of order")
-	}
-	return r.failed
+	return fmt.Errorf("%w; %w", a, b)
 }
 
 // commas formats n with thousands separators.

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -301,7 +300,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 		if r.fields["scenario"] == "js" {
 			what = "handler requests"
 		}
-		r.failed = errors.Join(r.failed, fmt.Errorf("%d of %d %s failed; first: %v", load.failed, load.sent, what, load.firstErr))
+		r.failed = joinErrs(r.failed, fmt.Errorf("%d of %d %s failed; first: %v", load.failed, load.sent, what, load.firstErr))
 	}
 }
 
