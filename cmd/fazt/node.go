@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -215,10 +213,10 @@ const adminKeySetting = "admin_key_sha256"
 // start a key is generated, its hash stored, and the key returned once as
 // generated so that it can be printed.
 func adminKey(ctx context.Context, log *events.Log, given string) (check func(string) bool, generated string, err error) {
-	hash := func(k string) []byte { h := sha256.Sum256([]byte(k)); return h[:] }
+	hash := httpapi.KeyDigest
 	if given != "" {
 		want := hash(given)
-		return func(k string) bool { return subtle.ConstantTimeCompare(hash(k), want) == 1 }, "", nil
+		return func(k string) bool { return httpapi.SameKey(hash(k), want) }, "", nil
 	}
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -236,7 +234,7 @@ func adminKey(ctx context.Context, log *events.Log, given string) (check func(st
 	if err != nil {
 		return nil, "", fmt.Errorf("stored admin key hash is corrupt: %w", err)
 	}
-	return func(k string) bool { return subtle.ConstantTimeCompare(hash(k), want) == 1 }, generated, nil
+	return func(k string) bool { return httpapi.SameKey(hash(k), want) }, generated, nil
 }
 
 // startRetention runs the retention worker in the background: each app's

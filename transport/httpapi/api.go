@@ -89,8 +89,9 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			c.actor = domain.Actor{Kind: domain.ActorAdmin}
 		default:
 			name := ""
+			given := KeyDigest(key)
 			for n, k := range app.Settings.APIKeys {
-				if equal(key, k) {
+				if k != "" && SameKey(given, KeyDigest(k)) {
 					name = n
 				}
 			}
@@ -109,13 +110,18 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 	}
 }
 
-// equal compares keys in constant time.
-func equal(given, want string) bool {
-	// Compared as SHA-256 digests, which are all of one length:
-	// ConstantTimeCompare answers at once for inputs of different
-	// lengths, which would tell a caller how long a key is.
-	g, w := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(want))
-	return want != "" && subtle.ConstantTimeCompare(g[:], w[:]) == 1
+// KeyDigest is the SHA-256 digest of a key. Keys are compared by their
+// digests, which are all of one length: ConstantTimeCompare answers at
+// once for inputs of different lengths, which would tell a caller how
+// long a key is.
+func KeyDigest(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+// SameKey compares two keys' digests in constant time.
+func SameKey(given, want []byte) bool {
+	return subtle.ConstantTimeCompare(given, want) == 1
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
