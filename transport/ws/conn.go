@@ -64,10 +64,10 @@ type conn struct {
 	writerDone chan struct{} // closed when the last writer has closed the socket
 	deadline   time.Time     // owned by the running writer
 
-	// drained, when not nil, is closed by the next write that took frames
-	// off the queue: the replays waiting for room in it (sendPage) wait
-	// on it, and each looks at the room again. The first of them makes
-	// it, so that a write with none waiting only looks (under mu).
+	// drained, when not nil, is closed by the next write, or by the
+	// close: the replays waiting for room in the queue (sendPage) wait on
+	// it, and each looks at the room again. The first of them makes it,
+	// so that a write with none waiting only looks (under mu).
 	drained chan struct{}
 	// urgent: something is queued that must not wait for a write delay (a
 	// reply, a pong, a close). The flusher writes an urgent connection at
@@ -105,7 +105,9 @@ func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app 
 	if sc, ok := c.raw.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
-			c.fl = s.nextFlusher()
+			if rawWrites {
+				c.fl = s.nextFlusher()
+			}
 			if br != nil {
 				rc.Control(func(fd uintptr) { c.poll.fd = int32(fd) })
 				c.pl = s.poller()
@@ -384,15 +386,15 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		c.mu.Lock()
-		c.wakeDrainedLocked()
-		c.mu.Unlock()
 	}
 	for {
 		// No write delay here: this writer drains a backlog or a full
 		// socket as fast as the client takes it (the flushers apply the
 		// delay to everyone else).
 		c.mu.Lock()
+		// The write before this one made room (on the first pass, a
+		// waiting replay only looks at the room again).
+		c.wakeDrainedLocked()
 		frames := c.queue
 		pong := c.pong
 		closing, flush, echo := c.closing, c.flush, c.echoClose
@@ -465,9 +467,6 @@ func (c *conn) write(pending *[]byte) {
 			c.writeFailed(err)
 			return
 		}
-		c.mu.Lock()
-		c.wakeDrainedLocked()
-		c.mu.Unlock()
 		if closing {
 			c.closeSocket()
 			return
@@ -476,7 +475,7 @@ func (c *conn) write(pending *[]byte) {
 }
 
 // wakeDrainedLocked wakes the replays waiting for room in c's queue, if
-// any, after a write took frames off it (under mu).
+// any, after a write or at the close (under mu).
 func (c *conn) wakeDrainedLocked() {
 	if c.drained != nil {
 		close(c.drained)

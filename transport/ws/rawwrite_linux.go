@@ -5,6 +5,10 @@ import (
 	"unsafe"
 )
 
+// rawWrites: connections get a flusher, which writes their sockets
+// through rawWrite.
+const rawWrites = true
+
 // rawWrite is the body of RawConn.Write: one write(2), never waiting for
 // the socket to become writable. The socket is non-blocking, so the call
 // returns at once, and it goes to the kernel without the scheduler's

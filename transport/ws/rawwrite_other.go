@@ -2,9 +2,12 @@
 
 package ws
 
-// rawWrite writes nothing where a socket cannot be written through its
-// descriptor: the flusher then hands every write to the connection's own
-// writer (conn.write), which uses net.Conn.Write.
+// rawWrites: a socket cannot be written through its descriptor here, so
+// connections get no flusher; each writes through its own writer
+// (conn.write), with net.Conn.Write.
+const rawWrites = false
+
+// rawWrite is never called: no connection has a flusher.
 func (f *flusher) rawWrite(uintptr) bool {
 	f.wn, f.werr = 0, nil
 	return true

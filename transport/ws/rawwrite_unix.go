@@ -4,6 +4,10 @@ package ws
 
 import "syscall"
 
+// rawWrites: connections get a flusher, which writes their sockets
+// through rawWrite.
+const rawWrites = true
+
 // rawWrite is the body of RawConn.Write: one write(2), never waiting for
 // the socket to become writable (it is non-blocking).
 func (f *flusher) rawWrite(fd uintptr) bool {
