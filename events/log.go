@@ -331,9 +331,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
-	// A WAL file that grew past 128 MiB, twice that, while a long read
-	// held the WAL is cut back to it when the WAL starts over, under load
-	// too. A lower limit cut the file back at most restarts of a
+	// A WAL file that grew past 128 MiB (twice the 64 MiB at which the
+	// writer checkpoints) while a long read held the WAL is cut back to
+	// 128 MiB when the WAL starts over, under load too. A lower limit cut the file back at most restarts of a
 	// saturated server, and cost it up to 7% (4 MiB; BENCHMARKS.md, stop
 	// 20): the checkpointer empties a quiet log's WAL file instead.
 	if _, err := l.wdb.ExecContext(ctx, `PRAGMA journal_size_limit = 134217728`); err != nil {

@@ -79,8 +79,6 @@ func (l *Log) Stats(ctx context.Context, app string) (Stats, error) {
 	if fi, err := os.Stat(l.cfg.Path); err == nil {
 		s.FileBytes = fi.Size()
 	}
-	if fi, err := os.Stat(l.cfg.Path + "-wal"); err == nil {
-		s.WALBytes = fi.Size()
-	}
+	s.WALBytes = l.walSize()
 	return s, nil
 }
