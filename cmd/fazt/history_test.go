@@ -132,15 +132,7 @@ func TestHistoryCLI(t *testing.T) {
 func TestHistoryCLILastPastOneRead(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"chat": ""})
 	const n = events.MaxPage + 50
-	for i := 0; i < n; i += 1000 {
-		var msgs []any
-		for j := i; j < min(n, i+1000); j++ {
-			msgs = append(msgs, map[string]any{"channel": "room", "data": j + 1})
-		}
-		if code := tn.api("chat", testAdminKey, "POST", "/_api/publish-batch", map[string]any{"messages": msgs}, nil); code != 200 {
-			t.Fatalf("publish-batch: status %d", code)
-		}
-	}
+	fillChannel(t, tn, "chat", "room", n)
 	base := []string{"history", "--db", tn.cfg.DBPath, "--app", "chat", "--channel", "room", "--json"}
 	for _, tc := range []struct {
 		args     []string

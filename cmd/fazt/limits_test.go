@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
@@ -75,15 +74,7 @@ func (tn *testNode) expectConnectionRefused(app, why string, before float64) {
 // test compares it with what it read before.
 func (tn *testNode) refusals(limit string) float64 {
 	tn.t.Helper()
-	m := regexp.MustCompile(`(?m)^fazt_limit_refusals_total\{limit="` + regexp.QuoteMeta(limit) + `"\} (\S+)$`).FindStringSubmatch(tn.metrics())
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		tn.t.Fatal(err)
-	}
-	return v
+	return testutil.LimitRefusals(tn.t, tn.metrics(), limit)
 }
 
 func (tn *testNode) metrics() string {

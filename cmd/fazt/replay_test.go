@@ -222,20 +222,20 @@ func TestGaplessHandoverUnderLoad(t *testing.T) {
 func TestReplayPageOverTheReadCap(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{ReplayPage: 20000}))
 	const n = 15000
-	fillChannel(t, tn, "long", n)
+	fillChannel(t, tn, "", "long", n)
 	replayThenLive(t, tn, tn.dial("", ""), "long", n)
 }
 
-// fillChannel publishes the numbers 1 to n to channel of the default
-// app, a thousand a request.
-func fillChannel(t *testing.T, tn *testNode, channel string, n int) {
+// fillChannel publishes the numbers 1 to n to channel of app ("" for
+// the default), a thousand a request.
+func fillChannel(t *testing.T, tn *testNode, app, channel string, n int) {
 	t.Helper()
 	for sent := 0; sent < n; sent += 1000 {
 		msgs := make([]any, 0, 2000)
 		for i := range min(1000, n-sent) {
 			msgs = append(msgs, channel, sent+i+1)
 		}
-		if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
+		if code := tn.api(app, testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
 			t.Fatalf("fill %s: status %d", channel, code)
 		}
 	}
@@ -263,7 +263,7 @@ func replayThenLive(t *testing.T, tn *testNode, c *client, channel string, n int
 func TestReplayThroughASmallQueue(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 32}))
 	const n = 500
-	fillChannel(t, tn, "small", n)
+	fillChannel(t, tn, "", "small", n)
 	replayThenLive(t, tn, tn.dial("", ""), "small", n)
 }
 
@@ -276,7 +276,7 @@ func TestReplaysShareASmallQueue(t *testing.T) {
 	const n = 500
 	channels := []string{"left", "right"}
 	for _, ch := range channels {
-		fillChannel(t, tn, ch, n)
+		fillChannel(t, tn, "", ch, n)
 	}
 	c := tn.dial("", "")
 	for _, ch := range channels {

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"regexp"
+	"strconv"
 	"sync"
+	"testing"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers and readers,
@@ -50,4 +53,21 @@ func QueryPlan(ctx context.Context, q Querier, query string, args ...any) ([]str
 		plan = append(plan, detail)
 	}
 	return plan, rows.Err()
+}
+
+// LimitRefusals reads fazt_limit_refusals_total for one limit from the
+// text of /metrics: 0 before the first. The counter is the process's,
+// shared by a package's tests, so a test compares it with what it read
+// before.
+func LimitRefusals(t testing.TB, metrics, limit string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^fazt_limit_refusals_total\{limit="` + regexp.QuoteMeta(limit) + `"\} (\S+)$`).FindStringSubmatch(metrics)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -6,8 +6,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 	jsrt "github.com/fazt-realtime/fazt/transport/js"
@@ -185,15 +184,7 @@ func connectionRefusals(t *testing.T) float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	promhttp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	m := regexp.MustCompile(`(?m)^fazt_limit_refusals_total\{limit="connections"\} (\S+)$`).FindStringSubmatch(rec.Body.String())
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return testutil.LimitRefusals(t, rec.Body.String(), "connections")
 }
 
 // The upgrade's answer waits for the session to be recorded and applied:
