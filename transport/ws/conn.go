@@ -62,7 +62,7 @@ type conn struct {
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed the socket
-	deadline   time.Time     // owned by the running writer
+	deadline   time.Time     // the socket's write deadline as writeBuf last set it; owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
 	// close: the replays waiting for room in the queue (sendPage) wait on
@@ -400,12 +400,9 @@ func (c *conn) write(pending *[]byte) {
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
 		if len(frames) == 0 && pong == nil && !closing {
-			// Back to the flusher, whose writes never wait: a deadline
-			// left on the socket would fail them once it passed.
-			if !c.deadline.IsZero() {
-				c.raw.SetWriteDeadline(time.Time{})
-				c.deadline = time.Time{}
-			}
+			// Back to the flusher. Its writes never wait and do not look
+			// at the socket's write deadline, so the one set here stays;
+			// the next writer moves it once it nears (writeBuf).
 			c.writing = false
 			c.mu.Unlock()
 			return

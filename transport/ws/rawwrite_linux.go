@@ -9,8 +9,8 @@ import (
 // through rawWrite.
 const rawWrites = true
 
-// rawWrite is the body of RawConn.Write: one write(2), never waiting for
-// the socket to become writable. The socket is non-blocking, so the call
+// rawWrite is the body of RawConn.Control: one write(2), never waiting
+// for the socket to become writable. The socket is non-blocking, so the call
 // returns at once, and it goes to the kernel without the scheduler's
 // bookkeeping for a system call that may block (syscall.Write's), a
 // tenth of a microsecond a write. The kernel may still make it wait a
@@ -19,7 +19,7 @@ const rawWrites = true
 // What the race detector checks of syscall.Write's buffer, it does not
 // check here; f.wbuf is the flusher's own, written only by its
 // goroutine.
-func (f *flusher) rawWrite(fd uintptr) bool {
+func (f *flusher) rawWrite(fd uintptr) {
 	var p unsafe.Pointer
 	if len(f.wbuf) > 0 {
 		p = unsafe.Pointer(&f.wbuf[0])
@@ -36,6 +36,6 @@ func (f *flusher) rawWrite(fd uintptr) bool {
 		default:
 			f.wn, f.werr = 0, errno
 		}
-		return true
+		return
 	}
 }

@@ -8,7 +8,6 @@ package ws
 const rawWrites = false
 
 // rawWrite is never called: no connection has a flusher.
-func (f *flusher) rawWrite(uintptr) bool {
+func (f *flusher) rawWrite(uintptr) {
 	f.wn, f.werr = 0, nil
-	return true
 }

@@ -8,9 +8,9 @@ import "syscall"
 // through rawWrite.
 const rawWrites = true
 
-// rawWrite is the body of RawConn.Write: one write(2), never waiting for
-// the socket to become writable (it is non-blocking).
-func (f *flusher) rawWrite(fd uintptr) bool {
+// rawWrite is the body of RawConn.Control: one write(2), never waiting
+// for the socket to become writable (it is non-blocking).
+func (f *flusher) rawWrite(fd uintptr) {
 	for {
 		n, err := syscall.Write(int(fd), f.wbuf)
 		if err == syscall.EINTR {
@@ -23,6 +23,6 @@ func (f *flusher) rawWrite(fd uintptr) bool {
 			err = nil
 		}
 		f.wn, f.werr = n, err
-		return true
+		return
 	}
 }
