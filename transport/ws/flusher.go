@@ -138,13 +138,22 @@ func (f *flusher) run() {
 		f.mu.Lock()
 		f.batch, f.ready = f.ready, f.batch[:0]
 		f.mu.Unlock()
+		polled := time.Now()
 		for i, c := range f.batch {
 			f.flush(c)
 			f.batch[i] = nil
 			if i%yieldEvery == yieldEvery-1 {
 				// A round can take milliseconds; let publishes, commits
 				// and the fan-out run meanwhile rather than wait for it.
-				runtime.Gosched()
+				// Gosched lets those run that are runnable; a publish
+				// still waiting for its socket to be polled needs
+				// netYield.
+				if now := time.Now(); now.Sub(polled) >= netYieldEvery {
+					netYield()
+					polled = now
+				} else {
+					runtime.Gosched()
+				}
 			}
 		}
 		if f.delay > 0 {

@@ -1,0 +1,137 @@
+package ws
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// netYield lets the goroutines waiting for the network run before the
+// caller goes on, where runtime.Gosched would not.
+//
+// A flusher's round can keep a server of one processor busy for
+// milliseconds. runtime.Gosched puts the caller on the global run queue,
+// and the scheduler looks there before it polls the network: the log's
+// writer or a fan-out gets to run at a yield, but not a goroutine waiting
+// for a socket, until the round ends or the runtime's monitor polls (every
+// 10 ms): a publish that came in during a round waited for its end.
+//
+// So netYield makes an eventfd of its own readable, then waits for it
+// through the netpoller, which can only see it by polling: the caller
+// becomes runnable again in the same poll as the sockets that became
+// readable meanwhile, and takes its turn with their goroutines. It
+// costs two system calls beside the poll, so a flusher calls it only
+// every netYieldEvery of a round, and runtime.Gosched between. Where an
+// eventfd cannot be had, it is runtime.Gosched.
+func netYield() {
+	y := yielders.get()
+	if y == nil {
+		runtime.Gosched()
+		return
+	}
+	if err := y.rc.Read(y.fn); err != nil || y.broken {
+		// Not expected of an eventfd; this one is not used again.
+		y.file.Close()
+		return
+	}
+	yielders.put(y)
+}
+
+// netYieldEvery is how much of a round a flusher runs between calls to
+// netYield.
+const netYieldEvery = time.Millisecond
+
+// yielder is an eventfd that netYield waits on, used by one caller at a
+// time.
+type yielder struct {
+	file   *os.File
+	rc     syscall.RawConn
+	fn     func(fd uintptr) bool // step, bound once
+	armed  bool                  // step wrote to the eventfd
+	broken bool                  // a write or read failed
+	buf    [8]byte
+}
+
+// step is the body of rc.Read: the first call makes the eventfd readable
+// and reports not done, so that the caller waits for the netpoller to say
+// so; the next reads the count back and reports done.
+func (y *yielder) step(fd uintptr) bool {
+	if !y.armed {
+		y.buf = [8]byte{1} // the count is a native-endian 64-bit 1
+		if _, err := unix.Write(int(fd), y.buf[:]); err != nil {
+			y.broken = true
+			return true
+		}
+		y.armed = true
+		return false
+	}
+	_, err := unix.Read(int(fd), y.buf[:])
+	if err == unix.EAGAIN {
+		return false // woken before the count was there: wait again
+	}
+	y.armed = false
+	y.broken = err != nil
+	return true
+}
+
+// yielderPool keeps the eventfds that are not in use: one per caller that
+// yields at the same time (a flusher each), made when first needed and
+// kept for the life of the process, like the read poller.
+type yielderPool struct {
+	mu     sync.Mutex
+	free   []*yielder
+	failed bool // an eventfd could not be made or polled: Gosched from then on
+}
+
+var yielders yielderPool
+
+func (p *yielderPool) get() *yielder {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		y := p.free[n-1]
+		p.free = p.free[:n-1]
+		return y
+	}
+	if p.failed {
+		return nil
+	}
+	y, err := newYielder()
+	if err != nil {
+		p.failed = true
+		return nil
+	}
+	return y
+}
+
+func (p *yielderPool) put(y *yielder) {
+	p.mu.Lock()
+	p.free = append(p.free, y)
+	p.mu.Unlock()
+}
+
+func newYielder() (*yielder, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "fazt-net-yield")
+	// The netpoller takes a non-blocking file if deadlines can be set on
+	// it; without the netpoller the wait would block a thread.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	y := &yielder{file: f, rc: rc}
+	y.fn = y.step
+	return y, nil
+}
