@@ -9,9 +9,15 @@ import (
 // through rawWrite.
 const rawWrites = true
 
-// rawWrite is the body of RawConn.Control: one write(2), never waiting
-// for the socket to become writable. The socket is non-blocking, so the call
-// returns at once, and it goes to the kernel without the scheduler's
+// sendFlags: never wait, whatever the socket's mode, and no SIGPIPE
+// when the client has gone (the write fails with EPIPE all the same).
+const sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
+
+// rawWrite is the body of RawConn.Control: one send(2) of the buffer,
+// never waiting for the socket to become writable. It is sendto rather
+// than write, which would go through the file layer first (its checks
+// and notifications: about 1.7% of the core at 200,000 deliveries/s). The
+// call returns at once, and it goes to the kernel without the scheduler's
 // bookkeeping for a system call that may block (syscall.Write's), a
 // tenth of a microsecond a write. The kernel may still make it wait a
 // little (for the socket's lock, which a read of the same socket holds
@@ -25,7 +31,7 @@ func (f *flusher) rawWrite(fd uintptr) {
 		p = unsafe.Pointer(&f.wbuf[0])
 	}
 	for {
-		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(p), uintptr(len(f.wbuf)))
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(p), uintptr(len(f.wbuf)), sendFlags, 0, 0)
 		switch errno {
 		case 0:
 			f.wn, f.werr = int(r), nil
