@@ -559,19 +559,21 @@ func procRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
-// procWrites returns how many write-like system calls a process has made
-// (syscw in /proc/<pid>/io); frames per write is the fan-out's lever.
-func procWrites(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
-	if err != nil {
-		return 0, err
+// socketWrites reads the server's count of socket writes to clients
+// (fazt_ws_writes_total in /metrics); deliveries per write is the
+// fan-out's lever. It reports false when the count cannot be read.
+func (o *benchOptions) socketWrites(ctx context.Context) (int64, bool) {
+	status, b, err := o.get(ctx, "/metrics")
+	if err != nil || status != http.StatusOK {
+		return 0, false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
-			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "fazt_ws_writes_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err == nil
 		}
 	}
-	return 0, errors.New("no syscw in /proc io")
+	return 0, false
 }
 
 // selfCPU returns the CPU time this process has used.
@@ -587,35 +589,19 @@ func selfCPU() time.Duration {
 // window of wall time.
 type cpuMeter struct {
 	pid             int
-	writes          int64 // server's write calls at the start; -1 unknown
 	wall            time.Time
 	self, server    time.Duration
 	serverAvailable bool
 }
 
 func startCPU(pid int) *cpuMeter {
-	m := &cpuMeter{pid: pid, wall: time.Now(), self: selfCPU(), writes: -1}
+	m := &cpuMeter{pid: pid, wall: time.Now(), self: selfCPU()}
 	if pid > 0 {
-		if w, err := procWrites(pid); err == nil {
-			m.writes = w
-		}
 		if c, err := procCPU(pid); err == nil {
 			m.server, m.serverAvailable = c, true
 		}
 	}
 	return m
-}
-
-// serverWrites returns the server's write calls since start, or -1.
-func (m *cpuMeter) serverWrites() int64 {
-	if m.writes < 0 {
-		return -1
-	}
-	w, err := procWrites(m.pid)
-	if err != nil {
-		return -1
-	}
-	return w - m.writes
 }
 
 // stop returns the CPU used as a percentage of one core: this tool's, and

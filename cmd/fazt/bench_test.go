@@ -47,6 +47,12 @@ func TestBenchScenarios(t *testing.T) {
 					t.Errorf("%s: %s = %v\n%s", args[0], k, v, out.String())
 				}
 			}
+			if args[0] == "fanout" {
+				// Read from the server's /metrics, with no --server-pid.
+				if w, _ := line["server_writes"].(float64); w <= 0 {
+					t.Errorf("fanout: server_writes = %v\n%s", line["server_writes"], out.String())
+				}
+			}
 			if m, ok := line["messages"]; ok && line["published"] != m {
 				t.Errorf("%s: published %v of %v\n%s", args[0], line["published"], m, out.String())
 			}

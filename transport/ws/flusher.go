@@ -13,7 +13,7 @@ import (
 // A flusher writes queued frames for many connections from one goroutine.
 //
 // The kernel's cost of a socket write is per call, not per byte, so what
-// sets a fan-out's throughput is how many frames each write(2) carries.
+// sets a fan-out's throughput is how many frames each write carries.
 // A flusher visits the connections that have something queued in turn and
 // writes each one's frames in a single call; while it goes round, frames
 // for the connections it has already visited pile up, so the busier the
