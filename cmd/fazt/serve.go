@@ -83,14 +83,16 @@ const defaultWriteDelay = 2 * time.Millisecond
 
 // defaultMaxWriteDelay is how long a busy server holds broadcasts back
 // unless told otherwise. At 200,000 deliveries/s to 1,000 subscribers on
-// one pinned core, flushers that kept to 2 ms wrote 1.2 frames per
-// write(2), used 67% of the core and gave a p99 of 12.7 ms; holding for
-// up to 8 ms under load wrote 1.7 frames per write, for 58% and a p99 of
-// 15.5 ms, and unthrottled fan-out rose by a tenth. 10 ms wrote 2.0, for
-// 52% and 16.6 to 17.7 ms, 12 ms 2.3, for 47% and 18.2 ms: at or past the
-// p99 we aim for (17 ms). At a quarter of that rate, a publish every
-// 20 ms, its p99 did not move (BENCHMARKS.md).
-const defaultMaxWriteDelay = 8 * time.Millisecond
+// one pinned core, flushers that kept to 2 ms wrote 1.2 frames per write,
+// used 67% of the core and gave a p99 of 12.7 ms in an earlier build.
+// Since a flusher's round lets the process read its sockets (netYield)
+// and sends without the file layer, three runs each (BENCHMARKS.md,
+// stop 22):
+// holding for up to 8 ms under load used 57% (p99 13.7 ms), 10 ms 52%
+// (14.7 ms), 11 ms 50% (15.7 ms), 12 ms 50% (17.2 ms: past the p99 we aim
+// for, 17 ms). At a quarter of that rate, a publish every 20 ms, the p99
+// did not move with the setting.
+const defaultMaxWriteDelay = 11 * time.Millisecond
 
 type serveOptions struct {
 	addr string
