@@ -83,3 +83,42 @@ func TestNetYieldConcurrent(t *testing.T) {
 		t.Fatalf("%d eventfds kept, want 1 to 9", n)
 	}
 }
+
+// While the process has always something runnable, it does not poll
+// (but every 10 ms): netYield comes back at its deadline then, and its
+// eventfd goes back to the pool, emptied, for the next call.
+func TestNetYieldWhileBusy(t *testing.T) {
+	netYield() // one eventfd in the pool at least
+	yielders.mu.Lock()
+	before := len(yielders.free)
+	yielders.mu.Unlock()
+
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var stop atomic.Bool
+	spun := make(chan struct{})
+	go func() {
+		defer close(spun)
+		for !stop.Load() {
+			runtime.Gosched() // always runnable: the scheduler never runs out
+		}
+	}()
+	for range 50 {
+		netYield()
+	}
+	stop.Store(true)
+	<-spun
+
+	yielders.mu.Lock()
+	after, failed := len(yielders.free), yielders.failed
+	for _, y := range yielders.free {
+		if y.armed {
+			t.Error("an eventfd went back to the pool armed: its next yield would not wait")
+		}
+	}
+	yielders.mu.Unlock()
+	if failed || after != before {
+		t.Fatalf("pool: %d eventfds before, %d after (failed %v)", before, after, failed)
+	}
+	// The eventfd is still good: a reader waiting for its socket runs.
+	TestNetYieldLetsReadersRun(t)
+}
