@@ -400,9 +400,11 @@ func (c *conn) write(pending *[]byte) {
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
 		if len(frames) == 0 && pong == nil && !closing {
-			// Back to the flusher. Its writes never wait and do not look
-			// at the socket's write deadline, so the one set here stays;
-			// the next writer moves it once it nears (writeBuf).
+			// Back to the flusher, whose writes never wait and do not
+			// look at the socket's write deadline. The next writer sets
+			// a fresh one (writeBuf), rather than keep this one, which
+			// a slow consumer's close may have moved to now (send).
+			c.deadline = time.Time{}
 			c.writing = false
 			c.mu.Unlock()
 			return

@@ -61,6 +61,9 @@ type flusher struct {
 const (
 	// yieldEvery is how many connections a flusher writes between yields.
 	yieldEvery = 64
+	// netYieldEvery is how much of a round a flusher runs between calls
+	// to netYield, on a process of one processor.
+	netYieldEvery = time.Millisecond
 	// bulkFrames queued for one connection are a backlog (a replay, a
 	// client that fell behind) for its own writer rather than the round.
 	bulkFrames = 256
@@ -147,10 +150,11 @@ func (f *flusher) run() {
 				// and the fan-out run meanwhile rather than wait for it.
 				// Gosched lets those run that are runnable; a publish
 				// still waiting for its socket to be polled needs
-				// netYield.
-				if now := time.Now(); now.Sub(polled) >= netYieldEvery {
-					netYield()
+				// netYield. That is measured on one processor only; with
+				// more, an idle one polls while the round runs.
+				if now := time.Now(); now.Sub(polled) >= netYieldEvery && runtime.GOMAXPROCS(0) == 1 {
 					polled = now
+					netYield()
 				} else {
 					runtime.Gosched()
 				}

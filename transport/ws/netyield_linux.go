@@ -1,10 +1,12 @@
 package ws
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,12 +38,15 @@ func netYield() {
 	}
 	// A busy process polls only when it runs out of runnable goroutines
 	// (or every 10 ms): the deadline brings the caller back after
-	// netYieldWait if no poll came, as if it had called Gosched.
+	// netYieldWait if no poll came. The timer makes it the next to run,
+	// so the goroutines that were runnable get about netYieldWait, where
+	// Gosched would have let each of them run first.
 	err := y.file.SetReadDeadline(time.Now().Add(netYieldWait))
 	if err == nil {
 		err = y.rc.Read(y.fn)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && !y.broken {
+		netYieldTimeouts.Add(1)
 		_, rerr := unix.Read(y.fd, y.buf[:]) // the count, if it is there
 		y.armed = false
 		if rerr == nil || rerr == unix.EAGAIN {
@@ -49,8 +54,10 @@ func netYield() {
 		}
 	}
 	if err != nil || y.broken {
-		// Not expected of an eventfd; this one is not used again.
-		y.file.Close()
+		// Not expected of an eventfd: yield as Gosched does, now and
+		// from now on.
+		yielders.drop(y)
+		runtime.Gosched()
 		return
 	}
 	yielders.put(y)
@@ -59,13 +66,13 @@ func netYield() {
 // netYieldWait is the longest netYield waits for the process to poll.
 // Unbounded, the wait held a saturated server's rounds back: `fazt bench
 // channels` (95% of the core) went from a p99 of 19 to 20 ms to one of
-// 35 to 91 ms. At 100 us it was 18 to 21 ms, and the p99 at 200,000
+// 35 to 97 ms. At 100 us it was 18 to 21 ms, and the p99 at 200,000
 // deliveries/s kept its gain (BENCHMARKS.md, stop 22).
 const netYieldWait = 100 * time.Microsecond
 
-// netYieldEvery is how much of a round a flusher runs between calls to
-// netYield.
-const netYieldEvery = time.Millisecond
+// netYieldTimeouts counts the calls of netYield that ended at their
+// deadline, for the tests.
+var netYieldTimeouts atomic.Int64
 
 // yielder is an eventfd that netYield waits on, used by one caller at a
 // time.
@@ -84,7 +91,7 @@ type yielder struct {
 // so; the next reads the count back and reports done.
 func (y *yielder) step(fd uintptr) bool {
 	if !y.armed {
-		y.buf = [8]byte{1} // the count is a native-endian 64-bit 1
+		binary.NativeEndian.PutUint64(y.buf[:], 1) // add 1 to the count
 		if _, err := unix.Write(int(fd), y.buf[:]); err != nil {
 			y.broken = true
 			return true
@@ -107,7 +114,7 @@ func (y *yielder) step(fd uintptr) bool {
 type yielderPool struct {
 	mu     sync.Mutex
 	free   []*yielder
-	failed bool // an eventfd could not be made or polled: Gosched from then on
+	failed bool // an eventfd could not be made, polled or used: Gosched from then on
 }
 
 var yielders yielderPool
@@ -134,6 +141,14 @@ func (p *yielderPool) get() *yielder {
 func (p *yielderPool) put(y *yielder) {
 	p.mu.Lock()
 	p.free = append(p.free, y)
+	p.mu.Unlock()
+}
+
+// drop closes y, which failed, and makes no more eventfds.
+func (p *yielderPool) drop(y *yielder) {
+	y.file.Close()
+	p.mu.Lock()
+	p.failed = true
 	p.mu.Unlock()
 }
 

@@ -1,3 +1,5 @@
+//go:build linux && !386 && !s390x
+
 package ws
 
 import (
@@ -12,6 +14,10 @@ const rawWrites = true
 // sendFlags: never wait, whatever the socket's mode, and no SIGPIPE
 // when the client has gone (the write fails with EPIPE all the same).
 const sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
+
+// (On 386, sendto has no system call number of its own, only socketcall;
+// on s390x its own needs a newer kernel than Go does. rawwrite_unix.go's
+// write serves there.)
 
 // rawWrite is the body of RawConn.Control: one send(2) of the buffer,
 // never waiting for the socket to become writable. It is sendto rather
