@@ -567,8 +567,14 @@ func (o *benchOptions) socketWrites(ctx context.Context) (int64, bool) {
 	if err != nil || status != http.StatusOK {
 		return 0, false
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "fazt_ws_writes_total "); ok {
+	return promCounter(string(b), "fazt_ws_writes_total")
+}
+
+// promCounter reads the value of an unlabelled counter from Prometheus's
+// text format, which writes large values with an exponent (1.2e+06).
+func promCounter(text, name string) (int64, bool) {
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			return int64(f), err == nil
 		}
