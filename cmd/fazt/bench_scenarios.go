@@ -288,7 +288,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 		r.set("frames_per_write", round(float64(recv)/float64(writes), 2))
 		r.linef("  writes       server made %s socket writes to clients: %.2f deliveries per write", commas(float64(writes)), float64(recv)/float64(writes))
 	} else if writes < 0 {
-		r.linef("  writes       unknown: the server's /metrics has no fazt_ws_writes_total")
+		r.linef("  writes       unknown: could not read fazt_ws_writes_total from the server's /metrics")
 	}
 	if capCtx.Err() != nil && load.sent < int64(lf.messages) {
 		r.set("capped", true)

@@ -219,7 +219,7 @@ func TestBenchPublishesViaWS(t *testing.T) {
 
 func TestPromCounter(t *testing.T) {
 	text := "# HELP fazt_ws_writes_total Socket writes.\n# TYPE fazt_ws_writes_total counter\n" +
-		"fazt_ws_writes_total 1.234567e+06\nfazt_ws_writes_total_x 5\nfazt_ws_frames_sent_total 42\n"
+		"fazt_ws_writes_total_x 5\nfazt_ws_writes_total 1.234567e+06\nfazt_ws_frames_sent_total 42\n"
 	for _, c := range []struct {
 		name string
 		want int64

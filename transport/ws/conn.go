@@ -62,7 +62,7 @@ type conn struct {
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed the socket
-	deadline   time.Time     // the socket's write deadline as writeBuf last set it; owned by the running writer
+	deadline   time.Time     // the deadline writeBuf set; zero once a writer hands back to the flusher (the socket may keep an older one, which the flusher ignores); owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
 	// close: the replays waiting for room in the queue (sendPage) wait on

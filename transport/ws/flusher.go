@@ -142,6 +142,7 @@ func (f *flusher) run() {
 		f.batch, f.ready = f.ready, f.batch[:0]
 		f.mu.Unlock()
 		polled := time.Now()
+		oneP := runtime.GOMAXPROCS(0) == 1
 		for i, c := range f.batch {
 			f.flush(c)
 			f.batch[i] = nil
@@ -151,8 +152,10 @@ func (f *flusher) run() {
 				// Gosched lets those run that are runnable; a publish
 				// still waiting for its socket to be polled needs
 				// netYield. That is measured on one processor only; with
-				// more, an idle one polls while the round runs.
-				if now := time.Now(); now.Sub(polled) >= netYieldEvery && runtime.GOMAXPROCS(0) == 1 {
+				// more, an idle one, if any, polls while the round runs.
+				if !oneP {
+					runtime.Gosched()
+				} else if now := time.Now(); now.Sub(polled) >= netYieldEvery {
 					polled = now
 					netYield()
 				} else {

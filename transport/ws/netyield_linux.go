@@ -28,8 +28,9 @@ import (
 // becomes runnable again in the same poll as the sockets that became
 // readable meanwhile, and takes its turn with their goroutines. It
 // costs two system calls beside the poll, so a flusher calls it only
-// every netYieldEvery of a round, and runtime.Gosched between. Where an
-// eventfd cannot be had, it is runtime.Gosched.
+// every netYieldEvery of a round, on a process of one processor, and
+// runtime.Gosched between. Where an eventfd cannot be had, it is
+// runtime.Gosched.
 func netYield() {
 	y := yielders.get()
 	if y == nil {
@@ -55,7 +56,7 @@ func netYield() {
 	}
 	if err != nil || y.broken {
 		// Not expected of an eventfd: yield as Gosched does, now and
-		// from now on.
+		// from now on (drop closes the pool).
 		yielders.drop(y)
 		runtime.Gosched()
 		return
@@ -144,12 +145,17 @@ func (p *yielderPool) put(y *yielder) {
 	p.mu.Unlock()
 }
 
-// drop closes y, which failed, and makes no more eventfds.
+// drop closes y, which failed, and the pool's other eventfds: netYield
+// is Gosched from then on.
 func (p *yielderPool) drop(y *yielder) {
 	y.file.Close()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.failed = true
-	p.mu.Unlock()
+	for _, f := range p.free {
+		f.file.Close()
+	}
+	p.free = nil
 }
 
 func newYielder() (*yielder, error) {

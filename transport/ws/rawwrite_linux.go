@@ -15,9 +15,9 @@ const rawWrites = true
 // when the client has gone (the write fails with EPIPE all the same).
 const sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
 
-// (On 386, sendto has no system call number of its own, only socketcall;
-// on s390x its own needs a newer kernel than Go does. rawwrite_unix.go's
-// write serves there.)
+// (On 386 and s390x, a direct sendto call needs Linux 4.3, newer than
+// Go's minimum, and package syscall has no number for it on 386: Go
+// goes through socketcall there. rawwrite_unix.go's write serves them.)
 
 // rawWrite is the body of RawConn.Control: one send(2) of the buffer,
 // never waiting for the socket to become writable. It is sendto rather
