@@ -221,6 +221,73 @@ func TestPrivateChannels(t *testing.T) {
 	}
 }
 
+// A slow consumer gets its disconnect frame even when the connection's
+// own writer ran lately (its socket was full once, then drained). Going
+// back to the flusher, that writer forgets its deadline, so the closing
+// writer sets a fresh one rather than keep the socket's, which the
+// overflow moved to now to cut a stuck write short.
+func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
+	// Broadcasts wait a second for their round, so that a burst fills the
+	// queue of 8 however slowly the publishes go.
+	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 8, SocketSendBuffer: 8192, WriteTimeout: time.Minute, WriteDelay: time.Second}))
+	fullWrites := func() int64 {
+		resp, err := http.Get(tn.srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n, ok := promCounter(string(b), "fazt_ws_full_socket_writes_total")
+		if !ok {
+			t.Fatal("no fazt_ws_full_socket_writes_total in /metrics")
+		}
+		return n
+	}
+	c := tn.dialSmallReads(4096)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, hello, err := c.ReadMessage(); err != nil || !strings.Contains(string(hello), `"connected"`) {
+		t.Fatalf("%s %v", hello, err)
+	}
+	c.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"feed"}`))
+	if _, sub, err := c.ReadMessage(); err != nil || !strings.Contains(string(sub), `"subscribed"`) {
+		t.Fatalf("%s %v", sub, err)
+	}
+
+	// 96 KB in one round, into some 20 KB of socket buffers: the rest goes
+	// out from the connection's own writer as the client reads.
+	before := fullWrites()
+	payload := strings.Repeat("y", 16000)
+	for range 6 {
+		tn.publish("", "feed", payload)
+	}
+	for i := range 6 {
+		if _, m, err := c.ReadMessage(); err != nil || !strings.Contains(string(m), `"message"`) {
+			t.Fatalf("message %d: %.80s %v", i, m, err)
+		}
+	}
+	if fullWrites() == before {
+		t.Fatal("the socket took the round's write whole: no writer of the connection's own ran")
+	}
+
+	// Now a burst past the queue: the client, which reads, is still a slow
+	// consumer by the queue's measure, and must be told so.
+	for range 12 {
+		tn.publish("", "feed", "x")
+	}
+	for {
+		_, m, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("the connection ended without its disconnect frame: %v", err)
+		}
+		if strings.Contains(string(m), `"disconnect"`) {
+			if !strings.Contains(string(m), `"code":4001`) {
+				t.Fatalf("disconnect: %s", m)
+			}
+			return
+		}
+	}
+}
+
 // TestSlowConsumer stalls one reader while 100 others read: the stalled one
 // is disconnected as a slow consumer, everyone else receives every message
 // in order, and the stalled client can resume by offset without loss.
