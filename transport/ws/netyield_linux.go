@@ -141,8 +141,12 @@ func (p *yielderPool) get() *yielder {
 
 func (p *yielderPool) put(y *yielder) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failed {
+		y.file.Close() // another failed meanwhile: the pool is closed
+		return
+	}
 	p.free = append(p.free, y)
-	p.mu.Unlock()
 }
 
 // drop closes y, which failed, and the pool's other eventfds: netYield
