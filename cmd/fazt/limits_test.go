@@ -231,13 +231,7 @@ func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 	// queue of 8 however slowly the publishes go.
 	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 8, SocketSendBuffer: 8192, WriteTimeout: time.Minute, WriteDelay: time.Second}))
 	fullWrites := func() int64 {
-		resp, err := http.Get(tn.srv.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		n, ok := promCounter(string(b), "fazt_ws_full_socket_writes_total")
+		n, ok := promCounter(tn.metrics(), "fazt_ws_full_socket_writes_total")
 		if !ok {
 			t.Fatal("no fazt_ws_full_socket_writes_total in /metrics")
 		}
