@@ -222,10 +222,10 @@ func TestPrivateChannels(t *testing.T) {
 }
 
 // A slow consumer gets its disconnect frame even when the connection's
-// own writer ran lately (its socket was full once, then drained). Going
-// back to the flusher, that writer forgets its deadline, so the closing
-// writer sets a fresh one rather than keep the socket's, which the
-// overflow moved to now to cut a stuck write short.
+// own writer ran lately (its socket was full once, then drained): the
+// closing write sets a deadline of its own rather than keep the one that
+// writer left, while the socket's was moved to now by the overflow to cut
+// a stuck write short.
 func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 	// Broadcasts wait a second for their round, so that a burst fills the
 	// queue of 8 however slowly the publishes go.

@@ -62,7 +62,7 @@ type conn struct {
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed the socket
-	deadline   time.Time     // the deadline writeBuf set; zero once a writer hands back to the flusher (the socket may keep an older one, which the flusher ignores); owned by the running writer
+	deadline   time.Time     // the socket's write deadline as writeBuf set it; owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
 	// close: the replays waiting for room in the queue (sendPage) wait on
@@ -207,11 +207,13 @@ func (c *conn) send(frame []byte, urgent bool) bool {
 	if len(c.queue) >= c.srv.cfg.SendQueue {
 		c.closeLocked(domain.ReasonSlowConsumer, 4001, "slow consumer: send queue full", false)
 		start := c.wakeLocked()
-		c.mu.Unlock()
 		// A writer stuck in a write to this client would hold on until its
-		// deadline; end that write now. The disconnect frame goes out if
-		// the socket still takes it.
+		// deadline; end that write now. The closing write that follows
+		// sets a deadline of its own (write), so the disconnect frame goes
+		// out if the socket still takes it. Moved under the lock, before
+		// any writer can see that c is closing.
 		c.raw.SetWriteDeadline(time.Now())
+		c.mu.Unlock()
 		if start {
 			c.startWriter()
 		}
@@ -401,10 +403,7 @@ func (c *conn) write(pending *[]byte) {
 		code, text := c.closeCode, c.closeText
 		if len(frames) == 0 && pong == nil && !closing {
 			// Back to the flusher, whose writes never wait and do not
-			// look at the socket's write deadline. The next writer sets
-			// a fresh one (writeBuf), rather than keep this one, which
-			// a slow consumer's close may have moved to now (send).
-			c.deadline = time.Time{}
+			// look at the socket's write deadline.
 			c.writing = false
 			c.mu.Unlock()
 			return
@@ -450,6 +449,11 @@ func (c *conn) write(pending *[]byte) {
 			}
 			buf = appendFrameHeader(buf, opClose, len(body))
 			buf = append(buf, body...)
+		}
+		if closing {
+			// A deadline of its own: a slow consumer's close moved the
+			// socket's to now to end a stuck write (send).
+			c.deadline = time.Time{}
 		}
 		if prefix != nil {
 			c.hc.sending()
