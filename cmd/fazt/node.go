@@ -80,7 +80,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	if n.log, err = events.Open(ctx, events.Config{Path: cfg.DBPath, Durability: cfg.Durability, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
-	isAdmin, generated, err := adminKey(ctx, n.log, cfg.AdminKey)
+	adminDigest, generated, err := adminKey(ctx, n.log, cfg.AdminKey)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	scripts := jsrt.New(cfg.JS, n.log, n.members, registry)
 	n.scripts = scripts
 	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, scripts)
-	n.api = httpapi.New(n.log, n.members, registry, isAdmin, cfg.Logger)
+	n.api = httpapi.New(n.log, n.members, registry, adminDigest, cfg.Logger)
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger})
 	n.startRetention(cfg, registry)
 	return n, nil
@@ -208,15 +208,14 @@ func (n *node) Close(ctx context.Context) error {
 
 const adminKeySetting = "admin_key_sha256"
 
-// adminKey returns the admin key check. A key given by flag or environment
+// adminKey returns the admin key's digest (httpapi.KeyDigest). A key given by flag or environment
 // wins; otherwise the hash stored in the database is used, and on the first
 // start a key is generated, its hash stored, and the key returned once as
 // generated so that it can be printed.
-func adminKey(ctx context.Context, log *events.Log, given string) (check func(string) bool, generated string, err error) {
+func adminKey(ctx context.Context, log *events.Log, given string) (digest []byte, generated string, err error) {
 	hash := httpapi.KeyDigest
 	if given != "" {
-		want := hash(given)
-		return func(k string) bool { return httpapi.SameKey(hash(k), want) }, "", nil
+		return hash(given), "", nil
 	}
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -230,11 +229,11 @@ func adminKey(ctx context.Context, log *events.Log, given string) (check func(st
 	if stored == hex.EncodeToString(hash(fresh)) {
 		generated = fresh
 	}
-	want, err := hex.DecodeString(stored)
+	digest, err = hex.DecodeString(stored)
 	if err != nil {
 		return nil, "", fmt.Errorf("stored admin key hash is corrupt: %w", err)
 	}
-	return func(k string) bool { return httpapi.SameKey(hash(k), want) }, generated, nil
+	return digest, generated, nil
 }
 
 // startRetention runs the retention worker in the background: each app's

@@ -33,18 +33,18 @@ type API struct {
 	store   Store
 	members domain.Members
 	apps    *apps.Registry
-	isAdmin func(key string) bool
+	admin   []byte // the admin key's KeyDigest
 	log     *slog.Logger
 	mux     *http.ServeMux
 }
 
-// New returns the server API. isAdmin tells whether a key is the admin key,
-// which authorizes every app; it must compare in constant time.
-func New(store Store, members domain.Members, registry *apps.Registry, isAdmin func(key string) bool, logger *slog.Logger) *API {
+// New returns the server API. adminDigest is the admin key's KeyDigest:
+// that key authorizes every app.
+func New(store Store, members domain.Members, registry *apps.Registry, adminDigest []byte, logger *slog.Logger) *API {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &API{store: store, members: members, apps: registry, isAdmin: isAdmin, log: logger, mux: http.NewServeMux()}
+	a := &API{store: store, members: members, apps: registry, admin: adminDigest, log: logger, mux: http.NewServeMux()}
 	a.mux.HandleFunc("POST /_api/publish", a.auth(a.publish))
 	a.mux.HandleFunc("POST /_api/publish-batch", a.auth(a.publishBatch))
 	a.mux.HandleFunc("POST /_api/broadcast-all", a.auth(a.broadcastAll))
@@ -84,12 +84,12 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		c := caller{app: app}
+		given := KeyDigest(key) // hashed once, compared with each key in constant time
 		switch {
-		case a.isAdmin(key):
+		case SameKey(given, a.admin):
 			c.actor = domain.Actor{Kind: domain.ActorAdmin}
 		default:
 			name := ""
-			given := KeyDigest(key)
 			for n, k := range app.Settings.APIKeys {
 				if k != "" && SameKey(given, KeyDigest(k)) {
 					name = n
