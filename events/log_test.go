@@ -21,12 +21,29 @@ import (
 
 func mustOpen(tb testing.TB, path string) *Log {
 	tb.Helper()
-	l, err := Open(context.Background(), Config{Path: path})
+	return mustOpenConfig(tb, Config{Path: path})
+}
+
+// mustOpenConfig opens a log with cfg, closed at the test's end.
+func mustOpenConfig(tb testing.TB, cfg Config) *Log {
+	tb.Helper()
+	l, err := Open(context.Background(), cfg)
 	if err != nil {
-		tb.Fatalf("open %s: %v", path, err)
+		tb.Fatalf("open %s: %v", cfg.Path, err)
 	}
 	tb.Cleanup(func() { l.Close() })
 	return l
+}
+
+// appendSpread appends n broadcasts of data to app a, each in a
+// transaction of its own, over the channels c0 to c49 in turn.
+func appendSpread(t *testing.T, l *Log, n int, data string) {
+	t.Helper()
+	for i := range n {
+		if _, err := l.Append(context.Background(), broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func broadcast(app, channel string, data string) *domain.MessageBroadcast {
@@ -856,16 +873,6 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 	}
 }
 
-// walFileSize is the size of the WAL file of the database at path.
-func walFileSize(t *testing.T, path string) int64 {
-	t.Helper()
-	fi, err := os.Stat(path + "-wal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
-}
-
 // TestQuietLogEmptiesItsWAL grows the WAL file past WALKeep while a
 // reader's snapshot holds it, and checks that the checkpointer leaves it
 // while the reader uses it, empties it once the reader is done and the
@@ -884,7 +891,7 @@ func TestQuietLogEmptiesItsWAL(t *testing.T) {
 			l.Close()
 		}
 	})
-	walSize := func() int64 { t.Helper(); return walFileSize(t, path) }
+	walSize := l.walSize
 	count := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) int {
@@ -896,15 +903,7 @@ func TestQuietLogEmptiesItsWAL(t *testing.T) {
 		return n
 	}
 	data := `"` + strings.Repeat("x", 1000) + `"`
-	appendN := func(n int) {
-		t.Helper()
-		for i := range n {
-			if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	appendN(10)
+	appendSpread(t, l, 10, data)
 	// A reader's snapshot: no checkpoint may copy what is committed after
 	// it, so the WAL cannot start over or be emptied while it lasts.
 	rtx, err := l.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -914,7 +913,7 @@ func TestQuietLogEmptiesItsWAL(t *testing.T) {
 	if n := count(rtx); n != 10 {
 		t.Fatalf("the reader sees %d messages, want 10", n)
 	}
-	appendN(290)
+	appendSpread(t, l, 290, data)
 	grown := walSize()
 	if grown <= 64<<10 {
 		t.Fatalf("300 appends left a WAL file of %d bytes: the test needs more than 64 KiB", grown)
@@ -990,33 +989,15 @@ func TestCloseLeavesOnlyTheDatabaseFile(t *testing.T) {
 	}
 }
 
-// openWithWALKeep opens a log in a temp dir with Config.WALKeep set to
-// keep, closed at the test's end, and returns it with a function that
-// reads its WAL file's size.
-func openWithWALKeep(t *testing.T, keep int64) (*Log, func() int64) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "log.db")
-	l, err := Open(context.Background(), Config{Path: path, WALKeep: keep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l, func() int64 { t.Helper(); return walFileSize(t, path) }
-}
-
 // TestWALEmptiedUnderLightLoad: after a burst, a log that keeps
 // committing now and then, never quiet for a period, still empties the
 // WAL file the burst grew, since what the WAL holds now is small.
 func TestWALEmptiedUnderLightLoad(t *testing.T) {
 	ctx := context.Background()
 	const keep = 2 << 20
-	l, walSize := openWithWALKeep(t, keep)
-	data := `"` + strings.Repeat("x", 2000) + `"`
-	for i := range 600 {
-		if _, err := l.Append(ctx, broadcast("a", fmt.Sprintf("c%d", i%50), data)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), WALKeep: keep})
+	walSize := l.walSize
+	appendSpread(t, l, 600, `"`+strings.Repeat("x", 2000)+`"`)
 	if n := walSize(); n <= keep {
 		t.Fatalf("the burst left a WAL file of %d bytes: the test needs more than %d", n, keep)
 	}
@@ -1042,7 +1023,8 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 func TestWALEmptiedUnderSteadyLoad(t *testing.T) {
 	ctx := context.Background()
 	const keep = 256 << 10
-	l, walSize := openWithWALKeep(t, keep)
+	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), WALKeep: keep})
+	walSize := l.walSize
 	data := `"` + strings.Repeat("x", 2000) + `"`
 	if _, err := l.Append(ctx, broadcast("a", "c0", data)); err != nil {
 		t.Fatal(err)
@@ -1058,13 +1040,10 @@ func TestWALEmptiedUnderSteadyLoad(t *testing.T) {
 	if err := rtx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the reader sees %d messages (%v), want 1", n, err)
 	}
+	appendSpread(t, l, 600, data)
 	heads := map[string]uint64{"c0": 1}
 	for i := range 600 {
-		ch := fmt.Sprintf("c%d", i%50)
-		if _, err := l.Append(ctx, broadcast("a", ch, data)); err != nil {
-			t.Fatal(err)
-		}
-		heads[ch]++
+		heads[fmt.Sprintf("c%d", i%50)]++
 	}
 	if err := rtx.Rollback(); err != nil {
 		t.Fatal(err)
