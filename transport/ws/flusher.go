@@ -153,11 +153,9 @@ func (f *flusher) run() {
 				// still waiting for its socket to be polled needs
 				// netYield. That is measured on one processor only; with
 				// more, an idle one, if any, polls while the round runs.
-				if !oneP {
-					runtime.Gosched()
-				} else if now := time.Now(); now.Sub(polled) >= netYieldEvery {
-					polled = now
+				if oneP && time.Since(polled) >= netYieldEvery {
 					netYield()
+					polled = time.Now()
 				} else {
 					runtime.Gosched()
 				}

@@ -178,9 +178,13 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	s.closingCtx, s.stopSetup = context.WithCancel(context.Background())
 	s.workers = newWorkers(workerIdle, s.baseCtx.Done())
 	// One flusher per processor: enough to keep every core writing, few
-	// enough that each one's rounds batch many frames per write.
-	for range runtime.GOMAXPROCS(0) {
-		s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay))
+	// enough that each one's rounds batch many frames per write. Where a
+	// socket cannot be written through its descriptor, none: each
+	// connection writes from its own goroutine.
+	if rawWrites {
+		for range runtime.GOMAXPROCS(0) {
+			s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay))
+		}
 	}
 	s.upgrader = websocket.Upgrader{
 		// The read buffer is the connection's own (hijacker), so it can
