@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fazt-realtime/fazt/internal/promtext"
 )
 
 // benchCmd is `fazt bench <scenario>`: a load generator that drives a
@@ -567,19 +569,8 @@ func (o *benchOptions) socketWrites(ctx context.Context) (int64, bool) {
 	if err != nil || status != http.StatusOK {
 		return 0, false
 	}
-	return promCounter(string(b), "fazt_ws_writes_total")
-}
-
-// promCounter reads the value of an unlabelled counter from Prometheus's
-// text format, which writes large values with an exponent (1.2e+06).
-func promCounter(text, name string) (int64, bool) {
-	for line := range strings.Lines(text) {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(f), err == nil
-		}
-	}
-	return 0, false
+	n, ok := promtext.Value(string(b), "fazt_ws_writes_total")
+	return int64(n), ok
 }
 
 // selfCPU returns the CPU time this process has used.

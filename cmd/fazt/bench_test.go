@@ -216,21 +216,3 @@ func TestBenchPublishesViaWS(t *testing.T) {
 		t.Fatalf("no report before the error:\n%s", out.String())
 	}
 }
-
-func TestPromCounter(t *testing.T) {
-	text := "# HELP fazt_ws_writes_total Socket writes.\n# TYPE fazt_ws_writes_total counter\n" +
-		"fazt_ws_writes_total_x 5\nfazt_ws_writes_total 1.234567e+06\nfazt_ws_frames_sent_total 42\n"
-	for _, c := range []struct {
-		name string
-		want int64
-		ok   bool
-	}{
-		{"fazt_ws_writes_total", 1234567, true},
-		{"fazt_ws_frames_sent_total", 42, true},
-		{"fazt_ws_full_socket_writes_total", 0, false},
-	} {
-		if got, ok := promCounter(text, c.name); got != c.want || ok != c.ok {
-			t.Errorf("%s: %d, %v; want %d, %v", c.name, got, ok, c.want, c.ok)
-		}
-	}
-}

@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/fazt-realtime/fazt/internal/promtext"
 	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -230,8 +231,8 @@ func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 	// Broadcasts wait a second for their round, so that a burst fills the
 	// queue of 8 however slowly the publishes go.
 	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 8, SocketSendBuffer: 8192, WriteTimeout: time.Minute, WriteDelay: time.Second}))
-	fullWrites := func() int64 {
-		n, ok := promCounter(tn.metrics(), "fazt_ws_full_socket_writes_total")
+	fullWrites := func() float64 {
+		n, ok := promtext.Value(tn.metrics(), "fazt_ws_full_socket_writes_total")
 		if !ok {
 			t.Fatal("no fazt_ws_full_socket_writes_total in /metrics")
 		}

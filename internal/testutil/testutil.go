@@ -5,10 +5,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"regexp"
-	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/fazt-realtime/fazt/internal/promtext"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers and readers,
@@ -61,13 +61,6 @@ func QueryPlan(ctx context.Context, q Querier, query string, args ...any) ([]str
 // before.
 func LimitRefusals(t testing.TB, metrics, limit string) float64 {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^fazt_limit_refusals_total\{limit="` + regexp.QuoteMeta(limit) + `"\} (\S+)$`).FindStringSubmatch(metrics)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _ := promtext.Value(metrics, `fazt_limit_refusals_total{limit="`+limit+`"}`)
 	return v
 }
