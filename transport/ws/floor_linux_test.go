@@ -1,0 +1,186 @@
+//go:build linux && !386 && !s390x
+
+package ws
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// floorReaderEnv, when set to "address connections", makes
+// TestFloorReader the reader side of BenchmarkLoopbackRound.
+const floorReaderEnv = "FAZT_FLOOR_READER"
+
+// BenchmarkLoopbackRound measures the floor under a flusher's round: one
+// send(2) of a 250-byte frame to each of 1000 loopback sockets, through
+// the flusher's own rawWrite, with nothing else in the process. The
+// readers are another process pinned to another processor, as `fazt
+// bench` is, each socket read by a goroutine of its own; rounds start
+// 20 ms apart, as at `fanout --rate 50`, so the readers sleep between
+// them. The sender is pinned to the first processor. What a round costs
+// here, a server's round of 1000 deliveries cannot beat on the same
+// machine: it is the kernel's price for the writes, which on loopback
+// includes the readers' side of TCP and their wake-ups. ns/op is the
+// mean round; p50 and p99 of the rounds and us/write are reported too.
+//
+//	go test -run '^$' -bench LoopbackRound -benchtime 500x ./transport/ws
+func BenchmarkLoopbackRound(b *testing.B) {
+	cpus, err := floorCPUs()
+	if err != nil {
+		b.Skip(err)
+	}
+	const conns, size = 1000, 250
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	reader, err := startFloorReader(ln.Addr().String(), conns, cpus[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		reader.Process.Kill()
+		reader.Wait()
+	}()
+	var socks []net.Conn
+	defer func() {
+		for _, c := range socks {
+			c.Close()
+		}
+	}()
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
+	for len(socks) < conns {
+		c, err := ln.Accept()
+		if err != nil {
+			b.Fatalf("accept %d of %d: %v", len(socks), conns, err)
+		}
+		socks = append(socks, c)
+	}
+	raws := make([]syscall.RawConn, conns)
+	for i, c := range socks {
+		if raws[i], err = c.(*net.TCPConn).SyscallConn(); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, set unix.CPUSet
+	set.Set(cpus[0])
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		b.Skip("pin the sender:", err)
+	}
+	// The thread goes back to the runtime's pool: give it back all of
+	// the processors.
+	defer unix.SchedSetaffinity(0, &old)
+	f := newFlusher(0, 0)
+	f.wbuf = append([]byte{0x81, 126, byte((size - 4) >> 8), byte(size - 4)}, make([]byte, size-4)...)
+	rounds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		time.Sleep(20 * time.Millisecond)
+		b.StartTimer()
+		start := time.Now()
+		for j, rc := range raws {
+			if err := rc.Control(f.writeFn); err != nil || f.werr != nil || f.wn != size {
+				b.Fatalf("write %d: %v %v, %d of %d bytes", j, err, f.werr, f.wn, size)
+			}
+			if j%yieldEvery == yieldEvery-1 {
+				runtime.Gosched()
+			}
+		}
+		rounds = append(rounds, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(rounds)
+	at := func(p float64) time.Duration { return rounds[int(p*float64(len(rounds)-1))] }
+	b.ReportMetric(float64(at(0.5).Nanoseconds()), "p50-ns/round")
+	b.ReportMetric(float64(at(0.99).Nanoseconds()), "p99-ns/round")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns)/1000, "us/write")
+}
+
+// floorCPUs returns two processors of this process's set, one for each
+// side of BenchmarkLoopbackRound.
+func floorCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	var cpus []int
+	for i := 0; i < 1024 && len(cpus) < 2; i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	if len(cpus) < 2 {
+		return nil, fmt.Errorf("needs two processors, has %d", len(cpus))
+	}
+	return cpus, nil
+}
+
+// startFloorReader starts this test binary as the reader side, pinned to
+// cpu: a child inherits the processors of the thread that starts it.
+func startFloorReader(addr string, conns, cpu int) (*exec.Cmd, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, err
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	defer unix.SchedSetaffinity(0, &old)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFloorReader$", "-test.count=1")
+	cmd.Env = append(os.Environ(), floorReaderEnv+"="+addr+" "+strconv.Itoa(conns))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd, cmd.Start()
+}
+
+// TestFloorReader is BenchmarkLoopbackRound's reader process; without
+// its variable it does nothing. It dials the connections and reads each
+// on a goroutine of its own until the sender closes them.
+func TestFloorReader(t *testing.T) {
+	spec := os.Getenv(floorReaderEnv)
+	if spec == "" {
+		t.Skip("the reader side of BenchmarkLoopbackRound")
+	}
+	addr, n, _ := strings.Cut(spec, " ")
+	conns, err := strconv.Atoi(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, conns)
+	for i := 0; i < conns; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			io.Copy(io.Discard, c)
+			c.Close()
+			done <- struct{}{}
+		}()
+	}
+	for i := 0; i < conns; i++ {
+		<-done
+	}
+}
