@@ -203,8 +203,18 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"channel": mb.Channel, "offset": mb.Offset, "epoch": mb.Epoch, "seq": evs[0].Seq})
+	writeJSON(w, http.StatusOK, publishResult{mb.Channel, mb.Offset, mb.Epoch, evs[0].Seq})
 	return nil
+}
+
+// publishResult is what a publish answers for each message: a struct
+// rather than a map, since every API publish encodes one (a map is
+// sorted and boxed at each encoding).
+type publishResult struct {
+	Channel string `json:"channel"`
+	Offset  uint64 `json:"offset"`
+	Epoch   string `json:"epoch"`
+	Seq     uint64 `json:"seq"`
 }
 
 // publishBatch broadcasts several messages, to one channel or many, in one
@@ -238,15 +248,9 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) err
 	if err != nil {
 		return err
 	}
-	type result struct {
-		Channel string `json:"channel"`
-		Offset  uint64 `json:"offset"`
-		Epoch   string `json:"epoch"`
-		Seq     uint64 `json:"seq"`
-	}
-	out := make([]result, len(mbs))
+	out := make([]publishResult, len(mbs))
 	for i, mb := range mbs {
-		out[i] = result{mb.Channel, mb.Offset, mb.Epoch, evs[i].Seq}
+		out[i] = publishResult{mb.Channel, mb.Offset, mb.Epoch, evs[i].Seq}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": out})
 	return nil
