@@ -3,6 +3,7 @@
 package ws
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -40,7 +41,10 @@ const floorReaderEnv = "FAZT_FLOOR_READER"
 // rounds', and p99-ns/write is the p99, over every write, of the time
 // from its round's start to the write's end: a delivery's place in the
 // round, the floor under its latency. (Each write's end is read from the
-// clock, tens of nanoseconds a write that the flusher does not spend.)
+// clock, tens of nanoseconds a write that the flusher does not spend;
+// ns/op and us/write include them too.) overruns counts the rounds that
+// started late because the one before ran past 20 ms; the next starts
+// 20 ms after such a round rather than at once.
 //
 //	go test -run '^$' -bench LoopbackRound -benchtime 500x ./transport/ws
 func BenchmarkLoopbackRound(b *testing.B) {
@@ -54,7 +58,8 @@ func BenchmarkLoopbackRound(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	reader, err := startFloorReader(ln.Addr().String(), conns, cpus[1])
+	var readerOut bytes.Buffer // what the reader printed, read once it has exited
+	reader, err := startFloorReader(ln.Addr().String(), conns, cpus[1], &readerOut)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,6 +69,15 @@ func BenchmarkLoopbackRound(b *testing.B) {
 		readerErr = reader.Wait()
 		close(exited)
 	}()
+	// readerGone reports why the reader exited, if it has.
+	readerGone := func() (string, bool) {
+		select {
+		case <-exited:
+			return fmt.Sprintf("the reader exited (%v): %s", readerErr, bytes.TrimSpace(readerOut.Bytes())), true
+		default:
+			return "", false
+		}
+	}
 	defer func() {
 		reader.Process.Kill()
 		<-exited
@@ -87,10 +101,8 @@ func BenchmarkLoopbackRound(b *testing.B) {
 	for len(socks) < conns {
 		c, err := ln.Accept()
 		if err != nil {
-			select {
-			case <-exited:
-				b.Fatalf("accept %d of %d: the reader exited: %v", len(socks), conns, readerErr)
-			default:
+			if why, gone := readerGone(); gone {
+				b.Fatalf("accept %d of %d: %s", len(socks), conns, why)
 			}
 			b.Fatalf("accept %d of %d: %v", len(socks), conns, err)
 		}
@@ -122,14 +134,25 @@ func BenchmarkLoopbackRound(b *testing.B) {
 	rounds := make([]time.Duration, 0, b.N)
 	ends := make([]time.Duration, 0, b.N*conns)
 	var busy time.Duration
+	overruns := 0 // rounds that started late, the previous one having run over
 	next := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		next = next.Add(20 * time.Millisecond)
-		time.Sleep(time.Until(next))
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		} else {
+			// Start now and keep 20 ms from here: catching up would
+			// start rounds back to back, on readers still awake.
+			overruns++
+			next = time.Now()
+		}
 		start := time.Now()
 		for j, rc := range raws {
 			if err := rc.Control(f.writeFn); err != nil || f.werr != nil {
+				if why, gone := readerGone(); gone {
+					b.Fatalf("write %d: %s", j, why)
+				}
 				b.Fatalf("write %d: %v", j, cmp.Or(err, f.werr))
 			}
 			if f.wn != size {
@@ -150,6 +173,7 @@ func BenchmarkLoopbackRound(b *testing.B) {
 	b.ReportMetric(at(rounds, 0.5), "p50-ns/round")
 	b.ReportMetric(at(rounds, 0.99), "p99-ns/round")
 	b.ReportMetric(at(ends, 0.99), "p99-ns/write")
+	b.ReportMetric(float64(overruns), "overruns")
 }
 
 // floorCPUs returns two processors of this process's set, one for each
@@ -172,8 +196,9 @@ func floorCPUs() ([]int, error) {
 }
 
 // startFloorReader starts this test binary as the reader side, pinned to
-// cpu: a child inherits the processors of the thread that starts it.
-func startFloorReader(addr string, conns, cpu int) (*exec.Cmd, error) {
+// cpu (a child inherits the processors of the thread that starts it),
+// its output going to out.
+func startFloorReader(addr string, conns, cpu int, out io.Writer) (*exec.Cmd, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var old, set unix.CPUSet
@@ -187,8 +212,7 @@ func startFloorReader(addr string, conns, cpu int) (*exec.Cmd, error) {
 	defer unix.SchedSetaffinity(0, &old)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFloorReader$", "-test.count=1")
 	cmd.Env = append(os.Environ(), floorReaderEnv+"="+addr+" "+strconv.Itoa(conns))
-	// Its verdict is not the benchmark's; its errors go with the output.
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	cmd.Stdout, cmd.Stderr = out, out
 	return cmd, cmd.Start()
 }
 
