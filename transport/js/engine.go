@@ -205,9 +205,16 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 		return nil, nil, err
 	}
 	e.mu.Lock()
-	// Two requests may both have seen the change; the last one wins, and
-	// the other's version serves its one execution and is dropped.
 	s = e.entry(key)
+	if cur := s.v; cur != nil && cur != v && cur.fresh() {
+		// Another request saw the same change and made its version
+		// first: share it, with its runtimes. Otherwise a burst of
+		// requests to a script not yet loaded would each load it into a
+		// version of their own, all but one dropped after one run. (A
+		// few stats under the lock, in that race only.)
+		e.mu.Unlock()
+		return cur, s.slots, nil
+	}
 	s.v, s.absent = nv, time.Time{}
 	e.mu.Unlock()
 	if v != nil {

@@ -82,6 +82,37 @@ func idleOf(e *Engine) (idle []idleRuntime, sweeping bool) {
 	return idle, e.sweeping
 }
 
+// Requests that arrive together at a script not loaded yet share one
+// version: without that, each made its own, all but the last one's
+// runtimes were dropped after a single run, and a burst left no spares.
+func TestFirstRequestsShareAVersion(t *testing.T) {
+	e, _ := poolEngine(t, Config{IdleTimeout: time.Hour, MaxConcurrent: 32, MaxIdle: 32})
+	app := lookupA(t, e)
+	const n = 32
+	got := make([]*version, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			v, _, err := e.current(app, MainFile)
+			if err != nil || v == nil {
+				t.Errorf("current: %v, %v", v, err)
+			}
+			got[i] = v
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, v := range got {
+		if v != got[0] {
+			t.Fatalf("request %d got a version of its own (%p, request 0 %p)", i, v, got[0])
+		}
+	}
+}
+
 // A burst of concurrent runs leaves a runtime per run in the pool. Calls
 // one at a time then keep taking the most recently used one, so the others
 // stay as they were, and a sweep drops them, keeping that one.
