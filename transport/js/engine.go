@@ -166,13 +166,14 @@ func (e *Engine) limit(app *apps.App, file string) time.Duration {
 const absentRecheck = time.Second
 
 // current returns the current version of app's file, making a new one when
-// a file of the cached one changed, and the file's run slots; nil when the
-// app has no such file.
+// a file of the cached one changed (or sharing the one another request
+// made meanwhile, see install), and the file's run slots; nil when the app
+// has no such file.
 func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, error) {
 	if app.Dir == "" {
 		return nil, nil, nil
 	}
-	key := app.Dir + "\x00" + file
+	key := scriptKey(app.Dir, file)
 	e.mu.Lock()
 	var v *version
 	var seen time.Time
@@ -204,23 +205,38 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	if err != nil {
 		return nil, nil, err
 	}
+	got, slots := e.install(key, v, nv)
+	if got == nv && v != nil {
+		e.log.Info("js script changed; reloading", "app", app.Name, "file", file)
+	}
+	return got, slots, nil
+}
+
+// scriptKey is the key of an app folder's file among the engine's scripts.
+func scriptKey(dir, file string) string { return dir + "\x00" + file }
+
+// install makes nv, made by a request that found seen (nil: none) stale,
+// the version of key, and returns it with the file's run slots. If
+// another request has installed a version since, and it is fresh, that
+// one is returned and nv closed: requests that meet a change together
+// share one version and its runtimes, where each would otherwise run in
+// a version of its own, all but the last one's dropped after that run.
+func (e *Engine) install(key string, seen, nv *version) (*version, chan struct{}) {
 	e.mu.Lock()
-	s = e.entry(key)
-	if cur := s.v; cur != nil && cur != v && cur.fresh() {
-		// Another request saw the same change and made its version
-		// first: share it, with its runtimes. Otherwise a burst of
-		// requests to a script not yet loaded would each load it into a
-		// version of their own, all but one dropped after one run. (A
-		// few stats under the lock, in that race only.)
+	s := e.entry(key)
+	if cur := s.v; cur != nil && cur != seen {
 		e.mu.Unlock()
-		return cur, s.slots, nil
+		// fresh stats files: not under the lock that every run takes.
+		if cur.fresh() {
+			nv.root.Close()
+			return cur, s.slots
+		}
+		e.mu.Lock()
+		s = e.entry(key) // the last one to install wins, if another came
 	}
 	s.v, s.absent = nv, time.Time{}
 	e.mu.Unlock()
-	if v != nil {
-		e.log.Info("js script changed; reloading", "app", app.Name, "file", file)
-	}
-	return nv, s.slots, nil
+	return nv, s.slots
 }
 
 // entry returns the script entry of key, making it if there is none; e.mu

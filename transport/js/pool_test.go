@@ -82,11 +82,48 @@ func idleOf(e *Engine) (idle []idleRuntime, sweeping bool) {
 	return idle, e.sweeping
 }
 
-// Requests that arrive together at a script not loaded yet share one
-// version: without that, each made its own, all but the last one's
-// runtimes were dropped after a single run, and a burst left no spares.
+// Requests that meet a script's change together share one version:
+// without that, each made its own, all but the last one's runtimes were
+// dropped after a single run, and a burst left no spares. install is
+// where they meet: a version made by a request that saw none loaded
+// gives way to the fresh one installed meanwhile, and one made by a
+// request that found the installed version stale replaces it.
+func TestInstallSharesAFreshVersion(t *testing.T) {
+	e, _ := poolEngine(t, Config{IdleTimeout: time.Hour})
+	app := lookupA(t, e)
+	first, _, err := e.current(app, MainFile)
+	if err != nil || first == nil {
+		t.Fatalf("current: %v, %v", first, err)
+	}
+	key := scriptKey(app.Dir, MainFile)
+	made := func() *version {
+		fi, err := os.Stat(filepath.Join(app.Dir, MainFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := newVersion(app.Name, app.Dir, MainFile, stampOf(fi), 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if got, _ := e.install(key, nil, made()); got != first {
+		t.Fatalf("a version made meanwhile was installed over the fresh one")
+	}
+	second := made()
+	if got, _ := e.install(key, first, second); got != second {
+		t.Fatalf("a version made for a stale one was not installed")
+	}
+	if v, _, _ := e.current(app, MainFile); v != second {
+		t.Fatalf("current is %p, want the version installed last (%p)", v, second)
+	}
+}
+
+// The same through current, from many requests at once: they get one
+// version. (On one processor the lookups may not overlap at all;
+// TestInstallSharesAFreshVersion checks the meeting itself.)
 func TestFirstRequestsShareAVersion(t *testing.T) {
-	e, _ := poolEngine(t, Config{IdleTimeout: time.Hour, MaxConcurrent: 32, MaxIdle: 32})
+	e, _ := poolEngine(t, Config{IdleTimeout: time.Hour})
 	app := lookupA(t, e)
 	const n = 32
 	got := make([]*version, n)
