@@ -265,9 +265,18 @@ func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 	}
 
 	// Now a burst past the queue: the client, which reads, is still a slow
-	// consumer by the queue's measure, and must be told so.
-	for range 12 {
-		tn.publish("", "feed", "x")
+	// consumer by the queue's measure, and must be told so. One batch of
+	// 40, committed together and fanned out in a moment: one at a time,
+	// publishes slowed by a busy machine (the whole suite under -race)
+	// could straddle rounds, each of which empties the queue, and never
+	// overflow it. A round can fall inside the batch's fan-out at most
+	// once, so one side of it holds 20 frames or more, past the 8.
+	msgs := make([]any, 0, 80)
+	for range 40 {
+		msgs = append(msgs, "feed", "x")
+	}
+	if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
+		t.Fatalf("publish-batch: %d", code)
 	}
 	for {
 		_, m, err := c.ReadMessage()
