@@ -15,7 +15,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	"github.com/fazt-realtime/fazt/internal/promtext"
 	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -75,7 +74,7 @@ func (tn *testNode) expectConnectionRefused(app, why string, before float64) {
 // test compares it with what it read before.
 func (tn *testNode) refusals(limit string) float64 {
 	tn.t.Helper()
-	return testutil.LimitRefusals(tn.t, tn.metrics(), limit)
+	return testutil.LimitRefusals(tn.metrics(), limit)
 }
 
 func (tn *testNode) metrics() string {
@@ -231,13 +230,6 @@ func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 	// Broadcasts wait a second for their round, so that a burst fills the
 	// queue of 8 however slowly the publishes go.
 	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 8, SocketSendBuffer: 8192, WriteTimeout: time.Minute, WriteDelay: time.Second}))
-	fullWrites := func() float64 {
-		n, ok := promtext.Value(tn.metrics(), "fazt_ws_full_socket_writes_total")
-		if !ok {
-			t.Fatal("no fazt_ws_full_socket_writes_total in /metrics")
-		}
-		return n
-	}
 	c := tn.dialSmallReads(4096)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, hello, err := c.ReadMessage(); err != nil || !strings.Contains(string(hello), `"connected"`) {
@@ -250,7 +242,7 @@ func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 
 	// 96 KB in one round, into some 20 KB of socket buffers: the rest goes
 	// out from the connection's own writer as the client reads.
-	before := fullWrites()
+	before := tn.metric("fazt_ws_full_socket_writes_total")
 	payload := strings.Repeat("y", 16000)
 	for range 6 {
 		tn.publish("", "feed", payload)
@@ -260,7 +252,7 @@ func TestSlowConsumerDisconnectAfterAWriter(t *testing.T) {
 			t.Fatalf("message %d: %.80s %v", i, m, err)
 		}
 	}
-	if fullWrites() == before {
+	if tn.metric("fazt_ws_full_socket_writes_total") == before {
 		t.Fatal("the socket took the round's write whole: no writer of the connection's own ran")
 	}
 

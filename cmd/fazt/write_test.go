@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -14,16 +13,18 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/promtext"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
-func (tn *testNode) metric(name string) float64 {
+// metric reads one series of the node's /metrics; the test fails if it
+// is not there.
+func (tn *testNode) metric(series string) float64 {
 	tn.t.Helper()
-	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(tn.metrics())
-	if m == nil {
-		tn.t.Fatalf("no metric %s", name)
+	v, ok := promtext.Value(tn.metrics(), series)
+	if !ok {
+		tn.t.Fatalf("no metric %s", series)
 	}
-	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
 }
 

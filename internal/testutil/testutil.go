@@ -6,7 +6,6 @@ import (
 	"context"
 	"database/sql"
 	"sync"
-	"testing"
 
 	"github.com/fazt-realtime/fazt/internal/promtext"
 )
@@ -59,8 +58,7 @@ func QueryPlan(ctx context.Context, q Querier, query string, args ...any) ([]str
 // text of /metrics: 0 before the first. The counter is the process's,
 // shared by a package's tests, so a test compares it with what it read
 // before.
-func LimitRefusals(t testing.TB, metrics, limit string) float64 {
-	t.Helper()
+func LimitRefusals(metrics, limit string) float64 {
 	v, _ := promtext.Value(metrics, `fazt_limit_refusals_total{limit="`+limit+`"}`)
 	return v
 }

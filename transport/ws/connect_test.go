@@ -184,7 +184,7 @@ func connectionRefusals(t *testing.T) float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	promhttp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	return testutil.LimitRefusals(t, rec.Body.String(), "connections")
+	return testutil.LimitRefusals(rec.Body.String(), "connections")
 }
 
 // The upgrade's answer waits for the session to be recorded and applied:
