@@ -891,7 +891,7 @@ func TestQuietLogEmptiesItsWAL(t *testing.T) {
 			l.Close()
 		}
 	})
-	walSize := l.walSize
+	walSize := func() int64 { return mustWALSize(t, l) }
 	count := func(q interface {
 		QueryRowContext(context.Context, string, ...any) *sql.Row
 	}) int {
@@ -996,7 +996,7 @@ func TestWALEmptiedUnderLightLoad(t *testing.T) {
 	ctx := context.Background()
 	const keep = 2 << 20
 	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), WALKeep: keep})
-	walSize := l.walSize
+	walSize := func() int64 { return mustWALSize(t, l) }
 	appendSpread(t, l, 600, `"`+strings.Repeat("x", 2000)+`"`)
 	if n := walSize(); n <= keep {
 		t.Fatalf("the burst left a WAL file of %d bytes: the test needs more than %d", n, keep)
@@ -1024,7 +1024,7 @@ func TestWALEmptiedUnderSteadyLoad(t *testing.T) {
 	ctx := context.Background()
 	const keep = 256 << 10
 	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), WALKeep: keep})
-	walSize := l.walSize
+	walSize := func() int64 { return mustWALSize(t, l) }
 	data := `"` + strings.Repeat("x", 2000) + `"`
 	if _, err := l.Append(ctx, broadcast("a", "c0", data)); err != nil {
 		t.Fatal(err)
@@ -1131,4 +1131,15 @@ func TestLightWAL(t *testing.T) {
 			t.Errorf("checkpoint %d (all %v, light %v, big %v): run %d, want %d", i, c.all, c.light, c.big, run, c.want)
 		}
 	}
+}
+
+// mustWALSize is l's WAL file's size; the test fails if the file is not
+// there, where Log.walSize would say 0 and an emptied WAL look the same.
+func mustWALSize(t *testing.T, l *Log) int64 {
+	t.Helper()
+	fi, err := os.Stat(l.cfg.Path + "-wal")
+	if err != nil {
+		t.Fatalf("the WAL file: %v", err)
+	}
+	return fi.Size()
 }

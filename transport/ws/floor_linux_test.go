@@ -116,21 +116,14 @@ func BenchmarkLoopbackRound(b *testing.B) {
 		}
 	}
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old, set unix.CPUSet
-	set.Set(cpus[0])
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		b.Fatal(err)
-	}
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
+	unpin, err := pinThread(cpus[0])
+	if err != nil {
 		b.Skip("pin the sender:", err)
 	}
-	// The thread goes back to the runtime's pool: give it back all of
-	// the processors.
-	defer unix.SchedSetaffinity(0, &old)
+	defer unpin()
 	f := newFlusher(0, 0)
-	f.wbuf = append([]byte{0x81, 126, byte((size - 4) >> 8), byte(size - 4)}, make([]byte, size-4)...)
+	f.wbuf = appendFrameHeader(nil, opText, size-4) // 4 bytes at this size
+	f.wbuf = append(f.wbuf, make([]byte, size-len(f.wbuf))...)
 	rounds := make([]time.Duration, 0, b.N)
 	ends := make([]time.Duration, 0, b.N*conns)
 	var busy time.Duration
@@ -195,21 +188,36 @@ func floorCPUs() ([]int, error) {
 	return cpus, nil
 }
 
-// startFloorReader starts this test binary as the reader side, pinned to
-// cpu (a child inherits the processors of the thread that starts it),
-// its output going to out.
-func startFloorReader(addr string, conns, cpu int, out io.Writer) (*exec.Cmd, error) {
+// pinThread locks the calling goroutine to its thread and the thread to
+// cpu; unpin gives the thread back all of its processors, then unlocks
+// it, for the runtime's pool.
+func pinThread(cpu int) (unpin func(), err error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	var old, set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		runtime.UnlockOSThread()
 		return nil, err
 	}
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		runtime.UnlockOSThread()
 		return nil, err
 	}
-	defer unix.SchedSetaffinity(0, &old)
+	return func() {
+		unix.SchedSetaffinity(0, &old)
+		runtime.UnlockOSThread()
+	}, nil
+}
+
+// startFloorReader starts this test binary as the reader side, pinned to
+// cpu (a child inherits the processors of the thread that starts it),
+// its output going to out.
+func startFloorReader(addr string, conns, cpu int, out io.Writer) (*exec.Cmd, error) {
+	unpin, err := pinThread(cpu)
+	if err != nil {
+		return nil, err
+	}
+	defer unpin()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFloorReader$", "-test.count=1")
 	cmd.Env = append(os.Environ(), floorReaderEnv+"="+addr+" "+strconv.Itoa(conns))
 	cmd.Stdout, cmd.Stderr = out, out
