@@ -105,9 +105,7 @@ func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app 
 	if sc, ok := c.raw.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
-			if rawWrites {
-				c.fl = s.nextFlusher()
-			}
+			c.fl = s.nextFlusher()
 			if br != nil {
 				rc.Control(func(fd uintptr) { c.poll.fd = int32(fd) })
 				c.pl = s.poller()

@@ -439,7 +439,13 @@ func (c *heldConn) Write(p []byte) (int, error) {
 }
 
 // nextFlusher assigns a new connection's flusher, in turn.
+// nextFlusher returns the flusher for a new connection, in turn; nil
+// where the server has none (rawWrites), and the connection writes from
+// its own goroutine.
 func (s *Server) nextFlusher() *flusher {
+	if len(s.flushers) == 0 {
+		return nil
+	}
 	return s.flushers[int(s.nextFl.Add(1))%len(s.flushers)]
 }
 
