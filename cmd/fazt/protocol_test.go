@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -171,6 +174,29 @@ func TestAppIsolation(t *testing.T) {
 	}
 	if code := tn.api("nosuchapp", testAdminKey, "GET", "/_api/channels", nil, nil); code != 404 {
 		t.Fatalf("api unknown app: %d", code)
+	}
+}
+
+// A new key in app.json takes over from the old one once the app is read
+// again: the API hashes an app's keys once per version of its settings,
+// not once per server.
+func TestAPIKeyChangeApplies(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": `{"api_keys":{"backend":"old-key"}}`})
+	body := map[string]any{"channel": "c", "data": 1}
+	if code := tn.api("chat", "old-key", "POST", "/_api/publish", body, nil); code != 200 {
+		t.Fatalf("old key: status %d", code)
+	}
+	file := filepath.Join(tn.cfg.AppsDir, "chat", "app.json")
+	if err := os.WriteFile(file, []byte(`{"api_keys":{"backend":"new-key"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute) // a modification time of its own
+	if err := os.Chtimes(file, later, later); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return tn.api("chat", "new-key", "POST", "/_api/publish", body, nil) == 200 })
+	if code := tn.api("chat", "old-key", "POST", "/_api/publish", body, nil); code != 401 {
+		t.Fatalf("old key after the change: status %d, want 401", code)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -36,6 +37,15 @@ type API struct {
 	admin   []byte // the admin key's KeyDigest
 	log     *slog.Logger
 	mux     *http.ServeMux
+
+	kmu  sync.Mutex
+	keys map[string]appKeys // by app name: the digests of its API keys
+}
+
+// appKeys are the digests of one version of an app's API keys, by name.
+type appKeys struct {
+	app     *apps.App
+	digests map[string][]byte
 }
 
 // New returns the server API. adminDigest is the admin key's KeyDigest:
@@ -44,7 +54,8 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &API{store: store, members: members, apps: registry, admin: adminDigest, log: logger, mux: http.NewServeMux()}
+	a := &API{store: store, members: members, apps: registry, admin: adminDigest, log: logger, mux: http.NewServeMux(),
+		keys: map[string]appKeys{}}
 	a.mux.HandleFunc("POST /_api/publish", a.auth(a.publish))
 	a.mux.HandleFunc("POST /_api/publish-batch", a.auth(a.publishBatch))
 	a.mux.HandleFunc("POST /_api/broadcast-all", a.auth(a.broadcastAll))
@@ -90,8 +101,8 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			c.actor = domain.Actor{Kind: domain.ActorAdmin}
 		default:
 			name := ""
-			for n, k := range app.Settings.APIKeys {
-				if k != "" && SameKey(given, KeyDigest(k)) {
+			for n, d := range a.appKeyDigests(app) {
+				if SameKey(given, d) {
 					name = n
 				}
 			}
@@ -108,6 +119,25 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 		}
 	}
+}
+
+// appKeyDigests returns the digests of app's API keys by name, hashed once
+// for each version of its settings: the registry makes a new App when
+// app.json changes.
+func (a *API) appKeyDigests(app *apps.App) map[string][]byte {
+	a.kmu.Lock()
+	defer a.kmu.Unlock()
+	if c, ok := a.keys[app.Name]; ok && c.app == app {
+		return c.digests
+	}
+	d := make(map[string][]byte, len(app.Settings.APIKeys))
+	for n, k := range app.Settings.APIKeys {
+		if k != "" {
+			d[n] = KeyDigest(k)
+		}
+	}
+	a.keys[app.Name] = appKeys{app, d}
+	return d
 }
 
 // KeyDigest is the SHA-256 digest of a key. Keys are compared by their
