@@ -67,6 +67,9 @@ const (
 	ReasonServerRestart    = "server_restart"
 	ReasonConnectionLost   = "connection_lost"
 	ReasonTooLarge         = "too_large"
+	// ReasonProtocolError ends a connection whose client sent a frame
+	// that breaks the WebSocket protocol (close 1002).
+	ReasonProtocolError = "protocol_error"
 	// ReasonServerError ends a session that the server could not serve:
 	// its connection could not be set up, or a replay could not read
 	// history.

@@ -371,14 +371,7 @@ func (c *conn) write(pending *[]byte) {
 	if pending != nil {
 		// The rest of a flush that the socket did not take at once, which
 		// may hold part of the held handshake.
-		held := !c.hc.out.Load()
-		if held {
-			c.hc.sending()
-		}
 		err := c.writeBuf(*pending, 0, false)
-		if held {
-			c.hc.sent(err == nil)
-		}
 		if cap(*pending) <= 1<<20 {
 			bufs.Put(pending)
 		}
@@ -453,13 +446,7 @@ func (c *conn) write(pending *[]byte) {
 			// socket's to now to end a stuck write (send).
 			c.deadline = time.Time{}
 		}
-		if prefix != nil {
-			c.hc.sending()
-		}
 		err := c.writeBuf(buf, n, !closing || flush)
-		if prefix != nil {
-			c.hc.sent(err == nil)
-		}
 		if cap(buf) <= 1<<20 { // a huge buffer is left to the collector
 			*bp = buf
 			bufs.Put(bp)
@@ -562,6 +549,17 @@ func (c *conn) startReading() {
 		}
 		return nil
 	})
+	// A frame gorilla cannot read ends the connection with gorilla's
+	// close (1002), sent by this connection's writer like any other.
+	c.hc.closeFn = func(code int, text string) {
+		c.mu.Lock()
+		c.closeLocked(domain.ReasonProtocolError, code, text, false)
+		start := c.wakeLocked()
+		c.mu.Unlock()
+		if start {
+			c.startWriter()
+		}
+	}
 	if c.pl == nil || !c.pl.park(c) {
 		c.srv.workers.run(c.readLoop)
 	}

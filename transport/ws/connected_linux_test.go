@@ -134,81 +134,125 @@ func heldPipe(t *testing.T) (hc *heldConn, socket func() []string) {
 	}
 }
 
-// The upgrader's first write, the handshake, is held for `connected`; a
-// later one (gorilla's close for a frame it cannot read) is dropped while
-// the handshake is not out, so that nothing reaches the client before the
-// 101, and goes to the socket once it is.
-func TestHeldConnWritesNothingBeforeTheHandshake(t *testing.T) {
+// The upgrader's first write, the handshake, is kept for a writer to
+// send with `connected`. Nothing gorilla writes reaches the socket, where
+// it could land inside a frame being sent: a close (its answer to a frame
+// it cannot read) closes the connection through closeFn, for the
+// connection's writer to send; anything else is dropped.
+func TestHeldConnWritesNothingToTheSocket(t *testing.T) {
 	hc, socket := heldPipe(t)
-	for _, w := range []string{"HTTP/1.1 101", "early close"} {
-		if n, err := hc.Write([]byte(w)); n != len(w) || err != nil {
+	type closed struct {
+		code int
+		text string
+	}
+	var got []closed
+	hc.closeFn = func(code int, text string) { got = append(got, closed{code, text}) }
+	body := closePayload(websocket.CloseProtocolError, "bad opcode 3")
+	closeFrame := append(appendFrameHeader(nil, opClose, len(body)), body...)
+	for _, w := range [][]byte{[]byte("HTTP/1.1 101"), closeFrame, []byte("not a frame")} {
+		if n, err := hc.Write(w); n != len(w) || err != nil {
 			t.Fatalf("write %q: %d, %v", w, n, err)
 		}
 	}
 	if string(hc.handshake) != "HTTP/1.1 101" {
-		t.Fatalf("held %q", hc.handshake)
+		t.Fatalf("kept %q", hc.handshake)
 	}
-	hc.out.Store(true)
-	if _, err := hc.Write([]byte("late close")); err != nil {
-		t.Fatal(err)
+	if len(got) != 1 || got[0] != (closed{websocket.CloseProtocolError, "bad opcode 3"}) {
+		t.Fatalf("closeFn got %v; want one close, 1002 \"bad opcode 3\"", got)
 	}
-	if all := socket(); strings.Join(all, "") != "late close" {
-		t.Fatalf("the socket got %q; want only the write made once the handshake was out", all)
-	}
-}
-
-// A write of gorilla's made while a writer is sending the handshake (the
-// client answered the 101 before the writer marked it out) waits for that
-// write and follows it, rather than being dropped.
-func TestHeldConnWriteWaitsForTheHandshakeBeingSent(t *testing.T) {
-	hc, socket := heldPipe(t)
-	hc.Write([]byte("HTTP/1.1 101"))
-	hc.sending()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if _, err := hc.Write([]byte("close 1002")); err != nil {
-			t.Error(err)
-		}
-	}()
-	// The write must wait: give it time to go wrong. (Correct code never
-	// gets past the lock here, so this cannot fail it.)
-	time.Sleep(50 * time.Millisecond)
-	select {
-	case <-done:
-		t.Fatal("a write while the handshake was being sent did not wait for it")
-	default:
-	}
-	if _, err := hc.Conn.Write(hc.handshake); err != nil {
-		t.Fatal(err)
-	}
-	hc.sent(true)
-	<-done
-	if all := socket(); strings.Join(all, "|") != "HTTP/1.1 101|close 1002" {
-		t.Fatalf("the socket got %q; want the handshake, then the write that waited", all)
+	if all := socket(); len(all) != 0 {
+		t.Fatalf("the socket got %q; want nothing", all)
 	}
 }
 
-// Once the held handshake is out, gorilla's own answer to a frame it
-// cannot read (a close, 1002) reaches the client: the writers mark the
-// handshake written.
-func TestProtocolErrorCloseReachesTheClient(t *testing.T) {
+// A frame gorilla cannot read ends the connection with close 1002: the
+// connection's writer sends the rest of what it was writing, whole, then
+// `disconnect` with code 1002 and the close; the end is recorded as
+// protocol_error. "socket full": the bad frame comes while the client's
+// socket holds megabytes the client has not read, so a write is waiting.
+func TestProtocolErrorCloses(t *testing.T) {
+	t.Run("idle", func(t *testing.T) { testProtocolErrorCloses(t, 0) })
+	t.Run("socket full", func(t *testing.T) { testProtocolErrorCloses(t, 256) })
+}
+
+func testProtocolErrorCloses(t *testing.T, backlog int) {
 	ts := startTestServer(t)
-	c := ts.dial()
-	defer c.ws.Close()
-	// A masked text frame with RSV1 set, which no extension here allows.
-	if _, err := c.ws.UnderlyingConn().Write([]byte{0xC1, 0x80, 1, 2, 3, 4}); err != nil {
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		nc, err := net.Dial(network, addr)
+		if err == nil {
+			nc.(*net.TCPConn).SetReadBuffer(128 << 10)
+		}
+		return nc, err
+	}}
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, b, err := c.ws.ReadMessage()
-		if err == nil {
-			continue // a frame queued before the close, if any
+	defer ws.Close()
+	c := &testClient{t: t, ws: ws}
+	c.expect("connected")
+	c.subscribe("big")
+	var last uint64
+	if backlog > 0 {
+		data := []byte(`"` + strings.Repeat("x", 32<<10) + `"`)
+		facts := make([]domain.Fact, backlog)
+		for i := range facts {
+			facts[i] = &domain.MessageBroadcast{App: domain.DefaultApp, Channel: "big", Data: data}
 		}
-		if !websocket.IsCloseError(err, websocket.CloseProtocolError) {
-			t.Fatalf("after a bad frame: %v (last frame %q); want close 1002", err, b)
+		if _, err := ts.log.Append(context.Background(), facts...); err != nil {
+			t.Fatal(err)
 		}
-		return
+		last = uint64(c.expect("message")["offset"].(float64))
 	}
+	// A masked text frame with RSV1 set, which no extension here allows.
+	if _, err := ws.UnderlyingConn().Write([]byte{0xC1, 0x80, 1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var disconnect map[string]any
+	for {
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseProtocolError) {
+				t.Fatalf("after a bad frame: %v; want close 1002", err)
+			}
+			break
+		}
+		var f map[string]any
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("frame %.80q: %v", b, err)
+		}
+		if disconnect != nil {
+			t.Fatalf("frame %.80q after disconnect", b)
+		}
+		switch f["type"] {
+		case "message":
+			if off := uint64(f["offset"].(float64)); off != last+1 {
+				t.Fatalf("message %d after %d", off, last)
+			}
+			last++
+		case "disconnect":
+			disconnect = f
+		default:
+			t.Fatalf("frame %.80q", b)
+		}
+	}
+	if disconnect == nil || disconnect["code"] != float64(websocket.CloseProtocolError) {
+		t.Fatalf("disconnect frame %v; want one with code 1002 before the close", disconnect)
+	}
+	waitUntil(t, "the end recorded", func() bool {
+		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if d, ok := ev.Fact.(*domain.ClientDisconnected); ok {
+				if d.Reason != domain.ReasonProtocolError {
+					t.Fatalf("recorded reason %q; want %q", d.Reason, domain.ReasonProtocolError)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }

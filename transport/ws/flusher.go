@@ -334,9 +334,6 @@ func (f *flusher) flush(c *conn) {
 			c.lastRound = round
 		}
 		c.srv.metrics.writes.Inc()
-		if prefix != nil {
-			c.hc.sending()
-		}
 		f.wbuf = buf
 		// Control, not Write: it holds a reference to the descriptor, so
 		// a close cannot release it (for reuse by another socket) during
@@ -344,20 +341,14 @@ func (f *flusher) flush(c *conn) {
 		// the descriptor's write lock and ready the poller for a wait
 		// that this write never makes: together 1.3% of the core at
 		// 200,000 deliveries/s. c.writing keeps the connection's own
-		// writers apart. The one write it does not cover is gorilla's
-		// close after a protocol error, from the reader (heldConn.Write):
-		// if the socket took only part of that close, a send here could
-		// land inside it, and the client, which sent a frame it should
-		// not have, would see a garbled close instead of code 1002.
+		// writers apart, and gorilla writes nothing to the socket
+		// (heldConn).
 		if err = c.rc.Control(f.writeFn); err == nil {
 			written, err = f.wn, f.werr
 		}
 		f.wbuf = nil
 	}
 
-	if prefix != nil {
-		c.hc.sent(written >= len(prefix))
-	}
 	c.mu.Lock()
 	c.spare = recycle(frames)
 	if err != nil {

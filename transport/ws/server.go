@@ -278,16 +278,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("record connection", "app", app.Name, "client", client.ID, "err", err)
 		}
 		// No writer has started (hold claimed the connection), but the
-		// handshake is taken as writers take it, under the lock.
+		// handshake is taken as writers take it, under the lock. It goes
+		// out with the close, in one write.
 		c.mu.Lock()
-		handshake := c.hc.handshake
+		buf := c.hc.handshake
 		c.hc.handshake = nil
 		c.mu.Unlock()
+		body := closePayload(code, why)
+		buf = appendFrameHeader(buf, opClose, len(body))
+		buf = append(buf, body...)
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.hc.sending()
-		_, werr := hj.nc.Write(handshake)
-		c.hc.sent(werr == nil)
-		ws.WriteControl(websocket.CloseMessage, closePayload(code, why), time.Now().Add(time.Second))
+		hj.nc.Write(buf)
 		ws.Close()
 		if committed {
 			// The log has the session: end it there too, or it would stay
@@ -374,57 +375,28 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.held, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
-// heldConn is the connection as the upgrader sees it: its first write is
-// kept, later ones go to the socket once the kept one is out. (The only
-// later writes are gorilla's own answer to a frame it cannot read, a
-// close; one that comes before the handshake is out, from a client that
-// sent without waiting for the 101, is dropped: the reader's error closes
-// the connection all the same.)
+// heldConn is the connection as the upgrader sees it. Nothing gorilla
+// writes goes to the socket, where it could land inside a frame that a
+// flusher or the connection's writer is sending: its first write, the
+// handshake's response, is kept for a writer to send before any frame;
+// the only later one is gorilla's answer to a frame it cannot read, a
+// close, which becomes the connection's own close (closeFn) for its
+// writer to send in turn.
 type heldConn struct {
 	net.Conn
 	kept bool
 	// handshake is the kept write until a writer takes it, under the
 	// connection's lock (conn.mu), and sends it before any frame.
 	handshake []byte
-	out       atomic.Bool // the handshake has been written
-	// mu is held by a writer from before it writes the handshake until out
-	// says whether it went out, so that a write of gorilla's racing it
-	// (the client answered the 101 at once) waits and follows it rather
-	// than being dropped.
-	mu sync.Mutex
+	// closeFn closes the connection with a code and text. Set before
+	// the connection reads, so before gorilla can write a close.
+	closeFn func(code int, text string)
 }
 
-// sending is called by a writer about to write the handshake; sent, once
-// the write returned, with whether all of it went out.
-func (c *heldConn) sending() { c.mu.Lock() }
-
-func (c *heldConn) sent(all bool) {
-	if all {
-		c.out.Store(true)
-	}
-	c.mu.Unlock()
-}
-
-// isOut reports whether the handshake is out, waiting for a writer that
-// is sending it.
-func (c *heldConn) isOut() bool {
-	if c.out.Load() {
-		return true
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.Load()
-}
-
-// SetWriteDeadline is gorilla's, around its writes: ignored while they
-// are dropped, so that a dropped write does not leave its deadline on the
-// socket that the connection's writers use.
-func (c *heldConn) SetWriteDeadline(t time.Time) error {
-	if !c.isOut() {
-		return nil
-	}
-	return c.Conn.SetWriteDeadline(t)
-}
+// SetWriteDeadline is gorilla's, around its writes, which never reach the
+// socket: ignored, so that it does not touch the deadline the
+// connection's writers use.
+func (c *heldConn) SetWriteDeadline(time.Time) error { return nil }
 
 func (c *heldConn) Write(p []byte) (int, error) {
 	if !c.kept {
@@ -432,13 +404,25 @@ func (c *heldConn) Write(p []byte) (int, error) {
 		c.handshake = append([]byte(nil), p...)
 		return len(p), nil
 	}
-	if !c.isOut() {
-		return len(p), nil
+	if code, text, ok := parseClose(p); ok && c.closeFn != nil {
+		c.closeFn(code, text)
 	}
-	return c.Conn.Write(p)
+	return len(p), nil
 }
 
-// nextFlusher assigns a new connection's flusher, in turn.
+// parseClose reads a close frame as gorilla writes one, unmasked and in
+// one piece: its code and text.
+func parseClose(p []byte) (code int, text string, ok bool) {
+	if len(p) < 2 || p[0] != 0x80|opClose || p[1]&0x80 != 0 || int(p[1]) != len(p)-2 {
+		return 0, "", false
+	}
+	body := p[2:]
+	if len(body) < 2 {
+		return websocket.CloseNoStatusReceived, "", true
+	}
+	return int(binary.BigEndian.Uint16(body)), string(body[2:]), true
+}
+
 // nextFlusher returns the flusher for a new connection, in turn; nil
 // where the server has none (rawWrites), and the connection writes from
 // its own goroutine.
