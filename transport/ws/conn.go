@@ -520,9 +520,9 @@ func (c *conn) startReading() {
 	c.limiter = rate.NewLimiter(rate.Limit(limits.InboundRate), limits.InboundBurst)
 	// Frames up to four times the message limit are read and refused with
 	// too_large; bigger ones end the connection (close 1009). The reader
-	// enforces that itself (readMessage): with gorilla's read limit,
-	// gorilla would write its own close frame on the socket, beside this
-	// connection's writer.
+	// enforces that itself (readMessage): gorilla's read limit would end
+	// the connection at the limit, without a chance to refuse a frame a
+	// little over it.
 	c.ws.SetPingHandler(func(data string) error {
 		c.inbound.Store(time.Now().UnixNano())
 		c.mu.Lock()
@@ -585,7 +585,9 @@ func (c *conn) readLoop() {
 		typ, body, err := c.readMessage(maxFrame(limits))
 		if err != nil {
 			switch {
-			case errors.Is(err, errFrameTooBig):
+			case errors.Is(err, errFrameTooBig), errors.Is(err, websocket.ErrReadLimit):
+				// gorilla's ErrReadLimit: a frame whose length does not
+				// fit in 63 bits.
 				c.srv.metrics.refused("message_size")
 				reason = domain.ReasonTooLarge
 			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):

@@ -149,7 +149,8 @@ func TestHeldConnWritesNothingToTheSocket(t *testing.T) {
 	hc.closeFn = func(code int, text string) { got = append(got, closed{code, text}) }
 	body := closePayload(websocket.CloseProtocolError, "bad opcode 3")
 	closeFrame := append(appendFrameHeader(nil, opClose, len(body)), body...)
-	for _, w := range [][]byte{[]byte("HTTP/1.1 101"), closeFrame, []byte("not a frame")} {
+	// An empty close has no code to send (1005 may not be): not taken.
+	for _, w := range [][]byte{[]byte("HTTP/1.1 101"), closeFrame, {0x88, 0}, []byte("not a frame")} {
 		if n, err := hc.Write(w); n != len(w) || err != nil {
 			t.Fatalf("write %q: %d, %v", w, n, err)
 		}
@@ -240,6 +241,33 @@ func testProtocolErrorCloses(t *testing.T, backlog int) {
 	if disconnect == nil || disconnect["code"] != float64(websocket.CloseProtocolError) {
 		t.Fatalf("disconnect frame %v; want one with code 1002 before the close", disconnect)
 	}
+	expectEndRecorded(t, ts, domain.ReasonProtocolError)
+}
+
+// A frame whose length does not fit in 63 bits is too large, like any
+// frame far over the limit: disconnect and close 1009, recorded as
+// too_large.
+func TestImpossibleFrameLengthIsTooLarge(t *testing.T) {
+	ts := startTestServer(t)
+	c := ts.dial()
+	// Masked text, a 64-bit length with its top bit set, the mask.
+	frame := []byte{0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}
+	if _, err := c.ws.UnderlyingConn().Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.expect("disconnect"); d["code"] != float64(websocket.CloseMessageTooBig) {
+		t.Fatalf("disconnect %v; want code 1009", d)
+	}
+	if _, _, err := c.ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+		t.Fatalf("after the disconnect frame: %v; want close 1009", err)
+	}
+	expectEndRecorded(t, ts, domain.ReasonTooLarge)
+}
+
+// expectEndRecorded waits for the log to have the one connection's end,
+// and checks its reason.
+func expectEndRecorded(t *testing.T, ts *testServer, reason string) {
+	t.Helper()
 	waitUntil(t, "the end recorded", func() bool {
 		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp})
 		if err != nil {
@@ -247,8 +275,8 @@ func testProtocolErrorCloses(t *testing.T, backlog int) {
 		}
 		for _, ev := range evs {
 			if d, ok := ev.Fact.(*domain.ClientDisconnected); ok {
-				if d.Reason != domain.ReasonProtocolError {
-					t.Fatalf("recorded reason %q; want %q", d.Reason, domain.ReasonProtocolError)
+				if d.Reason != reason {
+					t.Fatalf("recorded reason %q; want %q", d.Reason, reason)
 				}
 				return true
 			}

@@ -418,7 +418,9 @@ func parseClose(p []byte) (code int, text string, ok bool) {
 	}
 	body := p[2:]
 	if len(body) < 2 {
-		return websocket.CloseNoStatusReceived, "", true
+		// Without a code: not gorilla's answer to a bad frame, and 1005
+		// may not be sent. The reader's error ends the connection.
+		return 0, "", false
 	}
 	return int(binary.BigEndian.Uint16(body)), string(body[2:]), true
 }
