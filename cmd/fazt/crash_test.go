@@ -42,14 +42,18 @@ type proc struct {
 
 var servingRE = regexp.MustCompile(`fazt serving" addr=(\S+)`)
 
-// startBinary runs `fazt serve` on db and waits until it listens.
-func startBinary(t *testing.T, db, apps string) *proc {
+// startBinary runs `fazt serve` on db, with env added to the test's
+// environment, and waits until it listens.
+func startBinary(t *testing.T, db, apps string, env ...string) *proc {
 	t.Helper()
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--apps", apps, "--admin-key", testAdminKey)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

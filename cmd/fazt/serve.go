@@ -29,13 +29,21 @@ func serveCmd() *cobra.Command {
 		Short: "Run the server",
 		Long: `Run the server: WebSocket at /_ws, server API at /_api, app JS at /api,
 app files at /. The flags that name an environment variable in their help
-can be set by it.`,
+can be set by it.
+
+On Linux, FAZT_TIMER_SLACK sets the timer slack of the server's threads
+(default 500us; 0 keeps the system's): it is read before the Go runtime
+starts, so it has no flag. See docs/operators.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX"} {
 				if err := checkEnvDuration(key); err != nil {
 					return err
 				}
+			}
+			slack, err := timerSlack()
+			if err != nil {
+				return err
 			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
 			if err != nil {
@@ -46,7 +54,7 @@ can be set by it.`,
 				return err
 			}
 			return serve(cmd.Context(), serveOptions{
-				addr: addr, debugAddr: debugAddr,
+				addr: addr, debugAddr: debugAddr, timerSlack: slack,
 				node: nodeConfig{
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
 					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay},
@@ -98,7 +106,9 @@ type serveOptions struct {
 	addr string
 	// debugAddr, when set, is where the pprof handlers listen.
 	debugAddr string
-	node      nodeConfig
+	// timerSlack is the process's timer slack, for the log (0: unknown).
+	timerSlack time.Duration
+	node       nodeConfig
 	// ready, when set, receives the bound address once the server listens.
 	ready func(addr string)
 }
@@ -134,7 +144,11 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	// WebSocket upgrades are taken off the listener before net/http, which
 	// serves the rest (ws.Server.Listener).
 	go func() { errc <- srv.Serve(n.ws.Listener(ln, "/_ws", srv.ReadHeaderTimeout)) }()
-	logger.Info("fazt serving", "addr", ln.Addr().String(), "db", opts.node.DBPath, "apps", opts.node.AppsDir, "durability", string(opts.node.Durability))
+	attrs := []any{"addr", ln.Addr().String(), "db", opts.node.DBPath, "apps", opts.node.AppsDir, "durability", string(opts.node.Durability)}
+	if opts.timerSlack > 0 {
+		attrs = append(attrs, "timer_slack", opts.timerSlack)
+	}
+	logger.Info("fazt serving", attrs...)
 	if opts.ready != nil {
 		opts.ready(ln.Addr().String())
 	}

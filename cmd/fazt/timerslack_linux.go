@@ -1,0 +1,132 @@
+//go:build linux && cgo
+
+package main
+
+/*
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+// fazt_parse_slack reads a timer slack: a whole number of ns, us or ms
+// ("500us"), at most 10 ms, or "0". It returns 0 and sets *ns, or -1.
+static int fazt_parse_slack(const char *s, unsigned long *ns) {
+	if (s[0] < '0' || s[0] > '9') {
+		return -1;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0) {
+		return -1;
+	}
+	unsigned long long unit;
+	if (strcmp(end, "ns") == 0) {
+		unit = 1;
+	} else if (strcmp(end, "us") == 0 || strcmp(end, "\xc2\xb5s") == 0) {
+		unit = 1000;
+	} else if (strcmp(end, "ms") == 0) {
+		unit = 1000000;
+	} else if (*end == 0 && v == 0) {
+		unit = 1;
+	} else {
+		return -1;
+	}
+	if (v > 10000000ULL / unit) {
+		return -1;
+	}
+	*ns = (unsigned long)(v * unit);
+	return 0;
+}
+
+// fazt_serving reports whether the command line is `fazt serve ...`:
+// argv[1], read from /proc, since constructors are not all given argv.
+static int fazt_serving(void) {
+	char buf[256];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return 0;
+	}
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0) {
+		return 0;
+	}
+	buf[n] = 0;
+	size_t first = strlen(buf);
+	if ((ssize_t)first + 1 >= n) {
+		return 0;
+	}
+	return strcmp(buf + first + 1, "serve") == 0;
+}
+
+// fazt_set_timer_slack runs before the Go runtime starts, so that every
+// thread it makes, its monitor (sysmon) first, inherits the slack. A bad
+// FAZT_TIMER_SLACK changes nothing here; `fazt serve` refuses it.
+__attribute__((constructor)) static void fazt_set_timer_slack(void) {
+	if (!fazt_serving()) {
+		return;
+	}
+	unsigned long ns = 500000;
+	const char *v = getenv("FAZT_TIMER_SLACK");
+	if (v != NULL && fazt_parse_slack(v, &ns) != 0) {
+		return;
+	}
+	if (ns > 0) {
+		prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0);
+	}
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// `fazt serve` runs with a timer slack of 500 us (FAZT_TIMER_SLACK), set
+// before the Go runtime starts. On a server of one processor, the
+// runtime's monitor thread (sysmon) otherwise sleeps 20 us at a time for
+// about the first millisecond after the process wakes, or after a cgo
+// call (every SQLite commit) has held the processor, and 50 us of slack
+// makes each sleep about 100 us: during a fan-out's round that followed
+// a publish, it took the processor from the flusher 40 to 60 times,
+// turning as many 4 us socket writes into 20 to 100 us ones. With 500 us
+// it wakes about a tenth as often. `fazt bench fanout --rate 50` on one
+// core: p99 8.3 ms instead of 9.9, and 24% of the core instead of 32%
+// (BENCHMARKS.md, stop 24). The cost: a timer due while the process is
+// idle, such as the end of a write delay, may fire up to the slack late.
+
+// timerSlack returns the timer slack of the process's threads, once
+// FAZT_TIMER_SLACK, if set, is checked the way it was read before the
+// runtime started.
+func timerSlack() (time.Duration, error) {
+	if v, ok := os.LookupEnv("FAZT_TIMER_SLACK"); ok {
+		if _, ok := parseTimerSlack(v); !ok {
+			return 0, fmt.Errorf("FAZT_TIMER_SLACK=%q: want a whole number of ns, us or ms up to 10ms, such as 500us, or 0 to keep the system's", v)
+		}
+	}
+	ns, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil {
+		return 0, fmt.Errorf("read the timer slack: %w", err)
+	}
+	return time.Duration(ns), nil
+}
+
+// parseTimerSlack reads a FAZT_TIMER_SLACK value with the parser that
+// ran before the runtime did.
+func parseTimerSlack(s string) (time.Duration, bool) {
+	cs := C.CString(s)
+	defer C.free(unsafe.Pointer(cs))
+	var ns C.ulong
+	if C.fazt_parse_slack(cs, &ns) != 0 {
+		return 0, false
+	}
+	return time.Duration(ns), true
+}
