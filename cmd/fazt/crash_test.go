@@ -36,11 +36,12 @@ var binary = sync.OnceValues(func() (string, error) {
 })
 
 type proc struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd     *exec.Cmd
+	addr    string
+	serving string // the log's "fazt serving" line
 }
 
-var servingRE = regexp.MustCompile(`fazt serving" addr=(\S+)`)
+var servingRE = regexp.MustCompile(`fazt serving" addr=(\S+).*`)
 
 // startBinary runs `fazt serve` on db, with env added to the test's
 // environment, and waits until it listens.
@@ -60,17 +61,18 @@ func startBinary(t *testing.T, db, apps string, env ...string) *proc {
 	}
 	p := &proc{cmd: cmd}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	found := make(chan string, 1)
+	found := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
+				found <- m
 			}
 		}
 	}()
 	select {
-	case p.addr = <-found:
+	case m := <-found:
+		p.serving, p.addr = m[0], m[1]
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not start within 30s")
 	}

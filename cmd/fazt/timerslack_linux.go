@@ -10,8 +10,9 @@ package main
 #include <sys/prctl.h>
 #include <unistd.h>
 
-// fazt_parse_slack reads a timer slack: a whole number of ns, us or ms
-// ("500us"), at most 10 ms, or "0". It returns 0 and sets *ns, or -1.
+// fazt_parse_slack reads a timer slack: a whole number of ns, us (or µs)
+// or ms ("500us"), at most 10 ms, or "0". It returns 0 and sets *ns, or
+// -1.
 static int fazt_parse_slack(const char *s, unsigned long *ns) {
 	if (s[0] < '0' || s[0] > '9') {
 		return -1;
@@ -25,7 +26,7 @@ static int fazt_parse_slack(const char *s, unsigned long *ns) {
 	unsigned long long unit;
 	if (strcmp(end, "ns") == 0) {
 		unit = 1;
-	} else if (strcmp(end, "us") == 0 || strcmp(end, "\xc2\xb5s") == 0) {
+	} else if (strcmp(end, "us") == 0 || strcmp(end, "\xc2\xb5s") == 0 || strcmp(end, "\xce\xbcs") == 0) {
 		unit = 1000;
 	} else if (strcmp(end, "ms") == 0) {
 		unit = 1000000;
@@ -44,7 +45,7 @@ static int fazt_parse_slack(const char *s, unsigned long *ns) {
 // fazt_serving reports whether the command line is `fazt serve ...`:
 // argv[1], read from /proc, since constructors are not all given argv.
 static int fazt_serving(void) {
-	char buf[256];
+	char buf[4096 + 8]; // argv[0], a path, then "serve"
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		return 0;
@@ -71,7 +72,7 @@ __attribute__((constructor)) static void fazt_set_timer_slack(void) {
 	}
 	unsigned long ns = 500000;
 	const char *v = getenv("FAZT_TIMER_SLACK");
-	if (v != NULL && fazt_parse_slack(v, &ns) != 0) {
+	if (v != NULL && v[0] != 0 && fazt_parse_slack(v, &ns) != 0) {
 		return;
 	}
 	if (ns > 0) {
@@ -92,22 +93,26 @@ import (
 
 // `fazt serve` runs with a timer slack of 500 us (FAZT_TIMER_SLACK), set
 // before the Go runtime starts. On a server of one processor, the
-// runtime's monitor thread (sysmon) otherwise sleeps 20 us at a time for
-// about the first millisecond after the process wakes, or after a cgo
-// call (every SQLite commit) has held the processor, and 50 us of slack
-// makes each sleep about 100 us: during a fan-out's round that followed
-// a publish, it took the processor from the flusher 40 to 60 times,
-// turning as many 4 us socket writes into 20 to 100 us ones. With 500 us
-// it wakes about a tenth as often. `fazt bench fanout --rate 50` on one
-// core: p99 8.3 ms instead of 9.9, and 24% of the core instead of 32%
-// (BENCHMARKS.md, stop 24). The cost: a timer due while the process is
-// idle, such as the end of a write delay, may fire up to the slack late.
+// runtime's monitor thread (sysmon) shares the core. After the process
+// wakes, and after a cgo call (every SQLite commit) has held the
+// processor, it sleeps 20 us at a time, fifty times over, and 50 us of
+// slack makes each sleep about 100 us: about 5 ms, when the round of a
+// publish's fan-out runs. It took the processor from the flusher 40 to
+// 60 times a round, turning as many 4 us socket writes into 20 to 100 us
+// ones. With 500 us each sleep is about 520 us, and a median round had 5
+// such writes instead of 45. `fazt bench fanout --rate 50` on one core:
+// p99 8.3 ms instead of 9.9, and 24% of the core instead of 32%
+// (BENCHMARKS.md, stop 24). The costs: a timer due while the process is
+// idle, such as the end of a write delay, may fire up to the slack late;
+// and the monitor, which hands the processor of a goroutine stuck in a
+// system call or cgo call to the others once it has seen the call last
+// a tick, sees that later (docs/operators.md, "One processor").
 
 // timerSlack returns the timer slack of the process's threads, once
-// FAZT_TIMER_SLACK, if set, is checked the way it was read before the
-// runtime started.
+// FAZT_TIMER_SLACK, if set (empty is unset, as for the other variables),
+// is checked the way it was read before the runtime started.
 func timerSlack() (time.Duration, error) {
-	if v, ok := os.LookupEnv("FAZT_TIMER_SLACK"); ok {
+	if v := os.Getenv("FAZT_TIMER_SLACK"); v != "" {
 		if _, ok := parseTimerSlack(v); !ok {
 			return 0, fmt.Errorf("FAZT_TIMER_SLACK=%q: want a whole number of ns, us or ms up to 10ms, such as 500us, or 0 to keep the system's", v)
 		}

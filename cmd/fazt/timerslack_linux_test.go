@@ -3,18 +3,23 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseTimerSlack(t *testing.T) {
 	good := map[string]time.Duration{
 		"500us": 500 * time.Microsecond, "500µs": 500 * time.Microsecond, "1ms": time.Millisecond,
-		"250000ns": 250 * time.Microsecond, "10ms": 10 * time.Millisecond, "0": 0, "0us": 0,
+		"250000ns": 250 * time.Microsecond, "500μs": 500 * time.Microsecond, "10ms": 10 * time.Millisecond, "0": 0, "0us": 0,
 	}
 	for s, want := range good {
 		if got, ok := parseTimerSlack(s); !ok || got != want {
@@ -28,50 +33,59 @@ func TestParseTimerSlack(t *testing.T) {
 	}
 }
 
-// `fazt serve` gives every thread of its process the timer slack of
-// FAZT_TIMER_SLACK, 500 us when unset; "0" leaves the one it inherited.
-// The slack is set before the Go runtime starts, so the threads it made
-// first, its monitor among them, have it too.
+// `fazt serve` runs with the timer slack of FAZT_TIMER_SLACK, 500 us
+// when unset or empty; "0" leaves the one it inherited. The server says
+// so in its log, reading its own; and, where this test may read another
+// process's (root, or CAP_SYS_NICE), every thread has it: the slack is
+// set before the Go runtime starts, so the threads it made first, its
+// monitor among them, have it too.
 func TestServeSetsItsTimerSlack(t *testing.T) {
-	inherited := readSlack(t, "/proc/self/timerslack_ns")
+	inherited, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("FAZT_TIMER_SLACK", "") // restored when the test ends
 	os.Unsetenv("FAZT_TIMER_SLACK")
 	for _, tc := range []struct {
 		env  []string
-		want int64
+		want time.Duration
 	}{
-		{nil, 500000},
-		{[]string{"FAZT_TIMER_SLACK=2ms"}, 2000000},
-		{[]string{"FAZT_TIMER_SLACK=0"}, inherited},
+		{nil, 500 * time.Microsecond},
+		{[]string{"FAZT_TIMER_SLACK="}, 500 * time.Microsecond},
+		{[]string{"FAZT_TIMER_SLACK=2ms"}, 2 * time.Millisecond},
+		{[]string{"FAZT_TIMER_SLACK=0"}, time.Duration(inherited)},
 	} {
 		dir := t.TempDir()
 		p := startBinary(t, filepath.Join(dir, "fazt.db"), filepath.Join(dir, "apps"), tc.env...)
+		if want := "timer_slack=" + tc.want.String(); !strings.Contains(p.serving, want) {
+			t.Errorf("%v: the server logged %q; want %s", tc.env, p.serving, want)
+		}
 		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/task")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(tasks) < 2 {
-			t.Fatalf("%v: %d threads; want the runtime's too", tc.env, len(tasks))
-		}
+		checked := 0
 		for _, task := range tasks {
-			if got := readSlack(t, "/proc/"+task.Name()+"/timerslack_ns"); got != tc.want {
+			b, err := os.ReadFile("/proc/" + task.Name() + "/timerslack_ns")
+			if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				continue // not ours to read, or the thread has ended
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if time.Duration(got) != tc.want {
 				t.Errorf("%v: thread %s has a timer slack of %d ns; want %d", tc.env, task.Name(), got, tc.want)
 			}
+			checked++
+		}
+		if checked == 0 {
+			t.Logf("%v: no thread's timer slack could be read (another process's needs CAP_SYS_NICE)", tc.env)
 		}
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
 	}
-}
-
-func readSlack(t *testing.T, path string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
