@@ -552,8 +552,12 @@ func (c *conn) startReading() {
 	// A frame gorilla cannot read ends the connection with gorilla's
 	// close (1002), sent by this connection's writer like any other.
 	c.hc.closeFn = func(code int, text string) {
+		reason := domain.ReasonProtocolError
+		if code == websocket.CloseMessageTooBig { // were gorilla's read limit set
+			reason = domain.ReasonTooLarge
+		}
 		c.mu.Lock()
-		c.closeLocked(domain.ReasonProtocolError, code, text, false)
+		c.closeLocked(reason, code, text, false)
 		start := c.wakeLocked()
 		c.mu.Unlock()
 		if start {
