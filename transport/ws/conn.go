@@ -556,13 +556,7 @@ func (c *conn) startReading() {
 		if code == websocket.CloseMessageTooBig { // were gorilla's read limit set
 			reason = domain.ReasonTooLarge
 		}
-		c.mu.Lock()
-		c.closeLocked(reason, code, text, false)
-		start := c.wakeLocked()
-		c.mu.Unlock()
-		if start {
-			c.startWriter()
-		}
+		c.disconnect(reason, code, text, false)
 	}
 	if c.pl == nil || !c.pl.park(c) {
 		c.srv.workers.run(c.readLoop)
