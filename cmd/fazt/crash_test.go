@@ -47,14 +47,24 @@ var servingRE = regexp.MustCompile(`fazt serving" addr=(\S+).*`)
 // environment, and waits until it listens.
 func startBinary(t *testing.T, db, apps string, env ...string) *proc {
 	t.Helper()
+	return startServe(t, serveCommand(t, db, apps, env...))
+}
+
+// serveCommand is the command startBinary runs.
+func serveCommand(t *testing.T, db, apps string, env ...string) *exec.Cmd {
+	t.Helper()
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--apps", apps, "--admin-key", testAdminKey)
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// startServe starts cmd, a `fazt serve`, and waits until it listens.
+func startServe(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -32,8 +32,9 @@ app files at /. The flags that name an environment variable in their help
 can be set by it.
 
 On Linux, FAZT_TIMER_SLACK sets the timer slack of the server's threads
-(default 500us; 0 keeps the system's): it is read before the Go runtime
-starts, so it has no flag. See docs/operators.md.`,
+(default 500us on one processor, the system's with more; 0 keeps the
+system's): it is read before the Go runtime starts, so it has no flag.
+See docs/operators.md, "One processor".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX"} {

@@ -3,8 +3,12 @@
 package main
 
 /*
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE // CPU_COUNT
+#endif
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -63,14 +67,23 @@ static int fazt_serving(void) {
 	return strcmp(buf + first + 1, "serve") == 0;
 }
 
+// fazt_one_cpu reports whether the process may run on one processor
+// only (its affinity), where the Go runtime's monitor shares it.
+static int fazt_one_cpu(void) {
+	cpu_set_t set;
+	return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+}
+
 // fazt_set_timer_slack runs before the Go runtime starts, so that every
-// thread it makes, its monitor (sysmon) first, inherits the slack. A bad
-// FAZT_TIMER_SLACK changes nothing here; `fazt serve` refuses it.
+// thread it makes, its monitor (sysmon) first, inherits the slack: 500 us
+// by default on one processor, where it was measured; FAZT_TIMER_SLACK
+// anywhere. A bad FAZT_TIMER_SLACK changes nothing here; `fazt serve`
+// refuses it.
 __attribute__((constructor)) static void fazt_set_timer_slack(void) {
 	if (!fazt_serving()) {
 		return;
 	}
-	unsigned long ns = 500000;
+	unsigned long ns = fazt_one_cpu() ? 500000 : 0;
 	const char *v = getenv("FAZT_TIMER_SLACK");
 	if (v != NULL && v[0] != 0 && fazt_parse_slack(v, &ns) != 0) {
 		return;
@@ -91,22 +104,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// `fazt serve` runs with a timer slack of 500 us (FAZT_TIMER_SLACK), set
-// before the Go runtime starts. On a server of one processor, the
-// runtime's monitor thread (sysmon) shares the core. After the process
-// wakes, and after a cgo call (every SQLite commit) has held the
-// processor, it sleeps 20 us at a time, fifty times over, and 50 us of
-// slack makes each sleep about 100 us: about 5 ms, when the round of a
-// publish's fan-out runs. It took the processor from the flusher 40 to
-// 60 times a round, turning as many 4 us socket writes into 20 to 100 us
-// ones. With 500 us each sleep is about 520 us, and a median round had 5
-// such writes instead of 45. `fazt bench fanout --rate 50` on one core:
-// p99 8.3 ms instead of 9.9, and 24% of the core instead of 32%
-// (BENCHMARKS.md, stop 24). The costs: a timer due while the process is
-// idle, such as the end of a write delay, may fire up to the slack late;
-// and the monitor, which hands the processor of a goroutine stuck in a
-// system call or cgo call to the others once it has seen the call last
-// a tick, sees that later (docs/operators.md, "One processor").
+// On a server of one processor, `fazt serve` runs with a timer slack of
+// 500 us (FAZT_TIMER_SLACK, which also applies with more), set before
+// the Go runtime starts. The runtime's monitor thread (sysmon) shares
+// that processor. After the process wakes, and after a cgo call (every
+// SQLite commit) has held the processor, it sleeps 20 us at a time,
+// fifty times over, and 50 us of slack makes each sleep about 100 us:
+// about 5 ms, when the round of a publish's fan-out runs. At 50
+// publishes a second it was switched in about 46 times per publish, and
+// a median round had 45 socket writes of 20 to 100 us instead of 4.
+// With 500 us each sleep is about 520 us: about 9 times per publish, and
+// 5 slow writes. `fazt bench fanout --rate 50` on one core: p99 7.9 ms
+// instead of 9.9, and 24% of the core instead of 29% (BENCHMARKS.md,
+// stop 24). The costs: a timer due while the process is idle, such as
+// the end of a write delay, may fire up to the slack late; and the
+// monitor, which hands the processor of a goroutine stuck in a system
+// call or cgo call to the others once it has seen the call last a tick,
+// sees that later (docs/operators.md, "One processor").
 
 // timerSlack returns the timer slack of the process's threads, once
 // FAZT_TIMER_SLACK, if set (empty is unset, as for the other variables),
