@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"net/http/httptest"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fazt-realtime/fazt/internal/promtext"
 )
@@ -61,4 +64,12 @@ func QueryPlan(ctx context.Context, q Querier, query string, args ...any) ([]str
 func LimitRefusals(metrics, limit string) float64 {
 	v, _ := promtext.Value(metrics, `fazt_limit_refusals_total{limit="`+limit+`"}`)
 	return v
+}
+
+// Metrics returns the text of /metrics as the process's default
+// registry serves it, for tests that count without an HTTP server.
+func Metrics() string {
+	rec := httptest.NewRecorder()
+	promhttp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
 }

@@ -552,11 +552,7 @@ func (c *conn) startReading() {
 	// A frame gorilla cannot read ends the connection with gorilla's
 	// close (1002), sent by this connection's writer like any other.
 	c.hc.closeFn = func(code int, text string) {
-		reason := domain.ReasonProtocolError
-		if code == websocket.CloseMessageTooBig { // were gorilla's read limit set
-			reason = domain.ReasonTooLarge
-		}
-		c.disconnect(reason, code, text, false)
+		c.disconnect(domain.ReasonProtocolError, code, text, false)
 	}
 	if c.pl == nil || !c.pl.park(c) {
 		c.srv.workers.run(c.readLoop)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
@@ -182,9 +181,7 @@ func TestShutdownEndsAConnectionBeingSetUp(t *testing.T) {
 // from the process's metrics: 0 before the first.
 func connectionRefusals(t *testing.T) float64 {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	return testutil.LimitRefusals(rec.Body.String(), "connections")
+	return testutil.LimitRefusals(testutil.Metrics(), "connections")
 }
 
 // The upgrade's answer waits for the session to be recorded and applied:

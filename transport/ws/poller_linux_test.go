@@ -206,13 +206,23 @@ func TestPollerFailureHandsConnectionsBackToReaders(t *testing.T) {
 
 	// A client that hangs up is noticed by its reader and recorded.
 	clients[0].ws.UnderlyingConn().Close()
-	waitUntil(t, "the hang-up to be recorded", func() bool {
-		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: clients[0].id})
+	expectEndRecorded(t, ts, clients[0].id, domain.ReasonConnectionLost)
+}
+
+// expectEndRecorded waits for the log to have client's end, and checks
+// its reason.
+func expectEndRecorded(t *testing.T, ts *testServer, client, reason string) {
+	t.Helper()
+	waitUntil(t, "the end of "+client+" to be recorded", func() bool {
+		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: client})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, ev := range evs {
-			if d, ok := ev.Fact.(*domain.ClientDisconnected); ok && d.Reason == domain.ReasonConnectionLost {
+			if d, ok := ev.Fact.(*domain.ClientDisconnected); ok {
+				if d.Reason != reason {
+					t.Fatalf("%s ended with %q; want %q", client, d.Reason, reason)
+				}
 				return true
 			}
 		}
