@@ -425,21 +425,11 @@ func (c *conn) write(pending *[]byte) {
 		c.spare = recycle(frames)
 		c.mu.Unlock()
 		if closing {
-			var body []byte
 			if echo {
-				body = closePayload(websocket.CloseNormalClosure, "")
+				buf = appendClose(buf, websocket.CloseNormalClosure, "")
 			} else {
-				d := mustJSON(struct {
-					Type   string `json:"type"`
-					Reason string `json:"reason"`
-					Code   int    `json:"code"`
-				}{"disconnect", text, code})
-				buf = appendFrameHeader(buf, opText, len(d))
-				buf = append(buf, d...)
-				body = closePayload(code, text)
+				buf = appendDisconnect(buf, code, text)
 			}
-			buf = appendFrameHeader(buf, opClose, len(body))
-			buf = append(buf, body...)
 		}
 		if closing {
 			// A deadline of its own: a slow consumer's close moved the

@@ -132,8 +132,7 @@ func TestHeldConnWritesNothingToTheSocket(t *testing.T) {
 	}
 	var got []closed
 	hc.closeFn = func(code int, text string) { got = append(got, closed{code, text}) }
-	body := closePayload(websocket.CloseProtocolError, "bad opcode 3")
-	closeFrame := append(appendFrameHeader(nil, opClose, len(body)), body...)
+	closeFrame := appendClose(nil, websocket.CloseProtocolError, "bad opcode 3")
 	// An empty close has no code to send (1005 may not be): not taken.
 	for _, w := range [][]byte{[]byte("HTTP/1.1 101"), closeFrame, {0x88, 0}, []byte("not a frame")} {
 		if n, err := hc.Write(w); n != len(w) || err != nil {

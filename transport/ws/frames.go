@@ -49,6 +49,26 @@ func closePayload(code int, reason string) []byte {
 	return append(b, reason...)
 }
 
+// appendClose appends a close frame with code and reason to buf.
+func appendClose(buf []byte, code int, reason string) []byte {
+	body := closePayload(code, reason)
+	buf = appendFrameHeader(buf, opClose, len(body))
+	return append(buf, body...)
+}
+
+// appendDisconnect appends the end of a connection the server closes: a
+// {"type":"disconnect"} frame saying why, then the close frame.
+func appendDisconnect(buf []byte, code int, reason string) []byte {
+	d := mustJSON(struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+		Code   int    `json:"code"`
+	}{"disconnect", reason, code})
+	buf = appendFrameHeader(buf, opText, len(d))
+	buf = append(buf, d...)
+	return appendClose(buf, code, reason)
+}
+
 // Encoder builds the frames of the wire protocol. It implements
 // projections.Encoder; its output is shared by every receiver of a frame.
 type Encoder struct{}

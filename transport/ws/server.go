@@ -284,9 +284,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		buf := c.hc.handshake
 		c.hc.handshake = nil
 		c.mu.Unlock()
-		body := closePayload(code, why)
-		buf = appendFrameHeader(buf, opClose, len(body))
-		buf = append(buf, body...)
+		buf = appendClose(buf, code, why)
 		hj.nc.SetWriteDeadline(time.Now().Add(time.Second))
 		hj.nc.Write(buf)
 		ws.Close()
@@ -471,16 +469,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	defer ws.Close()
 	raw := ws.UnderlyingConn()
-	d := mustJSON(struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-		Code   int    `json:"code"`
-	}{"disconnect", err.Error(), 4002})
-	buf := appendFrameHeader(nil, opText, len(d))
-	buf = append(buf, d...)
-	body := closePayload(4002, err.Error())
-	buf = appendFrameHeader(buf, opClose, len(body))
-	buf = append(buf, body...)
+	buf := appendDisconnect(nil, 4002, err.Error())
 	raw.SetWriteDeadline(time.Now().Add(time.Second))
 	raw.Write(buf)
 }
