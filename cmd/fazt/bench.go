@@ -241,9 +241,10 @@ type benchConn struct {
 
 // dialSubscribe connects with a read buffer of readBuf bytes, waits for
 // `connected`, subscribes with the given extra fields (e.g. `,"offset":0`)
-// and waits for `subscribed`.
-func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, extra string) (*benchConn, error) {
-	c, err := dialBenchWS(ctx, o.wsURL, o.host, readBuf)
+// and waits for `subscribed`. With stamp, the connection reads the
+// kernel's receive times too (see arrivalEvery).
+func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, extra string, stamp bool) (*benchConn, error) {
+	c, err := dialBenchWS(ctx, o.wsURL, o.host, readBuf, stamp)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
@@ -281,15 +282,36 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 	return bc, nil
 }
 
-// startReader runs read on a goroutine of its own.
-func (bc *benchConn) startReader(h *histogram) {
+// arrivalEvery: one subscriber in arrivalEvery reads the kernel's receive
+// times, which give the arrival latency. recvmsg(2) with a time costs the
+// tool more than read(2): with every subscriber reading them, its CPU at
+// 50,000 deliveries/s went from 36% of its core to 42.5%, and with one in
+// 8, at 200,000/s, from 62% to 66% (6 December 2026), which made it
+// slower to read what the server sent. The sample is spread evenly over
+// the subscribers, and over their places in the server's rounds too: a
+// large channel's subscribers are written in an order that changes every
+// round, a small channel's in the order they subscribed.
+const arrivalEvery = 16
+
+// deliveryLatency holds the latencies of the deliveries, from the publish
+// to each subscriber: to the tool's reading of the frame (read), and to
+// the kernel's receipt of it on the subscriber's socket (arrival, where
+// the system gives receive times). The gap between them is the tool's
+// own doing: waking its reader, reading, parsing.
+type deliveryLatency struct {
+	read, arrival histogram
+}
+
+// startReader runs read on a goroutine of its own; l, if not nil, takes
+// the latencies.
+func (bc *benchConn) startReader(l *deliveryLatency) {
 	bc.reading = true
-	go bc.read(h)
+	go bc.read(l)
 }
 
 // read runs the connection's reader until the connection ends: it checks
-// every message frame's offset and records its latency into h.
-func (bc *benchConn) read(h *histogram) {
+// every message frame's offset and records its latencies into l.
+func (bc *benchConn) read(l *deliveryLatency) {
 	defer close(bc.readerEnd)
 	for {
 		buf, err := bc.ws.next()
@@ -301,7 +323,7 @@ func (bc *benchConn) read(h *histogram) {
 		}
 		switch {
 		case bytes.HasPrefix(buf, []byte(`{"type":"message"`)):
-			bc.message(buf, h)
+			bc.message(buf, l)
 		case bytes.HasPrefix(buf, []byte(`{"type":"ping"`)):
 			bc.ws.writeText(`{"type":"pong"}`)
 		case bytes.HasPrefix(buf, []byte(`{"type":"disconnect"`)):
@@ -312,7 +334,7 @@ func (bc *benchConn) read(h *histogram) {
 	}
 }
 
-func (bc *benchConn) message(b []byte, h *histogram) {
+func (bc *benchConn) message(b []byte, l *deliveryLatency) {
 	now := time.Now().UnixNano()
 	off, ok := scanUint(b, `"offset":`)
 	if !ok {
@@ -336,8 +358,11 @@ func (bc *benchConn) message(b []byte, h *histogram) {
 		}
 	}
 	bc.maxOff = max(bc.maxOff, off)
-	if sent, ok := scanUint(b, `ft:`); ok && h != nil {
-		h.record((now - int64(sent)) / 1000)
+	if sent, ok := scanUint(b, `ft:`); ok && l != nil {
+		l.read.record((now - int64(sent)) / 1000)
+		if at := bc.ws.arrival(); at > 0 {
+			l.arrival.record((at - int64(sent)) / 1000)
+		}
 	} else if !ok {
 		bc.noStamp++
 	}
@@ -385,7 +410,7 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 					return
 				}
 				name, idx := channelOf(i)
-				bc, err := o.dialSubscribe(ctx, readBuf, name, extra)
+				bc, err := o.dialSubscribe(ctx, readBuf, name, extra, i%arrivalEvery == 0)
 				if err != nil {
 					emu.Lock()
 					if firstErr == nil {
@@ -671,7 +696,11 @@ func (r *benchReport) latency(prefix string, l latency) {
 	r.set(prefix+"p90_ms", round(l.P90, 3))
 	r.set(prefix+"p99_ms", round(l.P99, 3))
 	r.set(prefix+"max_ms", round(l.Max, 3))
-	r.linef("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)", l.P50, l.P90, l.P99, l.Max, l.N)
+	label := "latency"
+	if prefix != "" {
+		label = strings.TrimSuffix(prefix, "_")
+	}
+	r.linef("  %-12s p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (%d samples)", label, l.P50, l.P90, l.P99, l.Max, l.N)
 }
 
 func (r *benchReport) cpu(self, server float64, pid int) {

@@ -235,9 +235,9 @@ func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64) (recv, lost, 
 // are subscribed, the load is published, deliveries are awaited and
 // checked, and the report is filled in.
 func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns []*benchConn, channels int, perPublish int, lf *loadFlags, pubRate float64, pick func(*rand.Rand) int, send sendFunc) {
-	h := &histogram{}
+	lat := &deliveryLatency{}
 	for _, bc := range conns {
-		bc.startReader(h)
+		bc.startReader(lat)
 	}
 	capCtx, cancel := context.WithTimeout(parent, o.duration)
 	defer cancel()
@@ -269,7 +269,12 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	r.set("seconds", round(window, 3))
 	r.linef("  deliveries   %s of %s in %.2f s = %s/s", commas(float64(recv)), commas(float64(want)), window, commas(float64(recv)/window))
 	r.linef("  publishes    %s in %.2f s = %s/s (%d refused)", commas(float64(load.ok)), pubWindow, commas(float64(load.ok)/pubWindow), load.failed)
-	r.latency("", h.summary())
+	r.latency("", lat.read.summary())
+	if al := lat.arrival.summary(); al.N > 0 {
+		// Where the system gives receive times: the same deliveries, to
+		// their arrival on the subscriber's socket.
+		r.latency("arrival_", al)
+	}
 	rl := load.reqLatency.summary()
 	r.set("request_p50_ms", round(rl.P50, 3))
 	r.set("request_p99_ms", round(rl.P99, 3))
@@ -328,7 +333,7 @@ func (o *benchOptions) wsPublish(ctx context.Context, names []string, pad string
 	}
 	deadline := time.Now().Add(o.setupTimeout + o.duration + time.Minute)
 	for range conc {
-		c, err := dialBenchWS(ctx, o.wsURL, o.host, 4<<10)
+		c, err := dialBenchWS(ctx, o.wsURL, o.host, 4<<10, false)
 		if err != nil {
 			closePublishers()
 			return nil, nil, fmt.Errorf("publisher: dial: %w", err)
@@ -731,7 +736,7 @@ replay of all of them.`,
 			defer cancel2()
 			meter := startCPU(o.serverPID)
 			t0 := time.Now()
-			bc, err := o.dialSubscribe(ctx, 64<<10, channel, `,"offset":0`)
+			bc, err := o.dialSubscribe(ctx, 64<<10, channel, `,"offset":0`, false)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -47,6 +48,9 @@ func TestBenchScenarios(t *testing.T) {
 					t.Errorf("%s: %s = %v\n%s", args[0], k, v, out.String())
 				}
 			}
+			if args[0] == "fanout" || args[0] == "channels" {
+				checkArrival(t, line, out.String())
+			}
 			if args[0] == "fanout" {
 				// Read from the server's /metrics, with no --server-pid.
 				if w, _ := line["server_writes"].(float64); w <= 0 {
@@ -66,6 +70,26 @@ func TestBenchScenarios(t *testing.T) {
 	err := run(context.Background(), []string{"bench", "fanout", "--via", "ws", "--batch", "2", "--url", tn.srv.URL}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "--batch is for --via api") {
 		t.Errorf("--batch with --via ws: %v", err)
+	}
+}
+
+// checkArrival: on Linux a run reports its deliveries' arrival latency
+// too, which can only be less than their latency at reading, or equal: a
+// frame is read after its socket received it.
+func checkArrival(t *testing.T, line map[string]any, out string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		if _, ok := line["arrival_p99_ms"]; ok {
+			t.Errorf("arrival latency reported where no receive times are read\n%s", out)
+		}
+		return
+	}
+	for _, q := range []string{"p50_ms", "p90_ms", "p99_ms", "max_ms"} {
+		read, _ := line[q].(float64)
+		arrival, ok := line["arrival_"+q].(float64)
+		if !ok || arrival <= 0 || arrival > read {
+			t.Errorf("arrival_%s = %v, %s = %v: want 0 < arrival <= read\n%s", q, line["arrival_"+q], q, read, out)
+		}
 	}
 }
 

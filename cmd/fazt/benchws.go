@@ -25,10 +25,11 @@ import (
 // masked ones from the client (RFC 6455); it answers pings and reads
 // fragmented messages, which the server does not send.
 type benchWS struct {
-	conn net.Conn
-	br   *bufio.Reader
-	skip int    // bytes of the last payload handed out, still in br
-	frag []byte // a fragmented message being assembled
+	conn  net.Conn
+	br    *bufio.Reader
+	stamp arrivalReader // under br where the system gives receive times
+	skip  int           // bytes of the last payload handed out, still in br
+	frag  []byte        // a fragmented message being assembled
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -43,12 +44,20 @@ const (
 	wsPong  = 0xa
 )
 
+// arrivalReader reads a connection and tells when the kernel received
+// the data of its last read (unix nanos, 0 if unknown).
+type arrivalReader interface {
+	io.Reader
+	arrival() int64
+}
+
 // errWSClosed is what next returns after the server's close frame.
 var errWSClosed = errors.New("websocket closed by the server")
 
 // dialBenchWS opens a WebSocket to wsURL with the given Host header and a
-// read buffer of readBuf bytes.
-func dialBenchWS(ctx context.Context, wsURL, host string, readBuf int) (*benchWS, error) {
+// read buffer of readBuf bytes; with stamp, it reads the kernel's receive
+// times too, where the system gives them (arrival).
+func dialBenchWS(ctx context.Context, wsURL, host string, readBuf int, stamp bool) (*benchWS, error) {
 	u, err := url.Parse(wsURL)
 	if err != nil {
 		return nil, err
@@ -71,7 +80,14 @@ func dialBenchWS(ctx context.Context, wsURL, host string, readBuf int) (*benchWS
 		conn.Close()
 		return nil, err
 	}
-	br := bufio.NewReaderSize(conn, readBuf)
+	var r io.Reader = conn
+	var stamps arrivalReader
+	if stamp {
+		if stamps = newRxStamp(conn); stamps != nil {
+			r = stamps
+		}
+	}
+	br := bufio.NewReaderSize(r, readBuf)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		conn.Close()
@@ -88,7 +104,7 @@ func dialBenchWS(ctx context.Context, wsURL, host string, readBuf int) (*benchWS
 		return nil, errors.New("handshake: wrong Sec-WebSocket-Accept")
 	}
 	conn.SetDeadline(time.Time{})
-	return &benchWS{conn: conn, br: br}, nil
+	return &benchWS{conn: conn, br: br, stamp: stamps}, nil
 }
 
 // next returns the next text message. The payload is valid until the next
@@ -160,6 +176,16 @@ func (c *benchWS) next() ([]byte, error) {
 			return nil, fmt.Errorf("unexpected opcode %d", op)
 		}
 	}
+}
+
+// arrival is when the kernel received the last message next returned, or
+// later (never earlier): the receive time of the latest read under it, in
+// unix nanos; 0 where unknown.
+func (c *benchWS) arrival() int64 {
+	if c.stamp == nil {
+		return 0
+	}
+	return c.stamp.arrival()
 }
 
 // write sends one masked frame.

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestRxStampOnLoopback: what the tool reads through rxStamp is what was
+// sent, and each read's receive time is a wall-clock time between the
+// write and the read's return, not another clock's.
+func TestRxStampOnLoopback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer server.Close()
+
+	r := newRxStamp(client)
+	if r == nil {
+		t.Fatal("no receive timestamps on a loopback TCP connection")
+	}
+	if r.arrival() != 0 {
+		t.Fatalf("arrival %d before any read", r.arrival())
+	}
+	br := bufio.NewReaderSize(r, 64)
+	for i := range 3 {
+		msg := []byte{'m', byte('0' + i)}
+		before := time.Now().UnixNano()
+		if _, err := server.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now().UnixNano()
+		if string(got) != string(msg) {
+			t.Fatalf("read %q, sent %q", got, msg)
+		}
+		if at := r.arrival(); at < before || at > after {
+			t.Fatalf("message %d: received at %d, not between the write (%d) and the read (%d)", i, at, before, after)
+		}
+	}
+
+	// The peer's close reads as the end of the stream.
+	server.Close()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the peer closed: %v, want EOF", err)
+	}
+}
+
+// TestRxStampDeadline: a read deadline set on the connection ends a
+// waiting read through rxStamp, as the subscribers' setup relies on.
+func TestRxStampDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			time.Sleep(2 * time.Second)
+		}
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	r := newRxStamp(client)
+	if r == nil {
+		t.Fatal("no receive timestamps")
+	}
+	client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	var b [8]byte
+	if _, err := r.Read(b[:]); err == nil {
+		t.Fatal("read returned without data or deadline")
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+}
+
+// TestRxTime reads the receive time out of control messages: after
+// another message, and not out of a short or malformed buffer.
+func TestRxTime(t *testing.T) {
+	cmsg := func(level, typ int32, data []byte) []byte {
+		b := make([]byte, unix.CmsgSpace(len(data)))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(unix.CmsgLen(len(data)))
+		copy(b[unix.CmsgLen(0):], data)
+		return b
+	}
+	ts := unix.NsecToTimespec(1_700_000_000_123_456_789)
+	tsBytes := make([]byte, unsafe.Sizeof(ts))
+	*(*unix.Timespec)(unsafe.Pointer(&tsBytes[0])) = ts
+	stamp := cmsg(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, tsBytes)
+	other := cmsg(unix.IPPROTO_IP, unix.IP_TTL, []byte{64, 0, 0, 0})
+
+	for _, c := range []struct {
+		name string
+		oob  []byte
+		want int64
+	}{
+		{"stamp alone", stamp, ts.Nano()},
+		{"after another message", append(append([]byte{}, other...), stamp...), ts.Nano()},
+		{"none", other, 0},
+		{"empty", nil, 0},
+		{"cut short", stamp[:len(stamp)-4], 0},
+		{"header only", stamp[:unix.SizeofCmsghdr], 0},
+	} {
+		if got := rxTime(c.oob); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	bad := append([]byte{}, stamp...)
+	(*unix.Cmsghdr)(unsafe.Pointer(&bad[0])).SetLen(3) // under the header's own
+	if got := rxTime(bad); got != 0 {
+		t.Errorf("a length under the header's: %d", got)
+	}
+}
