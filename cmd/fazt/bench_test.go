@@ -74,8 +74,9 @@ func TestBenchScenarios(t *testing.T) {
 }
 
 // checkArrival: on Linux a run reports its deliveries' arrival latency
-// too, which can only be less than their latency at reading, or equal: a
-// frame is read after its socket received it.
+// too. Only a sample of the subscribers reads it, so its quantiles are
+// not bound by those of every delivery's reading; its maximum is: a frame
+// is read after its socket received it.
 func checkArrival(t *testing.T, line map[string]any, out string) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
@@ -84,11 +85,14 @@ func checkArrival(t *testing.T, line map[string]any, out string) {
 		}
 		return
 	}
-	for _, q := range []string{"p50_ms", "p90_ms", "p99_ms", "max_ms"} {
-		read, _ := line[q].(float64)
-		arrival, ok := line["arrival_"+q].(float64)
-		if !ok || arrival <= 0 || arrival > read {
-			t.Errorf("arrival_%s = %v, %s = %v: want 0 < arrival <= read\n%s", q, line["arrival_"+q], q, read, out)
+	readMax, _ := line["max_ms"].(float64)
+	arrivalMax, _ := line["arrival_max_ms"].(float64)
+	if arrivalMax <= 0 || arrivalMax > readMax {
+		t.Errorf("arrival_max_ms = %v, max_ms = %v: want 0 < arrival <= read\n%s", line["arrival_max_ms"], readMax, out)
+	}
+	for _, q := range []string{"p50_ms", "p90_ms", "p99_ms"} {
+		if v, ok := line["arrival_"+q].(float64); !ok || v <= 0 || v > arrivalMax {
+			t.Errorf("arrival_%s = %v: want 0 < it <= arrival_max_ms (%v)\n%s", q, line["arrival_"+q], arrivalMax, out)
 		}
 	}
 }
