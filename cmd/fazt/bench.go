@@ -294,12 +294,15 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 const arrivalEvery = 16
 
 // deliveryLatency holds the latencies of the deliveries, from the publish
-// to each subscriber: to the tool's reading of the frame (read), and to
-// the kernel's receipt of it on the subscriber's socket (arrival, where
-// the system gives receive times). The gap between them is the tool's
-// own doing: waking its reader, reading, parsing.
+// to each subscriber: to the tool's reading of the frame (read), and,
+// for the subscribers that read the kernel's receive times, to the
+// frame's arrival for the socket (arrival) and from that to its reading
+// (delay: the tool's own waking, reading and parsing, for the same
+// deliveries). unstamped counts the deliveries of those subscribers that
+// came with no receive time.
 type deliveryLatency struct {
-	read, arrival histogram
+	read, arrival, delay histogram
+	unstamped            atomic.Int64
 }
 
 // startReader runs read on a goroutine of its own; l, if not nil, takes
@@ -360,8 +363,13 @@ func (bc *benchConn) message(b []byte, l *deliveryLatency) {
 	bc.maxOff = max(bc.maxOff, off)
 	if sent, ok := scanUint(b, `ft:`); ok && l != nil {
 		l.read.record((now - int64(sent)) / 1000)
-		if at := bc.ws.arrival(); at > 0 {
-			l.arrival.record((at - int64(sent)) / 1000)
+		if bc.ws.stamp != nil {
+			if at := bc.ws.arrival(); at > 0 {
+				l.arrival.record((at - int64(sent)) / 1000)
+				l.delay.record((now - at) / 1000)
+			} else {
+				l.unstamped.Add(1)
+			}
 		}
 	} else if !ok {
 		bc.noStamp++
@@ -392,7 +400,7 @@ func (bc *benchConn) close() {
 
 // connectAll opens n subscribed connections with up to conc dials at once;
 // channelOf names connection i's channel. It stops at the first error.
-func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int, channelOf func(i int) (string, int), extra string) ([]*benchConn, error) {
+func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int, channelOf func(i int) (string, int), extra string, stamp bool) ([]*benchConn, error) {
 	conns := make([]*benchConn, n)
 	var next atomic.Int64
 	var firstErr error
@@ -410,7 +418,7 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 					return
 				}
 				name, idx := channelOf(i)
-				bc, err := o.dialSubscribe(ctx, readBuf, name, extra, i%arrivalEvery == 0)
+				bc, err := o.dialSubscribe(ctx, readBuf, name, extra, stamp && i%arrivalEvery == 0)
 				if err != nil {
 					emu.Lock()
 					if firstErr == nil {

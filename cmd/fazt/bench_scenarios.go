@@ -271,9 +271,16 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	r.linef("  publishes    %s in %.2f s = %s/s (%d refused)", commas(float64(load.ok)), pubWindow, commas(float64(load.ok)/pubWindow), load.failed)
 	r.latency("", lat.read.summary())
 	if al := lat.arrival.summary(); al.N > 0 {
-		// Where the system gives receive times: the same deliveries, to
-		// their arrival on the subscriber's socket.
+		// Where the system gives receive times: a sample of the
+		// deliveries, to their arrival for the subscriber's socket, and
+		// the tool's delay in reading those same deliveries.
 		r.latency("arrival_", al)
+		r.latency("tool_delay_", lat.delay.summary())
+		r.set("arrival_samples", al.N)
+	}
+	if n := lat.unstamped.Load(); n > 0 {
+		r.set("arrival_unstamped", n)
+		r.linef("  note         %d deliveries to the sampled subscribers came with no receive time", n)
 	}
 	rl := load.reqLatency.summary()
 	r.set("request_p50_ms", round(rl.P50, 3))
@@ -427,7 +434,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			channel := "bench-fanout-" + newRunID()
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", true)
 			if err != nil {
 				return err
 			}
@@ -490,7 +497,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "")
+			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "", true)
 			if err != nil {
 				return err
 			}
@@ -556,7 +563,7 @@ the delivered frame, and {channel} the run's channel.`,
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "")
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", true)
 			if err != nil {
 				return err
 			}
@@ -622,7 +629,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			defer cancel()
 			meter := startCPU(o.serverPID)
 			t0 := time.Now()
-			conns, err := o.connectAll(ctx, 1<<10, n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "")
+			conns, err := o.connectAll(ctx, 1<<10, n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "", false)
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,8 @@ import (
 
 // TestBenchScenarios runs every `fazt bench` scenario, small, against a
 // real server: each must finish, find every message once and in order, and
-// print its JSON line. No figure is asserted.
+// print its JSON line. No figure is asserted but the arrival latency's
+// bound by the latency as read (checkArrival).
 func TestBenchScenarios(t *testing.T) {
 	tn := startTestNode(t, nil)
 	for _, args := range [][]string{
@@ -94,6 +95,13 @@ func checkArrival(t *testing.T, line map[string]any, out string) {
 		if v, ok := line["arrival_"+q].(float64); !ok || v <= 0 || v > arrivalMax {
 			t.Errorf("arrival_%s = %v: want 0 < it <= arrival_max_ms (%v)\n%s", q, line["arrival_"+q], arrivalMax, out)
 		}
+	}
+	// The tool's delay is the same deliveries' reading less their arrival.
+	if d, ok := line["tool_delay_max_ms"].(float64); !ok || d < 0 || d > readMax {
+		t.Errorf("tool_delay_max_ms = %v: want 0 <= it <= max_ms (%v)\n%s", line["tool_delay_max_ms"], readMax, out)
+	}
+	if n, _ := line["arrival_samples"].(float64); n <= 0 {
+		t.Errorf("arrival_samples = %v\n%s", line["arrival_samples"], out)
 	}
 }
 

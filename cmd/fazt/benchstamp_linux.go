@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -10,11 +11,14 @@ import (
 )
 
 // rxStamp reads a TCP connection with recvmsg(2) and keeps the kernel's
-// receive time of what each read returned (SO_TIMESTAMPNS): when the data
-// reached the socket, before the tool's own scheduling and parsing. The
-// subscribers' readers give it as the arrival of every frame parsed from
-// that read; a frame that came in an earlier read than the stamp's is
-// given a later arrival than its own, never an earlier one.
+// receive time of what each read returned (SO_TIMESTAMPNS): when the
+// kernel took the data in for the socket (on loopback, in the sender's
+// own pass through the receiving side), before the tool's waking, reading
+// and parsing. The subscribers' readers give it as the arrival of every
+// frame parsed from that read; a frame that came in an earlier read than
+// the stamp's is given a later arrival than its own, never an earlier
+// one. The kernel starts stamping shortly after the first socket asks,
+// not at once, so the first reads of a run may have no time (at is 0).
 type rxStamp struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr) bool // recv, bound once: a read allocates nothing
@@ -75,7 +79,7 @@ func (s *rxStamp) recv(fd uintptr) bool {
 	case err == unix.EAGAIN:
 		return false // wait for the socket
 	case err != nil:
-		s.err = err
+		s.err = os.NewSyscallError("recvmsg", err)
 		return true
 	}
 	s.n = n
@@ -88,18 +92,15 @@ func (s *rxStamp) recv(fd uintptr) bool {
 // rxTime finds the receive time in a read's control messages: unix nanos,
 // or 0.
 func rxTime(oob []byte) int64 {
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(oob) {
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
 			return 0
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS &&
-			l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))) {
-			ts := (*unix.Timespec)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
-			return ts.Nano()
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			return (*unix.Timespec)(unsafe.Pointer(&data[0])).Nano()
 		}
-		oob = oob[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(oob)):]
+		oob = rest
 	}
 	return 0
 }

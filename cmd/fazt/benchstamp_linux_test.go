@@ -48,6 +48,19 @@ func TestRxStampOnLoopback(t *testing.T) {
 		t.Fatalf("arrival %d before any read", r.arrival())
 	}
 	br := bufio.NewReaderSize(r, 64)
+	// The kernel starts stamping a little after the first socket asks:
+	// wait for a stamped read first.
+	for deadline := time.Now().Add(5 * time.Second); r.arrival() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no receive time on a loopback TCP connection after 5 s")
+		}
+		if _, err := server.Write([]byte{'w'}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.ReadByte(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := range 3 {
 		msg := []byte{'m', byte('0' + i)}
 		before := time.Now().UnixNano()
