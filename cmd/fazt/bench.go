@@ -43,7 +43,11 @@ throughput, so that a reader knows which side was the limit.
 Pin them apart for stable figures, e.g.:
 
     taskset -c 0 fazt serve --admin-key k ...
-    taskset -c 1 fazt bench fanout --key k --server-pid $(pgrep -n fazt)`,
+    taskset -c 1 fazt bench fanout --key k --server-pid $(pgrep -n fazt)
+
+On Linux the tool takes the timer slack of FAZT_TIMER_SLACK as the server
+does (default 500us on one processor): see docs/operators.md, "One
+processor".`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.url, "url", "http://127.0.0.1:8080", "server base URL; loopback addresses only")
@@ -65,6 +69,7 @@ type benchOptions struct {
 	duration      time.Duration
 	setupTimeout  time.Duration
 
+	slack  time.Duration // the tool's timer slack
 	base   *url.URL
 	host   string // Host header: selects the app
 	wsURL  string
@@ -84,6 +89,11 @@ func (o *benchOptions) prepare(concurrency int) error {
 	}
 	if o.duration <= 0 || o.setupTimeout <= 0 {
 		return errors.New("--duration and --setup-timeout must be positive")
+	}
+	// The tool's own timer slack, set before the runtime started
+	// (timerslack_linux.go), as the server's is.
+	if o.slack, err = timerSlack(); err != nil {
+		return err
 	}
 	o.base = u
 	o.host = u.Host
@@ -685,8 +695,12 @@ type benchReport struct {
 	failed error
 }
 
-func newReport(scenario string) *benchReport {
-	return &benchReport{fields: map[string]any{"scenario": scenario, "time": time.Now().UTC().Format(time.RFC3339)}}
+func (o *benchOptions) newReport(scenario string) *benchReport {
+	r := &benchReport{fields: map[string]any{"scenario": scenario, "time": time.Now().UTC().Format(time.RFC3339)}}
+	if o.slack > 0 {
+		r.set("bench_timer_slack_us", o.slack.Microseconds())
+	}
+	return r
 }
 
 func (r *benchReport) set(k string, v any) { r.fields[k] = v }

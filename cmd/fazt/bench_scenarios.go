@@ -426,7 +426,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			if err := o.prepare(lf.concurrency); err != nil {
 				return err
 			}
-			r := newReport("fanout")
+			r := o.newReport("fanout")
 			if note := raiseNoFile(uint64(subs + lf.concurrency + 256)); note != "" {
 				r.linef("  note         %s", note)
 				r.set("note", note)
@@ -484,7 +484,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			if err := o.prepare(lf.concurrency); err != nil {
 				return err
 			}
-			r := newReport("channels")
+			r := o.newReport("channels")
 			n := chans * perChan
 			if note := raiseNoFile(uint64(n + lf.concurrency + 256)); note != "" {
 				r.linef("  note         %s", note)
@@ -553,7 +553,7 @@ the delivered frame, and {channel} the run's channel.`,
 			if err := o.prepare(lf.concurrency); err != nil {
 				return err
 			}
-			r := newReport("js")
+			r := o.newReport("js")
 			if note := raiseNoFile(uint64(subs + lf.concurrency + 256)); note != "" {
 				r.linef("  note         %s", note)
 				r.set("note", note)
@@ -612,7 +612,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			if err := o.prepare(4); err != nil {
 				return err
 			}
-			r := newReport("conns")
+			r := o.newReport("conns")
 			r.lines = append(r.lines, fmt.Sprintf("conns: %d connections, each subscribed to its own channel, %d opened at once", n, conc))
 			if note := raiseNoFile(uint64(n + 256)); note != "" {
 				r.linef("  note         %s", note)
@@ -717,7 +717,7 @@ replay of all of them.`,
 			if channel == "" {
 				channel = "bench-replay-" + strconv.Itoa(history)
 			}
-			r := newReport("replay")
+			r := o.newReport("replay")
 			r.lines = append(r.lines, fmt.Sprintf("replay: %d messages in %s, one subscriber from offset 0", history, channel))
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()

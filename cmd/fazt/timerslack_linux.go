@@ -46,9 +46,10 @@ static int fazt_parse_slack(const char *s, unsigned long *ns) {
 	return 0;
 }
 
-// fazt_serving reports whether the command line is `fazt serve ...`:
-// argv[1], read from /proc, since constructors are not all given argv.
-static int fazt_serving(void) {
+// fazt_slack_command reports whether the command line is `fazt serve
+// ...` or `fazt bench ...`: argv[1], read from /proc, since constructors
+// are not all given argv.
+static int fazt_slack_command(void) {
 	char buf[4096 + 8]; // argv[0], a path, then "serve"
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -64,7 +65,7 @@ static int fazt_serving(void) {
 	if ((ssize_t)first + 1 >= n) {
 		return 0;
 	}
-	return strcmp(buf + first + 1, "serve") == 0;
+	return strcmp(buf + first + 1, "serve") == 0 || strcmp(buf + first + 1, "bench") == 0;
 }
 
 // fazt_one_cpu reports whether the process may run on one processor
@@ -78,9 +79,9 @@ static int fazt_one_cpu(void) {
 // thread it makes, its monitor (sysmon) first, inherits the slack: 500 us
 // by default on one processor, where it was measured; FAZT_TIMER_SLACK
 // anywhere. A bad FAZT_TIMER_SLACK changes nothing here; `fazt serve`
-// refuses it.
+// and `fazt bench` refuse it.
 __attribute__((constructor)) static void fazt_set_timer_slack(void) {
-	if (!fazt_serving()) {
+	if (!fazt_slack_command()) {
 		return;
 	}
 	unsigned long ns = fazt_one_cpu() ? 500000 : 0;
@@ -121,6 +122,12 @@ import (
 // monitor, which hands the processor of a goroutine stuck in a system
 // call or cgo call to the others once it has seen the call last a tick,
 // sees that later (docs/operators.md, "One processor").
+//
+// `fazt bench` does the same, for its own readers: pinned to one core,
+// the monitor interrupted them as it did the server's round, and at
+// `fanout --rate 50` the tool read the last subscribers of a round later
+// (its delay after their arrival at p99: 3.3 ms with the slack, 4.2
+// without; BENCHMARKS.md, stop 25).
 
 // timerSlack returns the timer slack of the process's threads, once
 // FAZT_TIMER_SLACK, if set (empty is unset, as for the other variables),

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -115,6 +116,83 @@ func TestServeSetsItsTimerSlack(t *testing.T) {
 			}
 			if checked == 0 {
 				t.Log("no thread's timer slack could be read (another process's needs CAP_SYS_NICE)")
+			}
+		})
+	}
+}
+
+// `fazt bench` takes the timer slack as `fazt serve` does, for its own
+// readers, and gives it in its JSON line; a bad FAZT_TIMER_SLACK stops
+// it before it connects.
+func TestBenchSetsItsTimerSlack(t *testing.T) {
+	inherited, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpus unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &cpus); err != nil {
+		t.Fatal(err)
+	}
+	cpu := -1
+	for i := 0; i < 1024 && cpu < 0; i++ {
+		if cpus.IsSet(i) {
+			cpu = i
+		}
+	}
+	taskset, tasksetErr := exec.LookPath("taskset")
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := startTestNode(t, nil)
+	t.Setenv("FAZT_TIMER_SLACK", "") // restored when the test ends
+	os.Unsetenv("FAZT_TIMER_SLACK")
+	for _, tc := range []struct {
+		name   string
+		pinned bool
+		env    []string
+		want   time.Duration // 0: refused
+	}{
+		{"one processor", true, nil, 500 * time.Microsecond},
+		{"more processors", false, nil, time.Duration(inherited)},
+		{"set", true, []string{"FAZT_TIMER_SLACK=2ms"}, 2 * time.Millisecond},
+		{"bad", false, []string{"FAZT_TIMER_SLACK=2"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			switch {
+			case tc.pinned && tasksetErr != nil:
+				t.Skip("no taskset to start the tool on one processor:", tasksetErr)
+			case !tc.pinned && tc.want != 0 && cpus.Count() < 2:
+				t.Skip("this test runs on one processor")
+			}
+			args := []string{bin, "bench", "fanout", "-s", "2", "-m", "5", "--url", tn.srv.URL, "--key", testAdminKey, "--json"}
+			if tc.pinned {
+				args = append([]string{taskset, "-c", strconv.Itoa(cpu)}, args...)
+			}
+			cmd := exec.Command(args[0], args[1:]...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			out, err := cmd.CombinedOutput()
+			if tc.want == 0 {
+				if err == nil || !strings.Contains(string(out), "FAZT_TIMER_SLACK") {
+					t.Fatalf("a bad FAZT_TIMER_SLACK: %v\n%s", err, out)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			var line struct {
+				Slack int64 `json:"bench_timer_slack_us"` // 0 if missing
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(l, "{") {
+					if err := json.Unmarshal([]byte(l), &line); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if line.Slack != tc.want.Microseconds() {
+				t.Errorf("the tool's JSON line: bench_timer_slack_us %v; want %d\n%s", line.Slack, tc.want.Microseconds(), out)
 			}
 		})
 	}
