@@ -242,7 +242,6 @@ type benchConn struct {
 	distinct  int64
 	dup, ooo  int64
 	maxOff    uint64
-	noStamp   int64
 	err       error
 	closing   atomic.Bool
 	reading   bool // startReader ran
@@ -293,15 +292,34 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 }
 
 // arrivalEvery: one subscriber in arrivalEvery reads the kernel's receive
-// times, which give the arrival latency. recvmsg(2) with a time costs the
-// tool more than read(2): with every subscriber reading them, its CPU at
-// 50,000 deliveries/s went from 36% of its core to 42.5%, and with one in
-// 8, at 200,000/s, from 62% to 66% (6 December 2026), which made it
-// slower to read what the server sent. The sample is spread evenly over
-// the subscribers, and over their places in the server's rounds too: a
-// large channel's subscribers are written in an order that changes every
-// round, a small channel's in the order they subscribed.
+// times, which give the arrival latency (arrivalSample says which).
+// recvmsg(2) with a time costs the tool more than read(2): with every
+// subscriber reading them, its CPU at 50,000 deliveries/s went from 36%
+// of its core to 42.5%, and with one in 8, at 200,000/s, from 62% to 66%
+// (6 December 2026), which made it slower to read what the server sent.
 const arrivalEvery = 16
+
+// arrivalAll: a run of fewer connections than this has all of them read
+// receive times; there the cost does not matter.
+const arrivalAll = 256
+
+// arrivalSample picks the n subscribers, perChan to a channel, that read
+// receive times: all in a small run; else, in a run of many channels, all
+// the subscribers of one channel in arrivalEvery, so that each place in
+// a channel's order (for a small channel, the order its subscribers came
+// in) is sampled as often as the others; else, in one large channel,
+// whose order the server changes every round, one subscriber in
+// arrivalEvery.
+func arrivalSample(n, perChan int) func(i int) bool {
+	switch {
+	case n < arrivalAll:
+		return func(int) bool { return true }
+	case perChan < n:
+		return func(i int) bool { return (i/perChan)%arrivalEvery == 0 }
+	default:
+		return func(i int) bool { return i%arrivalEvery == 0 }
+	}
+}
 
 // deliveryLatency holds the latencies of the deliveries, from the publish
 // to each subscriber: to the tool's reading of the frame (read), and,
@@ -381,8 +399,6 @@ func (bc *benchConn) message(b []byte, l *deliveryLatency) {
 				l.unstamped.Add(1)
 			}
 		}
-	} else if !ok {
-		bc.noStamp++
 	}
 	if bc.done != nil && off == bc.doneAt {
 		close(bc.done)
@@ -410,7 +426,7 @@ func (bc *benchConn) close() {
 
 // connectAll opens n subscribed connections with up to conc dials at once;
 // channelOf names connection i's channel. It stops at the first error.
-func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int, channelOf func(i int) (string, int), extra string, stamp bool) ([]*benchConn, error) {
+func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int, channelOf func(i int) (string, int), extra string, stamp func(i int) bool) ([]*benchConn, error) {
 	conns := make([]*benchConn, n)
 	var next atomic.Int64
 	var firstErr error
@@ -428,7 +444,7 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 					return
 				}
 				name, idx := channelOf(i)
-				bc, err := o.dialSubscribe(ctx, readBuf, name, extra, stamp && i%arrivalEvery == 0)
+				bc, err := o.dialSubscribe(ctx, readBuf, name, extra, stamp != nil && stamp(i))
 				if err != nil {
 					emu.Lock()
 					if firstErr == nil {

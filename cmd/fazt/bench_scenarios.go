@@ -434,7 +434,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			channel := "bench-fanout-" + newRunID()
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", true)
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", arrivalSample(subs, subs))
 			if err != nil {
 				return err
 			}
@@ -497,7 +497,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "", true)
+			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "", arrivalSample(n, perChan))
 			if err != nil {
 				return err
 			}
@@ -563,7 +563,7 @@ the delivered frame, and {channel} the run's channel.`,
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", true)
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", arrivalSample(subs, subs))
 			if err != nil {
 				return err
 			}
@@ -629,7 +629,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			defer cancel()
 			meter := startCPU(o.serverPID)
 			t0 := time.Now()
-			conns, err := o.connectAll(ctx, 1<<10, n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "", false)
+			conns, err := o.connectAll(ctx, 1<<10, n, conc, func(i int) (string, int) { return "bench-conn-" + id + "-" + strconv.Itoa(i), 0 }, "", nil)
 			if err != nil {
 				return err
 			}

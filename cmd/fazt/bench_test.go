@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -80,7 +79,7 @@ func TestBenchScenarios(t *testing.T) {
 // is read after its socket received it.
 func checkArrival(t *testing.T, line map[string]any, out string) {
 	t.Helper()
-	if runtime.GOOS != "linux" {
+	if !receiveTimesWork() {
 		if _, ok := line["arrival_p99_ms"]; ok {
 			t.Errorf("arrival latency reported where no receive times are read\n%s", out)
 		}
@@ -250,5 +249,37 @@ func TestBenchPublishesViaWS(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "(5 refused)") || !strings.Contains(out.String(), `"publish_errors":5`) {
 		t.Fatalf("no report before the error:\n%s", out.String())
+	}
+}
+
+// TestArrivalSample: which subscribers read receive times. In a run of
+// many small channels, whole channels, so that every place in a
+// channel's order is sampled alike; in one large channel, one subscriber
+// in arrivalEvery; in a small run, all.
+func TestArrivalSample(t *testing.T) {
+	count := func(n, perChan int) (picked int, byPlace map[int]int) {
+		byPlace = map[int]int{}
+		s := arrivalSample(n, perChan)
+		for i := range n {
+			if s(i) {
+				picked++
+				byPlace[i%perChan]++
+			}
+		}
+		return picked, byPlace
+	}
+	if picked, _ := count(100, 2); picked != 100 {
+		t.Errorf("a run of 100: %d sampled, want all", picked)
+	}
+	picked, byPlace := count(10000, 2)
+	if want := (5000 + arrivalEvery - 1) / arrivalEvery * 2; picked != want || byPlace[0] != byPlace[1] {
+		t.Errorf("5000 channels of 2: %d sampled, by place %v; want %d, as many first as second", picked, byPlace, want)
+	}
+	picked, byPlace = count(10000, 5)
+	if picked != 625 || byPlace[0] != 125 || byPlace[4] != 125 {
+		t.Errorf("2000 channels of 5: %d sampled, by place %v; want 625, 125 each", picked, byPlace)
+	}
+	if picked, _ := count(1000, 1000); picked != (1000+arrivalEvery-1)/arrivalEvery {
+		t.Errorf("one channel of 1000: %d sampled", picked)
 	}
 }

@@ -92,7 +92,7 @@ func (s *rxStamp) recv(fd uintptr) bool {
 // rxTime finds the receive time in a read's control messages: unix nanos,
 // or 0.
 func rxTime(oob []byte) int64 {
-	for len(oob) > 0 {
+	for len(oob) >= unix.SizeofCmsghdr {
 		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
 		if err != nil {
 			return 0

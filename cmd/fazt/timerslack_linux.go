@@ -50,7 +50,7 @@ static int fazt_parse_slack(const char *s, unsigned long *ns) {
 // ...` or `fazt bench ...`: argv[1], read from /proc, since constructors
 // are not all given argv.
 static int fazt_slack_command(void) {
-	char buf[4096 + 8]; // argv[0], a path, then "serve"
+	char buf[4096 + 8]; // argv[0], a path, then "serve" or "bench"
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		return 0;

@@ -43,50 +43,86 @@ func TestParseTimerSlack(t *testing.T) {
 // thread has it: the slack is set before the Go runtime starts, so the
 // threads it made first, its monitor among them, have it too. Without
 // that, only the log's figure is checked, which one thread reads.
-func TestServeSetsItsTimerSlack(t *testing.T) {
+// slackSetup is what the timer slack tests share: the slack this process
+// has, which a child keeps unless it sets its own; how many processors
+// it may use, and one of them; taskset, to start a child on that one
+// (tasksetErr if there is none). FAZT_TIMER_SLACK is unset for the test.
+type slackSetup struct {
+	inherited  time.Duration
+	cpus, cpu  int
+	taskset    string
+	tasksetErr error
+}
+
+func newSlackSetup(t *testing.T) slackSetup {
+	t.Helper()
 	inherited, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cpus unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &cpus); err != nil {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		t.Fatal(err)
 	}
-	cpu := -1
-	for i := 0; i < 1024 && cpu < 0; i++ {
-		if cpus.IsSet(i) {
-			cpu = i
+	ss := slackSetup{inherited: time.Duration(inherited), cpus: set.Count(), cpu: -1}
+	for i := 0; i < 1024 && ss.cpu < 0; i++ {
+		if set.IsSet(i) {
+			ss.cpu = i
 		}
 	}
-	taskset, tasksetErr := exec.LookPath("taskset")
+	ss.taskset, ss.tasksetErr = exec.LookPath("taskset")
 	t.Setenv("FAZT_TIMER_SLACK", "") // restored when the test ends
 	os.Unsetenv("FAZT_TIMER_SLACK")
+	return ss
+}
+
+// Where a case runs fazt: anywhere, pinned to one processor, or on more.
+const (
+	anyCPUs = iota
+	oneCPU
+	moreCPUs
+)
+
+// skip skips a case that cannot run where it must.
+func (ss slackSetup) skip(t *testing.T, where int) {
+	t.Helper()
+	switch {
+	case where == oneCPU && ss.tasksetErr != nil:
+		t.Skip("no taskset to start fazt on one processor:", ss.tasksetErr)
+	case where == moreCPUs && ss.cpus < 2:
+		t.Skip("this test runs on one processor")
+	}
+}
+
+// pin makes args, a command line, run on the one processor.
+func (ss slackSetup) pin(args []string) []string {
+	return append([]string{ss.taskset, "-c", strconv.Itoa(ss.cpu)}, args...)
+}
+
+func TestServeSetsItsTimerSlack(t *testing.T) {
+	ss := newSlackSetup(t)
+	inherited := ss.inherited
 	for _, tc := range []struct {
-		name   string
-		pinned bool // to one processor
-		env    []string
-		want   time.Duration
+		name  string
+		where int
+		env   []string
+		want  time.Duration
 	}{
-		{"one processor", true, nil, 500 * time.Microsecond},
-		{"one processor, empty", true, []string{"FAZT_TIMER_SLACK="}, 500 * time.Microsecond},
-		{"more processors", false, nil, time.Duration(inherited)},
-		{"set", false, []string{"FAZT_TIMER_SLACK=2ms"}, 2 * time.Millisecond},
-		{"one processor, 0", true, []string{"FAZT_TIMER_SLACK=0"}, time.Duration(inherited)},
+		{"one processor", oneCPU, nil, 500 * time.Microsecond},
+		{"one processor, empty", oneCPU, []string{"FAZT_TIMER_SLACK="}, 500 * time.Microsecond},
+		{"more processors", moreCPUs, nil, inherited},
+		{"set", anyCPUs, []string{"FAZT_TIMER_SLACK=2ms"}, 2 * time.Millisecond},
+		{"one processor, 0", oneCPU, []string{"FAZT_TIMER_SLACK=0"}, inherited},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			switch {
-			case tc.pinned && tasksetErr != nil:
-				t.Skip("no taskset to start the server on one processor:", tasksetErr)
-			case !tc.pinned && cpus.Count() < 2:
-				t.Skip("this test runs on one processor")
-			}
+			ss.skip(t, tc.where)
 			dir := t.TempDir()
 			cmd := serveCommand(t, filepath.Join(dir, "fazt.db"), filepath.Join(dir, "apps"), tc.env...)
-			if tc.pinned {
+			if tc.where == oneCPU {
 				// taskset execs the server with the same arguments, in
 				// the same process: `serve` stays its first.
-				cmd.Args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, cmd.Args...)
-				cmd.Path = taskset
+				cmd.Args = ss.pin(cmd.Args)
+				cmd.Path = ss.taskset
 			}
 			p := startServe(t, cmd)
 			if want := "timer_slack=" + tc.want.String(); !strings.Contains(p.serving, want) {
@@ -125,54 +161,35 @@ func TestServeSetsItsTimerSlack(t *testing.T) {
 // readers, and gives it in its JSON line; a bad FAZT_TIMER_SLACK stops
 // it before it connects.
 func TestBenchSetsItsTimerSlack(t *testing.T) {
-	inherited, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cpus unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &cpus); err != nil {
-		t.Fatal(err)
-	}
-	cpu := -1
-	for i := 0; i < 1024 && cpu < 0; i++ {
-		if cpus.IsSet(i) {
-			cpu = i
-		}
-	}
-	taskset, tasksetErr := exec.LookPath("taskset")
+	ss := newSlackSetup(t)
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tn := startTestNode(t, nil)
-	t.Setenv("FAZT_TIMER_SLACK", "") // restored when the test ends
-	os.Unsetenv("FAZT_TIMER_SLACK")
 	for _, tc := range []struct {
-		name   string
-		pinned bool
-		env    []string
-		want   time.Duration // 0: refused
+		name    string
+		where   int
+		env     []string
+		want    time.Duration
+		refused bool
 	}{
-		{"one processor", true, nil, 500 * time.Microsecond},
-		{"more processors", false, nil, time.Duration(inherited)},
-		{"set", true, []string{"FAZT_TIMER_SLACK=2ms"}, 2 * time.Millisecond},
-		{"bad", false, []string{"FAZT_TIMER_SLACK=2"}, 0},
+		{"one processor", oneCPU, nil, 500 * time.Microsecond, false},
+		{"one processor, 0", oneCPU, []string{"FAZT_TIMER_SLACK=0"}, ss.inherited, false},
+		{"more processors", moreCPUs, nil, ss.inherited, false},
+		{"set", anyCPUs, []string{"FAZT_TIMER_SLACK=2ms"}, 2 * time.Millisecond, false},
+		{"bad", anyCPUs, []string{"FAZT_TIMER_SLACK=2"}, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			switch {
-			case tc.pinned && tasksetErr != nil:
-				t.Skip("no taskset to start the tool on one processor:", tasksetErr)
-			case !tc.pinned && tc.want != 0 && cpus.Count() < 2:
-				t.Skip("this test runs on one processor")
-			}
+			ss.skip(t, tc.where)
 			args := []string{bin, "bench", "fanout", "-s", "2", "-m", "5", "--url", tn.srv.URL, "--key", testAdminKey, "--json"}
-			if tc.pinned {
-				args = append([]string{taskset, "-c", strconv.Itoa(cpu)}, args...)
+			if tc.where == oneCPU {
+				args = ss.pin(args)
 			}
 			cmd := exec.Command(args[0], args[1:]...)
 			cmd.Env = append(os.Environ(), tc.env...)
 			out, err := cmd.CombinedOutput()
-			if tc.want == 0 {
+			if tc.refused {
 				if err == nil || !strings.Contains(string(out), "FAZT_TIMER_SLACK") {
 					t.Fatalf("a bad FAZT_TIMER_SLACK: %v\n%s", err, out)
 				}
