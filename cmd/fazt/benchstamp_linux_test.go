@@ -45,8 +45,10 @@ func loopbackPair(t *testing.T) (client, server net.Conn) {
 
 // receiveTimesWork reports whether this system gives loopback TCP reads
 // receive times (a sandbox's network stack may not, and the tool then
-// reports no arrival). The kernel starts stamping a little after the
-// first socket asks, so it tries for up to 5 s.
+// reports no arrival). It asks for them itself, not through rxStamp, so
+// that a broken rxStamp fails the tests rather than skips them. The
+// kernel starts stamping a little after the first socket asks, so it
+// tries for up to 5 s.
 var receiveTimesWork = sync.OnceValue(func() bool {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,20 +65,36 @@ var receiveTimesWork = sync.OnceValue(func() bool {
 		return false
 	}
 	defer server.Close()
-	r := newRxStamp(client)
-	if r == nil {
+	f, err := client.(*net.TCPConn).File()
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) != nil {
 		return false
 	}
 	var b [1]byte
+	oob := make([]byte, 64)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		if _, err := server.Write(b[:]); err != nil {
 			return false
 		}
-		if _, err := r.Read(b[:]); err != nil {
+		_, oobn, _, _, err := unix.Recvmsg(fd, b[:], oob, 0)
+		if err == unix.EAGAIN {
+			continue // not there yet (the descriptor may be non-blocking)
+		}
+		if err != nil {
 			return false
 		}
-		if r.arrival() != 0 {
-			return true
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return false
+		}
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS {
+				return true
+			}
 		}
 	}
 	return false
