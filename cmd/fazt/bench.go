@@ -251,7 +251,7 @@ type benchConn struct {
 // dialSubscribe connects with a read buffer of readBuf bytes, waits for
 // `connected`, subscribes with the given extra fields (e.g. `,"offset":0`)
 // and waits for `subscribed`. With stamp, the connection reads the
-// kernel's receive times too (see arrivalEvery).
+// kernel's receive times too (see arrivalSample).
 func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, extra string, stamp bool) (*benchConn, error) {
 	c, err := dialBenchWS(ctx, o.wsURL, o.host, readBuf, stamp)
 	if err != nil {
@@ -291,34 +291,29 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 	return bc, nil
 }
 
-// arrivalEvery: one subscriber in arrivalEvery reads the kernel's receive
-// times, which give the arrival latency (arrivalSample says which).
-// recvmsg(2) with a time costs the tool more than read(2): with every
-// subscriber reading them, its CPU at 50,000 deliveries/s went from 36%
-// of its core to 42.5%, and with one in 8, at 200,000/s, from 62% to 66%
-// (6 December 2026), which made it slower to read what the server sent.
+// arrivalEvery: about one subscriber in arrivalEvery reads the kernel's
+// receive times, which give the arrival latency (arrivalSample says
+// which). recvmsg(2) with a time costs the tool more than read(2): with
+// every subscriber reading them, its CPU at 50,000 deliveries/s went from
+// 36% of its core to 42.5%, and with one in 8, at 200,000/s, from 62% to
+// 66% (6 December 2026), which made it slower to read what the server
+// sent.
 const arrivalEvery = 16
 
-// arrivalAll: a run of fewer connections than this has all of them read
-// receive times; there the cost does not matter.
-const arrivalAll = 256
-
 // arrivalSample picks the n subscribers, perChan to a channel, that read
-// receive times: all in a small run; else, in a run of many channels, all
-// the subscribers of one channel in arrivalEvery, so that each place in
-// a channel's order (for a small channel, the order its subscribers came
-// in) is sampled as often as the others; else, in one large channel,
-// whose order the server changes every round, one subscriber in
-// arrivalEvery.
+// receive times. With arrivalEvery channels or more, it takes all the
+// subscribers of one channel in arrivalEvery, so that each place in a
+// channel's order is sampled as often as the others: the server writes a
+// channel of up to 8 subscribers in the order they came. Otherwise
+// (fanout's and js's one channel, or a few large ones, whose order the
+// server changes every round) one subscriber in arrivalEvery, the first
+// among them.
 func arrivalSample(n, perChan int) func(i int) bool {
-	switch {
-	case n < arrivalAll:
-		return func(int) bool { return true }
-	case perChan < n:
+	perChan = max(perChan, 1)
+	if n/perChan >= arrivalEvery {
 		return func(i int) bool { return (i/perChan)%arrivalEvery == 0 }
-	default:
-		return func(i int) bool { return i%arrivalEvery == 0 }
 	}
+	return func(i int) bool { return i%arrivalEvery == 0 }
 }
 
 // deliveryLatency holds the latencies of the deliveries, from the publish

@@ -18,7 +18,8 @@ import (
 // frame parsed from that read; a frame that came in an earlier read than
 // the stamp's is given a later arrival than its own, never an earlier
 // one. The kernel starts stamping shortly after the first socket asks,
-// not at once, so the first reads of a run may have no time (at is 0).
+// not at once, and stops when the last one that asked closes, so the
+// first reads of a run may have no time (at is 0).
 type rxStamp struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr) bool // recv, bound once: a read allocates nothing

@@ -179,8 +179,8 @@ func (c *benchWS) next() ([]byte, error) {
 }
 
 // arrival is when the kernel received the last message next returned, or
-// later (never earlier): the receive time of the latest read under it, in
-// unix nanos; 0 where unknown.
+// later (never earlier): the receive time of the last data of the read
+// that completed it, in unix nanos; 0 where unknown.
 func (c *benchWS) arrival() int64 {
 	if c.stamp == nil {
 		return 0
