@@ -76,9 +76,15 @@ var receiveTimesWork = sync.OnceValue(func() bool {
 		}
 		client.Close()
 		server.Close()
+		return false
 	}
-	return stamped
+	heldProbe = []any{f, client, server} // out of the collector's reach
+	return true
 })
+
+// heldProbe keeps receiveTimesWork's connection open: a collected
+// descriptor is closed.
+var heldProbe []any
 
 // probeReceiveTimes writes a byte at a time to fd's peer until a read of
 // fd comes with a receive time, for up to 5 s.
