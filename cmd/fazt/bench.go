@@ -387,7 +387,7 @@ func (bc *benchConn) message(b []byte, l *deliveryLatency) {
 	if sent, ok := scanUint(b, `ft:`); ok && l != nil {
 		l.read.record((now - int64(sent)) / 1000)
 		if bc.ws.stamp != nil {
-			if at := bc.ws.arrival(); at > 0 {
+			if at := bc.ws.stamp.arrival(); at > 0 {
 				l.arrival.record((at - int64(sent)) / 1000)
 				l.delay.record((now - at) / 1000)
 			} else {

@@ -12,34 +12,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// dialLoopback opens a loopback TCP connection and returns its two ends.
+func dialLoopback() (client, server net.Conn, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		return nil, nil, err
+	}
+	if server, err = ln.Accept(); err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return client, server, nil
+}
+
 // loopbackPair returns the two ends of a loopback TCP connection, closed
 // when the test ends.
 func loopbackPair(t *testing.T) (client, server net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	client, server, err := dialLoopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { server.Close() })
+	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
 }
 
@@ -51,18 +49,8 @@ func loopbackPair(t *testing.T) (client, server net.Conn) {
 // once none asks: the probe keeps its connection open for the rest of
 // the tests, so that a short run of the tool is stamped from its start.
 var receiveTimesWork = sync.OnceValue(func() bool {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	client, server, err := dialLoopback()
 	if err != nil {
-		return false
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return false
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		client.Close()
 		return false
 	}
 	f, err := client.(*net.TCPConn).File()

@@ -45,7 +45,8 @@ const (
 )
 
 // arrivalReader reads a connection and tells when the kernel received
-// the data of its last read (unix nanos, 0 if unknown).
+// the data of its last read (unix nanos, 0 if unknown): for the message
+// next returned last, that time or a later one, never an earlier one.
 type arrivalReader interface {
 	io.Reader
 	arrival() int64
@@ -176,16 +177,6 @@ func (c *benchWS) next() ([]byte, error) {
 			return nil, fmt.Errorf("unexpected opcode %d", op)
 		}
 	}
-}
-
-// arrival is when the kernel received the last message next returned, or
-// later (never earlier): the receive time of the last data of the read
-// that completed it, in unix nanos; 0 where unknown.
-func (c *benchWS) arrival() int64 {
-	if c.stamp == nil {
-		return 0
-	}
-	return c.stamp.arrival()
 }
 
 // write sends one masked frame.
