@@ -170,11 +170,14 @@ type Log struct {
 	stmts   writerStmts
 }
 
+// readHeadQuery reads a channel's epoch and head.
+const readHeadQuery = `SELECT epoch, head FROM channel_heads WHERE app = ? AND name = ?`
+
 // writerStmts are the writer's statements, prepared once on the one write
 // connection and bound to each transaction with Tx.Stmt, so a commit does
 // not pay for parsing and planning them again.
 type writerStmts struct {
-	insEvent, insMsg, readHead, insChannel, setHead *sql.Stmt
+	insEvent, insMsg, readHead, insChannel *sql.Stmt
 }
 
 func (s *writerStmts) prepare(db *sql.DB) error {
@@ -184,9 +187,8 @@ func (s *writerStmts) prepare(db *sql.DB) error {
 	}{
 		{&s.insEvent, `INSERT INTO events (seq, uuid, name, app, channel, client, "offset", ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.insMsg, `INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&s.readHead, `SELECT epoch, head FROM channels WHERE app = ? AND name = ?`},
+		{&s.readHead, readHeadQuery},
 		{&s.insChannel, `INSERT INTO channels (app, name, epoch, head, created) VALUES (?, ?, ?, ?, ?)`},
-		{&s.setHead, `UPDATE channels SET head = ? WHERE app = ? AND name = ?`},
 	} {
 		st, err := db.Prepare(p.sql)
 		if err != nil {
@@ -199,7 +201,7 @@ func (s *writerStmts) prepare(db *sql.DB) error {
 }
 
 func (s *writerStmts) close() {
-	for _, st := range []*sql.Stmt{s.insEvent, s.insMsg, s.readHead, s.insChannel, s.setHead} {
+	for _, st := range []*sql.Stmt{s.insEvent, s.insMsg, s.readHead, s.insChannel} {
 		if st != nil {
 			st.Close()
 		}
@@ -887,14 +889,14 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 			seq++
 		}
 	}
+	// A channel's head is the newest offset in messages (the view
+	// channel_heads), so only a new channel writes its row here.
 	for k, h := range touched {
-		if h.isNew {
-			_, err = tx.StmtContext(ctx, l.stmts.insChannel).Exec(k.app, k.channel, h.epoch, h.head, now)
-		} else {
-			_, err = tx.StmtContext(ctx, l.stmts.setHead).Exec(h.head, k.app, k.channel)
+		if !h.isNew {
+			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("update channel head: %w", err)
+		if _, err = tx.StmtContext(ctx, l.stmts.insChannel).Exec(k.app, k.channel, h.epoch, h.head, now); err != nil {
+			return nil, fmt.Errorf("create channel: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -921,7 +923,7 @@ func (l *Log) loadHeads(ctx context.Context) error {
 	if n > l.cfg.HeadCache {
 		return nil
 	}
-	rows, err := l.wdb.QueryContext(ctx, `SELECT app, name, epoch, head FROM channels`)
+	rows, err := l.wdb.QueryContext(ctx, `SELECT app, name, epoch, head FROM channel_heads`)
 	if err != nil {
 		return fmt.Errorf("read channel heads: %w", err)
 	}

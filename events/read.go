@@ -19,7 +19,7 @@ const MaxPage = 10000
 // Channel implements domain.History.
 func (l *Log) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
 	info := domain.ChannelInfo{App: app, Channel: channel}
-	err := l.rdb.QueryRowContext(ctx, `SELECT epoch, head FROM channels WHERE app = ? AND name = ?`, app, channel).Scan(&info.Epoch, &info.Head)
+	err := l.rdb.QueryRowContext(ctx, readHeadQuery, app, channel).Scan(&info.Epoch, &info.Head)
 	if errors.Is(err, sql.ErrNoRows) {
 		info.First = 1
 		return info, nil
@@ -38,15 +38,19 @@ func (l *Log) Channel(ctx context.Context, app, channel string) (domain.ChannelI
 	return info, nil
 }
 
+// channelsQuery reads a page of an app's channels: name, epoch, head and
+// first retained offset.
+const channelsQuery = `SELECT c.name, c.epoch, c.head,
+	COALESCE((SELECT MIN("offset") FROM messages m WHERE m.app = c.app AND m.channel = c.name), c.head + 1)
+	FROM channel_heads c WHERE c.app = ? AND c.name > ? ORDER BY c.name LIMIT ?`
+
 // Channels implements domain.History. A page reads its rows by the
 // channels' key, from after on, whatever the number of channels.
 func (l *Log) Channels(ctx context.Context, app, after string, limit int) ([]domain.ChannelInfo, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.epoch, c.head,
-		COALESCE((SELECT MIN("offset") FROM messages m WHERE m.app = c.app AND m.channel = c.name), c.head + 1)
-		FROM channels c WHERE c.app = ? AND c.name > ? ORDER BY c.name LIMIT ?`, app, after, limit)
+	rows, err := l.rdb.QueryContext(ctx, channelsQuery, app, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list channels: %w", err)
 	}

@@ -148,7 +148,7 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 // channel, so this is one read of the channels and of each one's oldest
 // message; TrimChannel does the rest for the few that are due.
 func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, now time.Time) ([]string, error) {
-	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.head, m."offset", m.ts FROM channels c
+	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.head, m."offset", m.ts FROM channel_heads c
 		LEFT JOIN messages m ON m.app = c.app AND m.channel = c.name
 			AND m."offset" = (SELECT MIN("offset") FROM messages WHERE app = c.app AND channel = c.name)
 		WHERE c.app = ?`, app)
@@ -235,6 +235,12 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 			// pass (Log.readers).
 			read := l.readLow()
 			return l.WriteTx(ctx, func(tx *sql.Tx) error {
+				// The head is the newest offset in messages or the
+				// channel's row, whichever is larger (channel_heads): the
+				// row keeps what the newest of these offsets leaves.
+				if _, err := tx.ExecContext(ctx, `UPDATE channels SET head = MAX(head, ?) WHERE app = ? AND name = ?`, upto, app, channel); err != nil {
+					return err
+				}
 				r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? AND seq <= ?`, app, channel, first, upto, read)
 				if err != nil {
 					return err

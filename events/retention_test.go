@@ -499,3 +499,73 @@ func TestTrimStopsAtAMessageHeldBack(t *testing.T) {
 		t.Fatalf("after the next pass the channel starts at %d (%v), want 10", info.First, err)
 	}
 }
+
+// TestHeadOutlivesItsMessages: a broadcast does not write its channel's
+// row, so a head is read from the channel's newest message
+// (channel_heads). Once retention has deleted every message of a channel,
+// its head is still the last offset given: in the reads of one channel and
+// of the list, and after a restart, whether the writer loads every head at
+// start or reads each one back from the file.
+func TestHeadOutlivesItsMessages(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l, err := Open(ctx, Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One commit each: the channel's row is written by the first only.
+	broadcasts(t, l, "a", "gone", 5, 0)
+	broadcasts(t, l, "a", "kept", 3, 0)
+	later := time.Now().Add(time.Hour)
+	if n, err := l.TrimChannel(ctx, "a", "gone", RetentionPolicy{MaxAge: time.Minute}, later, 2); err != nil || n != 5 {
+		t.Fatalf("trimmed %d (%v), want all 5", n, err)
+	}
+	// gone's first retained message is the one broadcast after the trim,
+	// 6, or, with none, the one after its head.
+	check := func(when string, gone, kept uint64) {
+		t.Helper()
+		for _, want := range []domain.ChannelInfo{
+			{Channel: "gone", Head: gone, First: min(gone+1, 6)},
+			{Channel: "kept", Head: kept, First: 1},
+		} {
+			info, err := l.Channel(ctx, "a", want.Channel)
+			if err != nil || info.Head != want.Head || info.First != want.First {
+				t.Fatalf("%s: %s has head %d, first %d (%v); want %d, %d", when, want.Channel, info.Head, info.First, err, want.Head, want.First)
+			}
+		}
+		list, err := l.Channels(ctx, "a", "", 10)
+		if err != nil || len(list) != 2 || list[0].Head != gone || list[0].First != min(gone+1, 6) || list[1].Head != kept {
+			t.Fatalf("%s: the list is %+v (%v); want gone at %d and kept at %d", when, list, err, gone, kept)
+		}
+	}
+	check("after trimming", 5, 3)
+	// Nothing is retained of gone, and kept is within 3 messages.
+	if due, err := l.channelsDue(ctx, "a", RetentionPolicy{MaxMessages: 3}, later); err != nil || len(due) != 0 {
+		t.Fatalf("due: %v (%v), want none", due, err)
+	}
+	l.Close()
+	for i, cache := range []int{8, 1} { // all heads loaded, then each read back
+		l, err = Open(ctx, Config{Path: path, HeadCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.allHeads != (cache == 8) {
+			t.Fatalf("cache of %d: all heads loaded %v", cache, l.allHeads)
+		}
+		check(fmt.Sprintf("reopened with a cache of %d", cache), uint64(5+i), uint64(3+i))
+		for _, ch := range []struct {
+			name string
+			want uint64
+		}{{"gone", uint64(6 + i)}, {"kept", uint64(4 + i)}} {
+			evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "a", Channel: ch.name, Client: "c"}, broadcast("a", ch.name, "1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, mb := evs[0].Fact.(*domain.ChannelSubscribed), evs[1].Fact.(*domain.MessageBroadcast)
+			if *sub.Head != ch.want-1 || mb.Offset != ch.want {
+				t.Fatalf("cache of %d, %s: subscribed at head %d, broadcast at %d; want %d, %d", cache, ch.name, *sub.Head, mb.Offset, ch.want-1, ch.want)
+			}
+		}
+		l.Close()
+	}
+}
