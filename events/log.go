@@ -287,6 +287,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			}
 			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 		}
+		if err := migrations.Check(ctx, l.rdb); err != nil {
+			l.rdb.Close()
+			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+		}
 		l.close()
 		close(l.stopped)
 		return l, nil

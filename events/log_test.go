@@ -420,6 +420,62 @@ func TestReadOnlyOpen(t *testing.T) {
 	}
 }
 
+// TestOpenKeepsToItsSchema: a file that an older fazt wrote is brought up
+// to date by a writer's open, and refused by a read-only one, which does
+// not migrate and would not find what it reads; a file of a newer schema
+// is refused by both, since this fazt may misread it (before 0004, a
+// broadcast wrote its channel's head, and a fazt that believed the row
+// would hand out offsets twice).
+func TestOpenKeepsToItsSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l := mustOpen(t, path)
+	broadcasts(t, l, "a", "x", 3, 0)
+	l.Close()
+	alter := func(stmts string) {
+		t.Helper()
+		db, err := sql.Open("sqlite3", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, stmts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(readOnly bool) error {
+		l, err := Open(ctx, Config{Path: path, ReadOnly: readOnly})
+		if err == nil {
+			l.Close()
+		}
+		return err
+	}
+
+	// As a fazt before 0004 left it: its writer kept the row's head.
+	alter(`DROP VIEW channel_heads; DELETE FROM schema_migrations WHERE version = 4; UPDATE channels SET head = 3`)
+	if err := open(true); err == nil || !strings.Contains(err.Error(), "older than this fazt's") {
+		t.Fatalf("read-only open of an older schema: %v", err)
+	}
+	l = mustOpen(t, path)
+	if info, err := l.Channel(ctx, "a", "x"); err != nil || info.Head != 3 {
+		t.Fatalf("after the upgrade: head %d (%v), want 3", info.Head, err)
+	}
+	if evs := broadcasts(t, l, "a", "x", 1, 0); evs[0].Fact.(*domain.MessageBroadcast).Offset != 4 {
+		t.Fatalf("after the upgrade: offset %d, want 4", evs[0].Fact.(*domain.MessageBroadcast).Offset)
+	}
+	l.Close()
+	if err := open(true); err != nil {
+		t.Fatalf("read-only open after the upgrade: %v", err)
+	}
+
+	alter(`INSERT INTO schema_migrations (version, name, applied) VALUES (1000, 'from a newer fazt', 0)`)
+	for _, readOnly := range []bool{false, true} {
+		if err := open(readOnly); err == nil || !strings.Contains(err.Error(), "newer than this fazt's") {
+			t.Fatalf("open (read-only %v) of a newer schema: %v", readOnly, err)
+		}
+	}
+}
+
 // TestFullDiskFailsPublishesClearly fills a database capped at a few pages,
 // as a full disk would: appends then fail at once with an unavailable error
 // naming the cause, nothing half-written is visible, and the log keeps
