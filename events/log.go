@@ -70,9 +70,9 @@ type Config struct {
 	// or a subscribe needs them. It bounds the writer's memory on a server
 	// whose apps make a channel per user or per document. A file with no
 	// more channels than this has all their heads read at start (about
-	// 1 ms per 1,000 channels on the machine of BENCHMARKS.md), so that
-	// until the cache first drops one, a channel it does not hold is
-	// known to have no history without a read.
+	// 2 ms per 1,000 channels on the machine of BENCHMARKS.md, stop 26),
+	// so that until the cache first drops one, a channel it does not hold
+	// is known to have no history without a read.
 	HeadCache int
 	// WALKeep is the largest WAL file a log that writes little keeps, in
 	// bytes (default 4 MiB). A burst of writes, or a long read that holds
@@ -170,8 +170,12 @@ type Log struct {
 	stmts   writerStmts
 }
 
-// readHeadQuery reads a channel's epoch and head.
-const readHeadQuery = `SELECT epoch, head FROM channel_heads WHERE app = ? AND name = ?`
+// The reads of channels' heads, from the view channel_heads (migration
+// 0004): a channel's epoch and head, and every channel's.
+const (
+	readHeadQuery  = `SELECT epoch, head FROM channel_heads WHERE app = ? AND name = ?`
+	loadHeadsQuery = `SELECT app, name, epoch, head FROM channel_heads`
+)
 
 // writerStmts are the writer's statements, prepared once on the one write
 // connection and bound to each transaction with Tx.Stmt, so a commit does
@@ -188,7 +192,7 @@ func (s *writerStmts) prepare(db *sql.DB) error {
 		{&s.insEvent, `INSERT INTO events (seq, uuid, name, app, channel, client, "offset", ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.insMsg, `INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&s.readHead, readHeadQuery},
-		{&s.insChannel, `INSERT INTO channels (app, name, epoch, head, created) VALUES (?, ?, ?, ?, ?)`},
+		{&s.insChannel, `INSERT INTO channels (app, name, epoch, head_floor, created) VALUES (?, ?, ?, ?, ?)`},
 	} {
 		st, err := db.Prepare(p.sql)
 		if err != nil {
@@ -927,7 +931,7 @@ func (l *Log) loadHeads(ctx context.Context) error {
 	if n > l.cfg.HeadCache {
 		return nil
 	}
-	rows, err := l.wdb.QueryContext(ctx, `SELECT app, name, epoch, head FROM channel_heads`)
+	rows, err := l.wdb.QueryContext(ctx, loadHeadsQuery)
 	if err != nil {
 		return fmt.Errorf("read channel heads: %w", err)
 	}

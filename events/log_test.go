@@ -452,7 +452,8 @@ func TestOpenKeepsToItsSchema(t *testing.T) {
 	}
 
 	// As a fazt before 0004 left it: its writer kept the row's head.
-	alter(`DROP VIEW channel_heads; DELETE FROM schema_migrations WHERE version = 4; UPDATE channels SET head = 3`)
+	alter(`DROP VIEW channel_heads; ALTER TABLE channels RENAME COLUMN head_floor TO head;
+		DELETE FROM schema_migrations WHERE version = 4; UPDATE channels SET head = 3`)
 	if err := open(true); err == nil || !strings.Contains(err.Error(), "older than this fazt's") {
 		t.Fatalf("read-only open of an older schema: %v", err)
 	}

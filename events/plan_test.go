@@ -82,14 +82,24 @@ func wantSteps(t *testing.T, l *Log, name, query string, args []any, want []stri
 }
 
 // TestChannelHeadsSeekTheNewestMessage: a head is read from the channel's
-// row and its newest message (channel_heads), each by its primary key,
-// for the writer's reads of a head, for a channel's and for the list's.
-// (SQLite reads a MAX over the rest of a key's columns in one seek, which
-// the plan does not show.)
+// row and its newest message (channel_heads), each by its primary key, in
+// every read of heads: the writer's of one and of all, a channel's, the
+// list's and retention's. (SQLite reads a MAX over the rest of a key's
+// columns in one seek, which the plan does not show.)
 func TestChannelHeadsSeekTheNewestMessage(t *testing.T) {
 	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
-	steps := []string{"SEARCH c USING PRIMARY KEY (app=? AND name=?)", "SEARCH m USING PRIMARY KEY (app=? AND channel=?)"}
-	wantSteps(t, l, "a channel's head", readHeadQuery, []any{"app", "room"}, steps)
-	wantSteps(t, l, "the list", channelsQuery, []any{"app", "", 10},
-		[]string{"SEARCH c USING PRIMARY KEY (app=? AND name>?)", steps[1]})
+	newest := "SEARCH newest USING PRIMARY KEY (app=? AND channel=?)"
+	for _, tc := range []struct {
+		name  string
+		query string
+		args  []any
+		row   string // how the channels' rows are read
+	}{
+		{"a channel's head", readHeadQuery, []any{"app", "room"}, "SEARCH c USING PRIMARY KEY (app=? AND name=?)"},
+		{"every head", loadHeadsQuery, nil, "SCAN c"},
+		{"the list", channelsQuery, []any{"app", "", 10}, "SEARCH c USING PRIMARY KEY (app=? AND name>?)"},
+		{"retention's list", channelsDueQuery, []any{"app"}, "SEARCH c USING PRIMARY KEY (app=?)"},
+	} {
+		wantSteps(t, l, tc.name, tc.query, tc.args, []string{tc.row, newest})
+	}
 }

@@ -143,15 +143,19 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 	return res, nil
 }
 
+// channelsDueQuery reads each channel of an app with its head and its
+// oldest retained message's offset and time.
+const channelsDueQuery = `SELECT c.name, c.head, m."offset", m.ts FROM channel_heads c
+	LEFT JOIN messages m ON m.app = c.app AND m.channel = c.name
+		AND m."offset" = (SELECT MIN("offset") FROM messages WHERE app = c.app AND channel = c.name)
+	WHERE c.app = ?`
+
 // channelsDue lists the channels of app that hold more messages than p
 // keeps or an older one than it keeps, at now. A pass visits every
 // channel, so this is one read of the channels and of each one's oldest
 // message; TrimChannel does the rest for the few that are due.
 func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, now time.Time) ([]string, error) {
-	rows, err := l.rdb.QueryContext(ctx, `SELECT c.name, c.head, m."offset", m.ts FROM channel_heads c
-		LEFT JOIN messages m ON m.app = c.app AND m.channel = c.name
-			AND m."offset" = (SELECT MIN("offset") FROM messages WHERE app = c.app AND channel = c.name)
-		WHERE c.app = ?`, app)
+	rows, err := l.rdb.QueryContext(ctx, channelsDueQuery, app)
 	if err != nil {
 		return nil, fmt.Errorf("retention of %s: list channels: %w", app, err)
 	}
@@ -235,10 +239,14 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 			// pass (Log.readers).
 			read := l.readLow()
 			return l.WriteTx(ctx, func(tx *sql.Tx) error {
-				// The head is the newest offset in messages or the
-				// channel's row, whichever is larger (channel_heads): the
-				// row keeps what the newest of these offsets leaves.
-				if _, err := tx.ExecContext(ctx, `UPDATE channels SET head = MAX(head, ?) WHERE app = ? AND name = ?`, upto, app, channel); err != nil {
+				// The row's floor is raised first: a head is the newest
+				// offset in messages or the floor, whichever is larger
+				// (channel_heads), and deleting the newest messages would
+				// otherwise take it back to an offset already given.
+				// upto is at most the head (cut comes from the head or
+				// from a retained message), so this never moves the head,
+				// even when rows are held back below.
+				if _, err := tx.ExecContext(ctx, `UPDATE channels SET head_floor = MAX(head_floor, ?) WHERE app = ? AND name = ?`, upto, app, channel); err != nil {
 					return err
 				}
 				r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? AND seq <= ?`, app, channel, first, upto, read)

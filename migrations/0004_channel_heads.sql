@@ -2,16 +2,19 @@
 -- channels row dirtied a random page per broadcast, a quarter of what a
 -- commit to many channels wrote (BENCHMARKS.md, stop 26). Every offset a
 -- broadcast is given has its row in messages until retention deletes it,
--- so a channel's head is the larger of channels.head and the newest
--- offset in messages: channels.head is set when the channel is created
--- and raised by retention to the last offset it deletes, in the same
--- transaction. Readers take heads from this view.
+-- so a channel's head is the larger of the row's head_floor and the
+-- newest offset in messages. head_floor is the head when the channel was
+-- created; retention raises it to the end of each range of offsets it
+-- trims, in the same transaction, before it deletes them. Readers take
+-- heads from this view.
 --
--- A fazt built before this migration reads channels.head alone: on this
--- file it would hand out offsets that are taken, and its publishes to a
--- channel with newer messages would fail on the messages key.
+-- The column is renamed so that a fazt built before this migration, which
+-- would take the row's value for the head and hand out offsets again once
+-- retention had deleted the messages above it, fails at start instead.
+ALTER TABLE channels RENAME COLUMN head TO head_floor;
+
 CREATE VIEW channel_heads AS
 SELECT c.app, c.name, c.epoch, c.created,
-       MAX(c.head, COALESCE((SELECT MAX(m."offset") FROM messages m
-                             WHERE m.app = c.app AND m.channel = c.name), 0)) AS head
+       MAX(c.head_floor, COALESCE((SELECT MAX(newest."offset") FROM messages newest
+                                   WHERE newest.app = c.app AND newest.channel = c.name), 0)) AS head
 FROM channels c;
