@@ -29,7 +29,6 @@ func list() ([]migration, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
 	out := make([]migration, len(names))
 	for i, name := range names {
 		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
@@ -38,46 +37,57 @@ func list() ([]migration, error) {
 		}
 		out[i] = migration{v, name}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
 	return out, nil
 }
 
-// version reads the database's schema version: 0 for a file that has
-// none yet.
-func version(ctx context.Context, db *sql.DB) (int, error) {
-	var n, current int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'`).Scan(&n); err != nil || n == 0 {
-		return 0, err
+// versions returns the database's schema version (0 for a file that has
+// none yet), the embedded migrations and the latest of their versions.
+func versions(ctx context.Context, db *sql.DB) (current int, ms []migration, latest int, err error) {
+	if ms, err = list(); err != nil {
+		return 0, nil, 0, err
 	}
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
+	latest = ms[len(ms)-1].version
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'`).Scan(&n); err != nil {
+		return 0, nil, 0, fmt.Errorf("read schema version: %w", err)
 	}
-	return current, nil
+	if n > 0 {
+		if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return 0, nil, 0, fmt.Errorf("read schema version: %w", err)
+		}
+	}
+	return current, ms, latest, nil
 }
 
-// errNewer refuses a file whose schema a newer fazt has moved on: it may
-// keep the file in a way this one does not read (since 0004, a broadcast
-// no longer writes its channel's head), so this one must not use it.
-func errNewer(current, known int) error {
-	return fmt.Errorf("the database's schema is version %d, newer than this fazt's %d: run the fazt that wrote it, or a newer one", current, known)
+// SchemaError says a database's schema is not this fazt's: newer, which
+// this fazt may misread (since 0004 a broadcast no longer rewrites its
+// channel's row, and a fazt that took the row for the head would hand out
+// offsets again), or, to a reader that does not migrate, older.
+type SchemaError struct {
+	Version, Latest int // the file's schema version, and this fazt's
+}
+
+func (e *SchemaError) Error() string {
+	if e.Version > e.Latest {
+		return fmt.Sprintf("schema version %d is newer than this fazt's %d: run the fazt that wrote the file, or a newer one", e.Version, e.Latest)
+	}
+	return fmt.Sprintf("schema version %d is older than this fazt's %d: stop the fazt serve that writes the file, if one does, and start this fazt's serve on it once to bring it up to date", e.Version, e.Latest)
 }
 
 // Apply runs every migration newer than the database's version. It is safe
 // to call on every start, and refuses a file of a newer schema.
 func Apply(ctx context.Context, db *sql.DB) error {
-	ms, err := list()
-	if err != nil {
-		return err
-	}
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	current, err := version(ctx, db)
+	current, ms, latest, err := versions(ctx, db)
 	if err != nil {
 		return err
 	}
-	if known := ms[len(ms)-1].version; current > known {
-		return errNewer(current, known)
+	if current > latest {
+		return &SchemaError{current, latest}
 	}
 	for _, m := range ms {
 		if m.version <= current {
@@ -97,19 +107,12 @@ func Apply(ctx context.Context, db *sql.DB) error {
 // Check tells whether a reader that does not migrate (a read-only open)
 // can read the database: its schema must be this fazt's.
 func Check(ctx context.Context, db *sql.DB) error {
-	ms, err := list()
+	current, _, latest, err := versions(ctx, db)
 	if err != nil {
 		return err
 	}
-	current, err := version(ctx, db)
-	if err != nil {
-		return err
-	}
-	switch known := ms[len(ms)-1].version; {
-	case current > known:
-		return errNewer(current, known)
-	case current < known:
-		return fmt.Errorf("the database's schema is version %d, older than this fazt's %d: start this fazt's server on it once to bring it up to date", current, known)
+	if current != latest {
+		return &SchemaError{current, latest}
 	}
 	return nil
 }

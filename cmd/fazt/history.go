@@ -16,6 +16,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/migrations"
 )
 
 func historyCmd() *cobra.Command {
@@ -189,6 +190,9 @@ func openReadOnly(ctx context.Context, path string) (*events.Log, error) {
 
 // dbError rewords SQLite's errors about a file it cannot use.
 func dbError(path string, err error) error {
+	if se := (*migrations.SchemaError)(nil); errors.As(err, &se) {
+		return fmt.Errorf("database %s: %v", path, se)
+	}
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY"):

@@ -62,6 +62,34 @@ func TestCLIDatabaseErrors(t *testing.T) {
 		}
 	}
 
+	// A file of an older schema, as a server before schema 4 left it, and
+	// one of a newer schema: refused, in one line that names the file once.
+	old := startTestNode(t, nil)
+	old.publish("", "room", 1)
+	old.stop()
+	older := old.cfg.DBPath
+	newer := filepath.Join(dir, "newer.db")
+	raw = openRaw(t, older)
+	mustExec(t, raw, `VACUUM main INTO ?`, newer)
+	mustExec(t, raw, `DROP VIEW channel_heads`)
+	mustExec(t, raw, `ALTER TABLE channels RENAME COLUMN head_floor TO head`)
+	mustExec(t, raw, `DELETE FROM schema_migrations WHERE version = 4`)
+	raw = openRaw(t, newer)
+	mustExec(t, raw, `INSERT INTO schema_migrations (version, name, applied) VALUES (1000, 'from a newer fazt', 0)`)
+	for _, tc := range []struct {
+		db, want string
+	}{
+		{older, "database " + older + ": schema version 3 is older than this fazt's"},
+		{newer, "database " + newer + ": schema version 1000 is newer than this fazt's"},
+	} {
+		for _, c := range commands {
+			_, _, err := cli(t, append(c, "--db", tc.db)...)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Count(err.Error(), tc.db) != 1 || strings.Contains(err.Error(), "\n") {
+				t.Errorf("fazt %s on %s: %v, want one line starting %q", c[0], filepath.Base(tc.db), err, tc.want)
+			}
+		}
+	}
+
 	// A database another process holds an exclusive lock on: the reader
 	// waits out SQLite's busy timeout, then says so.
 	tn := startTestNode(t, nil)
