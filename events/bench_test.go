@@ -256,6 +256,51 @@ func BenchmarkTimeBounds(b *testing.B) {
 	})
 }
 
+// fillChannels appends three broadcasts to each of n channels of app, a
+// thousand channels a commit.
+func fillChannels(b *testing.B, l *Log, n int) {
+	facts := make([]domain.Fact, 0, 3000)
+	for c := 0; c < n; c++ {
+		for i := 0; i < 3; i++ {
+			facts = append(facts, broadcast("app", fmt.Sprintf("room-%d", c), `{"n":1}`))
+		}
+		if len(facts) == cap(facts) || c == n-1 {
+			if _, err := l.Append(context.Background(), facts...); err != nil {
+				b.Fatal(err)
+			}
+			facts = facts[:0]
+		}
+	}
+}
+
+// BenchmarkOpenLoadsHeads opens a file of 1 or 20,000 channels, fewer
+// than the head cache holds, so that the open reads every channel's head
+// (channel_heads): the difference is what a start pays for the heads.
+func BenchmarkOpenLoadsHeads(b *testing.B) {
+	for _, n := range []int{1, 20000} {
+		b.Run(fmt.Sprintf("channels=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "log.db")
+			l := mustOpen(b, path)
+			fillChannels(b, l, n)
+			l.Close()
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l, err := Open(ctx, Config{Path: path})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if !l.allHeads || len(l.heads) != n {
+					b.Fatalf("%d heads loaded (all: %v), want %d", len(l.heads), l.allHeads, n)
+				}
+				l.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
 // BenchmarkRetentionPass makes a retention pass over 20,000 channels of
 // three messages each, with a policy (10 messages, 24 hours) under which
 // nothing is due: the cost of a pass that finds nothing, paid every
@@ -263,18 +308,7 @@ func BenchmarkTimeBounds(b *testing.B) {
 func BenchmarkRetentionPass(b *testing.B) {
 	l := mustOpen(b, filepath.Join(b.TempDir(), "log.db"))
 	ctx := context.Background()
-	facts := make([]domain.Fact, 0, 3000)
-	for c := 0; c < 20000; c++ {
-		for i := 0; i < 3; i++ {
-			facts = append(facts, broadcast("app", fmt.Sprintf("room-%d", c), `{"n":1}`))
-		}
-		if len(facts) == cap(facts) {
-			if _, err := l.Append(ctx, facts...); err != nil {
-				b.Fatal(err)
-			}
-			facts = facts[:0]
-		}
-	}
+	fillChannels(b, l, 20000)
 	cfg := RetentionConfig{Policy: func(string) RetentionPolicy {
 		return RetentionPolicy{MaxMessages: 10, MaxAge: 24 * time.Hour}
 	}}
