@@ -781,7 +781,15 @@ func (l *Log) writer() {
 // commit writes a batch in one transaction. If the batch fails, each request
 // is retried alone so that one bad request fails only itself.
 func (l *Log) commit(batch []*appendReq) {
+	start := time.Now()
 	recs, err := l.writeTx(batch)
+	if err != nil {
+		logMetrics.failed.Inc()
+	} else {
+		logMetrics.commitSeconds.Observe(time.Since(start).Seconds())
+		logMetrics.commits.Inc()
+		logMetrics.events.Add(float64(len(recs)))
+	}
 	if err != nil && len(batch) > 1 {
 		for _, r := range batch {
 			l.commit([]*appendReq{r})

@@ -17,6 +17,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/promtext"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
 
 func mustOpen(tb testing.TB, path string) *Log {
@@ -477,6 +479,43 @@ func TestOpenKeepsToItsSchema(t *testing.T) {
 	}
 }
 
+// logMetric reads one of the log's metrics from the process's registry.
+// The metrics are the process's, shared by the package's tests, so a test
+// compares what it reads with what it read before.
+func logMetric(t *testing.T, series string) float64 {
+	t.Helper()
+	v, ok := promtext.Value(testutil.Metrics(), series)
+	if !ok {
+		t.Fatalf("no %s in /metrics", series)
+	}
+	return v
+}
+
+// TestMetricsCountCommits: three appends, one of three events and two of
+// one, are three commits of five events, each timed; a transaction of
+// retention's is not an append's and is not counted.
+func TestMetricsCountCommits(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	series := []string{"fazt_log_commits_total", "fazt_log_events_total", "fazt_log_commit_seconds_count", "fazt_log_failed_commits_total"}
+	before := make([]float64, len(series))
+	for i, s := range series {
+		before[i] = logMetric(t, s)
+	}
+	if _, err := l.Append(ctx, broadcast("a", "x", "1"), broadcast("a", "y", "2"), &domain.ClientConnected{App: "a", Client: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	broadcasts(t, l, "a", "x", 2, 0)
+	if _, err := l.TrimChannel(ctx, "a", "x", RetentionPolicy{MaxMessages: 1}, time.Now(), 10); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{3, 5, 3, 0} {
+		if got := logMetric(t, series[i]) - before[i]; got != want {
+			t.Errorf("%s went up by %v, want %v", series[i], got, want)
+		}
+	}
+}
+
 // TestFullDiskFailsPublishesClearly fills a database capped at a few pages,
 // as a full disk would: appends then fail at once with an unavailable error
 // naming the cause, nothing half-written is visible, and the log keeps
@@ -488,6 +527,7 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
+	failedBefore := logMetric(t, "fazt_log_failed_commits_total")
 	big := `"` + strings.Repeat("x", 3000) + `"`
 	var okCount int
 	var failure error
@@ -513,6 +553,9 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	}
 	if _, err := l.Append(ctx, failed); domain.CodeOf(err) != domain.CodeUnavailable {
 		t.Fatalf("the failed broadcast again: %v, want unavailable", err)
+	}
+	if n := logMetric(t, "fazt_log_failed_commits_total") - failedBefore; n != 2 {
+		t.Fatalf("%v failed commits counted, want 2", n)
 	}
 	// What committed before is intact and contiguous; nothing of the failed
 	// append is visible.
