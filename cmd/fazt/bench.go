@@ -615,16 +615,41 @@ func procRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
-// socketWrites reads the server's count of socket writes to clients
-// (fazt_ws_writes_total in /metrics); deliveries per write is the
-// fan-out's lever. It reports false when the count cannot be read.
-func (o *benchOptions) socketWrites(ctx context.Context) (int64, bool) {
+// serverCounts are counters the server keeps in /metrics that a run
+// reads before and after it: its socket writes to clients
+// (fazt_ws_writes_total; deliveries per write is the fan-out's lever),
+// and its log's commits and the events they carried
+// (fazt_log_commits_total, fazt_log_events_total). A count the server
+// does not give is -1.
+type serverCounts struct{ writes, commits, events int64 }
+
+func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
+	c := serverCounts{-1, -1, -1}
 	status, b, err := o.get(ctx, "/metrics")
 	if err != nil || status != http.StatusOK {
-		return 0, false
+		return c
 	}
-	n, ok := promtext.Value(string(b), "fazt_ws_writes_total")
-	return int64(n), ok
+	for _, m := range []struct {
+		name string
+		n    *int64
+	}{{"fazt_ws_writes_total", &c.writes}, {"fazt_log_commits_total", &c.commits}, {"fazt_log_events_total", &c.events}} {
+		if v, ok := promtext.Value(string(b), m.name); ok {
+			*m.n = int64(v)
+		}
+	}
+	return c
+}
+
+// since returns the counts from before to c, each -1 where either read
+// lacks it.
+func (c serverCounts) since(before serverCounts) serverCounts {
+	d := func(a, b int64) int64 {
+		if a < 0 || b < 0 {
+			return -1
+		}
+		return a - b
+	}
+	return serverCounts{d(c.writes, before.writes), d(c.commits, before.commits), d(c.events, before.events)}
 }
 
 // selfCPU returns the CPU time this process has used.

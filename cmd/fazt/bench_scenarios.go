@@ -241,7 +241,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	}
 	capCtx, cancel := context.WithTimeout(parent, o.duration)
 	defer cancel()
-	writesBefore, haveWrites := o.socketWrites(parent)
+	countsBefore := o.serverCounts(parent)
 	meter := startCPU(o.serverPID)
 	load := publishLoad(parent, capCtx, lf.messages, lf.concurrency, lf.batch, pubRate, channels, pick, send)
 	want := load.ok * int64(perPublish)
@@ -250,11 +250,8 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	defer cancelDrain()
 	end := waitDeliveries(drain, conns, want, 5*time.Second)
 	selfPct, serverPct := meter.stop()
-	writesAfter, ok := o.socketWrites(parent)
-	writes := writesAfter - writesBefore
-	if !haveWrites || !ok {
-		writes = -1
-	}
+	counts := o.serverCounts(parent).since(countsBefore)
+	writes := counts.writes
 	closeAll(conns)
 	recv, lost, dup, ooo, connErrs, connErr := deliveryTotals(conns, load.perChannel)
 
@@ -301,6 +298,11 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 		r.linef("  writes       server made %s socket writes to clients: %.2f deliveries per write", commas(float64(writes)), float64(recv)/float64(writes))
 	} else if writes < 0 {
 		r.linef("  writes       unknown: could not read fazt_ws_writes_total from the server's /metrics")
+	}
+	if counts.commits > 0 {
+		r.set("server_commits", counts.commits)
+		r.set("events_per_commit", round(float64(counts.events)/float64(counts.commits), 2))
+		r.linef("  commits      the server's log made %s commits: %.2f events per commit", commas(float64(counts.commits)), float64(counts.events)/float64(counts.commits))
 	}
 	if capCtx.Err() != nil && load.sent < int64(lf.messages) {
 		r.set("capped", true)

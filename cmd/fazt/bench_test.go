@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,8 @@ import (
 // TestBenchScenarios runs every `fazt bench` scenario, small, against a
 // real server: each must finish, find every message once and in order, and
 // print its JSON line. No figure is asserted but the arrival latency's
-// bound by the latency as read (checkArrival).
+// bound by the latency as read (checkArrival), and that the server's
+// commits during a run carried its broadcasts.
 func TestBenchScenarios(t *testing.T) {
 	tn := startTestNode(t, nil)
 	for _, args := range [][]string{
@@ -50,6 +52,14 @@ func TestBenchScenarios(t *testing.T) {
 			}
 			if args[0] == "fanout" || args[0] == "channels" {
 				checkArrival(t, line, out.String())
+				// The server's log committed the run's broadcasts and
+				// nothing else: the subscribes were before it, the
+				// disconnections after.
+				commits, _ := line["server_commits"].(float64)
+				perCommit, _ := line["events_per_commit"].(float64)
+				if published, _ := line["published"].(float64); commits <= 0 || math.Abs(commits*perCommit-published) > commits*0.005 {
+					t.Errorf("%s: %v commits of %v events each, for %v broadcasts\n%s", args[0], commits, perCommit, published, out.String())
+				}
 			}
 			if args[0] == "fanout" {
 				// Read from the server's /metrics, with no --server-pid.
