@@ -783,18 +783,19 @@ func (l *Log) writer() {
 func (l *Log) commit(batch []*appendReq) {
 	start := time.Now()
 	recs, err := l.writeTx(batch)
-	if err != nil {
-		logMetrics.failed.Inc()
-	} else {
-		logMetrics.commitSeconds.Observe(time.Since(start).Seconds())
-		logMetrics.commits.Inc()
-		logMetrics.events.Add(float64(len(recs)))
-	}
 	if err != nil && len(batch) > 1 {
+		// One append that cannot be written must not fail the others.
+		l.log.Warn("event log batch failed; trying its appends one at a time", "appends", len(batch), "err", err)
 		for _, r := range batch {
 			l.commit([]*appendReq{r})
 		}
 		return
+	}
+	if err != nil {
+		logMetrics.failedAppends.Inc()
+	} else {
+		logMetrics.commitSeconds.Observe(time.Since(start).Seconds())
+		logMetrics.events.Add(float64(len(recs)))
 	}
 	if err == nil {
 		// The records are in batch order: one per fact.

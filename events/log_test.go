@@ -491,27 +491,98 @@ func logMetric(t *testing.T, series string) float64 {
 	return v
 }
 
-// TestMetricsCountCommits: three appends, one of three events and two of
-// one, are three commits of five events, each timed; a transaction of
-// retention's is not an append's and is not counted.
+// TestMetricsCountCommits: appends that queue while the writer waits are
+// committed together and counted so. First an append the writer took
+// alone, then three queued behind it (five events) in one commit. Then a
+// batch that holds an append too big for the file: the batch fails, its
+// appends are tried one at a time, and only the big one fails and is
+// counted. Retention's transactions are not appends' and are not counted.
 func TestMetricsCountCommits(t *testing.T) {
 	ctx := context.Background()
-	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
-	series := []string{"fazt_log_commits_total", "fazt_log_events_total", "fazt_log_commit_seconds_count", "fazt_log_failed_commits_total"}
-	before := make([]float64, len(series))
-	for i, s := range series {
-		before[i] = logMetric(t, s)
+	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), MaxPages: 200})
+	series := []string{"fazt_log_commit_seconds_count", "fazt_log_events_total", "fazt_log_failed_appends_total"}
+	read := func() []float64 {
+		out := make([]float64, len(series))
+		for i, s := range series {
+			out[i] = logMetric(t, s)
+		}
+		return out
 	}
-	if _, err := l.Append(ctx, broadcast("a", "x", "1"), broadcast("a", "y", "2"), &domain.ClientConnected{App: "a", Client: "c"}); err != nil {
-		t.Fatal(err)
+	check := func(what string, before []float64, want ...float64) {
+		t.Helper()
+		for i, now := range read() {
+			if now-before[i] != want[i] {
+				t.Errorf("%s: %s went up by %v, want %v", what, series[i], now-before[i], want[i])
+			}
+		}
 	}
-	broadcasts(t, l, "a", "x", 2, 0)
+	before := read()
+	errs := queued(t, l, []domain.Fact{broadcast("a", "x", "1")},
+		[]domain.Fact{broadcast("a", "x", "2"), broadcast("a", "y", "3"), &domain.ClientConnected{App: "a", Client: "c"}},
+		[]domain.Fact{broadcast("a", "x", "4")},
+		[]domain.Fact{broadcast("a", "y", "5")})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	check("one append, then three queued behind it", before, 2, 6, 0)
+
+	before = read()
+	big := broadcast("a", "x", `"`+strings.Repeat("x", 1<<20)+`"`) // more than the file's 200 pages
+	errs = queued(t, l, []domain.Fact{broadcast("a", "x", "6")},
+		[]domain.Fact{broadcast("a", "x", "7")}, []domain.Fact{big}, []domain.Fact{broadcast("a", "y", "8")})
+	if errs[0] != nil || errs[1] != nil || errs[2] == nil || errs[3] != nil {
+		t.Fatalf("a batch with an append too big for the file: %v, want only the third to fail", errs)
+	}
+	check("a failed batch, tried one append at a time", before, 3, 3, 1)
+
+	before = read()
 	if _, err := l.TrimChannel(ctx, "a", "x", RetentionPolicy{MaxMessages: 1}, time.Now(), 10); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []float64{3, 5, 3, 0} {
-		if got := logMetric(t, series[i]) - before[i]; got != want {
-			t.Errorf("%s went up by %v, want %v", series[i], got, want)
+	check("retention", before, 0, 0, 0)
+}
+
+// queued appends each of appends in order, the first taken by the writer
+// alone and the rest queued behind it while the writer waits for its
+// connection, which a transaction of the test's holds; then it lets the
+// writer go and returns each append's error.
+func queued(t *testing.T, l *Log, appends ...[]domain.Fact) []error {
+	t.Helper()
+	ctx := context.Background()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- l.WriteTx(ctx, func(*sql.Tx) error { close(held); <-release; return nil })
+	}()
+	<-held
+	errs := make([]error, len(appends))
+	var wg sync.WaitGroup
+	add := func(i int) {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = l.Append(ctx, appends[i]...) }()
+	}
+	waits := l.wdb.Stats().WaitCount
+	add(0)
+	until(t, "the writer waits with the first append", func() bool { return l.wdb.Stats().WaitCount > waits })
+	for i := 1; i < len(appends); i++ {
+		add(i)
+	}
+	until(t, "the others are queued", func() bool { return len(l.reqs) == len(appends)-1 })
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	return errs
+}
+
+// until waits up to 10 s for cond, checking it every millisecond.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
 		}
 	}
 }
@@ -527,7 +598,7 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
-	failedBefore := logMetric(t, "fazt_log_failed_commits_total")
+	failedBefore := logMetric(t, "fazt_log_failed_appends_total")
 	big := `"` + strings.Repeat("x", 3000) + `"`
 	var okCount int
 	var failure error
@@ -554,8 +625,8 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	if _, err := l.Append(ctx, failed); domain.CodeOf(err) != domain.CodeUnavailable {
 		t.Fatalf("the failed broadcast again: %v, want unavailable", err)
 	}
-	if n := logMetric(t, "fazt_log_failed_commits_total") - failedBefore; n != 2 {
-		t.Fatalf("%v failed commits counted, want 2", n)
+	if n := logMetric(t, "fazt_log_failed_appends_total") - failedBefore; n != 2 {
+		t.Fatalf("%v failed appends counted, want 2", n)
 	}
 	// What committed before is intact and contiguous; nothing of the failed
 	// append is visible.
