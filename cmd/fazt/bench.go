@@ -619,8 +619,8 @@ func procRSS(pid int) (int64, error) {
 // reads before and after it: its socket writes to clients
 // (fazt_ws_writes_total; deliveries per write is the fan-out's lever),
 // and its log's commits and the events they carried
-// (fazt_log_commits_total, fazt_log_events_total). A count the server
-// does not give is -1.
+// (fazt_log_commit_seconds_count, fazt_log_events_total). A count the
+// server does not give is -1.
 type serverCounts struct{ writes, commits, events int64 }
 
 func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
@@ -632,7 +632,7 @@ func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
 	for _, m := range []struct {
 		name string
 		n    *int64
-	}{{"fazt_ws_writes_total", &c.writes}, {"fazt_log_commits_total", &c.commits}, {"fazt_log_events_total", &c.events}} {
+	}{{"fazt_ws_writes_total", &c.writes}, {"fazt_log_commit_seconds_count", &c.commits}, {"fazt_log_events_total", &c.events}} {
 		if v, ok := promtext.Value(string(b), m.name); ok {
 			*m.n = int64(v)
 		}

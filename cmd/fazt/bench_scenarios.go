@@ -299,10 +299,13 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	} else if writes < 0 {
 		r.linef("  writes       unknown: could not read fazt_ws_writes_total from the server's /metrics")
 	}
-	if counts.commits > 0 {
+	if counts.commits > 0 && counts.events >= 0 {
 		r.set("server_commits", counts.commits)
+		r.set("server_events", counts.events)
 		r.set("events_per_commit", round(float64(counts.events)/float64(counts.commits), 2))
-		r.linef("  commits      the server's log made %s commits: %.2f events per commit", commas(float64(counts.commits)), float64(counts.events)/float64(counts.commits))
+		r.linef("  commits      the server's log committed %s events in %s commits: %.2f per commit", commas(float64(counts.events)), commas(float64(counts.commits)), float64(counts.events)/float64(counts.commits))
+	} else if counts.commits < 0 || counts.events < 0 {
+		r.linef("  commits      unknown: could not read fazt_log_commit_seconds_count and fazt_log_events_total from the server's /metrics")
 	}
 	if capCtx.Err() != nil && load.sent < int64(lf.messages) {
 		r.set("capped", true)
