@@ -1,6 +1,6 @@
 -- A broadcast no longer writes its channel's head: the UPDATE of the
--- channels row dirtied a random page per broadcast, a quarter of what a
--- commit to many channels wrote (BENCHMARKS.md, stop 26). Every offset a
+-- channels row dirtied one of the three random pages a broadcast to one
+-- of many channels dirtied (BENCHMARKS.md, stop 26). Every offset a
 -- broadcast is given has its row in messages until retention deletes it,
 -- so a channel's head is the larger of the row's head_floor and the
 -- newest offset in messages. head_floor is the head when the channel was

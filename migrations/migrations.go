@@ -117,7 +117,7 @@ func Check(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-func apply(ctx context.Context, db *sql.DB, v int, name, body string) error {
+func apply(ctx context.Context, db *sql.DB, version int, name, body string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -126,7 +126,7 @@ func apply(ctx context.Context, db *sql.DB, v int, name, body string) error {
 	if _, err := tx.ExecContext(ctx, body); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, strftime('%s','now'))`, v, name); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, strftime('%s','now'))`, version, name); err != nil {
 		return err
 	}
 	return tx.Commit()
