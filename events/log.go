@@ -791,13 +791,9 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 		return
 	}
-	if err != nil {
-		logMetrics.failedAppends.Inc()
-	} else {
+	if err == nil {
 		logMetrics.commitSeconds.Observe(time.Since(start).Seconds())
 		logMetrics.events.Add(float64(len(recs)))
-	}
-	if err == nil {
 		// The records are in batch order: one per fact.
 		i := 0
 		for _, r := range batch {
@@ -809,6 +805,7 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 	}
 	if err != nil {
+		logMetrics.failedAppends.Inc()
 		l.log.Error("event log append failed", "err", err)
 		// Nothing was assigned: the facts go back as they came, so that
 		// the caller may try the same ones again.
