@@ -57,6 +57,7 @@ processor".`,
 	pf.BoolVar(&o.json, "json", false, "also print one JSON line with the run's figures")
 	pf.DurationVar(&o.duration, "duration", 60*time.Second, "cap on the measured phase")
 	pf.DurationVar(&o.setupTimeout, "setup-timeout", 5*time.Minute, "cap on setting up (connecting, filling history)")
+	pf.BoolVar(&o.arrival, "arrival", false, "also give the latency to each delivery's arrival for its socket, read by one subscriber in 16 (Linux; fanout, channels, js): it costs the run what it measures, about 1 ms of --rate 50's p99 as read")
 	cmd.AddCommand(benchFanoutCmd(o), benchConnsCmd(o), benchReplayCmd(o), benchChannelsCmd(o), benchJSCmd(o))
 	return cmd
 }
@@ -68,6 +69,7 @@ type benchOptions struct {
 	json          bool
 	duration      time.Duration
 	setupTimeout  time.Duration
+	arrival       bool // sampled subscribers read the kernel's receive times
 
 	slack  time.Duration // the tool's timer slack
 	base   *url.URL
@@ -314,6 +316,19 @@ func arrivalSample(n, perChan int) func(i int) bool {
 		return func(i int) bool { return (i/perChan)%arrivalEvery == 0 }
 	}
 	return func(i int) bool { return i%arrivalEvery == 0 }
+}
+
+// arrivalSample is arrivalSample with --arrival, and no subscriber
+// without it: asking for receive times makes the kernel stamp every
+// packet it receives (on loopback, in the sender's pass through the
+// receiving side), and the sampled reads cost the tool more. At --rate 50
+// the p99 as read was 8.32 ms with the sampling and 7.42 ms without, ten
+// alternated runs each (BENCHMARKS.md, stop 26).
+func (o *benchOptions) arrivalSample(n, perChan int) func(i int) bool {
+	if !o.arrival {
+		return nil
+	}
+	return arrivalSample(n, perChan)
 }
 
 // deliveryLatency holds the latencies of the deliveries, from the publish

@@ -439,7 +439,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			channel := "bench-fanout-" + newRunID()
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", arrivalSample(subs, subs))
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", o.arrivalSample(subs, subs))
 			if err != nil {
 				return err
 			}
@@ -502,7 +502,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "", arrivalSample(n, perChan))
+			conns, err := o.connectAll(sctx, 4<<10, n, lf.connConc, func(i int) (string, int) { return names[i/perChan], i / perChan }, "", o.arrivalSample(n, perChan))
 			if err != nil {
 				return err
 			}
@@ -568,7 +568,7 @@ the delivered frame, and {channel} the run's channel.`,
 			}
 			sctx, cancel := context.WithTimeout(cmd.Context(), o.setupTimeout)
 			defer cancel()
-			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", arrivalSample(subs, subs))
+			conns, err := o.connectAll(sctx, 16<<10, subs, lf.connConc, func(int) (string, int) { return channel, 0 }, "", o.arrivalSample(subs, subs))
 			if err != nil {
 				return err
 			}
