@@ -57,7 +57,7 @@ processor".`,
 	pf.BoolVar(&o.json, "json", false, "also print one JSON line with the run's figures")
 	pf.DurationVar(&o.duration, "duration", 60*time.Second, "cap on the measured phase")
 	pf.DurationVar(&o.setupTimeout, "setup-timeout", 5*time.Minute, "cap on setting up (connecting, filling history)")
-	pf.BoolVar(&o.arrival, "arrival", false, "also give the latency to each delivery's arrival for its socket, read by one subscriber in 16 (Linux; fanout, channels, js): it costs the run what it measures, about 1 ms of --rate 50's p99 as read")
+	pf.BoolVar(&o.arrival, "arrival", false, "also give the latency to each delivery's arrival for its socket, read by one subscriber in 16 (Linux; fanout, channels, js): it can cost the run some of what it measures")
 	cmd.AddCommand(benchFanoutCmd(o), benchConnsCmd(o), benchReplayCmd(o), benchChannelsCmd(o), benchJSCmd(o))
 	return cmd
 }
@@ -321,9 +321,9 @@ func arrivalSample(n, perChan int) func(i int) bool {
 // arrivalSample is arrivalSample with --arrival, and no subscriber
 // without it: asking for receive times makes the kernel stamp every
 // packet it receives (on loopback, in the sender's pass through the
-// receiving side), and the sampled reads cost the tool more. At --rate 50
-// the p99 as read was 8.32 ms with the sampling and 7.42 ms without, ten
-// alternated runs each (BENCHMARKS.md, stop 26).
+// receiving side), and the sampled reads cost the tool more, so the
+// sampling costs a run some of what it measures (BENCHMARKS.md, stop
+// 26).
 func (o *benchOptions) arrivalSample(n, perChan int) func(i int) bool {
 	if !o.arrival {
 		return nil
