@@ -343,39 +343,60 @@ type deliveryLatency struct {
 	unstamped            atomic.Int64
 }
 
-// startReader runs read on a goroutine of its own; l, if not nil, takes
-// the latencies.
+// startReader starts reading the connection; l, if not nil, takes the
+// latencies. Where the system allows, a poller reads it with many others
+// (benchpoll_linux.go); otherwise it has a goroutine of its own.
 func (bc *benchConn) startReader(l *deliveryLatency) {
 	bc.reading = true
+	if startPolled(bc, l) {
+		return
+	}
 	go bc.read(l)
 }
 
 // read runs the connection's reader until the connection ends: it checks
 // every message frame's offset and records its latencies into l.
 func (bc *benchConn) read(l *deliveryLatency) {
-	defer close(bc.readerEnd)
 	for {
 		buf, err := bc.ws.next()
 		if err != nil {
-			if !bc.closing.Load() {
-				bc.err = err
-			}
+			bc.end(err)
 			return
 		}
-		switch {
-		case bytes.HasPrefix(buf, []byte(`{"type":"message"`)):
-			bc.message(buf, l)
-		case bytes.HasPrefix(buf, []byte(`{"type":"ping"`)):
-			bc.ws.writeText(`{"type":"pong"}`)
-		case bytes.HasPrefix(buf, []byte(`{"type":"disconnect"`)):
-			if !bc.closing.Load() {
-				bc.err = fmt.Errorf("server disconnected: %.200s", buf)
-			}
+		at := int64(-1)
+		if bc.ws.stamp != nil {
+			at = bc.ws.stamp.arrival()
+		}
+		bc.handle(buf, l, at)
+	}
+}
+
+// end records why the connection's reading ended, unless the tool was
+// closing it, and tells closeAll that it has.
+func (bc *benchConn) end(err error) {
+	if !bc.closing.Load() {
+		bc.err = err
+	}
+	close(bc.readerEnd)
+}
+
+// handle takes one text message from the server. at is the kernel's
+// receive time for it (see arrivalReader): -1 for a connection that does
+// not read receive times, 0 when the kernel gave none.
+func (bc *benchConn) handle(buf []byte, l *deliveryLatency, at int64) {
+	switch {
+	case bytes.HasPrefix(buf, []byte(`{"type":"message"`)):
+		bc.message(buf, l, at)
+	case bytes.HasPrefix(buf, []byte(`{"type":"ping"`)):
+		bc.ws.writeText(`{"type":"pong"}`)
+	case bytes.HasPrefix(buf, []byte(`{"type":"disconnect"`)):
+		if !bc.closing.Load() {
+			bc.err = fmt.Errorf("server disconnected: %.200s", buf)
 		}
 	}
 }
 
-func (bc *benchConn) message(b []byte, l *deliveryLatency) {
+func (bc *benchConn) message(b []byte, l *deliveryLatency, at int64) {
 	now := time.Now().UnixNano()
 	off, ok := scanUint(b, `"offset":`)
 	if !ok {
@@ -401,13 +422,12 @@ func (bc *benchConn) message(b []byte, l *deliveryLatency) {
 	bc.maxOff = max(bc.maxOff, off)
 	if sent, ok := scanUint(b, `ft:`); ok && l != nil {
 		l.read.record((now - int64(sent)) / 1000)
-		if bc.ws.stamp != nil {
-			if at := bc.ws.stamp.arrival(); at > 0 {
-				l.arrival.record((at - int64(sent)) / 1000)
-				l.delay.record((now - at) / 1000)
-			} else {
-				l.unstamped.Add(1)
-			}
+		switch {
+		case at > 0:
+			l.arrival.record((at - int64(sent)) / 1000)
+			l.delay.record((now - at) / 1000)
+		case at == 0:
+			l.unstamped.Add(1)
 		}
 	}
 	if bc.done != nil && off == bc.doneAt {

@@ -33,6 +33,14 @@ type benchWS struct {
 
 	wmu  sync.Mutex
 	wbuf []byte
+	raw  rawSocket // once a poller reads the connection (under wmu)
+}
+
+// rawSocket is a connection's socket once a poller reads it: conn, which
+// Go's own poller watched, is closed by then.
+type rawSocket interface {
+	write(b []byte) error
+	shutdown() // both ways; the poller then sees the end and closes it
 }
 
 // wsOp are the frame opcodes the client handles.
@@ -108,6 +116,40 @@ func dialBenchWS(ctx context.Context, wsURL, host string, readBuf int, stamp boo
 	return &benchWS{conn: conn, br: br, stamp: stamps}, nil
 }
 
+// frameHeader reads the header of a frame from the server at the start of
+// h: its opcode, whether it is a message's last frame, the header's
+// length hl and the payload's n. With h shorter than the header, n is -1
+// and hl is the length the header needs.
+func frameHeader(h []byte) (fin bool, op byte, hl, n int, err error) {
+	if len(h) < 2 {
+		return false, 0, 2, -1, nil
+	}
+	if h[1]&0x80 != 0 {
+		return false, 0, 0, 0, errors.New("masked frame from the server")
+	}
+	fin, op, n, hl = h[0]&0x80 != 0, h[0]&0x0f, int(h[1]&0x7f), 2
+	switch n {
+	case 126:
+		hl = 4
+	case 127:
+		hl = 10
+	}
+	if len(h) < hl {
+		return fin, op, hl, -1, nil
+	}
+	switch hl {
+	case 4:
+		n = int(bin.BigEndian.Uint16(h[2:]))
+	case 10:
+		v := bin.BigEndian.Uint64(h[2:])
+		if v > 1<<30 {
+			return fin, op, hl, 0, fmt.Errorf("frame of %d bytes", v)
+		}
+		n = int(v)
+	}
+	return fin, op, hl, n, nil
+}
+
 // next returns the next text message. The payload is valid until the next
 // call. Pings are answered and pongs skipped; a close frame ends it with
 // errWSClosed.
@@ -121,29 +163,15 @@ func (c *benchWS) next() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		fin, op, masked := h[0]&0x80 != 0, h[0]&0x0f, h[1]&0x80 != 0
-		n, hl := int(h[1]&0x7f), 2
-		switch n {
-		case 126:
-			hl = 4
-		case 127:
-			hl = 10
-		}
-		if h, err = c.br.Peek(hl); err != nil {
-			return nil, err
-		}
-		switch hl {
-		case 4:
-			n = int(bin.BigEndian.Uint16(h[2:]))
-		case 10:
-			v := bin.BigEndian.Uint64(h[2:])
-			if v > 1<<30 {
-				return nil, fmt.Errorf("frame of %d bytes", v)
+		fin, op, hl, n, err := frameHeader(h)
+		if err == nil && n < 0 {
+			if h, err = c.br.Peek(hl); err != nil {
+				return nil, err
 			}
-			n = int(v)
+			fin, op, hl, n, err = frameHeader(h)
 		}
-		if masked {
-			return nil, errors.New("masked frame from the server")
+		if err != nil {
+			return nil, err
 		}
 		c.br.Discard(hl)
 		var p []byte
@@ -158,25 +186,36 @@ func (c *benchWS) next() ([]byte, error) {
 				return nil, err
 			}
 		}
-		switch op {
-		case wsPing:
-			c.write(wsPong, p)
-		case wsPong:
-		case wsClose:
-			return nil, errWSClosed
-		case wsText, wsCont:
-			if fin && c.frag == nil {
-				return p, nil
-			}
-			c.frag = append(c.frag, p...)
-			if fin {
-				p, c.frag = c.frag, nil
-				return p, nil
-			}
-		default:
-			return nil, fmt.Errorf("unexpected opcode %d", op)
+		msg, done, err := c.frame(fin, op, p)
+		if err != nil || done {
+			return msg, err
 		}
 	}
+}
+
+// frame takes one frame's payload p: a text message once its last frame
+// is in (done), nothing for a control frame (a ping is answered), and
+// errWSClosed for a close frame.
+func (c *benchWS) frame(fin bool, op byte, p []byte) (msg []byte, done bool, err error) {
+	switch op {
+	case wsPing:
+		c.write(wsPong, p)
+	case wsPong:
+	case wsClose:
+		return nil, false, errWSClosed
+	case wsText, wsCont:
+		if fin && c.frag == nil {
+			return p, true, nil
+		}
+		c.frag = append(c.frag, p...)
+		if fin {
+			p, c.frag = c.frag, nil
+			return p, true, nil
+		}
+	default:
+		return nil, false, fmt.Errorf("unexpected opcode %d", op)
+	}
+	return nil, false, nil
 }
 
 // write sends one masked frame.
@@ -202,6 +241,9 @@ func (c *benchWS) write(op byte, payload []byte) error {
 		b[start+i] ^= mask[i&3]
 	}
 	c.wbuf = b
+	if c.raw != nil {
+		return c.raw.write(b)
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err := c.conn.Write(b)
 	return err
@@ -210,8 +252,15 @@ func (c *benchWS) write(op byte, payload []byte) error {
 // writeText sends a text message.
 func (c *benchWS) writeText(s string) error { return c.write(wsText, []byte(s)) }
 
-// close sends a normal close frame and closes the connection.
+// close sends a normal close frame and closes the connection; a poller's
+// connection is shut down, and its poller closes it.
 func (c *benchWS) close() {
 	c.write(wsClose, []byte{0x03, 0xe8}) // 1000
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.raw != nil {
+		c.raw.shutdown()
+		return
+	}
 	c.conn.Close()
 }

@@ -1,0 +1,382 @@
+package main
+
+import (
+	bin "encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The subscribers' sockets are read by a few pollers, each a goroutine
+// with an epoll set of its own, rather than by a goroutine each. With a
+// goroutine each, every delivery cost the tool two reads (one got the
+// frame, the next EAGAIN) and a park and wake-up in Go's scheduler: at
+// 50,000 deliveries/s the tool fell behind the server's rounds and its
+// own delay entered the latency it reported (BENCHMARKS.md, stops 25 and
+// 27). A poller asks epoll which of its sockets have data, reads each of
+// those once, and handles every whole frame that read brought. A poller
+// waits in Go's own poller, on its epoll descriptor, so that it holds no
+// thread while the sockets are quiet.
+//
+// A socket comes to a poller once the connection is subscribed: it is
+// duplicated and the net.Conn closed, so that Go's poller no longer
+// watches it too (it would wake for every frame). What the connection's
+// buffered reader held goes with it. The poller owns the descriptor from
+// then on and closes it when the connection ends; writes (pongs, the
+// close frame) go straight to the socket.
+type poller struct {
+	epfd   int
+	wait   syscall.RawConn // epfd, in Go's poller
+	waitFn func(fd uintptr) bool
+	ready  int // events epoll_wait returned
+	busy   int // events handled since the sockets were last quiet
+	events [256]unix.EpollEvent
+
+	nudge   syscall.RawConn // an eventfd in Go's poller, for yield
+	nudgeFn func(fd uintptr) bool
+	parked  bool
+
+	mu    sync.Mutex
+	conns map[int32]*polled // by descriptor
+}
+
+// polled is a connection a poller reads.
+type polled struct {
+	bc    *benchConn
+	l     *deliveryLatency
+	fd    int // the poller's; -1 once closed (under bc.ws.wmu)
+	buf   []byte
+	n     int  // bytes in buf: the start of a frame not yet whole
+	stamp bool // reads the kernel's receive times
+	at    int64
+	oob   [64]byte
+}
+
+// pollers is the set the subscribers are spread over, one a processor,
+// started with the first subscriber and kept as long as the tool runs.
+var pollers struct {
+	once sync.Once
+	set  []*poller
+	next atomic.Uint32
+}
+
+// startPolled hands bc's connection to a poller; false where it cannot,
+// and bc is read as before.
+func startPolled(bc *benchConn, l *deliveryLatency) bool {
+	pollers.once.Do(func() {
+		for range min(runtime.GOMAXPROCS(0), 8) {
+			p, err := newPoller()
+			if err != nil {
+				break
+			}
+			pollers.set = append(pollers.set, p)
+			go p.run()
+		}
+	})
+	if len(pollers.set) == 0 {
+		return false
+	}
+	p := pollers.set[int(pollers.next.Add(1))%len(pollers.set)]
+	return p.add(bc, l)
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile puts it in Go's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f, rc, err := pollable(epfd, "epoll")
+	if err != nil {
+		return nil, err
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		f.Close()
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	_, erc, err := pollable(efd, "eventfd") // each RawConn keeps its File
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &poller{epfd: epfd, wait: rc, nudge: erc, conns: make(map[int32]*polled)}
+	p.waitFn, p.nudgeFn = p.poll, p.nudged
+	return p, nil
+}
+
+// pollable puts a non-blocking descriptor in Go's poller; it is closed
+// if Go cannot wait on it there (a deadline is refused then).
+func pollable(fd int, name string) (*os.File, syscall.RawConn, error) {
+	f := os.NewFile(uintptr(fd), name)
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, rc, nil
+}
+
+// poll is the body of wait.Read: the sockets with data, or a wait for
+// some (false).
+func (p *poller) poll(fd uintptr) bool {
+	n, err := unix.EpollWait(int(fd), p.events[:], 0)
+	if err != nil || n == 0 { // EINTR, or none yet
+		p.busy = 0
+		return false
+	}
+	p.ready = n
+	return true
+}
+
+func (p *poller) run() {
+	for {
+		p.ready = 0
+		if err := p.wait.Read(p.waitFn); err != nil {
+			p.mu.Lock()
+			left := make([]*polled, 0, len(p.conns))
+			for _, pc := range p.conns {
+				left = append(left, pc)
+			}
+			p.mu.Unlock()
+			for _, pc := range left {
+				p.remove(pc, fmt.Errorf("poller: %w", err))
+			}
+			return
+		}
+		for _, ev := range p.events[:p.ready] {
+			p.mu.Lock()
+			pc := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if pc != nil {
+				if err := pc.readable(); err != nil {
+					p.remove(pc, err)
+				}
+			}
+		}
+		if p.busy += p.ready; p.busy >= len(p.events) {
+			p.yield()
+		}
+	}
+}
+
+// yield lets the goroutines waiting on the network run, when the poller
+// has handled a batch's worth of events without finding its sockets
+// quiet. Go polls the network only when nothing else is runnable (and
+// its monitor every 10 ms), so on one processor a poller that never
+// parked held back the answers to the tool's publishes: in unthrottled
+// fan-outs their p99 went from 10.6 to 17.2 ms and the deliveries fell
+// by a tenth, and with runtime.Gosched, which does not poll, the p99 was
+// still 17.2 ms against 10.9 (BENCHMARKS.md, stop 27). So the poller
+// parks until its eventfd, which it writes, is ready: only a poll of the
+// network tells it so.
+func (p *poller) yield() {
+	p.busy = 0
+	p.parked = false
+	p.nudge.Read(p.nudgeFn)
+}
+
+// nudged is the body of nudge.Read. The first time it writes the eventfd
+// and waits: the write comes after Read has cleared what Go's poller knew
+// of the descriptor, so its readiness cannot be cleared unseen (written
+// before Read, the poller hung when Go's monitor polled the network in
+// between). Then it takes the eventfd's count.
+func (p *poller) nudged(fd uintptr) bool {
+	var b [8]byte
+	if !p.parked {
+		p.parked = true
+		bin.NativeEndian.PutUint64(b[:], 1)
+		unix.Write(int(fd), b[:])
+		return false
+	}
+	unix.Read(int(fd), b[:])
+	return true
+}
+
+// add takes bc's socket over from its net.Conn; false if it cannot, with
+// the connection as it was.
+func (p *poller) add(bc *benchConn, l *deliveryLatency) bool {
+	ws := bc.ws
+	tc, ok := ws.conn.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	if rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }) != nil || err != nil {
+		return false
+	}
+	pc := &polled{bc: bc, l: l, fd: fd}
+	if ws.stamp != nil {
+		pc.stamp, pc.at = true, ws.stamp.arrival()
+	}
+	// What the buffered reader holds past the last message it handed out.
+	ws.br.Discard(ws.skip)
+	ws.skip = 0
+	held, _ := ws.br.Peek(ws.br.Buffered())
+	pc.buf = make([]byte, max(ws.br.Size(), len(held)))
+	pc.n = copy(pc.buf, held)
+	ws.wmu.Lock()
+	ws.raw = pc
+	ws.conn.Close()
+	ws.wmu.Unlock()
+	// Frames that came with the subscription are handled here, before the
+	// poller can see the socket.
+	if err := pc.frames(); err != nil {
+		pc.close()
+		bc.end(err)
+		return true
+	}
+	p.mu.Lock()
+	p.conns[int32(fd)] = pc
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.remove(pc, os.NewSyscallError("epoll_ctl", err))
+	}
+	return true
+}
+
+// remove ends a connection: the poller forgets it and closes its socket.
+func (p *poller) remove(pc *polled, err error) {
+	unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+	p.mu.Lock()
+	delete(p.conns, int32(pc.fd))
+	p.mu.Unlock()
+	pc.close()
+	pc.bc.end(err)
+}
+
+// readable reads what the socket holds, once, and handles each whole
+// frame; an error ends the connection.
+func (pc *polled) readable() error {
+	var n int
+	var err error
+	for {
+		if pc.stamp {
+			var oobn int
+			n, oobn, _, _, err = unix.Recvmsg(pc.fd, pc.buf[pc.n:], pc.oob[:], 0)
+			if err == nil && n > 0 {
+				pc.at = rxTime(pc.oob[:oobn])
+			}
+		} else {
+			n, err = unix.Read(pc.fd, pc.buf[pc.n:])
+		}
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == unix.EAGAIN:
+		return nil // not ready after all
+	case err != nil:
+		return os.NewSyscallError("read", err)
+	case n == 0:
+		return io.EOF
+	}
+	pc.n += n
+	return pc.frames()
+}
+
+// frames handles every whole frame at the start of buf and keeps the rest;
+// the buffer grows to hold a frame larger than it.
+func (pc *polled) frames() error {
+	ws := pc.bc.ws
+	off := 0
+	for {
+		fin, op, hl, n, err := frameHeader(pc.buf[off:pc.n])
+		if err != nil {
+			return err
+		}
+		if n < 0 || off+hl+n > pc.n {
+			if hl+max(n, 0) > len(pc.buf) {
+				grown := make([]byte, hl+n)
+				pc.n = copy(grown, pc.buf[off:pc.n])
+				pc.buf = grown
+				return nil
+			}
+			break
+		}
+		msg, done, err := ws.frame(fin, op, pc.buf[off+hl:off+hl+n])
+		if err != nil {
+			return err
+		}
+		if done {
+			at := int64(-1)
+			if pc.stamp {
+				at = pc.at
+			}
+			pc.bc.handle(msg, pc.l, at)
+		}
+		off += hl + n
+	}
+	pc.n = copy(pc.buf, pc.buf[off:pc.n])
+	return nil
+}
+
+// write sends b on the socket (the caller holds ws.wmu), waiting up to
+// ten seconds for room in its buffer.
+func (pc *polled) write(b []byte) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b) > 0 {
+		if pc.fd < 0 {
+			return net.ErrClosed
+		}
+		n, err := unix.Write(pc.fd, b)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			fds := []unix.PollFd{{Fd: int32(pc.fd), Events: unix.POLLOUT}}
+			if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && err != unix.EINTR {
+				return os.NewSyscallError("poll", err)
+			}
+		case err != nil:
+			return os.NewSyscallError("write", err)
+		default:
+			b = b[n:]
+		}
+	}
+	return nil
+}
+
+// shutdown ends the socket both ways (the caller holds ws.wmu): the poller
+// reads its end and closes it.
+func (pc *polled) shutdown() {
+	if pc.fd >= 0 {
+		unix.Shutdown(pc.fd, unix.SHUT_RDWR)
+	}
+}
+
+// close closes the socket, once no write can be using it.
+func (pc *polled) close() {
+	ws := pc.bc.ws
+	ws.wmu.Lock()
+	defer ws.wmu.Unlock()
+	if pc.fd >= 0 {
+		unix.Close(pc.fd)
+		pc.fd = -1
+	}
+}
