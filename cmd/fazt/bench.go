@@ -348,11 +348,15 @@ type deliveryLatency struct {
 // (benchpoll_linux.go); otherwise it has a goroutine of its own.
 func (bc *benchConn) startReader(l *deliveryLatency) {
 	bc.reading = true
-	if startPolled(bc, l) {
+	if usePollers && startPolled(bc, l) {
 		return
 	}
 	go bc.read(l)
 }
+
+// usePollers is false only in tests that try the goroutine readers on a
+// system that has pollers.
+var usePollers = true
 
 // read runs the connection's reader until the connection ends: it checks
 // every message frame's offset and records its latencies into l.

@@ -2,6 +2,7 @@ package main
 
 import (
 	bin "encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,9 +37,11 @@ type poller struct {
 	epfd   int
 	wait   syscall.RawConn // epfd, in Go's poller
 	waitFn func(fd uintptr) bool
-	ready  int // events epoll_wait returned
-	busy   int // events handled since the sockets were last quiet
+	ready  int   // events epoll_wait returned
+	err    error // why epoll_wait failed; the poller ends its sockets
+	busy   int   // events handled since the sockets were last quiet
 	events [256]unix.EpollEvent
+	batch  [256]*polled // the events' connections
 
 	nudge   syscall.RawConn // an eventfd in Go's poller, for yield
 	nudgeFn func(fd uintptr) bool
@@ -55,10 +58,14 @@ type polled struct {
 	fd    int // the poller's; -1 once closed (under bc.ws.wmu)
 	buf   []byte
 	n     int  // bytes in buf: the start of a frame not yet whole
+	size  int  // buf's length but while a larger frame comes in
 	stamp bool // reads the kernel's receive times
 	at    int64
 	oob   [64]byte
 }
+
+// errClosing ends the reading of a connection the tool is closing.
+var errClosing = errors.New("closed by the tool")
 
 // pollers is the set the subscribers are spread over, one a processor,
 // started with the first subscriber and kept as long as the tool runs.
@@ -137,7 +144,14 @@ func pollable(fd int, name string) (*os.File, syscall.RawConn, error) {
 // some (false).
 func (p *poller) poll(fd uintptr) bool {
 	n, err := unix.EpollWait(int(fd), p.events[:], 0)
-	if err != nil || n == 0 { // EINTR, or none yet
+	for err == unix.EINTR {
+		n, err = unix.EpollWait(int(fd), p.events[:], 0)
+	}
+	switch {
+	case err != nil:
+		p.err = os.NewSyscallError("epoll_wait", err)
+		return true
+	case n == 0:
 		p.busy = 0
 		return false
 	}
@@ -148,7 +162,11 @@ func (p *poller) poll(fd uintptr) bool {
 func (p *poller) run() {
 	for {
 		p.ready = 0
-		if err := p.wait.Read(p.waitFn); err != nil {
+		err := p.wait.Read(p.waitFn)
+		if err == nil {
+			err = p.err
+		}
+		if err != nil {
 			p.mu.Lock()
 			left := make([]*polled, 0, len(p.conns))
 			for _, pc := range p.conns {
@@ -160,16 +178,20 @@ func (p *poller) run() {
 			}
 			return
 		}
-		for _, ev := range p.events[:p.ready] {
-			p.mu.Lock()
-			pc := p.conns[ev.Fd]
-			p.mu.Unlock()
-			if pc != nil {
-				if err := pc.readable(); err != nil {
-					p.remove(pc, err)
-				}
+		p.mu.Lock()
+		for i, ev := range p.events[:p.ready] {
+			p.batch[i] = p.conns[ev.Fd] // nil for a socket not yet added
+		}
+		p.mu.Unlock()
+		for _, pc := range p.batch[:p.ready] {
+			if pc == nil {
+				continue
+			}
+			if err := pc.readable(); err != nil {
+				p.remove(pc, err)
 			}
 		}
+		clear(p.batch[:p.ready])
 		if p.busy += p.ready; p.busy >= len(p.events) {
 			p.yield()
 		}
@@ -185,7 +207,8 @@ func (p *poller) run() {
 // by a tenth, and with runtime.Gosched, which does not poll, the p99 was
 // still 17.2 ms against 10.9 (BENCHMARKS.md, stop 27). So the poller
 // parks until its eventfd, which it writes, is ready: only a poll of the
-// network tells it so.
+// network tells it so. Should other goroutines keep the processor busy
+// all the while, that poll is the monitor's, up to 10 ms later.
 func (p *poller) yield() {
 	p.busy = 0
 	p.parked = false
@@ -225,34 +248,37 @@ func (p *poller) add(bc *benchConn, l *deliveryLatency) bool {
 	if rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }) != nil || err != nil {
 		return false
 	}
-	pc := &polled{bc: bc, l: l, fd: fd}
+	// Watched before the net.Conn is closed, so that a refusal leaves the
+	// connection as it was. Until the poller knows the descriptor it
+	// skips its events, which epoll repeats (level-triggered).
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return false
+	}
+	pc := &polled{bc: bc, l: l, fd: fd, size: ws.br.Size()}
 	if ws.stamp != nil {
 		pc.stamp, pc.at = true, ws.stamp.arrival()
 	}
 	// What the buffered reader holds past the last message it handed out.
 	ws.br.Discard(ws.skip)
-	ws.skip = 0
 	held, _ := ws.br.Peek(ws.br.Buffered())
-	pc.buf = make([]byte, max(ws.br.Size(), len(held)))
+	pc.buf = make([]byte, max(pc.size, len(held)))
 	pc.n = copy(pc.buf, held)
 	ws.wmu.Lock()
 	ws.raw = pc
 	ws.conn.Close()
+	ws.br, ws.stamp, ws.skip = nil, nil, 0
 	ws.wmu.Unlock()
 	// Frames that came with the subscription are handled here, before the
-	// poller can see the socket.
+	// poller knows the socket.
 	if err := pc.frames(); err != nil {
-		pc.close()
-		bc.end(err)
+		p.remove(pc, err)
 		return true
 	}
 	p.mu.Lock()
 	p.conns[int32(fd)] = pc
 	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		p.remove(pc, os.NewSyscallError("epoll_ctl", err))
-	}
 	return true
 }
 
@@ -269,6 +295,9 @@ func (p *poller) remove(pc *polled, err error) {
 // readable reads what the socket holds, once, and handles each whole
 // frame; an error ends the connection.
 func (pc *polled) readable() error {
+	if pc.bc.closing.Load() {
+		return errClosing // what is still coming is not the run's
+	}
 	var n int
 	var err error
 	for {
@@ -288,6 +317,8 @@ func (pc *polled) readable() error {
 	switch {
 	case err == unix.EAGAIN:
 		return nil // not ready after all
+	case err != nil && pc.stamp:
+		return os.NewSyscallError("recvmsg", err)
 	case err != nil:
 		return os.NewSyscallError("read", err)
 	case n == 0:
@@ -329,32 +360,31 @@ func (pc *polled) frames() error {
 		}
 		off += hl + n
 	}
+	if len(pc.buf) > pc.size && pc.n-off <= pc.size { // the large frame is handled
+		pc.buf = append(make([]byte, 0, pc.size), pc.buf[off:pc.n]...)[:pc.size]
+		pc.n -= off
+		return nil
+	}
 	pc.n = copy(pc.buf, pc.buf[off:pc.n])
 	return nil
 }
 
-// write sends b on the socket (the caller holds ws.wmu), waiting up to
-// ten seconds for room in its buffer.
+// write sends b on the socket (the caller holds ws.wmu). It does not
+// wait for room: the poller writes the pongs, and a wait there would
+// hold back every socket it reads. The tool sends next to nothing, so a
+// full buffer is an error.
 func (pc *polled) write(b []byte) error {
-	deadline := time.Now().Add(10 * time.Second)
 	for len(b) > 0 {
 		if pc.fd < 0 {
 			return net.ErrClosed
 		}
-		n, err := unix.Write(pc.fd, b)
+		n, err := unix.SendmsgN(pc.fd, b, nil, nil, unix.MSG_NOSIGNAL)
 		switch {
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				return os.ErrDeadlineExceeded
-			}
-			fds := []unix.PollFd{{Fd: int32(pc.fd), Events: unix.POLLOUT}}
-			if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && err != unix.EINTR {
-				return os.NewSyscallError("poll", err)
-			}
+			return errors.New("write: the socket's send buffer is full")
 		case err != nil:
-			return os.NewSyscallError("write", err)
+			return os.NewSyscallError("sendmsg", err)
 		default:
 			b = b[n:]
 		}
@@ -362,8 +392,8 @@ func (pc *polled) write(b []byte) error {
 	return nil
 }
 
-// shutdown ends the socket both ways (the caller holds ws.wmu): the poller
-// reads its end and closes it.
+// shutdown ends the socket both ways (the caller holds ws.wmu), which
+// wakes its poller; that one, seeing the connection closing, closes it.
 func (pc *polled) shutdown() {
 	if pc.fd >= 0 {
 		unix.Shutdown(pc.fd, unix.SHUT_RDWR)

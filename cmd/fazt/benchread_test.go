@@ -136,7 +136,19 @@ func fakeSubscribed(t *testing.T, readBuf int, held []byte) (*benchConn, net.Con
 		t.Fatalf("client: %v; server: %v", err, a.err)
 	}
 	t.Cleanup(func() { bc.close(); a.conn.Close() })
+	a.conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // a guard against a hang
 	return bc, a.conn, a.br
+}
+
+// bothReaders runs test with the subscribers read by pollers, where the
+// system has them, and by a goroutine each.
+func bothReaders(t *testing.T, test func(t *testing.T)) {
+	t.Run("pollers", test)
+	t.Run("goroutines", func(t *testing.T) {
+		usePollers = false
+		defer func() { usePollers = true }()
+		test(t)
+	})
 }
 
 // waitReader waits for bc's reader to end, for ten seconds at most (a
@@ -156,6 +168,10 @@ func waitReader(t *testing.T, bc *benchConn) {
 // duplicates and frames out of order, answers pings at both levels, and
 // ends, with the reason kept, at the server's close frame.
 func TestSubscriberReadsWhateverTheSocketSplits(t *testing.T) {
+	bothReaders(t, testSubscriberReads)
+}
+
+func testSubscriberReads(t *testing.T) {
 	held := append(messageFrame(1, 0), messageFrame(2, 0)...)
 	held = append(held, messageFrame(3, 0)[:7]...) // and the start of the next
 	bc, srv, br := fakeSubscribed(t, 64, held)
@@ -181,7 +197,12 @@ func TestSubscriberReadsWhateverTheSocketSplits(t *testing.T) {
 		t.Fatalf("pong: op %d %q %v", op, p, err)
 	}
 	six := []byte(`{"type":"message","channel":"room","offset":6,"data":"split"}`)
-	send(append(serverFrame(wsText, false, six[:20]), serverFrame(wsCont, true, six[20:])...))
+	send(serverFrame(wsText, false, six[:20]))
+	send(serverFrame(wsPing, true, []byte("in between")))
+	if op, p, err := readClientFrame(br); err != nil || op != wsPong || string(p) != "in between" {
+		t.Fatalf("pong between fragments: op %d %q %v", op, p, err)
+	}
+	send(serverFrame(wsCont, true, six[20:]))
 	send(serverFrame(wsText, true, []byte(`{"type":"ping"}`)))
 	if op, p, err := readClientFrame(br); err != nil || op != wsText || string(p) != `{"type":"pong"}` {
 		t.Fatalf("app pong: op %d %q %v", op, p, err)
@@ -193,6 +214,9 @@ func TestSubscriberReadsWhateverTheSocketSplits(t *testing.T) {
 	if !errors.Is(bc.err, errWSClosed) {
 		t.Errorf("reader ended with %v, want %v", bc.err, errWSClosed)
 	}
+	if op, p, err := readClientFrame(br); err != nil || op != wsClose || len(p) != 2 || bin.BigEndian.Uint16(p) != 1000 {
+		t.Errorf("close frame answered: op %d %x %v", op, p, err)
+	}
 	if bc.recv.Load() != 10 || bc.distinct != 9 || bc.dup != 1 || bc.ooo != 1 || bc.missing(9) != 0 {
 		t.Errorf("recv %d distinct %d dup %d ooo %d missing %d; want 10, 9, 1, 1, 0",
 			bc.recv.Load(), bc.distinct, bc.dup, bc.ooo, bc.missing(9))
@@ -202,6 +226,10 @@ func TestSubscriberReadsWhateverTheSocketSplits(t *testing.T) {
 // Closing a subscriber sends the server a close frame and ends its
 // reader, with no error: the tool ended it.
 func TestSubscriberCloseEndsItsReader(t *testing.T) {
+	bothReaders(t, testSubscriberClose)
+}
+
+func testSubscriberClose(t *testing.T) {
 	bc, _, br := fakeSubscribed(t, 1<<10, messageFrame(1, 0))
 	bc.startReader(nil)
 	bc.close()
@@ -223,6 +251,10 @@ func TestSubscriberCloseEndsItsReader(t *testing.T) {
 // A server that goes away without a close frame ends the reader with an
 // error.
 func TestSubscriberSeesTheServerGo(t *testing.T) {
+	bothReaders(t, testServerGone)
+}
+
+func testServerGone(t *testing.T) {
 	bc, srv, _ := fakeSubscribed(t, 1<<10, nil)
 	bc.startReader(nil)
 	srv.Write(messageFrame(1, 0)[:5])
@@ -231,4 +263,42 @@ func TestSubscriberSeesTheServerGo(t *testing.T) {
 	if bc.err == nil || errors.Is(bc.err, errWSClosed) {
 		t.Errorf("reader ended with %v, want the connection's end", bc.err)
 	}
+}
+
+// Closing a subscriber ends its reader even while the server keeps
+// sending: what comes after the close is not the run's to count.
+func TestSubscriberCloseWhileTheServerSends(t *testing.T) {
+	bothReaders(t, func(t *testing.T) {
+		bc, srv, _ := fakeSubscribed(t, 1<<10, nil)
+		bc.startReader(nil)
+		sent := make(chan int, 1)
+		go func() {
+			n := 0
+			for off := 1; off <= 2_000_000; off++ { // until the client is gone, or a bound
+				if _, err := srv.Write(messageFrame(off, 100)); err != nil {
+					break
+				}
+				n = off
+			}
+			sent <- n
+		}()
+		for guard := time.Now().Add(10 * time.Second); bc.recv.Load() < 100; time.Sleep(time.Millisecond) {
+			if time.Now().After(guard) { // against a hang, not a measure
+				t.Fatalf("%d messages read", bc.recv.Load())
+			}
+		}
+		bc.close()
+		atClose := bc.recv.Load()
+		waitReader(t, bc)
+		if bc.err != nil {
+			t.Errorf("reader ended with %v", bc.err)
+		}
+		srv.SetWriteDeadline(time.Now()) // unblock the writer if the client's buffers are full
+		n := <-sent
+		// After the close, at most what the read under way brought: its
+		// 1 KiB buffer holds 6 of these frames.
+		if got := bc.recv.Load(); got > atClose+7 || int(got) > n {
+			t.Errorf("%d messages read, %d of them after the close, of %d sent", got, got-atClose, n)
+		}
+	})
 }

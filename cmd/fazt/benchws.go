@@ -34,6 +34,8 @@ type benchWS struct {
 	wmu  sync.Mutex
 	wbuf []byte
 	raw  rawSocket // once a poller reads the connection (under wmu)
+	// closeSent: a close frame went out, the last frame (under wmu)
+	closeSent bool
 }
 
 // rawSocket is a connection's socket once a poller reads it: conn, which
@@ -202,6 +204,7 @@ func (c *benchWS) frame(fin bool, op byte, p []byte) (msg []byte, done bool, err
 		c.write(wsPong, p)
 	case wsPong:
 	case wsClose:
+		c.write(wsClose, []byte{0x03, 0xe8}) // answered, as a client does
 		return nil, false, errWSClosed
 	case wsText, wsCont:
 		if fin && c.frag == nil {
@@ -222,6 +225,10 @@ func (c *benchWS) frame(fin bool, op byte, p []byte) (msg []byte, done bool, err
 func (c *benchWS) write(op byte, payload []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.closeSent {
+		return net.ErrClosed
+	}
+	c.closeSent = op == wsClose
 	b := append(c.wbuf[:0], 0x80|op)
 	switch n := len(payload); {
 	case n < 126:
@@ -252,8 +259,9 @@ func (c *benchWS) write(op byte, payload []byte) error {
 // writeText sends a text message.
 func (c *benchWS) writeText(s string) error { return c.write(wsText, []byte(s)) }
 
-// close sends a normal close frame and closes the connection; a poller's
-// connection is shut down, and its poller closes it.
+// close sends a normal close frame, unless one was sent, and closes the
+// connection; a poller's connection is shut down, and its poller closes
+// it.
 func (c *benchWS) close() {
 	c.write(wsClose, []byte{0x03, 0xe8}) // 1000
 	c.wmu.Lock()
