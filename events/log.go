@@ -594,7 +594,13 @@ func dsn(path string, d Durability, readOnly bool, busyMS int) string {
 		// holds the pages that appends to a few thousand channels keep
 		// touching (+9% publishes/s in batches to 2,000 channels). 32 MiB
 		// cost 5% on small commits, where SQLite's cache truncation
-		// (pcache1TruncateUnsafe) took 4% of the CPU (BENCHMARKS.md).
+		// (pcache1TruncateUnsafe) took 4% of the CPU (BENCHMARKS.md):
+		// when a B-tree balance reorders its new pages it parks one at
+		// the page number of the lock byte (262,145 at 4 KiB pages), so
+		// the cache's largest page number lies past the end of a file
+		// under 1 GiB, and the commit that follows scans the cache's
+		// whole hash table for pages to drop, a scan that grows with the
+		// cache (SQLite 3.54's balance_nonroot and pcache1Truncate).
 		q.Set("_cache_size", "-8192")
 		if d == DurabilityFull {
 			q.Set("_synchronous", "FULL")
