@@ -376,9 +376,10 @@ func (bc *benchConn) read(l *deliveryLatency) {
 }
 
 // end records why the connection's reading ended, unless the tool was
-// closing it, and tells closeAll that it has.
+// closing it or a reason is recorded already, and tells closeAll that it
+// has.
 func (bc *benchConn) end(err error) {
-	if !bc.closing.Load() {
+	if !bc.closing.Load() && bc.err == nil { // a disconnect frame's reason comes first
 		bc.err = err
 	}
 	close(bc.readerEnd)

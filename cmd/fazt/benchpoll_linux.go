@@ -47,21 +47,25 @@ type poller struct {
 	nudgeFn func(fd uintptr) bool
 	parked  bool
 
-	mu    sync.Mutex
-	conns map[int32]*polled // by descriptor
+	mu     sync.Mutex
+	conns  map[int32]*polled // by descriptor
+	broken bool              // run has ended: add refuses
+	files  [2]*os.File       // the epoll descriptor and the eventfd
 }
 
 // polled is a connection a poller reads.
 type polled struct {
-	bc    *benchConn
-	l     *deliveryLatency
-	fd    int // the poller's; -1 once closed (under bc.ws.wmu)
-	buf   []byte
-	n     int  // bytes in buf: the start of a frame not yet whole
-	size  int  // buf's length but while a larger frame comes in
-	stamp bool // reads the kernel's receive times
-	at    int64
-	oob   [64]byte
+	bc     *benchConn
+	l      *deliveryLatency
+	fd     int // the poller's; -1 once closed (under bc.ws.wmu)
+	buf    []byte
+	n      int         // bytes in buf: the start of a frame not yet whole
+	size   int         // buf's length but while a larger frame comes in
+	werr   error       // why a write failed (under bc.ws.wmu)
+	failed atomic.Bool // werr is set
+	stamp  bool        // reads the kernel's receive times
+	at     int64
+	oob    [64]byte
 }
 
 // errClosing ends the reading of a connection the tool is closing.
@@ -105,21 +109,21 @@ func newPoller() (*poller, error) {
 		unix.Close(epfd)
 		return nil, os.NewSyscallError("fcntl", err)
 	}
-	f, rc, err := pollable(epfd, "epoll")
+	ef, rc, err := pollable(epfd, "epoll")
 	if err != nil {
 		return nil, err
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		f.Close()
+		ef.Close()
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	_, erc, err := pollable(efd, "eventfd") // each RawConn keeps its File
+	nf, erc, err := pollable(efd, "eventfd")
 	if err != nil {
-		f.Close()
+		ef.Close()
 		return nil, err
 	}
-	p := &poller{epfd: epfd, wait: rc, nudge: erc, conns: make(map[int32]*polled)}
+	p := &poller{epfd: epfd, wait: rc, nudge: erc, conns: make(map[int32]*polled), files: [2]*os.File{ef, nf}}
 	p.waitFn, p.nudgeFn = p.poll, p.nudged
 	return p, nil
 }
@@ -168,6 +172,7 @@ func (p *poller) run() {
 		}
 		if err != nil {
 			p.mu.Lock()
+			p.broken = true
 			left := make([]*polled, 0, len(p.conns))
 			for _, pc := range p.conns {
 				left = append(left, pc)
@@ -250,9 +255,19 @@ func (p *poller) add(bc *benchConn, l *deliveryLatency) bool {
 	}
 	// Watched before the net.Conn is closed, so that a refusal leaves the
 	// connection as it was. Until the poller knows the descriptor it
-	// skips its events, which epoll repeats (level-triggered).
+	// skips its events, which epoll repeats (level-triggered): it may
+	// spin on them for a batch or two, while the frames that came with
+	// the subscription are handled below.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	p.mu.Lock()
+	err = nil
+	if p.broken {
+		err = errors.New("poller ended")
+	} else {
+		err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	p.mu.Unlock()
+	if err != nil {
 		unix.Close(fd)
 		return false
 	}
@@ -298,20 +313,20 @@ func (pc *polled) readable() error {
 	if pc.bc.closing.Load() {
 		return errClosing // what is still coming is not the run's
 	}
+	if pc.failed.Load() {
+		return pc.writeErr()
+	}
 	var n int
 	var err error
-	for {
-		if pc.stamp {
-			var oobn int
-			n, oobn, _, _, err = unix.Recvmsg(pc.fd, pc.buf[pc.n:], pc.oob[:], 0)
-			if err == nil && n > 0 {
-				pc.at = rxTime(pc.oob[:oobn])
-			}
-		} else {
-			n, err = unix.Read(pc.fd, pc.buf[pc.n:])
+	if pc.stamp {
+		var at int64
+		if n, at, err = recvStamped(pc.fd, pc.buf[pc.n:], pc.oob[:]); n > 0 {
+			pc.at = at
 		}
-		if err != unix.EINTR {
-			break
+	} else {
+		n, err = unix.Read(pc.fd, pc.buf[pc.n:])
+		for err == unix.EINTR {
+			n, err = unix.Read(pc.fd, pc.buf[pc.n:])
 		}
 	}
 	switch {
@@ -340,7 +355,7 @@ func (pc *polled) frames() error {
 		}
 		if n < 0 || off+hl+n > pc.n {
 			if hl+max(n, 0) > len(pc.buf) {
-				grown := make([]byte, hl+n)
+				grown := make([]byte, hl+max(n, 0))
 				pc.n = copy(grown, pc.buf[off:pc.n])
 				pc.buf = grown
 				return nil
@@ -374,6 +389,9 @@ func (pc *polled) frames() error {
 // hold back every socket it reads. The tool sends next to nothing, so a
 // full buffer is an error.
 func (pc *polled) write(b []byte) error {
+	if pc.failed.Load() {
+		return pc.werr
+	}
 	for len(b) > 0 {
 		if pc.fd < 0 {
 			return net.ErrClosed
@@ -381,15 +399,31 @@ func (pc *polled) write(b []byte) error {
 		n, err := unix.SendmsgN(pc.fd, b, nil, nil, unix.MSG_NOSIGNAL)
 		switch {
 		case err == unix.EINTR:
-		case err == unix.EAGAIN:
-			return errors.New("write: the socket's send buffer is full")
 		case err != nil:
-			return os.NewSyscallError("sendmsg", err)
+			if err == unix.EAGAIN {
+				err = errors.New("write: the socket's send buffer is full")
+			} else {
+				err = os.NewSyscallError("sendmsg", err)
+			}
+			// What went out may end mid-frame: the connection ends here,
+			// with this error, which its poller records.
+			pc.werr = err
+			pc.failed.Store(true)
+			unix.Shutdown(pc.fd, unix.SHUT_RDWR)
+			return err
 		default:
 			b = b[n:]
 		}
 	}
 	return nil
+}
+
+// writeErr is why a write ended the connection.
+func (pc *polled) writeErr() error {
+	ws := pc.bc.ws
+	ws.wmu.Lock()
+	defer ws.wmu.Unlock()
+	return pc.werr
 }
 
 // shutdown ends the socket both ways (the caller holds ws.wmu), which

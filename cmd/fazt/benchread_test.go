@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,20 @@ func fakeSubscribed(t *testing.T, readBuf int, held []byte) (*benchConn, net.Con
 	return bc, a.conn, a.br
 }
 
+// startReading starts bc's reader and checks that, on Linux and unless a
+// test turned them off, a poller took it: otherwise the pollers' half of
+// bothReaders would test the goroutine reader twice.
+func startReading(t *testing.T, bc *benchConn) {
+	t.Helper()
+	bc.startReader(nil)
+	bc.ws.wmu.Lock()
+	polled := bc.ws.raw != nil
+	bc.ws.wmu.Unlock()
+	if want := usePollers && runtime.GOOS == "linux"; polled != want {
+		t.Fatalf("read by a poller: %v, want %v", polled, want)
+	}
+}
+
 // bothReaders runs test with the subscribers read by pollers, where the
 // system has them, and by a goroutine each.
 func bothReaders(t *testing.T, test func(t *testing.T)) {
@@ -175,7 +190,7 @@ func testSubscriberReads(t *testing.T) {
 	held := append(messageFrame(1, 0), messageFrame(2, 0)...)
 	held = append(held, messageFrame(3, 0)[:7]...) // and the start of the next
 	bc, srv, br := fakeSubscribed(t, 64, held)
-	bc.startReader(nil)
+	startReading(t, bc)
 
 	send := func(b []byte) {
 		t.Helper()
@@ -231,7 +246,7 @@ func TestSubscriberCloseEndsItsReader(t *testing.T) {
 
 func testSubscriberClose(t *testing.T) {
 	bc, _, br := fakeSubscribed(t, 1<<10, messageFrame(1, 0))
-	bc.startReader(nil)
+	startReading(t, bc)
 	bc.close()
 	waitReader(t, bc)
 	if bc.err != nil {
@@ -256,7 +271,7 @@ func TestSubscriberSeesTheServerGo(t *testing.T) {
 
 func testServerGone(t *testing.T) {
 	bc, srv, _ := fakeSubscribed(t, 1<<10, nil)
-	bc.startReader(nil)
+	startReading(t, bc)
 	srv.Write(messageFrame(1, 0)[:5])
 	srv.Close()
 	waitReader(t, bc)
@@ -270,7 +285,7 @@ func testServerGone(t *testing.T) {
 func TestSubscriberCloseWhileTheServerSends(t *testing.T) {
 	bothReaders(t, func(t *testing.T) {
 		bc, srv, _ := fakeSubscribed(t, 1<<10, nil)
-		bc.startReader(nil)
+		startReading(t, bc)
 		sent := make(chan int, 1)
 		go func() {
 			n := 0

@@ -72,10 +72,7 @@ func (s *rxStamp) arrival() int64 { return s.at }
 
 // recv is the body of rc.Read: one recvmsg, or a wait for the socket.
 func (s *rxStamp) recv(fd uintptr) bool {
-	n, oobn, _, _, err := unix.Recvmsg(int(fd), s.p, s.oob[:], 0)
-	for err == unix.EINTR {
-		n, oobn, _, _, err = unix.Recvmsg(int(fd), s.p, s.oob[:], 0)
-	}
+	n, at, err := recvStamped(int(fd), s.p, s.oob[:])
 	switch {
 	case err == unix.EAGAIN:
 		return false // wait for the socket
@@ -85,9 +82,23 @@ func (s *rxStamp) recv(fd uintptr) bool {
 	}
 	s.n = n
 	if n > 0 {
-		s.at = rxTime(s.oob[:oobn])
+		s.at = at
 	}
 	return true
+}
+
+// recvStamped is one recvmsg of fd into p, retried on EINTR, with the
+// receive time of what it read (see rxTime); oob holds the control
+// messages.
+func recvStamped(fd int, p, oob []byte) (n int, at int64, err error) {
+	n, oobn, _, _, err := unix.Recvmsg(fd, p, oob, 0)
+	for err == unix.EINTR {
+		n, oobn, _, _, err = unix.Recvmsg(fd, p, oob, 0)
+	}
+	if err != nil || n == 0 {
+		return n, 0, err
+	}
+	return n, rxTime(oob[:oobn]), nil
 }
 
 // rxTime finds the receive time in a read's control messages: unix nanos,
