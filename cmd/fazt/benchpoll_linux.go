@@ -1,7 +1,6 @@
 package main
 
 import (
-	bin "encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fazt-realtime/fazt/internal/netyield"
 )
 
 // The subscribers' sockets are read by a few pollers, each a goroutine
@@ -43,14 +44,10 @@ type poller struct {
 	events [256]unix.EpollEvent
 	batch  [256]*polled // the events' connections
 
-	nudge   syscall.RawConn // an eventfd in Go's poller, for yield
-	nudgeFn func(fd uintptr) bool
-	parked  bool
-
 	mu     sync.Mutex
 	conns  map[int32]*polled // by descriptor
 	broken bool              // run has ended: add refuses
-	files  [2]*os.File       // the epoll descriptor and the eventfd
+	file   *os.File          // the epoll descriptor
 }
 
 // polled is a connection a poller reads.
@@ -113,18 +110,8 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		ef.Close()
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	nf, erc, err := pollable(efd, "eventfd")
-	if err != nil {
-		ef.Close()
-		return nil, err
-	}
-	p := &poller{epfd: epfd, wait: rc, nudge: erc, conns: make(map[int32]*polled), files: [2]*os.File{ef, nf}}
-	p.waitFn, p.nudgeFn = p.poll, p.nudged
+	p := &poller{epfd: epfd, wait: rc, conns: make(map[int32]*polled), file: ef}
+	p.waitFn = p.poll
 	return p, nil
 }
 
@@ -210,31 +197,14 @@ func (p *poller) run() {
 // parked held back the answers to the tool's publishes: in unthrottled
 // fan-outs their p99 went from 10.6 to 17.2 ms and the deliveries fell
 // by a tenth, and with runtime.Gosched, which does not poll, the p99 was
-// still 17.2 ms against 10.9 (BENCHMARKS.md, stop 27). So the poller
-// parks until its eventfd, which it writes, is ready: only a poll of the
-// network tells it so. Should other goroutines keep the processor busy
-// all the while, that poll is the monitor's, up to 10 ms later.
+// still 17.2 ms against 10.9 (BENCHMARKS.md, stop 27). So it waits for
+// a poll of the network, as the server's flushers do in a long round,
+// but for as long as that takes: bounded at a flusher's 100 us, the
+// publishers were starved again (their p99 20.2 against 12.4 ms, and
+// 1,990,713 deliveries/s against 2,244,119, three runs each).
 func (p *poller) yield() {
 	p.busy = 0
-	p.parked = false
-	p.nudge.Read(p.nudgeFn)
-}
-
-// nudged is the body of nudge.Read. The first time it writes the eventfd
-// and waits: the write comes after Read has cleared what Go's poller knew
-// of the descriptor, so its readiness cannot be cleared unseen (written
-// before Read, the poller hung when Go's monitor polled the network in
-// between). Then it takes the eventfd's count.
-func (p *poller) nudged(fd uintptr) bool {
-	var b [8]byte
-	if !p.parked {
-		p.parked = true
-		bin.NativeEndian.PutUint64(b[:], 1)
-		unix.Write(int(fd), b[:])
-		return false
-	}
-	unix.Read(int(fd), b[:])
-	return true
+	netyield.Yield(0)
 }
 
 // add takes bc's socket over from its net.Conn; false if it cannot, with

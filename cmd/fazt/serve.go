@@ -94,13 +94,13 @@ const defaultWriteDelay = 2 * time.Millisecond
 // unless told otherwise. At 200,000 deliveries/s to 1,000 subscribers on
 // one pinned core, flushers that kept to 2 ms wrote 1.2 frames per write,
 // used 67% of the core and gave a p99 of 12.7 ms in an earlier build.
-// Since a flusher's round lets the process read its sockets (netYield)
+// Since a flusher's round lets the process read its sockets (netyield.Yield)
 // and sends without the file layer, three runs each of a754c99's build
 // (BENCHMARKS.md, stop 22): holding for up to 8 ms under load used 57%
 // (p99 13.7 ms), 10 ms 52% (14.7 ms), 11 ms 50% (15.7 ms), 12 ms 50%
 // (17.2 ms: past the p99 we aim for, 17 ms). At a quarter of that rate,
 // a publish every 20 ms, the p99 did not move with the setting. With 11
-// ms and netYield's wait bounded (7d3eb8c): 49.5% and 15.2 ms.
+// ms and netyield.Yield's wait bounded (7d3eb8c): 49.5% and 15.2 ms.
 const defaultMaxWriteDelay = 11 * time.Millisecond
 
 type serveOptions struct {

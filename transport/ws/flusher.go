@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/netyield"
 )
 
 // A flusher writes queued frames for many connections from one goroutine.
@@ -62,8 +63,15 @@ const (
 	// yieldEvery is how many connections a flusher writes between yields.
 	yieldEvery = 64
 	// netYieldEvery is how much of a round a flusher runs between calls
-	// to netYield, on a process of one processor.
+	// to netyield.Yield, on a process of one processor.
 	netYieldEvery = time.Millisecond
+
+	// netYieldWait is the longest a flusher's yield waits for the process
+	// to poll. Unbounded, the wait held a saturated server's rounds back:
+	// `fazt bench channels` (95% of the core) went from a p99 of 19 to 20
+	// ms to one of 35 to 97 ms. At 100 us it was 18 to 21 ms, and the p99
+	// at 200,000 deliveries/s kept its gain (BENCHMARKS.md, stop 22).
+	netYieldWait = 100 * time.Microsecond
 	// bulkFrames queued for one connection are a backlog (a replay, a
 	// client that fell behind) for its own writer rather than the round.
 	bulkFrames = 256
@@ -151,10 +159,10 @@ func (f *flusher) run() {
 				// and the fan-out run meanwhile rather than wait for it.
 				// Gosched lets those run that are runnable; a publish
 				// still waiting for its socket to be polled needs
-				// netYield. That is measured on one processor only; with
+				// netyield.Yield. That is measured on one processor only; with
 				// more, an idle one, if any, polls while the round runs.
 				if oneP && time.Since(polled) >= netYieldEvery {
-					netYield()
+					netyield.Yield(netYieldWait)
 					polled = time.Now()
 				} else {
 					runtime.Gosched()

@@ -1,4 +1,4 @@
-package ws
+package netyield
 
 import (
 	"net"
@@ -6,13 +6,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// On one processor, a goroutine that yields with netYield lets a
+// On one processor, a goroutine that yields with Yield lets a
 // goroutine waiting for a socket read what has come, where
 // runtime.Gosched would keep it waiting until the runtime's monitor
 // polled the network (up to 10 ms later).
-func TestNetYieldLetsReadersRun(t *testing.T) {
+// testWait is a flusher's bound on a yield's wait.
+const testWait = 100 * time.Microsecond
+
+func TestYieldLetsReadersRun(t *testing.T) {
+	t.Run("bounded", func(t *testing.T) { yieldLetsReadersRun(t, testWait) })
+	t.Run("unbounded", func(t *testing.T) { yieldLetsReadersRun(t, 0) })
+}
+
+func yieldLetsReadersRun(t *testing.T, wait time.Duration) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +61,7 @@ func TestNetYieldLetsReadersRun(t *testing.T) {
 		// in well under its 10 ms, and fails.
 		yields := 0
 		for !got.Load() && yields < 200 {
-			netYield()
+			Yield(wait)
 			yields++
 		}
 		if !got.Load() {
@@ -64,16 +73,16 @@ func TestNetYieldLetsReadersRun(t *testing.T) {
 	}
 }
 
-// netYield can be called again and again, and from many goroutines at
+// Yield can be called again and again, and from many goroutines at
 // once: each takes an eventfd of its own.
-func TestNetYieldConcurrent(t *testing.T) {
+func TestYieldConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range 200 {
-				netYield()
+				Yield(testWait)
 			}
 		}()
 	}
@@ -89,10 +98,10 @@ func TestNetYieldConcurrent(t *testing.T) {
 }
 
 // While the process has always something runnable, it does not poll
-// (but every 10 ms): netYield comes back at its deadline then, and its
+// (but every 10 ms): Yield comes back at its deadline then, and its
 // eventfd goes back to the pool, emptied, for the next call.
-func TestNetYieldWhileBusy(t *testing.T) {
-	netYield() // one eventfd in the pool at least
+func TestYieldWhileBusy(t *testing.T) {
+	Yield(testWait) // one eventfd in the pool at least
 	yielders.mu.Lock()
 	before := len(yielders.free)
 	yielders.mu.Unlock()
@@ -106,15 +115,15 @@ func TestNetYieldWhileBusy(t *testing.T) {
 			runtime.Gosched() // always runnable: the scheduler never runs out
 		}
 	}()
-	timeouts := netYieldTimeouts.Load()
+	ended := timeouts.Load()
 	for range 50 {
-		netYield()
+		Yield(testWait)
 	}
 	stop.Store(true)
 	<-spun
 	// Nothing but the monitor polled meanwhile, every 10 ms: most of the
 	// yields ended at their deadline, not all of them at the monitor's.
-	if netYieldTimeouts.Load() == timeouts {
+	if timeouts.Load() == ended {
 		t.Error("no yield ended at its deadline while the process was busy")
 	}
 
@@ -130,5 +139,5 @@ func TestNetYieldWhileBusy(t *testing.T) {
 		t.Fatalf("pool: %d eventfds before, %d after (failed %v)", before, after, failed)
 	}
 	// The eventfd is still good: a reader waiting for its socket runs.
-	TestNetYieldLetsReadersRun(t)
+	yieldLetsReadersRun(t, testWait)
 }

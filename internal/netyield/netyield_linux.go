@@ -1,4 +1,4 @@
-package ws
+package netyield
 
 import (
 	"encoding/binary"
@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netYield lets the goroutines waiting for the network run before the
-// caller goes on, where runtime.Gosched would not.
+// Yield lets the goroutines waiting for the network run before the
+// caller goes on.
 //
 // A flusher's round can keep a server of one processor busy for
 // milliseconds. runtime.Gosched puts the caller on the global run queue,
@@ -23,31 +23,36 @@ import (
 // for a socket, until the round ends or the runtime's monitor polls (every
 // 10 ms): a publish that came in during a round waited for its end.
 //
-// So netYield makes an eventfd of its own readable, then waits for it
+// So Yield makes an eventfd of its own readable, then waits for it
 // through the netpoller, which can only see it by polling: the caller
 // becomes runnable again in the same poll as the sockets that became
 // readable meanwhile, and takes its turn with their goroutines. It
-// costs two system calls beside the poll, so a flusher calls it only
-// every netYieldEvery of a round, on a process of one processor, and
-// runtime.Gosched between. Where an eventfd cannot be had, it is
-// runtime.Gosched.
-func netYield() {
+// costs two system calls beside the poll, so a caller yields only now
+// and then (a flusher every millisecond of a round, on a process of one
+// processor) and uses runtime.Gosched between. Where an eventfd cannot
+// be had, it is runtime.Gosched.
+//
+// A busy process polls only when it runs out of runnable goroutines (or
+// every 10 ms): with wait above 0 the caller comes back after wait if no
+// poll came, and, its timer making it the next to run, the goroutines
+// that were runnable get about wait, where Gosched would have let each
+// of them run first. With 0 it waits for the poll however long.
+func Yield(wait time.Duration) {
 	y := yielders.get()
 	if y == nil {
 		runtime.Gosched()
 		return
 	}
-	// A busy process polls only when it runs out of runnable goroutines
-	// (or every 10 ms): the deadline brings the caller back after
-	// netYieldWait if no poll came. The timer makes it the next to run,
-	// so the goroutines that were runnable get about netYieldWait, where
-	// Gosched would have let each of them run first.
-	err := y.file.SetReadDeadline(time.Now().Add(netYieldWait))
+	var deadline time.Time
+	if wait > 0 {
+		deadline = time.Now().Add(wait)
+	}
+	err := y.file.SetReadDeadline(deadline)
 	if err == nil {
 		err = y.rc.Read(y.fn)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && !y.broken {
-		netYieldTimeouts.Add(1)
+		timeouts.Add(1)
 		_, rerr := unix.Read(y.fd, y.buf[:]) // the count, if it is there
 		y.armed = false
 		if rerr == nil || rerr == unix.EAGAIN {
@@ -64,18 +69,11 @@ func netYield() {
 	yielders.put(y)
 }
 
-// netYieldWait is the longest netYield waits for the process to poll.
-// Unbounded, the wait held a saturated server's rounds back: `fazt bench
-// channels` (95% of the core) went from a p99 of 19 to 20 ms to one of
-// 35 to 97 ms. At 100 us it was 18 to 21 ms, and the p99 at 200,000
-// deliveries/s kept its gain (BENCHMARKS.md, stop 22).
-const netYieldWait = 100 * time.Microsecond
+// timeouts counts the calls of Yield that ended at their deadline, for
+// the tests.
+var timeouts atomic.Int64
 
-// netYieldTimeouts counts the calls of netYield that ended at their
-// deadline, for the tests.
-var netYieldTimeouts atomic.Int64
-
-// yielder is an eventfd that netYield waits on, used by one caller at a
+// yielder is an eventfd that Yield waits on, used by one caller at a
 // time.
 type yielder struct {
 	fd     int
@@ -149,7 +147,7 @@ func (p *yielderPool) put(y *yielder) {
 	p.free = append(p.free, y)
 }
 
-// drop closes y, which failed, and the pool's other eventfds: netYield
+// drop closes y, which failed, and the pool's other eventfds: Yield
 // is Gosched from then on.
 func (p *yielderPool) drop(y *yielder) {
 	y.file.Close()
