@@ -230,7 +230,6 @@ func (p *poller) add(bc *benchConn, l *deliveryLatency) bool {
 	// the subscription are handled below.
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
 	p.mu.Lock()
-	err = nil
 	if p.broken {
 		err = errors.New("poller ended")
 	} else {
