@@ -10,11 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fazt-realtime/fazt/internal/netyield"
+	"github.com/fazt-realtime/fazt/internal/pollfd"
 )
 
 // The subscribers' sockets are read by a few pollers, each a goroutine
@@ -97,38 +97,13 @@ func startPolled(bc *benchConn, l *deliveryLatency) bool {
 }
 
 func newPoller() (*poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	// Non-blocking, so that os.NewFile puts it in Go's poller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	ef, rc, err := pollable(epfd, "epoll")
+	epfd, f, rc, err := pollfd.Epoll("fazt-bench-poller")
 	if err != nil {
 		return nil, err
 	}
-	p := &poller{epfd: epfd, wait: rc, conns: make(map[int32]*polled), file: ef}
+	p := &poller{epfd: epfd, wait: rc, conns: make(map[int32]*polled), file: f}
 	p.waitFn = p.poll
 	return p, nil
-}
-
-// pollable puts a non-blocking descriptor in Go's poller; it is closed
-// if Go cannot wait on it there (a deadline is refused then).
-func pollable(fd int, name string) (*os.File, syscall.RawConn, error) {
-	f := os.NewFile(uintptr(fd), name)
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, rc, nil
 }
 
 // poll is the body of wait.Read: the sockets with data, or a wait for

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fazt-realtime/fazt/internal/pollfd"
 )
 
 // Yield lets the goroutines waiting for the network run before the
@@ -165,16 +167,8 @@ func newYielder() (*yielder, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), "fazt-net-yield")
-	// The netpoller takes a non-blocking file if deadlines can be set on
-	// it; without the netpoller the wait would block a thread.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		f.Close()
-		return nil, err
-	}
-	rc, err := f.SyscallConn()
+	f, rc, err := pollfd.Pollable(fd, "fazt-net-yield")
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	y := &yielder{fd: fd, file: f, rc: rc}

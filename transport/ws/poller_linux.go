@@ -5,9 +5,10 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fazt-realtime/fazt/internal/pollfd"
 )
 
 // A readPoller lets a connection with nothing to read give up its reader
@@ -50,25 +51,9 @@ var poller = sync.OnceValue(newReadPoller)
 // newReadPoller returns a running poller, or nil where epoll cannot be
 // used.
 func newReadPoller() *readPoller {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, f, set, err := pollfd.Epoll("fazt-read-poller")
 	if err != nil {
 		return nil // connections keep a reader goroutine each
-	}
-	// A non-blocking descriptor makes a pollable file; the netpoller
-	// takes it if deadlines can be set on it.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil
-	}
-	f := os.NewFile(uintptr(epfd), "fazt-read-poller")
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		f.Close()
-		return nil
-	}
-	set, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil
 	}
 	p := &readPoller{epfd: epfd, file: f, set: set, conns: map[int32]*conn{}}
 	go p.run()
