@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -211,12 +212,10 @@ func (l *Log) TrimmedSince(ctx context.Context, app, channel string, first uint6
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, fmt.Errorf("read trimmed messages: %w", err)
 	}
-	// By the index by channel: without statistics SQLite may prefer the
-	// one by name and walk every broadcast of the app (see auditWhere).
+	// Retention recorded the broadcasts whose messages it deleted.
 	var ts int64
-	err = l.rdb.QueryRowContext(ctx, `SELECT ts FROM events INDEXED BY events_app_channel
-		WHERE app = ? AND channel = ? AND channel <> '' AND seq < ? AND name = ?
-		ORDER BY seq DESC LIMIT 1`, app, channel, before, domain.NameMessageBroadcast).Scan(&ts)
+	err = l.rdb.QueryRowContext(ctx, `SELECT e.ts FROM trimmed_broadcasts t JOIN events e ON e.seq = t.seq
+		WHERE t.app = ? AND t.channel = ? AND t.seq < ? ORDER BY t.seq DESC LIMIT 1`, app, channel, before).Scan(&ts)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return firstTS >= since, nil
@@ -258,13 +257,13 @@ func (l *Log) offsetBounds(ctx context.Context, app, channel string, q domain.Hi
 
 // Events implements domain.History.
 func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, error) {
-	where, args, err := l.auditWhere(ctx, q)
-	if err != nil {
-		return nil, err
-	}
 	limit := q.Limit
 	if limit <= 0 || limit > MaxPage {
 		limit = MaxPage
+	}
+	where, args, err := l.auditWhere(ctx, q, limit)
+	if err != nil {
+		return nil, err
 	}
 	recs, err := l.queryRecords(ctx, where, args, limit)
 	if err != nil {
@@ -277,11 +276,9 @@ func (l *Log) Events(ctx context.Context, q domain.AuditQuery) ([]domain.Event, 
 	return out, nil
 }
 
-// auditWhere is the condition on events e that selects q's events.
-func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery) (string, []any, error) {
-	var conds []string
-	var args []any
-	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
+// auditWhere is the condition on events e that selects q's events, for a
+// page of at most limit of them.
+func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery, limit int) (string, []any, error) {
 	// Time bounds become sequence bounds first, so that the query reads
 	// only the rows in the range (there is no index on time). The lower
 	// bounds are merged into one: given two, SQLite searches by one of
@@ -296,41 +293,162 @@ func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery) (string, []an
 			after = max(after, from-1)
 		}
 	}
-	add("e.seq > ?", after)
-	if q.Since > 0 {
-		add("e.ts >= ?", q.Since)
-	}
-	if q.App != "" {
-		add("e.app = ?", q.App)
-	}
-	if len(q.Types) > 0 {
-		ph := strings.TrimSuffix(strings.Repeat("?,", len(q.Types)), ",")
-		a := make([]any, len(q.Types))
-		for i, t := range q.Types {
-			a[i] = t
-		}
-		add("e.name IN ("+ph+")", a...)
-	}
-	// The indexes by channel and by client leave out the events without
-	// one, and SQLite uses such a partial index only when the query says
-	// in so many words that the column is not empty: a bound value could
-	// be. Without the literal, a channel's trail is read by going through
-	// every event of the app.
-	if q.Channel != "" {
-		add("e.channel = ? AND e.channel <> ''", q.Channel)
-	}
-	if q.Client != "" {
-		add("e.client = ? AND e.client <> ''", q.Client)
-	}
+	var to uint64 // the sequence the events are before, given Until
 	if q.Until > 0 {
-		to, err := l.seqFrom(ctx, q.Until)
+		var err error
+		if to, err = l.seqFrom(ctx, q.Until); err != nil {
+			return "", nil, err
+		}
+	}
+	// filter is every condition but the channel's, on the events named a.
+	filter := func(a string) (string, []any) {
+		var conds []string
+		var args []any
+		add := func(cond string, v ...any) {
+			conds = append(conds, strings.ReplaceAll(cond, "e.", a+"."))
+			args = append(args, v...)
+		}
+		add("e.seq > ?", after)
+		if q.Since > 0 {
+			add("e.ts >= ?", q.Since)
+		}
+		if q.App != "" {
+			add("e.app = ?", q.App)
+		}
+		if len(q.Types) > 0 {
+			ph := strings.TrimSuffix(strings.Repeat("?,", len(q.Types)), ",")
+			v := make([]any, len(q.Types))
+			for i, t := range q.Types {
+				v[i] = t
+			}
+			add("e.name IN ("+ph+")", v...)
+		}
+		// The indexes by channel and by client leave out the events
+		// without one, and SQLite uses such a partial index only when the
+		// query says in so many words that the column is not empty: a
+		// bound value could be. Without the literal, a client's trail is
+		// read by going through every event of the app.
+		if q.Client != "" {
+			add("e.client = ? AND e.client <> ''", q.Client)
+		}
+		if q.Until > 0 {
+			add("e.seq < ?", to)
+			add("e.ts < ?", q.Until)
+		}
+		return strings.Join(conds, " AND "), args
+	}
+	if q.Channel == "" {
+		where, args := filter("e")
+		return where, args, nil
+	}
+	if q.App == "" {
+		// No index leads to a channel of every app: the events are read
+		// in order and the channel's kept.
+		where, args := filter("e")
+		return where + " AND e.channel = ?", append(args, q.Channel), nil
+	}
+	return l.channelWhere(ctx, q, after, to, limit, filter)
+}
+
+// channelWhere is auditWhere's condition for an app's channel. The index
+// by channel holds the channel's events other than broadcasts (migration
+// 0005); its broadcasts are those of its retained messages and of its
+// trimmed_broadcasts. Each of the three gives its first limit events that
+// pass filter, in sequence order (a channel's offsets and sequences rise
+// together), and the page is the first limit of them all.
+func (l *Log) channelWhere(ctx context.Context, q domain.AuditQuery, after, to uint64, limit int, filter func(string) (string, []any)) (string, []any, error) {
+	others, broadcasts := len(q.Types) == 0, len(q.Types) == 0
+	for _, t := range q.Types {
+		if t == domain.NameMessageBroadcast {
+			broadcasts = true
+		} else {
+			others = true
+		}
+	}
+	var arms []string
+	var args []any
+	arm := func(query string, a ...any) {
+		arms = append(arms, "SELECT seq FROM ("+query+")")
+		args = append(args, a...)
+	}
+	x, xargs := filter("x")
+	if others {
+		arm(`SELECT x.seq FROM events x INDEXED BY events_app_channel
+			WHERE x.app = ? AND x.channel = ? AND x.channel <> '' AND x."offset" IS NULL AND `+x+` ORDER BY x.seq LIMIT ?`,
+			slices.Concat([]any{q.App, q.Channel}, xargs, []any{limit})...)
+	}
+	if broadcasts {
+		seqs := "t.seq > ?"
+		sargs := []any{after}
+		if q.Until > 0 {
+			seqs += " AND t.seq < ?"
+			sargs = append(sargs, to)
+		}
+		arm(`SELECT t.seq FROM trimmed_broadcasts t JOIN events x ON x.seq = t.seq
+			WHERE t.app = ? AND t.channel = ? AND `+seqs+` AND `+x+` ORDER BY t.seq LIMIT ?`,
+			slices.Concat([]any{q.App, q.Channel}, sargs, xargs, []any{limit})...)
+		// The retained messages' range of offsets: from the first sent
+		// after after, to the first sent at or after to.
+		lo, ok, err := l.offsetAfterSeq(ctx, q.App, q.Channel, after)
 		if err != nil {
 			return "", nil, err
 		}
-		add("e.seq < ?", to)
-		add("e.ts < ?", q.Until)
+		if ok {
+			offs := `m."offset" >= ?`
+			oargs := []any{lo}
+			if q.Until > 0 {
+				hi, found, err := l.offsetAfterSeq(ctx, q.App, q.Channel, max(to, 1)-1)
+				if err != nil {
+					return "", nil, err
+				}
+				if found {
+					offs += ` AND m."offset" < ?`
+					oargs = append(oargs, hi)
+				}
+			}
+			arm(`SELECT m.seq FROM messages m JOIN events x ON x.seq = m.seq
+				WHERE m.app = ? AND m.channel = ? AND `+offs+` AND `+x+` ORDER BY m."offset" LIMIT ?`,
+				slices.Concat([]any{q.App, q.Channel}, oargs, xargs, []any{limit})...)
+		}
 	}
-	return strings.Join(conds, " AND "), args, nil
+	if len(arms) == 0 {
+		return "0", nil, nil
+	}
+	return "e.seq IN (" + strings.Join(arms, " UNION ALL ") + ")", args, nil
+}
+
+// offsetAfterSeq returns the offset of a channel's first retained message
+// with a sequence after seq, if it has one.
+func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (uint64, bool, error) {
+	var lo, hi sql.NullInt64
+	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN("offset") FROM messages WHERE app = ?1 AND channel = ?2),
+		(SELECT MAX("offset") FROM messages WHERE app = ?1 AND channel = ?2)`, app, channel).Scan(&lo, &hi); err != nil {
+		return 0, false, fmt.Errorf("find messages after %d: %w", seq, err)
+	}
+	if !lo.Valid {
+		return 0, false, nil
+	}
+	probe := func(from uint64) (uint64, int64, bool, error) {
+		var off, s int64
+		err := l.rdb.QueryRowContext(ctx, `SELECT "offset", seq FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &s)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, false, nil
+		}
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("find messages after %d: %w", seq, err)
+		}
+		return uint64(off), s, true, nil
+	}
+	// A trail's first page starts before the first message.
+	if _, first, ok, err := probe(uint64(lo.Int64)); err != nil || !ok || first > int64(seq) {
+		return uint64(lo.Int64), ok, err
+	}
+	// Sequences, like times, rise with offsets.
+	off, err := firstAtOrAfter(uint64(lo.Int64), uint64(hi.Int64)+1, int64(seq)+1, probe)
+	if err != nil {
+		return 0, false, err
+	}
+	return off, off <= uint64(hi.Int64), nil
 }
 
 func (l *Log) readRecords(ctx context.Context, after uint64, limit int, names []string) ([]*record, error) {
@@ -390,10 +508,10 @@ func (l *Log) queryRecords(ctx context.Context, where string, args []any, limit 
 
 // subscribersAtQuery finds a channel's subscribes by the index by channel,
 // and what each client did after its subscribe by the index by client (the
-// literal tests for a non-empty value let SQLite use those partial
-// indexes; see auditWhere).
+// literal tests for a non-empty value, and for no offset, let SQLite use
+// those partial indexes; see auditWhere).
 const subscribersAtQuery = `SELECT DISTINCT e.client FROM events e
-	WHERE e.app = ? AND e.channel = ? AND e.channel <> '' AND e.name = ? AND e.ts <= ?
+	WHERE e.app = ? AND e.channel = ? AND e.channel <> '' AND e."offset" IS NULL AND e.name = ? AND e.ts <= ?
 	AND NOT EXISTS (SELECT 1 FROM events x
 		WHERE x.app = e.app AND x.client = e.client AND x.client <> '' AND x.seq > e.seq AND x.ts <= ?
 		AND ((x.name = ? AND x.channel = e.channel) OR x.name = ?))

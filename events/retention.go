@@ -249,6 +249,12 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 				if _, err := tx.ExecContext(ctx, `UPDATE channels SET head_floor = MAX(head_floor, ?) WHERE app = ? AND name = ?`, upto, app, channel); err != nil {
 					return err
 				}
+				// The broadcasts' events stay, and are found by channel
+				// from here once their messages are gone (migration 0005).
+				if _, err := tx.ExecContext(ctx, `INSERT INTO trimmed_broadcasts (app, channel, seq)
+					SELECT app, channel, seq FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? AND seq <= ?`, app, channel, first, upto, read); err != nil {
+					return err
+				}
 				r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? AND seq <= ?`, app, channel, first, upto, read)
 				if err != nil {
 					return err
@@ -297,11 +303,10 @@ const (
 		WHERE app = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`
 	// the broadcasts to all before a sequence
 	trimAllQuery = `SELECT seq FROM events INDEXED BY events_app_name WHERE app = ? AND name = ? AND seq < ? ORDER BY seq LIMIT ?`
-	// each channel of an app, with the sequence of its first retained message
-	trimChannelsQuery = `SELECT c.name, (SELECT seq FROM messages m WHERE m.app = c.app AND m.channel = c.name ORDER BY m."offset" LIMIT 1)
-		FROM channels c WHERE c.app = ?`
-	// a channel's broadcasts before a sequence
-	trimChannelQuery = `SELECT seq FROM events INDEXED BY events_app_channel WHERE app = ? AND channel = ? AND channel <> '' AND seq < ? AND name = ? ORDER BY seq LIMIT ?`
+	// each channel of an app
+	trimChannelsQuery = `SELECT name FROM channels WHERE app = ?`
+	// a channel's broadcasts whose messages are gone, before a sequence
+	trimChannelQuery = `SELECT seq FROM trimmed_broadcasts WHERE app = ? AND channel = ? AND seq < ? ORDER BY seq LIMIT ?`
 )
 
 // trimSessionQuery is a session's events up to its disconnection.
@@ -320,10 +325,9 @@ var trimSessionQuery = `SELECT seq FROM events INDEXED BY events_app_client WHER
 //     up to it go, found by the index by client; the disconnection goes
 //     too, so the next pass does not see it again;
 //   - the broadcasts to all before cutoff, which all go;
-//   - each channel's broadcasts before cutoff and before its first
-//     retained message, found by the index by channel: messages are
-//     trimmed oldest first, so these are exactly the ones whose message is
-//     gone.
+//   - each channel's broadcasts before cutoff whose message is gone,
+//     found in trimmed_broadcasts, where retention recorded them when it
+//     deleted their messages; their rows there go with them.
 func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int) (int, error) {
 	if batch <= 0 {
 		batch = 500
@@ -339,10 +343,11 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 	end := min(cut, last)
 	deleted := 0
 	// drain deletes the events query selects, a page of batch at a time,
-	// until a page comes back short.
-	drain := func(query string, args ...any) error {
+	// until a page comes back short; with a channel, their rows in
+	// trimmed_broadcasts too.
+	drain := func(channel, query string, args ...any) error {
 		for {
-			n, err := l.trimEvents(ctx, query, append(args, batch)...)
+			n, err := l.trimEvents(ctx, app, channel, query, append(args, batch)...)
 			deleted += n
 			if err != nil || n < batch {
 				return err
@@ -384,7 +389,7 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 			if e.client == "" {
 				continue
 			}
-			if err := drain(trimSessionQuery, append([]any{app, e.client, e.seq, last}, sessionArgs...)...); err != nil {
+			if err := drain("", trimSessionQuery, append([]any{app, e.client, e.seq, last}, sessionArgs...)...); err != nil {
 				return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 			}
 		}
@@ -395,39 +400,31 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 	}
 
 	// Broadcasts to all.
-	if err := drain(trimAllQuery, app, domain.NameBroadcastAll, end); err != nil {
+	if err := drain("", trimAllQuery, app, domain.NameBroadcastAll, end); err != nil {
 		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
 
 	// Broadcasts whose message is gone, channel by channel.
-	type bound struct {
-		channel string
-		first   sql.NullInt64 // seq of the first retained message
-	}
-	var chans []bound
+	var chans []string
 	rows, err := l.rdb.QueryContext(ctx, trimChannelsQuery, app)
 	if err != nil {
 		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
 	for rows.Next() {
-		var b bound
-		if err := rows.Scan(&b.channel, &b.first); err != nil {
+		var c string
+		if err := rows.Scan(&c); err != nil {
 			rows.Close()
 			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 		}
-		chans = append(chans, b)
+		chans = append(chans, c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
-	for _, b := range chans {
-		upto := end
-		if b.first.Valid {
-			upto = min(upto, uint64(b.first.Int64))
-		}
-		if err := drain(trimChannelQuery, app, b.channel, upto, domain.NameMessageBroadcast); err != nil {
-			return deleted, fmt.Errorf("audit retention of %s/%s: %w", app, b.channel, err)
+	for _, c := range chans {
+		if err := drain(c, trimChannelQuery, app, c, end); err != nil {
+			return deleted, fmt.Errorf("audit retention of %s/%s: %w", app, c, err)
 		}
 	}
 	return deleted, nil
@@ -435,7 +432,8 @@ func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int
 
 // trimEvents deletes, in one transaction on the writer, the events whose
 // sequences query (on a reader) returns, and says how many it deleted.
-func (l *Log) trimEvents(ctx context.Context, query string, args ...any) (int, error) {
+// Given a channel, it deletes their rows in trimmed_broadcasts too.
+func (l *Log) trimEvents(ctx context.Context, app, channel, query string, args ...any) (int, error) {
 	rows, err := l.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
@@ -453,15 +451,20 @@ func (l *Log) trimEvents(ctx context.Context, query string, args ...any) (int, e
 	if err := rows.Err(); err != nil || len(seqs) == 0 {
 		return 0, err
 	}
+	in := strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")
 	deleted := 0
 	err = l.WriteTx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (`+strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")+`)`, seqs...)
+		r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (`+in+`)`, seqs...)
 		if err != nil {
 			return err
 		}
 		n, _ := r.RowsAffected()
 		deleted = int(n)
-		return nil
+		if channel == "" {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM trimmed_broadcasts WHERE app = ? AND channel = ? AND seq IN (`+in+`)`, append([]any{app, channel}, seqs...)...)
+		return err
 	})
 	return deleted, err
 }

@@ -227,55 +227,7 @@ func TestTrimAuditFollowsItsRule(t *testing.T) {
 	next := func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n }
 	for round := 0; round < 6; round++ {
 		l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
-		var open [2][]string
-		for i := 0; i < 300; i++ {
-			a := next(2)
-			app := []string{"a", "b"}[a]
-			channel := fmt.Sprintf("room-%d", next(4))
-			var f domain.Fact
-			switch k := next(10); {
-			case k < 2 || len(open[a]) == 0:
-				// Ids come back, after a disconnection and in the other
-				// app, so that a session's bounds are what tells them apart.
-				id := fmt.Sprintf("c%d", next(12))
-				open[a] = append(open[a], id)
-				f = &domain.ClientConnected{App: app, Client: id}
-			case k < 4:
-				f = &domain.ChannelSubscribed{App: app, Channel: channel, Client: open[a][next(len(open[a]))]}
-			case k == 4:
-				f = &domain.ChannelUnsubscribed{App: app, Channel: channel, Client: open[a][next(len(open[a]))]}
-			case k == 5:
-				j := next(len(open[a]))
-				if next(2) == 0 {
-					f = &domain.ClientKicked{App: app, Client: open[a][j], Reason: "test"}
-				} else {
-					f = &domain.ClientDisconnected{App: app, Client: open[a][j], Reason: "client"}
-					open[a] = append(open[a][:j], open[a][j+1:]...)
-				}
-			case k == 6:
-				f = &domain.BroadcastAll{App: app, Data: []byte(`1`)}
-			case k == 7:
-				if _, err := l.TrimChannel(ctx, app, channel, RetentionPolicy{MaxMessages: next(3)}, time.Now(), 3); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			default:
-				f = broadcast(app, channel, `1`)
-			}
-			if _, err := l.Append(ctx, f); err != nil {
-				t.Fatal(err)
-			}
-			if i == 150 {
-				time.Sleep(3 * time.Millisecond) // a cutoff between two halves
-			}
-		}
-		if round%2 == 0 && len(open[0]) > 0 {
-			// The newest event of the log is a disconnection of a: it
-			// stays, and the events of its session before it go.
-			if _, err := l.Append(ctx, &domain.ClientDisconnected{App: "a", Client: open[0][0], Reason: "client"}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		fillAuditLog(t, l, round, next)
 		evs, err := l.Events(ctx, domain.AuditQuery{})
 		if err != nil {
 			t.Fatal(err)
@@ -304,6 +256,7 @@ func TestTrimAuditFollowsItsRule(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			checkTrimmed(t, l)
 			after, _ := l.Events(ctx, domain.AuditQuery{})
 			kept := map[uint64]bool{}
 			for _, ev := range after {
@@ -322,6 +275,64 @@ func TestTrimAuditFollowsItsRule(t *testing.T) {
 				t.Fatalf("round %d, cutoff %d: deleted %d, the rule selects %d; kept %v, deleted beyond the rule %v",
 					round, cutoff, deleted, len(want), missing, extra)
 			}
+		}
+	}
+}
+
+// fillAuditLog appends 300 random events, in two apps and four channels
+// of each, with retention trimming a channel now and then: sessions,
+// subscribes, kicks, broadcasts to all and to channels. Even rounds end on
+// a disconnection of app a. next(n) is the source of chance, in [0, n).
+func fillAuditLog(t *testing.T, l *Log, round int, next func(n int) int) {
+	t.Helper()
+	ctx := context.Background()
+	var open [2][]string
+	for i := 0; i < 300; i++ {
+		a := next(2)
+		app := []string{"a", "b"}[a]
+		channel := fmt.Sprintf("room-%d", next(4))
+		var f domain.Fact
+		switch k := next(10); {
+		case k < 2 || len(open[a]) == 0:
+			// Ids come back, after a disconnection and in the other
+			// app, so that a session's bounds are what tells them apart.
+			id := fmt.Sprintf("c%d", next(12))
+			open[a] = append(open[a], id)
+			f = &domain.ClientConnected{App: app, Client: id}
+		case k < 4:
+			f = &domain.ChannelSubscribed{App: app, Channel: channel, Client: open[a][next(len(open[a]))]}
+		case k == 4:
+			f = &domain.ChannelUnsubscribed{App: app, Channel: channel, Client: open[a][next(len(open[a]))]}
+		case k == 5:
+			j := next(len(open[a]))
+			if next(2) == 0 {
+				f = &domain.ClientKicked{App: app, Client: open[a][j], Reason: "test"}
+			} else {
+				f = &domain.ClientDisconnected{App: app, Client: open[a][j], Reason: "client"}
+				open[a] = append(open[a][:j], open[a][j+1:]...)
+			}
+		case k == 6:
+			f = &domain.BroadcastAll{App: app, Data: []byte(`1`)}
+		case k == 7:
+			if _, err := l.TrimChannel(ctx, app, channel, RetentionPolicy{MaxMessages: next(3)}, time.Now(), 3); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		default:
+			f = broadcast(app, channel, `1`)
+		}
+		if _, err := l.Append(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		if i == 150 {
+			time.Sleep(3 * time.Millisecond) // a cutoff between two halves
+		}
+	}
+	if round%2 == 0 && len(open[0]) > 0 {
+		// The newest event of the log is a disconnection of a: it
+		// stays, and the events of its session before it go.
+		if _, err := l.Append(ctx, &domain.ClientDisconnected{App: "a", Client: open[0][0], Reason: "client"}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

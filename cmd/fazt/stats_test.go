@@ -62,7 +62,7 @@ func TestCLIDatabaseErrors(t *testing.T) {
 		}
 	}
 
-	// A file of an older schema, as a server before schema 4 left it, and
+	// A file of an older schema, as a server before schema 5 left it, and
 	// one of a newer schema: refused, in one line that names the file once.
 	old := startTestNode(t, nil)
 	old.publish("", "room", 1)
@@ -71,15 +71,16 @@ func TestCLIDatabaseErrors(t *testing.T) {
 	newer := filepath.Join(dir, "newer.db")
 	raw = openRaw(t, older)
 	mustExec(t, raw, `VACUUM main INTO ?`, newer)
-	mustExec(t, raw, `DROP VIEW channel_heads`)
-	mustExec(t, raw, `ALTER TABLE channels RENAME COLUMN head_floor TO head`)
-	mustExec(t, raw, `DELETE FROM schema_migrations WHERE version = 4`)
+	mustExec(t, raw, `DROP TABLE trimmed_broadcasts`)
+	mustExec(t, raw, `DROP INDEX events_app_channel`)
+	mustExec(t, raw, `CREATE INDEX events_app_channel ON events (app, channel, seq) WHERE channel <> ''`)
+	mustExec(t, raw, `DELETE FROM schema_migrations WHERE version = 5`)
 	raw = openRaw(t, newer)
 	mustExec(t, raw, `INSERT INTO schema_migrations (version, name, applied) VALUES (1000, 'from a newer fazt', 0)`)
 	for _, tc := range []struct {
 		db, want string
 	}{
-		{older, "database " + older + ": schema version 3 is older than this fazt's"},
+		{older, "database " + older + ": schema version 4 is older than this fazt's"},
 		{newer, "database " + newer + ": schema version 1000 is newer than this fazt's"},
 	} {
 		for _, c := range commands {

@@ -1,0 +1,30 @@
+-- A broadcast to one of many channels dirtied two random pages besides
+-- the log's own: its channel's last page of messages, and of the index of
+-- events by channel. Both are keyed by channel, and the first already
+-- holds what the second did: a retained message's row has its broadcast's
+-- seq. So the index by channel now leaves out the broadcasts, the only
+-- events with an offset, and a channel's broadcasts are found by its
+-- messages (BENCHMARKS.md, stop 28).
+--
+-- Retention deletes messages but keeps their broadcasts' events until the
+-- audit retention drops them. Before it deletes a range of a channel's
+-- messages, it records their broadcasts here, in the same transaction:
+-- rows of one channel in a row, which cost a trim a page or two, not a
+-- broadcast a random one. The audit retention deletes a row here with its
+-- event.
+DROP INDEX events_app_channel;
+CREATE INDEX events_app_channel ON events (app, channel, seq) WHERE channel <> '' AND "offset" IS NULL;
+
+CREATE TABLE trimmed_broadcasts (
+    app     TEXT    NOT NULL,
+    channel TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (app, channel, seq)
+) WITHOUT ROWID;
+
+-- The broadcasts that retention had already trimmed (the file's one full
+-- read of its events, once).
+INSERT INTO trimmed_broadcasts (app, channel, seq)
+SELECT e.app, e.channel, e.seq FROM events e
+WHERE e."offset" IS NOT NULL AND e.channel <> ''
+  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset");
