@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1319,4 +1321,44 @@ func mustWALSize(t *testing.T, l *Log) int64 {
 		t.Fatalf("the WAL file: %v", err)
 	}
 	return fi.Size()
+}
+
+// TestSubscriptionEndedMidReadIsQuiet: a subscription whose context ends
+// while it reads the file (a server stopping while a projection catches
+// up) ends without logging the cancelled read as an error.
+func TestSubscriptionEndedMidReadIsQuiet(t *testing.T) {
+	var logged strings.Builder
+	logger := slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil))
+	// A tail of 4: the first events are read from the file.
+	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), TailSize: 4, Logger: logger})
+	for i := 0; i < 20; i++ {
+		if _, err := l.Append(context.Background(), broadcast("app", "s", "1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sub := l.Subscriber(SubscriberConfig{})
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range msgs {
+	}
+	if strings.Contains(logged.String(), "level=ERROR") {
+		t.Fatalf("logged:\n%s", logged.String())
+	}
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -133,6 +133,9 @@ func (s *Subscriber) run(ctx context.Context, out chan<- *message.Message, curso
 			head := s.log.tail.lastSeq()
 			var err error
 			if recs, err = s.log.readRecords(ctx, pos, s.cfg.PageSize, s.cfg.Names); err != nil {
+				if ctx.Err() != nil {
+					return // the subscription's end cut the read short
+				}
 				s.log.log.Error("subscriber: read log", "after", pos, "err", err)
 				if !s.sleep(ctx, time.Second) {
 					return
