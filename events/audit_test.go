@@ -184,3 +184,43 @@ func TestMigration0005RecordsTrimmedBroadcasts(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditPageTakesWhatCommitsWhileItIsRead: a page of a channel's trail
+// reads the bounds of its retained messages before the page itself, and a
+// broadcast committed in between must be on the page, whether the channel
+// had no message before or only messages before the page's start (as for
+// someone who has read the trail to its end and asks for what follows).
+func TestAuditPageTakesWhatCommitsWhileItIsRead(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	sub := func(channel string) uint64 {
+		evs, err := l.Append(ctx, &domain.ChannelSubscribed{App: "app", Channel: channel, Client: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs[0].Seq
+	}
+	after := map[string]uint64{"empty": sub("empty")}
+	broadcasts(t, l, "app", "caught-up", 3, 0)
+	after["caught-up"] = sub("caught-up")
+	for _, channel := range []string{"empty", "caught-up"} {
+		q := domain.AuditQuery{App: "app", Channel: channel, After: after[channel], Limit: 10}
+		where, args, err := l.auditWhere(ctx, q, q.Limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Committed after the bounds were read, before the page is.
+		evs := broadcasts(t, l, "app", channel, 1, 0)
+		recs, err := l.queryRecords(ctx, where, args, q.Limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].ev.Seq != evs[0].Seq {
+			var got []uint64
+			for _, r := range recs {
+				got = append(got, r.ev.Seq)
+			}
+			t.Errorf("%s: page %v, want the broadcast %d", channel, got, evs[0].Seq)
+		}
+	}
+}

@@ -388,28 +388,29 @@ func (l *Log) channelWhere(ctx context.Context, q domain.AuditQuery, after, to u
 			WHERE t.app = ? AND t.channel = ? AND `+seqs+` AND `+x+` ORDER BY t.seq LIMIT ?`,
 			slices.Concat([]any{q.App, q.Channel}, sargs, xargs, []any{limit})...)
 		// The retained messages' range of offsets: from the first sent
-		// after after, to the first sent at or after to.
-		lo, ok, err := l.offsetAfterSeq(ctx, q.App, q.Channel, after)
+		// after after, to the first sent at or after to. The bounds are
+		// read before the page, and a message committed in between has a
+		// later offset than any they saw: it is in the range.
+		lo, _, err := l.offsetAfterSeq(ctx, q.App, q.Channel, after)
 		if err != nil {
 			return "", nil, err
 		}
-		if ok {
-			offs := `m."offset" >= ?`
-			oargs := []any{lo}
-			if q.Until > 0 {
-				hi, found, err := l.offsetAfterSeq(ctx, q.App, q.Channel, max(to, 1)-1)
-				if err != nil {
-					return "", nil, err
-				}
-				if found {
-					offs += ` AND m."offset" < ?`
-					oargs = append(oargs, hi)
-				}
+		offs := `m."offset" >= ?`
+		oargs := []any{lo}
+		if q.Until > 0 {
+			// Only a narrowing: the filter holds the sequences under to.
+			hi, found, err := l.offsetAfterSeq(ctx, q.App, q.Channel, max(to, 1)-1)
+			if err != nil {
+				return "", nil, err
 			}
-			arm(`SELECT m.seq FROM messages m JOIN events x ON x.seq = m.seq
-				WHERE m.app = ? AND m.channel = ? AND `+offs+` AND `+x+` ORDER BY m."offset" LIMIT ?`,
-				slices.Concat([]any{q.App, q.Channel}, oargs, xargs, []any{limit})...)
+			if found {
+				offs += ` AND m."offset" < ?`
+				oargs = append(oargs, hi)
+			}
 		}
+		arm(`SELECT m.seq FROM messages m JOIN events x ON x.seq = m.seq
+			WHERE m.app = ? AND m.channel = ? AND `+offs+` AND `+x+` ORDER BY m."offset" LIMIT ?`,
+			slices.Concat([]any{q.App, q.Channel}, oargs, xargs, []any{limit})...)
 	}
 	if len(arms) == 0 {
 		return "0", nil, nil
@@ -417,9 +418,11 @@ func (l *Log) channelWhere(ctx context.Context, q domain.AuditQuery, after, to u
 	return "e.seq IN (" + strings.Join(arms, " UNION ALL ") + ")", args, nil
 }
 
-// offsetAfterSeq returns the offset of a channel's first retained message
-// with a sequence after seq, if it has one.
-func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (uint64, bool, error) {
+// offsetAfterSeq returns an offset at or before that of every retained
+// message of a channel with a sequence after seq. found says it is that of
+// the first such message; if there is none, the offset is past every
+// retained message (0 when none is).
+func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (offset uint64, found bool, err error) {
 	var lo, hi sql.NullInt64
 	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN("offset") FROM messages WHERE app = ?1 AND channel = ?2),
 		(SELECT MAX("offset") FROM messages WHERE app = ?1 AND channel = ?2)`, app, channel).Scan(&lo, &hi); err != nil {
