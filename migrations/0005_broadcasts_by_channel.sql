@@ -12,9 +12,6 @@
 -- rows of one channel in a row, which cost a trim a page or two, not a
 -- broadcast a random one. The audit retention deletes a row here with its
 -- event.
-DROP INDEX events_app_channel;
-CREATE INDEX events_app_channel ON events (app, channel, seq) WHERE channel <> '' AND "offset" IS NULL;
-
 CREATE TABLE trimmed_broadcasts (
     app     TEXT    NOT NULL,
     channel TEXT    NOT NULL,
@@ -22,9 +19,18 @@ CREATE TABLE trimmed_broadcasts (
     PRIMARY KEY (app, channel, seq)
 ) WITHOUT ROWID;
 
--- The broadcasts that retention had already trimmed (the file's one full
--- read of its events, once).
+-- The broadcasts that retention had already trimmed, channel by channel
+-- through the index as it was: retention trims a channel's oldest
+-- messages first, so they are the broadcasts before its first retained
+-- message, or all of them when none is. (Testing each broadcast for its
+-- message instead took three times as long on a file of 6,000,000.)
 INSERT INTO trimmed_broadcasts (app, channel, seq)
-SELECT e.app, e.channel, e.seq FROM events e
-WHERE e."offset" IS NOT NULL AND e.channel <> ''
-  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset");
+SELECT e.app, e.channel, e.seq
+FROM channels c CROSS JOIN events e INDEXED BY events_app_channel
+WHERE e.app = c.app AND e.channel = c.name AND e.channel <> ''
+  AND e."offset" IS NOT NULL
+  AND e.seq < COALESCE((SELECT m.seq FROM messages m WHERE m.app = c.app AND m.channel = c.name ORDER BY m."offset" LIMIT 1),
+                       9223372036854775807);
+
+DROP INDEX events_app_channel;
+CREATE INDEX events_app_channel ON events (app, channel, seq) WHERE channel <> '' AND "offset" IS NULL;
