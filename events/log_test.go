@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -1327,8 +1326,8 @@ func mustWALSize(t *testing.T, l *Log) int64 {
 // while it reads the file (a server stopping while a projection catches
 // up) ends without logging the cancelled read as an error.
 func TestSubscriptionEndedMidReadIsQuiet(t *testing.T) {
-	var logged strings.Builder
-	logger := slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil))
+	var logged testutil.SyncBuffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
 	// A tail of 4: the first events are read from the file.
 	l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), TailSize: 4, Logger: logger})
 	for i := 0; i < 20; i++ {
@@ -1349,16 +1348,4 @@ func TestSubscriptionEndedMidReadIsQuiet(t *testing.T) {
 	if strings.Contains(logged.String(), "level=ERROR") {
 		t.Fatalf("logged:\n%s", logged.String())
 	}
-}
-
-// syncWriter serializes writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

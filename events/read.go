@@ -418,42 +418,6 @@ func (l *Log) channelWhere(ctx context.Context, q domain.AuditQuery, after, to u
 	return "e.seq IN (" + strings.Join(arms, " UNION ALL ") + ")", args, nil
 }
 
-// offsetAfterSeq returns an offset at or before that of every retained
-// message of a channel with a sequence after seq. found says it is that of
-// the first such message; if there is none, the offset is past every
-// retained message (0 when none is).
-func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (offset uint64, found bool, err error) {
-	var lo, hi sql.NullInt64
-	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN("offset") FROM messages WHERE app = ?1 AND channel = ?2),
-		(SELECT MAX("offset") FROM messages WHERE app = ?1 AND channel = ?2)`, app, channel).Scan(&lo, &hi); err != nil {
-		return 0, false, fmt.Errorf("find messages after %d: %w", seq, err)
-	}
-	if !lo.Valid {
-		return 0, false, nil
-	}
-	probe := func(from uint64) (uint64, int64, bool, error) {
-		var off, s int64
-		err := l.rdb.QueryRowContext(ctx, `SELECT "offset", seq FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &s)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, 0, false, nil
-		}
-		if err != nil {
-			return 0, 0, false, fmt.Errorf("find messages after %d: %w", seq, err)
-		}
-		return uint64(off), s, true, nil
-	}
-	// A trail's first page starts before the first message.
-	if _, first, ok, err := probe(uint64(lo.Int64)); err != nil || !ok || first > int64(seq) {
-		return uint64(lo.Int64), ok, err
-	}
-	// Sequences, like times, rise with offsets.
-	off, err := firstAtOrAfter(uint64(lo.Int64), uint64(hi.Int64)+1, int64(seq)+1, probe)
-	if err != nil {
-		return 0, false, err
-	}
-	return off, off <= uint64(hi.Int64), nil
-}
-
 func (l *Log) readRecords(ctx context.Context, after uint64, limit int, names []string) ([]*record, error) {
 	cond := "e.seq > ?"
 	args := []any{after}

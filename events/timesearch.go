@@ -66,23 +66,50 @@ func (l *Log) seqFrom(ctx context.Context, t int64) (uint64, error) {
 // messages before o were committed before t (unix ms) and the first at or
 // after o, if any, at or after t.
 func (l *Log) offsetFrom(ctx context.Context, app, channel string, t int64) (uint64, error) {
+	o, _, err := l.messageFrom(ctx, app, channel, "ts", t)
+	return o, err
+}
+
+// offsetAfterSeq returns an offset at or before that of every retained
+// message of a channel with a sequence after seq. found says it is that of
+// the first such message; if there is none, the offset is past every
+// retained message (0 when none is).
+func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (offset uint64, found bool, err error) {
+	// Sequences, like times, rise with offsets.
+	o, end, err := l.messageFrom(ctx, app, channel, "seq", int64(seq)+1)
+	return o, o < end, err
+}
+
+// messageFrom returns an offset o of a channel such that the column col
+// (ts or seq, which rise with offsets) of its retained messages before o
+// is below v, and that of the first at or after o, if any, at or above v;
+// and end, the offset after its newest retained message (0 with none).
+// A bound before the first message, such as a trail's first page, costs
+// one probe.
+func (l *Log) messageFrom(ctx context.Context, app, channel, col string, v int64) (o, end uint64, err error) {
 	var lo, hi sql.NullInt64
 	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN("offset") FROM messages WHERE app = ?1 AND channel = ?2),
 		(SELECT MAX("offset") FROM messages WHERE app = ?1 AND channel = ?2)`, app, channel).Scan(&lo, &hi); err != nil {
-		return 0, fmt.Errorf("find messages from %d: %w", t, err)
+		return 0, 0, fmt.Errorf("find messages from %s %d: %w", col, v, err)
 	}
 	if !lo.Valid {
-		return 0, nil
+		return 0, 0, nil
 	}
-	return firstAtOrAfter(uint64(lo.Int64), uint64(hi.Int64)+1, t, func(from uint64) (uint64, int64, bool, error) {
-		var off, ts int64
-		err := l.rdb.QueryRowContext(ctx, `SELECT "offset", ts FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &ts)
+	probe := func(from uint64) (uint64, int64, bool, error) {
+		var off, got int64
+		err := l.rdb.QueryRowContext(ctx, `SELECT "offset", `+col+` FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &got)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, 0, false, nil
 		}
 		if err != nil {
-			return 0, 0, false, fmt.Errorf("find messages from %d: %w", t, err)
+			return 0, 0, false, fmt.Errorf("find messages from %s %d: %w", col, v, err)
 		}
-		return uint64(off), ts, true, nil
-	})
+		return uint64(off), got, true, nil
+	}
+	end = uint64(hi.Int64) + 1
+	if _, first, ok, err := probe(uint64(lo.Int64)); err != nil || !ok || first >= v {
+		return uint64(lo.Int64), end, err
+	}
+	o, err = firstAtOrAfter(uint64(lo.Int64), end, v, probe)
+	return o, end, err
 }
