@@ -21,11 +21,8 @@ import (
 // time bounds, must be what filtering the whole log gives.
 func TestAuditByChannelReadsTheWholeTrail(t *testing.T) {
 	ctx := context.Background()
-	rng := uint32(5)
-	next := func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n }
 	for round := 0; round < 4; round++ {
-		l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
-		fillAuditLog(t, l, round, next)
+		l := randomAuditLog(t, 5, round)
 		check := func(stage string) {
 			t.Helper()
 			all, err := l.Events(ctx, domain.AuditQuery{})
@@ -134,10 +131,8 @@ func checkTrimmed(t *testing.T, l *Log) {
 // the same.
 func TestMigration0005RecordsTrimmedBroadcasts(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "log.db")
-	l := mustOpen(t, path)
-	rng := uint32(3)
-	fillAuditLog(t, l, 1, func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n })
+	l := randomAuditLog(t, 3, 1)
+	path := l.cfg.Path
 	trail := func(l *Log) (out [][]domain.Event) {
 		for c := 0; c < 4; c++ {
 			evs, err := l.Events(ctx, domain.AuditQuery{App: "a", Channel: fmt.Sprintf("room-%d", c)})

@@ -223,11 +223,8 @@ var auditRule = `SELECT e.seq FROM events e
 // at times a disconnection of a.
 func TestTrimAuditFollowsItsRule(t *testing.T) {
 	ctx := context.Background()
-	rng := uint32(11)
-	next := func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n }
 	for round := 0; round < 6; round++ {
-		l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
-		fillAuditLog(t, l, round, next)
+		l := randomAuditLog(t, 11, round)
 		evs, err := l.Events(ctx, domain.AuditQuery{})
 		if err != nil {
 			t.Fatal(err)
@@ -277,6 +274,16 @@ func TestTrimAuditFollowsItsRule(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomAuditLog opens a log in a temporary directory and fills it with
+// fillAuditLog, by chance drawn from seed and round.
+func randomAuditLog(t *testing.T, seed uint32, round int) *Log {
+	t.Helper()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	rng := seed*7919 + uint32(round)
+	fillAuditLog(t, l, round, func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n })
+	return l
 }
 
 // fillAuditLog appends 300 random events, in two apps and four channels
