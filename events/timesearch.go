@@ -71,8 +71,8 @@ func (l *Log) offsetFrom(ctx context.Context, app, channel string, t int64) (uin
 }
 
 // offsetAfterSeq returns an offset at or before that of every retained
-// message of a channel with a sequence after seq. found says it is that of
-// the first such message; if there is none, the offset is past every
+// message of a channel with a sequence after seq: that of the first such
+// message, or, when none has one (found false), an offset past every
 // retained message (0 when none is).
 func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (offset uint64, found bool, err error) {
 	// Sequences, like times, rise with offsets.
