@@ -305,15 +305,15 @@ func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery, limit int) (s
 		var conds []string
 		var args []any
 		add := func(cond string, v ...any) {
-			conds = append(conds, strings.ReplaceAll(cond, "e.", a+"."))
+			conds = append(conds, cond)
 			args = append(args, v...)
 		}
-		add("e.seq > ?", after)
+		add(a+".seq > ?", after)
 		if q.Since > 0 {
-			add("e.ts >= ?", q.Since)
+			add(a+".ts >= ?", q.Since)
 		}
 		if q.App != "" {
-			add("e.app = ?", q.App)
+			add(a+".app = ?", q.App)
 		}
 		if len(q.Types) > 0 {
 			ph := strings.TrimSuffix(strings.Repeat("?,", len(q.Types)), ",")
@@ -321,7 +321,7 @@ func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery, limit int) (s
 			for i, t := range q.Types {
 				v[i] = t
 			}
-			add("e.name IN ("+ph+")", v...)
+			add(a+".name IN ("+ph+")", v...)
 		}
 		// The indexes by channel and by client leave out the events
 		// without one, and SQLite uses such a partial index only when the
@@ -329,11 +329,11 @@ func (l *Log) auditWhere(ctx context.Context, q domain.AuditQuery, limit int) (s
 		// bound value could be. Without the literal, a client's trail is
 		// read by going through every event of the app.
 		if q.Client != "" {
-			add("e.client = ? AND e.client <> ''", q.Client)
+			add(a+".client = ? AND "+a+".client <> ''", q.Client)
 		}
 		if q.Until > 0 {
-			add("e.seq < ?", to)
-			add("e.ts < ?", q.Until)
+			add(a+".seq < ?", to)
+			add(a+".ts < ?", q.Until)
 		}
 		return strings.Join(conds, " AND "), args
 	}
@@ -412,9 +412,7 @@ func (l *Log) channelWhere(ctx context.Context, q domain.AuditQuery, after, to u
 			WHERE m.app = ? AND m.channel = ? AND `+offs+` AND `+x+` ORDER BY m."offset" LIMIT ?`,
 			slices.Concat([]any{q.App, q.Channel}, oargs, xargs, []any{limit})...)
 	}
-	if len(arms) == 0 {
-		return "0", nil, nil
-	}
+	// Every type is a broadcast or not, so there is at least one part.
 	return "e.seq IN (" + strings.Join(arms, " UNION ALL ") + ")", args, nil
 }
 
