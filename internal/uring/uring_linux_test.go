@@ -1,0 +1,222 @@
+package uring
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// newRing returns a ring, or skips the test where the kernel offers none.
+func newRing(t *testing.T, entries uint32) *Ring {
+	t.Helper()
+	r, err := New(entries)
+	if err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// pair is a TCP connection over loopback: the socket Send writes (fd, of
+// out) and the peer that reads it (in).
+type pair struct {
+	out, in *net.TCPConn
+	fd      int32
+}
+
+func pairs(t *testing.T, n int) []pair {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ps := make([]pair, n)
+	for i := range ps {
+		out, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps[i].out, ps[i].in = out.(*net.TCPConn), in.(*net.TCPConn)
+		rc, err := ps[i].out.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Control(func(fd uintptr) { ps[i].fd = int32(fd) })
+		t.Cleanup(func() { out.Close(); in.Close() })
+	}
+	return ps
+}
+
+// read reads n bytes from c, or fails the test within 10 s.
+func read(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestKernelLayouts(t *testing.T) {
+	// The sizes include/uapi/linux/io_uring.h gives them.
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"io_uring_params", unsafe.Sizeof(params{}), 120},
+		{"io_uring_sqe", unsafe.Sizeof(sqe{}), 64},
+		{"io_uring_cqe", unsafe.Sizeof(cqe{}), 16},
+		{"io_uring_probe", unsafe.Offsetof(probe{}.ops), 16},
+		{"io_uring_probe_op", unsafe.Sizeof(probeOp{}), 8},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %d bytes, want %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestNewWantsAPowerOfTwo(t *testing.T) {
+	for _, n := range []uint32{0, 3, 100, 8192} {
+		if r, err := New(n); err == nil {
+			r.Close()
+			t.Errorf("New(%d) took it", n)
+		}
+	}
+}
+
+// Every socket gets its own bytes, in more sends than one call takes.
+func TestSendReachesEverySocket(t *testing.T) {
+	r := newRing(t, 16)
+	ps := pairs(t, 40)
+	for round := range 3 {
+		ops := make([]Send, len(ps))
+		for i, p := range ps {
+			ops[i] = Send{FD: p.fd, Buf: fmt.Appendf(nil, "round %d socket %02d;", round, i)}
+		}
+		if err := r.Send(ops); err != nil {
+			t.Fatal(err)
+		}
+		for i, op := range ops {
+			if op.Err != 0 || op.N != len(op.Buf) {
+				t.Fatalf("round %d send %d: took %d of %d, %v", round, i, op.N, len(op.Buf), op.Err)
+			}
+			if got := read(t, ps[i].in, len(op.Buf)); !bytes.Equal(got, op.Buf) {
+				t.Fatalf("round %d socket %d read %q, want %q", round, i, got, op.Buf)
+			}
+		}
+	}
+	if err := r.Send(nil); err != nil {
+		t.Fatalf("no sends: %v", err)
+	}
+}
+
+// A send to a full socket takes what fits and never waits; once it is
+// full, the next gets EAGAIN; the socket stays usable, and the bytes it
+// took arrive in order.
+func TestSendToAFullSocket(t *testing.T) {
+	r := newRing(t, 4)
+	p := pairs(t, 1)[0]
+	p.out.SetWriteBuffer(16 << 10)
+	p.in.SetReadBuffer(16 << 10)
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	ops := []Send{{FD: p.fd, Buf: big}}
+	if err := r.Send(ops); err != nil {
+		t.Fatal(err)
+	}
+	took := ops[0].N
+	if ops[0].Err != 0 || took <= 0 || took >= len(big) {
+		t.Fatalf("first send took %d of %d (%v), want part", took, len(big), ops[0].Err)
+	}
+	// Nothing reads: the socket has no room left.
+	for {
+		ops = []Send{{FD: p.fd, Buf: big[took:]}}
+		if err := r.Send(ops); err != nil {
+			t.Fatal(err)
+		}
+		if ops[0].Err == syscall.EAGAIN {
+			break
+		}
+		if ops[0].Err != 0 || ops[0].N <= 0 {
+			t.Fatalf("send to a socket filling up: %d, %v", ops[0].N, ops[0].Err)
+		}
+		took += ops[0].N
+	}
+	if ops[0].N != 0 {
+		t.Fatalf("a send with EAGAIN took %d bytes", ops[0].N)
+	}
+	got := read(t, p.in, took)
+	if !bytes.Equal(got, big[:took]) {
+		t.Fatal("the bytes read are not those sent")
+	}
+	ops = []Send{{FD: p.fd, Buf: big[took : took+100]}}
+	if err := r.Send(ops); err != nil || ops[0].N != 100 {
+		t.Fatalf("send after the peer read: %d, %v, %v", ops[0].N, ops[0].Err, err)
+	}
+	if got := read(t, p.in, 100); !bytes.Equal(got, big[took:took+100]) {
+		t.Fatal("the bytes after the wait are not those sent")
+	}
+}
+
+// A failed send fails alone: the sends around it in the same call go out.
+func TestSendErrorsStayWithTheirSend(t *testing.T) {
+	r := newRing(t, 8)
+	ps := pairs(t, 3)
+	// ps[1] has shut its sending side: a send to it fails with EPIPE.
+	if err := ps[1].out.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	ops := []Send{
+		{FD: ps[0].fd, Buf: []byte("first")},
+		{FD: -1, Buf: []byte("to no socket")},
+		{FD: ps[1].fd, Buf: []byte("to a socket shut for writing")},
+		{FD: ps[2].fd, Buf: []byte("last")},
+	}
+	if err := r.Send(ops); err != nil {
+		t.Fatal(err)
+	}
+	want := []syscall.Errno{0, syscall.EBADF, syscall.EPIPE, 0}
+	for i, op := range ops {
+		if op.Err != want[i] {
+			t.Errorf("send %d: error %v, want %v", i, op.Err, want[i])
+		}
+		if (op.Err == 0) != (op.N == len(op.Buf)) {
+			t.Errorf("send %d: took %d of %d with error %v", i, op.N, len(op.Buf), op.Err)
+		}
+	}
+	if got := read(t, ps[0].in, 5); string(got) != "first" {
+		t.Errorf("socket 0 read %q", got)
+	}
+	if got := read(t, ps[2].in, 4); string(got) != "last" {
+		t.Errorf("socket 2 read %q", got)
+	}
+}
+
+// A closed ring sends nothing and says so.
+func TestSendOnAClosedRing(t *testing.T) {
+	r := newRing(t, 4)
+	p := pairs(t, 1)[0]
+	r.Close()
+	ops := []Send{{FD: p.fd, Buf: []byte("x")}, {FD: p.fd, Buf: []byte("y")}}
+	if err := r.Send(ops); err == nil {
+		t.Fatal("a closed ring sent")
+	}
+	for i, op := range ops {
+		if op.Err == 0 || op.N != 0 {
+			t.Errorf("send %d on a closed ring: %d, %v", i, op.N, op.Err)
+		}
+	}
+}

@@ -1,0 +1,22 @@
+//go:build !linux
+
+package uring
+
+import "errors"
+
+// Ring is Linux's alone; New fails elsewhere.
+type Ring struct{}
+
+// New fails: io_uring is Linux's.
+func New(entries uint32) (*Ring, error) {
+	return nil, errors.New("uring: io_uring is Linux's")
+}
+
+// Entries is never called: there is no ring.
+func (r *Ring) Entries() int { return 0 }
+
+// Close does nothing.
+func (r *Ring) Close() error { return nil }
+
+// Send is never called: there is no ring.
+func (r *Ring) Send(ops []Send) error { return errors.New("uring: io_uring is Linux's") }
