@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,26 @@ func envDuration(key string, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// envBool returns the environment variable key as a boolean, or def when
+// it is unset. A value that is not one is left to checkEnvBool to report.
+func envBool(key string, def bool) bool {
+	if b, err := strconv.ParseBool(os.Getenv(key)); err == nil {
+		return b
+	}
+	return def
+}
+
+// checkEnvBool reports an environment variable set to something that is
+// not a boolean, which envBool could not use.
+func checkEnvBool(key string) error {
+	if v := os.Getenv(key); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("%s=%q: want true or false", key, v)
+		}
+	}
+	return nil
 }
 
 // checkEnvDuration reports an environment variable set to something that

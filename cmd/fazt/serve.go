@@ -23,6 +23,7 @@ func serveCmd() *cobra.Command {
 		addr, db, appsDir, durability, admin, logLevel, debugAddr string
 		heartbeat, pongTimeout, writeDelay, maxWriteDelay         time.Duration
 		retention                                                 retentionFlags
+		ioURing                                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -42,6 +43,9 @@ See docs/operators.md, "One processor".`,
 					return err
 				}
 			}
+			if err := checkEnvBool("FAZT_IO_URING"); err != nil {
+				return err
+			}
 			slack, err := timerSlack()
 			if err != nil {
 				return err
@@ -58,7 +62,7 @@ See docs/operators.md, "One processor".`,
 				addr: addr, debugAddr: debugAddr, timerSlack: slack,
 				node: nodeConfig{
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
-					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay},
+					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay, PlainWrites: !ioURing},
 					Logger:    logger,
 					Retention: retain, RetentionInterval: retention.interval,
 				},
@@ -76,6 +80,7 @@ See docs/operators.md, "One processor".`,
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")
 	f.DurationVar(&maxWriteDelay, "write-delay-max", envDuration("FAZT_WRITE_DELAY_MAX", defaultMaxWriteDelay), "under load, hold broadcasts back for up to this long instead of --write-delay: a connection writer that spent over a fifth of its time in rounds lately waits longer between them, in step with that share and as far as its writes go to connections it wrote for lately, so each socket write carries more frames; no more than --write-delay, or --write-delay 0, turns this off (FAZT_WRITE_DELAY_MAX)")
+	f.BoolVar(&ioURing, "io-uring", envBool("FAZT_IO_URING", true), "on Linux, where the kernel allows io_uring, write the connections' sockets in batches through it, one system call for up to 64 writes; false: one send(2) per write (FAZT_IO_URING)")
 	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd

@@ -40,6 +40,19 @@ func TestServerURLNamesTheApp(t *testing.T) {
 	}
 }
 
+// TestServeRefusesABadEnvBool: FAZT_IO_URING=no is an error, not the
+// default in silence.
+func TestServeRefusesABadEnvBool(t *testing.T) {
+	t.Setenv("FAZT_IO_URING", "no")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out strings.Builder
+	err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), `FAZT_IO_URING="no"`) {
+		t.Fatalf("serve with FAZT_IO_URING=no: %v", err)
+	}
+}
+
 // TestServeRefusesABadEnvDuration: FAZT_WRITE_DELAY=2 (no unit) is an
 // error, not the default in silence; so are FAZT_WRITE_DELAY_MAX=2 and,
 // on Linux, FAZT_TIMER_SLACK=2.

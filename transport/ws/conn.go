@@ -38,7 +38,10 @@ type conn struct {
 	br  *bufio.Reader // ws's read buffer; nil when unknown (no parking)
 	raw net.Conn
 	rc  syscall.RawConn // nil when raw has no file descriptor
-	fl  *flusher
+	// fd is raw's descriptor, when rc is set: its own until closeSocket,
+	// which only the owner of the writes calls.
+	fd int32
+	fl *flusher
 	// lastRound is when the round that last wrote for c started (unix
 	// nanoseconds); owned by fl's running goroutine.
 	lastRound int64
@@ -100,14 +103,15 @@ func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app 
 		srv: s, ws: ws, br: br, raw: raw, app: app, client: client,
 		writerDone: make(chan struct{}),
 	}
-	c.poll.fd = -1
+	c.fd, c.poll.fd = -1, -1
 	c.ctx, c.cancel = context.WithCancel(s.baseCtx)
 	if sc, ok := c.raw.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
 			c.fl = s.nextFlusher()
+			rc.Control(func(fd uintptr) { c.fd = int32(fd) })
 			if br != nil {
-				rc.Control(func(fd uintptr) { c.poll.fd = int32(fd) })
+				c.poll.fd = c.fd
 				c.pl = s.poller()
 			}
 		}

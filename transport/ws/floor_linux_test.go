@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fazt-realtime/fazt/internal/uring"
 )
 
 // floorReaderEnv, when set to "address connections", makes
@@ -46,8 +48,17 @@ const floorReaderEnv = "FAZT_FLOOR_READER"
 // started late because the one before ran past 20 ms; the next starts
 // 20 ms after such a round rather than at once.
 //
+// Its two parts write as the flushers can: "send", a send(2) for each
+// write; "io_uring", the writes in batches of 64 (ringEntries), one
+// system call each, every write of a batch ending with it.
+//
 //	go test -run '^$' -bench LoopbackRound -benchtime 500x ./transport/ws
 func BenchmarkLoopbackRound(b *testing.B) {
+	b.Run("send", func(b *testing.B) { loopbackRound(b, false) })
+	b.Run("io_uring", func(b *testing.B) { loopbackRound(b, true) })
+}
+
+func loopbackRound(b *testing.B, ring bool) {
 	cpus, err := floorCPUs()
 	if err != nil {
 		b.Skip(err)
@@ -121,9 +132,21 @@ func BenchmarkLoopbackRound(b *testing.B) {
 		b.Skip("pin the sender:", err)
 	}
 	defer unpin()
-	f := newFlusher(0, 0)
+	f := newFlusher(0, 0, false)
 	f.wbuf = appendFrameHeader(nil, opText, size-4) // 4 bytes at this size
 	f.wbuf = append(f.wbuf, make([]byte, size-len(f.wbuf))...)
+	var r *uring.Ring
+	var ops []uring.Send
+	if ring {
+		if r, err = uring.New(ringEntries); err != nil {
+			b.Skip(err)
+		}
+		defer r.Close()
+		ops = make([]uring.Send, conns)
+		for i, rc := range raws {
+			rc.Control(func(fd uintptr) { ops[i] = uring.Send{FD: int32(fd), Buf: f.wbuf} })
+		}
+	}
 	rounds := make([]time.Duration, 0, b.N)
 	ends := make([]time.Duration, 0, b.N*conns)
 	var busy time.Duration
@@ -141,7 +164,29 @@ func BenchmarkLoopbackRound(b *testing.B) {
 			next = time.Now()
 		}
 		start := time.Now()
+		for j := 0; ring && j < conns; j += ringEntries {
+			batch := ops[j:min(j+ringEntries, conns)]
+			if err := r.Send(batch); err != nil {
+				b.Fatal(err)
+			}
+			end := time.Since(start)
+			for k, op := range batch {
+				if op.Err != 0 {
+					if why, gone := readerGone(); gone {
+						b.Fatalf("write %d: %s", j+k, why)
+					}
+					b.Fatalf("write %d: %v", j+k, op.Err)
+				}
+				if op.N != size {
+					b.Fatalf("write %d: the socket took %d of %d bytes: full, its reader fell behind", j+k, op.N, size)
+				}
+				ends = append(ends, end)
+			}
+		}
 		for j, rc := range raws {
+			if ring {
+				break
+			}
 			if err := rc.Control(f.writeFn); err != nil || f.werr != nil {
 				if why, gone := readerGone(); gone {
 					b.Fatalf("write %d: %s", j, why)

@@ -5,10 +5,12 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/internal/netyield"
+	"github.com/fazt-realtime/fazt/internal/uring"
 )
 
 // A flusher writes queued frames for many connections from one goroutine.
@@ -57,11 +59,29 @@ type flusher struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr)
+	pend    []pending    // the connections laid out in buf, to write together
+	ops     []uring.Send // their sends through ring
+	ring    *uring.Ring  // the turn's ring; nil: one send(2) each
+	plain   bool         // never a ring (Config.PlainWrites)
+}
+
+// pending is a connection whose write the flusher has laid out in its
+// buffer, to make with the others of its batch.
+type pending struct {
+	c          *conn
+	start, end int      // its bytes in the flusher's buffer
+	frames     [][]byte // the queue they came from, for reuse
+	n          int      // bytes the socket took
+	err        error
 }
 
 const (
-	// yieldEvery is how many connections a flusher writes between yields.
+	// yieldEvery is how many connections a flusher writes between yields,
+	// and at most in one batch: one system call where io_uring serves.
 	yieldEvery = 64
+	// batchBytes: a batch is written once its connections' frames come to
+	// this much, however few they are.
+	batchBytes = 1 << 20
 	// netYieldEvery is how much of a round a flusher runs between calls
 	// to netyield.Yield, on a process of one processor.
 	netYieldEvery = time.Millisecond
@@ -103,8 +123,8 @@ func recycle(frames [][]byte) [][]byte {
 	return frames[:0]
 }
 
-func newFlusher(delay, maxDelay time.Duration) *flusher {
-	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1)}
+func newFlusher(delay, maxDelay time.Duration, plain bool) *flusher {
+	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1), plain: plain}
 	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
 	return f
 }
@@ -126,6 +146,9 @@ func (f *flusher) add(c *conn) {
 
 // run goes round the waiting connections until none is left.
 func (f *flusher) run() {
+	if !f.plain {
+		f.ring = takeRing() // returned by stopLocked
+	}
 	for {
 		f.mu.Lock()
 		if len(f.ready) == 0 {
@@ -152,8 +175,11 @@ func (f *flusher) run() {
 		polled := time.Now()
 		oneP := runtime.GOMAXPROCS(0) == 1
 		for i, c := range f.batch {
-			f.flush(c)
+			f.take(c)
 			f.batch[i] = nil
+			if len(f.pend) == yieldEvery || len(f.buf) >= batchBytes || i == len(f.batch)-1 {
+				f.writePending()
+			}
 			if i%yieldEvery == yieldEvery-1 {
 				// A round can take milliseconds; let publishes, commits
 				// and the fan-out run meanwhile rather than wait for it.
@@ -230,8 +256,12 @@ func (f *flusher) period() time.Duration {
 // stopLocked ends the goroutine's turn: nothing is waiting. The next
 // add starts another, which keeps to the period since f.last.
 func (f *flusher) stopLocked() {
-	if cap(f.buf) > 1<<20 {
+	if cap(f.buf) > 2*batchBytes {
 		f.buf = nil // a huge buffer is left to the collector
+	}
+	if f.ring != nil {
+		putRing(f.ring)
+		f.ring = nil
 	}
 	f.running = false // the next goroutine owns the fields from here
 }
@@ -275,9 +305,10 @@ func (f *flusher) flushUrgent() bool {
 	f.ready = rest
 	f.mu.Unlock()
 	for i, c := range f.urgent {
-		f.flush(c)
+		f.take(c)
 		f.urgent[i] = nil
 	}
+	f.writePending()
 	f.urgent = f.urgent[:0]
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -297,11 +328,11 @@ func (f *flusher) hurry() {
 	}
 }
 
-// flush writes what c has queued in one call. It owns c's writer and
-// hands it on: back to its own queue if more came meanwhile, to a
-// goroutine if the socket did not take everything or c is closing, or
-// releases it.
-func (f *flusher) flush(c *conn) {
+// take lays out what c has queued in the flusher's buffer, for
+// writePending to write in one call with the rest of the batch. It owns
+// c's writer, and hands a closing connection, or one with a backlog, to
+// its own writer instead.
+func (f *flusher) take(c *conn) {
 	c.mu.Lock()
 	if c.closing || len(c.queue) >= bulkFrames {
 		// Closing, or a backlog such as a replay page: the connection's
@@ -316,7 +347,8 @@ func (f *flusher) flush(c *conn) {
 	urgent := c.urgent.Swap(false)
 	c.mu.Unlock()
 
-	buf := append(f.buf[:0], prefix...)
+	start := len(f.buf)
+	buf := append(f.buf, prefix...)
 	if pong != nil {
 		buf = appendFrameHeader(buf, opPong, len(pong))
 		buf = append(buf, pong...)
@@ -326,11 +358,7 @@ func (f *flusher) flush(c *conn) {
 		buf = append(buf, fr...)
 	}
 	f.buf = buf
-	n := len(frames)
-
-	var err error
-	written := 0
-	if len(buf) > 0 {
+	if n := len(frames); len(buf) > start {
 		c.srv.metrics.frames.Add(float64(n))
 		if n > 0 && !urgent && !f.last.IsZero() {
 			// Broadcasts only: replies are never held.
@@ -342,35 +370,124 @@ func (f *flusher) flush(c *conn) {
 			c.lastRound = round
 		}
 		c.srv.metrics.writes.Inc()
-		f.wbuf = buf
-		// Control, not Write: it holds a reference to the descriptor, so
-		// a close cannot release it (for reuse by another socket) during
-		// the write, and takes nothing else. RawConn.Write would also take
-		// the descriptor's write lock and ready the poller for a wait
-		// that this write never makes: together 1.3% of the core at
-		// 200,000 deliveries/s. c.writing keeps the connection's own
-		// writers apart, and gorilla writes nothing to the socket
-		// (heldConn).
-		if err = c.rc.Control(f.writeFn); err == nil {
-			written, err = f.wn, f.werr
-		}
-		f.wbuf = nil
 	}
+	f.pend = append(f.pend, pending{c: c, start: start, end: len(buf), frames: frames})
+}
 
-	c.mu.Lock()
-	c.spare = recycle(frames)
-	if err != nil {
-		c.mu.Unlock()
-		c.writeFailed(err)
+// writePending writes the connections that take laid out, each its part
+// of the buffer, and hands each one's writer on (finish). Through the
+// turn's ring, the batch is one system call; without one, a send(2)
+// each.
+//
+// The descriptors stay the connections' own throughout: a socket is
+// closed only by the owner of its connection's writes (closeSocket),
+// which is this flusher until finish hands it on.
+func (f *flusher) writePending() {
+	if len(f.pend) == 0 {
 		return
 	}
-	if written < len(buf) {
+	m := f.pend[0].c.srv.metrics
+	drop := false
+	if f.ring != nil {
+		drop = f.sendRing(m)
+	} else {
+		for i := range f.pend {
+			p := &f.pend[i]
+			if p.end == p.start {
+				continue
+			}
+			m.sendCalls.Inc()
+			f.wbuf = f.buf[p.start:p.end]
+			// Control, not Write: it takes nothing but a reference to
+			// the descriptor. RawConn.Write would also take the
+			// descriptor's write lock and ready the poller for a wait
+			// that this write never makes: together 1.3% of the core at
+			// 200,000 deliveries/s. c.writing keeps the connection's own
+			// writers apart, and gorilla writes nothing to the socket
+			// (heldConn).
+			if p.err = p.c.rc.Control(f.writeFn); p.err == nil {
+				p.n, p.err = f.wn, f.werr
+			}
+			f.wbuf = nil
+		}
+	}
+	for i := range f.pend {
+		f.finish(&f.pend[i])
+		f.pend[i] = pending{}
+	}
+	f.pend = f.pend[:0]
+	if drop {
+		f.buf = nil
+	} else {
+		f.buf = f.buf[:0]
+	}
+}
+
+// sendRing makes the batch's writes through the ring. It reports whether
+// the ring failed, leaving the buffer to be dropped.
+func (f *flusher) sendRing(m *metrics) (failed bool) {
+	ops := f.ops[:0]
+	for _, p := range f.pend {
+		if p.end > p.start {
+			ops = append(ops, uring.Send{FD: p.c.fd, Buf: f.buf[p.start:p.end]})
+		}
+	}
+	if len(ops) == 0 {
+		f.ops = ops
+		return false
+	}
+	err := f.ring.Send(ops)
+	m.sendCalls.Add(float64((len(ops) + f.ring.Entries() - 1) / f.ring.Entries()))
+	j := 0
+	for i := range f.pend {
+		p := &f.pend[i]
+		if p.end == p.start {
+			continue
+		}
+		switch op := ops[j]; op.Err {
+		case 0:
+			p.n = op.N
+		case syscall.EAGAIN, syscall.EINTR:
+			// Full (or, never seen, interrupted): the rest goes out from
+			// the connection's own writer.
+		default:
+			p.err = op.Err
+		}
+		ops[j].Buf = nil
+		j++
+	}
+	f.ops = ops[:0]
+	if err != nil {
+		// The ring failed (never seen). The connections it did not write
+		// end as failed writes, not written twice; the flushers write
+		// with send(2) from here on, and this buffer, which the kernel
+		// might still read, is left behind.
+		ringFailed(f.ring, err, f.pend[0].c.srv.log)
+		f.ring = nil
+		return true
+	}
+	return false
+}
+
+// finish hands on the writer of p's connection once its write is made:
+// back to its own queue if more came meanwhile, to a goroutine if the
+// socket did not take everything or c is closing, or releases it.
+func (f *flusher) finish(p *pending) {
+	c := p.c
+	c.mu.Lock()
+	c.spare = recycle(p.frames)
+	if p.err != nil {
+		c.mu.Unlock()
+		c.writeFailed(p.err)
+		return
+	}
+	if written := p.start + p.n; written < p.end {
 		c.mu.Unlock()
 		// The socket is full: the rest goes out from c's own goroutine,
 		// which may wait for it.
 		c.srv.metrics.waits.Inc()
 		bp := bufs.Get().(*[]byte)
-		*bp = append((*bp)[:0], buf[written:]...)
+		*bp = append((*bp)[:0], f.buf[written:p.end]...)
 		go c.write(bp)
 		return
 	}

@@ -12,6 +12,7 @@ type metrics struct {
 	accepted    prometheus.Counter
 	frames      prometheus.Counter
 	writes      prometheus.Counter
+	sendCalls   prometheus.Counter
 	waits       prometheus.Counter
 	inbound     prometheus.Counter
 	refusals    *prometheus.CounterVec
@@ -30,6 +31,9 @@ var wsMetrics = &metrics{
 	}),
 	writes: promauto.NewCounter(prometheus.CounterOpts{
 		Name: "fazt_ws_writes_total", Help: "Socket writes; frames_sent/writes is the coalescing factor.",
+	}),
+	sendCalls: promauto.NewCounter(prometheus.CounterOpts{
+		Name: "fazt_ws_write_calls_total", Help: "System calls that made the connection writers' socket writes: one per write with send(2), one per batch of up to 64 through io_uring.",
 	}),
 	waits: promauto.NewCounter(prometheus.CounterOpts{
 		Name: "fazt_ws_full_socket_writes_total", Help: "Writes the client's socket did not take at once, finished by the connection's own writer; a high rate means slow clients.",

@@ -86,6 +86,13 @@ type Config struct {
 	// buffer (SO_SNDBUF) in bytes; smaller buffers find slow consumers
 	// sooner and hold less kernel memory. Zero keeps the kernel's default.
 	SocketSendBuffer int
+	// PlainWrites makes the flushers write each connection's socket with
+	// a send(2) of its own. Otherwise, where the kernel allows io_uring,
+	// they submit a round's writes to it in batches of up to 64, one
+	// system call each: about a third less of the core per write where
+	// system calls are dear (see BENCHMARKS.md). Either way the writes
+	// never wait for a socket.
+	PlainWrites bool
 	// MaxConnections caps the server's open connections across all apps
 	// (default 100000); each app also has its own cap in its limits.
 	MaxConnections int
@@ -183,7 +190,12 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	// connection writes from its own goroutine.
 	if rawWrites {
 		for range runtime.GOMAXPROCS(0) {
-			s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay))
+			s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay, cfg.PlainWrites))
+		}
+		if !cfg.PlainWrites {
+			if err := ringsErr(); err != nil {
+				s.log.Info("socket writes: one send(2) per write, without io_uring", "err", err)
+			}
 		}
 	}
 	s.upgrader = websocket.Upgrader{
