@@ -14,6 +14,7 @@ import (
 // The kernel's interface (include/uapi/linux/io_uring.h).
 const (
 	opSend = 26 // IORING_OP_SEND, Linux 5.6
+	opRecv = 27 // IORING_OP_RECV, Linux 5.6
 
 	setupSubmitAll = 1 << 7 // IORING_SETUP_SUBMIT_ALL, Linux 5.18
 	featSingleMmap = 1 << 0 // IORING_FEAT_SINGLE_MMAP
@@ -27,8 +28,10 @@ const (
 
 	// sendFlags: never wait, whatever the socket's mode (the kernel then
 	// completes a send to a full socket with EAGAIN instead of waiting
-	// for room), and no SIGPIPE when the peer has gone.
+	// for room), and no SIGPIPE when the peer has gone; recvFlags: never
+	// wait either.
 	sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
+	recvFlags = syscall.MSG_DONTWAIT
 )
 
 type sqOffsets struct {
@@ -79,7 +82,7 @@ type probe struct {
 	ops            [256]probeOp
 }
 
-// A Ring sends through one io_uring. It is not safe for concurrent use:
+// A Ring sends and receives through one io_uring. It is not safe for concurrent use:
 // one goroutine at a time sends through it.
 type Ring struct {
 	fd      int
@@ -137,8 +140,10 @@ func (r *Ring) init(p *params) error {
 	if _, _, errno := syscall.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerProbe, uintptr(unsafe.Pointer(&pr)), uintptr(len(pr.ops)), 0, 0); errno != 0 {
 		return fmt.Errorf("uring: probe: %w", errno)
 	}
-	if pr.lastOp < opSend || pr.ops[opSend].flags&opSupported == 0 {
-		return errors.New("uring: the kernel's io_uring cannot send (Linux 5.6 or later can)")
+	for _, op := range []uint8{opSend, opRecv} {
+		if pr.lastOp < op || pr.ops[op].flags&opSupported == 0 {
+			return errors.New("uring: the kernel's io_uring cannot send or receive (Linux 5.6 or later can)")
+		}
 	}
 	if p.sqEntries < r.entries || p.cqEntries < p.sqEntries {
 		return fmt.Errorf("uring: rings of %d and %d entries", p.sqEntries, p.cqEntries)
@@ -210,14 +215,14 @@ func (r *Ring) Close() error {
 	return err
 }
 
-// Send runs every send in ops, up to Entries of them per system call, and
-// returns once all have completed: the kernel holds none of the buffers
-// after it. Each send takes what its socket takes at once, as send(2)
-// with MSG_DONTWAIT does, in the order of ops. An error means the ring
+// Run makes every send and receive in ops, up to Entries of them per
+// system call, and returns once all have completed: the kernel holds none
+// of the buffers after it. Each takes what its socket takes or has at
+// once, as send(2) and recv(2) with MSG_DONTWAIT do, in the order of ops. An error means the ring
 // itself failed (never seen): the sends it did not complete have Err set
 // to the error, the ring should be closed, and, should the kernel have
 // failed to report a send it took, its buffer must not be reused.
-func (r *Ring) Send(ops []Send) error {
+func (r *Ring) Run(ops []Op) error {
 	if r.rings == nil {
 		for i := range ops {
 			ops[i].N, ops[i].Err = 0, syscall.EBADF
@@ -239,10 +244,10 @@ func (r *Ring) Send(ops []Send) error {
 	return nil
 }
 
-// send runs up to r.entries sends: it fills the submission queue, submits
+// send runs up to r.entries ops: it fills the submission queue, submits
 // it and reaps one completion per send. The queues are empty before and
 // after, unless it fails.
-func (r *Ring) send(ops []Send) syscall.Errno {
+func (r *Ring) send(ops []Op) syscall.Errno {
 	tail := *r.sqTail // only this side writes it
 	mask := *r.sqMask
 	for i := range ops {
@@ -252,14 +257,11 @@ func (r *Ring) send(ops []Send) syscall.Errno {
 		if len(op.Buf) > 0 {
 			addr = uintptr(unsafe.Pointer(&op.Buf[0]))
 		}
-		r.sqes[(tail+uint32(i))&mask] = sqe{
-			opcode:   opSend,
-			fd:       op.FD,
-			addr:     uint64(addr),
-			len:      uint32(len(op.Buf)),
-			msgFlags: sendFlags,
-			userData: uint64(i),
+		e := sqe{opcode: opSend, fd: op.FD, addr: uint64(addr), len: uint32(len(op.Buf)), msgFlags: sendFlags, userData: uint64(i)}
+		if op.Recv {
+			e.opcode, e.msgFlags = opRecv, recvFlags
 		}
+		r.sqes[(tail+uint32(i))&mask] = e
 	}
 	// The kernel reads the entries once it sees the new tail.
 	atomic.StoreUint32(r.sqTail, tail+uint32(len(ops)))
@@ -308,7 +310,7 @@ const maxStuck = 1000
 // socket leaves the call that submitted it only when the kernel hands it
 // to a worker of its own (not seen for these sends), so this is not
 // expected to wait.
-func (r *Ring) wait(ops []Send, left int) syscall.Errno {
+func (r *Ring) wait(ops []Op, left int) syscall.Errno {
 	for left > 0 {
 		_, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 0, uintptr(left), enterGetEvents, 0, 0)
 		if errno != 0 && errno != syscall.EINTR && errno != syscall.EAGAIN && errno != syscall.EBUSY {
@@ -322,7 +324,7 @@ func (r *Ring) wait(ops []Send, left int) syscall.Errno {
 }
 
 // reap takes the completions posted so far and returns how many.
-func (r *Ring) reap(ops []Send) int {
+func (r *Ring) reap(ops []Op) int {
 	head := *r.cqHead // only this side writes it
 	tail := atomic.LoadUint32(r.cqTail)
 	for h := head; h != tail; h++ {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // newRing returns a ring, or skips the test where the kernel offers none.
@@ -100,11 +102,11 @@ func TestSendReachesEverySocket(t *testing.T) {
 	r := newRing(t, 16)
 	ps := pairs(t, 40)
 	for round := range 3 {
-		ops := make([]Send, len(ps))
+		ops := make([]Op, len(ps))
 		for i, p := range ps {
-			ops[i] = Send{FD: p.fd, Buf: fmt.Appendf(nil, "round %d socket %02d;", round, i)}
+			ops[i] = Op{FD: p.fd, Buf: fmt.Appendf(nil, "round %d socket %02d;", round, i)}
 		}
-		if err := r.Send(ops); err != nil {
+		if err := r.Run(ops); err != nil {
 			t.Fatal(err)
 		}
 		for i, op := range ops {
@@ -116,7 +118,7 @@ func TestSendReachesEverySocket(t *testing.T) {
 			}
 		}
 	}
-	if err := r.Send(nil); err != nil {
+	if err := r.Run(nil); err != nil {
 		t.Fatalf("no sends: %v", err)
 	}
 }
@@ -133,8 +135,8 @@ func TestSendToAFullSocket(t *testing.T) {
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
-	ops := []Send{{FD: p.fd, Buf: big}}
-	if err := r.Send(ops); err != nil {
+	ops := []Op{{FD: p.fd, Buf: big}}
+	if err := r.Run(ops); err != nil {
 		t.Fatal(err)
 	}
 	took := ops[0].N
@@ -143,8 +145,8 @@ func TestSendToAFullSocket(t *testing.T) {
 	}
 	// Nothing reads: the socket has no room left.
 	for {
-		ops = []Send{{FD: p.fd, Buf: big[took:]}}
-		if err := r.Send(ops); err != nil {
+		ops = []Op{{FD: p.fd, Buf: big[took:]}}
+		if err := r.Run(ops); err != nil {
 			t.Fatal(err)
 		}
 		if ops[0].Err == syscall.EAGAIN {
@@ -162,8 +164,8 @@ func TestSendToAFullSocket(t *testing.T) {
 	if !bytes.Equal(got, big[:took]) {
 		t.Fatal("the bytes read are not those sent")
 	}
-	ops = []Send{{FD: p.fd, Buf: big[took : took+100]}}
-	if err := r.Send(ops); err != nil || ops[0].N != 100 {
+	ops = []Op{{FD: p.fd, Buf: big[took : took+100]}}
+	if err := r.Run(ops); err != nil || ops[0].N != 100 {
 		t.Fatalf("send after the peer read: %d, %v, %v", ops[0].N, ops[0].Err, err)
 	}
 	if got := read(t, p.in, 100); !bytes.Equal(got, big[took:took+100]) {
@@ -179,13 +181,13 @@ func TestSendErrorsStayWithTheirSend(t *testing.T) {
 	if err := ps[1].out.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	ops := []Send{
+	ops := []Op{
 		{FD: ps[0].fd, Buf: []byte("first")},
 		{FD: -1, Buf: []byte("to no socket")},
 		{FD: ps[1].fd, Buf: []byte("to a socket shut for writing")},
 		{FD: ps[2].fd, Buf: []byte("last")},
 	}
-	if err := r.Send(ops); err != nil {
+	if err := r.Run(ops); err != nil {
 		t.Fatal(err)
 	}
 	want := []syscall.Errno{0, syscall.EBADF, syscall.EPIPE, 0}
@@ -205,13 +207,60 @@ func TestSendErrorsStayWithTheirSend(t *testing.T) {
 	}
 }
 
+// A receive gives what its socket holds, EAGAIN when it holds nothing,
+// and nothing without an error at the end of the stream; receives and
+// sends go in one call.
+func TestRecvGivesWhatEachSocketHas(t *testing.T) {
+	r := newRing(t, 8)
+	ps := pairs(t, 4)
+	if _, err := ps[0].in.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ps[2].in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The data and the end have arrived once a read on the same side
+	// would see them: wait for both with a poll.
+	for _, fd := range []int32{ps[0].fd, ps[2].fd} {
+		pfd := []unix.PollFd{{Fd: fd, Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd, 10000); n != 1 || err != nil {
+			t.Fatalf("poll: %d, %v", n, err)
+		}
+	}
+	bufs := [][]byte{make([]byte, 64), make([]byte, 64), make([]byte, 64)}
+	ops := []Op{
+		{FD: ps[0].fd, Buf: bufs[0], Recv: true},
+		{FD: ps[1].fd, Buf: bufs[1], Recv: true},
+		{FD: ps[2].fd, Buf: bufs[2], Recv: true},
+		{FD: ps[3].fd, Buf: []byte("sent")},
+	}
+	if err := r.Run(ops); err != nil {
+		t.Fatal(err)
+	}
+	if ops[0].Err != 0 || string(bufs[0][:ops[0].N]) != "hello" {
+		t.Errorf("receive with data: %q, %v", bufs[0][:ops[0].N], ops[0].Err)
+	}
+	if ops[1].Err != syscall.EAGAIN || ops[1].N != 0 {
+		t.Errorf("receive with nothing: %d, %v; want EAGAIN", ops[1].N, ops[1].Err)
+	}
+	if ops[2].Err != 0 || ops[2].N != 0 {
+		t.Errorf("receive at the end: %d, %v; want 0 bytes, no error", ops[2].N, ops[2].Err)
+	}
+	if ops[3].Err != 0 || ops[3].N != 4 {
+		t.Errorf("send: %d, %v", ops[3].N, ops[3].Err)
+	}
+	if got := read(t, ps[3].in, 4); string(got) != "sent" {
+		t.Errorf("the send's peer read %q", got)
+	}
+}
+
 // A closed ring sends nothing and says so.
 func TestSendOnAClosedRing(t *testing.T) {
 	r := newRing(t, 4)
 	p := pairs(t, 1)[0]
 	r.Close()
-	ops := []Send{{FD: p.fd, Buf: []byte("x")}, {FD: p.fd, Buf: []byte("y")}}
-	if err := r.Send(ops); err == nil {
+	ops := []Op{{FD: p.fd, Buf: []byte("x")}, {FD: p.fd, Buf: []byte("y")}}
+	if err := r.Run(ops); err == nil {
 		t.Fatal("a closed ring sent")
 	}
 	for i, op := range ops {

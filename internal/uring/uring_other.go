@@ -18,5 +18,5 @@ func (r *Ring) Entries() int { return 0 }
 // Close does nothing.
 func (r *Ring) Close() error { return nil }
 
-// Send is never called: there is no ring.
-func (r *Ring) Send(ops []Send) error { return errors.New("uring: io_uring is Linux's") }
+// Run is never called: there is no ring.
+func (r *Ring) Run(ops []Op) error { return errors.New("uring: io_uring is Linux's") }

@@ -136,15 +136,15 @@ func loopbackRound(b *testing.B, ring bool) {
 	f.wbuf = appendFrameHeader(nil, opText, size-4) // 4 bytes at this size
 	f.wbuf = append(f.wbuf, make([]byte, size-len(f.wbuf))...)
 	var r *uring.Ring
-	var ops []uring.Send
+	var ops []uring.Op
 	if ring {
 		if r, err = uring.New(ringEntries); err != nil {
 			b.Skip(err)
 		}
 		defer r.Close()
-		ops = make([]uring.Send, conns)
+		ops = make([]uring.Op, conns)
 		for i, rc := range raws {
-			rc.Control(func(fd uintptr) { ops[i] = uring.Send{FD: int32(fd), Buf: f.wbuf} })
+			rc.Control(func(fd uintptr) { ops[i] = uring.Op{FD: int32(fd), Buf: f.wbuf} })
 		}
 	}
 	rounds := make([]time.Duration, 0, b.N)
@@ -166,7 +166,7 @@ func loopbackRound(b *testing.B, ring bool) {
 		start := time.Now()
 		for j := 0; ring && j < conns; j += ringEntries {
 			batch := ops[j:min(j+ringEntries, conns)]
-			if err := r.Send(batch); err != nil {
+			if err := r.Run(batch); err != nil {
 				b.Fatal(err)
 			}
 			end := time.Since(start)

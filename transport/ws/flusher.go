@@ -60,7 +60,7 @@ type flusher struct {
 	werr    error
 	writeFn func(fd uintptr)
 	pend    []pending    // the connections laid out in buf, to write together
-	ops     []uring.Send // their sends through ring
+	ops     []uring.Op // their sends through ring
 	ring    *uring.Ring  // the turn's ring; nil: one send(2) each
 	plain   bool         // never a ring (Config.PlainWrites)
 }
@@ -429,14 +429,14 @@ func (f *flusher) sendRing(m *metrics) (failed bool) {
 	ops := f.ops[:0]
 	for _, p := range f.pend {
 		if p.end > p.start {
-			ops = append(ops, uring.Send{FD: p.c.fd, Buf: f.buf[p.start:p.end]})
+			ops = append(ops, uring.Op{FD: p.c.fd, Buf: f.buf[p.start:p.end]})
 		}
 	}
 	if len(ops) == 0 {
 		f.ops = ops
 		return false
 	}
-	err := f.ring.Send(ops)
+	err := f.ring.Run(ops)
 	m.sendCalls.Add(float64((len(ops) + f.ring.Entries() - 1) / f.ring.Entries()))
 	j := 0
 	for i := range f.pend {
