@@ -58,6 +58,7 @@ processor".`,
 	pf.DurationVar(&o.duration, "duration", 60*time.Second, "cap on the measured phase")
 	pf.DurationVar(&o.setupTimeout, "setup-timeout", 5*time.Minute, "cap on setting up (connecting, filling history)")
 	pf.BoolVar(&o.arrival, "arrival", false, "also give the latency to each delivery's arrival for its socket, read by one subscriber in 16 (Linux; fanout, channels, js): it can cost the run some of what it measures")
+	pf.BoolVar(&o.ioURing, "io-uring", true, "on Linux, read the subscribers' sockets through io_uring where the kernel allows it, one system call for each batch that epoll finds ready; false: a read(2) each (json: bench_reads)")
 	cmd.AddCommand(benchFanoutCmd(o), benchConnsCmd(o), benchReplayCmd(o), benchChannelsCmd(o), benchJSCmd(o))
 	return cmd
 }
@@ -70,6 +71,7 @@ type benchOptions struct {
 	duration      time.Duration
 	setupTimeout  time.Duration
 	arrival       bool // sampled subscribers read the kernel's receive times
+	ioURing       bool // the pollers read through io_uring (Linux)
 
 	slack  time.Duration // the tool's timer slack
 	base   *url.URL
@@ -97,6 +99,7 @@ func (o *benchOptions) prepare(concurrency int) error {
 	if o.slack, err = timerSlack(); err != nil {
 		return err
 	}
+	usePollerRing(o.ioURing)
 	o.base = u
 	o.host = u.Host
 	if o.app != "" && o.app != "default" {
@@ -803,6 +806,9 @@ func (r *benchReport) latency(prefix string, l latency) {
 
 func (r *benchReport) cpu(self, server float64, pid int) {
 	r.set("bench_cpu_pct", round(self, 1))
+	if reads := benchReads(); reads != "" {
+		r.set("bench_reads", reads)
+	}
 	if server >= 0 {
 		r.set("server_cpu_pct", round(server, 1))
 		r.linef("  cpu          server %.0f%% of a core (pid %d), bench %.0f%%", server, pid, self)

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fazt-realtime/fazt/internal/uring"
 )
 
 // TestBenchScenarios runs every `fazt bench` scenario, small, against a
@@ -20,6 +23,7 @@ func TestBenchScenarios(t *testing.T) {
 	for _, args := range [][]string{
 		{"fanout", "-s", "5", "-m", "60", "-p", "4", "--arrival"},
 		{"fanout", "-s", "3", "--rate", "2", "-m", "10"},
+		{"fanout", "-s", "3", "-m", "20", "--io-uring=false"},
 		{"channels", "-c", "4", "-k", "2", "-m", "40", "--arrival"},
 		{"channels", "-c", "4", "-k", "2", "-m", "43", "--batch", "5"},
 		{"fanout", "-s", "3", "-m", "30", "--batch", "7", "--rate", "0.03"},
@@ -72,6 +76,18 @@ func TestBenchScenarios(t *testing.T) {
 					t.Errorf("%s: %v events in %v commits, for %v broadcasts in %v requests\n%s", args[0], events, commits, published, requests, out.String())
 				}
 			}
+			if runtime.GOOS == "linux" {
+				// The subscribers were read by pollers, through io_uring
+				// where the kernel allows it.
+				want := "read"
+				if r, err := uring.New(8); err == nil && !slices.Contains(args, "--io-uring=false") {
+					r.Close()
+					want = "io_uring"
+				}
+				if line["bench_reads"] != want {
+					t.Errorf("%s: bench_reads = %v, want %s\n%s", args[0], line["bench_reads"], want, out.String())
+				}
+			}
 			if args[0] == "fanout" {
 				// Read from the server's /metrics, with no --server-pid.
 				if w, _ := line["server_writes"].(float64); w <= 0 {
@@ -89,7 +105,7 @@ func TestBenchScenarios(t *testing.T) {
 		})
 	}
 	// The batches' messages reached the log one event each.
-	if n := len(tn.audit("", "type=broadcast&limit=1000").Events); n != 60+10+40+43+30+300+200 {
+	if n := len(tn.audit("", "type=broadcast&limit=1000").Events); n != 60+10+20+40+43+30+300+200 {
 		t.Errorf("%d broadcasts in the log", n)
 	}
 	var out bytes.Buffer

@@ -156,9 +156,15 @@ func startReading(t *testing.T, bc *benchConn) {
 }
 
 // bothReaders runs test with the subscribers read by pollers, where the
-// system has them, and by a goroutine each.
+// system has them, through io_uring where it has that and with read(2),
+// and by a goroutine each.
 func bothReaders(t *testing.T, test func(t *testing.T)) {
 	t.Run("pollers", test)
+	t.Run("pollers-read", func(t *testing.T) {
+		usePollerRing(false)
+		defer usePollerRing(true)
+		test(t)
+	})
 	t.Run("goroutines", func(t *testing.T) {
 		usePollers = false
 		defer func() { usePollers = true }()
