@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -96,6 +97,8 @@ type Ring struct {
 
 	rings, sqeMem []byte // the mappings, for Close
 	cqMem         []byte // nil when the kernel maps both rings at once
+
+	inflight []Op // the ops of the call under way
 }
 
 // New sets up a ring for up to entries sends per system call (a power of
@@ -119,7 +122,7 @@ func New(entries uint32) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uring: io_uring_setup: %w", err)
 	}
-	r := &Ring{fd: fd, entries: p.sqEntries}
+	r := &Ring{fd: fd, entries: entries}
 	if err := r.init(&p); err != nil {
 		r.Close()
 		return nil, err
@@ -229,6 +232,11 @@ func (r *Ring) Run(ops []Op) error {
 		}
 		return errors.New("uring: the ring is closed")
 	}
+	// The kernel has only the buffers' addresses: held by the ring, the
+	// ops and their buffers are on the heap, where they do not move, even
+	// if the caller made them on its stack.
+	r.inflight = ops
+	defer func() { r.inflight = nil }()
 	for len(ops) > 0 {
 		n := min(len(ops), int(r.entries))
 		if errno := r.send(ops[:n]); errno != 0 {
@@ -274,7 +282,9 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 	submitted, completed, stuck := 0, 0, 0
 	for submitted < len(ops) {
 		n, _, errno := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(len(ops)-submitted), 0, 0, 0, 0)
-		submitted += int(n) // 0 on an error
+		if errno == 0 {
+			submitted += int(n) // on an error n is -1, not a count
+		}
 		switch {
 		case errno == 0 && n > 0:
 			stuck = 0
@@ -292,16 +302,40 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 			// it did.
 			atomic.StoreUint32(r.sqTail, tail+uint32(submitted))
 			if werr := r.wait(ops, submitted-completed-r.reap(ops)); werr != 0 {
+				strand(ops)
 				return werr
 			}
 			return errno
 		}
 		completed += r.reap(ops)
 	}
-	return r.wait(ops, submitted-completed)
+	if werr := r.wait(ops, submitted-completed); werr != 0 {
+		strand(ops)
+		return werr
+	}
+	return 0
 }
 
-// maxStuck is how many calls in a row Send makes that submit nothing
+// stranded holds the buffers of operations that a failed ring may still
+// read or write, for as long as the process lives: the collector must
+// not hand their memory to anything else.
+var stranded struct {
+	sync.Mutex
+	bufs [][]byte
+}
+
+// strand keeps the buffers of the ops that did not complete.
+func strand(ops []Op) {
+	stranded.Lock()
+	defer stranded.Unlock()
+	for _, op := range ops {
+		if op.N < 0 {
+			stranded.bufs = append(stranded.bufs, op.Buf)
+		}
+	}
+}
+
+// maxStuck is how many calls in a row Run makes that submit nothing
 // before it gives up.
 const maxStuck = 1000
 

@@ -81,6 +81,20 @@ func TestKernelLayouts(t *testing.T) {
 		{"io_uring_cqe", unsafe.Sizeof(cqe{}), 16},
 		{"io_uring_probe", unsafe.Offsetof(probe{}.ops), 16},
 		{"io_uring_probe_op", unsafe.Sizeof(probeOp{}), 8},
+		// Where the fields that the package writes or reads lie.
+		{"io_uring_params.sq_off", unsafe.Offsetof(params{}.sq), 40},
+		{"io_uring_params.cq_off", unsafe.Offsetof(params{}.cq), 80},
+		{"io_uring_params.features", unsafe.Offsetof(params{}.features), 20},
+		{"io_sqring_offsets.array", unsafe.Offsetof(sqOffsets{}.array), 24},
+		{"io_cqring_offsets.cqes", unsafe.Offsetof(cqOffsets{}.cqes), 20},
+		{"io_uring_sqe.fd", unsafe.Offsetof(sqe{}.fd), 4},
+		{"io_uring_sqe.off", unsafe.Offsetof(sqe{}.off), 8},
+		{"io_uring_sqe.addr", unsafe.Offsetof(sqe{}.addr), 16},
+		{"io_uring_sqe.len", unsafe.Offsetof(sqe{}.len), 24},
+		{"io_uring_sqe.msg_flags", unsafe.Offsetof(sqe{}.msgFlags), 28},
+		{"io_uring_sqe.user_data", unsafe.Offsetof(sqe{}.userData), 32},
+		{"io_uring_cqe.res", unsafe.Offsetof(cqe{}.res), 8},
+		{"io_uring_probe_op.flags", unsafe.Offsetof(probeOp{}.flags), 2},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %d bytes, want %d", c.name, c.got, c.want)
@@ -267,5 +281,32 @@ func TestSendOnAClosedRing(t *testing.T) {
 		if op.Err == 0 || op.N != 0 {
 			t.Errorf("send %d on a closed ring: %d, %v", i, op.N, op.Err)
 		}
+	}
+}
+
+// A ring whose descriptor the kernel no longer knows fails the call and
+// says so for every op; it takes back the entries it queued, and the
+// kernel holds nothing.
+func TestRunWhenTheCallFails(t *testing.T) {
+	r := newRing(t, 4)
+	p := pairs(t, 1)[0]
+	tail := *r.sqTail
+	fd := r.fd
+	syscall.Close(fd)
+	defer func() { r.fd = -1 }() // closed already; Close still unmaps
+	ops := make([]Op, 6) // more than one call's worth
+	for i := range ops {
+		ops[i] = Op{FD: p.fd, Buf: []byte("x")}
+	}
+	if err := r.Run(ops); err == nil {
+		t.Fatal("Run on a ring with no descriptor did not fail")
+	}
+	for i, op := range ops {
+		if op.Err != syscall.EBADF || op.N != 0 {
+			t.Errorf("op %d: %d, %v; want none taken, EBADF", i, op.N, op.Err)
+		}
+	}
+	if got := *r.sqTail; got != tail {
+		t.Errorf("the submission tail moved from %d to %d with nothing submitted", tail, got)
 	}
 }
