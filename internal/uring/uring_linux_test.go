@@ -294,7 +294,7 @@ func TestRunWhenTheCallFails(t *testing.T) {
 	fd := r.fd
 	syscall.Close(fd)
 	defer func() { r.fd = -1 }() // closed already; Close still unmaps
-	ops := make([]Op, 6) // more than one call's worth
+	ops := make([]Op, 6)         // more than one call's worth
 	for i := range ops {
 		ops[i] = Op{FD: p.fd, Buf: []byte("x")}
 	}
