@@ -480,6 +480,7 @@ func (c *conn) writeBuf(buf []byte, frames int, counted bool) error {
 		c.srv.metrics.frames.Add(float64(frames))
 	}
 	c.srv.metrics.writes.Inc()
+	c.srv.metrics.sendCalls.Inc() // at least one: Write repeats it until all is taken
 	// Moving the deadline resets a runtime timer; do it only when less
 	// than half the timeout is left, so each write has at least
 	// WriteTimeout/2 and most writes skip the update.

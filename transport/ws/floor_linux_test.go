@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -132,7 +133,7 @@ func loopbackRound(b *testing.B, ring bool) {
 		b.Skip("pin the sender:", err)
 	}
 	defer unpin()
-	f := newFlusher(0, 0, false)
+	f := newFlusher(0, 0, false, slog.Default())
 	f.wbuf = appendFrameHeader(nil, opText, size-4) // 4 bytes at this size
 	f.wbuf = append(f.wbuf, make([]byte, size-len(f.wbuf))...)
 	var r *uring.Ring

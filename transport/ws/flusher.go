@@ -2,6 +2,7 @@ package ws
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"runtime"
 	"sync"
@@ -59,10 +60,11 @@ type flusher struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr)
-	pend    []pending    // the connections laid out in buf, to write together
-	ops     []uring.Op // their sends through ring
-	ring    *uring.Ring  // the turn's ring; nil: one send(2) each
-	plain   bool         // never a ring (Config.PlainWrites)
+	pend    []pending   // the connections laid out in buf, to write together
+	ops     []uring.Op  // their sends through ring
+	ring    *uring.Ring // the turn's ring; nil: one send(2) each
+	plain   bool        // never a ring (Config.PlainWrites)
+	log     *slog.Logger
 }
 
 // pending is a connection whose write the flusher has laid out in its
@@ -123,8 +125,8 @@ func recycle(frames [][]byte) [][]byte {
 	return frames[:0]
 }
 
-func newFlusher(delay, maxDelay time.Duration, plain bool) *flusher {
-	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1), plain: plain}
+func newFlusher(delay, maxDelay time.Duration, plain bool, log *slog.Logger) *flusher {
+	f := &flusher{delay: delay, maxDelay: max(delay, maxDelay), wake: make(chan struct{}, 1), plain: plain, log: log}
 	f.writeFn = f.rawWrite // bound once, so a write allocates nothing
 	return f
 }
@@ -147,7 +149,7 @@ func (f *flusher) add(c *conn) {
 // run goes round the waiting connections until none is left.
 func (f *flusher) run() {
 	if !f.plain {
-		f.ring = takeRing() // returned by stopLocked
+		f.ring = takeRing(f.log) // returned by stopLocked
 	}
 	for {
 		f.mu.Lock()
@@ -177,7 +179,7 @@ func (f *flusher) run() {
 		for i, c := range f.batch {
 			f.take(c)
 			f.batch[i] = nil
-			if len(f.pend) == yieldEvery || len(f.buf) >= batchBytes || i == len(f.batch)-1 {
+			if f.full() || i == len(f.batch)-1 {
 				f.writePending()
 			}
 			if i%yieldEvery == yieldEvery-1 {
@@ -307,6 +309,9 @@ func (f *flusher) flushUrgent() bool {
 	for i, c := range f.urgent {
 		f.take(c)
 		f.urgent[i] = nil
+		if f.full() {
+			f.writePending()
+		}
 	}
 	f.writePending()
 	f.urgent = f.urgent[:0]
@@ -372,6 +377,12 @@ func (f *flusher) take(c *conn) {
 		c.srv.metrics.writes.Inc()
 	}
 	f.pend = append(f.pend, pending{c: c, start: start, end: len(buf), frames: frames})
+}
+
+// full reports whether the batch that take lays out is due to be
+// written: as many connections as one call takes, or batchBytes.
+func (f *flusher) full() bool {
+	return len(f.pend) == yieldEvery || len(f.buf) >= batchBytes
 }
 
 // writePending writes the connections that take laid out, each its part
@@ -461,8 +472,9 @@ func (f *flusher) sendRing(m *metrics) (failed bool) {
 		// The ring failed (never seen). The connections it did not write
 		// end as failed writes, not written twice; the flushers write
 		// with send(2) from here on, and this buffer, which the kernel
-		// might still read, is left behind.
-		ringFailed(f.ring, err, f.pend[0].c.srv.log)
+		// might still read (the ring keeps it from the collector), is
+		// not used again.
+		ringFailed(f.ring, err, f.log)
 		f.ring = nil
 		return true
 	}

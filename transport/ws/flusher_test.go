@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func rounds(t *testing.T, f *flusher, start time.Time, n int, every, took time.D
 // grows.
 func TestFlusherHoldsLongerUnderLoad(t *testing.T) {
 	const delay, most = 2 * time.Millisecond, 10 * time.Millisecond
-	f := newFlusher(delay, most, false)
+	f := newFlusher(delay, most, false, slog.Default())
 	if p := f.period(); p != delay {
 		t.Fatalf("a new flusher keeps %v between rounds, want %v", p, delay)
 	}
@@ -87,7 +88,7 @@ func TestFlusherHoldsLongerUnderLoad(t *testing.T) {
 	}
 
 	// A most no longer than the write delay: the write delay at any load.
-	g := newFlusher(delay, 0, false)
+	g := newFlusher(delay, 0, false, slog.Default())
 	rounds(t, g, now, 100, delay, delay, 1000, 1000)
 	if p := g.period(); p != delay {
 		t.Fatalf("without a longer most, busy %.2f: %v between rounds, want %v", g.busy, p, delay)

@@ -18,7 +18,8 @@ var rings struct {
 	mu     sync.Mutex
 	err    error // why there are none (under mu once once is done)
 	free   []*uring.Ring
-	logged bool
+	logged bool // ringFailed has said so
+	short  bool // takeRing could not make a ring, and said so
 }
 
 // ringEntries is how many writes a flusher makes in one call: a batch.
@@ -42,8 +43,9 @@ func ringsErr() error {
 }
 
 // takeRing returns a ring for a flusher's turn, or nil: none here, or
-// none to be had now (the turn then writes with send(2)).
-func takeRing() *uring.Ring {
+// none to be had now (the turn then writes with send(2); the first time,
+// it says why, in log).
+func takeRing(log *slog.Logger) *uring.Ring {
 	if ringsErr() != nil {
 		return nil
 	}
@@ -57,6 +59,15 @@ func takeRing() *uring.Ring {
 	rings.mu.Unlock()
 	r, err := uring.New(ringEntries)
 	if err != nil {
+		rings.mu.Lock()
+		first := !rings.short
+		rings.short = true
+		rings.mu.Unlock()
+		if first {
+			// Before Linux 5.12 a ring counts against RLIMIT_MEMLOCK,
+			// and the process may have as many descriptors as it may.
+			log.Warn("a connection writer found no io_uring ring to take: it writes with send(2) until one is free (said once)", "err", err)
+		}
 		return nil
 	}
 	return r

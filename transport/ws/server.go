@@ -190,12 +190,12 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	// connection writes from its own goroutine.
 	if rawWrites {
 		for range runtime.GOMAXPROCS(0) {
-			s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay, cfg.PlainWrites))
+			s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay, cfg.PlainWrites, s.log))
 		}
-		if !cfg.PlainWrites {
-			if err := ringsErr(); err != nil {
-				s.log.Info("socket writes: one send(2) per write, without io_uring", "err", err)
-			}
+		if cfg.PlainWrites {
+			s.log.Info("socket writes: one send(2) per write, without io_uring", "why", "asked (--io-uring=false)")
+		} else if err := ringsErr(); err != nil {
+			s.log.Info("socket writes: one send(2) per write, without io_uring", "why", err)
 		}
 	}
 	s.upgrader = websocket.Upgrader{
