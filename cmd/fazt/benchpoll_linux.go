@@ -46,6 +46,8 @@ type poller struct {
 	batch  [256]*polled // the events' connections
 	ring   *uring.Ring  // reads the batch in one call; nil: a read each
 	ops    []uring.Op
+	// hasRing: ring is set (for the report, from another goroutine).
+	hasRing atomic.Bool
 
 	mu     sync.Mutex
 	conns  map[int32]*polled // by descriptor
@@ -87,21 +89,30 @@ var pollers struct {
 func usePollerRing(on bool) { pollers.noRing.Store(!on) }
 
 // benchReads says how the pollers read the subscribers' sockets, for the
-// report: "io_uring", "read", or "" with no poller (no subscriber, or
-// not Linux: a goroutine each).
+// report: "io_uring", "read", "io_uring and read" when some pollers had
+// no ring, or "" with no poller (no subscriber, or not Linux: a
+// goroutine each).
 func benchReads() string {
+	rings := 0
+	for _, p := range pollers.set {
+		if !p.plain() {
+			rings++
+		}
+	}
 	switch {
 	case len(pollers.set) == 0:
 		return ""
-	case pollers.set[0].plain():
+	case rings == len(pollers.set):
+		return "io_uring"
+	case rings == 0:
 		return "read"
 	default:
-		return "io_uring"
+		return "io_uring and read"
 	}
 }
 
 // plain: the poller reads with read(2), a call each.
-func (p *poller) plain() bool { return p.ring == nil || pollers.noRing.Load() }
+func (p *poller) plain() bool { return !p.hasRing.Load() || pollers.noRing.Load() }
 
 // startPolled hands bc's connection to a poller; false where it cannot,
 // and bc is read as before.
@@ -134,6 +145,7 @@ func newPoller() (*poller, error) {
 	p := &poller{epfd: epfd, wait: rc, conns: make(map[int32]*polled), file: f}
 	p.waitFn = p.poll
 	p.ring, _ = uring.New(uint32(len(p.events))) // nil where there is none
+	p.hasRing.Store(p.ring != nil)
 	return p, nil
 }
 
@@ -221,8 +233,11 @@ func (p *poller) readAll(batch []*polled) {
 		return
 	}
 	if err := p.ring.Run(ops); err != nil {
-		// Never seen: the reads it did not make end their connections
-		// with its error, and the poller reads with read(2) from here on.
+		// Never seen: the reads that the ring did not complete end their
+		// connections with its error (their buffers, which it might still
+		// fill, it keeps from the collector), and the poller reads with
+		// read(2) from here on.
+		p.hasRing.Store(false)
 		p.ring.Close()
 		p.ring = nil
 	}
