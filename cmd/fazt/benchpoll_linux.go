@@ -235,8 +235,9 @@ func (p *poller) readAll(batch []*polled) {
 	if err := p.ring.Run(ops); err != nil {
 		// Never seen: the reads that the ring did not complete end their
 		// connections with its error (their buffers, which it might still
-		// fill, it keeps from the collector), and the poller reads with
-		// read(2) from here on.
+		// fill, it keeps from the collector), but for those it never
+		// submitted after trying for a while (EAGAIN), which epoll
+		// reports again; the poller reads with read(2) from here on.
 		p.hasRing.Store(false)
 		p.ring.Close()
 		p.ring = nil

@@ -284,16 +284,17 @@ func TestSendOnAClosedRing(t *testing.T) {
 	}
 }
 
-// A ring whose descriptor the kernel no longer knows fails the call and
+// A ring whose descriptor the kernel does not know fails the call and
 // says so for every op; it takes back the entries it queued, and the
 // kernel holds nothing.
 func TestRunWhenTheCallFails(t *testing.T) {
 	r := newRing(t, 4)
 	p := pairs(t, 1)[0]
 	tail := *r.sqTail
+	// -1 is no descriptor at all, not one that could be reused by now.
 	fd := r.fd
-	syscall.Close(fd)
-	defer func() { r.fd = -1 }() // closed already; Close still unmaps
+	r.fd = -1
+	defer func() { r.fd = fd }() // for Close
 	ops := make([]Op, 6)         // more than one call's worth
 	for i := range ops {
 		ops[i] = Op{FD: p.fd, Buf: []byte("x")}

@@ -448,6 +448,8 @@ func (f *flusher) sendRing(m *metrics) (failed bool) {
 		return false
 	}
 	err := f.ring.Run(ops)
+	// One call a batch of up to Entries: what a call that goes well
+	// makes (a retry after EINTR is not counted).
 	m.sendCalls.Add(float64((len(ops) + f.ring.Entries() - 1) / f.ring.Entries()))
 	j := 0
 	for i := range f.pend {
@@ -469,11 +471,12 @@ func (f *flusher) sendRing(m *metrics) (failed bool) {
 	}
 	f.ops = ops[:0]
 	if err != nil {
-		// The ring failed (never seen). The connections it did not write
-		// end as failed writes, not written twice; the flushers write
-		// with send(2) from here on, and this buffer, which the kernel
-		// might still read (the ring keeps it from the collector), is
-		// not used again.
+		// The ring failed (never seen). The connections whose writes it
+		// did not complete end as failed writes, not written twice, but
+		// for those it never submitted after trying for a while (EAGAIN),
+		// which go to their own writers; the flushers write with send(2)
+		// from here on, and this buffer, which the kernel might still
+		// read (the ring keeps it from the collector), is not used again.
 		ringFailed(f.ring, err, f.log)
 		f.ring = nil
 		return true

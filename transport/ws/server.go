@@ -193,7 +193,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 			s.flushers = append(s.flushers, newFlusher(cfg.WriteDelay, cfg.MaxWriteDelay, cfg.PlainWrites, s.log))
 		}
 		if cfg.PlainWrites {
-			s.log.Info("socket writes: one send(2) per write, without io_uring", "why", "asked (--io-uring=false)")
+			s.log.Info("socket writes: one send(2) per write, without io_uring", "why", "Config.PlainWrites (fazt serve --io-uring=false)")
 		} else if err := ringsErr(); err != nil {
 			s.log.Info("socket writes: one send(2) per write, without io_uring", "why", err)
 		}
