@@ -179,10 +179,14 @@ func (f *flusher) run() {
 		for i, c := range f.batch {
 			f.take(c)
 			f.batch[i] = nil
-			if f.full() || i == len(f.batch)-1 {
+			yield := i%yieldEvery == yieldEvery-1
+			// What is laid out goes before a yield: its connections
+			// should not wait through another goroutine's turn. (A batch
+			// written early for its bytes can leave some laid out here.)
+			if yield || f.full() || i == len(f.batch)-1 {
 				f.writePending()
 			}
-			if i%yieldEvery == yieldEvery-1 {
+			if yield {
 				// A round can take milliseconds; let publishes, commits
 				// and the fan-out run meanwhile rather than wait for it.
 				// Gosched lets those run that are runnable; a publish
