@@ -174,35 +174,42 @@ func (f *flusher) run() {
 		f.mu.Lock()
 		f.batch, f.ready = f.ready, f.batch[:0]
 		f.mu.Unlock()
-		polled := time.Now()
-		oneP := runtime.GOMAXPROCS(0) == 1
-		for i, c := range f.batch {
-			f.take(c)
-			f.batch[i] = nil
-			yield := i%yieldEvery == yieldEvery-1
-			// What is laid out goes before a yield: its connections
-			// should not wait through another goroutine's turn. (A batch
-			// written early for its bytes can leave some laid out here.)
-			if yield || f.full() || i == len(f.batch)-1 {
-				f.writePending()
-			}
-			if yield {
-				// A round can take milliseconds; let publishes, commits
-				// and the fan-out run meanwhile rather than wait for it.
-				// Gosched lets those run that are runnable; a publish
-				// still waiting for its socket to be polled needs
-				// netyield.Yield. That is measured on one processor only; with
-				// more, an idle one, if any, polls while the round runs.
-				if oneP && time.Since(polled) >= netYieldEvery {
-					netyield.Yield(netYieldWait)
-					polled = time.Now()
-				} else {
-					runtime.Gosched()
-				}
-			}
-		}
+		f.writeAll(f.batch)
 		if f.delay > 0 {
 			f.endRound(time.Now())
+		}
+	}
+}
+
+// writeAll writes conns in batches of up to yieldEvery (and batchBytes),
+// and lets the process's other goroutines run between batches; a round
+// or a burst of urgent writes can take milliseconds. It clears conns.
+func (f *flusher) writeAll(conns []*conn) {
+	polled := time.Now()
+	oneP := runtime.GOMAXPROCS(0) == 1
+	for i, c := range conns {
+		f.take(c)
+		conns[i] = nil
+		yield := i%yieldEvery == yieldEvery-1
+		// What is laid out goes before a yield: its connections
+		// should not wait through another goroutine's turn. (A batch
+		// written early for its bytes can leave some laid out here.)
+		if yield || f.full() || i == len(conns)-1 {
+			f.writePending()
+		}
+		if yield {
+			// Let publishes, commits and the fan-out run meanwhile
+			// rather than wait for the rest. Gosched lets those run
+			// that are runnable; a publish still waiting for its
+			// socket to be polled needs netyield.Yield. That is
+			// measured on one processor only; with more, an idle one,
+			// if any, polls while the flusher writes.
+			if oneP && time.Since(polled) >= netYieldEvery {
+				netyield.Yield(netYieldWait)
+				polled = time.Now()
+			} else {
+				runtime.Gosched()
+			}
 		}
 	}
 }
@@ -310,14 +317,7 @@ func (f *flusher) flushUrgent() bool {
 	clear(f.ready[len(rest):])
 	f.ready = rest
 	f.mu.Unlock()
-	for i, c := range f.urgent {
-		f.take(c)
-		f.urgent[i] = nil
-		if f.full() {
-			f.writePending()
-		}
-	}
-	f.writePending()
+	f.writeAll(f.urgent)
 	f.urgent = f.urgent[:0]
 	f.mu.Lock()
 	defer f.mu.Unlock()

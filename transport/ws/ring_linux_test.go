@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -82,6 +83,50 @@ func TestFlusherWritesEveryConnection(t *testing.T) {
 			if !mode.plain && calls*2 > writes {
 				// 150 connections a round, 64 to a call.
 				t.Errorf("io_uring: %v system calls for %v writes, want at most half as many", calls, writes)
+			}
+		})
+	}
+}
+
+// Replies to more connections than one batch takes, queued at once while
+// the flusher holds broadcasts back, reach every one: urgent writes go in
+// batches as rounds do.
+func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
+	for _, mode := range writeModes {
+		t.Run(mode.name, func(t *testing.T) {
+			skipWithoutRing(t, mode.plain)
+			// A round holds the next one back for a second: the replies
+			// below come within it, so they are written as urgent.
+			ts := startTestServerConfig(t, Config{PlainWrites: mode.plain, WriteDelay: time.Second}, nil)
+			const conns = 300 // over 64 for each flusher of the two cores'
+			clients := make([]*testClient, conns)
+			for i := range clients {
+				clients[i] = ts.dial()
+				clients[i].subscribe("fan")
+			}
+			if _, err := ts.log.Append(context.Background(), &domain.MessageBroadcast{App: domain.DefaultApp, Channel: "fan", Data: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range clients {
+				c.expect("message")
+			}
+			ts.srv.mu.Lock()
+			server := make([]*conn, 0, conns)
+			for sc := range ts.srv.conns {
+				server = append(server, sc)
+			}
+			ts.srv.mu.Unlock()
+			// On one processor the flushers, woken by the first reply,
+			// run once all are queued: each finds a burst of them.
+			procs := runtime.GOMAXPROCS(1)
+			for _, sc := range server {
+				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
+			}
+			runtime.GOMAXPROCS(procs)
+			for i, c := range clients {
+				if f := c.expect("pong"); f["id"] != c.id {
+					t.Fatalf("client %d (%s): %v, want its own pong", i, c.id, f)
+				}
 			}
 		})
 	}
