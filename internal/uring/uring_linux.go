@@ -283,9 +283,9 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 	// as the server's sendto does.
 	submitted, completed, stuck := 0, 0, 0
 	for submitted < len(ops) {
-		n, _, errno := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(len(ops)-submitted), 0, 0, 0, 0)
+		n, errno := submit(r.fd, len(ops)-submitted)
 		if errno == 0 {
-			submitted += int(n) // on an error n is -1, not a count
+			submitted += n // on an error n is -1, not a count
 		}
 		switch {
 		case errno == 0 && n > 0:
@@ -318,6 +318,21 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 	return 0
 }
 
+// submit and waitFor are the two calls of io_uring_enter that Run makes
+// (variables, so that a test can play a kernel that fails a wait).
+var (
+	// submit submits n entries and returns how many the kernel took.
+	submit = func(fd, n int) (int, syscall.Errno) {
+		taken, _, errno := syscall.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), uintptr(n), 0, 0, 0, 0)
+		return int(taken), errno
+	}
+	// waitFor waits for at least n completions.
+	waitFor = func(fd, n int) syscall.Errno {
+		_, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), 0, uintptr(n), enterGetEvents, 0, 0)
+		return errno
+	}
+)
+
 // stranded holds the buffers of operations that a failed ring may still
 // read or write, for as long as the process lives: the collector must
 // not hand their memory to anything else.
@@ -348,7 +363,7 @@ const maxStuck = 1000
 // expected to wait.
 func (r *Ring) wait(ops []Op, left int) syscall.Errno {
 	for left > 0 {
-		_, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 0, uintptr(left), enterGetEvents, 0, 0)
+		errno := waitFor(r.fd, left)
 		if errno != 0 && errno != syscall.EINTR && errno != syscall.EAGAIN && errno != syscall.EBUSY {
 			// The ring is unusable.
 			return errno

@@ -2,6 +2,7 @@ package uring
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -309,5 +310,47 @@ func TestRunWhenTheCallFails(t *testing.T) {
 	}
 	if got := *r.sqTail; got != tail {
 		t.Errorf("the submission tail moved from %d to %d with nothing submitted", tail, got)
+	}
+}
+
+// A kernel that takes a call's sends and then fails the wait for their
+// completions (never seen) may still read their buffers: Run fails every
+// op, and keeps the buffers of those the kernel took from the collector
+// for good; not those it never submitted.
+func TestRunKeepsTheBuffersAFailedWaitLeaves(t *testing.T) {
+	r := newRing(t, 4)
+	p := pairs(t, 1)[0]
+	submit0, wait0 := submit, waitFor
+	defer func() { submit, waitFor = submit0, wait0 }()
+	// This kernel takes every entry, completes none, and fails the wait.
+	submit = func(_, n int) (int, syscall.Errno) { return n, 0 }
+	waitFor = func(_, _ int) syscall.Errno { return syscall.EBADF }
+
+	stranded.Lock()
+	before := len(stranded.bufs)
+	stranded.Unlock()
+	ops := make([]Op, 6) // the first call takes 4; the other 2 are never submitted
+	for i := range ops {
+		ops[i] = Op{FD: p.fd, Buf: []byte{byte(i)}}
+	}
+	if err := r.Run(ops); !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("Run: %v, want the wait's EBADF", err)
+	}
+	for i, op := range ops {
+		if op.Err != syscall.EBADF || op.N != 0 {
+			t.Errorf("op %d: %d, %v; want none taken, EBADF", i, op.N, op.Err)
+		}
+	}
+	stranded.Lock()
+	kept := append([][]byte(nil), stranded.bufs[before:]...)
+	stranded.bufs = stranded.bufs[:before]
+	stranded.Unlock()
+	if len(kept) != 4 {
+		t.Fatalf("%d buffers kept, want the 4 the kernel took", len(kept))
+	}
+	for i, b := range kept {
+		if &b[0] != &ops[i].Buf[0] {
+			t.Errorf("kept buffer %d is not op %d's", i, i)
+		}
 	}
 }
