@@ -128,7 +128,7 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	if n.newAdminKey != "" {
 		fmt.Fprintf(stderr, "\n  Admin key (shown once; store it, e.g. export FAZT_ADMIN_KEY=...):\n\n    %s\n\n", n.newAdminKey)
 	}
-	ln, err := ws.ListenTCP(ctx, opts.addr)
+	ln, err := ws.ListenTCP(context.Background(), opts.addr)
 	if err != nil {
 		n.Close(context.Background())
 		return fmt.Errorf("listen: %w", err)

@@ -10,7 +10,13 @@ import (
 
 // listenConfig sets keep-alive on the listening socket, which Linux
 // copies to each connection it accepts (tcp_create_openreq_child arms
-// the copy's timer), and stops net from setting it again on each.
+// the copy's timer), and stops net from setting it again on each. net
+// listens with Multipath TCP where the kernel has it; the options then
+// go to the MPTCP socket, which passes them to its TCP side, so plain
+// and MPTCP clients' connections get them alike
+// (TestListenTCPConnectionsKeepAlive). A kernel that refused them on an
+// MPTCP socket would fail this Control, and net would listen with plain
+// TCP instead.
 func listenConfig() *net.ListenConfig {
 	return &net.ListenConfig{
 		KeepAlive: -1,

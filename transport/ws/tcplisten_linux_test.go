@@ -11,9 +11,9 @@ import (
 
 // socketOptions reads the options that ListenTCP's connections must
 // have off an accepted connection's socket.
-func socketOptions(t *testing.T, c net.Conn) map[string]int {
+func socketOptions(t *testing.T, c *net.TCPConn) map[string]int {
 	t.Helper()
-	rc, err := c.(*net.TCPConn).SyscallConn()
+	rc, err := c.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +46,13 @@ func socketOptions(t *testing.T, c net.Conn) map[string]int {
 	return got
 }
 
-// accepted dials ln and returns the server's side of the connection.
-func accepted(t *testing.T, ln net.Listener) net.Conn {
+// accepted dials ln, through Multipath TCP if mptcp, and returns the
+// server's side of the connection.
+func accepted(t *testing.T, ln net.Listener, mptcp bool) *net.TCPConn {
 	t.Helper()
-	d, err := net.Dial("tcp", ln.Addr().String())
+	var dialer net.Dialer
+	dialer.SetMultipathTCP(mptcp)
+	d, err := dialer.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,40 +62,50 @@ func accepted(t *testing.T, ln net.Listener) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c
+	return c.(*net.TCPConn)
 }
 
 // The connections that ListenTCP accepts have the keep-alive that net
 // sets on each connection it accepts, though it is set once, on the
-// listening socket.
+// listening socket; for clients of plain TCP and of Multipath TCP (net
+// listens with MPTCP where the kernel has it, and a plain client's
+// connection is then made from the listener's TCP side).
 func TestListenTCPConnectionsKeepAlive(t *testing.T) {
-	ln, err := ListenTCP(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := socketOptions(t, accepted(t, ln))
-	want := map[string]int{
-		"SO_KEEPALIVE":  1,
-		"TCP_KEEPIDLE":  15,
-		"TCP_KEEPINTVL": 15,
-		"TCP_KEEPCNT":   9,
-		"TCP_NODELAY":   1,
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %d, want %d", k, got[k], v)
-		}
-	}
+	for _, mptcp := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "mptcp"}[mptcp], func(t *testing.T) {
+			ln, err := ListenTCP(context.Background(), "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			c := accepted(t, ln, mptcp)
+			if used, _ := c.MultipathTCP(); used != mptcp {
+				t.Skipf("the connection is not what the client asked for (MPTCP %v): no MPTCP here", used)
+			}
+			got := socketOptions(t, c)
+			want := map[string]int{
+				"SO_KEEPALIVE":  1,
+				"TCP_KEEPIDLE":  15,
+				"TCP_KEEPINTVL": 15,
+				"TCP_KEEPCNT":   9,
+				"TCP_NODELAY":   1,
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("%s = %d, want %d", k, got[k], v)
+				}
+			}
 
-	// What net.Listen's own connections get, so that a change of net's
-	// defaults shows here.
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	if net := socketOptions(t, accepted(t, plain)); !maps.Equal(net, got) {
-		t.Errorf("net.Listen's connections have %v, ListenTCP's %v", net, got)
+			// What net.Listen's own connections get, so that a change of
+			// net's defaults shows here.
+			plain, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plain.Close()
+			if std := socketOptions(t, accepted(t, plain, mptcp)); !maps.Equal(std, got) {
+				t.Errorf("net.Listen's connections have %v, ListenTCP's %v", std, got)
+			}
+		})
 	}
 }
