@@ -98,7 +98,8 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 			// A round holds the next one back for a second: the replies
 			// below come within it, so they are written as urgent.
 			ts := startTestServerConfig(t, Config{PlainWrites: mode.plain, WriteDelay: time.Second}, nil)
-			const conns = 300 // over 64 for each flusher of the two cores'
+			// Over 64 for each flusher (one per core), dealt out in turn.
+			conns := 100 * len(ts.srv.flushers)
 			clients := make([]*testClient, conns)
 			for i := range clients {
 				clients[i] = ts.dial()
