@@ -98,7 +98,8 @@ type Ring struct {
 	rings, sqeMem []byte // the mappings, for Close
 	cqMem         []byte // nil when the kernel maps both rings at once
 
-	inflight []Op // the ops of the call under way
+	inflight []Op   // the ops of the call under way
+	calls    uint64 // io_uring_enter calls made by Run
 }
 
 // New sets up a ring for up to entries sends per system call (a power of
@@ -199,8 +200,9 @@ func mmap(fd int, off int64, size int) ([]byte, error) {
 	return b, nil
 }
 
-// Entries is how many sends one system call takes at most.
-func (r *Ring) Entries() int { return int(r.entries) }
+// Calls returns how many system calls Run has made on r, retries
+// included.
+func (r *Ring) Calls() uint64 { return r.calls }
 
 // Close releases the ring.
 func (r *Ring) Close() error {
@@ -284,6 +286,7 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 	submitted, completed, stuck := 0, 0, 0
 	for submitted < len(ops) {
 		n, errno := submit(r.fd, len(ops)-submitted)
+		r.calls++
 		if errno == 0 {
 			submitted += n // on an error n is -1, not a count
 		}
@@ -364,6 +367,7 @@ const maxStuck = 1000
 func (r *Ring) wait(ops []Op, left int) syscall.Errno {
 	for left > 0 {
 		errno := waitFor(r.fd, left)
+		r.calls++
 		if errno != 0 && errno != syscall.EINTR && errno != syscall.EAGAIN && errno != syscall.EBUSY {
 			// The ring is unusable.
 			return errno

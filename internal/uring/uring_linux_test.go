@@ -116,6 +116,7 @@ func TestNewWantsAPowerOfTwo(t *testing.T) {
 func TestSendReachesEverySocket(t *testing.T) {
 	r := newRing(t, 16)
 	ps := pairs(t, 40)
+	calls := r.Calls()
 	for round := range 3 {
 		ops := make([]Op, len(ps))
 		for i, p := range ps {
@@ -132,6 +133,11 @@ func TestSendReachesEverySocket(t *testing.T) {
 				t.Fatalf("round %d socket %d read %q, want %q", round, i, got, op.Buf)
 			}
 		}
+	}
+	// 40 sends are three calls of up to 16: they complete within them,
+	// and nothing is left to wait for.
+	if got := r.Calls() - calls; got != 3*3 {
+		t.Errorf("%d calls for three rounds of 40 sends, want 9", got)
 	}
 	if err := r.Run(nil); err != nil {
 		t.Fatalf("no sends: %v", err)
@@ -333,8 +339,12 @@ func TestRunKeepsTheBuffersAFailedWaitLeaves(t *testing.T) {
 	for i := range ops {
 		ops[i] = Op{FD: p.fd, Buf: []byte{byte(i)}}
 	}
+	calls := r.Calls()
 	if err := r.Run(ops); !errors.Is(err, syscall.EBADF) {
 		t.Fatalf("Run: %v, want the wait's EBADF", err)
+	}
+	if got := r.Calls() - calls; got != 2 {
+		t.Errorf("%d calls counted, want 2: the submit and the failed wait", got)
 	}
 	for i, op := range ops {
 		if op.Err != syscall.EBADF || op.N != 0 {

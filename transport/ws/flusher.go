@@ -451,10 +451,9 @@ func (f *flusher) sendRing(m *metrics) (failed bool) {
 		f.ops = ops
 		return false
 	}
+	calls := f.ring.Calls()
 	err := f.ring.Run(ops)
-	// One call a batch of up to Entries: what a call that goes well
-	// makes (a retry after EINTR is not counted).
-	m.sendCalls.Add(float64((len(ops) + f.ring.Entries() - 1) / f.ring.Entries()))
+	m.sendCalls.Add(float64(f.ring.Calls() - calls))
 	j := 0
 	for i := range f.pend {
 		p := &f.pend[i]
