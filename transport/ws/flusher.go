@@ -181,12 +181,17 @@ func (f *flusher) run() {
 	}
 }
 
-// writeAll writes conns in batches of up to yieldEvery (and batchBytes),
-// and lets the process's other goroutines run between batches; a round
-// or a burst of urgent writes can take milliseconds. It clears conns.
+// writeAll writes conns in batches of up to yieldEvery connections (or
+// batchBytes), and lets the process's other goroutines run after every
+// yieldEvery connections: a round or a burst of urgent writes can take
+// milliseconds. It sets conns' elements to nil.
 func (f *flusher) writeAll(conns []*conn) {
-	polled := time.Now()
-	oneP := runtime.GOMAXPROCS(0) == 1
+	var polled time.Time
+	oneP := false
+	if len(conns) >= yieldEvery { // it will yield: the clock and the processors are worth reading
+		polled = time.Now()
+		oneP = runtime.GOMAXPROCS(0) == 1
+	}
 	for i, c := range conns {
 		f.take(c)
 		conns[i] = nil
