@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -89,8 +90,9 @@ func TestFlusherWritesEveryConnection(t *testing.T) {
 }
 
 // Replies to more connections than one batch takes, queued at once while
-// the flusher holds broadcasts back, reach every one: urgent writes go in
-// batches as rounds do.
+// the flusher holds broadcasts back, reach every one; and the flusher
+// lets the process's other goroutines run between its batches, as a
+// round does.
 func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 	for _, mode := range writeModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -98,8 +100,10 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 			// A round holds the next one back for a second: the replies
 			// below come within it, so they are written as urgent.
 			ts := startTestServerConfig(t, Config{PlainWrites: mode.plain, WriteDelay: time.Second}, nil)
-			// Over 64 for each flusher (one per core), dealt out in turn.
-			conns := 100 * len(ts.srv.flushers)
+			// Over three batches for each flusher (one per core); the
+			// connections are dealt out to them in turn.
+			const each = 200
+			conns := each * len(ts.srv.flushers)
 			clients := make([]*testClient, conns)
 			for i := range clients {
 				clients[i] = ts.dial()
@@ -117,13 +121,35 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 				server = append(server, sc)
 			}
 			ts.srv.mu.Unlock()
-			// On one processor the flushers, woken by the first reply,
-			// run once all are queued: each finds a burst of them.
+
+			// On one processor the flushers, woken by the first reply, run
+			// once all are queued and this goroutine waits: each finds a
+			// burst of its 200. Another goroutine, waiting its turn
+			// meanwhile, counts the writes laid out when it first gets
+			// one after the flushers started: with a yield after each 64
+			// connections, 64 or 128 (both flushers); without, a
+			// flusher's whole burst at least.
+			writes := ts.srv.metrics.writes
+			writes0 := counterValue(writes)
 			procs := runtime.GOMAXPROCS(1)
 			for _, sc := range server {
 				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
 			}
+			seen := make(chan float64)
+			go func() {
+				for {
+					if w := counterValue(writes) - writes0; w > 0 {
+						seen <- w
+						return
+					}
+					runtime.Gosched()
+				}
+			}()
+			laidOut := <-seen
 			runtime.GOMAXPROCS(procs)
+			if laidOut >= each {
+				t.Errorf("%v writes laid out before another goroutine ran, want under %d: the flushers did not yield between batches", laidOut, each)
+			}
 			for i, c := range clients {
 				if f := c.expect("pong"); f["id"] != c.id {
 					t.Fatalf("client %d (%s): %v, want its own pong", i, c.id, f)
@@ -131,6 +157,13 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// counterValue reads c without the registry, from any goroutine.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	c.Write(&m)
+	return m.GetCounter().GetValue()
 }
 
 // A socket that does not take a whole write at once takes the rest from
