@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -107,5 +108,20 @@ func TestListenTCPConnectionsKeepAlive(t *testing.T) {
 				t.Errorf("net.Listen's connections have %v, ListenTCP's %v", std, got)
 			}
 		})
+	}
+}
+
+// The listening socket's keep-alive is what the connections keep: net
+// does not set its own on each (it would set 15 s, 15 s and 9).
+func TestListenTCPConnectionsKeepTheListenersKeepAlive(t *testing.T) {
+	ln, err := keepAliveListenConfig(16*time.Second, 17*time.Second, 8).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := socketOptions(t, accepted(t, ln, false))
+	want := map[string]int{"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 16, "TCP_KEEPINTVL": 17, "TCP_KEEPCNT": 8, "TCP_NODELAY": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("accepted connection: %v, want %v", got, want)
 	}
 }
