@@ -220,8 +220,8 @@ func (r *Ring) Close() error {
 	return err
 }
 
-// Run makes every send and receive in ops, up to Entries of them per
-// system call, and returns once all have completed: the kernel holds none
+// Run makes every send and receive in ops, up to the entries given to
+// New per system call, and returns once all have completed: the kernel holds none
 // of the buffers after it. Each takes what its socket takes or has at
 // once, as send(2) and recv(2) with MSG_DONTWAIT do, in the order of
 // ops. An error means the ring itself failed (never seen): the ops it did
@@ -322,7 +322,8 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 }
 
 // submit and waitFor are the two calls of io_uring_enter that Run makes
-// (variables, so that a test can play a kernel that fails a wait).
+// (variables, so that a test can play a kernel that fails a wait; such a
+// test must not run in parallel with others that use a ring).
 var (
 	// submit submits n entries and returns how many the kernel took.
 	submit = func(fd, n int) (int, syscall.Errno) {

@@ -33,7 +33,7 @@ var wsMetrics = &metrics{
 		Name: "fazt_ws_writes_total", Help: "Socket writes; frames_sent/writes is the coalescing factor.",
 	}),
 	sendCalls: promauto.NewCounter(prometheus.CounterOpts{
-		Name: "fazt_ws_write_calls_total", Help: "System calls that made the socket writes: one per batch of up to 64 writes through io_uring, one per write otherwise (send(2), or a connection's own writer for a full socket or a backlog, counted once however many calls it took).",
+		Name: "fazt_ws_write_calls_total", Help: "System calls that made the socket writes: through io_uring, every call made, retries and waits included (one per batch of up to 64 writes as a rule); one per write otherwise (send(2), or a connection's own writer for a full socket or a backlog, counted once however many calls it took).",
 	}),
 	waits: promauto.NewCounter(prometheus.CounterOpts{
 		Name: "fazt_ws_full_socket_writes_total", Help: "Writes the client's socket did not take at once, finished by the connection's own writer; a high rate means slow clients.",
