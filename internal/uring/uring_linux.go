@@ -221,14 +221,14 @@ func (r *Ring) Close() error {
 }
 
 // Run makes every send and receive in ops, up to the entries given to
-// New per system call, and returns once all have completed: the kernel holds none
-// of the buffers after it. Each takes what its socket takes or has at
-// once, as send(2) and recv(2) with MSG_DONTWAIT do, in the order of
-// ops. An error means the ring itself failed (never seen): the ops it did
-// not complete have Err set to the error (EAGAIN when it gave up
-// submitting after many tries), and the ring should be closed; should the kernel have failed
-// to report an op it took, Run keeps that op's buffer from the collector,
-// and the caller must not use it again.
+// New per system call, and returns once all have completed: the kernel
+// holds none of the buffers after it. Each takes what its socket takes
+// or has at once, as send(2) and recv(2) with MSG_DONTWAIT do, in the
+// order of ops. An error means the ring itself failed (never seen): the
+// ops it did not complete have Err set to the error (EAGAIN when it gave
+// up submitting after many tries), and the ring should be closed; should
+// the kernel have failed to report an op it took, Run keeps that op's
+// buffer from the collector, and the caller must not use it again.
 func (r *Ring) Run(ops []Op) error {
 	if r.rings == nil {
 		for i := range ops {
