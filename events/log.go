@@ -313,7 +313,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, err
 		}
 	}
-	if err := migrations.Apply(ctx, l.wdb); err != nil {
+	if err := migrations.Apply(ctx, l.wdb, l.log); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}

@@ -9,9 +9,11 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 //go:embed *.sql
@@ -76,8 +78,11 @@ func (e *SchemaError) Error() string {
 }
 
 // Apply runs every migration newer than the database's version. It is safe
-// to call on every start, and refuses a file of a newer schema.
-func Apply(ctx context.Context, db *sql.DB) error {
+// to call on every start, and refuses a file of a newer schema. An
+// upgrade of a file that has a schema already is logged on log (when not
+// nil) as it starts and as it ends: it can take seconds on a large file,
+// during which the server answers nothing.
+func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
@@ -89,6 +94,11 @@ func Apply(ctx context.Context, db *sql.DB) error {
 	if current > latest {
 		return &SchemaError{current, latest}
 	}
+	upgrade := log != nil && current > 0 && current < latest
+	if upgrade {
+		log.Info("upgrading the database's schema; nothing is answered until it is done, which can take a while on a large file", "from", current, "to", latest)
+	}
+	start := time.Now()
 	for _, m := range ms {
 		if m.version <= current {
 			continue
@@ -100,6 +110,9 @@ func Apply(ctx context.Context, db *sql.DB) error {
 		if err := apply(ctx, db, m.version, m.name, string(body)); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
+	}
+	if upgrade {
+		log.Info("upgraded the database's schema", "to", latest, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -1,8 +1,11 @@
 package migrations
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +24,7 @@ func TestApplyRefusesANewerSchema(t *testing.T) {
 	}
 	defer db.Close()
 	for range 2 {
-		if err := Apply(ctx, db); err != nil {
+		if err := Apply(ctx, db, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -35,11 +38,73 @@ func TestApplyRefusesANewerSchema(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied) VALUES (?, 'from a newer fazt', 0)`, latest+1); err != nil {
 		t.Fatal(err)
 	}
-	err = Apply(ctx, db)
+	err = Apply(ctx, db, nil)
 	if err == nil || !strings.Contains(err.Error(), "newer than this fazt's") {
 		t.Fatalf("Apply on a newer schema: %v", err)
 	}
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != latest+1 {
 		t.Fatalf("%d migrations recorded after the refusal (%v), want %d", n, err, latest+1)
+	}
+}
+
+// An upgrade of a file that has a schema is logged as it starts and ends;
+// a new file's schema, and a file already up to date, are not.
+func TestApplyLogsAnUpgrade(t *testing.T) {
+	ctx := context.Background()
+	open := func(name string) *sql.DB {
+		db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+
+	if err := Apply(ctx, open("new.db"), log); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("a new file's schema logged %q", out.String())
+	}
+
+	// A file of the schema before the latest, as an older fazt left it.
+	db := open("old.db")
+	if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	_, ms, latest, err := versions(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:len(ms)-1] {
+		body, err := files.ReadFile(m.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := apply(ctx, db, m.version, m.name, string(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Apply(ctx, db, log); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		fmt.Sprintf("upgrading the database's schema; nothing is answered until it is done, which can take a while on a large file\" from=%d to=%d", latest-1, latest),
+		fmt.Sprintf("msg=\"upgraded the database's schema\" to=%d took=", latest),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the upgrade logged %q, want a line with %q", got, want)
+		}
+	}
+
+	out.Reset()
+	if err := Apply(ctx, db, log); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("a file up to date logged %q", out.String())
 	}
 }
