@@ -124,17 +124,16 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 
 			// On one processor the flushers, woken by the first reply, run
 			// once all are queued and this goroutine waits: each finds a
-			// burst of its 200. Another goroutine, waiting its turn
-			// meanwhile, counts the writes laid out when it first gets
-			// one after the flushers started: with a yield after each 64
-			// connections, 64 or 128 (both flushers); without, a
-			// flusher's whole burst at least.
+			// burst of its 200. Another goroutine, started first and
+			// waiting its turn, counts the writes laid out when it first
+			// gets one after the flushers started: with a yield after
+			// each 64 connections, 64 or 128 (both flushers); without, a
+			// flusher's whole burst at least. (Should this goroutine be
+			// preempted while it queues, the flushers find less, and
+			// the count is lower still.)
 			writes := ts.srv.metrics.writes
 			writes0 := counterValue(writes)
 			procs := runtime.GOMAXPROCS(1)
-			for _, sc := range server {
-				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
-			}
 			seen := make(chan float64)
 			go func() {
 				for {
@@ -145,6 +144,9 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 					runtime.Gosched()
 				}
 			}()
+			for _, sc := range server {
+				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
+			}
 			laidOut := <-seen
 			runtime.GOMAXPROCS(procs)
 			if laidOut >= each {
