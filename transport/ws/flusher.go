@@ -64,6 +64,7 @@ type flusher struct {
 	ops     []uring.Op  // their sends through ring
 	ring    *uring.Ring // the turn's ring; nil: one send(2) each
 	plain   bool        // never a ring (Config.PlainWrites)
+	yields  int         // how often writeAll let other goroutines run (for tests)
 	log     *slog.Logger
 }
 
@@ -203,6 +204,7 @@ func (f *flusher) writeAll(conns []*conn) {
 			f.writePending()
 		}
 		if yield {
+			f.yields++
 			// Let publishes, commits and the fan-out run meanwhile
 			// rather than wait for the rest. Gosched lets those run
 			// that are runnable; a publish still waiting for its

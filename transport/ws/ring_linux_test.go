@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -89,31 +87,18 @@ func TestFlusherWritesEveryConnection(t *testing.T) {
 	}
 }
 
-// Replies to more connections than one batch takes, queued at once while
-// the flusher holds broadcasts back, reach every one; and the flusher
-// lets the process's other goroutines run between its batches, as a
-// round does.
+// Replies to more connections than one batch takes, all urgent at once,
+// are written in batches with a yield between them, as a round's are,
+// and each reaches its connection.
 func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 	for _, mode := range writeModes {
 		t.Run(mode.name, func(t *testing.T) {
 			skipWithoutRing(t, mode.plain)
-			// A round holds the next one back for a second: the replies
-			// below come within it, so they are written as urgent.
-			ts := startTestServerConfig(t, Config{PlainWrites: mode.plain, WriteDelay: time.Second}, nil)
-			// Over three batches for each flusher (one per core); the
-			// connections are dealt out to them in turn.
-			const each = 200
-			conns := each * len(ts.srv.flushers)
+			ts := startTestServerConfig(t, Config{PlainWrites: mode.plain}, nil)
+			const conns = 200 // four batches of up to 64
 			clients := make([]*testClient, conns)
 			for i := range clients {
 				clients[i] = ts.dial()
-				clients[i].subscribe("fan")
-			}
-			if _, err := ts.log.Append(context.Background(), &domain.MessageBroadcast{App: domain.DefaultApp, Channel: "fan", Data: []byte(`{}`)}); err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range clients {
-				c.expect("message")
 			}
 			ts.srv.mu.Lock()
 			server := make([]*conn, 0, conns)
@@ -122,35 +107,24 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 			}
 			ts.srv.mu.Unlock()
 
-			// On one processor the flushers, woken by the first reply, run
-			// once all are queued and this goroutine waits: each finds a
-			// burst of its 200. Another goroutine, started first and
-			// waiting its turn, counts the writes laid out when it first
-			// gets one after the flushers started: with a yield after
-			// each 64 connections, 64 or 128 (both flushers); without, a
-			// flusher's whole burst at least. (Should this goroutine be
-			// preempted while it queues, the flushers find less, and
-			// the count is lower still.)
-			writes := ts.srv.metrics.writes
-			writes0 := counterValue(writes)
-			procs := runtime.GOMAXPROCS(1)
-			seen := make(chan float64)
-			go func() {
-				for {
-					if w := counterValue(writes) - writes0; w > 0 {
-						seen <- w
-						return
-					}
-					runtime.Gosched()
-				}
-			}()
-			for _, sc := range server {
-				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
+			// A flusher of the test's own, run on this goroutine, takes
+			// the replies: the connections' own flushers are kept off
+			// them (hold), as while a connection is set up.
+			f := newFlusher(time.Second, 0, mode.plain, ts.srv.log)
+			if !mode.plain {
+				f.ring = takeRing(ts.srv.log) // stopLocked gives it back
 			}
-			laidOut := <-seen
-			runtime.GOMAXPROCS(procs)
-			if laidOut >= each {
-				t.Errorf("%v writes laid out before another goroutine ran, want under %d: the flushers did not yield between batches", laidOut, each)
+			for _, sc := range server {
+				sc.hold()
+				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
+				f.ready = append(f.ready, sc)
+			}
+			f.running = true
+			if f.flushUrgent() {
+				t.Fatal("connections left waiting after an urgent flush of all")
+			}
+			if want := (conns - 1) / yieldEvery; f.yields != want {
+				t.Errorf("%d yields in an urgent flush of %d connections, want %d (one after each %d)", f.yields, conns, want, yieldEvery)
 			}
 			for i, c := range clients {
 				if f := c.expect("pong"); f["id"] != c.id {
@@ -159,13 +133,6 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 			}
 		})
 	}
-}
-
-// counterValue reads c without the registry, from any goroutine.
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	c.Write(&m)
-	return m.GetCounter().GetValue()
 }
 
 // A socket that does not take a whole write at once takes the rest from
