@@ -108,23 +108,38 @@ func TestFlusherWritesUrgentRepliesInBatches(t *testing.T) {
 			ts.srv.mu.Unlock()
 
 			// A flusher of the test's own, run on this goroutine, takes
-			// the replies: the connections' own flushers are kept off
-			// them (hold), as while a connection is set up.
+			// the replies: it claims each connection's writes once its
+			// own flusher has let them go (after "connected"), so that
+			// the connection's flusher stays off them.
 			f := newFlusher(time.Second, 0, mode.plain, ts.srv.log)
 			if !mode.plain {
-				f.ring = takeRing(ts.srv.log) // stopLocked gives it back
+				if f.ring = takeRing(ts.srv.log); f.ring == nil { // stopLocked gives it back
+					t.Fatal("no ring to take")
+				}
 			}
 			for _, sc := range server {
-				sc.hold()
+				waitUntil(t, "the connection's writes to be free", func() bool {
+					sc.mu.Lock()
+					defer sc.mu.Unlock()
+					return sc.wakeLocked()
+				})
 				sc.reply(fmt.Appendf(nil, `{"type":"pong","id":%q}`, sc.client.ID))
 				f.ready = append(f.ready, sc)
 			}
+			calls0 := counter(t, "fazt_ws_write_calls_total")
 			f.running = true
 			if f.flushUrgent() {
 				t.Fatal("connections left waiting after an urgent flush of all")
 			}
-			if want := (conns - 1) / yieldEvery; f.yields != want {
+			if want := conns / yieldEvery; f.yields != want {
 				t.Errorf("%d yields in an urgent flush of %d connections, want %d (one after each %d)", f.yields, conns, want, yieldEvery)
+			}
+			calls, want := counter(t, "fazt_ws_write_calls_total")-calls0, float64(conns)
+			if !mode.plain {
+				want = (conns + yieldEvery - 1) / yieldEvery // a call a batch
+			}
+			if calls != want {
+				t.Errorf("%v system calls for %d urgent writes, want %v", calls, conns, want)
 			}
 			for i, c := range clients {
 				if f := c.expect("pong"); f["id"] != c.id {
