@@ -89,9 +89,9 @@ type Config struct {
 	// PlainWrites makes the flushers write each connection's socket with
 	// a send(2) of its own. Otherwise, where the kernel allows io_uring,
 	// they submit a round's writes to it in batches of up to 64, one
-	// system call each: about a third less of the core per write where
-	// system calls are dear (see BENCHMARKS.md). Either way the writes
-	// never wait for a socket.
+	// system call each: two fifths or more less kernel time per write in
+	// BENCHMARKS.md's floor benchmark, where system calls are dear ("Stop
+	// 29"). Either way the writes never wait for a socket.
 	PlainWrites bool
 	// MaxConnections caps the server's open connections across all apps
 	// (default 100000); each app also has its own cap in its limits.
