@@ -305,6 +305,11 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 // sent.
 const arrivalEvery = 16
 
+// pollBatch is how many ready sockets a poller (benchpoll_linux.go)
+// takes from one epoll_wait, and so the size of its io_uring ring: it
+// reads them in one call.
+const pollBatch = 256
+
 // arrivalSample picks the n subscribers, perChan to a channel, that read
 // receive times. With arrivalEvery channels or more, it takes all the
 // subscribers of one channel in arrivalEvery, so that each place in a

@@ -80,7 +80,7 @@ func TestBenchScenarios(t *testing.T) {
 				// The subscribers were read by pollers, through io_uring
 				// where the kernel allows it.
 				want := "read"
-				if r, err := uring.New(8); err == nil && !slices.Contains(args, "--io-uring=false") {
+				if r, err := uring.New(pollBatch); err == nil && !slices.Contains(args, "--io-uring=false") {
 					r.Close()
 					want = "io_uring"
 				}

@@ -42,9 +42,9 @@ type poller struct {
 	ready  int   // events epoll_wait returned
 	err    error // why epoll_wait failed; the poller ends its sockets
 	busy   int   // events handled since the sockets were last quiet
-	events [256]unix.EpollEvent
-	batch  [256]*polled // the events' connections
-	ring   *uring.Ring  // reads the batch in one call; nil: a read each
+	events [pollBatch]unix.EpollEvent
+	batch  [pollBatch]*polled // the events' connections
+	ring   *uring.Ring        // reads the batch in one call; nil: a read each
 	ops    []uring.Op
 	// hasRing: ring is set (for the report, from another goroutine).
 	hasRing atomic.Bool
@@ -144,7 +144,7 @@ func newPoller() (*poller, error) {
 	}
 	p := &poller{epfd: epfd, wait: rc, conns: make(map[int32]*polled), file: f}
 	p.waitFn = p.poll
-	p.ring, _ = uring.New(uint32(len(p.events))) // nil where there is none
+	p.ring, _ = uring.New(pollBatch) // nil where there is none
 	p.hasRing.Store(p.ring != nil)
 	return p, nil
 }
