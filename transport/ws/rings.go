@@ -14,12 +14,11 @@ import (
 // sends, or refuses it (see uring.New), or a ring has failed, there are
 // none, and the flushers write with one send(2) each.
 var rings struct {
-	once   sync.Once
-	mu     sync.Mutex
-	err    error // why there are none (under mu once once is done)
-	free   []*uring.Ring
-	logged bool // ringFailed has said so
-	short  bool // takeRing could not make a ring, and said so
+	once  sync.Once
+	mu    sync.Mutex
+	err   error // why there are none (under mu once once is done)
+	free  []*uring.Ring
+	short bool // takeRing could not make a ring, and said so
 }
 
 // ringEntries is how many writes a flusher makes in one call: a batch.
@@ -91,14 +90,12 @@ func ringFailed(r *uring.Ring, err error, log *slog.Logger) {
 	rings.mu.Lock()
 	defer rings.mu.Unlock()
 	if rings.err == nil {
+		// The first failure (a ring exists, so setup had none).
 		rings.err = err
+		log.Error("io_uring failed; socket writes go one send(2) each from now on", "err", err)
 	}
 	for _, r := range rings.free {
 		r.Close()
 	}
 	rings.free = nil
-	if !rings.logged {
-		rings.logged = true
-		log.Error("io_uring failed; socket writes go one send(2) each from now on", "err", err)
-	}
 }
