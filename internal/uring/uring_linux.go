@@ -307,7 +307,7 @@ func (r *Ring) send(ops []Op) syscall.Errno {
 			// it did.
 			atomic.StoreUint32(r.sqTail, tail+uint32(submitted))
 			if werr := r.wait(ops, submitted-completed-r.reap(ops)); werr != 0 {
-				strand(ops)
+				strand(ops[:submitted]) // the kernel takes entries in order
 				return werr
 			}
 			return errno
