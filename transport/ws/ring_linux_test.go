@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/promtext"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
 
 // writeModes are the flushers' two ways to write: batches through
@@ -30,17 +30,11 @@ func skipWithoutRing(t *testing.T, plain bool) {
 // counter reads a counter of the process's metrics.
 func counter(t *testing.T, name string) float64 {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := promtext.Value(testutil.Metrics(), name)
+	if !ok {
+		t.Fatalf("no metric %s", name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
+	return v
 }
 
 // Broadcasts to more connections than one batch takes reach every one,
