@@ -374,23 +374,19 @@ func (f *flusher) take(c *conn) {
 		buf = append(buf, fr...)
 	}
 	f.buf = buf
-	if len(buf) == start {
-		// Nothing to write (what was queued went out with an earlier
-		// write): hand the writer on now, not with the batch.
-		f.finish(&pending{c: c, start: start, end: start, frames: frames})
-		return
-	}
-	c.srv.metrics.frames.Add(float64(len(frames)))
-	if len(frames) > 0 && !urgent && !f.last.IsZero() {
-		// Broadcasts only: replies are never held.
-		round := f.last.UnixNano()
-		f.writes++
-		if c.lastRound != 0 && round-c.lastRound <= int64(f.maxDelay)*3/2 {
-			f.repeats++
+	if n := len(frames); len(buf) > start {
+		c.srv.metrics.frames.Add(float64(n))
+		if n > 0 && !urgent && !f.last.IsZero() {
+			// Broadcasts only: replies are never held.
+			round := f.last.UnixNano()
+			f.writes++
+			if c.lastRound != 0 && round-c.lastRound <= int64(f.maxDelay)*3/2 {
+				f.repeats++
+			}
+			c.lastRound = round
 		}
-		c.lastRound = round
+		c.srv.metrics.writes.Inc()
 	}
-	c.srv.metrics.writes.Inc()
 	f.pend = append(f.pend, pending{c: c, start: start, end: len(buf), frames: frames})
 }
 
@@ -417,9 +413,12 @@ func (f *flusher) writePending() {
 	if f.ring != nil {
 		drop = f.sendRing(m)
 	} else {
-		m.sendCalls.Add(float64(len(f.pend)))
 		for i := range f.pend {
 			p := &f.pend[i]
+			if p.end == p.start {
+				continue
+			}
+			m.sendCalls.Inc()
 			f.wbuf = f.buf[p.start:p.end]
 			// Control, not Write: it takes nothing but a reference to
 			// the descriptor. RawConn.Write would also take the
@@ -451,14 +450,24 @@ func (f *flusher) writePending() {
 func (f *flusher) sendRing(m *metrics) (failed bool) {
 	ops := f.ops[:0]
 	for _, p := range f.pend {
-		ops = append(ops, uring.Op{FD: p.c.fd, Buf: f.buf[p.start:p.end]})
+		if p.end > p.start {
+			ops = append(ops, uring.Op{FD: p.c.fd, Buf: f.buf[p.start:p.end]})
+		}
+	}
+	if len(ops) == 0 {
+		f.ops = ops
+		return false
 	}
 	calls := f.ring.Calls()
 	err := f.ring.Run(ops)
 	m.sendCalls.Add(float64(f.ring.Calls() - calls))
+	j := 0
 	for i := range f.pend {
 		p := &f.pend[i]
-		switch op := ops[i]; op.Err {
+		if p.end == p.start {
+			continue
+		}
+		switch op := ops[j]; op.Err {
 		case 0:
 			p.n = op.N
 		case syscall.EAGAIN, syscall.EINTR:
@@ -467,7 +476,8 @@ func (f *flusher) sendRing(m *metrics) (failed bool) {
 		default:
 			p.err = op.Err
 		}
-		ops[i].Buf = nil
+		ops[j].Buf = nil
+		j++
 	}
 	f.ops = ops[:0]
 	if err != nil {
