@@ -113,7 +113,8 @@ import (
 // fifty times over, and 50 us of slack makes each sleep about 100 us:
 // about 5 ms, when the round of a publish's fan-out runs. At 50
 // publishes a second it was switched in about 46 times per publish, and
-// a median round had 45 socket writes of 20 to 100 us instead of 4.
+// a median round had 45 socket writes that took over 20 us, against 2
+// in the floor benchmark.
 // With 500 us each sleep is about 520 us: about 9 times per publish, and
 // 5 slow writes. `fazt bench fanout --rate 50` on one core: p99 7.9 ms
 // instead of 9.9, and 24% of the core instead of 29% (BENCHMARKS.md,
