@@ -151,3 +151,22 @@ func PageSize(n uint64) int {
 	}
 	return int(min(n, MaxPageSize))
 }
+
+// HistoryPageSize is the page size of a history read asked for limit
+// messages (PageSize's rule): a read of the newest last messages asks for
+// all of them, up to MaxPageSize, unless limit says fewer.
+func HistoryPageSize(limit uint64, last int) int {
+	if limit == 0 && last > 0 {
+		limit = uint64(last)
+	}
+	return PageSize(limit)
+}
+
+// CheckHistoryStart refuses a history read given more than one of its
+// starting points, offset, last and since: n is how many it was given.
+func CheckHistoryStart(n int) error {
+	if n > 1 {
+		return Errorf(CodeBadRequest, "history takes at most one of offset, last and since")
+	}
+	return nil
+}

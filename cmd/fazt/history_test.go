@@ -158,3 +158,59 @@ func TestHistoryCLILastPastOneRead(t *testing.T) {
 		t.Errorf("--last %d of a channel without history printed %q", n, out)
 	}
 }
+
+// TestHistoryLastGivesTheNewestK reads the newest K of 150 messages
+// through the server API and JS: K of them, up to a page of 1000, unless
+// limit says fewer (with the default page of 100, last=120 gave 100).
+// Two starting points at once are refused in both.
+func TestHistoryLastGivesTheNewestK(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"rt": ""})
+	tn.writeFiles(map[string]string{"rt/api/main.js": callerJS})
+	fillChannel(t, tn, "rt", "room", 150)
+	viaJS := func(opts map[string]any) []uint64 {
+		t.Helper()
+		code, out := tn.callJS("rt", "history", "room", opts)
+		if code != 200 {
+			t.Fatalf("JS history %v: %d %v", opts, code, out)
+		}
+		var offs []uint64
+		for _, m := range out["result"].(map[string]any)["messages"].([]any) {
+			offs = append(offs, uint64(m.(map[string]any)["offset"].(float64)))
+		}
+		return offs
+	}
+	viaAPI := func(query string) []uint64 {
+		t.Helper()
+		var offs []uint64
+		for _, m := range tn.history("rt", "room", query).Messages {
+			offs = append(offs, m.Offset)
+		}
+		return offs
+	}
+	for _, tc := range []struct {
+		query    string
+		opts     map[string]any
+		from, to uint64
+	}{
+		{"last=120", map[string]any{"last": 120}, 31, 150},
+		{"last=120&limit=10", map[string]any{"last": 120, "limit": 10}, 141, 150},
+		{"last=5000", map[string]any{"last": 5000}, 1, 150},
+		{"offset=0", map[string]any{"offset": 0}, 1, 100},
+	} {
+		if got := viaAPI(tc.query); !slices.Equal(got, seqRange(tc.from, tc.to)) {
+			t.Errorf("API %s: %d offsets %v..., want %d to %d", tc.query, len(got), got[:min(3, len(got))], tc.from, tc.to)
+		}
+		if got := viaJS(tc.opts); !slices.Equal(got, seqRange(tc.from, tc.to)) {
+			t.Errorf("JS %v: %d offsets %v..., want %d to %d", tc.opts, len(got), got[:min(3, len(got))], tc.from, tc.to)
+		}
+	}
+	for _, q := range []string{"offset=1&last=2", "last=2&since=1", "offset=0&since=1"} {
+		var e struct{ Error, Code string }
+		if code := tn.api("rt", testAdminKey, "GET", "/_api/channels/room/history?"+q, nil, &e); code != 400 || e.Code != "bad_request" {
+			t.Errorf("API %s: %d %+v, want 400 bad_request", q, code, e)
+		}
+	}
+	if code, out := tn.callJS("rt", "history", "room", map[string]any{"last": 2, "since": 1}); code != 400 || out["code"] != "bad_request" {
+		t.Errorf("JS last and since: %d %v, want bad_request", code, out)
+	}
+}

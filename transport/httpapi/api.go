@@ -356,6 +356,15 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 		return err
 	}
 	q := r.URL.Query()
+	given := 0
+	for _, k := range []string{"offset", "last", "since"} {
+		if q.Get(k) != "" {
+			given++
+		}
+	}
+	if err := domain.CheckHistoryStart(given); err != nil {
+		return err
+	}
 	var hq domain.HistoryQuery
 	var err error
 	if hq.After, err = uintParam(q.Get("offset")); err != nil {
@@ -367,14 +376,16 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	if hq.Until, err = timeParam(q.Get("until")); err != nil {
 		return err
 	}
-	if hq.Limit, err = pageLimit(q.Get("limit")); err != nil {
+	limit, err := uintParam(q.Get("limit"))
+	if err != nil {
 		return err
 	}
 	last, err := uintParam(q.Get("last"))
 	if err != nil {
 		return err
 	}
-	hq.Last = int(last)
+	hq.Last = int(min(last, domain.MaxPageSize))
+	hq.Limit = domain.HistoryPageSize(limit, hq.Last)
 	hq.Reverse = q.Get("reverse") == "true" || q.Get("reverse") == "1"
 	info, err := a.store.Channel(r.Context(), c.app.Name, channel)
 	if err != nil {

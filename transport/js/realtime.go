@@ -252,8 +252,8 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 				n++
 			}
 		}
-		if n > 1 {
-			rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history takes at most one of offset, last and since"))
+		if err := domain.CheckHistoryStart(n); err != nil {
+			rt.throw(vm, err)
 		}
 		hq.After = uint64(num("offset"))
 		hq.Last = int(num("last"))
@@ -266,7 +266,7 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	} else if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history options must be an object"))
 	}
-	hq.Limit = domain.PageSize(uint64(hq.Limit))
+	hq.Limit = domain.HistoryPageSize(uint64(hq.Limit), hq.Last)
 	ctx, app := rt.cur.ctx, rt.cur.app.Name
 	info, err := rt.eng.store.Channel(ctx, app, channel)
 	rt.must(vm, err)
