@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -119,26 +121,33 @@ func TestHeartbeat(t *testing.T) {
 	tn := startTestNode(t, nil, withWS(ws.Config{Heartbeat: 300 * time.Millisecond, PongTimeout: 150 * time.Millisecond}))
 	silent := tn.dial("", "")
 	alive := tn.dial("", "")
+	control := tn.dial("", "")
 	stop := make(chan struct{})
 	defer close(stop)
-	// alive answers every ping; silent never does.
+	// alive answers every ping with a pong message, control with a
+	// WebSocket pong frame; silent never answers.
 	pings := make(chan struct{}, 100)
-	go func() {
+	controlPings := make(chan struct{}, 100)
+	answer := func(c *client, reply func(), got chan<- struct{}) {
 		for {
 			select {
-			case f, ok := <-alive.frames:
+			case f, ok := <-c.frames:
 				if !ok {
 					return
 				}
 				if f.str("type") == "ping" {
-					alive.conn.WriteMessage(1, []byte(`{"type":"pong"}`))
-					pings <- struct{}{}
+					reply()
+					got <- struct{}{}
 				}
 			case <-stop:
 				return
 			}
 		}
-	}()
+	}
+	go answer(alive, func() { alive.conn.WriteMessage(1, []byte(`{"type":"pong"}`)) }, pings)
+	go answer(control, func() {
+		control.conn.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+	}, controlPings)
 	for {
 		f, ok := <-silent.frames
 		if !ok {
@@ -151,18 +160,23 @@ func TestHeartbeat(t *testing.T) {
 	if ce := silent.waitClosed(); ce == nil || ce.Code != 4002 {
 		t.Fatalf("silent client closed with %v, want 4002", ce)
 	}
-	// alive has answered several pings by now and is still connected.
+	// alive and control have answered several pings by now and are still
+	// connected.
 	for i := 0; i < 3; i++ {
-		select {
-		case <-pings:
-		case <-time.After(5 * time.Second):
-			t.Fatal("alive client got no pings")
+		for _, got := range []chan struct{}{pings, controlPings} {
+			select {
+			case <-got:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a client that answers pings stopped getting them: it was dropped")
+			}
 		}
 	}
-	select {
-	case <-alive.done:
-		t.Fatal("a client that answers pings was dropped")
-	default:
+	for name, c := range map[string]*client{"pong messages": alive, "WebSocket pongs": control} {
+		select {
+		case <-c.done:
+			t.Fatalf("a client that answers pings with %s was dropped", name)
+		default:
+		}
 	}
 	waitFor(t, func() bool {
 		a := tn.audit("", "client="+silent.id+"&type=disconnected")

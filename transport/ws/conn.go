@@ -531,6 +531,12 @@ func (c *conn) startReading() {
 		c.hurry()
 		return nil
 	})
+	// Any frame counts as an answer to the heartbeat, a WebSocket pong
+	// too (which gorilla otherwise drops unseen).
+	c.ws.SetPongHandler(func(string) error {
+		c.inbound.Store(time.Now().UnixNano())
+		return nil
+	})
 	c.ws.SetCloseHandler(func(code int, text string) error {
 		c.mu.Lock()
 		if !c.closing {
