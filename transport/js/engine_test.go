@@ -119,7 +119,7 @@ func TestHandlerRequestAndResponseShapes(t *testing.T) {
 module.exports = function (req) {
   switch (req.path) {
   case "/api/echo":
-    return { method: req.method, path: req.path, query: req.query, json: req.json, body: req.body, ct: req.headers["content-type"], app: req.app };
+    return { method: req.method, path: req.path, query: req.query, json: req.json, body: req.body, ct: req.headers["content-type"], host: req.headers.host, app: req.app };
   case "/api/text":
     return { status: 202, headers: { "X-Thing": "yes" }, body: "plain" };
   case "/api/nothing":
@@ -145,7 +145,7 @@ module.exports = function (req) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Request-Id") == "" {
 		t.Fatalf("echo: %d %v", resp.StatusCode, resp.Header)
 	}
-	want := `{"app":"a","body":"{\"a\":[1,2]}","ct":"application/json","json":{"a":[1,2]},"method":"POST","path":"/api/echo","query":{"x":"1","y":"2"}}`
+	want := `{"app":"a","body":"{\"a\":[1,2]}","ct":"application/json","host":"a.localhost","json":{"a":[1,2]},"method":"POST","path":"/api/echo","query":{"x":"1","y":"2"}}`
 	if got, _ := json.Marshal(echo); string(got) != want {
 		t.Fatalf("echo\n got %s\nwant %s", got, want)
 	}

@@ -115,6 +115,8 @@ func (rt *runtime) request(vm *goja.Runtime, r *http.Request, body []byte, reqID
 	for k, vs := range r.Header {
 		headers.Set(strings.ToLower(k), strings.Join(vs, ", "))
 	}
+	// net/http takes Host out of the headers; a handler looks for it there.
+	headers.Set("host", r.Host)
 	var parsed goja.Value = goja.Null()
 	if len(body) > 0 && json.Valid(body) {
 		parsed = rt.fromJSON(vm, body)
