@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -395,5 +396,61 @@ func TestSettingsChangesReachOpenConnections(t *testing.T) {
 			t.Fatal("publishes still accepted 10 s after client_publish was turned off")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDepthLimitIsTheAppsEverywhere publishes data nested 12 levels deep
+// to two apps, one that allows 8 levels and one that allows 40, through
+// every way in: a client's frame, the server API's publish, batch and
+// broadcast-all, and JS. Each way refuses it in the first app and takes
+// it in the second (the server API kept to the default of 32 whatever
+// the app said, and JS did not check).
+func TestDepthLimitIsTheAppsEverywhere(t *testing.T) {
+	tn := startTestNode(t, map[string]string{
+		"tight": `{"limits":{"max_json_depth":8},"client_publish":true}`,
+		"loose": `{"limits":{"max_json_depth":40},"client_publish":true}`,
+	})
+	tn.writeFiles(map[string]string{"tight/api/main.js": callerJS, "loose/api/main.js": callerJS})
+	deep := json.RawMessage(strings.Repeat("[", 12) + strings.Repeat("]", 12))
+	deeper := json.RawMessage(strings.Repeat("[", 36) + strings.Repeat("]", 36))
+	for _, tc := range []struct {
+		app  string
+		data json.RawMessage
+		ok   bool
+	}{
+		{"tight", deep, false},
+		{"loose", deep, true},
+		{"loose", deeper, true},
+	} {
+		want := 400
+		if tc.ok {
+			want = 200
+		}
+		name := fmt.Sprintf("%s, depth %d", tc.app, strings.Count(string(tc.data), "["))
+		for path, body := range map[string]any{
+			"/_api/publish":       map[string]any{"channel": "room", "data": tc.data},
+			"/_api/publish-batch": map[string]any{"messages": []any{map[string]any{"channel": "room", "data": tc.data}}},
+			"/_api/broadcast-all": map[string]any{"data": tc.data},
+		} {
+			var e struct{ Code string }
+			if code := tn.api(tc.app, testAdminKey, "POST", path, body, &e); code != want || (!tc.ok && e.Code != "bad_request") {
+				t.Errorf("%s: %s answered %d %q, want %d", name, path, code, e.Code, want)
+			}
+		}
+		for _, fn := range []string{"broadcast", "broadcastAll"} {
+			args := []any{"room", tc.data}
+			if fn == "broadcastAll" {
+				args = args[1:]
+			}
+			code, out := tn.callJS(tc.app, fn, args...)
+			if code != want || (!tc.ok && out["code"] != "bad_request") {
+				t.Errorf("%s: JS %s answered %d %v, want %d", name, fn, code, out, want)
+			}
+		}
+		c := tn.dial(tc.app, "")
+		c.send(`{"type":"publish","channel":"room","id":"d","data":` + string(tc.data) + `}`)
+		if f := c.next(); (tc.ok && f.str("type") != "published") || (!tc.ok && f.str("code") != "bad_request") {
+			t.Errorf("%s: a client's publish got %v", name, f)
+		}
 	}
 }

@@ -171,12 +171,8 @@ func decodeBodyDepth(r *http.Request, max, depth int, v any) error {
 	return parseBodyDepth(body, max, depth, v)
 }
 
-// parseBody decodes a JSON request body into v after checking its size and
-// nesting. Every failure has a protocol code.
-func parseBody(body []byte, max int, v any) error {
-	return parseBodyDepth(body, max, domain.DefaultMaxJSONDepth, v)
-}
-
+// parseBodyDepth decodes a JSON request body into v after checking its
+// size and nesting. Every failure has a protocol code.
 func parseBodyDepth(body []byte, max, depth int, v any) error {
 	if len(body) > max {
 		return domain.Errorf(domain.CodeTooLarge, "body is over %d bytes", max)
@@ -195,10 +191,11 @@ type publishBody struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// parsePublish reads and checks a publish body against a data size limit.
-func parsePublish(body []byte, limit int) (publishBody, error) {
+// parsePublish reads and checks a publish body against a data size limit
+// and the app's depth limit, as a client's publish frame is.
+func parsePublish(body []byte, limit, depth int) (publishBody, error) {
 	var p publishBody
-	if err := parseBody(body, limit+1024, &p); err != nil {
+	if err := parseBodyDepth(body, limit+1024, depth, &p); err != nil {
 		return p, err
 	}
 	return p, checkPublish(p, limit)
@@ -224,7 +221,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
 	}
-	body, err := parsePublish(raw, limit)
+	body, err := parsePublish(raw, limit, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
 		return err
 	}
@@ -259,7 +256,7 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) err
 	}
 	// Each message sits two levels deeper than in a single publish's body,
 	// so data that a single publish takes is taken here too.
-	if err := decodeBodyDepth(r, maxBody, domain.DefaultMaxJSONDepth+2, &body); err != nil {
+	if err := decodeBodyDepth(r, maxBody, c.app.Settings.Limits.MaxJSONDepth+2, &body); err != nil {
 		return err
 	}
 	if err := domain.CheckBatchSize("publish-batch", len(body.Messages)); err != nil {
@@ -291,7 +288,7 @@ func (a *API) broadcastAll(w http.ResponseWriter, r *http.Request, c caller) err
 		Data json.RawMessage `json:"data"`
 	}
 	limit := c.app.Settings.Limits.MaxMessageBytes
-	if err := decodeBody(r, limit+1024, &body); err != nil {
+	if err := decodeBodyDepth(r, limit+1024, c.app.Settings.Limits.MaxJSONDepth, &body); err != nil {
 		return err
 	}
 	if !domain.HasData(body.Data) {

@@ -19,7 +19,7 @@ func FuzzParsePublish(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := parsePublish(b, 256)
+		p, err := parsePublish(b, 256, domain.DefaultMaxJSONDepth)
 		if err != nil {
 			if domain.CodeOf(err) == domain.CodeInternal {
 				t.Fatalf("%q: internal error %v", b, err)

@@ -99,6 +99,11 @@ func (rt *runtime) dataOf(what string, v goja.Value) (json.RawMessage, error) {
 	if !domain.HasData(data) {
 		return nil, domain.Errorf(domain.CodeBadRequest, "%s needs data", what)
 	}
+	// Data sits one level inside a publish's body or frame, where the
+	// app's depth limit applies.
+	if err := domain.CheckDepth(data, rt.cur.app.Settings.Limits.MaxJSONDepth-1); err != nil {
+		return nil, err
+	}
 	if limit := rt.cur.app.Settings.Limits.MaxMessageBytes; len(data) > limit {
 		return nil, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), limit)
 	}
