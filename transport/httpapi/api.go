@@ -309,7 +309,7 @@ type channelJSON struct {
 	Channel     string `json:"channel"`
 	Subscribers int    `json:"subscribers"`
 	Head        uint64 `json:"head"`
-	Epoch       string `json:"epoch,omitempty"`
+	Epoch       string `json:"epoch"` // "" for a channel without history
 	FirstOffset uint64 `json:"first_offset"`
 }
 
