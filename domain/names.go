@@ -62,8 +62,11 @@ func ValidateApp(name string) error {
 }
 
 // AppFromHost returns the app a Host header names: its first label when the
-// host has a subdomain (chat.localhost:8080 is "chat"), otherwise DefaultApp.
-// An IP address never names an app.
+// host has a subdomain (chat.localhost:8080 and chat.example.com are
+// "chat"), otherwise DefaultApp. A name of two labels is a domain without
+// a subdomain (example.com) unless the second is localhost; under a
+// public suffix of two labels (example.co.uk) the first label still reads
+// as an app. An IP address never names an app.
 func AppFromHost(host string) string {
 	h := host
 	if strings.HasPrefix(h, "[") { // IPv6 literal
@@ -79,6 +82,9 @@ func AppFromHost(host string) string {
 	first, rest, ok := strings.Cut(h, ".")
 	if !ok || rest == "" || first == "" || first == "www" {
 		return DefaultApp
+	}
+	if !strings.Contains(rest, ".") && rest != "localhost" {
+		return DefaultApp // example.com
 	}
 	return first
 }

@@ -31,6 +31,10 @@ func TestAppFromHost(t *testing.T) {
 		"chat.example.com":     "chat",
 		"www.example.com":      "default",
 		"chat.localhost.:8080": "chat",
+		"example.com":          "default",
+		"example.com.:443":     "default",
+		"rt.example.com:443":   "rt",
+		"chat.127.0.0.1:8080":  "chat",
 	} {
 		if got := AppFromHost(host); got != want {
 			t.Errorf("AppFromHost(%q) = %q, want %q", host, got, want)
