@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -736,10 +737,16 @@ func checkFact(f domain.Fact) error {
 	return nil
 }
 
-// checkData checks a message's data: a JSON value other than null.
+// checkData checks a message's data: a JSON value other than null, in
+// UTF-8. json.Valid takes any bytes inside a string, but a subscriber's
+// browser must fail a WebSocket whose text frame is not UTF-8, and would
+// meet the message again at each resume.
 func checkData(data json.RawMessage) error {
 	if !domain.HasData(data) || !json.Valid(data) {
 		return domain.Errorf(domain.CodeBadRequest, "message data must be a JSON value other than null")
+	}
+	if !utf8.Valid(data) {
+		return domain.Errorf(domain.CodeBadRequest, "message data is not valid UTF-8")
 	}
 	return nil
 }

@@ -454,3 +454,34 @@ func TestDepthLimitIsTheAppsEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// TestDataThatIsNotUTF8IsRefused publishes a string with a byte that is
+// not UTF-8 through every way in. JSON's syntax takes it, but a browser
+// must fail a WebSocket that receives such a text frame, and its client
+// would meet the message again at every resume: each way refuses it
+// with bad_request, and nothing is committed.
+func TestDataThatIsNotUTF8IsRefused(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"rt": `{"client_publish":true}`})
+	bad := json.RawMessage("\"caf\xe9\"")
+	for path, body := range map[string]any{
+		"/_api/publish":       map[string]any{"channel": "room", "data": bad},
+		"/_api/publish-batch": map[string]any{"messages": []any{map[string]any{"channel": "room", "data": bad}}},
+		"/_api/broadcast-all": map[string]any{"data": bad},
+	} {
+		var e struct{ Error, Code string }
+		if code := tn.api("rt", testAdminKey, "POST", path, body, &e); code != 400 || e.Code != "bad_request" || !strings.Contains(e.Error, "UTF-8") {
+			t.Errorf("%s: %d %+v, want 400 bad_request about UTF-8", path, code, e)
+		}
+	}
+	c := tn.dial("rt", "")
+	c.send("{\"type\":\"publish\",\"channel\":\"room\",\"id\":\"u\",\"data\":{\"text\":\"caf\xe9\"}}")
+	if f := c.next(); f.str("type") != "error" || f.str("code") != "bad_request" || f["id"] != "u" {
+		t.Errorf("a client's publish: %v", f)
+	}
+	if h := tn.history("rt", "room", ""); h.Head != 0 || len(h.Messages) != 0 {
+		t.Errorf("committed: head %d, %d messages", h.Head, len(h.Messages))
+	}
+	if a := tn.audit("rt", "type=broadcast,broadcast_all"); len(a.Events) != 0 {
+		t.Errorf("%d broadcasts in the audit", len(a.Events))
+	}
+}
