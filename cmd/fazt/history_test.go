@@ -161,8 +161,9 @@ func TestHistoryCLILastPastOneRead(t *testing.T) {
 
 // TestHistoryLastGivesTheNewestK reads the newest K of 150 messages
 // through the server API and JS: K of them, up to a page of 1000, unless
-// limit says fewer (with the default page of 100, last=120 gave 100).
-// Two starting points at once are refused in both.
+// limit says fewer (with the default page of 100, last=120 gave 100),
+// and none for K = 0 (it gave the oldest 100). Two starting points at
+// once are refused in both, and so is an offset past 63 bits.
 func TestHistoryLastGivesTheNewestK(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"rt": ""})
 	tn.writeFiles(map[string]string{"rt/api/main.js": callerJS})
@@ -202,6 +203,21 @@ func TestHistoryLastGivesTheNewestK(t *testing.T) {
 		}
 		if got := viaJS(tc.opts); !slices.Equal(got, seqRange(tc.from, tc.to)) {
 			t.Errorf("JS %v: %d offsets %v..., want %d to %d", tc.opts, len(got), got[:min(3, len(got))], tc.from, tc.to)
+		}
+	}
+	// last=0 is the newest none, as a subscribe's is.
+	if got := viaAPI("last=0"); len(got) != 0 {
+		t.Errorf("API last=0: %v", got)
+	}
+	if got := viaJS(map[string]any{"last": 0}); len(got) != 0 {
+		t.Errorf("JS last 0: %v", got)
+	}
+	// No offset or sequence goes past 63 bits; a larger one is refused
+	// rather than read as a negative number.
+	for _, path := range []string{"/_api/channels/room/history?offset=18446744073709551615", "/_api/audit?after=9223372036854775808"} {
+		var e struct{ Error, Code string }
+		if code := tn.api("rt", testAdminKey, "GET", path, nil, &e); code != 400 || e.Code != "bad_request" {
+			t.Errorf("%s: %d %+v, want 400 bad_request", path, code, e)
 		}
 	}
 	for _, q := range []string{"offset=1&last=2", "last=2&since=1", "offset=0&since=1"} {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -388,12 +389,14 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	if err != nil {
 		return err
 	}
-	msgs, err := a.store.Messages(r.Context(), c.app.Name, channel, hq)
-	if err != nil {
-		return err
-	}
-	if msgs == nil {
-		msgs = []domain.Message{}
+	msgs := []domain.Message{}
+	if q.Get("last") == "" || hq.Last > 0 { // last=0: the newest none, as on subscribe
+		if msgs, err = a.store.Messages(r.Context(), c.app.Name, channel, hq); err != nil {
+			return err
+		}
+		if msgs == nil {
+			msgs = []domain.Message{}
+		}
 	}
 	resp := map[string]any{
 		"channel": channel, "epoch": info.Epoch, "head": info.Head, "first_offset": info.First,
@@ -543,11 +546,16 @@ func pageLimit(s string) (int, error) {
 	return domain.PageSize(n), err
 }
 
+// uintParam reads a whole number of at most 63 bits, as SQLite's
+// integers are: a larger offset or sequence cannot exist.
 func uintParam(s string) (uint64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	n, err := strconv.ParseUint(s, 10, 64)
+	n, err := strconv.ParseUint(s, 10, 63)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, domain.Errorf(domain.CodeBadRequest, "%q is over %d", s, uint64(math.MaxInt64))
+	}
 	if err != nil {
 		return 0, domain.Errorf(domain.CodeBadRequest, "%q is not a whole number", s)
 	}

@@ -239,6 +239,7 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	channel := rt.channelArg(vm, c.Argument(0))
 	var hq domain.HistoryQuery
+	none := false // last: 0, the newest none, as on subscribe
 	if o, ok := c.Argument(1).(*goja.Object); ok {
 		num := func(name string) int64 {
 			v := o.Get(name)
@@ -262,6 +263,9 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 		}
 		hq.After = uint64(num("offset"))
 		hq.Last = int(num("last"))
+		if v := o.Get("last"); hq.Last == 0 && v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+			none = true
+		}
 		hq.Since = num("since")
 		hq.Until = num("until")
 		hq.Limit = int(num("limit"))
@@ -275,8 +279,11 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	ctx, app := rt.cur.ctx, rt.cur.app.Name
 	info, err := rt.eng.store.Channel(ctx, app, channel)
 	rt.must(vm, err)
-	msgs, err := rt.eng.store.Messages(ctx, app, channel, hq)
-	rt.must(vm, err)
+	var msgs []domain.Message
+	if !none {
+		msgs, err = rt.eng.store.Messages(ctx, app, channel, hq)
+		rt.must(vm, err)
+	}
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
 		mo := vm.NewObject()
