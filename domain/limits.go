@@ -161,12 +161,3 @@ func HistoryPageSize(limit uint64, last int) int {
 	}
 	return PageSize(limit)
 }
-
-// CheckHistoryStart refuses a history read given more than one of its
-// starting points, offset, last and since: n is how many it was given.
-func CheckHistoryStart(n int) error {
-	if n > 1 {
-		return Errorf(CodeBadRequest, "history takes at most one of offset, last and since")
-	}
-	return nil
-}

@@ -354,15 +354,6 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 		return err
 	}
 	q := r.URL.Query()
-	given := 0
-	for _, k := range []string{"offset", "last", "since"} {
-		if q.Get(k) != "" {
-			given++
-		}
-	}
-	if err := domain.CheckHistoryStart(given); err != nil {
-		return err
-	}
 	var hq domain.HistoryQuery
 	var err error
 	if hq.After, err = uintParam(q.Get("offset")); err != nil {

@@ -436,7 +436,7 @@ module.exports = function (req) {
     toJSONNull: () => r.broadcast("room", { toJSON: () => null }),
     nullAll: () => r.broadcastAll(null),
     tooBig: () => r.broadcast("room", "x".repeat(200)),
-    historyBoth: () => r.history("room", { offset: 1, last: 2 }),
+    historyNegative: () => r.history("room", { offset: -1 }),
     kickNobody: () => r.kick("nobody", "x"),
   };
   try { calls[req.query.c](); return "no error"; } catch (e) { return { message: e.message, code: e.code }; }
@@ -444,7 +444,7 @@ module.exports = function (req) {
 	for c, want := range map[string]string{
 		"badName": "invalid_channel", "noName": "invalid_channel", "noData": "bad_request", "fnData": "bad_request",
 		"nullData": "bad_request", "toJSONNull": "bad_request", "nullAll": "bad_request",
-		"tooBig": "too_large", "historyBoth": "bad_request", "kickNobody": "not_found",
+		"tooBig": "too_large", "historyNegative": "bad_request", "kickNobody": "not_found",
 	} {
 		_, body := e.get("a", "/api/?c="+c)
 		var got struct{ Message, Code string }

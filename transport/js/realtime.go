@@ -252,15 +252,6 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 			}
 			return int64(f)
 		}
-		n := 0
-		for _, k := range []string{"offset", "last", "since"} {
-			if v := o.Get(k); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-				n++
-			}
-		}
-		if err := domain.CheckHistoryStart(n); err != nil {
-			rt.throw(vm, err)
-		}
 		hq.After = uint64(num("offset"))
 		hq.Last = int(num("last"))
 		if v := o.Get("last"); hq.Last == 0 && v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
