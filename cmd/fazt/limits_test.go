@@ -485,3 +485,29 @@ func TestDataThatIsNotUTF8IsRefused(t *testing.T) {
 		t.Errorf("%d broadcasts in the audit", len(a.Events))
 	}
 }
+
+// TestConnectRecordIsBounded opens connections whose query, which the log
+// records with the User-Agent and Origin, comes near and past 8 KiB: the
+// first is taken and recorded whole; the second is refused with 413
+// before anything is recorded (up to a request head of 1 MiB went into
+// the log for anyone who connected).
+func TestConnectRecordIsBounded(t *testing.T) {
+	tn := startTestNode(t, nil)
+	fits := "token=" + strings.Repeat("a", 7<<10)
+	c := tn.dial("", fits)
+	a := tn.audit("", "client="+c.id+"&type=connected")
+	if len(a.Events) != 1 || a.Events[0].Event["query"].(map[string]any)["token"] != fits[len("token="):] {
+		t.Fatalf("the connection's record: %v", a.Events)
+	}
+	before, refused := tn.audit("", "type=connected"), tn.refusals("connect_size")
+	_, err := tn.tryDial("", "token="+strings.Repeat("a", 9<<10))
+	if err == nil || !strings.Contains(err.Error(), "413") || !strings.Contains(err.Error(), "too_large") {
+		t.Fatalf("a connect of over 8 KiB: %v, want 413 too_large", err)
+	}
+	if after := tn.audit("", "type=connected"); len(after.Events) != len(before.Events) {
+		t.Fatalf("%d connections recorded, then %d", len(before.Events), len(after.Events))
+	}
+	if n := tn.refusals("connect_size") - refused; n != 1 {
+		t.Fatalf("%v connect_size refusals counted, want 1", n)
+	}
+}

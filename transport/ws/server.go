@@ -224,6 +224,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
+	// The query, User-Agent and Origin go into the log's record of the
+	// connection, which anyone may open: keep each record small.
+	if n := len(r.URL.RawQuery) + len(r.UserAgent()) + len(r.Header.Get("Origin")); n > maxConnectRecord {
+		s.metrics.refused("connect_size")
+		httpError(w, domain.Errorf(domain.CodeTooLarge, "the query, User-Agent and Origin come to %d bytes; the limit is %d", n, maxConnectRecord))
+		return
+	}
 	client := domain.Client{
 		ID:          newClientID(),
 		App:         app.Name,
@@ -575,6 +582,8 @@ func httpError(w http.ResponseWriter, err error) {
 		status = http.StatusServiceUnavailable
 	case domain.CodeBadRequest:
 		status = http.StatusBadRequest
+	case domain.CodeTooLarge:
+		status = http.StatusRequestEntityTooLarge
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -583,6 +592,13 @@ func httpError(w http.ResponseWriter, err error) {
 		Code  domain.Code `json:"code"`
 	}{err.Error(), domain.CodeOf(err)}))
 }
+
+// maxConnectRecord caps the bytes of a connection's query, User-Agent and
+// Origin together, all of which its client.connected.v1 event records:
+// a browser's come to a few hundred, a token in the query to a few
+// thousand. Without it a request's head (up to 1 MiB) went into the log
+// whole, for every connection anyone opened.
+const maxConnectRecord = 8 << 10
 
 // newClientID returns a unique client id: the time in milliseconds (6
 // bytes) and 8 random bytes, in hex. Ids made later sort later, so the
