@@ -453,6 +453,25 @@ func TestDepthLimitIsTheAppsEverywhere(t *testing.T) {
 			t.Errorf("%s: a client's publish got %v", name, f)
 		}
 	}
+	// What an onPublish hook returns is held to the limit too: here it
+	// wraps a client's data of 7 levels (which the frame may carry in an
+	// app of 8) in one more.
+	tn.writeFiles(map[string]string{"tight/api/realtime.js": `exports.onPublish = (client, channel, data) => ({wrap: data});`})
+	c := tn.dial("tight", "")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c.send(`{"type":"publish","channel":"hooked","id":"h","data":` + strings.Repeat("[", 7) + strings.Repeat("]", 7) + `}`)
+		f := c.next()
+		if f.str("type") != "published" {
+			if f.str("code") != "bad_request" {
+				t.Fatalf("a publish the hook nests too deep: %v", f)
+			}
+			break
+		}
+		// Published: the hook was not loaded yet, or did not count.
+		if time.Now().After(deadline) {
+			t.Fatalf("a publish the hook nests one level past the limit was published: %v", f)
+		}
+	}
 }
 
 // TestDataThatIsNotUTF8IsRefused publishes a string with a byte that is

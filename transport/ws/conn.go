@@ -801,6 +801,12 @@ func (c *conn) publish(req *request) error {
 			return nil
 		}
 		if out != nil {
+			// What the hook made of it nests as deep as it likes: the
+			// app's limit holds for it as for the frame.
+			if err := domain.CheckDepth(out, settings.Limits.MaxJSONDepth-1); err != nil {
+				c.srv.metrics.refused("json_depth")
+				return err
+			}
 			data, allowed = out, true
 		}
 	}
