@@ -94,8 +94,9 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 	return out, data, nil
 }
 
-// refusal turns a hook's failure into the not_allowed error the client
-// gets, with the hook's message, and logs what went wrong.
+// refusal turns a hook's failure into the error the client gets, and
+// logs what went wrong: not_allowed with the hook's message, but for a
+// hook that found no run slot in time, which the client may try again.
 func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	var se *ScriptError
 	var te *TimeoutError
@@ -107,8 +108,10 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())
 	case domain.CodeOf(err) == domain.CodeUnavailable:
+		// The server was busy, not the hook's answer: fazt.js retries an
+		// unavailable subscribe, and would drop a not_allowed one for good.
 		log.Warn("js hook not run", "err", err)
-		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, err.Error())
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
 	default:
 		log.Error("js hook failed", "err", err)
 		return domain.Errorf(domain.CodeNotAllowed, "%s failed", name)

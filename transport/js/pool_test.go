@@ -2,6 +2,7 @@ package js
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/projections"
@@ -347,5 +349,30 @@ func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
 	e.forget(gone)
 	if held, _ := heldOf(e); held != 1 {
 		t.Fatalf("%d scripts held after the sweep, want 1 (the missing file's finding)", held)
+	}
+}
+
+// TestHookFailuresTheClientGets maps each way a hook can fail to what the
+// client is told: the hook's own answers (a throw, its time limit) are
+// not_allowed; a run that found no slot in time, the server being busy,
+// is unavailable, which fazt.js tries again (it gives a not_allowed
+// subscription up for good).
+func TestHookFailuresTheClientGets(t *testing.T) {
+	e := &Engine{}
+	log := slog.New(slog.DiscardHandler)
+	full := make(chan struct{}, 1) // one run slot, taken
+	full <- struct{}{}
+	for _, tc := range []struct {
+		err  error
+		want domain.Code
+	}{
+		{&ScriptError{Message: "Error: token required"}, domain.CodeNotAllowed},
+		{&TimeoutError{Limit: time.Second}, domain.CodeNotAllowed},
+		{acquire(context.Background(), full, time.Millisecond), domain.CodeUnavailable},
+		{errors.New("something else"), domain.CodeNotAllowed},
+	} {
+		if got := domain.CodeOf(e.refusal(log, "onSubscribe", tc.err)); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)
+		}
 	}
 }
