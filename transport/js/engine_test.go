@@ -595,3 +595,25 @@ exports.onDisconnect = function (client, reason) {
 		t.Fatalf("%d of 5 onDisconnect runs broadcast (%v)\n%s", len(evs), err, e.logs.String())
 	}
 }
+
+// TestAThrowWhileTheAnswerIsReadIsTheScriptsError returns a response
+// whose header value throws when it is read, from a plain handler and
+// from an async one: both answer 500 with the script's message and where
+// it threw, as any throw of the script does (they were reported as a
+// crash of the script engine, with no place, and cost the runtime).
+func TestAThrowWhileTheAnswerIsReadIsTheScriptsError(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const answer = () => ({ status: 201, headers: { "X-Bad": { toString() { throw new Error("no header for you"); } } }, body: "x" });
+module.exports = function (req) {
+  return req.path === "/api/async" ? Promise.resolve().then(answer) : answer();
+};`}, js.Config{})
+	for _, path := range []string{"/api/sync", "/api/async"} {
+		code, body := e.get("a", path)
+		if b := decodeErr(t, body); code != 500 || b.Error != "Error: no header for you" || !strings.HasPrefix(b.At, "api/main.js:2:") {
+			t.Errorf("%s: %d %s, want 500 with the script's message and place", path, code, body)
+		}
+	}
+	if strings.Contains(e.logs.String(), "engine failure") {
+		t.Errorf("logged as an engine failure:\n%s", e.logs.String())
+	}
+}

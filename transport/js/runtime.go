@@ -162,7 +162,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		}
 		done = true
 		if thrown == nil {
-			thrown = finish(vm, v)
+			thrown = finishCatching(vm, v, finish)
 		}
 		result = thrown
 		rt.loop.StopNoWait()
@@ -233,6 +233,26 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		err = scriptError(result)
 	}
 	return reusable, err
+}
+
+// finishCatching is finish, with what the script throws meanwhile (a
+// getter or a toString of the value it returned) as the error, as a
+// throw from the call itself is: not a crash of the engine, which would
+// cost the runtime and say nothing of where in the script it was.
+func finishCatching(vm *goja.Runtime, v goja.Value, finish func(*goja.Runtime, goja.Value) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			switch p := p.(type) {
+			case *goja.Exception:
+				err = p
+			case *goja.InterruptedError:
+				err = p
+			default:
+				panic(p)
+			}
+		}
+	}()
+	return finish(vm, v)
 }
 
 func isInterrupt(err error) bool {
