@@ -46,6 +46,9 @@ See docs/operators.md, "One processor".`,
 			if err := checkEnvBool("FAZT_IO_URING"); err != nil {
 				return err
 			}
+			if err := checkTimes(heartbeat, pongTimeout, writeDelay, maxWriteDelay); err != nil {
+				return err
+			}
 			slack, err := timerSlack()
 			if err != nil {
 				return err
@@ -84,6 +87,22 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd
+}
+
+// checkTimes refuses durations the server would otherwise take for
+// defaults or bend quietly: a heartbeat under a second (at 1ns, the pong
+// timeout cut to half of it dropped every client at its first ping), a
+// pong timeout that is not positive, and a negative write delay.
+func checkTimes(heartbeat, pongTimeout, writeDelay, maxWriteDelay time.Duration) error {
+	switch {
+	case heartbeat < time.Second:
+		return fmt.Errorf("--heartbeat %s: want 1s or more", heartbeat)
+	case pongTimeout <= 0:
+		return fmt.Errorf("--pong-timeout %s: want more than 0", pongTimeout)
+	case writeDelay < 0 || maxWriteDelay < 0:
+		return fmt.Errorf("--write-delay %s, --write-delay-max %s: want 0 or more", writeDelay, maxWriteDelay)
+	}
+	return nil
 }
 
 // defaultWriteDelay is the write delay of a server started without one.

@@ -75,3 +75,26 @@ func TestServeRefusesABadEnvDuration(t *testing.T) {
 		})
 	}
 }
+
+// TestServeRefusesTimesItWouldBend: a heartbeat under a second (at 1ns
+// every client was dropped at its first ping), a pong timeout of 0 or
+// less, and a negative write delay are errors at start, not defaults or
+// bent values in silence.
+func TestServeRefusesTimesItWouldBend(t *testing.T) {
+	for _, flags := range [][]string{
+		{"--heartbeat", "1ns"}, {"--heartbeat", "500ms"}, {"--heartbeat", "-30s"},
+		{"--pong-timeout", "0s"}, {"--pong-timeout", "-1s"},
+		{"--write-delay", "-2ms"}, {"--write-delay-max", "-1ms"},
+	} {
+		t.Run(strings.Join(flags, "="), func(t *testing.T) {
+			// Bounded: a serve that took the value would run until cancelled.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out strings.Builder
+			err := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}, flags...), &out, &out)
+			if err == nil || !strings.Contains(err.Error(), flags[0]) {
+				t.Fatalf("serve %v: %v", flags, err)
+			}
+		})
+	}
+}

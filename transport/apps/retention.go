@@ -3,6 +3,7 @@ package apps
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,11 @@ type Age time.Duration
 func (a *Age) UnmarshalJSON(b []byte) error {
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err == nil {
+		// A negative Age is Forever, and a float past time.Duration's
+		// range converts to anything: neither may come from a number.
+		if secs < 0 || secs > maxAgeSeconds {
+			return fmt.Errorf("age: %v seconds; want 0 (the server's default) to %d, or \"forever\"", secs, int64(maxAgeSeconds))
+		}
 		*a = Age(secs * float64(time.Second))
 		return nil
 	}
@@ -69,6 +75,10 @@ func (a *Age) UnmarshalJSON(b []byte) error {
 	*a = Age(d)
 	return nil
 }
+
+// maxAgeSeconds is the longest age a number of seconds may give: about
+// 290 years, time.Duration's range.
+const maxAgeSeconds = float64(math.MaxInt64 / int64(time.Second))
 
 // MarshalJSON implements json.Marshaler.
 func (a Age) MarshalJSON() ([]byte, error) {
