@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Code is a protocol error code, sent to clients in `error` frames and in
@@ -23,6 +24,29 @@ const (
 	CodeUnavailable          Code = "unavailable"
 	CodeInternal             Code = "internal"
 )
+
+// HTTPStatus is the status of an HTTP answer that carries code c: the
+// server API's, a refused WebSocket upgrade's, a JS handler's, an app's
+// files'.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeBadRequest, CodeUnknownType, CodeInvalidChannel:
+		return http.StatusBadRequest
+	case CodeNotAllowed:
+		return http.StatusForbidden
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeRateLimited, CodeTooManySubscriptions:
+		return http.StatusTooManyRequests
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
 
 // Error is an error with a protocol code. Use errors.As to find it in a chain.
 type Error struct {

@@ -530,3 +530,28 @@ func TestConnectRecordIsBounded(t *testing.T) {
 		t.Fatalf("%v connect_size refusals counted, want 1", n)
 	}
 }
+
+// TestAnAppWithABrokenAppJSONIsUnavailableEverywhere starts a server on
+// an app whose app.json never read well: its WebSocket, server API, JS
+// handler and files all answer 503 unavailable (they gave 500, 500, 404
+// and 404), and another app is served as usual.
+func TestAnAppWithABrokenAppJSONIsUnavailableEverywhere(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"broken": `{"limits": {"max_message_bytes": "64k"}}`, "fine": ""})
+	tn.writeFiles(map[string]string{"broken/api/main.js": callerJS, "broken/public/index.html": "hi"})
+	if _, err := tn.tryDial("broken", ""); err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), `"code":"unavailable"`) {
+		t.Errorf("WebSocket: %v, want 503 unavailable", err)
+	}
+	var e struct{ Code string }
+	if code := tn.api("broken", testAdminKey, "GET", "/_api/channels", nil, &e); code != 503 || e.Code != "unavailable" {
+		t.Errorf("server API: %d %q, want 503 unavailable", code, e.Code)
+	}
+	if code, body := tn.jsCall("broken", "POST", "/api/call", map[string]any{"fn": "count"}, nil); code != 503 || !strings.Contains(body, `"unavailable"`) {
+		t.Errorf("JS handler: %d %s, want 503 unavailable", code, body)
+	}
+	if code, body := tn.request(http.DefaultClient, "broken", "", "GET", "/", nil, nil); code != 503 {
+		t.Errorf("files: %d %s, want 503", code, body)
+	}
+	if code := tn.api("fine", testAdminKey, "GET", "/_api/channels", nil, nil); code != 200 {
+		t.Errorf("another app: %d", code)
+	}
+}

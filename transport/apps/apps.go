@@ -66,7 +66,8 @@ type Registry struct {
 }
 
 type entry struct {
-	app     *App
+	app     *App  // nil while the app's settings were never read well
+	err     error // why not, then
 	modTime time.Time
 	checked time.Time
 	bad     time.Time // modification time of an app.json that failed, told once
@@ -112,7 +113,7 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	defer r.mu.Unlock()
 	now := time.Now()
 	if e := r.cache[name]; e != nil && now.Sub(e.checked) < r.recheck {
-		return e.app, nil
+		return e.app, e.err
 	}
 	dir := filepath.Join(r.dir, name)
 	st, err := os.Stat(dir)
@@ -127,7 +128,7 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	if fi, err := os.Stat(filepath.Join(dir, "app.json")); err == nil {
 		mod = fi.ModTime()
 	}
-	if e := r.cache[name]; e != nil && e.modTime.Equal(mod) {
+	if e := r.cache[name]; e != nil && e.app != nil && e.modTime.Equal(mod) {
 		e.checked = now
 		return e.app, nil
 	}
@@ -149,8 +150,16 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		// take it down, or let retention fall back to the server's
 		// default; it is said once per version of the file.
 		e := r.cache[name]
-		if e == nil {
-			return nil, err
+		if e == nil || e.app == nil {
+			// Never read well: the app is not served until the file is
+			// fixed. Its clients are told it is unavailable, the log why,
+			// once per version of the file.
+			if e == nil || !e.bad.Equal(mod) {
+				r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
+			}
+			unavailable := domain.Errorf(domain.CodeUnavailable, "app %q is not available: its app.json cannot be read (see the server's log)", name)
+			r.cache[name] = &entry{err: unavailable, checked: now, bad: mod}
+			return nil, unavailable
 		}
 		if !e.bad.Equal(mod) {
 			e.bad = mod

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
 )
 
 // TestBrokenAppJSONKeepsTheLastGoodSettings: an edit that breaks app.json
@@ -66,5 +68,42 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "new", "app.json"), []byte(`{`), 0o644)
 	if _, err := r.Lookup("new"); err == nil {
 		t.Fatal("a broken first app.json was accepted")
+	}
+}
+
+// TestAppJSONNeverReadIsUnavailable: an app whose app.json was broken from
+// the start has no settings to fall back on. Every lookup says it is
+// unavailable (not an internal error), the log says why once per version
+// of the file, and a fixed file serves it.
+func TestAppJSONNeverReadIsUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "chat", "app.json")
+	if err := os.WriteFile(p, []byte(`{"limits": {"max_message_bytes": "64k"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	r := NewRegistry(dir)
+	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	r.recheck = 0
+	for range 3 {
+		if app, err := r.Lookup("chat"); app != nil || domain.CodeOf(err) != domain.CodeUnavailable {
+			t.Fatalf("a never-read app.json: %+v, %v (%s); want unavailable", app, err, domain.CodeOf(err))
+		}
+	}
+	if n := strings.Count(logs.String(), "app.json cannot be read"); n != 1 || !strings.Contains(logs.String(), "max_message_bytes") {
+		t.Fatalf("%d errors logged for one broken version, want 1 saying why:\n%s", n, logs.String())
+	}
+	later := time.Now().Add(time.Second) // a change the registry sees, however fast the test
+	if err := os.WriteFile(p, []byte(`{"limits": {"max_message_bytes": 1000}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.Limits.MaxMessageBytes != 1000 {
+		t.Fatalf("after the fix: %+v, %v", app, err)
 	}
 }

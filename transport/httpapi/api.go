@@ -567,21 +567,7 @@ func timeParam(s string) (int64, error) {
 	return 0, domain.Errorf(domain.CodeBadRequest, "%q is not a time (unix ms or RFC 3339)", s)
 }
 
-var statusOf = map[domain.Code]int{
-	domain.CodeBadRequest:           http.StatusBadRequest,
-	domain.CodeUnknownType:          http.StatusBadRequest,
-	domain.CodeInvalidChannel:       http.StatusBadRequest,
-	domain.CodeNotAllowed:           http.StatusForbidden,
-	domain.CodeTooLarge:             http.StatusRequestEntityTooLarge,
-	domain.CodeRateLimited:          http.StatusTooManyRequests,
-	domain.CodeTooManySubscriptions: http.StatusTooManyRequests,
-	domain.CodeNotFound:             http.StatusNotFound,
-	domain.CodeUnauthorized:         http.StatusUnauthorized,
-	domain.CodeUnavailable:          http.StatusServiceUnavailable,
-	domain.CodeInternal:             http.StatusInternalServerError,
-}
-
-// WriteError writes err as {"error","code"} with the status its code maps to.
+// writeError writes err as {"error","code"} with the status its code maps to.
 func writeError(w http.ResponseWriter, err error) {
 	code := domain.CodeOf(err)
 	msg := err.Error()
@@ -594,7 +580,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if code == domain.CodeUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fazt"`)
 	}
-	writeJSON(w, statusOf[code], map[string]any{"error": msg, "code": code})
+	writeJSON(w, code.HTTPStatus(), map[string]any{"error": msg, "code": code})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

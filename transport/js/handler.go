@@ -34,7 +34,8 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", reqID)
 	app, err := e.apps.Lookup(domain.AppFromHost(r.Host))
 	if err != nil {
-		writeError(w, http.StatusNotFound, err.Error(), domain.CodeOf(err), "")
+		code := domain.CodeOf(err)
+		writeError(w, code.HTTPStatus(), err.Error(), code, "")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, e.cfg.MaxBodyBytes+1))

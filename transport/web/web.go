@@ -63,7 +63,7 @@ func static(registry *apps.Registry) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		app, err := registry.Lookup(domain.AppFromHost(r.Host))
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			http.Error(w, err.Error(), domain.CodeOf(err).HTTPStatus())
 			return
 		}
 		if app.Dir == "" {

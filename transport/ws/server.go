@@ -572,21 +572,8 @@ func checkOrigin(r *http.Request, allowed []string) error {
 }
 
 func httpError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch domain.CodeOf(err) {
-	case domain.CodeNotFound:
-		status = http.StatusNotFound
-	case domain.CodeNotAllowed:
-		status = http.StatusForbidden
-	case domain.CodeUnavailable:
-		status = http.StatusServiceUnavailable
-	case domain.CodeBadRequest:
-		status = http.StatusBadRequest
-	case domain.CodeTooLarge:
-		status = http.StatusRequestEntityTooLarge
-	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
+	w.WriteHeader(domain.CodeOf(err).HTTPStatus())
 	w.Write(mustJSON(struct {
 		Error string      `json:"error"`
 		Code  domain.Code `json:"code"`
