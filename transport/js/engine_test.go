@@ -603,14 +603,24 @@ exports.onDisconnect = function (client, reason) {
 // crash of the script engine, with no place, and cost the runtime).
 func TestAThrowWhileTheAnswerIsReadIsTheScriptsError(t *testing.T) {
 	e := newEnv(t, map[string]string{"a/api/main.js": `
-const answer = () => ({ status: 201, headers: { "X-Bad": { toString() { throw new Error("no header for you"); } } }, body: "x" });
+const thrown = () => ({ status: 201, headers: { "X-Bad": { toString() { throw new Error("no header for you"); } } }, body: "x" });
+const typeError = () => ({ headers: { "X-Bad": Object.create(null) }, body: "x" });
+const deep = { get toString() { return () => String(deep); } };
+const overflow = () => ({ headers: { "X-Bad": deep }, body: "x" });
 module.exports = function (req) {
-  return req.path === "/api/async" ? Promise.resolve().then(answer) : answer();
+  const answer = { thrown, typeError, overflow }[req.query.what];
+  return req.query.async ? Promise.resolve().then(answer) : answer();
 };`}, js.Config{})
-	for _, path := range []string{"/api/sync", "/api/async"} {
-		code, body := e.get("a", path)
-		if b := decodeErr(t, body); code != 500 || b.Error != "Error: no header for you" || !strings.HasPrefix(b.At, "api/main.js:2:") {
-			t.Errorf("%s: %d %s, want 500 with the script's message and place", path, code, body)
+	for _, tc := range []struct{ what, err, at string }{
+		{"thrown", "Error: no header for you", "api/main.js:2:"},
+		{"typeError", "TypeError: ", ""},
+		{"overflow", "RangeError: more than", "api/main.js:"},
+	} {
+		for _, async := range []string{"", "&async=1"} {
+			code, body := e.get("a", "/api/?what="+tc.what+async)
+			if b := decodeErr(t, body); code != 500 || !strings.HasPrefix(b.Error, tc.err) || !strings.HasPrefix(b.At, tc.at) {
+				t.Errorf("%s%s: %d %s, want 500 %q at %q", tc.what, async, code, body, tc.err, tc.at)
+			}
 		}
 	}
 	if strings.Contains(e.logs.String(), "engine failure") {

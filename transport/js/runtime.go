@@ -236,23 +236,29 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 }
 
 // finishCatching is finish, with what the script throws meanwhile (a
-// getter or a toString of the value it returned) as the error, as a
-// throw from the call itself is: not a crash of the engine, which would
-// cost the runtime and say nothing of where in the script it was.
+// getter or a toString of the value it returned, goja's own TypeErrors
+// included) as the error, as a throw from the call itself is: not a
+// crash of the engine, which would cost the runtime and say nothing of
+// where in the script it was. Runtime.Try catches what JS could; the
+// interrupt at the time limit and a stack overflow, which JS cannot,
+// are taken here.
 func finishCatching(vm *goja.Runtime, v goja.Value, finish func(*goja.Runtime, goja.Value) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			switch p := p.(type) {
-			case *goja.Exception:
-				err = p
 			case *goja.InterruptedError:
+				err = p
+			case *goja.StackOverflowError:
 				err = p
 			default:
 				panic(p)
 			}
 		}
 	}()
-	return finish(vm, v)
+	if ex := vm.Try(func() { err = finish(vm, v) }); ex != nil {
+		return ex
+	}
+	return err
 }
 
 func isInterrupt(err error) bool {
