@@ -64,9 +64,10 @@ func ValidateApp(name string) error {
 // AppFromHost returns the app a Host header names: its first label when the
 // host has a subdomain (chat.localhost:8080 and chat.example.com are
 // "chat"), otherwise DefaultApp. A name of two labels is a domain without
-// a subdomain (example.com) unless the second is localhost; under a
-// public suffix of two labels (example.co.uk) the first label still reads
-// as an app. An IP address never names an app.
+// a subdomain (example.com) unless its second is a local name's top
+// label (localTLDs: chat.test, chat.local); under a public suffix of two
+// labels (example.co.uk) the first label still reads as an app. An IP
+// address never names an app.
 func AppFromHost(host string) string {
 	h := host
 	if strings.HasPrefix(h, "[") { // IPv6 literal
@@ -83,10 +84,19 @@ func AppFromHost(host string) string {
 	if !ok || rest == "" || first == "" || first == "www" {
 		return DefaultApp
 	}
-	if !strings.Contains(rest, ".") && rest != "localhost" {
+	if !strings.Contains(rest, ".") && !localTLDs[rest] {
 		return DefaultApp // example.com
 	}
 	return first
+}
+
+// localTLDs are the top labels of names that are not on the public
+// Internet: reserved for loopback, testing and private networks (RFC 6761,
+// RFC 6762's mDNS .local, ICANN's .internal) or in common use on LANs. In
+// them a name of two labels, chat.test, is a subdomain.
+var localTLDs = map[string]bool{
+	"localhost": true, "test": true, "local": true, "internal": true,
+	"lan": true, "home": true, "corp": true,
 }
 
 func isIPv4(h string) bool {

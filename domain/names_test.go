@@ -35,6 +35,10 @@ func TestAppFromHost(t *testing.T) {
 		"example.com.:443":     "default",
 		"rt.example.com:443":   "rt",
 		"chat.127.0.0.1:8080":  "chat",
+		"chat.test":            "chat",
+		"chat.local:8080":      "chat",
+		"chat.internal":        "chat",
+		"chat.lan":             "chat",
 	} {
 		if got := AppFromHost(host); got != want {
 			t.Errorf("AppFromHost(%q) = %q, want %q", host, got, want)
