@@ -52,10 +52,16 @@ type Age time.Duration
 func (a *Age) UnmarshalJSON(b []byte) error {
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err == nil {
-		// A negative Age is Forever, and a float past time.Duration's
-		// range converts to anything: neither may come from a number.
+		// -1 keeps everything, as it does for max_messages. Any other
+		// negative Age would be Forever too, and a float past
+		// time.Duration's range converts to anything: neither may come
+		// from a number.
+		if secs == -1 {
+			*a = Forever
+			return nil
+		}
 		if secs < 0 || secs > maxAgeSeconds {
-			return fmt.Errorf("age: %v seconds; want 0 (the server's default) to %d, or \"forever\"", secs, int64(maxAgeSeconds))
+			return fmt.Errorf("age: %v seconds; want 0 (the server's default) to %d, or -1 or \"forever\" to keep everything", secs, int64(maxAgeSeconds))
 		}
 		*a = Age(secs * float64(time.Second))
 		return nil

@@ -59,17 +59,18 @@ func TestParseAge(t *testing.T) {
 }
 
 // TestAgeInSeconds reads ages given as numbers: 0 is the server's default,
-// a positive number that many seconds; a negative one, or one past about
-// 290 years, is refused (both were read as "forever": a negative Age is,
-// and the second overflowed into one).
+// a positive number that many seconds, -1 forever as for max_messages;
+// another negative one, or one past about 290 years, is refused (both
+// were read as "forever": a negative Age is, and the second overflowed
+// into one).
 func TestAgeInSeconds(t *testing.T) {
-	for in, want := range map[string]Age{"0": 0, "3600": Age(time.Hour), "1.5": Age(1500 * time.Millisecond), "9e9": Age(9e9 * float64(time.Second))} {
+	for in, want := range map[string]Age{"0": 0, "3600": Age(time.Hour), "1.5": Age(1500 * time.Millisecond), "9e9": Age(9e9 * float64(time.Second)), "-1": Forever} {
 		var a Age
 		if err := json.Unmarshal([]byte(in), &a); err != nil || a != want {
 			t.Errorf("%s: %v, %v; want %v", in, time.Duration(a), err, time.Duration(want))
 		}
 	}
-	for _, bad := range []string{"-3600", "-1", "1e10", "1e300"} {
+	for _, bad := range []string{"-3600", "-2", "-0.5", "1e10", "1e300"} {
 		var a Age
 		if err := json.Unmarshal([]byte(bad), &a); err == nil {
 			t.Errorf("%s: read as %v", bad, time.Duration(a))
