@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,16 +199,53 @@ func TestHistoryLastGivesTheNewestK(t *testing.T) {
 		{"last=120&limit=10", map[string]any{"last": 120, "limit": 10}, 141, 150},
 		{"last=5000", map[string]any{"last": 5000}, 1, 150},
 		{"offset=0", map[string]any{"offset": 0}, 1, 100},
-		// The others filter as well: the newest 5 after 147, and a page
-		// of messages since a time, continued from its next_offset.
+		// last filters with offset: the newest 5 after 147.
 		{"last=5&offset=147", map[string]any{"last": 5, "offset": 147}, 148, 150},
-		{"since=1&offset=140", map[string]any{"since": 1, "offset": 140}, 141, 150},
 	} {
 		if got := viaAPI(tc.query); !slices.Equal(got, seqRange(tc.from, tc.to)) {
 			t.Errorf("API %s: %d offsets %v..., want %d to %d", tc.query, len(got), got[:min(3, len(got))], tc.from, tc.to)
 		}
 		if got := viaJS(tc.opts); !slices.Equal(got, seqRange(tc.from, tc.to)) {
 			t.Errorf("JS %v: %d offsets %v..., want %d to %d", tc.opts, len(got), got[:min(3, len(got))], tc.from, tc.to)
+		}
+	}
+	// since filters with offset: each narrows what the other gives, so a
+	// page of messages since a time continues from its next_offset. Five
+	// messages a few milliseconds apart; since is the third's time.
+	for i := 1; i <= 5; i++ {
+		tn.publish("rt", "timed", i)
+		time.Sleep(3 * time.Millisecond)
+	}
+	var timed struct {
+		Messages []struct {
+			Timestamp int64 `json:"timestamp"`
+		} `json:"messages"`
+	}
+	tn.api("rt", testAdminKey, "GET", "/_api/channels/timed/history", nil, &timed)
+	since := timed.Messages[2].Timestamp
+	if timed.Messages[1].Timestamp >= since {
+		t.Fatalf("messages 2 and 3 share a time: %v", timed.Messages)
+	}
+	for _, tc := range []struct {
+		offset   uint64
+		from, to uint64
+	}{{1, 3, 5}, {3, 4, 5}} { // since leaves out 2; offset leaves out 3
+		var h historyResp
+		tn.api("rt", testAdminKey, "GET", fmt.Sprintf("/_api/channels/timed/history?since=%d&offset=%d", since, tc.offset), nil, &h)
+		var got []uint64
+		for _, m := range h.Messages {
+			got = append(got, m.Offset)
+		}
+		if !slices.Equal(got, seqRange(tc.from, tc.to)) {
+			t.Errorf("API since and offset %d: %v, want %d to %d", tc.offset, got, tc.from, tc.to)
+		}
+		code, out := tn.callJS("rt", "history", "timed", map[string]any{"since": since, "offset": tc.offset})
+		got = nil
+		for _, m := range out["result"].(map[string]any)["messages"].([]any) {
+			got = append(got, uint64(m.(map[string]any)["offset"].(float64)))
+		}
+		if code != 200 || !slices.Equal(got, seqRange(tc.from, tc.to)) {
+			t.Errorf("JS since and offset %d: %d %v, want %d to %d", tc.offset, code, got, tc.from, tc.to)
 		}
 	}
 	// last=0 is the newest none, as a subscribe's is.

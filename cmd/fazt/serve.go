@@ -100,7 +100,7 @@ func checkTimes(heartbeat, pongTimeout, writeDelay, maxWriteDelay time.Duration)
 	case pongTimeout <= 0:
 		return fmt.Errorf("--pong-timeout %s: want more than 0", pongTimeout)
 	case writeDelay < 0 || maxWriteDelay < 0:
-		return fmt.Errorf("--write-delay %s, --write-delay-max %s: want 0 or more", writeDelay, maxWriteDelay)
+		return fmt.Errorf("--write-delay (FAZT_WRITE_DELAY) %s, --write-delay-max (FAZT_WRITE_DELAY_MAX) %s: want 0 or more", writeDelay, maxWriteDelay)
 	}
 	return nil
 }

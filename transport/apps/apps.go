@@ -104,7 +104,8 @@ func (r *Registry) warnUnknown(name string, body []byte) {
 // Dir returns the apps dir.
 func (r *Registry) Dir() string { return r.dir }
 
-// Lookup returns the app named name, or an error with code not_found.
+// Lookup returns the app named name, or an error with code not_found (no
+// such app) or unavailable (its app.json never read well).
 func (r *Registry) Lookup(name string) (*App, error) {
 	if err := domain.ValidateApp(name); err != nil {
 		return nil, err

@@ -33,7 +33,8 @@ const (
 // outcomeNone when the app has no api/realtime.js, it exports no such hook,
 // or the hook returned undefined. For onPublish, data is the value as JSON.
 // A hook that throws, runs out of time or fails to load is a not_allowed
-// error with the hook's message.
+// error with the hook's message; one that found no run slot in time is
+// unavailable (refusal).
 func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args func(rt *runtime, vm *goja.Runtime) []goja.Value) (out hookOutcome, data json.RawMessage, err error) {
 	app, err := e.apps.Lookup(c.App)
 	if err != nil {

@@ -234,8 +234,9 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 }
 
 // history reads retained messages as GET /_api/channels/{channel}/history
-// does, with the same options as an object: offset, last, since, until,
-// limit (default 100, at most 1000), reverse.
+// does, with the same options as an object, which filter together:
+// offset, last (0: none), since, until, limit (default 100, or last; at
+// most 1000), reverse.
 func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	channel := rt.channelArg(vm, c.Argument(0))
 	var hq domain.HistoryQuery
