@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"os"
 	"path/filepath"
 	"strings"
@@ -553,5 +554,32 @@ func TestAnAppWithABrokenAppJSONIsUnavailableEverywhere(t *testing.T) {
 	}
 	if code := tn.api("fine", testAdminKey, "GET", "/_api/channels", nil, nil); code != 200 {
 		t.Errorf("another app: %d", code)
+	}
+}
+
+// TestConnectRecordRedactsCredentials connects with a token and an API key
+// in the query: the app's onConnect hook sees them as sent (it lets the
+// connection in only with the right token), and the log's record of the
+// connection keeps every parameter but their values, so the audit trail
+// does not hold credentials for good.
+func TestConnectRecordRedactsCredentials(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"hk": ""})
+	tn.writeFiles(map[string]string{"hk/api/realtime.js": `exports.onConnect = (client) => client.query.token === "s3cret" && client.query.api_key === "k1";`})
+	var c *client
+	waitFor(t, func() bool {
+		var err error
+		c, err = tn.tryDial("hk", "token=s3cret&api_key=k1&room=lobby&name=ann")
+		return err == nil
+	})
+	if _, err := tn.tryDial("hk", "token=wrong&api_key=k1"); err == nil {
+		t.Fatal("the hook let a wrong token in: it did not see the query")
+	}
+	a := tn.audit("hk", "client="+c.id+"&type=connected")
+	if len(a.Events) != 1 {
+		t.Fatalf("%d records of the connection", len(a.Events))
+	}
+	want := map[string]any{"token": "[redacted]", "api_key": "[redacted]", "room": "lobby", "name": "ann"}
+	if got := a.Events[0].Event["query"]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("recorded query %v, want %v", got, want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -267,7 +268,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.members.Attach(app.Name, client.ID, c)
 	evs, err := s.store.Append(r.Context(), &domain.ClientConnected{
 		App: app.Name, Client: client.ID, Remote: client.Remote,
-		UserAgent: r.UserAgent(), Origin: r.Header.Get("Origin"), Query: client.Query,
+		UserAgent: r.UserAgent(), Origin: r.Header.Get("Origin"), Query: redactQuery(client.Query),
 	})
 	committed := err == nil
 	if committed && s.members.Applied() < evs[0].Seq {
@@ -598,6 +599,46 @@ func newClientID() string {
 		panic(err)
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// redactQuery returns q as the log records it: the value of a parameter
+// whose name says it carries a credential (isSecretParam) is replaced,
+// so that a token in a WebSocket URL is not kept in the audit trail for
+// good. Hooks see the query as sent.
+func redactQuery(q map[string]string) map[string]string {
+	var out map[string]string
+	for k := range q {
+		if isSecretParam(k) {
+			if out == nil {
+				out = maps.Clone(q)
+			}
+			out[k] = redacted
+		}
+	}
+	if out == nil {
+		return q
+	}
+	return out
+}
+
+// redacted stands for a credential's value in the log.
+const redacted = "[redacted]"
+
+// isSecretParam reports whether a query parameter's name says it carries
+// a credential: key, pass, sig, or a name that contains token, secret,
+// passw, auth, jwt, session, signature, apikey or api_key, in any case.
+func isSecretParam(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case "key", "pass", "sig":
+		return true
+	}
+	for _, s := range []string{"token", "secret", "passw", "auth", "jwt", "session", "signature", "apikey", "api_key"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func flatten(q url.Values) map[string]string {
