@@ -59,6 +59,14 @@ processor".`,
 	pf.DurationVar(&o.setupTimeout, "setup-timeout", 5*time.Minute, "cap on setting up (connecting, filling history)")
 	pf.BoolVar(&o.arrival, "arrival", false, "also give the latency to each delivery's arrival for its socket, read by one subscriber in 16 (Linux; fanout, channels, js): it can cost the run some of what it measures")
 	pf.BoolVar(&o.ioURing, "io-uring", true, "on Linux, read the subscribers' sockets through io_uring where the kernel allows it, one system call for each batch that epoll finds ready; false: a read(2) each (json: bench_reads)")
+	// Without a run of its own, cobra would answer a mistyped scenario with
+	// the help and exit status 0, which a script takes for a passing run.
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("no scenario %q: want fanout, conns, replay, channels or js", args[0])
+		}
+		return cmd.Help()
+	}
 	cmd.AddCommand(benchFanoutCmd(o), benchConnsCmd(o), benchReplayCmd(o), benchChannelsCmd(o), benchJSCmd(o))
 	return cmd
 }

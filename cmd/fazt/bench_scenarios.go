@@ -65,8 +65,11 @@ func (f *loadFlags) perRequest() string {
 }
 
 func (f *loadFlags) validate() error {
-	if f.messages <= 0 || f.concurrency <= 0 || f.connConc <= 0 || f.size < 0 {
+	if f.messages <= 0 || f.concurrency <= 0 || f.connConc <= 0 {
 		return fmt.Errorf("-m, -p and --connect-concurrency must be positive")
+	}
+	if f.size < 0 {
+		return fmt.Errorf("--size %d: want 0 or more", f.size)
 	}
 	if f.via != "" && f.via != "api" && f.via != "ws" {
 		return fmt.Errorf("--via %q: want api or ws", f.via)
@@ -428,6 +431,9 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 			if err := lf.validate(); err != nil {
 				return err
 			}
+			if subs <= 0 {
+				return fmt.Errorf("-s must be positive")
+			}
 			if err := o.prepare(lf.concurrency); err != nil {
 				return err
 			}
@@ -548,6 +554,9 @@ the delivered frame, and {channel} the run's channel.`,
 			pubRate := lf.messagesFor(cmd, subs)
 			if err := lf.validate(); err != nil {
 				return err
+			}
+			if subs <= 0 {
+				return fmt.Errorf("-s must be positive")
 			}
 			if !cmd.Flags().Changed("app") {
 				o.app = "chat"
@@ -715,6 +724,9 @@ replay of all of them.`,
 			}
 			if fillBatch < 1 || fillBatch > 1000 {
 				return fmt.Errorf("--fill-batch %d: want 1 to 1000", fillBatch)
+			}
+			if size < 0 {
+				return fmt.Errorf("--size %d: want 0 or more", size)
 			}
 			if err := o.prepare(fillConc); err != nil {
 				return err
