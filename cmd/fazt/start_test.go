@@ -32,10 +32,18 @@ func TestServerURLNamesTheApp(t *testing.T) {
 		{"localhost:8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
 		{"http://127.0.0.1:9000/", "default", "http://127.0.0.1:9000", "127.0.0.1:9000"},
 		{"chat.localhost:8080", "chat", "http://chat.localhost:8080", "chat.localhost:8080"},
+		{"example.com", "chat", "http://example.com", "chat.example.com"},
 	} {
 		u, host, err := serverURL(tc.server, tc.app)
 		if err != nil || u.String() != tc.url || host != tc.host {
 			t.Errorf("serverURL(%q, %q) = %v, %q, %v; want %s, %s", tc.server, tc.app, u, host, err, tc.url, tc.host)
+		}
+	}
+	// A Host header that cannot name the app is an error, not a call to
+	// app default under the app's name.
+	for _, server := range []string{"[::1]:8080", "fazthost:8080"} {
+		if u, host, err := serverURL(server, "chat"); err == nil {
+			t.Errorf("serverURL(%q, chat) = %v, %q: want an error", server, u, host)
 		}
 	}
 }
