@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -576,6 +577,12 @@ const busyWaitMS = 5000
 
 // dsn is the go-sqlite3 data source for the file at path; busyMS is how
 // long a statement waits for another connection's lock, in milliseconds.
+// uriPath escapes what a file name in a SQLite URI cannot hold as is: a
+// '?' would start the parameters (and the driver splits at the first
+// one), a '#' would end the name, and a '%' would be read as an escape.
+// Anything else SQLite's URI reader takes as it is.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 func dsn(path string, d Durability, readOnly bool, busyMS int) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.Itoa(busyMS))
@@ -609,7 +616,7 @@ func dsn(path string, d Durability, readOnly bool, busyMS int) string {
 			q.Set("_synchronous", "NORMAL")
 		}
 	}
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + uriPath.Replace(path) + "?" + q.Encode()
 }
 
 // Close stops accepting appends, commits what is queued, and closes the file.

@@ -1349,3 +1349,36 @@ func TestSubscriptionEndedMidReadIsQuiet(t *testing.T) {
 		t.Fatalf("logged:\n%s", logged.String())
 	}
 }
+
+// TestOpenAFileNamedWithURICharacters opens logs whose file names hold
+// '#', '?' and '%': each is the file of that very name, for writing and
+// read-only alike (x#1.db opened a file x, without the read-only mode
+// that came after the '#').
+func TestOpenAFileNamedWithURICharacters(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"x#1.db", "y?mode=ro.db", "z%41.db"} {
+		path := filepath.Join(dir, name)
+		l := mustOpen(t, path)
+		if _, err := l.Append(context.Background(), broadcast("app", "room", `1`)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		l.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("%s: the file is not there: %v", name, err)
+		}
+		ro := mustOpenConfig(t, Config{Path: path, ReadOnly: true})
+		if info, err := ro.Channel(context.Background(), "app", "room"); err != nil || info.Head != 1 {
+			t.Errorf("%s read-only: head %d, %v; want 1", name, info.Head, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), "-wal") && !strings.HasSuffix(e.Name(), "-shm") {
+			names = append(names, e.Name())
+		}
+	}
+	if want := []string{"x#1.db", "y?mode=ro.db", "z%41.db"}; !slices.Equal(names, want) {
+		t.Errorf("files %v, want %v", names, want)
+	}
+}
