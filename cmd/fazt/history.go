@@ -84,12 +84,16 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 
 // printHistory pages through a channel's messages matching q and prints
 // them; limit 0 prints all.
-func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel string, q domain.HistoryQuery, limit int, asJSON bool) error {
+func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel string, q domain.HistoryQuery, limit int, asJSON bool) (err error) {
 	var tw *tabwriter.Writer
 	if !asJSON {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "OFFSET\tTIME\tSEQ\tDATA")
-		defer tw.Flush()
+		defer func() {
+			if ferr := tw.Flush(); err == nil {
+				err = ferr // a failed write (a full disk) is not a success
+			}
+		}()
 	}
 	if q.Last > 0 && limit > 0 {
 		q.Last = min(q.Last, limit)
@@ -155,6 +159,11 @@ func writeMessages(w io.Writer, tw *tabwriter.Writer, msgs []domain.Message, asJ
 			continue
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", m.Offset, formatTime(m.Time), m.Seq, oneLine(string(m.Data), 200))
+	}
+	if tw != nil {
+		// Page by page, so that a long history streams rather than wait
+		// in memory for its last row (as audit's table does).
+		return tw.Flush()
 	}
 	return nil
 }

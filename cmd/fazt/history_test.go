@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
 )
 
@@ -261,6 +263,44 @@ func TestHistoryLastGivesTheNewestK(t *testing.T) {
 		var e struct{ Error, Code string }
 		if code := tn.api("rt", testAdminKey, "GET", path, nil, &e); code != 400 || e.Code != "bad_request" {
 			t.Errorf("%s: %d %+v, want 400 bad_request", path, code, e)
+		}
+	}
+}
+
+// failingWriter takes n bytes, then fails every write.
+type failingWriter struct{ n int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.n < len(p) {
+		return 0, errors.New("disk full")
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// TestHistoryTableFailsLoudly prints 250 messages as a table (written
+// out page by page now, rather than held whole until the end), and a
+// write that fails, at once or on a later page, is the command's error:
+// the table's last flush went unchecked, and the command exited 0.
+func TestHistoryTableFailsLoudly(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": ""})
+	fillChannel(t, tn, "chat", "room", 250)
+	l, err := events.Open(context.Background(), events.Config{Path: tn.cfg.DBPath, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var out bytes.Buffer
+	if err := printHistory(context.Background(), &out, l, "chat", "room", domain.HistoryQuery{}, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 251 {
+		t.Fatalf("%d lines, want the header and 250 rows", n)
+	}
+	for _, room := range []int{0, 2000} { // fails at once; fails on a later page
+		err := printHistory(context.Background(), &failingWriter{n: room}, l, "chat", "room", domain.HistoryQuery{}, 0, false)
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("a writer that fails after %d bytes: %v", room, err)
 		}
 	}
 }
