@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -113,6 +114,10 @@ func (t *tailer) run(ctx context.Context, retries int) error {
 	}
 }
 
+// tailPing is how often a tail pings the server, and tailSilence how long
+// it waits for any frame before it takes the connection for lost.
+var tailPing, tailSilence = 20 * time.Second, 60 * time.Second
+
 // once connects, subscribes and prints until the connection ends. connected
 // reports whether the subscription got as far as `subscribed`.
 func (t *tailer) once(ctx context.Context) (connected bool, err error) {
@@ -149,7 +154,36 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 	if err := conn.WriteJSON(sub); err != nil {
 		return false, fmt.Errorf("subscribe: %v", err)
 	}
+	// A server that stopped answering (stopped, wedged, its network gone
+	// without a reset) would hold the read forever: the tail pings it now
+	// and then, which any live server answers, and takes silence past
+	// tailSilence for a lost connection, which it reconnects.
+	ping, silence := tailPing, tailSilence
+	var wmu sync.Mutex
+	write := func(v any) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		conn.SetWriteDeadline(time.Now().Add(silence))
+		return conn.WriteJSON(v)
+	}
+	pinging := make(chan struct{})
+	defer close(pinging)
+	go func() {
+		tick := time.NewTicker(ping)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if write(map[string]string{"type": "ping"}) != nil {
+					return // the read fails too, and says why
+				}
+			case <-pinging:
+				return
+			}
+		}
+	}()
 	for {
+		conn.SetReadDeadline(time.Now().Add(silence))
 		var f struct {
 			Type         string          `json:"type"`
 			Channel      string          `json:"channel"`
@@ -179,7 +213,7 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 		}
 		switch f.Type {
 		case "ping":
-			conn.WriteJSON(map[string]string{"type": "pong"})
+			write(map[string]string{"type": "pong"})
 		case "error":
 			err := fmt.Errorf("server refused the subscription (%s): %s", f.Code, f.Error)
 			switch f.Code {

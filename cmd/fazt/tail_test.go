@@ -288,3 +288,32 @@ func TestTailStopsAtAPermanentRefusal(t *testing.T) {
 		t.Errorf("%d subscribes, want 1", n)
 	}
 }
+
+// TestTailReconnectsToASilentServer: a server that keeps the socket open
+// but stops answering (stopped, wedged) is taken for lost after a silence,
+// and the tail reconnects and resumes; it waited on its read for good.
+func TestTailReconnectsToASilentServer(t *testing.T) {
+	oldPing, oldSilence := tailPing, tailSilence
+	tailPing, tailSilence = 100*time.Millisecond, 400*time.Millisecond
+	defer func() { tailPing, tailSilence = oldPing, oldSilence }()
+	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
+		off := n // one message a connection: 1, then 2
+		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": off - 1, "epoch": "e1", "replay": 1})
+		c.WriteJSON(map[string]any{"type": "message", "channel": "room", "offset": off, "epoch": "e1", "timestamp": 1700000000000, "data": off, "replay": true})
+		for { // silent: takes the tail's pings, answers nothing
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	})
+	out, errs, err := runTail(t, "--server", s.srv.URL, "--channel", "room", "--offset", "0", "--count", "2", "--json", "--retries", "3")
+	if err != nil {
+		t.Fatalf("tail: %v; stderr: %s", err, errs)
+	}
+	if got := tailOffsets(t, out); !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("printed offsets %v, want [1 2]", got)
+	}
+	if !strings.Contains(errs, "connection lost") {
+		t.Errorf("stderr does not say the connection was lost: %q", errs)
+	}
+}
