@@ -242,6 +242,7 @@ type benchConn struct {
 	ws      *benchWS
 	channel int    // index of its channel in the scenario
 	head    uint64 // the channel's head in `subscribed`
+	first   uint64 // its first_offset: the oldest it retains
 	replay  int    // `replay` in `subscribed`
 
 	recv atomic.Int64 // message frames received, duplicates included
@@ -292,6 +293,7 @@ func (o *benchOptions) dialSubscribe(ctx context.Context, readBuf int, channel, 
 		}
 		if bytes.HasPrefix(msg, []byte(`{"type":"subscribed"`)) {
 			bc.head, _ = scanUint(msg, `"offset":`)
+			bc.first, _ = scanUint(msg, `"first_offset":`)
 			r, _ := scanUint(msg, `"replay":`)
 			bc.replay = int(r)
 			break
@@ -457,10 +459,10 @@ func (bc *benchConn) message(b []byte, l *deliveryLatency, at int64) {
 	}
 }
 
-// missing counts the offsets in 1..upto that the reader never saw.
-func (bc *benchConn) missing(upto uint64) int64 {
+// missing counts the offsets in from..upto that the reader never saw.
+func (bc *benchConn) missing(from, upto uint64) int64 {
 	var n int64
-	for off := uint64(1); off <= upto; off++ {
+	for off := max(from, 1); off <= upto; off++ {
 		w := off / 64
 		if w >= uint64(len(bc.seen)) || bc.seen[w]&(1<<(off%64)) == 0 {
 			n++

@@ -221,7 +221,8 @@ func lastDelivery(conns []*benchConn) time.Time {
 func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64) (recv, lost, dup, ooo, connErrs int64, firstErr error) {
 	for _, bc := range conns {
 		recv += bc.recv.Load()
-		lost += bc.missing(uint64(perChannel[bc.channel].Load()))
+		// A channel in use already (js --channel) is joined at its head.
+		lost += bc.missing(bc.head+1, bc.head+uint64(perChannel[bc.channel].Load()))
 		dup += bc.dup
 		ooo += bc.ooo
 		if bc.err != nil {
@@ -770,6 +771,7 @@ replay of all of them.`,
 			select {
 			case <-done:
 			case <-ctx.Done():
+			case <-bc.readerEnd: // the server ended the connection: bc.err says why
 			}
 			elapsed := time.Since(t0).Seconds()
 			selfPct, serverPct := meter.stop()
@@ -782,11 +784,27 @@ replay of all of them.`,
 			r.set("seconds", round(elapsed, 3))
 			r.set("messages_per_s", round(float64(recv)/elapsed, 0))
 			r.linef("  replay       %s messages (head %d, announced %d) in %.3f s = %s/s", commas(float64(recv)), bc.head, bc.replay, elapsed, commas(float64(recv)/elapsed))
-			r.check(bc.missing(bc.head), bc.dup, bc.ooo)
+			// What the server retains, from first_offset (retention may
+			// have trimmed a reused channel), up to the head; a run stopped
+			// by --duration is checked up to what it read.
+			upto := bc.head
+			if capped {
+				upto = bc.maxOff
+			}
+			r.check(bc.missing(bc.first, upto), bc.dup, bc.ooo)
 			r.cpu(selfPct, serverPct, o.serverPID)
+			if bc.first > 1 {
+				r.set("first_offset", bc.first)
+				r.linef("  note         the channel retains offsets from %d on: the rest was trimmed", bc.first)
+			}
 			if capped {
 				r.set("capped", true)
-				r.linef("  note         stopped by --duration %s", o.duration)
+				r.linef("  note         stopped by --duration %s, %d of %d read", o.duration, recv, bc.head-min(bc.head, max(bc.first, 1)-1))
+			}
+			if bc.err != nil {
+				r.set("connection_error", bc.err.Error())
+				r.linef("  error        %v", bc.err)
+				r.failed = fmt.Errorf("the server ended the replay's connection: %w", bc.err)
 			}
 			return r.print(cmd.OutOrStdout(), o.json)
 		},
