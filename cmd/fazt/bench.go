@@ -92,7 +92,9 @@ type benchOptions struct {
 // connection on loopback.
 func (o *benchOptions) prepare(concurrency int) error {
 	u, err := url.Parse(o.url)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+	// Plain HTTP only: the subscribers speak WebSocket over plain TCP, and
+	// every request goes to the server's root paths.
+	if err != nil || u.Host == "" || u.Scheme != "http" || strings.Trim(u.Path, "/") != "" {
 		return fmt.Errorf("--url %q: want http://127.0.0.1:<port>", o.url)
 	}
 	hostname := u.Hostname()
@@ -118,9 +120,6 @@ func (o *benchOptions) prepare(concurrency int) error {
 	}
 	ws := *u
 	ws.Scheme = "ws"
-	if u.Scheme == "https" {
-		ws.Scheme = "wss"
-	}
 	ws.Path = "/_ws"
 	o.wsURL = ws.String()
 	o.client = &http.Client{

@@ -565,6 +565,9 @@ the delivered frame, and {channel} the run's channel.`,
 			if !strings.HasPrefix(path, "/api/") {
 				return fmt.Errorf("--path %q: JS handlers live under /api/", path)
 			}
+			if strings.Count(body, "{t}") != 1 {
+				return fmt.Errorf("--body %q: want {t} once, for the send time the delivered message must carry", body)
+			}
 			if err := o.prepare(lf.concurrency); err != nil {
 				return err
 			}

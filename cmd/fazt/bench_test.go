@@ -335,21 +335,31 @@ func TestArrivalSample(t *testing.T) {
 	}
 }
 
-// TestBenchRefusesBadCounts: a mistyped scenario and counts that make no
-// run are errors before anything connects (a negative -s or --size
-// panicked; a mistyped scenario printed the help and exited 0).
+// TestBenchRefusesBadCounts: a mistyped scenario, counts that make no run
+// and a js body without {t} are errors before anything connects (a
+// negative -s or --size panicked; a mistyped scenario printed the help
+// and exited 0; a body without {t} had the time appended after its
+// JSON).
 func TestBenchRefusesBadCounts(t *testing.T) {
 	for _, args := range [][]string{
 		{"fanuot"},
 		{"fanout", "-s", "-1"}, {"fanout", "-s", "0"}, {"fanout", "--size", "-1"},
 		{"js", "-s", "-1"},
 		{"replay", "--size", "-1"}, {"replay", "--size", "-128"},
+		{"js", "--body", `{"channel":"{channel}"}`},
 	} {
 		// Nothing listens at the URL: a run that started would fail there
 		// instead, with another message.
 		_, _, err := cli(t, append(append([]string{"bench"}, args...), "--url", "http://127.0.0.1:1")...)
 		if err == nil || !strings.Contains(err.Error(), "want") && !strings.Contains(err.Error(), "must be positive") {
 			t.Errorf("bench %v: %v, want a refusal of the arguments", args, err)
+		}
+	}
+	// An https URL (the subscribers speak plain WebSocket) or one with a
+	// path (the tool asks the server's root paths) is refused too.
+	for _, u := range []string{"https://127.0.0.1:1", "http://127.0.0.1:1/fazt"} {
+		if _, _, err := cli(t, "bench", "fanout", "--url", u); err == nil || !strings.Contains(err.Error(), "want http://127.0.0.1:<port>") {
+			t.Errorf("bench --url %s: %v, want a refusal", u, err)
 		}
 	}
 }
