@@ -37,6 +37,9 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 			if err := domain.ValidateChannel(channel); err != nil {
 				return fmt.Errorf("--channel: %w", err)
 			}
+			if count < 0 || retries < 0 {
+				return errors.New("--count and --retries must be 0 or more")
+			}
 			t := &tailer{server: server, app: app, channel: channel, asJSON: asJSON, count: count,
 				out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), last: -1}
 			if cmd.Flags().Changed("offset") {
@@ -98,6 +101,9 @@ func (t *tailer) run(ctx context.Context, retries int) error {
 		}
 		failures++
 		if failures > retries {
+			if retries == 0 {
+				return fmt.Errorf("%v (--retries 0: no reconnect)", err)
+			}
 			return fmt.Errorf("gave up after %d failed reconnects: %v", retries, err)
 		}
 		wait := min(100*time.Millisecond<<min(failures-1, 6), 5*time.Second)

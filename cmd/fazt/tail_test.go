@@ -317,3 +317,14 @@ func TestTailReconnectsToASilentServer(t *testing.T) {
 		t.Errorf("stderr does not say the connection was lost: %q", errs)
 	}
 }
+
+// TestTailRefusesNegativeCounts: --count -1 followed forever, and
+// --retries -1 gave up "after -1 failed reconnects".
+func TestTailRefusesNegativeCounts(t *testing.T) {
+	for _, flags := range [][]string{{"--count", "-1"}, {"--retries", "-1"}} {
+		_, _, err := cli(t, append([]string{"tail", "--server", "127.0.0.1:1", "--channel", "room"}, flags...)...)
+		if err == nil || !strings.Contains(err.Error(), "must be 0 or more") {
+			t.Errorf("tail %v: %v", flags, err)
+		}
+	}
+}
