@@ -32,7 +32,9 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("parseTime(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"yesterday", "-5", "2h ago", "0s", "2026-13-01", "d"} {
+	// 1700000000 is unix seconds, which read as milliseconds was a time in
+	// January 1970.
+	for _, bad := range []string{"yesterday", "-5", "2h ago", "0s", "2026-13-01", "d", "1700000000"} {
 		if _, err := parseTime(bad, now); err == nil {
 			t.Errorf("parseTime(%q) succeeded, want an error", bad)
 		}
