@@ -513,14 +513,14 @@ func TestDataThatIsNotUTF8IsRefused(t *testing.T) {
 // the log for anyone who connected).
 func TestConnectRecordIsBounded(t *testing.T) {
 	tn := startTestNode(t, nil)
-	fits := "token=" + strings.Repeat("a", 7<<10)
+	fits := "room=" + strings.Repeat("a", 7<<10)
 	c := tn.dial("", fits)
 	a := tn.audit("", "client="+c.id+"&type=connected")
-	if len(a.Events) != 1 || a.Events[0].Event["query"].(map[string]any)["token"] != fits[len("token="):] {
+	if len(a.Events) != 1 || a.Events[0].Event["query"].(map[string]any)["room"] != fits[len("room="):] {
 		t.Fatalf("the connection's record: %v", a.Events)
 	}
 	before, refused := tn.audit("", "type=connected"), tn.refusals("connect_size")
-	_, err := tn.tryDial("", "token="+strings.Repeat("a", 9<<10))
+	_, err := tn.tryDial("", "room="+strings.Repeat("a", 9<<10))
 	if err == nil || !strings.Contains(err.Error(), "413") || !strings.Contains(err.Error(), "too_large") {
 		t.Fatalf("a connect of over 8 KiB: %v, want 413 too_large", err)
 	}
