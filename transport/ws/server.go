@@ -625,20 +625,43 @@ func redactQuery(q map[string]string) map[string]string {
 const redacted = "[redacted]"
 
 // isSecretParam reports whether a query parameter's name says it carries
-// a credential: key, pass, sig, or a name that contains token, secret,
-// passw, auth, jwt, session, signature, apikey or api_key, in any case.
+// a credential: one of its words (split at anything but letters and
+// digits, and where lower case turns upper) is in secretWords, in any
+// case. So access_token, apiKey, x-api-key and X-Amz-Signature are, and
+// author, max_tokens and oauth_provider are not.
 func isSecretParam(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "key", "pass", "sig":
-		return true
+	word := make([]byte, 0, len(name))
+	check := func() bool {
+		hit := secretWords[string(word)]
+		word = word[:0]
+		return hit
 	}
-	for _, s := range []string{"token", "secret", "passw", "auth", "jwt", "session", "signature", "apikey", "api_key"} {
-		if strings.Contains(n, s) {
-			return true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			if i > 0 && name[i-1] >= 'a' && name[i-1] <= 'z' && check() {
+				return true
+			}
+			word = append(word, c+'a'-'A')
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			word = append(word, c)
+		default:
+			if check() {
+				return true
+			}
 		}
 	}
-	return false
+	return check()
+}
+
+// secretWords are the words of a parameter name that mark a credential.
+var secretWords = map[string]bool{
+	"token": true, "secret": true, "password": true, "passwd": true, "pass": true,
+	"pwd": true, "passphrase": true, "passcode": true, "key": true, "apikey": true,
+	"sig": true, "signature": true, "auth": true, "authorization": true, "jwt": true,
+	"session": true, "sessionid": true, "sid": true, "credential": true, "credentials": true,
+	"otp": true,
 }
 
 func flatten(q url.Values) map[string]string {
