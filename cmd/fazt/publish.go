@@ -106,6 +106,11 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 		u.Host = "localhost" + u.Host
 	}
 	host = u.Host
+	if app != "" {
+		if err := domain.ValidateApp(app); err != nil {
+			return nil, "", fmt.Errorf("--app: %w", err)
+		}
+	}
 	if app != "" && app != domain.DefaultApp && domain.AppFromHost(host) != app {
 		host = app + "." + host
 		// The server reads the app off the Host header as it reads any:

@@ -42,9 +42,13 @@ func TestServerURLNamesTheApp(t *testing.T) {
 	// A Host header that cannot name the app is an error, not a call to
 	// app default under the app's name.
 	for _, server := range []string{"[::1]:8080", "fazthost:8080"} {
-		if u, host, err := serverURL(server, "chat"); err == nil {
-			t.Errorf("serverURL(%q, chat) = %v, %q: want an error", server, u, host)
+		if u, host, err := serverURL(server, "chat"); err == nil || !strings.Contains(err.Error(), "cannot be asked for app chat") {
+			t.Errorf("serverURL(%q, chat) = %v, %q, %v: want an error", server, u, host, err)
 		}
+	}
+	// An app name that is not one (upper case) says so.
+	if _, _, err := serverURL("localhost:8080", "Chat"); err == nil || !strings.Contains(err.Error(), "--app") {
+		t.Errorf("serverURL(localhost:8080, Chat): %v, want an error about --app", err)
 	}
 }
 
