@@ -575,14 +575,14 @@ func (l *Log) walSize() int64 {
 // another connection's lock, in milliseconds; the checkpointer's never do.
 const busyWaitMS = 5000
 
-// dsn is the go-sqlite3 data source for the file at path; busyMS is how
-// long a statement waits for another connection's lock, in milliseconds.
 // uriPath escapes what a file name in a SQLite URI cannot hold as is: a
 // '?' would start the parameters (and the driver splits at the first
 // one), a '#' would end the name, and a '%' would be read as an escape.
 // Anything else SQLite's URI reader takes as it is.
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
+// dsn is the go-sqlite3 data source for the file at path; busyMS is how
+// long a statement waits for another connection's lock, in milliseconds.
 func dsn(path string, d Durability, readOnly bool, busyMS int) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.Itoa(busyMS))

@@ -35,8 +35,8 @@ func parseTime(s string, now time.Time) (int64, error) {
 		if n < 0 {
 			return 0, fmt.Errorf("time %q: must not be negative", s)
 		}
-		// Unix seconds of these fifty years (10 digits) read as
-		// milliseconds would be a time in January 1970: say so, rather
+		// Unix seconds (10 digits since 2001, 11 from 2286) read as
+		// milliseconds would be a time before March 1973: say so, rather
 		// than bound the query there in silence.
 		if n >= 1e9 && n < 1e11 {
 			return 0, fmt.Errorf("time %q: looks like unix seconds; give unix milliseconds (%s000)", s, s)
