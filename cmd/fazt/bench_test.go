@@ -341,18 +341,21 @@ func TestArrivalSample(t *testing.T) {
 // and exited 0; a body without {t} had the time appended after its
 // JSON).
 func TestBenchRefusesBadCounts(t *testing.T) {
-	for _, args := range [][]string{
-		{"fanuot"},
-		{"fanout", "-s", "-1"}, {"fanout", "-s", "0"}, {"fanout", "--size", "-1"},
-		{"js", "-s", "-1"},
-		{"replay", "--size", "-1"}, {"replay", "--size", "-128"},
-		{"js", "--body", `{"channel":"{channel}"}`},
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"fanuot"}, `no scenario "fanuot"`},
+		{[]string{"fanout", "-s", "-1"}, "-s must be positive"}, {[]string{"fanout", "-s", "0"}, "-s must be positive"},
+		{[]string{"js", "-s", "-1"}, "-s must be positive"},
+		{[]string{"replay", "--size", "-1"}, "--size -1: want 0 or more"}, {[]string{"replay", "--size", "-128"}, "--size -128: want 0 or more"},
+		{[]string{"js", "--body", `{"channel":"{channel}"}`}, "want {t} once"},
 	} {
 		// Nothing listens at the URL: a run that started would fail there
 		// instead, with another message.
-		_, _, err := cli(t, append(append([]string{"bench"}, args...), "--url", "http://127.0.0.1:1")...)
-		if err == nil || !strings.Contains(err.Error(), "want") && !strings.Contains(err.Error(), "must be positive") {
-			t.Errorf("bench %v: %v, want a refusal of the arguments", args, err)
+		_, _, err := cli(t, append(append([]string{"bench"}, tc.args...), "--url", "http://127.0.0.1:1")...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("bench %v: %v, want %q", tc.args, err, tc.want)
 		}
 	}
 	// An https URL (the subscribers speak plain WebSocket) or one with a

@@ -278,13 +278,14 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestHistoryTableFailsLoudly prints 250 messages as a table (written
-// out page by page now, rather than held whole until the end), and a
-// write that fails, at once or on a later page, is the command's error:
-// the table's last flush went unchecked, and the command exited 0.
+// TestHistoryTableFailsLoudly prints 2,500 messages, three pages, as a
+// table: the first page is written before the last is read (a writer
+// that fails past the first page's bytes gets them), and a write that
+// fails, at once or on a later page, is the command's error (the table's
+// last flush went unchecked, and the command exited 0).
 func TestHistoryTableFailsLoudly(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"chat": ""})
-	fillChannel(t, tn, "chat", "room", 250)
+	fillChannel(t, tn, "chat", "room", 2500)
 	l, err := events.Open(context.Background(), events.Config{Path: tn.cfg.DBPath, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -294,13 +295,21 @@ func TestHistoryTableFailsLoudly(t *testing.T) {
 	if err := printHistory(context.Background(), &out, l, "chat", "room", domain.HistoryQuery{}, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(out.String(), "\n"); n != 251 {
-		t.Fatalf("%d lines, want the header and 250 rows", n)
+	if n := strings.Count(out.String(), "\n"); n != 2501 {
+		t.Fatalf("%d lines, want the header and 2,500 rows", n)
 	}
-	for _, room := range []int{0, 2000} { // fails at once; fails on a later page
-		err := printHistory(context.Background(), &failingWriter{n: room}, l, "chat", "room", domain.HistoryQuery{}, 0, false)
+	firstPage := strings.Index(out.String(), "\n1001 ") // the second page's first row
+	if firstPage < 0 {
+		t.Fatalf("no row 1001:\n%.300s", out.String())
+	}
+	for _, room := range []int{0, firstPage + 100} { // fails at once; fails on the second page
+		w := &failingWriter{n: room}
+		err := printHistory(context.Background(), w, l, "chat", "room", domain.HistoryQuery{}, 0, false)
 		if err == nil || !strings.Contains(err.Error(), "disk full") {
 			t.Errorf("a writer that fails after %d bytes: %v", room, err)
+		}
+		if room > 0 && w.n == room {
+			t.Errorf("nothing was written before the failure: the first page waited for the rest")
 		}
 	}
 }

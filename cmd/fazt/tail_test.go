@@ -296,13 +296,18 @@ func TestTailReconnectsToASilentServer(t *testing.T) {
 	oldPing, oldSilence := tailPing, tailSilence
 	tailPing, tailSilence = 100*time.Millisecond, 400*time.Millisecond
 	defer func() { tailPing, tailSilence = oldPing, oldSilence }()
+	var pings atomic.Int64
 	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
 		off := n // one message a connection: 1, then 2
 		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": off - 1, "epoch": "e1", "replay": 1})
 		c.WriteJSON(map[string]any{"type": "message", "channel": "room", "offset": off, "epoch": "e1", "timestamp": 1700000000000, "data": off, "replay": true})
 		for { // silent: takes the tail's pings, answers nothing
-			if _, _, err := c.ReadMessage(); err != nil {
+			_, msg, err := c.ReadMessage()
+			if err != nil {
 				return
+			}
+			if strings.Contains(string(msg), `"ping"`) {
+				pings.Add(1)
 			}
 		}
 	})
@@ -315,6 +320,9 @@ func TestTailReconnectsToASilentServer(t *testing.T) {
 	}
 	if !strings.Contains(errs, "connection lost") {
 		t.Errorf("stderr does not say the connection was lost: %q", errs)
+	}
+	if pings.Load() == 0 {
+		t.Errorf("the tail sent no ping in its silence")
 	}
 }
 
