@@ -172,18 +172,7 @@ func TestHistoryLastGivesTheNewestK(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"rt": ""})
 	tn.writeFiles(map[string]string{"rt/api/main.js": callerJS})
 	fillChannel(t, tn, "rt", "room", 150)
-	viaJS := func(opts map[string]any) []uint64 {
-		t.Helper()
-		code, out := tn.callJS("rt", "history", "room", opts)
-		if code != 200 {
-			t.Fatalf("JS history %v: %d %v", opts, code, out)
-		}
-		var offs []uint64
-		for _, m := range out["result"].(map[string]any)["messages"].([]any) {
-			offs = append(offs, uint64(m.(map[string]any)["offset"].(float64)))
-		}
-		return offs
-	}
+	viaJS := func(opts map[string]any) []uint64 { t.Helper(); return tn.jsHistory("rt", "room", opts) }
 	viaAPI := func(query string) []uint64 {
 		t.Helper()
 		var offs []uint64
@@ -241,13 +230,8 @@ func TestHistoryLastGivesTheNewestK(t *testing.T) {
 		if !slices.Equal(got, seqRange(tc.from, tc.to)) {
 			t.Errorf("API since and offset %d: %v, want %d to %d", tc.offset, got, tc.from, tc.to)
 		}
-		code, out := tn.callJS("rt", "history", "timed", map[string]any{"since": since, "offset": tc.offset})
-		got = nil
-		for _, m := range out["result"].(map[string]any)["messages"].([]any) {
-			got = append(got, uint64(m.(map[string]any)["offset"].(float64)))
-		}
-		if code != 200 || !slices.Equal(got, seqRange(tc.from, tc.to)) {
-			t.Errorf("JS since and offset %d: %d %v, want %d to %d", tc.offset, code, got, tc.from, tc.to)
+		if got := tn.jsHistory("rt", "timed", map[string]any{"since": since, "offset": tc.offset}); !slices.Equal(got, seqRange(tc.from, tc.to)) {
+			t.Errorf("JS since and offset %d: %v, want %d to %d", tc.offset, got, tc.from, tc.to)
 		}
 	}
 	// last=0 is the newest none, as a subscribe's is.

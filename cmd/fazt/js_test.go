@@ -53,6 +53,21 @@ func (tn *testNode) callJS(app, fn string, args ...any) (int, map[string]any) {
 	return code, out
 }
 
+// jsHistory reads a channel's history through fazt.realtime.history (the
+// app runs callerJS) and returns the messages' offsets.
+func (tn *testNode) jsHistory(app, channel string, opts map[string]any) []uint64 {
+	tn.t.Helper()
+	code, out := tn.callJS(app, "history", channel, opts)
+	if code != 200 {
+		tn.t.Fatalf("JS history of %s %v: %d %v", channel, opts, code, out)
+	}
+	var offs []uint64
+	for _, m := range out["result"].(map[string]any)["messages"].([]any) {
+		offs = append(offs, uint64(m.(map[string]any)["offset"].(float64)))
+	}
+	return offs
+}
+
 // callerJS exposes every fazt.realtime function over HTTP: the answer is
 // {result} or, for a JS exception, 400 {error, code}.
 const callerJS = `
@@ -119,18 +134,7 @@ func TestJSRealtimeFunctions(t *testing.T) {
 	}
 
 	// history, by offset, last and since, with a limit.
-	history := func(opts map[string]any) []uint64 {
-		t.Helper()
-		code, out := tn.callJS("rt", "history", "room", opts)
-		if code != 200 {
-			t.Fatalf("history %v: %d %v", opts, code, out)
-		}
-		var offs []uint64
-		for _, m := range out["result"].(map[string]any)["messages"].([]any) {
-			offs = append(offs, uint64(m.(map[string]any)["offset"].(float64)))
-		}
-		return offs
-	}
+	history := func(opts map[string]any) []uint64 { t.Helper(); return tn.jsHistory("rt", "room", opts) }
 	tn.callJS("rt", "broadcast", "room", "three")
 	c.messages("room", 1)
 	if got := history(map[string]any{"offset": 0}); !slices.Equal(got, []uint64{1, 2, 3}) {
