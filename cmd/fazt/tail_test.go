@@ -294,7 +294,7 @@ func TestTailStopsAtAPermanentRefusal(t *testing.T) {
 // and the tail reconnects and resumes; it waited on its read for good.
 func TestTailReconnectsToASilentServer(t *testing.T) {
 	oldPing, oldSilence := tailPing, tailSilence
-	tailPing, tailSilence = 100*time.Millisecond, 400*time.Millisecond
+	tailPing, tailSilence = 200*time.Millisecond, time.Second
 	defer func() { tailPing, tailSilence = oldPing, oldSilence }()
 	var pings atomic.Int64
 	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
