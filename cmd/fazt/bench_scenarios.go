@@ -235,6 +235,15 @@ func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64) (recv, lost, 
 	return
 }
 
+// stoppedBy says what cut a run short: the user (parent ended, an
+// interrupt) or --duration.
+func stoppedBy(parent context.Context, duration time.Duration) string {
+	if parent.Err() != nil {
+		return "interrupted"
+	}
+	return fmt.Sprintf("stopped by --duration %s", duration)
+}
+
 // runDelivery is the body of the fanout, channels and js scenarios: conns
 // are subscribed, the load is published, deliveries are awaited and
 // checked, and the report is filled in.
@@ -313,7 +322,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	}
 	if capCtx.Err() != nil && load.sent < int64(lf.messages) {
 		r.set("capped", true)
-		r.linef("  note         stopped by --duration %s after %d of %d publishes", o.duration, load.sent, lf.messages)
+		r.linef("  note         %s after %d of %d publishes", stoppedBy(parent, o.duration), load.sent, lf.messages)
 	}
 	if load.firstErr != nil {
 		r.linef("  note         first publish error: %v", load.firstErr)
@@ -656,7 +665,10 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			for _, bc := range conns {
 				bc.startReader(nil)
 			}
-			time.Sleep(hold)
+			select { // the hold, or less if interrupted
+			case <-time.After(hold):
+			case <-cmd.Context().Done():
+			}
 			r.set("connections", n)
 			r.set("connect_concurrency", conc)
 			r.set("seconds", round(elapsed, 3))
@@ -802,7 +814,7 @@ replay of all of them.`,
 			}
 			if capped {
 				r.set("capped", true)
-				r.linef("  note         stopped by --duration %s, %d of %d read", o.duration, recv, bc.head-min(bc.head, max(bc.first, 1)-1))
+				r.linef("  note         %s, %d of %d read", stoppedBy(cmd.Context(), o.duration), recv, bc.head-min(bc.head, max(bc.first, 1)-1))
 			}
 			if bc.err != nil {
 				r.set("connection_error", bc.err.Error())

@@ -408,3 +408,16 @@ func TestBenchOnChannelsInUse(t *testing.T) {
 		t.Errorf("replay of a trimmed channel: %v", line)
 	}
 }
+
+// TestStoppedBy: a run cut short by an interrupt says so, not that
+// --duration stopped it.
+func TestStoppedBy(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if got := stoppedBy(ctx, time.Minute); got != "stopped by --duration 1m0s" {
+		t.Errorf("running: %q", got)
+	}
+	cancel()
+	if got := stoppedBy(ctx, time.Minute); got != "interrupted" {
+		t.Errorf("interrupted: %q", got)
+	}
+}
