@@ -68,8 +68,8 @@ or one of the app's own api_keys.`,
 			return err
 		},
 	}
+	serverFlags(cmd, &server)
 	f := cmd.Flags()
-	serverFlags(f, &server)
 	f.StringVar(&key, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "API key: the admin key or an app key (FAZT_ADMIN_KEY)")
 	f.StringVar(&app, "app", domain.DefaultApp, "app")
 	f.StringVar(&channel, "channel", "", "channel (required)")
@@ -81,13 +81,13 @@ or one of the app's own api_keys.`,
 }
 
 // serverFlags adds --server and its synonym --addr, the address of a
-// running server.
-func serverFlags(f interface {
-	StringVar(p *string, name, value, usage string)
-}, p *string) {
+// running server, to cmd; giving both is an error (the last would win in
+// silence).
+func serverFlags(cmd *cobra.Command, p *string) {
 	def := envOr("FAZT_ADDR", "127.0.0.1:8080")
-	f.StringVar(p, "server", def, "address or URL of the running server (FAZT_ADDR)")
-	f.StringVar(p, "addr", def, "same as --server")
+	cmd.Flags().StringVar(p, "server", def, "address or URL of the running server (FAZT_ADDR)")
+	cmd.Flags().StringVar(p, "addr", def, "same as --server")
+	cmd.MarkFlagsMutuallyExclusive("server", "addr")
 }
 
 // serverURL turns an address ("127.0.0.1:8080") or a URL into the base URL

@@ -111,3 +111,17 @@ func TestServeRefusesTimesItWouldBend(t *testing.T) {
 		})
 	}
 }
+
+// TestServerAndAddrTogetherAreRefused: --addr is --server's synonym, and
+// the last of the two given won without a word.
+func TestServerAndAddrTogetherAreRefused(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"publish", "--channel", "room", "--data", "1"},
+		{"tail", "--channel", "room"},
+	} {
+		_, _, err := cli(t, append(cmd, "--server", "127.0.0.1:1", "--addr", "127.0.0.1:2")...)
+		if err == nil || !strings.Contains(err.Error(), "[server addr]") {
+			t.Errorf("%s with --server and --addr: %v", cmd[0], err)
+		}
+	}
+}

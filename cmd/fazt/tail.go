@@ -51,8 +51,8 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 			return t.run(cmd.Context(), retries)
 		},
 	}
+	serverFlags(cmd, &server)
 	f := cmd.Flags()
-	serverFlags(f, &server)
 	f.StringVar(&app, "app", domain.DefaultApp, "app")
 	f.StringVar(&channel, "channel", "", "channel (required)")
 	f.Int64Var(&offset, "offset", 0, "first print the retained messages after this offset (default: live only)")
