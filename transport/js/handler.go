@@ -35,16 +35,16 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	app, err := e.apps.Lookup(domain.AppFromHost(r.Host))
 	if err != nil {
 		code := domain.CodeOf(err)
-		writeError(w, code.HTTPStatus(), err.Error(), code, "")
+		writeError(w, err.Error(), code, "")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, e.cfg.MaxBodyBytes+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error(), domain.CodeBadRequest, "")
+		writeError(w, "read body: "+err.Error(), domain.CodeBadRequest, "")
 		return
 	}
 	if int64(len(body)) > e.cfg.MaxBodyBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", e.cfg.MaxBodyBytes), domain.CodeTooLarge, "")
+		writeError(w, fmt.Sprintf("body is over %d bytes", e.cfg.MaxBodyBytes), domain.CodeTooLarge, "")
 		return
 	}
 	var lg *slog.Logger // built only if the app has api/main.js
@@ -74,7 +74,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 	switch {
 	case !found && err == nil:
-		writeError(w, http.StatusNotFound, fmt.Sprintf("app %s has no %s", app.Name, MainFile), domain.CodeNotFound, "")
+		writeError(w, fmt.Sprintf("app %s has no %s", app.Name, MainFile), domain.CodeNotFound, "")
 		return
 	case err != nil:
 		var se *ScriptError
@@ -82,16 +82,16 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &se):
 			log().Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
-			writeError(w, http.StatusInternalServerError, se.Message, domain.CodeInternal, se.At)
+			writeError(w, se.Message, domain.CodeInternal, se.At)
 		case errors.As(err, &te):
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
-			writeError(w, http.StatusInternalServerError, te.Error(), domain.CodeInternal, "")
+			writeError(w, te.Error(), domain.CodeInternal, "")
 		case domain.CodeOf(err) == domain.CodeUnavailable:
 			log().Warn("js handler not run", "method", r.Method, "path", r.URL.Path, "err", err)
-			writeError(w, http.StatusServiceUnavailable, err.Error(), domain.CodeUnavailable, "")
+			writeError(w, err.Error(), domain.CodeUnavailable, "")
 		default:
 			log().Error("js handler failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			writeError(w, http.StatusInternalServerError, err.Error(), domain.CodeInternal, "")
+			writeError(w, err.Error(), domain.CodeInternal, "")
 		}
 		return
 	}
@@ -233,15 +233,15 @@ func isResponse(obj *goja.Object) bool {
 	return true
 }
 
-// writeError answers {"error", "code"} and, for a script's exception,
-// "at": where it was thrown.
-func writeError(w http.ResponseWriter, status int, msg string, code domain.Code, at string) {
+// writeError answers {"error", "code"} with the status of code and, for a
+// script's exception, "at": where it was thrown.
+func writeError(w http.ResponseWriter, msg string, code domain.Code, at string) {
 	body := map[string]any{"error": msg, "code": code}
 	if at != "" {
 		body["at"] = at
 	}
 	b, _ := json.Marshal(body)
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
+	w.WriteHeader(code.HTTPStatus())
 	w.Write(append(b, '\n'))
 }
