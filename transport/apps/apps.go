@@ -67,7 +67,7 @@ type Registry struct {
 
 type entry struct {
 	app     *App  // nil while the app's settings were never read well
-	err     error // why not, then
+	err     error // why not, then: the version at modTime is broken
 	modTime time.Time
 	checked time.Time
 	bad     time.Time // modification time of an app.json that failed, told once
@@ -129,9 +129,9 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	if fi, err := os.Stat(filepath.Join(dir, "app.json")); err == nil {
 		mod = fi.ModTime()
 	}
-	if e := r.cache[name]; e != nil && e.app != nil && e.modTime.Equal(mod) {
+	if e := r.cache[name]; e != nil && e.modTime.Equal(mod) {
 		e.checked = now
-		return e.app, nil
+		return e.app, e.err
 	}
 	app := &App{Name: name, Dir: dir}
 	body, err := os.ReadFile(filepath.Join(dir, "app.json"))
@@ -153,13 +153,11 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		e := r.cache[name]
 		if e == nil || e.app == nil {
 			// Never read well: the app is not served until the file is
-			// fixed. Its clients are told it is unavailable, the log why,
-			// once per version of the file.
-			if e == nil || !e.bad.Equal(mod) {
-				r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
-			}
+			// fixed. Its clients are told it is unavailable, the log why;
+			// this version of the file is not read again (modTime).
+			r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
 			unavailable := domain.Errorf(domain.CodeUnavailable, "app %q is not available: its app.json cannot be read (see the server's log)", name)
-			r.cache[name] = &entry{err: unavailable, checked: now, bad: mod}
+			r.cache[name] = &entry{err: unavailable, modTime: mod, checked: now}
 			return nil, unavailable
 		}
 		if !e.bad.Equal(mod) {
