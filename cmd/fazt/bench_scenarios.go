@@ -802,11 +802,11 @@ replay of all of them.`,
 			// What the server retains, from first_offset (retention may
 			// have trimmed a reused channel), up to the head; a run stopped
 			// by --duration is checked up to what it read.
-			upto := bc.head
+			from, upto := max(bc.first, 1), bc.head
 			if capped {
 				upto = bc.maxOff
 			}
-			r.check(bc.missing(bc.first, upto), bc.dup, bc.ooo)
+			r.check(bc.missing(from, upto), bc.dup, bc.ooo)
 			r.cpu(selfPct, serverPct, o.serverPID)
 			if bc.first > 1 {
 				r.set("first_offset", bc.first)
@@ -814,7 +814,7 @@ replay of all of them.`,
 			}
 			if capped {
 				r.set("capped", true)
-				r.linef("  note         %s, %d of %d read", stoppedBy(cmd.Context(), o.duration), recv, bc.head-min(bc.head, max(bc.first, 1)-1))
+				r.linef("  note         %s, %d of %d read", stoppedBy(cmd.Context(), o.duration), recv, bc.head+1-min(from, bc.head+1))
 			}
 			if bc.err != nil {
 				r.set("connection_error", bc.err.Error())

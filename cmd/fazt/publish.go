@@ -106,18 +106,17 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 		u.Host = "localhost" + u.Host
 	}
 	host = u.Host
-	if app != "" {
-		if err := domain.ValidateApp(app); err != nil {
-			return nil, "", fmt.Errorf("--app: %w", err)
-		}
+	if app == "" || app == domain.DefaultApp || domain.AppFromHost(host) == app {
+		return u, host, nil
 	}
-	if app != "" && app != domain.DefaultApp && domain.AppFromHost(host) != app {
-		host = app + "." + host
-		// The server reads the app off the Host header as it reads any:
-		// an IPv6 address, or a host name of one label, cannot carry it.
-		if got := domain.AppFromHost(host); got != app {
-			return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header (%s would reach app %s): give the server by a name it has, such as localhost:8080 or 127.0.0.1:8080", server, app, host, got)
-		}
+	if err := domain.ValidateApp(app); err != nil {
+		return nil, "", fmt.Errorf("--app: %w", err)
+	}
+	host = app + "." + host
+	// The server reads the app off the Host header as it reads any: an
+	// IPv6 address, or a host name of one label, cannot carry it.
+	if got := domain.AppFromHost(host); got != app {
+		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header (%s would reach app %s): give the server by a name it has, such as localhost:8080 or 127.0.0.1:8080", server, app, host, got)
 	}
 	return u, host, nil
 }

@@ -380,14 +380,14 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	if err != nil {
 		return err
 	}
-	msgs := []domain.Message{}
+	var msgs []domain.Message
 	if q.Get("last") == "" || hq.Last > 0 { // last=0: the newest none, as on subscribe
 		if msgs, err = a.store.Messages(r.Context(), c.app.Name, channel, hq); err != nil {
 			return err
 		}
-		if msgs == nil {
-			msgs = []domain.Message{}
-		}
+	}
+	if msgs == nil {
+		msgs = []domain.Message{}
 	}
 	resp := map[string]any{
 		"channel": channel, "epoch": info.Epoch, "head": info.Head, "first_offset": info.First,
