@@ -90,7 +90,7 @@ type Config struct {
 	// PlainWrites makes the flushers write each connection's socket with
 	// a send(2) of its own. Otherwise, where the kernel allows io_uring,
 	// they submit a round's writes to it in batches of up to 64, one
-	// system call each: two fifths or more less kernel time per write in
+	// system call each: two fifths or more less time per write in
 	// BENCHMARKS.md's floor benchmark, where system calls are dear ("Stop
 	// 29"). Either way the writes never wait for a socket.
 	PlainWrites bool
