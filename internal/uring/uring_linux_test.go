@@ -364,3 +364,45 @@ func TestRunKeepsTheBuffersAFailedWaitLeaves(t *testing.T) {
 		}
 	}
 }
+
+// TestRunKeepsOnlyTheBuffersAPartialSubmitTook plays a kernel that takes
+// two of four sends, refuses the rest, and then fails the wait for the
+// two: the ring keeps the two buffers the kernel may still read, and not
+// the two it never took (it kept all four before d51d442).
+func TestRunKeepsOnlyTheBuffersAPartialSubmitTook(t *testing.T) {
+	r := newRing(t, 4)
+	p := pairs(t, 1)[0]
+	submit0, wait0 := submit, waitFor
+	defer func() { submit, waitFor = submit0, wait0 }()
+	calls := 0
+	submit = func(_, n int) (int, syscall.Errno) {
+		if calls++; calls == 1 {
+			return 2, 0
+		}
+		return -1, syscall.EBADF
+	}
+	waitFor = func(_, _ int) syscall.Errno { return syscall.EBADF }
+
+	stranded.Lock()
+	before := len(stranded.bufs)
+	stranded.Unlock()
+	ops := make([]Op, 4)
+	for i := range ops {
+		ops[i] = Op{FD: p.fd, Buf: []byte{byte(i)}}
+	}
+	if err := r.Run(ops); !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("Run: %v, want EBADF", err)
+	}
+	stranded.Lock()
+	kept := append([][]byte(nil), stranded.bufs[before:]...)
+	stranded.bufs = stranded.bufs[:before]
+	stranded.Unlock()
+	if len(kept) != 2 {
+		t.Fatalf("%d buffers kept, want the 2 the kernel took", len(kept))
+	}
+	for i, b := range kept {
+		if &b[0] != &ops[i].Buf[0] {
+			t.Errorf("kept buffer %d is not op %d's", i, i)
+		}
+	}
+}
