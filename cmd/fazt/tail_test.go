@@ -294,7 +294,9 @@ func TestTailStopsAtAPermanentRefusal(t *testing.T) {
 // and the tail reconnects and resumes; it waited on its read for good.
 func TestTailReconnectsToASilentServer(t *testing.T) {
 	oldPing, oldSilence := tailPing, tailSilence
-	tailPing, tailSilence = 200*time.Millisecond, time.Second
+	// The silence also bounds the first connection's wait for its first
+	// frames: wide enough for a loaded race run.
+	tailPing, tailSilence = 300*time.Millisecond, 2*time.Second
 	defer func() { tailPing, tailSilence = oldPing, oldSilence }()
 	var pings atomic.Int64
 	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
