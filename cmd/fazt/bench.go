@@ -740,7 +740,19 @@ func startCPU(pid int) *cpuMeter {
 // stop returns the CPU used as a percentage of one core: this tool's, and
 // the server's (-1 when unknown).
 func (m *cpuMeter) stop() (self, server float64) {
-	wall := time.Since(m.wall)
+	return m.stopAt(time.Now())
+}
+
+// stopAt is stop for a run whose work ended at end, before now: the CPU
+// used until now is shared over the wall time until end. A run that waits
+// for deliveries that never come ends with seconds of idling, which would
+// otherwise dilute both shares (and flatter the deliveries per CPU-second
+// worked out from them).
+func (m *cpuMeter) stopAt(end time.Time) (self, server float64) {
+	wall := end.Sub(m.wall)
+	if wall <= 0 {
+		wall = time.Since(m.wall)
+	}
 	self = 100 * float64(selfCPU()-m.self) / float64(wall)
 	server = -1
 	if m.serverAvailable {

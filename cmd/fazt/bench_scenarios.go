@@ -262,7 +262,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	drain, cancelDrain := context.WithTimeout(parent, 30*time.Second)
 	defer cancelDrain()
 	end := waitDeliveries(drain, conns, want, 5*time.Second)
-	selfPct, serverPct := meter.stop()
+	selfPct, serverPct := meter.stopAt(end)
 	counts := o.serverCounts(parent).since(countsBefore)
 	writes := counts.writes
 	closeAll(conns)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -419,5 +420,36 @@ func TestStoppedBy(t *testing.T) {
 	cancel()
 	if got := stoppedBy(ctx, time.Minute); got != "interrupted" {
 		t.Errorf("interrupted: %q", got)
+	}
+}
+
+// TestCPUShareIsOverTheWorksWindow: a run that idles after its work (it
+// waited for deliveries that never came) shares its CPU over the work's
+// window, not over the idling too. The meter here "started" 10 s ago and
+// its work ended 100 ms after that; the CPU burnt since is the work's.
+func TestCPUShareIsOverTheWorksWindow(t *testing.T) {
+	m := startCPU(os.Getpid())
+	if !m.serverAvailable {
+		t.Skip("no /proc here")
+	}
+	m.wall = m.wall.Add(-10 * time.Second)
+	x := uint64(1)
+	for i := 0; i < 1e9 && selfCPU()-m.self < 200*time.Millisecond; i++ {
+		for j := 0; j < 1000; j++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	window := 100 * time.Millisecond
+	before := selfCPU() - m.self
+	self, server := m.stopAt(m.wall.Add(window))
+	after := selfCPU() - m.self
+	lo, hi := 100*float64(before)/float64(window), 100*float64(after)/float64(window)
+	if self < lo || self > hi {
+		t.Errorf("this process's share %.1f%%, want %.1f%% to %.1f%% (%d)", self, lo, hi, x&1)
+	}
+	// The server's figure (this process, from /proc in clock ticks) is
+	// shared over the same window.
+	if server < lo/2 || server > 2*hi {
+		t.Errorf("the server's share %.1f%%, want about %.1f%%", server, lo)
 	}
 }
