@@ -218,11 +218,16 @@ func lastDelivery(conns []*benchConn) time.Time {
 
 // deliveryTotals checks every connection against what was published to its
 // channel. Call it after the readers have stopped.
-func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64) (recv, lost, dup, ooo, connErrs int64, firstErr error) {
-	for _, bc := range conns {
+// upto, when not nil, is each connection's last offset due.
+func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64, upto []uint64) (recv, lost, dup, ooo, connErrs int64, firstErr error) {
+	for i, bc := range conns {
 		recv += bc.recv.Load()
 		// A channel in use already (js --channel) is joined at its head.
-		lost += bc.missing(bc.head+1, bc.head+uint64(perChannel[bc.channel].Load()))
+		last := bc.head + uint64(perChannel[bc.channel].Load())
+		if upto != nil {
+			last = upto[i]
+		}
+		lost += bc.missing(bc.head+1, last)
 		dup += bc.dup
 		ooo += bc.ooo
 		if bc.err != nil {
@@ -246,8 +251,10 @@ func stoppedBy(parent context.Context, duration time.Duration) string {
 
 // runDelivery is the body of the fanout, channels and js scenarios: conns
 // are subscribed, the load is published, deliveries are awaited and
-// checked, and the report is filled in.
-func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns []*benchConn, channels int, perPublish int, lf *loadFlags, pubRate float64, pick func(*rand.Rand) int, send sendFunc) {
+// checked, and the report is filled in. headAfter, when not nil, reads the
+// head of the one channel of a run (js --channel) whose channel others may
+// publish to: their messages are then due to every subscriber too.
+func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns []*benchConn, channels int, perPublish int, lf *loadFlags, pubRate float64, pick func(*rand.Rand) int, send sendFunc, headAfter func(context.Context) (uint64, error)) {
 	lat := &deliveryLatency{}
 	for _, bc := range conns {
 		bc.startReader(lat)
@@ -258,6 +265,25 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	meter := startCPU(o.serverPID)
 	load := publishLoad(parent, capCtx, lf.messages, lf.concurrency, lf.batch, pubRate, channels, pick, send)
 	want := load.ok * int64(perPublish)
+	var upto []uint64
+	var others int64
+	if headAfter != nil {
+		// Every broadcast of the run was committed before its request
+		// was answered, so the head read now is at or past the run's.
+		head, err := headAfter(parent)
+		if err != nil {
+			r.linef("  note         only the run's own messages are checked: %v", err)
+		} else {
+			upto, want = make([]uint64, len(conns)), 0
+			first := head
+			for i, bc := range conns {
+				upto[i] = max(head, bc.head+uint64(load.perChannel[bc.channel].Load()))
+				want += int64(upto[i] - bc.head)
+				first = min(first, bc.head)
+			}
+			others = int64(head-first) - load.ok
+		}
+	}
 	// Deliveries still in flight at the cap are waited for, briefly.
 	drain, cancelDrain := context.WithTimeout(parent, 30*time.Second)
 	defer cancelDrain()
@@ -266,7 +292,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	counts := o.serverCounts(parent).since(countsBefore)
 	writes := counts.writes
 	closeAll(conns)
-	recv, lost, dup, ooo, connErrs, connErr := deliveryTotals(conns, load.perChannel)
+	recv, lost, dup, ooo, connErrs, connErr := deliveryTotals(conns, load.perChannel, upto)
 
 	window := end.Sub(load.start).Seconds()
 	pubWindow := load.end.Sub(load.start).Seconds()
@@ -297,6 +323,10 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	r.set("request_p99_ms", round(rl.P99, 3))
 	r.linef("  request      p50 %.2f ms  p99 %.2f ms (publish round trip)", rl.P50, rl.P99)
 	r.check(lost, dup, ooo)
+	if others > 0 {
+		r.set("other_messages", others)
+		r.linef("  note         %d messages others published to the channel during the run were due to every subscriber too, and checked", others)
+	}
 	r.cpu(selfPct, serverPct, o.serverPID)
 	if serverPct > 0 && recv > 0 {
 		// What one whole server core would deliver at this cost: robust
@@ -477,7 +507,7 @@ func benchFanoutCmd(o *benchOptions) *cobra.Command {
 				return err
 			}
 			defer closePublishers()
-			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, send)
+			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, send, nil)
 			return r.print(cmd.OutOrStdout(), o.json)
 		},
 	}
@@ -537,7 +567,7 @@ func benchChannelsCmd(o *benchOptions) *cobra.Command {
 				return err
 			}
 			defer closePublishers()
-			o.runDelivery(cmd.Context(), r, conns, chans, perChan, &lf, pubRate, func(rng *rand.Rand) int { return rng.IntN(chans) }, send)
+			o.runDelivery(cmd.Context(), r, conns, chans, perChan, &lf, pubRate, func(rng *rand.Rand) int { return rng.IntN(chans) }, send, nil)
 			return r.print(cmd.OutOrStdout(), o.json)
 		},
 	}
@@ -612,7 +642,8 @@ the delivered frame, and {channel} the run's channel.`,
 				status, buf, err := o.post(ctx, path, b, buf)
 				return buf, err == nil && status >= 200 && status < 300, err
 			}
-			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, send)
+			head := func(ctx context.Context) (uint64, error) { return o.channelHead(ctx, channel) }
+			o.runDelivery(cmd.Context(), r, conns, 1, subs, &lf, pubRate, func(*rand.Rand) int { return 0 }, send, head)
 			r.fields["handler_calls_per_s"] = r.fields["publishes_per_s"]
 			return r.print(cmd.OutOrStdout(), o.json)
 		},

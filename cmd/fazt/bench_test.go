@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -402,6 +403,22 @@ func TestBenchOnChannelsInUse(t *testing.T) {
 	})
 	for range 2 {
 		bench("js", "--app", "bj", "--channel", "reused", "-s", "2", "-m", "20", "--duration", "20s")
+	}
+	// Messages others publish during the run are due to every subscriber
+	// as well: here the handler sends one of its own after each.
+	tn.writeFiles(map[string]string{"bj/api/main.js": `module.exports = (req) => {
+		fazt.realtime.broadcast(req.json.channel, { text: req.json.text });
+		fazt.realtime.broadcast(req.json.channel, { other: true });
+	};`})
+	probe := 0
+	waitFor(t, func() bool { // the new handler is loaded: one call, two messages
+		probe++
+		ch := "probe-" + strconv.Itoa(probe)
+		code, _ := tn.jsCall("bj", "POST", "/api/x", map[string]any{"channel": ch, "text": "x"}, nil)
+		return code == 204 && tn.history("bj", ch, "").Head == 2
+	})
+	if line := bench("js", "--app", "bj", "--channel", "reused", "-s", "2", "-m", "20", "--duration", "20s"); line["other_messages"] != float64(20) || line["deliveries_expected"] != float64(80) || line["deliveries"] != float64(80) {
+		t.Errorf("js on a channel others publish to: %v", line)
 	}
 	bench("replay", "--app", "trim", "-H", "300", "--channel", "long", "--duration", "20s")
 	waitFor(t, func() bool { return tn.history("trim", "long", "").FirstOffset == 201 })
