@@ -562,4 +562,65 @@ func TestChatExampleApp(t *testing.T) {
 	wrong.expect("error")
 	mod := tn.dial("chat", "token=chat-admin-token")
 	mod.subscribe(map[string]any{"channel": "admin-mods"})
+	// ... to write to them as well, over the WebSocket or the HTTP API;
+	// and to read them, or see them listed, over the HTTP API.
+	c.send(map[string]any{"type": "publish", "channel": "admin-mods", "data": map[string]any{"text": "sneaky"}})
+	if e := c.expect("error"); e.str("code") != "not_allowed" {
+		t.Fatalf("publish to an admin channel without the token: %v", e)
+	}
+	mod.send(map[string]any{"type": "publish", "channel": "admin-mods", "data": map[string]any{"text": "mods only"}})
+	if _, msg := mod.publishedAndMessage(); msg["offset"] != float64(1) {
+		t.Fatalf("moderator's publish: %v", msg)
+	}
+	const admin = "chat-admin-token"
+	post := map[string]any{"channel": "admin-mods", "text": "x"}
+	for _, key := range []string{"", "guess"} {
+		if code, body := tn.request(jsClient, "chat", key, "POST", "/api/messages", post, nil); code != 403 {
+			t.Errorf("POST to an admin channel with key %q: %d %s", key, code, body)
+		}
+		if code, body := tn.request(jsClient, "chat", key, "GET", "/api/messages?channel=admin-mods", nil, nil); code != 403 {
+			t.Errorf("GET of an admin channel with key %q: %d %s", key, code, body)
+		}
+	}
+	if code, body := tn.request(jsClient, "chat", admin, "POST", "/api/messages", post, nil); code != 201 {
+		t.Errorf("moderator's POST: %d %s", code, body)
+	}
+	if code, body := tn.request(jsClient, "chat", admin, "GET", "/api/messages?channel=admin-mods", nil, &recent); code != 200 || len(recent) != 2 {
+		t.Errorf("moderator's GET: %d %s", code, body)
+	}
+	listed := func(key string) (names []string) {
+		var stats struct{ Channels []struct{ Channel string } }
+		if code, body := tn.request(jsClient, "chat", key, "GET", "/api/stats", nil, &stats); code != 200 {
+			t.Fatalf("stats: %d %s", code, body)
+		}
+		for _, c := range stats.Channels {
+			names = append(names, c.Channel)
+		}
+		return names
+	}
+	if got := listed(""); slices.Contains(got, "admin-mods") || !slices.Contains(got, "room") {
+		t.Errorf("stats without the token list %v", got)
+	}
+	if got := listed(admin); !slices.Contains(got, "admin-mods") {
+		t.Errorf("stats with the token list %v", got)
+	}
+
+	// Bad input is the caller's mistake: 400 with a code, not a 500.
+	for _, bad := range []struct {
+		method, path string
+		body         any
+		code         string
+	}{
+		{"GET", "/api/messages?last=-5", nil, "bad_request"},
+		{"GET", "/api/messages?last=2.5", nil, "bad_request"},
+		{"GET", "/api/messages?last=5000", nil, "bad_request"},
+		{"GET", "/api/messages?channel=a%20b", nil, "invalid_channel"},
+		{"POST", "/api/messages", map[string]any{"channel": "a b", "text": "x"}, "invalid_channel"},
+		{"POST", "/api/messages", map[string]any{"channel": 7, "text": "x"}, "bad_request"},
+	} {
+		var e struct{ Code string }
+		if code, body := tn.jsCall("chat", bad.method, bad.path, bad.body, &e); code != 400 || e.Code != bad.code {
+			t.Errorf("%s %s %v: %d %s", bad.method, bad.path, bad.body, code, body)
+		}
+	}
 }

@@ -3,30 +3,59 @@
 //   POST /api/messages {"text": "hi", "name": "ann", "channel": "room"}
 //        broadcasts the message; answers 201 {channel, offset, epoch, seq}
 //   GET  /api/messages?channel=room&last=20
-//        the newest messages from the channel's history
+//        the newest messages from the channel's history (1 to 1000; 50)
 //   GET  /api/stats
 //        channels and the number of open connections
+//
+// admin-* channels need "Authorization: Bearer <adminToken>" (config.json),
+// and /api/stats lists them only then. Bad input is answered 400.
 const { clean } = require("./lib/text");
+const { isAdminChannel, mayUse, bearer } = require("./lib/access");
 
-module.exports = async function (req) {
+function fail(status, code, error) {
+  return { status, json: { error, code } };
+}
+
+async function handle(req) {
+  const token = bearer(req.headers);
   if (req.path === "/api/messages" && req.method === "POST") {
     const body = req.json || {};
     const text = clean(body.text);
-    if (!text) {
-      return { status: 400, json: { error: "text is empty", code: "bad_request" } };
-    }
-    const channel = typeof body.channel === "string" ? body.channel : "room";
+    if (!text) return fail(400, "bad_request", "text is empty");
+    const channel = body.channel === undefined ? "room" : body.channel;
+    if (typeof channel !== "string") return fail(400, "bad_request", "channel must be a string");
+    if (!mayUse(channel, token)) return fail(403, "not_allowed", "admin channels need the admin token");
     const name = clean(body.name, 40) || "anonymous";
     const sent = fazt.realtime.broadcast(channel, { text, name, at: Date.now() });
     console.log("message from", name, "on", channel, "offset", sent.offset);
     return { status: 201, json: sent };
   }
   if (req.path === "/api/messages" && req.method === "GET") {
-    const last = Math.min(Number(req.query.last) || 50, 1000);
-    return fazt.realtime.history(req.query.channel || "room", { last }).messages;
+    const channel = req.query.channel || "room";
+    if (!mayUse(channel, token)) return fail(403, "not_allowed", "admin channels need the admin token");
+    const last = req.query.last === undefined ? 50 : Number(req.query.last);
+    if (!Number.isInteger(last) || last < 1 || last > 1000) {
+      return fail(400, "bad_request", "last must be a whole number from 1 to 1000");
+    }
+    return fazt.realtime.history(channel, { last }).messages;
   }
-  if (req.path === "/api/stats") {
-    return { channels: fazt.realtime.channels({ limit: 100 }), connections: fazt.realtime.count() };
+  if (req.path === "/api/stats" && req.method === "GET") {
+    let channels = fazt.realtime.channels({ limit: 100 });
+    if (!mayUse("admin-", token)) channels = channels.filter((c) => !isAdminChannel(c.channel));
+    return { channels, connections: fazt.realtime.count() };
   }
-  return { status: 404, json: { error: "no endpoint " + req.method + " " + req.path, code: "not_found" } };
+  return fail(404, "not_found", "no endpoint " + req.method + " " + req.path);
+}
+
+// A refusal by fazt.realtime (a bad channel name, data too large) is the
+// caller's mistake: 400 or 413 with its code, not a 500.
+const statusOf = { invalid_channel: 400, bad_request: 400, too_large: 413 };
+
+module.exports = async function (req) {
+  try {
+    return await handle(req);
+  } catch (e) {
+    if (e && statusOf[e.code]) return fail(statusOf[e.code], e.code, e.message);
+    throw e;
+  }
 };

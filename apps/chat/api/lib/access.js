@@ -1,0 +1,22 @@
+// Who may read and write admin-* channels: moderators, who give the admin
+// token (on the WebSocket URL as ?token=, to the HTTP API as
+// "Authorization: Bearer <token>"). One place decides, for the hooks and
+// the HTTP handler alike.
+const config = require("../config.json");
+
+function isAdminChannel(channel) {
+  return typeof channel === "string" && channel.startsWith("admin-");
+}
+
+// mayUse says whether a caller holding token may read or write channel.
+function mayUse(channel, token) {
+  return !isAdminChannel(channel) || token === config.adminToken;
+}
+
+// bearer returns the token of an "Authorization: Bearer <token>" header.
+function bearer(headers) {
+  const h = (headers && headers.authorization) || "";
+  return h.startsWith("Bearer ") ? h.slice(7) : "";
+}
+
+module.exports = { isAdminChannel, mayUse, bearer };
