@@ -4,12 +4,18 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
 // TestBrowserClientResumes runs the browser client, fazt.js, under Node's
@@ -84,9 +90,171 @@ func TestBrowserClientRenewsTokens(t *testing.T) {
 	}
 }
 
+// TestBrowserClientHandles: a channel is subscribed once at a time (a
+// second subscribe throws); a handle whose subscription ended leaves a
+// later one alone; a handle gives the offset and epoch to resume from, and
+// a start with an epoch that is not the channel's replays its history.
+func TestBrowserClientHandles(t *testing.T) {
+	tn := startTestNode(t, nil)
+	for i := 1; i <= 3; i++ {
+		tn.publish("", "room", i)
+	}
+	tn.publish("", "other", 1)
+	tn.publish("", "other", 2)
+	epoch := tn.history("", "room", "").Epoch
+	result := runNodeClient(t, "handles.cjs", tn.wsURL())
+	tn.publish("", "room", 4)
+	var res struct {
+		OK      bool
+		Error   string
+		Second  string
+		First   []uint64
+		Epoch   string
+		Offset  uint64
+		Resumed struct {
+			Replay       int
+			EpochChanged bool `json:"epoch_changed"`
+		}
+		Live         uint64
+		Other        []uint64
+		OtherChanged bool
+	}
+	if err := result(&res); err != nil || !res.OK {
+		t.Fatalf("client: %+v, %v", res, err)
+	}
+	if res.Second != "already subscribed to room" || !slices.Equal(res.First, seqRange(1, 3)) || res.Epoch != epoch || res.Offset != 3 ||
+		res.Resumed.Replay != 0 || res.Resumed.EpochChanged || res.Live != 4 || !res.OtherChanged || !slices.Equal(res.Other, seqRange(1, 2)) {
+		t.Fatalf("client: %+v (epoch %s)", res, epoch)
+	}
+}
+
+// TestBrowserClientLeavesASilentConnection: when the path to the server
+// goes silent without closing (a proxy here stops forwarding, as a network
+// that vanished would), fazt.js gives the connection up once no frame has
+// come for the heartbeat the server announced plus its margin, connects
+// anew and resumes: every message once, in order. Before, it waited on the
+// dead socket for as long as TCP would.
+func TestBrowserClientLeavesASilentConnection(t *testing.T) {
+	tn := startTestNode(t, nil, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 500 * time.Millisecond}))
+	px := newFreezingProxy(t, strings.TrimPrefix(tn.srv.URL, "http://"))
+	const total = 20
+	url := strings.Replace(tn.wsURL(), strings.TrimPrefix(tn.srv.URL, "http://"), px.addr(), 1)
+	lines, result := runNodeClientLines(t, "silent.cjs", url, strconv.Itoa(total))
+	for i := 1; i <= total/2; i++ {
+		tn.publish("", "feed", map[string]int{"n": i})
+	}
+	if l := lines(); l != "silence" {
+		t.Fatalf("client said %q", l)
+	}
+	px.freeze() // the connections open now: no byte goes either way
+	for i := total/2 + 1; i <= total; i++ {
+		tn.publish("", "feed", map[string]int{"n": i})
+	}
+	var res struct {
+		OK       bool
+		Error    string
+		Got      int
+		Connects int
+		States   []string
+	}
+	if err := result(&res); err != nil || !res.OK || res.Got != total || res.Connects != 2 || !slices.Contains(res.States, "disconnected 1006 no frame for 2 s") {
+		t.Fatalf("client: %+v, %v", res, err)
+	}
+}
+
+// freezingProxy forwards TCP connections to a server until freeze, after
+// which the connections it carries stay open and silent; new ones are
+// forwarded as before.
+type freezingProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	frozen chan struct{} // closed by freeze, for the connections open then
+}
+
+func newFreezingProxy(t *testing.T, target string) *freezingProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezingProxy{ln: ln, frozen: make(chan struct{})}
+	var conns []net.Conn
+	var cmu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		cmu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		cmu.Unlock()
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			cmu.Lock()
+			conns = append(conns, in, out)
+			cmu.Unlock()
+			p.mu.Lock()
+			frozen := p.frozen
+			p.mu.Unlock()
+			go p.pipe(in, out, frozen)
+			go p.pipe(out, in, frozen)
+		}
+	}()
+	return p
+}
+
+func (p *freezingProxy) addr() string { return p.ln.Addr().String() }
+
+// pipe copies from src to dst until frozen is closed; from then on it
+// drops what it reads, and both connections stay open until closed.
+func (p *freezingProxy) pipe(src, dst net.Conn, frozen chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-frozen:
+			io.Copy(io.Discard, src) // until the test's end closes it
+			return
+		default:
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+func (p *freezingProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.frozen)
+	p.frozen = make(chan struct{})
+}
+
 // runNodeClient starts a Node script of testdata/ against fazt.js and
 // waits for it to say "ready". The caller reads its result with result.
 func runNodeClient(t *testing.T, script string, args ...string) (result func(v any) error) {
+	t.Helper()
+	_, result = runNodeClientLines(t, script, args...)
+	return result
+}
+
+// runNodeClientLines is runNodeClient for a script that says more before
+// its result: lines returns its next line.
+func runNodeClientLines(t *testing.T, script string, args ...string) (lines func() string, result func(v any) error) {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Fatalf("node is needed for the browser client tests: %v", err)
@@ -101,16 +269,22 @@ func runNodeClient(t *testing.T, script string, args ...string) (result func(v a
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("client did not start: %q %s", lines.Text(), stderr.String())
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "ready" {
+		t.Fatalf("client did not start: %q %s", sc.Text(), stderr.String())
 	}
-	return func(v any) error {
-		if !lines.Scan() {
+	lines = func() string {
+		if !sc.Scan() {
+			return "(nothing more) " + stderr.String()
+		}
+		return sc.Text()
+	}
+	return lines, func(v any) error {
+		if !sc.Scan() {
 			return fmt.Errorf("no result from the client: %s", stderr.String())
 		}
-		if err := json.Unmarshal(lines.Bytes(), v); err != nil {
-			return fmt.Errorf("client said %q", lines.Text())
+		if err := json.Unmarshal(sc.Bytes(), v); err != nil {
+			return fmt.Errorf("client said %q", sc.Text())
 		}
 		if err := cmd.Wait(); err != nil {
 			return fmt.Errorf("client exit %v, stderr %s", err, stderr.String())

@@ -11,6 +11,7 @@ import (
 type historyResp struct {
 	Head        uint64 `json:"head"`
 	FirstOffset uint64 `json:"first_offset"`
+	Epoch       string `json:"epoch"`
 	Messages    []struct {
 		Offset uint64 `json:"offset"`
 	} `json:"messages"`

@@ -7,7 +7,11 @@
 //
 // It reconnects by itself (with backoff) and resubscribes each channel from
 // the last offset it delivered, with that offset's epoch, so a dropped
-// connection or a server restart loses nothing and repeats nothing.
+// connection or a server restart loses nothing and repeats nothing. A
+// connection that goes silent (no frame, not even the server's ping, for
+// the heartbeat the server announced plus silenceMargin) is given up and
+// replaced: a network that vanished without closing the socket, as after
+// a laptop's sleep, is noticed.
 (function (root) {
   "use strict";
 
@@ -19,6 +23,7 @@
     this.onError = options.onError || function () {};
     this.minDelay = options.minDelay || 250;
     this.maxDelay = options.maxDelay || 10000;
+    this.silenceMargin = options.silenceMargin || 10000;
     this.clientId = null;
     this.subs = new Map();      // channel -> subscription
     this.pending = new Map();   // request id -> {resolve, reject}
@@ -37,17 +42,42 @@
     var self = this;
     var ws = new WebSocket(this.url);
     this.ws = ws;
-    ws.onmessage = function (ev) { self.frame(JSON.parse(ev.data)); };
-    ws.onclose = function (ev) {
-      self.ws = null;
-      self.clientId = null;
-      self.pending.forEach(function (p) { p.reject(new Error("connection closed")); });
-      self.pending.clear();
-      self.onState("disconnected", ev.code, ev.reason);
-      if (self.closed || ev.code === 4000) return; // closed by us, or kicked
-      var delay = Math.min(self.maxDelay, self.minDelay * Math.pow(2, self.attempt++));
-      setTimeout(function () { if (!self.closed) self.connect(); }, delay * (0.5 + Math.random() / 2));
-    };
+    ws.onmessage = function (ev) { self.heard = Date.now(); self.frame(JSON.parse(ev.data)); };
+    ws.onclose = function (ev) { self.lost(ws, ev.code, ev.reason); };
+  };
+
+  // lost ends the connection ws: its requests fail, and unless the client
+  // was closed or kicked (4000), a new connection is tried after a backoff.
+  Fazt.prototype.lost = function (ws, code, reason) {
+    if (this.ws !== ws) return;
+    var self = this;
+    clearInterval(this.watchdog);
+    this.ws = null;
+    this.clientId = null;
+    this.pending.forEach(function (p) { p.reject(new Error("connection closed")); });
+    this.pending.clear();
+    this.onState("disconnected", code, reason);
+    if (this.closed || code === 4000) return; // closed by us, or kicked
+    var delay = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt++));
+    setTimeout(function () { if (!self.closed) self.connect(); }, delay * (0.5 + Math.random() / 2));
+  };
+
+  // watch gives up on ws when no frame has come for the server's heartbeat
+  // (seconds) plus silenceMargin: the server pings every heartbeat, so
+  // silence means the path is gone, which TCP may not notice for minutes.
+  Fazt.prototype.watch = function (ws, heartbeat) {
+    var self = this;
+    var limit = heartbeat * 1000 + this.silenceMargin;
+    clearInterval(this.watchdog);
+    this.heard = Date.now();
+    this.watchdog = setInterval(function () {
+      if (self.ws !== ws || Date.now() - self.heard <= limit) return;
+      // Its handlers go first: a close handshake on a dead path can take
+      // as long as TCP does.
+      ws.onmessage = ws.onclose = null;
+      try { ws.close(); } catch (e) { /* closing already */ }
+      self.lost(ws, 1006, "no frame for " + Math.round(limit / 1000) + " s");
+    }, Math.min(5000, limit / 4));
   };
 
   Fazt.prototype.send = function (frame) {
@@ -71,6 +101,7 @@
       case "connected":
         this.attempt = 0; // reset here, not on open: a server that opens and closes is still backed off from
         this.clientId = f.client_id;
+        if (typeof f.heartbeat === "number") this.watch(this.ws, f.heartbeat);
         this.onState("connected", f.client_id);
         var self = this;
         this.subs.forEach(function (s) { self.join(s); });
@@ -93,6 +124,7 @@
         var sub = this.subs.get(f.channel);
         if (sub && f.id === sub.joinId) {
           sub.ready = true;
+          sub.retries = 0;
           sub.epoch = f.epoch;
           if (f.epoch_changed) sub.offset = null;
           // Nothing to replay: resume after the head, so that what is sent
@@ -135,20 +167,21 @@
   Fazt.prototype.joinWith = function (s, token) {
     var frame = { type: "subscribe", channel: s.channel };
     if (s.offset !== null) { frame.offset = s.offset; if (s.epoch) frame.epoch = s.epoch; }
-    else if (s.start.offset !== undefined) frame.offset = s.start.offset;
+    else if (s.start.offset !== undefined) { frame.offset = s.start.offset; if (s.start.epoch) frame.epoch = s.start.epoch; }
     else if (s.start.last !== undefined) frame.last = s.start.last;
     else if (s.start.since !== undefined) frame.since = s.start.since;
     if (token) frame.token = token;
-    var self = this;
+    var self = this, ws = this.ws;
     this.request(frame).catch(function (err) {
       if (!err.code || self.subs.get(s.channel) !== s) return; // the connection closed: joined again on the next
-      if (transient[err.code]) { // tried again, as after a reconnect
-        setTimeout(function () { if (self.subs.get(s.channel) === s && !s.ready) self.join(s); },
-          self.minDelay * (1 + Math.random()));
+      if (transient[err.code]) { // tried again on this connection, backing off; a new one joins anew
+        var delay = Math.min(self.maxDelay, self.minDelay * Math.pow(2, s.retries++));
+        setTimeout(function () {
+          if (self.ws === ws && self.subs.get(s.channel) === s && !s.ready) self.join(s);
+        }, delay * (0.5 + Math.random() / 2));
         return;
       }
-      if (s.prev) self.subs.set(s.channel, s.prev); // a second subscribe to a channel leaves the first
-      else self.subs.delete(s.channel);
+      self.subs.delete(s.channel);
       if (s.onError) s.onError(err);
     });
     s.joinId = frame.id;
@@ -157,28 +190,35 @@
   // Refusals that a later try may not meet.
   var transient = { unavailable: true, internal: true, rate_limited: true };
 
-  // subscribe joins channel. start is {} (live only), {offset: n},
+  // subscribe joins channel. start is {} (live only), {offset: n} (with
+  // the epoch that offset belongs to, when known: {offset: n, epoch: e}),
   // {last: k} or {since: unixMs}, plus {token} for private channels; it
   // applies to the first join only: reconnects resume from the last
   // delivered offset. token may be a function returning the token (or a
   // promise of it): it is called at every join, reconnects included, so
   // that short-lived tokens can be fetched anew. handler(data, frame) gets
-  // each message once, in order.
+  // each message once, in order. A channel is subscribed once at a time:
+  // a second subscribe before the first's unsubscribe throws.
   Fazt.prototype.subscribe = function (channel, start, handler, hooks) {
     if (typeof start === "function") { hooks = handler; handler = start; start = {}; }
+    if (this.subs.has(channel)) throw new Error("already subscribed to " + channel);
     hooks = hooks || {};
-    var s = { channel: channel, start: start || {}, handler: handler, offset: null, epoch: null,
+    var s = { channel: channel, start: start || {}, handler: handler, offset: null, epoch: null, retries: 0,
               onSubscribed: hooks.onSubscribed, onPresence: hooks.onPresence, onError: hooks.onError, onAll: hooks.onAll };
-    s.prev = this.subs.get(channel);
     this.subs.set(channel, s);
     if (this.clientId) this.join(s);
     var self = this;
     return {
+      // A handle whose subscription ended (unsubscribed, or refused) leaves
+      // a later subscription to the channel alone.
       unsubscribe: function () {
-        if (self.subs.get(channel) === s) self.subs.delete(channel);
+        if (self.subs.get(channel) !== s) return Promise.resolve();
+        self.subs.delete(channel);
         return self.request({ type: "unsubscribe", channel: channel }).catch(function () {});
       },
-      get offset() { return s.offset; }
+      // Where a later page load may resume: subscribe(channel, {offset, epoch}).
+      get offset() { return s.offset; },
+      get epoch() { return s.epoch; }
     };
   };
 
@@ -194,6 +234,7 @@
 
   Fazt.prototype.close = function () {
     this.closed = true;
+    clearInterval(this.watchdog);
     if (this.ws) this.ws.close(1000);
   };
 
