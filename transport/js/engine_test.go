@@ -391,6 +391,42 @@ module.exports = async function (req) {
 	}
 }
 
+// TestAThrownValueThatNeverDescribesItselfTimesOut: what a script throws
+// is described (its toString, its stack) while the run's time limit still
+// holds, so a toString or a stack getter that never ends is interrupted
+// like any other loop, and one that throws is said to. Before, the
+// description ran after the limit was disarmed: the request hung, and a
+// CPU spun, for good.
+func TestAThrownValueThatNeverDescribesItselfTimesOut(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json": `{"js": {"handler_timeout_ms": 300}}`,
+		"a/api/main.js": `
+const spin = { toString() { for (;;) {} } };
+const spinStack = { get stack() { for (;;) {} }, toString() { return "x"; } };
+const throwStack = { get stack() { throw new Error("no"); }, toString() { return "y"; } };
+module.exports = async function (req) {
+  const v = { spin, spinStack, throwStack }[req.query.what];
+  if (req.query.reject) { await null; return Promise.reject(v); }
+  throw v;
+};`,
+	}, js.Config{})
+	for _, tc := range []struct{ what, want string }{
+		{"spin", "time limit of 300ms"},
+		{"spinStack", "time limit of 300ms"},
+		{"throwStack", "stack could not be read"},
+	} {
+		for _, reject := range []string{"", "&reject=1"} {
+			code, body := e.get("a", "/api/?what="+tc.what+reject)
+			if b := decodeErr(t, body); code != 500 || !strings.Contains(b.Error, tc.want) {
+				t.Errorf("%s%s: %d %s, want 500 %q", tc.what, reject, code, body, tc.want)
+			}
+		}
+	}
+	if code, body := e.get("a", "/api/?what=none"); code != 500 || !strings.Contains(body, "undefined") {
+		t.Errorf("after: %d %s", code, body)
+	}
+}
+
 func TestConsoleGoesToTheServerLog(t *testing.T) {
 	e := newEnv(t, map[string]string{"a/api/main.js": `
 module.exports = function (req) {

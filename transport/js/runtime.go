@@ -164,7 +164,10 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		if thrown == nil {
 			thrown = finishCatching(vm, v, finish)
 		}
-		result = thrown
+		// Described here, on the loop and within the limit: a thrown
+		// value's toString, or its stack, may be script code that never
+		// ends, and nothing could interrupt it once the run is over.
+		result = describeCatching(thrown)
 		rt.loop.StopNoWait()
 	}
 	func() {
@@ -261,6 +264,32 @@ func finishCatching(vm *goja.Runtime, v goja.Value, finish func(*goja.Runtime, g
 	return err
 }
 
+// describeCatching is scriptError, run where the script's code may run:
+// the interrupt at the time limit that ends a toString or stack getter is
+// returned as such (the run timed out), and a thrown value that cannot be
+// described (its stack throws, or overflows the call stack) is said to be
+// one.
+func describeCatching(err error) (out error) {
+	if err == nil || isInterrupt(err) {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			switch p := p.(type) {
+			case *goja.InterruptedError:
+				out = p
+			case *goja.StackOverflowError:
+				out = &ScriptError{Message: fmt.Sprintf("RangeError: more than %d nested calls describing the thrown value", maxCallDepth)}
+			case *goja.Exception: // its stack's getter, or the stack's toString, threw
+				out = &ScriptError{Message: "a value was thrown whose stack could not be read"}
+			default:
+				panic(p)
+			}
+		}
+	}()
+	return scriptError(err)
+}
+
 func isInterrupt(err error) bool {
 	var ie *goja.InterruptedError
 	return errors.As(err, &ie)
@@ -273,11 +302,19 @@ func (r *rejectedError) Error() string { return valueString(r.reason) }
 
 func rejection(v goja.Value) error { return &rejectedError{v} }
 
-func valueString(v goja.Value) string {
+// valueString is v's toString, or "" when that throws. The interrupt at
+// the time limit passes: it must end the run, not just the toString.
+func valueString(v goja.Value) (s string) {
 	if v == nil {
 		return "undefined"
 	}
-	defer func() { recover() }() // a throwing toString
+	defer func() {
+		if p := recover(); p != nil {
+			if ie, ok := p.(*goja.InterruptedError); ok {
+				panic(ie)
+			}
+		}
+	}()
 	return v.String()
 }
 
