@@ -92,3 +92,22 @@ func TestStringEnd(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckNumbers checks CheckNumbers against encoding/json on valid
+// JSON: a document decodes into Go values (float64 numbers) exactly when
+// CheckNumbers accepts it.
+func FuzzCheckNumbers(f *testing.F) {
+	for _, s := range []string{`1e400`, `{"n":-1e400}`, `[1e-400]`, `{"a":"1e400"}`, `1.7976931348623157e308`, `1.8e308`, `123` + strings.Repeat("0", 320), `[0.5E+2,-0]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := CheckNumbers(b)
+		if !json.Valid(b) {
+			return
+		}
+		var v any
+		if jerr := json.Unmarshal(b, &v); (err == nil) != (jerr == nil) {
+			t.Fatalf("%q: CheckNumbers %v, json.Unmarshal %v", b, err, jerr)
+		}
+	})
+}

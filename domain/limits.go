@@ -1,6 +1,10 @@
 package domain
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"strconv"
+)
 
 // Limits bound what one app's clients may do. Zero fields take the defaults,
 // which are meant never to get in the way of real use: tens of thousands of
@@ -114,6 +118,38 @@ func CheckDepth(b []byte, max int) error {
 			}
 		case '}', ']':
 			depth--
+		}
+	}
+	return nil
+}
+
+// CheckNumbers reports an error, with code bad_request, when the JSON text
+// b holds a number beyond the range of a double (1e400): JavaScript reads
+// it as Infinity, which has no JSON form, and goja's JSON.parse refuses it.
+// Like CheckDepth it does not validate b otherwise; only numbers with an
+// exponent, or of more than 300 characters, are parsed.
+func CheckNumbers(b []byte) error {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == '"':
+			i = StringEnd(b, i+1) - 1
+		case c == '-' || c >= '0' && c <= '9':
+			j, exp := i+1, false
+			for ; j < len(b); j++ {
+				c := b[j]
+				if c == 'e' || c == 'E' {
+					exp = true
+				} else if !(c >= '0' && c <= '9' || c == '.' || c == '+' || c == '-') {
+					break
+				}
+			}
+			if exp || j-i > 300 {
+				if f, err := strconv.ParseFloat(string(b[i:j]), 64); err != nil && math.IsInf(f, 0) {
+					return Errorf(CodeBadRequest, "the number %.40s is beyond the range of a double", b[i:j])
+				}
+			}
+			i = j - 1
 		}
 	}
 	return nil

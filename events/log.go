@@ -755,6 +755,9 @@ func checkData(data json.RawMessage) error {
 	if !utf8.Valid(data) {
 		return domain.Errorf(domain.CodeBadRequest, "message data is not valid UTF-8")
 	}
+	if err := domain.CheckNumbers(data); err != nil {
+		return fmt.Errorf("message data: %w", err)
+	}
 	return nil
 }
 

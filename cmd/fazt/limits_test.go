@@ -512,6 +512,55 @@ func TestDataThatIsNotUTF8IsRefused(t *testing.T) {
 	}
 }
 
+// TestNumbersBeyondADoubleAreRefused publishes 1e400 through every way
+// in. JSON's syntax takes it, but JavaScript reads it as Infinity, which
+// has no JSON form, and goja's JSON.parse refuses it: onPublish crashed on
+// it (costing the runtime), and a handler's req.json failed the request.
+// Each way refuses it with bad_request and commits nothing; a handler gets
+// req.json null, as for a body that is not JSON.
+func TestNumbersBeyondADoubleAreRefused(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"rt": `{"client_publish":true}`})
+	tn.writeFiles(map[string]string{
+		"rt/api/realtime.js": `exports.onPublish = (client, channel, data) => data;`,
+		"rt/api/main.js":     `module.exports = (req) => ({ json: { parsed: req.json, body: req.body } });`,
+	})
+	bad := json.RawMessage(`{"n":1e400}`)
+	for path, body := range map[string]any{
+		"/_api/publish":       map[string]any{"channel": "room", "data": bad},
+		"/_api/publish-batch": map[string]any{"messages": []any{map[string]any{"channel": "room", "data": bad}}},
+		"/_api/broadcast-all": map[string]any{"data": bad},
+	} {
+		var e struct{ Error, Code string }
+		if code := tn.api("rt", testAdminKey, "POST", path, body, &e); code != 400 || e.Code != "bad_request" || !strings.Contains(e.Error, "1e400 is beyond the range of a double") {
+			t.Errorf("%s: %d %+v, want 400 bad_request about the number", path, code, e)
+		}
+	}
+	c := tn.dial("rt", "")
+	c.subscribe(map[string]any{"channel": "room"})
+	c.send(`{"type":"publish","channel":"room","id":"n","data":{"n":-1e400}}`)
+	if f := c.next(); f.str("type") != "error" || f.str("code") != "bad_request" || f["id"] != "n" {
+		t.Errorf("a client's publish: %v", f)
+	}
+	if h := tn.history("rt", "room", ""); h.Head != 0 || len(h.Messages) != 0 {
+		t.Errorf("committed: head %d, %d messages", h.Head, len(h.Messages))
+	}
+	if a := tn.audit("rt", "type=broadcast,broadcast_all"); len(a.Events) != 0 {
+		t.Errorf("%d broadcasts in the audit", len(a.Events))
+	}
+	// A number that underflows to 0 is a number like any other.
+	c.send(`{"type":"publish","channel":"room","id":"u","data":{"n":1e-400}}`)
+	if p, _ := c.publishedAndMessage(); p["offset"] != float64(1) {
+		t.Errorf("1e-400: %v", p)
+	}
+	var out struct {
+		Parsed any
+		Body   string
+	}
+	if code, body := tn.jsCall("rt", "POST", "/api/echo", bad, &out); code != 200 || out.Parsed != nil || out.Body != string(bad) {
+		t.Errorf("handler: %d %s", code, body)
+	}
+}
+
 // TestConnectRecordIsBounded opens connections whose query, which the log
 // records with the User-Agent and Origin, comes near and past 8 KiB: the
 // first is taken and recorded whole; the second is refused with 413

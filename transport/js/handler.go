@@ -118,8 +118,10 @@ func (rt *runtime) request(vm *goja.Runtime, r *http.Request, body []byte, reqID
 	}
 	// net/http takes Host out of the headers; a handler looks for it there.
 	headers.Set("host", r.Host)
+	// null for a body that is not JSON, or that JS cannot parse (a
+	// number beyond a double's range).
 	var parsed goja.Value = goja.Null()
-	if len(body) > 0 && json.Valid(body) {
+	if len(body) > 0 && json.Valid(body) && domain.CheckNumbers(body) == nil {
 		parsed = rt.fromJSON(vm, body)
 	}
 	req := vm.NewObject()
