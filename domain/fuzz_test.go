@@ -111,3 +111,25 @@ func FuzzCheckNumbers(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStringEnd checks StringEnd, which jumps from quote to quote,
+// against a walk of every byte that skips what each backslash escapes.
+func FuzzStringEnd(f *testing.F) {
+	for _, s := range []string{`abc"`, `a\"b"`, `a\\"b"`, `\\\"x"`, `\`, `\"`, `"`, ``, `a\\\\"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := len(b)
+		for i := 0; i < len(b); i++ {
+			if b[i] == '\\' {
+				i++
+			} else if b[i] == '"' {
+				want = i + 1
+				break
+			}
+		}
+		if got := StringEnd(b, 0); got != want {
+			t.Fatalf("%q: %d, want %d", b, got, want)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
@@ -158,16 +159,24 @@ func CheckNumbers(b []byte) error {
 // StringEnd returns the index just past the end of the JSON string whose
 // contents start at b[i] (the byte after its opening quote): past the
 // first quote that no backslash escapes, or len(b) if there is none.
+//
+// It jumps from quote to quote (bytes.IndexByte): a quote ends the string
+// unless an odd run of backslashes stands before it.
 func StringEnd(b []byte, i int) int {
 	for i < len(b) {
-		switch b[i] {
-		case '\\':
-			i += 2
-		case '"':
-			return i + 1
-		default:
-			i++
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
 		}
+		j := i + q
+		k := j
+		for k > i && b[k-1] == '\\' {
+			k--
+		}
+		if (j-k)%2 == 0 {
+			return j + 1
+		}
+		i = j + 1
 	}
 	return len(b)
 }
