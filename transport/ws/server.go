@@ -337,15 +337,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // recordEnd records the end of a client's session, whether its
 // connection ran or was closed while being set up: it is counted, written
 // to the log as client.disconnected.v1, and told to onDisconnect.
+//
+// A write that fails (a full disk, say) is tried again in the background
+// until it is written or the server shuts down: until then the session
+// stays open in the log, and so in the member lists, counts and presence
+// built from it. One left at shutdown is closed at the next start, as a
+// crash's sessions are (server_restart).
 func (s *Server) recordEnd(client domain.Client, reason string) {
 	s.metrics.disconnects.WithLabelValues(reason).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.store.Append(ctx, &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: reason}); err != nil {
+	ev := &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: reason}
+	if _, err := s.store.Append(ctx, ev); err != nil {
 		s.log.Error("record disconnection", "app", client.App, "client", client.ID, "err", err)
+		s.connWG.Add(1) // the connection's own count is still held
+		go s.retryEnd(ev)
 	}
 	if s.hooks != nil {
 		s.hooks.OnDisconnect(ctx, client, reason)
+	}
+}
+
+// endRetryFirst and endRetryMost bound the waits between retries of a
+// session's end: doubling from the first to the most.
+var endRetryFirst, endRetryMost = 100 * time.Millisecond, 5 * time.Second
+
+// retryEnd writes ev until it is written or Shutdown begins.
+func (s *Server) retryEnd(ev *domain.ClientDisconnected) {
+	defer s.connWG.Done()
+	for wait, tries := endRetryFirst, 1; ; wait = min(2*wait, endRetryMost) {
+		select {
+		case <-s.closingCtx.Done():
+			s.log.Warn("disconnection not recorded before shutdown; the next start closes the session", "app", ev.App, "client", ev.Client, "tries", tries)
+			return
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(s.closingCtx, 10*time.Second)
+		_, err := s.store.Append(ctx, ev)
+		cancel()
+		tries++
+		if err == nil {
+			s.log.Info("recorded disconnection", "app", ev.App, "client", ev.Client, "tries", tries)
+			return
+		}
 	}
 }
 

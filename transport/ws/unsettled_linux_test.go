@@ -19,6 +19,8 @@ type failingStore struct {
 	*events.Log
 	failChannel     atomic.Bool
 	failUnsubscribe atomic.Bool
+	failEnds        atomic.Int32 // the next appends of a session's end that fail
+	endTries        atomic.Int32
 }
 
 func (s *failingStore) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
@@ -32,6 +34,12 @@ func (s *failingStore) Append(ctx context.Context, facts ...domain.Fact) ([]doma
 	for _, f := range facts {
 		if _, ok := f.(*domain.ChannelUnsubscribed); ok && s.failUnsubscribe.Load() {
 			return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit")
+		}
+		if _, ok := f.(*domain.ClientDisconnected); ok {
+			s.endTries.Add(1)
+			if s.failEnds.Add(-1) >= 0 {
+				return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit: database or disk is full")
+			}
 		}
 	}
 	return s.Log.Append(ctx, facts...)
@@ -99,4 +107,44 @@ func TestUnsubscribeThatCannotBeRecordedClosesTheConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectUnsettled(t, ts, c, string(domain.CodeUnavailable))
+}
+
+// A session's end that cannot be written (a full disk) is written when the
+// log takes it again: until then the client is listed as subscribed (and
+// counted, and a presence member), as the log says; before, it stayed so
+// until the next start.
+func TestASessionsEndIsWrittenOnceTheLogTakesIt(t *testing.T) {
+	defer func(first, most time.Duration) { endRetryFirst, endRetryMost = first, most }(endRetryFirst, endRetryMost)
+	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
+	var fs *failingStore
+	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	c := ts.dial()
+	c.subscribe("room")
+	fs.failEnds.Store(3)
+	c.ws.Close()
+	waitUntil(t, "the end recorded and applied", func() bool {
+		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id, Types: []string{domain.NameClientDisconnected}})
+		return err == nil && len(evs) == 1 && len(ts.members.Subscribers(domain.DefaultApp, "room")) == 0
+	})
+	if n := fs.endTries.Load(); n != 4 {
+		t.Errorf("%d tries, want 4", n)
+	}
+}
+
+// One that the log never takes is given up at shutdown, which does not
+// wait for it: the next start closes the session.
+func TestShutdownLeavesAnEndTheLogWillNotTake(t *testing.T) {
+	defer func(first, most time.Duration) { endRetryFirst, endRetryMost = first, most }(endRetryFirst, endRetryMost)
+	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
+	var fs *failingStore
+	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	c := ts.dial()
+	fs.failEnds.Store(1 << 30)
+	c.ws.Close()
+	waitUntil(t, "a retry", func() bool { return fs.endTries.Load() >= 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
 }
