@@ -156,6 +156,20 @@ func CheckNumbers(b []byte) error {
 	return nil
 }
 
+// CheckUnixMillis refuses, with code bad_request, a time in unix
+// milliseconds that is negative, or that looks like unix seconds: 10 or 11
+// digits (2001 to 5138 in seconds) read as milliseconds would be a time
+// in 1970 to 1973, and bound a query there in silence.
+func CheckUnixMillis(name string, ms int64) error {
+	switch {
+	case ms < 0:
+		return Errorf(CodeBadRequest, "%s %d: a time must not be negative", name, ms)
+	case ms >= 1e9 && ms < 1e11:
+		return Errorf(CodeBadRequest, "%s %d: looks like unix seconds; give unix milliseconds (%d000)", name, ms, ms)
+	}
+	return nil
+}
+
 // StringEnd returns the index just past the end of the JSON string whose
 // contents start at b[i] (the byte after its opening quote): past the
 // first quote that no backslash escapes, or len(b) if there is none.

@@ -299,3 +299,41 @@ func TestHistoryTableFailsLoudly(t *testing.T) {
 		}
 	}
 }
+
+// TestTimesThatWouldBoundNothingAreRefused: a time of 0 or less bounds
+// nothing, and unix seconds read as milliseconds are a time in 1970 to
+// 1973, so a history, audit or member list asked for since=1700000000, or
+// until a date before 1970, answered as if no bound had been given (or, at
+// that time, nobody). The server API, a subscribe and JS refuse them with
+// bad_request, as the CLI does.
+func TestTimesThatWouldBoundNothingAreRefused(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"rt": ""})
+	tn.writeFiles(map[string]string{"rt/api/main.js": callerJS})
+	fillChannel(t, tn, "rt", "room", 3)
+	for _, path := range []string{
+		"/_api/channels/room/history?since=1700000000",
+		"/_api/channels/room/history?until=1969-12-31T23:00:00Z",
+		"/_api/channels/room/history?until=-1",
+		"/_api/audit?since=1700000000",
+		"/_api/audit?until=1960-01-01T00:00:00Z",
+		"/_api/channels/room/subscribers?at=1700000000",
+	} {
+		var e struct{ Error, Code string }
+		if code := tn.api("rt", testAdminKey, "GET", path, nil, &e); code != 400 || e.Code != "bad_request" {
+			t.Errorf("%s: %d %+v, want 400 bad_request", path, code, e)
+		}
+	}
+	if h := tn.history("rt", "room", "since=1700000000000"); len(h.Messages) != 3 {
+		t.Errorf("since unix ms: %d messages", len(h.Messages))
+	}
+	c := tn.dial("rt", "")
+	c.send(map[string]any{"type": "subscribe", "channel": "room", "since": 1700000000, "id": 1})
+	if e := c.expect("error"); e.str("code") != "bad_request" || !strings.Contains(e.str("error"), "unix seconds") {
+		t.Errorf("subscribe since unix seconds: %v", e)
+	}
+	for _, opts := range []map[string]any{{"since": 1700000000}, {"until": 99999999999}} {
+		if code, out := tn.callJS("rt", "history", "room", opts); code != 400 || out["code"] != "bad_request" {
+			t.Errorf("JS history %v: %d %v", opts, code, out)
+		}
+	}
+}

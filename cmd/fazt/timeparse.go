@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
 
@@ -32,29 +33,32 @@ func parseTime(s string, now time.Time) (int64, error) {
 		return 0, nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("time %q: must not be negative", s)
-		}
-		// Unix seconds (10 digits since 2001, 11 from 2286) read as
-		// milliseconds would be a time before March 1973: say so, rather
-		// than bound the query there in silence.
-		if n >= 1e9 && n < 1e11 {
-			return 0, fmt.Errorf("time %q: looks like unix seconds; give unix milliseconds (%s000)", s, s)
+		// Unix seconds, or a negative time, are refused as the server
+		// refuses them.
+		if err := domain.CheckUnixMillis("time", n); err != nil {
+			return 0, err
 		}
 		return n, nil
 	}
+	ms, ok := int64(0), false
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UnixMilli(), nil
+		ms, ok = t.UnixMilli(), true
 	}
 	for _, layout := range absoluteLayouts {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t.UnixMilli(), nil
+		if t, err := time.ParseInLocation(layout, s, time.Local); !ok && err == nil {
+			ms, ok = t.UnixMilli(), true
 		}
 	}
-	if d, err := apps.ParseAge(s); err == nil {
-		return now.Add(-d).UnixMilli(), nil
+	if d, err := apps.ParseAge(s); !ok && err == nil {
+		ms, ok = now.Add(-d).UnixMilli(), true
 	}
-	return 0, fmt.Errorf("time %q: want an age such as 90s, 2h or 7d, a date such as 2026-01-02T15:04, RFC 3339, or unix milliseconds", s)
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("time %q: want an age such as 90s, 2h or 7d, a date such as 2026-01-02T15:04, RFC 3339, or unix milliseconds", s)
+	case ms < 0: // a bound of 0 or less is none
+		return 0, fmt.Errorf("time %q: before 1970", s)
+	}
+	return ms, nil
 }
 
 // formatTime shows unix milliseconds as a local time with milliseconds.

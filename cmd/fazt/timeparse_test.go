@@ -34,7 +34,7 @@ func TestParseTime(t *testing.T) {
 	}
 	// 1700000000 is unix seconds, which read as milliseconds was a time in
 	// January 1970.
-	for _, bad := range []string{"yesterday", "-5", "2h ago", "0s", "2026-13-01", "d", "1700000000"} {
+	for _, bad := range []string{"yesterday", "-5", "2h ago", "0s", "2026-13-01", "d", "1700000000", "1969-12-31T00:00:00Z", "1969-06-01", "30000d"} {
 		if _, err := parseTime(bad, now); err == nil {
 			t.Errorf("parseTime(%q) succeeded, want an error", bad)
 		}

@@ -359,10 +359,10 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	if hq.After, err = uintParam(q.Get("offset")); err != nil {
 		return err
 	}
-	if hq.Since, err = timeParam(q.Get("since")); err != nil {
+	if hq.Since, err = timeParam("since", q.Get("since")); err != nil {
 		return err
 	}
-	if hq.Until, err = timeParam(q.Get("until")); err != nil {
+	if hq.Until, err = timeParam("until", q.Get("until")); err != nil {
 		return err
 	}
 	limit, err := uintParam(q.Get("limit"))
@@ -405,7 +405,7 @@ func (a *API) subscribers(w http.ResponseWriter, r *http.Request, c caller, chan
 		return err
 	}
 	if at := r.URL.Query().Get("at"); at != "" {
-		t, err := timeParam(at)
+		t, err := timeParam("at", at)
 		if err != nil {
 			return err
 		}
@@ -503,10 +503,10 @@ func (a *API) audit(w http.ResponseWriter, r *http.Request, c caller) error {
 	if aq.Types, err = ParseTypes(q.Get("type")); err != nil {
 		return err
 	}
-	if aq.Since, err = timeParam(q.Get("since")); err != nil {
+	if aq.Since, err = timeParam("since", q.Get("since")); err != nil {
 		return err
 	}
-	if aq.Until, err = timeParam(q.Get("until")); err != nil {
+	if aq.Until, err = timeParam("until", q.Get("until")); err != nil {
 		return err
 	}
 	if aq.After, err = uintParam(q.Get("after")); err != nil {
@@ -553,18 +553,24 @@ func uintParam(s string) (uint64, error) {
 	return n, nil
 }
 
-// timeParam reads a time as unix milliseconds or RFC 3339.
-func timeParam(s string) (int64, error) {
+// timeParam reads the time named name as unix milliseconds or RFC 3339;
+// "" is 0 (no bound). A time before 1970, or unix seconds, is refused: 0
+// and a negative bound mean none, so either would answer as if no bound
+// had been given.
+func timeParam(name, s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-		return n, nil
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, domain.CheckUnixMillis(name, n)
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t.UnixMilli() < 0 {
+			return 0, domain.Errorf(domain.CodeBadRequest, "%s %q: a time before 1970", name, s)
+		}
 		return t.UnixMilli(), nil
 	}
-	return 0, domain.Errorf(domain.CodeBadRequest, "%q is not a time (unix ms or RFC 3339)", s)
+	return 0, domain.Errorf(domain.CodeBadRequest, "%s %q is not a time (unix ms or RFC 3339)", name, s)
 }
 
 // writeError writes err as {"error","code"} with the status its code maps to.

@@ -260,6 +260,14 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 		}
 		hq.Since = num("since")
 		hq.Until = num("until")
+		for _, t := range []struct {
+			name string
+			ms   int64
+		}{{"since", hq.Since}, {"until", hq.Until}} {
+			if err := domain.CheckUnixMillis(t.name, t.ms); err != nil {
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history: %v", err))
+			}
+		}
 		hq.Limit = int(num("limit"))
 		if v := o.Get("reverse"); v != nil {
 			hq.Reverse = v.ToBoolean()

@@ -225,8 +225,8 @@ func parseStart(req *request) (domain.Start, error) {
 		}
 		return domain.Start{Mode: domain.StartLast, Value: *req.Last}, nil
 	case req.Since != nil:
-		if *req.Since < 0 {
-			return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "since must be a unix time in milliseconds")
+		if err := domain.CheckUnixMillis("since", *req.Since); err != nil {
+			return domain.Start{}, err
 		}
 		return domain.Start{Mode: domain.StartSince, Value: *req.Since}, nil
 	}
