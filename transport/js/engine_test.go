@@ -128,6 +128,14 @@ module.exports = function (req) {
     return { status: "ok" }; // not a response: status is not a number
   case "/api/fn":
     return function () {};
+  case "/api/cookies":
+    return { headers: { "Set-Cookie": ["a=1; Path=/", "b=2; Path=/"], "Transfer-Encoding": "gzip", "Connection": "close", "Content-Length": "1" }, body: "two" };
+  case "/api/body-number":
+    return { body: 42 };
+  case "/api/body-uint16":
+    return { body: new Uint16Array(2) };
+  case "/api/body-bytes":
+    return { body: new Uint8Array([104, 105]) };
   }
   return { status: 404, json: { error: "none" } };
 };`}, js.Config{})
@@ -170,6 +178,29 @@ module.exports = function (req) {
 	}
 	if code, body := e.get("a", "/api/fn"); code != 500 || !strings.Contains(decodeErr(t, body).Error, "not JSON") {
 		t.Fatalf("function: %d %q", code, body)
+	}
+	// Each value of an array is a header of its own (two cookies, not one
+	// broken one); headers net/http owns are not the handler's to set.
+	req, _ = http.NewRequest("GET", e.srv.URL+"/api/cookies", nil)
+	req.Host = "a.localhost"
+	resp, err = jsClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1; Path=/" || got[1] != "b=2; Path=/" || string(b) != "two" || len(resp.TransferEncoding) != 0 || resp.Close {
+		t.Fatalf("cookies: %q %q %v %v close=%v", got, b, resp.TransferEncoding, resp.Header, resp.Close)
+	}
+	// A body is a string or bytes: a number, or another typed array, is
+	// the script's error, not its String() sent as octets.
+	for _, p := range []string{"/api/body-number", "/api/body-uint16"} {
+		if code, body := e.get("a", p); code != 500 || !strings.Contains(decodeErr(t, body).Error, "want a string, an ArrayBuffer or a Uint8Array") {
+			t.Fatalf("%s: %d %q", p, code, body)
+		}
+	}
+	if code, body := e.get("a", "/api/body-bytes"); code != 200 || body != "hi" {
+		t.Fatalf("Uint8Array body: %d %q", code, body)
 	}
 	if code, body := e.get("a", "/api/other"); code != 404 || strings.TrimSpace(body) != `{"error":"none"}` {
 		t.Fatalf("404: %d %q", code, body)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/dop251/goja"
@@ -168,7 +170,16 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 	}
 	if h, ok := obj.Get("headers").(*goja.Object); ok {
 		for _, k := range h.Keys() {
-			if strings.EqualFold(k, "Content-Length") {
+			if serverOwned[http.CanonicalHeaderKey(k)] {
+				continue
+			}
+			// An array is a header given once per value: Set-Cookie
+			// joined with commas would be one broken cookie.
+			if a, ok := h.Get(k).(*goja.Object); ok && a.ClassName() == "Array" {
+				n := a.Get("length").ToInteger()
+				for i := int64(0); i < n; i++ {
+					resp.header.Add(k, a.Get(strconv.FormatInt(i, 10)).String())
+				}
 				continue
 			}
 			resp.header.Set(k, h.Get(k).String())
@@ -203,13 +214,36 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 		case []byte:
 			resp.body = append([]byte(nil), x...)
 		default:
-			resp.body = []byte(b.String())
+			return resp, &ScriptError{Message: fmt.Sprintf("%s returned a body that is %s; want a string, an ArrayBuffer or a Uint8Array (or json for a value)", MainFile, describeType(b))}
 		}
 		if resp.header.Get("Content-Type") == "" {
 			resp.header.Set("Content-Type", "application/octet-stream")
 		}
 	}
 	return resp, nil
+}
+
+// serverOwned are the headers a handler's answer may not set: the length
+// and the connection's own, which net/http writes (a handler's
+// Transfer-Encoding came out twice).
+var serverOwned = map[string]bool{
+	"Content-Length": true, "Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Transfer-Encoding": true, "Te": true, "Trailer": true, "Upgrade": true,
+}
+
+// describeType names a value's kind for an error: "a number", "an object
+// (Uint16Array)".
+func describeType(v goja.Value) string {
+	if o, ok := v.(*goja.Object); ok {
+		return "an object (" + o.ClassName() + ")"
+	}
+	switch v.ExportType().Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int64, reflect.Float64:
+		return "a number"
+	}
+	return "a " + v.ExportType().String()
 }
 
 func isResponse(obj *goja.Object) bool {
