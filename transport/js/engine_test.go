@@ -338,6 +338,31 @@ module.exports = async function (req) {
 	}
 }
 
+// TestTimersLeftBehindNeverRun: once a handler's value has settled, the
+// callbacks it left behind never run, although the event loop runs an
+// immediate's callback (and, at random, a timer due by then) on its way
+// out: each here would broadcast after the answer was decided.
+func TestTimersLeftBehindNeverRun(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = async function (req) {
+  if (req.query.async) await new Promise((r) => setTimeout(r, 1));
+  setImmediate(() => fazt.realtime.broadcast("late", "immediate"));
+  setTimeout(() => fazt.realtime.broadcast("late", "timeout"), 0);
+  return "ok";
+};`}, js.Config{})
+	for i := 0; i < 20; i++ {
+		for _, q := range []string{"", "?async=1"} {
+			if code, body := e.get("a", "/api/"+q); code != 200 || strings.TrimSpace(body) != `"ok"` {
+				t.Fatalf("%s: %d %s", q, code, body)
+			}
+		}
+	}
+	info, err := e.log.Channel(context.Background(), "a", "late")
+	if err != nil || info.Head != 0 {
+		t.Fatalf("broadcasts after the answer: head %d, %v", info.Head, err)
+	}
+}
+
 func TestRuntimesArePooledAndScriptsReloadOnChange(t *testing.T) {
 	e := newEnv(t, map[string]string{
 		"a/api/lib/v.js": `module.exports = "one";`,

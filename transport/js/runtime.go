@@ -38,7 +38,27 @@ type runtime struct {
 
 	// The execution in progress; set before and cleared after each one.
 	cur *execution
+	// runs counts the runtime's runs; live is the number of the run whose
+	// value has yet to settle, 0 when none: a timer's callback runs only
+	// while the run that set it is live (timerGate).
+	runs, live uint64
 }
+
+// timerGate wraps setTimeout, setInterval and setImmediate so that a
+// callback runs only while the run that scheduled it is live: once a
+// run's value settles, what it left behind never runs, although the event
+// loop would still run an immediate's callback, or a timer due by then,
+// on its way out.
+const timerGate = `(function (live) {
+  for (const name of ["setTimeout", "setInterval", "setImmediate"]) {
+    const schedule = globalThis[name];
+    globalThis[name] = function (fn, ...rest) {
+      if (typeof fn !== "function") return schedule(fn, ...rest);
+      const run = live();
+      return schedule(function (...args) { if (live() === run) return fn.apply(this, args); }, ...rest);
+    };
+  }
+})`
 
 // execution is what one run of a script is about: its deadline, its app's
 // current settings (app.json as of this run), and the logger its console
@@ -94,6 +114,14 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		fazt.Set("app", v.app)
 		fazt.Set("realtime", rt.realtimeObject(vm))
 		vm.Set("fazt", fazt)
+		gate, err := vm.RunScript("fazt:timers", timerGate)
+		if err != nil {
+			return nil, err
+		}
+		wrap, _ := goja.AssertFunction(gate)
+		if _, err := wrap(goja.Undefined(), vm.ToValue(func() int64 { return int64(rt.live) })); err != nil {
+			return nil, err
+		}
 		// The script is a CommonJS module of the app folder, so that
 		// require() inside it resolves relative to it.
 		return vm.RunString(`require("/` + v.file + `")`)
@@ -140,7 +168,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	run := *ex
 	run.ctx = ctx
 	rt.cur = &run
-	defer func() { rt.cur = nil }()
+	rt.runs++
+	rt.live = rt.runs
+	defer func() { rt.cur, rt.live = nil, 0 }()
 
 	var interrupted atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
@@ -161,6 +191,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			return
 		}
 		done = true
+		rt.live = 0
 		if thrown == nil {
 			thrown = finishCatching(vm, v, finish)
 		}
