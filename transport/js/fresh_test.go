@@ -117,3 +117,49 @@ func TestFreshRetriesAFileItCouldNotRead(t *testing.T) {
 		t.Fatal("a version that failed on a file it could not read is never tried again")
 	}
 }
+
+// TestFreshSeesFilesThatCameLater: a file that require() did not find,
+// then found (a route's module written after the script loaded) is
+// watched from then on, so that its edits are seen; and a working
+// version looks for the files it did not find once a second, so that an
+// optional require() at load sees its file appear. Before, such a file
+// stayed "missing", which a working version never looked at.
+func TestFreshSeesFilesThatCameLater(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "api", "routes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(MainFile)), []byte(`module.exports = 1;`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := versionOf(t, dir)
+	route := filepath.Join(dir, "api", "routes", "x.js")
+	if _, err := v.load("api/routes/x.js"); err == nil {
+		t.Fatal("loaded a file that is not there")
+	}
+	if err := os.WriteFile(route, []byte(`module.exports = "one";`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v.absentChecked.Store(time.Now().UnixNano())
+	if !v.fresh() {
+		t.Fatal("a working version looked for its missing files twice in a second")
+	}
+	v.absentChecked.Store(time.Now().Add(-2 * time.Second).UnixNano())
+	if v.fresh() {
+		t.Fatal("the file that appeared is not seen")
+	}
+	// Asked for again, it is read: from then on it is a file like any.
+	if _, err := v.load("api/routes/x.js"); err != nil {
+		t.Fatal(err)
+	}
+	v.absentChecked.Store(time.Now().UnixNano())
+	if !v.fresh() {
+		t.Fatal("not fresh after reading the file")
+	}
+	if err := os.WriteFile(route, []byte(`module.exports = "two, longer";`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v.fresh() {
+		t.Fatal("an edit of the file is not seen")
+	}
+}

@@ -53,6 +53,9 @@ type version struct {
 	// changes: a script that does not compile or throws while loading would
 	// fail the same way each time.
 	loadErr atomic.Pointer[error]
+	// absentChecked is when (unix ns) a working version last looked for
+	// the files require() did not find: at most once a second.
+	absentChecked atomic.Int64
 
 	// idle are the runtimes waiting for an execution, the most recently
 	// used last: the next execution takes that one, so that runtimes a
@@ -176,12 +179,15 @@ func (v *version) load(p string) ([]byte, error) {
 	return src, nil
 }
 
-// note records the stamp of a file the version looked at, the first time.
+// note records the stamp of a file the version looked at, the first time
+// it read it: a file found missing or unreadable before, then read (a
+// require() that failed, tried again once the file was there), takes the
+// stamp it was read with, so that its edits are seen.
 func (v *version) note(p string, st stamp) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := *v.deps.Load()
-	if _, seen := old[p]; seen {
+	if was, seen := old[p]; seen && (was != missing && was != unreadable || st == missing || st == unreadable) {
 		return
 	}
 	deps := make(map[string]stamp, len(old)+1)
@@ -193,9 +199,10 @@ func (v *version) note(p string, st stamp) {
 }
 
 // fresh reports whether no file of the version changed since it was read.
-// The files require() did not find, or found and could not read, count
-// only for a version that failed to load: a working script need not stat
-// them on every run.
+// The files require() did not find, or found and could not read, count on
+// every run for a version that failed to load; a working script looks for
+// the missing ones once a second (an optional require() at load, such as
+// a local config file, sees the file appear), not on every run.
 func (v *version) fresh() bool {
 	// Each file is looked up by its path, with a plain stat: one system
 	// call, where the root's opens and closes each folder on the way (five
@@ -209,8 +216,15 @@ func (v *version) fresh() bool {
 		return false
 	}
 	failed := v.loadErr.Load() != nil
+	absent := failed
+	if !failed {
+		now := time.Now().UnixNano()
+		if last := v.absentChecked.Load(); now-last >= int64(time.Second) && v.absentChecked.CompareAndSwap(last, now) {
+			absent = true
+		}
+	}
 	for p, st := range *v.deps.Load() {
-		if (st == missing || st == unreadable) && !failed {
+		if st == unreadable && !failed || st == missing && !absent {
 			continue
 		}
 		if st == unreadable {
