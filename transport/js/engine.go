@@ -303,13 +303,17 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	rt := v.get()
 	if rt == nil {
 		if rt, err = e.newRuntime(v, ex, limit); err != nil {
+			var passing passingError
+			transient := errors.As(err, &passing)
 			err = scriptError(err)
 			var se *ScriptError
-			if errors.As(err, &se) {
+			if errors.As(err, &se) && !transient {
 				// A syntax error or a throw while loading would fail
 				// the same way next time; until a file changes, say so
 				// without running it again. A load that ran out of time
-				// is tried again: a busy machine may have been the cause.
+				// is tried again: a busy machine may have been the cause;
+				// so is one that a fazt.realtime call's passing failure
+				// (the log unavailable, say) may have failed.
 				v.fail(err)
 			}
 			log.Error("js script failed to load", "err", err)

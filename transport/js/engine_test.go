@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,12 @@ type env struct {
 // newEnv writes files (paths relative to the apps dir) and starts an engine.
 func newEnv(t testing.TB, files map[string]string, cfg js.Config) *env {
 	t.Helper()
+	return newEnvStore(t, files, cfg, nil)
+}
+
+// newEnvStore is newEnv with the engine's store made by wrap from the log.
+func newEnvStore(t testing.TB, files map[string]string, cfg js.Config, wrap func(*events.Log) js.Store) *env {
+	t.Helper()
 	tmp := t.TempDir()
 	e := &env{t: t, dir: filepath.Join(tmp, "apps"), logs: &testutil.SyncBuffer{}}
 	for name, body := range files {
@@ -58,7 +65,11 @@ func newEnv(t testing.TB, files map[string]string, cfg js.Config) *env {
 		return info.Head, info.Epoch, err
 	}, 0)
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.eng = js.New(cfg, e.log, e.members, apps.NewRegistry(e.dir))
+	var store js.Store = e.log
+	if wrap != nil {
+		store = wrap(e.log)
+	}
+	e.eng = js.New(cfg, store, e.members, apps.NewRegistry(e.dir))
 	e.srv = httptest.NewServer(e.eng)
 	t.Cleanup(e.srv.Close)
 	return e
@@ -335,6 +346,49 @@ module.exports = async function (req) {
 	time.Sleep(50 * time.Millisecond)
 	if _, again := e.get("a", "/api/ticks"); strings.TrimSpace(again) != first {
 		t.Fatalf("interval kept ticking between requests: %s then %s", first, again)
+	}
+}
+
+// unavailableStore is the log whose channel reads fail while down is set,
+// as a database busy or on a full disk would.
+type unavailableStore struct {
+	*events.Log
+	down atomic.Bool
+}
+
+func (s *unavailableStore) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
+	if s.down.Load() {
+		return domain.ChannelInfo{}, domain.Errorf(domain.CodeUnavailable, "event log cannot commit: database is locked")
+	}
+	return s.Log.Channel(ctx, app, channel)
+}
+
+// TestALoadThatAPassingFailureFailedIsTriedAgain: a script that reads
+// history as it loads, while the log is unavailable, fails that run; the
+// next run loads it again rather than answering the same failure until a
+// file changes, as it does for a script that throws on its own.
+func TestALoadThatAPassingFailureFailedIsTriedAgain(t *testing.T) {
+	var st *unavailableStore
+	e := newEnvStore(t, map[string]string{"a/api/main.js": `
+const start = fazt.realtime.history("config", { last: 1 });
+module.exports = () => ({ head: start.head });`}, js.Config{}, func(l *events.Log) js.Store { st = &unavailableStore{Log: l}; return st })
+	st.down.Store(true)
+	if code, body := e.get("a", "/api/"); code != 500 || !strings.Contains(body, "unavailable") {
+		t.Fatalf("while down: %d %s", code, body)
+	}
+	st.down.Store(false)
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `{"head":0}` {
+		t.Fatalf("once up: %d %s", code, body)
+	}
+	// A throw of the script's own is kept until a file changes.
+	e.write("a/api/main.js", `throw new Error("broken"); module.exports = () => 1;`)
+	for i := 0; i < 2; i++ {
+		if code, body := e.get("a", "/api/"); code != 500 || !strings.Contains(body, "broken") {
+			t.Fatalf("broken script: %d %s", code, body)
+		}
+	}
+	if n := strings.Count(e.logs.String(), "js script failed to load"); n != 2 { // this one, and the first while down
+		t.Errorf("%d failed loads logged, want 2:\n%s", n, e.logs.String())
 	}
 }
 

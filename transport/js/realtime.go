@@ -41,6 +41,9 @@ func (rt *runtime) actor() domain.Actor { return domain.Actor{Kind: domain.Actor
 // throw raises err in JS as an Error with the protocol code.
 func (rt *runtime) throw(vm *goja.Runtime, err error) {
 	code := domain.CodeOf(err)
+	if code == domain.CodeUnavailable || code == domain.CodeInternal {
+		rt.passing = true
+	}
 	obj, nerr := vm.New(vm.Get("Error"), vm.ToValue(string(code)+": "+err.Error()))
 	if nerr != nil {
 		panic(vm.NewGoError(err))

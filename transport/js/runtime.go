@@ -38,6 +38,10 @@ type runtime struct {
 
 	// The execution in progress; set before and cleared after each one.
 	cur *execution
+	// passing is set when a fazt.realtime call threw for a reason that
+	// may pass (the log unavailable, an internal failure, a cancelled
+	// request): a load that failed with it is not kept as the script's.
+	passing bool
 	// runs counts the runtime's runs; live is the number of the run whose
 	// value has yet to settle, 0 when none: a timer's callback runs only
 	// while the run that set it is live (timerGate).
@@ -130,6 +134,9 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		return nil
 	})
 	if err != nil {
+		if rt.passing {
+			return nil, passingError{err}
+		}
 		return nil, err
 	}
 	if !reusable {
@@ -137,6 +144,12 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 	}
 	return rt, nil
 }
+
+// passingError is a load's failure that a fazt.realtime call's passing
+// failure may have caused: tried again on the next run, not kept.
+type passingError struct{ error }
+
+func (e passingError) Unwrap() error { return e.error }
 
 // printer sends console output to the server log, tagged with the app, the
 // file and the execution.
