@@ -159,7 +159,9 @@ type Log struct {
 	// Owned by the writer goroutine.
 	nextSeq  uint64
 	lastTime int64
-	heads    map[chanKey]*chanHead // a cache of committed heads (Config.HeadCache)
+	// clockWarned is when commitTime last warned of a clock behind.
+	clockWarned time.Time
+	heads       map[chanKey]*chanHead // a cache of committed heads (Config.HeadCache)
 	// allHeads says that heads holds every channel in the file: from a
 	// start with no more channels than the cache holds, until the cache
 	// first drops one. A channel it does not hold then has no history,
@@ -724,6 +726,31 @@ func (l *Log) publish(ctx context.Context, facts []domain.Fact, uuids []string, 
 	return req.events, nil
 }
 
+// clockWarnAfter is how far the clock may be behind the log's last time
+// before it is worth a warning: a step back of NTP is milliseconds.
+const clockWarnAfter = time.Second
+
+// commitTime is the time of a commit at wall time wall: the later of it
+// and the log's last time, since commit times never go back. A clock
+// that is behind (set back after running ahead) is reported by the gauge
+// and, at most once a minute, a warning: until it catches up, every event
+// gets the same time.
+func (l *Log) commitTime(wall time.Time) int64 {
+	ms := wall.UnixMilli()
+	behind := time.Duration(l.lastTime-ms) * time.Millisecond
+	if behind <= 0 {
+		logMetrics.clockBehind.Set(0)
+		return ms
+	}
+	logMetrics.clockBehind.Set(behind.Seconds())
+	if behind >= clockWarnAfter && wall.Sub(l.clockWarned) >= time.Minute {
+		l.clockWarned = wall
+		l.log.Warn("this machine's clock is behind the event log's last time: events keep that time until the clock catches up",
+			"behind", behind.Round(time.Millisecond), "log_time", time.UnixMilli(l.lastTime).UTC().Format(time.RFC3339Nano))
+	}
+	return l.lastTime
+}
+
 func checkFact(f domain.Fact) error {
 	app, _, _ := f.Scope()
 	if app == "" {
@@ -867,7 +894,7 @@ func (l *Log) writeTx(batch []*appendReq) (recs []*record, err error) {
 	var insMsg *sql.Stmt
 	// Commit times never go backwards, even if the wall clock does, so
 	// that history by time and history by offset agree.
-	now := max(time.Now().UnixMilli(), l.lastTime)
+	now := l.commitTime(time.Now())
 	seq := l.nextSeq
 	touched := map[chanKey]*chanHead{}
 	n := 0

@@ -1382,3 +1382,53 @@ func TestOpenAFileNamedWithURICharacters(t *testing.T) {
 		t.Errorf("files %v, want %v", names, want)
 	}
 }
+
+// TestAClockBehindTheLogIsReported: a log whose last event is an hour
+// ahead of the clock (the machine's clock ran ahead, then was set right)
+// keeps that time for new events, as commit times never go back, and says
+// so: a warning, once a minute at most, and the gauge
+// fazt_log_clock_behind_seconds. Before, nothing told an operator why
+// history by time put a day's events at one instant.
+func TestAClockBehindTheLogIsReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	l, err := Open(context.Background(), Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), broadcast("app", "x", "1")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	ahead := time.Now().Add(time.Hour).UnixMilli()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE events SET ts = ?`, ahead); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	logs := &testutil.SyncBuffer{}
+	l = mustOpenConfig(t, Config{Path: path, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	for i := 0; i < 3; i++ {
+		evs, err := l.Append(context.Background(), broadcast("app", "x", "2"))
+		if err != nil || evs[0].Time != ahead {
+			t.Fatalf("append %d: %v, time %d, want the log's %d", i, err, evs[0].Time, ahead)
+		}
+	}
+	if n := strings.Count(logs.String(), "clock is behind the event log"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
+	}
+	if behind := logMetric(t, "fazt_log_clock_behind_seconds"); behind < 3500 || behind > 3600 {
+		t.Errorf("fazt_log_clock_behind_seconds %v, want about 3600", behind)
+	}
+	// The clock catching up (here, a log whose last time is now) clears it.
+	fresh := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	if _, err := fresh.Append(context.Background(), broadcast("app", "x", "3")); err != nil {
+		t.Fatal(err)
+	}
+	if behind := logMetric(t, "fazt_log_clock_behind_seconds"); behind != 0 {
+		t.Errorf("fazt_log_clock_behind_seconds %v after a commit on time", behind)
+	}
+}

@@ -13,7 +13,12 @@ import (
 var logMetrics = struct {
 	events, failedAppends prometheus.Counter
 	commitSeconds         prometheus.Histogram
+	clockBehind           prometheus.Gauge
 }{
+	clockBehind: promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "fazt_log_clock_behind_seconds",
+		Help: "How far this machine's clock was behind the log's last event time at the last commit (0 normally): events keep that time, which never goes back, until the clock catches up, so history and audit by time see them all at one instant meanwhile.",
+	}),
 	events: promauto.NewCounter(prometheus.CounterOpts{
 		Name: "fazt_log_events_total", Help: "Events committed to the log; over fazt_log_commit_seconds_count, the events a commit carries.",
 	}),
