@@ -8,21 +8,35 @@ import (
 
 // pins keeps retention away from the channels that a replay is reading.
 // A subscribe pins its channel before it reads the channel's first retained
-// offset and unpins when its replay is done; retention holds the same lock
-// from its check to its commit, so a pin either stops a trim or comes after
-// it, and a replay never finds the start it announced trimmed away.
+// offset and unpins when its replay is done. Retention marks the channel
+// it trims from its check to its commit, and a pin of that channel waits
+// for the mark to go: a pin either stops a trim or comes after it, and a
+// replay never finds the start it announced trimmed away. Pins of other
+// channels do not wait (the lock was held for the whole trim, which waits
+// for the writer: up to 5 s of every subscribe on every channel).
 type pins struct {
-	mu     sync.Mutex
-	counts map[chanKey]int
+	mu       sync.Mutex
+	cond     *sync.Cond // on mu: a trim ended
+	counts   map[chanKey]int
+	trimming map[chanKey]bool
+}
+
+func (p *pins) init() {
+	if p.counts == nil {
+		p.counts, p.trimming = map[chanKey]int{}, map[chanKey]bool{}
+		p.cond = sync.NewCond(&p.mu)
+	}
 }
 
 // PinHistory stops retention from trimming a channel until the returned
-// function is called. Safe for concurrent use; unpin is idempotent.
+// function is called; it waits for a trim of the channel under way to
+// end. Safe for concurrent use; unpin is idempotent.
 func (l *Log) PinHistory(app, channel string) (unpin func()) {
 	k := chanKey{app, channel}
 	l.pins.mu.Lock()
-	if l.pins.counts == nil {
-		l.pins.counts = map[chanKey]int{}
+	l.pins.init()
+	for l.pins.trimming[k] {
+		l.pins.cond.Wait()
 	}
 	l.pins.counts[k]++
 	l.pins.mu.Unlock()
@@ -38,14 +52,25 @@ func (l *Log) PinHistory(app, channel string) (unpin func()) {
 	}
 }
 
-// unlessPinned runs trim with the pin lock held unless the channel is
-// pinned; it reports whether trim ran.
+// unlessPinned runs trim, with the channel marked as being trimmed,
+// unless the channel is pinned (or being trimmed already); it reports
+// whether trim ran.
 func (l *Log) unlessPinned(app, channel string, trim func() error) (ran bool, err error) {
+	k := chanKey{app, channel}
 	l.pins.mu.Lock()
-	defer l.pins.mu.Unlock()
-	if l.pins.counts[chanKey{app, channel}] > 0 {
+	l.pins.init()
+	if l.pins.counts[k] > 0 || l.pins.trimming[k] {
+		l.pins.mu.Unlock()
 		return false, nil
 	}
+	l.pins.trimming[k] = true
+	l.pins.mu.Unlock()
+	defer func() {
+		l.pins.mu.Lock()
+		delete(l.pins.trimming, k)
+		l.pins.cond.Broadcast()
+		l.pins.mu.Unlock()
+	}()
 	return true, trim()
 }
 

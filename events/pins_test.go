@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -37,5 +38,44 @@ func TestPinnedChannelIsNotTrimmed(t *testing.T) {
 	info, _ := l.Channel(ctx, "a", "x")
 	if info.First != 16 || info.Head != 20 {
 		t.Fatalf("after trim: %+v", info)
+	}
+}
+
+// TestATrimHoldsOnlyItsChannelsPins: while a channel is being trimmed
+// (its transaction may wait seconds for the writer), a pin of another
+// channel is taken at once, and a pin of that channel waits for the trim
+// to end. Before, the pin lock was held for the whole trim: every
+// subscribe of every channel waited for it.
+func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	inTrim, release := make(chan struct{}), make(chan struct{})
+	var trimDone atomic.Bool
+	go l.unlessPinned("a", "x", func() error {
+		close(inTrim)
+		<-release
+		trimDone.Store(true)
+		return nil
+	})
+	<-inTrim
+	other := make(chan struct{})
+	go func() { l.PinHistory("a", "y")(); close(other) }()
+	select {
+	case <-other:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a pin of another channel waited for the trim")
+	}
+	same := make(chan bool)
+	go func() { unpin := l.PinHistory("a", "x"); same <- trimDone.Load(); unpin() }()
+	select { // the pin must still be waiting when the trim is let go
+	case <-same:
+		t.Fatal("a pin of the channel being trimmed was taken during the trim")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if !<-same {
+		t.Fatal("the pin came before the trim's end")
+	}
+	if ran, _ := l.unlessPinned("a", "x", func() error { return nil }); !ran {
+		t.Fatal("a trim after the pin's end did not run")
 	}
 }
