@@ -471,38 +471,54 @@ func (m *Membership) CatchUp(app, channel, client string) (head uint64, epoch st
 
 // GoLive ends the catch-up of the subscription that CatchUp named by seq:
 // the frames buffered during its replay with offsets past the replayed
-// head are sent, in order, and later ones go straight out. It reports
-// false if that subscription is gone; a later subscription of the same
-// client to the channel is left alone (its own replay takes it live).
-func (m *Membership) GoLive(app, channel, client string, seq uint64) bool {
+// head are sent, in order, and later ones go straight out. When more than
+// max are buffered, they are handed back instead, taken out of the buffer,
+// and the subscription keeps catching up: the caller sends them, paced as
+// a replay's pages (a burst past the sink's queue would close a client
+// that keeps up as a slow consumer), and calls again. live is false if
+// that subscription is gone; a later subscription of the same client to
+// the channel is left alone (its own replay takes it live).
+func (m *Membership) GoLive(app, channel, client string, seq uint64, max int) (rest [][]byte, live bool) {
 	ck := chanKey{app, channel}
 	sh := m.shard(ck)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.chans[ck]
 	if st == nil {
-		return false
+		return nil, false
 	}
 	sub := st.sub(client)
 	if sub == nil || sub.sink == nil || sub.seq != seq {
-		return false
+		return nil, false
 	}
+	due := sub.buf[:0]
 	for _, b := range sub.buf {
 		if b.offset == 0 || b.offset > sub.from {
-			if !sub.sink.Send(b.frame) {
-				sub.sink = nil
-				break
-			}
+			due = append(due, b)
 		}
 	}
-	for i := len(sub.buf) - 1; i >= 0; i-- {
-		if o := sub.buf[i].offset; o > 0 {
-			sub.from = max(sub.from, o)
+	for i := len(due) - 1; i >= 0; i-- {
+		if o := due[i].offset; o > 0 {
+			sub.from = o
 			break
 		}
 	}
-	sub.buf, sub.catchUp = nil, false
-	return sub.sink != nil
+	sub.buf = nil
+	if len(due) > max {
+		rest = make([][]byte, len(due))
+		for i, b := range due {
+			rest[i] = b.frame
+		}
+		return rest, true
+	}
+	for _, b := range due {
+		if !sub.sink.Send(b.frame) {
+			sub.sink = nil
+			break
+		}
+	}
+	sub.catchUp = false
+	return nil, sub.sink != nil
 }
 
 // Subscribers implements domain.Members.

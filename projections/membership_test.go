@@ -82,7 +82,8 @@ func (f *fixture) commit(ch string) *domain.MessageBroadcast {
 // goLive takes c's subscription to ch live, as its replay would.
 func (f *fixture) goLive(ch, c string) bool {
 	_, _, seq, ok := f.m.CatchUp("a", ch, c)
-	return ok && f.m.GoLive("a", ch, c, seq)
+	_, live := f.m.GoLive("a", ch, c, seq, 1<<30)
+	return ok && live
 }
 
 func connected(c string) domain.Fact { return &domain.ClientConnected{App: "a", Client: c} }
@@ -185,7 +186,7 @@ func TestGoLiveIsForItsOwnSubscription(t *testing.T) {
 	f.apply(connected("c1"), subscribed("c1", "x"))
 	_, _, old, _ := f.m.CatchUp("a", "x", "c1")
 	f.apply(&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c1"}, subscribed("c1", "x"))
-	if f.m.GoLive("a", "x", "c1", old) {
+	if _, live := f.m.GoLive("a", "x", "c1", old, 1<<30); live {
 		t.Fatal("the first subscription's GoLive took the second live")
 	}
 	f.apply(f.commit("x"))
@@ -374,5 +375,38 @@ func TestChannelsPagesByName(t *testing.T) {
 	}
 	if got := f.m.Channels("a", "", 0); len(got) != 0 {
 		t.Fatalf("limit 0: %v", got)
+	}
+}
+
+// TestGoLiveHandsBackWhatWouldFloodTheSink: more frames buffered during a
+// replay than GoLive may send at once are handed back, in order, for the
+// caller to send paced; the subscription keeps buffering meanwhile, and
+// goes live once what is left fits. Before, all of them went to the sink
+// at once, whose queue (8192 frames) closed a client that kept up as a
+// slow consumer after a few thousand.
+func TestGoLiveHandsBackWhatWouldFloodTheSink(t *testing.T) {
+	f := newFixture(t, 0)
+	s := &recSink{}
+	f.m.Attach("a", "c1", s)
+	f.apply(connected("c1"), subscribed("c1", "x"))
+	_, _, seq, _ := f.m.CatchUp("a", "x", "c1")
+	for range 10 {
+		f.apply(f.commit("x"))
+	}
+	rest, live := f.m.GoLive("a", "x", "c1", seq, 3)
+	if !live || len(rest) != 10 || string(rest[0]) != "x:1" || string(rest[9]) != "x:10" || len(s.frames) != 0 {
+		t.Fatalf("first call: %d handed back, live %v, %v sent", len(rest), live, s.frames)
+	}
+	// Sent by the caller meanwhile; two more come, and are buffered.
+	f.apply(f.commit("x"), f.commit("x"))
+	if len(s.frames) != 0 {
+		t.Fatalf("sent while still catching up: %v", s.frames)
+	}
+	if rest, live := f.m.GoLive("a", "x", "c1", seq, 3); !live || rest != nil || !slices.Equal(s.frames, []string{"x:11", "x:12"}) {
+		t.Fatalf("second call: %d handed back, live %v, %v sent", len(rest), live, s.frames)
+	}
+	f.apply(f.commit("x"))
+	if !slices.Equal(s.frames, []string{"x:11", "x:12", "x:13"}) {
+		t.Fatalf("after going live: %v", s.frames)
 	}
 }

@@ -673,6 +673,16 @@ func (c *conn) finish(readReason string) {
 }
 
 func (c *conn) handle(body []byte) {
+	// A connection being closed (kicked, past its heartbeat, shut down)
+	// takes no more requests: its socket stays open while what is queued
+	// is written, up to the write timeout, and a kicked client that kept
+	// sending would go on publishing and subscribing meanwhile.
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing {
+		return
+	}
 	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
 		c.replyError(req.ID, "", err)

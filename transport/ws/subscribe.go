@@ -99,7 +99,10 @@ func (c *conn) subscribe(req *request) error {
 		plan.after = uint64(start.Value)
 		// A channel without history has no epoch: the client's offset
 		// belongs to one that no longer exists (a database replaced).
-		if start.Epoch != "" && start.Epoch != epoch {
+		// So does an offset past the head of the same epoch (a database
+		// restored from an older copy): the offsets after the head will
+		// be given again, to other messages.
+		if start.Epoch != "" && (start.Epoch != epoch || plan.after > head) {
 			epochChanged, plan.after = true, 0
 		}
 		plan.after = min(plan.after, head)
@@ -112,7 +115,9 @@ func (c *conn) subscribe(req *request) error {
 	// retained; with since, a message at or after it was dropped.
 	truncated := (start.Mode == domain.StartOffset || start.Mode == domain.StartLast) &&
 		plan.after < head && plan.after+1 < first
-	if start.Mode == domain.StartSince {
+	// A channel without messages has none to count: its head of 0 would
+	// read as no bound, and count what is committed meanwhile.
+	if start.Mode == domain.StartSince && head > 0 {
 		plan.count, err = c.srv.store.CountMessages(ctx, c.app.Name, channel, domain.HistoryQuery{Upto: head, Since: plan.since})
 		if err == nil {
 			truncated, err = c.srv.store.TrimmedSince(ctx, c.app.Name, channel, first, plan.since)
@@ -128,7 +133,7 @@ func (c *conn) subscribe(req *request) error {
 	ok = true
 	if plan.count == 0 {
 		unpin()
-		c.srv.members.GoLive(c.app.Name, channel, c.client.ID, subSeq)
+		c.goLive(ctx, channel, subSeq)
 		return nil
 	}
 	// The replay stops when the subscription ends (unsubscribe cancels)
@@ -199,7 +204,24 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 		p.since = 0
 	}
 	if ctx.Err() == nil {
-		c.srv.members.GoLive(c.app.Name, p.channel, c.client.ID, p.sub)
+		c.goLive(ctx, p.channel, p.sub)
+	}
+}
+
+// goLive takes subscription sub live (Membership.GoLive). What its replay
+// left buffered, past a quarter of the send queue, is sent as a replay's
+// pages are, waiting for room: the queue (8192 frames) would otherwise
+// overflow, at a few thousand live frames buffered during a long replay,
+// and close a client that keeps up as a slow consumer.
+func (c *conn) goLive(ctx context.Context, channel string, sub uint64) {
+	for {
+		rest, live := c.srv.members.GoLive(c.app.Name, channel, c.client.ID, sub, max(1, c.srv.cfg.SendQueue/4))
+		if !live || rest == nil {
+			return
+		}
+		if c.sendPage(ctx, rest) != nil {
+			return
+		}
 	}
 }
 
