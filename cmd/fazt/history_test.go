@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,3 +339,39 @@ func TestTimesThatWouldBoundNothingAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestChannelPathsAreTakenAsGiven: channel names may hold "/", so a
+// channel's routes can have "//", "." and ".." segments, which Go's mux
+// cleans, answering a redirect to another channel's path: GET
+// /_api/channels//orders/history went to channel "orders". The routes
+// now take the path as given, encoded or not.
+func TestChannelPathsAreTakenAsGiven(t *testing.T) {
+	tn := startTestNode(t, nil)
+	names := []string{"orders", "/orders", "orders/", "a//b", "a/./b", "a/../b", "b", ".", ".."}
+	for i, ch := range names {
+		for range i + 1 {
+			tn.publish("", ch, i)
+		}
+	}
+	for i, ch := range names {
+		for _, p := range []string{ch, url.PathEscape(ch)} {
+			var h struct {
+				Channel string
+				Head    uint64
+			}
+			if code, body := tn.request(http.DefaultClient, "", testAdminKey, "GET", "/_api/channels/"+p+"/history", nil, &h); code != 200 || h.Channel != ch || h.Head != uint64(i+1) {
+				t.Errorf("history of %q as %q: %d %s", ch, p, code, body)
+			}
+			var s struct{ Channel string }
+			if code, body := tn.request(http.DefaultClient, "", testAdminKey, "GET", "/_api/channels/"+p+"/subscribers", nil, &s); code != 200 || s.Channel != ch {
+				t.Errorf("subscribers of %q as %q: %d %s", ch, p, code, body)
+			}
+		}
+	}
+	// Other routes are the mux's, which cleans as before.
+	if code, _ := tn.request(noRedirects, "", testAdminKey, "GET", "/_api//channels", nil, nil); code != http.StatusMovedPermanently && code != http.StatusTemporaryRedirect {
+		t.Errorf("GET /_api//channels: %d, want the mux's redirect", code)
+	}
+}
+
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -61,7 +61,6 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 	a.mux.HandleFunc("POST /_api/publish-batch", a.auth(a.publishBatch))
 	a.mux.HandleFunc("POST /_api/broadcast-all", a.auth(a.broadcastAll))
 	a.mux.HandleFunc("GET /_api/channels", a.auth(a.channels))
-	a.mux.HandleFunc("GET /_api/channels/{channel...}", a.auth(a.channelPath))
 	a.mux.HandleFunc("POST /_api/clients/{id}/kick", a.auth(a.kick))
 	a.mux.HandleFunc("GET /_api/audit", a.auth(a.audit))
 	a.mux.HandleFunc("GET /healthz", a.healthz)
@@ -71,8 +70,25 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 	return a
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. The routes under /_api/channels/
+// are taken before the mux: a channel name may hold "/", "//", "." and
+// ".." segments, which the mux would clean, answering with a redirect to
+// another channel's path (GET /_api/channels//orders/history went to
+// channel "orders", not "/orders").
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rest, ok := strings.CutPrefix(r.URL.Path, channelsPrefix); ok && rest != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		a.auth(func(w http.ResponseWriter, r *http.Request, c caller) error { return a.channelPath(w, r, c, rest) })(w, r)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// channelsPrefix starts the paths of a channel's routes.
+const channelsPrefix = "/_api/channels/"
+
+// OwnsPath reports whether a path is one ServeHTTP routes itself, for a
+// router in front of it that would clean paths: a channel's routes.
+func OwnsPath(p string) bool { return strings.HasPrefix(p, channelsPrefix) }
 
 type caller struct {
 	app   *apps.App
@@ -336,10 +352,10 @@ func (a *API) channels(w http.ResponseWriter, r *http.Request, c caller) error {
 	return nil
 }
 
-// channelPath routes /_api/channels/{channel}/history and .../subscribers;
-// channel names may contain '/'.
-func (a *API) channelPath(w http.ResponseWriter, r *http.Request, c caller) error {
-	rest := r.PathValue("channel")
+// channelPath routes /_api/channels/{channel}/history and .../subscribers,
+// rest being the path after /_api/channels/; channel names may contain
+// '/'.
+func (a *API) channelPath(w http.ResponseWriter, r *http.Request, c caller, rest string) error {
 	if ch, ok := strings.CutSuffix(rest, "/history"); ok {
 		return a.history(w, r, c, ch)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/apps"
+	"github.com/fazt-realtime/fazt/transport/httpapi"
 )
 
 // assets are served at /_fazt/: the browser client, fazt.js.
@@ -52,7 +53,15 @@ func New(cfg Config) http.Handler {
 		})
 	}
 	mux.Handle("/", static(cfg.Apps))
-	return mux
+	// The API's channel routes take their paths as given: the mux would
+	// clean a channel name's "//" or "." segments into another's path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.API != nil && httpapi.OwnsPath(r.URL.Path) {
+			cfg.API.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // static serves the files of the request's app's public/ folder, and
