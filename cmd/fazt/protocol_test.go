@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -223,6 +224,20 @@ func TestAPIAuth(t *testing.T) {
 		}
 		if tc.want == 401 && e.Code != "unauthorized" {
 			t.Errorf("%s: code %q", tc.name, e.Code)
+		}
+	}
+	// The scheme's name is case-insensitive; anything else is not Bearer.
+	for header, want := range map[string]int{"bearer games-key": 200, "BEARER  games-key": 200, "Basic games-key": 401, "Bearer": 401, "games-key": 401} {
+		req, _ := http.NewRequest("POST", tn.srv.URL+"/_api/publish", strings.NewReader(`{"channel":"c","data":1}`))
+		req.Host = "games.localhost"
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization: %s: status %d, want %d", header, resp.StatusCode, want)
 		}
 	}
 	// The app key's name is the publisher in the audit.

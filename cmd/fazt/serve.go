@@ -208,11 +208,11 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 }
 
 // debugHandler serves Go's profiles, as net/http/pprof would on the
-// default mux, without touching http.DefaultServeMux.
+// default mux, without touching http.DefaultServeMux, and without its
+// /debug/pprof/cmdline: the command line may hold --admin-key.
 func debugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -106,8 +106,10 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || key == "" {
+		// The scheme's name is case-insensitive (RFC 9110, 11.1).
+		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		key = strings.TrimLeft(key, " ")
+		if !strings.EqualFold(scheme, "Bearer") || key == "" {
 			writeError(w, domain.Errorf(domain.CodeUnauthorized, "missing Authorization: Bearer <key>"))
 			return
 		}
