@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -122,6 +124,25 @@ func TestServerAndAddrTogetherAreRefused(t *testing.T) {
 		_, _, err := cli(t, append(cmd, "--server", "127.0.0.1:1", "--addr", "127.0.0.1:2")...)
 		if err == nil || !strings.Contains(err.Error(), "[server addr]") {
 			t.Errorf("%s with --server and --addr: %v", cmd[0], err)
+		}
+	}
+}
+
+// TestDebugHandlerHidesTheCommandLine: --debug-addr serves Go's profiles
+// but not /debug/pprof/cmdline, which would show an --admin-key given on
+// the command line to anyone who reaches the address.
+func TestDebugHandlerHidesTheCommandLine(t *testing.T) {
+	srv := httptest.NewServer(debugHandler())
+	defer srv.Close()
+	for path, want := range map[string]int{"/debug/pprof/": 200, "/debug/pprof/goroutine?debug=1": 200, "/debug/pprof/cmdline": 404} {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || strings.Contains(string(body), "-test.") && want == 404 {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
 }
