@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,7 +142,10 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	case err != nil:
 		err = fmt.Errorf("read %s/app.json: %w", name, err)
 	default:
-		if err = json.Unmarshal(body, &app.Settings); err != nil {
+		if err = json.Unmarshal(body, &app.Settings); err == nil {
+			err = app.Settings.checkKeys()
+		}
+		if err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
 		}
 	}
@@ -171,6 +175,29 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	app.Settings.Limits = app.Settings.Limits.WithDefaults()
 	r.cache[name] = &entry{app: app, modTime: mod, checked: now}
 	return app, nil
+}
+
+// checkKeys refuses api_keys that could not work as meant: a key never
+// matches with space around it (HTTP trims a header's value), a key with
+// no name is the audit's "no one", and two names with one key would make
+// which name a publish is recorded under a matter of chance.
+func (s *Settings) checkKeys() error {
+	names := make(map[string]string, len(s.APIKeys))
+	for name, key := range s.APIKeys {
+		switch {
+		case name == "":
+			return errors.New(`api_keys: a key needs a name, "" is none`)
+		case key == "":
+			return fmt.Errorf("api_keys: %q is empty", name)
+		case strings.TrimSpace(key) != key:
+			return fmt.Errorf("api_keys: %q has space around it, which a request's header cannot carry", name)
+		}
+		if other, ok := names[key]; ok {
+			return fmt.Errorf("api_keys: %q and %q are the same key", min(name, other), max(name, other))
+		}
+		names[key] = name
+	}
+	return nil
 }
 
 // List returns the names of the apps with a folder, plus default.

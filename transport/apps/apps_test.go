@@ -107,3 +107,49 @@ func TestAppJSONNeverReadIsUnavailable(t *testing.T) {
 		t.Fatalf("after the fix: %+v, %v", app, err)
 	}
 }
+
+// TestAPIKeysThatCannotWorkAreRefused: a key with space around it never
+// matches (HTTP trims a header's value), a key without a name would be
+// recorded as no one, and two names with one key would record a publish
+// under either: app.json is refused with the reason, and the app keeps
+// its previous settings, as for any broken edit.
+func TestAPIKeysThatCannotWorkAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	r := NewRegistry(dir)
+	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	r.recheck = 0
+	mtime := time.Now()
+	write := func(body string) {
+		t.Helper()
+		p := filepath.Join(dir, "chat", "app.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mtime = mtime.Add(time.Second)
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"api_keys": {"backend": "k1", "worker": "k2"}}`)
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.APIKeys) != 2 {
+		t.Fatalf("good keys: %+v, %v", app, err)
+	}
+	for body, why := range map[string]string{
+		`{"api_keys": {"": "k3"}}`:                   `a key needs a name`,
+		`{"api_keys": {"backend": ""}}`:              `\"backend\" is empty`,
+		`{"api_keys": {"backend": "k3 "}}`:           `\"backend\" has space around it`,
+		`{"api_keys": {"backend": "k3", "b": "k3"}}`: `\"b\" and \"backend\" are the same key`,
+	} {
+		write(body)
+		if app, err := r.Lookup("chat"); err != nil || app.Settings.APIKeys["worker"] != "k2" {
+			t.Errorf("%s: %+v, %v; want the previous settings", body, app, err)
+		}
+		if !strings.Contains(logs.String(), why) {
+			t.Errorf("%s: the log does not say %q:\n%s", body, why, logs.String())
+		}
+	}
+}

@@ -119,13 +119,13 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 		case SameKey(given, a.admin):
 			c.actor = domain.Actor{Kind: domain.ActorAdmin}
 		default:
-			name := ""
+			name, found := "", false
 			for n, d := range a.appKeyDigests(app) {
 				if SameKey(given, d) {
-					name = n
+					name, found = n, true
 				}
 			}
-			if name == "" {
+			if !found {
 				writeError(w, domain.Errorf(domain.CodeUnauthorized, "key is not valid for app %s", app.Name))
 				return
 			}
