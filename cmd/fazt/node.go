@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -215,6 +216,10 @@ const adminKeySetting = "admin_key_sha256"
 func adminKey(ctx context.Context, log *events.Log, given string) (digest []byte, generated string, err error) {
 	hash := httpapi.KeyDigest
 	if given != "" {
+		if strings.TrimSpace(given) != given {
+			// It could never match: HTTP trims a header's value.
+			return nil, "", errors.New("the admin key has space around it, which no request's Authorization header can carry")
+		}
 		return hash(given), "", nil
 	}
 	var b [24]byte

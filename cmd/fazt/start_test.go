@@ -146,3 +146,15 @@ func TestDebugHandlerHidesTheCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminKeyWithSpaceIsRefused: an admin key with space around it (an
+// env file's stray blank) could never match, since HTTP trims a header's
+// value: the server refuses to start with it rather than lock every
+// caller out.
+func TestAdminKeyWithSpaceIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, err := startNode(context.Background(), nodeConfig{DBPath: filepath.Join(dir, "fazt.db"), AppsDir: dir, AdminKey: "secret-key "})
+	if err == nil || !strings.Contains(err.Error(), "admin key has space around it") {
+		t.Fatalf("start with a padded admin key: %v", err)
+	}
+}
