@@ -13,10 +13,11 @@ function mayUse(channel, token) {
   return !isAdminChannel(channel) || token === config.adminToken;
 }
 
-// bearer returns the token of an "Authorization: Bearer <token>" header.
+// bearer returns the token of an "Authorization: Bearer <token>" header
+// (the scheme's name in any case, as the server API takes it).
 function bearer(headers) {
-  const h = (headers && headers.authorization) || "";
-  return h.startsWith("Bearer ") ? h.slice(7) : "";
+  const m = /^bearer +(.+)$/i.exec((headers && headers.authorization) || "");
+  return m ? m[1] : "";
 }
 
 module.exports = { isAdminChannel, mayUse, bearer };
