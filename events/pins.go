@@ -35,10 +35,13 @@ func (l *Log) PinHistory(app, channel string) (unpin func()) {
 	k := chanKey{app, channel}
 	l.pins.mu.Lock()
 	l.pins.init()
+	// Counted before waiting: the trim under way then takes no further
+	// batch of the channel (unlessPinned), rather than winning the lock
+	// back batch after batch while this waits.
+	l.pins.counts[k]++
 	for l.pins.trimming[k] {
 		l.pins.cond.Wait()
 	}
-	l.pins.counts[k]++
 	l.pins.mu.Unlock()
 	var once sync.Once
 	return func() {

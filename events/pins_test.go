@@ -50,12 +50,16 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
 	inTrim, release := make(chan struct{}), make(chan struct{})
 	var trimDone atomic.Bool
-	go l.unlessPinned("a", "x", func() error {
-		close(inTrim)
-		<-release
-		trimDone.Store(true)
-		return nil
-	})
+	trimReturned := make(chan struct{})
+	go func() {
+		defer close(trimReturned)
+		l.unlessPinned("a", "x", func() error {
+			close(inTrim)
+			<-release
+			trimDone.Store(true)
+			return nil
+		})
+	}()
 	<-inTrim
 	other := make(chan struct{})
 	go func() { l.PinHistory("a", "y")(); close(other) }()
@@ -64,17 +68,46 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a pin of another channel waited for the trim")
 	}
-	same := make(chan bool)
-	go func() { unpin := l.PinHistory("a", "x"); same <- trimDone.Load(); unpin() }()
+	same, unpinNow, unpinned := make(chan bool), make(chan struct{}), make(chan struct{})
+	go func() {
+		unpin := l.PinHistory("a", "x")
+		same <- trimDone.Load()
+		<-unpinNow
+		unpin()
+		close(unpinned)
+	}()
+	// A waiting pin counts already, so that the trim takes no further
+	// batch of the channel.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.pins.mu.Lock()
+		n := l.pins.counts[chanKey{"a", "x"}]
+		l.pins.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a pin waiting for a trim does not count")
+		}
+	}
 	select { // the pin must still be waiting when the trim is let go
 	case <-same:
 		t.Fatal("a pin of the channel being trimmed was taken during the trim")
 	case <-time.After(200 * time.Millisecond):
 	}
+	// The trim's next batch, which comes as soon as this one ends, is
+	// not taken: the waiting pin holds the channel already. (Before, the
+	// trim could win the lock back at each batch, and the pin wait for
+	// the whole trim.)
 	close(release)
+	<-trimReturned
+	if ran, _ := l.unlessPinned("a", "x", func() error { return nil }); ran {
+		t.Fatal("a trim's next batch ran while a pin waited")
+	}
 	if !<-same {
 		t.Fatal("the pin came before the trim's end")
 	}
+	close(unpinNow)
+	<-unpinned
 	if ran, _ := l.unlessPinned("a", "x", func() error { return nil }); !ran {
 		t.Fatal("a trim after the pin's end did not run")
 	}
