@@ -19,8 +19,11 @@ func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
 	o := vm.NewObject()
 	fn := func(name string, f func(goja.FunctionCall) goja.Value) {
 		o.Set(name, func(c goja.FunctionCall) goja.Value {
-			if rt.cur == nil {
-				rt.throw(vm, domain.Errorf(domain.CodeNotAllowed, "fazt.realtime.%s: only while a request or hook runs", name))
+			// live is 0 once the run's value has settled: promise jobs
+			// queued after it still run (goja drains its job queue), and
+			// their broadcasts would come after the answer was decided.
+			if rt.cur == nil || rt.live == 0 {
+				rt.throw(vm, domain.Errorf(domain.CodeNotAllowed, "fazt.realtime.%s: only while a request or hook runs, before its answer is decided", name))
 			}
 			return f(c)
 		})
