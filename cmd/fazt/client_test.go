@@ -93,7 +93,9 @@ func TestBrowserClientRenewsTokens(t *testing.T) {
 // TestBrowserClientHandles: a channel is subscribed once at a time (a
 // second subscribe throws); a handle whose subscription ended leaves a
 // later one alone; a handle gives the offset and epoch to resume from, and
-// a start with an epoch that is not the channel's replays its history.
+// a start with an epoch that is not the channel's replays its history; a
+// token function that fails drops its subscription, which may be made
+// again.
 func TestBrowserClientHandles(t *testing.T) {
 	tn := startTestNode(t, nil)
 	for i := 1; i <= 3; i++ {
@@ -118,12 +120,15 @@ func TestBrowserClientHandles(t *testing.T) {
 		Live         uint64
 		Other        []uint64
 		OtherChanged bool
+		TokenError   string
+		Again        string
 	}
 	if err := result(&res); err != nil || !res.OK {
 		t.Fatalf("client: %+v, %v", res, err)
 	}
 	if res.Second != "already subscribed to room" || !slices.Equal(res.First, seqRange(1, 3)) || res.Epoch != epoch || res.Offset != 3 ||
-		res.Resumed.Replay != 0 || res.Resumed.EpochChanged || res.Live != 4 || !res.OtherChanged || !slices.Equal(res.Other, seqRange(1, 2)) {
+		res.Resumed.Replay != 0 || res.Resumed.EpochChanged || res.Live != 4 || !res.OtherChanged || !slices.Equal(res.Other, seqRange(1, 2)) ||
+		res.TokenError != "no token for you" || res.Again != "allowed" {
 		t.Fatalf("client: %+v (epoch %s)", res, epoch)
 	}
 }
@@ -135,7 +140,7 @@ func TestBrowserClientHandles(t *testing.T) {
 // anew and resumes: every message once, in order. Before, it waited on the
 // dead socket for as long as TCP would.
 func TestBrowserClientLeavesASilentConnection(t *testing.T) {
-	tn := startTestNode(t, nil, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 500 * time.Millisecond}))
+	tn := startTestNode(t, nil, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 900 * time.Millisecond}))
 	px := newFreezingProxy(t, strings.TrimPrefix(tn.srv.URL, "http://"))
 	const total = 20
 	url := strings.Replace(tn.wsURL(), strings.TrimPrefix(tn.srv.URL, "http://"), px.addr(), 1)
@@ -157,7 +162,9 @@ func TestBrowserClientLeavesASilentConnection(t *testing.T) {
 		Connects int
 		States   []string
 	}
-	if err := result(&res); err != nil || !res.OK || res.Got != total || res.Connects != 2 || !slices.Contains(res.States, "disconnected 1006 no frame for 2 s") {
+	// At least two connections: a loaded machine may cost one more to a
+	// missed heartbeat, which this test does not mind.
+	if err := result(&res); err != nil || !res.OK || res.Got != total || res.Connects < 2 || !slices.Contains(res.States, "disconnected 1006 no frame for 2 s") {
 		t.Fatalf("client: %+v, %v", res, err)
 	}
 }

@@ -43,3 +43,16 @@ try {
 const other = [];
 fazt.subscribe("other", { offset: 2, epoch: "not-this-one" }, (data, f) => { other.push(f.offset); res.other = other; },
   { onSubscribed: (f) => { res.otherChanged = !!f.epoch_changed; } });
+// A token function that fails drops the subscription, which may then be
+// made again.
+fazt.subscribe("private-x", { token: () => Promise.reject(new Error("no token for you")) }, () => {}, {
+  onError: (e) => {
+    res.tokenError = e.message;
+    try {
+      fazt.subscribe("private-x", { token: () => Promise.reject(new Error("still none")) }, () => {}, { onError: () => {} });
+      res.again = "allowed";
+    } catch (err) {
+      res.again = err.message;
+    }
+  },
+});

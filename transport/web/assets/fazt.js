@@ -44,6 +44,15 @@
     this.ws = ws;
     ws.onmessage = function (ev) { self.heard = Date.now(); self.frame(JSON.parse(ev.data)); };
     ws.onclose = function (ev) { self.lost(ws, ev.code, ev.reason); };
+    // Until `connected` says the server's heartbeat, its default: a path
+    // that dies before then is noticed too.
+    this.watch(ws, 30);
+  };
+
+  // backoff is the wait before try n (0, 1, ...): doubling from minDelay
+  // up to maxDelay, cut at random by up to half.
+  Fazt.prototype.backoff = function (n) {
+    return Math.min(this.maxDelay, this.minDelay * Math.pow(2, n)) * (0.5 + Math.random() / 2);
   };
 
   // lost ends the connection ws: its requests fail, and unless the client
@@ -58,8 +67,7 @@
     this.pending.clear();
     this.onState("disconnected", code, reason);
     if (this.closed || code === 4000) return; // closed by us, or kicked
-    var delay = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempt++));
-    setTimeout(function () { if (!self.closed) self.connect(); }, delay * (0.5 + Math.random() / 2));
+    setTimeout(function () { if (!self.closed) self.connect(); }, this.backoff(this.attempt++));
   };
 
   // watch gives up on ws when no frame has come for the server's heartbeat
@@ -157,6 +165,10 @@
       Promise.resolve().then(token).then(function (t) {
         if (self.ws === ws && self.subs.get(s.channel) === s) self.joinWith(s, t);
       }, function (err) {
+        // No token, no join: the subscription is dropped, as after a
+        // refusal, so that the app may subscribe again.
+        if (self.ws !== ws || self.subs.get(s.channel) !== s) return;
+        self.subs.delete(s.channel);
         if (s.onError) s.onError(err);
       });
       return;
@@ -175,10 +187,9 @@
     this.request(frame).catch(function (err) {
       if (!err.code || self.subs.get(s.channel) !== s) return; // the connection closed: joined again on the next
       if (transient[err.code]) { // tried again on this connection, backing off; a new one joins anew
-        var delay = Math.min(self.maxDelay, self.minDelay * Math.pow(2, s.retries++));
         setTimeout(function () {
           if (self.ws === ws && self.subs.get(s.channel) === s && !s.ready) self.join(s);
-        }, delay * (0.5 + Math.random() / 2));
+        }, self.backoff(s.retries++));
         return;
       }
       self.subs.delete(s.channel);
