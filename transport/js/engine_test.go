@@ -514,7 +514,7 @@ module.exports = async function (req) {
 // CPU spun, for good.
 func TestAThrownValueThatNeverDescribesItselfTimesOut(t *testing.T) {
 	e := newEnv(t, map[string]string{
-		"a/app.json": `{"js": {"handler_timeout_ms": 300}}`,
+		"a/app.json": `{"js": {"handler_timeout_ms": 1000}}`,
 		"a/api/main.js": `
 const spin = { toString() { for (;;) {} } };
 const spinStack = { get stack() { for (;;) {} }, toString() { return "x"; } };
@@ -526,8 +526,8 @@ module.exports = async function (req) {
 };`,
 	}, js.Config{})
 	for _, tc := range []struct{ what, want string }{
-		{"spin", "time limit of 300ms"},
-		{"spinStack", "time limit of 300ms"},
+		{"spin", "time limit of 1s"},
+		{"spinStack", "time limit of 1s"},
 		{"throwStack", "stack could not be read"},
 	} {
 		for _, reject := range []string{"", "&reject=1"} {
