@@ -33,10 +33,10 @@ func appendMessages(t *testing.T, ts *testServer, channel string, n int, data st
 // up, in order, paced as the replay's pages are. Before, they were queued
 // at once as the replay ended, and the queue's limit closed the client as
 // a slow consumer (4001). The queue is 512 frames here (8192 by default),
-// so that a few thousand messages during the replay are enough; they are
-// published 50 to a commit while the client reads the first half of the
-// replay, and not after: a client slower than the publishers is a slow
-// consumer once live, rightly.
+// so that a few thousand messages during the replay are enough; up to
+// 5,000 are published, 50 to a commit, while the client reads the first
+// half of the replay, and none after: a client slower than the publishers
+// is a slow consumer once live, rightly.
 func TestALongReplayOfABusyChannelGoesLive(t *testing.T) {
 	ts := startTestServerConfig(t, Config{SendQueue: 512, ReplayPage: 64}, nil)
 	const history = 100000
@@ -51,7 +51,7 @@ func TestALongReplayOfABusyChannelGoesLive(t *testing.T) {
 	go func() {
 		defer close(done)
 		facts := make([]domain.Fact, 50)
-		for read.Load() < history/2 {
+		for read.Load() < history/2 && appended.Load() < 5000 { // far from the 65536 a replay may buffer
 			for j := range facts {
 				facts[j] = &domain.MessageBroadcast{App: domain.DefaultApp, Channel: "busy", Data: json.RawMessage(`2`)}
 			}

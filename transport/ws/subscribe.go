@@ -133,7 +133,19 @@ func (c *conn) subscribe(req *request) error {
 	ok = true
 	if plan.count == 0 {
 		unpin()
-		c.goLive(ctx, channel, subSeq)
+		// What came meanwhile is little, and goes live here; more, handed
+		// back, is sent on a goroutine of its own, as a replay's pages
+		// are: waiting for room here would hold up the client's reader.
+		rest, live := c.srv.members.GoLive(c.app.Name, channel, c.client.ID, subSeq, max(1, c.srv.cfg.SendQueue/4))
+		if live && rest != nil {
+			c.replays.Add(1)
+			go func() {
+				defer c.replays.Done()
+				if c.sendPage(ctx, rest) == nil {
+					c.goLive(ctx, channel, subSeq)
+				}
+			}()
+		}
 		return nil
 	}
 	// The replay stops when the subscription ends (unsubscribe cancels)
