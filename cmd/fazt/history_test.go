@@ -368,6 +368,10 @@ func TestChannelPathsAreTakenAsGiven(t *testing.T) {
 			}
 		}
 	}
+	// Other methods get 405, as the mux answered them.
+	if code, _ := tn.request(http.DefaultClient, "", testAdminKey, "POST", "/_api/channels/orders/history", nil, nil); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST of a channel's history: %d, want 405", code)
+	}
 	// Other routes are the mux's, which cleans as before.
 	if code, _ := tn.request(noRedirects, "", testAdminKey, "GET", "/_api//channels", nil, nil); code != http.StatusMovedPermanently && code != http.StatusTemporaryRedirect {
 		t.Errorf("GET /_api//channels: %d, want the mux's redirect", code)
