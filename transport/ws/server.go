@@ -165,6 +165,12 @@ type Server struct {
 	closingCtx context.Context
 	stopSetup  context.CancelFunc
 	workers    *workers // the connections' readers and requests
+
+	// Sessions' ends the log could not take, written again by one
+	// goroutine (retryEnds) while endsRetrying.
+	endsMu       sync.Mutex
+	ends         []*domain.ClientDisconnected
+	endsRetrying bool
 }
 
 // workerIdle is how long a reader's goroutine waits for another turn
@@ -350,36 +356,72 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 	ev := &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: reason}
 	if _, err := s.store.Append(ctx, ev); err != nil {
 		s.log.Error("record disconnection", "app", client.App, "client", client.ID, "err", err)
-		s.connWG.Add(1) // the connection's own count is still held
-		go s.retryEnd(ev)
+		s.queueEnd(ev)
 	}
 	if s.hooks != nil {
 		s.hooks.OnDisconnect(ctx, client, reason)
 	}
 }
 
-// endRetryFirst and endRetryMost bound the waits between retries of a
-// session's end: doubling from the first to the most.
+// endRetryFirst and endRetryMost bound the waits between retries of the
+// sessions' ends: doubling from the first to the most.
 var endRetryFirst, endRetryMost = 100 * time.Millisecond, 5 * time.Second
 
-// retryEnd writes ev until it is written or Shutdown begins.
-func (s *Server) retryEnd(ev *domain.ClientDisconnected) {
+// queueEnd adds ev to the ends that one goroutine writes again, all in
+// one append: while the log cannot commit, thousands of clients may
+// leave, and a goroutine each would try as many appends every few
+// seconds.
+func (s *Server) queueEnd(ev *domain.ClientDisconnected) {
+	s.endsMu.Lock()
+	defer s.endsMu.Unlock()
+	s.ends = append(s.ends, ev)
+	if !s.endsRetrying {
+		s.endsRetrying = true
+		s.connWG.Add(1) // the caller's connection still holds its count
+		go s.retryEnds()
+	}
+}
+
+// retryEnds writes the queued ends until they are all written or
+// Shutdown begins.
+func (s *Server) retryEnds() {
 	defer s.connWG.Done()
 	for wait, tries := endRetryFirst, 1; ; wait = min(2*wait, endRetryMost) {
 		select {
 		case <-s.closingCtx.Done():
-			s.log.Warn("disconnection not recorded before shutdown; the next start closes the session", "app", ev.App, "client", ev.Client, "tries", tries)
+			s.endsMu.Lock()
+			n := len(s.ends)
+			s.ends, s.endsRetrying = nil, false
+			s.endsMu.Unlock()
+			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", n, "tries", tries)
 			return
 		case <-time.After(wait):
 		}
+		s.endsMu.Lock()
+		batch := s.ends
+		s.ends = nil
+		s.endsMu.Unlock()
+		facts := make([]domain.Fact, len(batch))
+		for i, ev := range batch {
+			facts[i] = ev
+		}
 		ctx, cancel := context.WithTimeout(s.closingCtx, 10*time.Second)
-		_, err := s.store.Append(ctx, ev)
+		_, err := s.store.Append(ctx, facts...)
 		cancel()
 		tries++
-		if err == nil {
-			s.log.Info("recorded disconnection", "app", ev.App, "client", ev.Client, "tries", tries)
-			return
+		s.endsMu.Lock()
+		if err != nil {
+			s.ends = append(batch, s.ends...)
+		} else {
+			s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries)
+			if len(s.ends) == 0 {
+				s.endsRetrying = false
+				s.endsMu.Unlock()
+				return
+			}
+			wait, tries = endRetryFirst/2, 0 // the next batch starts afresh
 		}
+		s.endsMu.Unlock()
 	}
 }
 

@@ -19,8 +19,9 @@ type failingStore struct {
 	*events.Log
 	failChannel     atomic.Bool
 	failUnsubscribe atomic.Bool
-	failEnds        atomic.Int32 // the next appends of a session's end that fail
-	endTries        atomic.Int32
+	failEnds        atomic.Int32 // the next appends of sessions' ends that fail
+	endTries        atomic.Int32 // appends with sessions' ends in them
+	mostEnds        atomic.Int32 // the most ends in one append
 }
 
 func (s *failingStore) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
@@ -35,11 +36,19 @@ func (s *failingStore) Append(ctx context.Context, facts ...domain.Fact) ([]doma
 		if _, ok := f.(*domain.ChannelUnsubscribed); ok && s.failUnsubscribe.Load() {
 			return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit")
 		}
+	}
+	ends := int32(0)
+	for _, f := range facts {
 		if _, ok := f.(*domain.ClientDisconnected); ok {
-			s.endTries.Add(1)
-			if s.failEnds.Add(-1) >= 0 {
-				return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit: database or disk is full")
-			}
+			ends++
+		}
+	}
+	if ends > 0 {
+		s.endTries.Add(1)
+		if s.failEnds.Add(-1) >= 0 {
+			return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit: database or disk is full")
+		}
+		for m := s.mostEnds.Load(); ends > m && !s.mostEnds.CompareAndSwap(m, ends); m = s.mostEnds.Load() {
 		}
 	}
 	return s.Log.Append(ctx, facts...)
@@ -146,5 +155,35 @@ func TestShutdownLeavesAnEndTheLogWillNotTake(t *testing.T) {
 	defer cancel()
 	if err := ts.srv.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// TestEndsTheLogWouldNotTakeAreWrittenTogether: the ends of many sessions
+// that the log refused are written again by one goroutine, in one append,
+// not by a goroutine each, whose appends would add to the load of a log
+// already failing.
+func TestEndsTheLogWouldNotTakeAreWrittenTogether(t *testing.T) {
+	defer func(first, most time.Duration) { endRetryFirst, endRetryMost = first, most }(endRetryFirst, endRetryMost)
+	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
+	var fs *failingStore
+	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	const n = 20
+	clients := make([]*testClient, n)
+	for i := range clients {
+		clients[i] = ts.dial()
+		clients[i].subscribe("room")
+	}
+	fs.failEnds.Store(1 << 30)
+	for _, c := range clients {
+		c.ws.Close()
+	}
+	waitUntil(t, "every first try and two retries", func() bool { return fs.endTries.Load() >= n+2 })
+	fs.failEnds.Store(0)
+	waitUntil(t, "the ends recorded and applied", func() bool {
+		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Types: []string{domain.NameClientDisconnected}})
+		return err == nil && len(evs) == n && len(ts.members.Subscribers(domain.DefaultApp, "room")) == 0
+	})
+	if m := fs.mostEnds.Load(); m != n {
+		t.Errorf("at most %d ends in one append, want all %d", m, n)
 	}
 }
