@@ -16,26 +16,7 @@ import (
 // leaves the app on the settings it had, says so once, and the next good
 // edit applies. A field no setting has is warned about.
 func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	r := NewRegistry(dir)
-	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
-	r.recheck = 0
-	mtime := time.Now()
-	write := func(body string) {
-		t.Helper()
-		p := filepath.Join(dir, "chat", "app.json")
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		mtime = mtime.Add(time.Second) // a change the registry sees, however fast the test
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r, dir, write, logs := chatRegistry(t)
 	write(`{"client_publish": true, "retention": {"max_messages": -1}}`)
 	app, err := r.Lookup("chat")
 	if err != nil || !app.Settings.ClientPublish || app.Settings.Retention.MaxMessages != -1 {
@@ -114,26 +95,7 @@ func TestAppJSONNeverReadIsUnavailable(t *testing.T) {
 // under either: app.json is refused with the reason, and the app keeps
 // its previous settings, as for any broken edit.
 func TestAPIKeysThatCannotWorkAreRefused(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	r := NewRegistry(dir)
-	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
-	r.recheck = 0
-	mtime := time.Now()
-	write := func(body string) {
-		t.Helper()
-		p := filepath.Join(dir, "chat", "app.json")
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		mtime = mtime.Add(time.Second)
-		if err := os.Chtimes(p, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r, _, write, logs := chatRegistry(t)
 	write(`{"api_keys": {"backend": "k1", "worker": "k2"}}`)
 	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.APIKeys) != 2 {
 		t.Fatalf("good keys: %+v, %v", app, err)
@@ -152,4 +114,31 @@ func TestAPIKeysThatCannotWorkAreRefused(t *testing.T) {
 			t.Errorf("%s: the log does not say %q:\n%s", body, why, logs.String())
 		}
 	}
+}
+
+// chatRegistry is a registry of a dir with an app chat, rechecking
+// app.json at every lookup; write replaces chat's app.json, with a time
+// the registry sees as a change however fast the test.
+func chatRegistry(t *testing.T) (r *Registry, dir string, write func(body string), logs *bytes.Buffer) {
+	dir = t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logs = &bytes.Buffer{}
+	r = NewRegistry(dir)
+	r.SetLogger(slog.New(slog.NewTextHandler(logs, nil)))
+	r.recheck = 0
+	mtime := time.Now()
+	write = func(body string) {
+		t.Helper()
+		p := filepath.Join(dir, "chat", "app.json")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mtime = mtime.Add(time.Second)
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, dir, write, logs
 }

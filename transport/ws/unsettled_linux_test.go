@@ -123,10 +123,7 @@ func TestUnsubscribeThatCannotBeRecordedClosesTheConnection(t *testing.T) {
 // counted, and a presence member), as the log says; before, it stayed so
 // until the next start.
 func TestASessionsEndIsWrittenOnceTheLogTakesIt(t *testing.T) {
-	defer func(first, most time.Duration) { endRetryFirst, endRetryMost = first, most }(endRetryFirst, endRetryMost)
-	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
-	var fs *failingStore
-	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	ts, fs := startRetryingServer(t)
 	c := ts.dial()
 	c.subscribe("room")
 	fs.failEnds.Store(3)
@@ -143,10 +140,7 @@ func TestASessionsEndIsWrittenOnceTheLogTakesIt(t *testing.T) {
 // One that the log never takes is given up at shutdown, which does not
 // wait for it: the next start closes the session.
 func TestShutdownLeavesAnEndTheLogWillNotTake(t *testing.T) {
-	defer func(first, most time.Duration) { endRetryFirst, endRetryMost = first, most }(endRetryFirst, endRetryMost)
-	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
-	var fs *failingStore
-	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	ts, fs := startRetryingServer(t)
 	c := ts.dial()
 	fs.failEnds.Store(1 << 30)
 	c.ws.Close()
@@ -163,10 +157,7 @@ func TestShutdownLeavesAnEndTheLogWillNotTake(t *testing.T) {
 // not by a goroutine each, whose appends would add to the load of a log
 // already failing.
 func TestEndsTheLogWouldNotTakeAreWrittenTogether(t *testing.T) {
-	defer func(first, most time.Duration) { endRetryFirst, endRetryMost = first, most }(endRetryFirst, endRetryMost)
-	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
-	var fs *failingStore
-	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	ts, fs := startRetryingServer(t)
 	const n = 20
 	clients := make([]*testClient, n)
 	for i := range clients {
@@ -186,4 +177,16 @@ func TestEndsTheLogWouldNotTakeAreWrittenTogether(t *testing.T) {
 	if m := fs.mostEnds.Load(); m != n {
 		t.Errorf("at most %d ends in one append, want all %d", m, n)
 	}
+}
+
+// startRetryingServer starts a server on a failingStore whose refused
+// sessions' ends are tried again every few milliseconds.
+func startRetryingServer(t *testing.T) (*testServer, *failingStore) {
+	t.Helper()
+	first, most := endRetryFirst, endRetryMost
+	t.Cleanup(func() { endRetryFirst, endRetryMost = first, most })
+	endRetryFirst, endRetryMost = time.Millisecond, 20*time.Millisecond
+	var fs *failingStore
+	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
+	return ts, fs
 }
