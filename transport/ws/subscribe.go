@@ -136,8 +136,14 @@ func (c *conn) subscribe(req *request) error {
 		// What came meanwhile is little, and goes live here; more, handed
 		// back, is sent on a goroutine of its own, as a replay's pages
 		// are: waiting for room here would hold up the client's reader.
+		// An unsubscribe cancels it, as it does a replay: nothing of the
+		// channel is queued after `unsubscribed`.
 		rest, live := c.srv.members.GoLive(c.app.Name, channel, c.client.ID, subSeq, max(1, c.srv.cfg.SendQueue/4))
 		if live && rest != nil {
+			ctx, cancel := context.WithCancel(c.ctx)
+			c.smu.Lock()
+			c.subs.Set(channel, cancel)
+			c.smu.Unlock()
 			c.replays.Add(1)
 			go func() {
 				defer c.replays.Done()
