@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,10 +143,7 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	case err != nil:
 		err = fmt.Errorf("read %s/app.json: %w", name, err)
 	default:
-		if err = json.Unmarshal(body, &app.Settings); err == nil {
-			err = app.Settings.checkKeys()
-		}
-		if err != nil {
+		if err = json.Unmarshal(body, &app.Settings); err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
 		}
 	}
@@ -172,32 +170,43 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		return e.app, nil
 	}
 	r.warnUnknown(name, body)
+	// Keys that cannot work as meant are left out, and said so: the rest
+	// of the app, its other keys included, is served as usual.
+	for _, why := range app.Settings.dropBadKeys() {
+		r.log.Error("app.json: an API key is not used", "app", name, "why", why)
+	}
 	app.Settings.Limits = app.Settings.Limits.WithDefaults()
 	r.cache[name] = &entry{app: app, modTime: mod, checked: now}
 	return app, nil
 }
 
-// checkKeys refuses api_keys that could not work as meant: a key never
-// matches with space around it (HTTP trims a header's value), a key with
-// no name is the audit's "no one", and two names with one key would make
-// which name a publish is recorded under a matter of chance.
-func (s *Settings) checkKeys() error {
-	names := make(map[string]string, len(s.APIKeys))
+// dropBadKeys removes the api_keys that could not work as meant, and
+// says why for each: a key never matches with space around it (HTTP trims
+// a header's value), a key with no name is the audit's "no one", and two
+// names with one key would make which name a publish is recorded under a
+// matter of chance (both are dropped).
+func (s *Settings) dropBadKeys() (why []string) {
+	names := make(map[string][]string, len(s.APIKeys))
+	for name, key := range s.APIKeys {
+		names[key] = append(names[key], name)
+	}
 	for name, key := range s.APIKeys {
 		switch {
 		case name == "":
-			return errors.New(`api_keys: a key needs a name, "" is none`)
+			why = append(why, `api_keys: a key needs a name, "" is none`)
 		case key == "":
-			return fmt.Errorf("api_keys: %q is empty", name)
+			why = append(why, fmt.Sprintf("api_keys: %q is empty", name))
 		case strings.TrimSpace(key) != key:
-			return fmt.Errorf("api_keys: %q has space around it, which a request's header cannot carry", name)
+			why = append(why, fmt.Sprintf("api_keys: %q has space around it, which a request's header cannot carry", name))
+		case len(names[key]) > 1:
+			why = append(why, fmt.Sprintf("api_keys: %q has the same key as %q", name, slices.Min(slices.DeleteFunc(slices.Clone(names[key]), func(n string) bool { return n == name }))))
+		default:
+			continue
 		}
-		if other, ok := names[key]; ok {
-			return fmt.Errorf("api_keys: %q and %q are the same key", min(name, other), max(name, other))
-		}
-		names[key] = name
+		delete(s.APIKeys, name)
 	}
-	return nil
+	slices.Sort(why)
+	return why
 }
 
 // List returns the names of the apps with a folder, plus default.
