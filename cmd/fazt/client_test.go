@@ -70,7 +70,8 @@ func TestBrowserClientResumes(t *testing.T) {
 
 // TestBrowserClientRenewsTokens: a private channel's token given to
 // fazt.js as a function is asked for again at each join, so a reconnect,
-// which gets a new client id, joins with a token bound to it.
+// which gets a new client id, joins with a token bound to it; a fetch
+// that fails at the reconnect is told to onError and tried again.
 func TestBrowserClientRenewsTokens(t *testing.T) {
 	const secret = "renew-secret"
 	tn := startTestNode(t, map[string]string{"default": `{"secret":"` + secret + `"}`})
@@ -84,8 +85,9 @@ func TestBrowserClientRenewsTokens(t *testing.T) {
 		Error            string
 		Got              int
 		Tokens, Connects int
+		TokenErrors      int
 	}
-	if err := result(&res); err != nil || !res.OK || res.Got != 20 || res.Connects != 2 || res.Tokens != 2 {
+	if err := result(&res); err != nil || !res.OK || res.Got != 20 || res.Connects != 2 || res.Tokens != 3 || res.TokenErrors != 1 {
 		t.Fatalf("client: %+v, %v", res, err)
 	}
 }

@@ -131,7 +131,7 @@
       case "subscribed": {
         var sub = this.subs.get(f.channel);
         if (sub && f.id === sub.joinId) {
-          sub.ready = true;
+          sub.ready = sub.joined = true;
           sub.retries = 0;
           sub.epoch = f.epoch;
           if (f.epoch_changed) sub.offset = null;
@@ -165,10 +165,18 @@
       Promise.resolve().then(token).then(function (t) {
         if (self.ws === ws && self.subs.get(s.channel) === s) self.joinWith(s, t);
       }, function (err) {
-        // No token, no join: the subscription is dropped, as after a
-        // refusal, so that the app may subscribe again.
         if (self.ws !== ws || self.subs.get(s.channel) !== s) return;
-        self.subs.delete(s.channel);
+        // A subscription that has joined before is kept through a failed
+        // token fetch (a reconnect is when the network is flaky): tried
+        // again, backing off. One that never joined is dropped, as after
+        // a refusal, so that the app may subscribe again from onError.
+        if (s.joined) {
+          setTimeout(function () {
+            if (self.ws === ws && self.subs.get(s.channel) === s && !s.ready) self.join(s);
+          }, self.backoff(s.retries++));
+        } else {
+          self.subs.delete(s.channel);
+        }
         if (s.onError) s.onError(err);
       });
       return;
