@@ -390,10 +390,25 @@ func (s *Server) retryEnds() {
 		select {
 		case <-s.closingCtx.Done():
 			s.endsMu.Lock()
-			n := len(s.ends)
+			batch := s.ends
 			s.ends, s.endsRetrying = nil, false
 			s.endsMu.Unlock()
-			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", n, "tries", tries)
+			// One last try, briefly: the log may take them now, as it
+			// takes the ends of the connections the shutdown closes.
+			if len(batch) > 0 {
+				facts := make([]domain.Fact, len(batch))
+				for i, ev := range batch {
+					facts[i] = ev
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, err := s.store.Append(ctx, facts...)
+				cancel()
+				if err == nil {
+					s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries+1)
+					return
+				}
+			}
+			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", len(batch), "tries", tries)
 			return
 		case <-time.After(wait):
 		}

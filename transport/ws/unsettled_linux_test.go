@@ -206,3 +206,25 @@ func startRetryingServer(t *testing.T) (*testServer, *failingStore) {
 	ts := startTestServerWith(t, func(l *events.Log) Store { fs = &failingStore{Log: l}; return fs })
 	return ts, fs
 }
+
+// TestShutdownTriesTheEndsOnceMore: ends still queued when the shutdown
+// begins get one last try, as the ends of the connections the shutdown
+// closes do: the log may take them by then. (Retries are an hour apart
+// here, so only that last try can write it.)
+func TestShutdownTriesTheEndsOnceMore(t *testing.T) {
+	ts, fs := startRetryingServer(t)
+	endRetryFirst, endRetryMost = time.Hour, time.Hour
+	c := ts.dial()
+	fs.failEnds.Store(1)
+	c.ws.Close()
+	waitUntil(t, "the end refused", func() bool { return fs.endTries.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id, Types: []string{domain.NameClientDisconnected}})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%d ends recorded, %v; want the one the last try wrote", len(evs), err)
+	}
+}
