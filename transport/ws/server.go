@@ -372,6 +372,11 @@ var endRetryFirst, endRetryMost = 100 * time.Millisecond, 5 * time.Second
 // leave, and a goroutine each would try as many appends every few
 // seconds.
 func (s *Server) queueEnd(ev *domain.ClientDisconnected) {
+	if s.closingCtx.Err() != nil {
+		// The caller has just tried; the next start closes the session.
+		s.log.Warn("disconnection not recorded before shutdown; the next start closes the session", "app", ev.App, "client", ev.Client)
+		return
+	}
 	s.endsMu.Lock()
 	defer s.endsMu.Unlock()
 	s.ends = append(s.ends, ev)
@@ -393,22 +398,24 @@ func (s *Server) retryEnds() {
 			batch := s.ends
 			s.ends, s.endsRetrying = nil, false
 			s.endsMu.Unlock()
-			// One last try, briefly: the log may take them now, as it
-			// takes the ends of the connections the shutdown closes.
+			// One last try: the log may take them now, as it takes the
+			// ends of the connections the shutdown closes. (Once queued,
+			// an append waits for its commit, whatever the context.)
+			var err error
 			if len(batch) > 0 {
 				facts := make([]domain.Fact, len(batch))
 				for i, ev := range batch {
 					facts[i] = ev
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_, err := s.store.Append(ctx, facts...)
+				_, err = s.store.Append(ctx, facts...)
 				cancel()
 				if err == nil {
 					s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries+1)
 					return
 				}
 			}
-			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", len(batch), "tries", tries)
+			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", len(batch), "tries", tries+1, "err", err)
 			return
 		case <-time.After(wait):
 		}
