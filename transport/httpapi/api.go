@@ -64,10 +64,13 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 	a.mux.HandleFunc("POST /_api/clients/{id}/kick", a.auth(a.kick))
 	a.mux.HandleFunc("GET /_api/audit", a.auth(a.audit))
 	a.mux.HandleFunc("GET /healthz", a.healthz)
-	a.mux.HandleFunc("/_api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, domain.Errorf(domain.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
-	})
+	a.mux.HandleFunc("/_api/", noEndpoint)
 	return a
+}
+
+// noEndpoint answers a request no route takes: a JSON 404.
+func noEndpoint(w http.ResponseWriter, r *http.Request) {
+	writeError(w, domain.Errorf(domain.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 }
 
 // ServeHTTP implements http.Handler. The routes under /_api/channels/
@@ -76,7 +79,11 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 // another channel's path (GET /_api/channels//orders/history went to
 // channel "orders", not "/orders").
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rest, ok := strings.CutPrefix(r.URL.Path, channelsPrefix); ok && rest != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+	if rest, ok := strings.CutPrefix(r.URL.Path, channelsPrefix); ok && rest != "" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			noEndpoint(w, r) // here too, not the mux's redirect of an odd path
+			return
+		}
 		a.auth(func(w http.ResponseWriter, r *http.Request, c caller) error { return a.channelPath(w, r, c, rest) })(w, r)
 		return
 	}
