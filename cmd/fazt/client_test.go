@@ -96,8 +96,9 @@ func TestBrowserClientRenewsTokens(t *testing.T) {
 // second subscribe throws); a handle whose subscription ended leaves a
 // later one alone; a handle gives the offset and epoch to resume from, and
 // a start with an epoch that is not the channel's replays its history; a
-// token function that fails drops its subscription, which may be made
-// again.
+// token function that fails at the first join drops its subscription,
+// which may be made again (TestBrowserClientRenewsTokens: at a rejoin it
+// is kept).
 func TestBrowserClientHandles(t *testing.T) {
 	tn := startTestNode(t, nil)
 	for i := 1; i <= 3; i++ {

@@ -92,7 +92,7 @@ type conn struct {
 	currentAt time.Time
 
 	smu     sync.Mutex
-	subs    smallmap.Map[string, context.CancelFunc] // by channel; a value is nil unless a replay is running
+	subs    smallmap.Map[string, context.CancelFunc] // by channel; a value is nil unless a replay, or the sending of what a subscribe's going live handed back, was started (it stays after they end)
 	replays sync.WaitGroup
 }
 

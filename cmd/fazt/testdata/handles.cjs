@@ -43,11 +43,11 @@ try {
 const other = [];
 fazt.subscribe("other", { offset: 2, epoch: "not-this-one" }, (data, f) => { other.push(f.offset); res.other = other; },
   { onSubscribed: (f) => { res.otherChanged = !!f.epoch_changed; } });
-// A token function that fails drops the subscription, which may then be
-// made again.
+// A token function that fails at the first join drops the subscription,
+// which may then be made again (a rejoin's is tried again: private.cjs).
 fazt.subscribe("private-x", { token: () => Promise.reject(new Error("no token for you")) }, () => {}, {
   onError: (e) => {
-    res.tokenError = e.message;
+    res.tokenError = e.message + (e.retrying ? " (retrying)" : "");
     try {
       fazt.subscribe("private-x", { token: () => Promise.reject(new Error("still none")) }, () => {}, { onError: () => {} });
       res.again = "allowed";

@@ -177,7 +177,7 @@
         } else {
           self.subs.delete(s.channel);
         }
-        if (s.onError) s.onError(err);
+        if (s.onError) s.onError(Object.assign(err instanceof Error ? err : new Error(String(err)), { retrying: !!s.joined }));
       });
       return;
     }
