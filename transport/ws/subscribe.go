@@ -140,22 +140,27 @@ func (c *conn) subscribe(req *request) error {
 		// channel is queued after `unsubscribed`.
 		rest, live := c.srv.members.GoLive(c.app.Name, channel, c.client.ID, subSeq, max(1, c.srv.cfg.SendQueue/4))
 		if live && rest != nil {
-			ctx, cancel := context.WithCancel(c.ctx)
-			c.smu.Lock()
-			c.subs.Set(channel, cancel)
-			c.smu.Unlock()
-			c.replays.Add(1)
-			go func() {
-				defer c.replays.Done()
+			c.background(channel, func(ctx context.Context) {
 				if c.sendPage(ctx, rest) == nil {
 					c.goLive(ctx, channel, subSeq)
 				}
-			}()
+			})
 		}
 		return nil
 	}
 	// The replay stops when the subscription ends (unsubscribe cancels)
 	// or the connection does.
+	c.background(channel, func(ctx context.Context) {
+		defer unpin()
+		c.replay(ctx, plan)
+	})
+	return nil
+}
+
+// background runs f on a goroutine of its own, for the subscription to
+// channel, with a context that an unsubscribe of it cancels, as does the
+// connection's end, which waits for f (c.replays).
+func (c *conn) background(channel string, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.smu.Lock()
 	c.subs.Set(channel, cancel)
@@ -163,10 +168,8 @@ func (c *conn) subscribe(req *request) error {
 	c.replays.Add(1)
 	go func() {
 		defer c.replays.Done()
-		defer unpin()
-		c.replay(ctx, plan)
+		f(ctx)
 	}()
-	return nil
 }
 
 type replayPlan struct {
