@@ -549,6 +549,7 @@ module.exports = function (req) {
   console.warn("careful");
   console.error("bad");
   require("console").info("required");
+  console.log("é".repeat(10000));
   return req.id;
 };`}, js.Config{})
 	code, body := e.get("a", "/api/")
@@ -569,6 +570,11 @@ module.exports = function (req) {
 		if strings.Contains(line, "source=console") && !(strings.Contains(line, "app=a") && strings.Contains(line, "request="+id) && strings.Contains(line, "file=api/main.js")) {
 			t.Errorf("console line not tagged with app, file and request %s: %s", id, line)
 		}
+	}
+	// A long line is cut at 8 KiB, on a character's boundary, and says
+	// how much was left out: 20,000 bytes of "é" give 4,096 of them.
+	if !strings.Contains(logs, strings.Repeat("é", 4096)+"… (11808 more bytes)") || strings.Contains(logs, strings.Repeat("é", 4097)) {
+		t.Errorf("a 20,000-byte console line was not cut at 8 KiB:\n%.300s", logs)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dop251/goja"
 	"github.com/dop251/goja_nodejs/console"
@@ -151,11 +152,22 @@ type passingError struct{ error }
 
 func (e passingError) Unwrap() error { return e.error }
 
+// maxConsoleLine is the most of one console call's text the log keeps.
+const maxConsoleLine = 8 << 10
+
 // printer sends console output to the server log, tagged with the app, the
 // file and the execution.
 type printer struct{ rt *runtime }
 
 func (p printer) print(level slog.Level, s string) {
+	if len(s) > maxConsoleLine {
+		// A script that logs a megabyte a call would flood the log.
+		cut := maxConsoleLine
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
+	}
 	ex := p.rt.cur
 	log := p.rt.eng.log
 	if ex != nil && ex.log != nil {
