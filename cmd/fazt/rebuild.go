@@ -29,6 +29,9 @@ them with the stored subscriptions projection (tables sessions and
 subscriptions, at its checkpoint) and with the live membership as a server
 restores it from the log. Works while fazt serve is running: the comparison
 is made at the stored projection's checkpoint, read in one snapshot.
+Then check each channel's head against the offsets its broadcasts were
+given (a head taken back would give offsets again) and its retained
+messages for gaps, in one snapshot too.
 
 Prints a summary and every difference; exits non-zero when there is any.
 None are expected: a difference means a stored row was damaged or a
@@ -77,12 +80,15 @@ type rebuildReport struct {
 	diffs                 []string
 	membershipComparedAt  uint64
 	storedSessions, stSub int
+	channels              int
+	channelsTook          time.Duration
 }
 
 func (r *rebuildReport) print(w io.Writer, maxShown int) {
 	fmt.Fprintf(w, "replayed the log up to seq %d (log head %d) in %s\n", r.checkpoint, r.head, r.elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "%s: %d open sessions, %d subscriptions (stored: %d, %d)\n", projections.SubscriptionsName, r.sessions, r.subs, r.storedSessions, r.stSub)
 	fmt.Fprintf(w, "%s: compared with the replay at seq %d\n", projections.MembershipName, r.membershipComparedAt)
+	fmt.Fprintf(w, "channels: %d, each head checked against its broadcasts' offsets and its retained offsets for gaps, in %s\n", r.channels, r.channelsTook.Round(time.Millisecond))
 	if len(r.diffs) == 0 {
 		fmt.Fprintln(w, "differences: none")
 		return
@@ -143,7 +149,18 @@ func rebuild(ctx context.Context, l *events.Log, stderr io.Writer, showBar func(
 	}
 	rep.membershipComparedAt = upto
 	rep.diffs = append(rep.diffs, diffSubscriptions(projections.MembershipName, membershipState(m), replayed)...)
+
 	rep.elapsed = time.Since(start)
+
+	// The channels' offsets: heads against the broadcasts, and the runs
+	// of retained messages.
+	checked := time.Now()
+	problems, channels, err := l.CheckChannels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.channels, rep.channelsTook = channels, time.Since(checked)
+	rep.diffs = append(rep.diffs, problems...)
 	return rep, nil
 }
 
