@@ -21,13 +21,14 @@ func (l *Log) CheckChannels(ctx context.Context) (problems []string, channels in
 		// The broadcasts' events carry their offsets. The audit's
 		// retention may have dropped some: the check is of those left,
 		// each of which must be at or under its channel's head.
+		// Grouped first: the view computes a head once per channel.
 		rows, err := tx.QueryContext(ctx, `
-			SELECT e.app, e.channel, MAX(e."offset"), h.head
-			FROM events e LEFT JOIN channel_heads h ON h.app = e.app AND h.name = e.channel
-			WHERE e."offset" IS NOT NULL
-			GROUP BY e.app, e.channel
-			HAVING h.head IS NULL OR MAX(e."offset") > h.head
-			ORDER BY e.app, e.channel`)
+			SELECT b.app, b.channel, b.top, h.head
+			FROM (SELECT app, channel, MAX("offset") AS top FROM events
+			      WHERE "offset" IS NOT NULL GROUP BY app, channel) b
+			LEFT JOIN channel_heads h ON h.app = b.app AND h.name = b.channel
+			WHERE h.head IS NULL OR b.top > h.head
+			ORDER BY b.app, b.channel`)
 		if err != nil {
 			return fmt.Errorf("heads against broadcasts: %w", err)
 		}
@@ -64,7 +65,7 @@ func (l *Log) CheckChannels(ctx context.Context) (problems []string, channels in
 			if err := rows.Scan(&app, &channel, &first, &last, &n); err != nil {
 				return err
 			}
-			problems = append(problems, fmt.Sprintf("channel %s/%s: retains %d messages between offsets %d and %d: %d are missing from the run", app, channel, n, first, last, last-first+1-n))
+			problems = append(problems, fmt.Sprintf("channel %s/%s: retains %d messages between offsets %d and %d: %d are missing from the run (builds of 27 November 2026 could leave such a gap, which retention closes at its next pass; otherwise, messages were lost)", app, channel, n, first, last, last-first+1-n))
 		}
 		return rows.Err()
 	})

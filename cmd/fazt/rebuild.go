@@ -23,7 +23,7 @@ func rebuildCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "rebuild",
-		Short: "Replay the whole log into fresh projections and check the stored ones",
+		Short: "Replay the whole log into fresh projections and check the stored ones, and each channel's head",
 		Long: `Replay the event log from sequence 0 into fresh read models and compare
 them with the stored subscriptions projection (tables sessions and
 subscriptions, at its checkpoint) and with the live membership as a server
@@ -60,7 +60,7 @@ projection disagrees with the log.`,
 			}
 			rep.print(cmd.OutOrStdout(), maxShown)
 			if n := len(rep.diffs); n > 0 {
-				return fmt.Errorf("rebuild found %d difference(s) between the stored projections and the log", n)
+				return fmt.Errorf("rebuild found %d difference(s) between the stored projections or the channels and the log", n)
 			}
 			return nil
 		},
