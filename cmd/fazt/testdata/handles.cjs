@@ -47,7 +47,7 @@ fazt.subscribe("other", { offset: 2, epoch: "not-this-one" }, (data, f) => { oth
 // which may then be made again (a rejoin's is tried again: private.cjs).
 fazt.subscribe("private-x", { token: () => Promise.reject(new Error("no token for you")) }, () => {}, {
   onError: (e) => {
-    res.tokenError = e.message + (e.retrying ? " (retrying)" : "");
+    res.tokenError = e.message + (e.retrying === false ? "" : " (retrying: " + e.retrying + ")");
     try {
       fazt.subscribe("private-x", { token: () => Promise.reject(new Error("still none")) }, () => {}, { onError: () => {} });
       res.again = "allowed";

@@ -36,4 +36,8 @@ fazt.subscribe("private-feed", { offset: 0, token }, (data, f) => {
     fazt.close();
     process.exit(0);
   }
-}, { onSubscribed: () => { if (connects === 1) console.log("ready"); }, onError: (e) => { if (e.message !== "network down") fail("refused: " + e.message); tokenErrors++; } });
+}, { onSubscribed: () => { if (connects === 1) console.log("ready"); }, onError: (e) => {
+  if (e.message !== "network down") fail("refused: " + e.message);
+  if (e.retrying !== true) fail("a rejoin's failed token does not say the subscription is kept");
+  tokenErrors++;
+} });
