@@ -488,28 +488,13 @@ func TestDepthLimitIsTheAppsEverywhere(t *testing.T) {
 // with bad_request, and nothing is committed.
 func TestDataThatIsNotUTF8IsRefused(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"rt": `{"client_publish":true}`})
-	bad := json.RawMessage("\"caf\xe9\"")
-	for path, body := range map[string]any{
-		"/_api/publish":       map[string]any{"channel": "room", "data": bad},
-		"/_api/publish-batch": map[string]any{"messages": []any{map[string]any{"channel": "room", "data": bad}}},
-		"/_api/broadcast-all": map[string]any{"data": bad},
-	} {
-		var e struct{ Error, Code string }
-		if code := tn.api("rt", testAdminKey, "POST", path, body, &e); code != 400 || e.Code != "bad_request" || !strings.Contains(e.Error, "UTF-8") {
-			t.Errorf("%s: %d %+v, want 400 bad_request about UTF-8", path, code, e)
-		}
-	}
+	refusedByAPI(t, tn, "rt", json.RawMessage("\"caf\xe9\""), "UTF-8")
 	c := tn.dial("rt", "")
 	c.send("{\"type\":\"publish\",\"channel\":\"room\",\"id\":\"u\",\"data\":{\"text\":\"caf\xe9\"}}")
 	if f := c.next(); f.str("type") != "error" || f.str("code") != "bad_request" || f["id"] != "u" {
 		t.Errorf("a client's publish: %v", f)
 	}
-	if h := tn.history("rt", "room", ""); h.Head != 0 || len(h.Messages) != 0 {
-		t.Errorf("committed: head %d, %d messages", h.Head, len(h.Messages))
-	}
-	if a := tn.audit("rt", "type=broadcast,broadcast_all"); len(a.Events) != 0 {
-		t.Errorf("%d broadcasts in the audit", len(a.Events))
-	}
+	nothingBroadcast(t, tn, "rt", "room")
 }
 
 // TestNumbersBeyondADoubleAreRefused publishes 1e400 through every way
@@ -525,28 +510,14 @@ func TestNumbersBeyondADoubleAreRefused(t *testing.T) {
 		"rt/api/main.js":     `module.exports = (req) => ({ json: { parsed: req.json, body: req.body } });`,
 	})
 	bad := json.RawMessage(`{"n":1e400}`)
-	for path, body := range map[string]any{
-		"/_api/publish":       map[string]any{"channel": "room", "data": bad},
-		"/_api/publish-batch": map[string]any{"messages": []any{map[string]any{"channel": "room", "data": bad}}},
-		"/_api/broadcast-all": map[string]any{"data": bad},
-	} {
-		var e struct{ Error, Code string }
-		if code := tn.api("rt", testAdminKey, "POST", path, body, &e); code != 400 || e.Code != "bad_request" || !strings.Contains(e.Error, "1e400 is beyond the range of a double") {
-			t.Errorf("%s: %d %+v, want 400 bad_request about the number", path, code, e)
-		}
-	}
+	refusedByAPI(t, tn, "rt", bad, "1e400 is beyond the range of a double")
 	c := tn.dial("rt", "")
 	c.subscribe(map[string]any{"channel": "room"})
 	c.send(`{"type":"publish","channel":"room","id":"n","data":{"n":-1e400}}`)
 	if f := c.next(); f.str("type") != "error" || f.str("code") != "bad_request" || f["id"] != "n" {
 		t.Errorf("a client's publish: %v", f)
 	}
-	if h := tn.history("rt", "room", ""); h.Head != 0 || len(h.Messages) != 0 {
-		t.Errorf("committed: head %d, %d messages", h.Head, len(h.Messages))
-	}
-	if a := tn.audit("rt", "type=broadcast,broadcast_all"); len(a.Events) != 0 {
-		t.Errorf("%d broadcasts in the audit", len(a.Events))
-	}
+	nothingBroadcast(t, tn, "rt", "room")
 	// A number that underflows to 0 is a number like any other.
 	c.send(`{"type":"publish","channel":"room","id":"u","data":{"n":1e-400}}`)
 	if p, _ := c.publishedAndMessage(); p["offset"] != float64(1) {
@@ -636,5 +607,34 @@ func TestConnectRecordRedactsCredentials(t *testing.T) {
 	want := map[string]any{"token": "[redacted]", "api_key": "[redacted]", "room": "lobby", "name": "ann"}
 	if got := a.Events[0].Event["query"]; !reflect.DeepEqual(got, want) {
 		t.Fatalf("recorded query %v, want %v", got, want)
+	}
+}
+
+// refusedByAPI publishes data to channel room of app through each of the
+// server API's ways in: each must refuse it with 400 bad_request, its
+// message holding why.
+func refusedByAPI(t *testing.T, tn *testNode, app string, data json.RawMessage, why string) {
+	t.Helper()
+	for path, body := range map[string]any{
+		"/_api/publish":       map[string]any{"channel": "room", "data": data},
+		"/_api/publish-batch": map[string]any{"messages": []any{map[string]any{"channel": "room", "data": data}}},
+		"/_api/broadcast-all": map[string]any{"data": data},
+	} {
+		var e struct{ Error, Code string }
+		if code := tn.api(app, testAdminKey, "POST", path, body, &e); code != 400 || e.Code != "bad_request" || !strings.Contains(e.Error, why) {
+			t.Errorf("%s: %d %+v, want 400 bad_request about %q", path, code, e, why)
+		}
+	}
+}
+
+// nothingBroadcast checks that app's channel has no history and the audit
+// no broadcast of any kind.
+func nothingBroadcast(t *testing.T, tn *testNode, app, channel string) {
+	t.Helper()
+	if h := tn.history(app, channel, ""); h.Head != 0 || len(h.Messages) != 0 {
+		t.Errorf("committed: head %d, %d messages", h.Head, len(h.Messages))
+	}
+	if a := tn.audit(app, "type=broadcast,broadcast_all"); len(a.Events) != 0 {
+		t.Errorf("%d broadcasts in the audit", len(a.Events))
 	}
 }
