@@ -56,7 +56,7 @@ func New(cfg Config) http.Handler {
 	// The API's channel routes take their paths as given: the mux would
 	// clean a channel name's "//" or "." segments into another's path.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cfg.API != nil && httpapi.OwnsPath(r.URL.Path) {
+		if httpapi.OwnsPath(r.URL.Path) {
 			cfg.API.ServeHTTP(w, r)
 			return
 		}

@@ -68,7 +68,7 @@ func TestALongReplayOfABusyChannelGoesLive(t *testing.T) {
 		case <-done:
 			if next > history+appended.Load() {
 				if n := appended.Load(); n < 1000 {
-					t.Logf("only %d messages came during the replay: the hand-over was not put to the test", n)
+					t.Skipf("only %d messages came during the replay: the hand-over was not put to the test", n)
 				}
 				return
 			}

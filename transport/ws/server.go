@@ -169,7 +169,7 @@ type Server struct {
 	// Sessions' ends the log could not take, written again by one
 	// goroutine (retryEnds) while endsRetrying.
 	endsMu       sync.Mutex
-	ends         []*domain.ClientDisconnected
+	ends         []domain.Fact // *domain.ClientDisconnected each
 	endsRetrying bool
 }
 
@@ -391,7 +391,8 @@ func (s *Server) queueEnd(ev *domain.ClientDisconnected) {
 // Shutdown begins.
 func (s *Server) retryEnds() {
 	defer s.connWG.Done()
-	for wait, tries := endRetryFirst, 1; ; wait = min(2*wait, endRetryMost) {
+	wait, tries := endRetryFirst, 1 // recordEnd's was the first
+	for {
 		select {
 		case <-s.closingCtx.Done():
 			s.endsMu.Lock()
@@ -403,19 +404,16 @@ func (s *Server) retryEnds() {
 			// an append waits for its commit, whatever the context.)
 			var err error
 			if len(batch) > 0 {
-				facts := make([]domain.Fact, len(batch))
-				for i, ev := range batch {
-					facts[i] = ev
-				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_, err = s.store.Append(ctx, facts...)
+				_, err = s.store.Append(ctx, batch...)
 				cancel()
+				tries++
 				if err == nil {
-					s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries+1)
+					s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries)
 					return
 				}
 			}
-			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", len(batch), "tries", tries+1, "err", err)
+			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", len(batch), "tries", tries, "err", err)
 			return
 		case <-time.After(wait):
 		}
@@ -423,17 +421,14 @@ func (s *Server) retryEnds() {
 		batch := s.ends
 		s.ends = nil
 		s.endsMu.Unlock()
-		facts := make([]domain.Fact, len(batch))
-		for i, ev := range batch {
-			facts[i] = ev
-		}
 		ctx, cancel := context.WithTimeout(s.closingCtx, 10*time.Second)
-		_, err := s.store.Append(ctx, facts...)
+		_, err := s.store.Append(ctx, batch...)
 		cancel()
 		tries++
 		s.endsMu.Lock()
 		if err != nil {
 			s.ends = append(batch, s.ends...)
+			wait = min(2*wait, endRetryMost)
 		} else {
 			s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries)
 			if len(s.ends) == 0 {
@@ -441,7 +436,7 @@ func (s *Server) retryEnds() {
 				s.endsMu.Unlock()
 				return
 			}
-			wait, tries = endRetryFirst/2, 0 // the next batch starts afresh
+			wait, tries = endRetryFirst, 0 // the next batch starts afresh
 		}
 		s.endsMu.Unlock()
 	}

@@ -138,7 +138,7 @@ func (c *conn) subscribe(req *request) error {
 		// are: waiting for room here would hold up the client's reader.
 		// An unsubscribe cancels it, as it does a replay: nothing of the
 		// channel is queued after `unsubscribed`.
-		rest, live := c.srv.members.GoLive(c.app.Name, channel, c.client.ID, subSeq, max(1, c.srv.cfg.SendQueue/4))
+		rest, live := c.goLiveOnce(channel, subSeq)
 		if live && rest != nil {
 			c.background(channel, func(ctx context.Context) {
 				if c.sendPage(ctx, rest) == nil {
@@ -229,6 +229,13 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 	}
 }
 
+// goLiveOnce is Membership.GoLive with what may be queued at once: a
+// quarter of the send queue, so that what a replay's pages left there
+// (up to half) and this fit.
+func (c *conn) goLiveOnce(channel string, sub uint64) (rest [][]byte, live bool) {
+	return c.srv.members.GoLive(c.app.Name, channel, c.client.ID, sub, max(1, c.srv.cfg.SendQueue/4))
+}
+
 // goLive takes subscription sub live (Membership.GoLive). What its replay
 // left buffered, past a quarter of the send queue, is sent as a replay's
 // pages are, waiting for room: the queue (8192 frames) would otherwise
@@ -236,7 +243,7 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 // and close a client that keeps up as a slow consumer.
 func (c *conn) goLive(ctx context.Context, channel string, sub uint64) {
 	for {
-		rest, live := c.srv.members.GoLive(c.app.Name, channel, c.client.ID, sub, max(1, c.srv.cfg.SendQueue/4))
+		rest, live := c.goLiveOnce(channel, sub)
 		if !live || rest == nil {
 			return
 		}

@@ -3,7 +3,6 @@ package ws
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,8 +23,6 @@ type failingStore struct {
 	endTries        atomic.Int32 // appends with sessions' ends in them
 	endsWritten     atomic.Int32 // ... that the log took
 	mostRefused     atomic.Int32 // the most ends in one refused append
-	mu              sync.Mutex
-	refused         map[string]bool // clients whose end was refused
 }
 
 func (s *failingStore) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
@@ -50,16 +47,9 @@ func (s *failingStore) Append(ctx context.Context, facts ...domain.Fact) ([]doma
 	if len(ends) > 0 {
 		s.endTries.Add(1)
 		if s.failEnds.Add(-1) >= 0 {
-			s.mu.Lock()
-			if s.refused == nil {
-				s.refused = map[string]bool{}
-			}
-			for _, c := range ends {
-				s.refused[c] = true
-			}
-			s.mu.Unlock()
-			if n := int32(len(ends)); n > s.mostRefused.Load() {
-				s.mostRefused.Store(n) // one retry goroutine: no race between writers
+			// Connections' first tries and the retry goroutine refuse
+			// concurrently: the most is kept by compare-and-swap.
+			for m := s.mostRefused.Load(); int32(len(ends)) > m && !s.mostRefused.CompareAndSwap(m, int32(len(ends))); m = s.mostRefused.Load() {
 			}
 			return nil, domain.Errorf(domain.CodeUnavailable, "the event log cannot commit: database or disk is full")
 		}
