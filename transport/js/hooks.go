@@ -175,6 +175,11 @@ func (e *Engine) OnSubscribe(ctx context.Context, c domain.Client, channel strin
 // leaves the message as it is and the decision to app.json; a throw
 // refuses it.
 func (e *Engine) OnPublish(ctx context.Context, c domain.Client, channel string, data json.RawMessage) (json.RawMessage, bool, error) {
+	// What the log would refuse anyway is refused before the hook reads
+	// it: goja's JSON.parse cannot take a number beyond a double's range.
+	if err := domain.CheckNumbers(data); err != nil {
+		return nil, false, err
+	}
 	out, changed, err := e.hook(ctx, c, HookPublish, func(rt *runtime, vm *goja.Runtime) []goja.Value {
 		return []goja.Value{clientValue(vm, c), vm.ToValue(channel), rt.fromJSON(vm, data)}
 	})

@@ -797,11 +797,6 @@ func (c *conn) publish(req *request) error {
 	settings := c.settings()
 	allowed := settings.ClientPublish
 	if c.srv.hooks != nil {
-		// What the log would refuse is refused before onPublish reads it:
-		// goja's JSON.parse cannot take a number beyond a double's range.
-		if err := domain.CheckNumbers(data); err != nil {
-			return err
-		}
 		out, drop, err := c.srv.hooks.OnPublish(c.ctx, c.client, req.Channel, data)
 		if err != nil {
 			return err
