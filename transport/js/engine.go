@@ -303,9 +303,9 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	rt := v.get()
 	if rt == nil {
 		if rt, err = e.newRuntime(v, ex, limit); err != nil {
+			// err is described already (run's settle), within the limit.
 			var passing passingError
 			transient := errors.As(err, &passing)
-			err = scriptError(err)
 			var se *ScriptError
 			if errors.As(err, &se) && !transient {
 				// A syntax error or a throw while loading would fail

@@ -401,8 +401,8 @@ func TestTimersLeftBehindNeverRun(t *testing.T) {
 	e := newEnv(t, map[string]string{"a/api/main.js": `
 module.exports = async function (req) {
   if (req.query.async) await new Promise((r) => setTimeout(r, 1));
-  setImmediate(() => fazt.realtime.broadcast("late", "immediate"));
-  setTimeout(() => fazt.realtime.broadcast("late", "timeout"), 0);
+  setImmediate(() => { console.log("late-callback"); fazt.realtime.broadcast("late", "immediate"); });
+  setTimeout(() => { console.log("late-callback"); fazt.realtime.broadcast("late", "timeout"); }, 0);
   // Promise jobs that outlast the answer's: goja drains its queue after
   // the job that settles it. (A sync handler's jobs all run in its call,
   // before its value is looked at: those are the run's own.)
@@ -419,6 +419,11 @@ module.exports = async function (req) {
 	info, err := e.log.Channel(context.Background(), "a", "late")
 	if err != nil || info.Head != 0 {
 		t.Fatalf("broadcasts after the answer: head %d, %v", info.Head, err)
+	}
+	// The callbacks did not run at all (a broadcast from one would be
+	// refused anyway, its run's answer decided).
+	if strings.Contains(e.logs.String(), "late-callback") {
+		t.Fatalf("a timer left behind ran:\n%.500s", e.logs.String())
 	}
 }
 

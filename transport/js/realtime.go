@@ -1,6 +1,7 @@
 package js
 
 import (
+	"cmp"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -19,10 +20,11 @@ func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
 	o := vm.NewObject()
 	fn := func(name string, f func(goja.FunctionCall) goja.Value) {
 		o.Set(name, func(c goja.FunctionCall) goja.Value {
-			// live is 0 once the run's value has settled: promise jobs
-			// queued after it still run (goja drains its job queue), and
-			// their broadcasts would come after the answer was decided.
-			if rt.cur == nil || rt.live == 0 {
+			// live is 0 outside a run, and once the run's value has
+			// settled: promise jobs queued after it still run (goja
+			// drains its job queue), and their broadcasts would come
+			// after the answer was decided.
+			if rt.live == 0 {
 				rt.throw(vm, domain.Errorf(domain.CodeNotAllowed, "fazt.realtime.%s: only while a request or hook runs, before its answer is decided", name))
 			}
 			return f(c)
@@ -266,13 +268,8 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 		}
 		hq.Since = num("since")
 		hq.Until = num("until")
-		for _, t := range []struct {
-			name string
-			ms   int64
-		}{{"since", hq.Since}, {"until", hq.Until}} {
-			if err := domain.CheckUnixMillis(t.name, t.ms); err != nil {
-				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history: %v", err))
-			}
+		if err := cmp.Or(domain.CheckUnixMillis("since", hq.Since), domain.CheckUnixMillis("until", hq.Until)); err != nil {
+			rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history: %v", err))
 		}
 		hq.Limit = int(num("limit"))
 		if v := o.Get("reverse"); v != nil {

@@ -54,6 +54,8 @@ type runtime struct {
 // run's value settles, what it left behind never runs, although the event
 // loop would still run an immediate's callback, or a timer due by then,
 // on its way out.
+var timerGateProgram = goja.MustCompile("fazt:timers", timerGate, true)
+
 const timerGate = `(function (live) {
   for (const name of ["setTimeout", "setInterval", "setImmediate"]) {
     const schedule = globalThis[name];
@@ -119,7 +121,7 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		fazt.Set("app", v.app)
 		fazt.Set("realtime", rt.realtimeObject(vm))
 		vm.Set("fazt", fazt)
-		gate, err := vm.RunScript("fazt:timers", timerGate)
+		gate, err := vm.RunProgram(timerGateProgram)
 		if err != nil {
 			return nil, err
 		}
@@ -289,7 +291,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	case !done:
 		err = &ScriptError{Message: "the promise " + rt.ver.file + " returned never settled (nothing left to wait for)"}
 	default:
-		err = scriptError(result)
+		err = result // described in settle, within the limit
 	}
 	return reusable, err
 }

@@ -219,7 +219,7 @@ func (v *version) fresh() bool {
 	absent := failed
 	if !failed {
 		now := time.Now().UnixNano()
-		if last := v.absentChecked.Load(); now-last >= int64(time.Second) && v.absentChecked.CompareAndSwap(last, now) {
+		if last := v.absentChecked.Load(); now-last >= int64(absentRecheck) && v.absentChecked.CompareAndSwap(last, now) {
 			absent = true
 		}
 	}
