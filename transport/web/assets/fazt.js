@@ -163,17 +163,15 @@
       // Asked again at every join, so that a reconnect has a fresh one.
       var ws = this.ws;
       Promise.resolve().then(token).then(function (t) {
-        if (self.ws === ws && self.subs.get(s.channel) === s) self.joinWith(s, t);
+        if (self.current(s, ws)) self.joinWith(s, t);
       }, function (err) {
-        if (self.ws !== ws || self.subs.get(s.channel) !== s) return;
+        if (!self.current(s, ws)) return;
         // A subscription that has joined before is kept through a failed
         // token fetch (a reconnect is when the network is flaky): tried
         // again, backing off. One that never joined is dropped, as after
         // a refusal, so that the app may subscribe again from onError.
         if (s.joined) {
-          setTimeout(function () {
-            if (self.ws === ws && self.subs.get(s.channel) === s && !s.ready) self.join(s);
-          }, self.backoff(s.retries++));
+          self.rejoinLater(s, ws);
         } else {
           self.subs.delete(s.channel);
         }
@@ -182,6 +180,19 @@
       return;
     }
     this.joinWith(s, token);
+  };
+
+  // current says whether s is still its channel's subscription, and ws
+  // the connection: what was asked for on an older one is moot.
+  Fazt.prototype.current = function (s, ws) {
+    return this.ws === ws && this.subs.get(s.channel) === s;
+  };
+
+  // rejoinLater joins s again on ws after a backoff, unless by then it is
+  // no longer current, or has joined.
+  Fazt.prototype.rejoinLater = function (s, ws) {
+    var self = this;
+    setTimeout(function () { if (self.current(s, ws) && !s.ready) self.join(s); }, this.backoff(s.retries++));
   };
 
   Fazt.prototype.joinWith = function (s, token) {
@@ -195,9 +206,7 @@
     this.request(frame).catch(function (err) {
       if (!err.code || self.subs.get(s.channel) !== s) return; // the connection closed: joined again on the next
       if (transient[err.code]) { // tried again on this connection, backing off; a new one joins anew
-        setTimeout(function () {
-          if (self.ws === ws && self.subs.get(s.channel) === s && !s.ready) self.join(s);
-        }, self.backoff(s.retries++));
+        self.rejoinLater(s, ws);
         return;
       }
       self.subs.delete(s.channel);
