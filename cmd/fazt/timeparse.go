@@ -40,18 +40,7 @@ func parseTime(s string, now time.Time) (int64, error) {
 		}
 		return n, nil
 	}
-	ms, ok := int64(0), false
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		ms, ok = t.UnixMilli(), true
-	}
-	for _, layout := range absoluteLayouts {
-		if t, err := time.ParseInLocation(layout, s, time.Local); !ok && err == nil {
-			ms, ok = t.UnixMilli(), true
-		}
-	}
-	if d, err := apps.ParseAge(s); !ok && err == nil {
-		ms, ok = now.Add(-d).UnixMilli(), true
-	}
+	ms, ok := parseWhen(s, now)
 	switch {
 	case !ok:
 		return 0, fmt.Errorf("time %q: want an age such as 90s, 2h or 7d, a date such as 2026-01-02T15:04, RFC 3339, or unix milliseconds", s)
@@ -59,6 +48,23 @@ func parseTime(s string, now time.Time) (int64, error) {
 		return 0, fmt.Errorf("time %q: before 1970", s)
 	}
 	return ms, nil
+}
+
+// parseWhen reads s as RFC 3339, a local date and time, or an age counted
+// back from now, in that order, as unix milliseconds.
+func parseWhen(s string, now time.Time) (ms int64, ok bool) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixMilli(), true
+	}
+	for _, layout := range absoluteLayouts {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t.UnixMilli(), true
+		}
+	}
+	if d, err := apps.ParseAge(s); err == nil {
+		return now.Add(-d).UnixMilli(), true
+	}
+	return 0, false
 }
 
 // formatTime shows unix milliseconds as a local time with milliseconds.
