@@ -450,7 +450,7 @@ func (c *conn) write(pending *[]byte) {
 			return
 		}
 		if closing {
-			c.closeSocket()
+			c.closeSocket(true)
 			return
 		}
 	}
@@ -471,7 +471,7 @@ func (c *conn) writeFailed(err error) {
 	c.mu.Lock()
 	c.closeLocked(lostReason(err), 4001, "write failed", false)
 	c.mu.Unlock()
-	c.closeSocket()
+	c.closeSocket(false)
 }
 
 // writeBuf writes one buffer of frames to the socket.
@@ -493,13 +493,31 @@ func (c *conn) writeBuf(buf []byte, frames int, counted bool) error {
 	return err
 }
 
-// closeSocket ends the connection for good: no writer starts again.
-func (c *conn) closeSocket() {
+// closeLinger bounds how long a closed connection's socket stays half
+// open for the client to take the last frames and answer the close.
+const closeLinger = 2 * time.Second
+
+// closeSocket ends the connection's writes for good: no writer starts
+// again. After a failed write it closes the socket. After the close frame
+// (linger) it only half-closes it: closing a socket with unread input
+// resets it, and the kernel then drops what it has not sent yet, the
+// disconnect and close frames included, so a client still sending (a
+// frame over the limit, a chatty one kicked) lost them. The FIN goes
+// after the last frame instead, and the reader reads on until the client
+// answers the close, hangs up or closeLinger has passed; then finish
+// closes the socket.
+func (c *conn) closeSocket(linger bool) {
 	c.heartbeat.Stop()
 	parked := c.pl != nil && c.pl.closing(c)
-	c.raw.Close()
+	cw, ok := c.raw.(interface{ CloseWrite() error })
+	if linger && ok && cw.CloseWrite() == nil {
+		c.raw.SetReadDeadline(time.Now().Add(closeLinger))
+	} else {
+		c.raw.Close()
+	}
 	if parked {
-		// The reader finds the socket closed and ends the connection.
+		// The reader finds the client's answer, the end of the socket or
+		// the deadline, and ends the connection.
 		c.srv.workers.run(c.readLoop)
 	}
 	c.mu.Lock()
@@ -576,9 +594,11 @@ func (c *conn) readLoop() {
 	// stack a request grew for the next turn.
 	parks := c.pl != nil
 	var reason string
+	var answered *websocket.CloseError // the client's close frame
 	for {
 		typ, body, err := c.readMessage(maxFrame(limits))
 		if err != nil {
+			errors.As(err, &answered)
 			switch {
 			case errors.Is(err, errFrameTooBig), errors.Is(err, websocket.ErrReadLimit):
 				// gorilla's ErrReadLimit: a frame whose length does not
@@ -623,7 +643,7 @@ func (c *conn) readLoop() {
 			parks = false // this reader stays: requests go to other workers
 		}
 	}
-	c.finish(reason)
+	c.finish(reason, answered == nil)
 }
 
 // errFrameTooBig is readMessage's error for a frame over its cap.
@@ -650,8 +670,11 @@ func (c *conn) readMessage(max int64) (int, []byte, error) {
 }
 
 // finish runs once the reader has stopped: it stops the writer and the
-// replays, and records the disconnection.
-func (c *conn) finish(readReason string) {
+// replays, closes the socket and records the disconnection. With drain,
+// the client may still be sending (its close frame has not come): what it
+// sends is read and dropped until it hangs up or the writer's linger
+// ends, so that the close does not reset the socket under the last frames.
+func (c *conn) finish(readReason string, drain bool) {
 	code, text := websocket.CloseNormalClosure, readReason
 	if readReason == domain.ReasonTooLarge {
 		code, text = websocket.CloseMessageTooBig, fmt.Sprintf("frame over %d bytes", maxFrame(c.app.Settings.Limits))
@@ -665,6 +688,10 @@ func (c *conn) finish(readReason string) {
 		c.startWriter()
 	}
 	<-c.writerDone
+	if drain {
+		io.Copy(io.Discard, c.raw)
+	}
+	c.raw.Close()
 	c.cancel()
 	c.replays.Wait()
 	c.srv.members.Detach(c.app.Name, c.client.ID)
