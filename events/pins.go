@@ -6,63 +6,102 @@ import (
 	"sync/atomic"
 )
 
-// pins keeps retention away from the channels that a replay is reading.
-// A subscribe pins its channel before it reads the channel's first retained
-// offset and unpins when its replay is done. Retention marks the channel
-// it trims from its check to its commit, and a pin of that channel waits
-// for the mark to go: a pin either stops a trim or comes after it, and a
-// replay never finds the start it announced trimmed away. Pins of other
-// channels do not wait (the lock was held for the whole trim, which waits
-// for the writer: up to 5 s of every subscribe on every channel).
+// pins keeps retention away from the messages that a replay has yet to
+// read. A subscribe pins its channel's whole history before it reads the
+// channel's first retained offset; once it knows where its replay starts,
+// and again after each page, it narrows the pin to the offsets it has yet
+// to read (keep), and it unpins when the replay is done. A channel that
+// new subscribers replay all day is then still trimmed, up to the oldest
+// offset a replay still needs: with whole pins held for whole replays, it
+// was skipped by every pass that found one running, and a slow client
+// replaying a long history held it off for as long as it took.
+//
+// Retention marks the channel it trims from its check to its commit, and
+// a pin of that channel waits for the mark to go: a pin either bounds a
+// trim or comes after it, and a replay never finds the start it announced
+// trimmed away. Pins of other channels do not wait (the lock was held for
+// the whole trim, which waits for the writer: up to 5 s of every
+// subscribe on every channel).
 type pins struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // on mu: a trim ended
-	counts   map[chanKey]int
+	held     map[chanKey]map[*pin]struct{}
 	trimming map[chanKey]bool
 }
 
+// A pin is one replay's hold on a channel: every offset from on; 0 for
+// the whole history (under pins.mu).
+type pin struct{ from uint64 }
+
 func (p *pins) init() {
-	if p.counts == nil {
-		p.counts, p.trimming = map[chanKey]int{}, map[chanKey]bool{}
+	if p.held == nil {
+		p.held, p.trimming = map[chanKey]map[*pin]struct{}{}, map[chanKey]bool{}
 		p.cond = sync.NewCond(&p.mu)
 	}
 }
 
-// PinHistory stops retention from trimming a channel until the returned
-// function is called; it waits for a trim of the channel under way to
-// end. Safe for concurrent use; unpin is idempotent.
-func (l *Log) PinHistory(app, channel string) (unpin func()) {
+// PinHistory stops retention from trimming a channel's messages until
+// unpin is called; it waits for a trim of the channel under way to end.
+// keep(from) narrows the pin to the offsets from on, the ones the replay
+// has yet to read; a lower from than before changes nothing. Safe for
+// concurrent use; unpin is idempotent.
+func (l *Log) PinHistory(app, channel string) (keep func(from uint64), unpin func()) {
 	k := chanKey{app, channel}
+	p := &pin{}
 	l.pins.mu.Lock()
 	l.pins.init()
 	// Counted before waiting: the trim under way then takes no further
 	// batch of the channel (unlessPinned), rather than winning the lock
 	// back batch after batch while this waits.
-	l.pins.counts[k]++
+	set := l.pins.held[k]
+	if set == nil {
+		set = map[*pin]struct{}{}
+		l.pins.held[k] = set
+	}
+	set[p] = struct{}{}
 	for l.pins.trimming[k] {
 		l.pins.cond.Wait()
 	}
 	l.pins.mu.Unlock()
+	keep = func(from uint64) {
+		l.pins.mu.Lock()
+		p.from = max(p.from, from)
+		l.pins.mu.Unlock()
+	}
 	var once sync.Once
-	return func() {
+	return keep, func() {
 		once.Do(func() {
 			l.pins.mu.Lock()
-			if l.pins.counts[k]--; l.pins.counts[k] <= 0 {
-				delete(l.pins.counts, k)
+			// The channel's set holds p until now: a set is dropped
+			// only once empty.
+			set := l.pins.held[k]
+			if delete(set, p); len(set) == 0 {
+				delete(l.pins.held, k)
 			}
 			l.pins.mu.Unlock()
 		})
 	}
 }
 
-// unlessPinned runs trim, with the channel marked as being trimmed,
-// unless the channel is pinned (or being trimmed already); it reports
-// whether trim ran.
-func (l *Log) unlessPinned(app, channel string, trim func() error) (ran bool, err error) {
+// unlessPinned runs trim, with the channel marked as being trimmed, and
+// with limit the newest offset it may drop: one before the oldest offset
+// a replay still needs, or math.MaxUint64 when none is pinned. It does
+// not run trim, and reports false, when the channel is being trimmed
+// already or when limit is below first, the oldest offset trim would
+// drop (a replay still needs the whole history, or its oldest message).
+func (l *Log) unlessPinned(app, channel string, first uint64, trim func(limit uint64) error) (ran bool, err error) {
 	k := chanKey{app, channel}
 	l.pins.mu.Lock()
 	l.pins.init()
-	if l.pins.counts[k] > 0 || l.pins.trimming[k] {
+	limit := uint64(math.MaxUint64)
+	for p := range l.pins.held[k] {
+		if p.from == 0 {
+			limit = 0
+			break
+		}
+		limit = min(limit, p.from-1)
+	}
+	if limit < first || l.pins.trimming[k] {
 		l.pins.mu.Unlock()
 		return false, nil
 	}
@@ -74,7 +113,7 @@ func (l *Log) unlessPinned(app, channel string, trim func() error) (ran bool, er
 		l.pins.cond.Broadcast()
 		l.pins.mu.Unlock()
 	}()
-	return true, trim()
+	return true, trim(limit)
 }
 
 // readers are the positions of the running subscriptions that deliver

@@ -19,8 +19,8 @@ func TestPinnedChannelIsNotTrimmed(t *testing.T) {
 		}
 	}
 	policy := RetentionPolicy{MaxMessages: 5}
-	unpin := l.PinHistory("a", "x")
-	other := l.PinHistory("a", "x")
+	_, unpin := l.PinHistory("a", "x")
+	_, other := l.PinHistory("a", "x")
 	n, err := l.TrimChannel(ctx, "a", "x", policy, time.Now(), 4)
 	if err != nil || n != 0 {
 		t.Fatalf("pinned channel trimmed: %d, %v", n, err)
@@ -53,7 +53,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	trimReturned := make(chan struct{})
 	go func() {
 		defer close(trimReturned)
-		l.unlessPinned("a", "x", func() error {
+		l.unlessPinned("a", "x", 1, func(uint64) error {
 			close(inTrim)
 			<-release
 			trimDone.Store(true)
@@ -62,7 +62,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	}()
 	<-inTrim
 	other := make(chan struct{})
-	go func() { l.PinHistory("a", "y")(); close(other) }()
+	go func() { _, unpin := l.PinHistory("a", "y"); unpin(); close(other) }()
 	select {
 	case <-other:
 	case <-time.After(10 * time.Second):
@@ -70,7 +70,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	}
 	same, unpinNow, unpinned := make(chan bool), make(chan struct{}), make(chan struct{})
 	go func() {
-		unpin := l.PinHistory("a", "x")
+		_, unpin := l.PinHistory("a", "x")
 		same <- trimDone.Load()
 		<-unpinNow
 		unpin()
@@ -80,7 +80,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	// batch of the channel.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		l.pins.mu.Lock()
-		n := l.pins.counts[chanKey{"a", "x"}]
+		n := len(l.pins.held[chanKey{"a", "x"}])
 		l.pins.mu.Unlock()
 		if n == 1 {
 			break
@@ -100,7 +100,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	// the whole trim.)
 	close(release)
 	<-trimReturned
-	if ran, _ := l.unlessPinned("a", "x", func() error { return nil }); ran {
+	if ran, _ := l.unlessPinned("a", "x", 1, func(uint64) error { return nil }); ran {
 		t.Fatal("a trim's next batch ran while a pin waited")
 	}
 	if !<-same {
@@ -108,7 +108,67 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	}
 	close(unpinNow)
 	<-unpinned
-	if ran, _ := l.unlessPinned("a", "x", func() error { return nil }); !ran {
+	if ran, _ := l.unlessPinned("a", "x", 1, func(uint64) error { return nil }); !ran {
 		t.Fatal("a trim after the pin's end did not run")
+	}
+}
+
+// A pin narrowed to the offsets a replay has yet to read lets retention
+// trim what is older, and no more: a channel that new subscribers replay
+// all the time is still trimmed. A pin not yet narrowed (its replay's
+// start is not known) holds the whole history, and the lowest of several
+// pins bounds the trim.
+func TestNarrowedPinsBoundTheTrim(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if _, err := l.Append(ctx, broadcast("a", "x", "1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := RetentionPolicy{MaxMessages: 5} // drops 1 to 15
+	trim := func() (int, uint64) {
+		t.Helper()
+		n, err := l.TrimChannel(ctx, "a", "x", policy, time.Now(), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := l.Channel(ctx, "a", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Head != 20 {
+			t.Fatalf("head %d after a trim; want 20", info.Head)
+		}
+		return n, info.First
+	}
+	keepA, unpinA := l.PinHistory("a", "x")
+	keepB, unpinB := l.PinHistory("a", "x")
+	if n, first := trim(); n != 0 || first != 1 {
+		t.Fatalf("whole pins: trimmed %d, first %d; want 0, 1", n, first)
+	}
+	keepA(7)
+	if n, first := trim(); n != 0 || first != 1 {
+		t.Fatalf("one pin narrowed, one whole: trimmed %d, first %d; want 0, 1", n, first)
+	}
+	keepB(10)
+	if n, first := trim(); n != 6 || first != 7 {
+		t.Fatalf("pins from 7 and 10: trimmed %d, first %d; want 6, 7", n, first)
+	}
+	keepA(3) // lower than before: changes nothing
+	keepA(12)
+	if n, first := trim(); n != 3 || first != 10 {
+		t.Fatalf("pins from 12 and 10: trimmed %d, first %d; want 3, 10", n, first)
+	}
+	unpinB()
+	if n, first := trim(); n != 2 || first != 12 {
+		t.Fatalf("a pin from 12: trimmed %d, first %d; want 2, 12", n, first)
+	}
+	unpinA()
+	if n, first := trim(); n != 4 || first != 16 {
+		t.Fatalf("no pin: trimmed %d, first %d; want 4, 16", n, first)
+	}
+	if len(l.pins.held) != 0 {
+		t.Fatalf("pins left after every unpin: %v", l.pins.held)
 	}
 }

@@ -233,8 +233,11 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 	for first := info.First; first <= cut; first += uint64(batch) {
 		upto := min(cut, first+uint64(batch)-1)
 		held := false
-		// A channel that a replay is reading is left for the next pass.
-		ran, err := l.unlessPinned(app, channel, func() error {
+		// What a replay has yet to read is left for a later pass.
+		ran, err := l.unlessPinned(app, channel, first, func(limit uint64) error {
+			if limit < upto {
+				upto, held = limit, true
+			}
 			// What a subscription has yet to deliver stays for the next
 			// pass (Log.readers).
 			read := l.readLow()
@@ -263,7 +266,7 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 				deleted += int(n)
 				// Sequences rise with offsets: once one is held back,
 				// so is every later one.
-				held = uint64(n) < upto-first+1
+				held = held || uint64(n) < upto-first+1
 				return nil
 			})
 		})

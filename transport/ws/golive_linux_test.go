@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
 )
 
 func appendMessages(t *testing.T, ts *testServer, channel string, n int, data string) {
@@ -166,4 +167,66 @@ func TestAnOffsetPastTheHeadIsAnotherHistory(t *testing.T) {
 	if f := d.expect("subscribed"); f["epoch_changed"] != nil || f["replay"] != float64(0) {
 		t.Fatalf("offset 9 of head 5, no epoch: %v", f)
 	}
+}
+
+// TestRetentionTrimsBehindAReplay: while a replay of a channel waits for
+// a client that reads slowly, retention trims the messages the replay has
+// already read, and none it has yet to send; the client still gets every
+// message, in order. Before, a replay pinned its channel's whole history
+// until it ended, so a channel that someone was always replaying (a slow
+// client, or new subscribers all day) was never trimmed.
+func TestRetentionTrimsBehindAReplay(t *testing.T) {
+	ts := startTestServerConfig(t, Config{SendQueue: 64, ReplayPage: 16, SocketSendBuffer: 4096}, nil)
+	const history = 2000
+	appendMessages(t, ts, "slow", history, `"`+strings.Repeat("x", 2<<10)+`"`)
+	c := ts.dial()
+	// The client reads nothing until the trim: its socket fills, and the
+	// replay waits for room in the queue.
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"slow","offset":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Once `subscribed` is sent, the replay's start is fixed: a trim
+	// before it would rightly show as a truncated replay.
+	if f := c.expect("subscribed"); f["first_offset"] != float64(1) || f["replay"] != float64(history) {
+		t.Fatalf("subscribed %v", f)
+	}
+	policy := events.RetentionPolicy{MaxMessages: 10}
+	var trimmed int
+	waitUntil(t, "retention to trim behind the replay", func() bool {
+		n, err := ts.log.TrimChannel(context.Background(), domain.DefaultApp, "slow", policy, time.Now(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trimmed += n
+		return trimmed > 0
+	})
+	info, err := ts.log.Channel(context.Background(), domain.DefaultApp, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.First > history/2 {
+		t.Fatalf("first retained offset %d: the replay was not waiting (trimmed %d)", info.First, trimmed)
+	}
+	c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for next := 1; next <= history; {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after offset %d (first retained %d): %v", next-1, info.First, err)
+		}
+		var f struct {
+			Type   string
+			Offset int
+		}
+		json.Unmarshal(b, &f)
+		switch f.Type {
+		case "message":
+			if f.Offset != next {
+				t.Fatalf("offset %d after %d (first retained %d)", f.Offset, next-1, info.First)
+			}
+			next++
+		default:
+			t.Fatalf("after offset %d: %s", next-1, b)
+		}
+	}
+	t.Logf("trimmed %d messages behind the replay; first retained %d", trimmed, info.First)
 }

@@ -37,8 +37,9 @@ type Store interface {
 	// TrimmedSince reports whether retention dropped a message of the
 	// channel sent at or after since, given its oldest retained offset.
 	TrimmedSince(ctx context.Context, app, channel string, first uint64, since int64) (bool, error)
-	// PinHistory keeps retention off a channel until unpin is called.
-	PinHistory(app, channel string) (unpin func())
+	// PinHistory keeps retention off a channel's history until unpin is
+	// called; keep(from) narrows it to the offsets from on.
+	PinHistory(app, channel string) (keep func(from uint64), unpin func())
 }
 
 // Config configures the WebSocket server. Zero fields take the defaults.

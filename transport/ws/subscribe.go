@@ -75,8 +75,10 @@ func (c *conn) subscribe(req *request) error {
 		return unsettled{fmt.Errorf("subscription of %s to %s vanished before it started", c.client.ID, channel)}
 	}
 	// Pinned, the history read next cannot lose its oldest messages to
-	// retention before the replay has sent them.
-	unpin := c.srv.store.PinHistory(c.app.Name, channel)
+	// retention before the replay has read them; the pin is narrowed to
+	// what is left to read once the replay's start is known, and after
+	// each page.
+	keep, unpin := c.srv.store.PinHistory(c.app.Name, channel)
 	first := uint64(1)
 	if head > 0 { // a channel without messages has nothing to look up
 		info, err := c.srv.store.Channel(ctx, c.app.Name, channel)
@@ -90,7 +92,7 @@ func (c *conn) subscribe(req *request) error {
 		first = min(info.First, head+1) // retention never trims past the head
 	}
 
-	plan := replayPlan{channel: channel, upto: head, sub: subSeq}
+	plan := replayPlan{channel: channel, upto: head, sub: subSeq, keep: keep}
 	var epochChanged bool
 	switch start.Mode {
 	case domain.StartLive:
@@ -126,8 +128,11 @@ func (c *conn) subscribe(req *request) error {
 			unpin()
 			return unsettled{err}
 		}
-	} else if from := max(plan.after, first-1); head > from {
-		plan.count = int(head - from)
+	} else {
+		if from := max(plan.after, first-1); head > from {
+			plan.count = int(head - from)
+		}
+		keep(plan.after + 1)
 	}
 	c.reply(appendSubscribed(make([]byte, 0, 192+len(req.ID)+len(channel)+len(epoch)), req.ID, channel, head, epoch, plan.count, truncated, first, epochChanged))
 	ok = true
@@ -179,6 +184,7 @@ type replayPlan struct {
 	upto    uint64 // ... and <= upto
 	since   int64  // ... with timestamp >= since
 	count   int
+	keep    func(from uint64) // narrows the history pin to offsets >= from
 }
 
 // replay queues the planned history in pages, then takes the subscription
@@ -219,6 +225,7 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 			break
 		}
 		after = msgs[len(msgs)-1].Offset
+		p.keep(after + 1)
 		// Times never go backwards along a channel's offsets, so every
 		// message after a page of the since-range is in it too: the later
 		// pages need not look for the time bound again.
