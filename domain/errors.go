@@ -20,6 +20,7 @@ const (
 	CodeRateLimited          Code = "rate_limited"
 	CodeTooManySubscriptions Code = "too_many_subscriptions"
 	CodeNotFound             Code = "not_found"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
 	CodeUnauthorized         Code = "unauthorized"
 	CodeUnavailable          Code = "unavailable"
 	CodeInternal             Code = "internal"
@@ -40,6 +41,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusTooManyRequests
 	case CodeNotFound:
 		return http.StatusNotFound
+	case CodeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	case CodeUnauthorized:
 		return http.StatusUnauthorized
 	case CodeUnavailable:

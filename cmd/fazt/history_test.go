@@ -368,12 +368,12 @@ func TestChannelPathsAreTakenAsGiven(t *testing.T) {
 			}
 		}
 	}
-	// Other methods get the API's JSON 404, as from its catch-all before,
-	// odd paths included (the mux would redirect those).
+	// Other methods get the API's JSON 405, odd paths included (the mux
+	// would redirect those).
 	for _, p := range []string{"/_api/channels/orders/history", "/_api/channels//orders/history"} {
 		var e struct{ Code string }
-		if code, body := tn.request(noRedirects, "", testAdminKey, "POST", p, nil, &e); code != http.StatusNotFound || e.Code != "not_found" {
-			t.Errorf("POST %s: %d %s, want 404 not_found", p, code, body)
+		if code, body := tn.request(noRedirects, "", testAdminKey, "POST", p, nil, &e); code != http.StatusMethodNotAllowed || e.Code != "method_not_allowed" {
+			t.Errorf("POST %s: %d %s, want 405 method_not_allowed", p, code, body)
 		}
 	}
 	// Other routes are the mux's, which cleans as before.
@@ -383,3 +383,48 @@ func TestChannelPathsAreTakenAsGiven(t *testing.T) {
 }
 
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// A method that an API route does not take gets 405, with the methods it
+// takes in Allow and a JSON error as every other answer of the API; a
+// path no route has gets 404. Before, both were 404 not_found, which
+// told someone who sent GET /_api/publish that there was no such
+// endpoint.
+func TestWrongMethodIsNotAllowed(t *testing.T) {
+	tn := startTestNode(t, nil)
+	for _, c := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"GET", "/_api/publish", 405, "POST"},
+		{"PUT", "/_api/publish-batch", 405, "POST"},
+		{"GET", "/_api/broadcast-all", 405, "POST"},
+		{"POST", "/_api/channels", 405, "GET, HEAD"},
+		{"DELETE", "/_api/audit", 405, "GET, HEAD"},
+		{"GET", "/_api/clients/c1/kick", 405, "POST"},
+		{"DELETE", "/_api/channels/room/subscribers", 405, "GET, HEAD"},
+		{"POST", "/_api/channels/room/nothing", 404, ""},
+		{"POST", "/_api/nothing", 404, ""},
+		{"GET", "/_api/", 404, ""},
+	} {
+		req, err := http.NewRequest(c.method, tn.srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testAdminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Error, Code string }
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		want := "not_found"
+		if c.code == 405 {
+			want = "method_not_allowed"
+		}
+		if resp.StatusCode != c.code || err != nil || e.Code != want || e.Error == "" || resp.Header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d, Allow %q, %+v (%v); want %d, Allow %q, code %s", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), e, err, c.code, c.allow, want)
+		}
+	}
+}

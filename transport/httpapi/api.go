@@ -64,13 +64,40 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 	a.mux.HandleFunc("POST /_api/clients/{id}/kick", a.auth(a.kick))
 	a.mux.HandleFunc("GET /_api/audit", a.auth(a.audit))
 	a.mux.HandleFunc("GET /healthz", a.healthz)
-	a.mux.HandleFunc("/_api/", noEndpoint)
+	a.mux.HandleFunc("/_api/", a.noEndpoint)
 	return a
 }
 
-// noEndpoint answers a request no route takes: a JSON 404.
-func noEndpoint(w http.ResponseWriter, r *http.Request) {
+// noEndpoint answers a request no route takes: a JSON 405 with the
+// methods that the path takes, or a JSON 404 when it takes none.
+func (a *API) noEndpoint(w http.ResponseWriter, r *http.Request) {
+	if allow := a.methodsAt(r); len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, domain.Errorf(domain.CodeMethodNotAllowed, "%s %s: this endpoint takes %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
 	writeError(w, domain.Errorf(domain.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
+}
+
+// methodsAt lists the methods that the API's routes take at r's path.
+// (The mux's own 405 never comes: its catch-all under /_api/ takes
+// every method.)
+func (a *API) methodsAt(r *http.Request) []string {
+	if rest, ok := strings.CutPrefix(r.URL.Path, channelsPrefix); ok {
+		if strings.HasSuffix(rest, "/history") || strings.HasSuffix(rest, "/subscribers") {
+			return []string{http.MethodGet, http.MethodHead}
+		}
+		return nil
+	}
+	var allow []string
+	probe := r.Clone(r.Context())
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" && pattern != "/_api/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // ServeHTTP implements http.Handler. The routes under /_api/channels/
@@ -81,7 +108,7 @@ func noEndpoint(w http.ResponseWriter, r *http.Request) {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest, ok := strings.CutPrefix(r.URL.Path, channelsPrefix); ok && rest != "" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			noEndpoint(w, r) // here too, not the mux's redirect of an odd path
+			a.noEndpoint(w, r) // here too, not the mux's redirect of an odd path
 			return
 		}
 		a.auth(func(w http.ResponseWriter, r *http.Request, c caller) error { return a.channelPath(w, r, c, rest) })(w, r)
