@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -100,6 +101,34 @@ func TestSubscribeWithOldEpochReplaysFromStart(t *testing.T) {
 	sub = d.subscribe(map[string]any{"channel": "news", "offset": 2, "epoch": sub.str("epoch")})
 	if sub["epoch_changed"] != nil || sub.num("replay") != 1 {
 		t.Fatalf("same epoch: subscribed = %v", sub)
+	}
+	// Whatever the subscribe asks for, an epoch of another history gets
+	// the whole retained one (PROTOCOL.md); with the channel's own epoch,
+	// it gets what it asked for. Before, only offset looked at the epoch.
+	epoch := sub.str("epoch")
+	for _, start := range []map[string]any{{"last": 1}, {"since": time.Now().Add(time.Hour).UnixMilli()}, {}} {
+		for _, stale := range []bool{true, false} {
+			req := map[string]any{"channel": "news", "epoch": epoch}
+			if stale {
+				req["epoch"] = "not-this-epoch"
+			}
+			maps.Copy(req, start)
+			want := 0 // since an hour from now, or live
+			if _, ok := start["last"]; ok {
+				want = 1
+			}
+			if stale {
+				want = 3
+			}
+			f := tn.dial("", "")
+			sub := f.subscribe(req)
+			if (sub["epoch_changed"] == true) != stale || sub.num("replay") != uint64(want) {
+				t.Fatalf("%v: subscribed = %v; want epoch_changed %v and a replay of %d", req, sub, stale, want)
+			}
+			if got := offsets(f.messages("news", want)); len(got) != want || want > 0 && got[len(got)-1] != 3 {
+				t.Fatalf("%v: replayed %v", req, got)
+			}
+		}
 	}
 	// A channel with no history at all (say the database was replaced)
 	// has no epoch: a client resuming one is told its history is gone,

@@ -93,33 +93,36 @@ func (c *conn) subscribe(req *request) error {
 	}
 
 	plan := replayPlan{channel: channel, upto: head, sub: subSeq, keep: keep}
-	var epochChanged bool
-	switch start.Mode {
+	// A client that gives an epoch holds a position in the history it
+	// names. When the channel's epoch is another (a channel without
+	// history has none), that history no longer exists (a database
+	// replaced), and the client gets the whole retained history, whatever
+	// it asked for: what it holds belongs to the old one. So it does with
+	// the same epoch and an offset past the head (a database restored
+	// from an older copy): the offsets after the head will be given
+	// again, to other messages.
+	from := start
+	epochChanged := start.Epoch != "" && (start.Epoch != epoch || start.Mode == domain.StartOffset && uint64(start.Value) > head)
+	if epochChanged {
+		from = domain.Start{Mode: domain.StartOffset}
+	}
+	switch from.Mode {
 	case domain.StartLive:
 		plan.after = head
 	case domain.StartOffset:
-		plan.after = uint64(start.Value)
-		// A channel without history has no epoch: the client's offset
-		// belongs to one that no longer exists (a database replaced).
-		// So does an offset past the head of the same epoch (a database
-		// restored from an older copy): the offsets after the head will
-		// be given again, to other messages.
-		if start.Epoch != "" && (start.Epoch != epoch || plan.after > head) {
-			epochChanged, plan.after = true, 0
-		}
-		plan.after = min(plan.after, head)
+		plan.after = min(uint64(from.Value), head)
 	case domain.StartLast:
-		plan.after = head - min(head, uint64(start.Value))
+		plan.after = head - min(head, uint64(from.Value))
 	case domain.StartSince:
-		plan.since = start.Value
+		plan.since = from.Value
 	}
 	// Truncated: the first offset asked for is older than what is
 	// retained; with since, a message at or after it was dropped.
-	truncated := (start.Mode == domain.StartOffset || start.Mode == domain.StartLast) &&
+	truncated := (from.Mode == domain.StartOffset || from.Mode == domain.StartLast) &&
 		plan.after < head && plan.after+1 < first
 	// A channel without messages has none to count: its head of 0 would
 	// read as no bound, and count what is committed meanwhile.
-	if start.Mode == domain.StartSince && head > 0 {
+	if from.Mode == domain.StartSince && head > 0 {
 		plan.count, err = c.srv.store.CountMessages(ctx, c.app.Name, channel, domain.HistoryQuery{Upto: head, Since: plan.since})
 		if err == nil {
 			truncated, err = c.srv.store.TrimmedSince(ctx, c.app.Name, channel, first, plan.since)
@@ -129,8 +132,8 @@ func (c *conn) subscribe(req *request) error {
 			return unsettled{err}
 		}
 	} else {
-		if from := max(plan.after, first-1); head > from {
-			plan.count = int(head - from)
+		if low := max(plan.after, first-1); head > low {
+			plan.count = int(head - low)
 		}
 		keep(plan.after + 1)
 	}
@@ -280,12 +283,12 @@ func parseStart(req *request) (domain.Start, error) {
 		if *req.Last < 0 {
 			return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "last must be 0 or more")
 		}
-		return domain.Start{Mode: domain.StartLast, Value: *req.Last}, nil
+		return domain.Start{Mode: domain.StartLast, Value: *req.Last, Epoch: req.Epoch}, nil
 	case req.Since != nil:
 		if err := domain.CheckUnixMillis("since", *req.Since); err != nil {
 			return domain.Start{}, err
 		}
-		return domain.Start{Mode: domain.StartSince, Value: *req.Since}, nil
+		return domain.Start{Mode: domain.StartSince, Value: *req.Since, Epoch: req.Epoch}, nil
 	}
-	return domain.Start{Mode: domain.StartLive}, nil
+	return domain.Start{Mode: domain.StartLive, Epoch: req.Epoch}, nil
 }
