@@ -38,8 +38,9 @@ type conn struct {
 	br  *bufio.Reader // ws's read buffer; nil when unknown (no parking)
 	raw net.Conn
 	rc  syscall.RawConn // nil when raw has no file descriptor
-	// fd is raw's descriptor, when rc is set: its own until closeSocket,
-	// which only the owner of the writes calls.
+	// fd is raw's descriptor, when rc is set: written to only until
+	// closeSocket, which only the owner of the writes calls (the socket
+	// is closed then, or by finish after the linger).
 	fd int32
 	fl *flusher
 	// lastRound is when the round that last wrote for c started (unix
@@ -63,8 +64,8 @@ type conn struct {
 	echoClose bool   // the client closed; answer with a plain close frame
 
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
-	done       bool          // the socket is closed; no writer starts again (under mu)
-	writerDone chan struct{} // closed when the last writer has closed the socket
+	done       bool          // the socket is closed or half-closed; no writer starts again (under mu)
+	writerDone chan struct{} // closed when the last writer has closed or half-closed the socket
 	deadline   time.Time     // the socket's write deadline as writeBuf set it; owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
@@ -292,7 +293,7 @@ func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 }
 
 // disconnect ends the connection: the writer sends {"type":"disconnect"} and
-// a close frame with code, then closes the socket. With flush, what is
+// a close frame with code, then half-closes the socket (closeSocket). With flush, what is
 // already queued goes out first. Only the first call counts.
 func (c *conn) disconnect(reason string, code int, text string, flush bool) {
 	c.mu.Lock()
@@ -370,7 +371,7 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 // it writes pending (the rest of a flusher's write, if any), then
 // everything queued, one socket write at a time, until the queue is empty,
 // then exits; Send hands the next frames to the flusher again. On close it
-// writes the disconnect and close frames and closes the socket.
+// writes the disconnect and close frames and half-closes the socket.
 func (c *conn) write(pending *[]byte) {
 	if pending != nil {
 		// The rest of a flush that the socket did not take at once, which
@@ -396,6 +397,9 @@ func (c *conn) write(pending *[]byte) {
 		pong := c.pong
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
+		// A client past its heartbeat sends nothing and answers nothing:
+		// its socket is closed at once, not kept for the linger.
+		linger := c.reason != domain.ReasonHeartbeatTimeout
 		if len(frames) == 0 && pong == nil && !closing {
 			// Back to the flusher, whose writes never wait and do not
 			// look at the socket's write deadline.
@@ -450,7 +454,7 @@ func (c *conn) write(pending *[]byte) {
 			return
 		}
 		if closing {
-			c.closeSocket(true)
+			c.closeSocket(linger)
 			return
 		}
 	}
@@ -510,19 +514,23 @@ func (c *conn) closeSocket(linger bool) {
 	c.heartbeat.Stop()
 	parked := c.pl != nil && c.pl.closing(c)
 	cw, ok := c.raw.(interface{ CloseWrite() error })
-	if linger && ok && cw.CloseWrite() == nil {
-		c.raw.SetReadDeadline(time.Now().Add(closeLinger))
-	} else {
+	half := linger && ok && cw.CloseWrite() == nil
+	if !half {
 		c.raw.Close()
 	}
+	c.mu.Lock()
+	if half {
+		// Under mu with done: finish's longer deadline for a reader
+		// that stopped first never comes after this one.
+		c.raw.SetReadDeadline(time.Now().Add(closeLinger))
+	}
+	c.done, c.writing = true, false
+	c.mu.Unlock()
 	if parked {
 		// The reader finds the client's answer, the end of the socket or
 		// the deadline, and ends the connection.
 		c.srv.workers.run(c.readLoop)
 	}
-	c.mu.Lock()
-	c.done, c.writing = true, false
-	c.mu.Unlock()
 	close(c.writerDone)
 }
 
@@ -669,11 +677,13 @@ func (c *conn) readMessage(max int64) (int, []byte, error) {
 	return typ, body, nil
 }
 
-// finish runs once the reader has stopped: it stops the writer and the
-// replays, closes the socket and records the disconnection. With drain,
-// the client may still be sending (its close frame has not come): what it
-// sends is read and dropped until it hangs up or the writer's linger
-// ends, so that the close does not reset the socket under the last frames.
+// finish runs once the reader has stopped: it stops the replays, records
+// the disconnection, waits for the writer and closes the socket. With
+// drain, the client may still be sending (its close frame has not come):
+// what it sends is read and dropped until it hangs up or the writer's
+// linger ends, so that the close does not reset the socket under the
+// last frames. That holds this goroutine for up to closeLinger after the
+// last write.
 func (c *conn) finish(readReason string, drain bool) {
 	code, text := websocket.CloseNormalClosure, readReason
 	if readReason == domain.ReasonTooLarge {
@@ -687,16 +697,29 @@ func (c *conn) finish(readReason string, drain bool) {
 	if start {
 		c.startWriter()
 	}
-	<-c.writerDone
-	if drain {
-		io.Copy(io.Discard, c.raw)
-	}
-	c.raw.Close()
+	// The session ends now, while the writer finishes and the socket
+	// lingers: its replays stop, the membership lets it go, and its end
+	// is recorded (and told to onDisconnect) without waiting for a client
+	// that may never answer the close.
 	c.cancel()
 	c.replays.Wait()
 	c.srv.members.Detach(c.app.Name, c.client.ID)
 	c.srv.recordEnd(c.client, reason)
-	c.srv.untrack(c)
+	if drain {
+		// Read from now, while the writer finishes: a client that writes
+		// a whole frame before it reads would otherwise wait for the
+		// writer, which waits for it. The writer's close moves the
+		// deadline to closeLinger after its last write (closeSocket).
+		c.mu.Lock()
+		if !c.done {
+			c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.WriteTimeout + closeLinger))
+		}
+		c.mu.Unlock()
+		io.Copy(io.Discard, c.raw)
+	}
+	<-c.writerDone
+	c.raw.Close()
+	c.srv.untrack(c) // the connection's slot is free once its socket is
 }
 
 func (c *conn) handle(body []byte) {

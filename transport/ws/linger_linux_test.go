@@ -22,9 +22,20 @@ import (
 // receive buffer is small and full). Closing such a socket outright
 // resets it, and the kernel drops what it had not sent: the client got
 // part of its messages, then "connection reset by peer", never the
-// disconnect frame. Now every message comes, in order, then the
+// disconnect frame. Now the messages written come in order (the queue
+// is dropped on such a refusal, so not all of them), then the
 // disconnect with 1009, the close, and the end of the stream.
+//
+// "sending first": the client writes all of its frame before it reads.
+// The server reads and drops it while its writer waits for the client:
+// had it read only once the writer was done, each would wait for the
+// other until the write timeout, and the close would be a reset.
 func TestCloseWithUnreadInputDeliversTheLastFrames(t *testing.T) {
+	t.Run("sending while reading", func(t *testing.T) { testCloseWithUnreadInput(t, false) })
+	t.Run("sending first", func(t *testing.T) { testCloseWithUnreadInput(t, true) })
+}
+
+func testCloseWithUnreadInput(t *testing.T, sendFirst bool) {
 	ts := startTestServer(t)
 	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
 		nc, err := net.Dial(network, addr)
@@ -54,16 +65,27 @@ func TestCloseWithUnreadInputDeliversTheLastFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A masked text frame announcing 8 MiB, and 2 MiB of it: the server
+	// A masked text frame announcing 32 MiB, and 2 MiB of it (16 MiB,
+	// more than the sockets' buffers hold, when sent first): the server
 	// reads a little over its limit and leaves the rest unread.
 	raw := ws.UnderlyingConn()
-	head := []byte{0x81, 0xFF, 0, 0, 0, 0, 0, 0x80, 0, 0, 1, 2, 3, 4}
+	head := []byte{0x81, 0xFF, 0, 0, 0, 0, 0x02, 0, 0, 0, 1, 2, 3, 4}
 	sent := make(chan error, 1)
-	go func() {
+	send := func(n int) {
 		raw.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		_, err := raw.Write(append(head, make([]byte, 2<<20)...))
+		_, err := raw.Write(append(head, make([]byte, n)...))
 		sent <- err
-	}()
+	}
+	if sendFirst {
+		raw.(*net.TCPConn).SetWriteBuffer(64 << 10)
+		send(16 << 20)
+		if err := <-sent; err != nil {
+			t.Fatalf("sending the frame: %v", err)
+		}
+		sent <- nil
+	} else {
+		go send(2 << 20)
+	}
 	// Let the server read its part and close before the client reads.
 	waitUntil(t, "the server to refuse the frame", func() bool {
 		ts.srv.mu.Lock()

@@ -350,8 +350,11 @@ func (c *sniffedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return nil
+	return errNoHalfClose
 }
+
+// errNoHalfClose: the connection cannot close its writing side alone.
+var errNoHalfClose = errors.New("connection cannot be half-closed")
 
 // unwrap returns the connection under c once nothing read is left in br,
 // for a later request of c upgraded by the http.Server.

@@ -88,7 +88,8 @@ func (p *readPoller) park(c *conn) bool {
 // closing marks c's socket as about to close, before it is closed (so its
 // number, which the kernel may give to a new connection, is forgotten
 // first), and reports whether c was parked: the caller then starts a
-// reader, which finds the socket closed and ends the connection.
+// reader, which reads until the client's answer, the socket's end or
+// the linger's deadline, and ends the connection.
 func (p *readPoller) closing(c *conn) (wasParked bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
