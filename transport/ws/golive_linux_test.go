@@ -174,15 +174,21 @@ func TestAnOffsetPastTheHeadIsAnotherHistory(t *testing.T) {
 // already read, and none it has yet to send; the client still gets every
 // message, in order. Before, a replay pinned its channel's whole history
 // until it ended, so a channel that someone was always replaying (a slow
-// client, or new subscribers all day) was never trimmed.
+// client, or new subscribers all day) was never trimmed. A replay by
+// time holds the whole history until its first page is read.
 func TestRetentionTrimsBehindAReplay(t *testing.T) {
+	t.Run("offset", func(t *testing.T) { testRetentionTrimsBehindAReplay(t, `"offset":0`) })
+	t.Run("since", func(t *testing.T) { testRetentionTrimsBehindAReplay(t, `"since":1`) })
+}
+
+func testRetentionTrimsBehindAReplay(t *testing.T, start string) {
 	ts := startTestServerConfig(t, Config{SendQueue: 64, ReplayPage: 16, SocketSendBuffer: 4096}, nil)
 	const history = 2000
 	appendMessages(t, ts, "slow", history, `"`+strings.Repeat("x", 2<<10)+`"`)
 	c := ts.dial()
 	// The client reads nothing until the trim: its socket fills, and the
 	// replay waits for room in the queue.
-	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"slow","offset":0}`)); err != nil {
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"slow",`+start+`}`)); err != nil {
 		t.Fatal(err)
 	}
 	// Once `subscribed` is sent, the replay's start is fixed: a trim

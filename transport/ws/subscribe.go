@@ -205,6 +205,10 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 			}
 			return
 		}
+		if len(msgs) > 0 {
+			// The page is read: retention may drop it now.
+			p.keep(msgs[len(msgs)-1].Offset + 1)
+		}
 		// The page's frames are carved from one buffer: one allocation
 		// per page instead of one per message.
 		size := 0
@@ -228,7 +232,6 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 			break
 		}
 		after = msgs[len(msgs)-1].Offset
-		p.keep(after + 1)
 		// Times never go backwards along a channel's offsets, so every
 		// message after a page of the since-range is in it too: the later
 		// pages need not look for the time bound again.
