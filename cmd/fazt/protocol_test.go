@@ -37,6 +37,7 @@ func TestBadFrames(t *testing.T) {
 		{"two starts", `{"type":"subscribe","channel":"a","offset":1,"last":2,"id":5}`, "bad_request", 5.0},
 		{"negative offset", `{"type":"subscribe","channel":"a","offset":-1,"id":6}`, "bad_request", 6.0},
 		{"offset not a number", `{"type":"subscribe","channel":"a","offset":"x","id":7}`, "bad_request", 7.0},
+		{"long epoch", `{"type":"subscribe","channel":"a","last":1,"epoch":"` + strings.Repeat("e", 65) + `","id":14}`, "bad_request", 14.0},
 		{"too large", `{"type":"publish","channel":"a","data":"` + big + `","id":8}`, "too_large", 8.0},
 		{"publish not allowed", `{"type":"publish","channel":"a","data":1,"id":9}`, "not_allowed", 9.0},
 		{"publish without data", `{"type":"publish","channel":"a","id":10}`, "bad_request", 10.0},

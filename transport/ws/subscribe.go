@@ -266,7 +266,14 @@ func (c *conn) goLive(ctx context.Context, channel string, sub uint64) {
 	}
 }
 
+// maxEpoch bounds a subscribe's epoch, which its event records: the
+// server's epochs are 16 characters.
+const maxEpoch = 64
+
 func parseStart(req *request) (domain.Start, error) {
+	if len(req.Epoch) > maxEpoch {
+		return domain.Start{}, domain.Errorf(domain.CodeBadRequest, "epoch is over %d bytes", maxEpoch)
+	}
 	n := 0
 	for _, p := range []*int64{req.Offset, req.Last, req.Since} {
 		if p != nil {
