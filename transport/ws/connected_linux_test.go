@@ -159,20 +159,8 @@ func TestProtocolErrorCloses(t *testing.T) {
 
 func testProtocolErrorCloses(t *testing.T, backlog int) {
 	ts := startTestServer(t)
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		nc, err := net.Dial(network, addr)
-		if err == nil {
-			nc.(*net.TCPConn).SetReadBuffer(128 << 10)
-		}
-		return nc, err
-	}}
-	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	c := &testClient{t: t, ws: ws}
-	c.id = c.expect("connected")["client_id"].(string)
+	c := ts.dialReadBuffer(128 << 10)
+	ws := c.ws
 	c.subscribe("big")
 	var last uint64
 	if backlog > 0 {

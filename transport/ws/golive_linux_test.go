@@ -107,19 +107,7 @@ func TestAClosingConnectionTakesNoRequests(t *testing.T) {
 	if _, err := ts.log.Append(context.Background(), &domain.ClientKicked{App: domain.DefaultApp, Client: c.id, Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the kick applied", func() bool {
-		ts.srv.mu.Lock()
-		defer ts.srv.mu.Unlock()
-		for conn := range ts.srv.conns {
-			conn.mu.Lock()
-			closing := conn.closing
-			conn.mu.Unlock()
-			if closing {
-				return true
-			}
-		}
-		return false
-	})
+	waitUntil(t, "the kick applied", ts.anyClosing)
 	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"after-kick"}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,26 @@ type testClient struct {
 
 func (ts *testServer) dial() *testClient {
 	ts.t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
+	return ts.dialWith(websocket.DefaultDialer)
+}
+
+// dialReadBuffer is dial with the client's receive buffer set to size
+// bytes: a client that stops reading fills it, and then the server's
+// socket, soon.
+func (ts *testServer) dialReadBuffer(size int) *testClient {
+	ts.t.Helper()
+	return ts.dialWith(&websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		nc, err := net.Dial(network, addr)
+		if err == nil {
+			nc.(*net.TCPConn).SetReadBuffer(size)
+		}
+		return nc, err
+	}})
+}
+
+func (ts *testServer) dialWith(d *websocket.Dialer) *testClient {
+	ts.t.Helper()
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
 	if err != nil {
 		ts.t.Fatal(err)
 	}
@@ -132,6 +152,21 @@ func (c *testClient) subscribe(channel string) {
 	if f := c.expect("subscribed"); f["id"] != channel {
 		c.t.Fatalf("reply %v", f)
 	}
+}
+
+// anyClosing reports whether a connection of the server is closing.
+func (ts *testServer) anyClosing() bool {
+	ts.srv.mu.Lock()
+	defer ts.srv.mu.Unlock()
+	for c := range ts.srv.conns {
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			return true
+		}
+	}
+	return false
 }
 
 // parked counts the connections parked in the test's poller.

@@ -3,7 +3,6 @@ package ws
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -135,20 +134,8 @@ func TestUnsubscribeStopsWhatGoingLiveHandedBack(t *testing.T) {
 	ts := startTestServerConfig(t, Config{SendQueue: 16, SocketSendBuffer: 4096},
 		func(l *events.Log) Store { store.Log = l; return store })
 	store.members = ts.members
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		nc, err := net.Dial(network, addr)
-		if err == nil {
-			nc.(*net.TCPConn).SetReadBuffer(64 << 10)
-		}
-		return nc, err
-	}}
-	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	c := &testClient{t: t, ws: ws}
-	c.id = c.expect("connected")["client_id"].(string)
+	c := ts.dialReadBuffer(64 << 10)
+	ws := c.ws
 	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"flood"}`)); err != nil {
 		t.Fatal(err)
 	}
