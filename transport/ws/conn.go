@@ -66,6 +66,7 @@ type conn struct {
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed or half-closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed or half-closed the socket
+	ended      sync.Once     // endSession
 	deadline   time.Time     // the socket's write deadline as writeBuf set it; owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
@@ -146,7 +147,8 @@ func (c *conn) beat() {
 	}
 }
 
-// wakeLocked claims the writer unless it is busy or the socket is closed;
+// wakeLocked claims the writer unless it is busy or the writes have
+// ended (done);
 // it reports whether the caller must start it (c.startWriter()) once it
 // has released c.mu.
 func (c *conn) wakeLocked() bool {
@@ -292,9 +294,10 @@ func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 	}{"error", id, channel, msg, code}))
 }
 
-// disconnect ends the connection: the writer sends {"type":"disconnect"} and
-// a close frame with code, then half-closes the socket (closeSocket). With flush, what is
-// already queued goes out first. Only the first call counts.
+// disconnect ends the connection: the writer sends {"type":"disconnect"}
+// and a close frame with code, then half-closes the socket (closeSocket).
+// With flush, what is already queued goes out first. Only the first call
+// counts.
 func (c *conn) disconnect(reason string, code int, text string, flush bool) {
 	c.mu.Lock()
 	c.closeLocked(reason, code, text, flush)
@@ -399,7 +402,7 @@ func (c *conn) write(pending *[]byte) {
 		code, text := c.closeCode, c.closeText
 		// A client past its heartbeat sends nothing and answers nothing:
 		// its socket is closed at once, not kept for the linger.
-		linger := c.reason != domain.ReasonHeartbeatTimeout
+		linger := closing && c.reason != domain.ReasonHeartbeatTimeout
 		if len(frames) == 0 && pong == nil && !closing {
 			// Back to the flusher, whose writes never wait and do not
 			// look at the socket's write deadline.
@@ -454,7 +457,11 @@ func (c *conn) write(pending *[]byte) {
 			return
 		}
 		if closing {
-			c.closeSocket(linger)
+			if c.closeSocket(linger) {
+				// The client may take up to CloseLinger to answer: the
+				// session ends now, not then.
+				c.endSession()
+			}
 			return
 		}
 	}
@@ -497,24 +504,20 @@ func (c *conn) writeBuf(buf []byte, frames int, counted bool) error {
 	return err
 }
 
-// closeLinger bounds how long a closed connection's socket stays half
-// open for the client to take the last frames and answer the close.
-const closeLinger = 2 * time.Second
-
 // closeSocket ends the connection's writes for good: no writer starts
-// again. After a failed write it closes the socket. After the close frame
-// (linger) it only half-closes it: closing a socket with unread input
-// resets it, and the kernel then drops what it has not sent yet, the
-// disconnect and close frames included, so a client still sending (a
-// frame over the limit, a chatty one kicked) lost them. The FIN goes
-// after the last frame instead, and the reader reads on until the client
-// answers the close, hangs up or closeLinger has passed; then finish
-// closes the socket.
-func (c *conn) closeSocket(linger bool) {
+// again. After the close frame (linger) it only half-closes the socket,
+// and reports that it did: closing a socket with unread input resets it,
+// and the kernel then drops what it has not sent yet, the disconnect and
+// close frames included, so a client still sending (a frame over the
+// limit, a chatty one kicked) lost them. The FIN goes after the last
+// frame instead, and the reader reads on until the client answers the
+// close, hangs up or Config.CloseLinger has passed; then finish closes the
+// socket. After a failed write, for a client past its heartbeat, or on a
+// connection that cannot half-close, it closes the socket at once.
+func (c *conn) closeSocket(linger bool) (half bool) {
 	c.heartbeat.Stop()
 	parked := c.pl != nil && c.pl.closing(c)
-	cw, ok := c.raw.(interface{ CloseWrite() error })
-	half := linger && ok && cw.CloseWrite() == nil
+	half = linger && halfClose(c.raw)
 	if !half {
 		c.raw.Close()
 	}
@@ -522,7 +525,7 @@ func (c *conn) closeSocket(linger bool) {
 	if half {
 		// Under mu with done: finish's longer deadline for a reader
 		// that stopped first never comes after this one.
-		c.raw.SetReadDeadline(time.Now().Add(closeLinger))
+		c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.CloseLinger))
 	}
 	c.done, c.writing = true, false
 	c.mu.Unlock()
@@ -532,6 +535,14 @@ func (c *conn) closeSocket(linger bool) {
 		c.srv.workers.run(c.readLoop)
 	}
 	close(c.writerDone)
+	return half
+}
+
+// halfClose ends the writing side of nc alone, if it can: its peer reads
+// what was sent, then the end of the stream, and may still send.
+func halfClose(nc net.Conn) bool {
+	cw, ok := nc.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
 }
 
 // startReading sets the connection's read handlers and starts its reader,
@@ -602,7 +613,7 @@ func (c *conn) readLoop() {
 	// stack a request grew for the next turn.
 	parks := c.pl != nil
 	var reason string
-	var answered *websocket.CloseError // the client's close frame
+	var answered *websocket.CloseError // the client's close frame, or its hang-up
 	for {
 		typ, body, err := c.readMessage(maxFrame(limits))
 		if err != nil {
@@ -677,13 +688,15 @@ func (c *conn) readMessage(max int64) (int, []byte, error) {
 	return typ, body, nil
 }
 
-// finish runs once the reader has stopped: it stops the replays, records
-// the disconnection, waits for the writer and closes the socket. With
+// finish runs once the reader has stopped: it ends the session (if the
+// writer has not), waits for the writer and closes the socket. With
 // drain, the client may still be sending (its close frame has not come):
 // what it sends is read and dropped until it hangs up or the writer's
 // linger ends, so that the close does not reset the socket under the
-// last frames. That holds this goroutine for up to closeLinger after the
-// last write.
+// last frames. That holds this goroutine for up to CloseLinger after the
+// last write; the drain has no cap in bytes, only in time, as a cap
+// would end it with input unread, which is the reset it is there to
+// avoid.
 func (c *conn) finish(readReason string, drain bool) {
 	code, text := websocket.CloseNormalClosure, readReason
 	if readReason == domain.ReasonTooLarge {
@@ -691,28 +704,20 @@ func (c *conn) finish(readReason string, drain bool) {
 	}
 	c.mu.Lock()
 	c.closeLocked(readReason, code, text, false)
-	reason := c.reason
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
 		c.startWriter()
 	}
-	// The session ends now, while the writer finishes and the socket
-	// lingers: its replays stop, the membership lets it go, and its end
-	// is recorded (and told to onDisconnect) without waiting for a client
-	// that may never answer the close.
-	c.cancel()
-	c.replays.Wait()
-	c.srv.members.Detach(c.app.Name, c.client.ID)
-	c.srv.recordEnd(c.client, reason)
+	c.endSession()
 	if drain {
 		// Read from now, while the writer finishes: a client that writes
 		// a whole frame before it reads would otherwise wait for the
 		// writer, which waits for it. The writer's close moves the
-		// deadline to closeLinger after its last write (closeSocket).
+		// deadline to CloseLinger after its last write (closeSocket).
 		c.mu.Lock()
 		if !c.done {
-			c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.WriteTimeout + closeLinger))
+			c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.WriteTimeout + c.srv.cfg.CloseLinger))
 		}
 		c.mu.Unlock()
 		io.Copy(io.Discard, c.raw)
@@ -720,6 +725,23 @@ func (c *conn) finish(readReason string, drain bool) {
 	<-c.writerDone
 	c.raw.Close()
 	c.srv.untrack(c) // the connection's slot is free once its socket is
+}
+
+// endSession ends the session once, when the connection is closing,
+// whichever comes first of the writer's half-close and the reader's end,
+// without waiting for a client that may never answer the close: its
+// replays stop, the membership lets it go, and its end is recorded (and
+// told to onDisconnect).
+func (c *conn) endSession() {
+	c.ended.Do(func() {
+		c.cancel()
+		c.replays.Wait()
+		c.srv.members.Detach(c.app.Name, c.client.ID)
+		c.mu.Lock()
+		reason := c.reason
+		c.mu.Unlock()
+		c.srv.recordEnd(c.client, reason)
+	})
 }
 
 func (c *conn) handle(body []byte) {

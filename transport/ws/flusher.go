@@ -402,8 +402,9 @@ func (f *flusher) full() bool {
 // each.
 //
 // The descriptors stay the connections' own throughout: a socket is
-// closed only by the owner of its connection's writes (closeSocket),
-// which is this flusher until finish hands it on.
+// closed or half-closed only by the owner of its connection's writes
+// (closeSocket), which is this flusher until finish hands it on; after a
+// half-close, when no write can come, its reader closes it (conn.finish).
 func (f *flusher) writePending() {
 	if len(f.pend) == 0 {
 		return

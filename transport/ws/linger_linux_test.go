@@ -37,69 +37,37 @@ func TestCloseWithUnreadInputDeliversTheLastFrames(t *testing.T) {
 
 func testCloseWithUnreadInput(t *testing.T, sendFirst bool) {
 	ts := startTestServer(t)
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		nc, err := net.Dial(network, addr)
-		if err == nil {
-			nc.(*net.TCPConn).SetReadBuffer(64 << 10)
-		}
-		return nc, err
-	}}
-	ws, _, err := d.Dial("ws"+strings.TrimPrefix(ts.http.URL, "http")+"/_ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	c := &testClient{t: t, ws: ws}
-	c.id = c.expect("connected")["client_id"].(string)
+	c := ts.dialReadBuffer(64 << 10)
+	ws := c.ws
 	c.subscribe("big")
 
 	// About 4 MiB of messages the client does not read yet: more than
 	// both sockets' buffers take, so the server has some still to send.
 	const backlog = 128
-	data := []byte(`"` + strings.Repeat("x", 32<<10) + `"`)
-	facts := make([]domain.Fact, backlog)
-	for i := range facts {
-		facts[i] = &domain.MessageBroadcast{App: domain.DefaultApp, Channel: "big", Data: data}
-	}
-	if _, err := ts.log.Append(context.Background(), facts...); err != nil {
-		t.Fatal(err)
-	}
+	appendMessages(t, ts, "big", backlog, `"`+strings.Repeat("x", 32<<10)+`"`)
 
 	// A masked text frame announcing 32 MiB, and 2 MiB of it (16 MiB,
 	// more than the sockets' buffers hold, when sent first): the server
 	// reads a little over its limit and leaves the rest unread.
 	raw := ws.UnderlyingConn()
 	head := []byte{0x81, 0xFF, 0, 0, 0, 0, 0x02, 0, 0, 0, 1, 2, 3, 4}
-	sent := make(chan error, 1)
-	send := func(n int) {
+	send := func(n int) error {
 		raw.SetWriteDeadline(time.Now().Add(20 * time.Second))
 		_, err := raw.Write(append(head, make([]byte, n)...))
-		sent <- err
+		return err
 	}
+	sent := make(chan error, 1)
 	if sendFirst {
 		raw.(*net.TCPConn).SetWriteBuffer(64 << 10)
-		send(16 << 20)
-		if err := <-sent; err != nil {
+		if err := send(16 << 20); err != nil {
 			t.Fatalf("sending the frame: %v", err)
 		}
-		sent <- nil
+		close(sent)
 	} else {
-		go send(2 << 20)
+		go func() { sent <- send(2 << 20) }()
 	}
 	// Let the server read its part and close before the client reads.
-	waitUntil(t, "the server to refuse the frame", func() bool {
-		ts.srv.mu.Lock()
-		defer ts.srv.mu.Unlock()
-		for sc := range ts.srv.conns {
-			sc.mu.Lock()
-			closing := sc.closing
-			sc.mu.Unlock()
-			if closing {
-				return true
-			}
-		}
-		return false
-	})
+	waitUntil(t, "the server to refuse the frame", ts.anyClosing)
 	time.Sleep(100 * time.Millisecond)
 
 	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -142,4 +110,39 @@ func testCloseWithUnreadInput(t *testing.T, sendFirst bool) {
 	}
 	expectEndRecorded(t, ts, c.id, domain.ReasonTooLarge)
 	<-sent
+}
+
+// A kicked client that never answers the close keeps its socket for the
+// linger, but its session ends at once: the end is recorded, and it is
+// gone from the membership, while the socket is still open. The linger
+// is an hour here, so a session that waited for it would not end within
+// the test.
+func TestASessionEndsBeforeTheLinger(t *testing.T) {
+	ts := startTestServerConfig(t, Config{CloseLinger: time.Hour}, nil)
+	c := ts.dial()
+	c.subscribe("room")
+	if _, err := ts.log.Append(context.Background(), &domain.ClientKicked{App: domain.DefaultApp, Client: c.id, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing, so it never answers the close.
+	expectEndRecorded(t, ts, c.id, domain.ReasonKicked)
+	if subs := ts.members.Subscribers(domain.DefaultApp, "room"); len(subs) != 0 {
+		t.Fatalf("subscribers of room after the end: %v", subs)
+	}
+	ts.srv.mu.Lock()
+	open := len(ts.srv.conns)
+	ts.srv.mu.Unlock()
+	if open != 1 {
+		t.Fatalf("%d connections tracked; want the kicked one, lingering", open)
+	}
+	// Then the client takes the close and hangs up, which ends the linger.
+	if d := c.expect("disconnect"); d["code"] != float64(4000) {
+		t.Fatalf("disconnect %v; want 4000", d)
+	}
+	c.ws.Close()
+	waitUntil(t, "the socket closed", func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		return len(ts.srv.conns) == 0
+	})
 }

@@ -350,11 +350,8 @@ func (c *sniffedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
-	return errNoHalfClose
+	return errors.ErrUnsupported
 }
-
-// errNoHalfClose: the connection cannot close its writing side alone.
-var errNoHalfClose = errors.New("connection cannot be half-closed")
 
 // unwrap returns the connection under c once nothing read is left in br,
 // for a later request of c upgraded by the http.Server.
@@ -416,7 +413,7 @@ func (w *upgradeResponse) finish() {
 	// Closing a socket with unread input resets it, and the client may
 	// lose the answer: say that nothing more comes, and read what the
 	// client still sends, a little and briefly, as net/http does.
-	if cw, ok := w.c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+	if halfClose(w.c) {
 		w.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.Copy(io.Discard, io.LimitReader(w.c, 256<<10))
 	}

@@ -53,6 +53,10 @@ type Config struct {
 	// between half of it and all of it. A client that cannot take a write
 	// in that time is a slow consumer.
 	WriteTimeout time.Duration
+	// CloseLinger bounds how long a closed connection's socket stays half
+	// open after the server's close frame, for the client to take the
+	// last frames and answer the close (default 2s; see closeSocket).
+	CloseLinger time.Duration
 	// SendQueue is how many frames may wait for one connection before it
 	// is disconnected as a slow consumer (default 8192).
 	SendQueue int
@@ -120,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.CloseLinger <= 0 {
+		c.CloseLinger = 2 * time.Second
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 8192
