@@ -169,7 +169,7 @@ type Log struct {
 	// new channel, every connect of `fazt bench conns`).
 	allHeads bool
 
-	pins    pins    // channels retention must leave alone for now
+	pins    pins    // the messages of channels that retention must leave alone for now
 	readers readers // how far the subscriptions have read
 	stmts   writerStmts
 }

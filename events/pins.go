@@ -29,9 +29,9 @@ type pins struct {
 	trimming map[chanKey]bool
 }
 
-// A pin is one replay's hold on a channel: every offset from on; 0 for
-// the whole history (under pins.mu).
-type pin struct{ from uint64 }
+// A pin is one replay's hold on a channel: every offset after upto, the
+// last one it no longer needs; 0 for the whole history (under pins.mu).
+type pin struct{ upto uint64 }
 
 func (p *pins) init() {
 	if p.held == nil {
@@ -64,8 +64,11 @@ func (l *Log) PinHistory(app, channel string) (keep func(from uint64), unpin fun
 	}
 	l.pins.mu.Unlock()
 	keep = func(from uint64) {
+		if from == 0 {
+			return // the whole history, as before
+		}
 		l.pins.mu.Lock()
-		p.from = max(p.from, from)
+		p.upto = max(p.upto, from-1)
 		l.pins.mu.Unlock()
 	}
 	var once sync.Once
@@ -83,23 +86,19 @@ func (l *Log) PinHistory(app, channel string) (keep func(from uint64), unpin fun
 	}
 }
 
-// unlessPinned runs trim, with the channel marked as being trimmed, and
-// with limit the newest offset it may drop: one before the oldest offset
-// a replay still needs, or math.MaxUint64 when none is pinned. It does
-// not run trim, and reports false, when the channel is being trimmed
-// already or when limit is below first, the oldest offset trim would
-// drop (a replay still needs the whole history, or its oldest message).
-func (l *Log) unlessPinned(app, channel string, first uint64, trim func(limit uint64) error) (ran bool, err error) {
+// unlessPinned runs trim, with the channel marked as being trimmed, to
+// drop offsets first to upto, or fewer: trim gets the newest offset it
+// may drop, upto or, when a replay still needs it, the last one before
+// the oldest that a replay needs. It does not run trim, and reports false,
+// when the channel is being trimmed already or when a replay needs first
+// (or the whole history).
+func (l *Log) unlessPinned(app, channel string, first, upto uint64, trim func(upto uint64) error) (ran bool, err error) {
 	k := chanKey{app, channel}
 	l.pins.mu.Lock()
 	l.pins.init()
-	limit := uint64(math.MaxUint64)
+	limit := upto
 	for p := range l.pins.held[k] {
-		if p.from == 0 {
-			limit = 0
-			break
-		}
-		limit = min(limit, p.from-1)
+		limit = min(limit, p.upto)
 	}
 	if limit < first || l.pins.trimming[k] {
 		l.pins.mu.Unlock()

@@ -53,7 +53,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	trimReturned := make(chan struct{})
 	go func() {
 		defer close(trimReturned)
-		l.unlessPinned("a", "x", 1, func(uint64) error {
+		l.unlessPinned("a", "x", 1, 1, func(uint64) error {
 			close(inTrim)
 			<-release
 			trimDone.Store(true)
@@ -100,7 +100,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	// the whole trim.)
 	close(release)
 	<-trimReturned
-	if ran, _ := l.unlessPinned("a", "x", 1, func(uint64) error { return nil }); ran {
+	if ran, _ := l.unlessPinned("a", "x", 1, 1, func(uint64) error { return nil }); ran {
 		t.Fatal("a trim's next batch ran while a pin waited")
 	}
 	if !<-same {
@@ -108,7 +108,7 @@ func TestATrimHoldsOnlyItsChannelsPins(t *testing.T) {
 	}
 	close(unpinNow)
 	<-unpinned
-	if ran, _ := l.unlessPinned("a", "x", 1, func(uint64) error { return nil }); !ran {
+	if ran, _ := l.unlessPinned("a", "x", 1, 1, func(uint64) error { return nil }); !ran {
 		t.Fatal("a trim after the pin's end did not run")
 	}
 }

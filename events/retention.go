@@ -231,13 +231,11 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 	// Offsets are contiguous from info.First, so each batch is one range;
 	// the loop runs at most (cut-first)/batch+1 times.
 	for first := info.First; first <= cut; first += uint64(batch) {
-		upto := min(cut, first+uint64(batch)-1)
+		want := min(cut, first+uint64(batch)-1)
 		held := false
 		// What a replay has yet to read is left for a later pass.
-		ran, err := l.unlessPinned(app, channel, first, func(limit uint64) error {
-			if limit < upto {
-				upto, held = limit, true
-			}
+		ran, err := l.unlessPinned(app, channel, first, want, func(upto uint64) error {
+			held = upto < want
 			// What a subscription has yet to deliver stays for the next
 			// pass (Log.readers).
 			read := l.readLow()

@@ -92,7 +92,7 @@ func (c *conn) subscribe(req *request) error {
 		first = min(info.First, head+1) // retention never trims past the head
 	}
 
-	plan := replayPlan{channel: channel, upto: head, sub: subSeq, keep: keep}
+	plan := replayPlan{channel: channel, upto: head, sub: subSeq, keep: keep, unpin: unpin}
 	// A client that gives an epoch holds a position in the history it
 	// names. When the channel's epoch is another (a channel without
 	// history has none), that history no longer exists (a database
@@ -188,6 +188,7 @@ type replayPlan struct {
 	since   int64  // ... with timestamp >= since
 	count   int
 	keep    func(from uint64) // narrows the history pin to offsets >= from
+	unpin   func()            // lets go of the history once it is read
 }
 
 // replay queues the planned history in pages, then takes the subscription
@@ -237,6 +238,9 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 		// pages need not look for the time bound again.
 		p.since = 0
 	}
+	// Read: what going live sends comes from memory (or, read back from
+	// the file, is kept by the log's readers), however long it waits.
+	p.unpin()
 	if ctx.Err() == nil {
 		c.goLive(ctx, p.channel, p.sub)
 	}
