@@ -84,16 +84,16 @@ func (a *API) noEndpoint(w http.ResponseWriter, r *http.Request) {
 // every method.)
 func (a *API) methodsAt(r *http.Request) []string {
 	if rest, ok := strings.CutPrefix(r.URL.Path, channelsPrefix); ok {
-		if strings.HasSuffix(rest, "/history") || strings.HasSuffix(rest, "/subscribers") {
+		if route, _ := a.channelRoute(rest); route != nil {
 			return []string{http.MethodGet, http.MethodHead}
 		}
 		return nil
 	}
 	var allow []string
-	probe := r.Clone(r.Context())
+	probe := *r // only its method, host and path are read
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
 		probe.Method = m
-		if _, pattern := a.mux.Handler(probe); pattern != "" && pattern != "/_api/" {
+		if _, pattern := a.mux.Handler(&probe); pattern != "" && pattern != "/_api/" {
 			allow = append(allow, m)
 		}
 	}
@@ -392,13 +392,24 @@ func (a *API) channels(w http.ResponseWriter, r *http.Request, c caller) error {
 // rest being the path after /_api/channels/; channel names may contain
 // '/'.
 func (a *API) channelPath(w http.ResponseWriter, r *http.Request, c caller, rest string) error {
+	route, channel := a.channelRoute(rest)
+	if route == nil {
+		return domain.Errorf(domain.CodeNotFound, "no API endpoint GET %s", r.URL.Path)
+	}
+	return route(w, r, c, channel)
+}
+
+// channelRoute is the route of a channel's path, rest being what follows
+// /_api/channels/, and the channel it names; nil when there is none. The
+// routes take GET and HEAD (ServeHTTP, methodsAt).
+func (a *API) channelRoute(rest string) (route func(http.ResponseWriter, *http.Request, caller, string) error, channel string) {
 	if ch, ok := strings.CutSuffix(rest, "/history"); ok {
-		return a.history(w, r, c, ch)
+		return a.history, ch
 	}
 	if ch, ok := strings.CutSuffix(rest, "/subscribers"); ok {
-		return a.subscribers(w, r, c, ch)
+		return a.subscribers, ch
 	}
-	return domain.Errorf(domain.CodeNotFound, "no API endpoint GET %s", r.URL.Path)
+	return nil, ""
 }
 
 func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel string) error {
