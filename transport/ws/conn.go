@@ -67,7 +67,11 @@ type conn struct {
 	done       bool          // the socket is closed or half-closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed or half-closed the socket
 	ended      sync.Once     // endSession
-	deadline   time.Time     // the socket's write deadline as writeBuf set it; owned by the running writer
+	// requesting: a client's request is running (under mu); requestEnded,
+	// when not nil, is closed when it ends: endSession waits for it.
+	requesting   bool
+	requestEnded chan struct{}
+	deadline     time.Time // the socket's write deadline as writeBuf set it; owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
 	// close: the replays waiting for room in the queue (sendPage) wait on
@@ -731,10 +735,23 @@ func (c *conn) finish(readReason string, drain bool) {
 // whichever comes first of the writer's half-close and the reader's end,
 // without waiting for a client that may never answer the close: its
 // replays stop, the membership lets it go, and its end is recorded (and
-// told to onDisconnect).
+// told to onDisconnect). It waits for the request running, if any (none
+// starts once the connection is closing): a subscribe past its
+// context's check commits even when cancelled, and committed after the
+// end, it would open the session again in the membership, for good.
 func (c *conn) endSession() {
 	c.ended.Do(func() {
 		c.cancel()
+		c.mu.Lock()
+		var running chan struct{}
+		if c.requesting {
+			c.requestEnded = make(chan struct{})
+			running = c.requestEnded
+		}
+		c.mu.Unlock()
+		if running != nil {
+			<-running
+		}
 		c.replays.Wait()
 		c.srv.members.Detach(c.app.Name, c.client.ID)
 		c.mu.Lock()
@@ -750,11 +767,21 @@ func (c *conn) handle(body []byte) {
 	// is written, up to the write timeout, and a kicked client that kept
 	// sending would go on publishing and subscribing meanwhile.
 	c.mu.Lock()
-	closing := c.closing
-	c.mu.Unlock()
-	if closing {
+	if c.closing {
+		c.mu.Unlock()
 		return
 	}
+	c.requesting = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.requesting = false
+		if c.requestEnded != nil {
+			close(c.requestEnded)
+			c.requestEnded = nil
+		}
+		c.mu.Unlock()
+	}()
 	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
 		c.replyError(req.ID, "", err)

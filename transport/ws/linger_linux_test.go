@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
 )
 
 // A connection closed while its client is still sending ends with a FIN
@@ -145,4 +146,73 @@ func TestASessionEndsBeforeTheLinger(t *testing.T) {
 		defer ts.srv.mu.Unlock()
 		return len(ts.srv.conns) == 0
 	})
+}
+
+// heldSubscribe is the real log, whose append of a subscribe to channel
+// waits until released, and then commits whatever the request's context
+// says, as an append that has passed its context's check does.
+type heldSubscribe struct {
+	*events.Log
+	channel  string
+	entered  chan struct{}
+	released chan struct{}
+}
+
+func (s *heldSubscribe) Append(ctx context.Context, facts ...domain.Fact) ([]domain.Event, error) {
+	if sub, ok := facts[0].(*domain.ChannelSubscribed); ok && sub.Channel == s.channel {
+		close(s.entered)
+		<-s.released
+		ctx = context.Background()
+	}
+	return s.Log.Append(ctx, facts...)
+}
+
+// A connection kicked while a subscribe of its client is being committed
+// records its end after that subscribe, never before: the membership
+// applies the subscribe, then the end, and the client is gone. Recorded
+// before (the writer ends the session as soon as it has written the
+// close), the subscribe opened the session again in the membership, and
+// nothing closed it until a restart.
+func TestASessionEndsAfterTheRequestRunning(t *testing.T) {
+	store := &heldSubscribe{channel: "late", entered: make(chan struct{}), released: make(chan struct{})}
+	ts := startTestServerWith(t, func(l *events.Log) Store { store.Log = l; return store })
+	c := ts.dial()
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"late"}`)); err != nil {
+		t.Fatal(err)
+	}
+	<-store.entered
+	if _, err := ts.log.Append(context.Background(), &domain.ClientKicked{App: domain.DefaultApp, Client: c.id, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the kick applied", ts.anyClosing)
+	// Time for the writer to write the close and end the session, had it
+	// not waited for the subscribe.
+	time.Sleep(200 * time.Millisecond)
+	close(store.released)
+	expectEndRecorded(t, ts, c.id, domain.ReasonKicked)
+	var subscribed, ended uint64
+	waitUntil(t, "the subscribe committed", func() bool {
+		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			switch ev.Fact.(type) {
+			case *domain.ChannelSubscribed:
+				subscribed = ev.Seq
+			case *domain.ClientDisconnected:
+				ended = ev.Seq
+			}
+		}
+		return subscribed > 0
+	})
+	if subscribed > ended {
+		t.Fatalf("the subscribe (seq %d) was committed after the end (seq %d)", subscribed, ended)
+	}
+	if err := ts.members.WaitApplied(context.Background(), max(subscribed, ended)); err != nil {
+		t.Fatal(err)
+	}
+	if subs := ts.members.Subscribers(domain.DefaultApp, "late"); len(subs) != 0 || ts.members.Connected(domain.DefaultApp, c.id) {
+		t.Fatalf("after its end, the client is a member: subscribers %v, connected %v", subs, ts.members.Connected(domain.DefaultApp, c.id))
+	}
 }
