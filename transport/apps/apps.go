@@ -68,11 +68,14 @@ type Registry struct {
 }
 
 type entry struct {
-	app     *App  // nil while the app's settings were never read well
-	err     error // why not, then: the version at modTime is broken
-	modTime time.Time
+	app     *App      // nil while the app's settings were never read well
+	err     error     // why not, then
+	modTime time.Time // of the app.json app was read from (zero: none)
 	checked time.Time
-	bad     time.Time // modification time of an app.json that failed, told once
+	// The app.json that last failed, told once: its modification time
+	// and what was wrong.
+	bad    time.Time
+	badErr string
 }
 
 // NewRegistry returns a registry over the apps in dir. It logs to
@@ -131,14 +134,25 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	if fi, err := os.Stat(filepath.Join(dir, "app.json")); err == nil {
 		mod = fi.ModTime()
 	}
-	if e := r.cache[name]; e != nil && e.modTime.Equal(mod) {
+	// A version read well is not read again. One that failed is, at each
+	// check: a fix need not change the modification time (a chmod, a
+	// chown, or a rewrite within the same tick of a coarse clock).
+	if e := r.cache[name]; e != nil && e.app != nil && e.modTime.Equal(mod) {
 		e.checked = now
-		return e.app, e.err
+		return e.app, nil
 	}
 	app := &App{Name: name, Dir: dir}
 	body, err := os.ReadFile(filepath.Join(dir, "app.json"))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if e := r.cache[name]; e != nil && e.app != nil && !e.modTime.IsZero() {
+			// It was there: an editor that saves by renaming, or a copy
+			// under way, leaves it absent for a moment, and the defaults
+			// would open the app meanwhile (any origin, the default
+			// limits and keys). Its settings stay until a file comes.
+			err = errors.New("app.json is gone; write {} for the defaults")
+			break
+		}
 		err = nil // no app.json: the defaults
 	case err != nil:
 		err = fmt.Errorf("read %s/app.json: %w", name, err)
@@ -153,17 +167,20 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		// take it down, or let retention fall back to the server's
 		// default; it is said once per version of the file.
 		e := r.cache[name]
+		told := e != nil && e.bad.Equal(mod) && e.badErr == err.Error()
 		if e == nil || e.app == nil {
 			// Never read well: the app is not served until the file is
-			// fixed. Its clients are told it is unavailable, the log why;
-			// this version of the file is not read again (modTime).
-			r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
+			// fixed. Its clients are told it is unavailable, the log why,
+			// once for each version of the file and each reason.
+			if !told {
+				r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
+			}
 			unavailable := domain.Errorf(domain.CodeUnavailable, "app %q is not available: its app.json cannot be read (see the server's log)", name)
-			r.cache[name] = &entry{err: unavailable, modTime: mod, checked: now}
+			r.cache[name] = &entry{err: unavailable, checked: now, bad: mod, badErr: err.Error()}
 			return nil, unavailable
 		}
-		if !e.bad.Equal(mod) {
-			e.bad = mod
+		if !told {
+			e.bad, e.badErr = mod, err.Error()
 			r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
 		}
 		e.checked = now

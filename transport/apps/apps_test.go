@@ -139,3 +139,70 @@ func chatRegistry(t *testing.T) (r *Registry, dir string, write func(body string
 	}
 	return r, dir, write, logs
 }
+
+// A never-read app.json fixed without a change of its modification time
+// (a chmod or chown, which only root's tests cannot show, or a rewrite
+// within one tick of a coarse clock) serves the app at the next check:
+// a failed version is read again, not cached as failed. The log still
+// says why once.
+func TestAppJSONFixedWithinTheSameTickIsRead(t *testing.T) {
+	r, dir, _, logs := chatRegistry(t)
+	p := filepath.Join(dir, "chat", "app.json")
+	tick := time.Now().Add(-time.Hour).Truncate(time.Second)
+	put := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, tick, tick); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(`{"limits": {"max_message_bytes": "64k"}}`)
+	for range 3 {
+		if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeUnavailable {
+			t.Fatalf("a broken first app.json: %v; want unavailable", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "app.json cannot be read"); n != 1 {
+		t.Fatalf("%d errors logged for one broken version, want 1:\n%s", n, logs.String())
+	}
+	put(`{"limits": {"max_message_bytes": 1000}}`)
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.Limits.MaxMessageBytes != 1000 {
+		t.Fatalf("after a fix with the same modification time: %+v, %v", app, err)
+	}
+}
+
+// An app.json that vanishes (an editor saving by renaming, a copy under
+// way) leaves the app on the settings it had, rather than the defaults,
+// which would let any origin in; the log says so once. Written again,
+// even as {}, it applies.
+func TestVanishedAppJSONKeepsTheSettings(t *testing.T) {
+	r, dir, write, logs := chatRegistry(t)
+	write(`{"allowed_origins": ["https://chat.example"]}`)
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 1 {
+		t.Fatalf("first read: %+v, %v", app, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "chat", "app.json")); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 1 {
+			t.Fatalf("app.json gone: %+v, %v; want the previous settings", app, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "app.json is gone"); n != 1 {
+		t.Fatalf("%d errors logged for a vanished app.json, want 1:\n%s", n, logs.String())
+	}
+	write(`{}`)
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 0 {
+		t.Fatalf("after {}: %+v, %v; want the defaults", app, err)
+	}
+	// An app that never had one runs on the defaults, as before.
+	if err := os.MkdirAll(filepath.Join(dir, "plain"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("plain"); err != nil || app.Settings.Limits.MaxMessageBytes != domain.DefaultMaxMessageBytes {
+		t.Fatalf("an app without app.json: %+v, %v", app, err)
+	}
+}
