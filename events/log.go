@@ -303,6 +303,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		close(l.stopped)
 		return l, nil
 	}
+	// Read-only, before the writer's connection switches the file to WAL
+	// (a file not there yet is a new log's; the writer's lock made it
+	// already, where there is one).
+	if _, err := os.Stat(cfg.Path); err == nil {
+		err = migrations.CheckOwned(ctx, l.rdb)
+		if err != nil {
+			l.rdb.Close()
+			l.unlock()
+			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+		}
+	}
 	if l.wdb, err = sql.Open("sqlite3", dsn(cfg.Path, cfg.Durability, false, busyWaitMS)); err != nil {
 		l.rdb.Close()
 		l.unlock()

@@ -1432,3 +1432,39 @@ func TestAClockBehindTheLogIsReported(t *testing.T) {
 		t.Errorf("fazt_log_clock_behind_seconds %v after a commit on time", behind)
 	}
 }
+
+// A writer's open of another program's SQLite database (a wrong --db)
+// refuses it, naming its tables, and leaves it as it was: no fazt table
+// is added, and its journal mode is not switched to WAL. Before, the
+// open adopted it, adding fazt's schema to it.
+func TestOpenRefusesAnotherDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada')`); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(ctx, Config{Path: path})
+	if err == nil {
+		l.Close()
+		t.Fatal("another program's database was opened as a log")
+	}
+	if !strings.Contains(err.Error(), "not a fazt event log") || !strings.Contains(err.Error(), "users") {
+		t.Fatalf("open: %v; want it refused, naming its tables", err)
+	}
+	var tables int
+	var mode string
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'`).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 1 || mode != "delete" {
+		t.Fatalf("after the refusal: %d tables, journal mode %s; want 1, delete", tables, mode)
+	}
+}

@@ -130,6 +130,39 @@ func Check(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// CheckOwned tells whether db is fazt's to migrate: a new (empty) file,
+// or one that holds fazt's schema. A file with tables but no schema
+// version is someone else's database, given by mistake: migrating it
+// would add fazt's tables to it. db may be a read-only connection.
+func CheckOwned(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		if name == "schema_migrations" {
+			return nil
+		}
+		tables = append(tables, name)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(tables) > 0 {
+		if len(tables) > 5 {
+			tables = append(tables[:5], "...")
+		}
+		return fmt.Errorf("not a fazt event log: it holds other tables (%s) and no fazt schema; give fazt a file of its own", strings.Join(tables, ", "))
+	}
+	return nil
+}
+
 func apply(ctx context.Context, db *sql.DB, version int, name, body string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {

@@ -108,3 +108,36 @@ func TestApplyLogsAnUpgrade(t *testing.T) {
 		t.Fatalf("a file up to date logged %q", out.String())
 	}
 }
+
+// CheckOwned takes a new file and one of fazt's, and refuses a database
+// of something else, naming its tables, so that fazt never adds its
+// schema to it.
+func TestCheckOwnedRefusesAnotherDatabase(t *testing.T) {
+	ctx := context.Background()
+	open := func() *sql.DB {
+		db, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "x.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	fresh := open()
+	if err := CheckOwned(ctx, fresh); err != nil {
+		t.Fatalf("a new file: %v", err)
+	}
+	if err := Apply(ctx, fresh, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckOwned(ctx, fresh); err != nil {
+		t.Fatalf("fazt's file: %v", err)
+	}
+	other := open()
+	if _, err := other.ExecContext(ctx, `CREATE TABLE users (id INTEGER PRIMARY KEY); CREATE TABLE orders (id INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckOwned(ctx, other)
+	if err == nil || !strings.Contains(err.Error(), "not a fazt event log") || !strings.Contains(err.Error(), "orders, users") {
+		t.Fatalf("another database: %v", err)
+	}
+}
