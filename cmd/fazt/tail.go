@@ -250,7 +250,7 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 					Offset    uint64          `json:"offset"`
 					Timestamp int64           `json:"timestamp"`
 					Data      json.RawMessage `json:"data"`
-					Replay    bool            `json:"replay,omitempty"`
+					Replay    bool            `json:"replay"`
 				}{f.Channel, f.Offset, f.Timestamp, f.Data, string(f.Replay) == "true"})
 				fmt.Fprintf(t.out, "%s\n", b)
 			} else {

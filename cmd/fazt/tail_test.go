@@ -111,6 +111,10 @@ func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 	if lines[0]["data"].(map[string]any)["n"] != float64(2) || lines[1]["data"] != "three" {
 		t.Errorf("tail data: %v", lines[:2])
 	}
+	// replay is in every line: true for the history, false once live.
+	if lines[0]["replay"] != true || lines[3]["replay"] != false {
+		t.Errorf("tail replay fields: %v, %v; want true, then false", lines[0]["replay"], lines[3]["replay"])
+	}
 	if !strings.Contains(errs.String(), "reconnecting") || !strings.Contains(errs.String(), "after offset 5") {
 		t.Errorf("tail stderr: %q", errs.String())
 	}
