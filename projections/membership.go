@@ -105,6 +105,7 @@ type subscription struct {
 	from    uint64 // head when the subscription was applied: replay covers up to here
 	catchUp bool   // live frames are buffered until the replay is done
 	buf     []bufFrame
+	bufSize int // the bytes of buf's frames
 }
 
 type bufFrame struct {
@@ -112,8 +113,15 @@ type bufFrame struct {
 	frame  []byte
 }
 
+// maxBufferBytes caps the bytes of the frames buffered for one
+// subscription during its replay, besides maxBuffer's count: 65,536
+// frames of 64 KiB would be 4 GiB. A frame buffered for several
+// subscriptions is shared, and counted for each.
+const maxBufferBytes = 64 << 20
+
 // NewMembership returns an empty membership. maxBuffer caps the frames
-// buffered for one subscription during its replay (default 65536).
+// buffered for one subscription during its replay (default 65536), and
+// maxBufferBytes their bytes.
 func NewMembership(enc Encoder, loadHead HeadFunc, maxBuffer int) *Membership {
 	if maxBuffer <= 0 {
 		maxBuffer = 65536
@@ -171,7 +179,7 @@ func (m *Membership) Detach(app, client string) {
 		sh.mu.Lock()
 		if st := sh.chans[ck]; st != nil {
 			if sub := st.sub(client); sub != nil {
-				sub.sink, sub.buf = nil, nil
+				sub.sink, sub.buf, sub.bufSize = nil, nil, 0
 			}
 		}
 		sh.mu.Unlock()
@@ -380,18 +388,26 @@ func (m *Membership) presence(st *channelState, channel, event, client string) {
 			frame = m.enc.Presence(channel, event, client)
 		}
 		if sub.catchUp {
-			if len(sub.buf) >= m.maxBuffer {
-				sub.sink.Overflow()
-				sub.sink, sub.buf = nil, nil
-				continue
-			}
-			sub.buf = append(sub.buf, bufFrame{0, frame})
+			m.buffer(sub, bufFrame{0, frame})
 			continue
 		}
 		if !sub.sink.Send(frame) {
 			sub.sink = nil
 		}
 	}
+}
+
+// buffer keeps bf for sub, which is catching up, or, past the caps on
+// what one subscription may buffer, tells its sink it overflowed and
+// drops it (the shard's lock is held).
+func (m *Membership) buffer(sub *subscription, bf bufFrame) {
+	if len(sub.buf) >= m.maxBuffer || sub.bufSize+len(bf.frame) > maxBufferBytes {
+		sub.sink.Overflow()
+		sub.sink, sub.buf, sub.bufSize = nil, nil, 0
+		return
+	}
+	sub.buf = append(sub.buf, bf)
+	sub.bufSize += len(bf.frame)
 }
 
 func (m *Membership) fanOut(f *domain.MessageBroadcast, ts int64) {
@@ -416,12 +432,7 @@ func (m *Membership) fanOut(f *domain.MessageBroadcast, ts int64) {
 		}
 		if sub.catchUp {
 			if f.Offset > sub.from {
-				if len(sub.buf) >= m.maxBuffer {
-					sub.sink.Overflow()
-					sub.sink, sub.buf = nil, nil
-					continue
-				}
-				sub.buf = append(sub.buf, bufFrame{f.Offset, frame})
+				m.buffer(sub, bufFrame{f.Offset, frame})
 			}
 			continue
 		}
@@ -503,7 +514,7 @@ func (m *Membership) GoLive(app, channel, client string, seq uint64, most int) (
 			break
 		}
 	}
-	sub.buf = nil
+	sub.buf, sub.bufSize = nil, 0
 	if len(due) > most {
 		rest = make([][]byte, len(due))
 		for i, b := range due {

@@ -410,3 +410,31 @@ func TestGoLiveHandsBackWhatWouldFloodTheSink(t *testing.T) {
 		t.Fatalf("after going live: %v", s.frames)
 	}
 }
+
+// A subscription catching up buffers live frames up to a count and up to
+// 64 MiB of them, whichever comes first: past either, its sink is told
+// it overflowed (a slow consumer) and the buffer is dropped. The count's
+// default, 65,536 frames of up to 64 KiB, would otherwise hold 4 GiB.
+func TestCatchUpBufferIsCappedInBytes(t *testing.T) {
+	f := newFixture(t, 0)
+	f.m.enc = dataEncoder{}
+	s := &recSink{}
+	f.m.Attach("a", "c1", s)
+	f.apply(connected("c1"), subscribed("c1", "big"))
+	big := json.RawMessage(`"` + strings.Repeat("x", 1<<20) + `"`)
+	n := 0
+	for ; n < 100 && !s.overflow; n++ {
+		m := f.commit("big")
+		m.Data = big
+		f.apply(m)
+	}
+	if !s.overflow || n > 70 {
+		t.Fatalf("after %d messages of 1 MiB: overflow %v; want it past 64 MiB", n, s.overflow)
+	}
+}
+
+// dataEncoder's message frames are their data, so that they weigh what
+// the data does.
+type dataEncoder struct{ textEncoder }
+
+func (dataEncoder) Message(ev *domain.MessageBroadcast, ts int64) []byte { return ev.Data }
