@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -192,9 +193,33 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	for _, why := range app.Settings.dropBadKeys() {
 		r.log.Error("app.json: an API key is not used", "app", name, "why", why)
 	}
+	for _, why := range app.Settings.originsThatMatchNothing() {
+		r.log.Error("app.json: an allowed origin matches no browser", "app", name, "why", why)
+	}
 	app.Settings.Limits = app.Settings.Limits.WithDefaults()
 	r.cache[name] = &entry{app: app, modTime: mod, checked: now}
 	return app, nil
+}
+
+// originsThatMatchNothing says why each allowed_origins entry that no
+// browser's Origin can match would not: a browser sends
+// scheme://host[:port], without the port when it is the scheme's own,
+// and the server compares scheme and host exactly (no wildcards). Such
+// entries stay, matching nothing, as before; the log says so, where
+// before every browser was refused without a word.
+func (s *Settings) originsThatMatchNothing() (why []string) {
+	for _, o := range s.AllowedOrigins {
+		u, err := url.Parse(o)
+		switch {
+		case err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https":
+			why = append(why, fmt.Sprintf("allowed_origins: %q is not an origin such as https://chat.example.com (no wildcards)", o))
+		case u.Port() == "443" && u.Scheme == "https", u.Port() == "80" && u.Scheme == "http":
+			why = append(why, fmt.Sprintf("allowed_origins: %q names the scheme's own port, which browsers leave out: write %s://%s", o, u.Scheme, u.Hostname()))
+		case strings.Contains(u.Host, "*"):
+			why = append(why, fmt.Sprintf("allowed_origins: %q has a wildcard; list each origin", o))
+		}
+	}
+	return why
 }
 
 // dropBadKeys removes the api_keys that could not work as meant, and

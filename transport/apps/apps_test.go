@@ -206,3 +206,24 @@ func TestVanishedAppJSONKeepsTheSettings(t *testing.T) {
 		t.Fatalf("an app without app.json: %+v, %v", app, err)
 	}
 }
+
+// An allowed origin that no browser's Origin can match (a wildcard, no
+// scheme, the scheme's own port, which browsers leave out) is said in
+// the log at load, where before every browser was refused without a
+// word; the app is served as usual.
+func TestOriginsThatMatchNothingAreLogged(t *testing.T) {
+	r, _, write, logs := chatRegistry(t)
+	write(`{"allowed_origins": ["https://chat.example", "http://localhost:8080", "*", "chat.example", "https://chat.example:443", "https://*.example"]}`)
+	app, err := r.Lookup("chat")
+	if err != nil || len(app.Settings.AllowedOrigins) != 6 {
+		t.Fatalf("%+v, %v", app, err)
+	}
+	for _, want := range []string{`\"*\" is not an origin`, `\"chat.example\" is not an origin`, `write https://chat.example`, `\"https://*.example\" has a wildcard`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "matches no browser"); n != 4 {
+		t.Errorf("%d origins logged, want 4:\n%s", n, logs.String())
+	}
+}
