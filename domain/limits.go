@@ -26,6 +26,10 @@ type Limits struct {
 	MaxJSONDepth int `json:"max_json_depth,omitempty"`
 }
 
+// MaxMessageBytesLimit is the largest max_message_bytes an app may set:
+// a connection reads frames up to four times it.
+const MaxMessageBytesLimit = 16 << 20
+
 // Default limits.
 const (
 	DefaultMaxMessageBytes  = 64 << 10

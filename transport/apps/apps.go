@@ -160,6 +160,10 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	default:
 		if err = json.Unmarshal(body, &app.Settings); err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
+		} else if n := app.Settings.Limits.MaxMessageBytes; n > domain.MaxMessageBytesLimit {
+			// A connection reads frames up to four times the limit:
+			// a gigabyte would let one client hold four.
+			err = fmt.Errorf("app %s: app.json: limits.max_message_bytes is %d, over the most a server takes, %d (16 MiB)", name, n, domain.MaxMessageBytesLimit)
 		}
 	}
 	if err != nil {

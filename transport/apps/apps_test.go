@@ -22,7 +22,7 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	if err != nil || !app.Settings.ClientPublish || app.Settings.Retention.MaxMessages != -1 {
 		t.Fatalf("first read: %+v, %v", app, err)
 	}
-	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`} {
+	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"limits": {"max_message_bytes": 1000000000}}`} {
 		write(broken)
 		for range 3 {
 			app, err = r.Lookup("chat")
@@ -31,8 +31,8 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(logs.String(), "app.json not applied"); n != 2 {
-		t.Fatalf("%d errors logged for two broken versions, want 2:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "app.json not applied"); n != 3 || !strings.Contains(logs.String(), "over the most a server takes") {
+		t.Fatalf("%d errors logged for three broken versions, want 3, one of them the size:\n%s", n, logs.String())
 	}
 	write(`{"client_publish": false, "allowed_origin": ["https://x.example"]}`)
 	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
