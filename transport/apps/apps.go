@@ -64,25 +64,39 @@ type Registry struct {
 	dir     string
 	log     *slog.Logger
 	recheck time.Duration // how long app.json is taken as read (a second)
-	mu      sync.Mutex
-	cache   map[string]*entry
+	// vanishGrace is how long an app whose app.json is gone keeps the
+	// settings it last read from one (10 s).
+	vanishGrace time.Duration
+	mu          sync.Mutex
+	cache       map[string]*entry
+	// known holds, by app, the settings last read well from an app.json,
+	// kept while its folder or file is gone (see Lookup).
+	known map[string]*known
 }
 
+// entry is what Lookup answers for an app until checked+recheck.
 type entry struct {
-	app     *App      // nil while the app's settings were never read well
-	err     error     // why not, then
-	modTime time.Time // of the app.json app was read from (zero: none)
+	app     *App  // nil while the app's settings were never read well
+	err     error // why not, then
 	checked time.Time
-	// The app.json that last failed, told once: its modification time
-	// and what was wrong.
-	bad    time.Time
-	badErr string
+	// The app.json that last failed and why, told once.
+	badBody []byte
+	badErr  string
+}
+
+// known is an app's last good app.json: its bytes, what was read from
+// them, and since when it has been gone (zero while it is there).
+type known struct {
+	app       *App
+	body      []byte
+	goneSince time.Time
 }
 
 // NewRegistry returns a registry over the apps in dir. It logs to
 // slog.Default() until SetLogger.
 func NewRegistry(dir string) *Registry {
-	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, cache: map[string]*entry{}}
+	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
+		cache: map[string]*entry{}, known: map[string]*known{}}
 }
 
 // SetLogger sets where the registry says that an app.json could not be
@@ -112,6 +126,16 @@ func (r *Registry) Dir() string { return r.dir }
 
 // Lookup returns the app named name, or an error with code not_found (no
 // such app) or unavailable (its app.json never read well).
+//
+// An app's app.json is read again once a second, and applied when its
+// bytes change (not its modification time, which a copy may keep, and a
+// chmod or a coarse clock may not move). A version that cannot be read
+// or parsed, or holds a bad value, is not applied: the app keeps the
+// settings it last read, or, having none, is not served. One that is
+// gone keeps them for vanishGrace (an editor that saves by renaming, or a
+// deploy that writes the folder again, leaves it absent for a moment, in
+// which the defaults would let any origin in), then the defaults apply.
+// Each failure is logged once.
 func (r *Registry) Lookup(name string) (*App, error) {
 	if err := domain.ValidateApp(name); err != nil {
 		return nil, err
@@ -119,45 +143,28 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	if e := r.cache[name]; e != nil && now.Sub(e.checked) < r.recheck {
+	e := r.cache[name]
+	if e != nil && now.Sub(e.checked) < r.recheck {
 		return e.app, e.err
 	}
 	dir := filepath.Join(r.dir, name)
 	st, err := os.Stat(dir)
 	if err != nil || !st.IsDir() {
-		delete(r.cache, name)
+		delete(r.cache, name) // what it read stays known
 		if name == domain.DefaultApp {
 			return &App{Name: name, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}, nil
 		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
 	}
-	var mod time.Time
-	if fi, err := os.Stat(filepath.Join(dir, "app.json")); err == nil {
-		mod = fi.ModTime()
-	}
-	// A version read well is not read again. One that failed is, at each
-	// check: a fix need not change the modification time (a chmod, a
-	// chown, or a rewrite within the same tick of a coarse clock).
-	if e := r.cache[name]; e != nil && e.app != nil && e.modTime.Equal(mod) {
-		e.checked = now
-		return e.app, nil
-	}
-	app := &App{Name: name, Dir: dir}
+	k := r.known[name]
 	body, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	var app *App
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if e := r.cache[name]; e != nil && e.app != nil && !e.modTime.IsZero() {
-			// It was there: an editor that saves by renaming, or a copy
-			// under way, leaves it absent for a moment, and the defaults
-			// would open the app meanwhile (any origin, the default
-			// limits and keys). Its settings stay until a file comes.
-			err = errors.New("app.json is gone; write {} for the defaults")
-			break
-		}
-		err = nil // no app.json: the defaults
-	case err != nil:
-		err = fmt.Errorf("read %s/app.json: %w", name, err)
-	default:
+	case err == nil && k != nil && bytes.Equal(body, k.body):
+		k.goneSince = time.Time{}
+		app = k.app
+	case err == nil:
+		app = &App{Name: name, Dir: dir}
 		if err = json.Unmarshal(body, &app.Settings); err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
 		} else if n := app.Settings.Limits.MaxMessageBytes; n > domain.MaxMessageBytesLimit {
@@ -165,44 +172,74 @@ func (r *Registry) Lookup(name string) (*App, error) {
 			// a gigabyte would let one client hold four.
 			err = fmt.Errorf("app %s: app.json: limits.max_message_bytes is %d, over the most a server takes, %d (16 MiB)", name, n, domain.MaxMessageBytesLimit)
 		}
+		if err == nil {
+			r.applied(app, body)
+			r.known[name] = &known{app: app, body: body}
+		}
+	case errors.Is(err, fs.ErrNotExist) && k == nil:
+		err = nil // no app.json: the defaults
+		if e != nil && e.app != nil && e.app.Dir == dir {
+			app = e.app
+		} else {
+			app = &App{Name: name, Dir: dir, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if k.goneSince.IsZero() {
+			k.goneSince = now
+		}
+		if now.Sub(k.goneSince) < r.vanishGrace {
+			err = fmt.Errorf("app.json is gone; the app keeps its previous settings for %s, then runs on the defaults (write {} for them now)", r.vanishGrace)
+			break
+		}
+		r.log.Warn("app.json has been gone; the app runs on the defaults", "app", name, "for", r.vanishGrace)
+		delete(r.known, name)
+		err = nil
+		app = &App{Name: name, Dir: dir, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}
+	default:
+		err = fmt.Errorf("read %s/app.json: %w", name, err)
 	}
 	if err != nil {
-		// An edit that breaks app.json keeps the app running on the
-		// settings it last read (its keys, its retention), rather than
-		// take it down, or let retention fall back to the server's
-		// default; it is said once per version of the file.
-		e := r.cache[name]
-		told := e != nil && e.bad.Equal(mod) && e.badErr == err.Error()
-		if e == nil || e.app == nil {
+		// Said once for each version of the file and each reason.
+		told := e != nil && e.badErr == err.Error() && bytes.Equal(e.badBody, body)
+		next := &entry{checked: now, badBody: body, badErr: err.Error()}
+		if k == nil {
 			// Never read well: the app is not served until the file is
-			// fixed. Its clients are told it is unavailable, the log why,
-			// once for each version of the file and each reason.
+			// fixed. Its clients are told it is unavailable, the log why.
 			if !told {
 				r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
 			}
-			unavailable := domain.Errorf(domain.CodeUnavailable, "app %q is not available: its app.json cannot be read (see the server's log)", name)
-			r.cache[name] = &entry{err: unavailable, checked: now, bad: mod, badErr: err.Error()}
-			return nil, unavailable
+			next.err = domain.Errorf(domain.CodeUnavailable, "app %q is not available: its app.json cannot be read (see the server's log)", name)
+		} else {
+			// An edit that breaks app.json keeps the app running on the
+			// settings it last read (its keys, its retention), rather
+			// than take it down, or let retention fall back to the
+			// server's default.
+			if !told {
+				r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
+			}
+			next.app = k.app
 		}
-		if !told {
-			e.bad, e.badErr = mod, err.Error()
-			r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
-		}
-		e.checked = now
-		return e.app, nil
+		r.cache[name] = next
+		return next.app, next.err
 	}
-	r.warnUnknown(name, body)
-	// Keys that cannot work as meant are left out, and said so: the rest
-	// of the app, its other keys included, is served as usual.
+	r.cache[name] = &entry{app: app, checked: now}
+	return app, nil
+}
+
+// applied completes app, read from body: it warns of fields no setting
+// has, leaves out the keys that cannot work as meant and says so (the
+// rest of the app, its other keys included, is served as usual), says
+// which allowed origins no browser can match, and fills the limits' zero
+// fields with the defaults.
+func (r *Registry) applied(app *App, body []byte) {
+	r.warnUnknown(app.Name, body)
 	for _, why := range app.Settings.dropBadKeys() {
-		r.log.Error("app.json: an API key is not used", "app", name, "why", why)
+		r.log.Error("app.json: an API key is not used", "app", app.Name, "why", why)
 	}
 	for _, why := range app.Settings.originsThatMatchNothing() {
-		r.log.Error("app.json: an allowed origin matches no browser", "app", name, "why", why)
+		r.log.Error("app.json: an allowed origin matches no browser", "app", app.Name, "why", why)
 	}
 	app.Settings.Limits = app.Settings.Limits.WithDefaults()
-	r.cache[name] = &entry{app: app, modTime: mod, checked: now}
-	return app, nil
 }
 
 // originsThatMatchNothing says why each allowed_origins entry that no
@@ -215,7 +252,7 @@ func (s *Settings) originsThatMatchNothing() (why []string) {
 	for _, o := range s.AllowedOrigins {
 		u, err := url.Parse(o)
 		switch {
-		case err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https":
+		case err != nil || u.Host == "" || u.Scheme == "":
 			why = append(why, fmt.Sprintf("allowed_origins: %q is not an origin such as https://chat.example.com (no wildcards)", o))
 		case u.Port() == "443" && u.Scheme == "https", u.Port() == "80" && u.Scheme == "http":
 			why = append(why, fmt.Sprintf("allowed_origins: %q names the scheme's own port, which browsers leave out: write %s://%s", o, u.Scheme, u.Hostname()))

@@ -213,9 +213,9 @@ func TestVanishedAppJSONKeepsTheSettings(t *testing.T) {
 // word; the app is served as usual.
 func TestOriginsThatMatchNothingAreLogged(t *testing.T) {
 	r, _, write, logs := chatRegistry(t)
-	write(`{"allowed_origins": ["https://chat.example", "http://localhost:8080", "*", "chat.example", "https://chat.example:443", "https://*.example"]}`)
+	write(`{"allowed_origins": ["https://chat.example", "http://localhost:8080", "capacitor://localhost", "*", "chat.example", "https://chat.example:443", "https://*.example"]}`)
 	app, err := r.Lookup("chat")
-	if err != nil || len(app.Settings.AllowedOrigins) != 6 {
+	if err != nil || len(app.Settings.AllowedOrigins) != 7 {
 		t.Fatalf("%+v, %v", app, err)
 	}
 	for _, want := range []string{`\"*\" is not an origin`, `\"chat.example\" is not an origin`, `write https://chat.example`, `\"https://*.example\" has a wildcard`} {
@@ -225,5 +225,62 @@ func TestOriginsThatMatchNothingAreLogged(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "matches no browser"); n != 4 {
 		t.Errorf("%d origins logged, want 4:\n%s", n, logs.String())
+	}
+}
+
+// An app.json gone for longer than the grace gives the defaults (an
+// app.json removed on purpose, say to revoke a key, takes effect), and
+// the log says so. A folder written again before its app.json keeps the
+// settings meanwhile, as a vanished file does.
+func TestVanishedAppJSONGivesTheDefaultsAfterTheGrace(t *testing.T) {
+	r, dir, write, logs := chatRegistry(t)
+	write(`{"allowed_origins": ["https://chat.example"], "api_keys": {"worker": "k1"}}`)
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	// The folder goes, and comes back without its app.json yet.
+	if err := os.RemoveAll(filepath.Join(dir, "chat")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound {
+		t.Fatalf("folder gone: %v; want not_found", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 1 || app.Settings.APIKeys["worker"] != "k1" {
+		t.Fatalf("folder back without app.json: %+v, %v; want the previous settings", app, err)
+	}
+	r.vanishGrace = 0 // the grace has passed
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 0 || len(app.Settings.APIKeys) != 0 {
+		t.Fatalf("after the grace: %+v, %v; want the defaults", app, err)
+	}
+	if !strings.Contains(logs.String(), "app.json has been gone") {
+		t.Fatalf("the log does not say the defaults apply:\n%s", logs.String())
+	}
+}
+
+// An edit that keeps the file's modification time (cp -p, rsync -t, a
+// tar, a rewrite within one tick of a coarse clock) applies: the registry
+// goes by the file's bytes.
+func TestAnEditWithTheSameModificationTimeApplies(t *testing.T) {
+	r, dir, write, _ := chatRegistry(t)
+	write(`{"client_publish": true}`)
+	p := filepath.Join(dir, "chat", "app.json")
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("chat"); err != nil || !app.Settings.ClientPublish {
+		t.Fatalf("first read: %+v, %v", app, err)
+	}
+	if err := os.WriteFile(p, []byte(`{"client_publish": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
+		t.Fatalf("after an edit with the same modification time: %+v, %v", app, err)
 	}
 }
