@@ -7,9 +7,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,28 +133,40 @@ func Check(ctx context.Context, db *sql.DB) error {
 }
 
 // CheckOwned tells whether db is fazt's to migrate: a new (empty) file,
-// or one that holds fazt's schema. A file with tables but no schema
-// version is someone else's database, given by mistake: migrating it
-// would add fazt's tables to it. db may be a read-only connection.
+// or one that holds fazt's schema. A file with tables but not fazt's
+// schema_migrations is someone else's database, given by mistake:
+// migrating it would add fazt's tables to it. (Many tools keep a table
+// of that name; fazt's has its own columns, and its first row is fazt's
+// first migration.) db may be a read-only connection.
 func CheckOwned(ctx context.Context, db *sql.DB) error {
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
 	var tables []string
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
+			rows.Close()
 			return err
-		}
-		if name == "schema_migrations" {
-			return nil
 		}
 		tables = append(tables, name)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	if slices.Contains(tables, "schema_migrations") {
+		var first sql.NullString
+		err := db.QueryRowContext(ctx, `SELECT name FROM schema_migrations ORDER BY version LIMIT 1`).Scan(&first)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil // fazt's first start, stopped before its first migration
+		case err == nil && first.String == "0001_init.sql":
+			return nil
+		}
+		// Another tool's table of the same name, or one without a name
+		// column.
 	}
 	if len(tables) > 0 {
 		if len(tables) > 5 {

@@ -140,4 +140,26 @@ func TestCheckOwnedRefusesAnotherDatabase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not a fazt event log") || !strings.Contains(err.Error(), "orders, users") {
 		t.Fatalf("another database: %v", err)
 	}
+	// Other tools keep a schema_migrations table too (Rails, golang-migrate).
+	for _, ddl := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, dirty BOOLEAN); INSERT INTO schema_migrations VALUES (3, 0)`,
+		`CREATE TABLE schema_migrations (version TEXT PRIMARY KEY); INSERT INTO schema_migrations VALUES ('20240101000000')`,
+	} {
+		tool := open()
+		if _, err := tool.ExecContext(ctx, `CREATE TABLE users (id INTEGER); `+ddl); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckOwned(ctx, tool); err == nil || !strings.Contains(err.Error(), "not a fazt event log") {
+			t.Fatalf("another tool's schema_migrations (%s): %v", ddl, err)
+		}
+	}
+	// fazt's first start, stopped after making its table and before its
+	// first migration, left a file fazt may go on with.
+	begun := open()
+	if _, err := begun.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckOwned(ctx, begun); err != nil {
+		t.Fatalf("a first start stopped early: %v", err)
+	}
 }
