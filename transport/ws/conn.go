@@ -286,7 +286,11 @@ func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 		}
 	}
 	if code == domain.CodeInternal {
-		c.srv.log.Error("request failed", "app", c.app.Name, "client", c.client.ID, "err", err)
+		// A request cut short by its connection's end (a kick, a
+		// shutdown) failed for no fault of the server's.
+		if c.ctx.Err() == nil {
+			c.srv.log.Error("request failed", "app", c.app.Name, "client", c.client.ID, "err", err)
+		}
 		msg = "internal error"
 	}
 	c.reply(mustJSON(struct {
