@@ -253,6 +253,12 @@ func (n *node) startRetention(cfg nodeConfig, registry *apps.Registry) {
 			Interval: cfg.RetentionInterval,
 			Apps:     registry.List,
 			Policy: func(name string) events.RetentionPolicy {
+				if registry.Vanished(name) {
+					// Its app.json or folder is gone: a deploy writing it
+					// again would otherwise trim, in between, what the
+					// app asked to keep.
+					return events.RetentionPolicy{}
+				}
 				app, err := registry.Lookup(name)
 				if err != nil {
 					// An app whose settings cannot be read keeps

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -76,21 +77,48 @@ type Registry struct {
 
 // entry is what Lookup answers for an app until checked+recheck.
 type entry struct {
-	app     *App  // nil while the app's settings were never read well
-	err     error // why not, then
-	checked time.Time
+	app      *App  // nil while the app's settings were never read well
+	err      error // why not, then
+	defaults bool  // app runs on the defaults, having no app.json
+	checked  time.Time
 	// The app.json that last failed and why, told once.
 	badBody []byte
 	badErr  string
 }
 
 // known is an app's last good app.json: its bytes, what was read from
-// them, and since when it has been gone (zero while it is there).
+// them, and since when it, or the app's folder, has been gone (zero while
+// it is there).
 type known struct {
 	app       *App
 	body      []byte
 	goneSince time.Time
+	toldGone  bool // that the defaults apply, the grace having passed
 }
+
+// kept is what k keeps at now: its settings, unless it has been gone for
+// the grace or longer.
+func (r *Registry) kept(k *known, now time.Time) *App {
+	if k != nil && (k.goneSince.IsZero() || now.Sub(k.goneSince) < r.vanishGrace) {
+		return k.app
+	}
+	return nil
+}
+
+// Vanished reports whether the app named name had an app.json that is
+// gone, with its folder or alone, and not written again since: retention
+// keeps such an app's history whole, rather than trim it by the defaults
+// while a deploy writes the folder again.
+func (r *Registry) Vanished(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.known[name]
+	return k != nil && !k.goneSince.IsZero()
+}
+
+// maxAppJSON bounds the app.json read: a settings file is a few hundred
+// bytes.
+const maxAppJSON = 1 << 20
 
 // NewRegistry returns a registry over the apps in dir. It logs to
 // slog.Default() until SetLogger.
@@ -147,54 +175,61 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	if e != nil && now.Sub(e.checked) < r.recheck {
 		return e.app, e.err
 	}
+	k := r.known[name]
+	defaults := func(dir string) *App {
+		if k != nil && !k.toldGone {
+			k.toldGone = true
+			r.log.Warn("app.json has been gone; the app runs on the defaults", "app", name, "after", r.vanishGrace)
+		}
+		if e != nil && e.defaults && e.app.Dir == dir {
+			return e.app
+		}
+		return &App{Name: name, Dir: dir, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}
+	}
 	dir := filepath.Join(r.dir, name)
-	st, err := os.Stat(dir)
-	if err != nil || !st.IsDir() {
-		delete(r.cache, name) // what it read stays known
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		if k != nil && k.goneSince.IsZero() {
+			k.goneSince = now
+		}
+		if app := r.kept(k, now); app != nil {
+			// A deploy that writes the folder again: the app keeps its
+			// settings meanwhile, as when its app.json alone is gone.
+			r.cache[name] = &entry{app: app, checked: now}
+			return app, nil
+		}
+		delete(r.cache, name) // what it read stays known (Vanished)
 		if name == domain.DefaultApp {
-			return &App{Name: name, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}, nil
+			return defaults(""), nil
 		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
 	}
-	k := r.known[name]
-	body, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	body, err := readAppJSON(filepath.Join(dir, "app.json"))
+	if err == nil && r.kept(k, now) != nil {
+		k.goneSince = time.Time{} // there again, within the grace
+	}
 	var app *App
+	fromDefaults := false
 	switch {
-	case err == nil && k != nil && bytes.Equal(body, k.body):
-		k.goneSince = time.Time{}
+	case err == nil && k != nil && bytes.Equal(body, k.body) && k.goneSince.IsZero():
 		app = k.app
 	case err == nil:
 		app = &App{Name: name, Dir: dir}
 		if err = json.Unmarshal(body, &app.Settings); err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
-		} else if n := app.Settings.Limits.MaxMessageBytes; n > domain.MaxMessageBytesLimit {
-			// A connection reads frames up to four times the limit:
-			// a gigabyte would let one client hold four.
-			err = fmt.Errorf("app %s: app.json: limits.max_message_bytes is %d, over the most a server takes, %d (16 MiB)", name, n, domain.MaxMessageBytesLimit)
-		}
-		if err == nil {
+		} else {
 			r.applied(app, body)
 			r.known[name] = &known{app: app, body: body}
 		}
-	case errors.Is(err, fs.ErrNotExist) && k == nil:
-		err = nil // no app.json: the defaults
-		if e != nil && e.app != nil && e.app.Dir == dir {
-			app = e.app
-		} else {
-			app = &App{Name: name, Dir: dir, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}
-		}
 	case errors.Is(err, fs.ErrNotExist):
-		if k.goneSince.IsZero() {
+		if k != nil && k.goneSince.IsZero() {
 			k.goneSince = now
 		}
-		if now.Sub(k.goneSince) < r.vanishGrace {
+		if r.kept(k, now) != nil {
 			err = fmt.Errorf("app.json is gone; the app keeps its previous settings for %s, then runs on the defaults (write {} for them now)", r.vanishGrace)
 			break
 		}
-		r.log.Warn("app.json has been gone; the app runs on the defaults", "app", name, "for", r.vanishGrace)
-		delete(r.known, name)
-		err = nil
-		app = &App{Name: name, Dir: dir, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}
+		err = nil // no app.json: the defaults
+		app, fromDefaults = defaults(dir), true
 	default:
 		err = fmt.Errorf("read %s/app.json: %w", name, err)
 	}
@@ -202,28 +237,52 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		// Said once for each version of the file and each reason.
 		told := e != nil && e.badErr == err.Error() && bytes.Equal(e.badBody, body)
 		next := &entry{checked: now, badBody: body, badErr: err.Error()}
-		if k == nil {
+		next.app = r.kept(k, now)
+		if next.app == nil && e != nil && e.defaults {
+			next.app, next.defaults = e.app, true
+		}
+		switch {
+		case next.app != nil:
+			// An edit that breaks app.json keeps the app running on the
+			// settings it last read (its keys, its retention), or on the
+			// defaults it ran on, rather than take it down, or let
+			// retention fall back to the server's default.
+			if !told {
+				r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
+			}
+		default:
 			// Never read well: the app is not served until the file is
 			// fixed. Its clients are told it is unavailable, the log why.
 			if !told {
 				r.log.Error("app.json cannot be read; the app is not served until it is fixed", "app", name, "err", err)
 			}
 			next.err = domain.Errorf(domain.CodeUnavailable, "app %q is not available: its app.json cannot be read (see the server's log)", name)
-		} else {
-			// An edit that breaks app.json keeps the app running on the
-			// settings it last read (its keys, its retention), rather
-			// than take it down, or let retention fall back to the
-			// server's default.
-			if !told {
-				r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
-			}
-			next.app = k.app
 		}
 		r.cache[name] = next
 		return next.app, next.err
 	}
-	r.cache[name] = &entry{app: app, checked: now}
+	r.cache[name] = &entry{app: app, defaults: fromDefaults, checked: now}
 	return app, nil
+}
+
+// readAppJSON reads an app.json: a regular file of at most maxAppJSON
+// bytes (a FIFO or a link to a device would hold the registry's lock).
+func readAppJSON(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxAppJSON+1))
+	if err == nil && len(body) > maxAppJSON {
+		err = fmt.Errorf("%s is over %d bytes", path, maxAppJSON)
+	}
+	return body, err
 }
 
 // applied completes app, read from body: it warns of fields no setting
@@ -233,6 +292,12 @@ func (r *Registry) Lookup(name string) (*App, error) {
 // fields with the defaults.
 func (r *Registry) applied(app *App, body []byte) {
 	r.warnUnknown(app.Name, body)
+	if n := app.Settings.Limits.MaxMessageBytes; n > domain.MaxMessageBytesLimit {
+		// A connection reads frames up to four times the limit: a
+		// gigabyte would let one client hold four.
+		r.log.Error("app.json: limits.max_message_bytes is over the most a server takes; it is 16 MiB", "app", app.Name, "max_message_bytes", n)
+		app.Settings.Limits.MaxMessageBytes = domain.MaxMessageBytesLimit
+	}
 	for _, why := range app.Settings.dropBadKeys() {
 		r.log.Error("app.json: an API key is not used", "app", app.Name, "why", why)
 	}

@@ -22,7 +22,7 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	if err != nil || !app.Settings.ClientPublish || app.Settings.Retention.MaxMessages != -1 {
 		t.Fatalf("first read: %+v, %v", app, err)
 	}
-	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"limits": {"max_message_bytes": 1000000000}}`} {
+	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`} {
 		write(broken)
 		for range 3 {
 			app, err = r.Lookup("chat")
@@ -31,8 +31,8 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(logs.String(), "app.json not applied"); n != 3 || !strings.Contains(logs.String(), "over the most a server takes") {
-		t.Fatalf("%d errors logged for three broken versions, want 3, one of them the size:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "app.json not applied"); n != 2 {
+		t.Fatalf("%d errors logged for two broken versions, want 2:\n%s", n, logs.String())
 	}
 	write(`{"client_publish": false, "allowed_origin": ["https://x.example"]}`)
 	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
@@ -238,25 +238,72 @@ func TestVanishedAppJSONGivesTheDefaultsAfterTheGrace(t *testing.T) {
 	if _, err := r.Lookup("chat"); err != nil {
 		t.Fatal(err)
 	}
-	// The folder goes, and comes back without its app.json yet.
+	// The folder goes, and comes back without its app.json yet: the
+	// settings stay meanwhile, and retention keeps the app's history.
 	if err := os.RemoveAll(filepath.Join(dir, "chat")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound {
-		t.Fatalf("folder gone: %v; want not_found", err)
+	previous := func(what string) {
+		t.Helper()
+		if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 1 || app.Settings.APIKeys["worker"] != "k1" {
+			t.Fatalf("%s: %+v, %v; want the previous settings", what, app, err)
+		}
+		if !r.Vanished("chat") {
+			t.Fatalf("%s: not Vanished", what)
+		}
 	}
+	previous("folder gone")
 	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 1 || app.Settings.APIKeys["worker"] != "k1" {
-		t.Fatalf("folder back without app.json: %+v, %v; want the previous settings", app, err)
-	}
+	previous("folder back without app.json")
 	r.vanishGrace = 0 // the grace has passed
-	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 0 || len(app.Settings.APIKeys) != 0 {
-		t.Fatalf("after the grace: %+v, %v; want the defaults", app, err)
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 0 || len(app.Settings.APIKeys) != 0 || !r.Vanished("chat") {
+		t.Fatalf("after the grace: %+v, %v; want the defaults, still Vanished", app, err)
 	}
-	if !strings.Contains(logs.String(), "app.json has been gone") {
-		t.Fatalf("the log does not say the defaults apply:\n%s", logs.String())
+	if n := strings.Count(logs.String(), "app.json has been gone"); n != 1 {
+		t.Fatalf("the log says %d times that the defaults apply, want 1:\n%s", n, logs.String())
+	}
+	// A broken app.json now keeps the defaults it ran on, never the
+	// settings read before the grace.
+	write(`{"api_keys": `)
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.APIKeys) != 0 {
+		t.Fatalf("a broken app.json after the grace: %+v, %v; want the defaults", app, err)
+	}
+	write(`{"client_publish": true}`)
+	if app, err := r.Lookup("chat"); err != nil || !app.Settings.ClientPublish || r.Vanished("chat") {
+		t.Fatalf("a new app.json: %+v, %v; want it applied, not Vanished", app, err)
+	}
+	// A folder gone for longer than the grace is no app.
+	if err := os.RemoveAll(filepath.Join(dir, "chat")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound || !r.Vanished("chat") {
+		t.Fatalf("folder gone past the grace: %v; want not_found, Vanished", err)
+	}
+}
+
+// An app running on the defaults, without app.json, keeps them when a
+// broken one is written (say a first one half written), rather than go
+// unavailable; a value past what the server takes is brought down to it.
+func TestABrokenFirstAppJSONKeepsTheDefaults(t *testing.T) {
+	r, _, write, logs := chatRegistry(t)
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.Limits.MaxMessageBytes != domain.DefaultMaxMessageBytes {
+		t.Fatalf("no app.json: %+v, %v", app, err)
+	}
+	write(`{"allowed_origins": [`)
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.Limits.MaxMessageBytes != domain.DefaultMaxMessageBytes {
+		t.Fatalf("a broken app.json: %+v, %v; want the defaults kept", app, err)
+	}
+	if !strings.Contains(logs.String(), "app.json not applied") {
+		t.Fatalf("the log does not say it:\n%s", logs.String())
+	}
+	write(`{"limits": {"max_message_bytes": 1000000000}}`)
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.Limits.MaxMessageBytes != domain.MaxMessageBytesLimit {
+		t.Fatalf("max_message_bytes of 1e9: %+v, %v; want 16 MiB", app, err)
+	}
+	if !strings.Contains(logs.String(), "over the most a server takes") {
+		t.Fatalf("the log does not say it:\n%s", logs.String())
 	}
 }
 
