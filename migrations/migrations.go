@@ -157,16 +157,23 @@ func CheckOwned(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	if slices.Contains(tables, "schema_migrations") {
-		var first sql.NullString
-		err := db.QueryRowContext(ctx, `SELECT name FROM schema_migrations ORDER BY version LIMIT 1`).Scan(&first)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return nil // fazt's first start, stopped before its first migration
-		case err == nil && first.String == "0001_init.sql":
-			return nil
+		var columns int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('schema_migrations') WHERE name IN ('version', 'name', 'applied')`).Scan(&columns); err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
 		}
-		// Another tool's table of the same name, or one without a name
-		// column.
+		if columns == 3 {
+			var first string
+			err := db.QueryRowContext(ctx, `SELECT name FROM schema_migrations ORDER BY version LIMIT 1`).Scan(&first)
+			switch {
+			case errors.Is(err, sql.ErrNoRows) && len(tables) == 1:
+				return nil // fazt's first start, stopped before its first migration
+			case err == nil && first == "0001_init.sql":
+				return nil
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("read schema_migrations: %w", err)
+			}
+		}
+		// Another tool's table of the same name.
 	}
 	if len(tables) > 0 {
 		if len(tables) > 5 {

@@ -162,4 +162,11 @@ func TestCheckOwnedRefusesAnotherDatabase(t *testing.T) {
 	if err := CheckOwned(ctx, begun); err != nil {
 		t.Fatalf("a first start stopped early: %v", err)
 	}
+	// Not with another program's tables beside it.
+	if _, err := begun.ExecContext(ctx, `CREATE TABLE users (id INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckOwned(ctx, begun); err == nil || !strings.Contains(err.Error(), "not a fazt event log") {
+		t.Fatalf("an empty schema_migrations beside other tables: %v", err)
+	}
 }
