@@ -288,7 +288,7 @@ func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 	if code == domain.CodeInternal {
 		// A request cut short by its connection's end (a kick, a
 		// shutdown) failed for no fault of the server's.
-		if c.ctx.Err() == nil {
+		if c.ctx.Err() == nil || !errors.Is(err, context.Canceled) {
 			c.srv.log.Error("request failed", "app", c.app.Name, "client", c.client.ID, "err", err)
 		}
 		msg = "internal error"
@@ -869,7 +869,12 @@ func (c *conn) settings() apps.Settings {
 	// Requests run one at a time: the copy needs no lock, and the
 	// registry's (shared by every connection) is taken once a second.
 	if now := time.Now(); c.current == nil || now.Sub(c.currentAt) >= time.Second {
-		c.current, c.currentAt = c.app, now
+		if c.current == nil {
+			c.current = c.app
+		}
+		c.currentAt = now
+		// Failing, the lookup leaves the settings last read, not the
+		// ones the connection opened with.
 		if app, err := c.srv.apps.Lookup(c.app.Name); err == nil {
 			c.current = app
 		}
