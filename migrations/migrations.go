@@ -162,12 +162,12 @@ func CheckOwned(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("read schema_migrations: %w", err)
 		}
 		if columns == 3 {
-			var first string
+			var first sql.NullString
 			err := db.QueryRowContext(ctx, `SELECT name FROM schema_migrations ORDER BY version LIMIT 1`).Scan(&first)
 			switch {
 			case errors.Is(err, sql.ErrNoRows) && len(tables) == 1:
 				return nil // fazt's first start, stopped before its first migration
-			case err == nil && first == "0001_init.sql":
+			case err == nil && first.String == "0001_init.sql":
 				return nil
 			case err != nil && !errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("read schema_migrations: %w", err)

@@ -253,13 +253,15 @@ func (n *node) startRetention(cfg nodeConfig, registry *apps.Registry) {
 			Interval: cfg.RetentionInterval,
 			Apps:     registry.List,
 			Policy: func(name string) events.RetentionPolicy {
-				if registry.Vanished(name) {
+				// Looked up first: the lookup is what notices an
+				// app.json written again.
+				app, err := registry.Lookup(name)
+				if err == nil && registry.Vanished(name) {
 					// Its app.json or folder is gone: a deploy writing it
 					// again would otherwise trim, in between, what the
 					// app asked to keep.
 					return events.RetentionPolicy{}
 				}
-				app, err := registry.Lookup(name)
 				if err != nil {
 					// An app whose settings cannot be read keeps
 					// everything: the server's default may be far

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -94,6 +95,7 @@ type known struct {
 	body      []byte
 	goneSince time.Time
 	toldGone  bool // that the defaults apply, the grace having passed
+	toldAway  bool // that the folder is gone, within the grace
 }
 
 // kept is what k keeps at now: its settings, unless it has been gone for
@@ -176,10 +178,13 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		return e.app, e.err
 	}
 	k := r.known[name]
+	// past: the app had settings, gone for the grace or longer, so the
+	// defaults apply to it now.
+	past := k != nil && r.kept(k, now) == nil
 	defaults := func(dir string) *App {
-		if k != nil && !k.toldGone {
+		if past && !k.toldGone {
 			k.toldGone = true
-			r.log.Warn("app.json has been gone; the app runs on the defaults", "app", name, "after", r.vanishGrace)
+			r.log.Warn("app.json has been gone; the app runs on the defaults, and retention keeps its history whole until an app.json is read", "app", name, "after", r.vanishGrace)
 		}
 		if e != nil && e.defaults && e.app.Dir == dir {
 			return e.app
@@ -187,13 +192,18 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		return &App{Name: name, Dir: dir, Settings: Settings{Limits: domain.Limits{}.WithDefaults()}}
 	}
 	dir := filepath.Join(r.dir, name)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+	st, serr := os.Stat(dir)
+	if serr == nil && !st.IsDir() || errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR) {
 		if k != nil && k.goneSince.IsZero() {
 			k.goneSince = now
 		}
 		if app := r.kept(k, now); app != nil {
 			// A deploy that writes the folder again: the app keeps its
 			// settings meanwhile, as when its app.json alone is gone.
+			if !k.toldAway {
+				k.toldAway = true
+				r.log.Warn("the app's folder is gone; the app keeps its settings meanwhile", "app", name, "for", r.vanishGrace)
+			}
 			r.cache[name] = &entry{app: app, checked: now}
 			return app, nil
 		}
@@ -201,11 +211,19 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		if name == domain.DefaultApp {
 			return defaults(""), nil
 		}
+		if k != nil && !k.toldGone {
+			k.toldGone = true
+			r.log.Warn("the app's folder has been gone; the app is no more, and retention keeps its history whole", "app", name, "after", r.vanishGrace)
+		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
 	}
-	body, err := readAppJSON(filepath.Join(dir, "app.json"))
-	if err == nil && r.kept(k, now) != nil {
-		k.goneSince = time.Time{} // there again, within the grace
+	var body []byte
+	err := serr // the folder cannot be read (a permission, an I/O error)
+	if err == nil {
+		body, err = readAppJSON(filepath.Join(dir, "app.json"))
+	}
+	if err == nil && k != nil && !past {
+		k.goneSince, k.toldAway = time.Time{}, false // there again, within the grace
 	}
 	var app *App
 	fromDefaults := false
@@ -238,8 +256,10 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		told := e != nil && e.badErr == err.Error() && bytes.Equal(e.badBody, body)
 		next := &entry{checked: now, badBody: body, badErr: err.Error()}
 		next.app = r.kept(k, now)
-		if next.app == nil && e != nil && e.defaults {
-			next.app, next.defaults = e.app, true
+		if next.app == nil && (e != nil && e.defaults || past || name == domain.DefaultApp) {
+			// It ran on the defaults, or they apply to it now (the
+			// grace has passed; or it is default, always served).
+			next.app, next.defaults = defaults(dir), true
 		}
 		switch {
 		case next.app != nil:
@@ -266,9 +286,10 @@ func (r *Registry) Lookup(name string) (*App, error) {
 }
 
 // readAppJSON reads an app.json: a regular file of at most maxAppJSON
-// bytes (a FIFO or a link to a device would hold the registry's lock).
+// bytes. It is opened without blocking: opening a FIFO (or some devices)
+// waits for a writer, holding the registry's lock meanwhile.
 func readAppJSON(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -276,11 +297,11 @@ func readAppJSON(path string) ([]byte, error) {
 	if st, err := f.Stat(); err != nil {
 		return nil, err
 	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, errors.New("not a regular file")
 	}
 	body, err := io.ReadAll(io.LimitReader(f, maxAppJSON+1))
 	if err == nil && len(body) > maxAppJSON {
-		err = fmt.Errorf("%s is over %d bytes", path, maxAppJSON)
+		err = fmt.Errorf("over %d bytes", maxAppJSON)
 	}
 	return body, err
 }

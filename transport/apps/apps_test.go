@@ -331,3 +331,61 @@ func TestAnEditWithTheSameModificationTimeApplies(t *testing.T) {
 		t.Fatalf("after an edit with the same modification time: %+v, %v", app, err)
 	}
 }
+
+// After the grace, the defaults apply to an app whose app.json went,
+// however its lookups fell: a broken file then keeps the defaults, as it
+// would had a lookup seen the defaults first, and never brings back the
+// settings from before. default, served always, keeps the defaults at
+// a broken first app.json rather than go unavailable. A folder gone, and
+// gone for the grace, is said in the log once each.
+func TestTheDefaultsApplyPastTheGraceWhateverTheLookups(t *testing.T) {
+	r, dir, write, logs := chatRegistry(t)
+	write(`{"api_keys": {"worker": "k1"}}`)
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "chat", "app.json")
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.APIKeys["worker"] != "k1" {
+		t.Fatalf("gone: %+v, %v", app, err)
+	}
+	r.vanishGrace = 0 // passes with no lookup
+	write(`{"api_keys": `)
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.APIKeys) != 0 {
+		t.Fatalf("a broken file past the grace: %+v, %v; want the defaults", app, err)
+	}
+
+	r.vanishGrace = time.Hour
+	if err := os.MkdirAll(filepath.Join(dir, "other"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "other", "app.json"), []byte(`{}`), 0o644)
+	if _, err := r.Lookup("other"); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(dir, "other"))
+	for range 3 {
+		if _, err := r.Lookup("other"); err != nil {
+			t.Fatalf("folder gone, within the grace: %v", err)
+		}
+	}
+	r.vanishGrace = 0
+	for range 3 {
+		if _, err := r.Lookup("other"); domain.CodeOf(err) != domain.CodeNotFound {
+			t.Fatalf("folder gone past the grace: %v", err)
+		}
+	}
+	if a, b := strings.Count(logs.String(), "folder is gone"), strings.Count(logs.String(), "folder has been gone"); a != 1 || b != 1 {
+		t.Fatalf("folder logged %d and %d times, want once each:\n%s", a, b, logs.String())
+	}
+
+	if err := os.MkdirAll(filepath.Join(dir, "default"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "default", "app.json"), []byte(`{`), 0o644)
+	if app, err := r.Lookup("default"); err != nil || app.Settings.Limits.MaxMessageBytes != domain.DefaultMaxMessageBytes {
+		t.Fatalf("default with a broken first app.json: %+v, %v; want the defaults", app, err)
+	}
+}
