@@ -253,19 +253,12 @@ func (n *node) startRetention(cfg nodeConfig, registry *apps.Registry) {
 			Interval: cfg.RetentionInterval,
 			Apps:     registry.List,
 			Policy: func(name string) events.RetentionPolicy {
-				// Looked up first: the lookup is what notices an
-				// app.json written again.
-				app, err := registry.Lookup(name)
-				if err == nil && registry.Vanished(name) {
-					// Its app.json or folder is gone: a deploy writing it
-					// again would otherwise trim, in between, what the
-					// app asked to keep.
-					return events.RetentionPolicy{}
-				}
-				if err != nil {
-					// An app whose settings cannot be read keeps
-					// everything: the server's default may be far
-					// shorter than what it asked for.
+				app, keepAll, _ := registry.ForRetention(name)
+				if keepAll {
+					// An app whose settings cannot be read, or whose
+					// app.json or folder is gone, keeps everything: the
+					// server's default may be far shorter than what it
+					// asked for.
 					return events.RetentionPolicy{}
 				}
 				r := app.Settings.Retention.Or(cfg.Retention)

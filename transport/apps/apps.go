@@ -94,8 +94,9 @@ type known struct {
 	app       *App
 	body      []byte
 	goneSince time.Time
-	toldGone  bool // that the defaults apply, the grace having passed
-	toldAway  bool // that the folder is gone, within the grace
+	// What the log has said: that the folder is gone (within the
+	// grace), that the defaults apply, that the app is no more.
+	toldAway, toldDefaults, toldNoMore bool
 }
 
 // kept is what k keeps at now: its settings, unless it has been gone for
@@ -107,15 +108,24 @@ func (r *Registry) kept(k *known, now time.Time) *App {
 	return nil
 }
 
-// Vanished reports whether the app named name had an app.json that is
-// gone, with its folder or alone, and not written again since: retention
-// keeps such an app's history whole, rather than trim it by the defaults
-// while a deploy writes the folder again.
-func (r *Registry) Vanished(name string) bool {
+// ForRetention looks the app named name up, as Lookup does, and reports
+// whether retention must keep its whole history rather than trim by
+// what it returns: when the lookup fails, when the app had an app.json
+// that is gone, with its folder or alone, and none has been read since
+// (a deploy writing the folder again would otherwise see, in between,
+// what the app asked to keep trimmed by the defaults), or when it runs
+// on the defaults because its app.json cannot be read. One lock, so that
+// the answer and the app go together.
+func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error) {
+	if err := domain.ValidateApp(name); err != nil {
+		return nil, true, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	k := r.known[name]
-	return k != nil && !k.goneSince.IsZero()
+	app, err = r.lookup(name)
+	k, e := r.known[name], r.cache[name]
+	keepAll = err != nil || k != nil && !k.goneSince.IsZero() || e != nil && e.badErr != "" && e.defaults
+	return app, keepAll, err
 }
 
 // maxAppJSON bounds the app.json read: a settings file is a few hundred
@@ -172,6 +182,11 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.lookup(name)
+}
+
+// lookup is Lookup, under r.mu.
+func (r *Registry) lookup(name string) (*App, error) {
 	now := time.Now()
 	e := r.cache[name]
 	if e != nil && now.Sub(e.checked) < r.recheck {
@@ -182,8 +197,8 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	// defaults apply to it now.
 	past := k != nil && r.kept(k, now) == nil
 	defaults := func(dir string) *App {
-		if past && !k.toldGone {
-			k.toldGone = true
+		if past && !k.toldDefaults {
+			k.toldDefaults = true
 			r.log.Warn("app.json has been gone; the app runs on the defaults, and retention keeps its history whole until an app.json is read", "app", name, "after", r.vanishGrace)
 		}
 		if e != nil && e.defaults && e.app.Dir == dir {
@@ -211,8 +226,8 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		if name == domain.DefaultApp {
 			return defaults(""), nil
 		}
-		if k != nil && !k.toldGone {
-			k.toldGone = true
+		if k != nil && !k.toldNoMore {
+			k.toldNoMore = true
 			r.log.Warn("the app's folder has been gone; the app is no more, and retention keeps its history whole", "app", name, "after", r.vanishGrace)
 		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
@@ -222,16 +237,16 @@ func (r *Registry) Lookup(name string) (*App, error) {
 	if err == nil {
 		body, err = readAppJSON(filepath.Join(dir, "app.json"))
 	}
-	if err == nil && k != nil && !past {
-		k.goneSince, k.toldAway = time.Time{}, false // there again, within the grace
-	}
 	var app *App
 	fromDefaults := false
 	switch {
-	case err == nil && k != nil && bytes.Equal(body, k.body) && k.goneSince.IsZero():
+	case err == nil && k != nil && bytes.Equal(body, k.body) && !past:
+		k.goneSince, k.toldAway = time.Time{}, false // there again, within the grace
 		app = k.app
 	case err == nil:
 		app = &App{Name: name, Dir: dir}
+		// Only a file that parses ends a vanish: a broken one written
+		// within the grace leaves its clock running.
 		if err = json.Unmarshal(body, &app.Settings); err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
 		} else {
@@ -265,10 +280,15 @@ func (r *Registry) Lookup(name string) (*App, error) {
 		case next.app != nil:
 			// An edit that breaks app.json keeps the app running on the
 			// settings it last read (its keys, its retention), or on the
-			// defaults it ran on, rather than take it down, or let
-			// retention fall back to the server's default.
+			// defaults it ran on, rather than take it down; retention
+			// keeps the whole history of an app on the defaults so
+			// (ForRetention).
 			if !told {
-				r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
+				if next.defaults {
+					r.log.Error("app.json not applied; the app runs on the defaults, and retention keeps its history whole", "app", name, "err", err)
+				} else {
+					r.log.Error("app.json not applied; the app keeps its previous settings", "app", name, "err", err)
+				}
 			}
 		default:
 			// Never read well: the app is not served until the file is

@@ -248,7 +248,7 @@ func TestVanishedAppJSONGivesTheDefaultsAfterTheGrace(t *testing.T) {
 		if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 1 || app.Settings.APIKeys["worker"] != "k1" {
 			t.Fatalf("%s: %+v, %v; want the previous settings", what, app, err)
 		}
-		if !r.Vanished("chat") {
+		if !keepsAll(r, "chat") {
 			t.Fatalf("%s: not Vanished", what)
 		}
 	}
@@ -258,7 +258,7 @@ func TestVanishedAppJSONGivesTheDefaultsAfterTheGrace(t *testing.T) {
 	}
 	previous("folder back without app.json")
 	r.vanishGrace = 0 // the grace has passed
-	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 0 || len(app.Settings.APIKeys) != 0 || !r.Vanished("chat") {
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.AllowedOrigins) != 0 || len(app.Settings.APIKeys) != 0 || !keepsAll(r, "chat") {
 		t.Fatalf("after the grace: %+v, %v; want the defaults, still Vanished", app, err)
 	}
 	if n := strings.Count(logs.String(), "app.json has been gone"); n != 1 {
@@ -271,14 +271,14 @@ func TestVanishedAppJSONGivesTheDefaultsAfterTheGrace(t *testing.T) {
 		t.Fatalf("a broken app.json after the grace: %+v, %v; want the defaults", app, err)
 	}
 	write(`{"client_publish": true}`)
-	if app, err := r.Lookup("chat"); err != nil || !app.Settings.ClientPublish || r.Vanished("chat") {
+	if app, err := r.Lookup("chat"); err != nil || !app.Settings.ClientPublish || keepsAll(r, "chat") {
 		t.Fatalf("a new app.json: %+v, %v; want it applied, not Vanished", app, err)
 	}
 	// A folder gone for longer than the grace is no app.
 	if err := os.RemoveAll(filepath.Join(dir, "chat")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound || !r.Vanished("chat") {
+	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound || !keepsAll(r, "chat") {
 		t.Fatalf("folder gone past the grace: %v; want not_found, Vanished", err)
 	}
 }
@@ -387,5 +387,48 @@ func TestTheDefaultsApplyPastTheGraceWhateverTheLookups(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "default", "app.json"), []byte(`{`), 0o644)
 	if app, err := r.Lookup("default"); err != nil || app.Settings.Limits.MaxMessageBytes != domain.DefaultMaxMessageBytes {
 		t.Fatalf("default with a broken first app.json: %+v, %v; want the defaults", app, err)
+	}
+}
+
+// keepsAll is ForRetention's keepAll for app name.
+func keepsAll(r *Registry, name string) bool {
+	_, keep, _ := r.ForRetention(name)
+	return keep
+}
+
+// A broken app.json written while the grace runs does not stop its
+// clock: the settings from before hold until it ends, then the defaults,
+// whatever the lookups in between. Retention keeps the whole history of
+// an app on the defaults for want of a readable app.json, default
+// included.
+func TestABrokenFileWithinTheGraceLeavesItsClockRunning(t *testing.T) {
+	r, dir, write, _ := chatRegistry(t)
+	write(`{"api_keys": {"worker": "k1"}}`)
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "chat", "app.json"))
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.APIKeys["worker"] != "k1" {
+		t.Fatalf("gone: %+v, %v", app, err)
+	}
+	write(`{"api_keys": `)
+	if app, err := r.Lookup("chat"); err != nil || app.Settings.APIKeys["worker"] != "k1" || !keepsAll(r, "chat") {
+		t.Fatalf("broken, within the grace: %+v, %v; want the previous settings, history kept", app, err)
+	}
+	r.vanishGrace = 0
+	if app, err := r.Lookup("chat"); err != nil || len(app.Settings.APIKeys) != 0 || !keepsAll(r, "chat") {
+		t.Fatalf("broken, past the grace: %+v, %v; want the defaults, history kept", app, err)
+	}
+
+	if err := os.MkdirAll(filepath.Join(dir, "default"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "default", "app.json"), []byte(`{"retention": {"max_messages": -1},`), 0o644)
+	if app, keep, err := r.ForRetention("default"); err != nil || app == nil || !keep {
+		t.Fatalf("default with a broken app.json: %+v, keepAll %v, %v; want served, its history kept", app, keep, err)
+	}
+	os.WriteFile(filepath.Join(dir, "default", "app.json"), []byte(`{}`), 0o644)
+	if _, keep, err := r.ForRetention("default"); err != nil || keep {
+		t.Fatalf("default with a good app.json: keepAll %v, %v", keep, err)
 	}
 }
