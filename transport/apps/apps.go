@@ -110,12 +110,12 @@ func (r *Registry) kept(k *known, now time.Time) *App {
 
 // ForRetention looks the app named name up, as Lookup does, and reports
 // whether retention must keep its whole history rather than trim by
-// what it returns: when the lookup fails, when the app had an app.json
-// that is gone, with its folder or alone, and none has been read since
-// (a deploy writing the folder again would otherwise see, in between,
-// what the app asked to keep trimmed by the defaults), or when it runs
-// on the defaults because its app.json cannot be read. One lock, so that
-// the answer and the app go together.
+// what it returns: when the lookup fails; when the app had an app.json
+// that is gone, with its folder or alone, and none that parses has been
+// read since (a deploy writing the folder again would otherwise see, in
+// between, what the app asked to keep trimmed by the defaults); or when
+// it runs on the defaults because its app.json cannot be read. One lock,
+// so that the answer and the app go together.
 func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error) {
 	if err := domain.ValidateApp(name); err != nil {
 		return nil, true, err
@@ -222,7 +222,7 @@ func (r *Registry) lookup(name string) (*App, error) {
 			r.cache[name] = &entry{app: app, checked: now}
 			return app, nil
 		}
-		delete(r.cache, name) // what it read stays known (Vanished)
+		delete(r.cache, name) // what it read stays known (ForRetention)
 		if name == domain.DefaultApp {
 			return defaults(""), nil
 		}
