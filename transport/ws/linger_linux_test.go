@@ -216,3 +216,17 @@ func TestASessionEndsAfterTheRequestRunning(t *testing.T) {
 		t.Fatalf("after its end, the client is a member: subscribers %v, connected %v", subs, ts.members.Connected(domain.DefaultApp, c.id))
 	}
 }
+
+// A client past its heartbeat answers nothing: its socket is closed at
+// once, not kept for the linger (an hour here), so its connection's slot
+// is free and the end recorded as soon as the server gives up on it.
+func TestAClientPastItsHeartbeatIsClosedAtOnce(t *testing.T) {
+	ts := startTestServerConfig(t, Config{Heartbeat: 300 * time.Millisecond, PongTimeout: 150 * time.Millisecond, CloseLinger: time.Hour}, nil)
+	c := ts.dial() // reads nothing more: the pings go unanswered
+	expectEndRecorded(t, ts, c.id, domain.ReasonHeartbeatTimeout)
+	waitUntil(t, "the connection's socket closed", func() bool {
+		ts.srv.mu.Lock()
+		defer ts.srv.mu.Unlock()
+		return len(ts.srv.conns) == 0
+	})
+}
