@@ -33,7 +33,8 @@ Then check each channel's head against the offsets its broadcasts were
 given (a head taken back would give offsets again) and its retained
 messages for gaps, in one snapshot too.
 
-Prints a summary and every difference; exits non-zero when there is any.
+Prints a summary and every difference; exits 1 when there is any, and 2
+when it could not check (no database, a bad flag, a read that failed).
 None are expected: a difference means a stored row was damaged or a
 projection disagrees with the log.`,
 		Args: cobra.NoArgs,
@@ -47,16 +48,16 @@ projection disagrees with the log.`,
 			case "never":
 				showBar = func(uint64) bool { return false }
 			default:
-				return fmt.Errorf("--progress %q: want auto, always or never", progress)
+				return exitCode{2, fmt.Errorf("--progress %q: want auto, always or never", progress)}
 			}
 			l, err := openReadOnly(cmd.Context(), db)
 			if err != nil {
-				return err
+				return exitCode{2, err}
 			}
 			defer l.Close()
 			rep, err := rebuild(cmd.Context(), l, cmd.ErrOrStderr(), showBar)
 			if err != nil {
-				return dbError(db, err)
+				return exitCode{2, dbError(db, err)}
 			}
 			rep.print(cmd.OutOrStdout(), maxShown)
 			if n := len(rep.diffs); n > 0 {

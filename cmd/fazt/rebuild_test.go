@@ -2,7 +2,9 @@ package main
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -118,8 +120,13 @@ func TestRebuildFindsNoDifferenceOnABusyLogAndFindsCorruption(t *testing.T) {
 	}
 	mustExec(t, raw, `DELETE FROM sessions WHERE client = ?`, gone)
 	out, _, err = cli(t, "rebuild", "--db", db)
-	if err == nil || !strings.Contains(err.Error(), "3 difference") {
-		t.Fatalf("rebuild of a damaged projection: err %v\n%s", err, out)
+	var ec interface{ ExitCode() int }
+	if err == nil || !strings.Contains(err.Error(), "3 difference") || errors.As(err, &ec) {
+		t.Fatalf("rebuild of a damaged projection: err %v\n%s; want 3 differences, exit status 1", err, out)
+	}
+	// One that cannot check says so apart: exit status 2, as diff(1).
+	if _, _, err := cli(t, "rebuild", "--db", filepath.Join(t.TempDir(), "none.db")); !errors.As(err, &ec) || ec.ExitCode() != 2 {
+		t.Fatalf("rebuild of no database: %v; want exit status 2", err)
 	}
 	for _, want := range []string{
 		"subscription of " + client + " to default/" + channel + " opened at seq",

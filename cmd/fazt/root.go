@@ -29,6 +29,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return root.ExecuteContext(ctx)
 }
 
+// exitCode is an error that ends the process with its own status rather
+// than 1: `fazt rebuild` exits 1 when it finds differences and 2 when it
+// could not check, as diff(1) does, so that a script can tell the two.
+type exitCode struct {
+	code int
+	err  error
+}
+
+func (e exitCode) Error() string { return e.err.Error() }
+func (e exitCode) Unwrap() error { return e.err }
+func (e exitCode) ExitCode() int { return e.code }
+
 // envOr returns the environment variable key, or def when it is unset.
 func envOr(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
