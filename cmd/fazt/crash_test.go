@@ -466,3 +466,34 @@ func stallRequest(t *testing.T, addr string) {
 	fmt.Fprintf(stalled, "POST /_api/publish HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", addr, testAdminKey)
 	time.Sleep(100 * time.Millisecond) // the request is being read
 }
+
+// A hang-up (SIGHUP: the terminal of the SSH session that started it
+// closes) stops a serve gracefully, as SIGTERM does: its subscriber gets
+// disconnect 1001, and the process exits 0. Before, the signal's default
+// killed it, with no close for anyone.
+func TestSIGHUPStopsGracefully(t *testing.T) {
+	dir := t.TempDir()
+	p := startBinary(t, filepath.Join(dir, "fazt.db"), filepath.Join(dir, "apps"))
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/_ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, _, err := conn.ReadMessage(); err != nil { // connected
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGHUP: %v", err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := conn.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+				t.Fatalf("after SIGHUP: %v; want close 1001", err)
+			}
+			break
+		}
+	}
+}

@@ -11,7 +11,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a serve started from a terminal that closes (an SSH
+	// session that ends) stops gracefully, rather than be killed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// The first signal starts a graceful shutdown; from then on the
 	// signals go back to their default, so a second one ends the process
