@@ -44,6 +44,11 @@ as --after for the next page is printed on stderr.`,
 			if after < 0 || limit < 0 {
 				return errors.New("--after and --limit must be 0 or more")
 			}
+			if app != "" {
+				if err := domain.ValidateApp(app); err != nil {
+					return fmt.Errorf("--app: %w", err)
+				}
+			}
 			q := domain.AuditQuery{App: app, Channel: channel, Client: client, After: uint64(after)}
 			var err error
 			if q.Types, err = httpapi.ParseTypes(types); err != nil {

@@ -47,6 +47,9 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 			if err := domain.ValidateChannel(channel); err != nil {
 				return fmt.Errorf("--channel: %w", err)
 			}
+			if err := domain.ValidateApp(app); err != nil {
+				return fmt.Errorf("--app: %w", err)
+			}
 			if offset < 0 || last < 0 || limit < 0 {
 				return errors.New("--offset, --last and --limit must be 0 or more")
 			}

@@ -137,6 +137,11 @@ func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 		{[]string{"publish", "--server", server, "--admin-key", "", "--channel", "room", "--data", "1"}, "no key"},
 		{[]string{"tail", "--server", server, "--app", "nope", "--channel", "room"}, "refused"},
 		{[]string{"tail", "--server", "127.0.0.1:1", "--channel", "room", "--retries", "1"}, "gave up"},
+		// An app name that no app can have: an empty answer would read as
+		// a channel with nothing in it.
+		{[]string{"history", "--db", "none.db", "--app", "Chat", "--channel", "room"}, "--app"},
+		{[]string{"members", "--db", "none.db", "--app", "Chat", "--channel", "room"}, "--app"},
+		{[]string{"audit", "--db", "none.db", "--app", "Chat"}, "--app"},
 	} {
 		_, _, err := cli(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
