@@ -45,8 +45,8 @@ as --after for the next page is printed on stderr.`,
 				return errors.New("--after and --limit must be 0 or more")
 			}
 			if app != "" {
-				if err := domain.ValidateApp(app); err != nil {
-					return fmt.Errorf("--app: %w", err)
+				if err := checkApp(app); err != nil {
+					return err
 				}
 			}
 			q := domain.AuditQuery{App: app, Channel: channel, Client: client, After: uint64(after)}

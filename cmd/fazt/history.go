@@ -47,8 +47,8 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 			if err := domain.ValidateChannel(channel); err != nil {
 				return fmt.Errorf("--channel: %w", err)
 			}
-			if err := domain.ValidateApp(app); err != nil {
-				return fmt.Errorf("--app: %w", err)
+			if err := checkApp(app); err != nil {
+				return err
 			}
 			if offset < 0 || last < 0 || limit < 0 {
 				return errors.New("--offset, --last and --limit must be 0 or more")
@@ -178,6 +178,15 @@ func oneLine(s string, max int) string {
 		return string(r[:max-1]) + "…"
 	}
 	return s
+}
+
+// checkApp refuses an --app that no app can have, which would read as an
+// app with nothing in it.
+func checkApp(app string) error {
+	if err := domain.ValidateApp(app); err != nil {
+		return fmt.Errorf("--app: %w", err)
+	}
+	return nil
 }
 
 // dbFlag adds the --db flag of commands that read the database.

@@ -29,8 +29,8 @@ server_restart when the server came back after a crash). T is an age (90s,
 			if err := domain.ValidateChannel(channel); err != nil {
 				return fmt.Errorf("--channel: %w", err)
 			}
-			if err := domain.ValidateApp(app); err != nil {
-				return fmt.Errorf("--app: %w", err)
+			if err := checkApp(app); err != nil {
+				return err
 			}
 			now := time.Now()
 			t, err := parseTime(at, now)

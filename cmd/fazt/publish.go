@@ -109,8 +109,8 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 	if app == "" || app == domain.DefaultApp || domain.AppFromHost(host) == app {
 		return u, host, nil
 	}
-	if err := domain.ValidateApp(app); err != nil {
-		return nil, "", fmt.Errorf("--app: %w", err)
+	if err := checkApp(app); err != nil {
+		return nil, "", err
 	}
 	host = app + "." + host
 	// The server reads the app off the Host header as it reads any: an

@@ -34,7 +34,8 @@ given (a head taken back would give offsets again) and its retained
 messages for gaps, in one snapshot too.
 
 Prints a summary and every difference; exits 1 when there is any, and 2
-when it could not check (no database, a bad flag, a read that failed).
+when it could not check (no database, a bad --progress, a read that
+failed).
 None are expected: a difference means a stored row was damaged or a
 projection disagrees with the log.`,
 		Args: cobra.NoArgs,

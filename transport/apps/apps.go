@@ -60,7 +60,8 @@ type App struct {
 	Settings Settings
 }
 
-// Registry looks apps up by name, re-reading app.json when it changes.
+// Registry looks apps up by name, reading app.json at most once a second
+// and applying it when its bytes change.
 // Safe for concurrent use.
 type Registry struct {
 	dir     string
@@ -72,7 +73,8 @@ type Registry struct {
 	mu          sync.Mutex
 	cache       map[string]*entry
 	// known holds, by app, the settings last read well from an app.json,
-	// kept while its folder or file is gone (see Lookup).
+	// and whether it or the app's folder has gone since (see Lookup); an
+	// entry stays until a new app.json replaces it.
 	known map[string]*known
 }
 
@@ -80,7 +82,7 @@ type Registry struct {
 type entry struct {
 	app      *App  // nil while the app's settings were never read well
 	err      error // why not, then
-	defaults bool  // app runs on the defaults, having no app.json
+	defaults bool  // app runs on the defaults (no app.json, or none readable)
 	checked  time.Time
 	// The app.json that last failed and why, told once.
 	badBody []byte
@@ -97,6 +99,13 @@ type known struct {
 	// What the log has said: that the folder is gone (within the
 	// grace), that the defaults apply, that the app is no more.
 	toldAway, toldDefaults, toldNoMore bool
+}
+
+// markGone starts k's grace at now, unless it runs already; k may be nil.
+func (k *known) markGone(now time.Time) {
+	if k != nil && k.goneSince.IsZero() {
+		k.goneSince = now
+	}
 }
 
 // kept is what k keeps at now: its settings, unless it has been gone for
@@ -151,9 +160,6 @@ func (r *Registry) SetLogger(l *slog.Logger) {
 // misspelt key ("allowed_origin") would otherwise leave its setting at the
 // default without a word.
 func (r *Registry) warnUnknown(name string, body []byte) {
-	if len(body) == 0 {
-		return
-	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&Settings{}); err != nil {
@@ -209,9 +215,7 @@ func (r *Registry) lookup(name string) (*App, error) {
 	dir := filepath.Join(r.dir, name)
 	st, serr := os.Stat(dir)
 	if serr == nil && !st.IsDir() || errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR) {
-		if k != nil && k.goneSince.IsZero() {
-			k.goneSince = now
-		}
+		k.markGone(now)
 		if app := r.kept(k, now); app != nil {
 			// A deploy that writes the folder again: the app keeps its
 			// settings meanwhile, as when its app.json alone is gone.
@@ -254,9 +258,7 @@ func (r *Registry) lookup(name string) (*App, error) {
 			r.known[name] = &known{app: app, body: body}
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		if k != nil && k.goneSince.IsZero() {
-			k.goneSince = now
-		}
+		k.markGone(now)
 		if r.kept(k, now) != nil {
 			err = fmt.Errorf("app.json is gone; the app keeps its previous settings for %s, then runs on the defaults (write {} for them now)", r.vanishGrace)
 			break
