@@ -72,6 +72,15 @@ func (f *fixture) apply(facts ...domain.Fact) {
 	}
 }
 
+// subscriber connects client, with a recording sink, and subscribes it to
+// ch; the subscription is catching up until goLive.
+func (f *fixture) subscriber(client, ch string) *recSink {
+	s := &recSink{}
+	f.m.Attach("a", client, s)
+	f.apply(connected(client), subscribed(client, ch))
+	return s
+}
+
 // commit assigns the next offset of a channel, as the log does, without
 // applying it yet.
 func (f *fixture) commit(ch string) *domain.MessageBroadcast {
@@ -181,9 +190,7 @@ func TestPresenceWhileCatchingUp(t *testing.T) {
 // same channel) does not take the new one live: that one's replay will.
 func TestGoLiveIsForItsOwnSubscription(t *testing.T) {
 	f := newFixture(t, 0)
-	s := &recSink{}
-	f.m.Attach("a", "c1", s)
-	f.apply(connected("c1"), subscribed("c1", "x"))
+	s := f.subscriber("c1", "x")
 	_, _, old, _ := f.m.CatchUp("a", "x", "c1")
 	f.apply(&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c1"}, subscribed("c1", "x"))
 	if _, live := f.m.GoLive("a", "x", "c1", old, 1<<30); live {
@@ -386,9 +393,7 @@ func TestChannelsPagesByName(t *testing.T) {
 // slow consumer after a few thousand.
 func TestGoLiveHandsBackWhatWouldFloodTheSink(t *testing.T) {
 	f := newFixture(t, 0)
-	s := &recSink{}
-	f.m.Attach("a", "c1", s)
-	f.apply(connected("c1"), subscribed("c1", "x"))
+	s := f.subscriber("c1", "x")
 	_, _, seq, _ := f.m.CatchUp("a", "x", "c1")
 	for range 10 {
 		f.apply(f.commit("x"))
@@ -418,9 +423,7 @@ func TestGoLiveHandsBackWhatWouldFloodTheSink(t *testing.T) {
 func TestCatchUpBufferIsCappedInBytes(t *testing.T) {
 	f := newFixture(t, 0)
 	f.m.enc = dataEncoder{}
-	s := &recSink{}
-	f.m.Attach("a", "c1", s)
-	f.apply(connected("c1"), subscribed("c1", "big"))
+	s := f.subscriber("c1", "big")
 	big := json.RawMessage(`"` + strings.Repeat("x", 1<<20) + `"`)
 	n := 0
 	for ; n < 100 && !s.overflow; n++ {
@@ -428,8 +431,9 @@ func TestCatchUpBufferIsCappedInBytes(t *testing.T) {
 		m.Data = big
 		f.apply(m)
 	}
-	if !s.overflow || n > 70 {
-		t.Fatalf("after %d messages of 1 MiB: overflow %v; want it past 64 MiB", n, s.overflow)
+	// 63 frames of 1 MiB and 2 bytes fit in 64 MiB; the 64th does not.
+	if !s.overflow || n != 64 {
+		t.Fatalf("after %d messages of 1 MiB: overflow %v; want it at the 64th, past 64 MiB", n, s.overflow)
 	}
 }
 

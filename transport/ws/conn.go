@@ -67,11 +67,11 @@ type conn struct {
 	done       bool          // the socket is closed or half-closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed or half-closed the socket
 	ended      sync.Once     // endSession
-	// requesting: a client's request is running (under mu); requestEnded,
-	// when not nil, is closed when it ends: endSession waits for it.
-	requesting   bool
-	requestEnded chan struct{}
-	deadline     time.Time // the socket's write deadline as writeBuf set it; owned by the running writer
+	// requests counts the client's request running, if any: added under
+	// mu while the connection is not closing, so none is added once
+	// endSession may wait for it.
+	requests sync.WaitGroup
+	deadline time.Time // the socket's write deadline as writeBuf set it; owned by the running writer
 
 	// drained, when not nil, is closed by the next write, or by the
 	// close: the replays waiting for room in the queue (sendPage) wait on
@@ -106,7 +106,7 @@ var _ projections.Sink = (*conn)(nil)
 
 func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app *apps.App, client domain.Client) *conn {
 	c := &conn{
-		srv: s, ws: ws, br: br, raw: raw, app: app, client: client,
+		srv: s, ws: ws, br: br, raw: raw, app: app, client: client, current: app,
 		writerDone: make(chan struct{}),
 	}
 	c.fd, c.poll.fd = -1, -1
@@ -710,13 +710,7 @@ func (c *conn) finish(readReason string, drain bool) {
 	if readReason == domain.ReasonTooLarge {
 		code, text = websocket.CloseMessageTooBig, fmt.Sprintf("frame over %d bytes", maxFrame(c.app.Settings.Limits))
 	}
-	c.mu.Lock()
-	c.closeLocked(readReason, code, text, false)
-	start := c.wakeLocked()
-	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
+	c.disconnect(readReason, code, text, false)
 	c.endSession()
 	if drain {
 		// Read from now, while the writer finishes: a client that writes
@@ -746,16 +740,7 @@ func (c *conn) finish(readReason string, drain bool) {
 func (c *conn) endSession() {
 	c.ended.Do(func() {
 		c.cancel()
-		c.mu.Lock()
-		var running chan struct{}
-		if c.requesting {
-			c.requestEnded = make(chan struct{})
-			running = c.requestEnded
-		}
-		c.mu.Unlock()
-		if running != nil {
-			<-running
-		}
+		c.requests.Wait()
 		c.replays.Wait()
 		c.srv.members.Detach(c.app.Name, c.client.ID)
 		c.mu.Lock()
@@ -775,17 +760,9 @@ func (c *conn) handle(body []byte) {
 		c.mu.Unlock()
 		return
 	}
-	c.requesting = true
+	c.requests.Add(1)
 	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.requesting = false
-		if c.requestEnded != nil {
-			close(c.requestEnded)
-			c.requestEnded = nil
-		}
-		c.mu.Unlock()
-	}()
+	defer c.requests.Done()
 	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
 		c.replyError(req.ID, "", err)
@@ -868,10 +845,7 @@ func (c *conn) membersOf(req *request) error {
 func (c *conn) settings() apps.Settings {
 	// Requests run one at a time: the copy needs no lock, and the
 	// registry's (shared by every connection) is taken once a second.
-	if now := time.Now(); c.current == nil || now.Sub(c.currentAt) >= time.Second {
-		if c.current == nil {
-			c.current = c.app
-		}
+	if now := time.Now(); now.Sub(c.currentAt) >= time.Second {
 		c.currentAt = now
 		// Failing, the lookup leaves the settings last read, not the
 		// ones the connection opened with.

@@ -113,10 +113,7 @@ func TestAClosingConnectionTakesNoRequests(t *testing.T) {
 	}
 	// The subscribe would have been read and recorded by now; the end of
 	// the connection comes at the write timeout, after it.
-	waitUntil(t, "the connection's end recorded", func() bool {
-		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id, Types: []string{domain.NameClientDisconnected}})
-		return err == nil && len(evs) == 1
-	})
+	expectEndRecorded(t, ts, c.id, domain.ReasonKicked)
 	evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Channel: "after-kick"})
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("after the kick: %d events, %v", len(evs), err)

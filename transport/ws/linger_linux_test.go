@@ -130,10 +130,7 @@ func TestASessionEndsBeforeTheLinger(t *testing.T) {
 	if subs := ts.members.Subscribers(domain.DefaultApp, "room"); len(subs) != 0 {
 		t.Fatalf("subscribers of room after the end: %v", subs)
 	}
-	ts.srv.mu.Lock()
-	open := len(ts.srv.conns)
-	ts.srv.mu.Unlock()
-	if open != 1 {
+	if open := ts.tracked(); open != 1 {
 		t.Fatalf("%d connections tracked; want the kicked one, lingering", open)
 	}
 	// Then the client takes the close and hangs up, which ends the linger.
@@ -141,11 +138,7 @@ func TestASessionEndsBeforeTheLinger(t *testing.T) {
 		t.Fatalf("disconnect %v; want 4000", d)
 	}
 	c.ws.Close()
-	waitUntil(t, "the socket closed", func() bool {
-		ts.srv.mu.Lock()
-		defer ts.srv.mu.Unlock()
-		return len(ts.srv.conns) == 0
-	})
+	waitUntil(t, "the socket closed", func() bool { return ts.tracked() == 0 })
 }
 
 // heldSubscribe is the real log, whose append of a subscribe to channel
@@ -224,9 +217,5 @@ func TestAClientPastItsHeartbeatIsClosedAtOnce(t *testing.T) {
 	ts := startTestServerConfig(t, Config{Heartbeat: 300 * time.Millisecond, PongTimeout: 150 * time.Millisecond, CloseLinger: time.Hour}, nil)
 	c := ts.dial() // reads nothing more: the pings go unanswered
 	expectEndRecorded(t, ts, c.id, domain.ReasonHeartbeatTimeout)
-	waitUntil(t, "the connection's socket closed", func() bool {
-		ts.srv.mu.Lock()
-		defer ts.srv.mu.Unlock()
-		return len(ts.srv.conns) == 0
-	})
+	waitUntil(t, "the connection's socket closed", func() bool { return ts.tracked() == 0 })
 }

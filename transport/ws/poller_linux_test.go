@@ -169,6 +169,13 @@ func (ts *testServer) anyClosing() bool {
 	return false
 }
 
+// tracked counts the server's connections whose sockets are open.
+func (ts *testServer) tracked() int {
+	ts.srv.mu.Lock()
+	defer ts.srv.mu.Unlock()
+	return len(ts.srv.conns)
+}
+
 // parked counts the connections parked in the test's poller.
 func (ts *testServer) parked() int {
 	ts.pl.mu.Lock()

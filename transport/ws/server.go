@@ -410,16 +410,15 @@ func (s *Server) retryEnds() {
 			// One last try: the log may take them now, as it takes the
 			// ends of the connections the shutdown closes. (Once queued,
 			// an append waits for its commit, whatever the context.)
-			var err error
-			if len(batch) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_, err = s.store.Append(ctx, batch...)
-				cancel()
-				tries++
-				if err == nil {
-					s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries)
-					return
-				}
+			// (The batch is never empty: the goroutine runs only while
+			// ends are queued.)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := s.store.Append(ctx, batch...)
+			cancel()
+			tries++
+			if err == nil {
+				s.log.Info("recorded disconnections", "sessions", len(batch), "tries", tries)
+				return
 			}
 			s.log.Warn("disconnections not recorded before shutdown; the next start closes those sessions", "sessions", len(batch), "tries", tries, "err", err)
 			return
@@ -444,7 +443,7 @@ func (s *Server) retryEnds() {
 				s.endsMu.Unlock()
 				return
 			}
-			wait, tries = endRetryFirst, 0 // the next batch starts afresh
+			wait, tries = endRetryFirst, 1 // the next batch's first try was recordEnd's
 		}
 		s.endsMu.Unlock()
 	}
@@ -626,8 +625,9 @@ func (s *Server) untrack(c *conn) {
 
 // Shutdown tells every client the server is going away (disconnect, close
 // code 1001), waits until each connection, and each one still being set
-// up, has recorded its ClientDisconnected event or ctx ends, and refuses
-// new connections.
+// up, has recorded its ClientDisconnected event and closed its socket
+// (up to Config.CloseLinger after its close, for a client that does not
+// answer), or ctx ends, and refuses new connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true

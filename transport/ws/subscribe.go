@@ -158,10 +158,7 @@ func (c *conn) subscribe(req *request) error {
 	}
 	// The replay stops when the subscription ends (unsubscribe cancels)
 	// or the connection does.
-	c.background(channel, func(ctx context.Context) {
-		defer unpin()
-		c.replay(ctx, plan)
-	})
+	c.background(channel, func(ctx context.Context) { c.replay(ctx, plan) })
 	return nil
 }
 
@@ -194,6 +191,7 @@ type replayPlan struct {
 // replay queues the planned history in pages, then takes the subscription
 // live. It stops quietly when the subscription or connection ends.
 func (c *conn) replay(ctx context.Context, p replayPlan) {
+	defer p.unpin() // on the way out early; unpin is idempotent
 	page := c.srv.cfg.ReplayPage
 	after := p.after
 	frames := make([][]byte, 0, page)
