@@ -696,27 +696,30 @@ func (c *conn) readMessage(max int64) (int, []byte, error) {
 	return typ, body, nil
 }
 
-// finish runs once the reader has stopped: it ends the session (if the
-// writer has not), waits for the writer and closes the socket. With
-// drain, the client may still be sending (its close frame has not come):
-// what it sends is read and dropped until it hangs up or the writer's
-// linger ends, so that the close does not reset the socket under the
-// last frames. That holds this goroutine for up to CloseLinger after the
-// last write; the drain has no cap in bytes, only in time, as a cap
-// would end it with input unread, which is the reset it is there to
-// avoid.
+// finish runs once the reader has stopped: it drains the socket if need
+// be, ends the session (if the writer has not), waits for the writer and
+// closes the socket. With drain, the client may still be sending (its
+// close frame has not come): what it sends is read and dropped until it
+// hangs up or the writer's linger ends, so that the close does not reset
+// the socket under the last frames. That holds this goroutine for up to
+// CloseLinger after the last write; the drain has no cap in bytes, only
+// in time, as a cap would end it with input unread, which is the reset
+// it is there to avoid.
 func (c *conn) finish(readReason string, drain bool) {
 	code, text := websocket.CloseNormalClosure, readReason
 	if readReason == domain.ReasonTooLarge {
 		code, text = websocket.CloseMessageTooBig, fmt.Sprintf("frame over %d bytes", maxFrame(c.app.Settings.Limits))
 	}
 	c.disconnect(readReason, code, text, false)
-	c.endSession()
 	if drain {
 		// Read from now, while the writer finishes: a client that writes
 		// a whole frame before it reads would otherwise wait for the
 		// writer, which waits for it. The writer's close moves the
 		// deadline to CloseLinger after its last write (closeSocket).
+		// The session's end waits for this: recording it can take
+		// seconds with a failing log, which would leave the client
+		// unread that long, and the linger over before the drain began.
+		// (The writer ends the session as soon as it has half-closed.)
 		c.mu.Lock()
 		if !c.done {
 			c.raw.SetReadDeadline(time.Now().Add(c.srv.cfg.WriteTimeout + c.srv.cfg.CloseLinger))
@@ -724,6 +727,7 @@ func (c *conn) finish(readReason string, drain bool) {
 		c.mu.Unlock()
 		io.Copy(io.Discard, c.raw)
 	}
+	c.endSession()
 	<-c.writerDone
 	c.raw.Close()
 	c.srv.untrack(c) // the connection's slot is free once its socket is
