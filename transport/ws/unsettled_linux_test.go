@@ -141,18 +141,27 @@ func TestASessionsEndIsWrittenOnceTheLogTakesIt(t *testing.T) {
 	}
 }
 
-// One that the log never takes is given up at shutdown, which does not
-// wait for it: the next start closes the session.
+// One that the log never takes gets one last try at shutdown, which
+// then returns, leaving the session open in the log: the next start
+// closes it (server_restart; TestRestartKeepsHistoryAndClosesSessions).
 func TestShutdownLeavesAnEndTheLogWillNotTake(t *testing.T) {
 	ts, fs := startRetryingServer(t)
+	endRetryFirst, endRetryMost = time.Hour, time.Hour // no retry but the last
 	c := ts.dial()
 	fs.failEnds.Store(1 << 30)
 	c.ws.Close()
-	waitUntil(t, "a retry", func() bool { return fs.endTries.Load() >= 3 })
+	waitUntil(t, "the end refused", func() bool { return fs.endTries.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := ts.srv.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
+	}
+	if n := fs.endTries.Load(); n != 2 {
+		t.Errorf("%d tries of the end, want 2: recordEnd's and the shutdown's last", n)
+	}
+	evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id, Types: []string{domain.NameClientDisconnected}})
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("the refused end: %d events, %v; want none written", len(evs), err)
 	}
 }
 
