@@ -21,6 +21,11 @@ its size on disk, and the oldest retained item of each kind (what retention
 has kept). Works while fazt serve is running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if app != "" {
+				if err := checkApp(app); err != nil {
+					return err
+				}
+			}
 			l, err := openReadOnly(cmd.Context(), db)
 			if err != nil {
 				return err

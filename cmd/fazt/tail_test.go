@@ -142,6 +142,7 @@ func TestPublishAndTailResumeAcrossRestart(t *testing.T) {
 		{[]string{"history", "--db", "none.db", "--app", "Chat", "--channel", "room"}, "--app"},
 		{[]string{"members", "--db", "none.db", "--app", "Chat", "--channel", "room"}, "--app"},
 		{[]string{"audit", "--db", "none.db", "--app", "Chat"}, "--app"},
+		{[]string{"stats", "--db", "none.db", "--app", "Chat"}, "--app"},
 	} {
 		_, _, err := cli(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
