@@ -74,6 +74,9 @@ const (
 	// its connection could not be set up, or a replay could not read
 	// history.
 	ReasonServerError = "server_error"
+	// ReasonAppRemoved ends the connections of an app that the server no
+	// longer hosts: its folder was removed (close 4002).
+	ReasonAppRemoved = "app_removed"
 )
 
 // ClientConnected records a WebSocket connection accepted for an app.

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -246,4 +250,83 @@ func waitFor(t testing.TB, cond func() bool) {
 		}
 	}
 	t.Fatal("condition not met within 10s")
+}
+
+// A connection of an app whose folder is removed ends with 4002 and
+// reason app_removed: at its next request, or, idle, at its next
+// heartbeat. Another app's connections stay. (The apps here have no
+// app.json, so the registry keeps no settings of theirs through a grace.)
+func TestRemovedAppsConnectionsEnd(t *testing.T) {
+	// ended reads c to its end, answering pings when pong, and checks
+	// how it ended.
+	ended := func(t *testing.T, tn *testNode, c *client, pong bool) {
+		t.Helper()
+		var disc frame
+		for timeout := time.After(20 * time.Second); ; { // pings, replies to requests, then disconnect
+			var f frame
+			select {
+			case f = <-c.frames:
+			case <-timeout:
+				t.Fatal("the connection of a removed app still open after 20s")
+			}
+			if f == nil {
+				break // closed
+			}
+			switch f.str("type") {
+			case "disconnect":
+				disc = f
+			case "ping":
+				if pong {
+					c.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"pong"}`))
+				}
+			}
+		}
+		if disc == nil || disc.num("code") != 4002 || !strings.Contains(disc.str("reason"), `app "gone" is no longer on this server`) {
+			t.Fatalf("disconnect frame %v, want 4002 saying the app is gone", disc)
+		}
+		if ce := c.waitClosed(); ce == nil || ce.Code != 4002 {
+			t.Fatalf("closed with %v, want 4002", ce)
+		}
+		evs, err := tn.node.log.Events(context.Background(), domain.AuditQuery{App: "gone", Client: c.id, Types: []string{domain.NameClientDisconnected}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); len(evs) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			evs, _ = tn.node.log.Events(context.Background(), domain.AuditQuery{App: "gone", Client: c.id, Types: []string{domain.NameClientDisconnected}})
+		}
+		if len(evs) != 1 || evs[0].Fact.(*domain.ClientDisconnected).Reason != domain.ReasonAppRemoved {
+			t.Fatalf("recorded ends %+v, want one with reason %s", evs, domain.ReasonAppRemoved)
+		}
+	}
+	t.Run("at a request", func(t *testing.T) {
+		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""})
+		c := tn.dial("gone", "")
+		c.subscribe(map[string]any{"channel": "room"})
+		other := tn.dial("stays", "")
+		other.subscribe(map[string]any{"channel": "room"})
+		if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "gone")); err != nil {
+			t.Fatal(err)
+		}
+		// The registry and the connection each look again after a second.
+		go func() {
+			for i := 0; i < 100; i++ {
+				if c.conn.WriteJSON(map[string]any{"type": "subscribe", "channel": fmt.Sprintf("r%d", i)}) != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		ended(t, tn, c, false) // the heartbeat (30 s) sends no ping meanwhile
+		other.send(map[string]any{"type": "subscribe", "channel": "more"})
+		other.expect("subscribed")
+	})
+	t.Run("idle, at a heartbeat", func(t *testing.T) {
+		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, withWS(ws.Config{Heartbeat: 300 * time.Millisecond, PongTimeout: 150 * time.Millisecond}))
+		c := tn.dial("gone", "")
+		c.subscribe(map[string]any{"channel": "room"})
+		if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "gone")); err != nil {
+			t.Fatal(err)
+		}
+		ended(t, tn, c, true)
+	})
 }

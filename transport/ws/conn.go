@@ -145,6 +145,9 @@ func (c *conn) beat() {
 		c.heartbeat.Reset(hb - timeout)
 		return
 	}
+	if c.appGone() {
+		return
+	}
 	c.pingSent.Store(time.Now().UnixNano())
 	if c.Send([]byte(`{"type":"ping"}`)) {
 		c.heartbeat.Reset(timeout)
@@ -846,18 +849,43 @@ func (c *conn) membersOf(req *request) error {
 // once a second): a change to who may publish or to the channel secret
 // applies to open connections at their next request. The limits a
 // connection's reader was set up with (frame size, inbound rate) stay.
-func (c *conn) settings() apps.Settings {
+// An app that is no more (its folder gone past the registry's grace)
+// ends the connection, and the request fails with not_found.
+func (c *conn) settings() (apps.Settings, error) {
 	// Requests run one at a time: the copy needs no lock, and the
 	// registry's (shared by every connection) is taken once a second.
 	if now := time.Now(); now.Sub(c.currentAt) >= time.Second {
 		c.currentAt = now
-		// Failing, the lookup leaves the settings last read, not the
-		// ones the connection opened with.
-		if app, err := c.srv.apps.Lookup(c.app.Name); err == nil {
+		// Failing otherwise, the lookup leaves the settings last read,
+		// not the ones the connection opened with.
+		app, err := c.srv.apps.Lookup(c.app.Name)
+		switch {
+		case err == nil:
 			c.current = app
+		case domain.CodeOf(err) == domain.CodeNotFound:
+			c.appRemoved()
+			return apps.Settings{}, err
 		}
 	}
-	return c.current.Settings
+	return c.current.Settings, nil
+}
+
+// appGone ends the connection if its app is no more, and reports
+// whether it did; the heartbeat calls it, so that an idle connection of
+// a removed app ends too.
+func (c *conn) appGone() bool {
+	if _, err := c.srv.apps.Lookup(c.app.Name); domain.CodeOf(err) == domain.CodeNotFound {
+		c.appRemoved()
+		return true
+	}
+	return false
+}
+
+// appRemoved closes a connection whose app the server no longer hosts:
+// its channels can get nothing more, and a client reconnecting is told
+// 404.
+func (c *conn) appRemoved() {
+	c.disconnect(domain.ReasonAppRemoved, 4002, fmt.Sprintf("app %q is no longer on this server", c.app.Name), false)
 }
 
 func (c *conn) publish(req *request) error {
@@ -880,7 +908,10 @@ func (c *conn) publish(req *request) error {
 		}
 	}
 	data := req.Data
-	settings := c.settings()
+	settings, err := c.settings()
+	if err != nil {
+		return err
+	}
 	allowed := settings.ClientPublish
 	if c.srv.hooks != nil {
 		out, drop, err := c.srv.hooks.OnPublish(c.ctx, c.client, req.Channel, data)

@@ -27,7 +27,10 @@ func (c *conn) subscribe(req *request) error {
 		return err
 	}
 	ctx := c.ctx
-	settings := c.settings()
+	settings, err := c.settings()
+	if err != nil {
+		return err
+	}
 	c.smu.Lock()
 	if _, ok := c.subs.Get(channel); ok {
 		c.smu.Unlock()
