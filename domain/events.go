@@ -79,6 +79,10 @@ const (
 	ReasonAppRemoved = "app_removed"
 )
 
+// ReasonTokenExpired is recorded in ChannelUnsubscribed when a private
+// channel's subscription ends because its token expired.
+const ReasonTokenExpired = "token_expired"
+
 // ClientConnected records a WebSocket connection accepted for an app.
 type ClientConnected struct {
 	App       string            `json:"app"`
@@ -116,6 +120,9 @@ type ChannelUnsubscribed struct {
 	App     string `json:"app"`
 	Channel string `json:"channel"`
 	Client  string `json:"client"`
+	// Reason is why the server ended the subscription (ReasonTokenExpired);
+	// empty when the client left.
+	Reason string `json:"reason,omitempty"`
 }
 
 // MessageBroadcast records a message sent to a channel. Offset and Epoch are

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
@@ -89,6 +90,41 @@ func TestBrowserClientRenewsTokens(t *testing.T) {
 	}
 	if err := result(&res); err != nil || !res.OK || res.Got != 20 || res.Connects != 2 || res.Tokens != 3 || res.TokenErrors != 1 {
 		t.Fatalf("client: %+v, %v", res, err)
+	}
+}
+
+// TestBrowserClientRenewsExpiredTokens: when the server ends a private
+// subscription because its token expired, fazt.js joins again with a
+// fresh token from its token function, from the last offset it
+// delivered: every message arrives once, in order, across the expiries,
+// on one connection. A subscription whose token is a string ends, and
+// onError gets the code token_expired.
+func TestBrowserClientRenewsExpiredTokens(t *testing.T) {
+	const secret = "expiry-secret"
+	tn := startTestNode(t, map[string]string{"default": `{"secret":"` + secret + `"}`})
+	result := runNodeClient(t, "expiry.cjs", tn.wsURL(), secret, "40")
+	for i := 1; i <= 40; i++ { // over four seconds: past two expiries at least
+		tn.publish("", "private-feed", i)
+		time.Sleep(100 * time.Millisecond)
+	}
+	var res struct {
+		OK               bool
+		Error            string
+		Got              int
+		Tokens, Connects int
+		FixedError       string
+	}
+	if err := result(&res); err != nil || !res.OK || res.Got != 40 || res.Connects != 1 || res.Tokens < 3 || res.FixedError != domain.ReasonTokenExpired {
+		t.Fatalf("client: %+v, %v", res, err)
+	}
+	a := tn.audit("", "type=unsubscribed")
+	if len(a.Events) < 3 {
+		t.Fatalf("%d unsubscriptions recorded, want one per expired token (2 or more of private-feed, 1 of private-fixed)", len(a.Events))
+	}
+	for _, e := range a.Events {
+		if e.Event["reason"] != domain.ReasonTokenExpired {
+			t.Fatalf("unsubscription recorded %v, want reason %s", e.Event, domain.ReasonTokenExpired)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -221,6 +223,66 @@ func TestPrivateChannels(t *testing.T) {
 	if a := tn.audit("vault", "type=subscribed"); len(a.Events) != 1 {
 		t.Fatalf("%d subscriptions recorded, want 1", len(a.Events))
 	}
+}
+
+// A private channel's subscription ends when its token expires: the
+// client gets `unsubscribed` with reason token_expired and no more of the
+// channel, may no longer publish to it, and the log records why; joining
+// again with a fresh token from its last offset misses nothing. A token
+// without exp admits for good, and the expiry of a subscription that was
+// left and made again with such a token ends nothing.
+func TestPrivateTokenExpires(t *testing.T) {
+	const secret = "app-secret"
+	tn := startTestNode(t, map[string]string{"vault": `{"secret":"` + secret + `","client_publish":true}`})
+	sign := func(claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// exp has whole seconds: these expire one to two seconds from now.
+	exp := time.Now().Unix() + 2
+	short, forever, again := tn.dial("vault", ""), tn.dial("vault", ""), tn.dial("vault", "")
+	short.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": exp})})
+	forever.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a"})})
+	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "exp": exp})})
+	again.send(map[string]any{"type": "unsubscribe", "channel": "private-a"})
+	again.expect("unsubscribed")
+	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a"})})
+	tn.publish("vault", "private-a", 1)
+	for _, c := range []*client{short, forever, again} {
+		c.messages("private-a", 1)
+	}
+
+	f := short.next()
+	if f.str("type") != "unsubscribed" || f.str("channel") != "private-a" || f.str("reason") != domain.ReasonTokenExpired || f["id"] != nil {
+		t.Fatalf("at the token's expiry: %v, want unsubscribed with reason %s", f, domain.ReasonTokenExpired)
+	}
+	tn.publish("vault", "private-a", 2)
+	for _, c := range []*client{forever, again} {
+		if m := c.messages("private-a", 1)[0]; m.num("offset") != 2 {
+			t.Fatalf("a subscription that outlived the expiry got %v", m)
+		}
+	}
+	short.send(map[string]any{"type": "publish", "channel": "private-a", "data": "late", "id": 1})
+	if e := short.expect("error"); e.str("code") != "not_allowed" {
+		t.Fatalf("publish after the token expired: %v", e)
+	}
+	a := tn.audit("vault", "type=unsubscribed")
+	var ends []string
+	for _, e := range a.Events {
+		ends = append(ends, e.Client+":"+fmt.Sprint(e.Event["reason"]))
+	}
+	if want := []string{again.id + ":<nil>", short.id + ":" + domain.ReasonTokenExpired}; !slices.Equal(ends, want) {
+		t.Fatalf("unsubscriptions recorded %v, want %v", ends, want)
+	}
+	// A fresh token, from the last offset: message 2 is replayed.
+	short.subscribe(map[string]any{"channel": "private-a", "offset": 1, "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": time.Now().Add(time.Hour).Unix()})})
+	if m := short.messages("private-a", 1)[0]; m.num("offset") != 2 {
+		t.Fatalf("joined again from offset 1: %v", m)
+	}
+	again.quiet(time.Second) // its first token's expiry has passed by now, ending nothing
 }
 
 // A slow consumer gets its disconnect frame even when the connection's

@@ -1,6 +1,8 @@
 package ws
 
 import (
+	"time"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -17,25 +19,29 @@ type channelClaims struct {
 }
 
 // checkChannelToken verifies that token, an HMAC-signed JWT made with the
-// app's secret, admits client to channel. Every failure is not_allowed.
-func checkChannelToken(secret, token, channel, client string) error {
+// app's secret, admits client to channel, and returns its expiry (zero
+// for none). Every failure is not_allowed.
+func checkChannelToken(secret, token, channel, client string) (time.Time, error) {
 	if secret == "" {
-		return domain.Errorf(domain.CodeNotAllowed, "private channels are closed: the app has no secret")
+		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "private channels are closed: the app has no secret")
 	}
 	if token == "" {
-		return domain.Errorf(domain.CodeNotAllowed, "%s is private: subscribe with a token", channel)
+		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "%s is private: subscribe with a token", channel)
 	}
 	var claims channelClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return []byte(secret), nil },
 		jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}))
 	if err != nil {
-		return domain.Errorf(domain.CodeNotAllowed, "token refused: %v", err)
+		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "token refused: %v", err)
 	}
 	if claims.Channel != channel {
-		return domain.Errorf(domain.CodeNotAllowed, "token is for channel %q, not %q", claims.Channel, channel)
+		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "token is for channel %q, not %q", claims.Channel, channel)
 	}
 	if claims.Client != "" && claims.Client != client {
-		return domain.Errorf(domain.CodeNotAllowed, "token is for another client")
+		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "token is for another client")
 	}
-	return nil
+	if claims.ExpiresAt == nil {
+		return time.Time{}, nil
+	}
+	return claims.ExpiresAt.Time, nil
 }

@@ -97,9 +97,16 @@ type conn struct {
 	current   *apps.App
 	currentAt time.Time
 
-	smu     sync.Mutex
-	subs    smallmap.Map[string, context.CancelFunc] // by channel; a value is nil unless a replay, or the sending of what a subscribe's going live handed back, was started (it stays after they end)
-	replays sync.WaitGroup
+	// reqMu runs the client's requests, and the ends of private
+	// subscriptions whose tokens expire, one at a time.
+	reqMu sync.Mutex
+
+	smu sync.Mutex
+	// expiries holds the timers that end private subscriptions when
+	// their tokens expire, by channel; nil until there is one.
+	expiries map[string]*expiry
+	subs     smallmap.Map[string, context.CancelFunc] // by channel; a value is nil unless a replay, or the sending of what a subscribe's going live handed back, was started (it stays after they end)
+	replays  sync.WaitGroup
 }
 
 var _ projections.Sink = (*conn)(nil)
@@ -747,6 +754,7 @@ func (c *conn) finish(readReason string, drain bool) {
 func (c *conn) endSession() {
 	c.ended.Do(func() {
 		c.cancel()
+		c.stopExpiries()
 		c.requests.Wait()
 		c.replays.Wait()
 		c.srv.members.Detach(c.app.Name, c.client.ID)
@@ -758,18 +766,10 @@ func (c *conn) endSession() {
 }
 
 func (c *conn) handle(body []byte) {
-	// A connection being closed (kicked, past its heartbeat, shut down)
-	// takes no more requests: its socket stays open while what is queued
-	// is written, up to the write timeout, and a kicked client that kept
-	// sending would go on publishing and subscribing meanwhile.
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
+	if !c.startRequest() {
 		return
 	}
-	c.requests.Add(1)
-	c.mu.Unlock()
-	defer c.requests.Done()
+	defer c.endRequest()
 	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
 		c.replyError(req.ID, "", err)
@@ -792,13 +792,43 @@ func (c *conn) handle(body []byte) {
 	}
 	if err != nil {
 		c.replyError(req.ID, req.Channel, err)
-		var u unsettled
-		if errors.As(err, &u) && c.ctx.Err() == nil {
-			// Closing the connection records its end, which ends every
-			// subscription it had in the log and the membership alike.
-			c.srv.log.Error("subscription state lost; closing the connection", "app", c.app.Name, "client", c.client.ID, "channel", req.Channel, "err", err)
-			c.disconnect(domain.ReasonServerError, websocket.CloseInternalServerErr, "subscription could not be completed", true)
-		}
+		c.settle(req.Channel, err)
+	}
+}
+
+// startRequest begins a request, or the end of an expired subscription,
+// once the one before has finished; it reports false, having begun
+// nothing, when the connection is closing. A connection being closed
+// (kicked, past its heartbeat, shut down) takes no more requests: its
+// socket stays open while what is queued is written, up to the write
+// timeout, and a kicked client that kept sending would go on publishing
+// and subscribing meanwhile. endRequest ends what it began.
+func (c *conn) startRequest() bool {
+	c.reqMu.Lock()
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		c.reqMu.Unlock()
+		return false
+	}
+	c.requests.Add(1)
+	c.mu.Unlock()
+	return true
+}
+
+func (c *conn) endRequest() {
+	c.requests.Done()
+	c.reqMu.Unlock()
+}
+
+// settle closes the connection after an unsettled error: closing records
+// its end, which ends every subscription it had in the log and the
+// membership alike.
+func (c *conn) settle(channel string, err error) {
+	var u unsettled
+	if errors.As(err, &u) && c.ctx.Err() == nil {
+		c.srv.log.Error("subscription state lost; closing the connection", "app", c.app.Name, "client", c.client.ID, "channel", channel, "err", err)
+		c.disconnect(domain.ReasonServerError, websocket.CloseInternalServerErr, "subscription could not be completed", true)
 	}
 }
 
@@ -963,20 +993,37 @@ func (c *conn) unsubscribe(req *request) error {
 	if err := domain.ValidateChannel(req.Channel); err != nil {
 		return err
 	}
-	c.smu.Lock()
-	cancel, ok := c.subs.Get(req.Channel)
-	c.subs.Delete(req.Channel)
-	c.smu.Unlock()
-	if !ok {
+	if !c.leave(req.Channel) {
 		return domain.Errorf(domain.CodeBadRequest, "not subscribed to %s", req.Channel)
 	}
-	if cancel != nil { // its replay, if one is running
+	return c.recordLeave(req.ID, req.Channel, "")
+}
+
+// leave lets go of channel: its replay, if one is running, stops, and so
+// does its token's expiry. It reports whether the connection had joined
+// it.
+func (c *conn) leave(channel string) bool {
+	c.smu.Lock()
+	cancel, ok := c.subs.Get(channel)
+	c.subs.Delete(channel)
+	if e := c.expiries[channel]; e != nil {
+		e.timer.Stop()
+		delete(c.expiries, channel)
+	}
+	c.smu.Unlock()
+	if cancel != nil {
 		cancel()
 	}
-	// From here the connection has let go of the channel: a failure
-	// leaves the log and the membership holding a subscription it no
-	// longer has.
-	evs, err := c.srv.store.Append(c.ctx, &domain.ChannelUnsubscribed{App: c.app.Name, Channel: req.Channel, Client: c.client.ID})
+	return ok
+}
+
+// recordLeave records that the connection has left channel, for reason
+// ("" when the client asked), and tells the client with `unsubscribed`
+// (with id when it answers a request, with reason when the server ended
+// the subscription). A failure leaves the log and the membership holding
+// a subscription the connection no longer has: it is unsettled.
+func (c *conn) recordLeave(id json.RawMessage, channel, reason string) error {
+	evs, err := c.srv.store.Append(c.ctx, &domain.ChannelUnsubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Reason: reason})
 	if err != nil {
 		return unsettled{err}
 	}
@@ -989,6 +1036,55 @@ func (c *conn) unsubscribe(req *request) error {
 		Type    string          `json:"type"`
 		ID      json.RawMessage `json:"id,omitempty"`
 		Channel string          `json:"channel"`
-	}{"unsubscribed", req.ID, req.Channel}))
+		Reason  string          `json:"reason,omitempty"`
+	}{"unsubscribed", id, channel, reason}))
 	return nil
+}
+
+// expiry ends a private subscription when its token expires.
+type expiry struct{ timer *time.Timer }
+
+// expireAt arms the end of the private subscription to channel at exp,
+// its token's expiry.
+func (c *conn) expireAt(channel string, exp time.Time) {
+	e := &expiry{}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.expiries == nil {
+		c.expiries = map[string]*expiry{}
+	}
+	c.expiries[channel] = e
+	e.timer = time.AfterFunc(time.Until(exp), func() { c.expire(channel, e) })
+}
+
+// expire ends the private subscription to channel whose token's expiry
+// e is, unless it has ended already: it is recorded with reason
+// token_expired, and the client is sent `unsubscribed` with that reason.
+// It waits for the request running, as a request waits for the one
+// before.
+func (c *conn) expire(channel string, e *expiry) {
+	if !c.startRequest() {
+		return
+	}
+	defer c.endRequest()
+	c.smu.Lock()
+	current := c.expiries[channel] == e
+	c.smu.Unlock()
+	if !current || !c.leave(channel) {
+		return
+	}
+	if err := c.recordLeave(nil, channel, domain.ReasonTokenExpired); err != nil {
+		c.settle(channel, err)
+	}
+}
+
+// stopExpiries stops the timers of the connection's private
+// subscriptions, at its end.
+func (c *conn) stopExpiries() {
+	c.smu.Lock()
+	for _, e := range c.expiries {
+		e.timer.Stop()
+	}
+	c.expiries = nil
+	c.smu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -151,12 +152,17 @@ func TestCheckChannelToken(t *testing.T) {
 		{"alg none", secret, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJjaGFubmVsIjoicHJpdmF0ZS14In0.", "private-x", "c1", false},
 		{"garbage", secret, "not.a.jwt", "private-x", "c1", false},
 	} {
-		err := checkChannelToken(tc.secret, tc.token, tc.channel, tc.client)
-		if (err == nil) != tc.ok {
+		exp, err := checkChannelToken(tc.secret, tc.token, tc.channel, tc.client)
+		if (err == nil) != tc.ok || !exp.IsZero() {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 		if err != nil && domain.CodeOf(err) != domain.CodeNotAllowed {
 			t.Errorf("%s: code %s", tc.name, domain.CodeOf(err))
 		}
+	}
+	// A token's expiry is returned: the subscription ends then.
+	at := time.Now().Add(time.Hour).Truncate(time.Second)
+	if exp, err := checkChannelToken(secret, signToken(t, secret, map[string]any{"channel": "private-x", "exp": at.Unix()}), "private-x", "c1"); err != nil || !exp.Equal(at) {
+		t.Errorf("a token expiring at %v: %v, %v", at, exp, err)
 	}
 }

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -55,8 +56,9 @@ func (c *conn) subscribe(req *request) error {
 		}
 	}()
 
+	var exp time.Time // when a private channel's token expires; zero for never
 	if domain.IsPrivate(channel) {
-		if err := checkChannelToken(settings.Secret, req.Token, channel, c.client.ID); err != nil {
+		if exp, err = checkChannelToken(settings.Secret, req.Token, channel, c.client.ID); err != nil {
 			c.srv.metrics.refused("private_token")
 			return err
 		}
@@ -142,6 +144,9 @@ func (c *conn) subscribe(req *request) error {
 	}
 	c.reply(appendSubscribed(make([]byte, 0, 192+len(req.ID)+len(channel)+len(epoch)), req.ID, channel, head, epoch, plan.count, truncated, first, epochChanged))
 	ok = true
+	if !exp.IsZero() {
+		c.expireAt(channel, exp)
+	}
 	if plan.count == 0 {
 		unpin()
 		// What came meanwhile is little, and goes live here; more, handed

@@ -142,6 +142,21 @@
         }
         break;
       }
+      case "unsubscribed": {
+        if (p) break; // the reply to our unsubscribe
+        // The server ended the subscription: its token expired. Only a
+        // subscription whose `subscribed` has come can be the one it
+        // ended; one still joining was asked for after it.
+        var es = this.subs.get(f.channel);
+        if (!es || !es.ready) return;
+        if (typeof es.start.token === "function") {
+          this.join(es); // with a fresh token, from the last offset delivered: nothing is missed
+          return;
+        }
+        this.subs.delete(f.channel);
+        if (es.onError) es.onError(Object.assign(new Error(f.channel + ": the subscription ended (" + f.reason + ")"), { code: f.reason }));
+        return;
+      }
       case "presence": {
         var ps = this.subs.get(f.channel);
         if (ps && ps.onPresence) ps.onPresence(f.event, f.client);
@@ -223,8 +238,12 @@
   // {last: k} or {since: unixMs}, plus {token} for private channels; it
   // applies to the first join only: reconnects resume from the last
   // delivered offset. token may be a function returning the token (or a
-  // promise of it): it is called at every join, reconnects included, so
-  // that short-lived tokens can be fetched anew. handler(data, frame) gets
+  // promise of it): it is called at every join, reconnects included, and
+  // when the server ends the subscription because its token expired, so
+  // that short-lived tokens can be fetched anew (the join then resumes
+  // from the last offset delivered). With a token that is not a function,
+  // an expired token ends the subscription, and onError gets an error
+  // whose code is "token_expired". handler(data, frame) gets
   // each message once, in order. A channel is subscribed once at a time:
   // a second subscribe before the first's unsubscribe throws.
   Fazt.prototype.subscribe = function (channel, start, handler, hooks) {
