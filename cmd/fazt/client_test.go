@@ -128,6 +128,27 @@ func TestBrowserClientRenewsExpiredTokens(t *testing.T) {
 	}
 }
 
+// TestBrowserClientRejoinsAReplayNotYetDelivered: a subscription from
+// {last: 2} whose connection is lost after `subscribed`, before any of
+// its replay was delivered, joins again from where that replay started,
+// not from the last 2 of a later head: the messages published meanwhile
+// are not skipped.
+func TestBrowserClientRejoinsAReplayNotYetDelivered(t *testing.T) {
+	tn := startTestNode(t, nil)
+	for i := 1; i <= 5; i++ {
+		tn.publish("", "room", i)
+	}
+	result := runNodeClient(t, "lastrejoin.cjs", tn.wsURL(), tn.srv.URL, testAdminKey)
+	var res struct {
+		OK    bool
+		Error string
+		Got   []uint64
+	}
+	if err := result(&res); err != nil || !res.OK || !slices.Equal(res.Got, seqRange(4, 8)) {
+		t.Fatalf("client: %+v, %v; want offsets 4 to 8", res, err)
+	}
+}
+
 // TestBrowserClientHandles: a channel is subscribed once at a time (a
 // second subscribe throws); a handle whose subscription ended leaves a
 // later one alone; a handle gives the offset and epoch to resume from, and

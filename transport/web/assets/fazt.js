@@ -138,6 +138,10 @@
           // Nothing to replay: resume after the head, so that what is sent
           // while a reconnect is under way is not lost.
           if (f.replay === 0 && (sub.offset === null || f.offset > sub.offset)) sub.offset = f.offset;
+          // A replay from {last} or {since}: a join before its first
+          // message resumes where it starts, not from a start counted
+          // anew from a later head.
+          else if (sub.offset === null) sub.offset = f.offset - f.replay;
           if (sub.onSubscribed) sub.onSubscribed(f);
         }
         break;
