@@ -225,6 +225,8 @@ func summary(f domain.Fact) string {
 			start += ":" + strconv.FormatInt(f.Start.Value, 10)
 		}
 		add("start", start)
+	case *domain.ChannelUnsubscribed:
+		add("reason", f.Reason)
 	case *domain.MessageBroadcast:
 		add("offset", strconv.FormatUint(f.Offset, 10))
 		add("by", actor(f.Publisher))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
 )
 
 // auditScenario drives a real server through connections, subscriptions,
@@ -149,5 +151,16 @@ func TestAuditCLI(t *testing.T) {
 	}
 	if _, _, err := cli(t, "audit", "--db", db, "--json", "--csv"); err == nil {
 		t.Errorf("--json with --csv succeeded")
+	}
+}
+
+// The audit's table says why the server ended a subscription; a client's
+// own unsubscribe has nothing to say.
+func TestAuditSummaryOfAnUnsubscribe(t *testing.T) {
+	if s := summary(&domain.ChannelUnsubscribed{App: "a", Channel: "private-x", Client: "c", Reason: domain.ReasonTokenExpired}); s != "reason=token_expired" {
+		t.Errorf("summary of an expired subscription's end: %q", s)
+	}
+	if s := summary(&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c"}); s != "" {
+		t.Errorf("summary of a client's unsubscribe: %q", s)
 	}
 }

@@ -241,27 +241,24 @@ func TestPrivateTokenExpires(t *testing.T) {
 		}
 		return s
 	}
-	// exp has whole seconds: these expire one to two seconds from now.
-	exp := time.Now().Unix() + 2
-	short, forever, again := tn.dial("vault", ""), tn.dial("vault", ""), tn.dial("vault", "")
-	short.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": exp})})
+	// exp has whole seconds: these expire two to three seconds from now,
+	// which the subscribes before the wait must not take.
+	exp := time.Now().Unix() + 3
+	forever, again, short := tn.dial("vault", ""), tn.dial("vault", ""), tn.dial("vault", "")
 	forever.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a"})})
 	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "exp": exp})})
 	again.send(map[string]any{"type": "unsubscribe", "channel": "private-a"})
 	again.expect("unsubscribed")
 	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a"})})
-	tn.publish("vault", "private-a", 1)
-	for _, c := range []*client{short, forever, again} {
-		c.messages("private-a", 1)
-	}
+	short.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": exp})})
 
 	f := short.next()
 	if f.str("type") != "unsubscribed" || f.str("channel") != "private-a" || f.str("reason") != domain.ReasonTokenExpired || f["id"] != nil {
 		t.Fatalf("at the token's expiry: %v, want unsubscribed with reason %s", f, domain.ReasonTokenExpired)
 	}
-	tn.publish("vault", "private-a", 2)
+	tn.publish("vault", "private-a", 1)
 	for _, c := range []*client{forever, again} {
-		if m := c.messages("private-a", 1)[0]; m.num("offset") != 2 {
+		if m := c.messages("private-a", 1)[0]; m.num("offset") != 1 {
 			t.Fatalf("a subscription that outlived the expiry got %v", m)
 		}
 	}
@@ -277,10 +274,11 @@ func TestPrivateTokenExpires(t *testing.T) {
 	if want := []string{again.id + ":<nil>", short.id + ":" + domain.ReasonTokenExpired}; !slices.Equal(ends, want) {
 		t.Fatalf("unsubscriptions recorded %v, want %v", ends, want)
 	}
-	// A fresh token, from the last offset: message 2 is replayed.
-	short.subscribe(map[string]any{"channel": "private-a", "offset": 1, "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": time.Now().Add(time.Hour).Unix()})})
-	if m := short.messages("private-a", 1)[0]; m.num("offset") != 2 {
-		t.Fatalf("joined again from offset 1: %v", m)
+	// A fresh token, from the last offset: message 1, published after
+	// the expiry, is replayed.
+	short.subscribe(map[string]any{"channel": "private-a", "offset": 0, "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": time.Now().Add(time.Hour).Unix()})})
+	if m := short.messages("private-a", 1)[0]; m.num("offset") != 1 {
+		t.Fatalf("joined again from offset 0: %v", m)
 	}
 	again.quiet(time.Second) // its first token's expiry has passed by now, ending nothing
 }

@@ -321,7 +321,9 @@ func TestRemovedAppsConnectionsEnd(t *testing.T) {
 		other.expect("subscribed")
 	})
 	t.Run("idle, at a heartbeat", func(t *testing.T) {
-		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, withWS(ws.Config{Heartbeat: 300 * time.Millisecond, PongTimeout: 150 * time.Millisecond}))
+		// A pong timeout near the heartbeat: a late pong from a busy test
+		// must not end the connection first.
+		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 900 * time.Millisecond}))
 		c := tn.dial("gone", "")
 		c.subscribe(map[string]any{"channel": "room"})
 		if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "gone")); err != nil {

@@ -1050,6 +1050,11 @@ func (c *conn) expireAt(channel string, exp time.Time) {
 	e := &expiry{}
 	c.smu.Lock()
 	defer c.smu.Unlock()
+	if c.ctx.Err() != nil {
+		// The session has ended (stopExpiries has run, or will find
+		// nothing): a timer now would only keep c until exp.
+		return
+	}
 	if c.expiries == nil {
 		c.expiries = map[string]*expiry{}
 	}

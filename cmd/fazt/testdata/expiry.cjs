@@ -35,8 +35,11 @@ fazt.subscribe("private-feed", { offset: 0, token }, (data, f) => {
     fazt.close();
     process.exit(0);
   }
-}, { onSubscribed: () => { if (tokens === 1) hello(); }, onError: (e) => fail("refused: " + e.message) });
+}, { onSubscribed: () => { if (tokens === 1) { hello(); fixed(); } }, onError: (e) => fail("refused: " + e.message) });
 // A token given as a string cannot be renewed: the subscription ends,
-// and onError says why.
-fazt.subscribe("private-fixed", { token: sign({ channel: "private-fixed", exp: Math.floor(Date.now() / 1000) + 2 }) }, () => {},
-  { onSubscribed: hello, onError: (e) => { fixedError = e.code; } });
+// and onError says why. Signed once connected, so that it is still good
+// when the subscribe arrives.
+function fixed() {
+  fazt.subscribe("private-fixed", { token: sign({ channel: "private-fixed", exp: Math.floor(Date.now() / 1000) + 2 }) }, () => {},
+    { onSubscribed: hello, onError: (e) => { fixedError = e.code; } });
+}
