@@ -144,6 +144,10 @@ func TestCheckOwnedRefusesAnotherDatabase(t *testing.T) {
 	for _, ddl := range []string{
 		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, dirty BOOLEAN); INSERT INTO schema_migrations VALUES (3, 0)`,
 		`CREATE TABLE schema_migrations (version TEXT PRIMARY KEY); INSERT INTO schema_migrations VALUES ('20240101000000')`,
+		// fazt's three columns, with a name fazt never writes: NULL.
+		`CREATE TABLE schema_migrations (version INTEGER, name TEXT, applied INTEGER); INSERT INTO schema_migrations VALUES (1, NULL, 0)`,
+		// ... or another tool's first migration.
+		`CREATE TABLE schema_migrations (version INTEGER, name TEXT, applied INTEGER); INSERT INTO schema_migrations VALUES (1, 'create_users', 0)`,
 	} {
 		tool := open()
 		if _, err := tool.ExecContext(ctx, `CREATE TABLE users (id INTEGER); `+ddl); err != nil {

@@ -421,3 +421,35 @@ func TestABrokenFileWithinTheGraceLeavesItsClockRunning(t *testing.T) {
 		t.Fatalf("default with a good app.json: keepAll %v, %v", keep, err)
 	}
 }
+
+// TestAppJSONOverAMebibyteIsRefused: app.json is read up to 1 MiB; a
+// larger file is not read whole into memory at each check, and counts as
+// one that cannot be read, saying why. One of exactly 1 MiB is read.
+func TestAppJSONOverAMebibyteIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "chat", "app.json")
+	body := `{"client_publish": true}`
+	padded := func(size int) []byte { return []byte(body + strings.Repeat(" ", size-len(body))) }
+	if err := os.WriteFile(p, padded(maxAppJSON+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	r := NewRegistry(dir)
+	r.SetLogger(slog.New(slog.NewTextHandler(&logs, nil)))
+	r.recheck = 0
+	if app, err := r.Lookup("chat"); app != nil || domain.CodeOf(err) != domain.CodeUnavailable {
+		t.Fatalf("an app.json over 1 MiB: %+v, %v; want unavailable", app, err)
+	}
+	if !strings.Contains(logs.String(), "over 1048576 bytes") {
+		t.Fatalf("the log does not say why:\n%s", logs.String())
+	}
+	if err := os.WriteFile(p, padded(maxAppJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if app, err := r.Lookup("chat"); err != nil || !app.Settings.ClientPublish {
+		t.Fatalf("an app.json of 1 MiB: %+v, %v", app, err)
+	}
+}
