@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/promtext"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
@@ -331,4 +334,53 @@ func TestRemovedAppsConnectionsEnd(t *testing.T) {
 		}
 		ended(t, tn, c, true)
 	})
+}
+
+// A kicked client that keeps sending until it answers the close has its
+// frames read and dropped: they run no request, and are neither counted
+// as received nor refused by the inbound rate (default 100 a second,
+// bursts of 200), which 300 frames would pass.
+func TestFramesAfterTheCloseAreNotCounted(t *testing.T) {
+	tn := startTestNode(t, nil)
+	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var hello frame
+	if err := conn.ReadJSON(&hello); err != nil || hello.str("type") != "connected" {
+		t.Fatalf("first frame %v, %v", hello, err)
+	}
+	counted := func() (received, refused float64) {
+		m := tn.metrics()
+		received, _ = promtext.Value(m, "fazt_ws_frames_received_total")
+		return received, testutil.LimitRefusals(m, "inbound_rate")
+	}
+	received, refused := counted()
+	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+hello.str("client_id")+"/kick", nil, nil); code != 200 {
+		t.Fatalf("kick: %d", code)
+	}
+	var disc frame
+	if err := conn.ReadJSON(&disc); err != nil || disc.str("type") != "disconnect" {
+		t.Fatalf("after the kick: %v, %v", disc, err)
+	}
+	for i := 0; i < 300; i++ {
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"publish","channel":"room","data":1}`)); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	if _, _, err := conn.ReadMessage(); !websocket.IsCloseError(err, 4000) {
+		t.Fatalf("after the frames: %v, want the close 4000", err)
+	}
+	// The server reads to the close gorilla sent in answer to its own,
+	// after the 300 frames, and then closes the socket: at its end, every
+	// frame has been read.
+	conn.UnderlyingConn().SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := io.Copy(io.Discard, conn.UnderlyingConn()); err != nil || n != 0 {
+		t.Fatalf("the socket's end: %d more bytes, %v", n, err)
+	}
+	if r, f := counted(); r != received || f != refused {
+		t.Fatalf("after the kick %v frames counted as received and %v refused, want none", r-received, f-refused)
+	}
 }

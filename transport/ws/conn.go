@@ -82,10 +82,13 @@ type conn struct {
 	// reply, a pong, a close). The flusher writes an urgent connection at
 	// once, on its own, and clears the flag when it takes the queue; a
 	// closing connection stays urgent.
-	urgent    atomic.Bool
-	inbound   atomic.Int64 // unix nanos of the last inbound frame
-	pingSent  atomic.Int64 // unix nanos of an unanswered ping; 0 for none
-	heartbeat *time.Timer
+	urgent  atomic.Bool
+	inbound atomic.Int64 // unix nanos of the last inbound frame
+	// closingNow is closing, for the reader, which looks at it for each
+	// frame without taking mu.
+	closingNow atomic.Bool
+	pingSent   atomic.Int64 // unix nanos of an unanswered ping; 0 for none
+	heartbeat  *time.Timer
 
 	limiter  *rate.Limiter  // inbound frames
 	pl       *readPoller    // nil: the reader never parks
@@ -331,6 +334,7 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
 		return
 	}
 	c.closing, c.reason, c.closeCode, c.closeText, c.flush = true, reason, code, text, flush
+	c.closingNow.Store(true)
 	if !flush {
 		c.queue = nil
 	}
@@ -649,9 +653,16 @@ func (c *conn) readLoop() {
 			}
 			break
 		}
-		c.inbound.Store(time.Now().UnixNano())
-		c.srv.metrics.inbound.Inc()
+		closing := c.closingNow.Load()
+		if !closing {
+			c.inbound.Store(time.Now().UnixNano())
+			c.srv.metrics.inbound.Inc()
+		}
 		switch {
+		case closing:
+			// A closing connection runs no more requests (handle): what
+			// its client sends until it answers the close is read and
+			// dropped, neither counted nor refused.
 		case !c.limiter.Allow():
 			c.srv.metrics.refused("inbound_rate")
 			c.replyError(peekID(body), "", domain.Errorf(domain.CodeRateLimited, "more than %g frames per second", limits.InboundRate))
