@@ -348,10 +348,28 @@ func (m *Membership) join(ctx context.Context, seq uint64, f *domain.ChannelSubs
 		sh.mu.Unlock()
 	}
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	st.subs.Set(f.Client, &subscription{seq: seq, sink: sink, from: st.head, catchUp: sink != nil})
+	sub := &subscription{seq: seq, sink: sink, from: st.head, catchUp: sink != nil}
+	st.subs.Set(f.Client, sub)
 	if domain.IsPresence(f.Channel) {
 		m.presence(st, f.Channel, "join", f.Client)
+	}
+	sh.mu.Unlock()
+	if sink != nil {
+		// Detach may have run since the sink was read, and looked for
+		// this subscription before it was made: it would then keep, and
+		// buffer for, a connection that has ended until the end is
+		// applied. Detach forgets the sink before it looks, so one of
+		// the two finds the other.
+		m.smu.RLock()
+		gone := m.sinks[k] != sink
+		m.smu.RUnlock()
+		if gone {
+			sh.mu.Lock()
+			if sub.sink == sink {
+				sub.sink, sub.buf, sub.bufSize = nil, nil, 0
+			}
+			sh.mu.Unlock()
+		}
 	}
 	return nil
 }

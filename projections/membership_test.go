@@ -211,6 +211,41 @@ func TestMembersReplyInOrderWithPresence(t *testing.T) {
 	}
 }
 
+// TestDetachDuringAJoin: a connection that ends (Detach) while its
+// subscribe is being applied, after the join read its sink and before
+// the subscription was made, leaves no subscription that buffers or
+// sends for it. Here Detach runs from the head's lookup, which a channel
+// new to the membership makes in that window.
+func TestDetachDuringAJoin(t *testing.T) {
+	var m *Membership
+	m = NewMembership(textEncoder{}, func(context.Context, string, string) (uint64, string, error) {
+		m.Detach("a", "c1")
+		return 0, "ep", nil
+	}, 0)
+	s := &recSink{}
+	m.Attach("a", "c1", s)
+	seq := uint64(0)
+	apply := func(f domain.Fact) {
+		seq++
+		if err := m.Apply(context.Background(), domain.Event{Seq: seq, Fact: f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(connected("c1"))
+	apply(subscribed("c1", "x"))
+	apply(&domain.MessageBroadcast{App: "a", Channel: "x", Offset: 1, Epoch: "ep", Data: json.RawMessage("1")})
+	sh := m.shard(chanKey{"a", "x"})
+	sh.mu.Lock()
+	sub := sh.chans[chanKey{"a", "x"}].sub("c1")
+	sh.mu.Unlock()
+	if sub == nil || sub.sink != nil || len(sub.buf) != 0 || len(s.frames) != 0 {
+		t.Fatalf("after a Detach during its join: subscription %+v, frames %v; want one with no sink and nothing kept", sub, s.frames)
+	}
+	if _, live := m.GoLive("a", "x", "c1", sub.seq, 1<<30); live {
+		t.Fatal("the ended connection's subscription went live")
+	}
+}
+
 // TestGoLiveIsForItsOwnSubscription: a replay that ends after its
 // subscription was replaced (an unsubscribe, then a new subscribe to the
 // same channel) does not take the new one live: that one's replay will.
