@@ -226,10 +226,15 @@ func (r *Registry) lookup(name string) (*App, error) {
 			r.cache[name] = &entry{app: app, checked: now}
 			return app, nil
 		}
-		delete(r.cache, name) // what it read stays known (ForRetention)
 		if name == domain.DefaultApp {
-			return defaults(""), nil
+			// No folder: the defaults, taken as read for a second as
+			// any app's settings are, rather than a stat of the folder
+			// and a new App at every request.
+			app := defaults("")
+			r.cache[name] = &entry{app: app, defaults: true, checked: now}
+			return app, nil
 		}
+		delete(r.cache, name) // what it read stays known (ForRetention)
 		if k != nil && !k.toldNoMore {
 			k.toldNoMore = true
 			r.log.Warn("the app's folder has been gone; the app is no more, and retention keeps its history whole", "app", name, "after", r.vanishGrace)

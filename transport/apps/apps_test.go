@@ -453,3 +453,28 @@ func TestAppJSONOverAMebibyteIsRefused(t *testing.T) {
 		t.Fatalf("an app.json of 1 MiB: %+v, %v", app, err)
 	}
 }
+
+// TestDefaultWithoutAFolderIsLookedAtOnceASecond: default runs on the
+// defaults without a folder, and that answer is kept for the recheck, as
+// any app's: the same App for every lookup within it (the server API
+// hashes an app's keys once for each App), and a folder made meanwhile
+// is seen at the next check.
+func TestDefaultWithoutAFolderIsLookedAtOnceASecond(t *testing.T) {
+	dir := t.TempDir()
+	r := NewRegistry(dir)
+	r.recheck = time.Hour
+	first, err := r.Lookup(domain.DefaultApp)
+	if err != nil || first.Dir != "" || first.Settings.Limits != (domain.Limits{}).WithDefaults() {
+		t.Fatalf("default without a folder: %+v, %v", first, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, domain.DefaultApp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := r.Lookup(domain.DefaultApp); err != nil || again != first {
+		t.Fatalf("within the recheck: %+v, %v; want the same App", again, err)
+	}
+	r.recheck = 0
+	if later, err := r.Lookup(domain.DefaultApp); err != nil || later.Dir != filepath.Join(dir, domain.DefaultApp) {
+		t.Fatalf("at the next check: %+v, %v; want the folder's", later, err)
+	}
+}
