@@ -567,41 +567,6 @@ func (m *Membership) Subscribers(app, channel string) []string {
 	return out
 }
 
-// Members answers a `members` request of client's: build makes the reply
-// from the channel's members, sorted, and it goes to the client's sink in
-// order with the channel's presence frames, behind those buffered during
-// a replay still catching up. Sent apart, the reply, which counts every
-// join and leave so far, would come before the presence frames of the
-// ones it counts, telling the client of them twice. It reports false,
-// sending nothing, when the client has no subscription to the channel
-// with a sink here.
-func (m *Membership) Members(app, channel, client string, build func(members []string) []byte) bool {
-	ck := chanKey{app, channel}
-	sh := m.shard(ck)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	st := sh.chans[ck]
-	if st == nil {
-		return false
-	}
-	sub := st.sub(client)
-	if sub == nil || sub.sink == nil {
-		return false
-	}
-	members := make([]string, 0, st.subs.Len())
-	for id := range st.subs.All() {
-		members = append(members, id)
-	}
-	sort.Strings(members)
-	frame := build(members)
-	if sub.catchUp {
-		m.buffer(sub, bufFrame{0, frame})
-	} else if !sub.sink.Send(frame) {
-		sub.sink = nil
-	}
-	return true
-}
-
 // Connected implements domain.Members.
 func (m *Membership) Connected(app, client string) bool {
 	m.smu.RLock()

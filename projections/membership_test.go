@@ -185,32 +185,6 @@ func TestPresenceWhileCatchingUp(t *testing.T) {
 	}
 }
 
-// TestMembersReplyInOrderWithPresence: a members reply made while the
-// subscription catches up comes after the presence frames buffered for
-// it, which it already counts, and not before them; once live, in order
-// with the ones sent.
-func TestMembersReplyInOrderWithPresence(t *testing.T) {
-	f := newFixture(t, 0)
-	s1 := f.subscriber("c1", "presence-r")
-	f.apply(connected("c2"), subscribed("c2", "presence-r"))
-	reply := func(members []string) []byte { return []byte("members:" + strings.Join(members, ",")) }
-	if !f.m.Members("a", "presence-r", "c1", reply) {
-		t.Fatal("no reply for a subscriber catching up")
-	}
-	if len(s1.frames) != 0 {
-		t.Fatalf("frames sent during catch-up: %v", s1.frames)
-	}
-	f.goLive("presence-r", "c1")
-	f.apply(connected("c3"), subscribed("c3", "presence-r"))
-	f.m.Members("a", "presence-r", "c1", reply)
-	if want := []string{"join:c2", "members:c1,c2", "join:c3", "members:c1,c2,c3"}; !slices.Equal(s1.frames, want) {
-		t.Fatalf("frames %v, want %v", s1.frames, want)
-	}
-	if f.m.Members("a", "presence-r", "c4", reply) || f.m.Members("a", "presence-other", "c1", reply) {
-		t.Fatal("a reply for a client that has not joined the channel")
-	}
-}
-
 // TestDetachDuringAJoin: a connection that ends (Detach) while its
 // subscribe is being applied, after the join read its sink and before
 // the subscription was made, leaves no subscription that buffers or

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
 // TestBadFrames sends every kind of bad request and checks its error code,
@@ -344,59 +342,5 @@ func TestAuditFilters(t *testing.T) {
 	var e struct{ Code string }
 	if tn.api("chat", testAdminKey, "GET", "/_api/audit?type=nonsense", nil, &e); e.Code != "bad_request" {
 		t.Fatalf("unknown type: %v", e)
-	}
-}
-
-// A `members` reply during a replay comes after the presence frames
-// buffered for that replay, which it already counts: a client that lists
-// the members and then applies the joins it is sent is not told of one
-// twice. The subscriber here reads nothing until it asks, so its replay
-// (of more than its queue and socket buffers hold) is still catching up
-// when the second client joins.
-func TestMembersReplyAfterTheBufferedPresence(t *testing.T) {
-	tn := startTestNode(t, nil, withWS(ws.Config{SendQueue: 64, SocketSendBuffer: 8192}))
-	data := strings.Repeat("x", 1000)
-	for i := 0; i < 10; i++ { // 1 MB, far more than the queue and buffers below hold
-		batch := make([]map[string]any, 100)
-		for j := range batch {
-			batch[j] = map[string]any{"channel": "presence-r", "data": data}
-		}
-		if code := tn.api("", testAdminKey, "POST", "/_api/publish-batch", map[string]any{"messages": batch}, nil); code != 200 {
-			t.Fatalf("publish-batch: %d", code)
-		}
-	}
-	// (A receive buffer of less than loopback's segment size would make
-	// the kernel hold each window update for 200 ms.)
-	a := tn.dialSmallReads(65536)
-	a.SetReadDeadline(time.Now().Add(30 * time.Second))
-	var f frame
-	read := func() frame {
-		t.Helper()
-		f = frame{}
-		if err := a.ReadJSON(&f); err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return f
-	}
-	if read().str("type") != "connected" {
-		t.Fatalf("first frame %v", f)
-	}
-	a.WriteJSON(map[string]any{"type": "subscribe", "channel": "presence-r", "offset": 0})
-	for read().str("type") != "subscribed" {
-	}
-	b := tn.dial("", "")
-	b.subscribe(map[string]any{"channel": "presence-r"})
-	a.WriteJSON(map[string]any{"type": "members", "channel": "presence-r", "id": 7})
-	joined, messages := false, 0
-	for read().str("type") != "members" {
-		switch f.str("type") {
-		case "message":
-			messages++
-		case "presence":
-			joined = joined || f.str("event") == "join" && f.str("client") == b.id
-		}
-	}
-	if !joined || !slices.Contains(f["members"].([]any), any(b.id)) {
-		t.Fatalf("members reply %v after %d messages, the join of %s before it: %v", f, messages, b.id, joined)
 	}
 }

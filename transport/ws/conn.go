@@ -876,20 +876,13 @@ func (c *conn) membersOf(req *request) error {
 	if !c.subscribed(req.Channel) {
 		return domain.Errorf(domain.CodeNotAllowed, "subscribe to %s to see its members", req.Channel)
 	}
-	reply := func(members []string) []byte {
-		return mustJSON(struct {
-			Type    string          `json:"type"`
-			ID      json.RawMessage `json:"id,omitempty"`
-			Channel string          `json:"channel"`
-			Members []string        `json:"members"`
-		}{"members", req.ID, req.Channel, members})
-	}
-	// In order with the channel's presence frames (see Members). A
-	// subscription without a sink is ending (a slow consumer's): the
-	// reply goes out apart, if at all.
-	if !c.srv.members.Members(c.app.Name, req.Channel, c.client.ID, reply) {
-		c.reply(reply(c.srv.members.Subscribers(c.app.Name, req.Channel)))
-	}
+	members := c.srv.members.Subscribers(c.app.Name, req.Channel)
+	c.reply(mustJSON(struct {
+		Type    string          `json:"type"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Channel string          `json:"channel"`
+		Members []string        `json:"members"`
+	}{"members", req.ID, req.Channel, members}))
 	return nil
 }
 
