@@ -241,16 +241,18 @@ func TestPrivateTokenExpires(t *testing.T) {
 		}
 		return s
 	}
-	// exp has whole seconds: these expire two to three seconds from now,
-	// which the subscribes before the wait must not take.
-	exp := time.Now().Unix() + 3
+	// exp has whole seconds: each token here expires two to three
+	// seconds after it is signed, which its subscribe must not take.
+	exp := func() int64 { return time.Now().Unix() + 3 }
 	forever, again, short := tn.dial("vault", ""), tn.dial("vault", ""), tn.dial("vault", "")
 	forever.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a"})})
-	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "exp": exp})})
+	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "exp": exp()})})
 	again.send(map[string]any{"type": "unsubscribe", "channel": "private-a"})
 	again.expect("unsubscribed")
 	again.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a"})})
-	short.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": exp})})
+	// Signed last: its expiry is the later, so that once it has passed,
+	// so has again's first token's.
+	short.subscribe(map[string]any{"channel": "private-a", "token": sign(jwt.MapClaims{"channel": "private-a", "client": short.id, "exp": exp()})})
 
 	f := short.next()
 	if f.str("type") != "unsubscribed" || f.str("channel") != "private-a" || f.str("reason") != domain.ReasonTokenExpired || f["id"] != nil {

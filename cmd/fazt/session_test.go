@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -341,7 +340,9 @@ func TestRemovedAppsConnectionsEnd(t *testing.T) {
 // as received nor refused by the inbound rate (default 100 a second,
 // bursts of 200), which 300 frames would pass.
 func TestFramesAfterTheCloseAreNotCounted(t *testing.T) {
-	tn := startTestNode(t, nil)
+	// The server reads until the client answers its close, however long
+	// the test takes to send.
+	tn := startTestNode(t, nil, withWS(ws.Config{CloseLinger: time.Hour}))
 	conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -374,11 +375,18 @@ func TestFramesAfterTheCloseAreNotCounted(t *testing.T) {
 		t.Fatalf("after the frames: %v, want the close 4000", err)
 	}
 	// The server reads to the close gorilla sent in answer to its own,
-	// after the 300 frames, and then closes the socket: at its end, every
-	// frame has been read.
-	conn.UnderlyingConn().SetReadDeadline(time.Now().Add(30 * time.Second))
-	if n, err := io.Copy(io.Discard, conn.UnderlyingConn()); err != nil || n != 0 {
-		t.Fatalf("the socket's end: %d more bytes, %v", n, err)
+	// after the 300 frames, and only then closes its socket, which the
+	// kernel answers a write to with a reset: once a write fails, every
+	// frame has been read. (Its half-close came with its close frame.)
+	raw := conn.UnderlyingConn()
+	raw.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := raw.Write([]byte{0}); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server's socket still open 30s after the client's close")
+		}
 	}
 	if r, f := counted(); r != received || f != refused {
 		t.Fatalf("after the kick %v frames counted as received and %v refused, want none", r-received, f-refused)

@@ -643,8 +643,11 @@ func (c *conn) readLoop() {
 			switch {
 			case errors.Is(err, errFrameTooBig), errors.Is(err, websocket.ErrReadLimit):
 				// gorilla's ErrReadLimit: a frame whose length does not
-				// fit in 63 bits.
-				c.srv.metrics.refused("message_size")
+				// fit in 63 bits. Not counted from a closing connection,
+				// which refuses nothing more.
+				if !c.closingNow.Load() {
+					c.srv.metrics.refused("message_size")
+				}
 				reason = domain.ReasonTooLarge
 			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 				reason = domain.ReasonClientClosed
