@@ -180,6 +180,58 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 	return due, rows.Err()
 }
 
+// PurgeApp deletes what the log retains of an app the server no longer
+// hosts, on the operator's word: every message of its channels, as
+// retention would, and, with audit, the events that audit retention
+// would drop at any age (those of its ended sessions, and of broadcasts
+// whose messages are gone). The caller checks that the app is gone.
+// What a replay or a subscription has yet to read stays, for a later
+// call; the channels' heads stay, so that, should the app come back, its
+// offsets never repeat.
+func (l *Log) PurgeApp(ctx context.Context, app string, audit bool) (messages, events int, err error) {
+	res, err := l.purgeApp(ctx, app, audit)
+	return res.Messages, res.Events, err
+}
+
+func (l *Log) purgeApp(ctx context.Context, app string, audit bool) (RetentionResult, error) {
+	var res RetentionResult
+	rows, err := l.rdb.QueryContext(ctx, `SELECT name FROM channels WHERE app = ? ORDER BY name`, app)
+	if err != nil {
+		return res, fmt.Errorf("purge %s: list channels: %w", app, err)
+	}
+	var channels []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return res, fmt.Errorf("purge %s: list channels: %w", app, err)
+		}
+		channels = append(channels, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("purge %s: list channels: %w", app, err)
+	}
+	// Everything committed before the call is older than a millisecond
+	// after it.
+	later := time.Now().Add(time.Millisecond)
+	for _, channel := range channels {
+		n, err := l.TrimChannel(ctx, app, channel, RetentionPolicy{MaxAge: time.Nanosecond}, later, 0)
+		res.Messages += n
+		if err != nil {
+			return res, err
+		}
+	}
+	if audit {
+		n, err := l.TrimAudit(ctx, app, later.UnixMilli(), 0)
+		res.Events += n
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
 func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
 	rows, err := l.rdb.QueryContext(ctx, `SELECT DISTINCT app FROM channels ORDER BY app`)
 	if err != nil {

@@ -28,6 +28,9 @@ type Store interface {
 	domain.History
 	SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error)
 	Head() uint64
+	// PurgeApp deletes the retained history of an app no longer hosted:
+	// its messages, and with audit its ended sessions' events.
+	PurgeApp(ctx context.Context, app string, audit bool) (messages, events int, err error)
 }
 
 // API serves /_api/... and /healthz.
@@ -63,6 +66,7 @@ func New(store Store, members domain.Members, registry *apps.Registry, adminDige
 	a.mux.HandleFunc("GET /_api/channels", a.auth(a.channels))
 	a.mux.HandleFunc("POST /_api/clients/{id}/kick", a.auth(a.kick))
 	a.mux.HandleFunc("GET /_api/audit", a.auth(a.audit))
+	a.mux.HandleFunc("POST /_api/apps/{app}/purge", a.purge)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("/_api/", a.noEndpoint)
 	return a
@@ -205,6 +209,55 @@ func KeyDigest(key string) []byte {
 // SameKey compares two keys' digests in constant time.
 func SameKey(given, want []byte) bool {
 	return subtle.ConstantTimeCompare(given, want) == 1
+}
+
+// purge deletes the history of an app the server no longer hosts (its
+// folder removed), which retention otherwise keeps whole: its messages,
+// and with {"audit": true} the events of its ended sessions. Only the
+// admin key may, whatever the Host; an app still hosted is refused.
+func (a *API) purge(w http.ResponseWriter, r *http.Request) {
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimLeft(key, " ")
+	if !strings.EqualFold(scheme, "Bearer") || key == "" {
+		writeError(w, domain.Errorf(domain.CodeUnauthorized, "missing Authorization: Bearer <key>"))
+		return
+	}
+	if !SameKey(KeyDigest(key), a.admin) {
+		writeError(w, domain.Errorf(domain.CodeUnauthorized, "purging an app's history takes the admin key"))
+		return
+	}
+	name := r.PathValue("app")
+	if err := domain.ValidateApp(name); err != nil {
+		writeError(w, err)
+		return
+	}
+	var body struct {
+		Audit bool `json:"audit"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, 4096, &body); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	switch _, err := a.apps.Lookup(name); {
+	case err == nil, domain.CodeOf(err) != domain.CodeNotFound:
+		// Hosted, on its settings or the defaults, within the grace of a
+		// vanished folder, or not served for a broken app.json: its
+		// history is still its own.
+		writeError(w, domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first (and wait out the 10 s its settings are kept)", name))
+		return
+	}
+	messages, events, err := a.store.PurgeApp(r.Context(), name, body.Audit)
+	if err != nil {
+		// What was deleted before the failure stays deleted: a later
+		// call takes the rest.
+		a.log.Error("purge", "app", name, "messages", messages, "events", events, "err", err)
+		writeError(w, err)
+		return
+	}
+	a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", messages, "events", events)
+	writeJSON(w, http.StatusOK, map[string]any{"app": name, "messages": messages, "events": events})
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {

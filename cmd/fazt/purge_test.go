@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fazt-realtime/fazt/domain"
+)
+
+// TestPurgeARemovedApp: `fazt purge` deletes the messages of an app whose
+// folder is gone, and with --audit its ended sessions' events, leaving
+// other apps alone. An app still hosted is refused, as is a key other
+// than the admin key. The channels' heads stay: the app made again goes
+// on from its old offsets.
+func TestPurgeARemovedApp(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"old": "", "keep": `{"api_keys":{"ci":"keep-key"}}`})
+	server := strings.TrimPrefix(tn.srv.URL, "http://")
+	for i := 0; i < 3; i++ {
+		tn.publish("old", "room", i)
+	}
+	tn.publish("old", "other", 1)
+	tn.publish("keep", "room", 1)
+	c := tn.dial("old", "")
+	c.subscribe(map[string]any{"channel": "room"})
+	c.conn.Close()
+	purge := func(args ...string) (string, error) {
+		out, _, err := cli(t, append([]string{"purge", "--server", server, "--app", "old"}, args...)...)
+		return out, err
+	}
+	if _, err := purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") {
+		t.Fatalf("purge of a hosted app: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "old")); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"wrong", "keep-key"} { // an app's key is not the admin's
+		if _, err := purge("--admin-key", key); err == nil || !strings.Contains(err.Error(), "401") {
+			t.Fatalf("purge with key %s: %v", key, err)
+		}
+	}
+	// The registry sees the folder gone within a second.
+	var out string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, err = purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || out != "purged app old: 4 messages, 0 events\n" {
+		t.Fatalf("purge: %q, %v", out, err)
+	}
+	ctx := context.Background()
+	for _, ch := range []string{"room", "other"} {
+		msgs, err := tn.node.log.Messages(ctx, "old", ch, domain.HistoryQuery{Limit: 10})
+		if err != nil || len(msgs) != 0 {
+			t.Fatalf("%s after the purge: %d messages, %v", ch, len(msgs), err)
+		}
+	}
+	if msgs, _ := tn.node.log.Messages(ctx, "keep", "room", domain.HistoryQuery{Limit: 10}); len(msgs) != 1 {
+		t.Fatalf("another app's channel after the purge: %d messages", len(msgs))
+	}
+	// The session has ended by now: its end is written when its socket
+	// closes, which the purge above does not wait for.
+	for deadline := time.Now().Add(10 * time.Second); tn.node.members.Connected("old", c.id) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The log's newest event is never deleted (sequence numbers are not
+	// reused): here it is another app's.
+	tn.publish("keep", "room", 2)
+	before, _ := tn.node.log.Events(ctx, domain.AuditQuery{App: "old"})
+	if out, err = purge("--admin-key", testAdminKey, "--audit"); err != nil || !strings.HasPrefix(out, "purged app old: 0 messages, ") || strings.Contains(out, " 0 events") {
+		t.Fatalf("purge --audit: %q, %v (events before: %d)", out, err, len(before))
+	}
+	if evs, err := tn.node.log.Events(ctx, domain.AuditQuery{App: "old"}); err != nil || len(evs) != 0 {
+		t.Fatalf("events of the app after purge --audit: %d, %v", len(evs), err)
+	}
+	if evs, _ := tn.node.log.Events(ctx, domain.AuditQuery{App: "keep"}); len(evs) != 2 {
+		t.Fatalf("another app's events after purge --audit: %d", len(evs))
+	}
+	if err := os.MkdirAll(filepath.Join(tn.cfg.AppsDir, "old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var p published
+		if code := tn.api("old", testAdminKey, "POST", "/_api/publish", map[string]any{"channel": "room", "data": 4}, &p); code == 200 {
+			if p.Offset != 4 {
+				t.Fatalf("the app made again published at offset %d, want 4", p.Offset)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the app made again is not served")
+		}
+	}
+}
