@@ -183,17 +183,21 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 // PurgeApp deletes what the log retains of an app the server no longer
 // hosts, on the operator's word: every message of its channels, as
 // retention would, and, with audit, the events that audit retention
-// would drop at any age (those of its ended sessions, and of broadcasts
-// whose messages are gone). The caller checks that the app is gone.
-// What a replay or a subscription has yet to read stays, for a later
-// call; the channels' heads stay, so that, should the app come back, its
-// offsets never repeat.
-func (l *Log) PurgeApp(ctx context.Context, app string, audit bool) (messages, events int, err error) {
-	res, err := l.purgeApp(ctx, app, audit)
+// would drop at any age (those of its ended sessions, of its broadcasts
+// to all, and of broadcasts whose messages are gone) up to applied, the
+// last event every projection has applied (an event they have yet to
+// apply, such as a session's end, stays). The caller checks that the
+// app is gone, and that nothing can publish to it any more: every
+// message is taken, whatever its time says (a clock set back leaves
+// newer messages with older times). What a replay or a subscription has
+// yet to read stays, for a later call; the channels' heads stay, so
+// that, should the app come back, its offsets never repeat.
+func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, applied uint64) (messages, events int, err error) {
+	res, err := l.purgeApp(ctx, app, audit, applied)
 	return res.Messages, res.Events, err
 }
 
-func (l *Log) purgeApp(ctx context.Context, app string, audit bool) (RetentionResult, error) {
+func (l *Log) purgeApp(ctx context.Context, app string, audit bool, applied uint64) (RetentionResult, error) {
 	var res RetentionResult
 	rows, err := l.rdb.QueryContext(ctx, `SELECT name FROM channels WHERE app = ? ORDER BY name`, app)
 	if err != nil {
@@ -212,9 +216,8 @@ func (l *Log) purgeApp(ctx context.Context, app string, audit bool) (RetentionRe
 	if err := rows.Err(); err != nil {
 		return res, fmt.Errorf("purge %s: list channels: %w", app, err)
 	}
-	// Everything committed before the call is older than a millisecond
-	// after it.
-	later := time.Now().Add(time.Millisecond)
+	// Every message and event is older than this.
+	later := time.Now().AddDate(1000, 0, 0)
 	for _, channel := range channels {
 		n, err := l.TrimChannel(ctx, app, channel, RetentionPolicy{MaxAge: time.Nanosecond}, later, 0)
 		res.Messages += n
@@ -223,7 +226,7 @@ func (l *Log) purgeApp(ctx context.Context, app string, audit bool) (RetentionRe
 		}
 	}
 	if audit {
-		n, err := l.TrimAudit(ctx, app, later.UnixMilli(), 0)
+		n, err := l.trimAudit(ctx, app, later.UnixMilli(), 0, min(l.Head(), applied+1))
 		res.Events += n
 		if err != nil {
 			return res, err
@@ -382,17 +385,21 @@ var trimSessionQuery = `SELECT seq FROM events INDEXED BY events_app_client WHER
 //     found in trimmed_broadcasts, where retention recorded them when it
 //     deleted their messages; their rows there go with them.
 func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int) (int, error) {
+	return l.trimAudit(ctx, app, cutoff, batch, l.Head())
+}
+
+// trimAudit is TrimAudit for the events before last, which it keeps.
+func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int, last uint64) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
-	// Events committed before cutoff are those before cut; the newest
-	// event, last, stays (a disconnection can be it: the events of its
-	// session before it go).
+	// Events committed before cutoff are those before cut; last, the
+	// newest event unless the caller says otherwise, stays (a
+	// disconnection can be it: the events of its session before it go).
 	cut, err := l.seqFrom(ctx, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
-	last := l.Head()
 	end := min(cut, last)
 	deleted := 0
 	// drain deletes the events query selects, a page of batch at a time,

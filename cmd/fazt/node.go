@@ -35,6 +35,10 @@ type nodeConfig struct {
 	Retention apps.Retention
 	// RetentionInterval is the time between retention passes (default 1m).
 	RetentionInterval time.Duration
+	// AppGrace is how long an app whose app.json or folder vanished keeps
+	// its settings, and how long its folder must have been gone before
+	// it may be purged (0: 10 s).
+	AppGrace time.Duration
 }
 
 // node is one running server: the log, its projections, and the transports
@@ -132,6 +136,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}
 
 	registry := apps.NewRegistry(cfg.AppsDir)
+	if cfg.AppGrace > 0 {
+		registry.SetGrace(cfg.AppGrace)
+	}
 	registry.SetLogger(cfg.Logger)
 	cfg.WS.Logger = cfg.Logger
 	// The apps' JavaScript: hooks for the WebSocket transport, handlers
@@ -141,6 +148,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n.scripts = scripts
 	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, scripts)
 	n.api = httpapi.New(n.log, n.members, registry, adminDigest, cfg.Logger)
+	n.api.SetApplied(func() uint64 { return min(n.members.Applied(), n.subs.Applied()) })
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger})
 	n.startRetention(cfg, registry)
 	return n, nil

@@ -128,11 +128,29 @@ var apiTimeout = 30 * time.Second
 // failure is one line: the server's error and code, or why it was not
 // reached.
 func callAPI(ctx context.Context, server, app, key, method, path string, body []byte, out any) ([]byte, error) {
+	return callAPIWithin(ctx, apiTimeout, server, app, key, method, path, body, out)
+}
+
+// noAnswer is callAPIWithin's error for a call the server did not
+// answer in time: it may have been carried out.
+type noAnswer struct {
+	host   string
+	within time.Duration
+}
+
+func (e *noAnswer) Error() string {
+	// The request may have reached the server, and a publish may have
+	// been committed: a retry could send it twice.
+	return fmt.Sprintf("no answer from %s within %s; the request may still have been carried out (check the history or the audit before trying again)", e.host, e.within)
+}
+
+// callAPIWithin is callAPI with its own bound on the call.
+func callAPIWithin(ctx context.Context, within time.Duration, server, app, key, method, path string, body []byte, out any) ([]byte, error) {
 	base, host, err := serverURL(server, app)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, base.String()+path, bytes.NewReader(body))
 	if err != nil {
@@ -144,9 +162,7 @@ func callAPI(ctx context.Context, server, app, key, method, path string, body []
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			// The request may have reached the server, and a publish
-			// may have been committed: a retry could send it twice.
-			return nil, fmt.Errorf("no answer from %s within %s; the request may still have been carried out (check the history or the audit before trying again)", base.Host, apiTimeout)
+			return nil, &noAnswer{base.Host, within}
 		}
 		return nil, fmt.Errorf("server %s is not reachable: %v", base.Host, errors.Unwrap(err))
 	}

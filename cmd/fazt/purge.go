@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 )
+
+// purgeTimeout bounds fazt purge's wait: an app of millions of messages
+// or sessions takes minutes.
+var purgeTimeout = 10 * time.Minute
 
 func purgeCmd() *cobra.Command {
 	var (
@@ -20,9 +25,11 @@ func purgeCmd() *cobra.Command {
 		Long: `Delete, through a running server (POST /_api/apps/{app}/purge), the
 retained messages of an app whose folder has been removed: retention keeps
 such an app's history whole until told otherwise. With --audit, the
-events of its ended sessions and of its trimmed broadcasts go too. Only
-the admin key may; an app still hosted is refused. The channels' heads
-stay, so an app made again under the name never reuses an offset.`,
+events of its ended sessions, its broadcasts to all and its trimmed
+broadcasts go too. Only the admin key may. An app still hosted (default
+always is), or whose folder the server has seen gone for less than its
+--app-grace (10s), is refused: try again once it has. The channels'
+heads stay, so an app made again under the name never reuses an offset.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkApp(app); err != nil {
@@ -40,7 +47,11 @@ stay, so an app made again under the name never reuses an offset.`,
 				Events   int `json:"events"`
 			}
 			// Asked of the default app's host: the purged app has none.
-			raw, err := callAPI(cmd.Context(), server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
+			raw, err := callAPIWithin(cmd.Context(), purgeTimeout, server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
+			var late *noAnswer
+			if errors.As(err, &late) {
+				return fmt.Errorf("no answer from %s within %s: the purge goes on at the server, whose log says what it deleted; run it again to see what is left", late.host, late.within)
+			}
 			if err != nil {
 				return err
 			}

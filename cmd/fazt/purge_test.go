@@ -12,12 +12,16 @@ import (
 )
 
 // TestPurgeARemovedApp: `fazt purge` deletes the messages of an app whose
-// folder is gone, and with --audit its ended sessions' events, leaving
-// other apps alone. An app still hosted is refused, as is a key other
-// than the admin key. The channels' heads stay: the app made again goes
-// on from its old offsets.
+// folder has been gone for the grace, and with --audit its ended
+// sessions' events, leaving other apps alone. An app still hosted (on
+// the defaults, on its settings within the grace, not served for a
+// broken app.json, or default), or one whose folder has just gone, is
+// refused, as is a key other than the admin key. The channels' heads
+// stay: the app made again goes on from its old offsets.
 func TestPurgeARemovedApp(t *testing.T) {
-	tn := startTestNode(t, map[string]string{"old": "", "keep": `{"api_keys":{"ci":"keep-key"}}`})
+	const grace = 500 * time.Millisecond
+	tn := startTestNode(t, map[string]string{"old": "", "keep": `{"api_keys":{"ci":"keep-key"}}`, "parsed": `{"client_publish":true}`, "broken": `{bad`},
+		func(c *nodeConfig) { c.AppGrace = grace })
 	server := strings.TrimPrefix(tn.srv.URL, "http://")
 	for i := 0; i < 3; i++ {
 		tn.publish("old", "room", i)
@@ -27,29 +31,47 @@ func TestPurgeARemovedApp(t *testing.T) {
 	c := tn.dial("old", "")
 	c.subscribe(map[string]any{"channel": "room"})
 	c.conn.Close()
-	purge := func(args ...string) (string, error) {
-		out, _, err := cli(t, append([]string{"purge", "--server", server, "--app", "old"}, args...)...)
+	purgeApp := func(app string, args ...string) (string, error) {
+		out, _, err := cli(t, append([]string{"purge", "--server", server, "--app", app}, args...)...)
 		return out, err
 	}
+	purge := func(args ...string) (string, error) { return purgeApp("old", args...) }
 	if _, err := purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") {
 		t.Fatalf("purge of a hosted app: %v", err)
 	}
+	if _, err := purgeApp("broken", "--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") {
+		t.Fatalf("purge of an app not served for its broken app.json: %v", err)
+	}
+	if _, err := purgeApp("default", "--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") {
+		t.Fatalf("purge of default: %v", err)
+	}
+	// An app whose settings were read keeps them for the grace after its
+	// folder goes: hosted still.
+	tn.api("parsed", testAdminKey, "GET", "/_api/channels", nil, nil)
+	if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "parsed")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the registry's second
+	if _, err := purgeApp("parsed", "--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") && !strings.Contains(err.Error(), "seen gone") {
+		t.Fatalf("purge of an app within its grace: %v", err)
+	}
+	tn.api("old", testAdminKey, "GET", "/_api/channels", nil, nil)
 	if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "old")); err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	// Gone, but seen so for less than the grace: a deploy writing the
+	// folder again looks the same.
+	if _, err := purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "seen gone") {
+		t.Fatalf("purge of an app gone a moment: %v", err)
 	}
 	for _, key := range []string{"wrong", "keep-key"} { // an app's key is not the admin's
 		if _, err := purge("--admin-key", key); err == nil || !strings.Contains(err.Error(), "401") {
 			t.Fatalf("purge with key %s: %v", key, err)
 		}
 	}
-	// The registry sees the folder gone within a second.
-	var out string
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if out, err = purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "still on this server") || time.Now().After(deadline) {
-			break
-		}
-	}
+	time.Sleep(grace)
+	out, err := purge("--admin-key", testAdminKey)
 	if err != nil || out != "purged app old: 4 messages, 0 events\n" {
 		t.Fatalf("purge: %q, %v", out, err)
 	}
@@ -71,12 +93,22 @@ func TestPurgeARemovedApp(t *testing.T) {
 	// The log's newest event is never deleted (sequence numbers are not
 	// reused): here it is another app's.
 	tn.publish("keep", "room", 2)
-	before, _ := tn.node.log.Events(ctx, domain.AuditQuery{App: "old"})
-	if out, err = purge("--admin-key", testAdminKey, "--audit"); err != nil || !strings.HasPrefix(out, "purged app old: 0 messages, ") || strings.Contains(out, " 0 events") {
-		t.Fatalf("purge --audit: %q, %v (events before: %d)", out, err, len(before))
-	}
-	if evs, err := tn.node.log.Events(ctx, domain.AuditQuery{App: "old"}); err != nil || len(evs) != 0 {
-		t.Fatalf("events of the app after purge --audit: %d, %v", len(evs), err)
+	// The events the projections have yet to apply stay for a later
+	// call (the stored subscriptions are written on their own clock).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if out, err = purge("--admin-key", testAdminKey, "--audit"); err != nil || !strings.HasPrefix(out, "purged app old: 0 messages, ") {
+			t.Fatalf("purge --audit: %q, %v", out, err)
+		}
+		evs, err := tn.node.log.Events(ctx, domain.AuditQuery{App: "old"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events of the app after purge --audit: %d", len(evs))
+		}
 	}
 	if evs, _ := tn.node.log.Events(ctx, domain.AuditQuery{App: "keep"}); len(evs) != 2 {
 		t.Fatalf("another app's events after purge --audit: %d", len(evs))

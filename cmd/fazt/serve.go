@@ -20,10 +20,10 @@ import (
 
 func serveCmd() *cobra.Command {
 	var (
-		addr, db, appsDir, durability, admin, logLevel, debugAddr string
-		heartbeat, pongTimeout, writeDelay, maxWriteDelay         time.Duration
-		retention                                                 retentionFlags
-		ioURing                                                   bool
+		addr, db, appsDir, durability, admin, logLevel, debugAddr   string
+		heartbeat, pongTimeout, writeDelay, maxWriteDelay, appGrace time.Duration
+		retention                                                   retentionFlags
+		ioURing                                                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -49,6 +49,11 @@ See docs/operators.md, "One processor".`,
 			if err := checkTimes(heartbeat, pongTimeout, writeDelay, maxWriteDelay); err != nil {
 				return err
 			}
+			if appGrace < time.Second {
+				// Less would let an editor's save by renaming, or a
+				// deploy's rewrite, open an app to every origin.
+				return fmt.Errorf("--app-grace %s: want 1s or more", appGrace)
+			}
 			slack, err := timerSlack()
 			if err != nil {
 				return err
@@ -67,7 +72,7 @@ See docs/operators.md, "One processor".`,
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
 					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay, PlainWrites: !ioURing},
 					Logger:    logger,
-					Retention: retain, RetentionInterval: retention.interval,
+					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace,
 				},
 			}, cmd.ErrOrStderr())
 		},
@@ -79,6 +84,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&durability, "durability", envOr("FAZT_DURABILITY", "normal"), "normal (survives a process crash) or full (fsync per commit, survives power loss) (FAZT_DURABILITY)")
 	f.StringVar(&admin, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
+	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long its folder must have been gone before fazt purge may drop its history (FAZT_APP_GRACE)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")

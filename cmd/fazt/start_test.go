@@ -98,6 +98,7 @@ func TestServeRefusesTimesItWouldBend(t *testing.T) {
 		{"--heartbeat", "1ns"}, {"--heartbeat", "500ms"}, {"--heartbeat", "-30s"},
 		{"--pong-timeout", "0s"}, {"--pong-timeout", "-1s"},
 		{"--write-delay", "-2ms"}, {"--write-delay-max", "-1ms"},
+		{"--app-grace", "0s"}, {"--app-grace", "500ms"},
 	} {
 		t.Run(strings.Join(flags, "="), func(t *testing.T) {
 			// Bounded: a serve that took the value would run until cancelled.

@@ -76,6 +76,10 @@ type Registry struct {
 	// and whether it or the app's folder has gone since (see Lookup); an
 	// entry stays until a new app.json replaces it.
 	known map[string]*known
+	// missing holds, by app, since when its folder has been seen gone:
+	// for the apps this registry has served (or been asked to purge),
+	// until the folder is seen again.
+	missing map[string]time.Time
 }
 
 // entry is what Lookup answers for an app until checked+recheck.
@@ -137,6 +141,34 @@ func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error)
 	return app, keepAll, err
 }
 
+// Removed says whether the app named name is no more, and has been seen
+// so for the grace a vanished app.json has (10 s), with an error saying
+// why not: an app whose folder is gone only for a moment, as in a deploy
+// that writes it again, must not be taken for removed. The first call
+// for an app this registry has not seen gone starts that clock.
+func (r *Registry) Removed(name string) error {
+	if err := domain.ValidateApp(name); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.lookup(name); domain.CodeOf(err) != domain.CodeNotFound {
+		// Hosted, on its settings or the defaults, within the grace of
+		// a vanished folder, or not served for a broken app.json.
+		return domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first", name)
+	}
+	now := time.Now()
+	since, seen := r.missing[name]
+	if !seen {
+		since = now
+		r.missing[name] = now
+	}
+	if gone := now.Sub(since); gone < r.vanishGrace {
+		return domain.Errorf(domain.CodeNotAllowed, "the folder of app %s has been seen gone for %s only: try again once it has been gone %s", name, gone.Round(time.Millisecond), r.vanishGrace)
+	}
+	return nil
+}
+
 // maxAppJSON bounds the app.json read: a settings file is a few hundred
 // bytes.
 const maxAppJSON = 1 << 20
@@ -145,7 +177,17 @@ const maxAppJSON = 1 << 20
 // slog.Default() until SetLogger.
 func NewRegistry(dir string) *Registry {
 	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
-		cache: map[string]*entry{}, known: map[string]*known{}}
+		cache: map[string]*entry{}, known: map[string]*known{}, missing: map[string]time.Time{}}
+}
+
+// SetGrace sets how long an app whose app.json or folder has vanished
+// keeps the settings it last read (10 s by default), and how long an
+// app's folder must have been seen gone before Removed says it is. Call
+// it before the first lookup.
+func (r *Registry) SetGrace(d time.Duration) {
+	r.mu.Lock()
+	r.vanishGrace = d
+	r.mu.Unlock()
 }
 
 // SetLogger sets where the registry says that an app.json could not be
@@ -215,6 +257,9 @@ func (r *Registry) lookup(name string) (*App, error) {
 	dir := filepath.Join(r.dir, name)
 	st, serr := os.Stat(dir)
 	if serr == nil && !st.IsDir() || errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR) {
+		if _, seen := r.missing[name]; !seen && (e != nil || k != nil) {
+			r.missing[name] = now
+		}
 		k.markGone(now)
 		if app := r.kept(k, now); app != nil {
 			// A deploy that writes the folder again: the app keeps its
@@ -241,6 +286,7 @@ func (r *Registry) lookup(name string) (*App, error) {
 		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
 	}
+	delete(r.missing, name)
 	var body []byte
 	err := serr // the folder cannot be read (a permission, an I/O error)
 	if err == nil {

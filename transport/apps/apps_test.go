@@ -478,3 +478,57 @@ func TestDefaultWithoutAFolderIsLookedAtOnceASecond(t *testing.T) {
 		t.Fatalf("at the next check: %+v, %v; want the folder's", later, err)
 	}
 }
+
+// TestRemovedWantsTheFolderGoneForTheGrace: an app is taken for removed
+// only once its folder has been seen gone for the grace: a served app
+// from the first lookup that found it gone, one never served from the
+// first call that asks. A folder seen again starts it over.
+func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
+	dir := t.TempDir()
+	r := NewRegistry(dir)
+	r.recheck = 0
+	r.SetGrace(time.Hour)
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "still on this server") {
+		t.Fatalf("a hosted app: %v", err)
+	}
+	if err := r.Removed(domain.DefaultApp); err == nil || !strings.Contains(err.Error(), "still on this server") {
+		t.Fatalf("default: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "chat")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound {
+		t.Fatalf("lookup of a removed app: %v", err)
+	}
+	for _, name := range []string{"chat", "never"} {
+		if err := r.Removed(name); err == nil || !strings.Contains(err.Error(), "seen gone") {
+			t.Fatalf("%s, gone within the grace: %v", name, err)
+		}
+	}
+	r.SetGrace(0) // the grace has passed
+	for _, name := range []string{"chat", "never"} {
+		if err := r.Removed(name); err != nil {
+			t.Fatalf("%s, gone past the grace: %v", name, err)
+		}
+	}
+	// Back, then gone again: the clock starts over.
+	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "chat")); err != nil {
+		t.Fatal(err)
+	}
+	r.SetGrace(time.Hour)
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "seen gone") {
+		t.Fatalf("gone again: %v", err)
+	}
+	if err := r.Removed("Bad"); err == nil || !strings.Contains(err.Error(), "not a DNS label") {
+		t.Fatalf("a name no app can have: %v", err)
+	}
+}

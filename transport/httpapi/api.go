@@ -29,8 +29,9 @@ type Store interface {
 	SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error)
 	Head() uint64
 	// PurgeApp deletes the retained history of an app no longer hosted:
-	// its messages, and with audit its ended sessions' events.
-	PurgeApp(ctx context.Context, app string, audit bool) (messages, events int, err error)
+	// its messages, and with audit its ended sessions' events up to
+	// applied.
+	PurgeApp(ctx context.Context, app string, audit bool, applied uint64) (messages, events int, err error)
 }
 
 // API serves /_api/... and /healthz.
@@ -44,7 +45,17 @@ type API struct {
 
 	kmu  sync.Mutex
 	keys map[string]appKeys // by app name: the digests of its API keys
+
+	// applied returns the last event every projection has applied (see
+	// SetApplied); nil: none is known, and purge leaves the events.
+	applied func() uint64
 }
+
+// SetApplied gives the API the last event that every projection fed by
+// the log has applied: a purge of an app's events keeps those after it,
+// which a projection has yet to see. Without it, a purge deletes
+// messages only. Call it before serving.
+func (a *API) SetApplied(f func() uint64) { a.applied = f }
 
 // appKeys are the digests of one version of an app's API keys, by name.
 type appKeys struct {
@@ -212,9 +223,10 @@ func SameKey(given, want []byte) bool {
 }
 
 // purge deletes the history of an app the server no longer hosts (its
-// folder removed), which retention otherwise keeps whole: its messages,
-// and with {"audit": true} the events of its ended sessions. Only the
-// admin key may, whatever the Host; an app still hosted is refused.
+// folder removed, and seen so for 10 s: apps.Registry.Removed), which
+// retention otherwise keeps whole: its messages, and with {"audit":
+// true} the events of its ended sessions and broadcasts. Only the admin
+// key may, whatever the Host; an app still hosted is refused.
 func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	key = strings.TrimLeft(key, " ")
@@ -227,10 +239,6 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("app")
-	if err := domain.ValidateApp(name); err != nil {
-		writeError(w, err)
-		return
-	}
 	var body struct {
 		Audit bool `json:"audit"`
 	}
@@ -240,15 +248,17 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	switch _, err := a.apps.Lookup(name); {
-	case err == nil, domain.CodeOf(err) != domain.CodeNotFound:
-		// Hosted, on its settings or the defaults, within the grace of a
-		// vanished folder, or not served for a broken app.json: its
-		// history is still its own.
-		writeError(w, domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first (and wait out the 10 s its settings are kept)", name))
+	if err := a.apps.Removed(name); err != nil {
+		writeError(w, err)
 		return
 	}
-	messages, events, err := a.store.PurgeApp(r.Context(), name, body.Audit)
+	var applied uint64
+	if body.Audit && a.applied != nil {
+		applied = a.applied()
+	}
+	// A large app's purge can outlast the client's wait: it goes on,
+	// and the server's log says what it did.
+	messages, events, err := a.store.PurgeApp(context.WithoutCancel(r.Context()), name, body.Audit, applied)
 	if err != nil {
 		// What was deleted before the failure stays deleted: a later
 		// call takes the rest.
