@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -181,23 +182,30 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 }
 
 // PurgeApp deletes what the log retains of an app the server no longer
-// hosts, on the operator's word: every message of its channels, as
-// retention would, and, with audit, the events that audit retention
-// would drop at any age (those of its ended sessions, of its broadcasts
-// to all, and of broadcasts whose messages are gone) up to applied, the
-// last event every projection has applied (an event they have yet to
-// apply, such as a session's end, stays). The caller checks that the
-// app is gone, and that nothing can publish to it any more: every
-// message is taken, whatever its time says (a clock set back leaves
-// newer messages with older times). What a replay or a subscription has
-// yet to read stays, for a later call; the channels' heads stay, so
-// that, should the app come back, its offsets never repeat.
-func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, applied uint64) (messages, events int, err error) {
-	res, err := l.purgeApp(ctx, app, audit, applied)
+// hosts, on the operator's word: every message of its channels committed
+// before the call, as retention would (whatever its time says: a clock
+// set back leaves newer messages with older times), and, with audit, the
+// events that audit retention would drop at any age: those of its ended
+// sessions up to sessions, the last event every projection of sessions
+// has applied, and those of its broadcasts (to all, and whose messages
+// are gone) up to broadcasts, the last event the live fan-out has
+// applied. The caller checks that the app is gone. What a replay or a
+// subscription has yet to read, and events not yet applied, stay for a
+// later call; the channels' heads stay, so that, should the app come
+// back, its offsets never repeat.
+func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (messages, events int, err error) {
+	res, err := l.purgeApp(ctx, app, audit, sessions, broadcasts)
 	return res.Messages, res.Events, err
 }
 
-func (l *Log) purgeApp(ctx context.Context, app string, audit bool, applied uint64) (RetentionResult, error) {
+func (l *Log) purgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (RetentionResult, error) {
+	// What is committed from here on is not the purge's: an app made
+	// again meanwhile keeps it.
+	return l.purgeAppUpto(ctx, app, audit, sessions, broadcasts, l.Head())
+}
+
+// purgeAppUpto is purgeApp for what was committed up to head.
+func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions, broadcasts, head uint64) (RetentionResult, error) {
 	var res RetentionResult
 	rows, err := l.rdb.QueryContext(ctx, `SELECT name FROM channels WHERE app = ? ORDER BY name`, app)
 	if err != nil {
@@ -216,17 +224,18 @@ func (l *Log) purgeApp(ctx context.Context, app string, audit bool, applied uint
 	if err := rows.Err(); err != nil {
 		return res, fmt.Errorf("purge %s: list channels: %w", app, err)
 	}
-	// Every message and event is older than this.
+	// Every message and event is older than this: the sequences bound
+	// what goes.
 	later := time.Now().AddDate(1000, 0, 0)
 	for _, channel := range channels {
-		n, err := l.TrimChannel(ctx, app, channel, RetentionPolicy{MaxAge: time.Nanosecond}, later, 0)
+		n, err := l.trimChannel(ctx, app, channel, RetentionPolicy{MaxAge: time.Nanosecond}, later, 0, head)
 		res.Messages += n
 		if err != nil {
 			return res, err
 		}
 	}
 	if audit {
-		n, err := l.trimAudit(ctx, app, later.UnixMilli(), 0, min(l.Head(), applied+1))
+		n, err := l.trimAudit(ctx, app, later.UnixMilli(), 0, min(head, sessions+1), min(head, broadcasts+1))
 		res.Events += n
 		if err != nil {
 			return res, err
@@ -260,6 +269,12 @@ var testHookTrimBatch func()
 // now, oldest first, at most batch rows per transaction, and returns how
 // many it deleted. The events that recorded the broadcasts stay.
 func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionPolicy, now time.Time, batch int) (int, error) {
+	return l.trimChannel(ctx, app, channel, p, now, batch, math.MaxInt64)
+}
+
+// trimChannel is TrimChannel for the messages committed at or before
+// sequence maxSeq.
+func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionPolicy, now time.Time, batch int, maxSeq uint64) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
@@ -293,7 +308,7 @@ func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionP
 			held = upto < want
 			// What a subscription has yet to deliver stays for the next
 			// pass (Log.readers).
-			read := l.readLow()
+			read := min(l.readLow(), maxSeq)
 			return l.WriteTx(ctx, func(tx *sql.Tx) error {
 				// The row's floor is raised first: a head is the newest
 				// offset in messages or the floor, whichever is larger
@@ -385,11 +400,13 @@ var trimSessionQuery = `SELECT seq FROM events INDEXED BY events_app_client WHER
 //     found in trimmed_broadcasts, where retention recorded them when it
 //     deleted their messages; their rows there go with them.
 func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int) (int, error) {
-	return l.trimAudit(ctx, app, cutoff, batch, l.Head())
+	head := l.Head()
+	return l.trimAudit(ctx, app, cutoff, batch, head, head)
 }
 
-// trimAudit is TrimAudit for the events before last, which it keeps.
-func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int, last uint64) (int, error) {
+// trimAudit is TrimAudit for the session events before last, and the
+// broadcasts before lastBroadcast, which it keeps.
+func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int, last, lastBroadcast uint64) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
@@ -400,7 +417,7 @@ func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int
 	if err != nil {
 		return 0, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
-	end := min(cut, last)
+	end := min(cut, lastBroadcast)
 	deleted := 0
 	// drain deletes the events query selects, a page of batch at a time,
 	// until a page comes back short; with a channel, their rows in

@@ -590,3 +590,46 @@ func TestHeadOutlivesItsMessages(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestPurgeTakesWhatCameBeforeIt: a purge of an app deletes every
+// message of its channels committed before it, whatever their times say,
+// and keeps the ones committed after its start (an app made again
+// meanwhile), and other apps'. Its heads stay.
+func TestPurgeTakesWhatCameBeforeIt(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	broadcasts(t, l, "a", "c", 3, 0)
+	broadcasts(t, l, "a", "d", 2, 0)
+	broadcasts(t, l, "b", "c", 2, 0)
+	before := l.Head()
+	broadcasts(t, l, "a", "c", 2, 0) // committed after the purge began
+	res, err := l.purgeAppUpto(ctx, "a", false, 0, 0, before)
+	if err != nil || res.Messages != 5 || res.Events != 0 {
+		t.Fatalf("purge: %+v, %v; want the 5 messages before it", res, err)
+	}
+	for _, tc := range []struct {
+		app, channel string
+		offsets      []uint64
+	}{{"a", "c", []uint64{4, 5}}, {"a", "d", nil}, {"b", "c", []uint64{1, 2}}} {
+		msgs, err := l.Messages(ctx, tc.app, tc.channel, domain.HistoryQuery{Limit: 10})
+		var got []uint64
+		for _, m := range msgs {
+			got = append(got, m.Offset)
+		}
+		if err != nil || !slices.Equal(got, tc.offsets) {
+			t.Errorf("%s/%s after the purge: %v, %v; want %v", tc.app, tc.channel, got, err, tc.offsets)
+		}
+	}
+	if info, err := l.Channel(ctx, "a", "d"); err != nil || info.Head != 2 {
+		t.Fatalf("a/d's head after the purge: %+v, %v", info, err)
+	}
+	// Again, with the audit: a/c's last two messages go now, and the
+	// broadcasts whose messages are gone go, up to what the fan-out has
+	// applied, however far the projections of sessions are (here,
+	// nowhere: there are none): 7 of them, less the log's newest event,
+	// which stays.
+	head := l.Head()
+	if res, err := l.purgeAppUpto(ctx, "a", true, 0, head, head); err != nil || res.Messages != 2 || res.Events != 6 {
+		t.Fatalf("purge with the audit: %+v, %v; want 2 messages and 6 events", res, err)
+	}
+}

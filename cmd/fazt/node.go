@@ -148,7 +148,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n.scripts = scripts
 	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, scripts)
 	n.api = httpapi.New(n.log, n.members, registry, adminDigest, cfg.Logger)
-	n.api.SetApplied(func() uint64 { return min(n.members.Applied(), n.subs.Applied()) })
+	// The stored subscriptions follow sessions only: the membership
+	// alone says how far the broadcasts are applied.
+	n.api.SetApplied(func() (sessions, broadcasts uint64) {
+		m := n.members.Applied()
+		return min(m, n.subs.Applied()), m
+	})
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger})
 	n.startRetention(cfg, registry)
 	return n, nil

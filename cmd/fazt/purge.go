@@ -50,7 +50,7 @@ heads stay, so an app made again under the name never reuses an offset.`,
 			raw, err := callAPIWithin(cmd.Context(), purgeTimeout, server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
 			var late *noAnswer
 			if errors.As(err, &late) {
-				return fmt.Errorf("no answer from %s within %s: the purge goes on at the server, whose log says what it deleted; run it again to see what is left", late.host, late.within)
+				return fmt.Errorf("no answer from %s within %s: the purge goes on at the server, whose log says what it deleted when it ends (a purge of the app is refused until then)", late.host, late.within)
 			}
 			if err != nil {
 				return err

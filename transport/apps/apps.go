@@ -76,10 +76,27 @@ type Registry struct {
 	// and whether it or the app's folder has gone since (see Lookup); an
 	// entry stays until a new app.json replaces it.
 	known map[string]*known
-	// missing holds, by app, since when its folder has been seen gone:
-	// for the apps this registry has served (or been asked to purge),
-	// until the folder is seen again.
-	missing map[string]time.Time
+	// missing holds, by app, since when its folder has been seen gone
+	// (see sawGone): for the apps this registry has served (or been
+	// asked to purge), until the folder is seen again.
+	missing map[string]*absence
+}
+
+// absence is how long an app's folder has been seen gone: since when,
+// and when last.
+type absence struct{ since, seen time.Time }
+
+// sawGone notes that name's folder was seen gone at now. Its clock runs
+// on if the folder was seen gone lately (within three graces); if not,
+// it starts over, as the folder may have come back, unseen, in between.
+func (r *Registry) sawGone(name string, now time.Time) *absence {
+	a := r.missing[name]
+	if a == nil || now.Sub(a.seen) > 3*r.vanishGrace {
+		a = &absence{since: now}
+		r.missing[name] = a
+	}
+	a.seen = now
+	return a
 }
 
 // entry is what Lookup answers for an app until checked+recheck.
@@ -145,7 +162,8 @@ func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error)
 // so for the grace a vanished app.json has (10 s), with an error saying
 // why not: an app whose folder is gone only for a moment, as in a deploy
 // that writes it again, must not be taken for removed. The first call
-// for an app this registry has not seen gone starts that clock.
+// for an app this registry has not seen gone starts that clock, as does
+// one long after the folder was last seen gone (sawGone).
 func (r *Registry) Removed(name string) error {
 	if err := domain.ValidateApp(name); err != nil {
 		return err
@@ -158,13 +176,8 @@ func (r *Registry) Removed(name string) error {
 		return domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first", name)
 	}
 	now := time.Now()
-	since, seen := r.missing[name]
-	if !seen {
-		since = now
-		r.missing[name] = now
-	}
-	if gone := now.Sub(since); gone < r.vanishGrace {
-		return domain.Errorf(domain.CodeNotAllowed, "the folder of app %s has been seen gone for %s only: try again once it has been gone %s", name, gone.Round(time.Millisecond), r.vanishGrace)
+	if gone := now.Sub(r.sawGone(name, now).since); gone < r.vanishGrace {
+		return domain.Errorf(domain.CodeNotAllowed, "the folder of app %s has been seen gone for %s only: try again once it has been gone %s, and within %s", name, gone.Round(time.Millisecond), r.vanishGrace, 3*r.vanishGrace)
 	}
 	return nil
 }
@@ -177,7 +190,7 @@ const maxAppJSON = 1 << 20
 // slog.Default() until SetLogger.
 func NewRegistry(dir string) *Registry {
 	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
-		cache: map[string]*entry{}, known: map[string]*known{}, missing: map[string]time.Time{}}
+		cache: map[string]*entry{}, known: map[string]*known{}, missing: map[string]*absence{}}
 }
 
 // SetGrace sets how long an app whose app.json or folder has vanished
@@ -257,8 +270,8 @@ func (r *Registry) lookup(name string) (*App, error) {
 	dir := filepath.Join(r.dir, name)
 	st, serr := os.Stat(dir)
 	if serr == nil && !st.IsDir() || errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR) {
-		if _, seen := r.missing[name]; !seen && (e != nil || k != nil) {
-			r.missing[name] = now
+		if r.missing[name] != nil || e != nil || k != nil {
+			r.sawGone(name, now)
 		}
 		k.markGone(now)
 		if app := r.kept(k, now); app != nil {

@@ -514,7 +514,10 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 			t.Fatalf("%s, gone past the grace: %v", name, err)
 		}
 	}
-	// Back, then gone again: the clock starts over.
+	// Back, then gone again: the clock starts over, however long ago
+	// it started.
+	r.SetGrace(time.Hour)
+	r.missing["chat"] = &absence{since: time.Now().Add(-2 * time.Hour), seen: time.Now()}
 	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -524,9 +527,14 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "chat")); err != nil {
 		t.Fatal(err)
 	}
-	r.SetGrace(time.Hour)
 	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "seen gone") {
 		t.Fatalf("gone again: %v", err)
+	}
+	// Not seen gone for longer than three graces: the folder may have
+	// come back and gone unseen, and the clock starts over too.
+	r.missing["never"] = &absence{since: time.Now().Add(-5 * time.Hour), seen: time.Now().Add(-4 * time.Hour)}
+	if err := r.Removed("never"); err == nil || !strings.Contains(err.Error(), "seen gone") {
+		t.Fatalf("seen gone long ago only: %v", err)
 	}
 	if err := r.Removed("Bad"); err == nil || !strings.Contains(err.Error(), "not a DNS label") {
 		t.Fatalf("a name no app can have: %v", err)

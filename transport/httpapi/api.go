@@ -29,9 +29,9 @@ type Store interface {
 	SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error)
 	Head() uint64
 	// PurgeApp deletes the retained history of an app no longer hosted:
-	// its messages, and with audit its ended sessions' events up to
-	// applied.
-	PurgeApp(ctx context.Context, app string, audit bool, applied uint64) (messages, events int, err error)
+	// its messages, and with audit its events: its sessions' up to
+	// sessions, its broadcasts' up to broadcasts.
+	PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (messages, events int, err error)
 }
 
 // API serves /_api/... and /healthz.
@@ -46,16 +46,20 @@ type API struct {
 	kmu  sync.Mutex
 	keys map[string]appKeys // by app name: the digests of its API keys
 
-	// applied returns the last event every projection has applied (see
+	// applied returns the last events the projections have applied (see
 	// SetApplied); nil: none is known, and purge leaves the events.
-	applied func() uint64
+	applied func() (sessions, broadcasts uint64)
+
+	pmu     sync.Mutex
+	purging map[string]bool // the apps being purged
 }
 
-// SetApplied gives the API the last event that every projection fed by
-// the log has applied: a purge of an app's events keeps those after it,
-// which a projection has yet to see. Without it, a purge deletes
-// messages only. Call it before serving.
-func (a *API) SetApplied(f func() uint64) { a.applied = f }
+// SetApplied gives the API the last events the projections fed by the
+// log have applied: sessions, the last that every projection of sessions
+// has; broadcasts, the last the live fan-out has. A purge of an app's
+// events keeps those after them, which a projection has yet to see.
+// Without it, a purge deletes messages only. Call it before serving.
+func (a *API) SetApplied(f func() (sessions, broadcasts uint64)) { a.applied = f }
 
 // appKeys are the digests of one version of an app's API keys, by name.
 type appKeys struct {
@@ -252,13 +256,29 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var applied uint64
+	a.pmu.Lock()
+	if a.purging[name] {
+		a.pmu.Unlock()
+		writeError(w, domain.Errorf(domain.CodeNotAllowed, "a purge of app %s is running: the server's log says what it deleted when it ends", name))
+		return
+	}
+	if a.purging == nil {
+		a.purging = map[string]bool{}
+	}
+	a.purging[name] = true
+	a.pmu.Unlock()
+	defer func() {
+		a.pmu.Lock()
+		delete(a.purging, name)
+		a.pmu.Unlock()
+	}()
+	var sessions, broadcasts uint64
 	if body.Audit && a.applied != nil {
-		applied = a.applied()
+		sessions, broadcasts = a.applied()
 	}
 	// A large app's purge can outlast the client's wait: it goes on,
 	// and the server's log says what it did.
-	messages, events, err := a.store.PurgeApp(context.WithoutCancel(r.Context()), name, body.Audit, applied)
+	messages, events, err := a.store.PurgeApp(context.WithoutCancel(r.Context()), name, body.Audit, sessions, broadcasts)
 	if err != nil {
 		// What was deleted before the failure stays deleted: a later
 		// call takes the rest.
