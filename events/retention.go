@@ -207,21 +207,8 @@ func (l *Log) purgeApp(ctx context.Context, app string, audit bool, sessions, br
 // purgeAppUpto is purgeApp for what was committed up to head.
 func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions, broadcasts, head uint64) (RetentionResult, error) {
 	var res RetentionResult
-	rows, err := l.rdb.QueryContext(ctx, `SELECT name FROM channels WHERE app = ? ORDER BY name`, app)
+	channels, err := l.appChannels(ctx, app)
 	if err != nil {
-		return res, fmt.Errorf("purge %s: list channels: %w", app, err)
-	}
-	var channels []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return res, fmt.Errorf("purge %s: list channels: %w", app, err)
-		}
-		channels = append(channels, name)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return res, fmt.Errorf("purge %s: list channels: %w", app, err)
 	}
 	// Every message and event is older than this: the sequences bound
@@ -242,6 +229,24 @@ func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions
 		}
 	}
 	return res, nil
+}
+
+// appChannels lists the names of an app's channels.
+func (l *Log) appChannels(ctx context.Context, app string) ([]string, error) {
+	rows, err := l.rdb.QueryContext(ctx, trimChannelsQuery, app)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
@@ -482,21 +487,8 @@ func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int
 	}
 
 	// Broadcasts whose message is gone, channel by channel.
-	var chans []string
-	rows, err := l.rdb.QueryContext(ctx, trimChannelsQuery, app)
+	chans, err := l.appChannels(ctx, app)
 	if err != nil {
-		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
-	}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
-		}
-		chans = append(chans, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 	}
 	for _, c := range chans {
