@@ -183,8 +183,9 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 
 // PurgeApp deletes what the log retains of an app the server no longer
 // hosts, on the operator's word: every message of its channels committed
-// before the call, as retention would (whatever its time says: a clock
-// set back leaves newer messages with older times), and, with audit, the
+// before the call, as retention would (whatever its time says: commit
+// times never go back, so after the clock is set back they run ahead of
+// it), and, with audit, the
 // events that audit retention would drop at any age: those of its ended
 // sessions up to sessions, the last event every projection of sessions
 // has applied, and those of its broadcasts (to all, and whose messages
@@ -194,14 +195,10 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 // later call; the channels' heads stay, so that, should the app come
 // back, its offsets never repeat.
 func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (messages, events int, err error) {
-	res, err := l.purgeApp(ctx, app, audit, sessions, broadcasts)
-	return res.Messages, res.Events, err
-}
-
-func (l *Log) purgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (RetentionResult, error) {
 	// What is committed from here on is not the purge's: an app made
 	// again meanwhile keeps it.
-	return l.purgeAppUpto(ctx, app, audit, sessions, broadcasts, l.Head())
+	res, err := l.purgeAppUpto(ctx, app, audit, sessions, broadcasts, l.Head())
+	return res.Messages, res.Events, err
 }
 
 // purgeAppUpto is purgeApp for what was committed up to head.
@@ -379,7 +376,7 @@ const (
 		WHERE app = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`
 	// the broadcasts to all before a sequence
 	trimAllQuery = `SELECT seq FROM events INDEXED BY events_app_name WHERE app = ? AND name = ? AND seq < ? ORDER BY seq LIMIT ?`
-	// each channel of an app
+	// each channel of an app (the purge's too: appChannels)
 	trimChannelsQuery = `SELECT name FROM channels WHERE app = ?`
 	// a channel's broadcasts whose messages are gone, before a sequence
 	trimChannelQuery = `SELECT seq FROM trimmed_broadcasts WHERE app = ? AND channel = ? AND seq < ? ORDER BY seq LIMIT ?`

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -631,5 +632,44 @@ func TestPurgeTakesWhatCameBeforeIt(t *testing.T) {
 	head := l.Head()
 	if res, err := l.purgeAppUpto(ctx, "a", true, 0, head, head); err != nil || res.Messages != 2 || res.Events != 6 {
 		t.Fatalf("purge with the audit: %+v, %v; want 2 messages and 6 events", res, err)
+	}
+}
+
+// TestPurgeKeepsWhatProjectionsHaveYetToApply: a purge's audit keeps an
+// app's session events past what the projections of sessions have
+// applied, and its broadcasts past what the fan-out has: a projection
+// that never saw a session's end would keep a ghost session for good.
+// What they have applied goes.
+func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	evs, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c1"},
+		&domain.ChannelSubscribed{App: "a", Channel: "room", Client: "c1"},
+		&domain.BroadcastAll{App: "a", Data: json.RawMessage("1")},
+		&domain.ClientDisconnected{App: "a", Client: "c1", Reason: domain.ReasonClientClosed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broadcasts(t, l, "b", "c", 1, 0) // the log's newest event, which stays
+	all, end := evs[2].Seq, evs[3].Seq
+	count := func() int {
+		got, err := l.Events(ctx, domain.AuditQuery{App: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	head := l.Head()
+	// Neither the session's end nor the broadcast to all applied yet:
+	// the session's events before its end go, those two stay.
+	if res, err := l.purgeAppUpto(ctx, "a", true, end-1, all-1, head); err != nil || res.Events != 2 || count() != 2 {
+		t.Fatalf("purge before they are applied: %+v, %v; %d events left, want 2", res, err, count())
+	}
+	// The broadcast applied, the end not.
+	if res, err := l.purgeAppUpto(ctx, "a", true, end-1, head, head); err != nil || res.Events != 1 || count() != 1 {
+		t.Fatalf("purge with the broadcast applied: %+v, %v; %d events left, want 1", res, err, count())
+	}
+	if res, err := l.purgeAppUpto(ctx, "a", true, head, head, head); err != nil || res.Events != 1 || count() != 0 {
+		t.Fatalf("purge with everything applied: %+v, %v; %d events left", res, err, count())
 	}
 }

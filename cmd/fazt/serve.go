@@ -38,7 +38,7 @@ system's): it is read before the Go runtime starts, so it has no flag.
 See docs/operators.md, "One processor".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX"} {
+			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE"} {
 				if err := checkEnvDuration(key); err != nil {
 					return err
 				}

@@ -255,9 +255,9 @@ func waitFor(t testing.TB, cond func() bool) {
 }
 
 // A connection of an app whose folder is removed ends with 4002 and
-// reason app_removed: at its next request, or, idle, at its next
-// heartbeat. Another app's connections stay. (The apps here have no
-// app.json, so the registry keeps no settings of theirs through a grace.)
+// reason app_removed, once the folder has been gone for the grace (here
+// half a second): at its next request, or, idle, at its next heartbeat.
+// Another app's connections stay.
 func TestRemovedAppsConnectionsEnd(t *testing.T) {
 	// ended reads c to its end, answering pings when pong, and checks
 	// how it ended.
@@ -301,7 +301,7 @@ func TestRemovedAppsConnectionsEnd(t *testing.T) {
 		}
 	}
 	t.Run("at a request", func(t *testing.T) {
-		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""})
+		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, func(c *nodeConfig) { c.AppGrace = 500 * time.Millisecond })
 		c := tn.dial("gone", "")
 		c.subscribe(map[string]any{"channel": "room"})
 		other := tn.dial("stays", "")
@@ -322,10 +322,32 @@ func TestRemovedAppsConnectionsEnd(t *testing.T) {
 		other.send(map[string]any{"type": "subscribe", "channel": "more"})
 		other.expect("subscribed")
 	})
+	t.Run("a folder gone for a moment closes no one", func(t *testing.T) {
+		tn := startTestNode(t, map[string]string{"gone": ""}, func(c *nodeConfig) { c.AppGrace = time.Hour })
+		c := tn.dial("gone", "")
+		c.subscribe(map[string]any{"channel": "room"})
+		dir := filepath.Join(tn.cfg.AppsDir, "gone")
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // past the second between looks
+		// The connection stays; the request may be refused meanwhile
+		// (the app's hooks are looked up too), not the connection.
+		c.send(map[string]any{"type": "subscribe", "channel": "while-gone"})
+		if f := c.next(); f.str("type") != "subscribed" && f.str("code") != "not_found" {
+			t.Fatalf("a subscribe while the folder is gone: %v", f)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		c.subscribe(map[string]any{"channel": "back"})
+	})
 	t.Run("idle, at a heartbeat", func(t *testing.T) {
 		// A pong timeout near the heartbeat: a late pong from a busy test
 		// must not end the connection first.
-		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 900 * time.Millisecond}))
+		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 900 * time.Millisecond}),
+			func(c *nodeConfig) { c.AppGrace = 500 * time.Millisecond })
 		c := tn.dial("gone", "")
 		c.subscribe(map[string]any{"channel": "room"})
 		if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "gone")); err != nil {

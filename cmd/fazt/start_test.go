@@ -70,7 +70,7 @@ func TestServeRefusesABadEnvBool(t *testing.T) {
 // error, not the default in silence; so are FAZT_WRITE_DELAY_MAX=2 and,
 // on Linux, FAZT_TIMER_SLACK=2.
 func TestServeRefusesABadEnvDuration(t *testing.T) {
-	keys := []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX"}
+	keys := []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE"}
 	if runtime.GOOS == "linux" {
 		keys = append(keys, "FAZT_TIMER_SLACK")
 	}

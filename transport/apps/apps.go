@@ -168,6 +168,11 @@ func (r *Registry) Removed(name string) error {
 	if err := domain.ValidateApp(name); err != nil {
 		return err
 	}
+	// An apps folder that is gone (unmounted, or another working
+	// directory) would make every app look removed.
+	if st, err := os.Stat(r.dir); err != nil || !st.IsDir() {
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read: no app is taken for removed", r.dir)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, err := r.lookup(name); domain.CodeOf(err) != domain.CodeNotFound {

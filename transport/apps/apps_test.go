@@ -503,16 +503,22 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound {
 		t.Fatalf("lookup of a removed app: %v", err)
 	}
+	// The lookup started chat's clock; never's starts now.
+	if a := r.missing["chat"]; a == nil {
+		t.Fatal("a served app's folder seen gone starts no clock")
+	}
 	for _, name := range []string{"chat", "never"} {
 		if err := r.Removed(name); err == nil || !strings.Contains(err.Error(), "seen gone") {
 			t.Fatalf("%s, gone within the grace: %v", name, err)
 		}
 	}
-	r.SetGrace(0) // the grace has passed
-	for _, name := range []string{"chat", "never"} {
-		if err := r.Removed(name); err != nil {
-			t.Fatalf("%s, gone past the grace: %v", name, err)
-		}
+	// The grace passes for chat (seen gone all along), not for never.
+	r.missing["chat"].since = time.Now().Add(-2 * time.Hour)
+	if err := r.Removed("chat"); err != nil {
+		t.Fatalf("gone past the grace: %v", err)
+	}
+	if err := r.Removed("never"); err == nil || !strings.Contains(err.Error(), "seen gone") {
+		t.Fatalf("never, its clock started just now: %v", err)
 	}
 	// Back, then gone again: the clock starts over, however long ago
 	// it started.
@@ -538,5 +544,16 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	}
 	if err := r.Removed("Bad"); err == nil || !strings.Contains(err.Error(), "not a DNS label") {
 		t.Fatalf("a name no app can have: %v", err)
+	}
+}
+
+// TestRemovedWithoutTheAppsFolder: with the apps folder itself gone
+// (unmounted, or the server started elsewhere), no app is taken for
+// removed, however long: every app's folder would look gone.
+func TestRemovedWithoutTheAppsFolder(t *testing.T) {
+	r := NewRegistry(filepath.Join(t.TempDir(), "absent"))
+	r.SetGrace(0)
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "apps folder") {
+		t.Fatalf("an app of a missing apps folder: %v", err)
 	}
 }

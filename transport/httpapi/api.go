@@ -159,11 +159,9 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		// The scheme's name is case-insensitive (RFC 9110, 11.1).
-		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		key = strings.TrimLeft(key, " ")
-		if !strings.EqualFold(scheme, "Bearer") || key == "" {
-			writeError(w, domain.Errorf(domain.CodeUnauthorized, "missing Authorization: Bearer <key>"))
+		key, err := bearerKey(r)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
 		c := caller{app: app}
@@ -191,6 +189,18 @@ func (a *API) auth(h handlerFunc) http.HandlerFunc {
 			writeError(w, err)
 		}
 	}
+}
+
+// bearerKey returns the key of r's Authorization: Bearer <key>, or an
+// unauthorized error.
+func bearerKey(r *http.Request) (string, error) {
+	// The scheme's name is case-insensitive (RFC 9110, 11.1).
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimLeft(key, " ")
+	if !strings.EqualFold(scheme, "Bearer") || key == "" {
+		return "", domain.Errorf(domain.CodeUnauthorized, "missing Authorization: Bearer <key>")
+	}
+	return key, nil
 }
 
 // appKeyDigests returns the digests of app's API keys by name, hashed once
@@ -227,15 +237,14 @@ func SameKey(given, want []byte) bool {
 }
 
 // purge deletes the history of an app the server no longer hosts (its
-// folder removed, and seen so for 10 s: apps.Registry.Removed), which
+// folder removed, and seen so for --app-grace: apps.Registry.Removed), which
 // retention otherwise keeps whole: its messages, and with {"audit":
 // true} the events of its ended sessions and broadcasts. Only the admin
 // key may, whatever the Host; an app still hosted is refused.
 func (a *API) purge(w http.ResponseWriter, r *http.Request) {
-	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	key = strings.TrimLeft(key, " ")
-	if !strings.EqualFold(scheme, "Bearer") || key == "" {
-		writeError(w, domain.Errorf(domain.CodeUnauthorized, "missing Authorization: Bearer <key>"))
+	key, err := bearerKey(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if !SameKey(KeyDigest(key), a.admin) {

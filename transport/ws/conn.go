@@ -67,7 +67,8 @@ type conn struct {
 	done       bool          // the socket is closed or half-closed; no writer starts again (under mu)
 	writerDone chan struct{} // closed when the last writer has closed or half-closed the socket
 	ended      sync.Once     // endSession
-	// requests counts the client's request running, if any: added under
+	// requests counts the client's request running, if any, or the end
+	// of a subscription whose token expired (startRequest): added under
 	// mu while the connection is not closing, so none is added once
 	// endSession may wait for it.
 	requests sync.WaitGroup
@@ -143,7 +144,9 @@ func newConn(s *Server, ws *websocket.Conn, raw net.Conn, br *bufio.Reader, app 
 }
 
 // beat is the heartbeat: every Heartbeat it queues a ping, and PongTimeout
-// later it ends the connection unless a frame came in since.
+// later it ends the connection unless a frame came in since. Before the
+// ping it looks the app up, and ends the connection of an app that is no
+// more (appGone).
 func (c *conn) beat() {
 	hb, timeout := c.srv.cfg.Heartbeat, c.srv.cfg.PongTimeout
 	if sent := c.pingSent.Load(); sent != 0 {
@@ -155,7 +158,7 @@ func (c *conn) beat() {
 		c.heartbeat.Reset(hb - timeout)
 		return
 	}
-	if c.appGone() {
+	if _, err := c.srv.apps.Lookup(c.app.Name); c.appGone(err) {
 		return
 	}
 	c.pingSent.Store(time.Now().UnixNano())
@@ -893,8 +896,8 @@ func (c *conn) membersOf(req *request) error {
 // once a second): a change to who may publish or to the channel secret
 // applies to open connections at their next request. The limits a
 // connection's reader was set up with (frame size, inbound rate) stay.
-// An app that is no more (its folder gone past the registry's grace)
-// ends the connection, and the request fails with not_found.
+// An app that is no more ends the connection (appGone), and the request
+// gets no answer.
 func (c *conn) settings() (apps.Settings, error) {
 	// Requests run one at a time: the copy needs no lock, and the
 	// registry's (shared by every connection) is taken once a second.
@@ -903,33 +906,27 @@ func (c *conn) settings() (apps.Settings, error) {
 		// Failing otherwise, the lookup leaves the settings last read,
 		// not the ones the connection opened with.
 		app, err := c.srv.apps.Lookup(c.app.Name)
-		switch {
-		case err == nil:
+		if err == nil {
 			c.current = app
-		case domain.CodeOf(err) == domain.CodeNotFound:
-			c.appRemoved()
+		} else if c.appGone(err) {
 			return apps.Settings{}, err
 		}
 	}
 	return c.current.Settings, nil
 }
 
-// appGone ends the connection if its app is no more, and reports
-// whether it did; the heartbeat calls it, so that an idle connection of
-// a removed app ends too.
-func (c *conn) appGone() bool {
-	if _, err := c.srv.apps.Lookup(c.app.Name); domain.CodeOf(err) == domain.CodeNotFound {
-		c.appRemoved()
-		return true
+// appGone ends the connection, and reports true, when err, its app's
+// lookup, says the app is not found and the registry has seen its folder
+// gone for the grace (Registry.Removed): a deploy that writes the folder
+// again leaves it absent for a moment, which must not close anyone. The
+// heartbeat calls it too, so that an idle connection of a removed app
+// ends.
+func (c *conn) appGone(err error) bool {
+	if domain.CodeOf(err) != domain.CodeNotFound || c.srv.apps.Removed(c.app.Name) != nil {
+		return false
 	}
-	return false
-}
-
-// appRemoved closes a connection whose app the server no longer hosts:
-// its channels can get nothing more, and a client reconnecting is told
-// 404.
-func (c *conn) appRemoved() {
 	c.disconnect(domain.ReasonAppRemoved, 4002, fmt.Sprintf("app %q is no longer on this server", c.app.Name), false)
+	return true
 }
 
 func (c *conn) publish(req *request) error {
