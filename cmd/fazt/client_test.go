@@ -149,6 +149,33 @@ func TestBrowserClientRejoinsAReplayNotYetDelivered(t *testing.T) {
 	}
 }
 
+// TestBrowserClientMembersCountsPresenceMeanwhile: fazt.members()
+// applies to the server's reply the joins and leaves of the channel that
+// came while it was on its way, which the reply may not count (it is not
+// ordered with them); those of other channels are left out, and
+// onPresence still gets each.
+func TestBrowserClientMembersCountsPresenceMeanwhile(t *testing.T) {
+	tn := startTestNode(t, nil)
+	other := tn.dial("", "")
+	other.subscribe(map[string]any{"channel": "presence-room"})
+	result := runNodeClient(t, "members.cjs", tn.wsURL(), other.id)
+	var res struct {
+		OK      bool
+		Error   string
+		Members []string
+		Self    string
+		Told    []string
+	}
+	if err := result(&res); err != nil || !res.OK {
+		t.Fatalf("client: %+v, %v", res, err)
+	}
+	want := []string{res.Self, "ghost"}
+	slices.Sort(want)
+	if !slices.Equal(res.Members, want) || !slices.Equal(res.Told, []string{"join:ghost", "leave:" + other.id}) {
+		t.Fatalf("members %v, told %v; want %v and the join and the leave", res.Members, res.Told, want)
+	}
+}
+
 // TestBrowserClientHandles: a channel is subscribed once at a time (a
 // second subscribe throws); a handle whose subscription ended leaves a
 // later one alone; a handle gives the offset and epoch to resume from, and

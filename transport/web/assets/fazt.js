@@ -27,6 +27,7 @@
     this.clientId = null;
     this.subs = new Map();      // channel -> subscription
     this.pending = new Map();   // request id -> {resolve, reject}
+    this.presenceWatch = new Set(); // of members requests on their way: each sees the presence frames meanwhile
     this.nextId = 1;
     this.attempt = 0;
     this.closed = false;
@@ -162,6 +163,7 @@
         return;
       }
       case "presence": {
+        this.presenceWatch.forEach(function (w) { w(f); });
         var ps = this.subs.get(f.channel);
         if (ps && ps.onPresence) ps.onPresence(f.event, f.client);
         return;
@@ -278,9 +280,21 @@
     return this.request({ type: "publish", channel: channel, data: data });
   };
 
-  // members lists a presence channel's members.
+  // members lists a presence channel's members, sorted. The server's
+  // reply is not ordered with the channel's presence frames, so the joins
+  // and leaves received while it was on its way are applied to it, in
+  // order; apply later ones (onPresence) to the list as set operations.
   Fazt.prototype.members = function (channel) {
-    return this.request({ type: "members", channel: channel }).then(function (f) { return f.members; });
+    var self = this, seen = [];
+    var watch = function (f) { if (f.channel === channel) seen.push(f); };
+    this.presenceWatch.add(watch);
+    var done = function () { self.presenceWatch.delete(watch); };
+    return this.request({ type: "members", channel: channel }).then(function (f) {
+      done();
+      var set = new Set(f.members);
+      seen.forEach(function (p) { if (p.event === "join") set.add(p.client); else if (p.event === "leave") set.delete(p.client); });
+      return Array.from(set).sort();
+    }, function (err) { done(); throw err; });
   };
 
   Fazt.prototype.close = function () {
