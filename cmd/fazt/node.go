@@ -36,8 +36,9 @@ type nodeConfig struct {
 	// RetentionInterval is the time between retention passes (default 1m).
 	RetentionInterval time.Duration
 	// AppGrace is how long an app whose app.json or folder vanished keeps
-	// its settings, and how long its folder must have been gone before
-	// it may be purged (0: 10 s).
+	// its settings, and how long the apps folder must stay unchanged before
+	// an app whose folder is gone counts as removed: its connections
+	// closed, its history open to a purge (0: 10 s).
 	AppGrace time.Duration
 }
 

@@ -27,8 +27,9 @@ retained messages of an app whose folder has been removed: retention keeps
 such an app's history whole until told otherwise. With --audit, the
 events of its ended sessions, its broadcasts to all and its trimmed
 broadcasts go too. Only the admin key may. An app still hosted (default
-always is), or whose folder the server has seen gone for less than its
---app-grace (10s), is refused: try again once it has. The channels'
+always is), or one while the apps folder has changed within the server's
+--app-grace (10s; removing an app's folder changes it), is refused: try
+again once it has not. The channels'
 heads stay, so an app made again under the name never reuses an offset.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

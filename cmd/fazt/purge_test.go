@@ -62,7 +62,7 @@ func TestPurgeARemovedApp(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	// Gone, but seen so for less than the grace: a deploy writing the
 	// folder again looks the same.
-	if _, err := purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "seen gone") {
+	if _, err := purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "try again in") {
 		t.Fatalf("purge of an app gone a moment: %v", err)
 	}
 	for _, key := range []string{"wrong", "keep-key"} { // an app's key is not the admin's

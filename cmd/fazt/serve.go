@@ -84,7 +84,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&durability, "durability", envOr("FAZT_DURABILITY", "normal"), "normal (survives a process crash) or full (fsync per commit, survives power loss) (FAZT_DURABILITY)")
 	f.StringVar(&admin, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
-	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long its folder must have been gone before fazt purge may drop its history (FAZT_APP_GRACE)")
+	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")

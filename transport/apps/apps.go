@@ -76,27 +76,6 @@ type Registry struct {
 	// and whether it or the app's folder has gone since (see Lookup); an
 	// entry stays until a new app.json replaces it.
 	known map[string]*known
-	// missing holds, by app, since when its folder has been seen gone
-	// (see sawGone): for the apps this registry has served (or been
-	// asked to purge), until the folder is seen again.
-	missing map[string]*absence
-}
-
-// absence is how long an app's folder has been seen gone: since when,
-// and when last.
-type absence struct{ since, seen time.Time }
-
-// sawGone notes that name's folder was seen gone at now. Its clock runs
-// on if the folder was seen gone lately (within three graces); if not,
-// it starts over, as the folder may have come back, unseen, in between.
-func (r *Registry) sawGone(name string, now time.Time) *absence {
-	a := r.missing[name]
-	if a == nil || now.Sub(a.seen) > 3*r.vanishGrace {
-		a = &absence{since: now}
-		r.missing[name] = a
-	}
-	a.seen = now
-	return a
 }
 
 // entry is what Lookup answers for an app until checked+recheck.
@@ -158,31 +137,42 @@ func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error)
 	return app, keepAll, err
 }
 
-// Removed says whether the app named name is no more, and has been seen
-// so for the grace a vanished app.json has (10 s), with an error saying
-// why not: an app whose folder is gone only for a moment, as in a deploy
-// that writes it again, must not be taken for removed. The first call
-// for an app this registry has not seen gone starts that clock, as does
-// one long after the folder was last seen gone (sawGone).
+// Removed says whether the app named name is no more, and has been so
+// for the grace a vanished app.json has (10 s), with an error saying why
+// not: an app whose folder is gone only for a moment, as in a deploy
+// that writes it again, must not be taken for removed. Its folder is
+// gone now, and the apps folder has not changed for the grace: removing
+// or making an app's folder changes it, so the folder has been gone at
+// least that long. (Another app's deploy puts it off too.) An apps
+// folder that is gone, or holds no app's folder (unmounted, or the
+// server started elsewhere), would make every app look removed: no app
+// is taken for removed then.
 func (r *Registry) Removed(name string) error {
 	if err := domain.ValidateApp(name); err != nil {
 		return err
 	}
-	// An apps folder that is gone (unmounted, or another working
-	// directory) would make every app look removed.
-	if st, err := os.Stat(r.dir); err != nil || !st.IsDir() {
-		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read: no app is taken for removed", r.dir)
+	st, err := os.Stat(r.dir)
+	if err == nil && st.IsDir() {
+		var f *os.File
+		if f, err = os.Open(r.dir); err == nil {
+			_, err = f.Readdirnames(1)
+			f.Close()
+		}
+	}
+	if err != nil || !st.IsDir() {
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read, or holds no app: no app is taken for removed", r.dir)
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, err := r.lookup(name); domain.CodeOf(err) != domain.CodeNotFound {
+	grace := r.vanishGrace
+	_, err = r.lookup(name)
+	r.mu.Unlock()
+	if domain.CodeOf(err) != domain.CodeNotFound {
 		// Hosted, on its settings or the defaults, within the grace of
 		// a vanished folder, or not served for a broken app.json.
 		return domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first", name)
 	}
-	now := time.Now()
-	if gone := now.Sub(r.sawGone(name, now).since); gone < r.vanishGrace {
-		return domain.Errorf(domain.CodeNotAllowed, "the folder of app %s has been seen gone for %s only: try again once it has been gone %s, and within %s", name, gone.Round(time.Millisecond), r.vanishGrace, 3*r.vanishGrace)
+	if changed := time.Since(st.ModTime()); changed < grace {
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder changed %s ago: an app's folder gone for less than %s may be a deploy writing it again; try again in %s", changed.Round(time.Millisecond), grace, (grace - changed).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -195,13 +185,13 @@ const maxAppJSON = 1 << 20
 // slog.Default() until SetLogger.
 func NewRegistry(dir string) *Registry {
 	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
-		cache: map[string]*entry{}, known: map[string]*known{}, missing: map[string]*absence{}}
+		cache: map[string]*entry{}, known: map[string]*known{}}
 }
 
 // SetGrace sets how long an app whose app.json or folder has vanished
-// keeps the settings it last read (10 s by default), and how long an
-// app's folder must have been seen gone before Removed says it is. Call
-// it before the first lookup.
+// keeps the settings it last read (10 s by default), and how long the
+// apps folder must have stayed unchanged before Removed takes an app
+// whose folder is gone for removed. Call it before the first lookup.
 func (r *Registry) SetGrace(d time.Duration) {
 	r.mu.Lock()
 	r.vanishGrace = d
@@ -275,9 +265,6 @@ func (r *Registry) lookup(name string) (*App, error) {
 	dir := filepath.Join(r.dir, name)
 	st, serr := os.Stat(dir)
 	if serr == nil && !st.IsDir() || errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR) {
-		if r.missing[name] != nil || e != nil || k != nil {
-			r.sawGone(name, now)
-		}
 		k.markGone(now)
 		if app := r.kept(k, now); app != nil {
 			// A deploy that writes the folder again: the app keeps its
@@ -304,7 +291,6 @@ func (r *Registry) lookup(name string) (*App, error) {
 		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
 	}
-	delete(r.missing, name)
 	var body []byte
 	err := serr // the folder cannot be read (a permission, an I/O error)
 	if err == nil {

@@ -480,80 +480,63 @@ func TestDefaultWithoutAFolderIsLookedAtOnceASecond(t *testing.T) {
 }
 
 // TestRemovedWantsTheFolderGoneForTheGrace: an app is taken for removed
-// only once its folder has been seen gone for the grace: a served app
-// from the first lookup that found it gone, one never served from the
-// first call that asks. A folder seen again starts it over.
+// only once its folder is gone and the apps folder has not changed for
+// the grace (removing the app's folder changes it): a deploy writing the
+// folder again is not a removal. A hosted app, default, and one not
+// served for a broken app.json never are.
 func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	dir := t.TempDir()
 	r := NewRegistry(dir)
 	r.recheck = 0
 	r.SetGrace(time.Hour)
-	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
+	for _, app := range []string{"chat", "broken", "other"} {
+		if err := os.MkdirAll(filepath.Join(dir, app), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken", "app.json"), []byte("{bad"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "still on this server") {
-		t.Fatalf("a hosted app: %v", err)
+	age := func(d time.Duration) {
+		t.Helper()
+		if err := os.Chtimes(dir, time.Now().Add(-d), time.Now().Add(-d)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := r.Removed(domain.DefaultApp); err == nil || !strings.Contains(err.Error(), "still on this server") {
-		t.Fatalf("default: %v", err)
+	for _, app := range []string{"chat", "broken", domain.DefaultApp} {
+		age(2 * time.Hour)
+		if err := r.Removed(app); err == nil || !strings.Contains(err.Error(), "still on this server") {
+			t.Fatalf("%s, hosted: %v", app, err)
+		}
 	}
 	if err := os.Remove(filepath.Join(dir, "chat")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound {
-		t.Fatalf("lookup of a removed app: %v", err)
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "try again in") {
+		t.Fatalf("gone a moment ago: %v", err)
 	}
-	// The lookup started chat's clock; never's starts now.
-	if a := r.missing["chat"]; a == nil {
-		t.Fatal("a served app's folder seen gone starts no clock")
-	}
-	for _, name := range []string{"chat", "never"} {
-		if err := r.Removed(name); err == nil || !strings.Contains(err.Error(), "seen gone") {
-			t.Fatalf("%s, gone within the grace: %v", name, err)
-		}
-	}
-	// The grace passes for chat (seen gone all along), not for never.
-	r.missing["chat"].since = time.Now().Add(-2 * time.Hour)
+	age(2 * time.Hour)
 	if err := r.Removed("chat"); err != nil {
 		t.Fatalf("gone past the grace: %v", err)
 	}
-	if err := r.Removed("never"); err == nil || !strings.Contains(err.Error(), "seen gone") {
-		t.Fatalf("never, its clock started just now: %v", err)
-	}
-	// Back, then gone again: the clock starts over, however long ago
-	// it started.
-	r.SetGrace(time.Hour)
-	r.missing["chat"] = &absence{since: time.Now().Add(-2 * time.Hour), seen: time.Now()}
-	if err := os.MkdirAll(filepath.Join(dir, "chat"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Lookup("chat"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(dir, "chat")); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "seen gone") {
-		t.Fatalf("gone again: %v", err)
-	}
-	// Not seen gone for longer than three graces: the folder may have
-	// come back and gone unseen, and the clock starts over too.
-	r.missing["never"] = &absence{since: time.Now().Add(-5 * time.Hour), seen: time.Now().Add(-4 * time.Hour)}
-	if err := r.Removed("never"); err == nil || !strings.Contains(err.Error(), "seen gone") {
-		t.Fatalf("seen gone long ago only: %v", err)
+	if err := r.Removed("never"); err != nil { // never had a folder
+		t.Fatalf("an app never here: %v", err)
 	}
 	if err := r.Removed("Bad"); err == nil || !strings.Contains(err.Error(), "not a DNS label") {
 		t.Fatalf("a name no app can have: %v", err)
 	}
 }
 
-// TestRemovedWithoutTheAppsFolder: with the apps folder itself gone
-// (unmounted, or the server started elsewhere), no app is taken for
-// removed, however long: every app's folder would look gone.
+// TestRemovedWithoutTheAppsFolder: with the apps folder itself gone, or
+// empty (an unmounted volume's mount point, or the server started
+// elsewhere), no app is taken for removed, however long: every app's
+// folder would look gone.
 func TestRemovedWithoutTheAppsFolder(t *testing.T) {
-	r := NewRegistry(filepath.Join(t.TempDir(), "absent"))
-	r.SetGrace(0)
-	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "apps folder") {
-		t.Fatalf("an app of a missing apps folder: %v", err)
+	for _, dir := range []string{filepath.Join(t.TempDir(), "absent"), t.TempDir()} {
+		r := NewRegistry(dir)
+		r.SetGrace(0)
+		if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "apps folder") {
+			t.Fatalf("an app of a missing or empty apps folder %s: %v", dir, err)
+		}
 	}
 }

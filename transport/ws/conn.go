@@ -916,9 +916,10 @@ func (c *conn) settings() (apps.Settings, error) {
 }
 
 // appGone ends the connection, and reports true, when err, its app's
-// lookup, says the app is not found and the registry has seen its folder
-// gone for the grace (Registry.Removed): a deploy that writes the folder
-// again leaves it absent for a moment, which must not close anyone. The
+// lookup, says the app is not found and the registry takes it for
+// removed (Registry.Removed: its folder gone, the apps folder unchanged
+// for the grace): a deploy that writes the folder again leaves it absent
+// for a moment, which must not close anyone. The
 // heartbeat calls it too, so that an idle connection of a removed app
 // ends.
 func (c *conn) appGone(err error) bool {
