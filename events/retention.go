@@ -201,7 +201,7 @@ func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, br
 	return res.Messages, res.Events, err
 }
 
-// purgeAppUpto is purgeApp for what was committed up to head.
+// purgeAppUpto is PurgeApp for what was committed up to head.
 func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions, broadcasts, head uint64) (RetentionResult, error) {
 	var res RetentionResult
 	channels, err := l.appChannels(ctx, app)
