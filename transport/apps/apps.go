@@ -143,7 +143,9 @@ func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error)
 // that writes it again, must not be taken for removed. Its folder is
 // gone now, and the apps folder has not changed for the grace: removing
 // or making an app's folder changes it, so the folder has been gone at
-// least that long. (Another app's deploy puts it off too.) An apps
+// least that long. (Another app's deploy puts it off too.) An entry
+// left in the apps folder, such as a link whose target is gone, keeps
+// the app. An apps
 // folder that is gone, or holds no app's folder (unmounted, or the
 // server started elsewhere), would make every app look removed: no app
 // is taken for removed then.
@@ -170,6 +172,11 @@ func (r *Registry) Removed(name string) error {
 		// Hosted, on its settings or the defaults, within the grace of
 		// a vanished folder, or not served for a broken app.json.
 		return domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first", name)
+	}
+	// A link to a folder elsewhere whose target is gone: a deploy that
+	// writes the target again changes nothing here.
+	if _, err := os.Lstat(filepath.Join(r.dir, name)); !errors.Is(err, fs.ErrNotExist) {
+		return domain.Errorf(domain.CodeNotAllowed, "app %s still has an entry in the apps folder (a link to a folder that is gone?): remove it first", name)
 	}
 	if changed := time.Since(st.ModTime()); changed < grace {
 		return domain.Errorf(domain.CodeNotAllowed, "the apps folder changed %s ago: an app's folder gone for less than %s may be a deploy writing it again; try again in %s", changed.Round(time.Millisecond), grace, (grace - changed).Round(time.Millisecond))

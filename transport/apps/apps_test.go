@@ -522,6 +522,16 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	if err := r.Removed("never"); err != nil { // never had a folder
 		t.Fatalf("an app never here: %v", err)
 	}
+	// A link to a folder elsewhere whose target is gone, as while a
+	// deploy writes the target again, is not a removal.
+	target := filepath.Join(t.TempDir(), "release")
+	if err := os.Symlink(target, filepath.Join(dir, "linked")); err != nil {
+		t.Fatal(err)
+	}
+	age(2 * time.Hour)
+	if err := r.Removed("linked"); err == nil || !strings.Contains(err.Error(), "entry in the apps folder") {
+		t.Fatalf("a link whose target is gone: %v", err)
+	}
 	if err := r.Removed("Bad"); err == nil || !strings.Contains(err.Error(), "not a DNS label") {
 		t.Fatalf("a name no app can have: %v", err)
 	}
