@@ -323,7 +323,7 @@ func TestRemovedAppsConnectionsEnd(t *testing.T) {
 		other.expect("subscribed")
 	})
 	t.Run("a folder gone for a moment closes no one", func(t *testing.T) {
-		tn := startTestNode(t, map[string]string{"gone": ""}, func(c *nodeConfig) { c.AppGrace = time.Hour })
+		tn := startTestNode(t, map[string]string{"gone": "", "stays": ""}, func(c *nodeConfig) { c.AppGrace = time.Hour })
 		c := tn.dial("gone", "")
 		c.subscribe(map[string]any{"channel": "room"})
 		dir := filepath.Join(tn.cfg.AppsDir, "gone")

@@ -76,6 +76,12 @@ type Registry struct {
 	// and whether it or the app's folder has gone since (see Lookup); an
 	// entry stays until a new app.json replaces it.
 	known map[string]*known
+	// What Removed has seen of the apps folder: the folder itself at
+	// first (at NewRegistry, if it was there), its modification time
+	// last seen, and when (by this process's clock) that was first seen.
+	dirFirst   os.FileInfo
+	dirMod     time.Time
+	dirModSeen time.Time
 }
 
 // entry is what Lookup answers for an app until checked+recheck.
@@ -141,45 +147,46 @@ func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error)
 // for the grace a vanished app.json has (10 s), with an error saying why
 // not: an app whose folder is gone only for a moment, as in a deploy
 // that writes it again, must not be taken for removed. Its folder is
-// gone now, and the apps folder has not changed for the grace: removing
-// or making an app's folder changes it, so the folder has been gone at
-// least that long. (Another app's deploy puts it off too.) An entry
-// left in the apps folder, such as a link whose target is gone, keeps
-// the app. An apps
-// folder that is gone, or holds no app's folder (unmounted, or the
-// server started elsewhere), would make every app look removed: no app
-// is taken for removed then.
+// gone now, no entry of its name is left in the apps folder (a link
+// whose target is gone keeps it), and the apps folder has not changed
+// for the grace, by this server's own clock, from when it first saw the
+// folder's present modification time: removing or making an app's
+// folder changes it, so the app's folder has been gone at least that
+// long. (Another app's deploy puts it off too; so does the first call,
+// which starts that clock.) An apps folder that is not the one the
+// server first saw (a volume unmounted from it) takes no app for
+// removed.
 func (r *Registry) Removed(name string) error {
 	if err := domain.ValidateApp(name); err != nil {
 		return err
 	}
-	st, err := os.Stat(r.dir)
-	if err == nil && st.IsDir() {
-		var f *os.File
-		if f, err = os.Open(r.dir); err == nil {
-			_, err = f.Readdirnames(1)
-			f.Close()
-		}
-	}
-	if err != nil || !st.IsDir() {
-		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read, or holds no app: no app is taken for removed", r.dir)
-	}
 	r.mu.Lock()
-	grace := r.vanishGrace
-	_, err = r.lookup(name)
-	r.mu.Unlock()
-	if domain.CodeOf(err) != domain.CodeNotFound {
+	defer r.mu.Unlock()
+	// In this order: a folder removed after the lookup changes the apps
+	// folder before its stat below.
+	if _, err := r.lookup(name); domain.CodeOf(err) != domain.CodeNotFound {
 		// Hosted, on its settings or the defaults, within the grace of
 		// a vanished folder, or not served for a broken app.json.
 		return domain.Errorf(domain.CodeNotAllowed, "app %s is still on this server: remove its folder first", name)
 	}
-	// A link to a folder elsewhere whose target is gone: a deploy that
-	// writes the target again changes nothing here.
 	if _, err := os.Lstat(filepath.Join(r.dir, name)); !errors.Is(err, fs.ErrNotExist) {
 		return domain.Errorf(domain.CodeNotAllowed, "app %s still has an entry in the apps folder (a link to a folder that is gone?): remove it first", name)
 	}
-	if changed := time.Since(st.ModTime()); changed < grace {
-		return domain.Errorf(domain.CodeNotAllowed, "the apps folder changed %s ago: an app's folder gone for less than %s may be a deploy writing it again; try again in %s", changed.Round(time.Millisecond), grace, (grace - changed).Round(time.Millisecond))
+	st, err := os.Stat(r.dir)
+	if err != nil || !st.IsDir() {
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read: no app is taken for removed", r.dir)
+	}
+	if r.dirFirst == nil {
+		r.dirFirst = st
+	} else if !os.SameFile(r.dirFirst, st) {
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s is not the one this server started with (a volume unmounted?): no app is taken for removed until a restart", r.dir)
+	}
+	now := time.Now()
+	if !st.ModTime().Equal(r.dirMod) {
+		r.dirMod, r.dirModSeen = st.ModTime(), now
+	}
+	if seen := now.Sub(r.dirModSeen); seen < r.vanishGrace {
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder has changed within %s (as this server saw it): an app's folder gone for less may be a deploy writing it again; try again in %s", r.vanishGrace, (r.vanishGrace - seen).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -191,8 +198,12 @@ const maxAppJSON = 1 << 20
 // NewRegistry returns a registry over the apps in dir. It logs to
 // slog.Default() until SetLogger.
 func NewRegistry(dir string) *Registry {
-	return &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
+	r := &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
 		cache: map[string]*entry{}, known: map[string]*known{}}
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		r.dirFirst = st
+	}
+	return r
 }
 
 // SetGrace sets how long an app whose app.json or folder has vanished

@@ -481,14 +481,14 @@ func TestDefaultWithoutAFolderIsLookedAtOnceASecond(t *testing.T) {
 
 // TestRemovedWantsTheFolderGoneForTheGrace: an app is taken for removed
 // only once its folder is gone and the apps folder has not changed for
-// the grace (removing the app's folder changes it): a deploy writing the
-// folder again is not a removal. A hosted app, default, and one not
-// served for a broken app.json never are.
+// the grace by the registry's own clock (removing the app's folder
+// changes it): a deploy writing the folder again is not a removal, nor
+// is a link left whose target is gone. A hosted app, default, and one
+// not served for a broken app.json never are; nor any app once the apps
+// folder is another (a volume unmounted from it).
 func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
-	dir := t.TempDir()
-	r := NewRegistry(dir)
-	r.recheck = 0
-	r.SetGrace(time.Hour)
+	root := t.TempDir()
+	dir := filepath.Join(root, "apps")
 	for _, app := range []string{"chat", "broken", "other"} {
 		if err := os.MkdirAll(filepath.Join(dir, app), 0o755); err != nil {
 			t.Fatal(err)
@@ -497,14 +497,11 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "broken", "app.json"), []byte("{bad"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	age := func(d time.Duration) {
-		t.Helper()
-		if err := os.Chtimes(dir, time.Now().Add(-d), time.Now().Add(-d)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := NewRegistry(dir)
+	r.recheck = 0
+	r.SetGrace(time.Hour)
+	passed := func() { r.dirModSeen = r.dirModSeen.Add(-2 * time.Hour) } // the grace passes
 	for _, app := range []string{"chat", "broken", domain.DefaultApp} {
-		age(2 * time.Hour)
 		if err := r.Removed(app); err == nil || !strings.Contains(err.Error(), "still on this server") {
 			t.Fatalf("%s, hosted: %v", app, err)
 		}
@@ -515,38 +512,47 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "try again in") {
 		t.Fatalf("gone a moment ago: %v", err)
 	}
-	age(2 * time.Hour)
+	passed()
 	if err := r.Removed("chat"); err != nil {
 		t.Fatalf("gone past the grace: %v", err)
 	}
+	// Another change of the apps folder starts the clock again.
+	if err := os.Remove(filepath.Join(dir, "other")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(dir, time.Now().Add(time.Minute), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err) // a modification time of its own, whatever the file system's granularity
+	}
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "try again in") {
+		t.Fatalf("after another change: %v", err)
+	}
+	passed()
 	if err := r.Removed("never"); err != nil { // never had a folder
 		t.Fatalf("an app never here: %v", err)
 	}
 	// A link to a folder elsewhere whose target is gone, as while a
 	// deploy writes the target again, is not a removal.
-	target := filepath.Join(t.TempDir(), "release")
-	if err := os.Symlink(target, filepath.Join(dir, "linked")); err != nil {
+	if err := os.Symlink(filepath.Join(root, "release"), filepath.Join(dir, "linked")); err != nil {
 		t.Fatal(err)
 	}
-	age(2 * time.Hour)
 	if err := r.Removed("linked"); err == nil || !strings.Contains(err.Error(), "entry in the apps folder") {
 		t.Fatalf("a link whose target is gone: %v", err)
 	}
 	if err := r.Removed("Bad"); err == nil || !strings.Contains(err.Error(), "not a DNS label") {
 		t.Fatalf("a name no app can have: %v", err)
 	}
-}
-
-// TestRemovedWithoutTheAppsFolder: with the apps folder itself gone, or
-// empty (an unmounted volume's mount point, or the server started
-// elsewhere), no app is taken for removed, however long: every app's
-// folder would look gone.
-func TestRemovedWithoutTheAppsFolder(t *testing.T) {
-	for _, dir := range []string{filepath.Join(t.TempDir(), "absent"), t.TempDir()} {
-		r := NewRegistry(dir)
-		r.SetGrace(0)
-		if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "apps folder") {
-			t.Fatalf("an app of a missing or empty apps folder %s: %v", dir, err)
-		}
+	// Another folder where the apps folder was (a volume unmounted from
+	// it, its mount point left), or none.
+	if err := os.Rename(dir, filepath.Join(root, "mounted")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "cannot be read") {
+		t.Fatalf("no apps folder: %v", err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "not the one this server started with") {
+		t.Fatalf("another apps folder: %v", err)
 	}
 }

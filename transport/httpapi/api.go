@@ -237,7 +237,8 @@ func SameKey(given, want []byte) bool {
 }
 
 // purge deletes the history of an app the server no longer hosts (its
-// folder removed, and seen so for --app-grace: apps.Registry.Removed), which
+// folder removed, and the apps folder unchanged for --app-grace:
+// apps.Registry.Removed), which
 // retention otherwise keeps whole: its messages, and with {"audit":
 // true} the events of its ended sessions and broadcasts. Only the admin
 // key may, whatever the Host; an app still hosted is refused.
