@@ -76,9 +76,9 @@ type Registry struct {
 	// and whether it or the app's folder has gone since (see Lookup); an
 	// entry stays until a new app.json replaces it.
 	known map[string]*known
-	// What Removed has seen of the apps folder: the folder itself at
-	// first (at NewRegistry, if it was there), its modification time
-	// last seen, and when (by this process's clock) that was first seen.
+	// What the registry has seen of the apps folder (sawAppsDir): the
+	// folder itself at first, its modification time last seen, and when
+	// (by this process's clock) that was first seen.
 	dirFirst   os.FileInfo
 	dirMod     time.Time
 	dirModSeen time.Time
@@ -152,10 +152,10 @@ func (r *Registry) ForRetention(name string) (app *App, keepAll bool, err error)
 // for the grace, by this server's own clock, from when it first saw the
 // folder's present modification time: removing or making an app's
 // folder changes it, so the app's folder has been gone at least that
-// long. (Another app's deploy puts it off too; so does the first call,
-// which starts that clock.) An apps folder that is not the one the
-// server first saw (a volume unmounted from it) takes no app for
-// removed.
+// long. (Another app's deploy puts it off too.) The clock starts at the
+// first lookup that finds the app's folder gone, or at this call. An
+// apps folder that is not the one apps were first served from (a volume
+// unmounted from it) takes no app for removed.
 func (r *Registry) Removed(name string) error {
 	if err := domain.ValidateApp(name); err != nil {
 		return err
@@ -172,23 +172,41 @@ func (r *Registry) Removed(name string) error {
 	if _, err := os.Lstat(filepath.Join(r.dir, name)); !errors.Is(err, fs.ErrNotExist) {
 		return domain.Errorf(domain.CodeNotAllowed, "app %s still has an entry in the apps folder (a link to a folder that is gone?): remove it first", name)
 	}
-	st, err := os.Stat(r.dir)
-	if err != nil || !st.IsDir() {
-		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read: no app is taken for removed", r.dir)
-	}
-	if r.dirFirst == nil {
-		r.dirFirst = st
-	} else if !os.SameFile(r.dirFirst, st) {
-		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s is not the one this server started with (a volume unmounted?): no app is taken for removed until a restart", r.dir)
-	}
 	now := time.Now()
-	if !st.ModTime().Equal(r.dirMod) {
-		r.dirMod, r.dirModSeen = st.ModTime(), now
+	same, err := r.sawAppsDir(now)
+	switch {
+	case err != nil:
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s cannot be read: no app is taken for removed", r.dir)
+	case !same:
+		return domain.Errorf(domain.CodeNotAllowed, "the apps folder %s is not the one this server served apps from (a volume unmounted?): no app is taken for removed until a restart", r.dir)
 	}
 	if seen := now.Sub(r.dirModSeen); seen < r.vanishGrace {
 		return domain.Errorf(domain.CodeNotAllowed, "the apps folder has changed within %s (as this server saw it): an app's folder gone for less may be a deploy writing it again; try again in %s", r.vanishGrace, (r.vanishGrace - seen).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// sawAppsDir looks at the apps folder at now, under r.mu: the first
+// folder seen is the one apps are served from, and a modification time
+// not seen before starts Removed's clock. It reports whether the folder
+// is that first one.
+func (r *Registry) sawAppsDir(now time.Time) (same bool, err error) {
+	st, err := os.Stat(r.dir)
+	if err == nil && !st.IsDir() {
+		err = errors.New("not a folder")
+	}
+	if err != nil {
+		return false, err
+	}
+	if r.dirFirst == nil {
+		r.dirFirst = st
+	} else if !os.SameFile(r.dirFirst, st) {
+		return false, nil
+	}
+	if !st.ModTime().Equal(r.dirMod) {
+		r.dirMod, r.dirModSeen = st.ModTime(), now
+	}
+	return true, nil
 }
 
 // maxAppJSON bounds the app.json read: a settings file is a few hundred
@@ -200,9 +218,7 @@ const maxAppJSON = 1 << 20
 func NewRegistry(dir string) *Registry {
 	r := &Registry{dir: dir, log: slog.Default(), recheck: time.Second, vanishGrace: 10 * time.Second,
 		cache: map[string]*entry{}, known: map[string]*known{}}
-	if st, err := os.Stat(dir); err == nil && st.IsDir() {
-		r.dirFirst = st
-	}
+	r.sawAppsDir(time.Now()) // when there is one
 	return r
 }
 
@@ -283,6 +299,9 @@ func (r *Registry) lookup(name string) (*App, error) {
 	dir := filepath.Join(r.dir, name)
 	st, serr := os.Stat(dir)
 	if serr == nil && !st.IsDir() || errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR) {
+		// The clock Removed reads starts at the first lookup that finds
+		// the folder gone, whatever asked (a request, a heartbeat).
+		r.sawAppsDir(now)
 		k.markGone(now)
 		if app := r.kept(k, now); app != nil {
 			// A deploy that writes the folder again: the app keeps its
@@ -308,6 +327,9 @@ func (r *Registry) lookup(name string) (*App, error) {
 			r.log.Warn("the app's folder has been gone; the app is no more, and retention keeps its history whole", "app", name, "after", r.vanishGrace)
 		}
 		return nil, domain.Errorf(domain.CodeNotFound, "no app %q on this server", name)
+	}
+	if r.dirFirst == nil && serr == nil {
+		r.sawAppsDir(now) // the apps folder apps are served from
 	}
 	var body []byte
 	err := serr // the folder cannot be read (a permission, an I/O error)

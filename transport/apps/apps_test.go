@@ -552,7 +552,59 @@ func TestRemovedWantsTheFolderGoneForTheGrace(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "not the one this server started with") {
+	if err := r.Removed("chat"); err == nil || !strings.Contains(err.Error(), "not the one this server served apps from") {
 		t.Fatalf("another apps folder: %v", err)
+	}
+}
+
+// TestRemovedOfAnAppsFolderMadeAfterStart: an apps folder that did not
+// exist when the registry was made is the one apps are served from once
+// one is: a folder later in its place (a volume unmounted from it)
+// takes no app for removed. And the clock starts at the lookup that
+// first finds an app's folder gone, whatever asked.
+func TestRemovedOfAnAppsFolderMadeAfterStart(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "apps")
+	r := NewRegistry(dir)
+	r.recheck = 0
+	r.SetGrace(time.Hour)
+	for _, app := range []string{"chat", "other"} {
+		if err := os.MkdirAll(filepath.Join(dir, app), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "chat")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Lookup("chat"); domain.CodeOf(err) != domain.CodeNotFound {
+		t.Fatalf("lookup of a removed app: %v", err)
+	}
+	r.dirModSeen = r.dirModSeen.Add(-2 * time.Hour) // the lookup started the clock; the grace passes
+	if err := r.Removed("chat"); err != nil {
+		t.Fatalf("gone past the grace since the lookup saw it: %v", err)
+	}
+
+	// Another registry made before its folder, which then serves an
+	// app: a folder later in its place is another.
+	dir2 := filepath.Join(root, "apps2")
+	r2 := NewRegistry(dir2)
+	r2.recheck = 0
+	if err := os.MkdirAll(filepath.Join(dir2, "other"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.Lookup("other"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir2, filepath.Join(root, "was-mounted")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Removed("other"); err == nil || !strings.Contains(err.Error(), "not the one this server served apps from") {
+		t.Fatalf("another apps folder in its place: %v", err)
 	}
 }
