@@ -487,19 +487,13 @@ const subscribersAtQuery = `SELECT DISTINCT e.client FROM events e
 // subscribe to the channel at or before at was not followed, by then, by an
 // unsubscribe from it or by the end of its session.
 func (l *Log) SubscribersAt(ctx context.Context, app, channel string, at int64) ([]string, error) {
-	rows, err := l.rdb.QueryContext(ctx, subscribersAtQuery,
+	out, err := l.queryStrings(ctx, subscribersAtQuery,
 		app, channel, domain.NameChannelSubscribed, at, at, domain.NameChannelUnsubscribed, domain.NameClientDisconnected)
 	if err != nil {
 		return nil, fmt.Errorf("read subscribers at %d: %w", at, err)
 	}
-	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
+	if out == nil {
+		out = []string{} // none, as JSON says it: []
 	}
-	return out, rows.Err()
+	return out, nil
 }

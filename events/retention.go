@@ -230,35 +230,31 @@ func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions
 
 // appChannels lists the names of an app's channels.
 func (l *Log) appChannels(ctx context.Context, app string) ([]string, error) {
-	rows, err := l.rdb.QueryContext(ctx, trimChannelsQuery, app)
+	return l.queryStrings(ctx, trimChannelsQuery, app)
+}
+
+func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
+	out, err := l.queryStrings(ctx, `SELECT DISTINCT app FROM channels ORDER BY app`)
+	if err != nil {
+		return nil, fmt.Errorf("retention: list apps: %w", err)
+	}
+	return out, nil
+}
+
+// queryStrings runs query, whose rows are one string each, on a reader.
+func (l *Log) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := l.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
+		var s string
+		if err := rows.Scan(&s); err != nil {
 			return nil, err
 		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
-}
-
-func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
-	rows, err := l.rdb.QueryContext(ctx, `SELECT DISTINCT app FROM channels ORDER BY app`)
-	if err != nil {
-		return nil, fmt.Errorf("retention: list apps: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var a string
-		if err := rows.Scan(&a); err != nil {
-			return nil, err
-		}
-		out = append(out, a)
+		out = append(out, s)
 	}
 	return out, rows.Err()
 }
