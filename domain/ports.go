@@ -50,6 +50,15 @@ type LiveChannel struct {
 	Subscribers int
 }
 
+// Purged is what a purge of an app's history deleted, and what of it is
+// left: what a subscription or a replay had yet to read, events not yet
+// applied or of sessions still open, and, without the audit, every
+// event.
+type Purged struct {
+	Messages, Events         int // deleted
+	MessagesLeft, EventsLeft int // still in the log
+}
+
 // ChannelInfo describes a channel's history stream.
 type ChannelInfo struct {
 	App     string `json:"-"`

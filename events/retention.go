@@ -192,13 +192,21 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 // are gone) up to broadcasts, the last event the live fan-out has
 // applied. The caller checks that the app is gone. What a replay or a
 // subscription has yet to read, and events not yet applied, stay for a
-// later call; the channels' heads stay, so that, should the app come
-// back, its offsets never repeat.
-func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (messages, events int, err error) {
+// later call, and are counted as left; the channels' heads stay, so
+// that, should the app come back, its offsets never repeat.
+func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (domain.Purged, error) {
 	// What is committed from here on is not the purge's: an app made
 	// again meanwhile keeps it.
 	res, err := l.purgeAppUpto(ctx, app, audit, sessions, broadcasts, l.Head())
-	return res.Messages, res.Events, err
+	p := domain.Purged{Messages: res.Messages, Events: res.Events}
+	if err != nil {
+		return p, err
+	}
+	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM messages WHERE app = ?1),
+		(SELECT COUNT(*) FROM events WHERE app = ?1)`, app).Scan(&p.MessagesLeft, &p.EventsLeft); err != nil {
+		return p, fmt.Errorf("purge %s: count what is left: %w", app, err)
+	}
+	return p, nil
 }
 
 // purgeAppUpto is PurgeApp for what was committed up to head.

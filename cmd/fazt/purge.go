@@ -44,8 +44,10 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				body = []byte(`{"audit":true}`)
 			}
 			var resp struct {
-				Messages int `json:"messages"`
-				Events   int `json:"events"`
+				Messages     int `json:"messages"`
+				Events       int `json:"events"`
+				MessagesLeft int `json:"messages_left"`
+				EventsLeft   int `json:"events_left"`
 			}
 			// Asked of the default app's host: the purged app has none.
 			raw, err := callAPIWithin(cmd.Context(), purgeTimeout, server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
@@ -60,7 +62,16 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\n", bytes.TrimSpace(raw))
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "purged app %s: %d messages, %d events\n", app, resp.Messages, resp.Events)
+			w := cmd.OutOrStdout()
+			if _, err := fmt.Fprintf(w, "purged app %s: %d messages, %d events; left %d messages, %d events\n", app, resp.Messages, resp.Events, resp.MessagesLeft, resp.EventsLeft); err != nil {
+				return err
+			}
+			switch {
+			case resp.MessagesLeft > 0 || resp.EventsLeft > 0 && audit:
+				_, err = fmt.Fprintln(w, "what is left was still to be read, applied, or of sessions still open: run it again in a minute")
+			case resp.EventsLeft > 0:
+				_, err = fmt.Fprintln(w, "its events are kept: --audit drops them")
+			}
 			return err
 		},
 	}

@@ -31,7 +31,7 @@ type Store interface {
 	// PurgeApp deletes the retained history of an app no longer hosted:
 	// its messages, and with audit its events: its sessions' up to
 	// sessions, its broadcasts' up to broadcasts.
-	PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (messages, events int, err error)
+	PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (domain.Purged, error)
 }
 
 // API serves /_api/... and /healthz.
@@ -288,16 +288,18 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 	}
 	// A large app's purge can outlast the client's wait: it goes on,
 	// and the server's log says what it did.
-	messages, events, err := a.store.PurgeApp(context.WithoutCancel(r.Context()), name, body.Audit, sessions, broadcasts)
+	p, err := a.store.PurgeApp(context.WithoutCancel(r.Context()), name, body.Audit, sessions, broadcasts)
 	if err != nil {
 		// What was deleted before the failure stays deleted: a later
 		// call takes the rest.
-		a.log.Error("purge", "app", name, "messages", messages, "events", events, "err", err)
+		a.log.Error("purge", "app", name, "messages", p.Messages, "events", p.Events, "err", err)
 		writeError(w, err)
 		return
 	}
-	a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", messages, "events", events)
-	writeJSON(w, http.StatusOK, map[string]any{"app": name, "messages": messages, "events": events})
+	a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", p.Messages, "events", p.Events,
+		"messages_left", p.MessagesLeft, "events_left", p.EventsLeft)
+	writeJSON(w, http.StatusOK, map[string]any{"app": name, "messages": p.Messages, "events": p.Events,
+		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft})
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
