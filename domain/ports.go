@@ -56,7 +56,10 @@ type LiveChannel struct {
 // event.
 type Purged struct {
 	Messages, Events         int // deleted
-	MessagesLeft, EventsLeft int // still in the log
+	MessagesLeft, EventsLeft int // still in the log, but the log's newest event
+	// NewestKept: the log's newest event is the app's, and stays, as it
+	// always does (sequence numbers are never given twice).
+	NewestKept bool
 }
 
 // ChannelInfo describes a channel's history stream.

@@ -202,10 +202,13 @@ func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, br
 	if err != nil {
 		return p, err
 	}
+	var newest sql.NullString
 	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM messages WHERE app = ?1),
-		(SELECT COUNT(*) FROM events WHERE app = ?1)`, app).Scan(&p.MessagesLeft, &p.EventsLeft); err != nil {
+		(SELECT COUNT(*) FROM events WHERE app = ?1 AND seq < (SELECT MAX(seq) FROM events)),
+		(SELECT app FROM events ORDER BY seq DESC LIMIT 1)`, app).Scan(&p.MessagesLeft, &p.EventsLeft, &newest); err != nil {
 		return p, fmt.Errorf("purge %s: count what is left: %w", app, err)
 	}
+	p.NewestKept = newest.String == app
 	return p, nil
 }
 

@@ -673,3 +673,31 @@ func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 		t.Fatalf("purge with everything applied: %+v, %v; %d events left", res, err, count())
 	}
 }
+
+// TestPurgeSaysWhatIsLeft: PurgeApp counts what is left of the app, and
+// says apart that the log's newest event, which always stays, is the
+// app's: no later call can take it.
+func TestPurgeSaysWhatIsLeft(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	if _, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	broadcasts(t, l, "a", "c", 2, 0)
+	if _, err := l.Append(ctx, &domain.ClientDisconnected{App: "a", Client: "c1", Reason: domain.ReasonClientClosed}); err != nil {
+		t.Fatal(err)
+	}
+	head := l.Head()
+	p, err := l.PurgeApp(ctx, "a", false, head, head)
+	if err != nil || p != (domain.Purged{Messages: 2, EventsLeft: 3, NewestKept: true}) {
+		t.Fatalf("purge without the audit: %+v, %v", p, err)
+	}
+	p, err = l.PurgeApp(ctx, "a", true, head, head)
+	if err != nil || p != (domain.Purged{Events: 3, NewestKept: true}) {
+		t.Fatalf("purge with the audit: %+v, %v", p, err)
+	}
+	broadcasts(t, l, "b", "c", 1, 0)
+	if p, err := l.PurgeApp(ctx, "a", true, l.Head(), l.Head()); err != nil || p != (domain.Purged{Events: 1}) {
+		t.Fatalf("purge once another app's event is the newest: %+v, %v", p, err)
+	}
+}

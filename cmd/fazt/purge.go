@@ -46,8 +46,9 @@ heads stay, so an app made again under the name never reuses an offset.`,
 			var resp struct {
 				Messages     int `json:"messages"`
 				Events       int `json:"events"`
-				MessagesLeft int `json:"messages_left"`
-				EventsLeft   int `json:"events_left"`
+				MessagesLeft int  `json:"messages_left"`
+				EventsLeft   int  `json:"events_left"`
+				NewestKept   bool `json:"newest_kept"`
 			}
 			// Asked of the default app's host: the purged app has none.
 			raw, err := callAPIWithin(cmd.Context(), purgeTimeout, server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
@@ -67,10 +68,12 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				return err
 			}
 			switch {
-			case resp.MessagesLeft > 0 || resp.EventsLeft > 0 && audit:
-				_, err = fmt.Fprintln(w, "what is left was still to be read, applied, or of sessions still open: run it again in a minute")
+			case resp.MessagesLeft > 0 || (resp.EventsLeft > 0 && audit):
+				_, err = fmt.Fprintln(w, "what is left was still to be read or applied, or is of sessions still open: run it again in a minute")
 			case resp.EventsLeft > 0:
 				_, err = fmt.Fprintln(w, "its events are kept: --audit drops them")
+			case resp.NewestKept && audit:
+				_, err = fmt.Fprintln(w, "the log's newest event is the app's: it stays (a sequence number is never given twice)")
 			}
 			return err
 		},

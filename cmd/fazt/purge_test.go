@@ -104,7 +104,7 @@ func TestPurgeARemovedApp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if left := fmt.Sprintf("; left 0 messages, %d events\n", len(evs)); !strings.Contains(out, left) {
+		if left := fmt.Sprintf("; left 0 messages, %d events\n", len(evs)); !strings.Contains(out, left) || len(evs) == 0 && !strings.HasSuffix(out, left) {
 			t.Fatalf("purge --audit said %q; %d events are left", out, len(evs))
 		}
 		if len(evs) == 0 {

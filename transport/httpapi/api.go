@@ -297,9 +297,9 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", p.Messages, "events", p.Events,
-		"messages_left", p.MessagesLeft, "events_left", p.EventsLeft)
+		"messages_left", p.MessagesLeft, "events_left", p.EventsLeft, "newest_kept", p.NewestKept)
 	writeJSON(w, http.StatusOK, map[string]any{"app": name, "messages": p.Messages, "events": p.Events,
-		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft})
+		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft, "newest_kept": p.NewestKept})
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
