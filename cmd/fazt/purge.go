@@ -44,8 +44,8 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				body = []byte(`{"audit":true}`)
 			}
 			var resp struct {
-				Messages     int `json:"messages"`
-				Events       int `json:"events"`
+				Messages     int  `json:"messages"`
+				Events       int  `json:"events"`
 				MessagesLeft int  `json:"messages_left"`
 				EventsLeft   int  `json:"events_left"`
 				NewestKept   bool `json:"newest_kept"`
