@@ -1,15 +1,10 @@
 // Drives transport/web/assets/fazt.js on a private channel (see
 // TestBrowserClientRenewsTokens). Usage: node --experimental-websocket
 // private.cjs <fazt.js path> <ws url> <secret> <message count>
-const crypto = require("node:crypto");
 const Fazt = require(process.argv[2]);
 const [url, secret, total] = [process.argv[3], process.argv[4], Number(process.argv[5])];
 
-const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
-function sign(claims) {
-  const head = b64({ alg: "HS256", typ: "JWT" }) + "." + b64(claims);
-  return head + "." + crypto.createHmac("sha256", secret).update(head).digest("base64url");
-}
+const sign = require("./jwt.cjs").signer(secret);
 
 const got = [];
 let tokens = 0, connects = 0;
