@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +133,65 @@ func TestPurgeARemovedApp(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the app made again is not served")
 		}
+	}
+}
+
+// TestPurgeOneAtATime: while a purge of an app runs, a second one of the
+// same app is refused at once, saying so, and the first goes on to the
+// end. The first is held inside its deletes by a write lock another
+// connection to the file takes, as an operator's sqlite3 shell would.
+func TestPurgeOneAtATime(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"old": ""}, func(c *nodeConfig) { c.AppGrace = time.Second })
+	for i := 0; i < 3; i++ {
+		tn.publish("old", "room", i)
+	}
+	tn.api("old", testAdminKey, "GET", "/_api/channels", nil, nil)
+	if err := os.RemoveAll(filepath.Join(tn.cfg.AppsDir, "old")); err != nil {
+		t.Fatal(err)
+	}
+	// Past the registry's second between looks; the grace counts from
+	// the refusal.
+	time.Sleep(1100 * time.Millisecond)
+	if code, body := tn.request(http.DefaultClient, "", testAdminKey, "POST", "/_api/apps/old/purge", nil, nil); code == http.StatusOK || !strings.Contains(body, "try again in") {
+		t.Fatalf("purge of an app gone a moment: %d %s", code, body)
+	}
+	time.Sleep(tn.cfg.AppGrace)
+	ctx := context.Background()
+	conn, err := openRaw(t, tn.cfg.DBPath).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		code int
+		body string
+	}
+	answers := make(chan answer, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			code, body := tn.request(http.DefaultClient, "", testAdminKey, "POST", "/_api/apps/old/purge", nil, nil)
+			answers <- answer{code, body}
+		}()
+	}
+	// The purge that came first waits for the lock (for up to the
+	// writer's five seconds); the other has its answer meanwhile.
+	var first answer
+	select {
+	case first = <-answers:
+	case <-time.After(4 * time.Second):
+		t.Fatal("no purge answered while the first was held")
+	}
+	if first.code != http.StatusForbidden || !strings.Contains(first.body, "a purge of app old is running") {
+		t.Fatalf("the second purge: %d %s", first.code, first.body)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	var p struct{ Messages int }
+	if a := <-answers; a.code != http.StatusOK || json.Unmarshal([]byte(a.body), &p) != nil || p.Messages != 3 || !strings.Contains(a.body, `"messages_left":0`) {
+		t.Fatalf("the first purge: %d %s", a.code, a.body)
 	}
 }
