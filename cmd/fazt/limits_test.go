@@ -185,6 +185,7 @@ func TestPrivateChannels(t *testing.T) {
 		{"wrong secret", sign("guess", jwt.MapClaims{"channel": "private-a"})},
 		{"other channel", sign(secret, jwt.MapClaims{"channel": "private-b"})},
 		{"other client", sign(secret, jwt.MapClaims{"channel": "private-a", "client": "someone-else"})},
+		{"other app", sign(secret, jwt.MapClaims{"channel": "private-a", "app": "open"})},
 		{"expired", sign(secret, jwt.MapClaims{"channel": "private-a", "exp": time.Now().Add(-time.Minute).Unix()})},
 	} {
 		c.send(map[string]any{"type": "subscribe", "channel": "private-a", "token": tc.token, "id": tc.name})
@@ -192,7 +193,7 @@ func TestPrivateChannels(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, e)
 		}
 	}
-	c.subscribe(map[string]any{"channel": "private-a", "token": sign(secret, jwt.MapClaims{"channel": "private-a", "client": c.id, "exp": time.Now().Add(time.Minute).Unix()})})
+	c.subscribe(map[string]any{"channel": "private-a", "token": sign(secret, jwt.MapClaims{"channel": "private-a", "app": "vault", "client": c.id, "exp": time.Now().Add(time.Minute).Unix()})})
 	tn.publish("vault", "private-a", "secret stuff")
 	if m := c.messages("private-a", 1)[0]; m["data"] != "secret stuff" {
 		t.Fatalf("got %v", m)

@@ -147,12 +147,14 @@ func TestCheckChannelToken(t *testing.T) {
 		{"wrong secret", secret, signToken(t, "other", map[string]any{"channel": "private-x"}), "private-x", "c1", false},
 		{"other channel", secret, signToken(t, secret, map[string]any{"channel": "private-y"}), "private-x", "c1", false},
 		{"bound to this client", secret, signToken(t, secret, map[string]any{"channel": "private-x", "client": "c1"}), "private-x", "c1", true},
+		{"bound to this app", secret, signToken(t, secret, map[string]any{"channel": "private-x", "app": "chat"}), "private-x", "c1", true},
+		{"bound to another app", secret, signToken(t, secret, map[string]any{"channel": "private-x", "app": "shop"}), "private-x", "c1", false},
 		{"bound to another client", secret, signToken(t, secret, map[string]any{"channel": "private-x", "client": "c2"}), "private-x", "c1", false},
 		{"expired", secret, signToken(t, secret, map[string]any{"channel": "private-x", "exp": 1000}), "private-x", "c1", false},
 		{"alg none", secret, "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJjaGFubmVsIjoicHJpdmF0ZS14In0.", "private-x", "c1", false},
 		{"garbage", secret, "not.a.jwt", "private-x", "c1", false},
 	} {
-		exp, err := checkChannelToken(tc.secret, tc.token, tc.channel, tc.client)
+		exp, err := checkChannelToken(tc.secret, tc.token, "chat", tc.channel, tc.client)
 		if (err == nil) != tc.ok || !exp.IsZero() {
 			t.Errorf("%s: %v", tc.name, err)
 		}
@@ -162,7 +164,7 @@ func TestCheckChannelToken(t *testing.T) {
 	}
 	// A token's expiry is returned: the subscription ends then.
 	at := time.Now().Add(time.Hour).Truncate(time.Second)
-	if exp, err := checkChannelToken(secret, signToken(t, secret, map[string]any{"channel": "private-x", "exp": at.Unix()}), "private-x", "c1"); err != nil || !exp.Equal(at) {
+	if exp, err := checkChannelToken(secret, signToken(t, secret, map[string]any{"channel": "private-x", "exp": at.Unix()}), "chat", "private-x", "c1"); err != nil || !exp.Equal(at) {
 		t.Errorf("a token expiring at %v: %v, %v", at, exp, err)
 	}
 }

@@ -58,7 +58,7 @@ func (c *conn) subscribe(req *request) error {
 
 	var exp time.Time // when a private channel's token expires; zero for never
 	if domain.IsPrivate(channel) {
-		if exp, err = checkChannelToken(settings.Secret, req.Token, channel, c.client.ID); err != nil {
+		if exp, err = checkChannelToken(settings.Secret, req.Token, c.app.Name, channel, c.client.ID); err != nil {
 			c.srv.metrics.refused("private_token")
 			return err
 		}
