@@ -178,7 +178,11 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 			if a, ok := h.Get(k).(*goja.Object); ok && a.ClassName() == "Array" {
 				n := a.Get("length").ToInteger()
 				for i := int64(0); i < n; i++ {
-					resp.header.Add(k, a.Get(strconv.FormatInt(i, 10)).String())
+					v := a.Get(strconv.FormatInt(i, 10))
+					if v == nil { // a hole: as an undefined element
+						v = goja.Undefined()
+					}
+					resp.header.Add(k, v.String())
 				}
 				continue
 			}

@@ -47,24 +47,92 @@ type runtime struct {
 	// value has yet to settle, 0 when none: a timer's callback runs only
 	// while the run that set it is live (timerGate).
 	runs, live uint64
+	// fail ends the run in progress with what a timer's callback threw
+	// (timerGate); nil between runs.
+	fail func(thrown goja.Value)
 }
 
 // timerGate wraps setTimeout, setInterval and setImmediate so that a
 // callback runs only while the run that scheduled it is live: once a
 // run's value settles, what it left behind never runs, although the event
 // loop would still run an immediate's callback, or a timer due by then,
-// on its way out.
+// on its way out. What a callback throws ends its run with that error, as
+// an uncaught exception ends a Node process: the event loop would drop it,
+// and the run would end as a promise that never settled, saying nothing
+// of why.
 var timerGateProgram = goja.MustCompile("fazt:timers", timerGate, true)
 
-const timerGate = `(function (live) {
+const timerGate = `(function (live, fail) {
   for (const name of ["setTimeout", "setInterval", "setImmediate"]) {
     const schedule = globalThis[name];
     globalThis[name] = function (fn, ...rest) {
       if (typeof fn !== "function") return schedule(fn, ...rest);
       const run = live();
-      return schedule(function (...args) { if (live() === run) return fn.apply(this, args); }, ...rest);
+      return schedule(function (...args) {
+        if (live() !== run) return;
+        try {
+          return fn.apply(this, args);
+        } catch (e) {
+          fail(e);
+        }
+      }, ...rest);
     };
   }
+})`
+
+// arrayGuardProgram replaces the built-in array methods that goja runs
+// as Go recursion over nested arrays, where neither the time limit nor
+// the call depth limit reaches: a cyclic array's flat(Infinity), or the
+// text of an array nested a million deep, overflowed the Go stack, which
+// no recover catches, and took the whole server down. flat is JS here,
+// each level of nesting a call counted against maxCallDepth. toString
+// and toLocaleString (which join reaches through the elements) count
+// their nesting and refuse past maxTextNesting with a RangeError: the
+// call depth limit would stop them too, but unwinding thousands of levels
+// of Go and JS frames took seconds. The count starts again at each run
+// (live), since an interrupt skips the finally that takes it back.
+var arrayGuardProgram = goja.MustCompile("fazt:arrays", arrayGuard, true)
+
+// maxTextNesting is how deep arrays may nest in an array's text.
+const maxTextNesting = 1000
+
+const arrayGuard = `(function (live, maxNesting) {
+  const define = (name, fn) => Object.defineProperty(Array.prototype, name,
+    { value: fn, writable: true, enumerable: false, configurable: true });
+  let nesting = 0, run = -1;
+  const nested = (native, self, args) => {
+    const now = live();
+    if (now !== run) {
+      run = now;
+      nesting = 0;
+    }
+    if (nesting >= maxNesting) throw new RangeError("arrays nested more than " + maxNesting + " deep cannot be made text");
+    nesting++;
+    try {
+      return native.apply(self, args);
+    } finally {
+      nesting--;
+    }
+  };
+  const toText = Array.prototype.toString, toLocaleText = Array.prototype.toLocaleString;
+  define("toString", { toString() { return nested(toText, this, []); } }.toString);
+  define("toLocaleString", { toLocaleString(...args) { return nested(toLocaleText, this, args); } }.toLocaleString);
+  const toLength = (v) => Math.min(Math.max(Math.trunc(Number(v)) || 0, 0), Number.MAX_SAFE_INTEGER);
+  define("flat", { flat() {
+    if (this === null || this === undefined) throw new TypeError("Array.prototype.flat called on null or undefined");
+    const depth = arguments[0] === undefined ? 1 : Math.trunc(Number(arguments[0])) || 0;
+    const out = [];
+    const into = (source, depth) => {
+      for (let i = 0, n = toLength(source.length); i < n; i++) {
+        if (!(i in source)) continue;
+        const e = source[i];
+        if (depth > 0 && Array.isArray(e)) into(e, depth - 1);
+        else out.push(e);
+      }
+    };
+    into(Object(this), depth);
+    return out;
+  } }.flat);
 })`
 
 // execution is what one run of a script is about: its deadline, its app's
@@ -121,12 +189,26 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		fazt.Set("app", v.app)
 		fazt.Set("realtime", rt.realtimeObject(vm))
 		vm.Set("fazt", fazt)
+		guard, err := vm.RunProgram(arrayGuardProgram)
+		if err != nil {
+			return nil, err
+		}
+		guardArrays, _ := goja.AssertFunction(guard)
+		live := vm.ToValue(func() int64 { return int64(rt.live) })
+		if _, err := guardArrays(goja.Undefined(), live, vm.ToValue(maxTextNesting)); err != nil {
+			return nil, err
+		}
 		gate, err := vm.RunProgram(timerGateProgram)
 		if err != nil {
 			return nil, err
 		}
 		wrap, _ := goja.AssertFunction(gate)
-		if _, err := wrap(goja.Undefined(), vm.ToValue(func() int64 { return int64(rt.live) })); err != nil {
+		fail := func(thrown goja.Value) {
+			if rt.fail != nil {
+				rt.fail(thrown)
+			}
+		}
+		if _, err := wrap(goja.Undefined(), live, vm.ToValue(fail)); err != nil {
 			return nil, err
 		}
 		// The script is a CommonJS module of the app folder, so that
@@ -213,12 +295,27 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		result  error
 		crashed bool
 	)
+	// crash ends the run for a Go panic p: an engine failure, not the
+	// script's, which leaves the runtime in no state to reuse.
+	crash := func(p any) {
+		crashed = true
+		result = fmt.Errorf("%s: script engine failure: %v", rt.ver.file, p)
+	}
 	settle := func(vm *goja.Runtime, v goja.Value, thrown error) {
 		if done {
 			return
 		}
 		done = true
 		rt.live = 0
+		// The loop stops whatever happens here: its timers are then
+		// cancelled (Terminate, below), which a panic out of the loop
+		// would skip, leaving each due timer's goroutine blocked for good.
+		defer rt.loop.StopNoWait()
+		defer func() {
+			if p := recover(); p != nil {
+				crash(p)
+			}
+		}()
 		if thrown == nil {
 			thrown = finishCatching(vm, v, finish)
 		}
@@ -226,16 +323,41 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// value's toString, or its stack, may be script code that never
 		// ends, and nothing could interrupt it once the run is over.
 		result = describeCatching(thrown)
-		rt.loop.StopNoWait()
 	}
+	rt.fail = func(thrown goja.Value) {
+		if vm := rt.vm.Load(); vm != nil {
+			settle(vm, nil, rejection(thrown))
+		}
+	}
+	defer func() { rt.fail = nil }()
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				crashed = true
-				result = fmt.Errorf("%s: script engine failure: %v", rt.ver.file, p)
+				crash(p)
 			}
 		}()
 		rt.loop.Run(func(vm *goja.Runtime) {
+			// What escapes the call or the wait for its promise (a getter
+			// of its then that throws, the interrupt) settles the run
+			// here, on the loop, so that the loop still ends as it should.
+			defer func() {
+				if p := recover(); p != nil {
+					switch p := p.(type) {
+					case *goja.Exception:
+						settle(vm, nil, p)
+					case *goja.InterruptedError:
+						settle(vm, nil, p)
+					case *goja.StackOverflowError:
+						settle(vm, nil, p)
+					default:
+						crash(p)
+						if !done {
+							done = true
+							rt.loop.StopNoWait()
+						}
+					}
+				}
+			}()
 			if rt.vm.Load() == nil {
 				rt.vm.Store(vm)
 				if interrupted.Load() { // the limit passed before the VM was known
@@ -259,7 +381,11 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			case goja.PromiseStateRejected:
 				settle(vm, nil, rejection(p.Result()))
 			default:
-				then, _ := goja.AssertFunction(obj.Get("then"))
+				then, ok := goja.AssertFunction(obj.Get("then"))
+				if !ok {
+					settle(vm, nil, &ScriptError{Message: "the promise " + rt.ver.file + " returned has a then that is not a function"})
+					return
+				}
 				_, err := then(obj,
 					vm.ToValue(func(c goja.FunctionCall) goja.Value { settle(vm, c.Argument(0), nil); return goja.Undefined() }),
 					vm.ToValue(func(c goja.FunctionCall) goja.Value {

@@ -1,0 +1,138 @@
+package js_test
+
+import (
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fazt-realtime/fazt/transport/js"
+)
+
+// TestNestedArraysEndTheScriptNotTheServer: goja flattens and prints
+// nested arrays by Go recursion, which neither the time limit nor the
+// call depth limit stopped: a cyclic array's flat(Infinity) overflowed
+// the Go stack and killed the server. Now every level is a JS call: the
+// script ends with a RangeError, and flat, toString, join and
+// toLocaleString still answer as the language says.
+func TestNestedArraysEndTheScriptNotTheServer(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const deep = (n) => { let o = []; for (let i = 0; i < n; i++) o = [o]; return o; };
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/cyclic-flat": { const a = [1]; a.push(a); return a.flat(Infinity).length; }
+  case "/api/deep-text": return String(deep(10000)).length;
+  case "/api/deep-locale": return deep(10000).toLocaleString().length;
+  case "/api/deep-join": return deep(10000).join("-").length;
+  case "/api/caught": try { return String(deep(1001)); } catch (e) { return e.message + "; " + String(deep(999)).length; }
+  case "/api/same": {
+    const keys = [];
+    for (const k in [1]) keys.push(k);
+    return {
+      flat2: [1, [2, [3, [4]]], , 5].flat(2), flat: [[1], [2, [3]]].flat(), flat0: [1, [2]].flat(0),
+      flatNaN: [1, [2]].flat("x"), flatLike: Array.prototype.flat.call({ length: 2, 0: [1], 1: 2 }),
+      text: String([1, [2, 3], null, [undefined]]), template: ` + "`${[1, [2]]}`" + `, join: [1, [2, 3]].join("-"),
+      locale: [[1], [2]].toLocaleString(), keys, length: Array.prototype.flat.length, name: Array.prototype.flat.name,
+      nullThis: (() => { try { Array.prototype.flat.call(null); return "no throw"; } catch (e) { return e.constructor.name; } })(),
+    };
+  }
+  }
+};`}, js.Config{})
+	for _, tc := range []struct{ path, err string }{
+		{"/api/cyclic-flat", "RangeError: more than 4096 nested calls"},
+		{"/api/deep-text", "RangeError: arrays nested more than 1000 deep"},
+		{"/api/deep-locale", "RangeError: arrays nested more than 1000 deep"},
+		{"/api/deep-join", "RangeError: arrays nested more than 1000 deep"},
+		{"/api/deep-text", "RangeError: arrays nested more than 1000 deep"}, // again, on the runtime reused
+	} {
+		code, body := e.get("a", tc.path)
+		if b := decodeErr(t, body); code != 500 || !strings.HasPrefix(b.Error, tc.err) {
+			t.Errorf("%s: %d %s", tc.path, code, body)
+		}
+	}
+	if code, body := e.get("a", "/api/caught"); code != 200 || strings.TrimSpace(body) != `"arrays nested more than 1000 deep cannot be made text; 0"` {
+		t.Errorf("caught: %d %s", code, body)
+	}
+	want := `{"flat2":[1,2,3,[4],5],"flat":[1,2,[3]],"flat0":[1,[2]],"flatNaN":[1,[2]],"flatLike":[1,2],` +
+		`"text":"1,2,3,,","template":"1,2","join":"1-2,3","locale":"1,2","keys":["0"],"length":0,"name":"flat","nullThis":"TypeError"}`
+	if code, body := e.get("a", "/api/same"); code != 200 || strings.TrimSpace(body) != want {
+		t.Fatalf("built-ins: %d %s\nwant %s", code, body, want)
+	}
+}
+
+// TestAScriptsFailureLeavesNothingBehind: what a script does wrong after
+// its call returns (a timer's callback that throws, a returned promise
+// whose then throws or is not a function, a header array with a hole)
+// is answered as the script's error, with its message, and the timers it
+// left are cancelled: before, a Go panic skipped their cancelling, and
+// each due timer's goroutine stayed blocked for good.
+func TestAScriptsFailureLeavesNothingBehind(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = function (req) {
+  setTimeout(() => {}, 5); // left behind: cancelled when the run ends
+  switch (req.path) {
+  case "/api/timer-throws":
+    return new Promise((resolve) => setTimeout(() => { JSON.parse("{bad"); resolve(1); }, 1));
+  case "/api/then-throws": {
+    const p = new Promise(() => {});
+    Object.defineProperty(p, "then", { get() { throw new Error("no then for you"); } });
+    return p;
+  }
+  case "/api/then-not-a-function": {
+    const p = new Promise(() => {});
+    p.then = 5;
+    return p;
+  }
+  case "/api/hole": {
+    const answer = { headers: { "Set-Cookie": ["a=1", , "b=2"] }, body: "x" };
+    // Later, the answer read where the event loop runs the promise's
+    // reactions: a panic there left the loop, past its timers' cancelling.
+    return req.query.later ? new Promise((resolve) => setTimeout(() => resolve(answer), 1)) : answer;
+  }
+  default:
+    return "ok";
+  }
+};`}, js.Config{})
+	if code, _ := e.get("a", "/api/"); code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	before := runtime.NumGoroutine()
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		for _, tc := range []struct{ path, err, at string }{
+			{"/api/timer-throws", "SyntaxError", "api/main.js:6:"},
+			{"/api/then-throws", "Error: no then for you", "api/main.js:9:"},
+			{"/api/then-not-a-function", "the promise api/main.js returned has a then that is not a function", ""},
+		} {
+			code, body := e.get("a", tc.path)
+			if b := decodeErr(t, body); code != 500 || !strings.HasPrefix(b.Error, tc.err) || !strings.HasPrefix(b.At, tc.at) {
+				t.Fatalf("%s: %d %s, want 500 %q at %q", tc.path, code, body, tc.err, tc.at)
+			}
+		}
+		for _, path := range []string{"/api/hole", "/api/hole?later=1"} {
+			req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+			req.Host = "a.localhost"
+			resp, err := jsClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Values("Set-Cookie"); resp.StatusCode != 200 || strings.Join(got, "|") != "a=1|undefined|b=2" {
+				t.Fatalf("%s: a header array with a hole: %d %q", path, resp.StatusCode, got)
+			}
+		}
+	}
+	// Every timer left behind is due by now: none holds a goroutine (a
+	// few may be the HTTP client's and server's).
+	time.Sleep(50 * time.Millisecond)
+	if after := runtime.NumGoroutine(); after > before+5 {
+		t.Errorf("%d goroutines after %d runs, %d before", after, 5*rounds, before)
+	}
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != `"ok"` {
+		t.Fatalf("after the failures: %d %s", code, body)
+	}
+	if strings.Contains(e.logs.String(), "engine failure") {
+		t.Errorf("logged as an engine failure:\n%s", e.logs.String())
+	}
+}
