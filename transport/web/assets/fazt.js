@@ -7,7 +7,8 @@
 //
 // It reconnects by itself (with backoff) and resubscribes each channel from
 // the last offset it delivered, with that offset's epoch, so a dropped
-// connection or a server restart loses nothing and repeats nothing. A
+// connection or a server restart loses nothing and repeats nothing. What
+// the app's callbacks throw is reported as uncaught and stops none of it. A
 // connection that goes silent (no frame, not even the server's ping, for
 // the heartbeat the server announced plus silenceMargin) is given up and
 // replaced: a network that vanished without closing the socket, as after
@@ -28,10 +29,33 @@
     this.subs = new Map();      // channel -> subscription
     this.pending = new Map();   // request id -> {resolve, reject}
     this.presenceWatch = new Set(); // of members requests on their way: each sees the presence frames meanwhile
+    this.leaving = new Map();   // channel -> promise of its unsubscribe's end: a new join waits for it
     this.nextId = 1;
     this.attempt = 0;
     this.closed = false;
     this.connect();
+  }
+
+  // call runs an app's callback fn with the arguments after it. What it
+  // throws is reported as uncaught, in a task of its own, and does not
+  // stop the client's own work: a reconnect, the joins that follow it.
+  function call(fn) {
+    if (!fn) return;
+    try {
+      fn.apply(null, Array.prototype.slice.call(arguments, 1));
+    } catch (e) {
+      setTimeout(function () { throw e; });
+    }
+  }
+
+  // fail makes the Error a request is rejected with: code is the server's,
+  // or connection_lost (the connection ended before the answer: the
+  // request may have been carried out) or not_connected (not sent).
+  function fail(message, code, channel) {
+    var err = new Error(message);
+    err.code = code;
+    if (channel) err.channel = channel;
+    return err;
   }
 
   function absolute(url) {
@@ -43,8 +67,16 @@
     var self = this;
     var ws = new WebSocket(this.url);
     this.ws = ws;
-    ws.onmessage = function (ev) { self.heard = Date.now(); self.frame(JSON.parse(ev.data)); };
-    ws.onclose = function (ev) { self.lost(ws, ev.code, ev.reason); };
+    ws.onmessage = function (ev) {
+      self.heard = Date.now();
+      var f = JSON.parse(ev.data);
+      if (f.type === "disconnect") ws.said = f; // why, should the close frame itself not arrive
+      self.frame(f);
+    };
+    ws.onclose = function (ev) {
+      var said = ev.code === 1006 && ws.said; // closed without a close frame: the server's word before it
+      self.lost(ws, said ? said.code : ev.code, said ? said.reason : ev.reason);
+    };
     // Until `connected` says the server's heartbeat, its default: a path
     // that dies before then is noticed too.
     this.watch(ws, 30);
@@ -58,17 +90,22 @@
 
   // lost ends the connection ws: its requests fail, and unless the client
   // was closed or kicked (4000), a new connection is tried after a backoff.
+  // The backoff starts again only after a connection that lasted maxDelay:
+  // a server that accepts and at once closes is backed off from too.
   Fazt.prototype.lost = function (ws, code, reason) {
     if (this.ws !== ws) return;
     var self = this;
     clearInterval(this.watchdog);
+    if (this.upSince && Date.now() - this.upSince >= this.maxDelay) this.attempt = 0;
+    this.upSince = 0;
     this.ws = null;
     this.clientId = null;
-    this.pending.forEach(function (p) { p.reject(new Error("connection closed")); });
+    this.pending.forEach(function (p) { p.reject(fail("connection closed before the answer", "connection_lost")); });
     this.pending.clear();
-    this.onState("disconnected", code, reason);
-    if (this.closed || code === 4000) return; // closed by us, or kicked
-    setTimeout(function () { if (!self.closed) self.connect(); }, this.backoff(this.attempt++));
+    if (!this.closed && code !== 4000) { // closed by us, or kicked
+      setTimeout(function () { if (!self.closed) self.connect(); }, this.backoff(this.attempt++));
+    }
+    call(this.onState, "disconnected", code, reason);
   };
 
   // watch gives up on ws when no frame has come for the server's heartbeat
@@ -96,7 +133,7 @@
   Fazt.prototype.request = function (frame) {
     var self = this;
     return new Promise(function (resolve, reject) {
-      if (!self.ws || self.ws.readyState !== 1 || !self.clientId) return reject(new Error("not connected"));
+      if (!self.ws || self.ws.readyState !== 1 || !self.clientId) return reject(fail("not connected", "not_connected"));
       frame.id = self.nextId++;
       self.pending.set(frame.id, { resolve: resolve, reject: reject });
       self.ws.send(JSON.stringify(frame));
@@ -108,25 +145,25 @@
     if (p) this.pending.delete(f.id);
     switch (f.type) {
       case "connected":
-        this.attempt = 0; // reset here, not on open: a server that opens and closes is still backed off from
+        this.upSince = Date.now();
         this.clientId = f.client_id;
         if (typeof f.heartbeat === "number") this.watch(this.ws, f.heartbeat);
-        this.onState("connected", f.client_id);
         var self = this;
         this.subs.forEach(function (s) { self.join(s); });
+        call(this.onState, "connected", f.client_id);
         return;
       case "ping":
         this.send({ type: "pong" });
         return;
       case "message": {
         var s = f.channel && this.subs.get(f.channel);
-        if (!f.channel) { this.subs.forEach(function (s) { if (s.onAll) s.onAll(f.data, f); }); return; }
+        if (!f.channel) { this.subs.forEach(function (s) { call(s.onAll, f.data, f); }); return; }
         // Not before this subscription's own `subscribed`: frames of an
         // earlier subscription to the channel may still be on their way.
         if (!s || !s.ready || (s.offset !== null && f.offset <= s.offset)) return; // never twice
         s.offset = f.offset;
         if (f.epoch) s.epoch = f.epoch; // a channel's first message names its epoch
-        s.handler(f.data, f);
+        call(s.handler, f.data, f);
         return;
       }
       case "subscribed": {
@@ -143,7 +180,7 @@
           // message resumes where it starts, not from a start counted
           // anew from a later head.
           else if (sub.offset === null) sub.offset = f.offset - f.replay;
-          if (sub.onSubscribed) sub.onSubscribed(f);
+          call(sub.onSubscribed, f);
         }
         break;
       }
@@ -159,26 +196,43 @@
           return;
         }
         this.subs.delete(f.channel);
-        if (es.onError) es.onError(Object.assign(new Error(f.channel + ": the subscription ended (" + f.reason + ")"), { code: f.reason }));
+        this.tell(es, fail(f.channel + ": the subscription ended (" + f.reason + ")", f.reason, f.channel));
         return;
       }
       case "presence": {
         this.presenceWatch.forEach(function (w) { w(f); });
         var ps = this.subs.get(f.channel);
-        if (ps && ps.onPresence) ps.onPresence(f.event, f.client);
+        if (ps) call(ps.onPresence, f.event, f.client);
         return;
       }
       case "error":
-        if (p) { p.reject(Object.assign(new Error(f.error), { code: f.code })); return; }
-        this.onError(f);
+        if (p) { p.reject(fail(f.error, f.code, f.channel)); return; }
+        call(this.onError, f);
         return;
     }
     if (p) p.resolve(f);
   };
 
+  // tell gives err, which ended or troubles the subscription s, to s's
+  // onError, or when it has none to the client's, as an error frame
+  // would be: {type: "error", channel, code, error}, so that it is never
+  // lost in silence.
+  Fazt.prototype.tell = function (s, err) {
+    if (s.onError) call(s.onError, err);
+    else call(this.onError, { type: "error", channel: s.channel, code: err.code, error: err.message, retrying: err.retrying });
+  };
+
   Fazt.prototype.join = function (s) {
     var self = this;
     s.ready = false;
+    var leaving = this.leaving.get(s.channel);
+    if (leaving) {
+      // The server ends the earlier subscription first: a subscribe
+      // meanwhile would be refused as a second one.
+      var on = this.ws;
+      leaving.then(function () { if (self.current(s, on) && !s.ready) self.join(s); });
+      return;
+    }
     var token = s.start.token;
     if (typeof token === "function") {
       // Asked again at every join, so that a reconnect has a fresh one.
@@ -196,7 +250,7 @@
         } else {
           self.subs.delete(s.channel);
         }
-        if (s.onError) s.onError(Object.assign(err instanceof Error ? err : new Error(String(err)), { retrying: !!s.joined }));
+        self.tell(s, Object.assign(err instanceof Error ? err : new Error(String(err)), { channel: s.channel, retrying: !!s.joined }));
       });
       return;
     }
@@ -225,13 +279,13 @@
     if (token) frame.token = token;
     var self = this, ws = this.ws;
     this.request(frame).catch(function (err) {
-      if (!err.code || self.subs.get(s.channel) !== s) return; // the connection closed: joined again on the next
+      if (err.code === "connection_lost" || err.code === "not_connected" || self.subs.get(s.channel) !== s) return; // joined again on the next connection
       if (transient[err.code]) { // tried again on this connection, backing off; a new one joins anew
         self.rejoinLater(s, ws);
         return;
       }
       self.subs.delete(s.channel);
-      if (s.onError) s.onError(err);
+      self.tell(s, err);
     });
     s.joinId = frame.id;
   };
@@ -267,7 +321,7 @@
       unsubscribe: function () {
         if (self.subs.get(channel) !== s) return Promise.resolve();
         self.subs.delete(channel);
-        return self.request({ type: "unsubscribe", channel: channel }).catch(function () {});
+        return self.leave(channel);
       },
       // Where a later page load may resume: subscribe(channel, {offset, epoch}).
       get offset() { return s.offset; },
@@ -275,7 +329,32 @@
     };
   };
 
-  // publish sends data to channel; it resolves with {offset, epoch}.
+  // leave ends the server's subscription to channel on this connection,
+  // asking again, backing off, while the refusal may pass (rate_limited);
+  // the promise it returns, which a new join of the channel waits for,
+  // resolves when the server has answered for good or the connection has
+  // ended (and with it the subscriptions).
+  Fazt.prototype.leave = function (channel) {
+    var self = this, ws = this.ws, tries = 0;
+    var done = new Promise(function (resolve) {
+      var ask = function () {
+        if (self.ws !== ws) return resolve();
+        self.request({ type: "unsubscribe", channel: channel }).then(function () { resolve(); }, function (err) {
+          if (transient[err.code] && self.ws === ws) setTimeout(ask, self.backoff(tries++));
+          else resolve();
+        });
+      };
+      ask();
+    });
+    this.leaving.set(channel, done);
+    done.then(function () { if (self.leaving.get(channel) === done) self.leaving.delete(channel); });
+    return done;
+  };
+
+  // publish sends data to channel; it resolves with {offset, epoch}. It
+  // rejects with the server's error, or with code not_connected (it was
+  // not sent) or connection_lost (sent, but the connection ended before
+  // the answer: it may have been published).
   Fazt.prototype.publish = function (channel, data) {
     return this.request({ type: "publish", channel: channel, data: data });
   };
