@@ -68,6 +68,10 @@ func TestPurgeARemovedApp(t *testing.T) {
 	if _, err := purge("--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "try again in") {
 		t.Fatalf("purge of an app gone a moment: %v", err)
 	}
+	// The CLI checks the name itself; the API answers 400 too.
+	if code, body := tn.request(http.DefaultClient, "", testAdminKey, "POST", "/_api/apps/Old_App/purge", nil, nil); code != http.StatusBadRequest || !strings.Contains(body, "not a DNS label") {
+		t.Fatalf("purge of a name no app can have: %d %s", code, body)
+	}
 	for _, key := range []string{"wrong", "keep-key"} { // an app's key is not the admin's
 		if _, err := purge("--admin-key", key); err == nil || !strings.Contains(err.Error(), "401") {
 			t.Fatalf("purge with key %s: %v", key, err)

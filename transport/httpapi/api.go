@@ -262,6 +262,12 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A name no app can have is the caller's mistake, not an app not
+	// found (the lookups by Host answer so).
+	if err := domain.ValidateApp(name); err != nil {
+		writeError(w, domain.Errorf(domain.CodeBadRequest, "%s", err.Error()))
+		return
+	}
 	if err := a.apps.Removed(name); err != nil {
 		writeError(w, err)
 		return
