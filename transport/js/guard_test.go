@@ -1,6 +1,7 @@
 package js_test
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"strings"
@@ -134,5 +135,46 @@ module.exports = function (req) {
 	}
 	if strings.Contains(e.logs.String(), "engine failure") {
 		t.Errorf("logged as an engine failure:\n%s", e.logs.String())
+	}
+}
+
+// TestAHandlerOutlivesItsClient: a client that hangs up while its handler
+// runs does not interrupt it: both of its broadcasts are made. Before,
+// the handler was interrupted where it was, after the first.
+func TestAHandlerOutlivesItsClient(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = async function (req) {
+  fazt.realtime.broadcast("room", 1);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  fazt.realtime.broadcast("room", 2);
+  return "done";
+};`}, js.Config{})
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/", nil)
+	req.Host = "a.localhost"
+	ctx, cancel := context.WithCancel(context.Background())
+	req = req.WithContext(ctx)
+	go func() {
+		// Hung up once the first broadcast is in.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if info, err := e.log.Channel(context.Background(), "a", "room"); err == nil && info.Head >= 1 {
+				break
+			}
+		}
+		cancel()
+	}()
+	if _, err := jsClient.Do(req); err == nil {
+		t.Fatal("the request was answered before the client hung up")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := e.log.Channel(context.Background(), "a", "room")
+		if err == nil && info.Head == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the channel's head is %d, %v: the handler did not finish", info.Head, err)
+		}
+	}
+	if strings.Contains(e.logs.String(), "js handler failed") {
+		t.Errorf("logged as a failure:\n%s", e.logs.String())
 	}
 }

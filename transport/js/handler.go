@@ -1,6 +1,7 @@
 package js
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,7 +58,10 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return lg
 	}
 	var resp response
-	found, err := e.run(r.Context(), app, MainFile, log,
+	// A client that hangs up does not interrupt the handler: what it
+	// does would be left half done (the first of two broadcasts made),
+	// and its runtime thrown away. Its time limit still bounds it.
+	found, err := e.run(context.WithoutCancel(r.Context()), app, MainFile, log,
 		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
 			handler, ok := goja.AssertFunction(rt.exports)
 			if !ok {
