@@ -2,6 +2,7 @@ package js
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,5 +162,51 @@ func TestFreshSeesFilesThatCameLater(t *testing.T) {
 	}
 	if v.fresh() {
 		t.Fatal("an edit of the file is not seen")
+	}
+}
+
+// TestFreshWatchesForABoundedNumberOfAbsentFiles: a script that requires
+// by names from its requests notes at most maxAbsent files it did not
+// find; one that it then finds and reads frees its place, and files it
+// reads are noted whatever the count.
+func TestFreshWatchesForABoundedNumberOfAbsentFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "api", "routes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(MainFile)), []byte(`module.exports = 1;`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := versionOf(t, dir)
+	count := func() (absent, read int) {
+		for _, st := range *v.deps.Load() {
+			if st == missing || st == unreadable {
+				absent++
+			} else {
+				read++
+			}
+		}
+		return absent, read
+	}
+	_, read0 := count()
+	for i := 0; i < 2*maxAbsent; i++ {
+		v.load(fmt.Sprintf("api/routes/r%d.js", i))
+	}
+	if absent, _ := count(); absent != maxAbsent {
+		t.Fatalf("%d absent files noted, want %d", absent, maxAbsent)
+	}
+	// One of those noted appears and is read: its place is free again.
+	if err := os.WriteFile(filepath.Join(dir, "api", "routes", "r0.js"), []byte(`module.exports = 0;`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.load("api/routes/r0.js"); err != nil {
+		t.Fatal(err)
+	}
+	if absent, read := count(); absent != maxAbsent-1 || read != read0+1 {
+		t.Fatalf("after a read: %d absent, %d read", absent, read)
+	}
+	v.load("api/routes/another.js")
+	if absent, _ := count(); absent != maxAbsent {
+		t.Fatalf("a new absent file in the freed place: %d absent", absent)
 	}
 }

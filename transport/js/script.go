@@ -49,6 +49,9 @@ type version struct {
 	// checks it without a lock, and a load copies it.
 	mu   sync.Mutex // serializes writers of deps
 	deps atomic.Pointer[map[string]stamp]
+	// absent counts the entries of deps that are missing or unreadable,
+	// under mu: at most maxAbsent are kept.
+	absent int
 	// loadErr, once set, is answered for every execution until a file
 	// changes: a script that does not compile or throws while loading would
 	// fail the same way each time.
@@ -91,6 +94,13 @@ var missing = stamp{size: -1}
 var unreadable = stamp{size: -2}
 
 const retryUnreadable = time.Second
+
+// maxAbsent bounds the files a version watches for that require() did
+// not find or could not read. A script that requires by a name from its
+// request (require("./routes/" + name), in a try) would otherwise note
+// every name a scanner tries: the map, copied at each note, and the
+// stats of the once-a-second look for them, grew without bound.
+const maxAbsent = 256
 
 // newVersion opens the app folder for a script whose file currently has
 // stamp st.
@@ -187,7 +197,13 @@ func (v *version) note(p string, st stamp) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := *v.deps.Load()
-	if was, seen := old[p]; seen && (was != missing && was != unreadable || st == missing || st == unreadable) {
+	was, seen := old[p]
+	wasAbsent := seen && (was == missing || was == unreadable)
+	isAbsent := st == missing || st == unreadable
+	if seen && (!wasAbsent || isAbsent) {
+		return
+	}
+	if isAbsent && v.absent >= maxAbsent {
 		return
 	}
 	deps := make(map[string]stamp, len(old)+1)
@@ -196,6 +212,12 @@ func (v *version) note(p string, st stamp) {
 	}
 	deps[p] = st
 	v.deps.Store(&deps)
+	switch {
+	case isAbsent:
+		v.absent++
+	case wasAbsent:
+		v.absent--
+	}
 }
 
 // fresh reports whether no file of the version changed since it was read.
