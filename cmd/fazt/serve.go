@@ -133,6 +133,12 @@ const defaultWriteDelay = 2 * time.Millisecond
 // ms and netyield.Yield's wait bounded (7d3eb8c): 49.5% and 15.2 ms.
 const defaultMaxWriteDelay = 11 * time.Millisecond
 
+// httpIdleTimeout is how long a kept-alive HTTP connection may wait for
+// its next request: without it, idle connections (a proxy's pool, a
+// client that never closes) held a goroutine and a descriptor for good.
+// WebSocket connections are not HTTP's once upgraded.
+var httpIdleTimeout = 2 * time.Minute
+
 type serveOptions struct {
 	addr string
 	// debugAddr, when set, is where the pprof handlers listen.
@@ -170,7 +176,8 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 		defer dsrv.Close()
 		logger.Info("pprof serving", "addr", dln.Addr().String())
 	}
-	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: httpIdleTimeout,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	// WebSocket upgrades are taken off the listener before net/http, which
 	// serves the rest (ws.Server.Listener).

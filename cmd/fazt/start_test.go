@@ -1,13 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/events"
 )
 
 // TestFailedStartSaysWhy: a server that cannot start returns the reason,
@@ -156,4 +165,71 @@ func TestAdminKeyWithSpaceIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "admin key has space around it") {
 		t.Fatalf("start with a padded admin key: %v", err)
 	}
+}
+
+// TestServeClosesIdleHTTPConnections: a kept-alive HTTP connection that
+// sends no next request is closed after the idle timeout (2 minutes;
+// shortened here), instead of holding its goroutine and descriptor for
+// good. A WebSocket connection is not: it is no longer HTTP's.
+func TestServeClosesIdleHTTPConnections(t *testing.T) {
+	defer func(d time.Duration) { httpIdleTimeout = d }(httpIdleTimeout)
+	httpIdleTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, serveOptions{
+			node:  nodeConfig{DBPath: filepath.Join(dir, "fazt.db"), AppsDir: filepath.Join(dir, "apps"), Durability: events.DurabilityNormal, AdminKey: testAdminKey, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			addr:  "127.0.0.1:0",
+			ready: func(addr string) { addrc <- addr },
+		}, io.Discard)
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/_ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v, %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("the idle connection was not closed: %v", err)
+	}
+	// The WebSocket, as idle, still answers.
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteJSON(map[string]any{"type": "subscribe", "channel": "room", "id": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var f map[string]any
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatalf("the WebSocket after the idle timeout: %v", err)
+		}
+		if f["type"] == "subscribed" {
+			break
+		}
+	}
+	cancel()
+	<-done
 }
