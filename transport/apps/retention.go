@@ -26,6 +26,22 @@ type Retention struct {
 	AuditMaxAge Age `json:"audit_max_age,omitempty"`
 }
 
+// UnmarshalJSON implements json.Unmarshaler: max_messages below -1 is
+// refused, as a negative age other than -1 is, rather than read as
+// "keep everything" (a sign typed by mistake would keep a channel whole).
+func (r *Retention) UnmarshalJSON(b []byte) error {
+	type plain Retention
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	if p.MaxMessages < -1 {
+		return fmt.Errorf("max_messages: %d; want 0 (the server's default) or more, or -1 to keep everything", p.MaxMessages)
+	}
+	*r = Retention(p)
+	return nil
+}
+
 // Forever is the Age that keeps everything, whatever the server's default.
 const Forever Age = -1
 
