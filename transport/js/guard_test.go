@@ -178,3 +178,68 @@ module.exports = async function (req) {
 		t.Errorf("logged as a failure:\n%s", e.logs.String())
 	}
 }
+
+// TestARunEndsWhateverItsTimersDo: a timer's callback whose recursion
+// overflows the call stack ends its run with that RangeError (it was
+// dropped, and the run waited out its limit); one that spins past the
+// limit is interrupted, and a callback due then does not start with no
+// interrupt armed (goja clears it when the stopped callback returns to
+// the loop, and the next spun for good). A header array of 2**32-1 holes
+// is refused, not expanded. A stack overflow inside an array's text does
+// not leave the nesting count of later runs high. And a runtime whose
+// run ended in a throw from its promise's then getter is not reused.
+func TestARunEndsWhateverItsTimersDo(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json": `{"js": {"handler_timeout_ms": 300}}`,
+		"a/api/main.js": `
+const deep = (n) => { let o = []; for (let i = 0; i < n; i++) o = [o]; return o; };
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/overflow-in-timer":
+    return new Promise(() => setTimeout(() => { const a = [1]; a.push(a); a.flat(Infinity); }, 1));
+  case "/api/spin":
+    return new Promise(() => setTimeout(() => { setImmediate(() => { for (;;) {} }); for (;;) {} }, 0));
+  case "/api/holes":
+    return { headers: { "X-Many": new Array(2 ** 32 - 1) }, body: "" };
+  case "/api/overflow-in-text":
+    return String([[{ toString() { const g = () => g(); return g(); } }]]);
+  case "/api/deep":
+    return String(deep(999)).length;
+  case "/api/count":
+    globalThis.n = (globalThis.n || 0) + 1;
+    return globalThis.n;
+  case "/api/then-throws": {
+    const p = new Promise(() => {});
+    Object.defineProperty(p, "then", { get() { Promise.resolve().then(() => { globalThis.n = 100; }); throw new Error("no then"); } });
+    return p;
+  }
+  }
+};`}, js.Config{})
+	for _, tc := range []struct{ path, err string }{
+		{"/api/overflow-in-timer", "RangeError: more than 4096 nested calls"},
+		{"/api/spin", "api/main.js ran past its time limit of 300ms"},
+		{"/api/holes", "api/main.js returned 4294967295 values for header X-Many; at most 1000"},
+		{"/api/overflow-in-text", "RangeError: more than 4096 nested calls"},
+	} {
+		code, body := e.get("a", tc.path)
+		if b := decodeErr(t, body); code != 500 || !strings.HasPrefix(b.Error, tc.err) {
+			t.Errorf("%s: %d %s, want 500 %q", tc.path, code, body, tc.err)
+		}
+	}
+	for i := 0; i < 3; i++ { // on the runtime the overflow left
+		if code, body := e.get("a", "/api/deep"); code != 200 || strings.TrimSpace(body) != "0" {
+			t.Fatalf("deep text after an overflow: %d %s", code, body)
+		}
+	}
+	for _, want := range []string{"1", "2"} {
+		if _, body := e.get("a", "/api/count"); strings.TrimSpace(body) != want {
+			t.Fatalf("count: %s, want %s", body, want)
+		}
+	}
+	if code, body := e.get("a", "/api/then-throws"); code != 500 || !strings.Contains(body, "no then") {
+		t.Fatalf("then-throws: %d %s", code, body)
+	}
+	if _, body := e.get("a", "/api/count"); strings.TrimSpace(body) != "1" {
+		t.Fatalf("count after a then getter threw: %s, want 1 (a fresh runtime)", body)
+	}
+}

@@ -27,6 +27,9 @@ type response struct {
 // responseKeys are the keys of a response object; an object with only
 // these keys (and a numeric status, if any) is a response, anything else is
 // data answered as 200 JSON.
+// maxHeaderValues bounds the values of one header in a handler's answer.
+const maxHeaderValues = 1000
+
 var responseKeys = map[string]bool{"status": true, "headers": true, "json": true, "body": true}
 
 // ServeHTTP answers /api/... with the app's api/main.js: the request's app
@@ -181,6 +184,11 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 			// joined with commas would be one broken cookie.
 			if a, ok := h.Get(k).(*goja.Object); ok && a.ClassName() == "Array" {
 				n := a.Get("length").ToInteger()
+				if n > maxHeaderValues {
+					// new Array(2**32-1) is all holes, made at once: a
+					// header line for each would exhaust the memory.
+					return resp, &ScriptError{Message: fmt.Sprintf("%s returned %d values for header %s; at most %d", MainFile, n, k, maxHeaderValues)}
+				}
 				for i := int64(0); i < n; i++ {
 					v := a.Get(strconv.FormatInt(i, 10))
 					if v == nil { // a hole: as an undefined element

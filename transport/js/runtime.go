@@ -49,36 +49,55 @@ type runtime struct {
 	runs, live uint64
 	// fail ends the run in progress with what a timer's callback threw
 	// (timerGate); nil between runs.
-	fail func(thrown goja.Value)
+	fail func(thrown error)
+	// halted is set once the run in progress is interrupted (its limit,
+	// its context): no timer's callback starts after that. goja clears
+	// the interrupt when the callback it stopped returns to the event
+	// loop, which would then run the next one with none armed.
+	halted atomic.Bool
 }
 
 // timerGate wraps setTimeout, setInterval and setImmediate so that a
-// callback runs only while the run that scheduled it is live: once a
-// run's value settles, what it left behind never runs, although the event
-// loop would still run an immediate's callback, or a timer due by then,
-// on its way out. What a callback throws ends its run with that error, as
-// an uncaught exception ends a Node process: the event loop would drop it,
-// and the run would end as a promise that never settled, saying nothing
-// of why.
+// callback runs only while the run that scheduled it is live (and not
+// interrupted): once a run's value settles, what it left behind never
+// runs, although the event loop would still run an immediate's callback,
+// or a timer due by then, on its way out. The callback runs through
+// invoke (runtime.invoke), so that what it throws, a stack overflow
+// included, ends its run with that error, as an uncaught exception ends a
+// Node process: the event loop would drop it, and the run would end as a
+// promise that never settled, saying nothing of why.
 var timerGateProgram = goja.MustCompile("fazt:timers", timerGate, true)
 
-const timerGate = `(function (live, fail) {
+const timerGate = `(function (live, invoke) {
   for (const name of ["setTimeout", "setInterval", "setImmediate"]) {
     const schedule = globalThis[name];
     globalThis[name] = function (fn, ...rest) {
       if (typeof fn !== "function") return schedule(fn, ...rest);
       const run = live();
       return schedule(function (...args) {
-        if (live() !== run) return;
-        try {
-          return fn.apply(this, args);
-        } catch (e) {
-          fail(e);
-        }
+        if (live() === run) return invoke(() => fn.apply(this, args));
       }, ...rest);
     };
   }
 })`
+
+// invoke is the Go side of timerGate: it calls a timer's callback and
+// ends the run with what the callback threw. An interrupt is left to end
+// the run as one (halted keeps the loop's other callbacks from running).
+func (rt *runtime) invoke(c goja.FunctionCall) goja.Value {
+	fn, ok := goja.AssertFunction(c.Argument(0))
+	if !ok {
+		return goja.Undefined()
+	}
+	v, err := fn(goja.Undefined())
+	if err != nil {
+		if !isInterrupt(err) && rt.fail != nil {
+			rt.fail(err)
+		}
+		return goja.Undefined()
+	}
+	return v
+}
 
 // arrayGuardProgram replaces the built-in array methods that goja runs
 // as Go recursion over nested arrays, where neither the time limit nor
@@ -90,18 +109,18 @@ const timerGate = `(function (live, fail) {
 // their nesting and refuse past maxTextNesting with a RangeError: the
 // call depth limit would stop them too, but unwinding thousands of levels
 // of Go and JS frames took seconds. The count starts again at each run
-// (live), since an interrupt skips the finally that takes it back.
+// (runs), since a stack overflow skips the finally that takes it back.
 var arrayGuardProgram = goja.MustCompile("fazt:arrays", arrayGuard, true)
 
 // maxTextNesting is how deep arrays may nest in an array's text.
 const maxTextNesting = 1000
 
-const arrayGuard = `(function (live, maxNesting) {
+const arrayGuard = `(function (runs, maxNesting) {
   const define = (name, fn) => Object.defineProperty(Array.prototype, name,
     { value: fn, writable: true, enumerable: false, configurable: true });
   let nesting = 0, run = -1;
   const nested = (native, self, args) => {
-    const now = live();
+    const now = runs();
     if (now !== run) {
       run = now;
       nesting = 0;
@@ -194,8 +213,8 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 			return nil, err
 		}
 		guardArrays, _ := goja.AssertFunction(guard)
-		live := vm.ToValue(func() int64 { return int64(rt.live) })
-		if _, err := guardArrays(goja.Undefined(), live, vm.ToValue(maxTextNesting)); err != nil {
+		runs := vm.ToValue(func() int64 { return int64(rt.runs) })
+		if _, err := guardArrays(goja.Undefined(), runs, vm.ToValue(maxTextNesting)); err != nil {
 			return nil, err
 		}
 		gate, err := vm.RunProgram(timerGateProgram)
@@ -203,12 +222,13 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 			return nil, err
 		}
 		wrap, _ := goja.AssertFunction(gate)
-		fail := func(thrown goja.Value) {
-			if rt.fail != nil {
-				rt.fail(thrown)
+		live := vm.ToValue(func() int64 {
+			if rt.halted.Load() {
+				return 0
 			}
-		}
-		if _, err := wrap(goja.Undefined(), live, vm.ToValue(fail)); err != nil {
+			return int64(rt.live)
+		})
+		if _, err := wrap(goja.Undefined(), live, vm.ToValue(rt.invoke)); err != nil {
 			return nil, err
 		}
 		// The script is a CommonJS module of the app folder, so that
@@ -279,11 +299,13 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	rt.cur = &run
 	rt.runs++
 	rt.live = rt.runs
+	rt.halted.Store(false)
 	defer func() { rt.cur, rt.live = nil, 0 }()
 
 	var interrupted atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
 		interrupted.Store(true)
+		rt.halted.Store(true)
 		if vm := rt.vm.Load(); vm != nil {
 			vm.Interrupt(errTimeout)
 		}
@@ -294,11 +316,15 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		done    bool
 		result  error
 		crashed bool
+		// tainted: something escaped the call or the wait for its
+		// promise; goja may hold promise jobs of this run still.
+		tainted bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
 	// script's, which leaves the runtime in no state to reuse.
 	crash := func(p any) {
 		crashed = true
+		rt.live = 0 // nothing the script left runs any more
 		result = fmt.Errorf("%s: script engine failure: %v", rt.ver.file, p)
 	}
 	settle := func(vm *goja.Runtime, v goja.Value, thrown error) {
@@ -324,9 +350,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// ends, and nothing could interrupt it once the run is over.
 		result = describeCatching(thrown)
 	}
-	rt.fail = func(thrown goja.Value) {
+	rt.fail = func(thrown error) {
 		if vm := rt.vm.Load(); vm != nil {
-			settle(vm, nil, rejection(thrown))
+			settle(vm, nil, thrown)
 		}
 	}
 	defer func() { rt.fail = nil }()
@@ -342,6 +368,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			// here, on the loop, so that the loop still ends as it should.
 			defer func() {
 				if p := recover(); p != nil {
+					tainted = true
 					switch p := p.(type) {
 					case *goja.Exception:
 						settle(vm, nil, p)
@@ -398,11 +425,11 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			}
 		})
 		// Timers the script left behind are cancelled; none of their
-		// callbacks runs. The interrupt stays armed meanwhile.
+		// callbacks runs (timerGate: the run is no longer live).
 		rt.loop.Terminate()
 	}()
 	stopped := stop()
-	reusable = stopped && !crashed
+	reusable = stopped && !crashed && !tainted
 	switch {
 	case crashed:
 		err = result
