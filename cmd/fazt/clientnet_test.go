@@ -43,13 +43,14 @@ func TestBrowserClientBacksOffAServerThatDropsIt(t *testing.T) {
 	if err := result(&res); err != nil || !res.OK || res.Data != "hello" || res.Joins != 1 || len(res.Errors) != 0 {
 		t.Fatalf("client: %+v, %v", res, err)
 	}
-	// The waits are at least half of 20 ms doubled at each try; a timer
-	// never fires early.
+	// The waits are at least half of 20 ms doubled at each try.
 	if len(res.Gaps) != cuts {
 		t.Fatalf("gaps %v, want %d", res.Gaps, cuts)
 	}
 	for i, gap := range res.Gaps {
-		if least := float64(int(10) << i); gap < least {
+		// Four fifths of it: Node times a timer from its loop's clock,
+		// which may lag the Date.now() taken after the timer was set.
+		if least := 0.8 * float64(int(10)<<i); gap < least {
 			t.Errorf("reconnect %d after %.0f ms, want %.0f ms or more (gaps %v)", i+1, gap, least, res.Gaps)
 		}
 	}
@@ -95,6 +96,29 @@ func TestBrowserClientTellsARefusedRejoin(t *testing.T) {
 	room := tn.audit("", "channel=room&type=subscribed,unsubscribed").types()
 	if want := []string{"channel.subscribed.v1", "channel.unsubscribed.v1", "channel.subscribed.v1", "channel.subscribed.v1"}; !slices.Equal(room, want) {
 		t.Fatalf("room's events %v, want %v", room, want)
+	}
+}
+
+// TestBrowserClientLeavesInOrder: unsubscribes of one channel, refused
+// for the inbound rate, are asked one after another, and a subscription
+// made after them joins once both have ended and gets its messages. (The
+// race the order prevents, a late try of the first unsubscribe ending
+// the third subscription, needs an interleaving of refusals that the rate
+// limiter does not give every time: the old code passes this test too.)
+func TestBrowserClientLeavesInOrder(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"default": `{"limits":{"inbound_rate":1,"inbound_burst":1}}`})
+	result := runNodeClient(t, "leaves.cjs", tn.wsURL())
+	// Past any late try of the first unsubscribe, were one left.
+	time.Sleep(300 * time.Millisecond)
+	tn.publish("", "room", 1)
+	var res struct {
+		OK     bool
+		Error  string
+		Errors []any
+		Data   int
+	}
+	if err := result(&res); err != nil || !res.OK || res.Data != 1 || len(res.Errors) != 0 {
+		t.Fatalf("client: %+v, %v", res, err)
 	}
 }
 

@@ -333,18 +333,23 @@
   // asking again, backing off, while the refusal may pass (rate_limited);
   // the promise it returns, which a new join of the channel waits for,
   // resolves when the server has answered for good or the connection has
-  // ended (and with it the subscriptions).
+  // ended (and with it the subscriptions). It asks after the channel's
+  // leave before it, if any, has ended: a late try of that one would
+  // otherwise end a subscription made after this one.
   Fazt.prototype.leave = function (channel) {
     var self = this, ws = this.ws, tries = 0;
-    var done = new Promise(function (resolve) {
-      var ask = function () {
-        if (self.ws !== ws) return resolve();
-        self.request({ type: "unsubscribe", channel: channel }).then(function () { resolve(); }, function (err) {
-          if (transient[err.code] && self.ws === ws) setTimeout(ask, self.backoff(tries++));
-          else resolve();
-        });
-      };
-      ask();
+    var before = this.leaving.get(channel) || Promise.resolve();
+    var done = before.then(function () {
+      return new Promise(function (resolve) {
+        var ask = function () {
+          if (self.ws !== ws) return resolve();
+          self.request({ type: "unsubscribe", channel: channel }).then(function () { resolve(); }, function (err) {
+            if (transient[err.code] && self.ws === ws) setTimeout(ask, self.backoff(tries++));
+            else resolve();
+          });
+        };
+        ask();
+      });
     });
     this.leaving.set(channel, done);
     done.then(function () { if (self.leaving.get(channel) === done) self.leaving.delete(channel); });
