@@ -40,6 +40,9 @@ type nodeConfig struct {
 	// an app whose folder is gone counts as removed: its connections
 	// closed, its history open to a purge (0: 10 s).
 	AppGrace time.Duration
+	// BodyTimeout bounds how long a request's body may take to arrive
+	// (0: web.DefaultBodyTimeout, 60 s).
+	BodyTimeout time.Duration
 }
 
 // node is one running server: the log, its projections, and the transports
@@ -155,7 +158,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		m := n.members.Applied()
 		return min(m, n.subs.Applied()), m
 	})
-	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger})
+	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout})
 	n.startRetention(cfg, registry)
 	return n, nil
 }

@@ -5,6 +5,7 @@ package web
 
 import (
 	"embed"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -34,7 +37,16 @@ type Config struct {
 	JS     http.Handler
 	Apps   *apps.Registry
 	Logger *slog.Logger
+	// BodyTimeout bounds how long a request's body may take to arrive
+	// (DefaultBodyTimeout when 0).
+	BodyTimeout time.Duration
 }
+
+// DefaultBodyTimeout is how long a request's body may take to arrive: a
+// client that sends its headers and then trickles or stalls the body
+// would otherwise hold its connection, goroutine and buffer for as long
+// as it liked (net/http bounds the headers only: 10 s here).
+const DefaultBodyTimeout = 60 * time.Second
 
 // New returns the server's root handler.
 func New(cfg Config) http.Handler {
@@ -53,9 +65,14 @@ func New(cfg Config) http.Handler {
 		})
 	}
 	mux.Handle("/", static(cfg.Apps))
+	bodyTimeout := cfg.BodyTimeout
+	if bodyTimeout <= 0 {
+		bodyTimeout = DefaultBodyTimeout
+	}
 	// The API's channel routes take their paths as given: the mux would
 	// clean a channel name's "//" or "." segments into another's path.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		boundBody(w, r, bodyTimeout)
 		if httpapi.OwnsPath(r.URL.Path) {
 			cfg.API.ServeHTTP(w, r)
 			return
@@ -108,4 +125,39 @@ func static(registry *apps.Registry) http.Handler {
 		}
 		http.FileServerFS(root.FS()).ServeHTTP(w, r)
 	})
+}
+
+// boundBody gives r's body until timeout to arrive: the connection's read
+// deadline, cleared once the body has been read to its end,
+// so that it never cuts a handler that runs on after reading (net/http
+// reads on in the background to see the client go, and a deadline
+// passing then would end the request's context). A request without a
+// body, or a WebSocket upgrade (whose connection outlives the request),
+// is left alone.
+func boundBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.Header.Get("Upgrade") != "" {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(timeout)) != nil {
+		return // not a connection that takes deadlines (HTTP/2 streams do)
+	}
+	r.Body = &boundedBody{ReadCloser: r.Body, rc: rc}
+}
+
+type boundedBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	once sync.Once
+}
+
+// Read clears the deadline once the body has been read to its end. After
+// any other error it stays: net/http reads what is left of a body to
+// reuse the connection, and would wait for good on one that stalled.
+func (b *boundedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(func() { b.rc.SetReadDeadline(time.Time{}) })
+	}
+	return n, err
 }
