@@ -346,7 +346,10 @@ func (r *Registry) lookup(name string) (*App, error) {
 		app = &App{Name: name, Dir: dir}
 		// Only a file that parses ends a vanish: a broken one written
 		// within the grace leaves its clock running.
-		if err = json.Unmarshal(body, &app.Settings); err != nil {
+		if err = json.Unmarshal(body, &app.Settings); err == nil {
+			err = app.Settings.Retention.check()
+		}
+		if err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
 		} else {
 			r.applied(app, body)

@@ -22,7 +22,9 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	if err != nil || !app.Settings.ClientPublish || app.Settings.Retention.MaxMessages != -1 {
 		t.Fatalf("first read: %+v, %v", app, err)
 	}
-	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`} {
+	// max_messages below -1 means no policy: refused, not read as keep
+	// everything.
+	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"retention": {"max_messages": -5}}`} {
 		write(broken)
 		for range 3 {
 			app, err = r.Lookup("chat")
@@ -31,8 +33,8 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(logs.String(), "app.json not applied"); n != 2 {
-		t.Fatalf("%d errors logged for two broken versions, want 2:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "app.json not applied"); n != 3 {
+		t.Fatalf("%d errors logged for three broken versions, want 3:\n%s", n, logs.String())
 	}
 	write(`{"client_publish": false, "allowed_origin": ["https://x.example"]}`)
 	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
@@ -40,6 +42,15 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `allowed_origin`) {
 		t.Fatalf("no warning about the misspelt field:\n%s", logs.String())
+	}
+	// One inside retention too, whose own check runs after the fields are
+	// read.
+	write(`{"client_publish": false, "retention": {"max_message": 100}}`)
+	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
+		t.Fatalf("after an edit with a misspelt retention field: %+v, %v", app, err)
+	}
+	if !strings.Contains(logs.String(), `unknown field \"max_message\"`) {
+		t.Fatalf("no warning about the misspelt retention field:\n%s", logs.String())
 	}
 	// An app whose first app.json is broken has nothing to keep: it is an
 	// error, as before.

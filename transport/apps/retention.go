@@ -26,19 +26,13 @@ type Retention struct {
 	AuditMaxAge Age `json:"audit_max_age,omitempty"`
 }
 
-// UnmarshalJSON implements json.Unmarshaler: max_messages below -1 is
-// refused, as a negative age other than -1 is, rather than read as
-// "keep everything" (a sign typed by mistake would keep a channel whole).
-func (r *Retention) UnmarshalJSON(b []byte) error {
-	type plain Retention
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
+// check refuses what no policy means: max_messages below -1 (a sign
+// typed by mistake would otherwise keep every channel whole), as a
+// negative age other than -1 is refused where it is read.
+func (r Retention) check() error {
+	if r.MaxMessages < -1 {
+		return fmt.Errorf("retention.max_messages: %d; want 0 (the server's default) or more, or -1 to keep everything", r.MaxMessages)
 	}
-	if p.MaxMessages < -1 {
-		return fmt.Errorf("max_messages: %d; want 0 (the server's default) or more, or -1 to keep everything", p.MaxMessages)
-	}
-	*r = Retention(p)
 	return nil
 }
 

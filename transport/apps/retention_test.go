@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -76,29 +75,5 @@ func TestAgeInSeconds(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &a); err == nil {
 			t.Errorf("%s: read as %v", bad, time.Duration(a))
 		}
-	}
-}
-
-// TestMaxMessagesBelowMinusOneIsRefused: max_messages is a count, 0 for
-// the server's default or -1 to keep everything; -2 or -10000 (a sign
-// typed by mistake) is refused, as such ages are, not read as "keep
-// everything".
-func TestMaxMessagesBelowMinusOneIsRefused(t *testing.T) {
-	for in, want := range map[string]int{`{"max_messages":0}`: 0, `{"max_messages":10000}`: 10000, `{"max_messages":-1}`: -1, `{}`: 0} {
-		var r Retention
-		if err := json.Unmarshal([]byte(in), &r); err != nil || r.MaxMessages != want {
-			t.Errorf("%s: %+v, %v", in, r, err)
-		}
-	}
-	for _, bad := range []string{`{"max_messages":-2}`, `{"max_messages":-10000}`} {
-		var r Retention
-		if err := json.Unmarshal([]byte(bad), &r); err == nil || !strings.Contains(err.Error(), "max_messages") {
-			t.Errorf("%s: read as %+v (%v)", bad, r, err)
-		}
-	}
-	// In an app.json it is a broken one: not applied.
-	var s Settings
-	if err := json.Unmarshal([]byte(`{"retention":{"max_messages":-5,"max_age":"7d"}}`), &s); err == nil {
-		t.Errorf("an app.json with max_messages -5 was read: %+v", s.Retention)
 	}
 }
