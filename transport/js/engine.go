@@ -298,6 +298,11 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 		return true, err
 	}
 	defer func() { <-slots }()
+	if detached(ctx) {
+		// Once started, it runs to its end (within its limit) whatever
+		// its caller does.
+		ctx = context.WithoutCancel(ctx)
+	}
 	deadline := time.Now().Add(limit)
 	ex := &execution{ctx: ctx, app: app, log: log}
 	rt := v.get()
@@ -407,6 +412,13 @@ func (e *Engine) forget(gone map[string]*version) {
 		}
 	}
 }
+
+// detachedKey marks a context whose run, once it has a slot, is not
+// cancelled with the context: an HTTP handler whose client hangs up. One
+// still waiting for a slot then is dropped.
+type detachedKey struct{}
+
+func detached(ctx context.Context) bool { return ctx.Value(detachedKey{}) != nil }
 
 // untilDoneKey marks a context whose hook run waits for a run slot until
 // the context ends.

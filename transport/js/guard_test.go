@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/js"
 )
 
@@ -185,7 +186,8 @@ module.exports = async function (req) {
 // limit is interrupted, and a callback due then does not start with no
 // interrupt armed (goja clears it when the stopped callback returns to
 // the loop, and the next spun for good). A header array of 2**32-1 holes
-// is refused, not expanded. A stack overflow inside an array's text does
+// is refused, not expanded; timers set while the answer is read (a toJSON)
+// never run. A stack overflow inside an array's text does
 // not leave the nesting count of later runs high. And a runtime whose
 // run ended in a throw from its promise's then getter is not reused.
 func TestARunEndsWhateverItsTimersDo(t *testing.T) {
@@ -205,6 +207,8 @@ module.exports = function (req) {
     return String([[{ toString() { const g = () => g(); return g(); } }]]);
   case "/api/deep":
     return String(deep(999)).length;
+  case "/api/late-timers": // set while the answer is read, when no run is live
+    return { toJSON() { setImmediate(() => { for (;;) {} }); setImmediate(() => { for (;;) {} }); return 1; } };
   case "/api/count":
     globalThis.n = (globalThis.n || 0) + 1;
     return globalThis.n;
@@ -226,6 +230,9 @@ module.exports = function (req) {
 			t.Errorf("%s: %d %s, want 500 %q", tc.path, code, body, tc.err)
 		}
 	}
+	if code, body := e.get("a", "/api/late-timers"); code != 200 || strings.TrimSpace(body) != "1" {
+		t.Errorf("timers set while the answer was read: %d %s", code, body)
+	}
 	for i := 0; i < 3; i++ { // on the runtime the overflow left
 		if code, body := e.get("a", "/api/deep"); code != 200 || strings.TrimSpace(body) != "0" {
 			t.Fatalf("deep text after an overflow: %d %s", code, body)
@@ -241,5 +248,52 @@ module.exports = function (req) {
 	}
 	if _, body := e.get("a", "/api/count"); strings.TrimSpace(body) != "1" {
 		t.Fatalf("count after a then getter threw: %s, want 1 (a fresh runtime)", body)
+	}
+}
+
+// TestAHandlerWhoseClientLeftWhileQueuedIsNotRun: a request whose client
+// hangs up while it waits for a run slot is dropped, not run later to an
+// answer no one reads (which only adds to the load that queued it).
+func TestAHandlerWhoseClientLeftWhileQueuedIsNotRun(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = async function (req) {
+  fazt.realtime.broadcast("room", req.query.n);
+  if (req.query.n === "1") await new Promise((resolve) => setTimeout(resolve, 500));
+  return "done";
+};`}, js.Config{MaxConcurrent: 1})
+	first := make(chan int, 1)
+	go func() { code, _ := e.get("a", "/api/?n=1"); first <- code }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if info, err := e.log.Channel(context.Background(), "a", "room"); err == nil && info.Head == 1 {
+			break // the first holds the only slot
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first request did not start")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/api/?n=2", nil)
+	req.Host = "a.localhost"
+	if _, err := jsClient.Do(req); err == nil {
+		t.Fatal("the queued request was answered before its client left")
+	}
+	if code := <-first; code != 200 {
+		t.Fatalf("the first request: %d", code)
+	}
+	// The slot is free again: a third request runs, and the second never did.
+	if code, body := e.get("a", "/api/?n=3"); code != 200 {
+		t.Fatalf("third: %d %s", code, body)
+	}
+	msgs, err := e.log.Messages(context.Background(), "a", "room", domain.HistoryQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		got = append(got, string(m.Data))
+	}
+	if strings.Join(got, " ") != `"1" "3"` {
+		t.Fatalf("broadcasts %v, want the first's and the third's", got)
 	}
 }

@@ -63,8 +63,9 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var resp response
 	// A client that hangs up does not interrupt the handler: what it
 	// does would be left half done (the first of two broadcasts made),
-	// and its runtime thrown away. Its time limit still bounds it.
-	found, err := e.run(context.WithoutCancel(r.Context()), app, MainFile, log,
+	// and its runtime thrown away. Its time limit still bounds it. One
+	// still waiting for a run slot is dropped.
+	found, err := e.run(context.WithValue(r.Context(), detachedKey{}, true), app, MainFile, log,
 		func(rt *runtime, vm *goja.Runtime) (goja.Value, error) {
 			handler, ok := goja.AssertFunction(rt.exports)
 			if !ok {

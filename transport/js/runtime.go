@@ -59,7 +59,8 @@ type runtime struct {
 
 // timerGate wraps setTimeout, setInterval and setImmediate so that a
 // callback runs only while the run that scheduled it is live (and not
-// interrupted): once a run's value settles, what it left behind never
+// interrupted; one scheduled while no run was live, as by a toJSON of the
+// answer being read, never runs): once a run's value settles, what it left behind never
 // runs, although the event loop would still run an immediate's callback,
 // or a timer due by then, on its way out. The callback runs through
 // invoke (runtime.invoke), so that what it throws, a stack overflow
@@ -75,7 +76,7 @@ const timerGate = `(function (live, invoke) {
       if (typeof fn !== "function") return schedule(fn, ...rest);
       const run = live();
       return schedule(function (...args) {
-        if (live() === run) return invoke(() => fn.apply(this, args));
+        if (run !== 0 && live() === run) return invoke(() => fn.apply(this, args));
       }, ...rest);
     };
   }
