@@ -122,6 +122,32 @@ func TestBrowserClientLeavesInOrder(t *testing.T) {
 	}
 }
 
+// TestBrowserClientLeavesWithItsConnection: an unsubscribe waiting to try
+// again ends when its connection does (the server ended the subscription
+// with it), before the next connection is up, rather than at its next try.
+// And the unsubscribe of a subscription whose join never went out (it
+// waits for its token) sends nothing.
+func TestBrowserClientLeavesWithItsConnection(t *testing.T) {
+	// One frame each 5 s: the unsubscribe is refused until the drop.
+	tn := startTestNode(t, map[string]string{"default": `{"limits":{"inbound_rate":0.2,"inbound_burst":1}}`})
+	result := runNodeClient(t, "leavelost.cjs", tn.wsURL())
+	tn.publish("", "room", 1)
+	var res struct {
+		OK     bool
+		Error  string
+		Order  []string
+		Errors []any
+		Sent   []string
+		Data   int
+	}
+	if err := result(&res); err != nil || !res.OK || res.Data != 1 || len(res.Errors) != 0 || strings.Join(res.Order, " ") != "waiting left left connected" {
+		t.Fatalf("client: %+v, %v", res, err)
+	}
+	if slices.Contains(res.Sent, "unsubscribe private-x") || slices.Contains(res.Sent, "subscribe private-x") {
+		t.Fatalf("frames for a subscription never asked for: %v", res.Sent)
+	}
+}
+
 // TestBrowserClientKnowsAKickWithoutItsCloseFrame: a kicked client does
 // not reconnect even when the close frame (4000) is lost and the socket
 // just ends (1006): the `disconnect` frame before it said 4000.

@@ -30,6 +30,7 @@
     this.pending = new Map();   // request id -> {resolve, reject}
     this.presenceWatch = new Set(); // of members requests on their way: each sees the presence frames meanwhile
     this.leaving = new Map();   // channel -> promise of its unsubscribe's end: a new join waits for it
+    this.leaveEnds = new Set(); // of the ends of the unsubscribes asked on this connection, which its loss ends
     this.nextId = 1;
     this.attempt = 0;
     this.closed = false;
@@ -102,6 +103,9 @@
     this.clientId = null;
     this.pending.forEach(function (p) { p.reject(fail("connection closed before the answer", "connection_lost")); });
     this.pending.clear();
+    // The server ended every subscription of the connection: no
+    // unsubscribe waits for its next try.
+    Array.from(this.leaveEnds).forEach(function (end) { end(); });
     if (!this.closed && code !== 4000) { // closed by us, or kicked
       setTimeout(function () { if (!self.closed) self.connect(); }, this.backoff(this.attempt++));
     }
@@ -278,6 +282,7 @@
     else if (s.start.since !== undefined) frame.since = s.start.since;
     if (token) frame.token = token;
     var self = this, ws = this.ws;
+    s.askedOn = ws; // the connection on which the server may hold it
     this.request(frame).catch(function (err) {
       if (err.code === "connection_lost" || err.code === "not_connected" || self.subs.get(s.channel) !== s) return; // joined again on the next connection
       if (transient[err.code]) { // tried again on this connection, backing off; a new one joins anew
@@ -321,6 +326,10 @@
       unsubscribe: function () {
         if (self.subs.get(channel) !== s) return Promise.resolve();
         self.subs.delete(channel);
+        // Not asked for on this connection (its join waits for a leave,
+        // or for its token, or for the connection): the server holds
+        // nothing of it to end.
+        if (!self.ws || s.askedOn !== self.ws) return Promise.resolve();
         return self.leave(channel);
       },
       // Where a later page load may resume: subscribe(channel, {offset, epoch}).
@@ -341,13 +350,15 @@
     var before = this.leaving.get(channel) || Promise.resolve();
     var done = before.then(function () {
       return new Promise(function (resolve) {
+        var end = function () { self.leaveEnds.delete(end); resolve(); };
         var ask = function () {
-          if (self.ws !== ws) return resolve();
-          self.request({ type: "unsubscribe", channel: channel }).then(function () { resolve(); }, function (err) {
+          if (self.ws !== ws) return end();
+          self.request({ type: "unsubscribe", channel: channel }).then(end, function (err) {
             if (transient[err.code] && self.ws === ws) setTimeout(ask, self.backoff(tries++));
-            else resolve();
+            else end();
           });
         };
+        self.leaveEnds.add(end);
         ask();
       });
     });
