@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/transport/web"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
@@ -22,6 +23,7 @@ func serveCmd() *cobra.Command {
 	var (
 		addr, db, appsDir, durability, admin, logLevel, debugAddr   string
 		heartbeat, pongTimeout, writeDelay, maxWriteDelay, appGrace time.Duration
+		bodyTimeout                                                 time.Duration
 		retention                                                   retentionFlags
 		ioURing                                                     bool
 	)
@@ -38,7 +40,7 @@ system's): it is read before the Go runtime starts, so it has no flag.
 See docs/operators.md, "One processor".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE"} {
+			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE", "FAZT_BODY_TIMEOUT"} {
 				if err := checkEnvDuration(key); err != nil {
 					return err
 				}
@@ -53,6 +55,9 @@ See docs/operators.md, "One processor".`,
 				// Less would let an editor's save by renaming, or a
 				// deploy's rewrite, open an app to every origin.
 				return fmt.Errorf("--app-grace %s: want 1s or more", appGrace)
+			}
+			if bodyTimeout < time.Second {
+				return fmt.Errorf("--body-timeout %s: want 1s or more", bodyTimeout)
 			}
 			slack, err := timerSlack()
 			if err != nil {
@@ -72,7 +77,7 @@ See docs/operators.md, "One processor".`,
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
 					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay, PlainWrites: !ioURing},
 					Logger:    logger,
-					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace,
+					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace, BodyTimeout: bodyTimeout,
 				},
 			}, cmd.ErrOrStderr())
 		},
@@ -85,6 +90,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&admin, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
+	f.DurationVar(&bodyTimeout, "body-timeout", envDuration("FAZT_BODY_TIMEOUT", web.DefaultBodyTimeout), "how long an HTTP request may take, from its start, to send its body; slower ones are answered 400 (FAZT_BODY_TIMEOUT)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")

@@ -296,4 +296,8 @@ module.exports = async function (req) {
 	if strings.Join(got, " ") != `"1" "3"` {
 		t.Fatalf("broadcasts %v, want the first's and the third's", got)
 	}
+	// Not a failure of the script's or the server's: not logged as one.
+	if logs := e.logs.String(); strings.Contains(logs, "js handler failed") || !strings.Contains(logs, "the client left while it waited") {
+		t.Errorf("logged:\n%s", logs)
+	}
 }

@@ -96,6 +96,10 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &te):
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, te.Error(), domain.CodeInternal, "")
+		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+			// The client left while the request waited for a run slot:
+			// it was not run, and no one reads an answer.
+			log().Debug("js handler not run: the client left while it waited for a run slot", "method", r.Method, "path", r.URL.Path)
 		case domain.CodeOf(err) == domain.CodeUnavailable:
 			log().Warn("js handler not run", "method", r.Method, "path", r.URL.Path, "err", err)
 			writeError(w, err.Error(), domain.CodeUnavailable, "")

@@ -5,7 +5,6 @@ package web
 
 import (
 	"embed"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -127,37 +125,19 @@ func static(registry *apps.Registry) http.Handler {
 	})
 }
 
-// boundBody gives r's body until timeout to arrive: the connection's read
-// deadline, cleared once the body has been read to its end,
-// so that it never cuts a handler that runs on after reading (net/http
-// reads on in the background to see the client go, and a deadline
-// passing then would end the request's context). A request without a
-// body, or a WebSocket upgrade (whose connection outlives the request),
-// is left alone.
+// boundBody gives r's body until timeout, from the request's start, to
+// arrive: the connection's read deadline. r.Body itself is left as it is,
+// since net/http tells its own body types apart (an Expect:
+// 100-continue, a large body left unread). net/http sets the
+// connection's deadlines anew for the next request. A request without a
+// body (a WebSocket upgrade among them) is left alone. A handler still
+// running past the deadline would have its request's context cancelled
+// (net/http reads on in the background once a body is read, to see the
+// client go): none does here, a JS handler being detached from it once
+// it runs, and a purge too.
 func boundBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.Header.Get("Upgrade") != "" {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return
 	}
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(timeout)) != nil {
-		return // not a connection that takes deadlines (HTTP/2 streams do)
-	}
-	r.Body = &boundedBody{ReadCloser: r.Body, rc: rc}
-}
-
-type boundedBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	once sync.Once
-}
-
-// Read clears the deadline once the body has been read to its end. After
-// any other error it stays: net/http reads what is left of a body to
-// reuse the connection, and would wait for good on one that stalled.
-func (b *boundedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.once.Do(func() { b.rc.SetReadDeadline(time.Time{}) })
-	}
-	return n, err
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 }
