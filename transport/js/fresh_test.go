@@ -25,6 +25,20 @@ func versionOf(t *testing.T, dir string) *version {
 	return v
 }
 
+// routesVersion makes an app folder with a main.js and an empty
+// api/routes, and a version of it.
+func routesVersion(t *testing.T) (string, *version) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "api", "routes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(MainFile)), []byte(`module.exports = 1;`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, versionOf(t, dir)
+}
+
 // TestFreshSeesAFolderSwappedUnderItsName replaces an app folder by
 // another with the same files, the same sizes and the same times, as a
 // deploy that renames a release into place does: the version, whose root
@@ -126,14 +140,7 @@ func TestFreshRetriesAFileItCouldNotRead(t *testing.T) {
 // optional require() at load sees its file appear. Before, such a file
 // stayed "missing", which a working version never looked at.
 func TestFreshSeesFilesThatCameLater(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "api", "routes"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(MainFile)), []byte(`module.exports = 1;`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	v := versionOf(t, dir)
+	dir, v := routesVersion(t)
 	route := filepath.Join(dir, "api", "routes", "x.js")
 	if _, err := v.load("api/routes/x.js"); err == nil {
 		t.Fatal("loaded a file that is not there")
@@ -170,14 +177,7 @@ func TestFreshSeesFilesThatCameLater(t *testing.T) {
 // find; one that it then finds and reads frees its place, and files it
 // reads are noted whatever the count.
 func TestFreshWatchesForABoundedNumberOfAbsentFiles(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "api", "routes"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(MainFile)), []byte(`module.exports = 1;`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	v := versionOf(t, dir)
+	dir, v := routesVersion(t)
 	count := func() (absent, read int) {
 		for _, st := range *v.deps.Load() {
 			if st == missing || st == unreadable {
