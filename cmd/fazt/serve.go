@@ -90,7 +90,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&admin, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
-	f.DurationVar(&bodyTimeout, "body-timeout", envDuration("FAZT_BODY_TIMEOUT", web.DefaultBodyTimeout), "how long an HTTP request may take, from its start, to send its body; slower ones are answered 400 (FAZT_BODY_TIMEOUT)")
+	f.DurationVar(&bodyTimeout, "body-timeout", envDuration("FAZT_BODY_TIMEOUT", web.DefaultBodyTimeout), "how long an HTTP request may take, once its headers are in, to send its body; slower ones are answered 400 (FAZT_BODY_TIMEOUT)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")

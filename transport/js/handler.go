@@ -24,12 +24,12 @@ type response struct {
 	body   []byte
 }
 
-// responseKeys are the keys of a response object; an object with only
-// these keys (and a numeric status, if any) is a response, anything else is
-// data answered as 200 JSON.
 // maxHeaderValues bounds the values of one header in a handler's answer.
 const maxHeaderValues = 1000
 
+// responseKeys are the keys of a response object; an object with only
+// these keys (and a numeric status, if any) is a response, anything else is
+// data answered as 200 JSON.
 var responseKeys = map[string]bool{"status": true, "headers": true, "json": true, "body": true}
 
 // ServeHTTP answers /api/... with the app's api/main.js: the request's app

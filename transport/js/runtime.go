@@ -109,23 +109,23 @@ func (rt *runtime) invoke(c goja.FunctionCall) goja.Value {
 // and toLocaleString (which join reaches through the elements) count
 // their nesting and refuse past maxTextNesting with a RangeError: the
 // call depth limit would stop them too, but unwinding thousands of levels
-// of Go and JS frames took seconds. The count starts again at each run
-// (runs), since a stack overflow skips the finally that takes it back.
+// of Go and JS frames took seconds. A stack overflow skips the finally
+// that takes the count back: a runtime is not reused after one (run).
+//
+// It covers arrays as the language makes them: a script that puts a
+// built-in back in their place (Array.prototype.toString =
+// Array.prototype.join), or JSON.stringify of a value nested hundreds of
+// thousands deep, still runs in Go, past its limit (docs/js-api.md).
 var arrayGuardProgram = goja.MustCompile("fazt:arrays", arrayGuard, true)
 
 // maxTextNesting is how deep arrays may nest in an array's text.
 const maxTextNesting = 1000
 
-const arrayGuard = `(function (runs, maxNesting) {
+const arrayGuard = `(function (maxNesting) {
   const define = (name, fn) => Object.defineProperty(Array.prototype, name,
     { value: fn, writable: true, enumerable: false, configurable: true });
-  let nesting = 0, run = -1;
+  let nesting = 0;
   const nested = (native, self, args) => {
-    const now = runs();
-    if (now !== run) {
-      run = now;
-      nesting = 0;
-    }
     if (nesting >= maxNesting) throw new RangeError("arrays nested more than " + maxNesting + " deep cannot be made text");
     nesting++;
     try {
@@ -214,8 +214,7 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 			return nil, err
 		}
 		guardArrays, _ := goja.AssertFunction(guard)
-		runs := vm.ToValue(func() int64 { return int64(rt.runs) })
-		if _, err := guardArrays(goja.Undefined(), runs, vm.ToValue(maxTextNesting)); err != nil {
+		if _, err := guardArrays(goja.Undefined(), vm.ToValue(maxTextNesting)); err != nil {
 			return nil, err
 		}
 		gate, err := vm.RunProgram(timerGateProgram)
@@ -303,9 +302,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	rt.halted.Store(false)
 	defer func() { rt.cur, rt.live = nil, 0 }()
 
-	var interrupted atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
-		interrupted.Store(true)
 		rt.halted.Store(true)
 		if vm := rt.vm.Load(); vm != nil {
 			vm.Interrupt(errTimeout)
@@ -318,7 +315,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		result  error
 		crashed bool
 		// tainted: something escaped the call or the wait for its
-		// promise; goja may hold promise jobs of this run still.
+		// promise, and goja may hold promise jobs of this run still; or
+		// the call stack overflowed, which skips the script's finally
+		// blocks (arrayGuard's nesting count among them).
 		tainted bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
@@ -345,6 +344,10 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		}()
 		if thrown == nil {
 			thrown = finishCatching(vm, v, finish)
+		}
+		var so *goja.StackOverflowError
+		if errors.As(thrown, &so) {
+			tainted = true
 		}
 		// Described here, on the loop and within the limit: a thrown
 		// value's toString, or its stack, may be script code that never
@@ -388,7 +391,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			}()
 			if rt.vm.Load() == nil {
 				rt.vm.Store(vm)
-				if interrupted.Load() { // the limit passed before the VM was known
+				if rt.halted.Load() { // the limit passed before the VM was known
 					vm.Interrupt(errTimeout)
 				}
 			}
@@ -436,7 +439,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		err = result
 	case done && result == nil:
 		err = nil
-	case interrupted.Load() && (!done || isInterrupt(result)):
+	case rt.halted.Load() && (!done || isInterrupt(result)):
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%s: %w", rt.ver.file, ex.ctx.Err())
 		} else {

@@ -49,9 +49,6 @@ type version struct {
 	// checks it without a lock, and a load copies it.
 	mu   sync.Mutex // serializes writers of deps
 	deps atomic.Pointer[map[string]stamp]
-	// absent counts the entries of deps that are missing or unreadable,
-	// under mu: at most maxAbsent are kept.
-	absent int
 	// loadErr, once set, is answered for every execution until a file
 	// changes: a script that does not compile or throws while loading would
 	// fail the same way each time.
@@ -197,27 +194,23 @@ func (v *version) note(p string, st stamp) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	old := *v.deps.Load()
-	was, seen := old[p]
-	wasAbsent := seen && (was == missing || was == unreadable)
-	isAbsent := st == missing || st == unreadable
-	if seen && (!wasAbsent || isAbsent) {
-		return
-	}
-	if isAbsent && v.absent >= maxAbsent {
+	absent := func(st stamp) bool { return st == missing || st == unreadable }
+	if was, seen := old[p]; seen && (!absent(was) || absent(st)) {
 		return
 	}
 	deps := make(map[string]stamp, len(old)+1)
+	n := 0 // absent files noted
 	for k, s := range old {
 		deps[k] = s
+		if absent(s) {
+			n++
+		}
+	}
+	if absent(st) && n >= maxAbsent {
+		return
 	}
 	deps[p] = st
 	v.deps.Store(&deps)
-	switch {
-	case isAbsent:
-		v.absent++
-	case wasAbsent:
-		v.absent--
-	}
 }
 
 // fresh reports whether no file of the version changed since it was read.

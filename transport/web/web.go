@@ -125,16 +125,16 @@ func static(registry *apps.Registry) http.Handler {
 	})
 }
 
-// boundBody gives r's body until timeout, from the request's start, to
-// arrive: the connection's read deadline. r.Body itself is left as it is,
-// since net/http tells its own body types apart (an Expect:
-// 100-continue, a large body left unread). net/http sets the
-// connection's deadlines anew for the next request. A request without a
-// body (a WebSocket upgrade among them) is left alone. A handler still
-// running past the deadline would have its request's context cancelled
-// (net/http reads on in the background once a body is read, to see the
-// client go): none does here, a JS handler being detached from it once
-// it runs, and a purge too.
+// boundBody gives r's body until timeout, from when its headers have
+// arrived, to arrive: the connection's read deadline. net/http clears it
+// once the body has been read to its end (to read on in the background,
+// watching for the client to go), and sets the next request's own. r.Body
+// itself is left as it is, since net/http tells its own body types apart
+// (an Expect: 100-continue, a large body left unread). A request without
+// a body (a WebSocket upgrade among them) is left alone.
+// http.Server.ReadTimeout would bound the body too, but also the WebSocket
+// connections net/http upgrades (a /_ws request after another on a
+// kept-alive connection), which keep the deadline it set.
 func boundBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return
