@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fazt-realtime/fazt/transport/ws"
 )
 
 // TestBrowserClientBacksOffAServerThatDropsIt: a server (here a proxy)
@@ -99,12 +101,12 @@ func TestBrowserClientTellsARefusedRejoin(t *testing.T) {
 	}
 }
 
-// TestBrowserClientLeavesInOrder: unsubscribes of one channel, refused
-// for the inbound rate, are asked one after another, and a subscription
-// made after them joins once both have ended and gets its messages. (The
-// race the order prevents, a late try of the first unsubscribe ending
-// the third subscription, needs an interleaving of refusals that the rate
-// limiter does not give every time: the old code passes this test too.)
+// TestBrowserClientLeavesInOrder: a subscribe of a channel whose
+// unsubscribe the inbound rate refused waits for that unsubscribe to end
+// (else the server would refuse it as a second subscription), and a
+// subscription made and left meanwhile, never asked for, costs nothing:
+// the third subscription joins and gets its messages, and nothing reaches
+// onError.
 func TestBrowserClientLeavesInOrder(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"default": `{"limits":{"inbound_rate":1,"inbound_burst":1}}`})
 	result := runNodeClient(t, "leaves.cjs", tn.wsURL())
@@ -125,8 +127,9 @@ func TestBrowserClientLeavesInOrder(t *testing.T) {
 // TestBrowserClientLeavesWithItsConnection: an unsubscribe waiting to try
 // again ends when its connection does (the server ended the subscription
 // with it), before the next connection is up, rather than at its next try.
-// And the unsubscribe of a subscription whose join never went out (it
-// waits for its token) sends nothing.
+// And the unsubscribe of a subscription the server holds nothing of (its
+// join waits for its token, or was refused for the inbound rate and waits
+// to try again) sends nothing.
 func TestBrowserClientLeavesWithItsConnection(t *testing.T) {
 	// One frame each 5 s: the unsubscribe is refused until the drop.
 	tn := startTestNode(t, map[string]string{"default": `{"limits":{"inbound_rate":0.2,"inbound_burst":1}}`})
@@ -143,30 +146,41 @@ func TestBrowserClientLeavesWithItsConnection(t *testing.T) {
 	if err := result(&res); err != nil || !res.OK || res.Data != 1 || len(res.Errors) != 0 || strings.Join(res.Order, " ") != "waiting left left connected" {
 		t.Fatalf("client: %+v, %v", res, err)
 	}
-	if slices.Contains(res.Sent, "unsubscribe private-x") || slices.Contains(res.Sent, "subscribe private-x") {
+	if slices.Contains(res.Sent, "unsubscribe private-x") || slices.Contains(res.Sent, "subscribe private-x") || slices.Contains(res.Sent, "unsubscribe other") || !slices.Contains(res.Sent, "subscribe other") {
 		t.Fatalf("frames for a subscription never asked for: %v", res.Sent)
 	}
 }
 
 // TestBrowserClientKnowsAKickWithoutItsCloseFrame: a kicked client does
-// not reconnect even when the close frame (4000) is lost and the socket
-// just ends (1006): the `disconnect` frame before it said 4000.
+// not reconnect even when the close frame (4000) is lost, whether the
+// socket then just ends (1006) or stays open and silent until the
+// watchdog gives it up: the `disconnect` frame before it said 4000. And
+// a publish whose data is no JSON (a BigInt) is refused as bad_request,
+// leaving no request waiting.
 func TestBrowserClientKnowsAKickWithoutItsCloseFrame(t *testing.T) {
-	tn := startTestNode(t, nil)
-	px := newCuttingProxy(t, strings.TrimPrefix(tn.srv.URL, "http://"), 0, true)
-	url := strings.Replace(tn.wsURL(), strings.TrimPrefix(tn.srv.URL, "http://"), px.addr(), 1)
-	lines, result := runNodeClientLines(t, "kicked.cjs", url)
-	id := lines()
-	if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+id+"/kick", nil, nil); code != 200 {
-		t.Fatalf("kick %s: %d", id, code)
-	}
-	var res struct {
-		OK     bool
-		Error  string
-		States []string
-	}
-	if err := result(&res); err != nil || !res.OK || len(res.States) != 2 || !strings.HasPrefix(res.States[0], "connected ") || res.States[1] != "disconnected 4000 kicked" {
-		t.Fatalf("client: %+v, %v", res, err)
+	for _, hold := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ends", true: "silent"}[hold], func(t *testing.T) {
+			tn := startTestNode(t, nil, withWS(ws.Config{Heartbeat: time.Second, PongTimeout: 900 * time.Millisecond}))
+			px := newCuttingProxy(t, strings.TrimPrefix(tn.srv.URL, "http://"), 0, true)
+			px.holdAtClose = hold
+			url := strings.Replace(tn.wsURL(), strings.TrimPrefix(tn.srv.URL, "http://"), px.addr(), 1)
+			lines, result := runNodeClientLines(t, "kicked.cjs", url)
+			id := lines()
+			if code := tn.api("", testAdminKey, "POST", "/_api/clients/"+id+"/kick", nil, nil); code != 200 {
+				t.Fatalf("kick %s: %d", id, code)
+			}
+			var res struct {
+				OK      bool
+				Error   string
+				States  []string
+				BigInt  string
+				Pending int
+			}
+			if err := result(&res); err != nil || !res.OK || len(res.States) != 2 || !strings.HasPrefix(res.States[0], "connected ") ||
+				res.States[1] != "disconnected 4000 kicked" || res.BigInt != "bad_request" || res.Pending != 0 {
+				t.Fatalf("client: %+v, %v", res, err)
+			}
+		})
 	}
 }
 
@@ -179,6 +193,9 @@ type cuttingProxy struct {
 	ln        net.Listener
 	cut       atomic.Int32
 	dropClose bool
+	// holdAtClose, with dropClose, keeps the client's side open and
+	// silent from the close frame on, as a path that died then would.
+	holdAtClose bool
 }
 
 func newCuttingProxy(t *testing.T, target string, cut int, dropClose bool) *cuttingProxy {
@@ -218,7 +235,13 @@ func newCuttingProxy(t *testing.T, target string, cut int, dropClose bool) *cutt
 			mu.Unlock()
 			wg.Add(2)
 			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer wg.Done(); p.serverSide(out, in); in.Close(); out.Close() }()
+			go func() {
+				defer wg.Done()
+				if !p.serverSide(out, in) {
+					in.Close()
+				}
+				out.Close()
+			}()
 		}
 	}()
 	return p
@@ -227,17 +250,18 @@ func newCuttingProxy(t *testing.T, target string, cut int, dropClose bool) *cutt
 func (p *cuttingProxy) addr() string { return p.ln.Addr().String() }
 
 // serverSide forwards the server's upgrade answer and then its frames to
-// the client, until it cuts the connection or either side ends.
-func (p *cuttingProxy) serverSide(server, client net.Conn) {
+// the client, until it cuts the connection or either side ends. It says
+// whether to hold the client's side open.
+func (p *cuttingProxy) serverSide(server, client net.Conn) (hold bool) {
 	br := bufio.NewReader(server)
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return
+			return false
 		}
 		if _, err := client.Write([]byte(line)); err != nil || line == "\r\n" {
 			if err != nil {
-				return
+				return false
 			}
 			break
 		}
@@ -246,14 +270,14 @@ func (p *cuttingProxy) serverSide(server, client net.Conn) {
 	for {
 		head := make([]byte, 2, 10)
 		if _, err := io.ReadFull(br, head); err != nil {
-			return
+			return false
 		}
 		n := uint64(head[1] & 0x7f) // the server's frames are not masked
 		switch n {
 		case 126, 127:
 			ext := make([]byte, map[uint64]int{126: 2, 127: 8}[n])
 			if _, err := io.ReadFull(br, ext); err != nil {
-				return
+				return false
 			}
 			head = append(head, ext...)
 			if len(ext) == 2 {
@@ -264,16 +288,16 @@ func (p *cuttingProxy) serverSide(server, client net.Conn) {
 		}
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(br, payload); err != nil {
-			return
+			return false
 		}
 		if p.dropClose && head[0]&0x0f == 0x8 {
-			return
+			return p.holdAtClose
 		}
 		if _, err := client.Write(append(head, payload...)); err != nil {
-			return
+			return false
 		}
 		if cutThis {
-			return
+			return false
 		}
 	}
 }

@@ -6,13 +6,21 @@
 const Fazt = require(process.argv[2]);
 const url = process.argv[3];
 
-const states = [];
-setTimeout(() => { console.log(JSON.stringify({ ok: false, error: "timed out", states })); process.exit(1); }, 20000);
+const res = { ok: true, states: [] };
+setTimeout(() => { console.log(JSON.stringify({ ok: false, error: "timed out", res })); process.exit(1); }, 20000);
 const fazt = new Fazt(url, {
   minDelay: 20,
+  silenceMargin: 500, // the server's heartbeat is 1 s here
   onState: (s, code, reason) => {
-    states.push(s + (code ? " " + code + " " + reason : ""));
-    if (s === "disconnected") setTimeout(() => { console.log(JSON.stringify({ ok: true, states })); process.exit(0); }, 500);
+    res.states.push(s + (code ? " " + code + " " + reason : ""));
+    if (s === "disconnected") setTimeout(() => { console.log(JSON.stringify(res)); process.exit(0); }, 500);
   },
 });
-fazt.subscribe("room", () => {}, { onSubscribed: () => { console.log("ready"); console.log(fazt.clientId); } });
+fazt.subscribe("room", () => {}, {
+  onSubscribed: () => {
+    fazt.publish("room", 1n).then(() => { res.bigInt = "sent"; }, (e) => { res.bigInt = e.code; });
+    res.pending = fazt.pending.size;
+    console.log("ready");
+    console.log(fazt.clientId);
+  },
+});

@@ -1,5 +1,5 @@
-// Drives transport/web/assets/fazt.js through unsubscribes refused for the
-// inbound rate, one after another on one channel (see
+// Drives transport/web/assets/fazt.js through an unsubscribe refused for
+// the inbound rate, and subscriptions of its channel meanwhile (see
 // TestBrowserClientLeavesInOrder). Usage: node --experimental-websocket
 // leaves.cjs <fazt.js path> <ws url>. It says "ready" once its third
 // subscription to "room" has joined, and its result when that
@@ -16,12 +16,11 @@ const first = fazt.subscribe("room", () => fail("a message of the first subscrip
   onSubscribed: () => {
     // Refused for the rate (one frame a second): asked again later.
     first.unsubscribe();
-    // Waits for that unsubscribe, and is left before it joins: its
-    // unsubscribe waits for the first's too.
+    // Waits for that unsubscribe, and is left before it joins: nothing
+    // of it is on the server to end.
     const second = fazt.subscribe("room", () => fail("a message of the second subscription"), {});
     second.unsubscribe();
-    // Joins once both have ended; a late try of the first's unsubscribe
-    // would end it.
+    // Joins once the first's unsubscribe has ended.
     fazt.subscribe("room", (data) => {
       res.data = data;
       console.log(JSON.stringify(res));

@@ -74,10 +74,7 @@
       if (f.type === "disconnect") ws.said = f; // why, should the close frame itself not arrive
       self.frame(f);
     };
-    ws.onclose = function (ev) {
-      var said = ev.code === 1006 && ws.said; // closed without a close frame: the server's word before it
-      self.lost(ws, said ? said.code : ev.code, said ? said.reason : ev.reason);
-    };
+    ws.onclose = function (ev) { self.lost(ws, ev.code, ev.reason); };
     // Until `connected` says the server's heartbeat, its default: a path
     // that dies before then is noticed too.
     this.watch(ws, 30);
@@ -96,6 +93,12 @@
   Fazt.prototype.lost = function (ws, code, reason) {
     if (this.ws !== ws) return;
     var self = this;
+    if (code === 1006 && ws.said) {
+      // Ended without a close frame (the socket, or the watchdog): the
+      // server's word before it says why.
+      code = ws.said.code;
+      reason = ws.said.reason;
+    }
     clearInterval(this.watchdog);
     if (this.upSince && Date.now() - this.upSince >= this.maxDelay) this.attempt = 0;
     this.upSince = 0;
@@ -139,8 +142,14 @@
     return new Promise(function (resolve, reject) {
       if (!self.ws || self.ws.readyState !== 1 || !self.clientId) return reject(fail("not connected", "not_connected"));
       frame.id = self.nextId++;
+      var text;
+      try {
+        text = JSON.stringify(frame);
+      } catch (e) { // a BigInt, a cycle: not sent
+        return reject(fail("cannot send as JSON: " + e.message, "bad_request", frame.channel));
+      }
       self.pending.set(frame.id, { resolve: resolve, reject: reject });
-      self.ws.send(JSON.stringify(frame));
+      self.ws.send(text);
     });
   };
 
@@ -153,7 +162,7 @@
         this.clientId = f.client_id;
         if (typeof f.heartbeat === "number") this.watch(this.ws, f.heartbeat);
         var self = this;
-        this.subs.forEach(function (s) { self.join(s); });
+        this.subs.forEach(function (s) { s.retries = 0; self.join(s); });
         call(this.onState, "connected", f.client_id);
         return;
       case "ping":
@@ -195,6 +204,7 @@
         // ended; one still joining was asked for after it.
         var es = this.subs.get(f.channel);
         if (!es || !es.ready) return;
+        es.askedOn = null; // the server holds nothing of it until it joins again
         if (typeof es.start.token === "function") {
           this.join(es); // with a fresh token, from the last offset delivered: nothing is missed
           return;
@@ -286,6 +296,7 @@
     this.request(frame).catch(function (err) {
       if (err.code === "connection_lost" || err.code === "not_connected" || self.subs.get(s.channel) !== s) return; // joined again on the next connection
       if (transient[err.code]) { // tried again on this connection, backing off; a new one joins anew
+        if (s.askedOn === ws) s.askedOn = null; // refused: the server holds nothing of it
         self.rejoinLater(s, ws);
         return;
       }
@@ -339,31 +350,28 @@
   };
 
   // leave ends the server's subscription to channel on this connection,
-  // asking again, backing off, while the refusal may pass (rate_limited);
-  // the promise it returns, which a new join of the channel waits for,
-  // resolves when the server has answered for good or the connection has
-  // ended (and with it the subscriptions). It asks after the channel's
-  // leave before it, if any, has ended: a late try of that one would
-  // otherwise end a subscription made after this one.
+  // asking again, backing off, while the refusal may pass (unavailable,
+  // internal, rate_limited); the promise it returns, which a new join of
+  // the channel waits for, resolves when the server has answered for good
+  // or the connection has ended (and with it the subscriptions). A channel
+  // has one leave at a time: a subscription made meanwhile is not asked
+  // for until it ends, so there is nothing of it to leave before then.
   Fazt.prototype.leave = function (channel) {
     var self = this, ws = this.ws, tries = 0;
-    var before = this.leaving.get(channel) || Promise.resolve();
-    var done = before.then(function () {
-      return new Promise(function (resolve) {
-        var end = function () { self.leaveEnds.delete(end); resolve(); };
-        var ask = function () {
-          if (self.ws !== ws) return end();
-          self.request({ type: "unsubscribe", channel: channel }).then(end, function (err) {
-            if (transient[err.code] && self.ws === ws) setTimeout(ask, self.backoff(tries++));
-            else end();
-          });
-        };
-        self.leaveEnds.add(end);
-        ask();
-      });
+    var done = new Promise(function (resolve) {
+      var end = function () { self.leaveEnds.delete(end); resolve(); };
+      var ask = function () {
+        if (self.ws !== ws) return end();
+        self.request({ type: "unsubscribe", channel: channel }).then(end, function (err) {
+          if (transient[err.code] && self.ws === ws) setTimeout(ask, self.backoff(tries++));
+          else end();
+        });
+      };
+      self.leaveEnds.add(end);
+      ask();
     });
     this.leaving.set(channel, done);
-    done.then(function () { if (self.leaving.get(channel) === done) self.leaving.delete(channel); });
+    done.then(function () { self.leaving.delete(channel); });
     return done;
   };
 
