@@ -50,6 +50,9 @@ type runtime struct {
 	// fail ends the run in progress with what a timer's callback threw
 	// (timerGate); nil between runs.
 	fail func(thrown error)
+	// resetNesting sets arrayGuard's nesting count back to 0; nil until
+	// the guard is in place.
+	resetNesting goja.Callable
 	// halted is set once the run in progress is interrupted (its limit,
 	// its context): no timer's callback starts after that. goja clears
 	// the interrupt when the callback it stopped returns to the event
@@ -110,7 +113,9 @@ func (rt *runtime) invoke(c goja.FunctionCall) goja.Value {
 // their nesting and refuse past maxTextNesting with a RangeError: the
 // call depth limit would stop them too, but unwinding thousands of levels
 // of Go and JS frames took seconds. A stack overflow skips the finally
-// that takes the count back: a runtime is not reused after one (run).
+// that takes the count back, and one in a promise job goes unseen by the
+// run: the count starts again at every run (the function the guard
+// returns, which run calls).
 //
 // It covers arrays as the language makes them: a script that puts a
 // built-in back in their place (Array.prototype.toString =
@@ -125,6 +130,7 @@ const arrayGuard = `(function (maxNesting) {
   const define = (name, fn) => Object.defineProperty(Array.prototype, name,
     { value: fn, writable: true, enumerable: false, configurable: true });
   let nesting = 0;
+  const reset = () => { nesting = 0; };
   const nested = (native, self, args) => {
     if (nesting >= maxNesting) throw new RangeError("arrays nested more than " + maxNesting + " deep cannot be made text");
     nesting++;
@@ -153,6 +159,7 @@ const arrayGuard = `(function (maxNesting) {
     into(Object(this), depth);
     return out;
   } }.flat);
+  return reset;
 })`
 
 // execution is what one run of a script is about: its deadline, its app's
@@ -214,9 +221,11 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 			return nil, err
 		}
 		guardArrays, _ := goja.AssertFunction(guard)
-		if _, err := guardArrays(goja.Undefined(), vm.ToValue(maxTextNesting)); err != nil {
+		reset, err := guardArrays(goja.Undefined(), vm.ToValue(maxTextNesting))
+		if err != nil {
 			return nil, err
 		}
+		rt.resetNesting, _ = goja.AssertFunction(reset)
 		gate, err := vm.RunProgram(timerGateProgram)
 		if err != nil {
 			return nil, err
@@ -300,6 +309,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	rt.runs++
 	rt.live = rt.runs
 	rt.halted.Store(false)
+	if rt.resetNesting != nil {
+		rt.resetNesting(goja.Undefined())
+	}
 	defer func() { rt.cur, rt.live = nil, 0 }()
 
 	stop := context.AfterFunc(ctx, func() {
@@ -315,9 +327,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		result  error
 		crashed bool
 		// tainted: something escaped the call or the wait for its
-		// promise, and goja may hold promise jobs of this run still; or
-		// the call stack overflowed, which skips the script's finally
-		// blocks (arrayGuard's nesting count among them).
+		// promise; goja may hold promise jobs of this run still.
 		tainted bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
@@ -344,10 +354,6 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		}()
 		if thrown == nil {
 			thrown = finishCatching(vm, v, finish)
-		}
-		var so *goja.StackOverflowError
-		if errors.As(thrown, &so) {
-			tainted = true
 		}
 		// Described here, on the loop and within the limit: a thrown
 		// value's toString, or its stack, may be script code that never

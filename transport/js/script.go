@@ -198,16 +198,20 @@ func (v *version) note(p string, st stamp) {
 	if was, seen := old[p]; seen && (!absent(was) || absent(st)) {
 		return
 	}
-	deps := make(map[string]stamp, len(old)+1)
-	n := 0 // absent files noted
-	for k, s := range old {
-		deps[k] = s
-		if absent(s) {
-			n++
+	if absent(st) {
+		n := 0 // absent files noted
+		for _, s := range old {
+			if absent(s) {
+				n++
+			}
+		}
+		if n >= maxAbsent {
+			return
 		}
 	}
-	if absent(st) && n >= maxAbsent {
-		return
+	deps := make(map[string]stamp, len(old)+1)
+	for k, s := range old {
+		deps[k] = s
 	}
 	deps[p] = st
 	v.deps.Store(&deps)
