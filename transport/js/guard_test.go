@@ -188,7 +188,9 @@ module.exports = async function (req) {
 // the loop, and the next spun for good). A header array of 2**32-1 holes
 // is refused, not expanded; timers set while the answer is read (a toJSON)
 // never run. A stack overflow inside an array's text does
-// not leave the nesting count of later runs high. And a runtime whose
+// not leave the nesting count of later runs high. A promise job a run
+// left queued (describing what it threw) runs in the next run, within its
+// limit, not before it with none. And a runtime whose
 // run ended in a throw from its promise's then getter is not reused.
 func TestARunEndsWhateverItsTimersDo(t *testing.T) {
 	e := newEnv(t, map[string]string{
@@ -215,6 +217,8 @@ module.exports = function (req) {
     });
   case "/api/late-timers": // set while the answer is read, when no run is live
     return { toJSON() { setImmediate(() => { for (;;) {} }); setImmediate(() => { for (;;) {} }); return 1; } };
+  case "/api/leave-a-job": // describing what it throws queues a job that never ends
+    throw { toString() { Promise.resolve().then(() => { for (;;) {} }); return "x"; } };
   case "/api/count":
     globalThis.n = (globalThis.n || 0) + 1;
     return globalThis.n;
@@ -246,6 +250,11 @@ module.exports = function (req) {
 				t.Fatalf("deep text after %s: %d %s", overflow, code, body)
 			}
 		}
+	}
+	// The job left queued runs in the next run, within its limit.
+	e.get("a", "/api/leave-a-job")
+	if code, body := e.get("a", "/api/count"); code != 500 || !strings.Contains(body, "time limit") {
+		t.Fatalf("the run after one that left a job: %d %s", code, body)
 	}
 	for _, want := range []string{"1", "2"} {
 		if _, body := e.get("a", "/api/count"); strings.TrimSpace(body) != want {

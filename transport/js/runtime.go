@@ -309,9 +309,6 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	rt.runs++
 	rt.live = rt.runs
 	rt.halted.Store(false)
-	if rt.resetNesting != nil {
-		rt.resetNesting(goja.Undefined())
-	}
 	defer func() { rt.cur, rt.live = nil, 0 }()
 
 	stop := context.AfterFunc(ctx, func() {
@@ -399,6 +396,16 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 				rt.vm.Store(vm)
 				if rt.halted.Load() { // the limit passed before the VM was known
 					vm.Interrupt(errTimeout)
+				}
+			}
+			if rt.resetNesting != nil {
+				// Here, on the loop and within the limit: the call runs
+				// the promise jobs an earlier run may have left queued
+				// (a thrown value's toString that queued one, say), and
+				// one that runs out the limit ends this run.
+				if _, err := rt.resetNesting(goja.Undefined()); err != nil {
+					settle(vm, nil, err)
+					return
 				}
 			}
 			v, err := call(vm)
