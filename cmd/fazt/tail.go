@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
 
@@ -20,6 +22,7 @@ import (
 func tailCmd() *cobra.Command {
 	var (
 		server, app, channel string
+		secret               string
 		offset, count        int64
 		retries              int
 		asJSON               bool
@@ -40,7 +43,10 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 			if count < 0 || retries < 0 {
 				return errors.New("--count and --retries must be 0 or more")
 			}
-			t := &tailer{server: server, app: app, channel: channel, asJSON: asJSON, count: count,
+			if domain.IsPrivate(channel) && secret == "" {
+				return fmt.Errorf("--channel %s is private: give --secret (FAZT_APP_SECRET), the app's secret in its app.json, to sign the token", channel)
+			}
+			t := &tailer{server: server, app: app, channel: channel, secret: secret, asJSON: asJSON, count: count,
 				out: cmd.OutOrStdout(), errw: cmd.ErrOrStderr(), last: -1}
 			if cmd.Flags().Changed("offset") {
 				if offset < 0 {
@@ -59,6 +65,7 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 	f.Int64Var(&count, "count", 0, "exit after this many messages (0: follow until interrupted)")
 	f.IntVar(&retries, "retries", 30, "give up after this many reconnects in a row that fail")
 	f.BoolVar(&asJSON, "json", false, "print JSON lines: channel, offset, timestamp, data, replay")
+	f.StringVar(&secret, "secret", os.Getenv("FAZT_APP_SECRET"), "for a private-* channel: the app's secret (app.json), to sign the token tail subscribes with (FAZT_APP_SECRET; the variable keeps it out of the process list)")
 	cmd.MarkFlagRequired("channel")
 	return cmd
 }
@@ -67,6 +74,7 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 // a new connection resumes right after it.
 type tailer struct {
 	server, app, channel string
+	secret               string // signs the token of a private channel
 	asJSON               bool
 	count                int64
 	out, errw            io.Writer
@@ -150,12 +158,9 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	sub := map[string]any{"type": "subscribe", "channel": t.channel}
-	if t.last >= 0 {
-		sub["offset"] = t.last
-		if t.epoch != "" {
-			sub["epoch"] = t.epoch
-		}
+	sub, err := t.subscribeFrame()
+	if err != nil {
+		return false, permanentError{err}
 	}
 	if err := conn.WriteJSON(sub); err != nil {
 		return false, fmt.Errorf("subscribe: %v", err)
@@ -263,10 +268,50 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 			if t.printed++; t.count > 0 && t.printed >= t.count {
 				return connected, errDone
 			}
+		case "unsubscribed":
+			// A private channel's token expired: subscribe again with a
+			// fresh one, from the last offset printed.
+			if f.Channel == t.channel && f.Reason == domain.ReasonTokenExpired {
+				sub, err := t.subscribeFrame()
+				if err == nil {
+					err = write(sub)
+				}
+				if err != nil {
+					return connected, fmt.Errorf("subscribe again after the token expired: %v", err)
+				}
+			}
 		case "disconnect":
 			if strings.HasPrefix(f.Reason, "kicked") {
 				return connected, permanentError{fmt.Errorf("disconnected by the server: %s", f.Reason)}
 			}
 		}
 	}
+}
+
+// tailTokenLife is how long the token tail signs for a private channel
+// admits it: the server ends the subscription then, and tail subscribes
+// again with a fresh token.
+var tailTokenLife = time.Hour
+
+// subscribeFrame is the subscribe for the channel, from the last offset
+// printed, with a token signed with the app's secret for a private
+// channel: bound to the channel and the app, for tailTokenLife.
+func (t *tailer) subscribeFrame() (map[string]any, error) {
+	sub := map[string]any{"type": "subscribe", "channel": t.channel}
+	if t.last >= 0 {
+		sub["offset"] = t.last
+		if t.epoch != "" {
+			sub["epoch"] = t.epoch
+		}
+	}
+	if domain.IsPrivate(t.channel) {
+		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"channel": t.channel, "app": t.app, "exp": time.Now().Add(tailTokenLife).Unix(),
+		}).SignedString([]byte(t.secret))
+		if err != nil {
+			return nil, fmt.Errorf("sign the token: %v", err)
+		}
+		sub["token"] = token
+	}
+	return sub, nil
 }
