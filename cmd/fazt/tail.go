@@ -43,6 +43,9 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 			if count < 0 || retries < 0 {
 				return errors.New("--count and --retries must be 0 or more")
 			}
+			if secret == "" {
+				secret = os.Getenv("FAZT_APP_SECRET") // not the flag's default: --help would show it
+			}
 			if domain.IsPrivate(channel) && secret == "" {
 				return fmt.Errorf("--channel %s is private: give --secret (FAZT_APP_SECRET), the app's secret in its app.json, to sign the token", channel)
 			}
@@ -65,7 +68,7 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 	f.Int64Var(&count, "count", 0, "exit after this many messages (0: follow until interrupted)")
 	f.IntVar(&retries, "retries", 30, "give up after this many reconnects in a row that fail")
 	f.BoolVar(&asJSON, "json", false, "print JSON lines: channel, offset, timestamp, data, replay")
-	f.StringVar(&secret, "secret", os.Getenv("FAZT_APP_SECRET"), "for a private-* channel: the app's secret (app.json), to sign the token tail subscribes with (FAZT_APP_SECRET; the variable keeps it out of the process list)")
+	f.StringVar(&secret, "secret", "", "for a private-* channel: the app's secret (app.json), to sign the token tail subscribes with (FAZT_APP_SECRET; the variable keeps it out of the process list)")
 	cmd.MarkFlagRequired("channel")
 	return cmd
 }
@@ -75,9 +78,12 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 type tailer struct {
 	server, app, channel string
 	secret               string // signs the token of a private channel
-	asJSON               bool
-	count                int64
-	out, errw            io.Writer
+	// host is the Host the server takes the app from, and clientID the
+	// connection's id: the token names both.
+	host, clientID string
+	asJSON         bool
+	count          int64
+	out, errw      io.Writer
 
 	last    int64 // last offset printed; -1 before the first (live only)
 	epoch   string
@@ -139,6 +145,7 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, permanentError{err}
 	}
+	t.host = host
 	u := *base
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.Path += "/_ws"
@@ -158,6 +165,19 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
+	if domain.IsPrivate(t.channel) {
+		// The token is bound to this connection's client id, which
+		// `connected` says.
+		conn.SetReadDeadline(time.Now().Add(tailSilence))
+		var hello struct {
+			Type     string `json:"type"`
+			ClientID string `json:"client_id"`
+		}
+		if err := conn.ReadJSON(&hello); err != nil || hello.Type != "connected" {
+			return false, fmt.Errorf("connect: no connected frame (%v)", err)
+		}
+		t.clientID = hello.ClientID
+	}
 	sub, err := t.subscribeFrame()
 	if err != nil {
 		return false, permanentError{err}
@@ -295,7 +315,9 @@ var tailTokenLife = time.Hour
 
 // subscribeFrame is the subscribe for the channel, from the last offset
 // printed, with a token signed with the app's secret for a private
-// channel: bound to the channel and the app, for tailTokenLife.
+// channel: bound to the channel, the app the server takes from the Host
+// (--app, or the server address's own first label) and the connection's
+// client id, for tailTokenLife.
 func (t *tailer) subscribeFrame() (map[string]any, error) {
 	sub := map[string]any{"type": "subscribe", "channel": t.channel}
 	if t.last >= 0 {
@@ -306,7 +328,7 @@ func (t *tailer) subscribeFrame() (map[string]any, error) {
 	}
 	if domain.IsPrivate(t.channel) {
 		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"channel": t.channel, "app": t.app, "exp": time.Now().Add(tailTokenLife).Unix(),
+			"channel": t.channel, "app": domain.AppFromHost(t.host), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
 		}).SignedString([]byte(t.secret))
 		if err != nil {
 			return nil, fmt.Errorf("sign the token: %v", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fazt-realtime/fazt/internal/testutil"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
 
@@ -378,5 +379,34 @@ func TestTailFollowsAPrivateChannel(t *testing.T) {
 	}
 	if _, _, err := cli(t, "tail", "--server", tn.srv.URL, "--app", "vault", "--channel", "private-feed"); err == nil || !strings.Contains(err.Error(), "--secret") {
 		t.Fatalf("tail of a private channel without a secret: %v", err)
+	}
+}
+
+// TestTailSignsForTheAppTheServerSees: the token names the app the server
+// takes from the Host, which a server address may carry itself
+// (chat.example.com, with --app left at default), and the connection's
+// client id.
+func TestTailSignsForTheAppTheServerSees(t *testing.T) {
+	for _, tc := range []struct{ server, app, want string }{
+		{"http://vault.localhost:8080", "default", "vault"},
+		{"127.0.0.1:8080", "vault", "vault"},
+		{"127.0.0.1:8080", "default", "default"},
+	} {
+		_, host, err := serverURL(tc.server, tc.app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl := &tailer{channel: "private-feed", secret: "s", host: host, clientID: "c1", last: -1}
+		sub, err := tl.subscribeFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims := jwt.MapClaims{}
+		if _, err := jwt.ParseWithClaims(sub["token"].(string), claims, func(*jwt.Token) (any, error) { return []byte("s"), nil }); err != nil {
+			t.Fatal(err)
+		}
+		if claims["app"] != tc.want || claims["client"] != "c1" || claims["channel"] != "private-feed" {
+			t.Errorf("%s --app %s: claims %v, want app %s", tc.server, tc.app, claims, tc.want)
+		}
 	}
 }
