@@ -404,8 +404,13 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 				// (a thrown value's toString that queued one, say), and
 				// one that runs out the limit ends this run.
 				if _, err := rt.resetNesting(goja.Undefined()); err != nil {
-					settle(vm, nil, err)
-					return
+					if isInterrupt(err) {
+						settle(vm, nil, err)
+						return
+					}
+					// A leftover job's stack overflow is not this run's:
+					// the count again, the queue now empty.
+					rt.resetNesting(goja.Undefined())
 				}
 			}
 			v, err := call(vm)
