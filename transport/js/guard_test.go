@@ -219,6 +219,8 @@ module.exports = function (req) {
     return { toJSON() { setImmediate(() => { for (;;) {} }); setImmediate(() => { for (;;) {} }); return 1; } };
   case "/api/leave-a-job": // describing what it throws queues a job that never ends
     throw { toString() { Promise.resolve().then(() => { for (;;) {} }); return "x"; } };
+  case "/api/leave-an-overflow": // ... or one whose stack overflows
+    throw { toString() { Promise.resolve().then(() => { const g = () => g(); g(); }); return "x"; } };
   case "/api/count":
     globalThis.n = (globalThis.n || 0) + 1;
     return globalThis.n;
@@ -251,12 +253,17 @@ module.exports = function (req) {
 			}
 		}
 	}
-	// The job left queued runs in the next run, within its limit.
+	// The job left queued runs in the next run, within its limit; one
+	// that overflows the stack is not the next run's failure.
 	e.get("a", "/api/leave-a-job")
 	if code, body := e.get("a", "/api/count"); code != 500 || !strings.Contains(body, "time limit") {
 		t.Fatalf("the run after one that left a job: %d %s", code, body)
 	}
-	for _, want := range []string{"1", "2"} {
+	e.get("a", "/api/leave-an-overflow")
+	if code, body := e.get("a", "/api/count"); code != 200 {
+		t.Fatalf("the run after one that left an overflowing job: %d %s", code, body)
+	}
+	for _, want := range []string{"2", "3"} { // the one above counted 1
 		if _, body := e.get("a", "/api/count"); strings.TrimSpace(body) != want {
 			t.Fatalf("count: %s, want %s", body, want)
 		}
