@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,11 +80,12 @@ type tailer struct {
 	server, app, channel string
 	secret               string // signs the token of a private channel
 	// host is the Host the server takes the app from, and clientID the
-	// connection's id: the token names both.
-	host, clientID string
-	asJSON         bool
-	count          int64
-	out, errw      io.Writer
+	// connection's id: the token names both (the app as connected names
+	// it, signApp, when it has).
+	host, clientID, signApp string
+	asJSON                  bool
+	count                   int64
+	out, errw               io.Writer
 
 	last    int64 // last offset printed; -1 before the first (live only)
 	epoch   string
@@ -172,11 +174,18 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 		var hello struct {
 			Type     string `json:"type"`
 			ClientID string `json:"client_id"`
+			App      string `json:"app"`
+			Reason   string `json:"reason"`
 		}
-		if err := conn.ReadJSON(&hello); err != nil || hello.Type != "connected" {
-			return false, fmt.Errorf("connect: no connected frame (%v)", err)
+		switch err := conn.ReadJSON(&hello); {
+		case err != nil:
+			return false, fmt.Errorf("connect: %v", err)
+		case hello.Type == "disconnect": // at the app's or the server's most connections, say
+			return false, fmt.Errorf("server refused the connection: %s", hello.Reason)
+		case hello.Type != "connected":
+			return false, fmt.Errorf("connect: the server sent %q before connected", hello.Type)
 		}
-		t.clientID = hello.ClientID
+		t.clientID, t.signApp = hello.ClientID, hello.App
 	}
 	sub, err := t.subscribeFrame()
 	if err != nil {
@@ -328,7 +337,7 @@ func (t *tailer) subscribeFrame() (map[string]any, error) {
 	}
 	if domain.IsPrivate(t.channel) {
 		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"channel": t.channel, "app": domain.AppFromHost(t.host), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
+			"channel": t.channel, "app": cmp.Or(t.signApp, domain.AppFromHost(t.host)), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
 		}).SignedString([]byte(t.secret))
 		if err != nil {
 			return nil, fmt.Errorf("sign the token: %v", err)

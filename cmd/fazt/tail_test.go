@@ -410,3 +410,16 @@ func TestTailSignsForTheAppTheServerSees(t *testing.T) {
 		}
 	}
 }
+
+// TestTailOfAPrivateChannelSaysWhyItWasRefused: at the app's most
+// connections the server answers the upgrade with a disconnect frame
+// saying why, which tail, reading connected first for a private channel,
+// passes on.
+func TestTailOfAPrivateChannelSaysWhyItWasRefused(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"vault": `{"secret":"s","limits":{"max_connections":1}}`})
+	tn.dial("vault", "") // the only connection the app takes
+	_, _, err := runTail(t, "--server", tn.srv.URL, "--app", "vault", "--channel", "private-feed", "--secret", "s", "--retries", "0")
+	if err == nil || !strings.Contains(err.Error(), "server refused the connection") || !strings.Contains(err.Error(), "maximum") {
+		t.Fatalf("tail at the app's most connections: %v", err)
+	}
+}
