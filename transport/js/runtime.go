@@ -411,6 +411,12 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 					// A leftover job's stack overflow is not this run's:
 					// the count again, the queue now empty.
 					rt.resetNesting(goja.Undefined())
+					if rt.halted.Load() {
+						// The limit passed meanwhile, and goja cleared
+						// the interrupt with the error: again, so that
+						// the call is stopped at once.
+						vm.Interrupt(errTimeout)
+					}
 				}
 			}
 			v, err := call(vm)
