@@ -324,9 +324,9 @@ var tailTokenLife = time.Hour
 
 // subscribeFrame is the subscribe for the channel, from the last offset
 // printed, with a token signed with the app's secret for a private
-// channel: bound to the channel, the app the server takes from the Host
-// (--app, or the server address's own first label) and the connection's
-// client id, for tailTokenLife.
+// channel: bound to the channel, the app as connected named it (else as
+// the server takes it from the Host: --app, or the server address's own
+// first label) and the connection's client id, for tailTokenLife.
 func (t *tailer) subscribeFrame() (map[string]any, error) {
 	sub := map[string]any{"type": "subscribe", "channel": t.channel}
 	if t.last >= 0 {
