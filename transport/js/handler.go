@@ -162,7 +162,7 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 	}
 	obj, isObj := v.(*goja.Object)
 	if !isObj || !isResponse(obj) {
-		data, err := rt.toJSON(v)
+		data, err := rt.toJSON(vm, v, maxJSONNesting)
 		if err != nil {
 			return resp, err
 		}
@@ -207,7 +207,7 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 		}
 	}
 	if j := obj.Get("json"); j != nil && !goja.IsUndefined(j) {
-		data, err := rt.toJSON(j)
+		data, err := rt.toJSON(vm, j, maxJSONNesting)
 		if err != nil {
 			return resp, err
 		}

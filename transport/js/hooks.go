@@ -72,7 +72,7 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 			default:
 				out = outcomeValue
 				if name == HookPublish {
-					d, err := rt.toJSON(v)
+					d, err := rt.toJSON(vm, v, maxJSONNesting)
 					if err != nil {
 						return err
 					}

@@ -3,6 +3,7 @@ package js
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"math"
 	"strconv"
 
@@ -88,17 +89,24 @@ func channelOf(v goja.Value) (string, error) {
 // dataArg turns a JS value into the JSON a message carries, within the
 // app's message size limit.
 func (rt *runtime) dataArg(vm *goja.Runtime, what string, v goja.Value) json.RawMessage {
-	data, err := rt.dataOf(what, v)
+	data, err := rt.dataOf(vm, what, v)
 	rt.must(vm, err)
 	return data
 }
 
-func (rt *runtime) dataOf(what string, v goja.Value) (json.RawMessage, error) {
+func (rt *runtime) dataOf(vm *goja.Runtime, what string, v goja.Value) (json.RawMessage, error) {
 	if v == nil || goja.IsUndefined(v) {
 		return nil, domain.Errorf(domain.CodeBadRequest, "%s needs data", what)
 	}
-	data, err := rt.toJSON(v)
+	// Data sits one level inside a publish's body or frame, where the
+	// app's depth limit applies.
+	max := rt.cur.app.Settings.Limits.MaxJSONDepth - 1
+	data, err := rt.toJSON(vm, v, max)
 	if err != nil {
+		var ex *goja.Exception
+		if errors.As(err, &ex) && rt.deepJSON != nil && ex.Value() == rt.deepJSON {
+			return nil, &domain.DepthError{Max: max}
+		}
 		panic(err) // a throwing toJSON: let its exception through
 	}
 	if data == nil {
@@ -107,9 +115,7 @@ func (rt *runtime) dataOf(what string, v goja.Value) (json.RawMessage, error) {
 	if !domain.HasData(data) {
 		return nil, domain.Errorf(domain.CodeBadRequest, "%s needs data", what)
 	}
-	// Data sits one level inside a publish's body or frame, where the
-	// app's depth limit applies.
-	if err := domain.CheckDepth(data, rt.cur.app.Settings.Limits.MaxJSONDepth-1); err != nil {
+	if err := domain.CheckDepth(data, max); err != nil {
 		return nil, err
 	}
 	if limit := rt.cur.app.Settings.Limits.MaxMessageBytes; len(data) > limit {
@@ -118,9 +124,10 @@ func (rt *runtime) dataOf(what string, v goja.Value) (json.RawMessage, error) {
 	return data, nil
 }
 
-// toJSON is JSON.stringify; nil when the value has no JSON form.
-func (rt *runtime) toJSON(v goja.Value) (json.RawMessage, error) {
-	s, err := rt.stringify(goja.Undefined(), v)
+// toJSON is JSON.stringify of v, nil when it has no JSON form; nested
+// more than max objects and arrays deep, it fails with rt.deepJSON.
+func (rt *runtime) toJSON(vm *goja.Runtime, v goja.Value, max int) (json.RawMessage, error) {
+	s, err := rt.stringify(goja.Undefined(), v, vm.ToValue(max))
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +179,7 @@ func (rt *runtime) broadcastBatch(vm *goja.Runtime, c goja.FunctionCall) goja.Va
 		channel, err := channelOf(m.Get("channel"))
 		var data json.RawMessage
 		if err == nil {
-			data, err = rt.dataOf("broadcastBatch", m.Get("data"))
+			data, err = rt.dataOf(vm, "broadcastBatch", m.Get("data"))
 		}
 		if err != nil {
 			rt.throw(vm, domain.Errorf(domain.CodeOf(err), "messages[%d]: %v", i, err))

@@ -34,8 +34,20 @@ type runtime struct {
 	vm      atomic.Pointer[goja.Runtime] // read by the time limit's goroutine
 	exports goja.Value
 
+	// stringify is JSON.stringify(value, max) for the server's own use,
+	// at most max levels deep (stringifyWithin); deepJSON is the error it
+	// threw last for a value nested deeper.
 	stringify goja.Callable
+	deepJSON  goja.Value
 	parse     goja.Callable
+
+	// The engine's own JSON.stringify, Array.isArray and RangeError, as
+	// the runtime was made (a script may put others in their place).
+	nativeStringify, nativeIsArray func(goja.FunctionCall) goja.Value
+	rangeErrorType                 goja.Value
+	// nativeNesting counts the calls of built-in functions under way
+	// (nativeGuard).
+	nativeNesting int
 
 	// The execution in progress; set before and cleared after each one.
 	cur *execution
@@ -117,10 +129,9 @@ func (rt *runtime) invoke(c goja.FunctionCall) goja.Value {
 // run: the count starts again at every run (the function the guard
 // returns, which run calls).
 //
-// It covers arrays as the language makes them: a script that puts a
-// built-in back in their place (Array.prototype.toString =
-// Array.prototype.join), or JSON.stringify of a value nested hundreds of
-// thousands deep, still runs in Go, past its limit (docs/js-api.md).
+// A script that puts a built-in back in their place
+// (Array.prototype.toString = Array.prototype.join) is stopped by the
+// count of nested built-ins instead (nativeGuard), deeper and slower.
 var arrayGuardProgram = goja.MustCompile("fazt:arrays", arrayGuard, true)
 
 // maxTextNesting is how deep arrays may nest in an array's text.
@@ -205,8 +216,10 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 	rt.loop = eventloop.NewEventLoop(eventloop.WithRegistry(v.reg), eventloop.EnableConsole(false))
 	reusable, err := rt.run(ex, limit, func(vm *goja.Runtime) (goja.Value, error) {
 		vm.SetMaxCallStackSize(maxCallDepth)
+		if err := rt.guardNatives(vm); err != nil {
+			return nil, err
+		}
 		json := vm.Get("JSON").ToObject(vm)
-		rt.stringify, _ = goja.AssertFunction(json.Get("stringify"))
 		rt.parse, _ = goja.AssertFunction(json.Get("parse"))
 		mod := vm.NewObject()
 		mod.Set("exports", vm.NewObject())

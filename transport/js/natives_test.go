@@ -1,0 +1,165 @@
+package js_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/fazt-realtime/fazt/transport/js"
+)
+
+// TestBuiltInsThatCallThemselvesEndTheScriptNotTheServer: goja runs the
+// built-in functions as Go and did not count the calls one makes of
+// another through a script's objects, so a built-in made to call itself
+// went round in Go until the stack overflowed: a fatal error, which ended
+// the whole server (each of these did, in one line). Now each is a
+// RangeError the script may catch, and the server goes on.
+func TestBuiltInsThatCallThemselvesEndTheScriptNotTheServer(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const deep = (n) => { let o = []; for (let i = 0; i < n; i++) o = [o]; return o; };
+const cases = {
+  "/api/trim": () => String({ toString: String.prototype.trim }),
+  "/api/primitive": () => "" + { [Symbol.toPrimitive]: String.prototype.toUpperCase },
+  "/api/catch": () => { const o = {}; o.then = Promise.prototype.catch; return o.then(); },
+  "/api/locale": () => String({ toString: Object.prototype.toLocaleString }),
+  "/api/length": () => { const o = {}; Object.defineProperty(o, "length", { get: Array.prototype.push }); return o.length; },
+  "/api/put-back": () => { Array.prototype.toString = Array.prototype.join; return String(deep(100000)).length; },
+  "/api/date": () => { const o = { toISOString: Date.prototype.toJSON }; return o.toISOString(); },
+  "/api/error": () => { const o = { toString: Error.prototype.toString }; o.name = o; return String(o); },
+};
+module.exports = function (req) {
+  if (req.path === "/api/caught") {
+    try { return String({ toString: String.prototype.trim }); } catch (e) { return e.constructor.name + ": " + e.message + "; " + "ok".toUpperCase(); }
+  }
+  return cases[req.path]();
+};`}, js.Config{})
+	for _, path := range []string{"/api/trim", "/api/primitive", "/api/catch", "/api/locale", "/api/length",
+		"/api/put-back", "/api/date", "/api/error", "/api/trim"} {
+		code, body := e.get("a", path)
+		if code != 500 || decodeErr(t, body).Error != "RangeError: built-in functions nested more than 4096 deep" {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+	}
+	if code, body := e.get("a", "/api/caught"); code != 200 || strings.TrimSpace(body) != `"RangeError: built-in functions nested more than 4096 deep; OK"` {
+		t.Errorf("caught: %d %s", code, body)
+	}
+}
+
+// TestGuardedBuiltInsAreStillTheLanguages: the counted stand-ins keep
+// what a script can see of a built-in: its name, its length, its text,
+// that it is no constructor, the same function wherever it sits, and a
+// direct eval's view of the scope it is in.
+func TestGuardedBuiltInsAreStillTheLanguages(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const size = Object.getOwnPropertyDescriptor(Map.prototype, "size").get;
+module.exports = function () {
+  const local = 7;
+  return {
+    names: [String.prototype.trim.name, Array.prototype.push.length, size.name, Math.max.name, Math.max.length].join(),
+    text: Function.prototype.toString.call(String.prototype.trim),
+    same: [Array.prototype[Symbol.iterator] === Array.prototype.values, String.prototype.trimLeft === String.prototype.trimStart,
+      [].push === Array.prototype.push, Map.prototype.constructor === Map].join(),
+    notConstructor: (() => { try { new String.prototype.trim(); return "constructed"; } catch (e) { return e.constructor.name; } })(),
+    eval: eval("local * 6"),
+    works: [[3, 1, 2].sort().join(), new Map([[1, 2]]).size, "a-b".split("-").length, [..."ab"].length,
+      Object.getPrototypeOf([][Symbol.iterator]()).next.name, JSON.parse("[1]")[0], (function* () { yield 5; })().next().value].join(),
+  };
+};`}, js.Config{})
+	want := `{"names":"trim,1,get size,max,2","text":"function trim() { [native code] }","same":"true,true,true,true",` +
+		`"notConstructor":"TypeError","eval":42,"works":"1,2,3,1,2,2,next,1,5"}`
+	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != want {
+		t.Errorf("%d %s\nwant %s", code, body, want)
+	}
+}
+
+// TestJSONStringifyIsStillTheLanguages: JSON.stringify, now bounded in
+// depth, answers as the language does. The cases' answers are Node's.
+func TestJSONStringifyIsStillTheLanguages(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = function () {
+  const cases = {
+    plain: () => JSON.stringify({ a: [1, "x", null, true], b: { c: undefined, d: () => 1 }, e: new Date(0), f: new Number(3), g: new String("s"), h: new Boolean(false) }),
+    space: () => JSON.stringify({ a: [1, { b: 2 }], c: "d" }, null, 2) + JSON.stringify([1, [2]], null, "--"),
+    fn: () => JSON.stringify({ a: 1, b: [2, { c: 3 }], d: "x" }, function (k, v) { return typeof v === "number" ? v * 10 + (Array.isArray(this) ? 1 : 0) : v; }),
+    fnRoot: () => JSON.stringify(5, (k, v) => (k === "" ? { wrapped: v } : v)),
+    fnDrop: () => JSON.stringify({ a: 1, b: 2 }, (k, v) => (k === "a" ? undefined : v)),
+    list: () => JSON.stringify({ b: 1, a: { b: 2, c: 3 }, c: [{ a: 4, z: 5 }] }, ["c", "a", "b"]),
+    listInherited: () => JSON.stringify(Object.create({ x: 1 }, { y: { value: 2, enumerable: false } }), ["x", "y"]),
+    listKinds: () => JSON.stringify({ 1: "one", a: "A", b: "B" }, [1, new String("a"), true, null, "a", {}, new Number(1)]),
+    listProto: () => JSON.stringify({ ["__proto__"]: 1, a: 2 }, ["__proto__", "a"]),
+    toJSON: () => JSON.stringify({ a: { toJSON(k) { return "key:" + k; } }, b: [{ toJSON() { return [1]; } }] }),
+    cyclic: () => { const a = { x: 1 }; a.self = a; try { return JSON.stringify(a); } catch (e) { return e.constructor.name; } },
+    cyclicList: () => { const a = { x: 1 }; a.self = a; try { return JSON.stringify(a, ["x", "self"]); } catch (e) { return e.constructor.name; } },
+    cyclicListArray: () => { const a = { x: [] }; a.x.push(a); try { return JSON.stringify(a, ["x"]); } catch (e) { return e.constructor.name; } },
+    shared: () => { const s = { v: 1 }; return JSON.stringify({ a: s, b: [s, s] }, ["a", "b", "v"]) + JSON.stringify({ a: s, b: [s, s] }); },
+    proxy: () => JSON.stringify(new Proxy({ a: 1 }, {}), (k, v) => v) + JSON.stringify(new Proxy([1, 2], {}), ["a"]),
+    prim: () => [JSON.stringify(undefined), JSON.stringify(() => 1), JSON.stringify("a\u2028\"b"), JSON.stringify(NaN), JSON.stringify(null)].join("|"),
+    symbols: () => JSON.stringify({ [Symbol("s")]: 1, a: Symbol("t") }),
+    bigint: () => { try { return JSON.stringify({ a: 1n }); } catch (e) { return e.constructor.name; } },
+    throwing: () => { try { return JSON.stringify({ a: 1 }, () => { throw new SyntaxError("mine"); }); } catch (e) { return e.message; } },
+    shape: () => [JSON.stringify.name, JSON.stringify.length, typeof JSON.stringify, Object.keys(JSON).length].join(","),
+  };
+  const out = {};
+  for (const [k, f] of Object.entries(cases)) out[k] = f();
+  return JSON.stringify(out);
+};`}, js.Config{})
+	code, body := e.get("a", "/api/")
+	var got string
+	if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	var have, want map[string]any
+	if err := json.Unmarshal([]byte(got), &have); err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal([]byte(wantJSONCases), &want)
+	for k, w := range want {
+		if have[k] != w {
+			t.Errorf("%s: %q, want %q", k, have[k], w)
+		}
+	}
+}
+
+const wantJSONCases = `{"plain":"{\"a\":[1,\"x\",null,true],\"b\":{},\"e\":\"1970-01-01T00:00:00.000Z\",\"f\":3,\"g\":\"s\",\"h\":false}","space":"{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ],\n  \"c\": \"d\"\n}[\n--1,\n--[\n----2\n--]\n]","fn":"{\"a\":10,\"b\":[21,{\"c\":30}],\"d\":\"x\"}","fnRoot":"{\"wrapped\":5}","fnDrop":"{\"b\":2}","list":"{\"c\":[{\"a\":4}],\"a\":{\"c\":3,\"b\":2},\"b\":1}","listInherited":"{\"x\":1,\"y\":2}","listKinds":"{\"1\":\"one\",\"a\":\"A\"}","listProto":"{\"__proto__\":1,\"a\":2}","toJSON":"{\"a\":\"key:a\",\"b\":[[1]]}","cyclic":"TypeError","cyclicList":"TypeError","cyclicListArray":"TypeError","shared":"{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}","proxy":"{\"a\":1}[1,2]","prim":"||\"a \\\"b\"|null|null","symbols":"{}","bigint":"TypeError","throwing":"mine","shape":"stringify,3,function,0"}`
+
+// TestDeepJSONEndsTheScriptNotTheServer: goja's JSON.stringify went into
+// a value by Go recursion, checking every level against those above it,
+// past the time limit: 18 s for a value nested 100,000 deep. Now it goes
+// 1000 deep at most, the script's own and the server's (an answer, a
+// broadcast's data, which the app's max_json_depth already bounds).
+func TestDeepJSONEndsTheScriptNotTheServer(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const deep = (n) => { let o = {}; for (let i = 0; i < n; i++) o = { o }; return o; };
+const deepList = (n) => { let o = 1; for (let i = 0; i < n; i++) o = [o]; return o; };
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/stringify": return JSON.stringify(deep(100000)).length;
+  case "/api/replacer": return JSON.stringify(deep(100000), (k, v) => v).length;
+  case "/api/list": return JSON.stringify(deep(100000), ["o"]).length;
+  case "/api/answer": return deep(100000);
+  case "/api/caught": try { JSON.stringify(deepList(1000)); return JSON.stringify(deepList(1001)); } catch (e) { return e.message; }
+  case "/api/broadcast": try { fazt.realtime.broadcast("room", deep(100000)); } catch (e) { return e.message; }
+  case "/api/toJSON": try { fazt.realtime.broadcast("room", { toJSON: () => deep(100000) }); } catch (e) { return e.message; }
+  }
+};`}, js.Config{})
+	for _, tc := range []struct{ path, err string }{
+		{"/api/stringify", "RangeError: JSON.stringify goes at most 1000 objects and arrays deep"},
+		{"/api/replacer", "RangeError: JSON.stringify goes at most 1000 objects and arrays deep"},
+		{"/api/list", "RangeError: JSON.stringify goes at most 1000 objects and arrays deep"},
+		{"/api/answer", "RangeError: JSON nests deeper than 1000 levels"},
+	} {
+		code, body := e.get("a", tc.path)
+		if code != 500 || decodeErr(t, body[:min(len(body), 2000)]).Error != tc.err {
+			t.Errorf("%s: %d %.300s", tc.path, code, body)
+		}
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/api/caught", `"JSON.stringify goes at most 1000 objects and arrays deep"`},
+		{"/api/broadcast", `"bad_request: JSON nests deeper than 31 levels"`},
+		{"/api/toJSON", `"bad_request: JSON nests deeper than 31 levels"`},
+	} {
+		if code, body := e.get("a", tc.path); code != 200 || strings.TrimSpace(body) != tc.want {
+			t.Errorf("%s: %d %.300s, want %s", tc.path, code, body, tc.want)
+		}
+	}
+}
