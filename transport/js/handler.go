@@ -224,7 +224,7 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 	switch {
 	case b == nil || goja.IsUndefined(b) || goja.IsNull(b):
 	default:
-		switch x := b.Export().(type) {
+		switch x := exportFlat(b).(type) {
 		case string:
 			resp.body = []byte(x)
 			if resp.header.Get("Content-Type") == "" {
@@ -281,10 +281,10 @@ func isResponse(obj *goja.Object) bool {
 		}
 	}
 	if s := obj.Get("status"); s != nil && !goja.IsUndefined(s) {
-		if _, ok := s.Export().(int64); !ok {
-			if _, ok := s.Export().(float64); !ok {
-				return false
-			}
+		switch exportFlat(s).(type) {
+		case int64, float64:
+		default:
+			return false
 		}
 	}
 	return true

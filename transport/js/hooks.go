@@ -206,6 +206,6 @@ func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason strin
 }
 
 func isFalse(v goja.Value) bool {
-	b, ok := v.Export().(bool)
+	b, ok := exportFlat(v).(bool)
 	return ok && !b
 }

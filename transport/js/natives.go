@@ -329,3 +329,29 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 func (rt *runtime) isArray(o *goja.Object) bool {
 	return rt.nativeIsArray(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{o}}).ToBoolean()
 }
+
+var (
+	arrayBufferType = reflect.TypeOf(goja.ArrayBuffer{})
+	bytesType       = reflect.TypeOf([]byte(nil))
+)
+
+// exportFlat is v.Export() for a primitive, a primitive's object (new
+// Boolean(true)), an ArrayBuffer or a Uint8Array, and nil for any other
+// object: goja exports an object by copying it whole, by Go recursion,
+// past the time limit (a million levels deep took seconds), where the
+// server only wanted to see that it was not a string or a number.
+func exportFlat(v goja.Value) any {
+	if v == nil {
+		return nil
+	}
+	if o, ok := v.(*goja.Object); ok {
+		switch o.ClassName() {
+		case "Number", "String", "Boolean":
+		default:
+			if t := o.ExportType(); t != arrayBufferType && t != bytesType {
+				return nil
+			}
+		}
+	}
+	return v.Export()
+}

@@ -163,3 +163,23 @@ module.exports = function (req) {
 		}
 	}
 }
+
+// TestTheServerDoesNotReadAnAnswerItRefuses: a body, status or channel of
+// the wrong type was exported whole to see its type, every getter called
+// and every level copied by Go recursion, past the time limit.
+func TestTheServerDoesNotReadAnAnswerItRefuses(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const trap = { get x() { throw new Error("read"); } };
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/body": return { body: trap };
+  case "/api/channel": try { fazt.realtime.broadcast(trap, 1); } catch (e) { return e.message; }
+  }
+};`}, js.Config{})
+	if code, body := e.get("a", "/api/body"); code != 500 || !strings.Contains(decodeErr(t, body).Error, "returned a body that is an object") {
+		t.Errorf("body: %d %s", code, body)
+	}
+	if code, body := e.get("a", "/api/channel"); code != 200 || strings.TrimSpace(body) != `"invalid_channel: channel name must be a string"` {
+		t.Errorf("channel: %d %s", code, body)
+	}
+}

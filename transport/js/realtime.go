@@ -79,7 +79,7 @@ func channelOf(v goja.Value) (string, error) {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return "", domain.Errorf(domain.CodeInvalidChannel, "channel name is empty")
 	}
-	if _, ok := v.Export().(string); !ok {
+	if _, ok := exportFlat(v).(string); !ok {
 		return "", domain.Errorf(domain.CodeInvalidChannel, "channel name must be a string")
 	}
 	ch := v.String()
@@ -327,7 +327,7 @@ func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 		}
 		if v := o.Get("limit"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 			var f float64
-			switch n := v.Export().(type) {
+			switch n := exportFlat(v).(type) {
 			case int64:
 				f = float64(n)
 			case float64:
