@@ -85,6 +85,29 @@ module.exports = async function (req) {
 };`, `{"text":"hello, world"}`, 1)
 }
 
+// BenchmarkHandlerAfterChange is the first call after the script changed
+// on disk: the version compiled again and a runtime made for it (the
+// built-ins' stand-ins put in place), then the call; serial.
+func BenchmarkHandlerAfterChange(b *testing.B) {
+	const src = `module.exports = function (req) { return { text: req.json.text }; };`
+	e := newEnv(b, map[string]string{"bench/api/main.js": src}, js.Config{})
+	call := func() int {
+		req := httptest.NewRequest("POST", "/api/messages", strings.NewReader(`{"text":"hello, world"}`))
+		req.Host = "bench.localhost"
+		w := httptest.NewRecorder()
+		e.eng.ServeHTTP(w, req)
+		return w.Code
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		// Of another size each time: a change is seen by size and time.
+		e.write("bench/api/main.js", src+strings.Repeat(" ", i%2))
+		if code := call(); code != http.StatusOK {
+			b.Fatalf("status %d", code)
+		}
+	}
+}
+
 // BenchmarkHookOnPublish runs an onPublish hook that trims and rewrites
 // each message, as the WebSocket transport calls it for a client publish.
 func BenchmarkHookOnPublish(b *testing.B) {
