@@ -3,7 +3,10 @@ package js
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/dop251/goja"
 )
@@ -25,98 +28,264 @@ const maxJSONNesting = maxTextNesting
 // which calls trim), {then: Promise.prototype.catch}.then() (catch calls
 // this.then), an array-like whose length getter is Array.prototype.push.
 //
-// nativeGuardProgram puts a counted stand-in in the place of every
-// built-in function a fresh runtime gives a script (methods, getters and
-// setters, those of the iterators' and generators' hidden prototypes
-// included): guard (runtime.guardNative) makes it, in Go, so that a call
-// costs a few nanoseconds more, not a JS call's microsecond. The same
-// function gets the same stand-in wherever it sits
-// (Array.prototype[Symbol.iterator] === Array.prototype.values still
-// holds). Left as they are: constructors (none calls itself through its
-// this, and a stand-in would not be one), eval (a stand-in would make
-// every direct eval an indirect one), and what the runtime makes later
-// (a bound function calls its target, which is counted). It runs before
-// anything else is put in the runtime, so that every function it finds
-// is the engine's own; what it could not put in place (a property that
-// cannot be changed) it returns, by name, for the test that says there is
-// none.
-var nativeGuardProgram = goja.MustCompile("fazt:natives", nativeGuard, true)
+// guardNatives puts a counted stand-in (counted, made in Go, so that a
+// call costs nanoseconds more, not a JS call's microsecond) in the place
+// of every built-in function the language gives a script: its methods,
+// getters and setters, those of the iterators' and generators' hidden
+// prototypes included. The same function gets the same stand-in wherever
+// it sits (Array.prototype[Symbol.iterator] === Array.prototype.values
+// still holds), with its name and length. Left as they are: constructors
+// (none calls itself through its this, and a stand-in would not be one),
+// eval (a stand-in would make every direct eval an indirect one), what
+// the runtime makes later (a bound function calls its target, which is
+// counted), and what the server adds (require, the timers, fazt).
+//
+// Where they are is found once, by walking a fresh runtime
+// (builtInTargets); each runtime then has them replaced by path, in Go:
+// walking each one took 10 ms a runtime, most of it describing every
+// property as an object.
 
-const nativeGuard = `(function (guard) {
-  const ownKeys = Reflect.ownKeys, describe = Object.getOwnPropertyDescriptor;
-  const define = Object.defineProperty, protoOf = Object.getPrototypeOf;
-  const source = Function.prototype.toString, call = Function.prototype.call.bind(source);
+// builtInTarget is a property that holds a built-in function to guard:
+// the object it is on is found from a root (builtInRoots) down a path of
+// property names ("@@Symbol.iterator" for a symbol, "[[Prototype]]" for a
+// prototype).
+type builtInTarget struct {
+	root     int
+	path     []string
+	key      string
+	accessor bool
+}
+
+// builtInRootsProgram gives the objects the built-ins are found from:
+// the global object, and the prototypes no global leads to.
+var builtInRootsProgram = goja.MustCompile("fazt:roots", `(() => {
+  const p = Object.getPrototypeOf;
+  return [globalThis, p([][Symbol.iterator]()), p(new Map()[Symbol.iterator]()), p(new Set()[Symbol.iterator]()),
+    p(""[Symbol.iterator]()), p("a".matchAll(/a/g)), p(function* () {}), p(async function () {})];
+})()`, true)
+
+// builtInWalkProgram lists builtInTargets: every property, from the
+// roots down, that holds a function guardable says is a built-in to
+// guard, as [root, path, key, accessor]; and, in missed, those that
+// cannot be changed.
+var builtInWalkProgram = goja.MustCompile("fazt:walk", `(function (roots, guardable) {
+  const ownKeys = Reflect.ownKeys, describe = Object.getOwnPropertyDescriptor, protoOf = Object.getPrototypeOf;
   const evaluate = eval;
-  const standIns = new Map(), seen = new Set(), missed = [];
-  const native = (fn) => typeof fn === "function" && fn !== evaluate && call(fn).endsWith("{ [native code] }");
-  const standIn = (fn) => {
-    let s = standIns.get(fn);
-    if (s === undefined) {
-      s = guard(fn);
-      if (s !== fn) {
-        define(s, "name", { value: fn.name, configurable: true });
-        define(s, "length", { value: fn.length, configurable: true });
-        seen.add(s);
-      }
-      standIns.set(fn, s);
-    }
-    return s;
-  };
-  const nameOf = (o, key) => (typeof o === "function" && o.name ? o.name + "." : "") + String(key);
-  const visit = (o) => {
+  const seen = new Set(), targets = [], missed = [];
+  const step = (key) => (typeof key === "symbol" ? "@@" + key.description : key);
+  const guard = (fn) => typeof fn === "function" && fn !== evaluate && guardable(fn);
+  const visit = (o, root, path) => {
     if (o === null || (typeof o !== "object" && typeof o !== "function") || seen.has(o)) return;
     seen.add(o);
+    // Its prototype first: a path down a built-in function would pass
+    // through its stand-in.
+    visit(protoOf(o), root, path.concat(["[[Prototype]]"]));
     for (const key of ownKeys(o)) {
       // The language makes it fixed; it calls nothing of the script's
-      // but through what is counted (a getter of prototype, a proxy's
-      // trap).
+      // but through what is counted (a getter of prototype, a trap).
       if (o === Function.prototype && key === Symbol.hasInstance) continue;
       const d = describe(o, key);
+      const at = path.concat([step(key)]);
       if ("value" in d) {
-        visit(d.value);
+        visit(d.value, root, at);
         // Function.prototype is a function too, which does nothing.
-        if (key === "prototype" || !native(d.value)) continue;
-        const s = standIn(d.value);
-        if (s === d.value) continue;
-        if (d.configurable) define(o, key, { value: s });
-        else if (d.writable) o[key] = s;
-        else missed.push(nameOf(o, key));
-      } else {
-        visit(d.get);
-        visit(d.set);
-        const get = native(d.get) ? standIn(d.get) : d.get, set = native(d.set) ? standIn(d.set) : d.set;
-        if (get === d.get && set === d.set) continue;
-        if (d.configurable) define(o, key, { get, set });
-        else missed.push(nameOf(o, key));
+        if (key === "prototype" || !guard(d.value)) continue;
+        if (d.configurable || d.writable) targets.push([root, path, step(key), false]);
+        else missed.push(at.join("."));
+      } else if (guard(d.get) || guard(d.set)) {
+        if (d.configurable) targets.push([root, path, step(key), true]);
+        else missed.push(at.join("."));
       }
     }
-    visit(protoOf(o));
   };
-  visit(globalThis);
-  for (const hidden of [[][Symbol.iterator](), new Map()[Symbol.iterator](), new Set()[Symbol.iterator](),
-    ""[Symbol.iterator](), "a".matchAll(/a/g), function* () {}, async function () {}]) {
-    visit(protoOf(hidden));
-  }
-  return missed;
-})`
+  roots.forEach((o, i) => visit(o, i, []));
+  return { targets, missed };
+})`, true)
 
-// guardNative is the Go side of nativeGuard: the stand-in for fn, or fn
-// itself when it is a constructor or not a function goja runs as Go.
-func (rt *runtime) guardNative(vm *goja.Runtime) func(goja.FunctionCall) goja.Value {
-	return func(c goja.FunctionCall) goja.Value {
-		fn, ok := c.Argument(0).(*goja.Object)
-		if !ok {
-			return c.Argument(0)
-		}
-		if _, ctor := goja.AssertConstructor(fn); ctor {
-			return fn
-		}
-		native, ok := fn.Export().(func(goja.FunctionCall) goja.Value)
-		if !ok {
-			return fn
-		}
-		return vm.ToValue(rt.counted(vm, native))
+var builtIns struct {
+	once    sync.Once
+	targets []builtInTarget
+	err     error
+}
+
+// builtInTargets walks a fresh runtime, once, for the built-ins to guard.
+// One that cannot be changed is an error, so that a goja that adds one
+// fails every test rather than leaving it unguarded.
+func builtInTargets() ([]builtInTarget, error) {
+	builtIns.once.Do(func() {
+		builtIns.targets, builtIns.err = walkBuiltIns()
+	})
+	return builtIns.targets, builtIns.err
+}
+
+func walkBuiltIns() ([]builtInTarget, error) {
+	vm := goja.New()
+	roots, err := vm.RunProgram(builtInRootsProgram)
+	if err != nil {
+		return nil, err
 	}
+	walk, err := vm.RunProgram(builtInWalkProgram)
+	if err != nil {
+		return nil, err
+	}
+	fn, _ := goja.AssertFunction(walk)
+	found, err := fn(goja.Undefined(), roots, vm.ToValue(func(c goja.FunctionCall) goja.Value {
+		_, ok := guardable(c.Argument(0))
+		return vm.ToValue(ok)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	var (
+		list   [][]any
+		missed []string
+	)
+	if err := vm.ExportTo(found.ToObject(vm).Get("targets"), &list); err != nil {
+		return nil, err
+	}
+	if err := vm.ExportTo(found.ToObject(vm).Get("missed"), &missed); err != nil {
+		return nil, err
+	}
+	if len(missed) > 0 {
+		return nil, fmt.Errorf("built-in functions that cannot be guarded: %v", missed)
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("no built-in functions found to guard")
+	}
+	var targets []builtInTarget
+	for _, t := range list {
+		bt := builtInTarget{root: int(t[0].(int64)), key: t[2].(string), accessor: t[3].(bool)}
+		for _, p := range t[1].([]any) {
+			bt.path = append(bt.path, p.(string))
+		}
+		if strings.HasPrefix(bt.key, "@@") && wellKnown[bt.key] == nil {
+			return nil, fmt.Errorf("built-in %v.%s is keyed by a symbol not known", bt.path, bt.key)
+		}
+		targets = append(targets, bt)
+	}
+	return targets, nil
+}
+
+// guardable is the Go function goja runs for v, when v is a built-in
+// function that is not a constructor.
+func guardable(v goja.Value) (func(goja.FunctionCall) goja.Value, bool) {
+	fn, ok := v.(*goja.Object)
+	if !ok {
+		return nil, false
+	}
+	if _, ctor := goja.AssertConstructor(fn); ctor {
+		return nil, false
+	}
+	native, ok := fn.Export().(func(goja.FunctionCall) goja.Value)
+	return native, ok
+}
+
+// wellKnown are the symbols a built-in target's path may name.
+var wellKnown = map[string]*goja.Symbol{}
+
+func init() {
+	for _, s := range []*goja.Symbol{goja.SymHasInstance, goja.SymIsConcatSpreadable, goja.SymIterator, goja.SymMatch,
+		goja.SymMatchAll, goja.SymReplace, goja.SymSearch, goja.SymSpecies, goja.SymSplit, goja.SymToPrimitive,
+		goja.SymToStringTag, goja.SymUnscopables} {
+		wellKnown["@@"+s.String()] = s
+	}
+}
+
+// guardBuiltIns puts the stand-ins in place in vm.
+func (rt *runtime) guardBuiltIns(vm *goja.Runtime) error {
+	targets, err := builtInTargets()
+	if err != nil {
+		return err
+	}
+	rootsValue, err := vm.RunProgram(builtInRootsProgram)
+	if err != nil {
+		return err
+	}
+	var roots []*goja.Object
+	if err := vm.ExportTo(rootsValue, &roots); err != nil {
+		return err
+	}
+	describe, _ := goja.AssertFunction(vm.Get("Object").ToObject(vm).Get("getOwnPropertyDescriptor"))
+	standIns := map[*goja.Object]goja.Value{}
+	// standIn is v's stand-in; nil for an accessor's absent half.
+	standIn := func(v goja.Value) goja.Value {
+		fn, ok := v.(*goja.Object)
+		if !ok {
+			return nil
+		}
+		if s, ok := standIns[fn]; ok {
+			return s
+		}
+		native, ok := guardable(fn)
+		if !ok {
+			return fn // the other half of an accessor, not a built-in's
+		}
+		s := vm.ToValue(rt.counted(vm, native)).(*goja.Object)
+		s.DefineDataProperty("name", fn.Get("name"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+		s.DefineDataProperty("length", fn.Get("length"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+		standIns[fn] = s
+		return s
+	}
+	get := func(o *goja.Object, name string) goja.Value {
+		if name == "[[Prototype]]" {
+			if p := o.Prototype(); p != nil {
+				return p
+			}
+			return nil
+		}
+		if s := wellKnown[name]; s != nil {
+			return o.GetSymbol(s)
+		}
+		return o.Get(name)
+	}
+	var holder *goja.Object
+	for i, t := range targets {
+		if i == 0 || t.root != targets[i-1].root || !slices.Equal(t.path, targets[i-1].path) {
+			holder = roots[t.root]
+			for _, step := range t.path {
+				o, ok := get(holder, step).(*goja.Object)
+				if !ok {
+					return fmt.Errorf("built-in %v.%s is not where it was", t.path, t.key)
+				}
+				holder = o
+			}
+		}
+		sym := wellKnown[t.key]
+		if t.accessor {
+			var name goja.Value = sym
+			if sym == nil {
+				name = vm.ToValue(t.key)
+			}
+			dv, err := describe(goja.Undefined(), holder, name)
+			if err != nil {
+				return err
+			}
+			d := dv.(*goja.Object)
+			g, s := standIn(d.Get("get")), standIn(d.Get("set"))
+			if sym != nil {
+				err = holder.DefineAccessorPropertySymbol(sym, g, s, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET)
+			} else {
+				err = holder.DefineAccessorProperty(t.key, g, s, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET)
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		s := standIn(get(holder, t.key))
+		if s == nil {
+			return fmt.Errorf("built-in %v.%s is not where it was", t.path, t.key)
+		}
+		if sym != nil {
+			err = holder.DefineDataPropertySymbol(sym, s, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET)
+		} else {
+			err = holder.DefineDataProperty(t.key, s, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // counted calls native as goja would, one more level of nesting while it
@@ -280,7 +449,7 @@ func copyListed(vm *goja.Runtime, obj *goja.Object, list []string) *goja.Object 
 	return out
 }
 
-// guardNatives puts nativeGuard's stand-ins in place, and JSON.stringify
+// guardNatives puts the built-ins' stand-ins in place, and JSON.stringify
 // bounded by maxJSONNesting, before a script can reach the runtime. The
 // server's own stringify (rt.stringify) takes the bound as an argument no
 // script can pass.
@@ -294,17 +463,8 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 		return fmt.Errorf("Array.isArray is not a built-in function")
 	}
 	rt.rangeErrorType = vm.Get("RangeError")
-	guard, err := vm.RunProgram(nativeGuardProgram)
-	if err != nil {
+	if err := rt.guardBuiltIns(vm); err != nil {
 		return err
-	}
-	walk, _ := goja.AssertFunction(guard)
-	missed, err := walk(goja.Undefined(), vm.ToValue(rt.guardNative(vm)))
-	if err != nil {
-		return err
-	}
-	if names := missed.Export().([]any); len(names) > 0 {
-		return fmt.Errorf("built-in functions that cannot be guarded: %v", names)
 	}
 	tooDeep := func() goja.Value {
 		return rt.rangeError(vm, fmt.Sprintf("JSON.stringify goes at most %d objects and arrays deep", maxJSONNesting))

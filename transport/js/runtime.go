@@ -46,7 +46,7 @@ type runtime struct {
 	nativeStringify, nativeIsArray func(goja.FunctionCall) goja.Value
 	rangeErrorType                 goja.Value
 	// nativeNesting counts the calls of built-in functions under way
-	// (nativeGuard).
+	// (guardNatives).
 	nativeNesting int
 
 	// The execution in progress; set before and cleared after each one.
@@ -131,7 +131,7 @@ func (rt *runtime) invoke(c goja.FunctionCall) goja.Value {
 //
 // A script that puts a built-in back in their place
 // (Array.prototype.toString = Array.prototype.join) is stopped by the
-// count of nested built-ins instead (nativeGuard), deeper and slower.
+// count of nested built-ins instead (guardNatives), deeper and slower.
 var arrayGuardProgram = goja.MustCompile("fazt:arrays", arrayGuard, true)
 
 // maxTextNesting is how deep arrays may nest in an array's text.
