@@ -321,7 +321,8 @@ func (rt *runtime) rangeError(vm *goja.Runtime, msg string) goja.Value {
 // enough one would overflow the stack). stringifyWithin runs it with a
 // replacer of its own, which keeps the path from the top to the value
 // being written (each call's this is the object it is in) and stops the
-// walk past max nested objects and arrays, throwing what tooDeep makes:
+// walk past max nested objects and arrays with a RangeError (for the
+// server's own, server, the one it keeps in rt.deepJSON):
 // the walk goes no deeper than that, so its cycle checks stay cheap too.
 //
 // A replacer function of the script's is called from that one, as the
@@ -332,17 +333,14 @@ func (rt *runtime) rangeError(vm *goja.Runtime, msg string) goja.Value {
 // copy cannot keep: integer-like names come first, in ascending order,
 // whatever the list's order, and the properties' getters are all called
 // before the first property is written.
-func (rt *runtime) stringifyWithin(vm *goja.Runtime, value, replacer, space goja.Value, max int, tooDeep func() goja.Value) goja.Value {
-	var (
-		user func(goja.FunctionCall) goja.Value
-		list []string
-	)
+func (rt *runtime) stringifyWithin(vm *goja.Runtime, value, replacer, space goja.Value, max int, server bool) goja.Value {
+	w := &jsonWalk{rt: rt, vm: vm, max: max, server: server}
 	if r, ok := replacer.(*goja.Object); ok {
 		if call, ok := goja.AssertFunction(r); ok {
 			if f, ok := r.Export().(func(goja.FunctionCall) goja.Value); ok {
-				user = f // as goja calls it
+				w.user = f // as goja calls it
 			} else { // a class, a Go function of another shape, a proxy
-				user = func(c goja.FunctionCall) goja.Value {
+				w.user = func(c goja.FunctionCall) goja.Value {
 					v, err := call(c.This, c.Arguments...)
 					if err != nil {
 						panic(err)
@@ -351,54 +349,86 @@ func (rt *runtime) stringifyWithin(vm *goja.Runtime, value, replacer, space goja
 				}
 			}
 		} else if rt.isArray(r) {
-			list = rt.propertyList(vm, r)
+			w.list = rt.propertyList(vm, r)
 		}
 	}
+	// The replacer is one function object for all the runtime's walks
+	// (making one a call cost some 30 allocations): it serves the
+	// innermost walk under way, as a replacer may call JSON.stringify.
+	rt.jsonWalks = append(rt.jsonWalks, w)
+	defer func() {
+		rt.jsonWalks[len(rt.jsonWalks)-1] = nil
+		rt.jsonWalks = rt.jsonWalks[:len(rt.jsonWalks)-1]
+	}()
+	return rt.nativeStringify(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{value, rt.jsonReplacer, space}})
+}
+
+// jsonWalk is one stringifyWithin under way.
+type jsonWalk struct {
+	rt     *runtime
+	vm     *goja.Runtime
+	user   func(goja.FunctionCall) goja.Value // the script's replacer function
+	list   []string                           // the script's replacer list
+	max    int
+	server bool // the server's own: too deep is rt.deepJSON
 	// path holds the objects and arrays being written, outermost first;
 	// in list mode, from holds what each was made from.
-	var path, from []*goja.Object
-	track := func(c goja.FunctionCall) goja.Value {
-		holder, _ := c.This.(*goja.Object)
-		for len(path) > 0 && path[len(path)-1] != holder { // what lies above it is written
-			path = path[:len(path)-1]
-			if list != nil {
-				from = from[:len(from)-1]
-			}
-		}
-		v := c.Argument(1)
-		if user != nil {
-			v = user(c)
-		}
-		obj, ok := v.(*goja.Object)
-		if !ok {
-			return v
-		}
-		if _, fn := goja.AssertFunction(obj); fn {
-			return v // not written
-		}
-		switch obj.ClassName() {
-		case "Number", "String", "Boolean", "BigInt", "RawJSON":
-			return v // written as a primitive
-		}
-		if len(path) >= max {
-			panic(tooDeep())
-		}
-		orig := obj
-		if list != nil {
-			for _, o := range from {
-				if o == obj {
-					panic(vm.NewTypeError("Converting circular structure to JSON"))
-				}
-			}
-			if !rt.isArray(obj) {
-				obj = copyListed(vm, obj, list)
-			}
-			from = append(from, orig)
-		}
-		path = append(path, obj)
-		return obj
+	path, from []*goja.Object
+}
+
+// jsonTrack is the replacer of every stringifyWithin: it calls the one
+// under way.
+func (rt *runtime) jsonTrack(c goja.FunctionCall) goja.Value {
+	if n := len(rt.jsonWalks); n > 0 {
+		return rt.jsonWalks[n-1].track(c)
 	}
-	return rt.nativeStringify(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{value, vm.ToValue(track), space}})
+	return c.Argument(1)
+}
+
+func (w *jsonWalk) track(c goja.FunctionCall) goja.Value {
+	holder, _ := c.This.(*goja.Object)
+	for len(w.path) > 0 && w.path[len(w.path)-1] != holder { // what lies above it is written
+		w.path = w.path[:len(w.path)-1]
+		if w.list != nil {
+			w.from = w.from[:len(w.from)-1]
+		}
+	}
+	v := c.Argument(1)
+	if w.user != nil {
+		v = w.user(c)
+	}
+	obj, ok := v.(*goja.Object)
+	if !ok {
+		return v
+	}
+	if _, fn := goja.AssertFunction(obj); fn {
+		return v // not written
+	}
+	switch obj.ClassName() {
+	case "Number", "String", "Boolean", "BigInt", "RawJSON":
+		return v // written as a primitive
+	}
+	if len(w.path) >= w.max {
+		if w.server {
+			w.rt.deepJSON = w.rt.rangeError(w.vm, fmt.Sprintf("JSON nests deeper than %d levels", w.max))
+			panic(w.rt.deepJSON)
+		}
+		panic(w.rt.rangeError(w.vm, fmt.Sprintf("JSON.stringify goes at most %d objects and arrays deep", w.max)))
+	}
+	orig := obj
+	if w.list != nil {
+		for _, o := range w.from {
+			if o == obj {
+				panic(w.vm.NewTypeError("Converting circular structure to JSON"))
+			}
+		}
+		if !w.rt.isArray(obj) {
+			obj = copyListed(w.vm, obj, w.list)
+		}
+		w.from = append(w.from, orig)
+	}
+	w.path = append(w.path, obj)
+	return obj
 }
 
 // maxReplacerList is the longest replacer list stringifyWithin reads: one
@@ -466,21 +496,15 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if err := rt.guardBuiltIns(vm); err != nil {
 		return err
 	}
-	tooDeep := func() goja.Value {
-		return rt.rangeError(vm, fmt.Sprintf("JSON.stringify goes at most %d objects and arrays deep", maxJSONNesting))
-	}
+	rt.jsonReplacer = vm.ToValue(rt.jsonTrack)
 	stringify := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
-		return rt.stringifyWithin(vm, c.Argument(0), c.Argument(1), c.Argument(2), maxJSONNesting, tooDeep)
+		return rt.stringifyWithin(vm, c.Argument(0), c.Argument(1), c.Argument(2), maxJSONNesting, false)
 	})).(*goja.Object)
 	stringify.DefineDataProperty("name", vm.ToValue("stringify"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	stringify.DefineDataProperty("length", vm.ToValue(3), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	json.DefineDataProperty("stringify", stringify, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	rt.stringify, _ = goja.AssertFunction(vm.ToValue(func(c goja.FunctionCall) goja.Value {
-		max := int(c.Argument(1).ToInteger())
-		return rt.stringifyWithin(vm, c.Argument(0), goja.Undefined(), goja.Undefined(), max, func() goja.Value {
-			rt.deepJSON = rt.rangeError(vm, fmt.Sprintf("JSON nests deeper than %d levels", max))
-			return rt.deepJSON
-		})
+		return rt.stringifyWithin(vm, c.Argument(0), goja.Undefined(), goja.Undefined(), int(c.Argument(1).ToInteger()), true)
 	}))
 	return nil
 }

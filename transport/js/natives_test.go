@@ -97,6 +97,7 @@ module.exports = function () {
     symbols: () => JSON.stringify({ [Symbol("s")]: 1, a: Symbol("t") }),
     bigint: () => { try { return JSON.stringify({ a: 1n }); } catch (e) { return e.constructor.name; } },
     throwing: () => { try { return JSON.stringify({ a: 1 }, () => { throw new SyntaxError("mine"); }); } catch (e) { return e.message; } },
+    reentrant: () => JSON.stringify({ a: { b: 1, t: { toJSON() { return JSON.stringify({ x: [1] }, null, 1); } } } }, function (k, v) { return k === "b" ? JSON.stringify([v, { c: [v] }], (k2, v2) => (typeof v2 === "number" ? v2 + 1 : v2)) : v; }),
     shape: () => [JSON.stringify.name, JSON.stringify.length, typeof JSON.stringify, Object.keys(JSON).length].join(","),
   };
   const out = {};
@@ -120,7 +121,7 @@ module.exports = function () {
 	}
 }
 
-const wantJSONCases = `{"plain":"{\"a\":[1,\"x\",null,true],\"b\":{},\"e\":\"1970-01-01T00:00:00.000Z\",\"f\":3,\"g\":\"s\",\"h\":false}","space":"{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ],\n  \"c\": \"d\"\n}[\n--1,\n--[\n----2\n--]\n]","fn":"{\"a\":10,\"b\":[21,{\"c\":30}],\"d\":\"x\"}","fnRoot":"{\"wrapped\":5}","fnDrop":"{\"b\":2}","list":"{\"c\":[{\"a\":4}],\"a\":{\"c\":3,\"b\":2},\"b\":1}","listInherited":"{\"x\":1,\"y\":2}","listKinds":"{\"1\":\"one\",\"a\":\"A\"}","listProto":"{\"__proto__\":1,\"a\":2}","toJSON":"{\"a\":\"key:a\",\"b\":[[1]]}","cyclic":"TypeError","cyclicList":"TypeError","cyclicListArray":"TypeError","shared":"{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}","proxy":"{\"a\":1}[1,2]","prim":"||\"a \\\"b\"|null|null","symbols":"{}","bigint":"TypeError","throwing":"mine","shape":"stringify,3,function,0"}`
+const wantJSONCases = `{"plain":"{\"a\":[1,\"x\",null,true],\"b\":{},\"e\":\"1970-01-01T00:00:00.000Z\",\"f\":3,\"g\":\"s\",\"h\":false}","space":"{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ],\n  \"c\": \"d\"\n}[\n--1,\n--[\n----2\n--]\n]","fn":"{\"a\":10,\"b\":[21,{\"c\":30}],\"d\":\"x\"}","fnRoot":"{\"wrapped\":5}","fnDrop":"{\"b\":2}","list":"{\"c\":[{\"a\":4}],\"a\":{\"c\":3,\"b\":2},\"b\":1}","listInherited":"{\"x\":1,\"y\":2}","listKinds":"{\"1\":\"one\",\"a\":\"A\"}","listProto":"{\"__proto__\":1,\"a\":2}","toJSON":"{\"a\":\"key:a\",\"b\":[[1]]}","cyclic":"TypeError","cyclicList":"TypeError","cyclicListArray":"TypeError","shared":"{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}","proxy":"{\"a\":1}[1,2]","prim":"||\"a \\\"b\"|null|null","symbols":"{}","bigint":"TypeError","throwing":"mine","reentrant":"{\"a\":{\"b\":\"[2,{\\\"c\\\":[2]}]\",\"t\":\"{\\n \\\"x\\\": [\\n  1\\n ]\\n}\"}}","shape":"stringify,3,function,0"}`
 
 // TestDeepJSONEndsTheScriptNotTheServer: goja's JSON.stringify went into
 // a value by Go recursion, checking every level against those above it,

@@ -40,6 +40,10 @@ type runtime struct {
 	stringify goja.Callable
 	deepJSON  goja.Value
 	parse     goja.Callable
+	// jsonWalks are the stringifyWithin calls under way, innermost last;
+	// jsonReplacer is the replacer they all give goja's JSON.stringify.
+	jsonWalks    []*jsonWalk
+	jsonReplacer goja.Value
 
 	// The engine's own JSON.stringify, Array.isArray and RangeError, as
 	// the runtime was made (a script may put others in their place).
