@@ -2,6 +2,7 @@ package js
 
 import (
 	"fmt"
+	"math/big"
 	"reflect"
 	"slices"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/dop251/goja"
+
+	"github.com/fazt-realtime/fazt/domain"
 )
 
 // maxNativeNesting bounds how deeply calls of the language's built-in
@@ -34,11 +37,25 @@ const maxJSONNesting = maxTextNesting
 // getters and setters, those of the iterators' and generators' hidden
 // prototypes included. The same function gets the same stand-in wherever
 // it sits (Array.prototype[Symbol.iterator] === Array.prototype.values
-// still holds), with its name and length. Left as they are: constructors
-// (none calls itself through its this, and a stand-in would not be one),
-// eval (a stand-in would make every direct eval an indirect one), what
-// the runtime makes later (a bound function calls its target, which is
-// counted), and what the server adds (require, the timers, fazt).
+// still holds), with its name and length. Left as they are:
+//   - constructors: none calls itself through its this, and a stand-in
+//     would not be one. A bound function (of a constructor too) is
+//     counted instead: bind gives a proxy whose calls are (countedBind);
+//   - eval: a stand-in would make every direct eval an indirect one;
+//   - what goja checks for by identity, to take its fast paths, and
+//     which calls no script code: Array.prototype.values (also
+//     arguments' iterator), Map's set, Set's add, has and values,
+//     WeakMap's set, WeakSet's add, the thrower of Function.prototype's
+//     caller, and RegExp.prototype's exec and flag getters (global,
+//     multiline, ignoreCase, unicode, sticky). Changing any of those on
+//     RegExp.prototype sends every replace, split and match down goja's
+//     generic path, 8 times slower. exec does call script code: it reads
+//     lastIndex as a number, which a regexp whose valueOf is exec, set
+//     as its own lastIndex, turns into a loop in Go (docs/js-api.md);
+//   - what the server adds: require, console and the timers call nothing
+//     back through their this (the timers' callbacks run through
+//     timerGate, as JS); fazt.realtime's functions are counted where
+//     they are made.
 //
 // Where they are is found once, by walking a fresh runtime
 // (builtInTargets); each runtime then has them replaced by path, in Go:
@@ -70,10 +87,13 @@ var builtInRootsProgram = goja.MustCompile("fazt:roots", `(() => {
 // cannot be changed.
 var builtInWalkProgram = goja.MustCompile("fazt:walk", `(function (roots, guardable) {
   const ownKeys = Reflect.ownKeys, describe = Object.getOwnPropertyDescriptor, protoOf = Object.getPrototypeOf;
-  const evaluate = eval;
   const seen = new Set(), targets = [], missed = [];
   const step = (key) => (typeof key === "symbol" ? "@@" + key.description : key);
-  const guard = (fn) => typeof fn === "function" && fn !== evaluate && guardable(fn);
+  const exempt = new Set([eval, RegExp.prototype.exec, Array.prototype.values, Map.prototype.set, Set.prototype.add,
+    Set.prototype.has, Set.prototype.values, WeakMap.prototype.set, WeakSet.prototype.add,
+    describe(Function.prototype, "caller").get,
+    ...["global", "multiline", "ignoreCase", "unicode", "sticky"].map((f) => describe(RegExp.prototype, f).get)]);
+  const guard = (fn) => typeof fn === "function" && !exempt.has(fn) && guardable(fn);
   const visit = (o, root, path) => {
     if (o === null || (typeof o !== "object" && typeof o !== "function") || seen.has(o)) return;
     seen.add(o);
@@ -293,12 +313,25 @@ func (rt *runtime) guardBuiltIns(vm *goja.Runtime) error {
 // The counter is the runtime's: only its loop's goroutine calls in.
 func (rt *runtime) counted(vm *goja.Runtime, native func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value {
 	return func(c goja.FunctionCall) goja.Value {
+		rt.stopIfHalted(vm)
 		if rt.nativeNesting >= maxNativeNesting {
 			panic(rt.rangeError(vm, fmt.Sprintf("built-in functions nested more than %d deep", maxNativeNesting)))
 		}
 		rt.nativeNesting++
 		defer func() { rt.nativeNesting-- }()
 		return native(c)
+	}
+}
+
+// stopIfHalted throws once the run is interrupted (its time limit, its
+// request gone): goja checks for an interrupt between JS instructions
+// only, and a built-in may run long in Go (a JSON.stringify of an array
+// that holds itself twice at each of 40 levels writes 2**40 values). The
+// interrupt then ends the run at its next instruction, whatever catches
+// this.
+func (rt *runtime) stopIfHalted(vm *goja.Runtime) {
+	if rt.halted.Load() {
+		panic(rt.rangeError(vm, "interrupted: the script ran past its time limit"))
 	}
 }
 
@@ -386,6 +419,7 @@ func (rt *runtime) jsonTrack(c goja.FunctionCall) goja.Value {
 }
 
 func (w *jsonWalk) track(c goja.FunctionCall) goja.Value {
+	w.rt.stopIfHalted(w.vm)
 	holder, _ := c.This.(*goja.Object)
 	for len(w.path) > 0 && w.path[len(w.path)-1] != holder { // what lies above it is written
 		w.path = w.path[:len(w.path)-1]
@@ -405,8 +439,14 @@ func (w *jsonWalk) track(c goja.FunctionCall) goja.Value {
 		return v // not written
 	}
 	switch obj.ClassName() {
-	case "Number", "String", "Boolean", "BigInt", "RawJSON":
+	case "Number", "String", "Boolean", "RawJSON":
 		return v // written as a primitive
+	case "Object":
+		// goja makes Object(1n) a plain object, which its stringify
+		// sees through, to a TypeError: not one to copy.
+		if obj.ExportType() == bigIntType {
+			return v
+		}
 	}
 	if len(w.path) >= w.max {
 		if w.server {
@@ -453,6 +493,8 @@ func (rt *runtime) propertyList(vm *goja.Runtime, r *goja.Object) []string {
 			if c := o.ClassName(); c != "String" && c != "Number" {
 				continue
 			}
+		} else if _, sym := v.(*goja.Symbol); sym {
+			continue // its ExportType is string
 		} else if t := v.ExportType(); t == nil || (t.Kind() != reflect.String && t.Kind() != reflect.Int64 && t.Kind() != reflect.Float64) {
 			continue // undefined, null, a boolean, a symbol, a BigInt
 		}
@@ -493,9 +535,33 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 		return fmt.Errorf("Array.isArray is not a built-in function")
 	}
 	rt.rangeErrorType = vm.Get("RangeError")
+	rt.syntaxErrorType = vm.Get("SyntaxError")
 	if err := rt.guardBuiltIns(vm); err != nil {
 		return err
 	}
+	if err := rt.guardBind(vm); err != nil {
+		return err
+	}
+	if _, err := vm.RunProgram(proxyGuardProgram); err != nil {
+		return err
+	}
+	nativeParse, ok := guardable(json.Get("parse"))
+	if !ok {
+		return fmt.Errorf("JSON.parse is not a built-in function")
+	}
+	parse := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
+		text := c.Argument(0).ToString() // once: it may be an object's toString
+		if s := text.String(); len(s) > maxParseNesting {
+			if err := domain.CheckDepth([]byte(s), maxParseNesting); err != nil {
+				e, _ := vm.New(rt.syntaxErrorType, vm.ToValue(fmt.Sprintf("JSON.parse goes at most %d objects and arrays deep", maxParseNesting)))
+				panic(e)
+			}
+		}
+		return nativeParse(goja.FunctionCall{This: c.This, Arguments: []goja.Value{text, c.Argument(1)}})
+	})).(*goja.Object)
+	parse.DefineDataProperty("name", vm.ToValue("parse"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+	parse.DefineDataProperty("length", vm.ToValue(2), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+	json.DefineDataProperty("parse", parse, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	rt.jsonReplacer = vm.ToValue(rt.jsonTrack)
 	stringify := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
 		return rt.stringifyWithin(vm, c.Argument(0), c.Argument(1), c.Argument(2), maxJSONNesting, false)
@@ -509,6 +575,120 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	return nil
 }
 
+// maxParseNesting is how deeply JSON.parse goes into a text: goja's
+// recurses in Go, a level a call, and a text of 5,000,000 brackets
+// overflowed the stack. As deep as Go's encoding/json goes, and the
+// server's check of a request body (json.Valid) before it is parsed.
+const maxParseNesting = 10000
+
+// guardBind makes Function.prototype.bind give a proxy of the bound
+// function whose calls are counted: goja calls a bound function's target
+// from Go, uncounted, so x.toString = String.bind(null, x) made String(x)
+// call itself until the stack overflowed. new of the proxy is new of the
+// bound function; instanceof, which goja refuses for any proxy, is its
+// target's (so bound[Symbol.hasInstance] is a function of its own).
+func (rt *runtime) guardBind(vm *goja.Runtime) error {
+	fp := vm.Get("Function").ToObject(vm).Get("prototype").ToObject(vm)
+	bind, ok := guardable(fp.Get("bind"))
+	if !ok {
+		return fmt.Errorf("the built-in Function.prototype.bind is not where it was")
+	}
+	reflectGet, ok := guardable(vm.Get("Reflect").ToObject(vm).Get("get"))
+	if !ok {
+		return fmt.Errorf("the built-in Reflect.get is not where it was")
+	}
+	counted := vm.ToValue(func(c goja.FunctionCall) goja.Value {
+		bound, ok := bind(c).(*goja.Object)
+		if !ok {
+			return bound
+		}
+		call, ok := bound.Export().(func(goja.FunctionCall) goja.Value)
+		target, _ := c.This.(*goja.Object)
+		if !ok || target == nil {
+			return bound
+		}
+		run := rt.counted(vm, call)
+		var proxy *goja.Object
+		proxy = vm.ToValue(vm.NewProxy(bound, &goja.ProxyTrapConfig{
+			Apply: func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
+				return run(goja.FunctionCall{This: this, Arguments: args})
+			},
+			// new of the proxy is new of the bound function, whose
+			// prototype is then its target's, as the language says.
+			Construct: func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
+				rt.stopIfHalted(vm)
+				if rt.nativeNesting >= maxNativeNesting {
+					panic(rt.rangeError(vm, fmt.Sprintf("built-in functions nested more than %d deep", maxNativeNesting)))
+				}
+				rt.nativeNesting++
+				defer func() { rt.nativeNesting-- }()
+				construct, ok := goja.AssertConstructor(t)
+				if !ok {
+					panic(vm.NewTypeError("not a constructor"))
+				}
+				if newTarget == proxy {
+					newTarget = nil // the bound function itself
+				}
+				o, err := construct(newTarget, args...)
+				if err != nil {
+					panic(err)
+				}
+				return o
+			},
+			// goja's instanceof refuses a proxy: x instanceof bound
+			// is x instanceof its target, as the language says.
+			GetSym: func(t *goja.Object, sym *goja.Symbol, receiver goja.Value) goja.Value {
+				if sym == goja.SymHasInstance {
+					return vm.ToValue(func(c goja.FunctionCall) goja.Value {
+						has, ok := target.GetSymbol(goja.SymHasInstance).(*goja.Object)
+						if !ok {
+							panic(vm.NewTypeError("the target of a bound function has no Symbol.hasInstance"))
+						}
+						f, ok := has.Export().(func(goja.FunctionCall) goja.Value)
+						if !ok {
+							panic(vm.NewTypeError("the target of a bound function has a Symbol.hasInstance that is not a function"))
+						}
+						return vm.ToValue(f(goja.FunctionCall{This: target, Arguments: []goja.Value{c.Argument(0)}}).ToBoolean())
+					})
+				}
+				return reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{t, sym, receiver}})
+			},
+		})).(*goja.Object)
+		return proxy
+	}).(*goja.Object)
+	counted.DefineDataProperty("name", vm.ToValue("bind"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+	counted.DefineDataProperty("length", vm.ToValue(1), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+	return fp.DefineDataProperty("bind", counted, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET)
+}
+
+// proxyGuardProgram puts a Proxy in the global Proxy's place whose
+// proxies find their traps through a handler of its own: a trap the
+// script's handler leaves out is Reflect's (counted), not goja's own
+// forwarding in Go. A proxy that forwards to an object whose prototype is
+// the proxy (Object.setPrototypeOf(t, new Proxy(t, {}))) went round in Go
+// until the stack overflowed; each round now makes a JS call and a
+// counted one. The handler's traps are looked up at each use, as the
+// language does, and called with the script's handler as this.
+var proxyGuardProgram = goja.MustCompile("fazt:proxy", `(() => {
+  const NativeProxy = Proxy, reflect = Reflect, revocable = Proxy.revocable;
+  const meta = {
+    get(handler, name) {
+      const trap = handler[name];
+      return trap === undefined || trap === null ? reflect[name] : trap;
+    },
+  };
+  const handlerOf = (h) => (h !== null && (typeof h === "object" || typeof h === "function") ? new NativeProxy(h, meta) : h);
+  const P = function Proxy(target, handler) {
+    if (new.target === undefined) throw new TypeError("Constructor Proxy requires 'new'");
+    return new NativeProxy(target, handlerOf(handler));
+  };
+  Object.defineProperty(P, "revocable", {
+    value: { revocable(target, handler) { return revocable(target, handlerOf(handler)); } }.revocable,
+    writable: true, enumerable: false, configurable: true,
+  });
+  Object.defineProperty(globalThis, "Proxy", { value: P, writable: true, enumerable: false, configurable: true });
+})()`, true)
+
 // isArray is the language's Array.isArray (a proxy of an array is one).
 func (rt *runtime) isArray(o *goja.Object) bool {
 	return rt.nativeIsArray(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{o}}).ToBoolean()
@@ -517,6 +697,7 @@ func (rt *runtime) isArray(o *goja.Object) bool {
 var (
 	arrayBufferType = reflect.TypeOf(goja.ArrayBuffer{})
 	bytesType       = reflect.TypeOf([]byte(nil))
+	bigIntType      = reflect.TypeOf((*big.Int)(nil))
 )
 
 // exportFlat is v.Export() for a primitive, a primitive's object (new

@@ -26,6 +26,9 @@ const cases = {
   "/api/put-back": () => { Array.prototype.toString = Array.prototype.join; return String(deep(100000)).length; },
   "/api/date": () => { const o = { toISOString: Date.prototype.toJSON }; return o.toISOString(); },
   "/api/error": () => { const o = { toString: Error.prototype.toString }; o.name = o; return String(o); },
+  "/api/bound-constructor": () => { const x = {}; x.toString = String.bind(null, x); return String(x); },
+  "/api/bound-broadcast": () => { const d = { a: 1 }; d.toJSON = fazt.realtime.broadcast.bind(null, "room", d); return fazt.realtime.broadcast("room", d); },
+  "/api/proxy-prototype": () => { const t = {}; Object.setPrototypeOf(t, new Proxy(t, {})); return t.x; },
 };
 module.exports = function (req) {
   if (req.path === "/api/caught") {
@@ -34,7 +37,7 @@ module.exports = function (req) {
   return cases[req.path]();
 };`}, js.Config{})
 	for _, path := range []string{"/api/trim", "/api/primitive", "/api/catch", "/api/locale", "/api/length",
-		"/api/put-back", "/api/date", "/api/error", "/api/trim"} {
+		"/api/put-back", "/api/date", "/api/error", "/api/bound-constructor", "/api/bound-broadcast", "/api/proxy-prototype", "/api/trim"} {
 		code, body := e.get("a", path)
 		if code != 500 || decodeErr(t, body).Error != "RangeError: built-in functions nested more than 4096 deep" {
 			t.Errorf("%s: %d %s", path, code, body)
@@ -58,14 +61,31 @@ module.exports = function () {
     names: [String.prototype.trim.name, Array.prototype.push.length, size.name, Math.max.name, Math.max.length].join(),
     text: Function.prototype.toString.call(String.prototype.trim),
     same: [Array.prototype[Symbol.iterator] === Array.prototype.values, String.prototype.trimLeft === String.prototype.trimStart,
-      [].push === Array.prototype.push, Map.prototype.constructor === Map].join(),
+      [].push === Array.prototype.push, Map.prototype.constructor === Map,
+      (function () { return arguments[Symbol.iterator] === Array.prototype.values; })()].join(),
+    bound: (() => {
+      class A { constructor(x, y) { this.sum = x + y; } }
+      const B = A.bind(null, 1), b = new B(2), f = function (a, b) { return [this.k, a, b].join(); }.bind({ k: "k" }, "a");
+      return [b.sum, b instanceof B, b instanceof A, f("b"), f.name, f.length, typeof f, B.prototype === A.prototype].join();
+    })(),
+    proxy: (() => {
+      const seen = [], h = { get(t, k, r) { seen.push(String(k)); return k === "x" ? 42 : Reflect.get(t, k, r); } };
+      const p = new Proxy({ y: 1 }, h), r = Proxy.revocable({}, {});
+      r.revoke();
+      let revoked = "no";
+      try { r.proxy.a; } catch (e) { revoked = e.constructor.name; }
+      let noNew = "no";
+      try { Proxy({}, {}); } catch (e) { noNew = e.constructor.name; }
+      return [p.x, p.y, "y" in p, Object.keys(p).join(), seen.join("/"), revoked, noNew, Proxy.name, Proxy.length].join();
+    })(),
     notConstructor: (() => { try { new String.prototype.trim(); return "constructed"; } catch (e) { return e.constructor.name; } })(),
     eval: eval("local * 6"),
     works: [[3, 1, 2].sort().join(), new Map([[1, 2]]).size, "a-b".split("-").length, [..."ab"].length,
       Object.getPrototypeOf([][Symbol.iterator]()).next.name, JSON.parse("[1]")[0], (function* () { yield 5; })().next().value].join(),
   };
 };`}, js.Config{})
-	want := `{"names":"trim,1,get size,max,2","text":"function trim() { [native code] }","same":"true,true,true,true",` +
+	want := `{"names":"trim,1,get size,max,2","text":"function trim() { [native code] }","same":"true,true,true,true,true",` +
+		`"bound":"3,true,true,k,a,b,bound ,1,function,false","proxy":"42,1,true,y,x/y,TypeError,TypeError,Proxy,2",` +
 		`"notConstructor":"TypeError","eval":42,"works":"1,2,3,1,2,2,next,1,5"}`
 	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != want {
 		t.Errorf("%d %s\nwant %s", code, body, want)
@@ -98,6 +118,8 @@ module.exports = function () {
     bigint: () => { try { return JSON.stringify({ a: 1n }); } catch (e) { return e.constructor.name; } },
     throwing: () => { try { return JSON.stringify({ a: 1 }, () => { throw new SyntaxError("mine"); }); } catch (e) { return e.message; } },
     reentrant: () => JSON.stringify({ a: { b: 1, t: { toJSON() { return JSON.stringify({ x: [1] }, null, 1); } } } }, function (k, v) { return k === "b" ? JSON.stringify([v, { c: [v] }], (k2, v2) => (typeof v2 === "number" ? v2 + 1 : v2)) : v; }),
+    listSymbol: () => JSON.stringify({ a: 1 }, [Symbol("a"), "b"]),
+    listBigInt: () => { try { return JSON.stringify({ a: Object(1n) }, ["a"]); } catch (e) { return e.constructor.name; } },
     shape: () => [JSON.stringify.name, JSON.stringify.length, typeof JSON.stringify, Object.keys(JSON).length].join(","),
   };
   const out = {};
@@ -121,7 +143,7 @@ module.exports = function () {
 	}
 }
 
-const wantJSONCases = `{"plain":"{\"a\":[1,\"x\",null,true],\"b\":{},\"e\":\"1970-01-01T00:00:00.000Z\",\"f\":3,\"g\":\"s\",\"h\":false}","space":"{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ],\n  \"c\": \"d\"\n}[\n--1,\n--[\n----2\n--]\n]","fn":"{\"a\":10,\"b\":[21,{\"c\":30}],\"d\":\"x\"}","fnRoot":"{\"wrapped\":5}","fnDrop":"{\"b\":2}","list":"{\"c\":[{\"a\":4}],\"a\":{\"c\":3,\"b\":2},\"b\":1}","listInherited":"{\"x\":1,\"y\":2}","listKinds":"{\"1\":\"one\",\"a\":\"A\"}","listProto":"{\"__proto__\":1,\"a\":2}","toJSON":"{\"a\":\"key:a\",\"b\":[[1]]}","cyclic":"TypeError","cyclicList":"TypeError","cyclicListArray":"TypeError","shared":"{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}","proxy":"{\"a\":1}[1,2]","prim":"||\"a \\\"b\"|null|null","symbols":"{}","bigint":"TypeError","throwing":"mine","reentrant":"{\"a\":{\"b\":\"[2,{\\\"c\\\":[2]}]\",\"t\":\"{\\n \\\"x\\\": [\\n  1\\n ]\\n}\"}}","shape":"stringify,3,function,0"}`
+const wantJSONCases = `{"plain":"{\"a\":[1,\"x\",null,true],\"b\":{},\"e\":\"1970-01-01T00:00:00.000Z\",\"f\":3,\"g\":\"s\",\"h\":false}","space":"{\n  \"a\": [\n    1,\n    {\n      \"b\": 2\n    }\n  ],\n  \"c\": \"d\"\n}[\n--1,\n--[\n----2\n--]\n]","fn":"{\"a\":10,\"b\":[21,{\"c\":30}],\"d\":\"x\"}","fnRoot":"{\"wrapped\":5}","fnDrop":"{\"b\":2}","list":"{\"c\":[{\"a\":4}],\"a\":{\"c\":3,\"b\":2},\"b\":1}","listInherited":"{\"x\":1,\"y\":2}","listKinds":"{\"1\":\"one\",\"a\":\"A\"}","listProto":"{\"__proto__\":1,\"a\":2}","toJSON":"{\"a\":\"key:a\",\"b\":[[1]]}","cyclic":"TypeError","cyclicList":"TypeError","cyclicListArray":"TypeError","shared":"{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}{\"a\":{\"v\":1},\"b\":[{\"v\":1},{\"v\":1}]}","proxy":"{\"a\":1}[1,2]","prim":"||\"a \\\"b\"|null|null","symbols":"{}","bigint":"TypeError","throwing":"mine","reentrant":"{\"a\":{\"b\":\"[2,{\\\"c\\\":[2]}]\",\"t\":\"{\\n \\\"x\\\": [\\n  1\\n ]\\n}\"}}","listSymbol":"{}","listBigInt":"TypeError","shape":"stringify,3,function,0"}`
 
 // TestDeepJSONEndsTheScriptNotTheServer: goja's JSON.stringify went into
 // a value by Go recursion, checking every level against those above it,
@@ -182,5 +204,42 @@ module.exports = function (req) {
 	}
 	if code, body := e.get("a", "/api/channel"); code != 200 || strings.TrimSpace(body) != `"invalid_channel: channel name must be a string"` {
 		t.Errorf("channel: %d %s", code, body)
+	}
+}
+
+// TestLongBuiltInWorkEndsAtTheLimit: a built-in that runs long in Go is
+// stopped at the time limit (a JSON.stringify of an array holding itself
+// twice at each of 40 levels would write 2**40 values), JSON.parse goes
+// 10,000 levels deep at most (goja's overflowed the stack at 5,000,000
+// and took seconds at 1,000,000),
+// and an app's max_json_depth set past 1000 still bounds a broadcast's
+// data at 1000.
+func TestLongBuiltInWorkEndsAtTheLimit(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/app.json": `{"js": {"handler_timeout_ms": 300}, "limits": {"max_json_depth": 100000000}}`,
+		"a/api/main.js": `
+const deep = (n) => { let o = 1; for (let i = 0; i < n; i++) o = [o]; return o; };
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/shared": { let x = []; for (let i = 0; i < 40; i++) x = [x, x]; return JSON.stringify(x).length; }
+  case "/api/parse": try { return JSON.parse("[".repeat(10001) + "]".repeat(10001)).length; } catch (e) { return e.name + ": " + e.message; }
+  case "/api/parse-deepest": { let v = JSON.parse("[".repeat(10000) + "]".repeat(10000)), n = 0; while (Array.isArray(v)) { v = v[0]; n++; } return n; }
+  case "/api/shared-caught": { let x = []; for (let i = 0; i < 40; i++) x = [x, x]; try { return JSON.stringify(x).length; } catch (e) { return [e.name, e.message, String(e)].join("|"); } }
+  case "/api/broadcast": try { fazt.realtime.broadcast("room", deep(2000)); } catch (e) { return e.message; }
+  }
+};`}, js.Config{})
+	for _, path := range []string{"/api/shared", "/api/shared-caught"} {
+		if code, body := e.get("a", path); code != 500 || decodeErr(t, body).Error != "api/main.js ran past its time limit of 300ms and was interrupted" {
+			t.Errorf("%s: %d %.300s", path, code, body)
+		}
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/api/parse", `"SyntaxError: JSON.parse goes at most 10000 objects and arrays deep"`},
+		{"/api/parse-deepest", `10000`},
+		{"/api/broadcast", `"bad_request: JSON nests deeper than 1000 levels"`},
+	} {
+		if code, body := e.get("a", tc.path); code != 200 || strings.TrimSpace(body) != tc.want {
+			t.Errorf("%s: %d %.300s, want %s", tc.path, code, body, tc.want)
+		}
 	}
 }

@@ -20,7 +20,9 @@ import (
 func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
 	o := vm.NewObject()
 	fn := func(name string, f func(goja.FunctionCall) goja.Value) {
-		o.Set(name, func(c goja.FunctionCall) goja.Value {
+		// Counted, as the built-ins are (guardNatives): a toJSON of a
+		// broadcast's data that broadcasts it again is a loop in Go.
+		o.Set(name, rt.counted(vm, func(c goja.FunctionCall) goja.Value {
 			// live is 0 outside a run, and once the run's value has
 			// settled: promise jobs queued after it still run (goja
 			// drains its job queue), and their broadcasts would come
@@ -29,7 +31,7 @@ func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
 				rt.throw(vm, domain.Errorf(domain.CodeNotAllowed, "fazt.realtime.%s: only while a request or hook runs, before its answer is decided", name))
 			}
 			return f(c)
-		})
+		}))
 	}
 	fn("broadcast", func(c goja.FunctionCall) goja.Value { return rt.broadcast(vm, c) })
 	fn("broadcastBatch", func(c goja.FunctionCall) goja.Value { return rt.broadcastBatch(vm, c) })
@@ -101,11 +103,11 @@ func (rt *runtime) dataOf(vm *goja.Runtime, what string, v goja.Value) (json.Raw
 	// Data sits one level inside a publish's body or frame, where the
 	// app's depth limit applies.
 	max := rt.cur.app.Settings.Limits.MaxJSONDepth - 1
-	data, err := rt.toJSON(vm, v, max)
+	data, err := rt.toJSON(vm, v, min(max, maxJSONNesting))
 	if err != nil {
 		var ex *goja.Exception
 		if errors.As(err, &ex) && rt.deepJSON != nil && ex.Value() == rt.deepJSON {
-			return nil, &domain.DepthError{Max: max}
+			return nil, &domain.DepthError{Max: min(max, maxJSONNesting)}
 		}
 		panic(err) // a throwing toJSON: let its exception through
 	}
@@ -127,6 +129,7 @@ func (rt *runtime) dataOf(vm *goja.Runtime, what string, v goja.Value) (json.Raw
 // toJSON is JSON.stringify of v, nil when it has no JSON form; nested
 // more than max objects and arrays deep, it fails with rt.deepJSON.
 func (rt *runtime) toJSON(vm *goja.Runtime, v goja.Value, max int) (json.RawMessage, error) {
+	rt.deepJSON = nil // one of an earlier call's, which a script may throw again
 	s, err := rt.stringify(goja.Undefined(), v, vm.ToValue(max))
 	if err != nil {
 		return nil, err

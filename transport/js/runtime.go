@@ -47,8 +47,8 @@ type runtime struct {
 
 	// The engine's own JSON.stringify, Array.isArray and RangeError, as
 	// the runtime was made (a script may put others in their place).
-	nativeStringify, nativeIsArray func(goja.FunctionCall) goja.Value
-	rangeErrorType                 goja.Value
+	nativeStringify, nativeIsArray  func(goja.FunctionCall) goja.Value
+	rangeErrorType, syntaxErrorType goja.Value
 	// nativeNesting counts the calls of built-in functions under way
 	// (guardNatives).
 	nativeNesting int
@@ -480,7 +480,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		err = result
 	case done && result == nil:
 		err = nil
-	case rt.halted.Load() && (!done || isInterrupt(result)):
+	case rt.halted.Load() && (!done || result != nil):
+		// What a run that was interrupted failed with is the interrupt,
+		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%s: %w", rt.ver.file, ex.ctx.Err())
 		} else {
