@@ -133,6 +133,11 @@ var builtIns struct {
 // fails every test rather than leaving it unguarded.
 func builtInTargets() ([]builtInTarget, error) {
 	builtIns.once.Do(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				builtIns.targets, builtIns.err = nil, fmt.Errorf("walking the built-ins: %v", p)
+			}
+		}()
 		builtIns.targets, builtIns.err = walkBuiltIns()
 	})
 	return builtIns.targets, builtIns.err
@@ -331,6 +336,10 @@ func (rt *runtime) counted(vm *goja.Runtime, native func(goja.FunctionCall) goja
 // this.
 func (rt *runtime) stopIfHalted(vm *goja.Runtime) {
 	if rt.halted.Load() {
+		// Armed here too: the limit's goroutine sets halted before it
+		// interrupts, and a script that caught this in between would
+		// otherwise finish past its limit.
+		vm.Interrupt(errTimeout)
 		panic(rt.rangeError(vm, "interrupted: the script ran past its time limit"))
 	}
 }
@@ -340,7 +349,12 @@ func (rt *runtime) stopIfHalted(vm *goja.Runtime) {
 // of those runs the promise jobs queued when called from Go with no JS
 // below, which here would be in the middle of a built-in.
 func (rt *runtime) rangeError(vm *goja.Runtime, msg string) goja.Value {
-	e, err := vm.New(rt.rangeErrorType, vm.ToValue(msg))
+	return rt.newError(vm, rt.rangeErrorType, msg)
+}
+
+// newError makes an error of type with msg; msg itself should that fail.
+func (rt *runtime) newError(vm *goja.Runtime, errorType goja.Value, msg string) goja.Value {
+	e, err := vm.New(errorType, vm.ToValue(msg))
 	if err != nil {
 		return vm.ToValue(msg)
 	}
@@ -549,15 +563,26 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if !ok {
 		return fmt.Errorf("JSON.parse is not a built-in function")
 	}
+	reviveValue, err := vm.RunProgram(reviveProgram)
+	if err != nil {
+		return err
+	}
+	revive, ok := reviveValue.Export().(func(goja.FunctionCall) goja.Value)
+	if !ok {
+		return fmt.Errorf("the reviver's walk is not a function")
+	}
 	parse := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
 		text := c.Argument(0).ToString() // once: it may be an object's toString
 		if s := text.String(); len(s) > maxParseNesting {
 			if err := domain.CheckDepth([]byte(s), maxParseNesting); err != nil {
-				e, _ := vm.New(rt.syntaxErrorType, vm.ToValue(fmt.Sprintf("JSON.parse goes at most %d objects and arrays deep", maxParseNesting)))
-				panic(e)
+				panic(rt.newError(vm, rt.syntaxErrorType, fmt.Sprintf("JSON.parse goes at most %d objects and arrays deep", maxParseNesting)))
 			}
 		}
-		return nativeParse(goja.FunctionCall{This: c.This, Arguments: []goja.Value{text, c.Argument(1)}})
+		value := nativeParse(goja.FunctionCall{This: c.This, Arguments: []goja.Value{text}})
+		if _, ok := goja.AssertFunction(c.Argument(1)); !ok {
+			return value
+		}
+		return revive(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{value, c.Argument(1)}})
 	})).(*goja.Object)
 	parse.DefineDataProperty("name", vm.ToValue("parse"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	parse.DefineDataProperty("length", vm.ToValue(2), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
@@ -581,6 +606,36 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 // server's check of a request body (json.Valid) before it is parsed.
 const maxParseNesting = 10000
 
+// reviveProgram is JSON.parse's walk of a reviver, as the language
+// says (InternalizeJSONProperty), in JS: goja's recursed in Go, and a
+// reviver that put an object holding itself where the walk was to go
+// next sent it round for good. Here each level is a JS call, within the
+// call depth limit. It runs before any script, so that what it uses is
+// the language's own.
+var reviveProgram = goja.MustCompile("fazt:revive", `(() => {
+  const isArray = Array.isArray, keys = Object.keys, define = Reflect.defineProperty, remove = Reflect.deleteProperty;
+  const apply = Reflect.apply, trunc = Math.trunc, min = Math.min, num = Number, str = String, maxLength = Number.MAX_SAFE_INTEGER;
+  const walk = (holder, name, reviver) => {
+    const val = holder[name];
+    if (val !== null && typeof val === "object") {
+      const set = (k) => {
+        const v = walk(val, k, reviver);
+        if (v === undefined) remove(val, k);
+        else define(val, k, { value: v, writable: true, enumerable: true, configurable: true });
+      };
+      if (isArray(val)) {
+        const n = min(trunc(num(val.length)) || 0, maxLength);
+        for (let i = 0; i < n; i++) set(str(i));
+      } else {
+        const names = keys(val);
+        for (let i = 0; i < names.length; i++) set(names[i]);
+      }
+    }
+    return apply(reviver, holder, [name, val]);
+  };
+  return (value, reviver) => walk({ "": value }, "", reviver);
+})()`, true)
+
 // guardBind makes Function.prototype.bind give a proxy of the bound
 // function whose calls are counted: goja calls a bound function's target
 // from Go, uncounted, so x.toString = String.bind(null, x) made String(x)
@@ -596,6 +651,30 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 	reflectGet, ok := guardable(vm.Get("Reflect").ToObject(vm).Get("get"))
 	if !ok {
 		return fmt.Errorf("the built-in Reflect.get is not where it was")
+	}
+	hasInstance := fp.GetSymbol(goja.SymHasInstance) // the language's, left as it is
+	hasInstanceCall, ok := guardable(hasInstance)
+	if !ok {
+		return fmt.Errorf("the built-in Function.prototype[Symbol.hasInstance] is not where it was")
+	}
+	// instanceOf is the language's InstanceofOperator(v, target).
+	instanceOf := func(v goja.Value, target *goja.Object) goja.Value {
+		h := reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{target, goja.SymHasInstance, target}})
+		if h == nil || goja.IsUndefined(h) || goja.IsNull(h) {
+			h = hasInstance // a target with no prototype: the ordinary check
+		}
+		if h == hasInstance {
+			return vm.ToValue(hasInstanceCall(goja.FunctionCall{This: target, Arguments: []goja.Value{v}}).ToBoolean())
+		}
+		call, ok := goja.AssertFunction(h)
+		if !ok {
+			panic(vm.NewTypeError("Symbol.hasInstance of the target of a bound function is not a function"))
+		}
+		r, err := call(target, v)
+		if err != nil {
+			panic(err)
+		}
+		return vm.ToValue(r.ToBoolean())
 	}
 	counted := vm.ToValue(func(c goja.FunctionCall) goja.Value {
 		bound, ok := bind(c).(*goja.Object)
@@ -638,20 +717,13 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 			// goja's instanceof refuses a proxy: x instanceof bound
 			// is x instanceof its target, as the language says.
 			GetSym: func(t *goja.Object, sym *goja.Symbol, receiver goja.Value) goja.Value {
-				if sym == goja.SymHasInstance {
-					return vm.ToValue(func(c goja.FunctionCall) goja.Value {
-						has, ok := target.GetSymbol(goja.SymHasInstance).(*goja.Object)
-						if !ok {
-							panic(vm.NewTypeError("the target of a bound function has no Symbol.hasInstance"))
-						}
-						f, ok := has.Export().(func(goja.FunctionCall) goja.Value)
-						if !ok {
-							panic(vm.NewTypeError("the target of a bound function has a Symbol.hasInstance that is not a function"))
-						}
-						return vm.ToValue(f(goja.FunctionCall{This: target, Arguments: []goja.Value{c.Argument(0)}}).ToBoolean())
-					})
+				v := reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{t, sym, receiver}})
+				if sym != goja.SymHasInstance || v != hasInstance {
+					return v // one the script gave the bound function
 				}
-				return reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{t, sym, receiver}})
+				return vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
+					return instanceOf(c.Argument(0), target)
+				}))
 			},
 		})).(*goja.Object)
 		return proxy
@@ -667,14 +739,21 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 // forwarding in Go. A proxy that forwards to an object whose prototype is
 // the proxy (Object.setPrototypeOf(t, new Proxy(t, {}))) went round in Go
 // until the stack overflowed; each round now makes a JS call and a
-// counted one. The handler's traps are looked up at each use, as the
-// language does, and called with the script's handler as this.
+// counted one, the script's traps too. The handler's traps are looked up
+// at each use, as the language does, and called with the script's
+// handler as this. Proxy itself is then a JS function, which has a
+// prototype and its source as its text.
 var proxyGuardProgram = goja.MustCompile("fazt:proxy", `(() => {
   const NativeProxy = Proxy, reflect = Reflect, revocable = Proxy.revocable;
+  const apply = Reflect.apply;
   const meta = {
     get(handler, name) {
       const trap = handler[name];
-      return trap === undefined || trap === null ? reflect[name] : trap;
+      if (trap === undefined || trap === null) return reflect[name];
+      // Through a JS call and a counted one, with the script's handler
+      // as this: a trap that is a constructor (get: String) calls
+      // itself through the proxy in Go otherwise.
+      return function () { return apply(trap, handler, arguments); };
     },
   };
   const handlerOf = (h) => (h !== null && (typeof h === "object" || typeof h === "function") ? new NativeProxy(h, meta) : h);

@@ -342,7 +342,8 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		crashed bool
 		// tainted: something escaped the call or the wait for its
 		// promise; goja may hold promise jobs of this run still.
-		tainted bool
+		tainted        bool
+		haltedAtSettle bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
 	// script's, which leaves the runtime in no state to reuse.
@@ -373,6 +374,10 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// value's toString, or its stack, may be script code that never
 		// ends, and nothing could interrupt it once the run is over.
 		result = describeCatching(thrown)
+		// Whether the run was halted by the time it failed: a failure
+		// then may be what a built-in threw for the halt (stopIfHalted),
+		// while a limit that passes after it does not make it one.
+		haltedAtSettle = rt.halted.Load()
 	}
 	rt.fail = func(thrown error) {
 		if vm := rt.vm.Load(); vm != nil {
@@ -436,7 +441,16 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 					}
 				}
 			}
-			v, err := call(vm)
+			// In Try: a getter a script left in the call's way (of its
+			// exports' handler, of a promise's then) throws a JS value,
+			// which is the script's failure, not the engine's.
+			var (
+				v   goja.Value
+				err error
+			)
+			if ex := vm.Try(func() { v, err = call(vm) }); ex != nil {
+				tainted, err = true, ex
+			}
 			if err != nil {
 				settle(vm, nil, err)
 				return
@@ -453,7 +467,13 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			case goja.PromiseStateRejected:
 				settle(vm, nil, rejection(p.Result()))
 			default:
-				then, ok := goja.AssertFunction(obj.Get("then"))
+				var thenValue goja.Value
+				if ex := vm.Try(func() { thenValue = obj.Get("then") }); ex != nil {
+					tainted = true
+					settle(vm, nil, ex)
+					return
+				}
+				then, ok := goja.AssertFunction(thenValue)
 				if !ok {
 					settle(vm, nil, &ScriptError{Message: "the promise " + rt.ver.file + " returned has a then that is not a function"})
 					return
@@ -480,7 +500,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		err = result
 	case done && result == nil:
 		err = nil
-	case rt.halted.Load() && (!done || result != nil):
+	case !done && rt.halted.Load(), done && result != nil && (haltedAtSettle || isInterrupt(result)):
 		// What a run that was interrupted failed with is the interrupt,
 		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
