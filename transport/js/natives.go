@@ -563,11 +563,15 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if !ok {
 		return fmt.Errorf("JSON.parse is not a built-in function")
 	}
-	reviveValue, err := vm.RunProgram(reviveProgram)
+	reviveProgramValue, err := vm.RunProgram(reviveProgram)
 	if err != nil {
 		return err
 	}
-	revive, ok := reviveValue.Export().(func(goja.FunctionCall) goja.Value)
+	makeRevive, ok := reviveProgramValue.Export().(func(goja.FunctionCall) goja.Value)
+	if !ok {
+		return fmt.Errorf("the reviver's walk is not a function")
+	}
+	revive, ok := makeRevive(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{vm.ToValue(maxJSONNesting)}}).Export().(func(goja.FunctionCall) goja.Value)
 	if !ok {
 		return fmt.Errorf("the reviver's walk is not a function")
 	}
@@ -609,32 +613,32 @@ const maxParseNesting = 10000
 // reviveProgram is JSON.parse's walk of a reviver, as the language
 // says (InternalizeJSONProperty), in JS: goja's recursed in Go, and a
 // reviver that put an object holding itself where the walk was to go
-// next sent it round for good. Here each level is a JS call, within the
-// call depth limit. It runs before any script, so that what it uses is
-// the language's own.
-var reviveProgram = goja.MustCompile("fazt:revive", `(() => {
+// next sent it round for good. Here each level is a JS call, and the walk
+// goes at most maxJSONNesting deep (a RangeError the script may catch).
+// It runs before any script, so that what it uses is the language's own.
+var reviveProgram = goja.MustCompile("fazt:revive", `(function (max) {
   const isArray = Array.isArray, keys = Object.keys, define = Reflect.defineProperty, remove = Reflect.deleteProperty;
-  const apply = Reflect.apply, trunc = Math.trunc, min = Math.min, num = Number, str = String, maxLength = Number.MAX_SAFE_INTEGER;
-  const walk = (holder, name, reviver) => {
+  const apply = Reflect.apply, trunc = Math.trunc, min = Math.min, str = String, maxLength = Number.MAX_SAFE_INTEGER;
+  const RangeErr = RangeError;
+  const walk = (holder, name, reviver, depth) => {
     const val = holder[name];
     if (val !== null && typeof val === "object") {
-      const set = (k) => {
-        const v = walk(val, k, reviver);
+      // Catchable, and well within the call depth limit (a level is a
+      // call of walk and the reviver's).
+      if (depth >= max) throw new RangeErr("JSON.parse with a reviver goes at most " + max + " objects and arrays deep");
+      const array = isArray(val), names = array ? null : keys(val);
+      const n = array ? min(trunc(+val.length) || 0, maxLength) : names.length;
+      for (let i = 0; i < n; i++) {
+        const k = array ? str(i) : names[i];
+        const v = walk(val, k, reviver, depth + 1);
         if (v === undefined) remove(val, k);
-        else define(val, k, { value: v, writable: true, enumerable: true, configurable: true });
-      };
-      if (isArray(val)) {
-        const n = min(trunc(num(val.length)) || 0, maxLength);
-        for (let i = 0; i < n; i++) set(str(i));
-      } else {
-        const names = keys(val);
-        for (let i = 0; i < names.length; i++) set(names[i]);
+        else define(val, k, { __proto__: null, value: v, writable: true, enumerable: true, configurable: true });
       }
     }
     return apply(reviver, holder, [name, val]);
   };
-  return (value, reviver) => walk({ "": value }, "", reviver);
-})()`, true)
+  return (value, reviver) => walk({ "": value }, "", reviver, 0);
+})`, true)
 
 // guardBind makes Function.prototype.bind give a proxy of the bound
 // function whose calls are counted: goja calls a bound function's target
@@ -648,9 +652,32 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 	if !ok {
 		return fmt.Errorf("the built-in Function.prototype.bind is not where it was")
 	}
-	reflectGet, ok := guardable(vm.Get("Reflect").ToObject(vm).Get("get"))
-	if !ok {
-		return fmt.Errorf("the built-in Reflect.get is not where it was")
+	reflectObject := vm.Get("Reflect").ToObject(vm)
+	reflectFn := func(name string) (func(goja.FunctionCall) goja.Value, error) {
+		f, ok := reflectObject.Get(name).Export().(func(goja.FunctionCall) goja.Value)
+		if !ok {
+			return nil, fmt.Errorf("the built-in Reflect.%s is not where it was", name)
+		}
+		return f, nil // its stand-in: counted
+	}
+	reflectGet, err := reflectFn("get")
+	if err != nil {
+		return err
+	}
+	reflectSet, err := reflectFn("set")
+	if err != nil {
+		return err
+	}
+	reflectHas, err := reflectFn("has")
+	if err != nil {
+		return err
+	}
+	reflectProto, err := reflectFn("getPrototypeOf")
+	if err != nil {
+		return err
+	}
+	reflectCall := func(f func(goja.FunctionCall) goja.Value, args ...goja.Value) goja.Value {
+		return f(goja.FunctionCall{This: goja.Undefined(), Arguments: args})
 	}
 	hasInstance := fp.GetSymbol(goja.SymHasInstance) // the language's, left as it is
 	hasInstanceCall, ok := guardable(hasInstance)
@@ -659,7 +686,7 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 	}
 	// instanceOf is the language's InstanceofOperator(v, target).
 	instanceOf := func(v goja.Value, target *goja.Object) goja.Value {
-		h := reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{target, goja.SymHasInstance, target}})
+		h := reflectCall(reflectGet, target, goja.SymHasInstance, target)
 		if h == nil || goja.IsUndefined(h) || goja.IsNull(h) {
 			h = hasInstance // a target with no prototype: the ordinary check
 		}
@@ -716,9 +743,37 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 			},
 			// goja's instanceof refuses a proxy: x instanceof bound
 			// is x instanceof its target, as the language says.
+			// What goes up the prototype chain goes through Reflect's
+			// (counted) rather than goja's forwarding in Go: a bound
+			// function made its own prototype (goja's check for a
+			// cycle stops at a proxy) would send a read round for good.
+			Get: func(t *goja.Object, name string, receiver goja.Value) goja.Value {
+				return reflectCall(reflectGet, t, vm.ToValue(name), receiver)
+			},
+			GetIdx: func(t *goja.Object, i int, receiver goja.Value) goja.Value {
+				return reflectCall(reflectGet, t, vm.ToValue(i), receiver)
+			},
+			Has: func(t *goja.Object, name string) bool {
+				return reflectCall(reflectHas, t, vm.ToValue(name)).ToBoolean()
+			},
+			HasIdx: func(t *goja.Object, i int) bool { return reflectCall(reflectHas, t, vm.ToValue(i)).ToBoolean() },
+			HasSym: func(t *goja.Object, sym *goja.Symbol) bool { return reflectCall(reflectHas, t, sym).ToBoolean() },
+			Set: func(t *goja.Object, name string, v, receiver goja.Value) bool {
+				return reflectCall(reflectSet, t, vm.ToValue(name), v, receiver).ToBoolean()
+			},
+			SetIdx: func(t *goja.Object, i int, v, receiver goja.Value) bool {
+				return reflectCall(reflectSet, t, vm.ToValue(i), v, receiver).ToBoolean()
+			},
+			SetSym: func(t *goja.Object, sym *goja.Symbol, v, receiver goja.Value) bool {
+				return reflectCall(reflectSet, t, sym, v, receiver).ToBoolean()
+			},
+			GetPrototypeOf: func(t *goja.Object) *goja.Object {
+				p, _ := reflectCall(reflectProto, t).(*goja.Object)
+				return p
+			},
 			GetSym: func(t *goja.Object, sym *goja.Symbol, receiver goja.Value) goja.Value {
-				v := reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{t, sym, receiver}})
-				if sym != goja.SymHasInstance || v != hasInstance {
+				v := reflectCall(reflectGet, t, sym, receiver)
+				if sym != goja.SymHasInstance || v != hasInstance && v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 					return v // one the script gave the bound function
 				}
 				return vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
@@ -744,19 +799,31 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 // handler as this. Proxy itself is then a JS function, which has a
 // prototype and its source as its text.
 var proxyGuardProgram = goja.MustCompile("fazt:proxy", `(() => {
-  const NativeProxy = Proxy, reflect = Reflect, revocable = Proxy.revocable;
-  const apply = Reflect.apply;
-  const meta = {
-    get(handler, name) {
-      const trap = handler[name];
-      if (trap === undefined || trap === null) return reflect[name];
-      // Through a JS call and a counted one, with the script's handler
-      // as this: a trap that is a constructor (get: String) calls
-      // itself through the proxy in Go otherwise.
-      return function () { return apply(trap, handler, arguments); };
-    },
+  const NativeProxy = Proxy, revocable = Proxy.revocable, apply = Reflect.apply, create = Object.create;
+  // Reflect's functions as they are now (counted): a script may change
+  // Reflect itself later.
+  const defaults = create(null);
+  for (const name of ["apply", "construct", "defineProperty", "deleteProperty", "get", "getOwnPropertyDescriptor",
+    "getPrototypeOf", "has", "isExtensible", "ownKeys", "preventExtensions", "set", "setPrototypeOf"]) {
+    defaults[name] = Reflect[name];
+  }
+  // The proxy goja calls the traps of is of an empty object, not of the
+  // script's handler, whose properties it would otherwise have to give
+  // back as they are (a frozen handler's trap, not a wrapper of it).
+  const handlerOf = (h) => {
+    if (h === null || (typeof h !== "object" && typeof h !== "function")) return h;
+    return new NativeProxy(create(null), {
+      __proto__: null,
+      get(_, name) {
+        const trap = h[name];
+        if (trap === undefined || trap === null) return defaults[name];
+        // Through a JS call and a counted one, with the script's
+        // handler as this: a trap that is a constructor (get: String)
+        // calls itself through the proxy in Go otherwise.
+        return function () { return apply(trap, h, arguments); };
+      },
+    });
   };
-  const handlerOf = (h) => (h !== null && (typeof h === "object" || typeof h === "function") ? new NativeProxy(h, meta) : h);
   const P = function Proxy(target, handler) {
     if (new.target === undefined) throw new TypeError("Constructor Proxy requires 'new'");
     return new NativeProxy(target, handlerOf(handler));

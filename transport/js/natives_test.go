@@ -31,6 +31,11 @@ const cases = {
   "/api/proxy-prototype": () => { const t = {}; Object.setPrototypeOf(t, new Proxy(t, {})); return t.x; },
   "/api/proxy-trap": () => { const t = {}; Object.setPrototypeOf(t, new Proxy(t, { get: String })); return String(t); },
   "/api/reviver": () => JSON.parse('{"a":0,"b":0}', function (k, v) { if (k === "a") { const c = {}; c.c = c; this.b = c; } return v; }),
+  "/api/reflect-deleted": () => { delete Reflect.get; const t = {}; Object.setPrototypeOf(t, new Proxy(t, {})); return t.x; },
+  "/api/reflect-replaced": () => { Reflect.get = String; const t = {}; Object.setPrototypeOf(t, new Proxy(t, {})); return String(t); },
+  "/api/bound-cycle-get": () => { const b = (() => {}).bind(); Object.setPrototypeOf(b, b); return b.x; },
+  "/api/bound-cycle-has": () => { const b = (() => {}).bind(); Object.setPrototypeOf(b, b); return "x" in b; },
+  "/api/bound-cycle-set": () => { const b = (() => {}).bind(); Object.setPrototypeOf(b, b); b.x = 1; },
 };
 module.exports = function (req) {
   if (req.path === "/api/caught") {
@@ -40,15 +45,19 @@ module.exports = function (req) {
 };`}, js.Config{})
 	for _, path := range []string{"/api/trim", "/api/primitive", "/api/catch", "/api/locale", "/api/length",
 		"/api/put-back", "/api/date", "/api/error", "/api/bound-constructor", "/api/bound-broadcast", "/api/proxy-prototype",
-		"/api/proxy-trap", "/api/reviver", "/api/trim"} {
-		// Whichever count a loop reaches first: the built-ins' (a
-		// RangeError) or, where each round is a JS call too, the
-		// script's own.
+		"/api/reflect-deleted", "/api/reflect-replaced", "/api/bound-cycle-get", "/api/bound-cycle-has",
+		"/api/bound-cycle-set", "/api/trim"} {
 		code, body := e.get("a", path)
-		if msg := decodeErr(t, body).Error; code != 500 ||
-			msg != "RangeError: built-in functions nested more than 4096 deep" && msg != "RangeError: more than 4096 nested calls" {
+		if code != 500 || decodeErr(t, body).Error != "RangeError: built-in functions nested more than 4096 deep" {
 			t.Errorf("%s: %d %s", path, code, body)
 		}
+	}
+	// Each round a JS call too: the script's own count stops it.
+	if code, body := e.get("a", "/api/proxy-trap"); code != 500 || decodeErr(t, body).Error != "RangeError: more than 4096 nested calls" {
+		t.Errorf("proxy-trap: %d %s", code, body)
+	}
+	if code, body := e.get("a", "/api/reviver"); code != 500 || decodeErr(t, body).Error != "RangeError: JSON.parse with a reviver goes at most 1000 objects and arrays deep" {
+		t.Errorf("reviver: %d %s", code, body)
 	}
 	if code, body := e.get("a", "/api/caught"); code != 200 || strings.TrimSpace(body) != `"RangeError: built-in functions nested more than 4096 deep; OK"` {
 		t.Errorf("caught: %d %s", code, body)
@@ -73,7 +82,11 @@ module.exports = function () {
     bound: (() => {
       class A { constructor(x, y) { this.sum = x + y; } }
       const B = A.bind(null, 1), b = new B(2), f = function (a, b) { return [this.k, a, b].join(); }.bind({ k: "k" }, "a");
-      return [b.sum, b instanceof B, b instanceof A, f("b"), f.name, f.length, typeof f, B.prototype === A.prototype].join();
+      const C = B.bind(null, 2), custom = A.bind(null);
+      Object.defineProperty(custom, Symbol.hasInstance, { value: () => "custom" });
+      const nullProto = Object.setPrototypeOf(function () {}, null), N = Function.prototype.bind.call(nullProto, null);
+      return [b.sum, b instanceof B, b instanceof A, f("b"), f.name, f.length, typeof f, B.prototype === A.prototype,
+        new C() instanceof C, new C().sum, ({}) instanceof custom, ({}) instanceof N].join();
     })(),
     proxy: (() => {
       const seen = [], h = { get(t, k, r) { seen.push(String(k)); return k === "x" ? 42 : Reflect.get(t, k, r); } };
@@ -85,7 +98,8 @@ module.exports = function () {
       try { Proxy({}, {}); } catch (e) { noNew = e.constructor.name; }
       class H { #n = 0; get(t, k) { this.#n++; return [this === h2, t[k]].join(); } count() { return this.#n; } }
       const h2 = new H(), p2 = new Proxy({ a: 1 }, h2);
-      return [p.x, p.y, "y" in p, Object.keys(p).join(), seen.join("/"), revoked, noNew, Proxy.name, Proxy.length, p2.a, p2.a, h2.count()].join();
+      const frozen = new Proxy({}, Object.freeze({ get() { return "f"; } }));
+      return [p.x, p.y, "y" in p, Object.keys(p).join(), seen.join("/"), revoked, noNew, Proxy.name, Proxy.length, p2.a, p2.a, h2.count(), frozen.z].join();
     })(),
     notConstructor: (() => { try { new String.prototype.trim(); return "constructed"; } catch (e) { return e.constructor.name; } })(),
     eval: eval("local * 6"),
@@ -94,7 +108,7 @@ module.exports = function () {
   };
 };`}, js.Config{})
 	want := `{"names":"trim,1,get size,max,2","text":"function trim() { [native code] }","same":"true,true,true,true,true",` +
-		`"bound":"3,true,true,k,a,b,bound ,1,function,false","proxy":"42,1,true,y,x/y,TypeError,TypeError,Proxy,2,true,1,true,1,2",` +
+		`"bound":"3,true,true,k,a,b,bound ,1,function,false,true,3,true,false","proxy":"42,1,true,y,x/y,TypeError,TypeError,Proxy,2,true,1,true,1,2,f",` +
 		`"notConstructor":"TypeError","eval":42,"works":"1,2,3,1,2,2,next,1,5"}`
 	if code, body := e.get("a", "/api/"); code != 200 || strings.TrimSpace(body) != want {
 		t.Errorf("%d %s\nwant %s", code, body, want)
@@ -239,9 +253,15 @@ module.exports = function (req) {
   case "/api/parse-deepest": { let v = JSON.parse("[".repeat(10000) + "]".repeat(10000)), n = 0; while (Array.isArray(v)) { v = v[0]; n++; } return n; }
   case "/api/shared-caught": { let x = []; for (let i = 0; i < 40; i++) x = [x, x]; try { return JSON.stringify(x).length; } catch (e) { return [e.name, e.message, String(e)].join("|"); } }
   case "/api/broadcast": try { fazt.realtime.broadcast("room", deep(2000)); } catch (e) { return e.message; }
+  case "/api/bound-cycle-instanceof": { const b = (() => {}).bind(); Object.setPrototypeOf(b, b); return b instanceof Object; }
+  case "/api/revive-deep": {
+    const text = (n) => "[".repeat(n) + "]".repeat(n), same = (k, v) => v;
+    JSON.parse(text(1000), same);
+    try { return JSON.parse(text(1001), same); } catch (e) { return e.name + ": " + e.message; }
+  }
   }
 };`}, js.Config{})
-	for _, path := range []string{"/api/shared", "/api/shared-caught"} {
+	for _, path := range []string{"/api/shared", "/api/shared-caught", "/api/bound-cycle-instanceof"} {
 		if code, body := e.get("a", path); code != 500 || decodeErr(t, body).Error != "api/main.js ran past its time limit of 300ms and was interrupted" {
 			t.Errorf("%s: %d %.300s", path, code, body)
 		}
@@ -250,9 +270,24 @@ module.exports = function (req) {
 		{"/api/parse", `"SyntaxError: JSON.parse goes at most 10000 objects and arrays deep"`},
 		{"/api/parse-deepest", `10000`},
 		{"/api/broadcast", `"bad_request: JSON nests deeper than 1000 levels"`},
+		{"/api/revive-deep", `"RangeError: JSON.parse with a reviver goes at most 1000 objects and arrays deep"`},
 	} {
 		if code, body := e.get("a", tc.path); code != 200 || strings.TrimSpace(body) != tc.want {
 			t.Errorf("%s: %d %.300s, want %s", tc.path, code, body, tc.want)
 		}
+	}
+}
+
+// TestAThrowInTheCallsWayIsTheScripts: a built-in getter that throws in
+// the way of the call (the exports' handler here) is the script's
+// failure, answered with its error; it was read as a Go panic, and
+// answered as the engine's ("script engine failure").
+func TestAThrowInTheCallsWayIsTheScripts(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const thrower = Object.getOwnPropertyDescriptor(Function.prototype, "caller").get;
+Object.defineProperty(module.exports, "handler", { get: thrower });`}, js.Config{})
+	code, body := e.get("a", "/api/")
+	if b := decodeErr(t, body); code != 500 || !strings.HasPrefix(b.Error, "TypeError") {
+		t.Errorf("%d %s", code, body)
 	}
 }

@@ -370,14 +370,15 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		if thrown == nil {
 			thrown = finishCatching(vm, v, finish)
 		}
+		// Whether the run was halted by the time it failed: a failure
+		// then may be what a built-in threw for the halt (stopIfHalted),
+		// while a limit that passes after it (while it is described,
+		// below) does not make it one.
+		haltedAtSettle = rt.halted.Load()
 		// Described here, on the loop and within the limit: a thrown
 		// value's toString, or its stack, may be script code that never
 		// ends, and nothing could interrupt it once the run is over.
 		result = describeCatching(thrown)
-		// Whether the run was halted by the time it failed: a failure
-		// then may be what a built-in threw for the halt (stopIfHalted),
-		// while a limit that passes after it does not make it one.
-		haltedAtSettle = rt.halted.Load()
 	}
 	rt.fail = func(thrown error) {
 		if vm := rt.vm.Load(); vm != nil {
