@@ -653,28 +653,13 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 		return fmt.Errorf("the built-in Function.prototype.bind is not where it was")
 	}
 	reflectObject := vm.Get("Reflect").ToObject(vm)
-	reflectFn := func(name string) (func(goja.FunctionCall) goja.Value, error) {
-		f, ok := reflectObject.Get(name).Export().(func(goja.FunctionCall) goja.Value)
-		if !ok {
-			return nil, fmt.Errorf("the built-in Reflect.%s is not where it was", name)
-		}
-		return f, nil // its stand-in: counted
-	}
-	reflectGet, err := reflectFn("get")
-	if err != nil {
-		return err
-	}
-	reflectSet, err := reflectFn("set")
-	if err != nil {
-		return err
-	}
-	reflectHas, err := reflectFn("has")
-	if err != nil {
-		return err
-	}
-	reflectProto, err := reflectFn("getPrototypeOf")
-	if err != nil {
-		return err
+	var reflectGet, reflectSet, reflectHas, reflectProto func(goja.FunctionCall) goja.Value
+	for name, f := range map[string]*func(goja.FunctionCall) goja.Value{
+		"get": &reflectGet, "set": &reflectSet, "has": &reflectHas, "getPrototypeOf": &reflectProto,
+	} {
+		if *f, ok = reflectObject.Get(name).Export().(func(goja.FunctionCall) goja.Value); !ok {
+			return fmt.Errorf("the built-in Reflect.%s is not where it was", name)
+		} // its stand-in: counted
 	}
 	reflectCall := func(f func(goja.FunctionCall) goja.Value, args ...goja.Value) goja.Value {
 		return f(goja.FunctionCall{This: goja.Undefined(), Arguments: args})

@@ -203,13 +203,21 @@ module.exports = function (req) {
 			t.Errorf("%s: %d %.300s", tc.path, code, body)
 		}
 	}
-	for _, tc := range []struct{ path, want string }{
+	wantAnswers(t, e, []answer{
 		{"/api/caught", `"JSON.stringify goes at most 1000 objects and arrays deep"`},
 		{"/api/broadcast", `"bad_request: JSON nests deeper than 31 levels"`},
 		{"/api/toJSON", `"bad_request: JSON nests deeper than 31 levels"`},
-	} {
-		if code, body := e.get("a", tc.path); code != 200 || strings.TrimSpace(body) != tc.want {
-			t.Errorf("%s: %d %.300s, want %s", tc.path, code, body, tc.want)
+	})
+}
+
+// answer is what app a answers 200 at path.
+type answer struct{ path, want string }
+
+func wantAnswers(t *testing.T, e *env, answers []answer) {
+	t.Helper()
+	for _, a := range answers {
+		if code, body := e.get("a", a.path); code != 200 || strings.TrimSpace(body) != a.want {
+			t.Errorf("%s: %d %.300s, want %s", a.path, code, body, a.want)
 		}
 	}
 }
@@ -266,16 +274,12 @@ module.exports = function (req) {
 			t.Errorf("%s: %d %.300s", path, code, body)
 		}
 	}
-	for _, tc := range []struct{ path, want string }{
+	wantAnswers(t, e, []answer{
 		{"/api/parse", `"SyntaxError: JSON.parse goes at most 10000 objects and arrays deep"`},
 		{"/api/parse-deepest", `10000`},
 		{"/api/broadcast", `"bad_request: JSON nests deeper than 1000 levels"`},
 		{"/api/revive-deep", `"RangeError: JSON.parse with a reviver goes at most 1000 objects and arrays deep"`},
-	} {
-		if code, body := e.get("a", tc.path); code != 200 || strings.TrimSpace(body) != tc.want {
-			t.Errorf("%s: %d %.300s, want %s", tc.path, code, body, tc.want)
-		}
-	}
+	})
 }
 
 // TestAThrowInTheCallsWayIsTheScripts: a built-in getter that throws in
