@@ -31,7 +31,7 @@ const maxJSONNesting = maxTextNesting
 // which calls trim), {then: Promise.prototype.catch}.then() (catch calls
 // this.then), an array-like whose length getter is Array.prototype.push.
 //
-// guardNatives puts a counted stand-in (counted, made in Go, so that a
+// guardBuiltIns puts a counted stand-in (counted, made in Go, so that a
 // call costs nanoseconds more, not a JS call's microsecond) in the place
 // of every built-in function the language gives a script: its methods,
 // getters and setters, those of the iterators' and generators' hidden
@@ -40,7 +40,7 @@ const maxJSONNesting = maxTextNesting
 // still holds), with its name and length. Left as they are:
 //   - constructors: none calls itself through its this, and a stand-in
 //     would not be one. A bound function (of a constructor too) is
-//     counted instead: bind gives a proxy whose calls are (countedBind);
+//     counted instead: bind gives a proxy whose calls are (guardBind);
 //   - eval: a stand-in would make every direct eval an indirect one;
 //   - what goja checks for by identity, to take its fast paths, and
 //     which calls no script code: Array.prototype.values (also
@@ -63,7 +63,7 @@ const maxJSONNesting = maxTextNesting
 // property as an object.
 
 // builtInTarget is a property that holds a built-in function to guard:
-// the object it is on is found from a root (builtInRoots) down a path of
+// the object it is on is found from a root (builtInRootsProgram) down a path of
 // property names ("@@Symbol.iterator" for a symbol, "[[Prototype]]" for a
 // prototype).
 type builtInTarget struct {
@@ -318,15 +318,23 @@ func (rt *runtime) guardBuiltIns(vm *goja.Runtime) error {
 // The counter is the runtime's: only its loop's goroutine calls in.
 func (rt *runtime) counted(vm *goja.Runtime, native func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value {
 	return func(c goja.FunctionCall) goja.Value {
-		rt.stopIfHalted(vm)
-		if rt.nativeNesting >= maxNativeNesting {
-			panic(rt.rangeError(vm, fmt.Sprintf("built-in functions nested more than %d deep", maxNativeNesting)))
-		}
-		rt.nativeNesting++
-		defer func() { rt.nativeNesting-- }()
+		rt.enter(vm)
+		defer rt.leave()
 		return native(c)
 	}
 }
+
+// enter is one more level of nesting of built-ins, or the RangeError
+// past maxNativeNesting (or a halt's, stopIfHalted); leave takes it back.
+func (rt *runtime) enter(vm *goja.Runtime) {
+	rt.stopIfHalted(vm)
+	if rt.nativeNesting >= maxNativeNesting {
+		panic(rt.rangeError(vm, fmt.Sprintf("built-in functions nested more than %d deep", maxNativeNesting)))
+	}
+	rt.nativeNesting++
+}
+
+func (rt *runtime) leave() { rt.nativeNesting-- }
 
 // stopIfHalted throws once the run is interrupted (its time limit, its
 // request gone): goja checks for an interrupt between JS instructions
@@ -369,7 +377,7 @@ func (rt *runtime) newError(vm *goja.Runtime, errorType goja.Value, msg string) 
 // replacer of its own, which keeps the path from the top to the value
 // being written (each call's this is the object it is in) and stops the
 // walk past max nested objects and arrays with a RangeError (for the
-// server's own, server, the one it keeps in rt.deepJSON):
+// server's own stringify, the one it keeps in rt.deepJSON):
 // the walk goes no deeper than that, so its cycle checks stay cheap too.
 //
 // A replacer function of the script's is called from that one, as the
@@ -464,7 +472,7 @@ func (w *jsonWalk) track(c goja.FunctionCall) goja.Value {
 	}
 	if len(w.path) >= w.max {
 		if w.server {
-			w.rt.deepJSON = w.rt.rangeError(w.vm, fmt.Sprintf("JSON nests deeper than %d levels", w.max))
+			w.rt.deepJSON = w.rt.rangeError(w.vm, (&domain.DepthError{Max: w.max}).Error())
 			panic(w.rt.deepJSON)
 		}
 		panic(w.rt.rangeError(w.vm, fmt.Sprintf("JSON.stringify goes at most %d objects and arrays deep", w.max)))
@@ -548,6 +556,15 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if rt.nativeIsArray, ok = vm.Get("Array").ToObject(vm).Get("isArray").Export().(func(goja.FunctionCall) goja.Value); !ok {
 		return fmt.Errorf("Array.isArray is not a built-in function")
 	}
+	// goja's own JSON.parse, before it gets a stand-in: the server's
+	// parse of what it holds (a request body json.Valid checked, a
+	// stored message) needs no guard, and the script's wraps this once.
+	parseObject := json.Get("parse")
+	nativeParse, ok := guardable(parseObject)
+	if !ok {
+		return fmt.Errorf("JSON.parse is not a built-in function")
+	}
+	rt.parse, _ = goja.AssertFunction(parseObject)
 	rt.rangeErrorType = vm.Get("RangeError")
 	rt.syntaxErrorType = vm.Get("SyntaxError")
 	if err := rt.guardBuiltIns(vm); err != nil {
@@ -558,10 +575,6 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	}
 	if _, err := vm.RunProgram(proxyGuardProgram); err != nil {
 		return err
-	}
-	nativeParse, ok := guardable(json.Get("parse"))
-	if !ok {
-		return fmt.Errorf("JSON.parse is not a built-in function")
 	}
 	reviveProgramValue, err := vm.RunProgram(reviveProgram)
 	if err != nil {
@@ -577,8 +590,8 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	}
 	parse := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
 		text := c.Argument(0).ToString() // once: it may be an object's toString
-		if s := text.String(); len(s) > maxParseNesting {
-			if err := domain.CheckDepth([]byte(s), maxParseNesting); err != nil {
+		if str, ok := text.(goja.String); !ok || str.Length() > maxParseNesting {
+			if err := domain.CheckDepth([]byte(text.String()), maxParseNesting); err != nil {
 				panic(rt.newError(vm, rt.syntaxErrorType, fmt.Sprintf("JSON.parse goes at most %d objects and arrays deep", maxParseNesting)))
 			}
 		}
@@ -699,7 +712,10 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 			return bound
 		}
 		run := rt.counted(vm, call)
-		var proxy *goja.Object
+		var (
+			proxy         *goja.Object
+			hasInstanceOf goja.Value // made at the first instanceof
+		)
 		proxy = vm.ToValue(vm.NewProxy(bound, &goja.ProxyTrapConfig{
 			Apply: func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
 				return run(goja.FunctionCall{This: this, Arguments: args})
@@ -707,12 +723,8 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 			// new of the proxy is new of the bound function, whose
 			// prototype is then its target's, as the language says.
 			Construct: func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
-				rt.stopIfHalted(vm)
-				if rt.nativeNesting >= maxNativeNesting {
-					panic(rt.rangeError(vm, fmt.Sprintf("built-in functions nested more than %d deep", maxNativeNesting)))
-				}
-				rt.nativeNesting++
-				defer func() { rt.nativeNesting-- }()
+				rt.enter(vm)
+				defer rt.leave()
 				construct, ok := goja.AssertConstructor(t)
 				if !ok {
 					panic(vm.NewTypeError("not a constructor"))
@@ -761,9 +773,12 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 				if sym != goja.SymHasInstance || v != hasInstance && v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 					return v // one the script gave the bound function
 				}
-				return vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
-					return instanceOf(c.Argument(0), target)
-				}))
+				if hasInstanceOf == nil {
+					hasInstanceOf = vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
+						return instanceOf(c.Argument(0), target)
+					}))
+				}
+				return hasInstanceOf
 			},
 		})).(*goja.Object)
 		return proxy

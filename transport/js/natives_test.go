@@ -46,7 +46,9 @@ module.exports = function (req) {
 	for _, path := range []string{"/api/trim", "/api/primitive", "/api/catch", "/api/locale", "/api/length",
 		"/api/put-back", "/api/date", "/api/error", "/api/bound-constructor", "/api/bound-broadcast", "/api/proxy-prototype",
 		"/api/reflect-deleted", "/api/reflect-replaced", "/api/bound-cycle-get", "/api/bound-cycle-has",
-		"/api/bound-cycle-set", "/api/trim"} {
+		"/api/bound-cycle-set",
+		"/api/trim", // again, on a runtime after all these
+	} {
 		code, body := e.get("a", path)
 		if code != 500 || decodeErr(t, body).Error != "RangeError: built-in functions nested more than 4096 deep" {
 			t.Errorf("%s: %d %s", path, code, body)
@@ -162,7 +164,9 @@ module.exports = function () {
 	if err := json.Unmarshal([]byte(got), &have); err != nil {
 		t.Fatal(err)
 	}
-	json.Unmarshal([]byte(wantJSONCases), &want)
+	if err := json.Unmarshal([]byte(wantJSONCases), &want); err != nil || len(have) != len(want) {
+		t.Fatalf("%d cases answered, %d wanted (%v)", len(have), len(want), err)
+	}
 	for k, w := range want {
 		if have[k] != w {
 			t.Errorf("%s: %q, want %q", k, have[k], w)
@@ -189,6 +193,8 @@ module.exports = function (req) {
   case "/api/answer": return deep(100000);
   case "/api/caught": try { JSON.stringify(deepList(1000)); return JSON.stringify(deepList(1001)); } catch (e) { return e.message; }
   case "/api/broadcast": try { fazt.realtime.broadcast("room", deep(100000)); } catch (e) { return e.message; }
+  case "/api/broadcast-31": return fazt.realtime.broadcast("room", deep(30)).offset > 0;
+  case "/api/broadcast-32": try { fazt.realtime.broadcast("room", deep(31)); } catch (e) { return e.message; }
   case "/api/toJSON": try { fazt.realtime.broadcast("room", { toJSON: () => deep(100000) }); } catch (e) { return e.message; }
   }
 };`}, js.Config{})
@@ -207,6 +213,8 @@ module.exports = function (req) {
 		{"/api/caught", `"JSON.stringify goes at most 1000 objects and arrays deep"`},
 		{"/api/broadcast", `"bad_request: JSON nests deeper than 31 levels"`},
 		{"/api/toJSON", `"bad_request: JSON nests deeper than 31 levels"`},
+		{"/api/broadcast-31", `true`}, // max_json_depth 32, less one: 31 levels pass
+		{"/api/broadcast-32", `"bad_request: JSON nests deeper than 31 levels"`},
 	})
 }
 

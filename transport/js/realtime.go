@@ -117,9 +117,6 @@ func (rt *runtime) dataOf(vm *goja.Runtime, what string, v goja.Value) (json.Raw
 	if !domain.HasData(data) {
 		return nil, domain.Errorf(domain.CodeBadRequest, "%s needs data", what)
 	}
-	if err := domain.CheckDepth(data, max); err != nil {
-		return nil, err
-	}
 	if limit := rt.cur.app.Settings.Limits.MaxMessageBytes; len(data) > limit {
 		return nil, domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), limit)
 	}

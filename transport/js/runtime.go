@@ -45,8 +45,9 @@ type runtime struct {
 	jsonWalks    []*jsonWalk
 	jsonReplacer goja.Value
 
-	// The engine's own JSON.stringify, Array.isArray and RangeError, as
-	// the runtime was made (a script may put others in their place).
+	// The engine's own JSON.stringify, Array.isArray, RangeError and
+	// SyntaxError, as the runtime was made (a script may put others in
+	// their place).
 	nativeStringify, nativeIsArray  func(goja.FunctionCall) goja.Value
 	rangeErrorType, syntaxErrorType goja.Value
 	// nativeNesting counts the calls of built-in functions under way
@@ -223,8 +224,6 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		if err := rt.guardNatives(vm); err != nil {
 			return nil, err
 		}
-		json := vm.Get("JSON").ToObject(vm)
-		rt.parse, _ = goja.AssertFunction(json.Get("parse"))
 		mod := vm.NewObject()
 		mod.Set("exports", vm.NewObject())
 		console.RequireWithPrinter(printer{rt})(vm, mod)
