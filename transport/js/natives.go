@@ -2,6 +2,7 @@ package js
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"reflect"
 	"slices"
@@ -573,6 +574,9 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if err := rt.guardBind(vm); err != nil {
 		return err
 	}
+	if err := rt.guardStringSizes(vm); err != nil {
+		return err
+	}
 	if _, err := vm.RunProgram(proxyGuardProgram); err != nil {
 		return err
 	}
@@ -614,6 +618,58 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	rt.stringify, _ = goja.AssertFunction(vm.ToValue(func(c goja.FunctionCall) goja.Value {
 		return rt.stringifyWithin(vm, c.Argument(0), goja.Undefined(), goja.Undefined(), int(c.Argument(1).ToInteger()), true)
 	}))
+	return nil
+}
+
+// maxStringLength is the longest string repeat, padStart and padEnd
+// make, in UTF-16 units: V8's limit, about 2**29.
+const maxStringLength = 1<<29 - 24
+
+// guardStringSizes refuses, with V8's RangeError, a repeat, padStart or
+// padEnd whose answer would be longer than maxStringLength: goja asks Go
+// for the whole answer at once, and "x".repeat(2**40) (or a padStart to
+// a width taken from a request) ended the process with an out-of-memory
+// error no recover catches. The receiver and the count or width are
+// made a string and a number once, here, in the language's order, and
+// passed on as such.
+func (rt *runtime) guardStringSizes(vm *goja.Runtime) error {
+	proto := vm.Get("String").ToObject(vm).Get("prototype").ToObject(vm)
+	for _, name := range []string{"repeat", "padStart", "padEnd"} {
+		fn := proto.Get(name).(*goja.Object)
+		native, ok := fn.Export().(func(goja.FunctionCall) goja.Value) // its stand-in: counted
+		if !ok {
+			return fmt.Errorf("the built-in String.prototype.%s is not where it was", name)
+		}
+		repeat := name == "repeat"
+		sized := vm.ToValue(func(c goja.FunctionCall) goja.Value {
+			if c.This == nil || goja.IsUndefined(c.This) || goja.IsNull(c.This) {
+				return native(c) // a TypeError, as the language says
+			}
+			if _, sym := c.This.(*goja.Symbol); sym {
+				return native(c)
+			}
+			text := c.This.ToString() // the receiver's toString, once; a primitive stays one
+			length := len(text.String())
+			if str, ok := text.(goja.String); ok {
+				length = str.Length()
+			}
+			n := c.Argument(0).ToNumber().ToFloat()
+			if math.IsNaN(n) {
+				n = 0
+			}
+			n = math.Trunc(n)
+			if repeat && n > 0 && !math.IsInf(n, 1) && float64(length)*n > maxStringLength || !repeat && n > maxStringLength {
+				panic(rt.rangeError(vm, "Invalid string length"))
+			}
+			args := append([]goja.Value{vm.ToValue(n)}, c.Arguments[min(1, len(c.Arguments)):]...)
+			return native(goja.FunctionCall{This: text, Arguments: args})
+		}).(*goja.Object)
+		sized.DefineDataProperty("name", fn.Get("name"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+		sized.DefineDataProperty("length", fn.Get("length"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
+		if err := proto.DefineDataProperty(name, sized, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

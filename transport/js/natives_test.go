@@ -303,3 +303,32 @@ Object.defineProperty(module.exports, "handler", { get: thrower });`}, js.Config
 		t.Errorf("%d %s", code, body)
 	}
 }
+
+// TestAStringTooLongToMakeIsRefused: goja asks Go for a repeat's or a
+// pad's whole answer at once, and "x".repeat(2**40) ended the process
+// with an out-of-memory error no recover catches (a width taken from a
+// request would do). Past V8's limit, about 2**29 units, it is V8's
+// RangeError; below, the answers are goja's as before (Node's too, but
+// for goja's wording of two errors), and the receiver and the count are
+// read once each.
+func TestAStringTooLongToMakeIsRefused(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+const tryIt = (f) => { try { return f(); } catch (e) { return e.name + ": " + e.message; } };
+module.exports = function () {
+  let reads = 0;
+  const self = { toString() { reads++; return "ab"; } }, count = { valueOf() { reads++; return 2; } };
+  return [
+    tryIt(() => "x".repeat(2 ** 40)), tryIt(() => "x".padStart(2 ** 40)), tryIt(() => "x".padEnd(2 ** 40, "-")),
+    tryIt(() => "x".repeat(Infinity)), tryIt(() => "x".repeat(-1)),
+    "ab".repeat(3), "5".padStart(3, "0"), "5".padEnd(3), "\\uD800".repeat(2) === "\\uD800\\uD800", "x".repeat(0),
+    String.prototype.repeat.call(self, count), reads, String.prototype.repeat.call(12, 2),
+    tryIt(() => String.prototype.repeat.call(null, 2)),
+  ].join("|");
+};`}, js.Config{})
+	want := `"RangeError: Invalid string length|RangeError: Invalid string length|RangeError: Invalid string length|` +
+		`RangeError: Invalid count value|RangeError: Invalid count value|ababab|005|5  |true||abab|2|1212|TypeError: ` // goja's words
+	code, body := e.get("a", "/api/")
+	if code != 200 || !strings.HasPrefix(strings.TrimSpace(body), want) {
+		t.Errorf("%d %s\nwant %s…", code, body, want)
+	}
+}
