@@ -566,6 +566,11 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 		return fmt.Errorf("JSON.parse is not a built-in function")
 	}
 	rt.parse, _ = goja.AssertFunction(parseObject)
+	stringNatives := map[string]func(goja.FunctionCall) goja.Value{}
+	stringProto := vm.Get("String").ToObject(vm).Get("prototype").ToObject(vm)
+	for _, name := range []string{"repeat", "padStart", "padEnd"} {
+		stringNatives[name], _ = guardable(stringProto.Get(name))
+	}
 	rt.rangeErrorType = vm.Get("RangeError")
 	rt.syntaxErrorType = vm.Get("SyntaxError")
 	if err := rt.guardBuiltIns(vm); err != nil {
@@ -574,7 +579,7 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if err := rt.guardBind(vm); err != nil {
 		return err
 	}
-	if err := rt.guardStringSizes(vm); err != nil {
+	if err := rt.guardStringSizes(vm, stringNatives); err != nil {
 		return err
 	}
 	if _, err := vm.RunProgram(proxyGuardProgram); err != nil {
@@ -629,41 +634,64 @@ const maxStringLength = 1<<29 - 24
 // padEnd whose answer would be longer than maxStringLength: goja asks Go
 // for the whole answer at once, and "x".repeat(2**40) (or a padStart to
 // a width taken from a request) ended the process with an out-of-memory
-// error no recover catches. The receiver and the count or width are
-// made a string and a number once, here, in the language's order, and
-// passed on as such.
-func (rt *runtime) guardStringSizes(vm *goja.Runtime) error {
+// error no recover catches. It converts the receiver, the count or width
+// and a pad's filler once each, in the language's order, and passes them
+// on to goja's own as a string, a number and a string: natives holds
+// goja's own, taken before the built-ins got their stand-ins. Counted,
+// as they are: a receiver whose toString is one of these calls it again.
+func (rt *runtime) guardStringSizes(vm *goja.Runtime, natives map[string]func(goja.FunctionCall) goja.Value) error {
 	proto := vm.Get("String").ToObject(vm).Get("prototype").ToObject(vm)
+	// text is ToString(v): goja's ToString of an object gives the
+	// primitive its toString gave, which may be null or a number.
+	text := func(v goja.Value) goja.Value {
+		v = v.ToString()
+		switch v.(type) {
+		case goja.String:
+			return v
+		case *goja.Symbol:
+			panic(vm.NewTypeError("Cannot convert a Symbol value to a string"))
+		}
+		return vm.ToValue(v.String())
+	}
+	length := func(v goja.Value) float64 { return float64(v.(goja.String).Length()) }
 	for _, name := range []string{"repeat", "padStart", "padEnd"} {
-		fn := proto.Get(name).(*goja.Object)
-		native, ok := fn.Export().(func(goja.FunctionCall) goja.Value) // its stand-in: counted
-		if !ok {
+		native := natives[name]
+		if native == nil {
 			return fmt.Errorf("the built-in String.prototype.%s is not where it was", name)
 		}
 		repeat := name == "repeat"
-		sized := vm.ToValue(func(c goja.FunctionCall) goja.Value {
+		sized := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
 			if c.This == nil || goja.IsUndefined(c.This) || goja.IsNull(c.This) {
 				return native(c) // a TypeError, as the language says
 			}
-			if _, sym := c.This.(*goja.Symbol); sym {
-				return native(c)
-			}
-			text := c.This.ToString() // the receiver's toString, once; a primitive stays one
-			length := len(text.String())
-			if str, ok := text.(goja.String); ok {
-				length = str.Length()
-			}
+			s := text(c.This)
 			n := c.Argument(0).ToNumber().ToFloat()
 			if math.IsNaN(n) {
 				n = 0
 			}
 			n = math.Trunc(n)
-			if repeat && n > 0 && !math.IsInf(n, 1) && float64(length)*n > maxStringLength || !repeat && n > maxStringLength {
+			if repeat {
+				if n > 0 && !math.IsInf(n, 1) && length(s)*n > maxStringLength {
+					panic(rt.rangeError(vm, "Invalid string length"))
+				}
+				return native(goja.FunctionCall{This: s, Arguments: []goja.Value{vm.ToValue(n)}})
+			}
+			if n <= length(s) {
+				return s
+			}
+			filler := vm.ToValue(" ")
+			if f := c.Argument(1); !goja.IsUndefined(f) {
+				filler = text(f)
+			}
+			if length(filler) == 0 {
+				return s
+			}
+			if n > maxStringLength {
 				panic(rt.rangeError(vm, "Invalid string length"))
 			}
-			args := append([]goja.Value{vm.ToValue(n)}, c.Arguments[min(1, len(c.Arguments)):]...)
-			return native(goja.FunctionCall{This: text, Arguments: args})
-		}).(*goja.Object)
+			return native(goja.FunctionCall{This: s, Arguments: []goja.Value{vm.ToValue(n), filler}})
+		})).(*goja.Object)
+		fn := proto.Get(name).ToObject(vm)
 		sized.DefineDataProperty("name", fn.Get("name"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 		sized.DefineDataProperty("length", fn.Get("length"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 		if err := proto.DefineDataProperty(name, sized, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET); err != nil {
