@@ -576,7 +576,11 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	if err := rt.guardBuiltIns(vm); err != nil {
 		return err
 	}
-	if err := rt.guardBind(vm); err != nil {
+	fw, err := newForwarding(vm)
+	if err != nil {
+		return err
+	}
+	if err := rt.guardBind(vm, fw); err != nil {
 		return err
 	}
 	if err := rt.guardStringSizes(vm, stringNatives); err != nil {
@@ -743,47 +747,11 @@ var reviveProgram = goja.MustCompile("fazt:revive", `(function (max) {
 // call itself until the stack overflowed. new of the proxy is new of the
 // bound function; instanceof, which goja refuses for any proxy, is its
 // target's (so bound[Symbol.hasInstance] is a function of its own).
-func (rt *runtime) guardBind(vm *goja.Runtime) error {
+func (rt *runtime) guardBind(vm *goja.Runtime, fw *forwarding) error {
 	fp := vm.Get("Function").ToObject(vm).Get("prototype").ToObject(vm)
 	bind, ok := guardable(fp.Get("bind"))
 	if !ok {
 		return fmt.Errorf("the built-in Function.prototype.bind is not where it was")
-	}
-	reflectObject := vm.Get("Reflect").ToObject(vm)
-	var reflectGet, reflectSet, reflectHas, reflectProto func(goja.FunctionCall) goja.Value
-	for name, f := range map[string]*func(goja.FunctionCall) goja.Value{
-		"get": &reflectGet, "set": &reflectSet, "has": &reflectHas, "getPrototypeOf": &reflectProto,
-	} {
-		if *f, ok = reflectObject.Get(name).Export().(func(goja.FunctionCall) goja.Value); !ok {
-			return fmt.Errorf("the built-in Reflect.%s is not where it was", name)
-		} // its stand-in: counted
-	}
-	reflectCall := func(f func(goja.FunctionCall) goja.Value, args ...goja.Value) goja.Value {
-		return f(goja.FunctionCall{This: goja.Undefined(), Arguments: args})
-	}
-	hasInstance := fp.GetSymbol(goja.SymHasInstance) // the language's, left as it is
-	hasInstanceCall, ok := guardable(hasInstance)
-	if !ok {
-		return fmt.Errorf("the built-in Function.prototype[Symbol.hasInstance] is not where it was")
-	}
-	// instanceOf is the language's InstanceofOperator(v, target).
-	instanceOf := func(v goja.Value, target *goja.Object) goja.Value {
-		h := reflectCall(reflectGet, target, goja.SymHasInstance, target)
-		if h == nil || goja.IsUndefined(h) || goja.IsNull(h) {
-			h = hasInstance // a target with no prototype: the ordinary check
-		}
-		if h == hasInstance {
-			return vm.ToValue(hasInstanceCall(goja.FunctionCall{This: target, Arguments: []goja.Value{v}}).ToBoolean())
-		}
-		call, ok := goja.AssertFunction(h)
-		if !ok {
-			panic(vm.NewTypeError("Symbol.hasInstance of the target of a bound function is not a function"))
-		}
-		r, err := call(target, v)
-		if err != nil {
-			panic(err)
-		}
-		return vm.ToValue(r.ToBoolean())
 	}
 	counted := vm.ToValue(func(c goja.FunctionCall) goja.Value {
 		bound, ok := bind(c).(*goja.Object)
@@ -796,80 +764,142 @@ func (rt *runtime) guardBind(vm *goja.Runtime) error {
 			return bound
 		}
 		run := rt.counted(vm, call)
-		var (
-			proxy         *goja.Object
-			hasInstanceOf goja.Value // made at the first instanceof
-		)
-		proxy = vm.ToValue(vm.NewProxy(bound, &goja.ProxyTrapConfig{
-			Apply: func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
-				return run(goja.FunctionCall{This: this, Arguments: args})
-			},
-			// new of the proxy is new of the bound function, whose
-			// prototype is then its target's, as the language says.
-			Construct: func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
-				rt.enter(vm)
-				defer rt.leave()
-				construct, ok := goja.AssertConstructor(t)
-				if !ok {
-					panic(vm.NewTypeError("not a constructor"))
-				}
-				if newTarget == proxy {
-					newTarget = nil // the bound function itself
-				}
-				o, err := construct(newTarget, args...)
-				if err != nil {
-					panic(err)
-				}
-				return o
-			},
-			// goja's instanceof refuses a proxy: x instanceof bound
-			// is x instanceof its target, as the language says.
-			// What goes up the prototype chain goes through Reflect's
-			// (counted) rather than goja's forwarding in Go: a bound
-			// function made its own prototype (goja's check for a
-			// cycle stops at a proxy) would send a read round for good.
-			Get: func(t *goja.Object, name string, receiver goja.Value) goja.Value {
-				return reflectCall(reflectGet, t, vm.ToValue(name), receiver)
-			},
-			GetIdx: func(t *goja.Object, i int, receiver goja.Value) goja.Value {
-				return reflectCall(reflectGet, t, vm.ToValue(i), receiver)
-			},
-			Has: func(t *goja.Object, name string) bool {
-				return reflectCall(reflectHas, t, vm.ToValue(name)).ToBoolean()
-			},
-			HasIdx: func(t *goja.Object, i int) bool { return reflectCall(reflectHas, t, vm.ToValue(i)).ToBoolean() },
-			HasSym: func(t *goja.Object, sym *goja.Symbol) bool { return reflectCall(reflectHas, t, sym).ToBoolean() },
-			Set: func(t *goja.Object, name string, v, receiver goja.Value) bool {
-				return reflectCall(reflectSet, t, vm.ToValue(name), v, receiver).ToBoolean()
-			},
-			SetIdx: func(t *goja.Object, i int, v, receiver goja.Value) bool {
-				return reflectCall(reflectSet, t, vm.ToValue(i), v, receiver).ToBoolean()
-			},
-			SetSym: func(t *goja.Object, sym *goja.Symbol, v, receiver goja.Value) bool {
-				return reflectCall(reflectSet, t, sym, v, receiver).ToBoolean()
-			},
-			GetPrototypeOf: func(t *goja.Object) *goja.Object {
-				p, _ := reflectCall(reflectProto, t).(*goja.Object)
-				return p
-			},
-			GetSym: func(t *goja.Object, sym *goja.Symbol, receiver goja.Value) goja.Value {
-				v := reflectCall(reflectGet, t, sym, receiver)
-				if sym != goja.SymHasInstance || v != hasInstance && v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-					return v // one the script gave the bound function
-				}
-				if hasInstanceOf == nil {
-					hasInstanceOf = vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
-						return instanceOf(c.Argument(0), target)
-					}))
-				}
-				return hasInstanceOf
-			},
-		})).(*goja.Object)
+		var proxy *goja.Object
+		traps := fw.traps(rt, vm, target)
+		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
+			return run(goja.FunctionCall{This: this, Arguments: args})
+		}
+		// new of the proxy is new of the bound function, whose
+		// prototype is then its target's, as the language says.
+		traps.Construct = func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
+			rt.enter(vm)
+			defer rt.leave()
+			if newTarget == proxy {
+				newTarget = nil // the bound function itself
+			}
+			return construct(vm, t, newTarget, args)
+		}
+		proxy = vm.ToValue(vm.NewProxy(bound, traps)).(*goja.Object)
 		return proxy
 	}).(*goja.Object)
 	counted.DefineDataProperty("name", vm.ToValue("bind"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	counted.DefineDataProperty("length", vm.ToValue(1), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
 	return fp.DefineDataProperty("bind", counted, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET)
+}
+
+// construct is new of t with newTarget (t itself when nil).
+func construct(vm *goja.Runtime, t *goja.Object, newTarget *goja.Object, args []goja.Value) *goja.Object {
+	ctor, ok := goja.AssertConstructor(t)
+	if !ok {
+		panic(vm.NewTypeError("not a constructor"))
+	}
+	o, err := ctor(newTarget, args...)
+	if err != nil {
+		panic(err)
+	}
+	return o
+}
+
+// forwarding is what the proxies the server makes of functions (a bound
+// function's, guardBind; a constructor's, guardBuffers) go through for
+// what they leave to their target: Reflect's functions (counted stand-ins
+// by then), and the language's instanceof, which goja refuses for any
+// proxy.
+type forwarding struct {
+	get, set, has, proto func(goja.FunctionCall) goja.Value
+	hasInstance          goja.Value // Function.prototype[Symbol.hasInstance], left as it is
+	hasInstanceCall      func(goja.FunctionCall) goja.Value
+}
+
+func newForwarding(vm *goja.Runtime) (*forwarding, error) {
+	fw := &forwarding{}
+	reflectObject := vm.Get("Reflect").ToObject(vm)
+	for name, f := range map[string]*func(goja.FunctionCall) goja.Value{
+		"get": &fw.get, "set": &fw.set, "has": &fw.has, "getPrototypeOf": &fw.proto,
+	} {
+		var ok bool
+		if *f, ok = reflectObject.Get(name).Export().(func(goja.FunctionCall) goja.Value); !ok {
+			return nil, fmt.Errorf("the built-in Reflect.%s is not where it was", name)
+		} // its stand-in: counted
+	}
+	fw.hasInstance = vm.Get("Function").ToObject(vm).Get("prototype").ToObject(vm).GetSymbol(goja.SymHasInstance)
+	var ok bool
+	if fw.hasInstanceCall, ok = guardable(fw.hasInstance); !ok {
+		return nil, fmt.Errorf("the built-in Function.prototype[Symbol.hasInstance] is not where it was")
+	}
+	return fw, nil
+}
+
+func (fw *forwarding) call(f func(goja.FunctionCall) goja.Value, args ...goja.Value) goja.Value {
+	return f(goja.FunctionCall{This: goja.Undefined(), Arguments: args})
+}
+
+// instanceOf is the language's InstanceofOperator(v, target).
+func (fw *forwarding) instanceOf(vm *goja.Runtime, v goja.Value, target *goja.Object) goja.Value {
+	h := fw.call(fw.get, target, goja.SymHasInstance, target)
+	if h == nil || goja.IsUndefined(h) || goja.IsNull(h) {
+		h = fw.hasInstance // a target with no prototype: the ordinary check
+	}
+	if h == fw.hasInstance {
+		return vm.ToValue(fw.hasInstanceCall(goja.FunctionCall{This: target, Arguments: []goja.Value{v}}).ToBoolean())
+	}
+	call, ok := goja.AssertFunction(h)
+	if !ok {
+		panic(vm.NewTypeError("Symbol.hasInstance of the target of a proxied function is not a function"))
+	}
+	r, err := call(target, v)
+	if err != nil {
+		panic(err)
+	}
+	return vm.ToValue(r.ToBoolean())
+}
+
+// traps forwards a proxy's reads, writes and prototype reads through
+// Reflect's (counted) functions rather than goja's forwarding in Go: a
+// function made its own prototype (goja's check for a cycle stops at a
+// proxy) would send a read round for good. x instanceof the proxy is x
+// instanceof instanceTarget (so the proxy's Symbol.hasInstance is a
+// function of its own, made at the first instanceof).
+func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.Object) *goja.ProxyTrapConfig {
+	var hasInstanceOf goja.Value
+	return &goja.ProxyTrapConfig{
+		Get: func(t *goja.Object, name string, receiver goja.Value) goja.Value {
+			return fw.call(fw.get, t, vm.ToValue(name), receiver)
+		},
+		GetIdx: func(t *goja.Object, i int, receiver goja.Value) goja.Value {
+			return fw.call(fw.get, t, vm.ToValue(i), receiver)
+		},
+		Has: func(t *goja.Object, name string) bool {
+			return fw.call(fw.has, t, vm.ToValue(name)).ToBoolean()
+		},
+		HasIdx: func(t *goja.Object, i int) bool { return fw.call(fw.has, t, vm.ToValue(i)).ToBoolean() },
+		HasSym: func(t *goja.Object, sym *goja.Symbol) bool { return fw.call(fw.has, t, sym).ToBoolean() },
+		Set: func(t *goja.Object, name string, v, receiver goja.Value) bool {
+			return fw.call(fw.set, t, vm.ToValue(name), v, receiver).ToBoolean()
+		},
+		SetIdx: func(t *goja.Object, i int, v, receiver goja.Value) bool {
+			return fw.call(fw.set, t, vm.ToValue(i), v, receiver).ToBoolean()
+		},
+		SetSym: func(t *goja.Object, sym *goja.Symbol, v, receiver goja.Value) bool {
+			return fw.call(fw.set, t, sym, v, receiver).ToBoolean()
+		},
+		GetPrototypeOf: func(t *goja.Object) *goja.Object {
+			p, _ := fw.call(fw.proto, t).(*goja.Object)
+			return p
+		},
+		GetSym: func(t *goja.Object, sym *goja.Symbol, receiver goja.Value) goja.Value {
+			v := fw.call(fw.get, t, sym, receiver)
+			if sym != goja.SymHasInstance || v != fw.hasInstance && v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+				return v // one the script gave the function
+			}
+			if hasInstanceOf == nil {
+				hasInstanceOf = vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
+					return fw.instanceOf(vm, c.Argument(0), instanceTarget)
+				}))
+			}
+			return hasInstanceOf
+		},
+	}
 }
 
 // proxyGuardProgram puts a Proxy in the global Proxy's place whose
