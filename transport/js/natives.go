@@ -232,6 +232,10 @@ func (rt *runtime) guardBuiltIns(vm *goja.Runtime) error {
 		return err
 	}
 	describe, _ := goja.AssertFunction(vm.Get("Object").ToObject(vm).Get("getOwnPropertyDescriptor"))
+	checks, err := rt.sizeChecks(vm)
+	if err != nil {
+		return err
+	}
 	standIns := map[*goja.Object]goja.Value{}
 	// standIn is v's stand-in; nil for an accessor's absent half.
 	standIn := func(v goja.Value) goja.Value {
@@ -245,6 +249,9 @@ func (rt *runtime) guardBuiltIns(vm *goja.Runtime) error {
 		native, ok := guardable(fn)
 		if !ok {
 			return fn // the other half of an accessor, not a built-in's
+		}
+		if check := checks[fn]; check != nil {
+			native = checked(native, check)
 		}
 		s := vm.ToValue(rt.counted(vm, native)).(*goja.Object)
 		s.DefineDataProperty("name", fn.Get("name"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
@@ -581,6 +588,9 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 		return err
 	}
 	if err := rt.guardBind(vm, fw); err != nil {
+		return err
+	}
+	if err := rt.guardBuffers(vm, fw); err != nil {
 		return err
 	}
 	if err := rt.guardStringSizes(vm, stringNatives); err != nil {

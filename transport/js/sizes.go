@@ -1,0 +1,356 @@
+package js
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+
+	"github.com/dop251/goja"
+)
+
+// goja's built-in functions take sizes and lengths from their arguments
+// and go through them in Go, where the time limit does not reach, or ask
+// Go for all the memory at once, which ends the process when it cannot
+// be had (an error no recover catches). One number from a request was
+// enough to take the whole server down or keep a run slot and a CPU for
+// hours (each of these did, in one line, with n = 2**40):
+//   - new ArrayBuffer(n), new Uint8Array(n), BigInt.asUintN(n, -1n),
+//     Math.max.apply(null, {length: n}): out of memory at once;
+//   - new Array(n).fill(0), Array.from({length: n}), [].join.call({length:
+//     n}), new Array(n).indexOf(1) and most of Array.prototype over a
+//     long array or an array-like: a loop in Go, for hours, growing.
+//
+// The built-ins that go through a length, or make as many values as one
+// says, now refuse past maxBuiltInElements with a RangeError the script
+// may catch, before they start; the ones that allocate bytes or bits past
+// maxBufferBytes or maxBigIntBits. What is left, which only goja itself
+// could bound, is in docs/js-api.md ("Built-in functions").
+
+// maxBuiltInElements is the most elements a built-in function goes
+// through or makes in one call: about 0.5 s of the slowest of them
+// (Array.prototype.fill of an array-like, which makes a property of each)
+// and 150 MB.
+const maxBuiltInElements = 1 << 20
+
+// maxBufferBytes is the largest ArrayBuffer a script may make, directly or
+// as a typed array's: 64 MiB.
+const maxBufferBytes = 1 << 26
+
+// maxBigIntBits is the widest BigInt.asUintN and BigInt.asIntN make: V8's
+// largest BigInt.
+const maxBigIntBits = 1 << 30
+
+// arrayMethodsThroughElements are the methods of Array.prototype that go
+// through their receiver's elements (or move them). push, pop, at and the
+// iterators do not; flat is the script's (arrayGuard), and toString calls
+// join.
+var arrayMethodsThroughElements = []string{"copyWithin", "every", "fill", "filter", "find", "findIndex", "findLast",
+	"findLastIndex", "flatMap", "forEach", "includes", "indexOf", "lastIndexOf", "map", "reduce", "reduceRight",
+	"reverse", "shift", "slice", "some", "sort", "splice", "toLocaleString", "toReversed", "toSorted", "toSpliced",
+	"unshift", "with"}
+
+// sizeCheck refuses a call before the built-in runs, with a RangeError;
+// it gives the call on, with an argument it read replaced by what it read
+// (a count converted once, as the built-in would have).
+type sizeCheck func(c goja.FunctionCall) goja.FunctionCall
+
+// checked runs check before native.
+func checked(native func(goja.FunctionCall) goja.Value, check sizeCheck) func(goja.FunctionCall) goja.Value {
+	return func(c goja.FunctionCall) goja.Value { return native(check(c)) }
+}
+
+// sizeChecks are the checks of the built-ins that take a size or a
+// length, by the function (goja's own, before its stand-in): guardBuiltIns
+// runs each in its stand-in, counted.
+func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sizeCheck, error) {
+	checks := map[*goja.Object]sizeCheck{}
+	var err error
+	at := func(o *goja.Object, where, name string) *goja.Object {
+		fn, ok := o.Get(name).(*goja.Object)
+		if !ok && err == nil {
+			err = fmt.Errorf("the built-in %s.%s is not where it was", where, name)
+		}
+		return fn
+	}
+	object := func(name string) *goja.Object { return vm.Get(name).ToObject(vm) }
+	prototypeOf := func(name string) *goja.Object { return object(name).Get("prototype").ToObject(vm) }
+	arrayProto := prototypeOf("Array")
+	for _, name := range arrayMethodsThroughElements {
+		checks[at(arrayProto, "Array.prototype", name)] = rt.receiverWithin(vm, "Array.prototype."+name)
+	}
+	checks[at(arrayProto, "Array.prototype", "join")] = rt.joinWithin(vm, "Array.prototype.join")
+	checks[at(arrayProto, "Array.prototype", "concat")] = rt.concatWithin(vm)
+	typedArray := object("Uint8Array").Prototype() // %TypedArray%
+	typedProto := typedArray.Get("prototype").ToObject(vm)
+	checks[at(typedProto, "%TypedArray%.prototype", "join")] = rt.joinWithin(vm, "%TypedArray%.prototype.join")
+	// Its toString is Array.prototype's, which calls join.
+	checks[at(typedProto, "%TypedArray%.prototype", "toLocaleString")] = rt.receiverWithin(vm, "%TypedArray%.prototype.toLocaleString")
+	checks[at(object("Array"), "Array", "from")] = rt.fromWithin(vm, "Array.from")
+	checks[at(typedArray, "%TypedArray%", "from")] = rt.fromWithin(vm, "%TypedArray%.from")
+	checks[at(prototypeOf("Function"), "Function.prototype", "apply")] = rt.argumentsWithin(vm, 1)
+	reflectObject := object("Reflect")
+	checks[at(reflectObject, "Reflect", "apply")] = rt.argumentsWithin(vm, 2)
+	checks[at(reflectObject, "Reflect", "construct")] = rt.argumentsWithin(vm, 1)
+	checks[at(object("String"), "String", "raw")] = func(c goja.FunctionCall) goja.FunctionCall {
+		if template, ok := c.Argument(0).(*goja.Object); ok {
+			if n := lengthOf(template.Get("raw")); n > maxBuiltInElements {
+				panic(rt.tooManyElements(vm, "String.raw", n))
+			}
+		}
+		return c
+	}
+	bigInt := object("BigInt")
+	for _, name := range []string{"asUintN", "asIntN"} {
+		checks[at(bigInt, "BigInt", name)] = func(c goja.FunctionCall) goja.FunctionCall {
+			if len(c.Arguments) == 0 {
+				return c
+			}
+			bits := c.Arguments[0].ToNumber() // once: it may be an object's valueOf
+			if bits.ToFloat() > maxBigIntBits {
+				panic(rt.rangeError(vm, "Maximum BigInt size exceeded"))
+			}
+			return replaced(c, 0, bits)
+		}
+	}
+	delete(checks, nil)
+	return checks, err
+}
+
+// replaced is c with its argument i v.
+func replaced(c goja.FunctionCall, i int, v goja.Value) goja.FunctionCall {
+	args := append([]goja.Value(nil), c.Arguments...)
+	args[i] = v
+	return goja.FunctionCall{This: c.This, Arguments: args}
+}
+
+// toLength is the language's ToLength(v): 0 for nil (no such property).
+func toLength(v goja.Value) float64 {
+	if v == nil {
+		return 0
+	}
+	n := v.ToNumber().ToFloat()
+	if math.IsNaN(n) || n <= 0 {
+		return 0
+	}
+	return math.Min(math.Trunc(n), 1<<53-1)
+}
+
+// lengthOf is the length a built-in reads of v as its receiver or an
+// array-like argument: a string's, or an object's length property; 0 for
+// anything else (no elements, or the built-in's own TypeError to come).
+func lengthOf(v goja.Value) float64 {
+	switch v := v.(type) {
+	case goja.String:
+		return float64(v.Length())
+	case *goja.Object:
+		return toLength(v.Get("length"))
+	}
+	return 0
+}
+
+func (rt *runtime) tooManyElements(vm *goja.Runtime, name string, n float64) goja.Value {
+	return rt.rangeError(vm, fmt.Sprintf("%s goes through at most %d elements, not %.0f", name, maxBuiltInElements, n))
+}
+
+// receiverWithin refuses a receiver longer than maxBuiltInElements.
+func (rt *runtime) receiverWithin(vm *goja.Runtime, name string) sizeCheck {
+	return func(c goja.FunctionCall) goja.FunctionCall {
+		if n := lengthOf(c.This); n > maxBuiltInElements {
+			panic(rt.tooManyElements(vm, name, n))
+		}
+		return c
+	}
+}
+
+// joinWithin is receiverWithin, and refuses an answer whose separators
+// alone would be longer than a string may be (new Array(2**20).join(s)
+// with a long s); the separator is converted once and given on as a
+// string. What the elements add is not known before they are converted,
+// one by one, and is not bounded here.
+func (rt *runtime) joinWithin(vm *goja.Runtime, name string) sizeCheck {
+	return func(c goja.FunctionCall) goja.FunctionCall {
+		n := lengthOf(c.This)
+		if n > maxBuiltInElements {
+			panic(rt.tooManyElements(vm, name, n))
+		}
+		if len(c.Arguments) == 0 || goja.IsUndefined(c.Arguments[0]) || c.This == nil || goja.IsUndefined(c.This) || goja.IsNull(c.This) {
+			return c
+		}
+		sep := c.Arguments[0].ToString()
+		if _, ok := sep.(*goja.Symbol); ok {
+			return c // the built-in's own TypeError
+		}
+		if n > 1 && float64(stringLength(vm, sep))*(n-1) > maxStringLength {
+			panic(rt.rangeError(vm, "Invalid string length"))
+		}
+		return replaced(c, 0, sep)
+	}
+}
+
+// stringLength is the length of v, a ToString's answer, in UTF-16 units.
+func stringLength(vm *goja.Runtime, v goja.Value) int {
+	if s, ok := v.(goja.String); ok {
+		return s.Length()
+	}
+	return vm.ToValue(v.String()).(goja.String).Length()
+}
+
+// concatWithin refuses a concat whose answer would hold more than
+// maxBuiltInElements elements: the receiver and each argument count
+// their length when spread (an array, or Symbol.isConcatSpreadable), 1
+// otherwise.
+func (rt *runtime) concatWithin(vm *goja.Runtime) sizeCheck {
+	return func(c goja.FunctionCall) goja.FunctionCall {
+		total := 0.0
+		for _, v := range append([]goja.Value{c.This}, c.Arguments...) {
+			o, ok := v.(*goja.Object)
+			if !ok {
+				total++
+				continue
+			}
+			spread := rt.isArray(o)
+			if s := o.GetSymbol(goja.SymIsConcatSpreadable); s != nil && !goja.IsUndefined(s) {
+				spread = s.ToBoolean()
+			}
+			if spread {
+				total += lengthOf(o)
+			} else {
+				total++
+			}
+			if total > maxBuiltInElements {
+				panic(rt.tooManyElements(vm, "Array.prototype.concat", total))
+			}
+		}
+		return c
+	}
+}
+
+// fromWithin refuses an array-like source (one with no Symbol.iterator)
+// longer than maxBuiltInElements. An iterable's steps are counted
+// built-ins or the script's own calls, which the time limit ends.
+func (rt *runtime) fromWithin(vm *goja.Runtime, name string) sizeCheck {
+	return func(c goja.FunctionCall) goja.FunctionCall {
+		if source, ok := c.Argument(0).(*goja.Object); ok && !iterable(source) {
+			if n := lengthOf(source); n > maxBuiltInElements {
+				panic(rt.tooManyElements(vm, name, n))
+			}
+		}
+		return c
+	}
+}
+
+// iterable says whether o has a Symbol.iterator.
+func iterable(o *goja.Object) bool {
+	it := o.GetSymbol(goja.SymIterator)
+	return it != nil && !goja.IsUndefined(it) && !goja.IsNull(it)
+}
+
+// argumentsWithin refuses an arguments list (argument i, an array-like)
+// longer than maxBuiltInElements: goja makes the whole list at once.
+func (rt *runtime) argumentsWithin(vm *goja.Runtime, i int) sizeCheck {
+	return func(c goja.FunctionCall) goja.FunctionCall {
+		if list, ok := c.Argument(i).(*goja.Object); ok {
+			if n := lengthOf(list); n > maxBuiltInElements {
+				panic(rt.rangeError(vm, fmt.Sprintf("a call takes at most %d arguments, not %.0f", maxBuiltInElements, n)))
+			}
+		}
+		return c
+	}
+}
+
+// bufferConstructors are the constructors that allocate a buffer of a
+// size they are given.
+var bufferConstructors = []string{"ArrayBuffer", "Uint8Array", "Uint8ClampedArray", "Int8Array", "Uint16Array",
+	"Int16Array", "Uint32Array", "Int32Array", "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array"}
+
+// guardBuffers puts in each buffer constructor's place (the global, and
+// its prototype's constructor) a proxy whose new refuses a buffer past
+// maxBufferBytes, or a typed array from an array-like past
+// maxBuiltInElements, with a RangeError; and otherwise is new of the
+// constructor, as are subclasses' super() calls. A size given as an
+// object is converted once, and given on as a number. The proxy's own
+// reads and writes go through fw; its text is a proxy's, "function () {
+// [native code] }", not the constructor's.
+func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
+	global := vm.GlobalObject()
+	for _, name := range bufferConstructors {
+		ctor, ok := global.Get(name).(*goja.Object)
+		if !ok {
+			return fmt.Errorf("the built-in %s is not where it was", name)
+		}
+		call, ok := goja.AssertFunction(ctor)
+		if !ok {
+			return fmt.Errorf("the built-in %s is not a function", name)
+		}
+		proto, ok := ctor.Get("prototype").(*goja.Object)
+		if !ok {
+			return fmt.Errorf("the built-in %s.prototype is not where it was", name)
+		}
+		size := 1.0
+		if name != "ArrayBuffer" {
+			size = ctor.Get("BYTES_PER_ELEMENT").ToFloat()
+		}
+		check := func(args []goja.Value) []goja.Value {
+			if len(args) == 0 {
+				return args
+			}
+			if o, ok := args[0].(*goja.Object); ok {
+				if name == "ArrayBuffer" {
+					n := o.ToNumber() // once: valueOf may count
+					args = replaced(goja.FunctionCall{Arguments: args}, 0, n).Arguments
+					if n.ToFloat() > maxBufferBytes {
+						panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n.ToFloat())))
+					}
+					return args
+				}
+				t := o.ExportType()
+				if t == arrayBufferType || t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Interface || iterable(o) {
+					return args // a buffer or a typed array, bounded; an iterable's steps are counted
+				}
+				if n := lengthOf(o); n > maxBuiltInElements {
+					panic(rt.tooManyElements(vm, name, n))
+				}
+				return args
+			}
+			if goja.IsUndefined(args[0]) || goja.IsNull(args[0]) {
+				return args
+			}
+			if _, ok := args[0].(*goja.Symbol); ok {
+				return args // the constructor's own TypeError
+			}
+			if n := args[0].ToFloat() * size; n > maxBufferBytes {
+				panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n)))
+			}
+			return args
+		}
+		run := rt.counted(vm, func(c goja.FunctionCall) goja.Value {
+			v, err := call(c.This, c.Arguments...)
+			if err != nil {
+				panic(err)
+			}
+			return v
+		})
+		traps := fw.traps(rt, vm, ctor)
+		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
+			return run(goja.FunctionCall{This: this, Arguments: args}) // the constructor's TypeError: it needs new
+		}
+		var proxy *goja.Object
+		traps.Construct = func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
+			rt.enter(vm)
+			defer rt.leave()
+			args = check(args)
+			if newTarget == proxy {
+				newTarget = t
+			}
+			return construct(vm, t, newTarget, args)
+		}
+		proxy = vm.ToValue(vm.NewProxy(ctor, traps)).(*goja.Object)
+		if err := global.DefineDataProperty(name, proxy, goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE); err != nil {
+			return err
+		}
+		if err := proto.DefineDataProperty("constructor", proxy, goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE); err != nil {
+			return err
+		}
+	}
+	return nil
+}
