@@ -3,6 +3,7 @@ package js_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -83,6 +84,22 @@ module.exports = async function (req) {
   const sent = fazt.realtime.broadcast("room", { text: req.json.text });
   return { offset: sent.offset };
 };`, `{"text":"hello, world"}`, 1)
+}
+
+// BenchmarkHandlerArrayWork is a handler that goes through a list from
+// the request with the array methods the server checks the length of
+// before they start (filter, map, join, indexOf, reverse, apply): what
+// those checks cost a run that uses them.
+func BenchmarkHandlerArrayWork(b *testing.B) {
+	items := make([]string, 20)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"id":%d,"ok":%t}`, i, i%3 != 0)
+	}
+	benchHandler(b, `
+module.exports = function (req) {
+  const xs = req.json.items, ids = xs.filter((x) => x.ok).map((x) => x.id);
+  return { ids: ids.join(","), at: xs.indexOf(null), last: [...xs].reverse()[0].id, max: Math.max.apply(null, ids) };
+};`, `{"items":[`+strings.Join(items, ",")+`]}`, 0)
 }
 
 // BenchmarkHandlerAfterChange is the first call after the script changed
