@@ -250,8 +250,8 @@ func (rt *runtime) guardBuiltIns(vm *goja.Runtime) error {
 		if !ok {
 			return fn // the other half of an accessor, not a built-in's
 		}
-		if check := checks[fn]; check != nil {
-			native = checked(native, check)
+		if sized := checks[fn]; sized != nil {
+			native = sized(native)
 		}
 		s := vm.ToValue(rt.counted(vm, native)).(*goja.Object)
 		s.DefineDataProperty("name", fn.Get("name"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
@@ -775,7 +775,7 @@ func (rt *runtime) guardBind(vm *goja.Runtime, fw *forwarding) error {
 		}
 		run := rt.counted(vm, call)
 		var proxy *goja.Object
-		traps := fw.traps(rt, vm, target)
+		traps := fw.traps(rt, vm, target, &proxy)
 		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
 			return run(goja.FunctionCall{This: this, Arguments: args})
 		}
@@ -855,7 +855,7 @@ func (fw *forwarding) instanceOf(vm *goja.Runtime, v goja.Value, target *goja.Ob
 	}
 	call, ok := goja.AssertFunction(h)
 	if !ok {
-		panic(vm.NewTypeError("Symbol.hasInstance of the target of a proxied function is not a function"))
+		panic(vm.NewTypeError("Symbol.hasInstance of the target of a bound function is not a function"))
 	}
 	r, err := call(target, v)
 	if err != nil {
@@ -867,10 +867,12 @@ func (fw *forwarding) instanceOf(vm *goja.Runtime, v goja.Value, target *goja.Ob
 // traps forwards a proxy's reads, writes and prototype reads through
 // Reflect's (counted) functions rather than goja's forwarding in Go: a
 // function made its own prototype (goja's check for a cycle stops at a
-// proxy) would send a read round for good. x instanceof the proxy is x
-// instanceof instanceTarget (so the proxy's Symbol.hasInstance is a
-// function of its own, made at the first instanceof).
-func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.Object) *goja.ProxyTrapConfig {
+// proxy) would send a read round for good. x instanceof the proxy (*self,
+// once made) is x instanceof instanceTarget, so the proxy's
+// Symbol.hasInstance is a function of its own, made at the first
+// instanceof; called with another this (a class that extends the proxy
+// inherits it), it is the ordinary check of that this.
+func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.Object, self **goja.Object) *goja.ProxyTrapConfig {
 	var hasInstanceOf goja.Value
 	return &goja.ProxyTrapConfig{
 		Get: func(t *goja.Object, name string, receiver goja.Value) goja.Value {
@@ -904,6 +906,9 @@ func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.
 			}
 			if hasInstanceOf == nil {
 				hasInstanceOf = vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
+					if this, ok := c.This.(*goja.Object); ok && this != *self {
+						return vm.ToValue(fw.hasInstanceCall(goja.FunctionCall{This: this, Arguments: []goja.Value{c.Argument(0)}}).ToBoolean())
+					}
 					return fw.instanceOf(vm, c.Argument(0), instanceTarget)
 				}))
 			}

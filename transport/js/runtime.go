@@ -50,6 +50,11 @@ type runtime struct {
 	// their place).
 	nativeStringify, nativeIsArray  func(goja.FunctionCall) goja.Value
 	rangeErrorType, syntaxErrorType goja.Value
+	// joining are the objects Array.prototype.join is joining, innermost
+	// last: one met again is joined as "" (sizes.go). typedLength is
+	// goja's getter of a typed array's own length.
+	joining     []*goja.Object
+	typedLength func(goja.FunctionCall) goja.Value
 	// nativeNesting counts the calls of built-in functions under way
 	// (guardNatives).
 	nativeNesting int
@@ -159,6 +164,7 @@ const arrayGuard = `(function (maxNesting) {
   const toText = Array.prototype.toString, toLocaleText = Array.prototype.toLocaleString;
   define("toString", { toString() { return nested(toText, this, []); } }.toString);
   define("toLocaleString", { toLocaleString(...args) { return nested(toLocaleText, this, args); } }.toLocaleString);
+  const apply = Reflect.apply;
   const toLength = (v) => Math.min(Math.max(Math.trunc(Number(v)) || 0, 0), Number.MAX_SAFE_INTEGER);
   define("flat", { flat() {
     if (this === null || this === undefined) throw new TypeError("Array.prototype.flat called on null or undefined");
@@ -175,6 +181,23 @@ const arrayGuard = `(function (maxNesting) {
     into(Object(this), depth);
     return out;
   } }.flat);
+  // flatMap too: goja's goes through each answer's length in Go, where
+  // nothing stops it ([0].flatMap(() => new Array(2**32-1)) went on for
+  // minutes); here each element is a step of a JS loop.
+  define("flatMap", { flatMap(callback) { // length 1, as the language's
+    const thisArg = arguments[1];
+    if (this === null || this === undefined) throw new TypeError("Array.prototype.flatMap called on null or undefined");
+    const source = Object(this), n = toLength(source.length);
+    if (typeof callback !== "function") throw new TypeError("Array.prototype.flatMap callback must be a function");
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      if (!(i in source)) continue;
+      const e = apply(callback, thisArg, [source[i], i, source]);
+      if (!Array.isArray(e)) { out.push(e); continue; }
+      for (let j = 0, m = toLength(e.length); j < m; j++) if (j in e) out.push(e[j]);
+    }
+    return out;
+  } }.flatMap);
   return reset;
 })`
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 
 	"github.com/dop251/goja"
 )
@@ -42,10 +43,11 @@ const maxBigIntBits = 1 << 30
 
 // arrayMethodsThroughElements are the methods of Array.prototype that go
 // through their receiver's elements (or move them). push, pop, at and the
-// iterators do not; flat is the script's (arrayGuard), and toString calls
-// join.
+// iterators do not; flat and flatMap are JS (arrayGuard), join is the
+// server's (join), concat is checked by its answer (concatWithin), and
+// toString calls join.
 var arrayMethodsThroughElements = []string{"copyWithin", "every", "fill", "filter", "find", "findIndex", "findLast",
-	"findLastIndex", "flatMap", "forEach", "includes", "indexOf", "lastIndexOf", "map", "reduce", "reduceRight",
+	"findLastIndex", "forEach", "includes", "indexOf", "lastIndexOf", "map", "reduce", "reduceRight",
 	"reverse", "shift", "slice", "some", "sort", "splice", "toLocaleString", "toReversed", "toSorted", "toSpliced",
 	"unshift", "with"}
 
@@ -54,16 +56,23 @@ var arrayMethodsThroughElements = []string{"copyWithin", "every", "fill", "filte
 // (a count converted once, as the built-in would have).
 type sizeCheck func(c goja.FunctionCall) goja.FunctionCall
 
-// checked runs check before native.
-func checked(native func(goja.FunctionCall) goja.Value, check sizeCheck) func(goja.FunctionCall) goja.Value {
-	return func(c goja.FunctionCall) goja.Value { return native(check(c)) }
+// nativeFunc is what goja runs for a built-in function.
+type nativeFunc = func(goja.FunctionCall) goja.Value
+
+// sized is what runs in a built-in's counted stand-in in place of goja's
+// own (given): goja's after a check, or one of the server's.
+type sized func(nativeFunc) nativeFunc
+
+// checked is check, then goja's own.
+func checked(check sizeCheck) sized {
+	return func(f nativeFunc) nativeFunc { return func(c goja.FunctionCall) goja.Value { return f(check(c)) } }
 }
 
-// sizeChecks are the checks of the built-ins that take a size or a
-// length, by the function (goja's own, before its stand-in): guardBuiltIns
-// runs each in its stand-in, counted.
-func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sizeCheck, error) {
-	checks := map[*goja.Object]sizeCheck{}
+// sizeChecks are the built-ins that take a size or a length, by the
+// function (goja's own, before its stand-in), and what runs in their
+// stand-in (guardBuiltIns), counted, in place of goja's own.
+func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sized, error) {
+	checks := map[*goja.Object]sized{}
 	var err error
 	at := func(o *goja.Object, where, name string) *goja.Object {
 		fn, ok := o.Get(name).(*goja.Object)
@@ -76,41 +85,53 @@ func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sizeCheck, err
 	prototypeOf := func(name string) *goja.Object { return object(name).Get("prototype").ToObject(vm) }
 	arrayProto := prototypeOf("Array")
 	for _, name := range arrayMethodsThroughElements {
-		checks[at(arrayProto, "Array.prototype", name)] = rt.receiverWithin(vm, "Array.prototype."+name)
+		checks[at(arrayProto, "Array.prototype", name)] = checked(rt.receiverWithin(vm, "Array.prototype."+name))
 	}
-	checks[at(arrayProto, "Array.prototype", "join")] = rt.joinWithin(vm, "Array.prototype.join")
-	checks[at(arrayProto, "Array.prototype", "concat")] = rt.concatWithin(vm)
+	checks[at(arrayProto, "Array.prototype", "join")] = func(nativeFunc) nativeFunc { return rt.join(vm) }
+	checks[at(arrayProto, "Array.prototype", "concat")] = checked(rt.concatWithin(vm))
 	typedArray := object("Uint8Array").Prototype() // %TypedArray%
 	typedProto := typedArray.Get("prototype").ToObject(vm)
-	checks[at(typedProto, "%TypedArray%.prototype", "join")] = rt.joinWithin(vm, "%TypedArray%.prototype.join")
+	// A typed array's own length, not its length property (which a
+	// subclass, or an object in its prototype chain, may answer).
+	var typedLength nativeFunc
+	if describe, ok := goja.AssertFunction(object("Object").Get("getOwnPropertyDescriptor")); ok {
+		if d, derr := describe(goja.Undefined(), typedProto, vm.ToValue("length")); derr == nil {
+			typedLength, _ = guardable(d.ToObject(vm).Get("get"))
+		}
+	}
+	if typedLength == nil && err == nil {
+		err = fmt.Errorf("the built-in getter of %%TypedArray%%.prototype.length is not where it was")
+	}
+	rt.typedLength = typedLength
 	// Its toString is Array.prototype's, which calls join.
-	checks[at(typedProto, "%TypedArray%.prototype", "toLocaleString")] = rt.receiverWithin(vm, "%TypedArray%.prototype.toLocaleString")
-	checks[at(object("Array"), "Array", "from")] = rt.fromWithin(vm, "Array.from")
-	checks[at(typedArray, "%TypedArray%", "from")] = rt.fromWithin(vm, "%TypedArray%.from")
-	checks[at(prototypeOf("Function"), "Function.prototype", "apply")] = rt.argumentsWithin(vm, 1)
+	checks[at(typedProto, "%TypedArray%.prototype", "join")] = checked(rt.typedJoinWithin(vm, typedLength))
+	checks[at(typedProto, "%TypedArray%.prototype", "toLocaleString")] = checked(rt.typedWithin(vm, "%TypedArray%.prototype.toLocaleString", typedLength))
+	checks[at(object("Array"), "Array", "from")] = checked(rt.fromWithin(vm, "Array.from"))
+	checks[at(typedArray, "%TypedArray%", "from")] = checked(rt.fromWithin(vm, "%TypedArray%.from"))
+	checks[at(prototypeOf("Function"), "Function.prototype", "apply")] = checked(rt.argumentsWithin(vm, 1))
 	reflectObject := object("Reflect")
-	checks[at(reflectObject, "Reflect", "apply")] = rt.argumentsWithin(vm, 2)
-	checks[at(reflectObject, "Reflect", "construct")] = rt.argumentsWithin(vm, 1)
-	checks[at(object("String"), "String", "raw")] = func(c goja.FunctionCall) goja.FunctionCall {
+	checks[at(reflectObject, "Reflect", "apply")] = checked(rt.argumentsWithin(vm, 2))
+	checks[at(reflectObject, "Reflect", "construct")] = checked(rt.argumentsWithin(vm, 1))
+	checks[at(object("String"), "String", "raw")] = checked(func(c goja.FunctionCall) goja.FunctionCall {
 		if template, ok := c.Argument(0).(*goja.Object); ok {
 			if n := lengthOf(template.Get("raw")); n > maxBuiltInElements {
 				panic(rt.tooManyElements(vm, "String.raw", n))
 			}
 		}
 		return c
-	}
+	})
 	bigInt := object("BigInt")
 	for _, name := range []string{"asUintN", "asIntN"} {
-		checks[at(bigInt, "BigInt", name)] = func(c goja.FunctionCall) goja.FunctionCall {
+		checks[at(bigInt, "BigInt", name)] = checked(func(c goja.FunctionCall) goja.FunctionCall {
 			if len(c.Arguments) == 0 {
 				return c
 			}
 			bits := c.Arguments[0].ToNumber() // once: it may be an object's valueOf
-			if bits.ToFloat() > maxBigIntBits {
-				panic(rt.rangeError(vm, "Maximum BigInt size exceeded"))
+			if math.Trunc(bits.ToFloat()) > maxBigIntBits {
+				panic(rt.rangeError(vm, fmt.Sprintf("BigInt.%s makes at most %d bits, not %.0f", name, maxBigIntBits, bits.ToFloat())))
 			}
 			return replaced(c, 0, bits)
-		}
+		})
 	}
 	delete(checks, nil)
 	return checks, err
@@ -162,37 +183,114 @@ func (rt *runtime) receiverWithin(vm *goja.Runtime, name string) sizeCheck {
 	}
 }
 
-// joinWithin is receiverWithin, and refuses an answer whose separators
-// alone would be longer than a string may be (new Array(2**20).join(s)
-// with a long s); the separator is converted once and given on as a
-// string. What the elements add is not known before they are converted,
-// one by one, and is not bounded here.
-func (rt *runtime) joinWithin(vm *goja.Runtime, name string) sizeCheck {
+// typedWithin refuses a typed array longer than maxBuiltInElements, by
+// its own length (length, which goja reads, answers it).
+func (rt *runtime) typedWithin(vm *goja.Runtime, name string, length nativeFunc) sizeCheck {
 	return func(c goja.FunctionCall) goja.FunctionCall {
-		n := lengthOf(c.This)
-		if n > maxBuiltInElements {
+		if n := length(goja.FunctionCall{This: c.This}).ToFloat(); n > maxBuiltInElements {
 			panic(rt.tooManyElements(vm, name, n))
 		}
-		if len(c.Arguments) == 0 || goja.IsUndefined(c.Arguments[0]) || c.This == nil || goja.IsUndefined(c.This) || goja.IsNull(c.This) {
+		return c
+	}
+}
+
+// typedJoinWithin is typedWithin, and refuses an answer whose separators
+// alone would be longer than a string may be; the separator is
+// converted once and given on as a string. The elements are numbers, at
+// most 24 units each.
+func (rt *runtime) typedJoinWithin(vm *goja.Runtime, length nativeFunc) sizeCheck {
+	return func(c goja.FunctionCall) goja.FunctionCall {
+		n := length(goja.FunctionCall{This: c.This}).ToFloat()
+		if n > maxBuiltInElements {
+			panic(rt.tooManyElements(vm, "%TypedArray%.prototype.join", n))
+		}
+		if len(c.Arguments) == 0 || goja.IsUndefined(c.Arguments[0]) {
 			return c
 		}
-		sep := c.Arguments[0].ToString()
-		if _, ok := sep.(*goja.Symbol); ok {
-			return c // the built-in's own TypeError
-		}
-		if n > 1 && float64(stringLength(vm, sep))*(n-1) > maxStringLength {
+		sep := toText(vm, c.Arguments[0])
+		if n > 1 && float64(sep.Length())*(n-1) > maxStringLength {
 			panic(rt.rangeError(vm, "Invalid string length"))
 		}
 		return replaced(c, 0, sep)
 	}
 }
 
-// stringLength is the length of v, a ToString's answer, in UTF-16 units.
-func stringLength(vm *goja.Runtime, v goja.Value) int {
-	if s, ok := v.(goja.String); ok {
-		return s.Length()
+// join is Array.prototype.join, in Go: goja's writes whatever its
+// elements' text comes to (new Array(2**20).fill(s).join("") with a long
+// s asked for 2**40 units, a piece at a time, until memory ran out). This
+// one refuses a receiver longer than maxBuiltInElements, and an answer
+// past maxStringLength, with V8's RangeError, before it writes any of
+// it; and, as goja's and V8's do, joins an array found inside itself
+// (through an element's toString) as "".
+func (rt *runtime) join(vm *goja.Runtime) nativeFunc {
+	comma := vm.ToValue(",").(goja.String)
+	return func(c goja.FunctionCall) goja.Value {
+		this := c.This
+		if this == nil {
+			this = goja.Undefined()
+		}
+		o := this.ToObject(vm) // a TypeError for null and undefined
+		for _, in := range rt.joining {
+			if in == o {
+				return vm.ToValue("")
+			}
+		}
+		rt.joining = append(rt.joining, o)
+		defer func() { rt.joining[len(rt.joining)-1] = nil; rt.joining = rt.joining[:len(rt.joining)-1] }()
+		n := toLength(o.Get("length"))
+		if n > maxBuiltInElements {
+			panic(rt.tooManyElements(vm, "Array.prototype.join", n))
+		}
+		sep := comma
+		if s := c.Argument(0); !goja.IsUndefined(s) {
+			sep = toText(vm, s)
+		}
+		if n > 1 && float64(sep.Length())*(n-1) > maxStringLength {
+			panic(rt.rangeError(vm, "Invalid string length"))
+		}
+		// Each element's text first, once each, in order: the answer's
+		// size is then known before any of it is written.
+		texts := make([]goja.String, int(n))
+		size := 0
+		if n > 1 {
+			size = sep.Length() * (int(n) - 1)
+		}
+		for i := range texts {
+			e := o.Get(strconv.Itoa(i))
+			if e == nil || goja.IsUndefined(e) || goja.IsNull(e) {
+				continue
+			}
+			texts[i] = toText(vm, e)
+			if size += texts[i].Length(); size > maxStringLength {
+				panic(rt.rangeError(vm, "Invalid string length"))
+			}
+		}
+		var b goja.StringBuilder
+		b.Grow(size)
+		for i, t := range texts {
+			if i > 0 {
+				b.WriteString(sep)
+			}
+			if t != nil {
+				b.WriteString(t)
+			}
+		}
+		return b.String()
 	}
-	return vm.ToValue(v.String()).(goja.String).Length()
+}
+
+// toText is the language's ToString(v): goja's ToString of an object
+// gives the primitive its toString gave, which may be null or a number,
+// and of a Symbol the Symbol.
+func toText(vm *goja.Runtime, v goja.Value) goja.String {
+	v = v.ToString()
+	switch v := v.(type) {
+	case goja.String:
+		return v
+	case *goja.Symbol:
+		panic(vm.NewTypeError("Cannot convert a Symbol value to a string"))
+	}
+	return vm.ToValue(v.String()).(goja.String)
 }
 
 // concatWithin refuses a concat whose answer would hold more than
@@ -298,14 +396,23 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 				if name == "ArrayBuffer" {
 					n := o.ToNumber() // once: valueOf may count
 					args = replaced(goja.FunctionCall{Arguments: args}, 0, n).Arguments
-					if n.ToFloat() > maxBufferBytes {
+					if math.Trunc(n.ToFloat()) > maxBufferBytes {
 						panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n.ToFloat())))
 					}
 					return args
 				}
 				t := o.ExportType()
-				if t == arrayBufferType || t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Interface || iterable(o) {
-					return args // a buffer or a typed array, bounded; an iterable's steps are counted
+				if t == arrayBufferType {
+					return args // a view of it
+				}
+				if t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Interface { // a typed array: a copy
+					if n := rt.typedLength(goja.FunctionCall{This: o}).ToFloat() * size; n > maxBufferBytes {
+						panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n)))
+					}
+					return args
+				}
+				if iterable(o) {
+					return args // its steps are counted built-ins or the script's calls
 				}
 				if n := lengthOf(o); n > maxBuiltInElements {
 					panic(rt.tooManyElements(vm, name, n))
@@ -318,7 +425,7 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 			if _, ok := args[0].(*goja.Symbol); ok {
 				return args // the constructor's own TypeError
 			}
-			if n := args[0].ToFloat() * size; n > maxBufferBytes {
+			if n := math.Trunc(args[0].ToFloat()) * size; n > maxBufferBytes {
 				panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n)))
 			}
 			return args
@@ -330,11 +437,11 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 			}
 			return v
 		})
-		traps := fw.traps(rt, vm, ctor)
+		var proxy *goja.Object
+		traps := fw.traps(rt, vm, ctor, &proxy)
 		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
 			return run(goja.FunctionCall{This: this, Arguments: args}) // the constructor's TypeError: it needs new
 		}
-		var proxy *goja.Object
 		traps.Construct = func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
 			rt.enter(vm)
 			defer rt.leave()

@@ -21,7 +21,10 @@ const cases = {
   "/api/uint8": () => new Uint8Array(2 ** 40),
   "/api/float64": () => new Float64Array(2 ** 24),
   "/api/subclass": () => { class A extends Uint8Array {} return new A(2 ** 40); },
-  "/api/species": () => { const a = new Uint8Array(1); a.constructor = { [Symbol.species]: a.constructor.prototype.constructor }; return Uint8Array.prototype.constructor === Uint8Array && new a.constructor[Symbol.species](2 ** 40); },
+  "/api/constructor-property": () => new (new Uint8Array(1).constructor)(2 ** 40),
+  "/api/typed-copy": () => new Float64Array(new Uint8Array(2 ** 24)),
+  "/api/typed-join-no-length": () => Uint8Array.prototype.join.call(Object.setPrototypeOf(new Uint8Array(2 ** 21), null), "x"),
+  "/api/join-elements": () => new Array(2 ** 20).fill("x".repeat(2 ** 10)).join(""),
   "/api/uint8-array-like": () => new Uint8Array({ length: 2 ** 40 }),
   "/api/uint8-from": () => Uint8Array.from({ length: 2 ** 40 }),
   "/api/as-uint": () => BigInt.asUintN(2 ** 40, -1n),
@@ -46,6 +49,12 @@ module.exports = function (req) {
   if (req.path === "/api/caught") {
     try { return new Array(2 ** 32 - 1).fill(0); } catch (e) { return e.name + "; " + [1, 2].fill(0).join(); }
   }
+  if (req.path === "/api/edges") { // at the limits, not past them
+    const cyclic = [1, 2]; cyclic.push(cyclic);
+    return [[].indexOf.call({ length: 2 ** 20 }, 1), new ArrayBuffer(2 ** 26).byteLength, new ArrayBuffer(2 ** 26 + 0.5).byteLength,
+      new Float64Array(2 ** 23).length, String(BigInt.asUintN(2 ** 20, 5n)), Math.max.apply(null, new Array(2 ** 20).fill(1)),
+      cyclic.join("-"), String([cyclic, [cyclic]])].join("|");
+  }
   return cases[req.path]();
 };`}, js.Config{})
 	for _, c := range []struct{ path, want string }{
@@ -54,11 +63,14 @@ module.exports = function (req) {
 		{"/api/uint8", "RangeError: Uint8Array holds at most 67108864 bytes, not 1099511627776"},
 		{"/api/float64", "RangeError: Float64Array holds at most 67108864 bytes, not 134217728"},
 		{"/api/subclass", "RangeError: Uint8Array holds at most 67108864 bytes, not 1099511627776"},
-		{"/api/species", "RangeError: Uint8Array holds at most 67108864 bytes, not 1099511627776"},
+		{"/api/constructor-property", "RangeError: Uint8Array holds at most 67108864 bytes, not 1099511627776"},
+		{"/api/typed-copy", "RangeError: Float64Array holds at most 67108864 bytes, not 134217728"},
+		{"/api/typed-join-no-length", "RangeError: %TypedArray%.prototype.join goes through at most 1048576 elements, not 2097152"},
+		{"/api/join-elements", "RangeError: Invalid string length"},
 		{"/api/uint8-array-like", "RangeError: Uint8Array goes through at most 1048576 elements, not 1099511627776"},
 		{"/api/uint8-from", "RangeError: %TypedArray%.from goes through at most 1048576 elements, not 1099511627776"},
-		{"/api/as-uint", "RangeError: Maximum BigInt size exceeded"},
-		{"/api/as-int", "RangeError: Maximum BigInt size exceeded"},
+		{"/api/as-uint", "RangeError: BigInt.asUintN makes at most 1073741824 bits, not 1099511627776"},
+		{"/api/as-int", "RangeError: BigInt.asIntN makes at most 1073741824 bits, not 1099511627776"},
 		{"/api/apply", "RangeError: a call takes at most 1048576 arguments, not 68719476736"},
 		{"/api/reflect-apply", "RangeError: a call takes at most 1048576 arguments, not 68719476736"},
 		{"/api/reflect-construct", "RangeError: a call takes at most 1048576 arguments, not 68719476736"},
@@ -82,7 +94,10 @@ module.exports = function (req) {
 		decodeErr(t, body).Error != "RangeError: a call takes at most 1048576 arguments, not 1000000000000" {
 		t.Errorf("json: %d %.300s", code, body)
 	}
-	wantAnswers(t, e, []answer{{"/api/caught", `"RangeError; 0,0"`}})
+	wantAnswers(t, e, []answer{
+		{"/api/caught", `"RangeError; 0,0"`},
+		{"/api/edges", `"-1|67108864|67108864|8388608|5|1|1-2-|1,2,,1,2,"`},
+	})
 }
 
 // TestSizeChecksLeaveTheLanguage: below the limits, the built-ins answer
@@ -124,11 +139,17 @@ const still = () => {
     [1, 2, 3].indexOf(2), [1, 2, 3].includes(4), [1, 2, 3].reverse().join(), [1, 2, 3].map((x) => x * 2).join(),
     tryIt(() => Array.prototype.fill.call(null)), new Uint8Array([1, 2]).toString(), new Float32Array([1.5]).toLocaleString(),
     Array.prototype.indexOf.call({ length: 3, 2: "z" }, "z"), [..."ab"].length,
+    new Uint8Array(1) instanceof A, a instanceof Uint8Array, Uint8Array[Symbol.hasInstance].call(A, a),
+    [1, [2], [[3]]].flatMap((x) => x).length, [1, 2].flatMap((x, i, arr) => [x, i, arr.length]).join(), tryIt(() => [1].flatMap(1)),
+    [1, , 3].flatMap((x) => [x]).length, Array.prototype.flatMap.call({ length: 2, 0: "a", 1: ["b"] }, (x) => x).join(),
+    [1].flatMap(function () { return this.v; }, { v: 5 }).join(), Array.prototype.flatMap.length, tryIt(() => Array.prototype.flatMap.call(null, (x) => x)),
+    ["a", "b"].join(), [].join(), [null, undefined, 1].join(), [{ toString() { return 5; } }, 2n].join(), ["\uD800"].join() === "\uD800",
+    tryIt(() => [Symbol()].join()), tryIt(() => [1, 2].join({ toString() { return Symbol(); } })),
   ].join("|");
 };
 module.exports = still;`}, js.Config{})
 	// node -e "$(cat lang.js)" with console.log(JSON.stringify(still()))
-	want := `"16|8|1,2,3|5,0|2|0,2,4|1,2|7,8|true|false|true|true|true|true|3|true|Uint8Array|3|1|8|function|TypeError|TypeError|3|true|true|6|8|0|1|RangeError|RangeError|TypeError|3|0|0|2|1|-1|2|RangeError|5|-Infinity|2|2|2|0,1,2|a,b,c|1,2|0-0-0-0-0|4|2|x,|a1b|x\\n1|x-y+z|1,2,3|1+2+3|3|ab|1null2|1,2|172|TypeError|a.b.c|1,2,3|1|false|3,2,1|2,4,6|TypeError|1,2|1.5|2|2"`
+	want := `"16|8|1,2,3|5,0|2|0,2,4|1,2|7,8|true|false|true|true|true|true|3|true|Uint8Array|3|1|8|function|TypeError|TypeError|3|true|true|6|8|0|1|RangeError|RangeError|TypeError|3|0|0|2|1|-1|2|RangeError|5|-Infinity|2|2|2|0,1,2|a,b,c|1,2|0-0-0-0-0|4|2|x,|a1b|x\\n1|x-y+z|1,2,3|1+2+3|3|ab|1null2|1,2|172|TypeError|a.b.c|1,2,3|1|false|3,2,1|2,4,6|TypeError|1,2|1.5|2|2|false|true|true|3|1,0,2,2,1,2|TypeError|2|a,b|5|1|TypeError|a,b||,,1|5,2|true|TypeError|TypeError"`
 	code, body := e.get("a", "/api/")
 	if code != 200 || strings.TrimSpace(body) != want {
 		t.Errorf("%d %s\nwant %s", code, body, want)
@@ -138,7 +159,9 @@ module.exports = still;`}, js.Config{})
 // TestIterablesOfAnyLengthEndAtTheLimit: what goes through an iterable
 // is not refused by its length (a holey array of 2**32-1 is iterable),
 // but each step calls the array iterator's next, a counted built-in, so
-// the run ends at its time limit.
+// the run ends at its time limit; and flatMap, JS now, goes through what
+// its callback gives in JS (goja's went through [0].flatMap(() => new
+// Array(2**32-1)) in Go, for minutes).
 func TestIterablesOfAnyLengthEndAtTheLimit(t *testing.T) {
 	e := newEnv(t, map[string]string{
 		"a/app.json": `{"js": {"handler_timeout_ms": 300}}`,
@@ -150,9 +173,10 @@ const cases = {
   "/api/from": () => Array.from(long()).length,
   "/api/set": () => new Set(long()).size,
   "/api/keys": () => [...long().keys()].length,
+  "/api/flat-map": () => [0].flatMap(() => long()).length,
 };
 module.exports = function (req) { return cases[req.path](); };`}, js.Config{})
-	for _, path := range []string{"/api/typed", "/api/spread", "/api/from", "/api/set", "/api/keys"} {
+	for _, path := range []string{"/api/typed", "/api/spread", "/api/from", "/api/set", "/api/keys", "/api/flat-map"} {
 		if code, body := e.get("a", path); code != 500 || decodeErr(t, body).Error != "api/main.js ran past its time limit of 300ms and was interrupted" {
 			t.Errorf("%s: %d %.300s", path, code, body)
 		}
