@@ -864,6 +864,34 @@ func (fw *forwarding) instanceOf(vm *goja.Runtime, v goja.Value, target *goja.Ob
 	return vm.ToValue(r.ToBoolean())
 }
 
+// ordinaryHasInstance is the language's OrdinaryHasInstance(c, v), its
+// reads through Reflect's (counted) functions: goja's refuses a c that is
+// a proxy (so any bound function). A bound c is not looked through:
+// its prototype, which it has none of, is read instead (a TypeError).
+func (fw *forwarding) ordinaryHasInstance(vm *goja.Runtime, c, v goja.Value) bool {
+	if _, ok := goja.AssertFunction(c); !ok {
+		return false
+	}
+	o, ok := v.(*goja.Object)
+	if !ok {
+		return false
+	}
+	p, ok := fw.call(fw.get, c, vm.ToValue("prototype"), c).(*goja.Object)
+	if !ok {
+		panic(vm.NewTypeError("Function has non-object prototype in instanceof check"))
+	}
+	for {
+		next, ok := fw.call(fw.proto, o).(*goja.Object)
+		if !ok {
+			return false
+		}
+		if next == p {
+			return true
+		}
+		o = next
+	}
+}
+
 // traps forwards a proxy's reads, writes and prototype reads through
 // Reflect's (counted) functions rather than goja's forwarding in Go: a
 // function made its own prototype (goja's check for a cycle stops at a
@@ -906,8 +934,8 @@ func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.
 			}
 			if hasInstanceOf == nil {
 				hasInstanceOf = vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
-					if this, ok := c.This.(*goja.Object); ok && this != *self {
-						return vm.ToValue(fw.hasInstanceCall(goja.FunctionCall{This: this, Arguments: []goja.Value{c.Argument(0)}}).ToBoolean())
+					if c.This != *self {
+						return vm.ToValue(fw.ordinaryHasInstance(vm, c.This, c.Argument(0)))
 					}
 					return fw.instanceOf(vm, c.Argument(0), instanceTarget)
 				}))

@@ -148,15 +148,19 @@ var arrayGuardProgram = goja.MustCompile("fazt:arrays", arrayGuard, true)
 const maxTextNesting = 1000
 
 const arrayGuard = `(function (maxNesting) {
-  const define = (name, fn) => Object.defineProperty(Array.prototype, name,
-    { value: fn, writable: true, enumerable: false, configurable: true });
+  // What these use of the language, as it is before any script runs: a
+  // script's changes to Array, Object, Math or Reflect do not reach them.
+  const defineProperty = Object.defineProperty, toObject = Object, isArray = Array.isArray, apply = Reflect.apply;
+  const trunc = Math.trunc, min = Math.min, max = Math.max, maxLength = Number.MAX_SAFE_INTEGER;
+  const define = (name, fn) => defineProperty(Array.prototype, name,
+    { __proto__: null, value: fn, writable: true, enumerable: false, configurable: true });
   let nesting = 0;
   const reset = () => { nesting = 0; };
   const nested = (native, self, args) => {
     if (nesting >= maxNesting) throw new RangeError("arrays nested more than " + maxNesting + " deep cannot be made text");
     nesting++;
     try {
-      return native.apply(self, args);
+      return apply(native, self, args);
     } finally {
       nesting--;
     }
@@ -164,21 +168,25 @@ const arrayGuard = `(function (maxNesting) {
   const toText = Array.prototype.toString, toLocaleText = Array.prototype.toLocaleString;
   define("toString", { toString() { return nested(toText, this, []); } }.toString);
   define("toLocaleString", { toLocaleString(...args) { return nested(toLocaleText, this, args); } }.toLocaleString);
-  const apply = Reflect.apply;
-  const toLength = (v) => Math.min(Math.max(Math.trunc(Number(v)) || 0, 0), Number.MAX_SAFE_INTEGER);
+  // ToLength and ToIntegerOrInfinity: + throws for a BigInt, as they do.
+  const toLength = (v) => min(max(trunc(+v) || 0, 0), maxLength);
+  // An element of the answer, defined as the language does (a setter of
+  // Array.prototype's is not called).
+  const put = (out, v) => defineProperty(out, out.length,
+    { __proto__: null, value: v, writable: true, enumerable: true, configurable: true });
   define("flat", { flat() {
     if (this === null || this === undefined) throw new TypeError("Array.prototype.flat called on null or undefined");
-    const depth = arguments[0] === undefined ? 1 : Math.trunc(Number(arguments[0])) || 0;
+    const depth = arguments[0] === undefined ? 1 : trunc(+arguments[0]) || 0;
     const out = [];
     const into = (source, depth) => {
       for (let i = 0, n = toLength(source.length); i < n; i++) {
         if (!(i in source)) continue;
         const e = source[i];
-        if (depth > 0 && Array.isArray(e)) into(e, depth - 1);
-        else out.push(e);
+        if (depth > 0 && isArray(e)) into(e, depth - 1);
+        else put(out, e);
       }
     };
-    into(Object(this), depth);
+    into(toObject(this), depth);
     return out;
   } }.flat);
   // flatMap too: goja's goes through each answer's length in Go, where
@@ -187,14 +195,14 @@ const arrayGuard = `(function (maxNesting) {
   define("flatMap", { flatMap(callback) { // length 1, as the language's
     const thisArg = arguments[1];
     if (this === null || this === undefined) throw new TypeError("Array.prototype.flatMap called on null or undefined");
-    const source = Object(this), n = toLength(source.length);
+    const source = toObject(this), n = toLength(source.length);
     if (typeof callback !== "function") throw new TypeError("Array.prototype.flatMap callback must be a function");
     const out = [];
     for (let i = 0; i < n; i++) {
       if (!(i in source)) continue;
       const e = apply(callback, thisArg, [source[i], i, source]);
-      if (!Array.isArray(e)) { out.push(e); continue; }
-      for (let j = 0, m = toLength(e.length); j < m; j++) if (j in e) out.push(e[j]);
+      if (!isArray(e)) { put(out, e); continue; }
+      for (let j = 0, m = toLength(e.length); j < m; j++) if (j in e) put(out, e[j]);
     }
     return out;
   } }.flatMap);

@@ -43,17 +43,22 @@ const cases = {
   "/api/concat": () => [].concat({ length: 2 ** 40, [Symbol.isConcatSpreadable]: true }),
   "/api/typed-join": () => new Uint8Array(2 ** 21).join(),
   "/api/typed-locale": () => new Uint8Array(2 ** 21).toLocaleString(),
+  "/api/typed-sort": () => new Uint8Array(2 ** 21).sort(),
+  "/api/typed-join-elements": () => new Float64Array(2 ** 20).join("x".repeat(512)),
+  "/api/locale": () => [].toLocaleString.call({ length: 2 ** 40 }),
+  "/api/locale-elements": () => new Array(2 ** 20).fill({ toLocaleString: () => "x".repeat(2 ** 10) }).toLocaleString(),
 };
 module.exports = function (req) {
   if (req.path === "/api/json") return Math.max.apply(null, req.json.values);
   if (req.path === "/api/caught") {
     try { return new Array(2 ** 32 - 1).fill(0); } catch (e) { return e.name + "; " + [1, 2].fill(0).join(); }
   }
-  if (req.path === "/api/edges") { // at the limits, not past them
+  if (req.path === "/api/edges") { // at the element and byte limits, not past them; joins of a cycle
     const cyclic = [1, 2]; cyclic.push(cyclic);
     return [[].indexOf.call({ length: 2 ** 20 }, 1), new ArrayBuffer(2 ** 26).byteLength, new ArrayBuffer(2 ** 26 + 0.5).byteLength,
       new Float64Array(2 ** 23).length, String(BigInt.asUintN(2 ** 20, 5n)), Math.max.apply(null, new Array(2 ** 20).fill(1)),
-      cyclic.join("-"), String([cyclic, [cyclic]])].join("|");
+      [].join.call({ length: 2 ** 20 }).length, [].concat({ length: 2 ** 20, [Symbol.isConcatSpreadable]: true }).length,
+      new Uint8Array(2 ** 20).sort().length, cyclic.join("-"), String([cyclic, [cyclic]])].join("|");
   }
   return cases[req.path]();
 };`}, js.Config{})
@@ -85,6 +90,10 @@ module.exports = function (req) {
 		{"/api/concat", "RangeError: Array.prototype.concat goes through at most 1048576 elements, not 1099511627776"},
 		{"/api/typed-join", "RangeError: %TypedArray%.prototype.join goes through at most 1048576 elements, not 2097152"},
 		{"/api/typed-locale", "RangeError: %TypedArray%.prototype.toLocaleString goes through at most 1048576 elements, not 2097152"},
+		{"/api/typed-sort", "RangeError: %TypedArray%.prototype.sort goes through at most 1048576 elements, not 2097152"},
+		{"/api/typed-join-elements", "RangeError: Invalid string length"},
+		{"/api/locale", "RangeError: Array.prototype.toLocaleString goes through at most 1048576 elements, not 1099511627776"},
+		{"/api/locale-elements", "RangeError: Invalid string length"},
 	} {
 		if code, body := e.get("a", c.path); code != 500 || decodeErr(t, body).Error != c.want {
 			t.Errorf("%s: %d %.300s, want %s", c.path, code, body, c.want)
@@ -96,7 +105,7 @@ module.exports = function (req) {
 	}
 	wantAnswers(t, e, []answer{
 		{"/api/caught", `"RangeError; 0,0"`},
-		{"/api/edges", `"-1|67108864|67108864|8388608|5|1|1-2-|1,2,,1,2,"`},
+		{"/api/edges", `"-1|67108864|67108864|8388608|5|1|1048575|1048576|1048576|1-2-|1,2,,1,2,"`},
 	})
 }
 
@@ -139,17 +148,26 @@ const still = () => {
     [1, 2, 3].indexOf(2), [1, 2, 3].includes(4), [1, 2, 3].reverse().join(), [1, 2, 3].map((x) => x * 2).join(),
     tryIt(() => Array.prototype.fill.call(null)), new Uint8Array([1, 2]).toString(), new Float32Array([1.5]).toLocaleString(),
     Array.prototype.indexOf.call({ length: 3, 2: "z" }, "z"), [..."ab"].length,
-    new Uint8Array(1) instanceof A, a instanceof Uint8Array, Uint8Array[Symbol.hasInstance].call(A, a),
+    new Uint8Array(1) instanceof A, a instanceof Uint8Array, Uint8Array[Symbol.hasInstance].call(A, new Uint8Array(1)),
+    new Uint8Array(1) instanceof new Proxy(Uint8Array, {}), Uint8Array[Symbol.hasInstance].call(Float64Array, new Float64Array(1)),
+    Uint8Array[Symbol.hasInstance].call(undefined, new Uint8Array(1)), Uint8Array[Symbol.hasInstance].call(A, 1),
     [1, [2], [[3]]].flatMap((x) => x).length, [1, 2].flatMap((x, i, arr) => [x, i, arr.length]).join(), tryIt(() => [1].flatMap(1)),
     [1, , 3].flatMap((x) => [x]).length, Array.prototype.flatMap.call({ length: 2, 0: "a", 1: ["b"] }, (x) => x).join(),
     [1].flatMap(function () { return this.v; }, { v: 5 }).join(), Array.prototype.flatMap.length, tryIt(() => Array.prototype.flatMap.call(null, (x) => x)),
     ["a", "b"].join(), [].join(), [null, undefined, 1].join(), [{ toString() { return 5; } }, 2n].join(), ["\uD800"].join() === "\uD800",
     tryIt(() => [Symbol()].join()), tryIt(() => [1, 2].join({ toString() { return Symbol(); } })),
+    ["a", "\uD800"].join() === "a,\uD800", (() => { const cy = [1]; cy.push({ toLocaleString: () => cy.join("+") }); return cy.toLocaleString(); })(),
+    [1, "a", null, [2, 3], undefined].toLocaleString(), tryIt(() => [{ toLocaleString: 1 }].toLocaleString()), [1.5, true].toLocaleString(),
+    Array.prototype.toLocaleString.call({ length: 2, 1: 7 }), (() => { const th = [1, { toString() { throw new Error("x"); } }]; tryIt(() => th.join()); th.pop(); return th.join(); })(),
+    (() => { Object.defineProperty(Array.prototype, "0", { set() {}, configurable: true }); try { return [[5].flatMap((x) => x)[0], [[6]].flat()[0]].join(); } finally { delete Array.prototype[0]; } })(),
+    (() => { const o = Array.isArray; Array.isArray = () => false; try { return [[1]].flatMap((x) => x).length + ":" + [[1]].flat().length; } finally { Array.isArray = o; } })(),
+    tryIt(() => Array.prototype.flatMap.call({ length: 1n, 0: 7 }, (x) => x)), tryIt(() => [[1]].flat(1n)), [1, [2, [3, [4]]]].flat(2).length,
+    new Uint8Array([3, 1, 2]).sort().join(), new Uint8Array([3, 1, 2]).toSorted().join(),
   ].join("|");
 };
 module.exports = still;`}, js.Config{})
 	// node -e "$(cat lang.js)" with console.log(JSON.stringify(still()))
-	want := `"16|8|1,2,3|5,0|2|0,2,4|1,2|7,8|true|false|true|true|true|true|3|true|Uint8Array|3|1|8|function|TypeError|TypeError|3|true|true|6|8|0|1|RangeError|RangeError|TypeError|3|0|0|2|1|-1|2|RangeError|5|-Infinity|2|2|2|0,1,2|a,b,c|1,2|0-0-0-0-0|4|2|x,|a1b|x\\n1|x-y+z|1,2,3|1+2+3|3|ab|1null2|1,2|172|TypeError|a.b.c|1,2,3|1|false|3,2,1|2,4,6|TypeError|1,2|1.5|2|2|false|true|true|3|1,0,2,2,1,2|TypeError|2|a,b|5|1|TypeError|a,b||,,1|5,2|true|TypeError|TypeError"`
+	want := `"16|8|1,2,3|5,0|2|0,2,4|1,2|7,8|true|false|true|true|true|true|3|true|Uint8Array|3|1|8|function|TypeError|TypeError|3|true|true|6|8|0|1|RangeError|RangeError|TypeError|3|0|0|2|1|-1|2|RangeError|5|-Infinity|2|2|2|0,1,2|a,b,c|1,2|0-0-0-0-0|4|2|x,|a1b|x\\n1|x-y+z|1,2,3|1+2+3|3|ab|1null2|1,2|172|TypeError|a.b.c|1,2,3|1|false|3,2,1|2,4,6|TypeError|1,2|1.5|2|2|false|true|false|true|true|false|false|3|1,0,2,2,1,2|TypeError|2|a,b|5|1|TypeError|a,b||,,1|5,2|true|TypeError|TypeError|true|1,|1,a,,2,3,|TypeError|1.5,true|,7|1|5,6|1:1|TypeError|TypeError|4|1,2,3|1,2,3"`
 	code, body := e.get("a", "/api/")
 	if code != 200 || strings.TrimSpace(body) != want {
 		t.Errorf("%d %s\nwant %s", code, body, want)
