@@ -149,8 +149,10 @@ const maxTextNesting = 1000
 
 const arrayGuard = `(function (maxNesting) {
   // What these use of the language, as it is before any script runs: a
-  // script's changes to Array, Object, Math or Reflect do not reach them.
+  // script's changes to Array, Object, Math, Reflect or the errors do not
+  // reach them.
   const defineProperty = Object.defineProperty, toObject = Object, isArray = Array.isArray, apply = Reflect.apply;
+  const TypeError = globalThis.TypeError, RangeError = globalThis.RangeError;
   const trunc = Math.trunc, min = Math.min, max = Math.max, maxLength = Number.MAX_SAFE_INTEGER;
   const define = (name, fn) => defineProperty(Array.prototype, name,
     { __proto__: null, value: fn, writable: true, enumerable: false, configurable: true });

@@ -88,7 +88,8 @@ func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sized, error) 
 		checks[at(arrayProto, "Array.prototype", name)] = checked(rt.receiverWithin(vm, "Array.prototype."+name))
 	}
 	checks[at(arrayProto, "Array.prototype", "join")] = func(nativeFunc) nativeFunc { return rt.join(vm) }
-	checks[at(arrayProto, "Array.prototype", "toLocaleString")] = func(nativeFunc) nativeFunc { return rt.localeText(vm) }
+	reflectGet, _ := guardable(at(object("Reflect"), "Reflect", "get"))
+	checks[at(arrayProto, "Array.prototype", "toLocaleString")] = func(nativeFunc) nativeFunc { return rt.localeText(vm, reflectGet) }
 	checks[at(arrayProto, "Array.prototype", "concat")] = checked(rt.concatWithin(vm))
 	typedArray := object("Uint8Array").Prototype() // %TypedArray%
 	typedProto := typedArray.Get("prototype").ToObject(vm)
@@ -200,8 +201,9 @@ func (rt *runtime) typedWithin(vm *goja.Runtime, name string, length nativeFunc)
 }
 
 // maxNumberText is the longest text of a typed array's element: a
-// number's (-1.2345678901234567e-300) or a 64-bit BigInt's.
-const maxNumberText = 24
+// number's (-0.0000030000000000000004: between 1e-6 and 1e-5 a number is
+// written out in full), longer than a 64-bit BigInt's.
+const maxNumberText = 25
 
 // typedJoinWithin is typedWithin, and refuses an answer that could be
 // longer than a string may be, its separators and its elements at their
@@ -244,15 +246,22 @@ func (rt *runtime) join(vm *goja.Runtime) nativeFunc {
 	}
 }
 
-func (rt *runtime) localeText(vm *goja.Runtime) nativeFunc {
+// localeText's elements' toLocaleString is read with the element itself
+// as the receiver (a primitive's getter sees the primitive), through
+// goja's own Reflect.get, and called with the element as this and the
+// locales and options it was given, as ECMA-402 says.
+func (rt *runtime) localeText(vm *goja.Runtime, reflectGet nativeFunc) nativeFunc {
 	comma := vm.ToValue(",").(goja.String)
+	name := vm.ToValue("toLocaleString")
 	return func(c goja.FunctionCall) goja.Value {
+		args := []goja.Value{c.Argument(0), c.Argument(1)}
 		return rt.joinText(vm, "Array.prototype.toLocaleString", c.This, func() goja.String { return comma }, func(e goja.Value) goja.String {
-			f, ok := goja.AssertFunction(e.ToObject(vm).Get("toLocaleString"))
+			method := reflectGet(goja.FunctionCall{This: goja.Undefined(), Arguments: []goja.Value{e.ToObject(vm), name, e}})
+			f, ok := goja.AssertFunction(method)
 			if !ok {
 				panic(vm.NewTypeError("Property 'toLocaleString' of object %s is not a function", e.String()))
 			}
-			t, err := f(e)
+			t, err := f(e, args...)
 			if err != nil {
 				panic(err)
 			}
