@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-realtime/fazt/events"
+	jsrt "github.com/fazt-realtime/fazt/transport/js"
 	"github.com/fazt-realtime/fazt/transport/web"
 	"github.com/fazt-realtime/fazt/transport/ws"
 )
@@ -22,6 +23,7 @@ import (
 func serveCmd() *cobra.Command {
 	var (
 		addr, db, appsDir, durability, admin, logLevel, debugAddr   string
+		jsMemory                                                    string
 		heartbeat, pongTimeout, writeDelay, maxWriteDelay, appGrace time.Duration
 		bodyTimeout                                                 time.Duration
 		retention                                                   retentionFlags
@@ -59,6 +61,10 @@ See docs/operators.md, "One processor".`,
 			if bodyTimeout < time.Second {
 				return fmt.Errorf("--body-timeout %s: want 1s or more", bodyTimeout)
 			}
+			memoryLimit, err := parseMemory(jsMemory)
+			if err != nil {
+				return fmt.Errorf("--js-memory (FAZT_JS_MEMORY) %q: %w", jsMemory, err)
+			}
 			slack, err := timerSlack()
 			if err != nil {
 				return err
@@ -76,6 +82,7 @@ See docs/operators.md, "One processor".`,
 				node: nodeConfig{
 					DBPath: db, AppsDir: appsDir, Durability: events.Durability(durability), AdminKey: admin,
 					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay, PlainWrites: !ioURing},
+					JS:        jsrt.Config{MemoryLimit: memoryLimit},
 					Logger:    logger,
 					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace, BodyTimeout: bodyTimeout,
 				},
@@ -96,6 +103,7 @@ See docs/operators.md, "One processor".`,
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")
 	f.DurationVar(&maxWriteDelay, "write-delay-max", envDuration("FAZT_WRITE_DELAY_MAX", defaultMaxWriteDelay), "under load, hold broadcasts back for up to this long instead of --write-delay: a connection writer that spent over a fifth of its time in rounds lately waits longer between them, in step with that share and as far as its writes go to connections it wrote for lately, so each socket write carries more frames; no more than --write-delay, or --write-delay 0, turns this off (FAZT_WRITE_DELAY_MAX)")
 	f.BoolVar(&ioURing, "io-uring", envBool("FAZT_IO_URING", true), "on Linux, where the kernel allows io_uring, write the connections' sockets in batches through it, one system call for up to 64 writes; false: one send(2) per write (FAZT_IO_URING)")
+	f.StringVar(&jsMemory, "js-memory", os.Getenv("FAZT_JS_MEMORY"), "how far scripts may grow the server's heap (512MiB, 4GiB): past it, after a collection, every JS run under way is interrupted and fails; default half the memory the process may have (its cgroup's limit, or the machine's); off: no limit (FAZT_JS_MEMORY)")
 	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd

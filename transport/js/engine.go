@@ -75,6 +75,12 @@ type Config struct {
 	// one to two IdleTimeouts after their last run. The same sweep forgets
 	// the scripts of app folders that are gone.
 	IdleTimeout time.Duration
+	// MemoryLimit is how much of the process's heap scripts may grow it
+	// to, in bytes: past it (after a collection), every run under way is
+	// interrupted with a MemoryError (memory.go). 0 is half the memory
+	// the process may have (its cgroup's limit, or the machine's); a
+	// negative value turns the check off.
+	MemoryLimit int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -98,6 +104,9 @@ func (c *Config) setDefaults() {
 	if c.MaxIdle <= 0 {
 		c.MaxIdle = max(16, 8*goruntime.GOMAXPROCS(0))
 	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = defaultMemoryLimit()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -117,6 +126,10 @@ type Engine struct {
 	sweeping bool               // a sweep (dropIdle) is due
 	closed   bool               // Close was called: no more sweeps
 	sweep    *time.Timer        // the next sweep, while sweeping
+
+	memMu    sync.Mutex
+	running  map[*runtime]context.CancelCauseFunc // the runs under way, each with its interrupt for the heap
+	watching bool                                 // watchMemory is reading the heap
 }
 
 // script is what the engine holds of one file of one app folder.

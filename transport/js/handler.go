@@ -89,6 +89,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		var se *ScriptError
 		var te *TimeoutError
+		var me *MemoryError
 		switch {
 		case errors.As(err, &se):
 			log().Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
@@ -96,6 +97,9 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &te):
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, te.Error(), domain.CodeInternal, "")
+		case errors.As(err, &me):
+			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "err", me.Error())
+			writeError(w, me.Error(), domain.CodeInternal, "")
 		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 			// The client left while the request waited for a run slot:
 			// it was not run, and no one reads an answer.

@@ -101,6 +101,7 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	var se *ScriptError
 	var te *TimeoutError
+	var me *MemoryError
 	switch {
 	case errors.As(err, &se):
 		log.Info("js hook refused", "reason", se.Message, "at", se.At)
@@ -108,6 +109,9 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	case errors.As(err, &te):
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())
+	case errors.As(err, &me):
+		log.Warn("js hook interrupted", "err", me.Error())
+		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, me.Error())
 	case domain.CodeOf(err) == domain.CodeUnavailable:
 		// The server was busy, not the hook's answer: fazt.js retries an
 		// unavailable subscribe, and would drop a not_allowed one for good.

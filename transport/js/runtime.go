@@ -350,7 +350,10 @@ func (p printer) Error(s string) { p.print(slog.LevelError, s) }
 // (Runtime.Interrupt) and the loop stopped; the runtime is then not
 // reusable, since an interrupt may still be in flight.
 func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runtime) (goja.Value, error), finish func(*goja.Runtime, goja.Value) error) (reusable bool, err error) {
-	ctx, cancel := context.WithTimeout(ex.ctx, limit)
+	watched, stopForMemory := context.WithCancelCause(ex.ctx)
+	defer stopForMemory(nil)
+	defer rt.eng.watch(rt, stopForMemory)()
+	ctx, cancel := context.WithTimeout(watched, limit)
 	defer cancel()
 	run := *ex
 	run.ctx = ctx
@@ -538,6 +541,8 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%s: %w", rt.ver.file, ex.ctx.Err())
+		} else if context.Cause(watched) == errShortOfMemory {
+			err = &MemoryError{File: rt.ver.file, Limit: rt.eng.cfg.MemoryLimit}
 		} else {
 			err = &TimeoutError{File: rt.ver.file, Limit: limit}
 		}
