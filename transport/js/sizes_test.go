@@ -46,7 +46,7 @@ const cases = {
   "/api/typed-sort": () => new Uint8Array(2 ** 21).sort(),
   "/api/typed-join-elements": () => new Float64Array(2 ** 20).fill(-3.0000000000000004e-6).join("x".repeat(488)),
   "/api/locale": () => [].toLocaleString.call({ length: 2 ** 40 }),
-  "/api/locale-elements": () => new Array(2 ** 20).fill({ toLocaleString: () => "x".repeat(2 ** 10) }).toLocaleString(),
+  "/api/locale-elements": () => { const long = "x".repeat(2 ** 20); return new Array(1024).fill({ toLocaleString: () => long }).toLocaleString(); },
 };
 module.exports = function (req) {
   if (req.path === "/api/json") return Math.max.apply(null, req.json.values);
