@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dop251/goja"
@@ -75,11 +76,11 @@ type Config struct {
 	// one to two IdleTimeouts after their last run. The same sweep forgets
 	// the scripts of app folders that are gone.
 	IdleTimeout time.Duration
-	// MemoryLimit is how much of the process's heap scripts may grow it
-	// to, in bytes: past it (after a collection), every run under way is
-	// interrupted with a MemoryError (memory.go). 0 is half the memory
-	// the process may have (its cgroup's limit, or the machine's); a
-	// negative value turns the check off.
+	// MemoryLimit bounds the process's heap while scripts run, in bytes:
+	// past it (after a collection), every run under way is interrupted
+	// with a MemoryError (memory.go). 0 is an eighth of the memory the
+	// process may have (its cgroups' limit, or the machine's; off where
+	// neither is known); a negative value turns the check off.
 	MemoryLimit int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -128,8 +129,14 @@ type Engine struct {
 	sweep    *time.Timer        // the next sweep, while sweeping
 
 	memMu    sync.Mutex
-	running  map[*runtime]context.CancelCauseFunc // the runs under way, each with its interrupt for the heap
-	watching bool                                 // watchMemory is reading the heap
+	running  map[*runtime]context.CancelFunc // the runs under way, each with its end for the heap
+	watching bool                            // watchMemory is reading the heap
+	memFloor atomic.Int64                    // a heap that stayed past MemoryLimit with the runs ended (memory.go)
+
+	gcMu         sync.Mutex
+	collecting   bool   // collect's collection is under way
+	collectAgain bool   // and another is asked for after it
+	collected    uint64 // collect's collections ended
 }
 
 // script is what the engine holds of one file of one app folder.

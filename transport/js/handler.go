@@ -98,8 +98,10 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, te.Error(), domain.CodeInternal, "")
 		case errors.As(err, &me):
+			// The server's state, not (only) the script's: it may be
+			// tried again.
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "err", me.Error())
-			writeError(w, me.Error(), domain.CodeInternal, "")
+			writeError(w, me.Error(), domain.CodeUnavailable, "")
 		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 			// The client left while the request waited for a run slot:
 			// it was not run, and no one reads an answer.

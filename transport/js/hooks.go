@@ -110,8 +110,10 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())
 	case errors.As(err, &me):
+		// The server's state, not the hook's answer: fazt.js retries an
+		// unavailable subscribe, as for a hook that found no slot.
 		log.Warn("js hook interrupted", "err", me.Error())
-		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, me.Error())
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
 	case domain.CodeOf(err) == domain.CodeUnavailable:
 		// The server was busy, not the hook's answer: fazt.js retries an
 		// unavailable subscribe, and would drop a not_allowed one for good.

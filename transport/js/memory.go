@@ -3,35 +3,48 @@ package js
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"path"
 	goruntime "runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // Memory is not counted per script: goja has no such count, and Go none
-// per goroutine. What a runaway script makes itself (a loop that doubles
-// a string, or keeps every value it makes) grows the process's heap until
-// the allocation that fails ends the whole server, which no recover
-// catches. While any run is under way, the engine reads the heap every
-// memoryCheckEvery; past Config.MemoryLimit it collects, and if the heap
-// is still past the limit it interrupts every run under way (it cannot
-// tell which one grew it), each failing with a MemoryError, so that the
-// collector can take back what they held before the next step takes the
-// rest. A single call that asks for too much at once is not stopped this
-// way: the built-ins' own bounds (sizes.go) are for those.
+// per goroutine. What a runaway script makes itself (a loop that keeps
+// every value it makes, or doubles a string) grows the process's heap
+// until the allocation that fails ends the whole server, which no
+// recover catches. While any run is under way, the engine reads the heap
+// every memoryCheckEvery; past Config.MemoryLimit it starts a collection,
+// and once the heap is still past the limit after it, or at once past
+// tripFactor times the limit, it interrupts every run under way (it
+// cannot tell which one grew it), each failing with a MemoryError, so
+// that the collector can take back what they held before the next step
+// takes the rest. A heap that stays past the limit with the runs ended is
+// not the scripts' alone: from then on only growth past it counts, until
+// the heap is back under the limit. A single call that asks for too much
+// at once is not stopped this way: the built-ins' own bounds (sizes.go)
+// are for those.
 
 // memoryCheckEvery is how often the heap is read while runs are under
-// way: a doubling loop's steps take longer than this from about 64 MiB on
-// (a copy of that much), so the check falls between steps.
+// way. A loop that keeps what it makes is stopped a few steps past the
+// limit; one that doubles a string is not reliably: a collection (this
+// one's, or Go's own) waits for a copy of gigabytes to end, and stops the
+// check with everything else meanwhile, while the loop takes its next
+// step.
 const memoryCheckEvery = 10 * time.Millisecond
 
-// errShortOfMemory is the cause of a run interrupted for the heap.
-var errShortOfMemory = errors.New("the server's memory for scripts ran out")
+// tripFactor: past the limit this many times over, the runs are
+// interrupted without waiting for a collection, which waits for a
+// goroutine in a copy of gigabytes (a step of a doubling loop: no safe
+// point for seconds) while the loop takes more steps. Garbage alone
+// takes the heap this far only when what is live is past the limit too:
+// the collector starts when the heap is twice what it found live.
+const tripFactor = 2
 
 // MemoryError is returned by a run interrupted because the process's heap
 // passed Config.MemoryLimit.
@@ -41,31 +54,31 @@ type MemoryError struct {
 }
 
 func (e *MemoryError) Error() string {
-	return fmt.Sprintf("%s was interrupted: the server's heap passed its limit for scripts (%d MiB) while it ran", e.File, e.Limit>>20)
+	return fmt.Sprintf("%s was interrupted: the server's heap passed its limit for scripts (%d MiB) while it ran", e.File, (e.Limit+(1<<20)-1)>>20)
 }
 
-// heap is the memory the heap's objects take, garbage not yet collected
-// included, and how many collections have ended.
-func heap() (bytes int64, collections uint64) {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+// heapBytes is the memory the heap's objects take, garbage not yet swept
+// included.
+func heapBytes() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		bytes = int64(s[0].Value.Uint64())
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
 	}
-	if s[1].Value.Kind() == metrics.KindUint64 {
-		collections = s[1].Value.Uint64()
-	}
-	return bytes, collections
+	return int64(s[0].Value.Uint64())
 }
 
-// defaultMemoryLimit is half of the memory the process may have: its
-// cgroup's limit, or the machine's; 0 (no limit) when neither is known.
+// defaultMemoryLimit is an eighth of the memory the process may have:
+// the least of its cgroups' limits and the machine's memory; 0 (no limit)
+// when neither is known (outside Linux). An eighth: the server has its
+// own heap besides, and what a run makes past the limit before the next
+// check, or its collection, ends.
 func defaultMemoryLimit() int64 {
 	total := machineMemory()
 	if c := cgroupMemory(); c > 0 && (total == 0 || c < total) {
 		total = c
 	}
-	return total / 2
+	return total / 8
 }
 
 // machineMemory is MemTotal from /proc/meminfo, in bytes; 0 elsewhere.
@@ -88,85 +101,178 @@ func machineMemory() int64 {
 	return 0
 }
 
-// cgroupMemory is the cgroup v2 memory.max of the process's cgroup, in
-// bytes; 0 when unlimited or unknown.
+// cgroupMemory is the least memory limit of the process's cgroups, in
+// bytes, from /proc/self/cgroup: cgroup v2's memory.max of its cgroup and
+// each one above it, or v1's memory.limit_in_bytes; 0 when none is set
+// or known.
 func cgroupMemory() int64 {
-	b, err := os.ReadFile("/sys/fs/cgroup/memory.max")
+	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return 0
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0 // "max"
+	least := int64(0)
+	take := func(file string) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 || n >= 1<<62 { // "max", or v1's unlimited
+			return
+		}
+		if least == 0 || n < least {
+			least = n
+		}
 	}
-	return n
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		dir := path.Clean("/" + parts[2])
+		switch {
+		case parts[0] == "0" && parts[1] == "": // v2
+			for {
+				take(path.Join("/sys/fs/cgroup", dir, "memory.max"))
+				if dir == "/" {
+					break
+				}
+				dir = path.Dir(dir)
+			}
+		case slices.Contains(strings.Split(parts[1], ","), "memory"): // v1
+			take(path.Join("/sys/fs/cgroup/memory", dir, "memory.limit_in_bytes"))
+			take("/sys/fs/cgroup/memory/memory.limit_in_bytes") // a container's own view
+		}
+	}
+	return least
 }
 
-// watch counts run among the runs under way, with stop to interrupt it
-// for the heap; the returned func takes it out. The first run starts the
-// watcher, which ends once no run is under way.
-func (e *Engine) watch(rt *runtime, stop context.CancelCauseFunc) func() {
+// watch counts rt's run among the runs under way, with stop to end it
+// for the heap; unwatch takes it out. The first run starts the watcher,
+// which ends once no run is under way.
+func (e *Engine) watch(rt *runtime, stop context.CancelFunc) {
 	if e.cfg.MemoryLimit <= 0 {
-		return func() {}
+		return
 	}
 	e.memMu.Lock()
 	defer e.memMu.Unlock()
 	if e.running == nil {
-		e.running = map[*runtime]context.CancelCauseFunc{}
+		e.running = map[*runtime]context.CancelFunc{}
 	}
 	e.running[rt] = stop
 	if !e.watching {
 		e.watching = true
 		go e.watchMemory()
 	}
-	return func() {
-		e.memMu.Lock()
-		delete(e.running, rt)
-		e.memMu.Unlock()
+}
+
+func (e *Engine) unwatch(rt *runtime) {
+	if e.cfg.MemoryLimit <= 0 {
+		return
 	}
+	e.memMu.Lock()
+	delete(e.running, rt)
+	e.memMu.Unlock()
+}
+
+// collect starts a collection, and gives the count of collections ended
+// that tells it has: one started now, or the one after the collection
+// under way (which may have marked before the heap grew).
+func (e *Engine) collect() uint64 {
+	e.gcMu.Lock()
+	defer e.gcMu.Unlock()
+	if e.collecting {
+		e.collectAgain = true
+		return e.collected + 2
+	}
+	e.collecting = true
+	go func() {
+		for {
+			goruntime.GC() // to its end, sweeping included
+			e.gcMu.Lock()
+			e.collected++
+			if !e.collectAgain {
+				e.collecting = false
+				e.gcMu.Unlock()
+				return
+			}
+			e.collectAgain = false
+			e.gcMu.Unlock()
+		}
+	}()
+	return e.collected + 1
+}
+
+// collections is how many collections collect has seen to their end.
+func (e *Engine) collections() uint64 {
+	e.gcMu.Lock()
+	defer e.gcMu.Unlock()
+	return e.collected
 }
 
 // watchMemory reads the heap every memoryCheckEvery while any run is
-// under way. Past the limit it starts a collection, without waiting for
-// it: a collection waits for the goroutine it would stop to reach a safe
-// point, and a copy of gigabytes (a step of a doubling loop) is none for
-// seconds, in which the loop took two more steps. It interrupts every run
-// under way once the heap is still past the limit after a collection
-// ended, or at once past twice the limit.
+// under way; see the top of this file.
 func (e *Engine) watchMemory() {
 	t := time.NewTicker(memoryCheckEvery)
 	defer t.Stop()
-	over, overAt := false, uint64(0) // past the limit since collection overAt
+	limit := e.cfg.MemoryLimit
+	var (
+		over     bool   // past the threshold, a collection due
+		overAt   uint64 // the count of collections that says it ended
+		settling bool   // runs were interrupted; a collection due
+		settleAt uint64
+	)
 	for range t.C {
 		e.memMu.Lock()
-		if len(e.running) == 0 {
+		if len(e.running) == 0 && !settling {
 			e.watching = false
 			e.memMu.Unlock()
 			return
 		}
 		e.memMu.Unlock()
-		bytes, collections := heap()
+		bytes := heapBytes()
+		if settling {
+			if e.collections() < settleAt {
+				continue
+			}
+			settling = false
+			if bytes > limit && bytes > e.memFloor.Load() {
+				e.memFloor.Store(bytes)
+				e.log.Warn("the heap stays past the limit for scripts with their runs ended: only growth past it counts until it is back under; raise fazt serve --js-memory if this is the server's own", "heap_mib", bytes>>20, "limit_mib", limit>>20)
+			}
+			continue
+		}
+		threshold := limit
+		if floor := e.memFloor.Load(); floor > 0 {
+			if bytes <= limit {
+				e.memFloor.Store(0) // back under
+			} else {
+				threshold = floor + limit/8
+			}
+		}
+		grown := bytes > tripFactor*threshold
 		switch {
-		case bytes <= e.cfg.MemoryLimit:
+		case bytes <= threshold:
 			over = false
 			continue
 		case !over:
-			over, overAt = true, collections
-			go goruntime.GC() // garbage counts until it is collected
-			if bytes <= 2*e.cfg.MemoryLimit {
+			over, overAt = true, e.collect()
+			if !grown {
 				continue
 			}
-		case collections == overAt && bytes <= 2*e.cfg.MemoryLimit:
+		case e.collections() < overAt && !grown:
 			continue // no collection has ended since: it may be garbage
 		}
 		over = false
 		e.memMu.Lock()
 		n := len(e.running)
 		for rt, stop := range e.running {
-			stop(errShortOfMemory)
+			rt.shortOfMemory.Store(true)
+			stop()
 			delete(e.running, rt)
 		}
 		e.memMu.Unlock()
-		e.log.Warn("js runs interrupted: the heap passed the limit for scripts", "heap_mib", bytes>>20, "limit_mib", e.cfg.MemoryLimit>>20, "runs", n)
+		e.log.Warn("js runs interrupted: the heap passed the limit for scripts", "heap_mib", bytes>>20, "limit_mib", limit>>20, "runs", n)
+		settling, settleAt = true, e.collect()
 	}
 }

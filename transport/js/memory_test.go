@@ -11,7 +11,8 @@ import (
 // TestARunawayScriptIsInterruptedForMemory: a handler that keeps all it
 // makes grew the heap until an allocation failed, which ends the whole
 // server. Past the engine's memory limit for scripts it is interrupted,
-// its request answered 500 with why, and the next run goes on.
+// its request answered 503 (the server's state: it may be tried again)
+// with why, and the next run goes on.
 func TestARunawayScriptIsInterruptedForMemory(t *testing.T) {
 	e := newEnv(t, map[string]string{"a/api/main.js": `
 module.exports = function (req) {
@@ -21,13 +22,42 @@ module.exports = function (req) {
 };`}, js.Config{MemoryLimit: 256 << 20, HandlerTimeout: time.Minute})
 	code, body := e.get("a", "/api/grow")
 	want := "api/main.js was interrupted: the server's heap passed its limit for scripts (256 MiB) while it ran"
-	if code != 500 || decodeErr(t, body).Error != want {
-		t.Fatalf("grow: %d %.300s, want 500 %s", code, body, want)
+	if b := decodeErr(t, body); code != 503 || b.Error != want || b.Code != "unavailable" {
+		t.Fatalf("grow: %d %.300s, want 503 %s", code, body, want)
 	}
 	if code, body := e.get("a", "/api/ok"); code != 200 || strings.TrimSpace(body) != `"ok"` {
 		t.Errorf("after: %d %.300s", code, body)
 	}
 	if !strings.Contains(e.logs.String(), "the heap passed the limit for scripts") {
 		t.Errorf("not logged:\n%.2000s", e.logs.String())
+	}
+}
+
+// TestAHeapThatStaysPastTheLimitIsNotTheScripts: a limit below what the
+// server holds of its own interrupts the runs under way, but once the
+// heap stays past it with them ended, only growth past that counts: the
+// runs that follow are not all interrupted in turn.
+func TestAHeapThatStaysPastTheLimitIsNotTheScripts(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `
+module.exports = function () { const end = Date.now() + 30; while (Date.now() < end); return "ok"; };`},
+		js.Config{MemoryLimit: 1 << 20})
+	interrupted, inARow := 0, 0
+	for i := 0; i < 300 && inARow < 20; i++ { // bounded: 300 runs of 30 ms
+		code, body := e.get("a", "/api/")
+		switch {
+		case code == 200:
+			inARow++
+		case code == 503 && strings.Contains(decodeErr(t, body).Error, "heap passed its limit"):
+			interrupted++
+			inARow = 0
+		default:
+			t.Fatalf("%d %.300s", code, body)
+		}
+	}
+	if inARow < 20 {
+		t.Fatalf("runs kept being interrupted: %d in all", interrupted)
+	}
+	if interrupted == 0 || !strings.Contains(e.logs.String(), "the heap stays past the limit for scripts") {
+		t.Errorf("%d interrupted; the heap that stayed not logged:\n%.2000s", interrupted, e.logs.String())
 	}
 }

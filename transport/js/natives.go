@@ -356,6 +356,9 @@ func (rt *runtime) stopIfHalted(vm *goja.Runtime) {
 		// interrupts, and a script that caught this in between would
 		// otherwise finish past its limit.
 		vm.Interrupt(errTimeout)
+		if rt.shortOfMemory.Load() {
+			panic(rt.rangeError(vm, "interrupted: the server's heap passed its limit for scripts"))
+		}
 		panic(rt.rangeError(vm, "interrupted: the script ran past its time limit"))
 	}
 }

@@ -50,6 +50,9 @@ type runtime struct {
 	// their place).
 	nativeStringify, nativeIsArray  func(goja.FunctionCall) goja.Value
 	rangeErrorType, syntaxErrorType goja.Value
+	// shortOfMemory is set when the heap's check (memory.go) ends the run
+	// in progress, before it cancels the run's context.
+	shortOfMemory atomic.Bool
 	// joining are the objects Array.prototype.join is joining, innermost
 	// last: one met again is joined as "" (sizes.go). typedLength is
 	// goja's getter of a typed array's own length.
@@ -303,6 +306,9 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		return nil, err
 	}
 	if !reusable {
+		if rt.shortOfMemory.Load() {
+			return nil, &MemoryError{File: v.file, Limit: e.cfg.MemoryLimit}
+		}
 		return nil, &TimeoutError{File: v.file, Limit: limit}
 	}
 	return rt, nil
@@ -350,11 +356,11 @@ func (p printer) Error(s string) { p.print(slog.LevelError, s) }
 // (Runtime.Interrupt) and the loop stopped; the runtime is then not
 // reusable, since an interrupt may still be in flight.
 func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runtime) (goja.Value, error), finish func(*goja.Runtime, goja.Value) error) (reusable bool, err error) {
-	watched, stopForMemory := context.WithCancelCause(ex.ctx)
-	defer stopForMemory(nil)
-	defer rt.eng.watch(rt, stopForMemory)()
-	ctx, cancel := context.WithTimeout(watched, limit)
+	ctx, cancel := context.WithTimeout(ex.ctx, limit)
 	defer cancel()
+	rt.shortOfMemory.Store(false)
+	rt.eng.watch(rt, cancel) // the heap's check ends the run as its limit would
+	defer rt.eng.unwatch(rt)
 	run := *ex
 	run.ctx = ctx
 	rt.cur = &run
@@ -541,7 +547,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%s: %w", rt.ver.file, ex.ctx.Err())
-		} else if context.Cause(watched) == errShortOfMemory {
+		} else if rt.shortOfMemory.Load() && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = &MemoryError{File: rt.ver.file, Limit: rt.eng.cfg.MemoryLimit}
 		} else {
 			err = &TimeoutError{File: rt.ver.file, Limit: limit}
