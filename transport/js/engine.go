@@ -129,9 +129,10 @@ type Engine struct {
 	sweep    *time.Timer        // the next sweep, while sweeping
 
 	memMu    sync.Mutex
-	running  map[*runtime]context.CancelFunc // the runs under way, each with its end for the heap
-	watching bool                            // watchMemory is reading the heap
-	memFloor atomic.Int64                    // a heap that stayed past MemoryLimit with the runs ended (memory.go)
+	running  map[*runtime]watchedRun // the runs under way
+	stopping map[*runtime]struct{}   // the runs the heap's check ended, until they have
+	watching bool                    // watchMemory is reading the heap
+	memFloor atomic.Int64            // a heap that stayed past MemoryLimit with the runs ended (memory.go)
 
 	gcMu         sync.Mutex
 	collecting   bool   // collect's collection is under way

@@ -103,25 +103,26 @@ func machineMemory() int64 {
 
 // cgroupMemory is the least memory limit of the process's cgroups, in
 // bytes, from /proc/self/cgroup: cgroup v2's memory.max of its cgroup and
-// each one above it, or v1's memory.limit_in_bytes; 0 when none is set
-// or known.
+// each one above it, or v1's memory.limit_in_bytes and
+// hierarchical_memory_limit (its parents'); 0 when none is set or known.
 func cgroupMemory() int64 {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return 0
 	}
 	least := int64(0)
-	take := func(file string) {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	takeValue := func(v string) {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil || n <= 0 || n >= 1<<62 { // "max", or v1's unlimited
 			return
 		}
 		if least == 0 || n < least {
 			least = n
+		}
+	}
+	take := func(file string) {
+		if b, err := os.ReadFile(file); err == nil {
+			takeValue(string(b))
 		}
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
@@ -140,30 +141,46 @@ func cgroupMemory() int64 {
 				dir = path.Dir(dir)
 			}
 		case slices.Contains(strings.Split(parts[1], ","), "memory"): // v1
-			take(path.Join("/sys/fs/cgroup/memory", dir, "memory.limit_in_bytes"))
-			take("/sys/fs/cgroup/memory/memory.limit_in_bytes") // a container's own view
+			for _, base := range []string{path.Join("/sys/fs/cgroup/memory", dir), "/sys/fs/cgroup/memory"} { // the second: a container's own view
+				take(path.Join(base, "memory.limit_in_bytes"))
+				// The least of its and its parents' limits.
+				if b, err := os.ReadFile(path.Join(base, "memory.stat")); err == nil {
+					for _, l := range strings.Split(string(b), "\n") {
+						if v, ok := strings.CutPrefix(l, "hierarchical_memory_limit "); ok {
+							takeValue(v)
+						}
+					}
+				}
+			}
 		}
 	}
 	return least
 }
 
-// watch counts rt's run among the runs under way, with stop to end it
-// for the heap; unwatch takes it out. The first run starts the watcher,
-// which ends once no run is under way.
-func (e *Engine) watch(rt *runtime, stop context.CancelFunc) {
+// watch counts rt's run, of context ctx, among the runs under way, with
+// stop to end it for the heap; unwatch takes it out. The first run starts
+// the watcher, which ends once no run is under way.
+func (e *Engine) watch(rt *runtime, ctx context.Context, stop context.CancelFunc) {
 	if e.cfg.MemoryLimit <= 0 {
 		return
 	}
 	e.memMu.Lock()
 	defer e.memMu.Unlock()
 	if e.running == nil {
-		e.running = map[*runtime]context.CancelFunc{}
+		e.running = map[*runtime]watchedRun{}
+		e.stopping = map[*runtime]struct{}{}
 	}
-	e.running[rt] = stop
+	e.running[rt] = watchedRun{ctx, stop}
 	if !e.watching {
 		e.watching = true
 		go e.watchMemory()
 	}
+}
+
+// watchedRun is a run under way, as the heap's check sees it.
+type watchedRun struct {
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
 func (e *Engine) unwatch(rt *runtime) {
@@ -172,6 +189,7 @@ func (e *Engine) unwatch(rt *runtime) {
 	}
 	e.memMu.Lock()
 	delete(e.running, rt)
+	delete(e.stopping, rt)
 	e.memMu.Unlock()
 }
 
@@ -210,6 +228,15 @@ func (e *Engine) collections() uint64 {
 	return e.collected
 }
 
+// settleWait is how long the check waits for the runs it interrupted to
+// end before it collects and looks again.
+const settleWait = time.Second
+
+// floorMargin is the least growth past a heap that stayed past the limit
+// that counts: a run's own garbage (a boxed number a step) is more than an
+// eighth of a small limit.
+const floorMargin = 64 << 20
+
 // watchMemory reads the heap every memoryCheckEvery while any run is
 // under way; see the top of this file.
 func (e *Engine) watchMemory() {
@@ -217,10 +244,11 @@ func (e *Engine) watchMemory() {
 	defer t.Stop()
 	limit := e.cfg.MemoryLimit
 	var (
-		over     bool   // past the threshold, a collection due
-		overAt   uint64 // the count of collections that says it ended
-		settling bool   // runs were interrupted; a collection due
-		settleAt uint64
+		over     bool      // past the threshold, a collection due
+		overAt   uint64    // the count of collections that says it ended
+		settling bool      // runs were interrupted: waiting for them to end, then for a collection
+		settleAt uint64    // that collection's count; 0 until the runs have ended
+		since    time.Time // when they were interrupted
 	)
 	for range t.C {
 		e.memMu.Lock()
@@ -229,14 +257,24 @@ func (e *Engine) watchMemory() {
 			e.memMu.Unlock()
 			return
 		}
+		stopping := len(e.stopping)
 		e.memMu.Unlock()
+		collections := e.collections() // before the heap: a reading after the collection it counts
 		bytes := heapBytes()
 		if settling {
-			if e.collections() < settleAt {
+			switch {
+			case stopping > 0 && time.Since(since) < settleWait:
+				continue // the interrupted runs still hold what they made
+			case settleAt == 0:
+				settleAt = e.collect()
+				continue
+			case collections < settleAt:
 				continue
 			}
-			settling = false
-			if bytes > limit && bytes > e.memFloor.Load() {
+			settling, settleAt = false, 0
+			// A run still not ended (in a built-in the interrupt does
+			// not reach) may hold it: not the server's own, then.
+			if bytes > limit && bytes > e.memFloor.Load() && stopping == 0 {
 				e.memFloor.Store(bytes)
 				e.log.Warn("the heap stays past the limit for scripts with their runs ended: only growth past it counts until it is back under; raise fazt serve --js-memory if this is the server's own", "heap_mib", bytes>>20, "limit_mib", limit>>20)
 			}
@@ -244,10 +282,14 @@ func (e *Engine) watchMemory() {
 		}
 		threshold := limit
 		if floor := e.memFloor.Load(); floor > 0 {
-			if bytes <= limit {
+			switch {
+			case bytes <= limit:
 				e.memFloor.Store(0) // back under
-			} else {
-				threshold = floor + limit/8
+			case bytes < floor:
+				e.memFloor.Store(bytes) // the server's own heap shrank
+				threshold = bytes + max(limit/8, floorMargin)
+			default:
+				threshold = floor + max(limit/8, floorMargin)
 			}
 		}
 		grown := bytes > tripFactor*threshold
@@ -260,19 +302,27 @@ func (e *Engine) watchMemory() {
 			if !grown {
 				continue
 			}
-		case e.collections() < overAt && !grown:
+		case collections < overAt && !grown:
 			continue // no collection has ended since: it may be garbage
 		}
 		over = false
 		e.memMu.Lock()
-		n := len(e.running)
-		for rt, stop := range e.running {
+		n := 0
+		for rt, r := range e.running {
+			if r.ctx.Err() != nil {
+				continue // its limit passed, or its request went, first
+			}
 			rt.shortOfMemory.Store(true)
-			stop()
+			r.stop()
 			delete(e.running, rt)
+			e.stopping[rt] = struct{}{}
+			n++
 		}
 		e.memMu.Unlock()
+		if n == 0 {
+			continue
+		}
 		e.log.Warn("js runs interrupted: the heap passed the limit for scripts", "heap_mib", bytes>>20, "limit_mib", limit>>20, "runs", n)
-		settling, settleAt = true, e.collect()
+		settling, since = true, time.Now()
 	}
 }

@@ -31,6 +31,10 @@ module.exports = function (req) {
 	if !strings.Contains(e.logs.String(), "the heap passed the limit for scripts") {
 		t.Errorf("not logged:\n%.2000s", e.logs.String())
 	}
+	// What it held is gone once it has ended: not taken for the server's own.
+	if strings.Contains(e.logs.String(), "the heap stays past the limit") {
+		t.Errorf("the runaway's heap taken for the server's own:\n%.2000s", e.logs.String())
+	}
 }
 
 // TestAHeapThatStaysPastTheLimitIsNotTheScripts: a limit below what the

@@ -359,7 +359,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	ctx, cancel := context.WithTimeout(ex.ctx, limit)
 	defer cancel()
 	rt.shortOfMemory.Store(false)
-	rt.eng.watch(rt, cancel) // the heap's check ends the run as its limit would
+	rt.eng.watch(rt, ctx, cancel) // the heap's check ends the run as its limit would
 	defer rt.eng.unwatch(rt)
 	run := *ex
 	run.ctx = ctx
