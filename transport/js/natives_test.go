@@ -198,17 +198,12 @@ module.exports = function (req) {
   case "/api/toJSON": try { fazt.realtime.broadcast("room", { toJSON: () => deep(100000) }); } catch (e) { return e.message; }
   }
 };`}, js.Config{})
-	for _, tc := range []struct{ path, err string }{
+	wantFailures(t, e, []answer{
 		{"/api/stringify", "RangeError: JSON.stringify goes at most 1000 objects and arrays deep"},
 		{"/api/replacer", "RangeError: JSON.stringify goes at most 1000 objects and arrays deep"},
 		{"/api/list", "RangeError: JSON.stringify goes at most 1000 objects and arrays deep"},
 		{"/api/answer", "RangeError: JSON nests deeper than 1000 levels"},
-	} {
-		code, body := e.get("a", tc.path)
-		if code != 500 || decodeErr(t, body[:min(len(body), 2000)]).Error != tc.err {
-			t.Errorf("%s: %d %.300s", tc.path, code, body)
-		}
-	}
+	})
 	wantAnswers(t, e, []answer{
 		{"/api/caught", `"JSON.stringify goes at most 1000 objects and arrays deep"`},
 		{"/api/broadcast", `"bad_request: JSON nests deeper than 31 levels"`},
@@ -218,7 +213,8 @@ module.exports = function (req) {
 	})
 }
 
-// answer is what app a answers 200 at path.
+// answer is what app a answers 200 at path (wantAnswers), or the error
+// it answers 500 with (wantFailures).
 type answer struct{ path, want string }
 
 func wantAnswers(t *testing.T, e *env, answers []answer) {
@@ -226,6 +222,15 @@ func wantAnswers(t *testing.T, e *env, answers []answer) {
 	for _, a := range answers {
 		if code, body := e.get("a", a.path); code != 200 || strings.TrimSpace(body) != a.want {
 			t.Errorf("%s: %d %.300s, want %s", a.path, code, body, a.want)
+		}
+	}
+}
+
+func wantFailures(t *testing.T, e *env, failures []answer) {
+	t.Helper()
+	for _, f := range failures {
+		if code, body := e.get("a", f.path); code != 500 || decodeErr(t, body[:min(len(body), 2000)]).Error != f.want {
+			t.Errorf("%s: %d %.300s, want 500 %s", f.path, code, body, f.want)
 		}
 	}
 }
