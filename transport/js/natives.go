@@ -643,8 +643,9 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 	return nil
 }
 
-// maxStringLength is the longest string repeat, padStart and padEnd
-// make, in UTF-16 units: V8's limit, about 2**29.
+// maxStringLength is the longest string repeat, padStart, padEnd, an
+// array's join and toLocaleString (sizes.go) make, in UTF-16 units: V8's
+// limit, about 2**29.
 const maxStringLength = 1<<29 - 24
 
 // guardStringSizes refuses, with V8's RangeError, a repeat, padStart or
@@ -658,18 +659,7 @@ const maxStringLength = 1<<29 - 24
 // as they are: a receiver whose toString is one of these calls it again.
 func (rt *runtime) guardStringSizes(vm *goja.Runtime, natives map[string]func(goja.FunctionCall) goja.Value) error {
 	proto := vm.Get("String").ToObject(vm).Get("prototype").ToObject(vm)
-	// text is ToString(v): goja's ToString of an object gives the
-	// primitive its toString gave, which may be null or a number.
-	text := func(v goja.Value) goja.Value {
-		v = v.ToString()
-		switch v.(type) {
-		case goja.String:
-			return v
-		case *goja.Symbol:
-			panic(vm.NewTypeError("Cannot convert a Symbol value to a string"))
-		}
-		return vm.ToValue(v.String())
-	}
+	text := func(v goja.Value) goja.Value { return toText(vm, v) }
 	length := func(v goja.Value) float64 { return float64(v.(goja.String).Length()) }
 	for _, name := range []string{"repeat", "padStart", "padEnd"} {
 		native := natives[name]

@@ -53,8 +53,8 @@ type runtime struct {
 	// shortOfMemory is set when the heap's check (memory.go) ends the run
 	// in progress, before it cancels the run's context.
 	shortOfMemory atomic.Bool
-	// joining are the objects Array.prototype.join is joining, innermost
-	// last: one met again is joined as "" (sizes.go). typedLength is
+	// joining are the objects Array.prototype.join and toLocaleString are
+	// joining, innermost last: one met again is joined as "" (sizes.go). typedLength is
 	// goja's getter of a typed array's own length.
 	joining     []*goja.Object
 	typedLength func(goja.FunctionCall) goja.Value
@@ -132,8 +132,9 @@ func (rt *runtime) invoke(c goja.FunctionCall) goja.Value {
 // as Go recursion over nested arrays, where neither the time limit nor
 // the call depth limit reaches: a cyclic array's flat(Infinity), or the
 // text of an array nested a million deep, overflowed the Go stack, which
-// no recover catches, and took the whole server down. flat is JS here,
-// each level of nesting a call counted against maxCallDepth. toString
+// no recover catches, and took the whole server down. flat is JS here
+// (flatMap too), each level of nesting a call counted against
+// maxCallDepth. toString
 // and toLocaleString (which join reaches through the elements) count
 // their nesting and refuse past maxTextNesting with a RangeError: the
 // call depth limit would stop them too, but unwinding thousands of levels

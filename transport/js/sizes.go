@@ -44,8 +44,9 @@ const maxBigIntBits = 1 << 30
 // arrayMethodsThroughElements are the methods of Array.prototype that go
 // through their receiver's elements (or move them). push, pop, at and the
 // iterators do not; flat and flatMap are JS (arrayGuard), join and
-// toLocaleString are the server's (join), concat is checked by its
-// answer (concatWithin), and toString calls join.
+// toLocaleString are the server's (join and localeText, through
+// joinText), concat is checked by its answer (concatWithin), and
+// toString calls join.
 var arrayMethodsThroughElements = []string{"copyWithin", "every", "fill", "filter", "find", "findIndex", "findLast",
 	"findLastIndex", "forEach", "includes", "indexOf", "lastIndexOf", "map", "reduce", "reduceRight",
 	"reverse", "shift", "slice", "some", "sort", "splice", "toReversed", "toSorted", "toSpliced",
@@ -88,7 +89,10 @@ func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sized, error) 
 		checks[at(arrayProto, "Array.prototype", name)] = checked(rt.receiverWithin(vm, "Array.prototype."+name))
 	}
 	checks[at(arrayProto, "Array.prototype", "join")] = func(nativeFunc) nativeFunc { return rt.join(vm) }
-	reflectGet, _ := guardable(at(object("Reflect"), "Reflect", "get"))
+	reflectGet, ok := guardable(at(object("Reflect"), "Reflect", "get"))
+	if !ok && err == nil {
+		err = fmt.Errorf("the built-in Reflect.get is not where it was")
+	}
 	checks[at(arrayProto, "Array.prototype", "toLocaleString")] = func(nativeFunc) nativeFunc { return rt.localeText(vm, reflectGet) }
 	checks[at(arrayProto, "Array.prototype", "concat")] = checked(rt.concatWithin(vm))
 	typedArray := object("Uint8Array").Prototype() // %TypedArray%
@@ -106,11 +110,11 @@ func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sized, error) 
 	}
 	rt.typedLength = typedLength
 	// Its toString is Array.prototype's, which calls join.
-	checks[at(typedProto, "%TypedArray%.prototype", "join")] = checked(rt.typedJoinWithin(vm, typedLength))
+	checks[at(typedProto, "%TypedArray%.prototype", "join")] = checked(rt.typedJoinWithin(vm))
 	// sort with no comparator is a sort in Go, which nothing interrupts:
 	// 3.1 s for a Float64Array of 2**22 (with goja directly).
 	for _, name := range []string{"toLocaleString", "sort", "toSorted"} {
-		checks[at(typedProto, "%TypedArray%.prototype", name)] = checked(rt.typedWithin(vm, "%TypedArray%.prototype."+name, typedLength))
+		checks[at(typedProto, "%TypedArray%.prototype", name)] = checked(rt.typedWithin(vm, "%TypedArray%.prototype."+name))
 	}
 	checks[at(object("Array"), "Array", "from")] = checked(rt.fromWithin(vm, "Array.from"))
 	checks[at(typedArray, "%TypedArray%", "from")] = checked(rt.fromWithin(vm, "%TypedArray%.from"))
@@ -139,7 +143,6 @@ func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sized, error) 
 			return replaced(c, 0, bits)
 		})
 	}
-	delete(checks, nil)
 	return checks, err
 }
 
@@ -191,9 +194,9 @@ func (rt *runtime) receiverWithin(vm *goja.Runtime, name string) sizeCheck {
 
 // typedWithin refuses a typed array longer than maxBuiltInElements, by
 // its own length (length, which goja reads, answers it).
-func (rt *runtime) typedWithin(vm *goja.Runtime, name string, length nativeFunc) sizeCheck {
+func (rt *runtime) typedWithin(vm *goja.Runtime, name string) sizeCheck {
 	return func(c goja.FunctionCall) goja.FunctionCall {
-		if n := length(goja.FunctionCall{This: c.This}).ToFloat(); n > maxBuiltInElements {
+		if n := rt.typedLength(goja.FunctionCall{This: c.This}).ToFloat(); n > maxBuiltInElements {
 			panic(rt.tooManyElements(vm, name, n))
 		}
 		return c
@@ -208,9 +211,9 @@ const maxNumberText = 25
 // typedJoinWithin is typedWithin, and refuses an answer that could be
 // longer than a string may be, its separators and its elements at their
 // longest; the separator is converted once and given on as a string.
-func (rt *runtime) typedJoinWithin(vm *goja.Runtime, length nativeFunc) sizeCheck {
+func (rt *runtime) typedJoinWithin(vm *goja.Runtime) sizeCheck {
 	return func(c goja.FunctionCall) goja.FunctionCall {
-		n := length(goja.FunctionCall{This: c.This}).ToFloat()
+		n := rt.typedLength(goja.FunctionCall{This: c.This}).ToFloat()
 		if n > maxBuiltInElements {
 			panic(rt.tooManyElements(vm, "%TypedArray%.prototype.join", n))
 		}
@@ -350,7 +353,11 @@ func toText(vm *goja.Runtime, v goja.Value) goja.String {
 func (rt *runtime) concatWithin(vm *goja.Runtime) sizeCheck {
 	return func(c goja.FunctionCall) goja.FunctionCall {
 		total := 0.0
-		for _, v := range append([]goja.Value{c.This}, c.Arguments...) {
+		for i := -1; i < len(c.Arguments); i++ {
+			v := c.This
+			if i >= 0 {
+				v = c.Arguments[i]
+			}
 			o, ok := v.(*goja.Object)
 			if !ok {
 				total++
@@ -426,10 +433,6 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 		if !ok {
 			return fmt.Errorf("the built-in %s is not where it was", name)
 		}
-		call, ok := goja.AssertFunction(ctor)
-		if !ok {
-			return fmt.Errorf("the built-in %s is not a function", name)
-		}
 		proto, ok := ctor.Get("prototype").(*goja.Object)
 		if !ok {
 			return fmt.Errorf("the built-in %s.prototype is not where it was", name)
@@ -480,18 +483,10 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 			}
 			return args
 		}
-		run := rt.counted(vm, func(c goja.FunctionCall) goja.Value {
-			v, err := call(c.This, c.Arguments...)
-			if err != nil {
-				panic(err)
-			}
-			return v
-		})
+		// No Apply trap: a call without new is the constructor's own
+		// TypeError, from goja's forwarding, which calls nothing else.
 		var proxy *goja.Object
 		traps := fw.traps(rt, vm, ctor, &proxy)
-		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
-			return run(goja.FunctionCall{This: this, Arguments: args}) // the constructor's TypeError: it needs new
-		}
 		traps.Construct = func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
 			rt.enter(vm)
 			defer rt.leave()
