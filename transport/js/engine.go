@@ -128,13 +128,11 @@ type Engine struct {
 	closed   bool               // Close was called: no more sweeps
 	sweep    *time.Timer        // the next sweep, while sweeping
 
-	memMu     sync.Mutex
-	running   map[*runtime]watchedRun // the runs under way
-	stopping  map[*runtime]struct{}   // the runs the heap's check ended, until they have
-	watching  bool                    // watchMemory is reading the heap
-	memFloor  atomic.Int64            // a heap that stayed past MemoryLimit with the runs ended (memory.go)
-	memOver   bool                    // the heap is past the threshold, a collection asked for (watchMemory's)
-	memOverAt uint64                  // the count of collections that says it has ended
+	memMu    sync.Mutex
+	running  map[*runtime]watchedRun // the runs under way
+	stopping map[*runtime]struct{}   // the runs the heap's check ended, until they have
+	watching bool                    // watchMemory is reading the heap
+	memFloor atomic.Int64            // a heap that stayed past MemoryLimit with the runs ended (memory.go)
 
 	gcMu         sync.Mutex
 	collecting   bool   // collect's collection is under way

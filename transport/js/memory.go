@@ -243,11 +243,9 @@ func (e *Engine) watchMemory() {
 	t := time.NewTicker(memoryCheckEvery)
 	defer t.Stop()
 	limit := e.cfg.MemoryLimit
-	// over and overAt outlive the watcher (one at a time, handed over
-	// under memMu): runs that come and go between checks do not each
-	// start a collection.
-	over, overAt := &e.memOver, &e.memOverAt
 	var (
+		over     bool      // past the threshold, a collection asked for
+		overAt   uint64    // the count of collections that says it has ended
 		settling bool      // runs were interrupted: waiting for them to end, then for a collection
 		settleAt uint64    // that collection's count; 0 until the runs have ended
 		since    time.Time // when they were interrupted
@@ -297,14 +295,14 @@ func (e *Engine) watchMemory() {
 		grown := bytes > tripFactor*threshold
 		switch {
 		case bytes <= threshold:
-			*over = false
+			over = false
 			continue
-		case !*over:
-			*over, *overAt = true, e.collect()
+		case !over:
+			over, overAt = true, e.collect()
 			if !grown {
 				continue
 			}
-		case collections < *overAt && !grown:
+		case collections < overAt && !grown:
 			continue // no collection has ended since: it may be garbage
 		}
 		e.memMu.Lock()
@@ -323,10 +321,10 @@ func (e *Engine) watchMemory() {
 		if n == 0 {
 			// Each run under way is ending for its limit or its request
 			// already: over stays, so no collection more is started
-			// until the heap is back under.
+			// while they do (the watcher ends with them, and its state).
 			continue
 		}
-		*over = false
+		over = false
 		e.log.Warn("js runs interrupted: the heap passed the limit for scripts", "heap_mib", bytes>>20, "limit_mib", limit>>20, "runs", n)
 		settling, since = true, time.Now()
 	}
