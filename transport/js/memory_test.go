@@ -1,10 +1,13 @@
 package js_test
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/js"
 )
 
@@ -30,6 +33,21 @@ module.exports = function (req) {
 	}
 	if !strings.Contains(e.logs.String(), "the heap passed the limit for scripts") {
 		t.Errorf("not logged:\n%.2000s", e.logs.String())
+	}
+}
+
+// TestARunawayHookIsInterruptedForMemory: the same for a hook, whose
+// client is told unavailable (fazt.js tries a subscribe again) with why.
+func TestARunawayHookIsInterruptedForMemory(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/realtime.js": `
+exports.onPublish = function (client, channel, data) {
+  const keep = [];
+  for (;;) keep.push("x".repeat(1 << 20) + keep.length);
+};`}, js.Config{MemoryLimit: 256 << 20, HookTimeout: time.Minute})
+	c := domain.Client{ID: "c1", App: "a", Remote: "127.0.0.1:1", ConnectedAt: 1}
+	_, _, err := e.eng.OnPublish(context.Background(), c, "room", json.RawMessage(`{"text":"hi"}`))
+	if domain.CodeOf(err) != domain.CodeUnavailable || err == nil || !strings.Contains(err.Error(), "api/realtime.js was interrupted: the server's heap passed its limit for scripts (256 MiB)") {
+		t.Fatalf("onPublish: %v (%s)", err, domain.CodeOf(err))
 	}
 }
 

@@ -354,9 +354,9 @@ func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
 
 // TestHookFailuresTheClientGets maps each way a hook can fail to what the
 // client is told: the hook's own answers (a throw, its time limit) are
-// not_allowed; a run that found no slot in time, the server being busy,
-// is unavailable, which fazt.js tries again (it gives a not_allowed
-// subscription up for good).
+// not_allowed; a run that found no slot in time, or that the heap's
+// check ended, the server's state, is unavailable, which fazt.js tries
+// again (it gives a not_allowed subscription up for good).
 func TestHookFailuresTheClientGets(t *testing.T) {
 	e := &Engine{}
 	log := slog.New(slog.DiscardHandler)
@@ -369,6 +369,7 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 		{&ScriptError{Message: "Error: token required"}, domain.CodeNotAllowed},
 		{&TimeoutError{Limit: time.Second}, domain.CodeNotAllowed},
 		{acquire(context.Background(), full, time.Millisecond), domain.CodeUnavailable},
+		{&MemoryError{File: RealtimeFile, Limit: 1 << 30}, domain.CodeUnavailable},
 		{errors.New("something else"), domain.CodeNotAllowed},
 	} {
 		if got := domain.CodeOf(e.refusal(log, "onSubscribe", tc.err)); got != tc.want {
