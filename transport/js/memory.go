@@ -74,16 +74,17 @@ func heapBytes() int64 {
 // own heap besides, and what a run makes past the limit before the next
 // check, or its collection, ends.
 func defaultMemoryLimit() int64 {
-	total := machineMemory()
-	if c := cgroupMemory(); c > 0 && (total == 0 || c < total) {
+	total := machineMemory("/proc/meminfo")
+	if c := cgroupMemory("/proc/self/cgroup", "/sys/fs/cgroup"); c > 0 && (total == 0 || c < total) {
 		total = c
 	}
 	return total / 8
 }
 
-// machineMemory is MemTotal from /proc/meminfo, in bytes; 0 elsewhere.
-func machineMemory() int64 {
-	f, err := os.Open("/proc/meminfo")
+// machineMemory is MemTotal from meminfo (/proc/meminfo), in bytes; 0
+// where there is none.
+func machineMemory(meminfo string) int64 {
+	f, err := os.Open(meminfo)
 	if err != nil {
 		return 0
 	}
@@ -105,8 +106,11 @@ func machineMemory() int64 {
 // bytes, from /proc/self/cgroup: cgroup v2's memory.max of its cgroup and
 // each one above it, or v1's memory.limit_in_bytes and
 // hierarchical_memory_limit (its parents'); 0 when none is set or known.
-func cgroupMemory() int64 {
-	b, err := os.ReadFile("/proc/self/cgroup")
+//
+// cgroups is /proc/self/cgroup, and root where the hierarchies are
+// mounted (/sys/fs/cgroup).
+func cgroupMemory(cgroups, root string) int64 {
+	b, err := os.ReadFile(cgroups)
 	if err != nil {
 		return 0
 	}
@@ -134,14 +138,14 @@ func cgroupMemory() int64 {
 		switch {
 		case parts[0] == "0" && parts[1] == "": // v2
 			for {
-				take(path.Join("/sys/fs/cgroup", dir, "memory.max"))
+				take(path.Join(root, dir, "memory.max"))
 				if dir == "/" {
 					break
 				}
 				dir = path.Dir(dir)
 			}
 		case slices.Contains(strings.Split(parts[1], ","), "memory"): // v1
-			for _, base := range []string{path.Join("/sys/fs/cgroup/memory", dir), "/sys/fs/cgroup/memory"} { // the second: a container's own view
+			for _, base := range []string{path.Join(root, "memory", dir), path.Join(root, "memory")} { // the second: a container's own view
 				take(path.Join(base, "memory.limit_in_bytes"))
 				// The least of its and its parents' limits.
 				if b, err := os.ReadFile(path.Join(base, "memory.stat")); err == nil {
