@@ -28,12 +28,31 @@ func TestCgroupMemory(t *testing.T) {
 	if got := cgroupMemory(filepath.Join(v2, "cgroup"), filepath.Join(v2, "sys")); got != 1<<30 {
 		t.Errorf("v2: %d, want %d", got, 1<<30)
 	}
+	const unlimited = "9223372036854771712\n" // v1's "no limit"
 	v1 := t.TempDir()
 	write(filepath.Join(v1, "cgroup"), "5:cpu,cpuacct:/y\n4:memory:/x\n1:name=systemd:/z\n")
-	write(filepath.Join(v1, "sys/memory/x/memory.limit_in_bytes"), "9223372036854771712\n")
+	write(filepath.Join(v1, "sys/memory/x/memory.limit_in_bytes"), "3221225472\n")
 	write(filepath.Join(v1, "sys/memory/x/memory.stat"), "cache 0\nhierarchical_memory_limit 2147483648\nrss 1\n")
+	write(filepath.Join(v1, "sys/memory/memory.limit_in_bytes"), unlimited)
 	if got := cgroupMemory(filepath.Join(v1, "cgroup"), filepath.Join(v1, "sys")); got != 2<<30 {
-		t.Errorf("v1: %d, want %d", got, 2<<30)
+		t.Errorf("v1, a parent's limit: %d, want %d", got, 2<<30)
+	}
+	// Its own limit; then a container's own view of its hierarchy, where
+	// the path /proc/self/cgroup gives is not mounted.
+	write(filepath.Join(v1, "sys/memory/x/memory.stat"), "hierarchical_memory_limit "+unlimited)
+	if got := cgroupMemory(filepath.Join(v1, "cgroup"), filepath.Join(v1, "sys")); got != 3<<30 {
+		t.Errorf("v1, its own limit: %d, want %d", got, 3<<30)
+	}
+	write(filepath.Join(v1, "sys/memory/memory.limit_in_bytes"), "1073741824\n")
+	if err := os.RemoveAll(filepath.Join(v1, "sys/memory/x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := cgroupMemory(filepath.Join(v1, "cgroup"), filepath.Join(v1, "sys")); got != 1<<30 {
+		t.Errorf("v1, the container's view: %d, want %d", got, 1<<30)
+	}
+	write(filepath.Join(v1, "sys/memory/memory.limit_in_bytes"), unlimited)
+	if got := cgroupMemory(filepath.Join(v1, "cgroup"), filepath.Join(v1, "sys")); got != 0 {
+		t.Errorf("v1 unlimited: %d, want 0", got)
 	}
 	none := t.TempDir()
 	if got := cgroupMemory(filepath.Join(none, "cgroup"), none); got != 0 {

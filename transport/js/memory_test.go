@@ -37,7 +37,8 @@ module.exports = function (req) {
 }
 
 // TestARunawayHookIsInterruptedForMemory: the same for a hook, whose
-// client is told unavailable (fazt.js tries a subscribe again) with why.
+// client is told unavailable (the server's state, not the hook's
+// answer), with why.
 func TestARunawayHookIsInterruptedForMemory(t *testing.T) {
 	e := newEnv(t, map[string]string{"a/api/realtime.js": `
 exports.onPublish = function (client, channel, data) {
