@@ -576,11 +576,6 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 		return fmt.Errorf("JSON.parse is not a built-in function")
 	}
 	rt.parse, _ = goja.AssertFunction(parseObject)
-	stringNatives := map[string]func(goja.FunctionCall) goja.Value{}
-	stringProto := vm.Get("String").ToObject(vm).Get("prototype").ToObject(vm)
-	for _, name := range []string{"repeat", "padStart", "padEnd"} {
-		stringNatives[name], _ = guardable(stringProto.Get(name))
-	}
 	rt.rangeErrorType = vm.Get("RangeError")
 	rt.syntaxErrorType = vm.Get("SyntaxError")
 	if err := rt.guardBuiltIns(vm); err != nil {
@@ -594,9 +589,6 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 		return err
 	}
 	if err := rt.guardBuffers(vm, fw); err != nil {
-		return err
-	}
-	if err := rt.guardStringSizes(vm, stringNatives); err != nil {
 		return err
 	}
 	if _, err := vm.RunProgram(proxyGuardProgram); err != nil {
@@ -648,64 +640,53 @@ func (rt *runtime) guardNatives(vm *goja.Runtime) error {
 // limit, about 2**29.
 const maxStringLength = 1<<29 - 24
 
-// guardStringSizes refuses, with V8's RangeError, a repeat, padStart or
+// sizedString refuses, with V8's RangeError, a repeat, padStart or
 // padEnd whose answer would be longer than maxStringLength: goja asks Go
 // for the whole answer at once, and "x".repeat(2**40) (or a padStart to
 // a width taken from a request) ended the process with an out-of-memory
 // error no recover catches. It converts the receiver, the count or width
 // and a pad's filler once each, in the language's order, and passes them
-// on to goja's own as a string, a number and a string: natives holds
-// goja's own, taken before the built-ins got their stand-ins. Counted,
-// as they are: a receiver whose toString is one of these calls it again.
-func (rt *runtime) guardStringSizes(vm *goja.Runtime, natives map[string]func(goja.FunctionCall) goja.Value) error {
-	proto := vm.Get("String").ToObject(vm).Get("prototype").ToObject(vm)
-	text := func(v goja.Value) goja.Value { return toText(vm, v) }
+// on to native, goja's own, as a string, a number and a string. It runs
+// in their counted stand-ins (sizeChecks): a receiver whose toString is
+// one of these calls it again.
+func (rt *runtime) sizedString(vm *goja.Runtime, native nativeFunc, repeat bool) nativeFunc {
 	length := func(v goja.Value) float64 { return float64(v.(goja.String).Length()) }
-	for _, name := range []string{"repeat", "padStart", "padEnd"} {
-		native := natives[name]
-		if native == nil {
-			return fmt.Errorf("the built-in String.prototype.%s is not where it was", name)
+	return func(c goja.FunctionCall) goja.Value {
+		if c.This == nil || goja.IsUndefined(c.This) || goja.IsNull(c.This) {
+			return native(c) // a TypeError, as the language says
 		}
-		repeat := name == "repeat"
-		sized := vm.ToValue(rt.counted(vm, func(c goja.FunctionCall) goja.Value {
-			if c.This == nil || goja.IsUndefined(c.This) || goja.IsNull(c.This) {
-				return native(c) // a TypeError, as the language says
-			}
-			s := text(c.This)
-			n := c.Argument(0).ToNumber().ToFloat()
-			if math.IsNaN(n) {
-				n = 0
-			}
-			n = math.Trunc(n)
-			if repeat {
-				if n > 0 && !math.IsInf(n, 1) && length(s)*n > maxStringLength {
-					panic(rt.rangeError(vm, "Invalid string length"))
-				}
-				return native(goja.FunctionCall{This: s, Arguments: []goja.Value{vm.ToValue(n)}})
-			}
-			if n <= length(s) {
-				return s
-			}
-			filler := vm.ToValue(" ")
-			if f := c.Argument(1); !goja.IsUndefined(f) {
-				filler = text(f)
-			}
-			if length(filler) == 0 {
-				return s
-			}
-			if n > maxStringLength {
-				panic(rt.rangeError(vm, "Invalid string length"))
-			}
-			return native(goja.FunctionCall{This: s, Arguments: []goja.Value{vm.ToValue(n), filler}})
-		})).(*goja.Object)
-		fn := proto.Get(name).ToObject(vm)
-		sized.DefineDataProperty("name", fn.Get("name"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
-		sized.DefineDataProperty("length", fn.Get("length"), goja.FLAG_FALSE, goja.FLAG_TRUE, goja.FLAG_FALSE)
-		if err := proto.DefineDataProperty(name, sized, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET, goja.FLAG_NOT_SET); err != nil {
-			return err
+		s := toText(vm, c.This)
+		n := c.Argument(0).ToNumber().ToFloat()
+		if math.IsNaN(n) {
+			n = 0
 		}
+		n = math.Trunc(n)
+		if repeat {
+			if n > 0 && !math.IsInf(n, 1) && length(s)*n > maxStringLength {
+				panic(rt.invalidLength(vm))
+			}
+			return native(goja.FunctionCall{This: s, Arguments: []goja.Value{vm.ToValue(n)}})
+		}
+		if n <= length(s) {
+			return s
+		}
+		var filler goja.Value = vm.ToValue(" ")
+		if f := c.Argument(1); !goja.IsUndefined(f) {
+			filler = toText(vm, f)
+		}
+		if length(filler) == 0 {
+			return s
+		}
+		if n > maxStringLength {
+			panic(rt.invalidLength(vm))
+		}
+		return native(goja.FunctionCall{This: s, Arguments: []goja.Value{vm.ToValue(n), filler}})
 	}
-	return nil
+}
+
+// invalidLength is V8's RangeError for a string too long to make.
+func (rt *runtime) invalidLength(vm *goja.Runtime) goja.Value {
+	return rt.rangeError(vm, "Invalid string length")
 }
 
 // maxParseNesting is how deeply JSON.parse goes into a text: goja's
@@ -768,19 +749,11 @@ func (rt *runtime) guardBind(vm *goja.Runtime, fw *forwarding) error {
 		}
 		run := rt.counted(vm, call)
 		var proxy *goja.Object
-		traps := fw.traps(rt, vm, target, &proxy)
-		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
-			return run(goja.FunctionCall{This: this, Arguments: args})
-		}
 		// new of the proxy is new of the bound function, whose
 		// prototype is then its target's, as the language says.
-		traps.Construct = func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
-			rt.enter(vm)
-			defer rt.leave()
-			if newTarget == proxy {
-				newTarget = nil // the bound function itself
-			}
-			return construct(vm, t, newTarget, args)
+		traps := fw.traps(rt, vm, target, &proxy, nil)
+		traps.Apply = func(_ *goja.Object, this goja.Value, args []goja.Value) goja.Value {
+			return run(goja.FunctionCall{This: this, Arguments: args})
 		}
 		proxy = vm.ToValue(vm.NewProxy(bound, traps)).(*goja.Object)
 		return proxy
@@ -885,17 +858,31 @@ func (fw *forwarding) ordinaryHasInstance(vm *goja.Runtime, c, v goja.Value) boo
 	}
 }
 
-// traps forwards a proxy's reads, writes and prototype reads through
+// traps forwards a proxy's new, reads, writes and prototype reads through
 // Reflect's (counted) functions rather than goja's forwarding in Go: a
 // function made its own prototype (goja's check for a cycle stops at a
 // proxy) would send a read round for good. x instanceof the proxy (*self,
 // once made) is x instanceof instanceTarget, so the proxy's
 // Symbol.hasInstance is a function of its own, made at the first
 // instanceof; called with another this (a class that extends the proxy
-// inherits it), it is the ordinary check of that this.
-func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.Object, self **goja.Object) *goja.ProxyTrapConfig {
+// inherits it), it is the ordinary check of that this. new of the proxy
+// is new of its target, counted, its arguments first given to check
+// (when not nil); as the proxy's own new target, the target stands for
+// it (goja's bound functions take themselves for none).
+func (fw *forwarding) traps(rt *runtime, vm *goja.Runtime, instanceTarget *goja.Object, self **goja.Object, check func([]goja.Value) []goja.Value) *goja.ProxyTrapConfig {
 	var hasInstanceOf goja.Value
 	return &goja.ProxyTrapConfig{
+		Construct: func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
+			rt.enter(vm)
+			defer rt.leave()
+			if check != nil {
+				args = check(args)
+			}
+			if newTarget == *self {
+				newTarget = t
+			}
+			return construct(vm, t, newTarget, args)
+		},
 		Get: func(t *goja.Object, name string, receiver goja.Value) goja.Value {
 			return fw.call(fw.get, t, vm.ToValue(name), receiver)
 		},

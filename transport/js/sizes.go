@@ -89,6 +89,11 @@ func (rt *runtime) sizeChecks(vm *goja.Runtime) (map[*goja.Object]sized, error) 
 		checks[at(arrayProto, "Array.prototype", name)] = checked(rt.receiverWithin(vm, "Array.prototype."+name))
 	}
 	checks[at(arrayProto, "Array.prototype", "join")] = func(nativeFunc) nativeFunc { return rt.join(vm) }
+	stringProto := prototypeOf("String")
+	for _, name := range []string{"repeat", "padStart", "padEnd"} {
+		repeat := name == "repeat"
+		checks[at(stringProto, "String.prototype", name)] = func(native nativeFunc) nativeFunc { return rt.sizedString(vm, native, repeat) }
+	}
 	reflectGet, ok := guardable(at(object("Reflect"), "Reflect", "get"))
 	if !ok && err == nil {
 		err = fmt.Errorf("the built-in Reflect.get is not where it was")
@@ -178,6 +183,10 @@ func lengthOf(v goja.Value) float64 {
 	return 0
 }
 
+func (rt *runtime) tooManyBytes(vm *goja.Runtime, name string, n float64) goja.Value {
+	return rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n))
+}
+
 func (rt *runtime) tooManyElements(vm *goja.Runtime, name string, n float64) goja.Value {
 	return rt.rangeError(vm, fmt.Sprintf("%s goes through at most %d elements, not %.0f", name, maxBuiltInElements, n))
 }
@@ -222,7 +231,7 @@ func (rt *runtime) typedJoinWithin(vm *goja.Runtime) sizeCheck {
 		}
 		sep := toText(vm, c.Arguments[0])
 		if n > 1 && float64(sep.Length())*(n-1)+maxNumberText*n > maxStringLength {
-			panic(rt.rangeError(vm, "Invalid string length"))
+			panic(rt.invalidLength(vm))
 		}
 		return replaced(c, 0, sep)
 	}
@@ -297,7 +306,7 @@ func (rt *runtime) joinText(vm *goja.Runtime, name string, this goja.Value, sepO
 	size := 0
 	if n > 1 {
 		if float64(sep.Length())*(n-1) > maxStringLength {
-			panic(rt.rangeError(vm, "Invalid string length"))
+			panic(rt.invalidLength(vm))
 		}
 		size = sep.Length() * (int(n) - 1)
 	}
@@ -313,7 +322,7 @@ func (rt *runtime) joinText(vm *goja.Runtime, name string, this goja.Value, sepO
 		}
 		t := text(e)
 		if size += t.Length(); size > maxStringLength {
-			panic(rt.rangeError(vm, "Invalid string length"))
+			panic(rt.invalidLength(vm))
 		}
 		pieces = append(pieces, piece{i, t})
 	}
@@ -448,9 +457,9 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 			if o, ok := args[0].(*goja.Object); ok {
 				if name == "ArrayBuffer" {
 					n := o.ToNumber() // once: valueOf may count
-					args = replaced(goja.FunctionCall{Arguments: args}, 0, n).Arguments
+					args = append([]goja.Value{n}, args[1:]...)
 					if math.Trunc(n.ToFloat()) > maxBufferBytes {
-						panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n.ToFloat())))
+						panic(rt.tooManyBytes(vm, name, n.ToFloat()))
 					}
 					return args
 				}
@@ -460,7 +469,7 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 				}
 				if t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Interface { // a typed array: a copy
 					if n := rt.typedLength(goja.FunctionCall{This: o}).ToFloat() * size; n > maxBufferBytes {
-						panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n)))
+						panic(rt.tooManyBytes(vm, name, n))
 					}
 					return args
 				}
@@ -479,23 +488,14 @@ func (rt *runtime) guardBuffers(vm *goja.Runtime, fw *forwarding) error {
 				return args // the constructor's own TypeError
 			}
 			if n := math.Trunc(args[0].ToFloat()) * size; n > maxBufferBytes {
-				panic(rt.rangeError(vm, fmt.Sprintf("%s holds at most %d bytes, not %.0f", name, maxBufferBytes, n)))
+				panic(rt.tooManyBytes(vm, name, n))
 			}
 			return args
 		}
 		// No Apply trap: a call without new is the constructor's own
 		// TypeError, from goja's forwarding, which calls nothing else.
 		var proxy *goja.Object
-		traps := fw.traps(rt, vm, ctor, &proxy)
-		traps.Construct = func(t *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
-			rt.enter(vm)
-			defer rt.leave()
-			args = check(args)
-			if newTarget == proxy {
-				newTarget = t
-			}
-			return construct(vm, t, newTarget, args)
-		}
+		traps := fw.traps(rt, vm, ctor, &proxy, check)
 		proxy = vm.ToValue(vm.NewProxy(ctor, traps)).(*goja.Object)
 		if err := global.DefineDataProperty(name, proxy, goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE); err != nil {
 			return err
