@@ -51,7 +51,7 @@ processor".`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.url, "url", "http://127.0.0.1:8080", "server base URL; loopback addresses only")
-	pf.StringVar(&o.key, "key", os.Getenv("FAZT_ADMIN_KEY"), "server API key (FAZT_ADMIN_KEY)")
+	keyFlag(pf, &o.key, "key", "server API key (FAZT_ADMIN_KEY)")
 	pf.StringVar(&o.app, "app", "default", "app to use (its channels are the run's own)")
 	pf.IntVar(&o.serverPID, "server-pid", 0, "pid of the server, to report its CPU and resident memory from /proc")
 	pf.BoolVar(&o.json, "json", false, "also print one JSON line with the run's figures")

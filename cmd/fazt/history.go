@@ -196,6 +196,17 @@ func dbFlag(f interface {
 	f.StringVar(p, "db", envOr("FAZT_DB", "fazt.db"), "SQLite database file (FAZT_DB)")
 }
 
+// keyFlag adds a flag that takes an API key, FAZT_ADMIN_KEY's value unless
+// given. The key is set after the flag is made, so that its default as
+// help and usage print it is empty: a key in the environment never shows
+// on a terminal or in a log.
+func keyFlag(f interface {
+	StringVar(p *string, name, value, usage string)
+}, p *string, name, usage string) {
+	f.StringVar(p, name, "", usage)
+	*p = os.Getenv("FAZT_ADMIN_KEY")
+}
+
 // openReadOnly opens the database for reading beside a running server and
 // turns the usual failures into one clear line.
 func openReadOnly(ctx context.Context, path string) (*events.Log, error) {

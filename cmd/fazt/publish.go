@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -70,7 +69,7 @@ or one of the app's own api_keys.`,
 	}
 	serverFlags(cmd, &server)
 	f := cmd.Flags()
-	f.StringVar(&key, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "API key: the admin key or an app key (FAZT_ADMIN_KEY)")
+	keyFlag(f, &key, "admin-key", "API key: the admin key or an app key (FAZT_ADMIN_KEY)")
 	f.StringVar(&app, "app", domain.DefaultApp, "app")
 	f.StringVar(&channel, "channel", "", "channel (required)")
 	f.StringVar(&data, "data", "", "the message: any JSON value, or - for stdin (required)")

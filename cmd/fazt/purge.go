@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -80,7 +79,7 @@ heads stay, so an app made again under the name never reuses an offset.`,
 	}
 	serverFlags(cmd, &server)
 	f := cmd.Flags()
-	f.StringVar(&key, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "the admin key (FAZT_ADMIN_KEY)")
+	keyFlag(f, &key, "admin-key", "the admin key (FAZT_ADMIN_KEY)")
 	f.StringVar(&app, "app", "", "the app whose history to delete (required)")
 	f.BoolVar(&audit, "audit", false, "delete its events too: its ended sessions', its broadcasts to all, and those of its broadcasts whose messages are gone")
 	f.BoolVar(&asJSON, "json", false, "print the server's JSON answer")

@@ -94,7 +94,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&db, "db", envOr("FAZT_DB", "fazt.db"), "SQLite database file (FAZT_DB)")
 	f.StringVar(&appsDir, "apps", envOr("FAZT_APPS", "apps"), "apps folder, one subfolder per app (FAZT_APPS)")
 	f.StringVar(&durability, "durability", envOr("FAZT_DURABILITY", "normal"), "normal (survives a process crash) or full (fsync per commit, survives power loss) (FAZT_DURABILITY)")
-	f.StringVar(&admin, "admin-key", os.Getenv("FAZT_ADMIN_KEY"), "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
+	keyFlag(f, &admin, "admin-key", "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
 	f.DurationVar(&bodyTimeout, "body-timeout", envDuration("FAZT_BODY_TIMEOUT", web.DefaultBodyTimeout), "how long an HTTP request may take, once its headers are in, to send its body; slower ones are answered 400 (FAZT_BODY_TIMEOUT)")

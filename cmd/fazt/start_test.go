@@ -342,3 +342,39 @@ module.exports = async function (req) {
 		}
 	}
 }
+
+// TestAKeyInTheEnvironmentIsNotPrinted: each flag that takes an API key
+// showed FAZT_ADMIN_KEY's value as its default in --help, so the admin key
+// of a server's environment went to terminals and logs. The key is still
+// taken from there.
+func TestAKeyInTheEnvironmentIsNotPrinted(t *testing.T) {
+	const secret = "fzt_0123456789abcdef_from_the_environment"
+	t.Setenv("FAZT_ADMIN_KEY", secret)
+	for _, cmd := range [][]string{{"serve"}, {"publish"}, {"purge"}, {"bench"}, {"bench", "fanout"}} {
+		out, errs, err := cli(t, append(cmd, "--help")...)
+		if err != nil {
+			t.Fatalf("%v --help: %v", cmd, err)
+		}
+		if strings.Contains(out+errs, secret) {
+			t.Errorf("%v --help prints the key:\n%s", cmd, out)
+		}
+		if !strings.Contains(out, "(FAZT_ADMIN_KEY)") {
+			t.Errorf("%v --help does not name FAZT_ADMIN_KEY:\n%s", cmd, out)
+		}
+	}
+
+	tn := startTestNode(t, nil, func(c *nodeConfig) { c.AdminKey = secret })
+	server := strings.TrimPrefix(tn.srv.URL, "http://")
+	out := mustCLI(t, "publish", "--server", server, "--channel", "room", "--data", `"hi"`)
+	if !strings.Contains(out, "offset 1") {
+		t.Fatalf("publish with the key from the environment: %q", out)
+	}
+	// A key on the command line comes first.
+	if _, _, err := cli(t, "publish", "--server", server, "--channel", "room", "--data", "1", "--admin-key", "wrong"); err == nil {
+		t.Fatal("publish with a wrong --admin-key beside the right FAZT_ADMIN_KEY succeeded")
+	}
+	// purge reaches the server's check of the app, past its key's.
+	if _, _, err := cli(t, "purge", "--server", server, "--app", "default"); err == nil || !strings.Contains(err.Error(), "still on this server") {
+		t.Fatalf("purge with the key from the environment: %v", err)
+	}
+}
