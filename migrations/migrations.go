@@ -119,6 +119,12 @@ func Apply(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	return nil
 }
 
+// Version returns db's schema version (0 for none) and this fazt's.
+func Version(ctx context.Context, db *sql.DB) (current, latest int, err error) {
+	current, _, latest, err = versions(ctx, db)
+	return current, latest, err
+}
+
 // Check tells whether a reader that does not migrate (a read-only open)
 // can read the database: its schema must be this fazt's.
 func Check(ctx context.Context, db *sql.DB) error {

@@ -24,7 +24,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(serveCmd())
-	root.AddCommand(historyCmd(), auditCmd(), tailCmd(), publishCmd(), purgeCmd(), membersCmd(), rebuildCmd(), statsCmd())
+	root.AddCommand(historyCmd(), auditCmd(), backupCmd(), restoreCmd(), tailCmd(), publishCmd(), purgeCmd(), membersCmd(), rebuildCmd(), statsCmd())
 	root.AddCommand(benchCmd())
 	return root.ExecuteContext(ctx)
 }
