@@ -13,6 +13,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/realip"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 	"github.com/fazt-realtime/fazt/transport/httpapi"
@@ -43,6 +44,10 @@ type nodeConfig struct {
 	// BodyTimeout bounds how long a request's body may take to arrive
 	// (0: web.DefaultBodyTimeout, 60 s).
 	BodyTimeout time.Duration
+	// Proxies are the reverse proxies trusted to name a request's client
+	// in X-Forwarded-For, for the WebSocket transport and the JS handlers
+	// alike (none: the header is ignored).
+	Proxies realip.Proxies
 }
 
 // node is one running server: the log, its projections, and the transports
@@ -150,7 +155,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	cfg.JS.Logger = cfg.Logger
 	scripts := jsrt.New(cfg.JS, n.log, n.members, registry)
 	n.scripts = scripts
-	n.ws = ws.NewServer(cfg.WS, n.log, n.members, registry, scripts)
+	wsCfg := cfg.WS
+	wsCfg.Proxies = cfg.Proxies
+	n.ws = ws.NewServer(wsCfg, n.log, n.members, registry, scripts)
 	n.api = httpapi.New(n.log, n.members, registry, adminDigest, cfg.Logger)
 	// The stored subscriptions follow sessions only: the membership
 	// alone says how far the broadcasts are applied.
@@ -158,7 +165,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		m := n.members.Applied()
 		return min(m, n.subs.Applied()), m
 	})
-	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout})
+	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})
 	n.startRetention(cfg, registry)
 	return n, nil
 }

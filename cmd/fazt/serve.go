@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/realip"
 	jsrt "github.com/fazt-realtime/fazt/transport/js"
 	"github.com/fazt-realtime/fazt/transport/web"
 	"github.com/fazt-realtime/fazt/transport/ws"
@@ -23,7 +24,7 @@ import (
 func serveCmd() *cobra.Command {
 	var (
 		addr, db, appsDir, durability, admin, logLevel, debugAddr   string
-		jsMemory                                                    string
+		jsMemory, trustedProxies                                    string
 		heartbeat, pongTimeout, writeDelay, maxWriteDelay, appGrace time.Duration
 		bodyTimeout                                                 time.Duration
 		retention                                                   retentionFlags
@@ -61,6 +62,10 @@ See docs/operators.md, "One processor".`,
 			if bodyTimeout < time.Second {
 				return fmt.Errorf("--body-timeout %s: want 1s or more", bodyTimeout)
 			}
+			proxies, err := realip.Parse(trustedProxies)
+			if err != nil {
+				return fmt.Errorf("--trusted-proxies (FAZT_TRUSTED_PROXIES): %w", err)
+			}
 			memoryLimit, err := parseMemory(jsMemory)
 			if err != nil {
 				return fmt.Errorf("--js-memory (FAZT_JS_MEMORY) %q: %w", jsMemory, err)
@@ -85,6 +90,7 @@ See docs/operators.md, "One processor".`,
 					JS:        jsrt.Config{MemoryLimit: memoryLimit},
 					Logger:    logger,
 					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace, BodyTimeout: bodyTimeout,
+					Proxies: proxies,
 				},
 			}, cmd.ErrOrStderr())
 		},
@@ -95,6 +101,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&appsDir, "apps", envOr("FAZT_APPS", "apps"), "apps folder, one subfolder per app (FAZT_APPS)")
 	f.StringVar(&durability, "durability", envOr("FAZT_DURABILITY", "normal"), "normal (survives a process crash) or full (fsync per commit, survives power loss) (FAZT_DURABILITY)")
 	keyFlag(f, &admin, "admin-key", "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
+	f.StringVar(&trustedProxies, "trusted-proxies", envOr("FAZT_TRUSTED_PROXIES", ""), "reverse proxies in front of the server, as addresses or CIDR ranges (127.0.0.1,10.0.0.0/8): for a request that comes from one, the client's address, recorded in the log and given to JS, is taken from X-Forwarded-For; by default the header is ignored, as any client can send it (FAZT_TRUSTED_PROXIES)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
 	f.DurationVar(&bodyTimeout, "body-timeout", envDuration("FAZT_BODY_TIMEOUT", web.DefaultBodyTimeout), "how long an HTTP request may take, once its headers are in, to send its body; slower ones are answered 400 (FAZT_BODY_TIMEOUT)")

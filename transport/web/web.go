@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/realip"
 	"github.com/fazt-realtime/fazt/transport/apps"
 	"github.com/fazt-realtime/fazt/transport/httpapi"
 )
@@ -38,6 +39,9 @@ type Config struct {
 	// BodyTimeout bounds how long a request's body may take to arrive
 	// (DefaultBodyTimeout when 0).
 	BodyTimeout time.Duration
+	// Proxies are the reverse proxies whose X-Forwarded-For gives a
+	// request's RemoteAddr, its client's address (none by default).
+	Proxies realip.Proxies
 }
 
 // DefaultBodyTimeout is how long a request's body may take to arrive: a
@@ -70,6 +74,7 @@ func New(cfg Config) http.Handler {
 	// The API's channel routes take their paths as given: the mux would
 	// clean a channel name's "//" or "." segments into another's path.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = cfg.Proxies.Request(r)
 		boundBody(w, r, bodyTimeout)
 		if httpapi.OwnsPath(r.URL.Path) {
 			cfg.API.ServeHTTP(w, r)

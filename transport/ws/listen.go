@@ -260,7 +260,7 @@ func (l *upgradeListener) upgrade(c net.Conn, cr *capReader, br *bufio.Reader) {
 	}
 	cr.left = -1
 	c.SetReadDeadline(time.Time{})
-	req.RemoteAddr = c.RemoteAddr().String()
+	req.RemoteAddr = l.s.cfg.Proxies.Client(c.RemoteAddr().String(), req.Header)
 	l.s.ServeHTTP(w, req.WithContext(l.s.baseCtx))
 	if !w.hijacked {
 		w.finish()

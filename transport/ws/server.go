@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/realip"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
@@ -44,6 +45,9 @@ type Store interface {
 
 // Config configures the WebSocket server. Zero fields take the defaults.
 type Config struct {
+	// Proxies are the reverse proxies whose X-Forwarded-For names a
+	// connection's client address (none by default).
+	Proxies realip.Proxies
 	// Heartbeat is how often the server sends {"type":"ping"} (default 30s).
 	Heartbeat time.Duration
 	// PongTimeout is how long after a ping a connection with no inbound

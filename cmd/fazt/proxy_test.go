@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/internal/realip"
+)
+
+// TestTrustedProxiesNameTheClient: behind a reverse proxy every
+// connection came from the proxy's address, and the log's record of each
+// (and JS's req.remote) said so. With the proxy trusted
+// (--trusted-proxies), the client's address is taken from the
+// X-Forwarded-For the proxy wrote; without, the header any client can
+// send is ignored.
+func TestTrustedProxiesNameTheClient(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		var opts []nodeOption
+		want, wantJS := "198.51.100.9", "198.51.100.9"
+		if trusted {
+			proxies, err := realip.Parse("127.0.0.1,::1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts = append(opts, func(c *nodeConfig) { c.Proxies = proxies })
+		} else {
+			want, wantJS = "127.0.0.1:", "127.0.0.1:"
+		}
+		tn := startTestNode(t, map[string]string{"px": ""}, opts...)
+		tn.writeFiles(map[string]string{"px/api/main.js": `module.exports = (req) => ({ remote: req.remote });`})
+
+		h := http.Header{"Host": {"px.localhost"}, "X-Forwarded-For": {"203.0.113.1, " + want}}
+		if !trusted {
+			h.Set("X-Forwarded-For", "198.51.100.9")
+		}
+		conn, _, err := websocket.DefaultDialer.Dial(tn.wsURL(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		waitFor(t, func() bool { return len(tn.audit("px", "type=connected").Events) == 1 })
+		ev := tn.audit("px", "type=connected").Events[0].Event
+		if remote, _ := ev["remote"].(string); !strings.HasPrefix(remote, want) || (trusted && remote != want) {
+			t.Fatalf("trusted %v: connected with remote %q, want %q", trusted, remote, want)
+		}
+
+		var out struct{ Remote string }
+		waitFor(t, func() bool {
+			req, _ := http.NewRequest("GET", tn.srv.URL+"/api/remote", nil)
+			req.Host = "px.localhost"
+			req.Header.Set("X-Forwarded-For", h.Get("X-Forwarded-For"))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&out) == nil
+		})
+		if !strings.HasPrefix(out.Remote, wantJS) || (trusted && out.Remote != wantJS) {
+			t.Fatalf("trusted %v: req.remote %q, want %q", trusted, out.Remote, wantJS)
+		}
+		tn.stop()
+	}
+}
+
+// TestServeRefusesABadTrustedProxy: a proxy serve cannot read is an error
+// at start, from the flag or from FAZT_TRUSTED_PROXIES.
+func TestServeRefusesABadTrustedProxy(t *testing.T) {
+	for _, c := range []struct{ env, flag string }{{"", "10.0.0.0/33"}, {"127.0.0.1, proxy.local", ""}} {
+		t.Run(c.env+c.flag, func(t *testing.T) {
+			t.Setenv("FAZT_TRUSTED_PROXIES", c.env)
+			args := []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}
+			if c.flag != "" {
+				args = append(args, "--trusted-proxies", c.flag)
+			}
+			// Bounded: a serve that took the value would run until cancelled.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out strings.Builder
+			err := run(ctx, args, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), "--trusted-proxies (FAZT_TRUSTED_PROXIES)") {
+				t.Fatalf("serve %v with FAZT_TRUSTED_PROXIES=%q: %v", args, c.env, err)
+			}
+		})
+	}
+}
