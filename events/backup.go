@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,94 +13,64 @@ import (
 	"github.com/fazt-realtime/fazt/migrations"
 )
 
-// BackupOptions are Backup's choices.
-type BackupOptions struct {
+// CopyOptions are Backup's and Restore's choices.
+type CopyOptions struct {
 	// KeepEpochs keeps each channel's epoch in the copy. By default the
 	// copy gives every channel a new one: a copy is a point in the past,
 	// and once it is served again the offsets after its heads name other
-	// messages than those clients of the original saw at them. A new
+	// messages than those clients of the original saw at them (and a
+	// second restore of the same copy names them a third way). A new
 	// epoch tells such a client (PROTOCOL.md: epoch_changed) to take the
 	// channel's history again from its start. Keep them to move a stopped
 	// server's file, when nothing is lost.
 	KeepEpochs bool
 }
 
-// BackupInfo describes the copy Backup wrote.
-type BackupInfo struct {
+// CopyInfo describes a copy Backup or Restore wrote.
+type CopyInfo struct {
 	Bytes    int64 // its size
 	Events   int64 // the events it holds
 	LastSeq  int64 // the last of them: the copy holds the log up to here
 	Channels int64 // channels with history, given new epochs unless KeepEpochs
-	Schema   int   // its schema version
+	Schema   int   // its schema version (fazt serve brings an older one up to date)
+	// Aside is where Restore put the file it replaced, with its -wal and
+	// -shm beside it; "" for none.
+	Aside string
 }
 
 // Backup writes a consistent copy of the log at src to dst, a file that
-// must not exist, while a server may be writing src: the copy is of one
-// read transaction (SQLite's VACUUM INTO, compacted, without the WAL),
-// taken on a read-only connection, so the server's appends go on and the
-// source is never written. Its epochs are then renewed (BackupOptions),
+// must not exist, while a server may be writing src (copyLog: one read
+// transaction on a read-only connection, so the server's appends go on
+// and src is never written). The copy's epochs are renewed (CopyOptions),
 // its pages checked (quick_check), and it is synced and given its name at
-// once: a failed or cancelled backup leaves no file behind, and dst is
-// either whole or not there. While it copies, the server's checkpoints
-// cannot go past its snapshot, so the WAL grows with what is written
-// meanwhile. A file of an older schema is copied as it is; a newer one is
-// refused, as this fazt may misread it.
-func Backup(ctx context.Context, src, dst string, opt BackupOptions) (info BackupInfo, err error) {
+// once: a failed or cancelled backup removes its partial file, and dst is
+// either whole or not there. A file of an older schema is copied as it is;
+// a newer one is refused, as this fazt may misread it.
+func Backup(ctx context.Context, src, dst string, opt CopyOptions) (info CopyInfo, err error) {
 	if _, err := os.Stat(src); err != nil {
 		return info, fmt.Errorf("open database: %w", err)
 	}
 	if err := absent(dst); err != nil {
 		return info, err
 	}
-	db, err := sql.Open("sqlite3", dsn(src, DurabilityNormal, true, busyWaitMS))
+	tmp, err := emptyFile(dst, ".partial-")
 	if err != nil {
-		return info, fmt.Errorf("open database: %w", err)
+		return info, fmt.Errorf("backup to %s: %w", dst, err)
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	var n int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil || n == 0 {
-		if err == nil {
-			err = errors.New("no event log in it")
-		}
-		return info, fmt.Errorf("open database %s: %w", src, err)
-	}
-	current, latest, err := migrations.Version(ctx, db)
-	switch {
-	case err != nil:
-		return info, fmt.Errorf("open database %s: %w", src, err)
-	case current == 0:
-		return info, fmt.Errorf("open database %s: no fazt schema in it", src)
-	case current > latest:
-		return info, fmt.Errorf("open database %s: %w", src, &migrations.SchemaError{Version: current, Latest: latest})
-	}
-	info.Schema = current
-
-	tmpf, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*")
-	if err != nil {
-		return info, fmt.Errorf("backup: %w", err)
-	}
-	tmp := tmpf.Name()
-	tmpf.Close()
 	defer func() {
 		if err != nil {
-			for _, p := range []string{tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"} {
-				os.Remove(p)
-			}
+			removeCopy(tmp)
 		}
 	}()
-	// VACUUM INTO takes an empty file, and writes it as one read
-	// transaction of the source sees it.
-	if _, err = db.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
-		return info, fmt.Errorf("copy %s: %w", src, err)
+	if info.Schema, err = copyLog(ctx, src, tmp); err != nil {
+		return info, fmt.Errorf("backup to %s: %w", dst, err)
 	}
-	db.Close()
 	backupCopied()
 	if err = finishCopy(ctx, tmp, opt, &info); err != nil {
-		return info, fmt.Errorf("backup %s: %w", tmp, err)
+		return info, fmt.Errorf("backup to %s: %w", dst, err)
 	}
 	if err = syncPath(tmp); err != nil {
-		return info, fmt.Errorf("backup: %w", err)
+		return info, fmt.Errorf("backup to %s: %w", dst, err)
 	}
 	if err = placeCopy(tmp, dst); err != nil {
 		return info, err
@@ -121,6 +90,58 @@ func Backup(ctx context.Context, src, dst string, opt BackupOptions) (info Backu
 // finished: a test's way in.
 var backupCopied = func() {}
 
+// emptyFile makes a new empty file beside path, hidden, named for it.
+func emptyFile(path, kind string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+kind+"*")
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	return f.Name(), nil
+}
+
+// removeCopy removes an unfinished copy and what SQLite made beside it.
+func removeCopy(path string) {
+	for _, s := range []string{"", "-journal", "-wal", "-shm"} {
+		os.Remove(path + s)
+	}
+}
+
+// copyLog writes a consistent copy of the fazt log at src into tmp, an
+// empty file, and returns src's schema version. The copy is SQLite's
+// VACUUM INTO, on a read-only connection: one read transaction, whatever
+// src's write-ahead log holds included, compacted, with no WAL of its
+// own. While it runs, a server's checkpoints cannot go past its snapshot,
+// so the server's WAL grows with what is written meanwhile.
+func copyLog(ctx context.Context, src, tmp string) (int, error) {
+	db, err := sql.Open("sqlite3", dsn(src, DurabilityNormal, true, busyWaitMS))
+	if err != nil {
+		return 0, fmt.Errorf("open database %s: %w", src, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil || n == 0 {
+		if err == nil {
+			err = errors.New("no event log in it")
+		}
+		return 0, fmt.Errorf("open database %s: %w", src, err)
+	}
+	current, latest, err := migrations.Version(ctx, db)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("open database %s: %w", src, err)
+	case current == 0:
+		return 0, fmt.Errorf("open database %s: no fazt schema in it", src)
+	case current > latest:
+		return 0, fmt.Errorf("open database %s: %w", src, &migrations.SchemaError{Version: current, Latest: latest})
+	}
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
+		return 0, fmt.Errorf("copy %s: %w", src, err)
+	}
+	return current, nil
+}
+
 // absent refuses a dst that exists: a backup never writes over a file.
 func absent(dst string) error {
 	_, err := os.Lstat(dst)
@@ -130,14 +151,14 @@ func absent(dst string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	default:
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("backup to %s: %w", dst, err)
 	}
 }
 
 // finishCopy makes the copy at path a file of its own (no WAL to go with
 // it), renews its epochs unless opt keeps them, checks its pages and
 // counts what it holds.
-func finishCopy(ctx context.Context, path string, opt BackupOptions, info *BackupInfo) error {
+func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInfo) error {
 	db, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?_journal_mode=DELETE&_synchronous=FULL&_mutex=no")
 	if err != nil {
 		return err
@@ -220,7 +241,7 @@ func placeCopy(tmp, dst string) error {
 		return err
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return fmt.Errorf("backup to %s: %w", dst, err)
 	}
 	return nil
 }
@@ -235,28 +256,32 @@ func syncPath(path string) error {
 	return f.Sync()
 }
 
-// RestoreInfo describes what Restore put in place.
-type RestoreInfo struct {
-	Events  int64  // the events the backup holds
-	LastSeq int64  // the last of them
-	Schema  int    // its schema version (fazt serve brings an older one up to date)
-	Aside   string // where the file it replaced now is, with its -wal beside it; "" for none
-}
+// sidecars are the files SQLite keeps beside a database: a write-ahead
+// log and its index, or a rollback journal. Left beside another file of
+// the same name, SQLite would take them for that file's and apply them.
+var sidecars = []string{"-wal", "-shm", "-journal"}
 
 // Restore puts a copy of the backup at backup in target's place, for a
-// fazt serve to start on. The backup is checked first (a fazt log of this
-// fazt's schema or an older one, whole by quick_check); target must not
-// be open for writing (on Linux its lock says so). The file it replaces
-// is renamed aside with its -wal and -shm, the three together, so that it
-// stays whole and no write-ahead log of it is left beside the restored
-// file, where SQLite would take it for the new file's. The copy is synced
-// before it takes the name; the backup is left as it was.
-func Restore(ctx context.Context, backup, target string) (info RestoreInfo, err error) {
-	if err := checkBackup(ctx, backup, &info); err != nil {
-		return info, err
+// fazt serve to start on; the backup is not written. The copy is made as
+// Backup makes one (copyLog: whatever the backup's own write-ahead log
+// holds included), with new epochs unless opt keeps them, checked, given
+// the replaced file's mode and owner, and synced. target must not be open
+// for writing (on Linux its lock says so; the copy takes the lock too
+// before it takes the name, so a fazt serve started meanwhile refuses
+// the file). The file replaced is linked to a new name, with its -wal,
+// -shm and -journal renamed to go with it: it stays whole, and nothing of
+// it is left beside the restored file. target's name never goes away:
+// the copy takes it in one rename.
+func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info CopyInfo, err error) {
+	bst, err := os.Stat(backup)
+	if err != nil {
+		return info, fmt.Errorf("backup: %w", err)
 	}
-	_, serr := os.Lstat(target)
-	existed := serr == nil
+	tst, terr := os.Lstat(target)
+	existed := terr == nil
+	if existed && os.SameFile(bst, tst) {
+		return info, fmt.Errorf("%s is the database itself", backup)
+	}
 	lock, err := lockFile(target)
 	if err != nil {
 		return info, fmt.Errorf("open database: %w", err)
@@ -265,38 +290,47 @@ func Restore(ctx context.Context, backup, target string) (info RestoreInfo, err 
 		defer lock.Close()
 	}
 	if !existed {
-		// The lock made an empty file: gone again if nothing takes its place.
+		// The lock may have made an empty file: gone again if nothing
+		// takes its place.
 		defer func() {
 			if err != nil {
 				os.Remove(target)
 			}
 		}()
 	}
-	tmpf, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".restoring-*")
+	tmp, err := emptyFile(target, ".restoring-")
 	if err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
-	tmp := tmpf.Name()
 	defer func() {
 		if err != nil {
-			os.Remove(tmp)
+			removeCopy(tmp)
 		}
 	}()
-	err = copyInto(tmpf, backup)
-	if cerr := tmpf.Close(); err == nil {
-		err = cerr
+	if info.Schema, err = copyLog(ctx, backup, tmp); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
 	}
+	if err = finishCopy(ctx, tmp, opt, &info); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	if err = likeFile(tmp, target, existed); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	if err = syncPath(tmp); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	tmpLock, err := lockFile(tmp)
 	if err != nil {
-		return info, fmt.Errorf("restore: copy %s: %w", backup, err)
+		return info, fmt.Errorf("restore: %w", err)
 	}
-	if err = ctx.Err(); err != nil {
+	if tmpLock != nil {
+		defer tmpLock.Close()
+	}
+	if info.Aside, err = swapIn(tmp, target); err != nil {
 		return info, err
 	}
-	if info.Aside, err = setAside(target, existed); err != nil {
-		return info, err
-	}
-	if err = os.Rename(tmp, target); err != nil {
-		return info, fmt.Errorf("restore: %w (the file it was to replace is %s)", err, info.Aside)
+	if st, serr := os.Stat(target); serr == nil {
+		info.Bytes = st.Size()
 	}
 	if err := syncPath(filepath.Dir(target)); err != nil {
 		return info, fmt.Errorf("restored %s, but its folder could not be synced: %w", target, err)
@@ -304,89 +338,80 @@ func Restore(ctx context.Context, backup, target string) (info RestoreInfo, err 
 	return info, nil
 }
 
-// checkBackup reads a backup read-only: a fazt log, of a schema this fazt
-// can bring up to date, whole.
-func checkBackup(ctx context.Context, path string, info *RestoreInfo) error {
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("backup: %w", err)
+// likeFile gives the copy at tmp the mode and owner of the file it is to
+// replace, or, for none, the mode fazt serve makes a database with.
+func likeFile(tmp, target string, existed bool) error {
+	st, err := os.Stat(target)
+	if err != nil || !existed || st.Size() == 0 {
+		return os.Chmod(tmp, 0o644)
 	}
-	db, err := sql.Open("sqlite3", dsn(path, DurabilityNormal, true, busyWaitMS))
-	if err != nil {
-		return fmt.Errorf("backup %s: %w", path, err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	current, latest, err := migrations.Version(ctx, db)
-	switch {
-	case err != nil:
-		return fmt.Errorf("backup %s: %w", path, err)
-	case current == 0:
-		return fmt.Errorf("backup %s: not a fazt database (no fazt schema in it)", path)
-	case current > latest:
-		return fmt.Errorf("backup %s: %w", path, &migrations.SchemaError{Version: current, Latest: latest})
-	}
-	info.Schema = current
-	var verdict string
-	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&verdict); err != nil {
-		return fmt.Errorf("backup %s: %w", path, err)
-	}
-	if verdict != "ok" {
-		return fmt.Errorf("backup %s fails SQLite's quick_check: %s", path, verdict)
-	}
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events`).Scan(&info.Events, &info.LastSeq); err != nil {
-		return fmt.Errorf("backup %s: %w", path, err)
-	}
-	return nil
-}
-
-// copyInto copies the file at path into f, and syncs f.
-func copyInto(f *os.File, path string) error {
-	src, err := os.Open(path)
-	if err != nil {
+	if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
 		return err
 	}
-	defer src.Close()
-	if _, err := io.Copy(f, src); err != nil {
-		return err
-	}
-	return f.Sync()
+	return sameOwner(tmp, st)
 }
 
-// setAside renames target and its -wal and -shm, those there are, to one
-// new name, and returns it; "" when there was nothing to keep (no file, or
-// the empty one the lock made).
-func setAside(target string, existed bool) (string, error) {
+// swapIn puts tmp in target's place and returns where the file it
+// replaced went ("" when there was nothing to keep: no file, or an empty
+// one). The sidecars go first, then the file is linked to that name, and
+// the copy is renamed over target: target always names a database. A
+// failure puts back what was moved.
+func swapIn(tmp, target string) (aside string, err error) {
 	keep := false
-	if st, err := os.Stat(target); err == nil && existed && st.Size() > 0 {
+	if st, err := os.Stat(target); err == nil && st.Size() > 0 {
 		keep = true
 	}
-	for _, s := range []string{"-wal", "-shm"} {
+	for _, s := range sidecars {
 		if _, err := os.Lstat(target + s); err == nil {
 			keep = true
 		}
 	}
 	if !keep {
+		if err := os.Rename(tmp, target); err != nil {
+			return "", fmt.Errorf("restore: %w", err)
+		}
 		return "", nil
 	}
-	aside := target + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
-	for _, s := range []string{"", "-wal", "-shm"} {
+	aside = target + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
+	for _, s := range append([]string{""}, sidecars...) {
 		if _, err := os.Lstat(aside + s); err == nil {
 			return "", fmt.Errorf("restore: %s exists already; try again in a second", aside+s)
 		}
 	}
 	var moved []string
-	for _, s := range []string{"", "-wal", "-shm"} {
+	undo := func() {
+		for _, s := range moved {
+			os.Rename(aside+s, target+s)
+		}
+	}
+	for _, s := range sidecars {
 		err := os.Rename(target+s, aside+s)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			for _, m := range moved { // put back what was moved
-				os.Rename(aside+m, target+m)
-			}
+			undo()
 			return "", fmt.Errorf("restore: set %s aside: %w", target+s, err)
 		}
 		moved = append(moved, s)
+	}
+	linked := false
+	if _, err := os.Lstat(target); err == nil {
+		if err := os.Link(target, aside); err == nil {
+			linked = true
+		} else if err := os.Rename(target, aside); err != nil {
+			undo()
+			return "", fmt.Errorf("restore: set %s aside: %w", target, err)
+		} else {
+			moved = append(moved, "")
+		}
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		if linked {
+			os.Remove(aside)
+		}
+		undo()
+		return "", fmt.Errorf("restore: %w", err)
 	}
 	return aside, nil
 }

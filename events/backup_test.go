@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -46,7 +47,7 @@ func TestBackupWhileAppending(t *testing.T) {
 	stop, started := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for i := 0; ; i++ {
+		for i := 0; i < 5000; i++ { // bounded: the audit read below takes 10,000
 			if i == 7 {
 				close(started) // a broadcast to each live channel is in
 			}
@@ -63,7 +64,7 @@ func TestBackupWhileAppending(t *testing.T) {
 	})
 	<-started
 	dst := filepath.Join(dir, "copy.db")
-	info, err := Backup(ctx, src, dst, BackupOptions{})
+	info, err := Backup(ctx, src, dst, CopyOptions{})
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -150,7 +151,7 @@ func TestBackupKeepsEpochsWhenAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(dir, "moved.db")
-	if _, err := Backup(ctx, src, dst, BackupOptions{KeepEpochs: true}); err != nil {
+	if _, err := Backup(ctx, src, dst, CopyOptions{KeepEpochs: true}); err != nil {
 		t.Fatal(err)
 	}
 	w := mustOpen(t, dst)
@@ -179,7 +180,7 @@ func TestBackupRefusals(t *testing.T) {
 	if err := os.WriteFile(taken, []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Backup(ctx, src, taken, BackupOptions{}); err == nil || !strings.Contains(err.Error(), "exists already") {
+	if _, err := Backup(ctx, src, taken, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "exists already") {
 		t.Fatalf("backup over a file: %v", err)
 	}
 	if b, _ := os.ReadFile(taken); string(b) != "mine" {
@@ -196,15 +197,15 @@ func TestBackupRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Backup(ctx, other, filepath.Join(dir, "c1.db"), BackupOptions{}); err == nil || !strings.Contains(err.Error(), "no event log") {
+	if _, err := Backup(ctx, other, filepath.Join(dir, "c1.db"), CopyOptions{}); err == nil || !strings.Contains(err.Error(), "no event log") {
 		t.Fatalf("backup of another program's database: %v", err)
 	}
-	if _, err := Backup(ctx, filepath.Join(dir, "missing.db"), filepath.Join(dir, "c2.db"), BackupOptions{}); err == nil {
+	if _, err := Backup(ctx, filepath.Join(dir, "missing.db"), filepath.Join(dir, "c2.db"), CopyOptions{}); err == nil {
 		t.Fatal("backup of a missing file succeeded")
 	}
 
 	newer := filepath.Join(t.TempDir(), "newer.db")
-	if _, err := Backup(ctx, src, newer, BackupOptions{KeepEpochs: true}); err != nil {
+	if _, err := Backup(ctx, src, newer, CopyOptions{KeepEpochs: true}); err != nil {
 		t.Fatal(err)
 	}
 	if db, err = sql.Open("sqlite3", newer); err != nil {
@@ -215,7 +216,7 @@ func TestBackupRefusals(t *testing.T) {
 	}
 	db.Close()
 	var se *migrations.SchemaError
-	if _, err := Backup(ctx, newer, filepath.Join(dir, "c3.db"), BackupOptions{}); !errors.As(err, &se) || se.Version != 999 {
+	if _, err := Backup(ctx, newer, filepath.Join(dir, "c3.db"), CopyOptions{}); !errors.As(err, &se) || se.Version != 999 {
 		t.Fatalf("backup of a newer schema: %v", err)
 	}
 
@@ -223,7 +224,7 @@ func TestBackupRefusals(t *testing.T) {
 	stopped, cancel := context.WithCancel(ctx)
 	backupCopied = cancel
 	defer func() { backupCopied = func() {} }()
-	if _, err := Backup(stopped, src, filepath.Join(dir, "c4.db"), BackupOptions{}); !errors.Is(err, context.Canceled) {
+	if _, err := Backup(stopped, src, filepath.Join(dir, "c4.db"), CopyOptions{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("backup cancelled after the copy: %v", err)
 	}
 	if got := files(t, dir); !slices.Equal(got, before) {
@@ -243,11 +244,13 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-// TestRestore: a backup restored where no database is, and over one a
-// killed server left with its write-ahead log. The file replaced is set
-// aside with its log, whole; no log of it is left beside the restored
-// file. A database open for writing, a file that is not a backup, or one
-// of a newer schema are refused, with the target left as it was.
+// TestRestore: a backup restored where no database is, and over the files
+// a killed server left, its write-ahead log among them. The file replaced
+// is kept under another name with its log, whole; nothing of it is left
+// beside the restored file, which has the replaced one's mode. A killed
+// server's files restore with what their log holds. A database open for
+// writing (Linux), a file that is not a fazt log, or one of a newer
+// schema are refused, with the target left as it was.
 func TestRestore(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -255,52 +258,91 @@ func TestRestore(t *testing.T) {
 	l := mustOpen(t, src)
 	broadcasts(t, l, "app", "x", 3, 0)
 	backup := filepath.Join(dir, "backup.db")
-	if _, err := Backup(ctx, src, backup, BackupOptions{}); err != nil {
+	if _, err := Backup(ctx, src, backup, CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	broadcasts(t, l, "app", "x", 2, 0)
+	head := func(path string) domain.ChannelInfo {
+		t.Helper()
+		r, err := Open(ctx, Config{Path: path, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		c, err := r.Channel(ctx, "app", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	backupEpoch := head(backup).Epoch
 
-	// Where no database is.
+	// Where no database is: a new epoch again, and fazt serve's mode.
 	fresh := filepath.Join(t.TempDir(), "fazt.db")
-	info, err := Restore(ctx, backup, fresh)
+	info, err := Restore(ctx, backup, fresh, CopyOptions{})
 	if err != nil || info.Events != 3 || info.LastSeq != 3 || info.Aside != "" {
 		t.Fatalf("restore to a new file: %+v, %v", info, err)
 	}
-
-	// The running server's file is refused, and left as it was.
-	if _, err := Restore(ctx, backup, src); err == nil || !strings.Contains(err.Error(), "open for writing") {
-		t.Fatalf("restore over a served database: %v", err)
+	if c := head(fresh); c.Head != 3 || c.Epoch == backupEpoch {
+		t.Fatalf("restored: %+v; the backup's epoch %s", c, backupEpoch)
 	}
-	if c, err := l.Channel(ctx, "app", "x"); err != nil || c.Head != 5 {
-		t.Fatalf("the served database after a refused restore: %+v %v", c, err)
+	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o644 {
+		t.Fatalf("restored file: %v %v", st, err)
+	}
+	if _, err := Restore(ctx, fresh, fresh, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "the database itself") {
+		t.Fatalf("restore of a database onto itself: %v", err)
+	}
+
+	if runtime.GOOS == "linux" { // the only system with the writer's lock
+		if _, err := Restore(ctx, backup, src, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "open for writing") {
+			t.Fatalf("restore over a served database: %v", err)
+		}
+		if c, err := l.Channel(ctx, "app", "x"); err != nil || c.Head != 5 {
+			t.Fatalf("the served database after a refused restore: %+v %v", c, err)
+		}
 	}
 
 	// A killed server's files: the database and its write-ahead log,
-	// which holds the last commits.
+	// which holds commits (the WAL file is not empty).
 	killed := t.TempDir()
 	target := filepath.Join(killed, "fazt.db")
 	for _, s := range []string{"", "-wal", "-shm"} {
 		copyFile(t, src+s, target+s)
 	}
-	info, err = Restore(ctx, backup, target)
+	if st, err := os.Stat(target + "-wal"); err != nil || st.Size() == 0 {
+		t.Fatalf("the killed server's log: %v %v", st, err)
+	}
+	if err := os.Chmod(target, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// Restored from such files, what their log holds comes too.
+	again := filepath.Join(t.TempDir(), "fazt.db")
+	if info, err := Restore(ctx, target, again, CopyOptions{KeepEpochs: true}); err != nil || info.LastSeq != 5 {
+		t.Fatalf("restore from a killed server's files: %+v %v", info, err)
+	}
+	if c := head(again); c.Head != 5 {
+		t.Fatalf("restored from a killed server's files: head %d, want 5", c.Head)
+	}
+	for _, s := range []string{"-wal", "-shm"} { // the read-only open may have changed them
+		copyFile(t, src+s, target+s)
+	}
+
+	info, err = Restore(ctx, backup, target, CopyOptions{})
 	if err != nil || info.Aside == "" {
-		t.Fatalf("restore over a killed server's file: %+v, %v", info, err)
+		t.Fatalf("restore over a killed server's files: %+v, %v", info, err)
 	}
-	names := files(t, killed)
-	want := []string{"fazt.db", filepath.Base(info.Aside), filepath.Base(info.Aside) + "-shm", filepath.Base(info.Aside) + "-wal"}
-	if !slices.Equal(names, want) {
-		t.Fatalf("folder after the restore: %v, want %v", names, want)
+	aside := filepath.Base(info.Aside)
+	if got, want := files(t, killed), []string{"fazt.db", aside, aside + "-shm", aside + "-wal"}; !slices.Equal(got, want) {
+		t.Fatalf("folder after the restore: %v, want %v", got, want)
 	}
-	for path, head := range map[string]uint64{target: 3, info.Aside: 5} {
-		r, err := Open(ctx, Config{Path: path, ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := r.Channel(ctx, "app", "x")
-		r.Close()
-		if err != nil || c.Head != head {
-			t.Fatalf("%s: head %d (%v), want %d", path, c.Head, err, head)
-		}
+	if c := head(target); c.Head != 3 {
+		t.Fatalf("restored: head %d, want 3", c.Head)
+	}
+	if c := head(info.Aside); c.Head != 5 {
+		t.Fatalf("the replaced file, with its log: head %d, want 5", c.Head)
+	}
+	if st, err := os.Stat(target); err != nil || st.Mode().Perm() != 0o640 {
+		t.Fatalf("restored over a 0640 file: %v %v", st, err)
 	}
 
 	// Not a backup, or of a newer schema: refused, the target kept.
@@ -324,17 +366,52 @@ func TestRestore(t *testing.T) {
 	db.Close()
 	before := files(t, killed)
 	for _, bad := range []string{other, newer, filepath.Join(dir, "missing.db")} {
-		if _, err := Restore(ctx, bad, target); err == nil {
+		if _, err := Restore(ctx, bad, target, CopyOptions{}); err == nil {
 			t.Fatalf("restore of %s succeeded", bad)
 		}
+	}
+	if _, err := Restore(ctx, other, filepath.Join(killed, "new.db"), CopyOptions{}); err == nil {
+		t.Fatal("restore of another program's database succeeded")
 	}
 	if got := files(t, killed); !slices.Equal(got, before) {
 		t.Fatalf("folder after refused restores: %v, want %v", got, before)
 	}
-	if _, err := Restore(ctx, other, filepath.Join(killed, "new.db")); err == nil {
-		t.Fatal("restore of another program's database succeeded")
+	if c := head(target); c.Head != 3 {
+		t.Fatalf("after refused restores: head %d, want 3", c.Head)
 	}
-	if got := files(t, killed); !slices.Equal(got, before) {
-		t.Fatalf("a refused restore to a new name left %v, want %v", got, before)
+}
+
+// TestBackupOfAnOlderSchema: a file an older fazt wrote is backed up as it
+// is, and restored, for fazt serve to bring up to date.
+func TestBackupOfAnOlderSchema(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "fazt.db")
+	l := mustOpen(t, src)
+	broadcasts(t, l, "app", "x", 3, 0)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(undo0005); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	backup := filepath.Join(dir, "old.db")
+	info, err := Backup(ctx, src, backup, CopyOptions{})
+	if err != nil || info.Schema != 4 {
+		t.Fatalf("backup of schema 4: %+v %v", info, err)
+	}
+	target := filepath.Join(dir, "restored.db")
+	if info, err := Restore(ctx, backup, target, CopyOptions{}); err != nil || info.Schema != 4 {
+		t.Fatalf("restore of schema 4: %+v %v", info, err)
+	}
+	w := mustOpen(t, target)
+	evs, err := w.Append(ctx, broadcast("app", "x", "4"))
+	if err != nil || evs[0].Fact.(*domain.MessageBroadcast).Offset != 4 {
+		t.Fatalf("served after the upgrade: %v %v", evs, err)
 	}
 }

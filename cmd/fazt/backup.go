@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,8 +27,9 @@ while fazt serve goes on writing the database: the copy holds the log up to
 one event, whole, compacted into one file with no write-ahead log beside it
 (SQLite's VACUUM INTO, read in one transaction on a read-only connection).
 It is checked (SQLite's quick_check), synced, and given its name only once
-it is complete: a failed or interrupted backup leaves no file. The copy is
-readable by its owner only.
+it is complete: a failed or interrupted (Ctrl-C) backup removes its partial
+file; a backup killed outright leaves it, hidden, as .FILE.partial-*. The
+copy is readable by its owner only.
 
 Every channel in the copy gets a new epoch: once the copy is served again,
 its offsets after each channel's head will name other messages than the
@@ -41,9 +43,9 @@ server's file where nothing was lost.`,
 				return fmt.Errorf("database %s does not exist (set --db or FAZT_DB)", db)
 			}
 			start := time.Now()
-			info, err := events.Backup(cmd.Context(), db, args[0], events.BackupOptions{KeepEpochs: keep})
+			info, err := events.Backup(cmd.Context(), db, args[0], events.CopyOptions{KeepEpochs: keep})
 			if err != nil {
-				return dbError(db, err)
+				return err
 			}
 			took := time.Since(start)
 			w := cmd.OutOrStdout()
@@ -54,16 +56,8 @@ server's file where nothing was lost.`,
 					"schema": info.Schema, "seconds": took.Seconds(),
 				})
 			}
-			channels := fmt.Sprintf("%d channels", info.Channels)
-			if info.Channels == 1 {
-				channels = "1 channel"
-			}
-			epochs := "with new epochs"
-			if keep {
-				epochs = "with their epochs kept"
-			}
 			fmt.Fprintf(w, "backed up %s to %s (%s, %s): %d events up to seq %d, %s %s\n",
-				db, args[0], bytesText(info.Bytes), took.Round(time.Millisecond), info.Events, info.LastSeq, channels, epochs)
+				db, args[0], bytesText(info.Bytes), took.Round(time.Millisecond), info.Events, info.LastSeq, channelsText(info.Channels), epochsText(keep))
 			return nil
 		},
 	}
@@ -76,35 +70,52 @@ server's file where nothing was lost.`,
 
 func restoreCmd() *cobra.Command {
 	var (
-		db     string
-		asJSON bool
+		db           string
+		keep, asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restore BACKUP",
-		Short: "Put a backup in the database's place, for fazt serve to start on",
+		Short: "Put a copy of a backup in the database's place, for fazt serve to start on",
 		Long: `Put a copy of BACKUP, a file fazt backup wrote (or a stopped server's
-database), in the place of the database, for fazt serve to start on. Stop
-the server first: a database open for writing is refused (on Linux, where
-its lock says so). BACKUP is checked first (a fazt database, of this fazt's
-schema or an older one, whole by SQLite's quick_check) and left as it is.
-The database it replaces is renamed aside with its -wal and -shm, to
-<db>.replaced-<UTC time>: whole, with whatever its write-ahead log held,
-and no log of it is left beside the restored file, where SQLite would take
-it for the new file's. The copy is synced before it takes the name.`,
+database, its write-ahead log included), in the place of the database, for
+fazt serve to start on. Stop the server first: a database open for writing
+is refused (on Linux, where its lock says so). BACKUP is not written; the
+copy is made as fazt backup makes one (a fazt database of this fazt's schema
+or an older one, which fazt serve then brings up to date), checked (SQLite's
+quick_check), given the mode and owner of the file it replaces, and synced.
+
+Every channel in the copy gets a new epoch, as fazt backup gives them: each
+restore starts a history of its own (docs/operators.md, "Backups");
+--keep-epochs keeps them, to move a stopped server's file.
+
+The database replaced keeps its file under a new name,
+<db>.replaced-<UTC time>, with its -wal, -shm and -journal renamed to go
+with it: whole, and nothing of it is left beside the restored file, where
+SQLite would apply it. The database's own name always names a whole file:
+the copy takes it in one rename.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			info, err := events.Restore(cmd.Context(), args[0], db)
+			if _, err := os.Lstat(db); errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("db") && os.Getenv("FAZT_DB") == "" {
+				return fmt.Errorf("no database at %s: give --db (or FAZT_DB) to restore to a new file", db)
+			}
+			abs, err := filepath.Abs(db)
+			if err != nil {
+				return err
+			}
+			info, err := events.Restore(cmd.Context(), args[0], db, events.CopyOptions{KeepEpochs: keep})
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
 				return json.NewEncoder(w).Encode(map[string]any{
-					"database": db, "backup": args[0], "events": info.Events, "last_seq": info.LastSeq,
+					"database": abs, "backup": args[0], "bytes": info.Bytes, "events": info.Events,
+					"last_seq": info.LastSeq, "channels": info.Channels, "new_epochs": !keep,
 					"schema": info.Schema, "replaced": info.Aside,
 				})
 			}
-			fmt.Fprintf(w, "restored %s from %s: %d events up to seq %d\n", db, args[0], info.Events, info.LastSeq)
+			fmt.Fprintf(w, "restored %s from %s (%s): %d events up to seq %d, %s %s\n",
+				abs, args[0], bytesText(info.Bytes), info.Events, info.LastSeq, channelsText(info.Channels), epochsText(keep))
 			if info.Aside != "" {
 				fmt.Fprintf(w, "the database it replaced is %s\n", info.Aside)
 			}
@@ -113,6 +124,23 @@ it for the new file's. The copy is synced before it takes the name.`,
 	}
 	f := cmd.Flags()
 	dbFlag(f, &db)
+	f.BoolVar(&keep, "keep-epochs", false, "keep the channels' epochs: to move a stopped server's file, where nothing was lost")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
+}
+
+// channelsText counts channels in words.
+func channelsText(n int64) string {
+	if n == 1 {
+		return "1 channel"
+	}
+	return fmt.Sprintf("%d channels", n)
+}
+
+// epochsText says what a copy did with the channels' epochs.
+func epochsText(keep bool) string {
+	if keep {
+		return "with their epochs kept"
+	}
+	return "with new epochs"
 }
