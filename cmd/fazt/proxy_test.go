@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -49,6 +53,32 @@ func TestTrustedProxiesNameTheClient(t *testing.T) {
 		ev := tn.audit("px", "type=connected").Events[0].Event
 		if remote, _ := ev["remote"].(string); !strings.HasPrefix(remote, want) || (trusted && remote != want) {
 			t.Fatalf("trusted %v: connected with remote %q, want %q", trusted, remote, want)
+		}
+
+		if trusted {
+			// An upgrade on a kept-alive connection (a proxy's pool) is
+			// net/http's, not the listener's: the same address.
+			nc, err := net.Dial("tcp", strings.TrimPrefix(tn.srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(nc)
+			fmt.Fprintf(nc, "GET /healthz HTTP/1.1\r\nHost: px.localhost\r\n\r\n")
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("healthz on the kept-alive connection: %v %v", resp, err)
+			} else {
+				io.Copy(io.Discard, resp.Body)
+			}
+			fmt.Fprintf(nc, "GET /_ws HTTP/1.1\r\nHost: px.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 192.0.2.44\r\n\r\n")
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade on the kept-alive connection: %v %v", resp, err)
+			}
+			nc.Close()
+			waitFor(t, func() bool { return len(tn.audit("px", "type=connected").Events) == 2 })
+			if remote := tn.audit("px", "type=connected").Events[1].Event["remote"]; remote != "192.0.2.44" {
+				t.Fatalf("upgrade through net/http: remote %v", remote)
+			}
 		}
 
 		var out struct{ Remote string }

@@ -207,6 +207,9 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	if opts.timerSlack > 0 {
 		attrs = append(attrs, "timer_slack", opts.timerSlack)
 	}
+	if p := opts.node.Proxies.String(); p != "" {
+		attrs = append(attrs, "trusted_proxies", p)
+	}
 	logger.Info("fazt serving", attrs...)
 	if opts.ready != nil {
 		opts.ready(ln.Addr().String())

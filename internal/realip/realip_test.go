@@ -2,6 +2,7 @@ package realip
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -28,6 +29,13 @@ func TestClient(t *testing.T) {
 		{"an IPv4 peer mapped to IPv6", "127.0.0.1", "[::ffff:127.0.0.1]:4000", []string{"203.0.113.7"}, "203.0.113.7"},
 		{"a mapped client", "127.0.0.1", "127.0.0.1:4000", []string{"::ffff:203.0.113.7"}, "203.0.113.7"},
 		{"a peer address that does not parse", "127.0.0.1", "pipe", []string{"203.0.113.7"}, "pipe"},
+		{"a proxy listed mapped into IPv6", "::ffff:127.0.0.1", "127.0.0.1:4000", []string{"203.0.113.7"}, "203.0.113.7"},
+		{"a range listed mapped into IPv6", "::ffff:10.0.0.0/104", "10.9.9.9:4000", []string{"203.0.113.7, 10.0.0.2"}, "203.0.113.7"},
+		{"a peer with a zone", "fe80::1", "[fe80::1%eth0]:4000", []string{"203.0.113.7"}, "203.0.113.7"},
+		{"a bad entry between proxies' lines", "10.0.0.0/8", "10.0.0.1:4000", []string{"203.0.113.7", "junk", "10.0.0.2"}, "10.0.0.1:4000"},
+		{"32 entries are read", "10.0.0.0/8", "10.0.0.1:4000", []string{"203.0.113.7" + strings.Repeat(", 10.0.0.2", 31)}, "203.0.113.7"},
+		{"past 32, the peer", "10.0.0.0/8", "10.0.0.1:4000", []string{"203.0.113.7" + strings.Repeat(", 10.0.0.2", 32)}, "10.0.0.1:4000"},
+		{"a long header is read from its end", "10.0.0.0/8", "10.0.0.1:4000", []string{strings.Repeat("junk,", 1<<16) + "203.0.113.7"}, "203.0.113.7"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := Parse(c.proxies)
@@ -52,14 +60,14 @@ func TestClient(t *testing.T) {
 }
 
 func TestParse(t *testing.T) {
-	p, err := Parse(" 127.0.0.1, 10.1.2.3/8 ,::1,,2001:db8::/32 ")
+	p, err := Parse(" 127.0.0.1, 10.1.2.3/8 ,::1,,2001:db8::/32, ::ffff:192.168.0.1, ::ffff:172.16.0.0/108 ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.String(); got != "127.0.0.1/32,10.0.0.0/8,::1/128,2001:db8::/32" {
+	if got := p.String(); got != "127.0.0.1/32,10.0.0.0/8,::1/128,2001:db8::/32,192.168.0.1/32,172.16.0.0/12" {
 		t.Fatalf("String() = %q", got)
 	}
-	for _, bad := range []string{"nope", "10.0.0.0/33", "fe80::1%eth0", "127.0.0.1:80", "localhost"} {
+	for _, bad := range []string{"nope", "10.0.0.0/33", "fe80::1%eth0", "127.0.0.1:80", "localhost", "::ffff:0.0.0.0/80"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) took it", bad)
 		}
