@@ -262,63 +262,60 @@ func syncPath(path string) error {
 var sidecars = []string{"-wal", "-shm", "-journal"}
 
 // Restore puts a copy of the backup at backup in target's place, for a
-// fazt serve to start on; the backup is not written. The copy is made as
-// Backup makes one (copyLog: whatever the backup's own write-ahead log
-// holds included), with new epochs unless opt keeps them, checked, given
-// the replaced file's mode and owner, and synced. target must not be open
-// for writing (on Linux its lock says so; the copy takes the lock too
-// before it takes the name, so a fazt serve started meanwhile refuses
-// the file). The file replaced is linked to a new name, with its -wal,
-// -shm and -journal renamed to go with it: it stays whole, and nothing of
-// it is left beside the restored file. target's name never goes away:
+// fazt serve to start on; the backup is not written (but a file in WAL
+// mode gets SQLite's -wal and -shm beside it, if they are not there). The
+// copy is made as Backup makes one (copyLog: whatever the backup's own
+// write-ahead log holds included), with new epochs unless opt keeps them,
+// checked, given the replaced file's mode and owner, and synced. target
+// must not be open for writing (on Linux its lock says so; the copy is
+// locked too, from the start, so a fazt serve started meanwhile refuses
+// it) and must not be a symbolic link. The file replaced is linked to a
+// new name, then its -wal, -shm and -journal are renamed to go with it:
+// it stays whole, and nothing of it is left beside the restored file.
+// Where the file system has hard links, target's name never goes away:
 // the copy takes it in one rename.
 func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info CopyInfo, err error) {
 	bst, err := os.Stat(backup)
 	if err != nil {
 		return info, fmt.Errorf("backup: %w", err)
 	}
-	tst, terr := os.Lstat(target)
-	existed := terr == nil
-	if existed && os.SameFile(bst, tst) {
+	lst, lerr := os.Lstat(target)
+	existed := lerr == nil
+	if existed && lst.Mode()&fs.ModeSymlink != 0 {
+		return info, fmt.Errorf("%s is a symbolic link: give the file it leads to", target)
+	}
+	if existed && os.SameFile(bst, lst) {
 		return info, fmt.Errorf("%s is the database itself", backup)
 	}
 	lock, err := lockFile(target)
 	if err != nil {
 		return info, fmt.Errorf("open database: %w", err)
 	}
+	swapped := false
 	if lock != nil {
 		defer lock.Close()
-	}
-	if !existed {
-		// The lock may have made an empty file: gone again if nothing
-		// takes its place.
-		defer func() {
-			if err != nil {
-				os.Remove(target)
-			}
-		}()
+		if !existed {
+			// The lock made an empty file: gone again if nothing takes
+			// its place, unless another has taken the name meanwhile.
+			made, _ := lock.Stat()
+			defer func() {
+				if cur, serr := os.Lstat(target); err != nil && !swapped && serr == nil && made != nil && os.SameFile(cur, made) && cur.Size() == 0 {
+					os.Remove(target)
+				}
+			}()
+		}
 	}
 	tmp, err := emptyFile(target, ".restoring-")
 	if err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && !swapped {
 			removeCopy(tmp)
 		}
 	}()
-	if info.Schema, err = copyLog(ctx, backup, tmp); err != nil {
-		return info, fmt.Errorf("restore: %w", err)
-	}
-	if err = finishCopy(ctx, tmp, opt, &info); err != nil {
-		return info, fmt.Errorf("restore: %w", err)
-	}
-	if err = likeFile(tmp, target, existed); err != nil {
-		return info, fmt.Errorf("restore: %w", err)
-	}
-	if err = syncPath(tmp); err != nil {
-		return info, fmt.Errorf("restore: %w", err)
-	}
+	// Locked from the start: the lock goes with the file into target's
+	// place.
 	tmpLock, err := lockFile(tmp)
 	if err != nil {
 		return info, fmt.Errorf("restore: %w", err)
@@ -326,23 +323,39 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	if tmpLock != nil {
 		defer tmpLock.Close()
 	}
+	if info.Schema, err = copyLog(ctx, backup, tmp); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	if err = finishCopy(ctx, tmp, opt, &info); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	if err = likeFile(tmp, target); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
+	if err = syncPath(tmp); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
 	if info.Aside, err = swapIn(tmp, target); err != nil {
 		return info, err
 	}
+	swapped = true
 	if st, serr := os.Stat(target); serr == nil {
 		info.Bytes = st.Size()
 	}
+	// The copy is in place; a failure to sync the folder loses nothing
+	// written, but the names may not survive a power loss.
 	if err := syncPath(filepath.Dir(target)); err != nil {
 		return info, fmt.Errorf("restored %s, but its folder could not be synced: %w", target, err)
 	}
 	return info, nil
 }
 
-// likeFile gives the copy at tmp the mode and owner of the file it is to
-// replace, or, for none, the mode fazt serve makes a database with.
-func likeFile(tmp, target string, existed bool) error {
+// likeFile gives the copy at tmp the mode and owner of target, the file it
+// is to replace (on Linux the lock has made one, with fazt serve's mode,
+// where there was none), or 0644 where there is none.
+func likeFile(tmp, target string) error {
 	st, err := os.Stat(target)
-	if err != nil || !existed || st.Size() == 0 {
+	if err != nil {
 		return os.Chmod(tmp, 0o644)
 	}
 	if err := os.Chmod(tmp, st.Mode().Perm()); err != nil {
@@ -353,8 +366,10 @@ func likeFile(tmp, target string, existed bool) error {
 
 // swapIn puts tmp in target's place and returns where the file it
 // replaced went ("" when there was nothing to keep: no file, or an empty
-// one). The sidecars go first, then the file is linked to that name, and
-// the copy is renamed over target: target always names a database. A
+// one). The file is linked to that name first, so that a kill at any step
+// leaves target whole; then its sidecars are renamed to go with it; then
+// the copy is renamed over target. Without hard links the file is renamed
+// aside instead, and target has no file until the copy's rename. A
 // failure puts back what was moved.
 func swapIn(tmp, target string) (aside string, err error) {
 	keep := false
@@ -378,10 +393,31 @@ func swapIn(tmp, target string) (aside string, err error) {
 			return "", fmt.Errorf("restore: %s exists already; try again in a second", aside+s)
 		}
 	}
+	linked, renamed := false, false
 	var moved []string
 	undo := func() {
 		for _, s := range moved {
 			os.Rename(aside+s, target+s)
+		}
+		if linked {
+			os.Remove(aside)
+		}
+		if renamed {
+			os.Rename(aside, target)
+		}
+	}
+	if _, err := os.Lstat(target); err == nil {
+		err := os.Link(target, aside)
+		switch {
+		case err == nil:
+			linked = true
+		case errors.Is(err, fs.ErrExist):
+			return "", fmt.Errorf("restore: %s exists already; try again in a second", aside)
+		default:
+			if err := os.Rename(target, aside); err != nil {
+				return "", fmt.Errorf("restore: set %s aside: %w", target, err)
+			}
+			renamed = true
 		}
 	}
 	for _, s := range sidecars {
@@ -395,21 +431,7 @@ func swapIn(tmp, target string) (aside string, err error) {
 		}
 		moved = append(moved, s)
 	}
-	linked := false
-	if _, err := os.Lstat(target); err == nil {
-		if err := os.Link(target, aside); err == nil {
-			linked = true
-		} else if err := os.Rename(target, aside); err != nil {
-			undo()
-			return "", fmt.Errorf("restore: set %s aside: %w", target, err)
-		} else {
-			moved = append(moved, "")
-		}
-	}
 	if err := os.Rename(tmp, target); err != nil {
-		if linked {
-			os.Remove(aside)
-		}
 		undo()
 		return "", fmt.Errorf("restore: %w", err)
 	}

@@ -261,7 +261,29 @@ func TestRestore(t *testing.T) {
 	if _, err := Backup(ctx, src, backup, CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A killed server's files: the database and its write-ahead log,
+	// which holds the last two commits. A read transaction held over them
+	// keeps the checkpointer from copying them into the file.
+	rdb, err := sql.Open("sqlite3", "file:"+src+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	rtx, err := rdb.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := rtx.QueryRow(`SELECT COUNT(*) FROM events`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("read: %d %v", n, err)
+	}
 	broadcasts(t, l, "app", "x", 2, 0)
+	killed := t.TempDir()
+	target := filepath.Join(killed, "fazt.db")
+	for _, s := range []string{"", "-wal", "-shm"} {
+		copyFile(t, src+s, target+s)
+	}
+	rtx.Rollback()
 	head := func(path string) domain.ChannelInfo {
 		t.Helper()
 		r, err := Open(ctx, Config{Path: path, ReadOnly: true})
@@ -286,11 +308,29 @@ func TestRestore(t *testing.T) {
 	if c := head(fresh); c.Head != 3 || c.Epoch == backupEpoch {
 		t.Fatalf("restored: %+v; the backup's epoch %s", c, backupEpoch)
 	}
-	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o644 {
+	if st, err := os.Stat(fresh); err != nil || (runtime.GOOS == "linux" && st.Mode().Perm() != 0o644&^umask(t)) {
 		t.Fatalf("restored file: %v %v", st, err)
 	}
 	if _, err := Restore(ctx, fresh, fresh, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "the database itself") {
 		t.Fatalf("restore of a database onto itself: %v", err)
+	}
+	link := filepath.Join(filepath.Dir(fresh), "link.db")
+	if err := os.Symlink(fresh, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, backup, link, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("restore to a symbolic link: %v", err)
+	}
+	// An empty file made for it, as an installer may: its mode is kept.
+	made := filepath.Join(t.TempDir(), "fazt.db")
+	if err := os.WriteFile(made, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := Restore(ctx, backup, made, CopyOptions{}); err != nil || info.Aside != "" {
+		t.Fatalf("restore over an empty file: %+v %v", info, err)
+	}
+	if st, err := os.Stat(made); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("restored over an empty 0600 file: %v %v", st, err)
 	}
 
 	if runtime.GOOS == "linux" { // the only system with the writer's lock
@@ -302,15 +342,16 @@ func TestRestore(t *testing.T) {
 		}
 	}
 
-	// A killed server's files: the database and its write-ahead log,
-	// which holds commits (the WAL file is not empty).
-	killed := t.TempDir()
-	target := filepath.Join(killed, "fazt.db")
-	for _, s := range []string{"", "-wal", "-shm"} {
-		copyFile(t, src+s, target+s)
-	}
-	if st, err := os.Stat(target + "-wal"); err != nil || st.Size() == 0 {
-		t.Fatalf("the killed server's log: %v %v", st, err)
+	// The file alone lacks the last two (all of it, when nothing was
+	// checkpointed yet).
+	alone := filepath.Join(t.TempDir(), "fazt.db")
+	copyFile(t, target, alone)
+	if r, err := Open(ctx, Config{Path: alone, ReadOnly: true}); err == nil {
+		c, err := r.Channel(ctx, "app", "x")
+		r.Close()
+		if err == nil && c.Head >= 5 {
+			t.Fatalf("the killed server's file without its log: head %d, want under 5", c.Head)
+		}
 	}
 	if err := os.Chmod(target, 0o640); err != nil {
 		t.Fatal(err)
@@ -414,4 +455,20 @@ func TestBackupOfAnOlderSchema(t *testing.T) {
 	if err != nil || evs[0].Fact.(*domain.MessageBroadcast).Offset != 4 {
 		t.Fatalf("served after the upgrade: %v %v", evs, err)
 	}
+}
+
+// umask reads the process's file mode mask, as a file made shows it.
+func umask(t *testing.T) os.FileMode {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "probe")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o777)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0o777 &^ st.Mode().Perm()
 }

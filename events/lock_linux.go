@@ -15,17 +15,29 @@ import (
 // fcntl(2) locks SQLite takes on the same file (flock(2)'s manual); not
 // every system keeps them apart, so elsewhere nothing is locked
 // (lock_other.go). Readers (ReadOnly) take none.
+//
+// A file renamed over path between the open and the lock (fazt restore's
+// copy) leaves the lock on a file that no longer has the name: the lock
+// is taken again on the one that has it.
 func lockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s is open for writing in another process (another fazt serve?)", path)
+	for range 3 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s is open for writing in another process (another fazt serve?)", path)
+			}
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		held, err1 := f.Stat()
+		named, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, named) {
+			return f, nil
+		}
+		f.Close()
 	}
-	return f, nil
+	return nil, fmt.Errorf("lock %s: the file kept being replaced while it was locked", path)
 }

@@ -79,8 +79,10 @@ func restoreCmd() *cobra.Command {
 		Long: `Put a copy of BACKUP, a file fazt backup wrote (or a stopped server's
 database, its write-ahead log included), in the place of the database, for
 fazt serve to start on. Stop the server first: a database open for writing
-is refused (on Linux, where its lock says so). BACKUP is not written; the
-copy is made as fazt backup makes one (a fazt database of this fazt's schema
+is refused (on Linux, where its lock says so). BACKUP is not written (but
+a file in WAL mode, such as a server's, gets SQLite's -wal and -shm beside
+it, and needs its folder writable for them); the copy is made as fazt
+backup makes one (a fazt database of this fazt's schema
 or an older one, which fazt serve then brings up to date), checked (SQLite's
 quick_check), given the mode and owner of the file it replaces, and synced.
 
@@ -91,8 +93,9 @@ restore starts a history of its own (docs/operators.md, "Backups");
 The database replaced keeps its file under a new name,
 <db>.replaced-<UTC time>, with its -wal, -shm and -journal renamed to go
 with it: whole, and nothing of it is left beside the restored file, where
-SQLite would apply it. The database's own name always names a whole file:
-the copy takes it in one rename.`,
+SQLite would apply it. Where the file system has hard links, the
+database's own name always names a whole file: the copy takes it in one
+rename. The database must not be a symbolic link.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := os.Lstat(db); errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("db") && os.Getenv("FAZT_DB") == "" {
@@ -103,10 +106,18 @@ the copy takes it in one rename.`,
 				return err
 			}
 			info, err := events.Restore(cmd.Context(), args[0], db, events.CopyOptions{KeepEpochs: keep})
+			w := cmd.OutOrStdout()
+			if info.Aside != "" {
+				if a, aerr := filepath.Abs(info.Aside); aerr == nil {
+					info.Aside = a
+				}
+			}
 			if err != nil {
+				if info.Aside != "" { // in place, but not synced: say where the old one is
+					fmt.Fprintf(w, "the database it replaced is %s\n", info.Aside)
+				}
 				return err
 			}
-			w := cmd.OutOrStdout()
 			if asJSON {
 				return json.NewEncoder(w).Encode(map[string]any{
 					"database": abs, "backup": args[0], "bytes": info.Bytes, "events": info.Events,
