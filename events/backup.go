@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -294,12 +295,11 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	swapped := false
 	if lock != nil {
 		defer lock.Close()
-		if !existed {
-			// The lock made an empty file: gone again if nothing takes
-			// its place, unless another has taken the name meanwhile.
-			made, _ := lock.Stat()
+		// A file the lock made (not the one there before) is empty: gone
+		// again if nothing takes its place, and if it still has the name.
+		if made, serr := lock.Stat(); serr == nil && made.Size() == 0 && (!existed || !os.SameFile(lst, made)) {
 			defer func() {
-				if cur, serr := os.Lstat(target); err != nil && !swapped && serr == nil && made != nil && os.SameFile(cur, made) && cur.Size() == 0 {
+				if cur, serr := os.Lstat(target); err != nil && !swapped && serr == nil && os.SameFile(cur, made) && cur.Size() == 0 {
 					os.Remove(target)
 				}
 			}()
@@ -335,6 +335,9 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	if err = syncPath(tmp); err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
+	// The database replaced becomes one file first, as a clean stop of
+	// its server leaves it, so that linking it aside keeps it whole.
+	fold(ctx, target)
 	if info.Aside, err = swapIn(tmp, target); err != nil {
 		return info, err
 	}
@@ -348,6 +351,37 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 		return info, fmt.Errorf("restored %s, but its folder could not be synced: %w", target, err)
 	}
 	return info, nil
+}
+
+// fold copies what the write-ahead log of the database at path holds
+// into it and ends WAL mode (and rolls back a hot rollback journal, as
+// SQLite does on opening), so that the database is its file alone, with
+// no -wal, -shm or -journal beside it. The caller holds the file's lock.
+// A file SQLite cannot open so, a damaged one, is left as it is: swapIn
+// then moves its sidecars with it.
+func fold(ctx context.Context, path string) {
+	// Only a file that starts as a database does: SQLite drops the
+	// sidecars of what it cannot read, and they may be all that is left.
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	head := make([]byte, 16)
+	_, err = io.ReadFull(f, head)
+	f.Close()
+	if err != nil || string(head) != "SQLite format 3\x00" {
+		return
+	}
+	db, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?_busy_timeout=1000")
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return
+	}
+	db.ExecContext(ctx, `PRAGMA journal_mode=DELETE`)
 }
 
 // likeFile gives the copy at tmp the mode and owner of target, the file it
@@ -366,11 +400,12 @@ func likeFile(tmp, target string) error {
 
 // swapIn puts tmp in target's place and returns where the file it
 // replaced went ("" when there was nothing to keep: no file, or an empty
-// one). The file is linked to that name first, so that a kill at any step
-// leaves target whole; then its sidecars are renamed to go with it; then
-// the copy is renamed over target. Without hard links the file is renamed
-// aside instead, and target has no file until the copy's rename. A
-// failure puts back what was moved.
+// one). With hard links, the file is linked to that name first, then its
+// sidecars (fold has left none, but for a damaged file) are renamed to go
+// with it, then the copy is renamed over target: target always names a
+// database. Without, the sidecars go first, then the file, and target
+// has no file until the copy's rename. A failure puts back what was
+// moved, the file before its sidecars.
 func swapIn(tmp, target string) (aside string, err error) {
 	keep := false
 	if st, err := os.Stat(target); err == nil && st.Size() > 0 {
@@ -393,31 +428,28 @@ func swapIn(tmp, target string) (aside string, err error) {
 			return "", fmt.Errorf("restore: %s exists already; try again in a second", aside+s)
 		}
 	}
+	_, serr := os.Lstat(target)
+	hasFile := serr == nil
 	linked, renamed := false, false
-	var moved []string
-	undo := func() {
-		for _, s := range moved {
-			os.Rename(aside+s, target+s)
-		}
-		if linked {
-			os.Remove(aside)
-		}
-		if renamed {
-			os.Rename(aside, target)
-		}
-	}
-	if _, err := os.Lstat(target); err == nil {
+	if hasFile {
 		err := os.Link(target, aside)
 		switch {
 		case err == nil:
 			linked = true
 		case errors.Is(err, fs.ErrExist):
 			return "", fmt.Errorf("restore: %s exists already; try again in a second", aside)
-		default:
-			if err := os.Rename(target, aside); err != nil {
-				return "", fmt.Errorf("restore: set %s aside: %w", target, err)
-			}
-			renamed = true
+		}
+	}
+	var moved []string
+	undo := func() {
+		if linked {
+			os.Remove(aside)
+		}
+		if renamed {
+			os.Rename(aside, target)
+		}
+		for _, s := range moved {
+			os.Rename(aside+s, target+s)
 		}
 	}
 	for _, s := range sidecars {
@@ -430,6 +462,13 @@ func swapIn(tmp, target string) (aside string, err error) {
 			return "", fmt.Errorf("restore: set %s aside: %w", target+s, err)
 		}
 		moved = append(moved, s)
+	}
+	if hasFile && !linked {
+		if err := os.Rename(target, aside); err != nil {
+			undo()
+			return "", fmt.Errorf("restore: set %s aside: %w", target, err)
+		}
+		renamed = true
 	}
 	if err := os.Rename(tmp, target); err != nil {
 		undo()

@@ -246,8 +246,9 @@ func copyFile(t *testing.T, src, dst string) {
 
 // TestRestore: a backup restored where no database is, and over the files
 // a killed server left, its write-ahead log among them. The file replaced
-// is kept under another name with its log, whole; nothing of it is left
-// beside the restored file, which has the replaced one's mode. A killed
+// is made one file, its log copied in, and kept under another name,
+// whole; nothing of it is left beside the restored file, which has the
+// replaced one's mode. A damaged database's sidecars go with it. A killed
 // server's files restore with what their log holds. A database open for
 // writing (Linux), a file that is not a fazt log, or one of a newer
 // schema are refused, with the target left as it was.
@@ -372,8 +373,10 @@ func TestRestore(t *testing.T) {
 	if err != nil || info.Aside == "" {
 		t.Fatalf("restore over a killed server's files: %+v, %v", info, err)
 	}
+	// The replaced database was made one file first (its log copied in),
+	// then linked aside.
 	aside := filepath.Base(info.Aside)
-	if got, want := files(t, killed), []string{"fazt.db", aside, aside + "-shm", aside + "-wal"}; !slices.Equal(got, want) {
+	if got, want := files(t, killed), []string{"fazt.db", aside}; !slices.Equal(got, want) {
 		t.Fatalf("folder after the restore: %v, want %v", got, want)
 	}
 	if c := head(target); c.Head != 3 {
@@ -384,6 +387,27 @@ func TestRestore(t *testing.T) {
 	}
 	if st, err := os.Stat(target); err != nil || st.Mode().Perm() != 0o640 {
 		t.Fatalf("restored over a 0640 file: %v %v", st, err)
+	}
+
+	// A damaged database, which SQLite cannot make one file: its log and
+	// journal are renamed to go with it.
+	damaged := t.TempDir()
+	bad := filepath.Join(damaged, "fazt.db")
+	for s, b := range map[string]string{"": "not a database at all, but long enough to be read as one", "-wal": "junk", "-journal": "junk"} {
+		if err := os.WriteFile(bad+s, []byte(strings.Repeat(b, 100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err = Restore(ctx, backup, bad, CopyOptions{})
+	if err != nil || info.Aside == "" {
+		t.Fatalf("restore over a damaged database: %+v %v", info, err)
+	}
+	aside = filepath.Base(info.Aside)
+	if got, want := files(t, damaged), []string{"fazt.db", aside, aside + "-journal", aside + "-wal"}; !slices.Equal(got, want) {
+		t.Fatalf("folder after the restore over a damaged database: %v, want %v", got, want)
+	}
+	if c := head(bad); c.Head != 3 {
+		t.Fatalf("restored over a damaged database: head %d", c.Head)
 	}
 
 	// Not a backup, or of a newer schema: refused, the target kept.

@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -32,12 +33,19 @@ func lockFile(path string) (*os.File, error) {
 			}
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
-		held, err1 := f.Stat()
-		named, err2 := os.Stat(path)
-		if err1 == nil && err2 == nil && os.SameFile(held, named) {
+		held, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		named, err := os.Stat(path)
+		if err == nil && os.SameFile(held, named) {
 			return f, nil
 		}
 		f.Close()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
 	}
 	return nil, fmt.Errorf("lock %s: the file kept being replaced while it was locked", path)
 }

@@ -90,10 +90,12 @@ Every channel in the copy gets a new epoch, as fazt backup gives them: each
 restore starts a history of its own (docs/operators.md, "Backups");
 --keep-epochs keeps them, to move a stopped server's file.
 
-The database replaced keeps its file under a new name,
-<db>.replaced-<UTC time>, with its -wal, -shm and -journal renamed to go
-with it: whole, and nothing of it is left beside the restored file, where
-SQLite would apply it. Where the file system has hard links, the
+The database replaced is first made one file, as a clean stop of its
+server leaves it (what its -wal holds is copied in), then kept under a
+new name, <db>.replaced-<UTC time>: whole, and nothing of it is left
+beside the restored file, where SQLite would apply it (a damaged one,
+which SQLite cannot read, has its -wal, -shm and -journal renamed to go
+with it). Where the file system has hard links, the
 database's own name always names a whole file: the copy takes it in one
 rename. The database must not be a symbolic link.`,
 		Args: cobra.ExactArgs(1),
@@ -114,7 +116,7 @@ rename. The database must not be a symbolic link.`,
 			}
 			if err != nil {
 				if info.Aside != "" { // in place, but not synced: say where the old one is
-					fmt.Fprintf(w, "the database it replaced is %s\n", info.Aside)
+					fmt.Fprintf(cmd.ErrOrStderr(), "the database it replaced is %s\n", info.Aside)
 				}
 				return err
 			}
