@@ -189,14 +189,7 @@ func TestBackupRefusals(t *testing.T) {
 	os.Remove(taken)
 
 	other := filepath.Join(t.TempDir(), "other.db")
-	db, err := sql.Open("sqlite3", other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE users (name TEXT)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	execFile(t, other, otherProgram)
 	if _, err := Backup(ctx, other, filepath.Join(dir, "c1.db"), CopyOptions{}); err == nil || !strings.Contains(err.Error(), "no event log") {
 		t.Fatalf("backup of another program's database: %v", err)
 	}
@@ -208,13 +201,7 @@ func TestBackupRefusals(t *testing.T) {
 	if _, err := Backup(ctx, src, newer, CopyOptions{KeepEpochs: true}); err != nil {
 		t.Fatal(err)
 	}
-	if db, err = sql.Open("sqlite3", newer); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied) VALUES (999, 'future', 0)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	execFile(t, newer, futureSchema)
 	var se *migrations.SchemaError
 	if _, err := Backup(ctx, newer, filepath.Join(dir, "c3.db"), CopyOptions{}); !errors.As(err, &se) || se.Version != 999 {
 		t.Fatalf("backup of a newer schema: %v", err)
@@ -231,6 +218,26 @@ func TestBackupRefusals(t *testing.T) {
 		t.Fatalf("folder after the refusals: %v, want %v", got, before)
 	}
 }
+
+// execFile runs statements on the SQLite file at path, made if missing.
+func execFile(t *testing.T, path, stmts string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The statements that make a file another program's database, and that
+// make a fazt log's schema newer than this fazt's.
+const (
+	otherProgram = `CREATE TABLE users (name TEXT)`
+	futureSchema = `INSERT INTO schema_migrations (version, name, applied) VALUES (999, 'future', 0)`
+)
 
 // copyFile copies src to dst as it is.
 func copyFile(t *testing.T, src, dst string) {
@@ -412,23 +419,10 @@ func TestRestore(t *testing.T) {
 
 	// Not a backup, or of a newer schema: refused, the target kept.
 	other := filepath.Join(dir, "other.db")
-	db, err := sql.Open("sqlite3", other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE users (name TEXT)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	execFile(t, other, otherProgram)
 	newer := filepath.Join(dir, "newer.db")
 	copyFile(t, backup, newer)
-	if db, err = sql.Open("sqlite3", newer); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`INSERT INTO schema_migrations (version, name, applied) VALUES (999, 'future', 0)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	execFile(t, newer, futureSchema)
 	before := files(t, killed)
 	for _, bad := range []string{other, newer, filepath.Join(dir, "missing.db")} {
 		if _, err := Restore(ctx, bad, target, CopyOptions{}); err == nil {
@@ -457,14 +451,7 @@ func TestBackupOfAnOlderSchema(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite3", src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(undo0005); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	execFile(t, src, undo0005)
 	backup := filepath.Join(dir, "old.db")
 	info, err := Backup(ctx, src, backup, CopyOptions{})
 	if err != nil || info.Schema != 4 {

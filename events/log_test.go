@@ -1150,15 +1150,7 @@ func TestCloseLeavesOnlyTheDatabaseFile(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if !slices.Equal(names, []string{"log.db"}) {
+	if names := files(t, dir); !slices.Equal(names, []string{"log.db"}) {
 		t.Fatalf("files after Close: %v, want only log.db", names)
 	}
 	l2 := mustOpen(t, path)

@@ -2,16 +2,13 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -103,21 +100,5 @@ func TestTrustedProxiesNameTheClient(t *testing.T) {
 // TestServeRefusesABadTrustedProxy: a proxy serve cannot read is an error
 // at start, from the flag or from FAZT_TRUSTED_PROXIES.
 func TestServeRefusesABadTrustedProxy(t *testing.T) {
-	for _, c := range []struct{ env, flag string }{{"", "10.0.0.0/33"}, {"127.0.0.1, proxy.local", ""}} {
-		t.Run(c.env+c.flag, func(t *testing.T) {
-			t.Setenv("FAZT_TRUSTED_PROXIES", c.env)
-			args := []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}
-			if c.flag != "" {
-				args = append(args, "--trusted-proxies", c.flag)
-			}
-			// Bounded: a serve that took the value would run until cancelled.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var out strings.Builder
-			err := run(ctx, args, &out, &out)
-			if err == nil || !strings.Contains(err.Error(), "--trusted-proxies (FAZT_TRUSTED_PROXIES)") {
-				t.Fatalf("serve %v with FAZT_TRUSTED_PROXIES=%q: %v", args, c.env, err)
-			}
-		})
-	}
+	serveRefuses(t, "--trusted-proxies", "FAZT_TRUSTED_PROXIES", "10.0.0.0/33", "127.0.0.1, proxy.local")
 }
