@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
+
 	"github.com/fazt-realtime/fazt/migrations"
 )
 
@@ -34,8 +36,8 @@ type CopyInfo struct {
 	LastSeq  int64 // the last of them: the copy holds the log up to here
 	Channels int64 // channels with history, given new epochs unless KeepEpochs
 	Schema   int   // its schema version (fazt serve brings an older one up to date)
-	// Aside is where Restore put the file it replaced, with its -wal and
-	// -shm beside it; "" for none.
+	// Aside is where Restore put the file it replaced (made one file
+	// first, or with its sidecars beside it if damaged); "" for none.
 	Aside string
 }
 
@@ -270,11 +272,11 @@ var sidecars = []string{"-wal", "-shm", "-journal"}
 // checked, given the replaced file's mode and owner, and synced. target
 // must not be open for writing (on Linux its lock says so; the copy is
 // locked too, from the start, so a fazt serve started meanwhile refuses
-// it) and must not be a symbolic link. The file replaced is linked to a
-// new name, then its -wal, -shm and -journal are renamed to go with it:
-// it stays whole, and nothing of it is left beside the restored file.
-// Where the file system has hard links, target's name never goes away:
-// the copy takes it in one rename.
+// it), nor open in another process (fold), nor a symbolic link. The file
+// replaced is made one file (fold) and linked to a new name (swapIn): it
+// stays whole, and nothing of it is left beside the restored file. Where
+// the file system has hard links, target's name never goes away: the
+// copy takes it in one rename.
 func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info CopyInfo, err error) {
 	bst, err := os.Stat(backup)
 	if err != nil {
@@ -337,7 +339,12 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	}
 	// The database replaced becomes one file first, as a clean stop of
 	// its server leaves it, so that linking it aside keeps it whole.
-	fold(ctx, target)
+	if _, err = fold(ctx, target); err != nil {
+		return info, fmt.Errorf("restore: %w; stop it and try again", err)
+	}
+	if err = ctx.Err(); err != nil {
+		return info, err
+	}
 	if info.Aside, err = swapIn(tmp, target); err != nil {
 		return info, err
 	}
@@ -356,32 +363,60 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 // fold copies what the write-ahead log of the database at path holds
 // into it and ends WAL mode (and rolls back a hot rollback journal, as
 // SQLite does on opening), so that the database is its file alone, with
-// no -wal, -shm or -journal beside it. The caller holds the file's lock.
-// A file SQLite cannot open so, a damaged one, is left as it is: swapIn
-// then moves its sidecars with it.
-func fold(ctx context.Context, path string) {
-	// Only a file that starts as a database does: SQLite drops the
-	// sidecars of what it cannot read, and they may be all that is left.
+// no -wal, -shm or -journal beside it, as a clean stop of its server
+// leaves it. Only a file that starts as a database is opened so: SQLite
+// drops what it takes for stale sidecars of a file it cannot read, and
+// they may be all that is left. It reports whether the file is one file
+// now; a damaged one SQLite cannot fold is left as it is (false, nil),
+// and swapIn moves its sidecars with it. An error means another process
+// has it open (a reader's snapshot keeps the checkpoint short of the end,
+// or the lock to leave WAL mode is refused), or the run was cancelled.
+func fold(ctx context.Context, path string) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return
+		return false, nil
 	}
 	head := make([]byte, 16)
 	_, err = io.ReadFull(f, head)
 	f.Close()
 	if err != nil || string(head) != "SQLite format 3\x00" {
-		return
+		return false, nil
 	}
-	db, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?_busy_timeout=1000")
+	db, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?_busy_timeout=1000&_synchronous=FULL")
 	if err != nil {
-		return
+		return false, nil
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-		return
+	inUse := func(err error) bool {
+		var se sqlite3.Error
+		return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
 	}
-	db.ExecContext(ctx, `PRAGMA journal_mode=DELETE`)
+	var busy, frames, copied int
+	err = db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+	switch {
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case inUse(err):
+		return false, fmt.Errorf("%s is open in another process: %w", path, err)
+	case err != nil:
+		return false, nil // damaged
+	case busy != 0 || copied != frames:
+		return false, fmt.Errorf("%s is open in another process: a reader keeps its write-ahead log (%d of %d frames copied)", path, copied, frames)
+	}
+	var mode string
+	err = db.QueryRowContext(ctx, `PRAGMA journal_mode=DELETE`).Scan(&mode)
+	switch {
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case inUse(err):
+		return false, fmt.Errorf("%s is open in another process: %w", path, err)
+	case err != nil:
+		return false, nil
+	case mode != "delete":
+		return false, fmt.Errorf("%s is open in another process: it stays in %s mode", path, mode)
+	}
+	return true, db.Close()
 }
 
 // likeFile gives the copy at tmp the mode and owner of target, the file it
@@ -405,7 +440,7 @@ func likeFile(tmp, target string) error {
 // with it, then the copy is renamed over target: target always names a
 // database. Without, the sidecars go first, then the file, and target
 // has no file until the copy's rename. A failure puts back what was
-// moved, the file before its sidecars.
+// moved.
 func swapIn(tmp, target string) (aside string, err error) {
 	keep := false
 	if st, err := os.Stat(target); err == nil && st.Size() > 0 {
@@ -441,15 +476,15 @@ func swapIn(tmp, target string) (aside string, err error) {
 		}
 	}
 	var moved []string
-	undo := func() {
-		if linked {
-			os.Remove(aside)
-		}
+	undo := func() { // the file back first, its sidecars, the link last
 		if renamed {
 			os.Rename(aside, target)
 		}
 		for _, s := range moved {
 			os.Rename(aside+s, target+s)
+		}
+		if linked {
+			os.Remove(aside)
 		}
 	}
 	for _, s := range sidecars {

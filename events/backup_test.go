@@ -376,6 +376,29 @@ func TestRestore(t *testing.T) {
 		copyFile(t, src+s, target+s)
 	}
 
+	// A reader in the middle of a read of the old database (a tool) keeps
+	// it from being made one file: refused, and nothing moved.
+	reader, err := sql.Open("sqlite3", "file:"+target+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtx, err = reader.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rtx.QueryRow(`SELECT COUNT(*) FROM events`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	before := files(t, killed)
+	if _, err := Restore(ctx, backup, target, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "open in another process") {
+		t.Fatalf("restore over a database being read: %v", err)
+	}
+	if got := files(t, killed); !slices.Equal(got, before) {
+		t.Fatalf("folder after a restore refused for a reader: %v, want %v", got, before)
+	}
+	rtx.Rollback()
+	reader.Close()
+
 	info, err = Restore(ctx, backup, target, CopyOptions{})
 	if err != nil || info.Aside == "" {
 		t.Fatalf("restore over a killed server's files: %+v, %v", info, err)
@@ -423,7 +446,7 @@ func TestRestore(t *testing.T) {
 	newer := filepath.Join(dir, "newer.db")
 	copyFile(t, backup, newer)
 	execFile(t, newer, futureSchema)
-	before := files(t, killed)
+	before = files(t, killed)
 	for _, bad := range []string{other, newer, filepath.Join(dir, "missing.db")} {
 		if _, err := Restore(ctx, bad, target, CopyOptions{}); err == nil {
 			t.Fatalf("restore of %s succeeded", bad)

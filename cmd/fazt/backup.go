@@ -91,11 +91,12 @@ restore starts a history of its own (docs/operators.md, "Backups");
 --keep-epochs keeps them, to move a stopped server's file.
 
 The database replaced is first made one file, as a clean stop of its
-server leaves it (what its -wal holds is copied in), then kept under a
-new name, <db>.replaced-<UTC time>: whole, and nothing of it is left
-beside the restored file, where SQLite would apply it (a damaged one,
-which SQLite cannot read, has its -wal, -shm and -journal renamed to go
-with it). Where the file system has hard links, the
+server leaves it (what its -wal holds is copied in; one another process
+has open, a tool in the middle of a read, is refused until it is
+closed), then kept under a new name, <db>.replaced-<UTC time>: whole,
+and nothing of it is left beside the restored file, where SQLite would
+apply it (a damaged one, which SQLite cannot read, has its -wal, -shm
+and -journal renamed to go with it). Where the file system has hard links, the
 database's own name always names a whole file: the copy takes it in one
 rename. The database must not be a symbolic link.`,
 		Args: cobra.ExactArgs(1),
