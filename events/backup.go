@@ -123,11 +123,10 @@ func copyLog(ctx context.Context, src, tmp string) (int, error) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	var n int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil || n == 0 {
-		if err == nil {
-			err = errors.New("no event log in it")
-		}
+	if err := migrations.CheckOwned(ctx, db); err != nil {
+		return 0, fmt.Errorf("open database %s: %w", src, err)
+	}
+	if err := hasEventLog(ctx, db); err != nil {
 		return 0, fmt.Errorf("open database %s: %w", src, err)
 	}
 	current, latest, err := migrations.Version(ctx, db)
@@ -189,42 +188,11 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 	return db.Close()
 }
 
-// renewEpochs gives every channel of the copy a new epoch, in one
-// transaction.
+// renewEpochs gives every channel of the copy a new epoch: 8 random
+// bytes in hex, as NewEpoch makes them, from SQLite's generator.
 func renewEpochs(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT app, name FROM channels`)
-	if err != nil {
-		return err
-	}
-	var keys []chanKey
-	for rows.Next() {
-		var k chanKey
-		if err := rows.Scan(&k.app, &k.channel); err != nil {
-			rows.Close()
-			return err
-		}
-		keys = append(keys, k)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE channels SET epoch = ? WHERE app = ? AND name = ?`)
-	if err != nil {
-		return err
-	}
-	defer upd.Close()
-	for _, k := range keys {
-		if _, err := upd.ExecContext(ctx, NewEpoch(), k.app, k.channel); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+	_, err := db.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
+	return err
 }
 
 // placeCopy gives the finished copy at tmp the name dst, which must still
@@ -307,6 +275,11 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 			}()
 		}
 	}
+	// Refused before the copy if another process has the database open
+	// (fold below, just before the swap, is what counts).
+	if err = fold(ctx, target); err != nil {
+		return info, fmt.Errorf("restore: %w", err)
+	}
 	tmp, err := emptyFile(target, ".restoring-")
 	if err != nil {
 		return info, fmt.Errorf("restore: %w", err)
@@ -339,8 +312,8 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	}
 	// The database replaced becomes one file first, as a clean stop of
 	// its server leaves it, so that linking it aside keeps it whole.
-	if _, err = fold(ctx, target); err != nil {
-		return info, fmt.Errorf("restore: %w; stop it and try again", err)
+	if err = fold(ctx, target); err != nil { // again: it may have been opened meanwhile
+		return info, fmt.Errorf("restore: %w", err)
 	}
 	if err = ctx.Err(); err != nil {
 		return info, err
@@ -366,58 +339,87 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 // no -wal, -shm or -journal beside it, as a clean stop of its server
 // leaves it. Only a file that starts as a database is opened so: SQLite
 // drops what it takes for stale sidecars of a file it cannot read, and
-// they may be all that is left. It reports whether the file is one file
-// now; a damaged one SQLite cannot fold is left as it is (false, nil),
-// and swapIn moves its sidecars with it. An error means another process
-// has it open (a reader's snapshot keeps the checkpoint short of the end,
-// or the lock to leave WAL mode is refused), or the run was cancelled.
-func fold(ctx context.Context, path string) (bool, error) {
+// they may be all that is left. A damaged one (not a database, or
+// corrupt, to SQLite) is left as it is, and swapIn moves its sidecars
+// with it. An errInUse means another connection has it open (a reader's
+// snapshot keeps the checkpoint from ending, or the locks to leave WAL
+// mode or to write are refused); any other error, that it could not be
+// read (or the run was cancelled).
+func fold(ctx context.Context, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return false, nil
+		return nil
 	}
 	head := make([]byte, 16)
 	_, err = io.ReadFull(f, head)
 	f.Close()
 	if err != nil || string(head) != "SQLite format 3\x00" {
-		return false, nil
+		return nil
 	}
 	db, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?_busy_timeout=1000&_synchronous=FULL")
 	if err != nil {
-		return false, nil
+		return err
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	inUse := func(err error) bool {
+	// what sorts a failure: in use, damaged, or neither.
+	what := func(err error) error {
 		var se sqlite3.Error
-		return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+		if errors.As(err, &se) {
+			switch se.Code {
+			case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrProtocol:
+				return errInUse{path, err}
+			case sqlite3.ErrNotADB, sqlite3.ErrCorrupt:
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	var busy, frames, copied int
-	err = db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
-	switch {
-	case ctx.Err() != nil:
-		return false, ctx.Err()
-	case inUse(err):
-		return false, fmt.Errorf("%s is open in another process: %w", path, err)
-	case err != nil:
-		return false, nil // damaged
-	case busy != 0 || copied != frames:
-		return false, fmt.Errorf("%s is open in another process: a reader keeps its write-ahead log (%d of %d frames copied)", path, copied, frames)
+	if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		return what(err)
+	}
+	if busy != 0 {
+		return errInUse{path, errors.New("a reader or another checkpoint is using its write-ahead log")}
 	}
 	var mode string
-	err = db.QueryRowContext(ctx, `PRAGMA journal_mode=DELETE`).Scan(&mode)
-	switch {
-	case ctx.Err() != nil:
-		return false, ctx.Err()
-	case inUse(err):
-		return false, fmt.Errorf("%s is open in another process: %w", path, err)
-	case err != nil:
-		return false, nil
-	case mode != "delete":
-		return false, fmt.Errorf("%s is open in another process: it stays in %s mode", path, mode)
+	if err := db.QueryRowContext(ctx, `PRAGMA journal_mode=DELETE`).Scan(&mode); err != nil {
+		return what(err)
 	}
-	return true, db.Close()
+	if mode != "delete" {
+		return errInUse{path, fmt.Errorf("it stays in %s mode", mode)}
+	}
+	// In rollback mode the switch above takes no lock: a write lock of
+	// its own tells whether another connection is in the file.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return what(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN EXCLUSIVE`); err != nil {
+		return what(err)
+	}
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return what(err)
+	}
+	conn.Close()
+	return db.Close()
 }
+
+// errInUse says a database is open in another connection.
+type errInUse struct {
+	path string
+	err  error
+}
+
+func (e errInUse) Error() string {
+	return fmt.Sprintf("%s is open in another process (%v): stop it and try again", e.path, e.err)
+}
+
+func (e errInUse) Unwrap() error { return e.err }
 
 // likeFile gives the copy at tmp the mode and owner of target, the file it
 // is to replace (on Linux the lock has made one, with fazt serve's mode,

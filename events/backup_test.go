@@ -190,7 +190,7 @@ func TestBackupRefusals(t *testing.T) {
 
 	other := filepath.Join(t.TempDir(), "other.db")
 	execFile(t, other, otherProgram)
-	if _, err := Backup(ctx, other, filepath.Join(dir, "c1.db"), CopyOptions{}); err == nil || !strings.Contains(err.Error(), "no event log") {
+	if _, err := Backup(ctx, other, filepath.Join(dir, "c1.db"), CopyOptions{}); err == nil || !strings.Contains(err.Error(), "not a fazt event log") {
 		t.Fatalf("backup of another program's database: %v", err)
 	}
 	if _, err := Backup(ctx, filepath.Join(dir, "missing.db"), filepath.Join(dir, "c2.db"), CopyOptions{}); err == nil {
@@ -322,6 +322,25 @@ func TestRestore(t *testing.T) {
 	if _, err := Restore(ctx, fresh, fresh, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "the database itself") {
 		t.Fatalf("restore of a database onto itself: %v", err)
 	}
+	// A restored file not yet served is in rollback mode: a reader of it
+	// is seen by the write lock.
+	rreader, err := sql.Open("sqlite3", "file:"+fresh+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rrtx, err := rreader.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m int
+	if err := rrtx.QueryRow(`SELECT COUNT(*) FROM events`).Scan(&m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, backup, fresh, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "open in another process") {
+		t.Fatalf("restore over a rollback-mode database being read: %v", err)
+	}
+	rrtx.Rollback()
+	rreader.Close()
 	link := filepath.Join(filepath.Dir(fresh), "link.db")
 	if err := os.Symlink(fresh, link); err != nil {
 		t.Fatal(err)
@@ -354,11 +373,15 @@ func TestRestore(t *testing.T) {
 	// checkpointed yet).
 	alone := filepath.Join(t.TempDir(), "fazt.db")
 	copyFile(t, target, alone)
-	if r, err := Open(ctx, Config{Path: alone, ReadOnly: true}); err == nil {
+	if r, err := Open(ctx, Config{Path: alone, ReadOnly: true}); err != nil {
+		if !strings.Contains(err.Error(), "no event log") {
+			t.Fatalf("the killed server's file without its log: %v", err)
+		}
+	} else {
 		c, err := r.Channel(ctx, "app", "x")
 		r.Close()
-		if err == nil && c.Head >= 5 {
-			t.Fatalf("the killed server's file without its log: head %d, want under 5", c.Head)
+		if err != nil || c.Head >= 5 {
+			t.Fatalf("the killed server's file without its log: head %d (%v), want under 5", c.Head, err)
 		}
 	}
 	if err := os.Chmod(target, 0o640); err != nil {
@@ -447,9 +470,9 @@ func TestRestore(t *testing.T) {
 	copyFile(t, backup, newer)
 	execFile(t, newer, futureSchema)
 	before = files(t, killed)
-	for _, bad := range []string{other, newer, filepath.Join(dir, "missing.db")} {
-		if _, err := Restore(ctx, bad, target, CopyOptions{}); err == nil {
-			t.Fatalf("restore of %s succeeded", bad)
+	for bad, why := range map[string]string{other: "not a fazt event log", newer: "is newer than this fazt's", filepath.Join(dir, "missing.db"): "no such file"} {
+		if _, err := Restore(ctx, bad, target, CopyOptions{}); err == nil || !strings.Contains(err.Error(), why) {
+			t.Fatalf("restore of %s: %v, want %q", bad, err, why)
 		}
 	}
 	if _, err := Restore(ctx, other, filepath.Join(killed, "new.db"), CopyOptions{}); err == nil {

@@ -241,6 +241,18 @@ type appendReq struct {
 	done   chan struct{}
 }
 
+// hasEventLog tells whether db holds an event log, as a reader needs.
+func hasEventLog(ctx context.Context, db *sql.DB) error {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("no event log in it")
+	}
+	return nil
+}
+
 // Open opens (creating if needed) the log at cfg.Path, applies migrations and
 // starts the writer.
 func Open(ctx context.Context, cfg Config) (*Log, error) {
@@ -287,12 +299,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			l.rdb.Close()
 			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 		}
-		var n int
-		if err := l.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'`).Scan(&n); err != nil || n == 0 {
+		if err := hasEventLog(ctx, l.rdb); err != nil {
 			l.rdb.Close()
-			if err == nil {
-				err = errors.New("no event log in it")
-			}
 			return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 		}
 		if err := migrations.Check(ctx, l.rdb); err != nil {

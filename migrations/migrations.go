@@ -128,7 +128,7 @@ func Version(ctx context.Context, db *sql.DB) (current, latest int, err error) {
 // Check tells whether a reader that does not migrate (a read-only open)
 // can read the database: its schema must be this fazt's.
 func Check(ctx context.Context, db *sql.DB) error {
-	current, _, latest, err := versions(ctx, db)
+	current, latest, err := Version(ctx, db)
 	if err != nil {
 		return err
 	}

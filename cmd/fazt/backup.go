@@ -39,8 +39,8 @@ old epoch is replayed the channel's history from its start
 server's file where nothing was lost.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("database %s does not exist (set --db or FAZT_DB)", db)
+			if err := dbExists(db); err != nil {
+				return err
 			}
 			start := time.Now()
 			info, err := events.Backup(cmd.Context(), db, args[0], events.CopyOptions{KeepEpochs: keep})
@@ -50,8 +50,12 @@ server's file where nothing was lost.`,
 			took := time.Since(start)
 			w := cmd.OutOrStdout()
 			if asJSON {
+				abs, err := filepath.Abs(db)
+				if err != nil {
+					abs = db
+				}
 				return json.NewEncoder(w).Encode(map[string]any{
-					"database": db, "file": args[0], "bytes": info.Bytes, "events": info.Events,
+					"database": abs, "file": args[0], "bytes": info.Bytes, "events": info.Events,
 					"last_seq": info.LastSeq, "channels": info.Channels, "new_epochs": !keep,
 					"schema": info.Schema, "seconds": took.Seconds(),
 				})
@@ -92,11 +96,11 @@ restore starts a history of its own (docs/operators.md, "Backups");
 
 The database replaced is first made one file, as a clean stop of its
 server leaves it (what its -wal holds is copied in; one another process
-has open, a tool in the middle of a read, is refused until it is
-closed), then kept under a new name, <db>.replaced-<UTC time>: whole,
+has open, even idle, as a tool or a sqlite3 shell, is refused until it
+is closed), then kept under a new name, <db>.replaced-<UTC time>: whole,
 and nothing of it is left beside the restored file, where SQLite would
-apply it (a damaged one, which SQLite cannot read, has its -wal, -shm
-and -journal renamed to go with it). Where the file system has hard links, the
+apply it (a damaged one, not a database or corrupt to SQLite, has its
+-wal, -shm and -journal renamed to go with it). Where the file system has hard links, the
 database's own name always names a whole file: the copy takes it in one
 rename. The database must not be a symbolic link.`,
 		Args: cobra.ExactArgs(1),

@@ -384,3 +384,27 @@ func jsonUnmarshal(b []byte, v any) {
 		panic(err)
 	}
 }
+
+// serveRefuses checks that serve stops at start on a bad value of flag,
+// given on the command line (bad) or by its variable env (badEnv), with an
+// error that names both.
+func serveRefuses(t *testing.T, flag, env, bad, badEnv string) {
+	t.Helper()
+	for _, c := range []struct{ env, flag string }{{"", bad}, {badEnv, ""}} {
+		t.Run(c.env+c.flag, func(t *testing.T) {
+			t.Setenv(env, c.env)
+			args := []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db")}
+			if c.flag != "" {
+				args = append(args, flag, c.flag)
+			}
+			// Bounded: a serve that took the value would run until cancelled.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var out strings.Builder
+			err := run(ctx, args, &out, &out)
+			if err == nil || !strings.Contains(err.Error(), flag+" ("+env+")") {
+				t.Fatalf("serve %v with %s=%q: %v", args, env, c.env, err)
+			}
+		})
+	}
+}

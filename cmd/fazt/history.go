@@ -196,22 +196,38 @@ func dbFlag(f interface {
 	f.StringVar(p, "db", envOr("FAZT_DB", "fazt.db"), "SQLite database file (FAZT_DB)")
 }
 
-// keyFlag adds a flag that takes an API key, FAZT_ADMIN_KEY's value unless
-// given. The key is set after the flag is made, so that its default as
-// help and usage print it is empty: a key in the environment never shows
-// on a terminal or in a log.
+// secretFlag adds a flag that takes a secret, env's value unless given.
+// The value is set after the flag is made, so that its default as help
+// and usage print it is empty: a secret in the environment never shows on
+// a terminal or in a log.
+func secretFlag(f interface {
+	StringVar(p *string, name, value, usage string)
+}, p *string, name, env, usage string) {
+	f.StringVar(p, name, "", usage)
+	*p = os.Getenv(env)
+}
+
+// keyFlag adds a flag that takes an API key (FAZT_ADMIN_KEY).
 func keyFlag(f interface {
 	StringVar(p *string, name, value, usage string)
 }, p *string, name, usage string) {
-	f.StringVar(p, name, "", usage)
-	*p = os.Getenv("FAZT_ADMIN_KEY")
+	secretFlag(f, p, name, "FAZT_ADMIN_KEY", usage)
+}
+
+// dbExists refuses a database file that is not there, naming the flag
+// and variable that give it.
+func dbExists(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database %s does not exist (set --db or FAZT_DB)", path)
+	}
+	return nil
 }
 
 // openReadOnly opens the database for reading beside a running server and
 // turns the usual failures into one clear line.
 func openReadOnly(ctx context.Context, path string) (*events.Log, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("database %s does not exist (set --db or FAZT_DB)", path)
+	if err := dbExists(path); err != nil {
+		return nil, err
 	}
 	l, err := events.Open(ctx, events.Config{Path: path, ReadOnly: true})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -44,9 +43,6 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 			if count < 0 || retries < 0 {
 				return errors.New("--count and --retries must be 0 or more")
 			}
-			if secret == "" {
-				secret = os.Getenv("FAZT_APP_SECRET") // not the flag's default: --help would show it
-			}
 			if domain.IsPrivate(channel) && secret == "" {
 				return fmt.Errorf("--channel %s is private: give --secret (FAZT_APP_SECRET), the app's secret in its app.json, to sign the token", channel)
 			}
@@ -69,7 +65,7 @@ if retention dropped messages meanwhile, it says so on stderr.`,
 	f.Int64Var(&count, "count", 0, "exit after this many messages (0: follow until interrupted)")
 	f.IntVar(&retries, "retries", 30, "give up after this many reconnects in a row that fail")
 	f.BoolVar(&asJSON, "json", false, "print JSON lines: channel, offset, timestamp, data, replay")
-	f.StringVar(&secret, "secret", "", "for a private-* channel: the app's secret (app.json), to sign the token tail subscribes with (FAZT_APP_SECRET; the variable keeps it out of the process list)")
+	secretFlag(f, &secret, "secret", "FAZT_APP_SECRET", "for a private-* channel: the app's secret (app.json), to sign the token tail subscribes with (FAZT_APP_SECRET; the variable keeps it out of the process list)")
 	cmd.MarkFlagRequired("channel")
 	return cmd
 }

@@ -35,7 +35,7 @@ func TestClient(t *testing.T) {
 		{"a bad entry between proxies' lines", "10.0.0.0/8", "10.0.0.1:4000", []string{"203.0.113.7", "junk", "10.0.0.2"}, "10.0.0.1:4000"},
 		{"32 entries are read", "10.0.0.0/8", "10.0.0.1:4000", []string{"203.0.113.7" + strings.Repeat(", 10.0.0.2", 31)}, "203.0.113.7"},
 		{"past 32, the peer", "10.0.0.0/8", "10.0.0.1:4000", []string{"203.0.113.7" + strings.Repeat(", 10.0.0.2", 32)}, "10.0.0.1:4000"},
-		{"a long header is read from its end", "10.0.0.0/8", "10.0.0.1:4000", []string{strings.Repeat("junk,", 1<<16) + "203.0.113.7"}, "203.0.113.7"},
+		{"a long header's client", "10.0.0.0/8", "10.0.0.1:4000", []string{strings.Repeat("junk,", 1<<16) + "203.0.113.7"}, "203.0.113.7"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := Parse(c.proxies)
