@@ -89,8 +89,8 @@ func Backup(ctx context.Context, src, dst string, opt CopyOptions) (info CopyInf
 	return info, nil
 }
 
-// backupCopied is called once the copy is written, before it is
-// finished: a test's way in.
+// backupCopied is called once a backup's or a restore's copy is written,
+// before it is finished: a test's way in.
 var backupCopied = func() {}
 
 // emptyFile makes a new empty file beside path, hidden, named for it.
@@ -277,7 +277,7 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	}
 	// Refused before the copy if another process has the database open
 	// (fold below, just before the swap, is what counts).
-	if err = fold(ctx, target); err != nil {
+	if err = fold(ctx, target, true); err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
 	tmp, err := emptyFile(target, ".restoring-")
@@ -301,6 +301,7 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	if info.Schema, err = copyLog(ctx, backup, tmp); err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
+	backupCopied()
 	if err = finishCopy(ctx, tmp, opt, &info); err != nil {
 		return info, fmt.Errorf("restore: %w", err)
 	}
@@ -312,7 +313,7 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 	}
 	// The database replaced becomes one file first, as a clean stop of
 	// its server leaves it, so that linking it aside keeps it whole.
-	if err = fold(ctx, target); err != nil { // again: it may have been opened meanwhile
+	if err = fold(ctx, target, false); err != nil { // again: it may have been opened meanwhile
 		return info, fmt.Errorf("restore: %w", err)
 	}
 	if err = ctx.Err(); err != nil {
@@ -345,7 +346,11 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 // snapshot keeps the checkpoint from ending, or the locks to leave WAL
 // mode or to write are refused); any other error, that it could not be
 // read (or the run was cancelled).
-func fold(ctx context.Context, path string) error {
+//
+// With check, it only checks: a database that was in WAL mode is put back
+// in it, so that a later fold still sees the connections that open it
+// meanwhile (an idle one holds a lock on it in WAL mode only).
+func fold(ctx context.Context, path string, check bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -378,6 +383,10 @@ func fold(ctx context.Context, path string) error {
 		}
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	var was string
+	if err := db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&was); err != nil {
+		return what(err)
+	}
 	var busy, frames, copied int
 	if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
 		return what(err)
@@ -404,6 +413,11 @@ func fold(ctx context.Context, path string) error {
 	}
 	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
 		return what(err)
+	}
+	if check && was == "wal" {
+		if _, err := conn.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
+			return what(err)
+		}
 	}
 	conn.Close()
 	return db.Close()

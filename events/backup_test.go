@@ -421,6 +421,27 @@ func TestRestore(t *testing.T) {
 	}
 	rtx.Rollback()
 	reader.Close()
+	// One that opens it while the copy is made, reads and stays idle: the
+	// check before the copy left the database in WAL mode, where an idle
+	// connection holds a lock, so the check before the swap sees it.
+	var idle *sql.DB
+	backupCopied = func() {
+		if idle, err = sql.Open("sqlite3", "file:"+target+"?mode=ro"); err == nil {
+			err = idle.QueryRow(`SELECT COUNT(*) FROM events`).Scan(&n)
+		}
+	}
+	_, rerr := Restore(ctx, backup, target, CopyOptions{})
+	backupCopied = func() {}
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle.Close()
+	if rerr == nil || !strings.Contains(rerr.Error(), "open in another process") {
+		t.Fatalf("restore over a database opened during the copy: %v", rerr)
+	}
+	if got := files(t, killed); !slices.Contains(got, "fazt.db-wal") || len(got) != len(before) {
+		t.Fatalf("folder after a restore refused for an idle reader: %v, was %v", got, before)
+	}
 
 	info, err = Restore(ctx, backup, target, CopyOptions{})
 	if err != nil || info.Aside == "" {

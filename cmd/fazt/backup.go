@@ -96,8 +96,8 @@ restore starts a history of its own (docs/operators.md, "Backups");
 
 The database replaced is first made one file, as a clean stop of its
 server leaves it (what its -wal holds is copied in; one another process
-has open, even idle, as a tool or a sqlite3 shell, is refused until it
-is closed), then kept under a new name, <db>.replaced-<UTC time>: whole,
+has open, one that has read it in WAL mode even if idle, is refused
+until it is closed), then kept under a new name, <db>.replaced-<UTC time>: whole,
 and nothing of it is left beside the restored file, where SQLite would
 apply it (a damaged one, not a database or corrupt to SQLite, has its
 -wal, -shm and -journal renamed to go with it). Where the file system has hard links, the
