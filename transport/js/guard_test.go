@@ -192,54 +192,21 @@ module.exports = async function (req) {
 // left queued (describing what it threw) runs in the next run, within its
 // limit, not before it with none. And a runtime whose
 // run ended in a throw from its promise's then getter is not reused.
-// (The limit is 1.5 s: at 300 ms, the overflow of 4096 nested flat calls
-// under the race detector ran past it in one run of three.)
+// (App a's limit is 1.5 s: at 300 ms, the overflow of 4096 nested flat
+// calls under the race detector ran past it in one run of three. The spin
+// waits out the 300 ms of app s.)
 func TestARunEndsWhateverItsTimersDo(t *testing.T) {
 	e := newEnv(t, map[string]string{
-		"a/app.json": `{"js": {"handler_timeout_ms": 1500}}`,
-		"a/api/main.js": `
-const deep = (n) => { let o = []; for (let i = 0; i < n; i++) o = [o]; return o; };
-module.exports = function (req) {
-  switch (req.path) {
-  case "/api/overflow-in-timer":
-    return new Promise(() => setTimeout(() => { const a = [1]; a.push(a); a.flat(Infinity); }, 1));
-  case "/api/spin":
-    return new Promise(() => setTimeout(() => { setImmediate(() => { for (;;) {} }); for (;;) {} }, 0));
-  case "/api/holes":
-    return { headers: { "X-Many": new Array(2 ** 32 - 1) }, body: "" };
-  case "/api/overflow-in-text":
-    return String([[{ toString() { const g = () => g(); return g(); } }]]);
-  case "/api/deep":
-    return String(deep(999)).length;
-  case "/api/overflow-late": // in a promise job after a timer: unseen by the run
-    return new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
-      let o = [{ toString: function f() { return f(); } }];
-      for (let i = 0; i < 990; i++) o = [o];
-      return String(o);
-    });
-  case "/api/late-timers": // set while the answer is read, when no run is live
-    return { toJSON() { setImmediate(() => { for (;;) {} }); setImmediate(() => { for (;;) {} }); return 1; } };
-  case "/api/leave-a-job": // describing what it throws queues a job that never ends
-    throw { toString() { Promise.resolve().then(() => { for (;;) {} }); return "x"; } };
-  case "/api/leave-an-overflow": // ... or one whose stack overflows
-    throw { toString() { Promise.resolve().then(() => { const g = () => g(); g(); }); return "x"; } };
-  case "/api/count":
-    globalThis.n = (globalThis.n || 0) + 1;
-    return globalThis.n;
-  case "/api/then-throws": {
-    const p = new Promise(() => {});
-    Object.defineProperty(p, "then", { get() { Promise.resolve().then(() => { globalThis.n = 100; }); throw new Error("no then"); } });
-    return p;
-  }
-  }
-};`}, js.Config{})
-	for _, tc := range []struct{ path, err string }{
-		{"/api/overflow-in-timer", "RangeError: more than 4096 nested calls"},
-		{"/api/spin", "api/main.js ran past its time limit of 1.5s"},
-		{"/api/holes", "api/main.js returned 4294967295 values for header X-Many; at most 1000"},
-		{"/api/overflow-in-text", "RangeError: more than 4096 nested calls"},
+		"a/app.json": `{"js": {"handler_timeout_ms": 1500}}`, "a/api/main.js": timersJS,
+		"s/app.json": `{"js": {"handler_timeout_ms": 300}}`, "s/api/main.js": timersJS,
+	}, js.Config{})
+	for _, tc := range []struct{ app, path, err string }{
+		{"a", "/api/overflow-in-timer", "RangeError: more than 4096 nested calls"},
+		{"s", "/api/spin", "api/main.js ran past its time limit of 300ms"},
+		{"a", "/api/holes", "api/main.js returned 4294967295 values for header X-Many; at most 1000"},
+		{"a", "/api/overflow-in-text", "RangeError: more than 4096 nested calls"},
 	} {
-		code, body := e.get("a", tc.path)
+		code, body := e.get(tc.app, tc.path)
 		if b := decodeErr(t, body); code != 500 || !strings.HasPrefix(b.Error, tc.err) {
 			t.Errorf("%s: %d %s, want 500 %q", tc.path, code, body, tc.err)
 		}
@@ -328,3 +295,41 @@ module.exports = async function (req) {
 		t.Errorf("logged:\n%s", logs)
 	}
 }
+
+// timersJS is the app of TestARunEndsWhateverItsTimersDo.
+const timersJS = `
+const deep = (n) => { let o = []; for (let i = 0; i < n; i++) o = [o]; return o; };
+module.exports = function (req) {
+  switch (req.path) {
+  case "/api/overflow-in-timer":
+    return new Promise(() => setTimeout(() => { const a = [1]; a.push(a); a.flat(Infinity); }, 1));
+  case "/api/spin":
+    return new Promise(() => setTimeout(() => { setImmediate(() => { for (;;) {} }); for (;;) {} }, 0));
+  case "/api/holes":
+    return { headers: { "X-Many": new Array(2 ** 32 - 1) }, body: "" };
+  case "/api/overflow-in-text":
+    return String([[{ toString() { const g = () => g(); return g(); } }]]);
+  case "/api/deep":
+    return String(deep(999)).length;
+  case "/api/overflow-late": // in a promise job after a timer: unseen by the run
+    return new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
+      let o = [{ toString: function f() { return f(); } }];
+      for (let i = 0; i < 990; i++) o = [o];
+      return String(o);
+    });
+  case "/api/late-timers": // set while the answer is read, when no run is live
+    return { toJSON() { setImmediate(() => { for (;;) {} }); setImmediate(() => { for (;;) {} }); return 1; } };
+  case "/api/leave-a-job": // describing what it throws queues a job that never ends
+    throw { toString() { Promise.resolve().then(() => { for (;;) {} }); return "x"; } };
+  case "/api/leave-an-overflow": // ... or one whose stack overflows
+    throw { toString() { Promise.resolve().then(() => { const g = () => g(); g(); }); return "x"; } };
+  case "/api/count":
+    globalThis.n = (globalThis.n || 0) + 1;
+    return globalThis.n;
+  case "/api/then-throws": {
+    const p = new Promise(() => {});
+    Object.defineProperty(p, "then", { get() { Promise.resolve().then(() => { globalThis.n = 100; }); throw new Error("no then"); } });
+    return p;
+  }
+  }
+};`
