@@ -347,9 +347,10 @@ func Restore(ctx context.Context, backup, target string, opt CopyOptions) (info 
 // mode or to write are refused); any other error, that it could not be
 // read (or the run was cancelled).
 //
-// With check, it only checks: a database that was in WAL mode is put back
-// in it, so that a later fold still sees the connections that open it
-// meanwhile (an idle one holds a lock on it in WAL mode only).
+// With check, a database that was in WAL mode is put back in it once
+// folded (its log copied in), so that a later fold still sees the
+// connections that open it meanwhile (an idle one holds a lock on it in
+// WAL mode only).
 func fold(ctx context.Context, path string, check bool) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -415,8 +416,12 @@ func fold(ctx context.Context, path string, check bool) error {
 		return what(err)
 	}
 	if check && was == "wal" {
-		if _, err := conn.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
+		var now string
+		if err := conn.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&now); err != nil {
 			return what(err)
+		}
+		if now != "wal" {
+			return errInUse{path, fmt.Errorf("it could not go back to WAL mode (%s)", now)}
 		}
 	}
 	conn.Close()

@@ -95,14 +95,16 @@ restore starts a history of its own (docs/operators.md, "Backups");
 --keep-epochs keeps them, to move a stopped server's file.
 
 The database replaced is first made one file, as a clean stop of its
-server leaves it (what its -wal holds is copied in; one another process
-has open, one that has read it in WAL mode even if idle, is refused
-until it is closed), then kept under a new name, <db>.replaced-<UTC time>: whole,
-and nothing of it is left beside the restored file, where SQLite would
-apply it (a damaged one, not a database or corrupt to SQLite, has its
--wal, -shm and -journal renamed to go with it). Where the file system has hard links, the
-database's own name always names a whole file: the copy takes it in one
-rename. The database must not be a symbolic link.`,
+server leaves it (what its -wal holds is copied in), then kept under a
+new name, <db>.replaced-<UTC time>: whole, and nothing of it is left
+beside the restored file, where SQLite would apply it (a damaged one,
+not a database or corrupt to SQLite, has its -wal, -shm and -journal
+renamed to go with it). A database another process has open is refused
+until it is closed: in WAL mode any connection that has read it, even
+idle; in rollback mode only one in a transaction can be seen. Where the
+file system has hard links, the database's own name always names a
+whole file: the copy takes it in one rename. The database must not be a
+symbolic link.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := os.Lstat(db); errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("db") && os.Getenv("FAZT_DB") == "" {
