@@ -454,6 +454,10 @@ func likeFile(tmp, target string) error {
 	return sameOwner(tmp, st)
 }
 
+// linkFile is os.Link, or a test's stand-in for a file system without
+// hard links.
+var linkFile = os.Link
+
 // swapIn puts tmp in target's place and returns where the file it
 // replaced went ("" when there was nothing to keep: no file, or an empty
 // one). With hard links, the file is linked to that name first, then its
@@ -488,7 +492,7 @@ func swapIn(tmp, target string) (aside string, err error) {
 	hasFile := serr == nil
 	linked, renamed := false, false
 	if hasFile {
-		err := os.Link(target, aside)
+		err := linkFile(target, aside)
 		switch {
 		case err == nil:
 			linked = true

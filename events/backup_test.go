@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -552,4 +553,56 @@ func umask(t *testing.T) os.FileMode {
 		t.Fatal(err)
 	}
 	return 0o777 &^ st.Mode().Perm()
+}
+
+// TestSwapInPutsBackWhatItMoved: a final rename that fails (the copy gone)
+// leaves the database and its sidecars as they were, with and without
+// hard links; without them, a swap that succeeds has renamed the file and
+// its sidecars aside together.
+func TestSwapInPutsBackWhatItMoved(t *testing.T) {
+	defer func() { linkFile = os.Link }()
+	for _, links := range []bool{true, false} {
+		linkFile = os.Link
+		if !links {
+			linkFile = func(string, string) error { return &os.LinkError{Op: "link", Err: syscall.EPERM} }
+		}
+		dir := t.TempDir()
+		target := filepath.Join(dir, "fazt.db")
+		for s, b := range map[string]string{"": "database", "-wal": "log", "-shm": "index"} {
+			if err := os.WriteFile(target+s, []byte(b), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := files(t, dir)
+		if _, err := swapIn(filepath.Join(dir, "gone"), target); err == nil {
+			t.Fatalf("links %v: a swap with no copy succeeded", links)
+		}
+		if got := files(t, dir); !slices.Equal(got, want) {
+			t.Fatalf("links %v: after a failed swap: %v, want %v", links, got, want)
+		}
+		for s, b := range map[string]string{"": "database", "-wal": "log", "-shm": "index"} {
+			if got, _ := os.ReadFile(target + s); string(got) != b {
+				t.Fatalf("links %v: %s after a failed swap: %q", links, target+s, got)
+			}
+		}
+
+		copied := filepath.Join(dir, ".copy")
+		if err := os.WriteFile(copied, []byte("restored"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		aside, err := swapIn(copied, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := filepath.Base(aside)
+		if got, want := files(t, dir), []string{"fazt.db", a, a + "-shm", a + "-wal"}; !slices.Equal(got, want) {
+			t.Fatalf("links %v: after the swap: %v, want %v", links, got, want)
+		}
+		if got, _ := os.ReadFile(target); string(got) != "restored" {
+			t.Fatalf("links %v: the database after the swap: %q", links, got)
+		}
+		if got, _ := os.ReadFile(aside + "-wal"); string(got) != "log" {
+			t.Fatalf("links %v: the replaced log: %q", links, got)
+		}
+	}
 }
