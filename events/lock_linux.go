@@ -8,6 +8,10 @@ import (
 	"syscall"
 )
 
+// lockOpened is called between lockFile's open and its lock: a test's way
+// in.
+var lockOpened = func(string) {}
+
 // lockFile takes an exclusive lock on the database file, held for as long
 // as the returned file is open, so that a second writer of the same file
 // (another `fazt serve`) refuses to start: the writer assigns offsets from
@@ -26,6 +30,7 @@ func lockFile(path string) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
+		lockOpened(path)
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
