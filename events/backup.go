@@ -133,8 +133,6 @@ func copyLog(ctx context.Context, src, tmp string) (int, error) {
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("open database %s: %w", src, err)
-	case current == 0:
-		return 0, fmt.Errorf("open database %s: no fazt schema in it", src)
 	case current > latest:
 		return 0, fmt.Errorf("open database %s: %w", src, &migrations.SchemaError{Version: current, Latest: latest})
 	}

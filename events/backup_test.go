@@ -39,9 +39,7 @@ func files(t *testing.T, dir string) []string {
 // left in the folder.
 func TestBackupWhileAppending(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "fazt.db")
-	l := mustOpen(t, src)
+	dir, src, l := sourceLog(t)
 	for _, ch := range []string{"a", "b", "c"} {
 		broadcasts(t, l, "app", ch, 5, 0)
 	}
@@ -144,9 +142,7 @@ func TestBackupWhileAppending(t *testing.T) {
 // server's file.
 func TestBackupKeepsEpochsWhenAsked(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "fazt.db")
-	l := mustOpen(t, src)
+	dir, src, l := sourceLog(t)
 	evs := broadcasts(t, l, "app", "x", 3, 0)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -171,9 +167,7 @@ func TestBackupKeepsEpochsWhenAsked(t *testing.T) {
 // stopped after the copy leaves no file. None leaves a file behind.
 func TestBackupRefusals(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "fazt.db")
-	l := mustOpen(t, src)
+	dir, src, l := sourceLog(t)
 	broadcasts(t, l, "app", "x", 2, 0)
 	before := files(t, dir)
 
@@ -220,6 +214,15 @@ func TestBackupRefusals(t *testing.T) {
 	}
 }
 
+// sourceLog opens a log for writing at fazt.db in a new folder, closed at
+// the test's end.
+func sourceLog(t *testing.T) (dir, src string, l *Log) {
+	t.Helper()
+	dir = t.TempDir()
+	src = filepath.Join(dir, "fazt.db")
+	return dir, src, mustOpen(t, src)
+}
+
 // execFile runs statements on the SQLite file at path, made if missing.
 func execFile(t *testing.T, path, stmts string) {
 	t.Helper()
@@ -262,9 +265,7 @@ func copyFile(t *testing.T, src, dst string) {
 // schema are refused, with the target left as it was.
 func TestRestore(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "fazt.db")
-	l := mustOpen(t, src)
+	dir, src, l := sourceLog(t)
 	broadcasts(t, l, "app", "x", 3, 0)
 	backup := filepath.Join(dir, "backup.db")
 	if _, err := Backup(ctx, src, backup, CopyOptions{}); err != nil {
@@ -515,9 +516,7 @@ func TestRestore(t *testing.T) {
 // is, and restored, for fazt serve to bring up to date.
 func TestBackupOfAnOlderSchema(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "fazt.db")
-	l := mustOpen(t, src)
+	dir, src, l := sourceLog(t)
 	broadcasts(t, l, "app", "x", 3, 0)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
