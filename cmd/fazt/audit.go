@@ -203,7 +203,7 @@ func summary(f domain.Fact) string {
 	var parts []string
 	add := func(k, v string) {
 		if v != "" {
-			parts = append(parts, k+"="+v)
+			parts = append(parts, k+"="+printable(v)) // a kick's reason is anyone's text
 		}
 	}
 	actor := func(a domain.Actor) string {

@@ -164,3 +164,22 @@ func TestAuditSummaryOfAnUnsubscribe(t *testing.T) {
 		t.Errorf("summary of a client's unsubscribe: %q", s)
 	}
 }
+
+// A kick's reason is anyone's text with an app key or an app's JS: in the
+// table it cannot make up rows, shift columns or reach the terminal.
+func TestAuditSummaryShowsTextAsText(t *testing.T) {
+	reason := "spam\n2026-01-02 10:00:00.000  5  connected  chat\t\x1b[2J\u202eevil\xff ok é \ufffd"
+	got := summary(&domain.ClientKicked{App: "a", Client: "c", Reason: reason, By: domain.Actor{Kind: "admin_key"}})
+	want := `reason=spam\n2026-01-02 10:00:00.000  5  connected  chat\t\x1b[2J\u202eevil\xff ok é ` + "\ufffd by=admin_key"
+	if got != want {
+		t.Errorf("summary:\n got %s\nwant %s", got, want)
+	}
+	for _, s := range []string{"", "plain text", "é and 漢字", "\ufffd", `a\x1b`} {
+		if p := printable(s); p != s {
+			t.Errorf("printable(%q) = %q, want it as it was", s, p)
+		}
+	}
+	if p := oneLine("a\n\tb\x1b[0m\x7f", 80); p != `a b\x1b[0m\x7f` {
+		t.Errorf("oneLine: %q", p)
+	}
+}

@@ -8,9 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -175,9 +178,48 @@ func writeMessages(w io.Writer, tw *tabwriter.Writer, msgs []domain.Message, asJ
 func oneLine(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if r := []rune(s); len(r) > max {
-		return string(r[:max-1]) + "…"
+		s = string(r[:max-1]) + "…"
 	}
-	return s
+	return printable(s)
+}
+
+// printable returns s with what a terminal would act on rather than show
+// written as Go escapes: control characters (an ESC that starts a
+// terminal sequence, a carriage return or newline that would make up a
+// row of a table, a tab that shifts its columns), the marks that reorder
+// text (bidirectional controls) and bytes that are not UTF-8. Text a
+// client or an app chose (a kick's reason, a user agent) is shown this
+// way, so that it cannot pass for rows or act on the operator's terminal.
+func printable(s string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		bad := r == utf8.RuneError && size == 1
+		if !bad && shown(r) {
+			i += size
+			continue
+		}
+		b.WriteString(s[done:i])
+		if bad {
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		} else {
+			q := strconv.QuoteRune(r) // '\x1b', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+		done = i
+	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
+// shown says whether a terminal shows r as itself.
+func shown(r rune) bool {
+	return !unicode.IsControl(r) && !unicode.Is(unicode.Bidi_Control, r)
 }
 
 // checkApp refuses an --app that no app can have, which would read as an

@@ -54,7 +54,9 @@ server_restart when the server came back after a crash). T is an age (90s,
 				return json.NewEncoder(w).Encode(map[string]any{"app": app, "channel": channel, "at": t, "subscribers": ids})
 			}
 			for _, id := range ids {
-				fmt.Fprintln(w, id)
+				if _, err := fmt.Fprintln(w, id); err != nil {
+					return err // a list cut short is not a success
+				}
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "%d subscribed to %s/%s at %s\n", len(ids), app, channel, formatTime(t))
 			return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -34,16 +35,25 @@ given (a head taken back would give offsets again) and its retained
 messages for gaps, in one snapshot too.
 
 Prints a summary and every difference; exits 1 when there is any, and 2
-when it could not check (no database, a bad --progress, a read that
-failed).
+when it could not check (no database, a bad flag or argument, a read
+that failed).
 None are expected: a difference means a stored row was damaged or a
 projection disagrees with the log.`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.NoArgs(cmd, args); err != nil {
+				return exitCode{2, err}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if maxShown < 0 {
+				return exitCode{2, fmt.Errorf("--max-diffs %d: want 0 or more", maxShown)}
+			}
 			var showBar func(total uint64) bool
 			switch progress {
 			case "auto":
-				showBar = func(total uint64) bool { return total >= 100000 }
+				tty := isTerminal(cmd.ErrOrStderr())
+				showBar = func(total uint64) bool { return tty && total >= 100000 }
 			case "always":
 				showBar = func(uint64) bool { return true }
 			case "never":
@@ -67,9 +77,12 @@ projection disagrees with the log.`,
 			return nil
 		},
 	}
+	// A flag that is not understood is a check not made, as diff(1) has
+	// it: status 2, not the 1 of differences found.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitCode{2, err} })
 	f := cmd.Flags()
 	dbFlag(f, &db)
-	f.StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (on long logs), always or never")
+	f.StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (on long logs, when stderr is a terminal), always or never")
 	f.IntVar(&maxShown, "max-diffs", 100, "print at most this many differences")
 	return cmd
 }
@@ -252,4 +265,16 @@ func (b *progressBar) draw(n uint64) {
 func (b *progressBar) done() {
 	b.draw(b.total)
 	fmt.Fprintf(b.w, " in %s\n", time.Since(b.start).Round(time.Millisecond))
+}
+
+// isTerminal says whether w is a terminal (a character device), where a
+// bar redrawn in place reads as one line; in a file or a pipe it would be
+// hundreds.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -219,5 +221,38 @@ func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// A check rebuild could not make, for a flag or an argument it did not
+// understand, exits 2 like one it could not read for: 1 is for
+// differences found, which a script may page someone for.
+func TestRebuildRefusesItsUsageWithStatusTwo(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "none.db")
+	for _, args := range [][]string{
+		{"--max-diffs", "x"},
+		{"--dbb", db},
+		{"extra"},
+		{"--max-diffs", "-1"},
+		{"--progress", "sometimes"},
+	} {
+		_, _, err := cli(t, append([]string{"rebuild", "--db", db}, args...)...)
+		var ec interface{ ExitCode() int }
+		if !errors.As(err, &ec) || ec.ExitCode() != 2 {
+			t.Errorf("rebuild %v: %v; want exit status 2", args, err)
+		}
+	}
+}
+
+// The bar of --progress auto is drawn on a terminal only: in a file or a
+// pipe each redraw would be a line of its own.
+func TestProgressAutoIsForTerminals(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "rebuild.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) || isTerminal(&bytes.Buffer{}) {
+		t.Errorf("a file or a buffer taken for a terminal")
 	}
 }

@@ -282,9 +282,15 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 					Data      json.RawMessage `json:"data"`
 					Replay    bool            `json:"replay"`
 				}{f.Channel, f.Offset, f.Timestamp, f.Data, string(f.Replay) == "true"})
-				fmt.Fprintf(t.out, "%s\n", b)
+				_, err = fmt.Fprintf(t.out, "%s\n", b)
 			} else {
-				fmt.Fprintf(t.out, "%d\t%s\t%s\n", f.Offset, formatTime(f.Timestamp), oneLine(string(f.Data), 1<<16))
+				_, err = fmt.Fprintf(t.out, "%d\t%s\t%s\n", f.Offset, formatTime(f.Timestamp), oneLine(string(f.Data), 1<<16))
+			}
+			if err != nil {
+				// A message not written (a full disk under an archive)
+				// is not passed over: the tail ends before it, and
+				// --offset resumes there.
+				return connected, permanentError{fmt.Errorf("write offset %d: %w (resume with --offset %d)", f.Offset, err, max(t.last, 0))}
 			}
 			t.last = int64(f.Offset)
 			if f.Epoch != "" { // a history's first message names its epoch

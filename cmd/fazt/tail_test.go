@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -421,5 +422,48 @@ func TestTailOfAPrivateChannelSaysWhyItWasRefused(t *testing.T) {
 	_, _, err := runTail(t, "--server", tn.srv.URL, "--app", "vault", "--channel", "private-feed", "--secret", "s", "--retries", "0")
 	if err == nil || !strings.Contains(err.Error(), "server refused the connection") || !strings.Contains(err.Error(), "maximum") {
 		t.Fatalf("tail at the app's most connections: %v", err)
+	}
+}
+
+// fullAfter takes n writes, then fails every one after.
+type fullAfter struct {
+	testutil.SyncBuffer
+	n int
+}
+
+func (w *fullAfter) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		return 0, errors.New("no space left on device")
+	}
+	w.n--
+	return w.SyncBuffer.Write(p)
+}
+
+// A message the tail could not write (an archive on a full disk) ends it
+// there, with an error that says where to resume: it is not counted as
+// printed and passed over, as it was.
+func TestTailEndsAtAMessageItCouldNotWrite(t *testing.T) {
+	s := newScriptedServer(t, func(n int, c *websocket.Conn) {
+		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": 3, "epoch": "e1", "replay": 3})
+		for o := 1; o <= 3; o++ {
+			c.WriteJSON(map[string]any{"type": "message", "channel": "room", "offset": o, "epoch": "e1", "timestamp": 1700000000000, "data": o, "replay": true})
+		}
+		c.ReadMessage()
+	})
+	for _, format := range []string{"--json", "--json=false"} {
+		out := &fullAfter{n: 1}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var errs testutil.SyncBuffer
+		err := run(ctx, []string{"tail", "--server", s.srv.URL, "--channel", "room", "--offset", "0", "--count", "3", "--retries", "3", format}, out, &errs)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "write offset 2: no space left on device (resume with --offset 1)") {
+			t.Errorf("tail %s into a full disk: %v; stderr %s", format, err, errs.String())
+		}
+		if n := strings.Count(out.String(), "\n"); n != 1 {
+			t.Errorf("tail %s wrote %d lines, want 1: %q", format, n, out.String())
+		}
+	}
+	if n := len(s.subscribes()); n != 2 {
+		t.Errorf("%d subscribes for two runs, want 2: a failed write is not reconnected from", n)
 	}
 }
