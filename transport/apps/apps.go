@@ -244,7 +244,7 @@ func (r *Registry) SetLogger(l *slog.Logger) {
 // misspelt key ("allowed_origin") would otherwise leave its setting at the
 // default without a word.
 func (r *Registry) warnUnknown(name string, body []byte) {
-	dec := json.NewDecoder(bytes.NewReader(body))
+	dec := json.NewDecoder(bytes.NewReader(bytes.TrimPrefix(body, utf8BOM)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&Settings{}); err != nil {
 		r.log.Warn("app.json has a field no setting uses", "app", name, "err", err)
@@ -346,8 +346,8 @@ func (r *Registry) lookup(name string) (*App, error) {
 		app = &App{Name: name, Dir: dir}
 		// Only a file that parses ends a vanish: a broken one written
 		// within the grace leaves its clock running.
-		if err = json.Unmarshal(body, &app.Settings); err == nil {
-			err = app.Settings.Retention.check()
+		if err = json.Unmarshal(bytes.TrimPrefix(body, utf8BOM), &app.Settings); err == nil {
+			err = app.Settings.check()
 		}
 		if err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
@@ -403,6 +403,35 @@ func (r *Registry) lookup(name string) (*App, error) {
 	}
 	r.cache[name] = &entry{app: app, defaults: fromDefaults, checked: now}
 	return app, nil
+}
+
+// utf8BOM is what some editors (Windows' Notepad) write before a UTF-8
+// file's text; JSON has no place for it, and it is read past.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// check refuses settings that hold a bad value: a negative limit, which
+// would otherwise be taken for the default as a zero is, though it was
+// most likely meant as "no limit", which none of them has.
+func (s *Settings) check() error {
+	l := s.Limits
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"limits.max_message_bytes", float64(l.MaxMessageBytes)},
+		{"limits.max_subscriptions", float64(l.MaxSubscriptions)},
+		{"limits.max_connections", float64(l.MaxConnections)},
+		{"limits.inbound_rate", l.InboundRate},
+		{"limits.inbound_burst", float64(l.InboundBurst)},
+		{"limits.max_json_depth", float64(l.MaxJSONDepth)},
+		{"js.handler_timeout_ms", float64(s.JS.HandlerTimeoutMS)},
+		{"js.hook_timeout_ms", float64(s.JS.HookTimeoutMS)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: %v; want 0 (the server's default) or more: no limit can be turned off", f.name, f.v)
+		}
+	}
+	return s.Retention.check()
 }
 
 // readAppJSON reads an app.json: a regular file of at most maxAppJSON

@@ -24,7 +24,12 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	}
 	// max_messages below -1 means no policy: refused, not read as keep
 	// everything.
-	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"retention": {"max_messages": -5}}`} {
+	// Nor is a negative limit taken for the default, as a zero is: no
+	// limit can be turned off, and -1 was most likely meant so.
+	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"retention": {"max_messages": -5}}`,
+		`{"limits": {"max_connections": -1}}`, `{"limits": {"max_message_bytes": -5}}`, `{"limits": {"inbound_rate": -0.5}}`,
+		`{"limits": {"max_subscriptions": -1}}`, `{"limits": {"inbound_burst": -1}}`, `{"limits": {"max_json_depth": -1}}`,
+		`{"js": {"handler_timeout_ms": -1}}`, `{"js": {"hook_timeout_ms": -1}}`} {
 		write(broken)
 		for range 3 {
 			app, err = r.Lookup("chat")
@@ -33,12 +38,25 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(logs.String(), "app.json not applied"); n != 3 {
-		t.Fatalf("%d errors logged for three broken versions, want 3:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "app.json not applied"); n != 11 {
+		t.Fatalf("%d errors logged for eleven broken versions, want 11:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "limits.max_connections: -1; want 0") {
+		t.Fatalf("the log does not name the negative limit:\n%s", logs.String())
 	}
 	write(`{"client_publish": false, "allowed_origin": ["https://x.example"]}`)
 	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
 		t.Fatalf("after a good edit: %+v, %v", app, err)
+	}
+	// A file an editor began with a byte order mark is read past it, and
+	// its fields are not taken for unknown.
+	before := logs.Len()
+	write("\ufeff" + `{"client_publish": true, "limits": {"max_connections": 7}}`)
+	if app, err = r.Lookup("chat"); err != nil || !app.Settings.ClientPublish || app.Settings.Limits.MaxConnections != 7 {
+		t.Fatalf("after an edit that begins with a byte order mark: %+v, %v", app, err)
+	}
+	if after := logs.String()[before:]; after != "" {
+		t.Fatalf("a file with a byte order mark was logged about:\n%s", after)
 	}
 	if !strings.Contains(logs.String(), `allowed_origin`) {
 		t.Fatalf("no warning about the misspelt field:\n%s", logs.String())

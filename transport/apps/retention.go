@@ -119,16 +119,26 @@ func ParseAge(s string) (time.Duration, error) {
 			continue
 		}
 		n, err := strconv.ParseFloat(rest[:i], 64)
-		if err != nil {
+		if err != nil || n < 0 {
 			return 0, fmt.Errorf("%q is not a duration (such as 90s, 2h, 7d)", s)
 		}
-		total += time.Duration(n * float64(unit.d))
+		// A float past time.Duration's range (1e300, Inf) converts to
+		// whatever the platform makes of it: on amd64 a negative
+		// duration, elsewhere the largest.
+		f := n * float64(unit.d)
+		if f >= math.MaxInt64-float64(total) {
+			return 0, fmt.Errorf("%q is longer than a duration can be (about 290 years)", s)
+		}
+		total += time.Duration(f)
 		rest = rest[i+1:]
 	}
 	if rest != "" {
 		d, err := time.ParseDuration(rest)
 		if err != nil {
 			return 0, fmt.Errorf("%q is not a duration (such as 90s, 2h, 7d)", s)
+		}
+		if d > 0 && total > math.MaxInt64-d {
+			return 0, fmt.Errorf("%q is longer than a duration can be (about 290 years)", s)
 		}
 		total += d
 	}

@@ -46,12 +46,17 @@ func TestParseAge(t *testing.T) {
 	for in, want := range map[string]time.Duration{
 		"90s": 90 * time.Second, "2h": 2 * time.Hour, "7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour,
 		"1d12h": 36 * time.Hour, "1.5d": 36 * time.Hour, "1h30m": 90 * time.Minute,
+		"106751d": 106751 * 24 * time.Hour, "15250w": 15250 * 7 * 24 * time.Hour,
 	} {
 		if got, err := ParseAge(in); err != nil || got != want {
 			t.Errorf("ParseAge(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "0s", "-2h", "d", "7", "1h2d", "week"} {
+	// Past time.Duration's range (Inf, 1e300d, 106752d with 1h more) is
+	// refused on every platform: its float converted as the platform
+	// would, negative on amd64 and the largest elsewhere.
+	for _, bad := range []string{"", "0s", "-2h", "d", "7", "1h2d", "week", "Infd", "+Infw", "NaNd", "1e300d", "-1d48h",
+		"106752d", "106751d23h47m17s", "9e18w", "150000w100000d2562047h"} {
 		if _, err := ParseAge(bad); err == nil {
 			t.Errorf("ParseAge(%q) succeeded", bad)
 		}
