@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -146,5 +149,27 @@ func TestPublishBatchRefusals(t *testing.T) {
 	}
 	if h := tn.history("chat", "c", ""); len(h.Messages) != 2 {
 		t.Fatalf("history %d messages, want 2", len(h.Messages))
+	}
+}
+
+// Data from stdin over what any server takes is refused as that, not cut
+// at the limit and then called bad JSON.
+func TestPublishOfTooMuchFromStdin(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "big.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	big := `"` + strings.Repeat("x", maxStdinData) + `"`
+	if _, err := f.WriteString(big); err != nil {
+		t.Fatal(err)
+	}
+	f.Seek(0, io.SeekStart)
+	stdin := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = stdin }()
+	_, _, err = cli(t, "publish", "--server", "127.0.0.1:1", "--admin-key", "k", "--channel", "room", "--data", "-")
+	if err == nil || !strings.Contains(err.Error(), "data from stdin is over 16778240 bytes") {
+		t.Errorf("publish of %d bytes from stdin: %v", len(big), err)
 	}
 }

@@ -56,9 +56,6 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 			if offset < 0 || last < 0 || limit < 0 {
 				return errors.New("--offset, --last and --limit must be 0 or more")
 			}
-			if last == 0 && cmd.Flags().Changed("last") {
-				return nil // the newest none
-			}
 			q := domain.HistoryQuery{After: uint64(offset), Last: int(last)}
 			var err error
 			if q.Since, err = parseTime(since, time.Now()); err != nil {
@@ -69,6 +66,9 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 				return err
 			}
 			defer l.Close()
+			if last == 0 && cmd.Flags().Changed("last") {
+				return nil // the newest none, of a database that is there
+			}
 			if err := printHistory(cmd.Context(), cmd.OutOrStdout(), l, app, channel, q, int(limit), asJSON); err != nil {
 				return dbError(db, err)
 			}

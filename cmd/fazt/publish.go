@@ -37,8 +37,11 @@ or one of the app's own api_keys.`,
 			body := []byte(data)
 			if data == "-" {
 				var err error
-				if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 16<<20)); err != nil {
+				if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdinData+1)); err != nil {
 					return fmt.Errorf("read data from stdin: %w", err)
+				}
+				if len(body) > maxStdinData {
+					return fmt.Errorf("data from stdin is over %d bytes, more than any server takes in a message", maxStdinData)
 				}
 			}
 			body = bytes.TrimSpace(body)
@@ -63,7 +66,9 @@ or one of the app's own api_keys.`,
 				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\n", bytes.TrimSpace(raw))
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "published to %s/%s: offset %d (epoch %s, seq %d)\n", app, resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
+			_, host, _ := serverURL(server, app) // callAPI has taken it
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "published to %s/%s: offset %d (epoch %s, seq %d)\n",
+				domain.AppFromHost(host), resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
 			return err
 		},
 	}
@@ -88,6 +93,10 @@ func serverFlags(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVar(p, "addr", def, "same as --server")
 	cmd.MarkFlagsMutuallyExclusive("server", "addr")
 }
+
+// maxStdinData bounds what --data - reads: a message's data is at most 16
+// MiB on any server (max_message_bytes), and its JSON text little more.
+const maxStdinData = domain.MaxMessageBytesLimit + 1<<10
 
 // serverURL turns an address ("127.0.0.1:8080") or a URL into the base URL
 // of the server, and returns the Host header that selects app on it: the

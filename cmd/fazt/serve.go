@@ -210,6 +210,10 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	if p := opts.node.Proxies.String(); p != "" {
 		attrs = append(attrs, "trusted_proxies", p)
 	}
+	if st, err := os.Stat(opts.node.AppsDir); err != nil || !st.IsDir() {
+		// A mistyped --apps would otherwise show only as every app's 404.
+		logger.Warn("the apps folder is not there: only the default app is served, until it is made", "apps", opts.node.AppsDir)
+	}
 	logger.Info("fazt serving", attrs...)
 	if opts.ready != nil {
 		opts.ready(ln.Addr().String())

@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
 
 // TestFailedStartSaysWhy: a server that cannot start returns the reason,
@@ -377,5 +378,28 @@ func TestAKeyInTheEnvironmentIsNotPrinted(t *testing.T) {
 	// purge reaches the server's check of the app, past its key's.
 	if _, _, err := cli(t, "purge", "--server", server, "--app", "default"); err == nil || !strings.Contains(err.Error(), "still on this server") {
 		t.Fatalf("purge with the key from the environment: %v", err)
+	}
+}
+
+// A serve whose apps folder is not there (a mistyped --apps) says so as it
+// starts, where every app but default would only answer 404.
+func TestServeSaysTheAppsFolderIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		apps string
+		warn bool
+	}{{filepath.Join(dir, "aps"), true}, {dir, false}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var logs testutil.SyncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "f.db"), "--apps", tc.apps}, &logs, &logs)
+		}()
+		waitFor(t, func() bool { return strings.Contains(logs.String(), "fazt serving") })
+		cancel()
+		<-done
+		if got := strings.Contains(logs.String(), "the apps folder is not there"); got != tc.warn {
+			t.Errorf("--apps %s: warned %v, want %v:\n%s", tc.apps, got, tc.warn, logs.String())
+		}
 	}
 }

@@ -42,6 +42,7 @@ func TestCLIDatabaseErrors(t *testing.T) {
 
 	commands := [][]string{
 		{"history", "--channel", "room"},
+		{"history", "--channel", "room", "--last", "0"}, // the newest none, of a file that is there
 		{"audit"},
 		{"members", "--channel", "room"},
 		{"stats"},

@@ -38,6 +38,9 @@ func parseTime(s string, now time.Time) (int64, error) {
 		if err := domain.CheckUnixMillis("time", n); err != nil {
 			return 0, err
 		}
+		if err := checkMillis(s, n); err != nil {
+			return 0, err
+		}
 		return n, nil
 	}
 	ms, ok := parseWhen(s, now)
@@ -48,6 +51,23 @@ func parseTime(s string, now time.Time) (int64, error) {
 		return 0, fmt.Errorf("time %q: before 1970", s)
 	}
 	return ms, nil
+}
+
+// checkMillis refuses a number that no one means as unix milliseconds, a
+// time the command would then read quietly as a few hours into 1970 or
+// thousands of years ahead, finding nothing: a compact date (20260102),
+// or unix microseconds or nanoseconds (16 or 19 digits now; anything from
+// 1e14, the year 5138, on).
+func checkMillis(s string, n int64) error {
+	if n >= 1e7 && n < 1e9 {
+		if t, err := time.ParseInLocation("20060102", s, time.Local); err == nil && t.Year() >= 1970 {
+			return fmt.Errorf("time %s: looks like a date; write it %s (a number is unix milliseconds)", s, t.Format("2006-01-02"))
+		}
+	}
+	if n >= 1e14 {
+		return fmt.Errorf("time %s: looks like unix microseconds or nanoseconds; give unix milliseconds (%d or %d)", s, n/1e3, n/1e6)
+	}
+	return nil
 }
 
 // parseWhen reads s as RFC 3339, a local date and time, or an age counted

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,6 +38,29 @@ func TestParseTime(t *testing.T) {
 	for _, bad := range []string{"yesterday", "-5", "2h ago", "0s", "2026-13-01", "d", "1700000000", "1969-12-31T00:00:00Z", "1969-06-01", "30000d"} {
 		if _, err := parseTime(bad, now); err == nil {
 			t.Errorf("parseTime(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+// A number no one means as unix milliseconds says what it looks like,
+// where it was read as a time a few hours into 1970 or thousands of years
+// ahead, and the command found nothing.
+func TestTimesInOtherUnitsSayWhatTheyLookLike(t *testing.T) {
+	now := time.Now()
+	for in, want := range map[string]string{
+		"20260102":            "looks like a date; write it 2026-01-02",
+		"1767312000000000":    "looks like unix microseconds or nanoseconds; give unix milliseconds (1767312000000 or 1767312000)",
+		"1767312000000000000": "give unix milliseconds (1767312000000000 or 1767312000000)",
+	} {
+		if _, err := parseTime(in, now); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseTime(%s): %v; want %q", in, err, want)
+		}
+	}
+	// Milliseconds of any year to 5138 are taken, and 8 digits that are
+	// no date.
+	for _, in := range []string{"99999999999999", "1767312000000", "19691231", "12345678"} {
+		if _, err := parseTime(in, now); err != nil {
+			t.Errorf("parseTime(%s): %v", in, err)
 		}
 	}
 }
