@@ -91,3 +91,28 @@ func CodeOf(err error) Code {
 	}
 	return CodeInternal
 }
+
+// FactError is a Log's error for one of the facts given to Append that
+// it refuses before committing any (data that is not UTF-8, a number past
+// a double's range): Index is the fact's place among those given, so that
+// a batch can say which of its messages was refused.
+type FactError struct {
+	Index int
+	Err   error
+}
+
+func (e *FactError) Error() string { return e.Err.Error() }
+
+// Unwrap gives the error the refused fact's code.
+func (e *FactError) Unwrap() error { return e.Err }
+
+// BatchError names the message of a batch that err, an Append's error,
+// refused, as messages[i], with err's code; other errors are returned as
+// they are.
+func BatchError(err error) error {
+	var fe *FactError
+	if errors.As(err, &fe) {
+		return Errorf(CodeOf(fe.Err), "messages[%d]: %v", fe.Index, fe.Err)
+	}
+	return err
+}

@@ -706,9 +706,9 @@ func (l *Log) publish(ctx context.Context, facts []domain.Fact, uuids []string, 
 	if len(facts) == 0 {
 		return nil, nil
 	}
-	for _, f := range facts {
+	for i, f := range facts {
 		if err := checkFact(f); err != nil {
-			return nil, err
+			return nil, &domain.FactError{Index: i, Err: err}
 		}
 	}
 	req := &appendReq{facts: facts, uuids: uuids, msgs: msgs, done: make(chan struct{})}

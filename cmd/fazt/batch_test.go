@@ -116,6 +116,9 @@ func TestPublishBatchRefusals(t *testing.T) {
 		{"not an object", "x", 400, "bad_request", "not the JSON"},
 		{"body over 4 MiB", batchOf(slices.Repeat([]any{"c", strings.Repeat("x", 60000)}, 80)...), 413, "too_large", "body is over"},
 		{"data too deep", batchOf("c", nested(32)), 400, "bad_request", "deeper"},
+		// What only the log checks is named by its index too.
+		{"a number past a double", json.RawMessage(`{"messages":[{"channel":"c","data":1},{"channel":"c","data":{"n":1e400}}]}`), 400, "bad_request", "messages[1]: message data: the number 1e400"},
+		{"data not UTF-8", json.RawMessage("{\"messages\":[{\"channel\":\"c\",\"data\":1},{\"channel\":\"c\",\"data\":2},{\"channel\":\"c\",\"data\":\"\xff\"}]}"), 400, "bad_request", "messages[2]: message data is not valid UTF-8"},
 	} {
 		var e struct{ Error, Code string }
 		status, raw := tn.request(tn.srv.Client(), "chat", testAdminKey, "POST", "/_api/publish-batch", tc.body, nil)

@@ -427,7 +427,7 @@ func (a *API) publishBatch(w http.ResponseWriter, r *http.Request, c caller) err
 	}
 	evs, err := a.store.Append(r.Context(), facts...)
 	if err != nil {
-		return err
+		return domain.BatchError(err)
 	}
 	out := make([]publishResult, len(mbs))
 	for i, mb := range mbs {

@@ -191,7 +191,7 @@ func (rt *runtime) broadcastBatch(vm *goja.Runtime, c goja.FunctionCall) goja.Va
 		facts[i] = mbs[i]
 	}
 	evs, err := rt.eng.store.Append(rt.cur.ctx, facts...)
-	rt.must(vm, err)
+	rt.must(vm, domain.BatchError(err))
 	out := make([]any, n)
 	for i, mb := range mbs {
 		out[i] = object(vm, "channel", mb.Channel, "offset", mb.Offset, "epoch", mb.Epoch, "seq", evs[i].Seq)
