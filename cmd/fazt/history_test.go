@@ -428,3 +428,37 @@ func TestWrongMethodIsNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// History's parameters as clients send them: an RFC 3339 time with its
+// "+" unencoded, which the query string makes a space, is the time meant
+// (it was refused as no time); a reverse that is neither true nor false
+// is refused (reverse=TRUE was read as false, oldest first).
+func TestHistoryParametersAsSent(t *testing.T) {
+	tn := startTestNode(t, nil)
+	fillChannel(t, tn, "", "room", 3)
+	offsets := func(h historyResp) (o []uint64) {
+		for _, m := range h.Messages {
+			o = append(o, m.Offset)
+		}
+		return o
+	}
+	for q, want := range map[string][]uint64{
+		"since=2000-01-01T02:00:00+02:00":   {1, 2, 3},
+		"since=2000-01-01T02:00:00%2B02:00": {1, 2, 3},
+		"until=2000-01-01T02:00:00+02:00":   nil,
+		"reverse=1":                         {3, 2, 1},
+		"reverse=true":                      {3, 2, 1},
+		"reverse=0":                         {1, 2, 3},
+		"reverse=false":                     {1, 2, 3},
+	} {
+		if got := offsets(tn.history("", "room", q)); !slices.Equal(got, want) {
+			t.Errorf("history?%s: offsets %v, want %v", q, got, want)
+		}
+	}
+	for _, q := range []string{"reverse=TRUE", "reverse=yes"} {
+		var e struct{ Error, Code string }
+		if code := tn.api("", testAdminKey, "GET", "/_api/channels/room/history?"+q, nil, &e); code != 400 || e.Code != "bad_request" {
+			t.Errorf("history?%s: %d %+v, want 400 bad_request", q, code, e)
+		}
+	}
+}

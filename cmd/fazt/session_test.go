@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -412,5 +414,36 @@ func TestFramesAfterTheCloseAreNotCounted(t *testing.T) {
 	}
 	if r, f := counted(); r != received || f != refused {
 		t.Fatalf("after the kick %v frames counted as received and %v refused, want none", r-received, f-refused)
+	}
+}
+
+// A kick's body is optional however it is left out: a chunked request
+// with no data (curl --data-binary @/dev/null -H 'Transfer-Encoding:
+// chunked'), whose length net/http cannot know before reading, was
+// refused as bad JSON. A body of bad JSON still is.
+func TestKickWithAnEmptyChunkedBody(t *testing.T) {
+	tn := startTestNode(t, nil)
+	c := tn.dial("", "")
+	kick := func(body io.Reader) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", tn.srv.URL+"/_api/clients/"+c.id+"/kick", body)
+		req.Header.Set("Authorization", "Bearer "+testAdminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	// io.MultiReader hides the length: the request goes chunked.
+	if code, body := kick(io.MultiReader(strings.NewReader("{"))); code != 400 || !strings.Contains(body, "bad_request") {
+		t.Fatalf("a kick of bad JSON: %d %s", code, body)
+	}
+	if code, body := kick(io.MultiReader(strings.NewReader(""))); code != 200 || !strings.Contains(body, `"kicked":true`) {
+		t.Fatalf("a kick with an empty chunked body: %d %s", code, body)
+	}
+	if d := c.expect("disconnect"); d.num("code") != 4000 {
+		t.Fatalf("disconnect frame %v", d)
 	}
 }

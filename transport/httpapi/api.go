@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -256,11 +257,9 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Audit bool `json:"audit"`
 	}
-	if r.ContentLength != 0 {
-		if err := decodeBody(r, 4096, &body); err != nil {
-			writeError(w, err)
-			return
-		}
+	if err := decodeOptionalBody(r, 4096, &body); err != nil {
+		writeError(w, err)
+		return
 	}
 	// A name no app can have is the caller's mistake, not an app not
 	// found (the lookups by Host answer so).
@@ -312,8 +311,20 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "seq": a.store.Head()})
 }
 
-func decodeBody(r *http.Request, max int, v any) error {
-	return decodeBodyDepth(r, max, domain.DefaultMaxJSONDepth, v)
+// decodeOptionalBody decodes a JSON body of at most max bytes into v, a
+// body that may be left out: none,
+// or an empty one however it is sent (Content-Length: 0, or chunked with
+// no data, whose length net/http cannot know before reading), leaves v as
+// it is.
+func decodeOptionalBody(r *http.Request, max int, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	if err != nil {
+		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return parseBodyDepth(body, max, domain.DefaultMaxJSONDepth, v)
 }
 
 // decodeBodyDepth is decodeBody for a body that may nest depth levels.
@@ -539,7 +550,9 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	}
 	hq.Last = int(min(last, domain.MaxPageSize))
 	hq.Limit = domain.HistoryPageSize(limit, hq.Last)
-	hq.Reverse = q.Get("reverse") == "true" || q.Get("reverse") == "1"
+	if hq.Reverse, err = boolParam("reverse", q.Get("reverse")); err != nil {
+		return err
+	}
 	info, err := a.store.Channel(r.Context(), c.app.Name, channel)
 	if err != nil {
 		return err
@@ -593,10 +606,8 @@ func (a *API) kick(w http.ResponseWriter, r *http.Request, c caller) error {
 	var body struct {
 		Reason string `json:"reason"`
 	}
-	if r.ContentLength != 0 {
-		if err := decodeBody(r, 4096, &body); err != nil {
-			return err
-		}
+	if err := decodeOptionalBody(r, 4096, &body); err != nil {
+		return err
 	}
 	if err := domain.CheckKickReason(body.Reason); err != nil {
 		return err
@@ -728,13 +739,28 @@ func timeParam(name, s string) (int64, error) {
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return n, domain.CheckUnixMillis(name, n)
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+	// A query string's "+" is a space: 2026-01-02T15:04:05+02:00 sent
+	// as it is arrives with a space, which RFC 3339 never has.
+	if t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(s, " ", "+")); err == nil {
 		if t.UnixMilli() < 0 {
 			return 0, domain.Errorf(domain.CodeBadRequest, "%s %q: a time before 1970", name, s)
 		}
 		return t.UnixMilli(), nil
 	}
 	return 0, domain.Errorf(domain.CodeBadRequest, "%s %q is not a time (unix ms or RFC 3339)", name, s)
+}
+
+// boolParam reads a parameter that is true or false: "true" or "1",
+// "false" or "0", or none (false). Anything else is refused, where it was
+// read as false and a caller asking reverse=TRUE got the oldest first.
+func boolParam(name, s string) (bool, error) {
+	switch s {
+	case "true", "1":
+		return true, nil
+	case "", "false", "0":
+		return false, nil
+	}
+	return false, domain.Errorf(domain.CodeBadRequest, "%s=%q: want true or false", name, s)
 }
 
 // writeError writes err as {"error","code"} with the status its code maps to.
