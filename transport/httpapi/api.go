@@ -311,11 +311,10 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "seq": a.store.Head()})
 }
 
-// decodeOptionalBody decodes a JSON body of at most max bytes into v, a
-// body that may be left out: none,
-// or an empty one however it is sent (Content-Length: 0, or chunked with
-// no data, whose length net/http cannot know before reading), leaves v as
-// it is.
+// decodeOptionalBody decodes a JSON body of at most max bytes into v. The
+// body may be left out: none, or an empty one however it is sent
+// (Content-Length: 0, or chunked with no data, whose length net/http
+// cannot know before reading), leaves v as it is.
 func decodeOptionalBody(r *http.Request, max int, v any) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if err != nil {
@@ -327,7 +326,8 @@ func decodeOptionalBody(r *http.Request, max int, v any) error {
 	return parseBodyDepth(body, max, domain.DefaultMaxJSONDepth, v)
 }
 
-// decodeBodyDepth is decodeBody for a body that may nest depth levels.
+// decodeBodyDepth decodes a JSON body of at most max bytes, nesting at
+// most depth levels, into v.
 func decodeBodyDepth(r *http.Request, max, depth int, v any) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 	if err != nil {
