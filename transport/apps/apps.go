@@ -347,7 +347,7 @@ func (r *Registry) lookup(name string) (*App, error) {
 		// Only a file that parses ends a vanish: a broken one written
 		// within the grace leaves its clock running.
 		if err = json.Unmarshal(bytes.TrimPrefix(body, utf8BOM), &app.Settings); err == nil {
-			err = app.Settings.check()
+			err = app.Settings.Retention.check()
 		}
 		if err != nil {
 			err = fmt.Errorf("app %s: app.json: %w", name, err)
@@ -409,29 +409,37 @@ func (r *Registry) lookup(name string) (*App, error) {
 // file's text; JSON has no place for it, and it is read past.
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-// check refuses settings that hold a bad value: a negative limit, which
-// would otherwise be taken for the default as a zero is, though it was
-// most likely meant as "no limit", which none of them has.
-func (s *Settings) check() error {
-	l := s.Limits
+// negativeLimits says which limits are negative, and takes each for the
+// default, as a zero is: no limit can be turned off, and -1 was most
+// likely meant so.
+func (s *Settings) negativeLimits() (why []string) {
 	for _, f := range []struct {
 		name string
-		v    float64
+		v    any
 	}{
-		{"limits.max_message_bytes", float64(l.MaxMessageBytes)},
-		{"limits.max_subscriptions", float64(l.MaxSubscriptions)},
-		{"limits.max_connections", float64(l.MaxConnections)},
-		{"limits.inbound_rate", l.InboundRate},
-		{"limits.inbound_burst", float64(l.InboundBurst)},
-		{"limits.max_json_depth", float64(l.MaxJSONDepth)},
-		{"js.handler_timeout_ms", float64(s.JS.HandlerTimeoutMS)},
-		{"js.hook_timeout_ms", float64(s.JS.HookTimeoutMS)},
+		{"limits.max_message_bytes", &s.Limits.MaxMessageBytes},
+		{"limits.max_subscriptions", &s.Limits.MaxSubscriptions},
+		{"limits.max_connections", &s.Limits.MaxConnections},
+		{"limits.inbound_rate", &s.Limits.InboundRate},
+		{"limits.inbound_burst", &s.Limits.InboundBurst},
+		{"limits.max_json_depth", &s.Limits.MaxJSONDepth},
+		{"js.handler_timeout_ms", &s.JS.HandlerTimeoutMS},
+		{"js.hook_timeout_ms", &s.JS.HookTimeoutMS},
 	} {
-		if f.v < 0 {
-			return fmt.Errorf("%s: %v; want 0 (the server's default) or more: no limit can be turned off", f.name, f.v)
+		switch v := f.v.(type) {
+		case *int:
+			if *v < 0 {
+				why = append(why, fmt.Sprintf("%s: %d; no limit can be turned off: it is the server's default", f.name, *v))
+				*v = 0
+			}
+		case *float64:
+			if *v < 0 {
+				why = append(why, fmt.Sprintf("%s: %v; no limit can be turned off: it is the server's default", f.name, *v))
+				*v = 0
+			}
 		}
 	}
-	return s.Retention.check()
+	return why
 }
 
 // readAppJSON reads an app.json: a regular file of at most maxAppJSON
@@ -467,6 +475,9 @@ func (r *Registry) applied(app *App, body []byte) {
 		// gigabyte would let one client hold four.
 		r.log.Error("app.json: limits.max_message_bytes is over the most a server takes; it is 16 MiB", "app", app.Name, "max_message_bytes", n)
 		app.Settings.Limits.MaxMessageBytes = domain.MaxMessageBytesLimit
+	}
+	for _, why := range app.Settings.negativeLimits() {
+		r.log.Error("app.json: a negative limit is taken as the default", "app", app.Name, "why", why)
 	}
 	for _, why := range app.Settings.dropBadKeys() {
 		r.log.Error("app.json: an API key is not used", "app", app.Name, "why", why)

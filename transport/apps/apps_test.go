@@ -24,12 +24,7 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 	}
 	// max_messages below -1 means no policy: refused, not read as keep
 	// everything.
-	// Nor is a negative limit taken for the default, as a zero is: no
-	// limit can be turned off, and -1 was most likely meant so.
-	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"retention": {"max_messages": -5}}`,
-		`{"limits": {"max_connections": -1}}`, `{"limits": {"max_message_bytes": -5}}`, `{"limits": {"inbound_rate": -0.5}}`,
-		`{"limits": {"max_subscriptions": -1}}`, `{"limits": {"inbound_burst": -1}}`, `{"limits": {"max_json_depth": -1}}`,
-		`{"js": {"handler_timeout_ms": -1}}`, `{"js": {"hook_timeout_ms": -1}}`} {
+	for _, broken := range []string{`{"client_publish": false,}`, `{"retention": {"max_messages": 1.5}}`, `{"retention": {"max_messages": -5}}`} {
 		write(broken)
 		for range 3 {
 			app, err = r.Lookup("chat")
@@ -38,11 +33,8 @@ func TestBrokenAppJSONKeepsTheLastGoodSettings(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(logs.String(), "app.json not applied"); n != 11 {
-		t.Fatalf("%d errors logged for eleven broken versions, want 11:\n%s", n, logs.String())
-	}
-	if !strings.Contains(logs.String(), "limits.max_connections: -1; want 0") {
-		t.Fatalf("the log does not name the negative limit:\n%s", logs.String())
+	if n := strings.Count(logs.String(), "app.json not applied"); n != 3 {
+		t.Fatalf("%d errors logged for three broken versions, want 3:\n%s", n, logs.String())
 	}
 	write(`{"client_publish": false, "allowed_origin": ["https://x.example"]}`)
 	if app, err = r.Lookup("chat"); err != nil || app.Settings.ClientPublish {
@@ -647,5 +639,33 @@ func TestRemovedOfAnAppsFolderMadeAfterStart(t *testing.T) {
 			t.Fatalf("another apps folder in its place: %v", err)
 		}
 		r2.dirModSeen = r2.dirModSeen.Add(-time.Hour)
+	}
+}
+
+// A negative limit is the default, as a zero is, and the log says so
+// (before, it was taken so without a word): no limit can be turned off,
+// and -1 was most likely meant so. An app with one is served, from its
+// first app.json on, as before.
+func TestNegativeLimitsAreTheDefaults(t *testing.T) {
+	r, _, write, logs := chatRegistry(t)
+	write(`{"client_publish": true, "limits": {"max_connections": -1, "max_message_bytes": -5, "inbound_rate": -0.5,
+		"max_subscriptions": -1, "inbound_burst": -1, "max_json_depth": -2},
+		"js": {"handler_timeout_ms": -1, "hook_timeout_ms": -1}}`)
+	app, err := r.Lookup("chat")
+	if err != nil || !app.Settings.ClientPublish {
+		t.Fatalf("an app.json with negative limits: %+v, %v", app, err)
+	}
+	want := domain.Limits{}.WithDefaults()
+	if app.Settings.Limits != want || app.Settings.JS != (JSLimits{}) {
+		t.Errorf("limits %+v, js %+v; want %+v and the server's", app.Settings.Limits, app.Settings.JS, want)
+	}
+	for _, name := range []string{"max_connections: -1", "max_message_bytes: -5", "inbound_rate: -0.5", "max_subscriptions", "inbound_burst", "max_json_depth: -2",
+		"handler_timeout_ms", "hook_timeout_ms"} {
+		if !strings.Contains(logs.String(), name) {
+			t.Errorf("the log does not name %s:\n%s", name, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "a negative limit is taken as the default"); n != 8 {
+		t.Errorf("%d lines logged for 8 negative limits:\n%s", n, logs.String())
 	}
 }

@@ -119,7 +119,7 @@ func ParseAge(s string) (time.Duration, error) {
 			continue
 		}
 		n, err := strconv.ParseFloat(rest[:i], 64)
-		if err != nil || n < 0 {
+		if err != nil || !(n >= 0) { // NaN too
 			return 0, fmt.Errorf("%q is not a duration (such as 90s, 2h, 7d)", s)
 		}
 		// A float past time.Duration's range (1e300, Inf) converts to
@@ -134,7 +134,7 @@ func ParseAge(s string) (time.Duration, error) {
 	}
 	if rest != "" {
 		d, err := time.ParseDuration(rest)
-		if err != nil {
+		if err != nil || d < 0 && total > 0 { // 1d-1h: no part is negative
 			return 0, fmt.Errorf("%q is not a duration (such as 90s, 2h, 7d)", s)
 		}
 		if d > 0 && total > math.MaxInt64-d {

@@ -56,7 +56,7 @@ func TestParseAge(t *testing.T) {
 	// refused on every platform: its float converted as the platform
 	// would, negative on amd64 and the largest elsewhere.
 	for _, bad := range []string{"", "0s", "-2h", "d", "7", "1h2d", "week", "Infd", "+Infw", "NaNd", "1e300d", "-1d48h",
-		"106752d", "106751d23h47m17s", "9e18w", "150000w100000d2562047h"} {
+		"106752d", "106751d23h47m17s", "9e18w", "150000w100000d2562047h", "NaNd1h", "NaNw7d", "1d-1h"} {
 		if _, err := ParseAge(bad); err == nil {
 			t.Errorf("ParseAge(%q) succeeded", bad)
 		}
