@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -265,16 +264,4 @@ func (b *progressBar) draw(n uint64) {
 func (b *progressBar) done() {
 	b.draw(b.total)
 	fmt.Fprintf(b.w, " in %s\n", time.Since(b.start).Round(time.Millisecond))
-}
-
-// isTerminal says whether w is a terminal (a character device), where a
-// bar redrawn in place reads as one line; in a file or a pipe it would be
-// hundreds.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -210,9 +212,11 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	if p := opts.node.Proxies.String(); p != "" {
 		attrs = append(attrs, "trusted_proxies", p)
 	}
-	if st, err := os.Stat(opts.node.AppsDir); err != nil || !st.IsDir() {
-		// A mistyped --apps would otherwise show only as every app's 404.
+	// A mistyped --apps would otherwise show only as every app's 404.
+	if st, err := os.Stat(opts.node.AppsDir); errors.Is(err, fs.ErrNotExist) {
 		logger.Warn("the apps folder is not there: only the default app is served, until it is made", "apps", opts.node.AppsDir)
+	} else if err != nil || !st.IsDir() {
+		logger.Warn("the apps folder cannot be read as one: only the default app is served", "apps", opts.node.AppsDir, "err", cmp.Or(err, errors.New("not a folder")))
 	}
 	logger.Info("fazt serving", attrs...)
 	if opts.ready != nil {

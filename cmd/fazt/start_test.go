@@ -385,10 +385,15 @@ func TestAKeyInTheEnvironmentIsNotPrinted(t *testing.T) {
 // starts, where every app but default would only answer 404.
 func TestServeSaysTheAppsFolderIsMissing(t *testing.T) {
 	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
 	for _, tc := range []struct {
-		apps string
-		warn bool
-	}{{filepath.Join(dir, "aps"), true}, {dir, false}} {
+		apps, warn string
+	}{
+		{filepath.Join(dir, "aps"), "the apps folder is not there"},
+		{file, "the apps folder cannot be read as one"},
+		{dir, ""},
+	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var logs testutil.SyncBuffer
 		done := make(chan error, 1)
@@ -398,8 +403,9 @@ func TestServeSaysTheAppsFolderIsMissing(t *testing.T) {
 		waitFor(t, func() bool { return strings.Contains(logs.String(), "fazt serving") })
 		cancel()
 		<-done
-		if got := strings.Contains(logs.String(), "the apps folder is not there"); got != tc.warn {
-			t.Errorf("--apps %s: warned %v, want %v:\n%s", tc.apps, got, tc.warn, logs.String())
+		warned := strings.Contains(logs.String(), "the apps folder")
+		if warned != (tc.warn != "") || !strings.Contains(logs.String(), tc.warn) {
+			t.Errorf("--apps %s: want a warning %q:\n%s", tc.apps, tc.warn, logs.String())
 		}
 	}
 }

@@ -456,7 +456,7 @@ func TestTailEndsAtAMessageItCouldNotWrite(t *testing.T) {
 		var errs testutil.SyncBuffer
 		err := run(ctx, []string{"tail", "--server", s.srv.URL, "--channel", "room", "--offset", "0", "--count", "3", "--retries", "3", format}, out, &errs)
 		cancel()
-		if err == nil || !strings.Contains(err.Error(), "write offset 2: no space left on device (resume with --offset 1)") {
+		if err == nil || !strings.Contains(err.Error(), "write offset 2: no space left on device (resume with --offset 1, in epoch e1)") {
 			t.Errorf("tail %s into a full disk: %v; stderr %s", format, err, errs.String())
 		}
 		if n := strings.Count(out.String(), "\n"); n != 1 {

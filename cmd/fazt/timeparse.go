@@ -60,7 +60,7 @@ func parseTime(s string, now time.Time) (int64, error) {
 // 1e14, the year 5138, on).
 func checkMillis(s string, n int64) error {
 	if n >= 1e7 && n < 1e9 {
-		if t, err := time.ParseInLocation("20060102", s, time.Local); err == nil && t.Year() >= 1970 {
+		if t, err := time.ParseInLocation("20060102", strings.TrimPrefix(s, "+"), time.Local); err == nil && t.Year() >= 1970 {
 			return fmt.Errorf("time %s: looks like a date; write it %s (a number is unix milliseconds)", s, t.Format("2006-01-02"))
 		}
 	}

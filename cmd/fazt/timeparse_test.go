@@ -49,6 +49,7 @@ func TestTimesInOtherUnitsSayWhatTheyLookLike(t *testing.T) {
 	now := time.Now()
 	for in, want := range map[string]string{
 		"20260102":            "looks like a date; write it 2026-01-02",
+		"+20260102":           "looks like a date; write it 2026-01-02",
 		"1767312000000000":    "looks like unix microseconds or nanoseconds; give unix milliseconds (1767312000000 or 1767312000)",
 		"1767312000000000000": "give unix milliseconds (1767312000000000 or 1767312000000)",
 	} {
@@ -57,7 +58,7 @@ func TestTimesInOtherUnitsSayWhatTheyLookLike(t *testing.T) {
 		}
 	}
 	// Milliseconds of any year to 5138 are taken, and 8 digits that are
-	// no date.
+	// no date from 1970 on.
 	for _, in := range []string{"99999999999999", "1767312000000", "19691231", "12345678"} {
 		if _, err := parseTime(in, now); err != nil {
 			t.Errorf("parseTime(%s): %v", in, err)
