@@ -26,6 +26,9 @@ type History interface {
 	Channels(ctx context.Context, app, after string, limit int) ([]ChannelInfo, error)
 	// Messages reads retained messages of a channel.
 	Messages(ctx context.Context, app, channel string, q HistoryQuery) ([]Message, error)
+	// ChannelHistory returns what Channel does and, unless none, what
+	// Messages does, read in one snapshot, so that they agree.
+	ChannelHistory(ctx context.Context, app, channel string, q HistoryQuery, none bool) (ChannelInfo, []Message, error)
 	// Events reads the event log itself.
 	Events(ctx context.Context, q AuditQuery) ([]Event, error)
 }

@@ -1460,3 +1460,53 @@ func TestOpenRefusesAnotherDatabase(t *testing.T) {
 		t.Fatalf("after the refusal: %d tables, journal mode %s; want 1, delete", tables, mode)
 	}
 }
+
+// TestChannelHistoryIsOneSnapshot: a channel's head and first offset and
+// its messages are read in one snapshot. While commits go on, a read of
+// the newest messages ends at the head it reports, and none is before
+// its first offset or past its head; read apart (Channel, then
+// Messages), a commit between the two gave a message past the head.
+// Bounded: 2,000 appends, and the reads until they end.
+func TestChannelHistoryIsOneSnapshot(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() {
+		for i := range 2000 {
+			if _, err := l.Append(ctx, broadcast("a", "room", fmt.Sprint(i))); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	reads := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reads < 100 {
+				t.Skipf("only %d reads while appending: the check had little to see", reads)
+			}
+			return
+		default:
+		}
+		for _, q := range []domain.HistoryQuery{{Last: 3, Limit: 3}, {Limit: 1000}} {
+			info, msgs, err := l.ChannelHistory(ctx, "a", "room", q, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reads++
+			for _, m := range msgs {
+				if m.Offset > info.Head || m.Offset < info.First {
+					t.Fatalf("%+v: message %d outside first %d to head %d", q, m.Offset, info.First, info.Head)
+				}
+			}
+			if q.Last > 0 && info.Head > 0 && (len(msgs) == 0 || msgs[len(msgs)-1].Offset != info.Head) {
+				t.Fatalf("the newest messages end at %v, but the head is %d", msgs, info.Head)
+			}
+		}
+	}
+}

@@ -17,10 +17,51 @@ import (
 // MaxPage is the most rows one history or audit read returns.
 const MaxPage = 10000
 
+// reader is what a read runs its queries on: the pool of read
+// connections, or one connection in a read transaction, whose snapshot
+// makes what a call reads agree.
+type reader interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // Channel implements domain.History.
 func (l *Log) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
+	return channelOn(ctx, l.rdb, app, channel)
+}
+
+// ChannelHistory implements domain.History: a channel's head, epoch and
+// first retained offset, and, unless none, the messages q asks for,
+// read in one snapshot, so that no message is past the head or before
+// the first offset, as they could be when a commit or a retention pass
+// came between two reads.
+func (l *Log) ChannelHistory(ctx context.Context, app, channel string, q domain.HistoryQuery, none bool) (info domain.ChannelInfo, msgs []domain.Message, err error) {
+	conn, err := l.rdb.Conn(ctx)
+	if err != nil {
+		return info, nil, fmt.Errorf("read history: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return info, nil, fmt.Errorf("read history: %w", err)
+	}
+	defer func() {
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+			// A connection left in its transaction would read this
+			// snapshot for good: the pool drops it.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	if info, err = channelOn(ctx, conn, app, channel); err != nil || none {
+		return info, nil, err
+	}
+	msgs, err = l.messagesOn(ctx, conn, app, channel, q)
+	return info, msgs, err
+}
+
+// channelOn is Channel's read, on rd.
+func channelOn(ctx context.Context, rd reader, app, channel string) (domain.ChannelInfo, error) {
 	info := domain.ChannelInfo{App: app, Channel: channel}
-	err := l.rdb.QueryRowContext(ctx, readHeadQuery, app, channel).Scan(&info.Epoch, &info.Head)
+	err := rd.QueryRowContext(ctx, readHeadQuery, app, channel).Scan(&info.Epoch, &info.Head)
 	if errors.Is(err, sql.ErrNoRows) {
 		info.First = 1
 		return info, nil
@@ -29,7 +70,7 @@ func (l *Log) Channel(ctx context.Context, app, channel string) (domain.ChannelI
 		return info, fmt.Errorf("read channel: %w", err)
 	}
 	var first sql.NullInt64
-	if err := l.rdb.QueryRowContext(ctx, `SELECT MIN("offset") FROM messages WHERE app = ? AND channel = ?`, app, channel).Scan(&first); err != nil {
+	if err := rd.QueryRowContext(ctx, `SELECT MIN("offset") FROM messages WHERE app = ? AND channel = ?`, app, channel).Scan(&first); err != nil {
 		return info, fmt.Errorf("read channel: %w", err)
 	}
 	info.First = info.Head + 1
@@ -69,7 +110,17 @@ func (l *Log) Channels(ctx context.Context, app, after string, limit int) ([]dom
 
 // Messages implements domain.History.
 func (l *Log) Messages(ctx context.Context, app, channel string, q domain.HistoryQuery) ([]domain.Message, error) {
-	q, err := l.offsetBounds(ctx, app, channel, q)
+	conn, err := l.rdb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	defer conn.Close()
+	return l.messagesOn(ctx, conn, app, channel, q)
+}
+
+// messagesOn is Messages' read, on conn.
+func (l *Log) messagesOn(ctx context.Context, conn *sql.Conn, app, channel string, q domain.HistoryQuery) ([]domain.Message, error) {
+	q, err := offsetBounds(ctx, conn, app, channel, q)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +153,7 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 		order = "DESC"
 	}
 	args = append(args, limit)
-	out, err := l.readMessages(ctx, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args, min(limit, 1024))
+	out, err := readMessages(ctx, conn, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args, min(limit, 1024))
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
@@ -120,7 +171,7 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 // into its destination) cost more than SQLite's: the driver already hands
 // over each row's data as a fresh copy, which the message keeps, and its
 // integers as int64.
-func (l *Log) readMessages(ctx context.Context, query string, args []any, size int) ([]domain.Message, error) {
+func readMessages(ctx context.Context, conn *sql.Conn, query string, args []any, size int) ([]domain.Message, error) {
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		switch v := a.(type) {
@@ -131,13 +182,8 @@ func (l *Log) readMessages(ctx context.Context, query string, args []any, size i
 		}
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
 	}
-	conn, err := l.rdb.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
 	out := make([]domain.Message, 0, size)
-	err = conn.Raw(func(dc any) error {
+	err := conn.Raw(func(dc any) error {
 		qc, ok := dc.(driver.QueryerContext)
 		if !ok {
 			return errors.New("the SQLite driver cannot query directly")
@@ -176,7 +222,7 @@ func (l *Log) readMessages(ctx context.Context, query string, args []any, size i
 // CountMessages counts the retained messages of a channel matching q's
 // After, Upto and Since bounds.
 func (l *Log) CountMessages(ctx context.Context, app, channel string, q domain.HistoryQuery) (int, error) {
-	q, err := l.offsetBounds(ctx, app, channel, q)
+	q, err := offsetBounds(ctx, l.rdb, app, channel, q)
 	if err != nil {
 		return 0, err
 	}
@@ -228,9 +274,9 @@ func (l *Log) TrimmedSince(ctx context.Context, app, channel string, first uint6
 // offsetBounds narrows q's offset range to its time range (Since, Until),
 // so that the query reads only the rows in it; the time conditions stay
 // in the query too.
-func (l *Log) offsetBounds(ctx context.Context, app, channel string, q domain.HistoryQuery) (domain.HistoryQuery, error) {
+func offsetBounds(ctx context.Context, rd reader, app, channel string, q domain.HistoryQuery) (domain.HistoryQuery, error) {
 	if q.Since > 0 {
-		from, err := l.offsetFrom(ctx, app, channel, q.Since)
+		from, err := offsetFrom(ctx, rd, app, channel, q.Since)
 		if err != nil {
 			return q, err
 		}
@@ -239,7 +285,7 @@ func (l *Log) offsetBounds(ctx context.Context, app, channel string, q domain.Hi
 		}
 	}
 	if q.Until > 0 {
-		to, err := l.offsetFrom(ctx, app, channel, q.Until)
+		to, err := offsetFrom(ctx, rd, app, channel, q.Until)
 		if err != nil {
 			return q, err
 		}

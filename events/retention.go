@@ -298,7 +298,7 @@ func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionP
 	}
 	if p.MaxAge > 0 {
 		// Messages before the first one young enough are dropped.
-		keep, err := l.offsetFrom(ctx, app, channel, now.Add(-p.MaxAge).UnixMilli())
+		keep, err := offsetFrom(ctx, l.rdb, app, channel, now.Add(-p.MaxAge).UnixMilli())
 		if err != nil {
 			return 0, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
 		}

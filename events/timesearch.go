@@ -65,8 +65,8 @@ func (l *Log) seqFrom(ctx context.Context, t int64) (uint64, error) {
 // offsetFrom returns an offset o of a channel such that its retained
 // messages before o were committed before t (unix ms) and the first at or
 // after o, if any, at or after t.
-func (l *Log) offsetFrom(ctx context.Context, app, channel string, t int64) (uint64, error) {
-	o, _, err := l.messageFrom(ctx, app, channel, "ts", t)
+func offsetFrom(ctx context.Context, rd reader, app, channel string, t int64) (uint64, error) {
+	o, _, err := messageFrom(ctx, rd, app, channel, "ts", t)
 	return o, err
 }
 
@@ -76,7 +76,7 @@ func (l *Log) offsetFrom(ctx context.Context, app, channel string, t int64) (uin
 // retained message (0 when none is).
 func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint64) (offset uint64, found bool, err error) {
 	// Sequences, like times, rise with offsets.
-	o, end, err := l.messageFrom(ctx, app, channel, "seq", int64(seq)+1)
+	o, end, err := messageFrom(ctx, l.rdb, app, channel, "seq", int64(seq)+1)
 	return o, o < end, err
 }
 
@@ -86,9 +86,9 @@ func (l *Log) offsetAfterSeq(ctx context.Context, app, channel string, seq uint6
 // and end, the offset after its newest retained message (0 with none).
 // A bound before the first message, such as a trail's first page, costs
 // one probe.
-func (l *Log) messageFrom(ctx context.Context, app, channel, col string, v int64) (o, end uint64, err error) {
+func messageFrom(ctx context.Context, rd reader, app, channel, col string, v int64) (o, end uint64, err error) {
 	var lo, hi sql.NullInt64
-	if err := l.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN("offset") FROM messages WHERE app = ?1 AND channel = ?2),
+	if err := rd.QueryRowContext(ctx, `SELECT (SELECT MIN("offset") FROM messages WHERE app = ?1 AND channel = ?2),
 		(SELECT MAX("offset") FROM messages WHERE app = ?1 AND channel = ?2)`, app, channel).Scan(&lo, &hi); err != nil {
 		return 0, 0, fmt.Errorf("find messages from %s %d: %w", col, v, err)
 	}
@@ -97,7 +97,7 @@ func (l *Log) messageFrom(ctx context.Context, app, channel, col string, v int64
 	}
 	probe := func(from uint64) (uint64, int64, bool, error) {
 		var off, got int64
-		err := l.rdb.QueryRowContext(ctx, `SELECT "offset", `+col+` FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &got)
+		err := rd.QueryRowContext(ctx, `SELECT "offset", `+col+` FROM messages WHERE app = ? AND channel = ? AND "offset" >= ? ORDER BY "offset" LIMIT 1`, app, channel, from).Scan(&off, &got)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, 0, false, nil
 		}

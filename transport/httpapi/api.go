@@ -553,15 +553,10 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 	if hq.Reverse, err = boolParam("reverse", q.Get("reverse")); err != nil {
 		return err
 	}
-	info, err := a.store.Channel(r.Context(), c.app.Name, channel)
+	none := q.Get("last") != "" && hq.Last == 0 // last=0: the newest none, as on subscribe
+	info, msgs, err := a.store.ChannelHistory(r.Context(), c.app.Name, channel, hq, none)
 	if err != nil {
 		return err
-	}
-	var msgs []domain.Message
-	if q.Get("last") == "" || hq.Last > 0 { // last=0: the newest none, as on subscribe
-		if msgs, err = a.store.Messages(r.Context(), c.app.Name, channel, hq); err != nil {
-			return err
-		}
 	}
 	if msgs == nil {
 		msgs = []domain.Message{}

@@ -356,11 +356,11 @@ type unavailableStore struct {
 	down atomic.Bool
 }
 
-func (s *unavailableStore) Channel(ctx context.Context, app, channel string) (domain.ChannelInfo, error) {
+func (s *unavailableStore) ChannelHistory(ctx context.Context, app, channel string, q domain.HistoryQuery, none bool) (domain.ChannelInfo, []domain.Message, error) {
 	if s.down.Load() {
-		return domain.ChannelInfo{}, domain.Errorf(domain.CodeUnavailable, "event log cannot commit: database is locked")
+		return domain.ChannelInfo{}, nil, domain.Errorf(domain.CodeUnavailable, "event log cannot commit: database is locked")
 	}
-	return s.Log.Channel(ctx, app, channel)
+	return s.Log.ChannelHistory(ctx, app, channel, q, none)
 }
 
 // TestALoadThatAPassingFailureFailedIsTriedAgain: a script that reads

@@ -287,13 +287,8 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	}
 	hq.Limit = domain.HistoryPageSize(uint64(hq.Limit), hq.Last)
 	ctx, app := rt.cur.ctx, rt.cur.app.Name
-	info, err := rt.eng.store.Channel(ctx, app, channel)
+	info, msgs, err := rt.eng.store.ChannelHistory(ctx, app, channel, hq, none)
 	rt.must(vm, err)
-	var msgs []domain.Message
-	if !none {
-		msgs, err = rt.eng.store.Messages(ctx, app, channel, hq)
-		rt.must(vm, err)
-	}
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
 		mo := vm.NewObject()
