@@ -440,6 +440,9 @@ func TestKickWithAnEmptyChunkedBody(t *testing.T) {
 	if code, body := kick(io.MultiReader(strings.NewReader("{"))); code != 400 || !strings.Contains(body, "bad_request") {
 		t.Fatalf("a kick of bad JSON: %d %s", code, body)
 	}
+	if code, body := kick(strings.NewReader(strings.Repeat(" ", 5000))); code != 413 || !strings.Contains(body, "too_large") {
+		t.Fatalf("a kick of 5000 spaces, over the 4 KiB a body may have: %d %s", code, body)
+	}
 	if code, body := kick(io.MultiReader(strings.NewReader(""))); code != 200 || !strings.Contains(body, `"kicked":true`) {
 		t.Fatalf("a kick with an empty chunked body: %d %s", code, body)
 	}

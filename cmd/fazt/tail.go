@@ -290,7 +290,7 @@ func (t *tailer) once(ctx context.Context) (connected bool, err error) {
 				// A message not written (a full disk under an archive)
 				// is not passed over: the tail ends before it, and
 				// --offset resumes there.
-				return connected, permanentError{fmt.Errorf("write offset %d: %w (resume with --offset %d, in epoch %s)", f.Offset, err, max(t.last, 0), t.epoch)}
+				return connected, permanentError{fmt.Errorf("write offset %d: %w (resume with --offset %d, in epoch %s)", f.Offset, err, max(t.last, 0), cmp.Or(f.Epoch, t.epoch))}
 			}
 			t.last = int64(f.Offset)
 			if f.Epoch != "" { // a history's first message names its epoch

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -238,14 +239,22 @@ func (s *scriptedServer) subscribes() []map[string]any {
 // runTail runs `fazt tail` with args to its end, within 10 s.
 func runTail(t *testing.T, args ...string) (out, errs string, err error) {
 	t.Helper()
+	var o testutil.SyncBuffer
+	errs, err = runTailTo(t, &o, args...)
+	return o.String(), errs, err
+}
+
+// runTailTo is runTail writing to out.
+func runTailTo(t *testing.T, out io.Writer, args ...string) (errs string, err error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var o, e testutil.SyncBuffer
-	err = run(ctx, append([]string{"tail"}, args...), &o, &e)
+	var e testutil.SyncBuffer
+	err = run(ctx, append([]string{"tail"}, args...), out, &e)
 	if ctx.Err() != nil {
 		t.Fatalf("tail did not end within 10 s; stderr: %s", e.String())
 	}
-	return o.String(), e.String(), err
+	return e.String(), err
 }
 
 // A subscription refused for a reason that may pass (the log is
@@ -465,5 +474,16 @@ func TestTailEndsAtAMessageItCouldNotWrite(t *testing.T) {
 	}
 	if n := len(s.subscribes()); n != 2 {
 		t.Errorf("%d subscribes for two runs, want 2: a failed write is not reconnected from", n)
+	}
+	// The epoch of a channel that had no history when subscribed comes
+	// with its first message, which is the one not written.
+	fresh := newScriptedServer(t, func(n int, c *websocket.Conn) {
+		c.WriteJSON(map[string]any{"type": "subscribed", "channel": "room", "offset": 0, "epoch": ""})
+		c.WriteJSON(map[string]any{"type": "message", "channel": "room", "offset": 1, "epoch": "e2", "timestamp": 1700000000000, "data": 1})
+		c.ReadMessage()
+	})
+	errs, err := runTailTo(t, &fullAfter{}, "--server", fresh.srv.URL, "--channel", "room", "--count", "1")
+	if err == nil || !strings.Contains(err.Error(), "write offset 1: no space left on device (resume with --offset 0, in epoch e2)") {
+		t.Errorf("tail of a new channel into a full disk: %v; stderr %s", err, errs)
 	}
 }

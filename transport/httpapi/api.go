@@ -320,7 +320,7 @@ func decodeOptionalBody(r *http.Request, max int, v any) error {
 	if err != nil {
 		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	if len(body) <= max && len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
 	return parseBodyDepth(body, max, domain.DefaultMaxJSONDepth, v)
