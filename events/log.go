@@ -30,6 +30,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/health"
 	"github.com/fazt-realtime/fazt/migrations"
 )
 
@@ -168,6 +169,10 @@ type Log struct {
 	// and no read of the file is needed to find that (a subscribe to a
 	// new channel, every connect of `fazt bench conns`).
 	allHeads bool
+
+	// failing holds the storage failure of the last commit (a full disk,
+	// an I/O error, a file made read-only), until a commit succeeds.
+	failing health.Failing
 
 	pins    pins    // the messages of channels that retention must leave alone for now
 	readers readers // how far the subscriptions have read
@@ -684,6 +689,12 @@ func (l *Log) unlock() {
 // Head returns the sequence of the newest committed event (0 for none).
 func (l *Log) Head() uint64 { return l.tail.lastSeq() }
 
+// Failing returns why the log's last commit failed for its storage (a
+// full disk, an I/O error, a file made read-only: what Append answers as
+// unavailable), and since when its commits have failed so; err is nil
+// once one succeeds, or while none has failed.
+func (l *Log) Failing() (since time.Time, err error) { return l.failing.State() }
+
 // Append commits facts in one transaction; see domain.Log. Broadcasts have
 // their Offset and Epoch filled in. It takes the same path through the
 // writer as Publisher.Publish, and each event gets a message UUID as if it
@@ -876,6 +887,9 @@ func (l *Log) commit(batch []*appendReq) {
 	if err != nil {
 		logMetrics.failedAppends.Inc()
 		l.log.Error("event log append failed", "err", err)
+		if domain.CodeOf(classify(err)) == domain.CodeUnavailable {
+			l.failing.Fail(err) // the storage's failure, not the append's
+		}
 		// Nothing was assigned: the facts go back as they came, so that
 		// the caller may try the same ones again.
 		for _, r := range batch {
@@ -890,6 +904,9 @@ func (l *Log) commit(batch []*appendReq) {
 		// the Subscribers include what it committed.
 		l.tail.push(recs)
 		l.checkpointSoon()
+		if l.failing.Works() {
+			l.log.Info("event log commits again")
+		}
 	}
 	for _, r := range batch {
 		r.err = classify(err)

@@ -632,6 +632,12 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	if _, err := l.Append(ctx, failed); domain.CodeOf(err) != domain.CodeUnavailable {
 		t.Fatalf("the failed broadcast again: %v, want unavailable", err)
 	}
+	// The log says it is failing, since the first failure, until a
+	// commit succeeds.
+	since, ferr := l.Failing()
+	if ferr == nil || !strings.Contains(ferr.Error(), "full") || since.IsZero() || time.Since(since) < 0 {
+		t.Fatalf("while full: failing %v since %v", ferr, since)
+	}
 	if n := logMetric(t, "fazt_log_failed_appends_total") - failedBefore; n != 2 {
 		t.Fatalf("%v failed appends counted, want 2", n)
 	}
@@ -647,6 +653,16 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	// Small appends that fit still go through, with the next offset.
 	if _, err := l.Append(ctx, broadcast("a", "y", "1")); err != nil && domain.CodeOf(err) != domain.CodeUnavailable {
 		t.Fatalf("small append after full: %v", err)
+	}
+	// Room again (the disk freed): the next commit ends the failure.
+	if _, err := l.wdb.Exec("PRAGMA max_page_count = 1000000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, broadcast("a", "x", big)); err != nil {
+		t.Fatalf("an append with room again: %v", err)
+	}
+	if since, err := l.Failing(); err != nil {
+		t.Fatalf("after a commit succeeded: failing %v since %v", err, since)
 	}
 }
 

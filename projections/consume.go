@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/fazt-realtime/fazt/internal/health"
 )
 
 // Consumer feeds one projection from a Watermill Subscriber.
@@ -27,6 +30,9 @@ type Consumer struct {
 	log  *slog.Logger
 	stop context.CancelFunc
 	done chan struct{}
+	// failing holds why the handler last failed, until it succeeds; or
+	// that the Subscriber ended the subscription, for good.
+	failing health.Failing
 }
 
 // Consume subscribes to topic on sub, which it then owns, and hands its
@@ -53,6 +59,7 @@ func Consume(ctx context.Context, name string, sub message.Subscriber, topic str
 		}
 		if ctx.Err() == nil {
 			c.log.Warn("the subscriber ended the subscription; the projection no longer follows the log")
+			c.failing.Fail(errors.New("the subscriber ended the subscription; the projection no longer follows the log"))
 		}
 		if err := sub.Close(); err != nil {
 			c.log.Error("close subscriber", "err", err)
@@ -66,17 +73,27 @@ func (c *Consumer) handle(msg *message.Message, handle message.NoPublishHandlerF
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("handler panicked; the message will be delivered again", "message_uuid", msg.UUID, "panic", r, "stack", string(debug.Stack()))
+			c.failing.Fail(fmt.Errorf("handler panicked on message %s: %v", msg.UUID, r))
 			ok = false
 		}
 	}()
 	if err := handle(msg); err != nil {
 		if !errors.Is(err, context.Canceled) {
 			c.log.Error("handler failed; the message will be delivered again", "message_uuid", msg.UUID, "err", err)
+			c.failing.Fail(fmt.Errorf("handler failed on message %s: %w", msg.UUID, err))
 		}
 		return false
 	}
+	if c.failing.Works() {
+		c.log.Info("handler succeeded again")
+	}
 	return true
 }
+
+// Failing returns why the handler last failed, and since when it has
+// failed without a success; err is nil while it works. A consumer whose
+// Subscriber ended the subscription fails for good.
+func (c *Consumer) Failing() (since time.Time, err error) { return c.failing.State() }
 
 // Stop ends the consumer's subscription; Done says when it has stopped.
 func (c *Consumer) Stop() { c.stop() }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,5 +93,52 @@ func TestConsumerAcksNacksAndStops(t *testing.T) {
 	// The consumer closed its Subscriber.
 	if _, err := sub.Subscribe(ctx, events.Topic); err == nil {
 		t.Error("the Subscriber still subscribes after the consumer stopped")
+	}
+}
+
+// TestConsumerSaysItIsFailing: while its handler fails an event, over and
+// over, the consumer says so, with the error and since its first failure,
+// for /healthz; once the handler gets past it, it no longer does.
+func TestConsumerSaysItIsFailing(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, filepath.Join(t.TempDir(), "log.db"))
+	defer l.Close()
+	if _, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	var broken atomic.Bool
+	broken.Store(true)
+	var tries atomic.Int64
+	handle := func(*message.Message) error {
+		tries.Add(1)
+		if broken.Load() {
+			return errors.New("database is locked")
+		}
+		return nil
+	}
+	c, err := Consume(ctx, "test.v1", l.Subscriber(events.SubscriberConfig{NackDelay: time.Millisecond}), events.Topic, handle, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Stop(); <-c.Done() }()
+	waitUntil(t, "three tries", func() bool { return tries.Load() >= 3 })
+	since, ferr := c.Failing()
+	if ferr == nil || !strings.Contains(ferr.Error(), "database is locked") || since.IsZero() {
+		t.Fatalf("while the handler fails: failing %v since %v", ferr, since)
+	}
+	if again, _ := c.Failing(); !again.Equal(since) {
+		t.Fatalf("the failure's start moved from %v to %v", since, again)
+	}
+	broken.Store(false)
+	waitUntil(t, "the failure's end", func() bool { _, err := c.Failing(); return err == nil })
+}
+
+// waitUntil waits for cond, checked every millisecond, for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
 	}
 }

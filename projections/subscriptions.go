@@ -13,6 +13,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/health"
 )
 
 // SubscriptionsName is the subscriptions projection's stable handler name,
@@ -227,6 +228,8 @@ type Subscriptions struct {
 	maxQueue int
 
 	applied atomic.Uint64 // the stored checkpoint
+	// failing holds why Run's last flush failed, until one succeeds.
+	failing health.Failing
 
 	mu       sync.Mutex // held while flushing, so Handle waits for a flush
 	queue    []change
@@ -364,8 +367,13 @@ func (p *Subscriptions) Run(ctx context.Context, interval time.Duration, logf fu
 	for {
 		select {
 		case <-t.C:
-			if err := p.Flush(ctx); err != nil && logf != nil {
-				logf(err)
+			if err := p.Flush(ctx); err != nil {
+				p.failing.Fail(err)
+				if logf != nil {
+					logf(err)
+				}
+			} else {
+				p.failing.Works()
 			}
 		case <-ctx.Done():
 			if err := p.Flush(context.Background()); err != nil && logf != nil {
@@ -375,6 +383,10 @@ func (p *Subscriptions) Run(ctx context.Context, interval time.Duration, logf fu
 		}
 	}
 }
+
+// Failing returns why Run's last flush of the queued changes failed, and
+// since when its flushes have failed; err is nil while they succeed.
+func (p *Subscriptions) Failing() (since time.Time, err error) { return p.failing.State() }
 
 // Handle is the projection's Watermill handler. An error nacks the message
 // and the Subscriber redelivers it.

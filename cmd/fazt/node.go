@@ -165,6 +165,14 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		m := n.members.Applied()
 		return min(m, n.subs.Applied()), m
 	})
+	n.api.AddCheck("log", n.log.Failing)
+	n.api.AddCheck(projections.MembershipName, members.Failing)
+	n.api.AddCheck(projections.SubscriptionsName, func() (time.Time, error) {
+		if since, err := subs.Failing(); err != nil { // applying an event
+			return since, err
+		}
+		return n.subs.Failing() // storing what it applied
+	})
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})
 	n.startRetention(cfg, registry)
 	return n, nil

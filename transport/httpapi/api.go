@@ -53,6 +53,21 @@ type API struct {
 
 	pmu     sync.Mutex
 	purging map[string]bool // the apps being purged
+
+	checks []check // what /healthz asks about (AddCheck)
+}
+
+// check is a part of the server /healthz asks whether it is failing.
+type check struct {
+	name    string
+	failing func() (since time.Time, err error)
+}
+
+// AddCheck has /healthz ask failing whether the part named name fails,
+// and since when: any that does makes the answer 503. Call it before
+// serving.
+func (a *API) AddCheck(name string, failing func() (since time.Time, err error)) {
+	a.checks = append(a.checks, check{name, failing})
 }
 
 // SetApplied gives the API the last events the projections fed by the
@@ -307,7 +322,21 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft, "newest_kept": p.NewestKept})
 }
 
+// healthz answers whether the server works: 200 and "ok", or 503 and
+// "failing" with each failing part's error and since when (unix ms), so
+// that a monitor or a load balancer sees a log that cannot commit, or a
+// projection stuck on an event, which a process that answers HTTP hides.
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	failing := map[string]any{}
+	for _, c := range a.checks {
+		if since, err := c.failing(); err != nil {
+			failing[c.name] = map[string]any{"error": err.Error(), "since": since.UnixMilli()}
+		}
+	}
+	if len(failing) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "failing", "seq": a.store.Head(), "failing": failing})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "seq": a.store.Head()})
 }
 
