@@ -23,3 +23,18 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// storageFailure says whether err, a commit's failure, is the storage's
+// (a full disk, an I/O error, a locked or damaged file, no memory) rather
+// than the append's own, such as a constraint one bad append breaks.
+func storageFailure(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
+		return false
+	}
+	return true
+}

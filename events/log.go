@@ -822,10 +822,24 @@ func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.stopped)
 	batch := make([]*appendReq, 0, 64)
+	var probe *time.Timer // while commits fail for the storage
 	for {
 		var first *appendReq
+		var probed <-chan time.Time
+		if _, err := l.failing.State(); err != nil {
+			if probe == nil {
+				probe = time.NewTimer(probeEvery)
+			}
+			probed = probe.C
+		} else {
+			probe = nil
+		}
 		select {
 		case first = <-l.reqs:
+		case <-probed:
+			probe = nil
+			l.probe()
+			continue
 		case <-l.closed:
 			// Commit whatever is still queued, then stop.
 			for {
@@ -858,6 +872,29 @@ func (l *Log) writer() {
 	}
 }
 
+// probeEvery is how often the writer, while its commits fail for the
+// storage and none is asked of it, tries a write of its own: an idle
+// server whose disk has room again, or whose lock another process let go,
+// would otherwise be failing until a client's append, which a load
+// balancer that took it out for failing never sends.
+const probeEvery = 2 * time.Second
+
+// probe writes the time of the writer's last probe as a setting: a commit
+// as an append's would be, of one row. It ends the log's failure when it
+// commits, and records why when it fails.
+func (l *Log) probe() {
+	_, err := l.wdb.ExecContext(l.done, `INSERT INTO settings (key, value) VALUES ('writer_probe', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	switch {
+	case err == nil:
+		if l.failing.Works() {
+			l.log.Info("event log commits again (a probe of the writer's)")
+		}
+	case storageFailure(err):
+		l.failing.Fail(err)
+	}
+}
+
 // commit writes a batch in one transaction. If the batch fails, each request
 // is retried alone so that one bad request fails only itself.
 func (l *Log) commit(batch []*appendReq) {
@@ -887,8 +924,8 @@ func (l *Log) commit(batch []*appendReq) {
 	if err != nil {
 		logMetrics.failedAppends.Inc()
 		l.log.Error("event log append failed", "err", err)
-		if domain.CodeOf(classify(err)) == domain.CodeUnavailable {
-			l.failing.Fail(err) // the storage's failure, not the append's
+		if storageFailure(err) {
+			l.failing.Fail(err)
 		}
 		// Nothing was assigned: the facts go back as they came, so that
 		// the caller may try the same ones again.

@@ -126,8 +126,10 @@ func TestConsumerSaysItIsFailing(t *testing.T) {
 	if ferr == nil || !strings.Contains(ferr.Error(), "database is locked") || since.IsZero() {
 		t.Fatalf("while the handler fails: failing %v since %v", ferr, since)
 	}
+	n := tries.Load()
+	waitUntil(t, "two more tries", func() bool { return tries.Load() >= n+2 })
 	if again, _ := c.Failing(); !again.Equal(since) {
-		t.Fatalf("the failure's start moved from %v to %v", since, again)
+		t.Fatalf("the failure's start moved from %v to %v with more failures", since, again)
 	}
 	broken.Store(false)
 	waitUntil(t, "the failure's end", func() bool { _, err := c.Failing(); return err == nil })

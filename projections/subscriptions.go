@@ -357,7 +357,8 @@ func (p *Subscriptions) Flush(ctx context.Context) error {
 }
 
 // Run flushes every interval (default 50ms) until ctx ends, then flushes
-// once more. Failures are returned to logf and retried.
+// once more. Failures are returned to logf and retried; the first flush
+// that succeeds after failures calls logf with nil.
 func (p *Subscriptions) Run(ctx context.Context, interval time.Duration, logf func(err error)) {
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
@@ -372,8 +373,8 @@ func (p *Subscriptions) Run(ctx context.Context, interval time.Duration, logf fu
 				if logf != nil {
 					logf(err)
 				}
-			} else {
-				p.failing.Works()
+			} else if p.failing.Works() && logf != nil {
+				logf(nil) // the failures are over
 			}
 		case <-ctx.Done():
 			if err := p.Flush(context.Background()); err != nil && logf != nil {

@@ -49,7 +49,14 @@ func runProjection(t *testing.T, l *events.Log, p *Subscriptions) func() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	flushed := make(chan struct{})
-	go func() { defer close(flushed); p.Run(ctx, 10*time.Millisecond, func(err error) { t.Error(err) }) }()
+	go func() {
+		defer close(flushed)
+		p.Run(ctx, 10*time.Millisecond, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}()
 	return func() { c.Stop(); <-c.Done(); cancel(); <-flushed }
 }
 

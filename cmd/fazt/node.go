@@ -75,6 +75,10 @@ type node struct {
 	logger      *slog.Logger
 }
 
+// projectionGrace is how long a projection fails before /healthz says
+// so.
+const projectionGrace = time.Second
+
 // consumersStop is how long Close waits for the projections' consumers.
 const consumersStop = 10 * time.Second
 
@@ -136,7 +140,13 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n.stopSubs, n.subsDone = stopSubs, make(chan struct{})
 	go func() {
 		defer close(n.subsDone)
-		n.subs.Run(subsCtx, 0, func(err error) { cfg.Logger.Error("subscriptions projection", "err", err) })
+		n.subs.Run(subsCtx, 0, func(err error) {
+			if err == nil {
+				cfg.Logger.Info("subscriptions projection: stores what it applies again")
+				return
+			}
+			cfg.Logger.Error("subscriptions projection", "err", err)
+		})
 	}()
 
 	// Sessions that were open when the previous process stopped are over.
@@ -165,9 +175,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		m := n.members.Applied()
 		return min(m, n.subs.Applied()), m
 	})
-	n.api.AddCheck("log", n.log.Failing)
-	n.api.AddCheck(projections.MembershipName, members.Failing)
-	n.api.AddCheck(projections.SubscriptionsName, func() (time.Time, error) {
+	// A failed commit is a publish refused: the log fails at once. A
+	// projection's handler or flush is tried again within 50 ms, and
+	// fails the server only when that does not help.
+	n.api.AddCheck("log", 0, n.log.Failing)
+	n.api.AddCheck(projections.MembershipName, projectionGrace, members.Failing)
+	n.api.AddCheck(projections.SubscriptionsName, projectionGrace, func() (time.Time, error) {
 		if since, err := subs.Failing(); err != nil { // applying an event
 			return since, err
 		}

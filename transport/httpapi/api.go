@@ -60,14 +60,17 @@ type API struct {
 // check is a part of the server /healthz asks whether it is failing.
 type check struct {
 	name    string
+	after   time.Duration
 	failing func() (since time.Time, err error)
 }
 
 // AddCheck has /healthz ask failing whether the part named name fails,
-// and since when: any that does makes the answer 503. Call it before
-// serving.
-func (a *API) AddCheck(name string, failing func() (since time.Time, err error)) {
-	a.checks = append(a.checks, check{name, failing})
+// and since when: any that has failed for after or longer makes the
+// answer 503 (a part whose failures a retry usually gets past, within a
+// moment, takes no server out of a load balancer's rotation for one).
+// Call it before serving.
+func (a *API) AddCheck(name string, after time.Duration, failing func() (since time.Time, err error)) {
+	a.checks = append(a.checks, check{name, after, failing})
 }
 
 // SetApplied gives the API the last events the projections fed by the
@@ -323,14 +326,22 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 }
 
 // healthz answers whether the server works: 200 and "ok", or 503 and
-// "failing" with each failing part's error and since when (unix ms), so
-// that a monitor or a load balancer sees a log that cannot commit, or a
+// "failing" with each failing part and since when (unix ms), so that a
+// monitor or a load balancer sees a log that cannot commit, or a
 // projection stuck on an event, which a process that answers HTTP hides.
+// Why a part fails (an error that may name clients and channels) is
+// given to the admin key only; the server's log has it too.
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	key, _ := bearerKey(r)
+	admin := key != "" && SameKey(KeyDigest(key), a.admin)
 	failing := map[string]any{}
 	for _, c := range a.checks {
-		if since, err := c.failing(); err != nil {
-			failing[c.name] = map[string]any{"error": err.Error(), "since": since.UnixMilli()}
+		if since, err := c.failing(); err != nil && time.Since(since) >= c.after {
+			part := map[string]any{"since": since.UnixMilli()}
+			if admin {
+				part["error"] = err.Error()
+			}
+			failing[c.name] = part
 		}
 	}
 	if len(failing) > 0 {
