@@ -17,24 +17,25 @@ func classify(err error) error {
 	if !errors.As(err, &se) {
 		return err
 	}
-	switch se.Code {
-	case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen, sqlite3.ErrBusy, sqlite3.ErrLocked:
+	if storageCodes[se.Code] {
 		return errors.Join(domain.Errorf(domain.CodeUnavailable, "event log cannot commit: %v", se), err)
 	}
 	return err
 }
 
+// storageCodes are SQLite's failures of the storage: a full disk, an I/O
+// error, a file made read-only, damaged or not a database, another
+// process holding the lock past the wait, no memory.
+var storageCodes = map[sqlite3.ErrNo]bool{
+	sqlite3.ErrFull: true, sqlite3.ErrReadonly: true, sqlite3.ErrIoErr: true, sqlite3.ErrCantOpen: true,
+	sqlite3.ErrBusy: true, sqlite3.ErrLocked: true, sqlite3.ErrCorrupt: true, sqlite3.ErrNotADB: true,
+	sqlite3.ErrNomem: true, sqlite3.ErrPerm: true,
+}
+
 // storageFailure says whether err, a commit's failure, is the storage's
-// (a full disk, an I/O error, a locked or damaged file, no memory) rather
-// than the append's own, such as a constraint one bad append breaks.
+// (storageCodes; what an append is answered as unavailable) rather than
+// the append's own.
 func storageFailure(err error) bool {
 	var se sqlite3.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code {
-	case sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
-		return false
-	}
-	return true
+	return errors.As(err, &se) && storageCodes[se.Code]
 }

@@ -838,7 +838,9 @@ func (l *Log) writer() {
 		case first = <-l.reqs:
 		case <-probed:
 			probe = nil
-			l.probe()
+			if len(l.reqs) == 0 { // appends first: they test the commits too
+				l.probe()
+			}
 			continue
 		case <-l.closed:
 			// Commit whatever is still queued, then stop.
@@ -879,12 +881,27 @@ func (l *Log) writer() {
 // balancer that took it out for failing never sends.
 const probeEvery = 2 * time.Second
 
-// probe writes the time of the writer's last probe as a setting: a commit
-// as an append's would be, of one row. It ends the log's failure when it
-// commits, and records why when it fails.
+// probe commits what an append needs of the storage, and leaves nothing
+// of it: a row that takes new pages (a 4 KiB value, in overflow pages),
+// deleted in the same transaction, so that the commit still writes the
+// pages it touched. A rewrite of a row in place needs no new page, and
+// succeeds on a disk too full for any append. The probe ends the log's
+// failure when it commits, and records why when it fails.
 func (l *Log) probe() {
-	_, err := l.wdb.ExecContext(l.done, `INSERT INTO settings (key, value) VALUES ('writer_probe', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	err := func() error {
+		tx, err := l.wdb.BeginTx(l.done, nil) // BEGIN IMMEDIATE (_txlock)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(l.done, `INSERT INTO settings (key, value) VALUES ('writer_probe', hex(zeroblob(2048)))`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(l.done, `DELETE FROM settings WHERE key = 'writer_probe'`); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
 	switch {
 	case err == nil:
 		if l.failing.Works() {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -658,15 +659,20 @@ func TestFullDiskFailsPublishesClearly(t *testing.T) {
 	if ferr == nil || !strings.Contains(ferr.Error(), "full") || since.IsZero() || time.Since(since) < 0 {
 		t.Fatalf("while full: failing %v since %v", ferr, since)
 	}
-	// Room again (the disk freed): with nothing appended, the writer's
-	// own probe (every 2 s while failing) ends the failure, and appends
-	// go through.
+	// Still full, the writer's own probe (every 2 s while failing, with
+	// nothing appended) fails as an append would: it takes new pages.
+	time.Sleep(probeEvery + probeEvery/2)
+	if again, err := l.Failing(); err == nil || !again.Equal(since) {
+		t.Fatalf("still full, after a probe: failing %v since %v, want since %v", err, again, since)
+	}
+	// Room again (the disk freed): the probe ends the failure, and
+	// leaves nothing behind; appends go through.
 	if _, err := l.wdb.Exec("PRAGMA max_page_count = 1000000"); err != nil {
 		t.Fatal(err)
 	}
 	until(t, "the probe's end of the failure", func() bool { _, err := l.Failing(); return err == nil })
-	if probed, ok, err := l.Setting(ctx, "writer_probe"); err != nil || !ok || probed == "" {
-		t.Fatalf("the probe's setting: %q, %v, %v", probed, ok, err)
+	if probed, ok, err := l.Setting(ctx, "writer_probe"); err != nil || ok {
+		t.Fatalf("the probe left a setting: %q, %v, %v", probed, ok, err)
 	}
 	if _, err := l.Append(ctx, broadcast("a", "x", big)); err != nil {
 		t.Fatalf("an append with room again: %v", err)
@@ -1489,13 +1495,21 @@ func TestOpenRefusesAnotherDatabase(t *testing.T) {
 // the newest messages ends at the head it reports, and none is before
 // its first offset or past its head; read apart (Channel, then
 // Messages), a commit between the two gave a message past the head.
-// Bounded: 2,000 appends, and the reads until they end.
+// Bounded: 2,000 appends, and the reads until they end; every 100
+// appends wait for a read, so that reads and commits interleave however
+// fast either is.
 func TestChannelHistoryIsOneSnapshot(t *testing.T) {
 	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
 	ctx := context.Background()
 	done := make(chan error, 1)
+	var reads atomic.Int64
 	go func() {
 		for i := range 2000 {
+			if i%100 == 0 {
+				for r := reads.Load(); reads.Load() == r; {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
 			if _, err := l.Append(ctx, broadcast("a", "room", fmt.Sprint(i))); err != nil {
 				done <- err
 				return
@@ -1525,6 +1539,7 @@ func TestChannelHistoryIsOneSnapshot(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			reads.Add(1)
 			for _, m := range msgs {
 				if m.Offset > info.Head || m.Offset < info.First {
 					t.Fatalf("%+v: message %d outside first %d to head %d", q, m.Offset, info.First, info.Head)

@@ -176,15 +176,17 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		return min(m, n.subs.Applied()), m
 	})
 	// A failed commit is a publish refused: the log fails at once. A
-	// projection's handler or flush is tried again within 50 ms, and
-	// fails the server only when that does not help.
+	// projection's handler is tried again within 100 ms, its flush
+	// within 50, and fails the server only when that does not help.
 	n.api.AddCheck("log", 0, n.log.Failing)
 	n.api.AddCheck(projections.MembershipName, projectionGrace, members.Failing)
 	n.api.AddCheck(projections.SubscriptionsName, projectionGrace, func() (time.Time, error) {
-		if since, err := subs.Failing(); err != nil { // applying an event
-			return since, err
+		since, err := subs.Failing()     // applying an event
+		fsince, ferr := n.subs.Failing() // storing what it applied
+		if ferr != nil && (err == nil || fsince.Before(since)) {
+			return fsince, ferr // the older failure
 		}
-		return n.subs.Failing() // storing what it applied
+		return since, err
 	})
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})
 	n.startRetention(cfg, registry)
