@@ -32,10 +32,20 @@ var storageCodes = map[sqlite3.ErrNo]bool{
 	sqlite3.ErrNomem: true, sqlite3.ErrPerm: true,
 }
 
-// storageFailure says whether err, a commit's failure, is the storage's
-// (storageCodes; what an append is answered as unavailable) rather than
-// the append's own.
+// storageFailure says whether err, a commit's failure, is the log's
+// rather than the append's own: any SQLite failure but those one bad
+// append causes (a constraint, a value too big, of the wrong type or out
+// of range). storageCodes are those of them an append is answered as
+// unavailable; the others (a damaged schema, a failure of SQLite's own)
+// are internal to it, and fail the log's health all the same.
 func storageFailure(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && storageCodes[se.Code]
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
+		return false
+	}
+	return true
 }

@@ -881,12 +881,10 @@ func (l *Log) writer() {
 // balancer that took it out for failing never sends.
 const probeEvery = 2 * time.Second
 
-// probe commits what an append needs of the storage, and leaves nothing
-// of it: a row that takes new pages (a 4 KiB value, in overflow pages),
-// deleted in the same transaction, so that the commit still writes the
-// pages it touched. A rewrite of a row in place needs no new page, and
-// succeeds on a disk too full for any append. The probe ends the log's
-// failure when it commits, and records why when it fails.
+// probe commits a write of the writer's own, as an append's would be,
+// and leaves nothing of it: a 4 KiB row (a leaf and an overflow page),
+// deleted in the same transaction, whose pages the commit writes. It
+// ends the log's failure when it commits, and records why when it fails.
 func (l *Log) probe() {
 	err := func() error {
 		tx, err := l.wdb.BeginTx(l.done, nil) // BEGIN IMMEDIATE (_txlock)
@@ -894,7 +892,7 @@ func (l *Log) probe() {
 			return err
 		}
 		defer tx.Rollback()
-		if _, err := tx.ExecContext(l.done, `INSERT INTO settings (key, value) VALUES ('writer_probe', hex(zeroblob(2048)))`); err != nil {
+		if _, err := tx.ExecContext(l.done, `INSERT OR REPLACE INTO settings (key, value) VALUES ('writer_probe', hex(zeroblob(2048)))`); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(l.done, `DELETE FROM settings WHERE key = 'writer_probe'`); err != nil {
@@ -909,6 +907,8 @@ func (l *Log) probe() {
 		}
 	case storageFailure(err):
 		l.failing.Fail(err)
+	case l.done.Err() == nil:
+		l.log.Warn("the writer's probe failed", "err", err)
 	}
 }
 
