@@ -52,6 +52,25 @@ func TestBadFrames(t *testing.T) {
 			t.Errorf("%s: got %v, want code %s id %v", tc.name, e, tc.code, tc.id)
 		}
 	}
+	// A frame that is JSON but no request the server takes (a field of
+	// the wrong kind, no type, too deep) has its error name the channel it
+	// named, as a request that was read does; one whose channel is no
+	// string names none.
+	for _, tc := range []struct {
+		frame   string
+		id      any
+		channel any
+	}{
+		{`{"type":"subscribe","channel":"room","offset":"5","id":30}`, 30.0, "room"},
+		{`{"channel":"room","id":31}`, 31.0, "room"},
+		{`{"type":"publish","channel":"room","data":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `,"id":32}`, 32.0, "room"},
+		{`{"type":"subscribe","channel":5,"offset":"x","id":33}`, 33.0, nil},
+	} {
+		c.send(tc.frame)
+		if e := c.expect("error"); e.str("code") != "bad_request" || e["id"] != tc.id || e["channel"] != tc.channel {
+			t.Errorf("%s: got %v, want bad_request naming id %v and channel %v", tc.frame, e, tc.id, tc.channel)
+		}
+	}
 	// A binary frame is refused the same way.
 	c.conn.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3})
 	if e := c.expect("error"); e.str("code") != "bad_request" {

@@ -85,6 +85,10 @@ type conn struct {
 	// closing connection stays urgent.
 	urgent  atomic.Bool
 	inbound atomic.Int64 // unix nanos of the last inbound frame
+	// handled is when the reader last ended a request (unix nanos), or
+	// MaxInt64 while it runs one: the frames after a request wait unread
+	// until it ends, a client's answer to a ping among them.
+	handled atomic.Int64
 	// closingNow is closing, for the reader, which looks at it for each
 	// frame without taking mu.
 	closingNow atomic.Bool
@@ -151,6 +155,13 @@ func (c *conn) beat() {
 	hb, timeout := c.srv.cfg.Heartbeat, c.srv.cfg.PongTimeout
 	if sent := c.pingSent.Load(); sent != 0 {
 		if c.inbound.Load() < sent {
+			if c.handled.Load() > sent {
+				// The reader has been in a request since the ping
+				// went out (a hook, a commit that took long): the
+				// answer may be behind it, unread. Look again later.
+				c.heartbeat.Reset(timeout)
+				return
+			}
 			c.disconnect(domain.ReasonHeartbeatTimeout, 4002, fmt.Sprintf("no frame within %s of a ping", timeout), false)
 			return
 		}
@@ -787,9 +798,11 @@ func (c *conn) handle(body []byte) {
 		return
 	}
 	defer c.endRequest()
+	c.handled.Store(math.MaxInt64)
+	defer func() { c.handled.Store(time.Now().UnixNano()) }()
 	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
-		c.replyError(req.ID, "", err)
+		c.replyError(req.ID, req.Channel, err)
 		return
 	}
 	switch req.Type {

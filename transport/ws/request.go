@@ -39,7 +39,7 @@ func decodeRequest(body []byte, maxDepth int) (request, error) {
 // decodeJSON is decodeRequest for any frame, through encoding/json.
 func decodeJSON(body []byte, maxDepth int) (req request, err error) {
 	if err := domain.CheckDepth(body, maxDepth); err != nil {
-		return request{ID: peekID(body)}, err
+		return peek(body), err
 	}
 	// Unmarshal, unlike a Decoder, refuses anything after the object and
 	// allocates no reader and buffer of its own.
@@ -48,7 +48,7 @@ func decodeJSON(body []byte, maxDepth int) (req request, err error) {
 		if strings.Contains(msg, "after top-level value") {
 			msg = "one JSON object per frame"
 		}
-		return request{ID: peekID(body)}, domain.Errorf(domain.CodeBadRequest, "malformed frame: %s", msg)
+		return peek(body), domain.Errorf(domain.CodeBadRequest, "malformed frame: %s", msg)
 	}
 	return checked(req)
 }
@@ -63,6 +63,28 @@ func checked(req request) (request, error) {
 		return req, domain.Errorf(domain.CodeBadRequest, "frame has no type")
 	}
 	return req, nil
+}
+
+// peek returns the id and the channel of a frame that is JSON but not a
+// request the server takes (a field of the wrong kind, too deep), for its
+// error to name: a client that sends several without ids can still tell
+// which one failed. A channel that is not a string is left out.
+func peek(body []byte) request {
+	var r struct {
+		ID      json.RawMessage `json:"id"`
+		Channel json.RawMessage `json:"channel"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return request{}
+	}
+	var req request
+	if validID(r.ID) {
+		req.ID = r.ID
+	}
+	if len(r.Channel) > 0 && r.Channel[0] == '"' {
+		json.Unmarshal(r.Channel, &req.Channel)
+	}
+	return req
 }
 
 func peekID(body []byte) json.RawMessage {

@@ -335,9 +335,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tracked = true
-	if !s.track(c) { // shutting down
-		c.disconnect(domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown", false)
-	}
+	shutting := !s.track(c) // Shutdown began after the session was recorded
 	// `connected` goes first, before anything queued while the session
 	// was being applied.
 	c.open(mustJSON(struct {
@@ -346,6 +344,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		App       string `json:"app"`
 		Heartbeat int    `json:"heartbeat"`
 	}{"connected", client.ID, app.Name, int(s.cfg.Heartbeat / time.Second)}))
+	if shutting {
+		// As Shutdown closes the others: what is queued, `connected`
+		// first, goes out before the disconnect, so that the client knows
+		// the id of the session it was given.
+		c.disconnect(domain.ReasonServerShutdown, websocket.CloseGoingAway, "server shutdown", true)
+	}
 	// The handler returns now, releasing net/http's buffers; the
 	// connection lives on in its reader while the client sends, and a
 	// writer while it has something to write.
