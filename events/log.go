@@ -826,7 +826,9 @@ func (l *Log) writer() {
 	for {
 		var first *appendReq
 		var probed <-chan time.Time
-		if _, err := l.failing.State(); err != nil {
+		if _, err := l.failing.State(); err != nil && unavailable(err) {
+			// A damaged schema, say, is not probed for: the probe's
+			// table would pass where the appends' fail.
 			if probe == nil {
 				probe = time.NewTimer(probeEvery)
 			}

@@ -1560,3 +1560,42 @@ func TestChannelHistoryIsOneSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// A commit that fails for a damaged schema (a table gone) fails the log's
+// health too, though publishes get internal for it, not unavailable; and
+// the writer's probe, whose table is not the appends', does not end the
+// failure: an append that succeeds does.
+func TestADamagedSchemaFailsTheLogUntilAnAppendWorks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	l := mustOpen(t, path)
+	ctx := context.Background()
+	raw, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`ALTER TABLE messages RENAME TO messages_gone`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Append(ctx, broadcast("a", "room", "1"))
+	if err == nil || domain.CodeOf(err) == domain.CodeUnavailable {
+		t.Fatalf("an append without its table: %v (code %s), want a failure not unavailable", err, domain.CodeOf(err))
+	}
+	since, ferr := l.Failing()
+	if ferr == nil {
+		t.Fatal("the log is not failing after a commit failed for its schema")
+	}
+	time.Sleep(probeEvery + probeEvery/2)
+	if again, err := l.Failing(); err == nil || !again.Equal(since) || err.Error() != ferr.Error() {
+		t.Fatalf("after a probe's time: failing %v since %v, want %v since %v", err, again, ferr, since)
+	}
+	if _, err := raw.Exec(`ALTER TABLE messages_gone RENAME TO messages`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, broadcast("a", "room", "1")); err != nil {
+		t.Fatalf("an append with its table back: %v", err)
+	}
+	if _, err := l.Failing(); err != nil {
+		t.Fatalf("after an append worked: failing %v", err)
+	}
+}

@@ -85,10 +85,11 @@ type conn struct {
 	// closing connection stays urgent.
 	urgent  atomic.Bool
 	inbound atomic.Int64 // unix nanos of the last inbound frame
-	// handled is when the reader last ended a request (unix nanos), or
-	// MaxInt64 while it runs one: the frames after a request wait unread
-	// until it ends, a client's answer to a ping among them.
-	handled atomic.Int64
+	// reqStart is when the reader began the request it is in (unix
+	// nanos; 0 when in none), and reqEnd when it last ended one: the
+	// frames after a request wait unread until it ends, a client's answer
+	// to a ping among them (beat).
+	reqStart, reqEnd atomic.Int64
 	// closingNow is closing, for the reader, which looks at it for each
 	// frame without taking mu.
 	closingNow atomic.Bool
@@ -155,11 +156,21 @@ func (c *conn) beat() {
 	hb, timeout := c.srv.cfg.Heartbeat, c.srv.cfg.PongTimeout
 	if sent := c.pingSent.Load(); sent != 0 {
 		if c.inbound.Load() < sent {
-			if c.handled.Load() > sent {
-				// The reader has been in a request since the ping
-				// went out (a hook, a commit that took long): the
-				// answer may be behind it, unread. Look again later.
+			if c.closingNow.Load() {
+				return
+			}
+			// The reader may have been in a request (a hook, a commit
+			// that took long) since the ping went out, the answer
+			// behind it, unread: the client is given the pong timeout
+			// from the request's end, and a request up to a heartbeat
+			// from the ping.
+			now := time.Now().UnixNano()
+			if c.reqStart.Load() != 0 && now-sent < int64(hb) {
 				c.heartbeat.Reset(timeout)
+				return
+			}
+			if end := c.reqEnd.Load(); end > sent && now < end+int64(timeout) {
+				c.heartbeat.Reset(time.Duration(end + int64(timeout) - now))
 				return
 			}
 			c.disconnect(domain.ReasonHeartbeatTimeout, 4002, fmt.Sprintf("no frame within %s of a ping", timeout), false)
@@ -794,12 +805,16 @@ func (c *conn) endSession() {
 }
 
 func (c *conn) handle(body []byte) {
+	// From before startRequest, which may wait for a token's expiry.
+	c.reqStart.Store(time.Now().UnixNano())
+	defer func() {
+		c.reqEnd.Store(time.Now().UnixNano()) // first: beat sees the one or the other
+		c.reqStart.Store(0)
+	}()
 	if !c.startRequest() {
 		return
 	}
 	defer c.endRequest()
-	c.handled.Store(math.MaxInt64)
-	defer func() { c.handled.Store(time.Now().UnixNano()) }()
 	req, err := decodeRequest(body, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {
 		c.replyError(req.ID, req.Channel, err)
