@@ -32,13 +32,6 @@ var storageCodes = map[sqlite3.ErrNo]bool{
 	sqlite3.ErrNomem: true, sqlite3.ErrPerm: true,
 }
 
-// unavailable says whether err is one of storageCodes: the storage's
-// failure, which an append is answered as unavailable.
-func unavailable(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && storageCodes[se.Code]
-}
-
 // storageFailure says whether err, a commit's failure, is the log's
 // rather than the append's own: any SQLite failure but those one bad
 // append causes (a constraint, a value too big, of the wrong type or out

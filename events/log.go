@@ -826,9 +826,7 @@ func (l *Log) writer() {
 	for {
 		var first *appendReq
 		var probed <-chan time.Time
-		if _, err := l.failing.State(); err != nil && unavailable(err) {
-			// A damaged schema, say, is not probed for: the probe's
-			// table would pass where the appends' fail.
+		if _, err := l.failing.State(); err != nil {
 			if probe == nil {
 				probe = time.NewTimer(probeEvery)
 			}
@@ -883,10 +881,14 @@ func (l *Log) writer() {
 // balancer that took it out for failing never sends.
 const probeEvery = 2 * time.Second
 
-// probe commits a write of the writer's own, as an append's would be,
-// and leaves nothing of it: a 4 KiB row (a leaf and an overflow page),
-// deleted in the same transaction, whose pages the commit writes. It
-// ends the log's failure when it commits, and records why when it fails.
+// probe commits a write of the writer's own, to the tables an append
+// writes, and leaves nothing of it: a row in events and one in messages,
+// each of 4 KiB (a leaf and an overflow page), both deleted in the same
+// transaction, whose pages the commit writes. So a full disk, a lock, or
+// a table gone fails it as it fails an append. It ends the log's failure
+// when it commits, and records why when it fails. The event's sequence
+// is the next one to give, and the message's app is none an app can
+// have: neither is ever another row's.
 func (l *Log) probe() {
 	err := func() error {
 		tx, err := l.wdb.BeginTx(l.done, nil) // BEGIN IMMEDIATE (_txlock)
@@ -894,11 +896,15 @@ func (l *Log) probe() {
 			return err
 		}
 		defer tx.Rollback()
-		if _, err := tx.ExecContext(l.done, `INSERT OR REPLACE INTO settings (key, value) VALUES ('writer_probe', hex(zeroblob(2048)))`); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(l.done, `DELETE FROM settings WHERE key = 'writer_probe'`); err != nil {
-			return err
+		for _, q := range []string{
+			`INSERT INTO events (seq, uuid, name, app, ts, payload) VALUES (?1, 'writer-probe', 'writer.probe', '', 0, zeroblob(4096))`,
+			`INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES ('', '', 0, ?1, 0, zeroblob(4096))`,
+			`DELETE FROM messages WHERE app = '' AND channel = '' AND "offset" = 0`,
+			`DELETE FROM events WHERE seq = ?1`,
+		} {
+			if _, err := tx.ExecContext(l.done, q, int64(l.nextSeq)); err != nil {
+				return err
+			}
 		}
 		return tx.Commit()
 	}()

@@ -166,7 +166,7 @@ func (c *conn) beat() {
 			// from the ping.
 			now := time.Now().UnixNano()
 			if c.reqStart.Load() != 0 && now-sent < int64(hb) {
-				c.heartbeat.Reset(timeout)
+				c.heartbeat.Reset(min(timeout, time.Duration(sent+int64(hb)-now)))
 				return
 			}
 			if end := c.reqEnd.Load(); end > sent && now < end+int64(timeout) {

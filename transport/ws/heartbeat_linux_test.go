@@ -26,20 +26,24 @@ func (s *slowSubscribe) Append(ctx context.Context, facts ...domain.Fact) ([]dom
 	return s.Log.Append(ctx, facts...)
 }
 
+// The settings of these tests: a heartbeat of 1 s, a pong timeout of
+// 500 ms. The first ping goes out about 1 s after the connection is made.
+var quickBeat = Config{Heartbeat: time.Second, PongTimeout: 500 * time.Millisecond}
+
 // A client that answers the ping while the server is still handling its
 // request keeps its connection: the answer waits behind the request,
 // unread, and the heartbeat looks again once the reader is free. Before,
 // a request longer than the pong timeout closed it with 4002, the client
-// blamed for the server's wait.
+// blamed for the server's wait. The request (1.2 s) spans the ping, and
+// ends well within a heartbeat of it.
 func TestAPingAnsweredDuringASlowRequestKeepsTheConnection(t *testing.T) {
-	ts := startTestServerConfig(t, Config{Heartbeat: 600 * time.Millisecond, PongTimeout: 300 * time.Millisecond},
-		func(l *events.Log) Store { return &slowSubscribe{l, time.Second} })
+	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 1200 * time.Millisecond} })
 	c := ts.dial()
 	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","id":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	// Answer every ping, until the subscribe's answer and two more pings
-	// have come: about 2 s.
+	// have come: about 3 s.
 	pings, subscribed := 0, false
 	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for pings < 3 || !subscribed {
@@ -61,20 +65,35 @@ func TestAPingAnsweredDuringASlowRequestKeepsTheConnection(t *testing.T) {
 			t.Fatalf("disconnected after %d pings, subscribed %v: %v", pings, subscribed, f)
 		}
 	}
-	// A client that goes silent after it is still closed, within a
-	// heartbeat and a pong timeout.
-	expectHeartbeatClose(t, c, 5*time.Second)
 }
 
-// expectHeartbeatClose reads what c gets, answering nothing, until the
-// server's disconnect, which must be 4002 and come within limit.
-func expectHeartbeatClose(t *testing.T, c *testClient, limit time.Duration) {
+// untilPing reads what c gets, answering nothing, until a ping, and
+// returns when it came.
+func untilPing(t *testing.T, c *testClient) time.Time {
 	t.Helper()
-	c.ws.SetReadDeadline(time.Now().Add(limit))
+	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		_, b, err := c.ws.ReadMessage()
 		if err != nil {
-			t.Fatalf("no disconnect within %s: %v", limit, err)
+			t.Fatalf("no ping: %v", err)
+		}
+		var f map[string]any
+		json.Unmarshal(b, &f)
+		if f["type"] == "ping" {
+			return time.Now()
+		}
+	}
+}
+
+// expectHeartbeatClose reads what c gets, answering nothing, until the
+// server's disconnect, which must be 4002, and returns when it came.
+func expectHeartbeatClose(t *testing.T, c *testClient) time.Time {
+	t.Helper()
+	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("no disconnect: %v", err)
 		}
 		var f map[string]any
 		json.Unmarshal(b, &f)
@@ -82,37 +101,41 @@ func expectHeartbeatClose(t *testing.T, c *testClient, limit time.Duration) {
 			if f["code"] != float64(4002) {
 				t.Fatalf("disconnect %v, want 4002", f)
 			}
-			return
+			return time.Now()
 		}
-	}
-}
-
-// A request that outlasts a heartbeat from the ping (a commit stuck for
-// good) holds the heartbeat no longer: the connection is closed with
-// 4002, as before, rather than left open with no answer to come.
-func TestARequestPastAHeartbeatEndsTheWait(t *testing.T) {
-	ts := startTestServerConfig(t, Config{Heartbeat: 600 * time.Millisecond, PongTimeout: 300 * time.Millisecond},
-		func(l *events.Log) Store { return &slowSubscribe{l, 4 * time.Second} })
-	c := ts.dial()
-	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","id":1}`)); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	expectHeartbeatClose(t, c, 3*time.Second)
-	if took := time.Since(start); took < 600*time.Millisecond {
-		t.Errorf("closed after %s, before a heartbeat from the ping", took)
 	}
 }
 
 // A client that answers nothing, whose request the server was still
 // handling when the ping went out, is closed a pong timeout after the
-// request ends: the wait for a pong behind a request is not for ever.
+// request ends (a pong timeout and some from the ping, as the request
+// ends about 250 ms after it): not at the pong timeout from the ping, as
+// if the reader had been free, nor never, as once it was.
 func TestASilentClientAfterASlowRequestIsClosed(t *testing.T) {
-	ts := startTestServerConfig(t, Config{Heartbeat: 600 * time.Millisecond, PongTimeout: 300 * time.Millisecond},
-		func(l *events.Log) Store { return &slowSubscribe{l, time.Second} })
+	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 1200 * time.Millisecond} })
 	c := ts.dial()
 	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","id":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	expectHeartbeatClose(t, c, 5*time.Second)
+	ping := untilPing(t, c)
+	if took := expectHeartbeatClose(t, c).Sub(ping); took < 600*time.Millisecond {
+		t.Errorf("closed %s after the ping: the wait behind the request was not made", took)
+	}
+}
+
+// A request that outlasts a heartbeat from the ping (a commit stuck for
+// good) holds the heartbeat no longer: the connection is closed with
+// 4002, about a heartbeat after the ping, rather than left open with no
+// answer to come (the request takes 8 s).
+func TestARequestPastAHeartbeatEndsTheWait(t *testing.T) {
+	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 8 * time.Second} })
+	c := ts.dial()
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	ping := untilPing(t, c)
+	took := expectHeartbeatClose(t, c).Sub(ping)
+	if took < 900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("closed %s after the ping; want about a heartbeat (1 s), not the pong timeout, nor the request's end", took)
+	}
 }
