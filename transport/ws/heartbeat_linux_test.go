@@ -67,43 +67,40 @@ func TestAPingAnsweredDuringASlowRequestKeepsTheConnection(t *testing.T) {
 	}
 }
 
-// untilPing reads what c gets, answering nothing, until a ping, and
-// returns when it came.
-func untilPing(t *testing.T, c *testClient) time.Time {
+// untilFrame reads what c gets, answering nothing, until a frame of type
+// typ, and returns it and when it came.
+func untilFrame(t *testing.T, c *testClient, typ string) (map[string]any, time.Time) {
 	t.Helper()
 	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		_, b, err := c.ws.ReadMessage()
 		if err != nil {
-			t.Fatalf("no ping: %v", err)
+			t.Fatalf("no %s: %v", typ, err)
 		}
 		var f map[string]any
 		json.Unmarshal(b, &f)
-		if f["type"] == "ping" {
-			return time.Now()
+		if f["type"] == typ {
+			return f, time.Now()
 		}
 	}
 }
 
-// expectHeartbeatClose reads what c gets, answering nothing, until the
-// server's disconnect, which must be 4002, and returns when it came.
+// untilPing is untilFrame of the next ping.
+func untilPing(t *testing.T, c *testClient) time.Time {
+	t.Helper()
+	_, at := untilFrame(t, c, "ping")
+	return at
+}
+
+// expectHeartbeatClose is untilFrame of the server's disconnect, which
+// must be 4002.
 func expectHeartbeatClose(t *testing.T, c *testClient) time.Time {
 	t.Helper()
-	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, b, err := c.ws.ReadMessage()
-		if err != nil {
-			t.Fatalf("no disconnect: %v", err)
-		}
-		var f map[string]any
-		json.Unmarshal(b, &f)
-		if f["type"] == "disconnect" {
-			if f["code"] != float64(4002) {
-				t.Fatalf("disconnect %v, want 4002", f)
-			}
-			return time.Now()
-		}
+	f, at := untilFrame(t, c, "disconnect")
+	if f["code"] != float64(4002) {
+		t.Fatalf("disconnect %v, want 4002", f)
 	}
+	return at
 }
 
 // A client that answers nothing, whose request the server was still
