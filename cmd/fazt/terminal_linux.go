@@ -1,19 +1,14 @@
 package main
 
 import (
-	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
-// isTerminal says whether w is a terminal, where a bar redrawn in place
-// reads as one line; in a file or a pipe it would be hundreds.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
+// fileIsTerminal asks for f's terminal settings, which only a terminal
+// has.
+func fileIsTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
