@@ -32,6 +32,24 @@ var storageCodes = map[sqlite3.ErrNo]bool{
 	sqlite3.ErrNomem: true, sqlite3.ErrPerm: true,
 }
 
+// probeableFailure says whether err is a failure the writer's probe, a
+// write of its own, fails as an append does while it lasts: the file
+// full, locked, read-only or not to be opened, an I/O error, no memory or
+// permission. A damaged file or schema is not: the probe's pages are not
+// the appends'.
+func probeableFailure(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen, sqlite3.ErrBusy,
+		sqlite3.ErrLocked, sqlite3.ErrNomem, sqlite3.ErrPerm:
+		return true
+	}
+	return false
+}
+
 // storageFailure says whether err, a commit's failure, is the log's
 // rather than the append's own: any SQLite failure but those one bad
 // append causes (a constraint, a value too big, of the wrong type or out

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -173,6 +174,9 @@ type Log struct {
 	// failing holds the storage failure of the last commit (a full disk,
 	// an I/O error, a file made read-only), until a commit succeeds.
 	failing health.Failing
+	// probeable: every failure since the last success is one the
+	// writer's probe tests (fail).
+	probeable atomic.Bool
 
 	pins    pins    // the messages of channels that retention must leave alone for now
 	readers readers // how far the subscriptions have read
@@ -826,7 +830,7 @@ func (l *Log) writer() {
 	for {
 		var first *appendReq
 		var probed <-chan time.Time
-		if _, err := l.failing.State(); err != nil {
+		if _, err := l.failing.State(); err != nil && l.probeable.Load() {
 			if probe == nil {
 				probe = time.NewTimer(probeEvery)
 			}
@@ -881,14 +885,13 @@ func (l *Log) writer() {
 // balancer that took it out for failing never sends.
 const probeEvery = 2 * time.Second
 
-// probe commits a write of the writer's own, to the tables an append
-// writes, and leaves nothing of it: a row in events and one in messages,
-// each of 4 KiB (a leaf and an overflow page), both deleted in the same
-// transaction, whose pages the commit writes. So a full disk, a lock, or
-// a table gone fails it as it fails an append. It ends the log's failure
-// when it commits, and records why when it fails. The event's sequence
-// is the next one to give, and the message's app is none an app can
-// have: neither is ever another row's.
+// probe commits a write of the writer's own and leaves nothing of it: a
+// 4 KiB row of settings (a leaf and an overflow page), deleted in the
+// same transaction, whose pages the commit writes. It takes the write
+// lock, writes the WAL and may take a page, as an append does, so it
+// fails as an append does for what passes (a full disk, a lock, an I/O
+// error): it is run only for those (probeable). It ends the log's failure
+// when it commits, and records why when it fails.
 func (l *Log) probe() {
 	err := func() error {
 		tx, err := l.wdb.BeginTx(l.done, nil) // BEGIN IMMEDIATE (_txlock)
@@ -896,15 +899,11 @@ func (l *Log) probe() {
 			return err
 		}
 		defer tx.Rollback()
-		for _, q := range []string{
-			`INSERT INTO events (seq, uuid, name, app, ts, payload) VALUES (?1, 'writer-probe', 'writer.probe', '', 0, zeroblob(4096))`,
-			`INSERT INTO messages (app, channel, "offset", seq, ts, data) VALUES ('', '', 0, ?1, 0, zeroblob(4096))`,
-			`DELETE FROM messages WHERE app = '' AND channel = '' AND "offset" = 0`,
-			`DELETE FROM events WHERE seq = ?1`,
-		} {
-			if _, err := tx.ExecContext(l.done, q, int64(l.nextSeq)); err != nil {
-				return err
-			}
+		if _, err := tx.ExecContext(l.done, `INSERT OR REPLACE INTO settings (key, value) VALUES ('writer_probe', hex(zeroblob(2048)))`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(l.done, `DELETE FROM settings WHERE key = 'writer_probe'`); err != nil {
+			return err
 		}
 		return tx.Commit()
 	}()
@@ -914,9 +913,22 @@ func (l *Log) probe() {
 			l.log.Info("event log commits again (a probe of the writer's)")
 		}
 	case storageFailure(err):
-		l.failing.Fail(err)
+		l.fail(err)
 	case l.done.Err() == nil:
 		l.log.Warn("the writer's probe failed", "err", err)
+	}
+}
+
+// fail records a commit's failure for the log's health. probeable says
+// whether every failure since the last success was one the probe tests
+// (a failure of a table or a page, a damaged schema, is not: the probe's
+// row would pass where the appends fail).
+func (l *Log) fail(err error) {
+	if l.failing.Fail(err) {
+		l.probeable.Store(true)
+	}
+	if !probeableFailure(err) {
+		l.probeable.Store(false)
 	}
 }
 
@@ -950,7 +962,7 @@ func (l *Log) commit(batch []*appendReq) {
 		logMetrics.failedAppends.Inc()
 		l.log.Error("event log append failed", "err", err)
 		if storageFailure(err) {
-			l.failing.Fail(err)
+			l.fail(err)
 		}
 		// Nothing was assigned: the facts go back as they came, so that
 		// the caller may try the same ones again.

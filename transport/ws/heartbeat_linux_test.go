@@ -105,17 +105,17 @@ func expectHeartbeatClose(t *testing.T, c *testClient) time.Time {
 
 // A client that answers nothing, whose request the server was still
 // handling when the ping went out, is closed a pong timeout after the
-// request ends (a pong timeout and some from the ping, as the request
-// ends about 250 ms after it): not at the pong timeout from the ping, as
-// if the reader had been free, nor never, as once it was.
+// request ends (about 1 s after the ping, as the request, of 1.5 s, ends
+// about 500 ms after it): not at the pong timeout from the ping (500 ms),
+// as if the reader had been free, nor never, as once it was.
 func TestASilentClientAfterASlowRequestIsClosed(t *testing.T) {
-	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 1200 * time.Millisecond} })
+	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 1500 * time.Millisecond} })
 	c := ts.dial()
 	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","id":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	ping := untilPing(t, c)
-	if took := expectHeartbeatClose(t, c).Sub(ping); took < 600*time.Millisecond {
+	if took := expectHeartbeatClose(t, c).Sub(ping); took < 750*time.Millisecond {
 		t.Errorf("closed %s after the ping: the wait behind the request was not made", took)
 	}
 }
@@ -123,16 +123,17 @@ func TestASilentClientAfterASlowRequestIsClosed(t *testing.T) {
 // A request that outlasts a heartbeat from the ping (a commit stuck for
 // good) holds the heartbeat no longer: the connection is closed with
 // 4002, about a heartbeat after the ping, rather than left open with no
-// answer to come (the request takes 8 s).
+// answer to come (the request takes 7 s: closed at its end, that would be
+// 6.5 s after the ping; at the pong timeout, 500 ms).
 func TestARequestPastAHeartbeatEndsTheWait(t *testing.T) {
-	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 8 * time.Second} })
+	ts := startTestServerConfig(t, quickBeat, func(l *events.Log) Store { return &slowSubscribe{l, 7 * time.Second} })
 	c := ts.dial()
 	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"room","id":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	ping := untilPing(t, c)
 	took := expectHeartbeatClose(t, c).Sub(ping)
-	if took < 900*time.Millisecond || took > 5*time.Second {
+	if took < 750*time.Millisecond || took > 5*time.Second {
 		t.Errorf("closed %s after the ping; want about a heartbeat (1 s), not the pong timeout, nor the request's end", took)
 	}
 }
