@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -171,12 +170,13 @@ type Log struct {
 	// new channel, every connect of `fazt bench conns`).
 	allHeads bool
 
-	// failing holds the storage failure of the last commit (a full disk,
-	// an I/O error, a file made read-only), until a commit succeeds.
+	// failing holds why the last commit failed, unless for the append
+	// itself (storageFailure: a full disk, an I/O error, a damaged
+	// schema), until a commit succeeds.
 	failing health.Failing
 	// probeable: every failure since the last success is one the
-	// writer's probe tests (fail).
-	probeable atomic.Bool
+	// writer's probe tests (fail). The writer's own.
+	probeable bool
 
 	pins    pins    // the messages of channels that retention must leave alone for now
 	readers readers // how far the subscriptions have read
@@ -693,10 +693,10 @@ func (l *Log) unlock() {
 // Head returns the sequence of the newest committed event (0 for none).
 func (l *Log) Head() uint64 { return l.tail.lastSeq() }
 
-// Failing returns why the log's last commit failed for its storage (a
-// full disk, an I/O error, a file made read-only: what Append answers as
-// unavailable), and since when its commits have failed so; err is nil
-// once one succeeds, or while none has failed.
+// Failing returns why the log's last commit failed, unless for the
+// append itself (a full disk, an I/O error, a damaged schema), and since
+// when its commits have failed so; err is nil once one succeeds, or
+// while none has failed.
 func (l *Log) Failing() (since time.Time, err error) { return l.failing.State() }
 
 // Append commits facts in one transaction; see domain.Log. Broadcasts have
@@ -826,11 +826,11 @@ func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.stopped)
 	batch := make([]*appendReq, 0, 64)
-	var probe *time.Timer // while commits fail for the storage
+	var probe *time.Timer // while commits fail for what a probe tests
 	for {
 		var first *appendReq
 		var probed <-chan time.Time
-		if _, err := l.failing.State(); err != nil && l.probeable.Load() {
+		if _, err := l.failing.State(); err != nil && l.probeable {
 			if probe == nil {
 				probe = time.NewTimer(probeEvery)
 			}
@@ -878,8 +878,9 @@ func (l *Log) writer() {
 	}
 }
 
-// probeEvery is how often the writer, while its commits fail for the
-// storage and none is asked of it, tries a write of its own: an idle
+// probeEvery is how often the writer, while its commits fail for what a
+// probe tests (probeableFailure) and none is asked of it, tries a write
+// of its own: an idle
 // server whose disk has room again, or whose lock another process let go,
 // would otherwise be failing until a client's append, which a load
 // balancer that took it out for failing never sends.
@@ -894,6 +895,13 @@ const probeEvery = 2 * time.Second
 // when it commits, and records why when it fails.
 func (l *Log) probe() {
 	err := func() error {
+		// Without the 5 s wait for another's lock: a held lock fails the
+		// probe at once, rather than hold up the appends that come
+		// meanwhile behind it.
+		if _, err := l.wdb.ExecContext(l.done, "PRAGMA busy_timeout = 0"); err != nil {
+			return err
+		}
+		defer l.wdb.ExecContext(context.WithoutCancel(l.done), fmt.Sprintf("PRAGMA busy_timeout = %d", busyWaitMS))
 		tx, err := l.wdb.BeginTx(l.done, nil) // BEGIN IMMEDIATE (_txlock)
 		if err != nil {
 			return err
@@ -925,10 +933,10 @@ func (l *Log) probe() {
 // row would pass where the appends fail).
 func (l *Log) fail(err error) {
 	if l.failing.Fail(err) {
-		l.probeable.Store(true)
+		l.probeable = true
 	}
 	if !probeableFailure(err) {
-		l.probeable.Store(false)
+		l.probeable = false
 	}
 }
 

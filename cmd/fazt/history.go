@@ -177,8 +177,8 @@ func writeMessages(w io.Writer, tw *tabwriter.Writer, msgs []domain.Message, asJ
 // oneLine squeezes text onto one line of at most max runes, for tables.
 func oneLine(s string, max int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > max {
-		s = string(r[:max-1]) + "…"
+	if utf8.RuneCountInString(s) > max {
+		s = string([]rune(s)[:max-1]) + "…"
 	}
 	return printable(s)
 }

@@ -244,7 +244,7 @@ func (r *Registry) SetLogger(l *slog.Logger) {
 // misspelt key ("allowed_origin") would otherwise leave its setting at the
 // default without a word.
 func (r *Registry) warnUnknown(name string, body []byte) {
-	dec := json.NewDecoder(bytes.NewReader(bytes.TrimPrefix(body, utf8BOM)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&Settings{}); err != nil {
 		r.log.Warn("app.json has a field no setting uses", "app", name, "err", err)
@@ -346,7 +346,7 @@ func (r *Registry) lookup(name string) (*App, error) {
 		app = &App{Name: name, Dir: dir}
 		// Only a file that parses ends a vanish: a broken one written
 		// within the grace leaves its clock running.
-		if err = json.Unmarshal(bytes.TrimPrefix(body, utf8BOM), &app.Settings); err == nil {
+		if err = json.Unmarshal(body, &app.Settings); err == nil {
 			err = app.Settings.Retention.check()
 		}
 		if err != nil {
@@ -409,34 +409,26 @@ func (r *Registry) lookup(name string) (*App, error) {
 // file's text; JSON has no place for it, and it is read past.
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-// negativeLimits says which limits are negative, and takes each for the
-// default, as a zero is: no limit can be turned off, and -1 was most
-// likely meant so.
+// negativeLimits says which limits are negative: each is the default, as
+// a zero is (Limits.WithDefaults, the engine's own limits), though -1 was
+// most likely meant as no limit, which none has.
 func (s *Settings) negativeLimits() (why []string) {
+	l := s.Limits
 	for _, f := range []struct {
 		name string
-		v    any
+		v    float64
 	}{
-		{"limits.max_message_bytes", &s.Limits.MaxMessageBytes},
-		{"limits.max_subscriptions", &s.Limits.MaxSubscriptions},
-		{"limits.max_connections", &s.Limits.MaxConnections},
-		{"limits.inbound_rate", &s.Limits.InboundRate},
-		{"limits.inbound_burst", &s.Limits.InboundBurst},
-		{"limits.max_json_depth", &s.Limits.MaxJSONDepth},
-		{"js.handler_timeout_ms", &s.JS.HandlerTimeoutMS},
-		{"js.hook_timeout_ms", &s.JS.HookTimeoutMS},
+		{"limits.max_message_bytes", float64(l.MaxMessageBytes)},
+		{"limits.max_subscriptions", float64(l.MaxSubscriptions)},
+		{"limits.max_connections", float64(l.MaxConnections)},
+		{"limits.inbound_rate", l.InboundRate},
+		{"limits.inbound_burst", float64(l.InboundBurst)},
+		{"limits.max_json_depth", float64(l.MaxJSONDepth)},
+		{"js.handler_timeout_ms", float64(s.JS.HandlerTimeoutMS)},
+		{"js.hook_timeout_ms", float64(s.JS.HookTimeoutMS)},
 	} {
-		switch v := f.v.(type) {
-		case *int:
-			if *v < 0 {
-				why = append(why, fmt.Sprintf("%s: %d; no limit can be turned off: it is the server's default", f.name, *v))
-				*v = 0
-			}
-		case *float64:
-			if *v < 0 {
-				why = append(why, fmt.Sprintf("%s: %v; no limit can be turned off: it is the server's default", f.name, *v))
-				*v = 0
-			}
+		if f.v < 0 {
+			why = append(why, fmt.Sprintf("%s: %v; no limit can be turned off: it is the server's default", f.name, f.v))
 		}
 	}
 	return why
@@ -460,7 +452,7 @@ func readAppJSON(path string) ([]byte, error) {
 	if err == nil && len(body) > maxAppJSON {
 		err = fmt.Errorf("over %d bytes", maxAppJSON)
 	}
-	return body, err
+	return bytes.TrimPrefix(body, utf8BOM), err
 }
 
 // applied completes app, read from body: it warns of fields no setting

@@ -645,7 +645,8 @@ func TestRemovedOfAnAppsFolderMadeAfterStart(t *testing.T) {
 // A negative limit is the default, as a zero is, and the log says so
 // (before, it was taken so without a word): no limit can be turned off,
 // and -1 was most likely meant so. An app with one is served, from its
-// first app.json on, as before.
+// first app.json on, as before. (The JS engine takes a timeout of 0 or
+// less for its own, as it did.)
 func TestNegativeLimitsAreTheDefaults(t *testing.T) {
 	r, _, write, logs := chatRegistry(t)
 	write(`{"client_publish": true, "limits": {"max_connections": -1, "max_message_bytes": -5, "inbound_rate": -0.5,
@@ -656,8 +657,8 @@ func TestNegativeLimitsAreTheDefaults(t *testing.T) {
 		t.Fatalf("an app.json with negative limits: %+v, %v", app, err)
 	}
 	want := domain.Limits{}.WithDefaults()
-	if app.Settings.Limits != want || app.Settings.JS != (JSLimits{}) {
-		t.Errorf("limits %+v, js %+v; want %+v and the server's", app.Settings.Limits, app.Settings.JS, want)
+	if app.Settings.Limits != want {
+		t.Errorf("limits %+v, want %+v", app.Settings.Limits, want)
 	}
 	for _, name := range []string{"max_connections: -1", "max_message_bytes: -5", "inbound_rate: -0.5", "max_subscriptions", "inbound_burst", "max_json_depth: -2",
 		"handler_timeout_ms", "hook_timeout_ms"} {

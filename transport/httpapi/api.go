@@ -332,13 +332,14 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 // Why a part fails (an error that may name clients and channels) is
 // given to the admin key only; the server's log has it too.
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
-	key, _ := bearerKey(r)
-	admin := key != "" && SameKey(KeyDigest(key), a.admin)
-	failing := map[string]any{}
+	var failing map[string]any
 	for _, c := range a.checks {
 		if since, err := c.failing(); err != nil && time.Since(since) >= c.after {
+			if failing == nil {
+				failing = map[string]any{}
+			}
 			part := map[string]any{"since": since.UnixMilli()}
-			if admin {
+			if a.isAdmin(r) {
 				part["error"] = err.Error()
 			}
 			failing[c.name] = part
@@ -351,14 +352,30 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "seq": a.store.Head()})
 }
 
+// isAdmin says whether r carries the admin key.
+func (a *API) isAdmin(r *http.Request) bool {
+	key, err := bearerKey(r)
+	return err == nil && SameKey(KeyDigest(key), a.admin)
+}
+
+// readBody reads r's body, up to one byte past max so that a parse can
+// tell one over it.
+func readBody(r *http.Request, max int) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	if err != nil {
+		return nil, domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+	}
+	return body, nil
+}
+
 // decodeOptionalBody decodes a JSON body of at most max bytes into v. The
 // body may be left out: none, or an empty one however it is sent
 // (Content-Length: 0, or chunked with no data, whose length net/http
 // cannot know before reading), leaves v as it is.
 func decodeOptionalBody(r *http.Request, max int, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	body, err := readBody(r, max)
 	if err != nil {
-		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+		return err
 	}
 	if len(body) <= max && len(bytes.TrimSpace(body)) == 0 {
 		return nil
@@ -369,9 +386,9 @@ func decodeOptionalBody(r *http.Request, max int, v any) error {
 // decodeBodyDepth decodes a JSON body of at most max bytes, nesting at
 // most depth levels, into v.
 func decodeBodyDepth(r *http.Request, max, depth int, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+	body, err := readBody(r, max)
 	if err != nil {
-		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+		return err
 	}
 	return parseBodyDepth(body, max, depth, v)
 }

@@ -85,11 +85,11 @@ type conn struct {
 	// closing connection stays urgent.
 	urgent  atomic.Bool
 	inbound atomic.Int64 // unix nanos of the last inbound frame
-	// reqStart is when the reader began the request it is in (unix
-	// nanos; 0 when in none), and reqEnd when it last ended one: the
-	// frames after a request wait unread until it ends, a client's answer
-	// to a ping among them (beat).
-	reqStart, reqEnd atomic.Int64
+	// inRequest says the reader is in a request, and reqEnd is when it
+	// last ended one (unix nanos): the frames after a request wait unread
+	// until it ends, a client's answer to a ping among them (beat).
+	inRequest atomic.Bool
+	reqEnd    atomic.Int64
 	// closingNow is closing, for the reader, which looks at it for each
 	// frame without taking mu.
 	closingNow atomic.Bool
@@ -165,7 +165,7 @@ func (c *conn) beat() {
 			// from the request's end, and a request up to a heartbeat
 			// from the ping.
 			now := time.Now().UnixNano()
-			if c.reqStart.Load() != 0 && now-sent < int64(hb) {
+			if c.inRequest.Load() && now-sent < int64(hb) {
 				c.heartbeat.Reset(min(timeout, time.Duration(sent+int64(hb)-now)))
 				return
 			}
@@ -693,12 +693,12 @@ func (c *conn) readLoop() {
 			// dropped, neither counted nor refused.
 		case !c.limiter.Allow():
 			c.srv.metrics.refused("inbound_rate")
-			c.replyError(peekID(body), "", domain.Errorf(domain.CodeRateLimited, "more than %g frames per second", limits.InboundRate))
+			c.replyError(peek(body).ID, "", domain.Errorf(domain.CodeRateLimited, "more than %g frames per second", limits.InboundRate))
 		case typ != websocket.TextMessage:
 			c.replyError(nil, "", domain.Errorf(domain.CodeBadRequest, "binary frames are not supported; send JSON text frames"))
 		case len(body) > limits.MaxMessageBytes:
 			c.srv.metrics.refused("message_size")
-			c.replyError(peekID(body), "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
+			c.replyError(peek(body).ID, "", domain.Errorf(domain.CodeTooLarge, "frame is %d bytes; the limit is %d", len(body), limits.MaxMessageBytes))
 		case parks:
 			c.handle(body)
 		default:
@@ -806,10 +806,10 @@ func (c *conn) endSession() {
 
 func (c *conn) handle(body []byte) {
 	// From before startRequest, which may wait for a token's expiry.
-	c.reqStart.Store(time.Now().UnixNano())
+	c.inRequest.Store(true)
 	defer func() {
 		c.reqEnd.Store(time.Now().UnixNano()) // first: beat sees the one or the other
-		c.reqStart.Store(0)
+		c.inRequest.Store(false)
 	}()
 	if !c.startRequest() {
 		return

@@ -87,16 +87,6 @@ func peek(body []byte) request {
 	return req
 }
 
-func peekID(body []byte) json.RawMessage {
-	var r struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(body, &r) != nil || !validID(r.ID) {
-		return nil
-	}
-	return r.ID
-}
-
 func validID(id json.RawMessage) bool {
 	if len(id) == 0 {
 		return true
