@@ -895,13 +895,6 @@ const probeEvery = 2 * time.Second
 // when it commits, and records why when it fails.
 func (l *Log) probe() {
 	err := func() error {
-		// Without the 5 s wait for another's lock: a held lock fails the
-		// probe at once, rather than hold up the appends that come
-		// meanwhile behind it.
-		if _, err := l.wdb.ExecContext(l.done, "PRAGMA busy_timeout = 0"); err != nil {
-			return err
-		}
-		defer l.wdb.ExecContext(context.WithoutCancel(l.done), fmt.Sprintf("PRAGMA busy_timeout = %d", busyWaitMS))
 		tx, err := l.wdb.BeginTx(l.done, nil) // BEGIN IMMEDIATE (_txlock)
 		if err != nil {
 			return err

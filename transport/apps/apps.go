@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -428,7 +429,7 @@ func (s *Settings) negativeLimits() (why []string) {
 		{"js.hook_timeout_ms", float64(s.JS.HookTimeoutMS)},
 	} {
 		if f.v < 0 {
-			why = append(why, fmt.Sprintf("%s: %v; no limit can be turned off: it is the server's default", f.name, f.v))
+			why = append(why, fmt.Sprintf("%s: %s; no limit can be turned off: it is the server's default", f.name, strconv.FormatFloat(f.v, 'f', -1, 64)))
 		}
 	}
 	return why

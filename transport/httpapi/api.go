@@ -333,13 +333,14 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 // given to the admin key only; the server's log has it too.
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	var failing map[string]any
+	admin := false
 	for _, c := range a.checks {
 		if since, err := c.failing(); err != nil && time.Since(since) >= c.after {
 			if failing == nil {
-				failing = map[string]any{}
+				failing, admin = map[string]any{}, a.isAdmin(r)
 			}
 			part := map[string]any{"since": since.UnixMilli()}
-			if a.isAdmin(r) {
+			if admin {
 				part["error"] = err.Error()
 			}
 			failing[c.name] = part
@@ -439,9 +440,9 @@ func checkPublish(p publishBody, limit int) error {
 
 func (a *API) publish(w http.ResponseWriter, r *http.Request, c caller) error {
 	limit := c.app.Settings.Limits.MaxMessageBytes
-	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1024+1))
+	raw, err := readBody(r, limit+1024)
 	if err != nil {
-		return domain.Errorf(domain.CodeBadRequest, "read body: %v", err)
+		return err
 	}
 	body, err := parsePublish(raw, limit, c.app.Settings.Limits.MaxJSONDepth)
 	if err != nil {

@@ -173,8 +173,10 @@ func (e *Engine) limit(app *apps.App, file string) time.Duration {
 	if file == RealtimeFile {
 		d, ms = e.cfg.HookTimeout, app.Settings.JS.HookTimeoutMS
 	}
-	if own := time.Duration(ms) * time.Millisecond; own > 0 && own < d {
-		return own
+	// Compared in milliseconds: a number of them past time.Duration's
+	// range would wrap, to a limit of a few microseconds, say.
+	if ms > 0 && time.Duration(ms) < d/time.Millisecond {
+		return time.Duration(ms) * time.Millisecond
 	}
 	return d
 }

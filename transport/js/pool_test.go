@@ -377,3 +377,19 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 		}
 	}
 }
+
+// An app's time limit is the lower of its own and the server's; none of
+// 0 or less, or one past time.Duration's range in milliseconds, which
+// converted would wrap to a few microseconds.
+func TestAnAppsTimeLimit(t *testing.T) {
+	e := &Engine{cfg: Config{HandlerTimeout: 5 * time.Second, HookTimeout: time.Second}}
+	for ms, want := range map[int]time.Duration{
+		0: 5 * time.Second, -1: 5 * time.Second, 300: 300 * time.Millisecond, 9000: 5 * time.Second,
+		-18446744073709: 5 * time.Second, 18446744073709: 5 * time.Second, 9223372036855: 5 * time.Second,
+	} {
+		app := &apps.App{Name: "a", Settings: apps.Settings{JS: apps.JSLimits{HandlerTimeoutMS: ms}}}
+		if got := e.limit(app, "main.js"); got != want {
+			t.Errorf("handler_timeout_ms %d: limit %s, want %s", ms, got, want)
+		}
+	}
+}
