@@ -152,6 +152,23 @@ func TestJSRealtimeFunctions(t *testing.T) {
 	if got := history(map[string]any{"since": 0}); !slices.Equal(got, []uint64{1, 2, 3}) {
 		t.Fatalf("history since 0: %v", got)
 	}
+	// reverse as the API takes it: a query's text passed on ("false" was
+	// taken as true), and nothing else.
+	for _, v := range []any{true, 1, "true", "1"} {
+		if got := history(map[string]any{"reverse": v}); !slices.Equal(got, []uint64{3, 2, 1}) {
+			t.Fatalf("history reverse %#v: %v", v, got)
+		}
+	}
+	for _, v := range []any{false, 0, "false", "0", nil} {
+		if got := history(map[string]any{"reverse": v}); !slices.Equal(got, []uint64{1, 2, 3}) {
+			t.Fatalf("history reverse %#v: %v", v, got)
+		}
+	}
+	for _, v := range []any{"TRUE", "yes", 2} {
+		if code, out := tn.callJS("rt", "history", "room", map[string]any{"reverse": v}); code != 400 || out["code"] != "bad_request" {
+			t.Errorf("history reverse %#v: %d %v, want 400 bad_request", v, code, out)
+		}
+	}
 	_, out = tn.callJS("rt", "history", "room", map[string]any{"last": 1})
 	if msg := out["result"].(map[string]any)["messages"].([]any)[0].(map[string]any); msg["data"] != "three" {
 		t.Fatalf("history data: %v", msg)

@@ -279,8 +279,16 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 			rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history: %v", err))
 		}
 		hq.Limit = int(num("limit"))
-		if v := o.Get("reverse"); v != nil {
-			hq.Reverse = v.ToBoolean()
+		if v := o.Get("reverse"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+			// As the API reads it: true or false, 1 or 0, or their text
+			// (a query's value passed on); "false" was taken as true.
+			switch v.Export() {
+			case true, int64(1), float64(1), "true", "1":
+				hq.Reverse = true
+			case false, int64(0), float64(0), "false", "0", "":
+			default:
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history: reverse must be true or false"))
+			}
 		}
 	} else if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "history options must be an object"))
