@@ -164,7 +164,7 @@ func TestJSRealtimeFunctions(t *testing.T) {
 			t.Fatalf("history reverse %#v: %v", v, got)
 		}
 	}
-	for _, v := range []any{"TRUE", "yes", 2} {
+	for _, v := range []any{"TRUE", "yes", 2, map[string]any{"a": 1}, []any{1}} {
 		if code, out := tn.callJS("rt", "history", "room", map[string]any{"reverse": v}); code != 400 || out["code"] != "bad_request" {
 			t.Errorf("history reverse %#v: %d %v, want 400 bad_request", v, code, out)
 		}

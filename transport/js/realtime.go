@@ -282,7 +282,7 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 		if v := o.Get("reverse"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 			// As the API reads it: true or false, 1 or 0, or their text
 			// (a query's value passed on); "false" was taken as true.
-			switch v.Export() {
+			switch exportFlat(v) { // an object is not copied to be refused
 			case true, int64(1), float64(1), "true", "1":
 				hq.Reverse = true
 			case false, int64(0), float64(0), "false", "0", "":
