@@ -33,21 +33,13 @@ var storageCodes = map[sqlite3.ErrNo]bool{
 }
 
 // probeableFailure says whether err is a failure the writer's probe, a
-// write of its own, fails as an append does while it lasts: the file
-// full, locked, read-only or not to be opened, an I/O error, no memory or
-// permission. A damaged file or schema is not: the probe's pages are not
-// the appends'.
+// write of its own, fails as an append does while it lasts: one of
+// storageCodes (the file full, locked, read-only or not to be opened, an
+// I/O error, no memory or permission) but a damaged file, whose damaged
+// pages the probe's are not.
 func probeableFailure(err error) bool {
 	var se sqlite3.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code {
-	case sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen, sqlite3.ErrBusy,
-		sqlite3.ErrLocked, sqlite3.ErrNomem, sqlite3.ErrPerm:
-		return true
-	}
-	return false
+	return errors.As(err, &se) && storageCodes[se.Code] && se.Code != sqlite3.ErrCorrupt && se.Code != sqlite3.ErrNotADB
 }
 
 // storageFailure says whether err, a commit's failure, is the log's

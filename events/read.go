@@ -54,7 +54,7 @@ func (l *Log) ChannelHistory(ctx context.Context, app, channel string, q domain.
 	if info, err = channelOn(ctx, conn, app, channel); err != nil || none {
 		return info, nil, err
 	}
-	msgs, err = l.messagesOn(ctx, conn, app, channel, q)
+	msgs, err = messagesOn(ctx, conn, app, channel, q)
 	return info, msgs, err
 }
 
@@ -115,11 +115,11 @@ func (l *Log) Messages(ctx context.Context, app, channel string, q domain.Histor
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	defer conn.Close()
-	return l.messagesOn(ctx, conn, app, channel, q)
+	return messagesOn(ctx, conn, app, channel, q)
 }
 
 // messagesOn is Messages' read, on conn.
-func (l *Log) messagesOn(ctx context.Context, conn *sql.Conn, app, channel string, q domain.HistoryQuery) ([]domain.Message, error) {
+func messagesOn(ctx context.Context, conn *sql.Conn, app, channel string, q domain.HistoryQuery) ([]domain.Message, error) {
 	q, err := offsetBounds(ctx, conn, app, channel, q)
 	if err != nil {
 		return nil, err

@@ -58,8 +58,9 @@ func Consume(ctx context.Context, name string, sub message.Subscriber, topic str
 			}
 		}
 		if ctx.Err() == nil {
-			c.log.Warn("the subscriber ended the subscription; the projection no longer follows the log")
-			c.failing.Fail(errors.New("the subscriber ended the subscription; the projection no longer follows the log"))
+			ended := errors.New("the subscriber ended the subscription; the projection no longer follows the log")
+			c.log.Warn(ended.Error())
+			c.failing.Fail(ended)
 		}
 		if err := sub.Close(); err != nil {
 			c.log.Error("close subscriber", "err", err)
