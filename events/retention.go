@@ -193,8 +193,18 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 // applied. The caller checks that the app is gone. What a replay or a
 // subscription has yet to read, and events not yet applied, stay for a
 // later call, and are counted as left; the channels' heads stay, so
-// that, should the app come back, its offsets never repeat.
+// that, should the app come back, its offsets never repeat. An app of
+// which the log holds nothing (no channel, no event: a name mistyped,
+// or never hosted here) is not_found, rather than a purge of nothing.
 func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (domain.Purged, error) {
+	var known bool
+	if err := l.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM channels WHERE app = ?1)
+		OR EXISTS (SELECT 1 FROM events WHERE app = ?1)`, app).Scan(&known); err != nil {
+		return domain.Purged{}, fmt.Errorf("purge %s: look it up: %w", app, err)
+	}
+	if !known {
+		return domain.Purged{}, domain.Errorf(domain.CodeNotFound, "the log holds nothing of app %s: no channel and no event (a name mistyped?)", app)
+	}
 	// What is committed from here on is not the purge's: an app made
 	// again meanwhile keeps it.
 	res, err := l.purgeAppUpto(ctx, app, audit, sessions, broadcasts, l.Head())

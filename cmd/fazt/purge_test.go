@@ -82,6 +82,11 @@ func TestPurgeARemovedApp(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "purged app old: 4 messages, 0 events; left 0 messages, ") || !strings.HasSuffix(out, "its events are kept: --audit drops them\n") {
 		t.Fatalf("purge: %q, %v", out, err)
 	}
+	// A name the log never saw (a typo) is said to be one, not purged
+	// of nothing.
+	if out, err := purgeApp("olf", "--admin-key", testAdminKey); err == nil || !strings.Contains(err.Error(), "404 not_found") || !strings.Contains(err.Error(), "nothing of app olf") {
+		t.Fatalf("purge of an app never hosted: %q, %v", out, err)
+	}
 	ctx := context.Background()
 	for _, ch := range []string{"room", "other"} {
 		msgs, err := tn.node.log.Messages(ctx, "old", ch, domain.HistoryQuery{Limit: 10})
