@@ -877,6 +877,25 @@ func (c *conn) settle(channel string, err error) {
 	}
 }
 
+// waitApplied waits until the membership has applied the connection's
+// event seq, for at most ApplyTimeout, as a connect does: a membership
+// that has stopped applying (a projection stuck on an event, which
+// /healthz reports) fails the request (unavailable) instead of holding
+// it, and the client's reader behind it, until the heartbeat closed the
+// connection with 4002 as if the client were silent.
+func (c *conn) waitApplied(seq uint64) error {
+	if c.srv.members.Applied() >= seq {
+		return nil // the usual case: no timer made
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ApplyTimeout)
+	defer cancel()
+	err := c.srv.members.WaitApplied(ctx, seq)
+	if err != nil && c.ctx.Err() == nil {
+		return domain.Errorf(domain.CodeUnavailable, "the server has not taken in this request within %s: try again later", c.srv.cfg.ApplyTimeout)
+	}
+	return err
+}
+
 // unsettled is an error met after a subscribe was committed, or after an
 // unsubscribe let go of its channel: the log and the membership then
 // disagree with the connection about what it has joined. The client gets
@@ -1069,7 +1088,7 @@ func (c *conn) recordLeave(id json.RawMessage, channel, reason string) error {
 	}
 	// Once the projection has applied it, no more frames of the channel
 	// are queued, so `unsubscribed` is the last word on it.
-	if err := c.srv.members.WaitApplied(c.ctx, evs[0].Seq); err != nil {
+	if err := c.waitApplied(evs[0].Seq); err != nil {
 		return unsettled{err}
 	}
 	c.reply(mustJSON(struct {

@@ -30,6 +30,9 @@ type testServer struct {
 	srv     *Server
 	http    *httptest.Server
 	pl      *readPoller
+	// consumer feeds members from the log; stopping it stalls the
+	// membership as a projection stuck on an event would.
+	consumer *projections.Consumer
 }
 
 func startTestServer(t *testing.T) *testServer {
@@ -74,7 +77,7 @@ func startTestServerConfig(t *testing.T, cfg Config, wrap func(*events.Log) Stor
 	cfg.Logger = quiet
 	srv := NewServer(cfg, store, members, apps.NewRegistry(t.TempDir()), nil)
 	srv.poller = func() *readPoller { return pl }
-	ts := &testServer{t: t, log: lg, members: members, srv: srv, http: httptest.NewServer(srv), pl: pl}
+	ts := &testServer{t: t, log: lg, members: members, srv: srv, http: httptest.NewServer(srv), pl: pl, consumer: consumer}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -110,7 +110,9 @@ type Config struct {
 	// membership to apply its committed client.connected.v1 before it is
 	// closed with 1011 and recorded as ended with reason server_error
 	// (default 10s). Shutdown ends the wait at once (1001,
-	// server_shutdown).
+	// server_shutdown). It bounds a subscribe's and an unsubscribe's
+	// wait for theirs alike: the client gets `unavailable`, and the
+	// connection is closed with 1011 (server_error).
 	ApplyTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

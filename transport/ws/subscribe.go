@@ -72,7 +72,7 @@ func (c *conn) subscribe(req *request) error {
 	if err != nil {
 		return err
 	}
-	if err := c.srv.members.WaitApplied(ctx, evs[0].Seq); err != nil {
+	if err := c.waitApplied(evs[0].Seq); err != nil {
 		return unsettled{err}
 	}
 	head, epoch, subSeq, found := c.srv.members.CatchUp(c.app.Name, channel, c.client.ID)
