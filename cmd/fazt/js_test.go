@@ -443,7 +443,8 @@ func TestJSThrowingHandler(t *testing.T) {
 }
 
 func TestJSFileEditedBetweenRequests(t *testing.T) {
-	tn := startTestNode(t, map[string]string{"ed": ""})
+	const grace = time.Second // --app-grace, which a vanished hook file has too
+	tn := startTestNode(t, map[string]string{"ed": ""}, func(c *nodeConfig) { c.AppGrace = grace })
 	tn.writeFiles(map[string]string{"ed/api/main.js": `module.exports = () => "first";`})
 	if _, body := tn.jsCall("ed", "GET", "/api/", nil, nil); strings.TrimSpace(body) != `"first"` {
 		t.Fatalf("before: %s", body)
@@ -480,11 +481,26 @@ func TestJSFileEditedBetweenRequests(t *testing.T) {
 	if e := c.expect("error"); e.str("code") != "not_allowed" || e.str("error") != "closed for now" {
 		t.Fatalf("subscribe after editing realtime.js: %v", e)
 	}
-	// And removing it restores the default: allow.
+	// And removing it restores the default, allow, once it has been gone
+	// for --app-grace: a deploy may be writing it again.
 	if err := os.Remove(filepath.Join(tn.cfg.AppsDir, "ed", "api", "realtime.js")); err != nil {
 		t.Fatal(err)
 	}
-	c.subscribe(map[string]any{"channel": "b"})
+	removed := time.Now()
+	for i := 0; ; i++ {
+		c.send(map[string]any{"type": "subscribe", "channel": fmt.Sprintf("b%d", i)})
+		f := c.next()
+		if f.str("type") == "subscribed" {
+			if since := time.Since(removed); since < grace {
+				t.Fatalf("allowed %v after realtime.js was removed, within the grace", since)
+			}
+			break
+		}
+		if f.str("error") != "closed for now" || time.Since(removed) > grace+10*time.Second {
+			t.Fatalf("realtime.js removed %v ago: %v", time.Since(removed), f)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestJSAsyncHandlerWithRequire(t *testing.T) {

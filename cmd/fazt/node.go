@@ -157,6 +157,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	registry := apps.NewRegistry(cfg.AppsDir)
 	if cfg.AppGrace > 0 {
 		registry.SetGrace(cfg.AppGrace)
+		// A hook file that vanishes keeps its code as long as app.json
+		// keeps its settings.
+		cfg.JS.VanishGrace = cfg.AppGrace
 	}
 	registry.SetLogger(cfg.Logger)
 	cfg.WS.Logger = cfg.Logger

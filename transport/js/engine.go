@@ -82,6 +82,15 @@ type Config struct {
 	// process may have (its cgroups' limit, or the machine's; off where
 	// neither is known); a negative value turns the check off.
 	MemoryLimit int64
+	// VanishGrace is how long a script file that vanished, or was
+	// emptied, after a version of it ran keeps that version running
+	// (default 10s, as an app.json's settings are kept: fazt serve sets
+	// both from --app-grace). A deploy that rewrites the app folder, an
+	// editor's or git's write, removes or truncates the file for a
+	// moment, in which no hook would run: every connect, subscribe and
+	// publish would be allowed. Past it, the file is taken as gone (or
+	// empty) for good.
+	VanishGrace time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -107,6 +116,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MemoryLimit == 0 {
 		c.MemoryLimit = defaultMemoryLimit()
+	}
+	if c.VanishGrace <= 0 {
+		c.VanishGrace = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -145,6 +157,9 @@ type script struct {
 	v *version // the current version; nil while the file is absent
 	// absent is when a stat last found no file, while v is nil.
 	absent time.Time
+	// gone is when a stat first found the file of v missing or empty,
+	// while v is kept for VanishGrace; zero otherwise.
+	gone time.Time
 	// slots has one entry per run under way, of any version of the file.
 	// A run takes one after current has returned them: a sweep in
 	// between can forget the entry, and a new one for the same file, if
@@ -199,13 +214,20 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	key := scriptKey(app.Dir, file)
 	e.mu.Lock()
 	var v *version
-	var seen time.Time
+	var seen, gone time.Time
 	s := e.scripts[key]
 	if s != nil {
-		v, seen = s.v, s.absent
+		v, seen, gone = s.v, s.absent, s.gone
 	}
 	e.mu.Unlock()
 	if v != nil && v.fresh() {
+		if !gone.IsZero() { // back as it was: a later vanishing starts a new grace
+			e.mu.Lock()
+			if s.v == v {
+				s.gone = time.Time{}
+			}
+			e.mu.Unlock()
+		}
 		return v, s.slots, nil
 	}
 	now := time.Now()
@@ -213,10 +235,19 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 		return nil, nil, nil
 	}
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
-	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir() {
+	absent := errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir()
+	if v != nil && (absent || err == nil && fi.Size() == 0) {
+		// A file that ran, now gone or empty: most often a deploy or an
+		// editor in the middle of writing it. Its version runs on for
+		// the grace, so that the app's hooks do not fall open meanwhile.
+		if kept, ok := e.keepVanished(app.Name, key, file, v, now); ok {
+			return kept, s.slots, nil
+		}
+	}
+	if absent {
 		e.mu.Lock()
 		if sc := e.entry(key); sc.v == v {
-			sc.v, sc.absent = nil, now
+			sc.v, sc.absent, sc.gone = nil, now, time.Time{}
 		}
 		e.mu.Unlock()
 		return nil, nil, nil
@@ -233,6 +264,34 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 		e.log.Info("js script changed; reloading", "app", app.Name, "file", file)
 	}
 	return got, slots, nil
+}
+
+// keepVanished decides, for v, the version of key whose file a stat at
+// now found missing or empty, whether v still runs: it does for
+// VanishGrace from the first such stat. ok is false once the grace is
+// over, or when another request has installed a version meanwhile.
+func (e *Engine) keepVanished(app, key, file string, v *version, now time.Time) (*version, bool) {
+	e.mu.Lock()
+	sc := e.entry(key)
+	if sc.v != v {
+		e.mu.Unlock()
+		return nil, false
+	}
+	first := sc.gone.IsZero()
+	if first {
+		sc.gone = now
+	}
+	since := now.Sub(sc.gone)
+	e.mu.Unlock()
+	if first {
+		e.log.Warn("js script gone or empty; the version that ran before is kept meanwhile, as a deploy may be writing it",
+			"app", app, "file", file, "grace", e.cfg.VanishGrace)
+	}
+	if since < e.cfg.VanishGrace {
+		return v, true
+	}
+	e.log.Info("js script gone or empty past its grace; taken as it is now", "app", app, "file", file)
+	return nil, false
 }
 
 // scriptKey is the key of an app folder's file among the engine's scripts.
@@ -257,7 +316,7 @@ func (e *Engine) install(key string, seen, nv *version) (*version, chan struct{}
 		e.mu.Lock()
 		s = e.entry(key) // the last one to install wins, if another came
 	}
-	s.v, s.absent = nv, time.Time{}
+	s.v, s.absent, s.gone = nv, time.Time{}, time.Time{}
 	e.mu.Unlock()
 	return nv, s.slots
 }
@@ -385,7 +444,7 @@ func (e *Engine) dropIdle() {
 // without this, its last runtime would stay for the life of the process,
 // and its folder open until the collector finalized the version.
 func (e *Engine) dropIdleAt(now time.Time) {
-	e.forget(foldersGone(e.sweepAt(now)))
+	e.forget(foldersGone(e.sweepAt(now)), now)
 }
 
 // sweepAt is dropIdleAt's first part, under the lock: it drops idle
@@ -422,14 +481,23 @@ func foldersGone(versions map[string]*version) map[string]*version {
 	return versions
 }
 
-// forget drops the entries of gone, unless a run has changed one since
-// (found its file missing, made a new version: the next sweep looks
-// again) or one of its runs is under way.
-func (e *Engine) forget(gone map[string]*version) {
+// forget drops the entries of gone, found at now, unless a run has
+// changed one since (found its file missing, made a new version: the next
+// sweep looks again), one of its runs is under way, or its folder has not
+// been gone for VanishGrace: a deploy may be writing it again, and until
+// then its version runs (current), as it would not once forgotten. A
+// folder first found gone here starts that grace.
+func (e *Engine) forget(gone map[string]*version, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for key, v := range gone {
 		if s := e.scripts[key]; s != nil && s.v == v && len(s.slots) == 0 {
+			if s.gone.IsZero() {
+				s.gone = now
+			}
+			if now.Sub(s.gone) < e.cfg.VanishGrace {
+				continue
+			}
 			delete(e.scripts, key)
 			e.log.Debug("js script forgotten: its app folder is gone", "app", v.app, "file", v.file)
 		}

@@ -198,7 +198,7 @@ func TestSpareRuntimesAreDropped(t *testing.T) {
 // so; once the app folder is gone, it forgets the script, and stops.
 func TestIdleSweepRunsWhileScriptsAreHeld(t *testing.T) {
 	logs := &testutil.SyncBuffer{}
-	e, call := poolEngine(t, Config{IdleTimeout: 50 * time.Millisecond, MaxConcurrent: 8, MaxIdle: 8,
+	e, call := poolEngine(t, Config{IdleTimeout: 50 * time.Millisecond, MaxConcurrent: 8, MaxIdle: 8, VanishGrace: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	burst(8, call)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -312,9 +312,15 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 		t.Fatalf("a sweep during a run of a removed app: %d scripts held, want 1", held)
 	}
 	<-done
+	// The first sweep to find the folder gone starts its grace (a deploy
+	// may be writing it again); a sweep past it forgets the script.
 	e.dropIdleAt(time.Now().Add(2 * time.Hour))
+	if held, _ := heldOf(e); held != 1 {
+		t.Fatalf("a sweep after the app folder was removed, within its grace: %d scripts held, want 1", held)
+	}
+	e.dropIdleAt(time.Now().Add(3 * time.Hour))
 	if held, _ := heldOf(e); held != 0 {
-		t.Fatalf("a sweep after the app folder was removed: %d scripts held, want 0", held)
+		t.Fatalf("a sweep past the grace after the app folder was removed: %d scripts held, want 0", held)
 	}
 	// Once closed, the engine sweeps no more, even for a script it makes.
 	e.Close()
@@ -333,7 +339,7 @@ func TestScriptsOfARemovedAppAreForgotten(t *testing.T) {
 // A run that finds the file missing while a sweep looks at the folders
 // changes the entry the sweep found: the sweep leaves it for the next one.
 func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
-	e, call := poolEngine(t, Config{IdleTimeout: time.Hour})
+	e, call := poolEngine(t, Config{IdleTimeout: time.Hour, VanishGrace: time.Nanosecond})
 	call("")
 	app := lookupA(t, e)
 	if err := os.RemoveAll(app.Dir); err != nil {
@@ -343,10 +349,15 @@ func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
 	if len(gone) != 1 {
 		t.Fatalf("%d versions of a removed folder found, want 1", len(gone))
 	}
+	// The first run to find the file gone keeps its version for the
+	// grace (which that run is within); the next finds the grace over.
+	if v, _, err := e.current(app, MainFile); v == nil || err != nil {
+		t.Fatalf("the script just removed: version %v, %v", v, err)
+	}
 	if v, _, err := e.current(app, MainFile); v != nil || err != nil {
 		t.Fatalf("the removed script: version %v, %v", v, err)
 	}
-	e.forget(gone)
+	e.forget(gone, time.Now())
 	if held, _ := heldOf(e); held != 1 {
 		t.Fatalf("%d scripts held after the sweep, want 1 (the missing file's finding)", held)
 	}
