@@ -362,7 +362,7 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 		return false, err
 	}
 	if err := v.failed(); err != nil {
-		return true, err
+		return true, &LoadError{err}
 	}
 	// Built only once the file exists: most apps have no realtime.js, and
 	// a logger with attributes costs more than the check.
@@ -404,7 +404,7 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 				v.fail(err)
 			}
 			log.Error("js script failed to load", "err", err)
-			return true, err
+			return true, &LoadError{err}
 		}
 	}
 	left := time.Until(deadline)

@@ -93,7 +93,14 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &se):
 			log().Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
-			writeError(w, se.Message, domain.CodeInternal, se.At)
+			// A fazt.realtime call's unavailable error that the handler
+			// let through is the server's state: 503, which a client may
+			// try again.
+			code := domain.CodeInternal
+			if se.Code == domain.CodeUnavailable {
+				code = se.Code
+			}
+			writeError(w, se.Message, code, se.At)
 		case errors.As(err, &te):
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, te.Error(), domain.CodeInternal, "")

@@ -32,9 +32,10 @@ const (
 // hook runs one hook of c's app and says what its settled value meant:
 // outcomeNone when the app has no api/realtime.js, it exports no such hook,
 // or the hook returned undefined. For onPublish, data is the value as JSON.
-// A hook that throws, runs out of time or fails to load is a not_allowed
-// error with the hook's message; one that found no run slot in time is
-// unavailable (refusal).
+// A hook that throws or runs out of time is a not_allowed error with the
+// hook's message; one that could not answer (no run slot, a script that
+// does not load, a fazt.realtime failure it let through) is unavailable
+// or internal (refusal).
 func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args func(rt *runtime, vm *goja.Runtime) []goja.Value) (out hookOutcome, data json.RawMessage, err error) {
 	app, err := e.apps.Lookup(c.App)
 	if err != nil {
@@ -96,32 +97,44 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 }
 
 // refusal turns a hook's failure into the error the client gets, and
-// logs what went wrong: not_allowed with the hook's message, but for a
-// hook that found no run slot in time, which the client may try again.
+// logs what went wrong. The hook's own answers refuse for good
+// (not_allowed): what it threw, with its message, and its running past its
+// time limit (were that tried again, a hook that never ends would cost
+// its limit at every retry of every client). A failure of the server's
+// state or of the app's deploy is one the client may try again, as
+// fazt.js does for a subscribe (it gives a not_allowed one up for good):
+// the hook not run for want of a run slot, or interrupted for the heap
+// (unavailable); a fazt.realtime call's unavailable or internal error
+// that it let through (that code); a script that does not load, such as
+// a syntax error in a deploy (internal: a retry costs no run until a file
+// changes); or the engine's own failure (internal).
 func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	var se *ScriptError
 	var te *TimeoutError
 	var me *MemoryError
+	var le *LoadError
 	switch {
-	case errors.As(err, &se):
-		log.Info("js hook refused", "reason", se.Message, "at", se.At)
-		return domain.Errorf(domain.CodeNotAllowed, "%s", trimErrorPrefix(se.Message))
+	case errors.As(err, &me):
+		log.Warn("js hook interrupted", "err", me.Error())
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
 	case errors.As(err, &te):
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())
-	case errors.As(err, &me):
-		// The server's state, not the hook's answer: fazt.js retries an
-		// unavailable subscribe, as for a hook that found no slot.
-		log.Warn("js hook interrupted", "err", me.Error())
-		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
 	case domain.CodeOf(err) == domain.CodeUnavailable:
-		// The server was busy, not the hook's answer: fazt.js retries an
-		// unavailable subscribe, and would drop a not_allowed one for good.
 		log.Warn("js hook not run", "err", err)
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
+	case errors.As(err, &se) && se.Code != "":
+		log.Warn("js hook failed on a fazt.realtime call", "err", se.Message, "at", se.At)
+		return domain.Errorf(se.Code, "%s: %s", name, trimErrorPrefix(se.Message))
+	case errors.As(err, &le):
+		log.Error("js hook not run: its script does not load", "err", le.Err)
+		return domain.Errorf(domain.CodeInternal, "%s: %s does not load", name, RealtimeFile)
+	case errors.As(err, &se):
+		log.Info("js hook refused", "reason", se.Message, "at", se.At)
+		return domain.Errorf(domain.CodeNotAllowed, "%s", trimErrorPrefix(se.Message))
 	default:
 		log.Error("js hook failed", "err", err)
-		return domain.Errorf(domain.CodeNotAllowed, "%s failed", name)
+		return domain.Errorf(domain.CodeInternal, "%s failed", name)
 	}
 }
 

@@ -367,7 +367,9 @@ func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
 // client is told: the hook's own answers (a throw, its time limit) are
 // not_allowed; a run that found no slot in time, or that the heap's
 // check ended, the server's state, is unavailable, which fazt.js tries
-// again (it gives a not_allowed subscription up for good).
+// again (it gives a not_allowed subscription up for good); a fazt.realtime
+// error the hook let through keeps its code; a script that does not load,
+// and the engine's own failure, are internal, which fazt.js tries again.
 func TestHookFailuresTheClientGets(t *testing.T) {
 	e := &Engine{}
 	log := slog.New(slog.DiscardHandler)
@@ -381,7 +383,12 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 		{&TimeoutError{Limit: time.Second}, domain.CodeNotAllowed},
 		{acquire(context.Background(), full, time.Millisecond), domain.CodeUnavailable},
 		{&MemoryError{File: RealtimeFile, Limit: 1 << 30}, domain.CodeUnavailable},
-		{errors.New("something else"), domain.CodeNotAllowed},
+		{&ScriptError{Message: "Error: unavailable: event log cannot commit", Code: domain.CodeUnavailable}, domain.CodeUnavailable},
+		{&ScriptError{Message: "Error: internal: boom", Code: domain.CodeInternal}, domain.CodeInternal},
+		{&LoadError{&ScriptError{Message: "SyntaxError: Unexpected token"}}, domain.CodeInternal},
+		{&LoadError{passingError{&ScriptError{Message: "Error: unavailable: x", Code: domain.CodeUnavailable}}}, domain.CodeUnavailable},
+		{&LoadError{&TimeoutError{Limit: time.Second}}, domain.CodeNotAllowed},
+		{errors.New("something else"), domain.CodeInternal},
 	} {
 		if got := domain.CodeOf(e.refusal(log, "onSubscribe", tc.err)); got != tc.want {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)

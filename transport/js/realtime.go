@@ -49,7 +49,8 @@ func (rt *runtime) actor() domain.Actor { return domain.Actor{Kind: domain.Actor
 // throw raises err in JS as an Error with the protocol code.
 func (rt *runtime) throw(vm *goja.Runtime, err error) {
 	code := domain.CodeOf(err)
-	if code == domain.CodeUnavailable || code == domain.CodeInternal {
+	passing := code == domain.CodeUnavailable || code == domain.CodeInternal
+	if passing {
 		rt.passing = true
 	}
 	obj, nerr := vm.New(vm.Get("Error"), vm.ToValue(string(code)+": "+err.Error()))
@@ -57,6 +58,9 @@ func (rt *runtime) throw(vm *goja.Runtime, err error) {
 		panic(vm.NewGoError(err))
 	}
 	obj.Set("code", string(code))
+	if passing {
+		rt.passed, rt.passedCode = obj, code
+	}
 	panic(obj)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/dop251/goja_nodejs/console"
 	"github.com/dop251/goja_nodejs/eventloop"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/transport/apps"
 )
 
@@ -68,6 +69,12 @@ type runtime struct {
 	// may pass (the log unavailable, an internal failure, a cancelled
 	// request): a load that failed with it is not kept as the script's.
 	passing bool
+	// passed is the last error object such a call threw in the run under
+	// way, and passedCode its code: a run that fails with that very
+	// object (not caught, or caught and thrown again) failed for the
+	// server's state, not the script's decision (ScriptError.Code).
+	passed     *goja.Object
+	passedCode domain.Code
 	// runs counts the runtime's runs; live is the number of the run whose
 	// value has yet to settle, 0 when none: a timer's callback runs only
 	// while the run that set it is live (timerGate).
@@ -242,6 +249,10 @@ func (e *TimeoutError) Error() string {
 type ScriptError struct {
 	Message string
 	At      string // "api/main.js:3:11", empty when unknown
+	// Code is unavailable or internal when what the script threw is a
+	// fazt.realtime call's error of that code, which it did not catch
+	// (or threw again): the log could not commit, say. Empty otherwise.
+	Code domain.Code
 }
 
 func (e *ScriptError) Error() string {
@@ -315,6 +326,14 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 	return rt, nil
 }
 
+// LoadError is a script that could not be loaded into a runtime: a
+// syntax error, a throw at its top level, a file it requires that is
+// missing, or a load past its time limit. It wraps why.
+type LoadError struct{ Err error }
+
+func (e *LoadError) Error() string { return e.Err.Error() }
+func (e *LoadError) Unwrap() error { return e.Err }
+
 // passingError is a load's failure that a fazt.realtime call's passing
 // failure may have caused: tried again on the next run, not kept.
 type passingError struct{ error }
@@ -368,6 +387,7 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	rt.runs++
 	rt.live = rt.runs
 	rt.halted.Store(false)
+	rt.passed, rt.passedCode = nil, ""
 	defer func() { rt.cur, rt.live = nil, 0 }()
 
 	stop := context.AfterFunc(ctx, func() {
@@ -421,6 +441,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// value's toString, or its stack, may be script code that never
 		// ends, and nothing could interrupt it once the run is over.
 		result = describeCatching(thrown)
+		if se, ok := result.(*ScriptError); ok && rt.passed != nil && thrownValue(thrown) == goja.Value(rt.passed) {
+			se.Code = rt.passedCode
+		}
 	}
 	rt.fail = func(thrown error) {
 		if vm := rt.vm.Load(); vm != nil {
@@ -611,6 +634,20 @@ func describeCatching(err error) (out error) {
 		}
 	}()
 	return scriptError(err)
+}
+
+// thrownValue is the value a run failed with: what it threw, or the
+// reason its promise was rejected with; nil for other failures.
+func thrownValue(err error) goja.Value {
+	var ex *goja.Exception
+	var rj *rejectedError
+	switch {
+	case errors.As(err, &rj):
+		return rj.reason
+	case errors.As(err, &ex):
+		return ex.Value()
+	}
+	return nil
 }
 
 func isInterrupt(err error) bool {

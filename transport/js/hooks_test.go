@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/transport/js"
 )
 
@@ -77,5 +78,40 @@ func TestAHookFileGoneForAMomentKeepsItsHooks(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// A hook that lets a fazt.realtime call's unavailable error through (the
+// log could not be read) was not answering: its client gets unavailable,
+// which fazt.js asks again, not not_allowed, which it gives up for good.
+// A hook that catches it and throws its own error refuses; one that
+// throws the same error again passes it on. A realtime.js that does not
+// load (a deploy's syntax error) is internal, which fazt.js asks again.
+func TestAHookFailingOnTheServersStateIsNotARefusal(t *testing.T) {
+	var st *unavailableStore
+	e := newEnvStore(t, map[string]string{"a/api/realtime.js": `
+exports.onSubscribe = function (client, channel) {
+  if (channel === "through") fazt.realtime.history(channel, { last: 1 });
+  try { fazt.realtime.history(channel, { last: 1 }); } catch (err) {
+    if (channel === "again") throw err;
+    throw new Error("closed while the log is down");
+  }
+  return true;
+};`}, js.Config{}, func(l *events.Log) js.Store { st = &unavailableStore{Log: l}; return st })
+	ctx := context.Background()
+	c := domain.Client{ID: "c1", App: "a"}
+	st.down.Store(true)
+	for channel, want := range map[string]domain.Code{"through": domain.CodeUnavailable, "again": domain.CodeUnavailable, "own": domain.CodeNotAllowed} {
+		if err := e.eng.OnSubscribe(ctx, c, channel); domain.CodeOf(err) != want {
+			t.Errorf("subscribe to %s while the log is down: %v, want %s", channel, err, want)
+		}
+	}
+	st.down.Store(false)
+	if err := e.eng.OnSubscribe(ctx, c, "through"); err != nil {
+		t.Fatalf("once the log is up: %v", err)
+	}
+	e.write("a/api/realtime.js", `exports.onSubscribe = () => { return true ;; ) };`)
+	if err := e.eng.OnSubscribe(ctx, c, "x"); domain.CodeOf(err) != domain.CodeInternal {
+		t.Fatalf("a realtime.js that does not load: %v, want internal", err)
 	}
 }
