@@ -631,11 +631,33 @@ func TestChatExampleApp(t *testing.T) {
 		}
 		return names
 	}
-	if got := listed(""); slices.Contains(got, "admin-mods") || !slices.Contains(got, "room") {
+	// A private-* channel (joined on the WebSocket with a token the
+	// server checks) is not open on the HTTP API either, which has no
+	// such token to check.
+	tn.publish("chat", "private-dm", "secret")
+	private := map[string]any{"channel": "private-dm", "text": "injected"}
+	if code, body := tn.request(jsClient, "chat", "", "POST", "/api/messages", private, nil); code != 403 {
+		t.Errorf("POST to a private channel without the token: %d %s", code, body)
+	}
+	if code, body := tn.request(jsClient, "chat", "", "GET", "/api/messages?channel=private-dm", nil, nil); code != 403 {
+		t.Errorf("GET of a private channel without the token: %d %s", code, body)
+	}
+	if code, body := tn.request(jsClient, "chat", admin, "GET", "/api/messages?channel=private-dm", nil, &recent); code != 200 || len(recent) != 1 {
+		t.Errorf("moderator's GET of a private channel: %d %s", code, body)
+	}
+	if got := listed(""); slices.Contains(got, "admin-mods") || slices.Contains(got, "private-dm") || !slices.Contains(got, "room") {
 		t.Errorf("stats without the token list %v", got)
 	}
-	if got := listed(admin); !slices.Contains(got, "admin-mods") {
+	if got := listed(admin); !slices.Contains(got, "admin-mods") || !slices.Contains(got, "private-dm") {
 		t.Errorf("stats with the token list %v", got)
+	}
+	// Stats pages through the channels: one past the first page of
+	// 100 (by name) is listed.
+	for i := range 120 {
+		tn.publish("chat", fmt.Sprintf("zz%03d", i), i)
+	}
+	if got := listed(""); !slices.Contains(got, "zz119") {
+		t.Errorf("stats of %d channels miss the last: %d listed", 124, len(got))
 	}
 
 	// Bad input is the caller's mistake: 400 with a code, not a 500.

@@ -13,6 +13,19 @@ function mayUse(channel, token) {
   return !isAdminChannel(channel) || token === config.adminToken;
 }
 
+// private-* channels are joined with a token that the server checks on
+// the WebSocket (app.json's secret signs them). This HTTP API has no such
+// token to check, and fazt.realtime reads and writes any channel of the
+// app: here only moderators reach them, as they do admin-* channels.
+function isPrivateChannel(channel) {
+  return typeof channel === "string" && channel.startsWith("private-");
+}
+
+// mayUseOverHTTP is mayUse for the HTTP API.
+function mayUseOverHTTP(channel, token) {
+  return mayUse(channel, token) && (!isPrivateChannel(channel) || token === config.adminToken);
+}
+
 // bearer returns the token of an "Authorization: Bearer <token>" header
 // (the scheme's name in any case, as the server API takes it).
 function bearer(headers) {
@@ -20,4 +33,4 @@ function bearer(headers) {
   return m ? m[1] : "";
 }
 
-module.exports = { isAdminChannel, mayUse, bearer };
+module.exports = { isAdminChannel, isPrivateChannel, mayUse, mayUseOverHTTP, bearer };
