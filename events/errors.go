@@ -42,6 +42,13 @@ func probeableFailure(err error) bool {
 	return errors.As(err, &se) && storageCodes[se.Code] && se.Code != sqlite3.ErrCorrupt && se.Code != sqlite3.ErrNotADB
 }
 
+// isFull says whether err is SQLite's full disk (or database past its
+// size limit).
+func isFull(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrFull
+}
+
 // storageFailure says whether err, a commit's failure, is the log's
 // rather than the append's own: any SQLite failure but those one bad
 // append causes (a constraint, a value too big, of the wrong type or out

@@ -847,14 +847,24 @@ func (l *Log) writer() {
 			}
 			continue
 		case <-l.closed:
-			// Commit whatever is still queued, then stop.
+			// Commit whatever is still queued, in batches as any, then
+			// stop.
 			for {
-				select {
-				case r := <-l.reqs:
-					l.commit([]*appendReq{r})
-				default:
+				batch = batch[:0]
+			queued:
+				for n := 0; n < l.cfg.MaxBatch; {
+					select {
+					case r := <-l.reqs:
+						batch = append(batch, r)
+						n += len(r.facts)
+					default:
+						break queued
+					}
+				}
+				if len(batch) == 0 {
 					return
 				}
+				l.commit(batch)
 			}
 		}
 		// Let appenders that are ready to run queue theirs first: on a
@@ -933,12 +943,19 @@ func (l *Log) fail(err error) {
 	}
 }
 
-// commit writes a batch in one transaction. If the batch fails, each request
-// is retried alone so that one bad request fails only itself.
+// commit writes a batch in one transaction. If the batch fails for what
+// one request may cause (a constraint, a value too big; or a full disk,
+// which a smaller commit may fit), each request is retried alone so that
+// a bad one fails only itself. A failure of the storage as a whole (the
+// write lock held by another process past the wait, an I/O error, a file
+// made read-only) fails the batch at once: each retry would meet it again,
+// and one behind a lock held elsewhere waits out busyWaitMS, so that a
+// batch of 50 took four minutes to fail, holding every append queued
+// behind it.
 func (l *Log) commit(batch []*appendReq) {
 	start := time.Now()
 	recs, err := l.writeTx(batch)
-	if err != nil && len(batch) > 1 {
+	if err != nil && len(batch) > 1 && (!storageFailure(err) || isFull(err)) {
 		// One append that cannot be written must not fail the others.
 		l.log.Warn("event log batch failed; trying its appends one at a time", "appends", len(batch), "err", err)
 		for _, r := range batch {

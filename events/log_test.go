@@ -1599,3 +1599,53 @@ func TestADamagedSchemaFailsTheLogUntilAnAppendWorks(t *testing.T) {
 		t.Fatalf("after an append worked: failing %v", err)
 	}
 }
+
+// While another process holds the file's write lock past the wait
+// (busyWaitMS), a batch of appends fails as one: each append is answered
+// unavailable, and the batch is not tried again one append at a time,
+// each of which would wait out the lock again (a batch of n took n+1
+// waits, holding every append queued behind it). The appends gathered
+// here come in one or two batches: the first may be taken alone.
+func TestALockedFileFailsABatchAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	logs := &testutil.SyncBuffer{}
+	l := mustOpenConfig(t, Config{Path: path, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if _, err := l.Append(context.Background(), broadcast("app", "x", "1")); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	conn, err := raw.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	const appends = 6
+	errs := make(chan error, appends)
+	for i := range appends {
+		go func() {
+			_, err := l.Append(context.Background(), broadcast("app", fmt.Sprint("c", i), "2"))
+			errs <- err
+		}()
+	}
+	for range appends {
+		if err := <-errs; domain.CodeOf(err) != domain.CodeUnavailable {
+			t.Errorf("an append while the lock is held elsewhere: %v, want unavailable", err)
+		}
+	}
+	if strings.Contains(logs.String(), "one at a time") {
+		t.Errorf("a batch that met the lock was tried again an append at a time:\n%s", logs.String())
+	}
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), broadcast("app", "x", "3")); err != nil {
+		t.Fatalf("once the lock is gone: %v", err)
+	}
+}
