@@ -977,7 +977,7 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 	}
 	if err != nil {
-		logMetrics.failedAppends.Inc()
+		logMetrics.failedAppends.Add(float64(len(batch))) // each append answered with the error
 		l.log.Error("event log append failed", "err", err)
 		if storageFailure(err) {
 			l.fail(err)
