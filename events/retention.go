@@ -38,6 +38,11 @@ type RetentionConfig struct {
 	// Apps lists apps to consider besides those with channels in the log
 	// (for audit retention of apps that never broadcast). Optional.
 	Apps func() ([]string, error)
+	// Applied says how far the read models have applied the log (as
+	// PurgeApp's sessions and broadcasts): the audit retention keeps the
+	// events after them, which a projection has yet to see. Optional:
+	// without it, only the log's newest event is kept.
+	Applied func() (sessions, broadcasts uint64)
 	// Interval is the time between passes (default 1 minute).
 	Interval time.Duration
 	// Batch is how many rows one delete transaction removes (default
@@ -118,6 +123,16 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 		}
 	}
 	now := cfg.Now()
+	// The audit's bounds, for the whole pass: an event of a session or a
+	// broadcast that a projection has not applied yet stays, or the
+	// projection would never see it (a session it stored as open would
+	// stay so, and be closed at each start as left by a crash).
+	head := l.Head()
+	last, lastBroadcast := head, head
+	if cfg.Applied != nil {
+		sessions, broadcasts := cfg.Applied()
+		last, lastBroadcast = min(head, sessions+1), min(head, broadcasts+1)
+	}
 	for _, app := range apps {
 		p := cfg.Policy(app)
 		if p.MaxMessages > 0 || p.MaxAge > 0 {
@@ -134,7 +149,7 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 			}
 		}
 		if p.AuditMaxAge > 0 {
-			n, err := l.TrimAudit(ctx, app, now.Add(-p.AuditMaxAge).UnixMilli(), cfg.Batch)
+			n, err := l.trimAudit(ctx, app, now.Add(-p.AuditMaxAge).UnixMilli(), cfg.Batch, last, lastBroadcast)
 			res.Events += n
 			if err != nil {
 				return res, err

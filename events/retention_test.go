@@ -674,6 +674,46 @@ func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 	}
 }
 
+// TestAuditRetentionKeepsWhatProjectionsHaveYetToApply: the periodic
+// audit retention, as the purge, keeps a session's end and a broadcast
+// to all that the projections (RetentionConfig.Applied) have not applied
+// yet: a projection lagging behind (a failing flush, a catch-up at start)
+// would otherwise never see them, and keep the session open for good.
+func TestAuditRetentionKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	evs, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c1"},
+		&domain.ChannelSubscribed{App: "a", Channel: "room", Client: "c1"},
+		&domain.BroadcastAll{App: "a", Data: json.RawMessage("1")},
+		&domain.ClientDisconnected{App: "a", Client: "c1", Reason: domain.ReasonClientClosed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broadcasts(t, l, "b", "c", 1, 0) // the log's newest event, which stays
+	all, end := evs[2].Seq, evs[3].Seq
+	count := func() int {
+		got, err := l.Events(ctx, domain.AuditQuery{App: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	var sessions, broadcasts uint64 = end - 1, all - 1 // neither applied
+	cfg := RetentionConfig{
+		Policy:  func(string) RetentionPolicy { return RetentionPolicy{AuditMaxAge: time.Millisecond} },
+		Apps:    func() ([]string, error) { return []string{"a"}, nil }, // it has no channel
+		Now:     func() time.Time { return time.Now().Add(time.Hour) },
+		Applied: func() (uint64, uint64) { return sessions, broadcasts },
+	}
+	if res, err := l.RetainOnce(ctx, cfg); err != nil || res.Events != 2 || count() != 2 {
+		t.Fatalf("a pass before they are applied: %+v, %v; %d events left, want 2", res, err, count())
+	}
+	sessions, broadcasts = l.Head(), l.Head()
+	if res, err := l.RetainOnce(ctx, cfg); err != nil || res.Events != 2 || count() != 0 {
+		t.Fatalf("a pass once they are applied: %+v, %v; %d events left, want 0", res, err, count())
+	}
+}
+
 // TestPurgeSaysWhatIsLeft: PurgeApp counts what is left of the app, and
 // says apart that the log's newest event, which always stays, is the
 // app's: no later call can take it.

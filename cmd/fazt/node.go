@@ -174,10 +174,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n.api = httpapi.New(n.log, n.members, registry, adminDigest, cfg.Logger)
 	// The stored subscriptions follow sessions only: the membership
 	// alone says how far the broadcasts are applied.
-	n.api.SetApplied(func() (sessions, broadcasts uint64) {
-		m := n.members.Applied()
-		return min(m, n.subs.Applied()), m
-	})
+	n.api.SetApplied(n.applied)
 	// A failed commit is a publish refused: the log fails at once. A
 	// projection's handler is tried again within 100 ms, its flush
 	// within 50, and fails the server only when that does not help.
@@ -291,6 +288,15 @@ func adminKey(ctx context.Context, log *events.Log, given string) (digest []byte
 	return digest, generated, nil
 }
 
+// applied says how far the read models have applied the log: sessions,
+// the last event every projection of sessions has (the stored
+// subscriptions follow sessions only); broadcasts, the last the live
+// fan-out has. The audit's retention and purge keep what is after them.
+func (n *node) applied() (sessions, broadcasts uint64) {
+	m := n.members.Applied()
+	return min(m, n.subs.Applied()), m
+}
+
 // startRetention runs the retention worker in the background: each app's
 // policy is its app.json retention over the server's default, read at every
 // pass so that edits to app.json apply without a restart.
@@ -302,6 +308,7 @@ func (n *node) startRetention(cfg nodeConfig, registry *apps.Registry) {
 		n.log.RunRetention(ctx, events.RetentionConfig{
 			Interval: cfg.RetentionInterval,
 			Apps:     registry.List,
+			Applied:  n.applied,
 			Policy: func(name string) events.RetentionPolicy {
 				app, keepAll, _ := registry.ForRetention(name)
 				if keepAll {
