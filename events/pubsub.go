@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/health"
 )
 
 // Publisher is the log's Watermill publisher: Publish commits the messages
@@ -72,6 +73,10 @@ type Subscriber struct {
 	closed chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+	// failing holds why its last read of the file failed, until one
+	// works: a subscription that cannot read on delivers nothing, and
+	// its consumer, never handed a message, would not know.
+	failing health.Failing
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -93,6 +98,10 @@ func (l *Log) Subscriber(cfg SubscriberConfig) *Subscriber {
 	}
 	return s
 }
+
+// Failing returns why the subscriber's last read of the log failed, and
+// since when its reads have failed; err is nil while they work.
+func (s *Subscriber) Failing() (since time.Time, err error) { return s.failing.State() }
 
 // Subscribe implements message.Subscriber.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
@@ -137,10 +146,14 @@ func (s *Subscriber) run(ctx context.Context, out chan<- *message.Message, curso
 					return // the subscription's end cut the read short
 				}
 				s.log.log.Error("subscriber: read log", "after", pos, "err", err)
+				s.failing.Fail(fmt.Errorf("read the log after event %d: %w", pos, err))
 				if !s.sleep(ctx, time.Second) {
 					return
 				}
 				continue
+			}
+			if s.failing.Works() {
+				s.log.log.Info("subscriber: reads the log again", "after", pos)
 			}
 			if len(recs) < s.cfg.PageSize {
 				scanned = head

@@ -33,6 +33,11 @@ type Consumer struct {
 	// failing holds why the handler last failed, until it succeeds; or
 	// that the Subscriber ended the subscription, for good.
 	failing health.Failing
+	// reads is the Subscriber's own failing state, when it has one (the
+	// log's does): reads that fail hand the handler nothing to fail on.
+	reads interface {
+		Failing() (time.Time, error)
+	}
 }
 
 // Consume subscribes to topic on sub, which it then owns, and hands its
@@ -48,6 +53,7 @@ func Consume(ctx context.Context, name string, sub message.Subscriber, topic str
 		return nil, fmt.Errorf("%s: subscribe: %w", name, err)
 	}
 	c := &Consumer{log: log.With("handler", name), stop: stop, done: make(chan struct{})}
+	c.reads, _ = sub.(interface{ Failing() (time.Time, error) })
 	go func() {
 		defer close(c.done)
 		for msg := range msgs {
@@ -93,8 +99,18 @@ func (c *Consumer) handle(msg *message.Message, handle message.NoPublishHandlerF
 
 // Failing returns why the handler last failed, and since when it has
 // failed without a success; err is nil while it works. A consumer whose
-// Subscriber ended the subscription fails for good.
-func (c *Consumer) Failing() (since time.Time, err error) { return c.failing.State() }
+// Subscriber ended the subscription fails for good; so does one whose
+// Subscriber cannot read the log, for as long. Of two failures, the older
+// is returned.
+func (c *Consumer) Failing() (since time.Time, err error) {
+	since, err = c.failing.State()
+	if c.reads != nil {
+		if rsince, rerr := c.reads.Failing(); rerr != nil && (err == nil || rsince.Before(since)) {
+			return rsince, rerr
+		}
+	}
+	return since, err
+}
 
 // Stop ends the consumer's subscription; Done says when it has stopped.
 func (c *Consumer) Stop() { c.stop() }

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,4 +144,44 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within 10 s", what)
 		}
 	}
+}
+
+// A Subscriber that cannot read the log (an event it cannot decode,
+// written by another program) hands the handler nothing to fail on: the
+// consumer still says it is failing, with the read's error, for
+// /healthz, and says so no more once the reads work again.
+func TestConsumerSaysItsReadsFail(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l := openLog(t, path)
+	if _, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	raw, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`INSERT INTO events (seq, uuid, name, app, ts, payload) VALUES (2, 'u', 'no.such.event.v1', 'a', 1, x'00')`); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, path)
+	defer l.Close()
+	var handled atomic.Int64
+	c, err := Consume(ctx, "test.v1", l.Subscriber(events.SubscriberConfig{}), events.Topic,
+		func(*message.Message) error { handled.Add(1); return nil }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Stop(); <-c.Done() }()
+	waitUntil(t, "the consumer to say it fails", func() bool { _, err := c.Failing(); return err != nil })
+	if _, err := c.Failing(); !strings.Contains(err.Error(), "read the log") || !strings.Contains(err.Error(), "no.such.event.v1") {
+		t.Fatalf("failing: %v", err)
+	}
+	if _, err := raw.Exec(`DELETE FROM events WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the failure's end", func() bool { _, err := c.Failing(); return err == nil })
+	waitUntil(t, "the event read", func() bool { return handled.Load() == 1 })
 }
