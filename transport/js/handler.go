@@ -117,8 +117,11 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			log().Warn("js handler not run", "method", r.Method, "path", r.URL.Path, "err", err)
 			writeError(w, err.Error(), domain.CodeUnavailable, "")
 		default:
+			// The server's own failure (the app folder unreadable, the
+			// engine's crash): its text names the server's paths and
+			// internals, for the log, not for a client.
 			log().Error("js handler failed", "method", r.Method, "path", r.URL.Path, "err", err)
-			writeError(w, err.Error(), domain.CodeInternal, "")
+			writeError(w, "internal error (the server's log has it, under request "+reqID+")", domain.CodeInternal, "")
 		}
 		return
 	}

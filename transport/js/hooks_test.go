@@ -115,3 +115,31 @@ exports.onSubscribe = function (client, channel) {
 		t.Fatalf("a realtime.js that does not load: %v, want internal", err)
 	}
 }
+
+// What a script throws is cut to 8 KiB in the answer and in the log: a
+// handler that throws its request's body (up to 1 MiB) sent it back,
+// and wrote it to the log, at every request.
+func TestAThrownValueIsCutShort(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `module.exports = (req) => { throw new Error("bad payload: " + req.body); };`}, js.Config{})
+	code, body := e.do("a", "POST", "/api/", strings.Repeat("x", 100<<10))
+	if code != 500 || len(body) > 10<<10 || !strings.Contains(body, "more bytes)") || !strings.Contains(body, "bad payload: xxx") {
+		t.Fatalf("a throw of 100 KiB: %d, %d bytes: %.200s", code, len(body), body)
+	}
+	if n := len(e.logs.String()); n > 20<<10 {
+		t.Fatalf("the log took %d bytes for it", n)
+	}
+}
+
+// A failure of the server's own (here, the app's api is a file, so its
+// script cannot be looked up) is answered 500 internal without its text,
+// which names the server's paths: the log has it, under the request's id.
+func TestTheServersOwnFailureIsNotToldToTheClient(t *testing.T) {
+	e := newEnv(t, map[string]string{"b/api": "not a folder"}, js.Config{})
+	code, body := e.get("b", "/api/")
+	if b := decodeErr(t, body); code != 500 || b.Code != "internal" || strings.Contains(body, e.dir) || !strings.Contains(b.Error, "internal error") {
+		t.Fatalf("the app's api is a file: %d %s", code, body)
+	}
+	if !strings.Contains(e.logs.String(), e.dir) {
+		t.Fatalf("the log does not say what failed:\n%s", e.logs.String())
+	}
+}

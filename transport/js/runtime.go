@@ -340,6 +340,25 @@ type passingError struct{ error }
 
 func (e passingError) Unwrap() error { return e.error }
 
+// clip cuts s to at most about max bytes, at a character's start, saying
+// how much it left out.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
+}
+
+// maxThrown is the most of a thrown value's text that an error keeps: the
+// log line, and the answer to the client, that carry it. A script that
+// throws its request's body (1 MiB) would otherwise send it back, and
+// write it to the log, at every request.
+const maxThrown = 8 << 10
+
 // maxConsoleLine is the most of one console call's text the log keeps.
 const maxConsoleLine = 8 << 10
 
@@ -348,14 +367,8 @@ const maxConsoleLine = 8 << 10
 type printer struct{ rt *runtime }
 
 func (p printer) print(level slog.Level, s string) {
-	if len(s) > maxConsoleLine {
-		// A script that logs a megabyte a call would flood the log.
-		cut := maxConsoleLine
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = fmt.Sprintf("%s… (%d more bytes)", s[:cut], len(s)-cut)
-	}
+	// A script that logs a megabyte a call would flood the log.
+	s = clip(s, maxConsoleLine)
 	ex := p.rt.cur
 	log := p.rt.eng.log
 	if ex != nil && ex.log != nil {
@@ -688,11 +701,11 @@ func scriptError(err error) error {
 	)
 	switch {
 	case errors.As(err, &rj):
-		return &ScriptError{Message: valueString(rj.reason), At: stackLine(rj.reason)}
+		return &ScriptError{Message: clip(valueString(rj.reason), maxThrown), At: clip(stackLine(rj.reason), maxThrown)}
 	case errors.As(err, &so):
 		return &ScriptError{Message: fmt.Sprintf("RangeError: more than %d nested calls", maxCallDepth), At: firstFrame(so.Stack())}
 	case errors.As(err, &ex):
-		se := &ScriptError{Message: valueString(ex.Value()), At: stackLine(ex.Value())}
+		se := &ScriptError{Message: clip(valueString(ex.Value()), maxThrown), At: clip(stackLine(ex.Value()), maxThrown)}
 		if se.At == "" {
 			se.At = firstFrame(ex.Stack())
 		}
