@@ -143,3 +143,31 @@ func TestTheServersOwnFailureIsNotToldToTheClient(t *testing.T) {
 		t.Fatalf("the log does not say what failed:\n%s", e.logs.String())
 	}
 }
+
+// A hook or a handler that returns a thenable (a promise library's
+// object, not a native promise) is awaited, as await would: what it
+// settles to is the answer. Taken as a plain value, it allowed whatever
+// it would have said.
+func TestAThenableIsAwaited(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/api/realtime.js": `
+const later = (v, fail) => ({ then(ok, no) { setTimeout(() => fail ? no(new Error(v)) : ok(v), 1); } });
+exports.onSubscribe = (client, channel) => {
+  if (channel === "no") return later(false);
+  if (channel === "throws") return later("no entry", true);
+  if (channel === "nested") return later(later(false));
+  return later(true);
+};`,
+		"a/api/main.js": `module.exports = () => ({ then(ok) { ok({ status: 201, json: { via: "thenable" } }); } });`,
+	}, js.Config{})
+	ctx := context.Background()
+	c := domain.Client{ID: "c1", App: "a"}
+	for channel, want := range map[string]domain.Code{"yes": "", "no": domain.CodeNotAllowed, "throws": domain.CodeNotAllowed, "nested": domain.CodeNotAllowed} {
+		if err := e.eng.OnSubscribe(ctx, c, channel); domain.CodeOf(err) != want && !(want == "" && err == nil) {
+			t.Errorf("subscribe to %s: %v, want %q", channel, err, want)
+		}
+	}
+	if code, body := e.get("a", "/api/"); code != 201 || !strings.Contains(body, "thenable") {
+		t.Fatalf("a handler's thenable: %d %s", code, body)
+	}
+}

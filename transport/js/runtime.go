@@ -535,6 +535,28 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 				return
 			}
 			obj, ok := v.(*goja.Object)
+			if ok && obj.ExportType() != promiseType {
+				// A thenable (a promise library's object) is awaited as
+				// await would: through a native promise resolved with
+				// it. Taken as a plain value, its then was never called,
+				// and a hook's answer, whatever it would settle to,
+				// allowed.
+				var thenValue goja.Value
+				if ex := vm.Try(func() { thenValue = obj.Get("then") }); ex != nil {
+					tainted = true
+					settle(vm, nil, ex)
+					return
+				}
+				if _, isFn := goja.AssertFunction(thenValue); isFn {
+					p, resolve, _ := vm.NewPromise()
+					if ex := vm.Try(func() { resolve(obj) }); ex != nil {
+						tainted = true
+						settle(vm, nil, ex)
+						return
+					}
+					obj = vm.ToValue(p).(*goja.Object)
+				}
+			}
 			if !ok || obj.ExportType() != promiseType {
 				settle(vm, v, nil)
 				return
