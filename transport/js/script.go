@@ -71,13 +71,24 @@ type idleRuntime struct {
 	since time.Time
 }
 
-// stamp is what tells a file changed.
+// stamp is what tells a file changed: its modification time and size
+// and, where the system gives them (Linux), its status change time and
+// inode. A deploy that keeps modification times (rsync -a, cp -p, an
+// archive, a build with SOURCE_DATE_EPOCH) and writes a file of the same
+// size, or renames a new file over it, changes only those: no tool can
+// set the change time.
 type stamp struct {
-	mod  time.Time
-	size int64
+	mod    time.Time
+	size   int64
+	change int64 // unix ns; 0 where unknown
+	ino    uint64
 }
 
-func stampOf(fi fs.FileInfo) stamp { return stamp{fi.ModTime(), fi.Size()} }
+func stampOf(fi fs.FileInfo) stamp {
+	st := stamp{mod: fi.ModTime(), size: fi.Size()}
+	st.change, st.ino = changeOf(fi)
+	return st
+}
 
 // missing is the stamp of a file that require() looked for and did not
 // find. A version whose load failed watches for it to appear: the file
