@@ -171,3 +171,16 @@ exports.onSubscribe = (client, channel) => {
 		t.Fatalf("a handler's thenable: %d %s", code, body)
 	}
 }
+
+// A binary body reaches the handler whole as req.bytes; req.body, text,
+// has U+FFFD for each byte that is not UTF-8.
+func TestABinaryBodyIsThereAsBytes(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/main.js": `module.exports = (req) => {
+  const b = new Uint8Array(req.bytes);
+  return { n: b.length, first: b[0], last: b[b.length - 1], same: req.bytes === req.bytes, text: req.body.length };
+};`}, js.Config{})
+	code, body := e.do("a", "POST", "/api/", "\x89PNG\r\n\x1a\n\xff")
+	if code != 200 || body != `{"n":9,"first":137,"last":255,"same":true,"text":9}`+"\n" {
+		t.Fatalf("a binary body: %d %q", code, body)
+	}
+}
