@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -534,9 +535,13 @@ func acquire(ctx context.Context, slots chan struct{}, limit time.Duration) erro
 	case <-t.C:
 		return domain.Errorf(domain.CodeUnavailable, "server busy: %d runs of the script were under way for all of %s", cap(slots), limit)
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("%w (%w)", errNotRun, ctx.Err())
 	}
 }
+
+// errNotRun is a run given up while it waited for a run slot: its caller
+// stopped waiting (a client that left, onDisconnect's wait ended).
+var errNotRun = errors.New("not run: its caller stopped waiting for a run slot")
 
 func newRequestID() string {
 	var b [8]byte

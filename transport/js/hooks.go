@@ -126,6 +126,14 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	case errors.As(err, &se) && se.Code != "":
 		log.Warn("js hook failed on a fazt.realtime call", "err", se.Message, "at", se.At)
 		return domain.Errorf(se.Code, "%s: %s", name, trimErrorPrefix(se.Message))
+	case errors.Is(err, errNotRun):
+		log.Warn("js hook not run", "err", err)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
+	case errors.Is(err, context.Canceled):
+		// The connection ended (its client left, a kick): no one is
+		// told, and it is not a failure of the hook's.
+		log.Debug("js hook cut short: its connection ended", "err", err)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
 	case errors.As(err, &le):
 		log.Error("js hook not run: its script does not load", "err", le.Err)
 		return domain.Errorf(domain.CodeInternal, "%s: %s does not load", name, RealtimeFile)

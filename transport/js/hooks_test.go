@@ -184,3 +184,32 @@ func TestABinaryBodyIsThereAsBytes(t *testing.T) {
 		t.Fatalf("a binary body: %d %q", code, body)
 	}
 }
+
+// An onDisconnect that could not get a run slot before its wait ended is
+// logged as not run, not as a failure of the hook's.
+func TestAnOnDisconnectNotRunSaysSo(t *testing.T) {
+	e := newEnv(t, map[string]string{"a/api/realtime.js": `
+exports.onSubscribe = () => {
+  fazt.realtime.broadcast("started", 1); // the one run slot is taken
+  const t = Date.now(); while (Date.now() - t < 1500) {}
+  return true;
+};
+exports.onDisconnect = () => {};`}, js.Config{MaxConcurrent: 1, HookTimeout: 5 * time.Second})
+	c := domain.Client{ID: "c1", App: "a"}
+	done := make(chan error, 1)
+	go func() { done <- e.eng.OnSubscribe(context.Background(), c, "room") }()
+	for deadline := time.Now().Add(10 * time.Second); e.log.Head() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscribe's hook did not start within 10 s")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	e.eng.OnDisconnect(ctx, c, domain.ReasonClientClosed)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "js hook not run") || strings.Contains(logs, "js hook failed") {
+		t.Fatalf("log:\n%s", logs)
+	}
+}

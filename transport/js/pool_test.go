@@ -3,6 +3,7 @@ package js
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -375,6 +376,8 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	full := make(chan struct{}, 1) // one run slot, taken
 	full <- struct{}{}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
 	for _, tc := range []struct {
 		err  error
 		want domain.Code
@@ -389,6 +392,8 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 		{&LoadError{passingError{&ScriptError{Message: "Error: unavailable: x", Code: domain.CodeUnavailable}}}, domain.CodeUnavailable},
 		{&LoadError{&TimeoutError{Limit: time.Second}}, domain.CodeNotAllowed},
 		{errors.New("something else"), domain.CodeInternal},
+		{acquire(cancelled, full, time.Hour), domain.CodeUnavailable},                  // not run: the connection ended first
+		{fmt.Errorf("%s: %w", RealtimeFile, context.Canceled), domain.CodeUnavailable}, // cut short by the connection's end
 	} {
 		if got := domain.CodeOf(e.refusal(log, "onSubscribe", tc.err)); got != tc.want {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)
