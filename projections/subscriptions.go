@@ -264,12 +264,23 @@ func (p *Subscriptions) Events() []string { return MembershipEvents }
 
 // Apply queues one event's changes, and flushes when the queue is long. An
 // event at or below what is stored or queued is ignored, so redelivery is
-// harmless.
+// harmless. While the queue is full (its flush failed), an event is not
+// queued until a flush works: its error nacks the event, which comes
+// again. Otherwise, with every flush failing (a damaged table, a full
+// disk), each event was queued all the same and the queue grew without
+// bound, each failed flush trying it all in one transaction.
 func (p *Subscriptions) Apply(ctx context.Context, ev domain.Event) error {
 	p.mu.Lock()
 	if ev.Seq <= max(p.applied.Load(), p.queueSeq) {
 		p.mu.Unlock()
 		return nil
+	}
+	if len(p.queue) >= p.maxQueue {
+		p.mu.Unlock()
+		if err := p.Flush(ctx); err != nil {
+			return err
+		}
+		p.mu.Lock()
 	}
 	p.queue = append(p.queue, changesFor(ev)...)
 	p.queueSeq = ev.Seq

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -239,5 +240,55 @@ func TestOpenSessionsCatchesUpFromTheCheckpoint(t *testing.T) {
 	if !slices.Equal(got.SessionList(), replayed.SessionList()) || !slices.Equal(got.SubscriptionList(), replayed.SubscriptionList()) {
 		t.Errorf("open sessions differ from a replay of the log:\n%v %v\n%v %v",
 			got.SessionList(), got.SubscriptionList(), replayed.SessionList(), replayed.SubscriptionList())
+	}
+}
+
+// While every flush fails (here, its table renamed away), the queue of
+// changes stays bounded: once it is full, an event is refused (and, its
+// error nacking it, comes again) rather than queued. Once a flush works,
+// the events come in again and are stored.
+func TestAFailingFlushHoldsEventsBack(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	l := openLog(t, path)
+	defer l.Close()
+	p, err := OpenSubscriptions(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.maxQueue = 4
+	raw, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`ALTER TABLE subscriptions RENAME TO subscriptions_away`); err != nil {
+		t.Fatal(err)
+	}
+	ev := func(seq uint64) domain.Event {
+		return domain.Event{Seq: seq, Fact: &domain.ChannelSubscribed{App: "a", Channel: fmt.Sprint("ch", seq), Client: "c1"}}
+	}
+	refused := 0
+	for seq := uint64(1); seq <= 100; seq++ {
+		if p.Apply(ctx, ev(seq)) != nil {
+			refused++
+		}
+	}
+	if n := len(p.queue); n > p.maxQueue || refused < 90 {
+		t.Fatalf("with every flush failing: %d changes queued, %d of 100 events refused", n, refused)
+	}
+	if _, err := raw.Exec(`ALTER TABLE subscriptions_away RENAME TO subscriptions`); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 100; seq++ {
+		if err := p.Apply(ctx, ev(seq)); err != nil {
+			t.Fatalf("event %d once the table is back: %v", seq, err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil || p.Applied() != 100 {
+		t.Fatalf("flush: %v; applied %d", err, p.Applied())
+	}
+	if _, subs := storedKeys(t, l); len(subs) != 100 {
+		t.Fatalf("%d subscriptions stored, want 100", len(subs))
 	}
 }
