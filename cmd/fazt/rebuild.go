@@ -28,7 +28,10 @@ func rebuildCmd() *cobra.Command {
 them with the stored subscriptions projection (tables sessions and
 subscriptions, at its checkpoint) and with the live membership as a server
 restores it from the log. Works while fazt serve is running: the comparison
-is made at the stored projection's checkpoint, read in one snapshot.
+is made at the stored projection's checkpoint, read in one snapshot (the
+log itself is read in pages outside it: a purge or an audit retention pass
+that deletes events meanwhile may make the two disagree; run it again
+before taking a difference for damage).
 Then check each channel's head against the offsets its broadcasts were
 given (a head taken back would give offsets again) and its retained
 messages for gaps, in one snapshot too.
