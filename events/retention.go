@@ -338,6 +338,7 @@ func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionP
 		want := min(cut, first+uint64(batch)-1)
 		held := false
 		// What a replay has yet to read is left for a later pass.
+		var gone int // what this batch deletes, once committed
 		ran, err := l.unlessPinned(app, channel, first, want, func(upto uint64) error {
 			held = upto < want
 			// What a subscription has yet to deliver stays for the next
@@ -365,7 +366,7 @@ func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionP
 					return err
 				}
 				n, _ := r.RowsAffected()
-				deleted += int(n)
+				gone = int(n)
 				// Sequences rise with offsets: once one is held back,
 				// so is every later one.
 				held = held || uint64(n) < upto-first+1
@@ -376,8 +377,10 @@ func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionP
 			return deleted, nil
 		}
 		if err != nil {
+			// Rolled back: what it counted is not gone.
 			return deleted, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
 		}
+		deleted += gone
 		// The stop keeps what is retained one range of offsets: a later
 		// batch reads the subscriptions' positions again, and could
 		// delete messages after the one held back, once they have moved
@@ -564,5 +567,8 @@ func (l *Log) trimEvents(ctx context.Context, app, channel, query string, args .
 		_, err = tx.ExecContext(ctx, `DELETE FROM trimmed_broadcasts WHERE app = ? AND channel = ? AND seq IN (`+in+`)`, append([]any{app, channel}, seqs...)...)
 		return err
 	})
-	return deleted, err
+	if err != nil {
+		return 0, err // rolled back: nothing was deleted
+	}
+	return deleted, nil
 }
