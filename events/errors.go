@@ -42,11 +42,21 @@ func probeableFailure(err error) bool {
 	return errors.As(err, &se) && storageCodes[se.Code] && se.Code != sqlite3.ErrCorrupt && se.Code != sqlite3.ErrNotADB
 }
 
-// isFull says whether err is SQLite's full disk (or database past its
-// size limit).
-func isFull(err error) bool {
+// wholeFileFailure says whether err is a failure of the whole file that
+// every transaction meets alike: the lock held elsewhere, a file made
+// read-only or that cannot be opened, no permission. A damaged page, an
+// I/O error, a full disk or no memory may be met by some appends and not
+// by others.
+func wholeFileFailure(err error) bool {
 	var se sqlite3.Error
-	return errors.As(err, &se) && se.Code == sqlite3.ErrFull
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrReadonly, sqlite3.ErrCantOpen, sqlite3.ErrPerm:
+		return true
+	}
+	return false
 }
 
 // storageFailure says whether err, a commit's failure, is the log's

@@ -943,19 +943,19 @@ func (l *Log) fail(err error) {
 	}
 }
 
-// commit writes a batch in one transaction. If the batch fails for what
-// one request may cause (a constraint, a value too big; or a full disk,
-// which a smaller commit may fit), each request is retried alone so that
-// a bad one fails only itself. A failure of the storage as a whole (the
-// write lock held by another process past the wait, an I/O error, a file
-// made read-only) fails the batch at once: each retry would meet it again,
-// and one behind a lock held elsewhere waits out busyWaitMS, so that a
-// batch of 50 took four minutes to fail, holding every append queued
-// behind it.
+// commit writes a batch in one transaction. If the batch fails, each
+// request is retried alone so that one that cannot be written (a
+// constraint, a value too big; or one that touches a damaged page, or
+// does not fit a full disk where a smaller commit may) fails only itself.
+// But a failure of the whole file that each retry would meet again (the
+// write lock held by another process past the wait, a file made read-only
+// or that cannot be opened, no permission) fails the batch at once: one
+// behind a lock held elsewhere waits out busyWaitMS, so that a batch of 50
+// took four minutes to fail, holding every append queued behind it.
 func (l *Log) commit(batch []*appendReq) {
 	start := time.Now()
 	recs, err := l.writeTx(batch)
-	if err != nil && len(batch) > 1 && (!storageFailure(err) || isFull(err)) {
+	if err != nil && len(batch) > 1 && !wholeFileFailure(err) {
 		// One append that cannot be written must not fail the others.
 		l.log.Warn("event log batch failed; trying its appends one at a time", "appends", len(batch), "err", err)
 		for _, r := range batch {
