@@ -63,6 +63,9 @@ type Purged struct {
 	// NewestKept: the log's newest event is the app's, and stays, as it
 	// always does (sequence numbers are never given twice).
 	NewestKept bool
+	// Unknown: the log holds nothing of the app (no channel, no event): a
+	// name mistyped, never hosted here, or purged whole before.
+	Unknown bool
 }
 
 // ChannelInfo describes a channel's history stream.

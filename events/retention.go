@@ -210,7 +210,9 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 // later call, and are counted as left; the channels' heads stay, so
 // that, should the app come back, its offsets never repeat. An app of
 // which the log holds nothing (no channel, no event: a name mistyped,
-// or never hosted here) is not_found, rather than a purge of nothing.
+// never hosted here, or purged whole before) is said to be Unknown, so
+// that a purge of nothing does not read as one of an app that had
+// nothing.
 func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (domain.Purged, error) {
 	var known bool
 	if err := l.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM channels WHERE app = ?1)
@@ -218,7 +220,7 @@ func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, br
 		return domain.Purged{}, fmt.Errorf("purge %s: look it up: %w", app, err)
 	}
 	if !known {
-		return domain.Purged{}, domain.Errorf(domain.CodeNotFound, "the log holds nothing of app %s: no channel and no event (a name mistyped?)", app)
+		return domain.Purged{Unknown: true}, nil
 	}
 	// What is committed from here on is not the purge's: an app made
 	// again meanwhile keeps it.

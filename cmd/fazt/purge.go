@@ -48,6 +48,7 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				MessagesLeft int  `json:"messages_left"`
 				EventsLeft   int  `json:"events_left"`
 				NewestKept   bool `json:"newest_kept"`
+				Known        bool `json:"known"`
 			}
 			// Asked of the default app's host: the purged app has none.
 			raw, err := callAPIWithin(cmd.Context(), purgeTimeout, server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
@@ -63,6 +64,12 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if !resp.Known {
+				// A purge of nothing is not one of an app that had
+				// nothing: a typo is told as one.
+				_, err := fmt.Fprintf(w, "the log holds nothing of app %s: no channel and no event (a name mistyped, or all of it purged before)\n", app)
+				return err
+			}
 			if _, err := fmt.Fprintf(w, "purged app %s: %d messages, %d events; left %d messages, %d events\n", app, resp.Messages, resp.Events, resp.MessagesLeft, resp.EventsLeft); err != nil {
 				return err
 			}

@@ -322,7 +322,7 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 	a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", p.Messages, "events", p.Events,
 		"messages_left", p.MessagesLeft, "events_left", p.EventsLeft, "newest_kept", p.NewestKept)
 	writeJSON(w, http.StatusOK, map[string]any{"app": name, "messages": p.Messages, "events": p.Events,
-		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft, "newest_kept": p.NewestKept})
+		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft, "newest_kept": p.NewestKept, "known": !p.Unknown})
 }
 
 // healthz answers whether the server works: 200 and "ok", or 503 and
