@@ -107,7 +107,8 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 // (unavailable); a fazt.realtime call's unavailable or internal error
 // that it let through (that code); a script that does not load, such as
 // a syntax error in a deploy (internal: a retry costs no run until a file
-// changes); or the engine's own failure (internal).
+// changes; but a load past the time limit, tried again at the next run,
+// is unavailable); or the engine's own failure (internal).
 func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	var se *ScriptError
 	var te *TimeoutError
@@ -117,6 +118,11 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	case errors.As(err, &me):
 		log.Warn("js hook interrupted", "err", me.Error())
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
+	case errors.As(err, &le) && errors.As(le.Err, &te):
+		// A load past the limit is tried again at the next run (a busy
+		// machine may have been why): so may the client.
+		log.Warn("js hook not run: its script's load ran past the time limit", "limit", te.Limit)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, te.Error())
 	case errors.As(err, &te):
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())

@@ -58,8 +58,8 @@ func (rt *runtime) throw(vm *goja.Runtime, err error) {
 		panic(vm.NewGoError(err))
 	}
 	obj.Set("code", string(code))
-	if passing {
-		rt.passed, rt.passedCode = obj, code
+	if passing && len(rt.passed) < maxPassed {
+		rt.passed = append(rt.passed, passedError{obj, code})
 	}
 	panic(obj)
 }

@@ -69,12 +69,11 @@ type runtime struct {
 	// may pass (the log unavailable, an internal failure, a cancelled
 	// request): a load that failed with it is not kept as the script's.
 	passing bool
-	// passed is the last error object such a call threw in the run under
-	// way, and passedCode its code: a run that fails with that very
-	// object (not caught, or caught and thrown again) failed for the
+	// passed are the error objects such calls threw in the run under way
+	// (the first maxPassed), with their codes: a run that fails with one
+	// of them (not caught, or caught and thrown again) failed for the
 	// server's state, not the script's decision (ScriptError.Code).
-	passed     *goja.Object
-	passedCode domain.Code
+	passed []passedError
 	// runs counts the runtime's runs; live is the number of the run whose
 	// value has yet to settle, 0 when none: a timer's callback runs only
 	// while the run that set it is live (timerGate).
@@ -400,7 +399,8 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	rt.runs++
 	rt.live = rt.runs
 	rt.halted.Store(false)
-	rt.passed, rt.passedCode = nil, ""
+	clear(rt.passed)
+	rt.passed = rt.passed[:0]
 	defer func() { rt.cur, rt.live = nil, 0 }()
 
 	stop := context.AfterFunc(ctx, func() {
@@ -454,8 +454,8 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// value's toString, or its stack, may be script code that never
 		// ends, and nothing could interrupt it once the run is over.
 		result = describeCatching(thrown)
-		if se, ok := result.(*ScriptError); ok && rt.passed != nil && thrownValue(thrown) == goja.Value(rt.passed) {
-			se.Code = rt.passedCode
+		if se, ok := result.(*ScriptError); ok && len(rt.passed) > 0 {
+			se.Code = rt.passedCode(thrownValue(thrown))
 		}
 	}
 	rt.fail = func(thrown error) {
@@ -669,6 +669,28 @@ func describeCatching(err error) (out error) {
 		}
 	}()
 	return scriptError(err)
+}
+
+// passedError is an error a fazt.realtime call threw for a reason that
+// may pass, and its code.
+type passedError struct {
+	obj  *goja.Object
+	code domain.Code
+}
+
+// maxPassed bounds the errors of that kind a run keeps: a script that
+// catches them in a loop would otherwise grow the list.
+const maxPassed = 16
+
+// passedCode is the code of v when it is one of the run's passed errors,
+// and "" otherwise.
+func (rt *runtime) passedCode(v goja.Value) domain.Code {
+	for _, p := range rt.passed {
+		if v == goja.Value(p.obj) {
+			return p.code
+		}
+	}
+	return ""
 }
 
 // thrownValue is the value a run failed with: what it threw, or the
