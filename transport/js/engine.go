@@ -237,10 +237,11 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	}
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
 	absent := errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir()
-	if v != nil && (absent || err == nil && fi.Size() == 0) {
-		// A file that ran, now gone or empty: most often a deploy or an
-		// editor in the middle of writing it. Its version runs on for
-		// the grace, so that the app's hooks do not fall open meanwhile.
+	if v != nil && (absent || err == nil && (fi.Size() == 0 || v.depVanished())) {
+		// A file that ran, or one it require()d, now gone or empty: most
+		// often a deploy or an editor in the middle of writing it. Its
+		// version runs on for the grace, so that the app's hooks do not
+		// fall open meanwhile (a rule module read as {}).
 		if kept, ok := e.keepVanished(app.Name, key, file, v, now); ok {
 			return kept, s.slots, nil
 		}

@@ -217,3 +217,34 @@ exports.onDisconnect = () => {};`}, js.Config{MaxConcurrent: 1, HookTimeout: 5 *
 		t.Fatalf("log:\n%s", logs)
 	}
 }
+
+// A file the hooks require() that vanishes for a moment keeps the hooks
+// as they were for the grace, as their own file does: read as it is then
+// (gone, or an empty module), a rule module would make every hook throw,
+// or allow.
+func TestAModuleGoneForAMomentKeepsTheHooks(t *testing.T) {
+	const grace = 600 * time.Millisecond
+	e := newEnv(t, map[string]string{
+		"a/api/realtime.js": `exports.onSubscribe = require("./lib/acl").onSubscribe;`,
+		"a/api/lib/acl.js":  `exports.onSubscribe = (client, channel) => channel !== "staff";`,
+	}, js.Config{VanishGrace: grace})
+	ctx := context.Background()
+	c := domain.Client{ID: "c1", App: "a"}
+	if err := e.eng.OnSubscribe(ctx, c, "staff"); domain.CodeOf(err) != domain.CodeNotAllowed {
+		t.Fatalf("with the rule: %v", err)
+	}
+	acl := filepath.Join(e.dir, "a", "api", "lib", "acl.js")
+	for _, vanish := range []func() error{func() error { return os.WriteFile(acl, nil, 0o644) }, func() error { return os.Remove(acl) }} {
+		if err := vanish(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.eng.OnSubscribe(ctx, c, "staff"); domain.CodeOf(err) != domain.CodeNotAllowed {
+			t.Fatalf("just after the rule's module went: %v", err)
+		}
+		e.write("a/api/lib/acl.js", `exports.onSubscribe = (client, channel) => channel !== "staff";`)
+	}
+	e.write("a/api/lib/acl.js", `exports.onSubscribe = () => true;`)
+	if err := e.eng.OnSubscribe(ctx, c, "staff"); err != nil {
+		t.Fatalf("a new rule: %v", err)
+	}
+}

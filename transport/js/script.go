@@ -277,6 +277,22 @@ func (v *version) fresh() bool {
 	return true
 }
 
+// depVanished says whether a file the version require()d is gone now, or
+// empty where it was not. It stats each, and is asked only of a version
+// found stale.
+func (v *version) depVanished() bool {
+	for p, st := range *v.deps.Load() {
+		if p == v.file || st == missing || st == unreadable {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(v.dir, filepath.FromSlash(p)))
+		if errors.Is(err, fs.ErrNotExist) || err == nil && (fi.IsDir() || fi.Size() == 0 && st.size > 0) {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *version) failed() error {
 	if p := v.loadErr.Load(); p != nil {
 		return *p
