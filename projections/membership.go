@@ -207,6 +207,16 @@ func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
+		// Its waiter goes: with the projection stuck, every request that
+		// gives up (and a client's retries) would leave one behind.
+		m.wmu.Lock()
+		for i, w := range m.waiters {
+			if w.done == ch {
+				heap.Remove(&m.waiters, i)
+				break
+			}
+		}
+		m.wmu.Unlock()
 		return fmt.Errorf("wait for event %d to be applied: %w", seq, ctx.Err())
 	}
 }

@@ -293,6 +293,30 @@ func TestWaitApplied(t *testing.T) {
 	if err := f.m.WaitApplied(ctx, 99); err == nil {
 		t.Fatal("WaitApplied ignored its context")
 	}
+	// A wait given up leaves no waiter behind (the projection stuck,
+	// each request that gives up would add one), and the others stay.
+	late := make(chan error, 1)
+	go func() { late <- f.m.WaitApplied(context.Background(), 5) }()
+	for range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		f.m.WaitApplied(ctx, 100)
+		cancel()
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		f.m.wmu.Lock()
+		n := len(f.m.waiters)
+		f.m.wmu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters after 100 waits given up, want 1 (the one still waiting)", n)
+		}
+	}
+	f.apply(connected("c4"), connected("c5"))
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestSessionCountByApp applies a random mix of connects (repeated ones
