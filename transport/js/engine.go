@@ -237,13 +237,22 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 	}
 	fi, err := os.Stat(filepath.Join(app.Dir, filepath.FromSlash(file)))
 	absent := errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir()
-	if v != nil && (absent || err == nil && (fi.Size() == 0 || v.depVanished())) {
+	if v != nil {
 		// A file that ran, or one it require()d, now gone or empty: most
 		// often a deploy or an editor in the middle of writing it. Its
 		// version runs on for the grace, so that the app's hooks do not
 		// fall open meanwhile (a rule module read as {}).
-		if kept, ok := e.keepVanished(app.Name, key, file, v, now); ok {
-			return kept, s.slots, nil
+		gone := ""
+		switch {
+		case absent || err == nil && fi.Size() == 0:
+			gone = file
+		case err == nil:
+			gone = v.depVanished(stampOf(fi))
+		}
+		if gone != "" {
+			if kept, ok := e.keepVanished(app.Name, key, gone, v, now); ok {
+				return kept, s.slots, nil
+			}
 		}
 	}
 	if absent {
@@ -405,7 +414,12 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 				// (the log unavailable, say) may have failed.
 				v.fail(err)
 			}
-			log.Error("js script failed to load", "err", err)
+			if errors.Is(err, context.Canceled) {
+				// Its caller went (a client that left): not a failure.
+				log.Debug("js script's load cut short: its caller went", "err", err)
+			} else {
+				log.Error("js script failed to load", "err", err)
+			}
 			return true, &LoadError{err}
 		}
 	}

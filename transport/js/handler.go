@@ -194,7 +194,7 @@ func (rt *runtime) response(vm *goja.Runtime, v goja.Value) (response, error) {
 			return resp, err
 		}
 		if data == nil {
-			return resp, &ScriptError{Message: MainFile + " returned a value that is not JSON (" + valueString(v) + ")"}
+			return resp, &ScriptError{Message: MainFile + " returned a value that is not JSON (" + clip(valueString(v), maxThrown) + ")"}
 		}
 		resp.header.Set("Content-Type", "application/json")
 		resp.body = append(data, '\n')

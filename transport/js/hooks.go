@@ -99,16 +99,16 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 // refusal turns a hook's failure into the error the client gets, and
 // logs what went wrong. The hook's own answers refuse for good
 // (not_allowed): what it threw, with its message, and its running past its
-// time limit (were that tried again, a hook that never ends would cost
-// its limit at every retry of every client). A failure of the server's
+// time limit, its load's included (a loop cannot be told from a busy
+// machine, and were it tried again, a hook that never ends would cost its
+// limit at every retry of every client). A failure of the server's
 // state or of the app's deploy is one the client may try again, as
 // fazt.js does for a subscribe (it gives a not_allowed one up for good):
 // the hook not run for want of a run slot, or interrupted for the heap
 // (unavailable); a fazt.realtime call's unavailable or internal error
 // that it let through (that code); a script that does not load, such as
 // a syntax error in a deploy (internal: a retry costs no run until a file
-// changes; but a load past the time limit, tried again at the next run,
-// is unavailable); or the engine's own failure (internal).
+// changes); or the engine's own failure (internal).
 func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	var se *ScriptError
 	var te *TimeoutError
@@ -118,11 +118,6 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	case errors.As(err, &me):
 		log.Warn("js hook interrupted", "err", me.Error())
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
-	case errors.As(err, &le) && errors.As(le.Err, &te):
-		// A load past the limit is tried again at the next run (a busy
-		// machine may have been why): so may the client.
-		log.Warn("js hook not run: its script's load ran past the time limit", "limit", te.Limit)
-		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, te.Error())
 	case errors.As(err, &te):
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())
@@ -132,13 +127,14 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	case errors.As(err, &se) && se.Code != "":
 		log.Warn("js hook failed on a fazt.realtime call", "err", se.Message, "at", se.At)
 		return domain.Errorf(se.Code, "%s: %s", name, trimErrorPrefix(se.Message))
+	case errors.Is(err, context.Canceled):
+		// The connection ended (its client left, a kick) while the hook
+		// ran or waited for a slot: no one is told, and it is not a
+		// failure of the hook's.
+		log.Debug("js hook cut short or not run: its connection ended", "err", err)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
 	case errors.Is(err, errNotRun):
 		log.Warn("js hook not run", "err", err)
-		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
-	case errors.Is(err, context.Canceled):
-		// The connection ended (its client left, a kick): no one is
-		// told, and it is not a failure of the hook's.
-		log.Debug("js hook cut short: its connection ended", "err", err)
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
 	case errors.As(err, &le):
 		log.Error("js hook not run: its script does not load", "err", le.Err)

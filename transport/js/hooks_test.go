@@ -98,6 +98,11 @@ exports.onSubscribe = function (client, channel) {
       try { fazt.realtime.history(channel, { last: 2 }); } catch (_) {}
       throw err;
     }
+    if (channel === "last") { // of twenty tries, the last thrown
+      let last;
+      for (let i = 0; i < 20; i++) try { fazt.realtime.history(channel, { last: 1 }); } catch (e) { last = e; }
+      throw last;
+    }
     throw new Error("closed while the log is down");
   }
   return true;
@@ -105,7 +110,7 @@ exports.onSubscribe = function (client, channel) {
 	ctx := context.Background()
 	c := domain.Client{ID: "c1", App: "a"}
 	st.down.Store(true)
-	for channel, want := range map[string]domain.Code{"through": domain.CodeUnavailable, "again": domain.CodeUnavailable, "first": domain.CodeUnavailable, "own": domain.CodeNotAllowed} {
+	for channel, want := range map[string]domain.Code{"through": domain.CodeUnavailable, "again": domain.CodeUnavailable, "first": domain.CodeUnavailable, "last": domain.CodeUnavailable, "own": domain.CodeNotAllowed} {
 		if err := e.eng.OnSubscribe(ctx, c, channel); domain.CodeOf(err) != want {
 			t.Errorf("subscribe to %s while the log is down: %v, want %s", channel, err, want)
 		}
@@ -124,10 +129,15 @@ exports.onSubscribe = function (client, channel) {
 // handler that throws its request's body (up to 1 MiB) sent it back,
 // and wrote it to the log, at every request.
 func TestAThrownValueIsCutShort(t *testing.T) {
-	e := newEnv(t, map[string]string{"a/api/main.js": `module.exports = (req) => { throw new Error("bad payload: " + req.body); };`}, js.Config{})
-	code, body := e.do("a", "POST", "/api/", strings.Repeat("x", 100<<10))
-	if code != 500 || len(body) > 10<<10 || !strings.Contains(body, "more bytes)") || !strings.Contains(body, "bad payload: xxx") {
-		t.Fatalf("a throw of 100 KiB: %d, %d bytes: %.200s", code, len(body), body)
+	e := newEnv(t, map[string]string{"a/api/main.js": `module.exports = (req) => {
+  if (req.path === "/api/symbol") return Symbol("bad payload: " + req.body); // a value with no JSON
+  throw new Error("bad payload: " + req.body);
+};`}, js.Config{})
+	for _, path := range []string{"/api/", "/api/symbol"} {
+		code, body := e.do("a", "POST", path, strings.Repeat("x", 100<<10))
+		if code != 500 || len(body) > 10<<10 || !strings.Contains(body, "more bytes)") || !strings.Contains(body, "bad payload: xxx") {
+			t.Fatalf("%s of 100 KiB: %d, %d bytes: %.200s", path, code, len(body), body)
+		}
 	}
 	if n := len(e.logs.String()); n > 20<<10 {
 		t.Fatalf("the log took %d bytes for it", n)
@@ -246,5 +256,35 @@ func TestAModuleGoneForAMomentKeepsTheHooks(t *testing.T) {
 	e.write("a/api/lib/acl.js", `exports.onSubscribe = () => true;`)
 	if err := e.eng.OnSubscribe(ctx, c, "staff"); err != nil {
 		t.Fatalf("a new rule: %v", err)
+	}
+	// A deploy that moves the rule to another module, and changes
+	// realtime.js to match, applies at once: the old module is gone on
+	// purpose.
+	e.write("a/api/lib/access.js", `exports.onSubscribe = (client, channel) => channel !== "ops";`)
+	e.write("a/api/realtime.js", `exports.onSubscribe = require("./lib/access").onSubscribe; // moved`)
+	if err := os.Remove(acl); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eng.OnSubscribe(ctx, c, "ops"); domain.CodeOf(err) != domain.CodeNotAllowed {
+		t.Fatalf("after the module moved: %v", err)
+	}
+}
+
+// A thenable whose then runs past the time limit is stopped there, and
+// the run is a time-out, whatever then settled first: the interrupt that
+// goja clears with the error from resolving it is not lost. (It was: a
+// hook past its limit allowed, and a getter of the value it settled with
+// ran for good.)
+func TestAThenablePastTheLimitIsStopped(t *testing.T) {
+	e := newEnv(t, map[string]string{
+		"a/api/realtime.js": `exports.onSubscribe = () => ({ then(ok) { ok(true); for (;;) {} } });`,
+		"a/api/main.js":     `module.exports = () => ({ then(ok) { ok({ get json() { for (;;) {} } }); for (;;) {} } });`,
+	}, js.Config{HookTimeout: 200 * time.Millisecond, HandlerTimeout: 200 * time.Millisecond})
+	err := e.eng.OnSubscribe(context.Background(), domain.Client{ID: "c1", App: "a"}, "room")
+	if domain.CodeOf(err) != domain.CodeNotAllowed || !strings.Contains(err.Error(), "time limit") {
+		t.Fatalf("a hook whose then runs past its limit: %v", err)
+	}
+	if code, body := e.get("a", "/api/"); code != 500 || !strings.Contains(body, "time limit") {
+		t.Fatalf("a handler whose then runs past its limit: %d %s", code, body)
 	}
 }

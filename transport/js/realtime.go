@@ -58,7 +58,11 @@ func (rt *runtime) throw(vm *goja.Runtime, err error) {
 		panic(vm.NewGoError(err))
 	}
 	obj.Set("code", string(code))
-	if passing && len(rt.passed) < maxPassed {
+	if passing {
+		if len(rt.passed) == maxPassed { // the oldest goes
+			copy(rt.passed, rt.passed[1:])
+			rt.passed = rt.passed[:maxPassed-1]
+		}
 		rt.passed = append(rt.passed, passedError{obj, code})
 	}
 	panic(obj)

@@ -70,7 +70,7 @@ type runtime struct {
 	// request): a load that failed with it is not kept as the script's.
 	passing bool
 	// passed are the error objects such calls threw in the run under way
-	// (the first maxPassed), with their codes: a run that fails with one
+	// (the latest maxPassed), with their codes: a run that fails with one
 	// of them (not caught, or caught and thrown again) failed for the
 	// server's state, not the script's decision (ScriptError.Code).
 	passed []passedError
@@ -443,6 +443,13 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 			}
 		}()
 		if thrown == nil {
+			if rt.halted.Load() {
+				// The limit passed, and goja may have cleared its
+				// interrupt with an error a script swallowed: the script
+				// code finish runs (a getter of the value) is stopped
+				// all the same.
+				vm.Interrupt(errTimeout)
+			}
 			thrown = finishCatching(vm, v, finish)
 		}
 		// Whether the run was halted by the time it failed: a failure
@@ -549,9 +556,15 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 				}
 				if _, isFn := goja.AssertFunction(thenValue); isFn {
 					p, resolve, _ := vm.NewPromise()
-					if ex := vm.Try(func() { resolve(obj) }); ex != nil {
+					// From the top of the stack, resolve runs the job
+					// that calls the script's then at once, and returns
+					// what escaped it (the interrupt at the limit, a stack
+					// overflow) as its error: goja has cleared the
+					// interrupt by then, so nothing would stop the script
+					// code that settling runs next (a getter of the value).
+					if err := resolve(obj); err != nil {
 						tainted = true
-						settle(vm, nil, ex)
+						settle(vm, nil, err)
 						return
 					}
 					obj = vm.ToValue(p).(*goja.Object)

@@ -277,20 +277,27 @@ func (v *version) fresh() bool {
 	return true
 }
 
-// depVanished says whether a file the version require()d is gone now, or
-// empty where it was not. It stats each, and is asked only of a version
-// found stale.
-func (v *version) depVanished() bool {
-	for p, st := range *v.deps.Load() {
+// depVanished returns a file the version require()d that is gone now, or
+// empty where it was not, while the version's own file, at stamp main, is
+// as it was read: a deploy or an editor in the middle of writing the
+// module. When the own file changed too, a deploy that moved or dropped
+// the module on purpose is taken as it is: "" then, as when none went. It
+// stats each file, and is asked only of a version found stale.
+func (v *version) depVanished(main stamp) string {
+	deps := *v.deps.Load()
+	if deps[v.file] != main {
+		return ""
+	}
+	for p, st := range deps {
 		if p == v.file || st == missing || st == unreadable {
 			continue
 		}
 		fi, err := os.Stat(filepath.Join(v.dir, filepath.FromSlash(p)))
 		if errors.Is(err, fs.ErrNotExist) || err == nil && (fi.IsDir() || fi.Size() == 0 && st.size > 0) {
-			return true
+			return p
 		}
 	}
-	return false
+	return ""
 }
 
 func (v *version) failed() error {
