@@ -44,7 +44,8 @@ func probeableFailure(err error) bool {
 
 // wholeFileFailure says whether err is a failure of the whole file that
 // every transaction meets alike: the lock held elsewhere, a file made
-// read-only or that cannot be opened, no permission. A damaged page, an
+// read-only or that cannot be opened, one that is not a database (its
+// header damaged, the file replaced), no permission. A damaged page, an
 // I/O error, a full disk or no memory may be met by some appends and not
 // by others.
 func wholeFileFailure(err error) bool {
@@ -53,7 +54,7 @@ func wholeFileFailure(err error) bool {
 		return false
 	}
 	switch se.Code {
-	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrReadonly, sqlite3.ErrCantOpen, sqlite3.ErrPerm:
+	case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrReadonly, sqlite3.ErrCantOpen, sqlite3.ErrNotADB, sqlite3.ErrPerm:
 		return true
 	}
 	return false

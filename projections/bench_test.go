@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
@@ -142,16 +144,23 @@ func BenchmarkApplyWhileWaiting(b *testing.B) {
 	m := projections.NewMembership(ws.Encoder{}, func(context.Context, string, string) (uint64, string, error) {
 		return 0, "", nil
 	}, 0)
-	// A call whose context has ended returns at once and leaves its
-	// waiter registered, as a caller that gave up does.
-	gone, cancel := context.WithCancel(ctx)
-	cancel()
+	// The waiters wait on goroutines of their own until the benchmark
+	// ends (a call that gives up takes its waiter out).
+	waitCtx, cancel := context.WithCancel(ctx)
 	const waiting = 4096
+	var started, ended sync.WaitGroup
 	for i := 1; i <= waiting; i++ {
-		if err := m.WaitApplied(gone, uint64(b.N+i)); err == nil {
-			b.Fatal("waited for an event not applied")
-		}
+		started.Add(1)
+		ended.Add(1)
+		go func() {
+			defer ended.Done()
+			started.Done()
+			m.WaitApplied(waitCtx, uint64(b.N+i))
+		}()
 	}
+	started.Wait()
+	time.Sleep(50 * time.Millisecond) // for the last ones to be in the heap
+	defer func() { cancel(); ended.Wait() }()
 	data := []byte(`{"n":1}`)
 	b.ReportAllocs()
 	b.ResetTimer()

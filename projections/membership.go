@@ -195,28 +195,27 @@ func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
 	if m.applied.Load() >= seq {
 		return nil
 	}
-	ch := make(chan struct{})
+	w := &waiter{seq: seq, done: make(chan struct{})}
 	m.wmu.Lock()
 	if m.applied.Load() >= seq {
 		m.wmu.Unlock()
 		return nil
 	}
-	heap.Push(&m.waiters, waiter{seq, ch})
+	heap.Push(&m.waiters, w)
 	m.wmu.Unlock()
 	select {
-	case <-ch:
+	case <-w.done:
 		return nil
 	case <-ctx.Done():
 		// Its waiter goes: with the projection stuck, every request that
-		// gives up (and a client's retries) would leave one behind.
+		// gives up (and a client's retries) would leave one behind. One
+		// applied meanwhile has gone already: its wait is over.
 		m.wmu.Lock()
-		for i, w := range m.waiters {
-			if w.done == ch {
-				heap.Remove(&m.waiters, i)
-				break
-			}
+		defer m.wmu.Unlock()
+		if w.index < 0 {
+			return nil
 		}
-		m.wmu.Unlock()
+		heap.Remove(&m.waiters, w.index)
 		return fmt.Errorf("wait for event %d to be applied: %w", seq, ctx.Err())
 	}
 }
@@ -227,29 +226,39 @@ func (m *Membership) markApplied(seq uint64) {
 	// Only the waiters that are due are visited: a reconnect storm has
 	// thousands waiting, and every event is applied through here.
 	for len(m.waiters) > 0 && m.waiters[0].seq <= seq {
-		close(heap.Pop(&m.waiters).(waiter).done)
+		close(heap.Pop(&m.waiters).(*waiter).done)
 	}
 	m.wmu.Unlock()
 }
 
 // A waiter is a WaitApplied call waiting for sequence seq.
 type waiter struct {
-	seq  uint64
-	done chan struct{}
+	seq   uint64
+	done  chan struct{}
+	index int // in the heap; -1 once out of it
 }
 
-// waiterHeap is a min-heap of waiters by sequence (container/heap).
-type waiterHeap []waiter
+// waiterHeap is a min-heap of waiters by sequence (container/heap), each
+// knowing its place, so that one given up is taken out directly.
+type waiterHeap []*waiter
 
 func (h waiterHeap) Len() int           { return len(h) }
 func (h waiterHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
-func (h waiterHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *waiterHeap) Push(x any)        { *h = append(*h, x.(waiter)) }
+func (h waiterHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *waiterHeap) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
 func (h *waiterHeap) Pop() any {
 	old := *h
 	w := old[len(old)-1]
-	old[len(old)-1] = waiter{}
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
+	w.index = -1
 	return w
 }
 

@@ -43,12 +43,12 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				body = []byte(`{"audit":true}`)
 			}
 			var resp struct {
-				Messages     int  `json:"messages"`
-				Events       int  `json:"events"`
-				MessagesLeft int  `json:"messages_left"`
-				EventsLeft   int  `json:"events_left"`
-				NewestKept   bool `json:"newest_kept"`
-				Known        bool `json:"known"`
+				Messages     int   `json:"messages"`
+				Events       int   `json:"events"`
+				MessagesLeft int   `json:"messages_left"`
+				EventsLeft   int   `json:"events_left"`
+				NewestKept   bool  `json:"newest_kept"`
+				Known        *bool `json:"known"` // absent from servers before 7 December 2026: known
 			}
 			// Asked of the default app's host: the purged app has none.
 			raw, err := callAPIWithin(cmd.Context(), purgeTimeout, server, "", key, "POST", "/_api/apps/"+app+"/purge", body, &resp)
@@ -64,7 +64,7 @@ heads stay, so an app made again under the name never reuses an offset.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			if !resp.Known {
+			if resp.Known != nil && !*resp.Known {
 				// A purge of nothing is not one of an app that had
 				// nothing: a typo is told as one.
 				_, err := fmt.Fprintf(w, "the log holds nothing of app %s: no channel and no event (a name mistyped, or all of it purged before)\n", app)
