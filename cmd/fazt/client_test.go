@@ -176,6 +176,48 @@ func TestBrowserClientMembersCountsPresenceMeanwhile(t *testing.T) {
 	}
 }
 
+// TestBrowserClientGivesMembersAgainAfterAReconnect: presence is live
+// only, so a client that was away missed who joined and left meanwhile:
+// fazt.js gives onMembers the list again at each join, its own new id in
+// it. Before, an app that listed the members once kept a list that was
+// wrong after every reconnect.
+func TestBrowserClientGivesMembersAgainAfterAReconnect(t *testing.T) {
+	tn := startTestNode(t, nil)
+	other := tn.dial("", "")
+	other.subscribe(map[string]any{"channel": "presence-room"})
+	lines, result := runNodeClientLines(t, "resync.cjs", tn.wsURL())
+	var first struct {
+		Members []string
+		Self    string
+	}
+	if err := json.Unmarshal([]byte(lines()), &first); err != nil || !slices.Contains(first.Members, other.id) || !slices.Contains(first.Members, first.Self) {
+		t.Fatalf("first list: %+v, %v", first, err)
+	}
+	if l := lines(); l != "closed" {
+		t.Fatalf("client: %s", l)
+	}
+	// While it is away: one leaves, another joins.
+	other.conn.Close()
+	third := tn.dial("", "")
+	third.subscribe(map[string]any{"channel": "presence-room"})
+	var res struct {
+		OK      bool
+		Error   string
+		Members []string
+		Self    string
+	}
+	if err := result(&res); err != nil || !res.OK {
+		t.Fatalf("client: %+v, %v", res, err)
+	}
+	// The server ends other's session when its socket's close is read:
+	// by the rejoin, a second later, it has.
+	want := []string{res.Self, third.id}
+	slices.Sort(want)
+	if !slices.Equal(res.Members, want) || res.Self == first.Self {
+		t.Fatalf("members after the reconnect %v (self %s, before %s); want %v", res.Members, res.Self, first.Self, want)
+	}
+}
+
 // TestBrowserClientHandles: a channel is subscribed once at a time (a
 // second subscribe throws); a handle whose subscription ended leaves a
 // later one alone; a handle gives the offset and epoch to resume from, and

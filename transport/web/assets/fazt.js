@@ -7,7 +7,11 @@
 //
 // It reconnects by itself (with backoff) and resubscribes each channel from
 // the last offset it delivered, with that offset's epoch, so a dropped
-// connection or a server restart loses nothing and repeats nothing. What
+// connection or a server restart loses nothing and repeats nothing of what
+// the server retains (onSubscribed's frame says `truncated` when retention
+// dropped some of what was asked for; broadcasts to every connection are
+// live only, and presence joins and leaves too: onMembers gives the list
+// again at each rejoin). What
 // the app's callbacks throw is reported as uncaught and stops none of it. A
 // connection that goes silent (no frame, not even the server's ping, for
 // the heartbeat the server announced plus silenceMargin) is given up and
@@ -59,6 +63,10 @@
     return err;
   }
 
+  // now is a clock that the system clock's corrections do not move (an
+  // NTP step back would blind the watchdog until it caught up).
+  var now = typeof performance !== "undefined" && performance.now ? function () { return performance.now(); } : Date.now;
+
   function absolute(url) {
     if (/^wss?:\/\//.test(url) || typeof location === "undefined") return url;
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + url;
@@ -69,7 +77,7 @@
     var ws = new WebSocket(this.url);
     this.ws = ws;
     ws.onmessage = function (ev) {
-      self.heard = Date.now();
+      self.heard = now();
       var f = JSON.parse(ev.data);
       if (f.type === "disconnect") ws.said = f; // why, should the close frame itself not arrive
       self.frame(f);
@@ -100,11 +108,23 @@
       reason = ws.said.reason;
     }
     clearInterval(this.watchdog);
-    if (this.upSince && Date.now() - this.upSince >= this.maxDelay) this.attempt = 0;
+    if (this.upSince && now() - this.upSince >= this.maxDelay) this.attempt = 0;
+    // A server going away (a restart) drops its clients together: they
+    // start from a longer wait, and so a wider spread (1 to 2 s with the
+    // defaults), rather than all come back within 250 ms.
+    if (code === 1001) this.attempt = Math.max(this.attempt, 3);
     this.upSince = 0;
     this.ws = null;
     this.clientId = null;
-    this.pending.forEach(function (p) { p.reject(fail("connection closed before the answer", "connection_lost")); });
+    // Each says how the connection ended: 1009, a frame over the server's
+    // limit (the request that sent it was not carried out: do not send it
+    // again as it was).
+    this.pending.forEach(function (p) {
+      var err = fail("connection closed before the answer (" + code + (reason ? " " + reason : "") + ")", "connection_lost");
+      err.closeCode = code;
+      err.closeReason = reason;
+      p.reject(err);
+    });
     this.pending.clear();
     // The server ended every subscription of the connection: no
     // unsubscribe waits for its next try.
@@ -122,9 +142,9 @@
     var self = this;
     var limit = heartbeat * 1000 + this.silenceMargin;
     clearInterval(this.watchdog);
-    this.heard = Date.now();
+    this.heard = now();
     this.watchdog = setInterval(function () {
-      if (self.ws !== ws || Date.now() - self.heard <= limit) return;
+      if (self.ws !== ws || now() - self.heard <= limit) return;
       // Its handlers go first: a close handshake on a dead path can take
       // as long as TCP does.
       ws.onmessage = ws.onclose = null;
@@ -158,7 +178,7 @@
     if (p) this.pending.delete(f.id);
     switch (f.type) {
       case "connected":
-        this.upSince = Date.now();
+        this.upSince = now();
         this.clientId = f.client_id;
         if (typeof f.heartbeat === "number") this.watch(this.ws, f.heartbeat);
         var self = this;
@@ -194,6 +214,10 @@
           // anew from a later head.
           else if (sub.offset === null) sub.offset = f.offset - f.replay;
           call(sub.onSubscribed, f);
+          // Presence is live only: what joined or left while this
+          // connection was not there is not replayed, so the list is
+          // asked for again at every join.
+          if (sub.onMembers) this.resync(sub);
         }
         break;
       }
@@ -216,7 +240,9 @@
       case "presence": {
         this.presenceWatch.forEach(function (w) { w(f); });
         var ps = this.subs.get(f.channel);
-        if (ps) call(ps.onPresence, f.event, f.client);
+        // Not before this subscription's own `subscribed`, as messages:
+        // an earlier subscription to the channel may still get some.
+        if (ps && ps.ready) call(ps.onPresence, f.event, f.client);
         return;
       }
       case "error":
@@ -225,6 +251,17 @@
         return;
     }
     if (p) p.resolve(f);
+  };
+
+  // resync gives s's onMembers the channel's members, asked for once s
+  // has joined, unless s is no longer its channel's subscription by then.
+  Fazt.prototype.resync = function (s) {
+    var self = this, ws = this.ws;
+    this.members(s.channel).then(function (list) {
+      if (self.current(s, ws)) call(s.onMembers, list);
+    }, function (err) {
+      if (self.current(s, ws) && err.code !== "connection_lost") self.tell(s, err);
+    });
   };
 
   // tell gives err, which ended or troubles the subscription s, to s's
@@ -327,7 +364,8 @@
     if (this.subs.has(channel)) throw new Error("already subscribed to " + channel);
     hooks = hooks || {};
     var s = { channel: channel, start: start || {}, handler: handler, offset: null, epoch: null, retries: 0,
-              onSubscribed: hooks.onSubscribed, onPresence: hooks.onPresence, onError: hooks.onError, onAll: hooks.onAll };
+              onSubscribed: hooks.onSubscribed, onPresence: hooks.onPresence, onMembers: hooks.onMembers,
+              onError: hooks.onError, onAll: hooks.onAll };
     this.subs.set(channel, s);
     if (this.clientId) this.join(s);
     var self = this;
