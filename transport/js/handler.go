@@ -134,7 +134,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // request builds the handler's req: method, path, query (first value of
 // each parameter), headers (lower-case names, values joined with ", "),
-// body (text), bytes (an ArrayBuffer), json (the body parsed, or null),
+// body (text), bytes (an ArrayBuffer over the body), json (the body parsed, or null),
 // remote, id and app.
 func (rt *runtime) request(vm *goja.Runtime, r *http.Request, body []byte, reqID string) *goja.Object {
 	query := vm.NewObject()
@@ -161,16 +161,10 @@ func (rt *runtime) request(vm *goja.Runtime, r *http.Request, body []byte, reqID
 	req.Set("query", query)
 	req.Set("headers", headers)
 	req.Set("body", string(body))
-	// bytes: the body as it came, an ArrayBuffer, made at its first read
-	// (most handlers take text or JSON). body, as text, has U+FFFD for
-	// each byte that is not UTF-8: a PNG or a msgpack body is lost there.
-	var buf goja.Value
-	req.DefineAccessorProperty("bytes", vm.ToValue(func(goja.FunctionCall) goja.Value {
-		if buf == nil {
-			buf = vm.ToValue(vm.NewArrayBuffer(body))
-		}
-		return buf
-	}), nil, goja.FLAG_FALSE, goja.FLAG_TRUE)
+	// bytes: the body as it came, an ArrayBuffer over it (not a copy).
+	// body, as text, has U+FFFD for each byte that is not UTF-8: a PNG or
+	// a msgpack body is lost there.
+	req.Set("bytes", vm.NewArrayBuffer(body))
 	req.Set("json", parsed)
 	req.Set("remote", r.RemoteAddr)
 	req.Set("id", reqID)
