@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -82,9 +83,17 @@ func (tn *testNode) refusals(limit string) float64 {
 }
 
 func (tn *testNode) metrics() string {
-	resp, err := http.Get(tn.srv.URL + "/metrics")
+	req, err := http.NewRequest("GET", tn.srv.URL+"/metrics", nil)
 	if err != nil {
 		tn.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		tn.t.Fatalf("/metrics: %s", resp.Status)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -699,5 +708,38 @@ func nothingBroadcast(t *testing.T, tn *testNode, app, channel string) {
 	}
 	if a := tn.audit(app, "type=broadcast,broadcast_all"); len(a.Events) != 0 {
 		t.Errorf("%d broadcasts in the audit", len(a.Events))
+	}
+}
+
+// /metrics takes the admin key (a proxy that forwards every path would
+// otherwise give it to anyone); an app's key is not it. --debug-addr's
+// listener, private, serves it without one.
+func TestMetricsTakeTheAdminKey(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"keyed": `{"api_keys":{"ci":"app-key"}}`})
+	for key, want := range map[string]int{"": 401, "wrong": 401, "app-key": 401, testAdminKey: 200} {
+		req, _ := http.NewRequest("GET", tn.srv.URL+"/metrics", nil)
+		req.Host = "keyed.localhost"
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && !strings.Contains(string(b), "fazt_ws_connections") {
+			t.Errorf("/metrics with key %q: %d %.100s, want %d", key, resp.StatusCode, b, want)
+		}
+	}
+	debug := httptest.NewServer(debugHandler())
+	defer debug.Close()
+	resp, err := http.Get(debug.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics on the debug address: %d", resp.StatusCode)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/internal/realip"
@@ -188,7 +190,8 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		}
 		return since, err
 	})
-	n.handler = web.New(web.Config{WS: n.ws, API: n.api, JS: scripts, Apps: registry, Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})
+	n.handler = web.New(web.Config{WS: n.ws, API: n.api, Metrics: n.api.AdminOnly(promhttp.Handler()), JS: scripts, Apps: registry,
+		Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})
 	n.startRetention(cfg, registry)
 	return n, nil
 }

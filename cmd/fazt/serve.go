@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/fazt-realtime/fazt/events"
@@ -113,7 +114,7 @@ See docs/operators.md, "One processor".`,
 	f.DurationVar(&maxWriteDelay, "write-delay-max", envDuration("FAZT_WRITE_DELAY_MAX", defaultMaxWriteDelay), "under load, hold broadcasts back for up to this long instead of --write-delay: a connection writer that spent over a fifth of its time in rounds lately waits longer between them, in step with that share and as far as its writes go to connections it wrote for lately, so each socket write carries more frames; no more than --write-delay, or --write-delay 0, turns this off (FAZT_WRITE_DELAY_MAX)")
 	f.BoolVar(&ioURing, "io-uring", envBool("FAZT_IO_URING", true), "on Linux, where the kernel allows io_uring, write the connections' sockets in batches through it, one system call for up to 64 writes; false: one send(2) per write (FAZT_IO_URING)")
 	f.StringVar(&jsMemory, "js-memory", os.Getenv("FAZT_JS_MEMORY"), "a limit on the server's heap, checked every 10 ms while app scripts run (512MiB, 4GiB): past it after a collection, or past twice it, every JS run under way is interrupted and fails; default an eighth of the memory the process may have (its cgroups' limit, or the machine's); off: no limit (FAZT_JS_MEMORY)")
-	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/ on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
+	f.StringVar(&debugAddr, "debug-addr", os.Getenv("FAZT_DEBUG_ADDR"), "if set, serve Go's pprof profiles at http://<addr>/debug/pprof/, and /metrics without the admin key, on this separate address, e.g. 127.0.0.1:6060; keep it private (FAZT_DEBUG_ADDR)")
 	retention.add(f)
 	return cmd
 }
@@ -261,6 +262,8 @@ func debugHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// Without the admin key: this address is private.
+	mux.Handle("/metrics", promhttp.Handler())
 	return mux
 }
 

@@ -354,6 +354,20 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // isAdmin says whether r carries the admin key.
+// AdminOnly wraps h so that only the admin key reaches it: 401 for a
+// request without it. /metrics is one such: behind a reverse proxy that
+// forwards every path, as a deployment's does, it would be the
+// internet's (the process's memory, its Go version, the traffic).
+func (a *API) AdminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.isAdmin(r) {
+			writeError(w, domain.Errorf(domain.CodeUnauthorized, "%s takes the admin key (Authorization: Bearer ...), or is served without one on --debug-addr", r.URL.Path))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (a *API) isAdmin(r *http.Request) bool {
 	key, err := bearerKey(r)
 	return err == nil && SameKey(KeyDigest(key), a.admin)

@@ -31,11 +31,14 @@ var assets, _ = fs.Sub(embedded, "assets")
 
 // Config names the handlers a server routes to. JS may be nil.
 type Config struct {
-	WS     http.Handler
-	API    http.Handler
-	JS     http.Handler
-	Apps   *apps.Registry
-	Logger *slog.Logger
+	WS  http.Handler
+	API http.Handler
+	// Metrics serves /metrics (the API's AdminOnly over Prometheus's
+	// handler, in fazt serve); nil: Prometheus's handler, open to all.
+	Metrics http.Handler
+	JS      http.Handler
+	Apps    *apps.Registry
+	Logger  *slog.Logger
 	// BodyTimeout bounds how long a request's body may take to arrive
 	// (DefaultBodyTimeout when 0).
 	BodyTimeout time.Duration
@@ -56,7 +59,11 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/_ws", cfg.WS)
 	mux.Handle("/_api/", cfg.API)
 	mux.Handle("/healthz", cfg.API)
-	mux.Handle("/metrics", promhttp.Handler())
+	metrics := cfg.Metrics
+	if metrics == nil {
+		metrics = promhttp.Handler()
+	}
+	mux.Handle("/metrics", metrics)
 	mux.Handle("/_fazt/", http.StripPrefix("/_fazt/", http.FileServerFS(assets)))
 	if cfg.JS != nil {
 		mux.Handle("/api/", cfg.JS)
