@@ -63,9 +63,14 @@
     return err;
   }
 
-  // now is a clock that the system clock's corrections do not move (an
-  // NTP step back would blind the watchdog until it caught up).
-  var now = typeof performance !== "undefined" && performance.now ? function () { return performance.now(); } : Date.now;
+  // stamp and since measure time elapsed: the longer of what the wall
+  // clock and performance.now() say, since each fails on its own (a
+  // system clock set back makes the wall clock's negative; most systems
+  // stop performance.now() while they sleep, when a connection dies
+  // unseen).
+  var mono = typeof performance !== "undefined" && performance.now ? function () { return performance.now(); } : function () { return 0; };
+  function stamp() { return { wall: Date.now(), mono: mono() }; }
+  function since(t) { return Math.max(Date.now() - t.wall, mono() - t.mono); }
 
   function absolute(url) {
     if (/^wss?:\/\//.test(url) || typeof location === "undefined") return url;
@@ -77,7 +82,7 @@
     var ws = new WebSocket(this.url);
     this.ws = ws;
     ws.onmessage = function (ev) {
-      self.heard = now();
+      self.heard = stamp();
       var f = JSON.parse(ev.data);
       if (f.type === "disconnect") ws.said = f; // why, should the close frame itself not arrive
       self.frame(f);
@@ -108,12 +113,12 @@
       reason = ws.said.reason;
     }
     clearInterval(this.watchdog);
-    if (this.upSince && now() - this.upSince >= this.maxDelay) this.attempt = 0;
+    if (this.upSince && since(this.upSince) >= this.maxDelay) this.attempt = 0;
     // A server going away (a restart) drops its clients together: they
     // start from a longer wait, and so a wider spread (1 to 2 s with the
     // defaults), rather than all come back within 250 ms.
     if (code === 1001) this.attempt = Math.max(this.attempt, 3);
-    this.upSince = 0;
+    this.upSince = null;
     this.ws = null;
     this.clientId = null;
     // Each says how the connection ended: 1009, a frame over the server's
@@ -142,9 +147,9 @@
     var self = this;
     var limit = heartbeat * 1000 + this.silenceMargin;
     clearInterval(this.watchdog);
-    this.heard = now();
+    this.heard = stamp();
     this.watchdog = setInterval(function () {
-      if (self.ws !== ws || now() - self.heard <= limit) return;
+      if (self.ws !== ws || since(self.heard) <= limit) return;
       // Its handlers go first: a close handshake on a dead path can take
       // as long as TCP does.
       ws.onmessage = ws.onclose = null;
@@ -178,7 +183,7 @@
     if (p) this.pending.delete(f.id);
     switch (f.type) {
       case "connected":
-        this.upSince = now();
+        this.upSince = stamp();
         this.clientId = f.client_id;
         if (typeof f.heartbeat === "number") this.watch(this.ws, f.heartbeat);
         var self = this;
@@ -254,13 +259,21 @@
   };
 
   // resync gives s's onMembers the channel's members, asked for once s
-  // has joined, unless s is no longer its channel's subscription by then.
-  Fazt.prototype.resync = function (s) {
-    var self = this, ws = this.ws;
+  // has joined, unless by the answer s is no longer that join (its
+  // channel's subscription, on this connection, joined and not since
+  // joined again). A refusal that may pass is asked again, backing off.
+  Fazt.prototype.resync = function (s, tries) {
+    var self = this, ws = this.ws, joinId = s.joinId;
+    var same = function () { return self.current(s, ws) && s.ready && s.joinId === joinId; };
     this.members(s.channel).then(function (list) {
-      if (self.current(s, ws)) call(s.onMembers, list);
+      if (same()) call(s.onMembers, list);
     }, function (err) {
-      if (self.current(s, ws) && err.code !== "connection_lost") self.tell(s, err);
+      if (!same() || err.code === "connection_lost") return;
+      if (transient[err.code]) {
+        setTimeout(function () { if (same()) self.resync(s, (tries || 0) + 1); }, self.backoff(tries || 0));
+        return;
+      }
+      self.tell(s, err);
     });
   };
 
