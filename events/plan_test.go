@@ -72,6 +72,8 @@ func TestAuditQueriesUseTheirIndexes(t *testing.T) {
 			[]string{"SEARCH events USING COVERING INDEX events_app_name (app=? AND name=? AND seq<?)"}},
 		{"audit retention: a channel's broadcasts", trimChannelQuery, []any{"app", "room", 100, 500},
 			[]string{"SEARCH trimmed_broadcasts USING PRIMARY KEY (app=? AND channel=? AND seq<?)"}},
+		{"audit retention: the next channel with such broadcasts", trimNextChannelQuery, []any{"app", "room"},
+			[]string{"SEARCH trimmed_broadcasts USING PRIMARY KEY (app=? AND channel>?)"}},
 	} {
 		wantSteps(t, l, tc.name, tc.query, tc.args, tc.want)
 	}

@@ -197,6 +197,10 @@ func (e *Engine) limit(app *apps.App, file string) time.Duration {
 	return d
 }
 
+// loadRetry is how long a load that ran past its time limit is answered
+// without being tried again.
+const loadRetry = 5 * time.Second
+
 // absentRecheck is how long a script file found missing is taken as
 // missing: most apps have no api/realtime.js, and a stat for every hook of
 // every connection would cost more than the hook. A file that exists is
@@ -405,14 +409,20 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 			var passing passingError
 			transient := errors.As(err, &passing)
 			var se *ScriptError
-			if errors.As(err, &se) && !transient {
+			var te *TimeoutError
+			switch {
+			case errors.As(err, &se) && !transient:
 				// A syntax error or a throw while loading would fail
 				// the same way next time; until a file changes, say so
-				// without running it again. A load that ran out of time
-				// is tried again: a busy machine may have been the cause;
-				// so is one that a fazt.realtime call's passing failure
-				// (the log unavailable, say) may have failed.
+				// without running it again. One that a fazt.realtime
+				// call's passing failure (the log unavailable, say) may
+				// have failed is tried again at the next run.
 				v.fail(err)
+			case errors.As(err, &te):
+				// A busy machine may have been the cause, or a loop at
+				// load: tried again after loadRetry, and answered
+				// unavailable meanwhile without running.
+				v.failFor(err, loadRetry)
 			}
 			if errors.Is(err, context.Canceled) {
 				// Its caller went (a client that left): not a failure.

@@ -90,6 +90,7 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var se *ScriptError
 		var te *TimeoutError
 		var me *MemoryError
+		var le *LoadError
 		switch {
 		case errors.As(err, &se):
 			log().Warn("js handler failed", "method", r.Method, "path", r.URL.Path, "err", se.Error())
@@ -101,6 +102,10 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				code = se.Code
 			}
 			writeError(w, se.Message, code, se.At)
+		case errors.As(err, &le) && errors.As(le.Err, &te):
+			// Tried again after loadRetry: so may the client.
+			log().Warn("js handler not run: its script's load ran past the time limit", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
+			writeError(w, te.Error(), domain.CodeUnavailable, "")
 		case errors.As(err, &te):
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, te.Error(), domain.CodeInternal, "")

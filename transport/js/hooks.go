@@ -99,9 +99,10 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 // refusal turns a hook's failure into the error the client gets, and
 // logs what went wrong. The hook's own answers refuse for good
 // (not_allowed): what it threw, with its message, and its running past its
-// time limit, its load's included (a loop cannot be told from a busy
-// machine, and were it tried again, a hook that never ends would cost its
-// limit at every retry of every client). A failure of the server's
+// time limit (a loop cannot be told from a busy machine, and were it
+// tried again, a hook that never ends would cost its limit at every retry
+// of every client). A load past the limit is unavailable: the server
+// tries it again only once each loadRetry, however many ask. A failure of the server's
 // state or of the app's deploy is one the client may try again, as
 // fazt.js does for a subscribe (it gives a not_allowed one up for good):
 // the hook not run for want of a run slot, or interrupted for the heap
@@ -118,6 +119,11 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	case errors.As(err, &me):
 		log.Warn("js hook interrupted", "err", me.Error())
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
+	case errors.As(err, &le) && errors.As(le.Err, &te):
+		// Tried again after loadRetry, whatever the number of tries
+		// meanwhile: so may the client.
+		log.Warn("js hook not run: its script's load ran past the time limit", "limit", te.Limit)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, te.Error())
 	case errors.As(err, &te):
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())

@@ -390,7 +390,7 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 		{&ScriptError{Message: "Error: internal: boom", Code: domain.CodeInternal}, domain.CodeInternal},
 		{&LoadError{&ScriptError{Message: "SyntaxError: Unexpected token"}}, domain.CodeInternal},
 		{&LoadError{passingError{&ScriptError{Message: "Error: unavailable: x", Code: domain.CodeUnavailable}}}, domain.CodeUnavailable},
-		{&LoadError{&TimeoutError{Limit: time.Second}}, domain.CodeNotAllowed}, // a loop at load, as in a run
+		{&LoadError{&TimeoutError{Limit: time.Second}}, domain.CodeUnavailable}, // tried again once each loadRetry
 		{errors.New("something else"), domain.CodeInternal},
 		{acquire(cancelled, full, time.Hour), domain.CodeUnavailable},                  // not run: the connection ended first
 		{fmt.Errorf("%s: %w", RealtimeFile, context.Canceled), domain.CodeUnavailable}, // cut short by the connection's end

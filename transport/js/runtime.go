@@ -419,6 +419,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// promise; goja may hold promise jobs of this run still.
 		tainted        bool
 		haltedAtSettle bool
+		// overran: the script ran on past the limit after its value had
+		// settled (a then of its own that settled, then looped).
+		overran bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
 	// script's, which leaves the runtime in no state to reuse.
@@ -599,6 +602,13 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 						return goja.Undefined()
 					}))
 				if err != nil {
+					// A then of the script's own (on the promise, or its
+					// prototype) that settled and then ran on past the
+					// limit: the run did not end in time, whatever it
+					// settled to.
+					if done && isInterrupt(err) {
+						overran = true
+					}
 					settle(vm, nil, err)
 				}
 			}
@@ -612,9 +622,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	switch {
 	case crashed:
 		err = result
-	case done && result == nil:
+	case done && result == nil && !overran:
 		err = nil
-	case !done && rt.halted.Load(), done && result != nil && (haltedAtSettle || isInterrupt(result)):
+	case !done && rt.halted.Load(), overran, done && result != nil && (haltedAtSettle || isInterrupt(result)):
 		// What a run that was interrupted failed with is the interrupt,
 		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -693,7 +703,7 @@ type passedError struct {
 
 // maxPassed bounds the errors of that kind a run keeps: a script that
 // catches them in a loop would otherwise grow the list.
-const maxPassed = 16
+const maxPassed = 64
 
 // passedCode is the code of v when it is one of the run's passed errors,
 // and "" otherwise.

@@ -51,8 +51,9 @@ type version struct {
 	deps atomic.Pointer[map[string]stamp]
 	// loadErr, once set, is answered for every execution until a file
 	// changes: a script that does not compile or throws while loading would
-	// fail the same way each time.
-	loadErr atomic.Pointer[error]
+	// fail the same way each time. One whose until is set is answered
+	// until then only (a load past the time limit).
+	loadErr atomic.Pointer[loadFailure]
 	// absentChecked is when (unix ns) a working version last looked for
 	// the files require() did not find: at most once a second.
 	absentChecked atomic.Int64
@@ -245,7 +246,7 @@ func (v *version) fresh() bool {
 	if fi, err := os.Stat(v.dir); err != nil || !os.SameFile(fi, v.folder) {
 		return false
 	}
-	failed := v.loadErr.Load() != nil
+	failed := v.failed() != nil
 	absent := failed
 	if !failed {
 		now := time.Now().UnixNano()
@@ -277,37 +278,54 @@ func (v *version) fresh() bool {
 	return true
 }
 
-// depVanished returns a file the version require()d that is gone now, or
-// empty where it was not, while the version's own file, at stamp main, is
-// as it was read: a deploy or an editor in the middle of writing the
-// module. When the own file changed too, a deploy that moved or dropped
-// the module on purpose is taken as it is: "" then, as when none went. It
-// stats each file, and is asked only of a version found stale.
+// depVanished returns a file the version require()d that is empty now
+// where it was not (a deploy or an editor in the middle of writing it),
+// or gone while the version's own file, at stamp main, is as it was read;
+// "" when none is. A module gone while the own file changed too is taken
+// as a deploy that moved or dropped it on purpose: its new version loads
+// at once. It stats each file, and is asked only of a version found
+// stale.
 func (v *version) depVanished(main stamp) string {
 	deps := *v.deps.Load()
-	if deps[v.file] != main {
-		return ""
-	}
+	mainAsRead := deps[v.file] == main
 	for p, st := range deps {
 		if p == v.file || st == missing || st == unreadable {
 			continue
 		}
 		fi, err := os.Stat(filepath.Join(v.dir, filepath.FromSlash(p)))
-		if errors.Is(err, fs.ErrNotExist) || err == nil && (fi.IsDir() || fi.Size() == 0 && st.size > 0) {
+		switch {
+		case err == nil && !fi.IsDir() && fi.Size() == 0 && st.size > 0:
+			return p
+		case mainAsRead && (errors.Is(err, fs.ErrNotExist) || err == nil && fi.IsDir()):
 			return p
 		}
 	}
 	return ""
 }
 
+// loadFailure is a load's failure, answered for every run until a file
+// changes, or, when until is set, until then.
+type loadFailure struct {
+	err   error
+	until time.Time
+}
+
 func (v *version) failed() error {
-	if p := v.loadErr.Load(); p != nil {
-		return *p
+	if p := v.loadErr.Load(); p != nil && (p.until.IsZero() || time.Now().Before(p.until)) {
+		return p.err
 	}
 	return nil
 }
 
-func (v *version) fail(err error) { v.loadErr.Store(&err) }
+func (v *version) fail(err error) { v.loadErr.Store(&loadFailure{err: err}) }
+
+// failFor answers err for d: a load past the time limit, which a busy
+// machine may have caused and may not cause again, is tried again after
+// d, whatever the number of runs asking meanwhile (a loop at load costs
+// its limit once each d, not once per run).
+func (v *version) failFor(err error, d time.Duration) {
+	v.loadErr.Store(&loadFailure{err: err, until: time.Now().Add(d)})
+}
 
 // get returns the most recently used idle runtime of the version, or nil.
 func (v *version) get() *runtime {
