@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,12 @@ func TestStaticFilesStayInPublic(t *testing.T) {
 		".git/config":         "[core]",
 		"docs/index.html":     "docs home",
 		"assets/img/logo.svg": "<svg/>",
+		// A folder named index.html is not a page: its folder is not
+		// listed for it.
+		"odd/index.html/x.txt": "x",
+		// Served: what phones and security tools look for there.
+		".well-known/security.txt": "Contact: mailto:sec@example.com",
+		".well-known/.hidden":      "no",
 	} {
 		p := filepath.Join(pub, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -48,19 +55,81 @@ func TestStaticFilesStayInPublic(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	for path, want := range map[string]string{
-		"/":                  "home",
-		"/docs/guide.html":   "guide",
-		"/docs/":             "docs home",
-		"/manual/guide.html": "guide",
+		"/":                         "home",
+		"/docs/guide.html":          "guide",
+		"/docs/":                    "docs home",
+		"/manual/guide.html":        "guide",
+		"/.well-known/security.txt": "Contact: mailto:sec@example.com",
 	} {
 		if code, body := get(path); code != 200 || body != want {
 			t.Errorf("GET %s: %d %q, want %q", path, code, body, want)
 		}
 	}
-	for _, path := range []string{"/shared/app.json", "/shared/public/index.html", "/.env", "/.git/config", "/assets/", "/assets/img/"} {
+	for _, path := range []string{"/shared/app.json", "/shared/public/index.html", "/.env", "/.git/config", "/assets/", "/assets/img/",
+		"/odd/", "/.well-known/.hidden", "/docs/.well-known/x"} {
 		if code, body := get(path); code != 404 {
 			t.Errorf("GET %s: %d %q, want 404", path, code, body)
 		}
+	}
+}
+
+// TestStaticAnswersHeaders: an app's files, and fazt.js, are answered with
+// Cache-Control: no-cache (a browser asks again, and gets a 304 while the
+// file is the same, so a deploy is seen at once) and nosniff (a file
+// without an extension that holds HTML is not a page); fazt.js has an
+// ETag, being embedded with no time; files take GET and HEAD only, and
+// /_fazt/ lists nothing.
+func TestStaticAnswersHeaders(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"site": ""})
+	pub := filepath.Join(tn.cfg.AppsDir, "site", "public")
+	if err := os.MkdirAll(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pub, "index.html"), []byte("home"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path string, header map[string]string) *http.Response {
+		req, _ := http.NewRequest(method, tn.srv.URL+path, nil)
+		req.Host = "site.localhost"
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := tn.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/", "/_fazt/fazt.js"} {
+		resp := do("GET", path, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-cache" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, resp.Header)
+		}
+		validator := map[string]string{"If-None-Match": resp.Header.Get("ETag")}
+		if path == "/" {
+			validator = map[string]string{"If-Modified-Since": resp.Header.Get("Last-Modified")}
+		}
+		if again := do("GET", path, validator); again.StatusCode != http.StatusNotModified {
+			t.Errorf("GET %s again with %v: %d, want 304", path, validator, again.StatusCode)
+		}
+		if post := do("POST", path, nil); post.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST %s: %d, want 405", path, post.StatusCode)
+		}
+	}
+	if resp := do("GET", "/_fazt/", nil); resp.StatusCode != 404 {
+		t.Errorf("GET /_fazt/: %d, want 404 (no listing)", resp.StatusCode)
+	}
+	// A file whose extension names no type is not typed by its content.
+	if err := os.WriteFile(filepath.Join(pub, "report"), []byte("<html><script>alert(1)</script>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if resp := do("GET", "/report", nil); resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/octet-stream" {
+		t.Errorf("GET /report: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if resp := do("GET", "/", nil); !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET /: %s", resp.Header.Get("Content-Type"))
 	}
 }
 

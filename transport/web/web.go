@@ -4,9 +4,12 @@
 package web
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"os"
 	"path"
@@ -64,14 +67,18 @@ func New(cfg Config) http.Handler {
 		metrics = promhttp.Handler()
 	}
 	mux.Handle("/metrics", metrics)
-	mux.Handle("/_fazt/", http.StripPrefix("/_fazt/", http.FileServerFS(assets)))
+	mux.Handle("/_fazt/", clientAssets())
 	if cfg.JS != nil {
 		mux.Handle("/api/", cfg.JS)
 		mux.Handle("/api", cfg.JS)
 	} else {
-		mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, `{"error":"this server runs no JS handlers","code":"not_found"}`, http.StatusNotFound)
-		})
+		noJS := func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error":"this server runs no JS handlers","code":"not_found"}` + "\n"))
+		}
+		mux.HandleFunc("/api/", noJS)
+		mux.HandleFunc("/api", noJS)
 	}
 	mux.Handle("/", static(cfg.Apps))
 	bodyTimeout := cfg.BodyTimeout
@@ -91,12 +98,65 @@ func New(cfg Config) http.Handler {
 	})
 }
 
+// clientAssets serves /_fazt/: fazt.js, with an ETag of its content (an
+// embedded file has no modification time to revalidate by) and
+// Cache-Control: no-cache, so that a browser asks each time and a new
+// server's client is taken at once, for a 304 when it is the same. No
+// listing of the folder.
+func clientAssets() http.Handler {
+	etags := map[string]string{}
+	fs.WalkDir(assets, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, err := fs.ReadFile(assets, p); err == nil {
+				sum := sha256.Sum256(b)
+				etags[p] = `"` + hex.EncodeToString(sum[:8]) + `"`
+			}
+		}
+		return nil
+	})
+	files := http.FileServerFS(assets)
+	return http.StripPrefix("/_fazt/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		etag, ok := etags[strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if !getOrHead(w, r) {
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		files.ServeHTTP(w, r)
+	}))
+}
+
+// getOrHead answers a request for a file of another method with 405, and
+// says whether it is GET or HEAD.
+func getOrHead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "files are read with GET or HEAD", http.StatusMethodNotAllowed)
+	return false
+}
+
 // static serves the files of the request's app's public/ folder, and
 // nothing outside it: it is opened as an os.Root, so a symlink that leads
 // out (to the app's app.json, with its keys) is refused. Dot files (.env,
-// .git) and folders without an index.html are not served either.
+// .git) and folders without an index.html are not served either, but
+// for /.well-known/ (security.txt, an app's links for Android and iOS).
+// Each answer has Cache-Control: no-cache (a browser asks again, and gets
+// a 304 while the file is unchanged, so that a deploy is seen at once)
+// and X-Content-Type-Options: nosniff; a file whose extension names no
+// type is application/octet-stream, not what its content looks like (one
+// that holds HTML is not a page of the app).
 func static(registry *apps.Registry) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !getOrHead(w, r) {
+			return
+		}
 		app, err := registry.Lookup(domain.AppFromHost(r.Host))
 		if err != nil {
 			http.Error(w, err.Error(), domain.CodeOf(err).HTTPStatus())
@@ -116,8 +176,8 @@ func static(registry *apps.Registry) http.Handler {
 		if name == "" {
 			name = "."
 		}
-		for _, seg := range strings.Split(name, "/") {
-			if len(seg) > 1 && seg[0] == '.' {
+		for i, seg := range strings.Split(name, "/") {
+			if len(seg) > 1 && seg[0] == '.' && !(i == 0 && seg == ".well-known") {
 				http.NotFound(w, r)
 				return
 			}
@@ -128,10 +188,19 @@ func static(registry *apps.Registry) http.Handler {
 			return
 		}
 		if st.IsDir() {
-			if _, err := root.Stat(path.Join(name, "index.html")); err != nil {
+			// A file: a folder of that name would be listed.
+			if ist, err := root.Stat(path.Join(name, "index.html")); err != nil || !ist.Mode().IsRegular() {
 				http.NotFound(w, r) // no listings
 				return
 			}
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if !st.IsDir() && mime.TypeByExtension(path.Ext(name)) == "" {
+			// net/http would guess from the content: a file without an
+			// extension (a user's upload) that holds HTML would be served
+			// as a page of the app's origin.
+			w.Header().Set("Content-Type", "application/octet-stream")
 		}
 		http.FileServerFS(root.FS()).ServeHTTP(w, r)
 	})
