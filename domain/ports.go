@@ -64,7 +64,8 @@ type Purged struct {
 	// always does (sequence numbers are never given twice).
 	NewestKept bool
 	// Unknown: the log holds nothing of the app (no channel, no event): a
-	// name mistyped, never hosted here, or purged whole before.
+	// name mistyped, never hosted here, or an app without a channel whose
+	// events were all purged before.
 	Unknown bool
 }
 

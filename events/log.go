@@ -850,18 +850,7 @@ func (l *Log) writer() {
 			// Commit whatever is still queued, in batches as any, then
 			// stop.
 			for {
-				batch = batch[:0]
-			queued:
-				for n := 0; n < l.cfg.MaxBatch; {
-					select {
-					case r := <-l.reqs:
-						batch = append(batch, r)
-						n += len(r.facts)
-					default:
-						break queued
-					}
-				}
-				if len(batch) == 0 {
+				if batch = l.gather(batch[:0], 0); len(batch) == 0 {
 					return
 				}
 				l.commit(batch)
@@ -872,20 +861,25 @@ func (l *Log) writer() {
 		// same for one event as for many); on an idle one this returns
 		// at once.
 		runtime.Gosched()
-		batch = append(batch[:0], first)
-		n := len(first.facts)
-	gather:
-		for n < l.cfg.MaxBatch {
-			select {
-			case r := <-l.reqs:
-				batch = append(batch, r)
-				n += len(r.facts)
-			default:
-				break gather
-			}
-		}
+		batch = l.gather(append(batch[:0], first), len(first.facts))
 		l.commit(batch)
 	}
+}
+
+// gather adds to batch, whose requests hold n facts, the requests queued
+// now, until the batch holds MaxBatch facts or more (a request is never
+// split).
+func (l *Log) gather(batch []*appendReq, n int) []*appendReq {
+	for n < l.cfg.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+			n += len(r.facts)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // probeEvery is how often the writer, while its commits fail for what a

@@ -1613,19 +1613,7 @@ func TestALockedFileFailsABatchAtOnce(t *testing.T) {
 	if _, err := l.Append(context.Background(), broadcast("app", "x", "1")); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	conn, err := raw.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := testutil.HoldWriteLock(t, path)
 	const appends = 6
 	errs := make(chan error, appends)
 	for i := range appends {
@@ -1642,9 +1630,7 @@ func TestALockedFileFailsABatchAtOnce(t *testing.T) {
 	if strings.Contains(logs.String(), "one at a time") {
 		t.Errorf("a batch that met the lock was tried again an append at a time:\n%s", logs.String())
 	}
-	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if _, err := l.Append(context.Background(), broadcast("app", "x", "3")); err != nil {
 		t.Fatalf("once the lock is gone: %v", err)
 	}

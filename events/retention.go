@@ -211,9 +211,9 @@ func (l *Log) channelsDue(ctx context.Context, app string, p RetentionPolicy, no
 // later call, and are counted as left; the channels' heads stay, so
 // that, should the app come back, its offsets never repeat. An app of
 // which the log holds nothing (no channel, no event: a name mistyped,
-// never hosted here, or purged whole before) is said to be Unknown, so
-// that a purge of nothing does not read as one of an app that had
-// nothing.
+// never hosted here, or without a channel and purged before) is said to
+// be Unknown, so that a purge of nothing does not read as one of an app
+// that had nothing.
 func (l *Log) PurgeApp(ctx context.Context, app string, audit bool, sessions, broadcasts uint64) (domain.Purged, error) {
 	var known bool
 	if err := l.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM channels WHERE app = ?1)
@@ -269,7 +269,7 @@ func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions
 
 // appChannels lists the names of an app's channels.
 func (l *Log) appChannels(ctx context.Context, app string) ([]string, error) {
-	return l.queryStrings(ctx, trimChannelsQuery, app)
+	return l.queryStrings(ctx, `SELECT name FROM channels WHERE app = ?`, app)
 }
 
 func (l *Log) appsWithChannels(ctx context.Context) ([]string, error) {
@@ -414,8 +414,6 @@ const (
 		WHERE app = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`
 	// the broadcasts to all before a sequence
 	trimAllQuery = `SELECT seq FROM events INDEXED BY events_app_name WHERE app = ? AND name = ? AND seq < ? ORDER BY seq LIMIT ?`
-	// each channel of an app (the purge's too: appChannels)
-	trimChannelsQuery = `SELECT name FROM channels WHERE app = ?`
 	// a channel's broadcasts whose messages are gone, before a sequence
 	trimChannelQuery = `SELECT seq FROM trimmed_broadcasts WHERE app = ? AND channel = ? AND seq < ? ORDER BY seq LIMIT ?`
 	// the next channel after one that has such broadcasts

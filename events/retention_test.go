@@ -635,14 +635,14 @@ func TestPurgeTakesWhatCameBeforeIt(t *testing.T) {
 	}
 }
 
-// TestPurgeKeepsWhatProjectionsHaveYetToApply: a purge's audit keeps an
-// app's session events past what the projections of sessions have
-// applied, and its broadcasts past what the fan-out has: a projection
-// that never saw a session's end would keep a ghost session for good.
-// What they have applied goes.
-func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
+// endedSession opens a log that holds app a's session of client c1 (its
+// connect, a subscribe, a broadcast to all, its end), then another app's
+// broadcast, the log's newest event, which always stays. It returns the
+// broadcast's and the end's sequences, and a count of a's events left.
+func endedSession(t *testing.T) (l *Log, all, end uint64, count func() int) {
+	t.Helper()
 	ctx := context.Background()
-	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	l = mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
 	evs, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c1"},
 		&domain.ChannelSubscribed{App: "a", Channel: "room", Client: "c1"},
 		&domain.BroadcastAll{App: "a", Data: json.RawMessage("1")},
@@ -650,15 +650,25 @@ func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broadcasts(t, l, "b", "c", 1, 0) // the log's newest event, which stays
-	all, end := evs[2].Seq, evs[3].Seq
-	count := func() int {
+	broadcasts(t, l, "b", "c", 1, 0)
+	count = func() int {
 		got, err := l.Events(ctx, domain.AuditQuery{App: "a"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return len(got)
 	}
+	return l, evs[2].Seq, evs[3].Seq, count
+}
+
+// TestPurgeKeepsWhatProjectionsHaveYetToApply: a purge's audit keeps an
+// app's session events past what the projections of sessions have
+// applied, and its broadcasts past what the fan-out has: a projection
+// that never saw a session's end would keep a ghost session for good.
+// What they have applied goes.
+func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
+	ctx := context.Background()
+	l, all, end, count := endedSession(t)
 	head := l.Head()
 	// Neither the session's end nor the broadcast to all applied yet:
 	// the session's events before its end go, those two stay.
@@ -681,23 +691,7 @@ func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 // would otherwise never see them, and keep the session open for good.
 func TestAuditRetentionKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 	ctx := context.Background()
-	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
-	evs, err := l.Append(ctx, &domain.ClientConnected{App: "a", Client: "c1"},
-		&domain.ChannelSubscribed{App: "a", Channel: "room", Client: "c1"},
-		&domain.BroadcastAll{App: "a", Data: json.RawMessage("1")},
-		&domain.ClientDisconnected{App: "a", Client: "c1", Reason: domain.ReasonClientClosed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	broadcasts(t, l, "b", "c", 1, 0) // the log's newest event, which stays
-	all, end := evs[2].Seq, evs[3].Seq
-	count := func() int {
-		got, err := l.Events(ctx, domain.AuditQuery{App: "a"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(got)
-	}
+	l, all, end, count := endedSession(t)
 	var sessions, broadcasts uint64 = end - 1, all - 1 // neither applied
 	cfg := RetentionConfig{
 		Policy:  func(string) RetentionPolicy { return RetentionPolicy{AuditMaxAge: time.Millisecond} },

@@ -103,13 +103,10 @@ func (c *Consumer) handle(msg *message.Message, handle message.NoPublishHandlerF
 // Subscriber cannot read the log, for as long. Of two failures, the older
 // is returned.
 func (c *Consumer) Failing() (since time.Time, err error) {
-	since, err = c.failing.State()
-	if c.reads != nil {
-		if rsince, rerr := c.reads.Failing(); rerr != nil && (err == nil || rsince.Before(since)) {
-			return rsince, rerr
-		}
+	if c.reads == nil {
+		return c.failing.State()
 	}
-	return since, err
+	return health.Older(c.failing.State, c.reads.Failing)
 }
 
 // Stop ends the consumer's subscription; Done says when it has stopped.

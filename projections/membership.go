@@ -6,12 +6,14 @@ package projections
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/internal/smallmap"
@@ -192,6 +194,20 @@ func (m *Membership) Applied() uint64 { return m.applied.Load() }
 // WaitApplied blocks until the event with sequence seq has been applied, or
 // ctx ends.
 func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
+	return m.WaitAppliedWithin(ctx, seq, 0)
+}
+
+// ErrNotApplied is WaitAppliedWithin's error for an event not applied
+// within its bound.
+var ErrNotApplied = errors.New("not applied in time")
+
+// WaitAppliedWithin is WaitApplied given up after d too (0: no bound),
+// with ErrNotApplied: a membership that has stopped applying (a
+// projection stuck on an event) fails the caller's request rather than
+// hold it. The bound is a plain timer, made only when the event is not
+// applied yet: a context with a deadline would cost its registration
+// with ctx too, for every connect and subscribe that waits.
+func (m *Membership) WaitAppliedWithin(ctx context.Context, seq uint64, d time.Duration) error {
 	if m.applied.Load() >= seq {
 		return nil
 	}
@@ -203,21 +219,31 @@ func (m *Membership) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 	heap.Push(&m.waiters, w)
 	m.wmu.Unlock()
+	var bound <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		bound = t.C
+	}
+	var why error
 	select {
 	case <-w.done:
 		return nil
 	case <-ctx.Done():
-		// Its waiter goes: with the projection stuck, every request that
-		// gives up (and a client's retries) would leave one behind. One
-		// applied meanwhile has gone already: its wait is over.
-		m.wmu.Lock()
-		defer m.wmu.Unlock()
-		if w.index < 0 {
-			return nil
-		}
-		heap.Remove(&m.waiters, w.index)
-		return fmt.Errorf("wait for event %d to be applied: %w", seq, ctx.Err())
+		why = ctx.Err()
+	case <-bound:
+		why = fmt.Errorf("%w (%s)", ErrNotApplied, d)
 	}
+	// Its waiter goes: with the projection stuck, every request that
+	// gives up (and a client's retries) would leave one behind. One
+	// applied meanwhile has gone already: its wait is over.
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	if w.index < 0 {
+		return nil
+	}
+	heap.Remove(&m.waiters, w.index)
+	return fmt.Errorf("wait for event %d to be applied: %w", seq, why)
 }
 
 func (m *Membership) markApplied(seq uint64) {

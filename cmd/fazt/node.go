@@ -15,6 +15,7 @@ import (
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/internal/health"
 	"github.com/fazt-realtime/fazt/internal/realip"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/apps"
@@ -183,12 +184,8 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	n.api.AddCheck("log", 0, n.log.Failing)
 	n.api.AddCheck(projections.MembershipName, projectionGrace, members.Failing)
 	n.api.AddCheck(projections.SubscriptionsName, projectionGrace, func() (time.Time, error) {
-		since, err := subs.Failing()     // applying an event
-		fsince, ferr := n.subs.Failing() // storing what it applied
-		if ferr != nil && (err == nil || fsince.Before(since)) {
-			return fsince, ferr // the older failure
-		}
-		return since, err
+		// Applying an event, or storing what it applied.
+		return health.Older(subs.Failing, n.subs.Failing)
 	})
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, Metrics: n.api.AdminOnly(promhttp.Handler()), JS: scripts, Apps: registry,
 		Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})

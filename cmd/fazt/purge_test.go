@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/testutil"
 )
 
 // TestPurgeARemovedApp: `fazt purge` deletes the messages of an app whose
@@ -165,15 +166,7 @@ func TestPurgeOneAtATime(t *testing.T) {
 		t.Fatalf("purge of an app gone a moment: %d %s", code, body)
 	}
 	time.Sleep(tn.cfg.AppGrace)
-	ctx := context.Background()
-	conn, err := openRaw(t, tn.cfg.DBPath).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := testutil.HoldWriteLock(t, tn.cfg.DBPath)
 	type answer struct {
 		code int
 		body string
@@ -196,9 +189,7 @@ func TestPurgeOneAtATime(t *testing.T) {
 	if first.code != http.StatusForbidden || !strings.Contains(first.body, "a purge of app old is running") {
 		t.Fatalf("the second purge: %d %s", first.code, first.body)
 	}
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	var p struct{ Messages int }
 	if a := <-answers; a.code != http.StatusOK || json.Unmarshal([]byte(a.body), &p) != nil || p.Messages != 3 || !strings.Contains(a.body, `"messages_left":0`) {
 		t.Fatalf("the first purge: %d %s", a.code, a.body)

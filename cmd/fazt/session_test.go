@@ -470,15 +470,7 @@ func TestHealthzSaysWhatFails(t *testing.T) {
 	if code := tn.api("", "", "GET", "/healthz", nil, &h); code != 200 || h.Status != "ok" || len(h.Failing) != 0 {
 		t.Fatalf("healthz of a working server: %d %+v", code, h)
 	}
-	raw := openRaw(t, tn.cfg.DBPath)
-	conn, err := raw.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := testutil.HoldWriteLock(t, tn.cfg.DBPath)
 	before := time.Now().UnixMilli()
 	if code := tn.api("", testAdminKey, "POST", "/_api/publish", map[string]any{"channel": "room", "data": 1}, nil); code != 503 {
 		t.Fatalf("a publish while the write lock is held: %d, want 503", code)
@@ -494,9 +486,7 @@ func TestHealthzSaysWhatFails(t *testing.T) {
 	if code := tn.api("", testAdminKey, "GET", "/healthz", nil, &h); code != 503 || !strings.Contains(h.Failing["log"].Error, "locked") {
 		t.Fatalf("healthz while commits fail, to the admin key: %d %+v", code, h)
 	}
-	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	// With nothing published, the writer's own probe (every 2 s while
 	// commits fail) finds it can commit again: a load balancer that took
 	// the server out sends nothing that would.

@@ -29,6 +29,7 @@ func TestStaticFilesStayInPublic(t *testing.T) {
 		// Served: what phones and security tools look for there.
 		".well-known/security.txt": "Contact: mailto:sec@example.com",
 		".well-known/.hidden":      "no",
+		"docs/.well-known/x":       "only at the top",
 	} {
 		p := filepath.Join(pub, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

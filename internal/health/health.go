@@ -45,6 +45,18 @@ func (f *Failing) Works() bool {
 	return f.p.Swap(nil) != nil
 }
 
+// Older returns, of the failures that states report, the one that has
+// lasted longest; err is nil when none fails. A part made of several
+// (a consumer's handler and its reads) fails as long as any does.
+func Older(states ...func() (time.Time, error)) (since time.Time, err error) {
+	for _, state := range states {
+		if t, e := state(); e != nil && (err == nil || t.Before(since)) {
+			since, err = t, e
+		}
+	}
+	return since, err
+}
+
 // State returns the latest failure's reason, and since when the part has
 // failed; err is nil while it works.
 func (f *Failing) State() (since time.Time, err error) {

@@ -7,7 +7,9 @@ import (
 	"database/sql"
 	"net/http/httptest"
 	"sync"
+	"testing"
 
+	_ "github.com/mattn/go-sqlite3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fazt-realtime/fazt/internal/promtext"
@@ -18,6 +20,36 @@ import (
 type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+}
+
+// HoldWriteLock takes the write lock of the SQLite file at path, as
+// another process's open transaction would (a backup script, a sqlite3
+// shell), until release, or the test's end.
+func HoldWriteLock(tb testing.TB, path string) (release func()) {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+	}
+	if err != nil {
+		db.Close()
+		tb.Fatalf("take the write lock of %s: %v", path, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			conn.ExecContext(ctx, "ROLLBACK")
+			conn.Close()
+			db.Close()
+		})
+	}
+	tb.Cleanup(release)
+	return release
 }
 
 func (s *SyncBuffer) Write(p []byte) (int, error) {

@@ -319,8 +319,12 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", p.Messages, "events", p.Events,
-		"messages_left", p.MessagesLeft, "events_left", p.EventsLeft, "newest_kept", p.NewestKept)
+	if p.Unknown {
+		a.log.Info("purge of an app the log holds nothing of", "app", name)
+	} else {
+		a.log.Info("purged the history of an app no longer hosted", "app", name, "messages", p.Messages, "events", p.Events,
+			"messages_left", p.MessagesLeft, "events_left", p.EventsLeft, "newest_kept", p.NewestKept)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"app": name, "messages": p.Messages, "events": p.Events,
 		"messages_left": p.MessagesLeft, "events_left": p.EventsLeft, "newest_kept": p.NewestKept, "known": !p.Unknown})
 }
@@ -353,7 +357,6 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "seq": a.store.Head()})
 }
 
-// isAdmin says whether r carries the admin key.
 // AdminOnly wraps h so that only the admin key reaches it: 401 for a
 // request without it. /metrics is one such: behind a reverse proxy that
 // forwards every path, as a deployment's does, it would be the
@@ -368,6 +371,7 @@ func (a *API) AdminOnly(h http.Handler) http.Handler {
 	})
 }
 
+// isAdmin says whether r carries the admin key.
 func (a *API) isAdmin(r *http.Request) bool {
 	key, err := bearerKey(r)
 	return err == nil && SameKey(KeyDigest(key), a.admin)

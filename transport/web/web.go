@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/internal/realip"
 	"github.com/fazt-realtime/fazt/transport/apps"
@@ -37,7 +35,7 @@ type Config struct {
 	WS  http.Handler
 	API http.Handler
 	// Metrics serves /metrics (the API's AdminOnly over Prometheus's
-	// handler, in fazt serve); nil: Prometheus's handler, open to all.
+	// handler, in fazt serve); nil: none (404), rather than open to all.
 	Metrics http.Handler
 	JS      http.Handler
 	Apps    *apps.Registry
@@ -62,11 +60,9 @@ func New(cfg Config) http.Handler {
 	mux.Handle("/_ws", cfg.WS)
 	mux.Handle("/_api/", cfg.API)
 	mux.Handle("/healthz", cfg.API)
-	metrics := cfg.Metrics
-	if metrics == nil {
-		metrics = promhttp.Handler()
+	if cfg.Metrics != nil {
+		mux.Handle("/metrics", cfg.Metrics)
 	}
-	mux.Handle("/metrics", metrics)
 	mux.Handle("/_fazt/", clientAssets())
 	if cfg.JS != nil {
 		mux.Handle("/api/", cfg.JS)

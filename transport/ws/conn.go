@@ -884,13 +884,8 @@ func (c *conn) settle(channel string, err error) {
 // it, and the client's reader behind it, until the heartbeat closed the
 // connection with 4002 as if the client were silent.
 func (c *conn) waitApplied(seq uint64) error {
-	if c.srv.members.Applied() >= seq {
-		return nil // the usual case: no timer made
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ApplyTimeout)
-	defer cancel()
-	err := c.srv.members.WaitApplied(ctx, seq)
-	if err != nil && c.ctx.Err() == nil {
+	err := c.srv.members.WaitAppliedWithin(c.ctx, seq, c.srv.cfg.ApplyTimeout)
+	if errors.Is(err, projections.ErrNotApplied) {
 		return domain.Errorf(domain.CodeUnavailable, "the server has not taken in this request within %s: try again later", c.srv.cfg.ApplyTimeout)
 	}
 	return err

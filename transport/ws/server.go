@@ -291,15 +291,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		UserAgent: r.UserAgent(), Origin: r.Header.Get("Origin"), Query: redactQuery(client.Query),
 	})
 	committed := err == nil
-	if committed && s.members.Applied() < evs[0].Seq {
+	if committed {
 		// Once `connected` is sent, the session is visible to the API (a
 		// kick, a count) as to everyone else.
 		// The event is committed: wait for it even if the request ends,
-		// but not once Shutdown has begun. (The timer is made only when
-		// the wait is needed: 1.7% of a connect's CPU.)
-		ctx, cancel := context.WithTimeout(s.closingCtx, s.cfg.ApplyTimeout)
-		err = s.members.WaitApplied(ctx, evs[0].Seq)
-		cancel()
+		// but not once Shutdown has begun.
+		err = s.members.WaitAppliedWithin(s.closingCtx, evs[0].Seq, s.cfg.ApplyTimeout)
 	}
 	if err != nil {
 		s.members.Detach(app.Name, client.ID)
