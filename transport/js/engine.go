@@ -248,7 +248,7 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 		// fall open meanwhile (a rule module read as {}).
 		gone := ""
 		switch {
-		case absent || err == nil && fi.Size() == 0:
+		case absent || err == nil && fi.Size() == 0 && (*v.deps.Load())[file].size > 0:
 			gone = file
 		case err == nil:
 			gone = v.depVanished(stampOf(fi))
@@ -282,15 +282,17 @@ func (e *Engine) current(app *apps.App, file string) (*version, chan struct{}, e
 }
 
 // keepVanished decides, for v, the version of key whose file a stat at
-// now found missing or empty, whether v still runs: it does for
-// VanishGrace from the first such stat. ok is false once the grace is
-// over, or when another request has installed a version meanwhile.
+// now found missing or empty, which version runs: v for VanishGrace from
+// the first such stat, or the version another request installed
+// meanwhile (the file back). ok is false once the grace is over, or when
+// another request has found the file gone for good.
 func (e *Engine) keepVanished(app, key, file string, v *version, now time.Time) (*version, bool) {
 	e.mu.Lock()
 	sc := e.entry(key)
 	if sc.v != v {
+		cur := sc.v
 		e.mu.Unlock()
-		return nil, false
+		return cur, cur != nil
 	}
 	first := sc.gone.IsZero()
 	if first {
@@ -376,7 +378,7 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	if err != nil || v == nil {
 		return false, err
 	}
-	if err := v.failed(); err != nil {
+	if err := v.failedForGood(); err != nil {
 		return true, &LoadError{err}
 	}
 	// Built only once the file exists: most apps have no realtime.js, and
@@ -404,6 +406,12 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	ex := &execution{ctx: ctx, app: app, log: log}
 	rt := v.get()
 	if rt == nil {
+		// No idle runtime: a load. A load that ran past the limit lately
+		// is answered instead (one run at a time tries again, once each
+		// loadRetry); the runtimes the pool already has serve on.
+		if err := v.mayLoad(); err != nil {
+			return true, &LoadError{err}
+		}
 		if rt, err = e.newRuntime(v, ex, limit); err != nil {
 			// err is described already (run's settle), within the limit.
 			var passing passingError
@@ -418,10 +426,11 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 				// call's passing failure (the log unavailable, say) may
 				// have failed is tried again at the next run.
 				v.fail(err)
-			case errors.As(err, &te):
+			case errors.As(err, &te) && ctx.Err() == nil:
 				// A busy machine may have been the cause, or a loop at
 				// load: tried again after loadRetry, and answered
-				// unavailable meanwhile without running.
+				// unavailable meanwhile without running. (One its
+				// caller's deadline cut short says nothing of the load.)
 				v.failFor(err, loadRetry)
 			}
 			if errors.Is(err, context.Canceled) {
@@ -432,6 +441,7 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 			}
 			return true, &LoadError{err}
 		}
+		v.loaded()
 	}
 	left := time.Until(deadline)
 	if left <= 0 {

@@ -101,15 +101,15 @@ func (e *Engine) hook(ctx context.Context, c domain.Client, name string, args fu
 // (not_allowed): what it threw, with its message, and its running past its
 // time limit (a loop cannot be told from a busy machine, and were it
 // tried again, a hook that never ends would cost its limit at every retry
-// of every client). A load past the limit is unavailable: the server
-// tries it again only once each loadRetry, however many ask. A failure of the server's
-// state or of the app's deploy is one the client may try again, as
-// fazt.js does for a subscribe (it gives a not_allowed one up for good):
-// the hook not run for want of a run slot, or interrupted for the heap
-// (unavailable); a fazt.realtime call's unavailable or internal error
-// that it let through (that code); a script that does not load, such as
-// a syntax error in a deploy (internal: a retry costs no run until a file
-// changes); or the engine's own failure (internal).
+// of every client). A failure of the server's state or of the app's
+// deploy is one the client may try again, as fazt.js does for a subscribe
+// (it gives a not_allowed one up for good): the hook not run for want of
+// a run slot, or interrupted for the heap (unavailable); a fazt.realtime
+// call's unavailable or internal error that it let through (that code); a
+// script that does not load, such as a syntax error in a deploy, or a
+// load past the limit (unavailable: a retry costs no run until a file
+// changes, or, for a load past the limit, but one each loadRetry); or the
+// engine's own failure (internal).
 func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 	var se *ScriptError
 	var te *TimeoutError
@@ -143,8 +143,10 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 		log.Warn("js hook not run", "err", err)
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, err.Error())
 	case errors.As(err, &le):
-		log.Error("js hook not run: its script does not load", "err", le.Err)
-		return domain.Errorf(domain.CodeInternal, "%s: %s does not load", name, RealtimeFile)
+		// Logged at Error where the load failed, once a load: here at
+		// each hook its failure answers, which clients ask again.
+		log.Debug("js hook not run: its script does not load", "err", le.Err)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s does not load", name, RealtimeFile)
 	case errors.As(err, &se):
 		log.Info("js hook refused", "reason", se.Message, "at", se.At)
 		return domain.Errorf(domain.CodeNotAllowed, "%s", trimErrorPrefix(se.Message))

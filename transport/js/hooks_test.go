@@ -86,7 +86,7 @@ func TestAHookFileGoneForAMomentKeepsItsHooks(t *testing.T) {
 // which fazt.js asks again, not not_allowed, which it gives up for good.
 // A hook that catches it and throws its own error refuses; one that
 // throws the same error again passes it on. A realtime.js that does not
-// load (a deploy's syntax error) is internal, which fazt.js asks again.
+// load (a deploy's syntax error) is unavailable, which fazt.js asks again.
 func TestAHookFailingOnTheServersStateIsNotARefusal(t *testing.T) {
 	var st *unavailableStore
 	e := newEnvStore(t, map[string]string{"a/api/realtime.js": `
@@ -120,8 +120,8 @@ exports.onSubscribe = function (client, channel) {
 		t.Fatalf("once the log is up: %v", err)
 	}
 	e.write("a/api/realtime.js", `exports.onSubscribe = () => { return true ;; ) };`)
-	if err := e.eng.OnSubscribe(ctx, c, "x"); domain.CodeOf(err) != domain.CodeInternal {
-		t.Fatalf("a realtime.js that does not load: %v, want internal", err)
+	if err := e.eng.OnSubscribe(ctx, c, "x"); domain.CodeOf(err) != domain.CodeUnavailable || !strings.Contains(err.Error(), "does not load") {
+		t.Fatalf("a realtime.js that does not load: %v, want unavailable", err)
 	}
 }
 

@@ -369,8 +369,9 @@ func TestSweepLeavesAnEntryARunChanged(t *testing.T) {
 // not_allowed; a run that found no slot in time, or that the heap's
 // check ended, the server's state, is unavailable, which fazt.js tries
 // again (it gives a not_allowed subscription up for good); a fazt.realtime
-// error the hook let through keeps its code; a script that does not load,
-// and the engine's own failure, are internal, which fazt.js tries again.
+// error the hook let through keeps its code; a script that does not load
+// is unavailable, and the engine's own failure internal, which fazt.js
+// tries again too.
 func TestHookFailuresTheClientGets(t *testing.T) {
 	e := &Engine{}
 	log := slog.New(slog.DiscardHandler)
@@ -388,7 +389,7 @@ func TestHookFailuresTheClientGets(t *testing.T) {
 		{&MemoryError{File: RealtimeFile, Limit: 1 << 30}, domain.CodeUnavailable},
 		{&ScriptError{Message: "Error: unavailable: event log cannot commit", Code: domain.CodeUnavailable}, domain.CodeUnavailable},
 		{&ScriptError{Message: "Error: internal: boom", Code: domain.CodeInternal}, domain.CodeInternal},
-		{&LoadError{&ScriptError{Message: "SyntaxError: Unexpected token"}}, domain.CodeInternal},
+		{&LoadError{&ScriptError{Message: "SyntaxError: Unexpected token"}}, domain.CodeUnavailable}, // not run again until a file changes
 		{&LoadError{passingError{&ScriptError{Message: "Error: unavailable: x", Code: domain.CodeUnavailable}}}, domain.CodeUnavailable},
 		{&LoadError{&TimeoutError{Limit: time.Second}}, domain.CodeUnavailable}, // tried again once each loadRetry
 		{errors.New("something else"), domain.CodeInternal},
@@ -414,5 +415,36 @@ func TestAnAppsTimeLimit(t *testing.T) {
 		if got := e.limit(app, "main.js"); got != want {
 			t.Errorf("handler_timeout_ms %d: limit %s, want %s", ms, got, want)
 		}
+	}
+}
+
+// A load that ran past its limit is answered for loadRetry without a new
+// load, but a run that finds an idle runtime of the version runs on it;
+// once that time is over, one run loads again and the others are
+// answered meanwhile (not each its own load of the whole limit); a load
+// that works clears it.
+func TestALoadPastItsLimitHoldsBackLoadsOnly(t *testing.T) {
+	e, call := poolEngine(t, Config{IdleTimeout: time.Hour})
+	call("") // a runtime in the pool
+	v, _, err := e.current(lookupA(t, e), MainFile)
+	if err != nil || v == nil {
+		t.Fatalf("version: %v", err)
+	}
+	past := &TimeoutError{File: MainFile, Limit: time.Second}
+	v.failFor(past, time.Hour)
+	call("") // fails the test unless 200: the idle runtime serves it
+	if err := v.mayLoad(); err != past {
+		t.Fatalf("a load within the time: %v, want the failure", err)
+	}
+	v.failFor(past, -time.Second) // the time is over
+	if err := v.mayLoad(); err != nil {
+		t.Fatalf("the first load after the time: %v", err)
+	}
+	if err := v.mayLoad(); err != past {
+		t.Fatalf("a second load while the first tries again: %v, want the failure", err)
+	}
+	v.loaded()
+	if err := v.mayLoad(); err != nil || v.failed() != nil {
+		t.Fatalf("after a load that worked: %v, %v", err, v.failed())
 	}
 }

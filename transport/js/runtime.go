@@ -419,9 +419,6 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// promise; goja may hold promise jobs of this run still.
 		tainted        bool
 		haltedAtSettle bool
-		// overran: the script ran on past the limit after its value had
-		// settled (a then of its own that settled, then looped).
-		overran bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
 	// script's, which leaves the runtime in no state to reuse.
@@ -602,13 +599,6 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 						return goja.Undefined()
 					}))
 				if err != nil {
-					// A then of the script's own (on the promise, or its
-					// prototype) that settled and then ran on past the
-					// limit: the run did not end in time, whatever it
-					// settled to.
-					if done && isInterrupt(err) {
-						overran = true
-					}
 					settle(vm, nil, err)
 				}
 			}
@@ -622,9 +612,13 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	switch {
 	case crashed:
 		err = result
-	case done && result == nil && !overran:
+	case done && result == nil && (stopped || haltedAtSettle):
 		err = nil
-	case !done && rt.halted.Load(), overran, done && result != nil && (haltedAtSettle || isInterrupt(result)):
+	case !done && rt.halted.Load(), done && result == nil, done && result != nil && (haltedAtSettle || isInterrupt(result)):
+		// (done && result == nil here: the limit, or the caller's end,
+		// came after the value settled, while the script ran on: a then
+		// of its own that settled and then looped, a job queued after.
+		// The run did not end in time, whatever it settled to.)
 		// What a run that was interrupted failed with is the interrupt,
 		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {

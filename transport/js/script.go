@@ -317,6 +317,40 @@ func (v *version) failed() error {
 	return nil
 }
 
+// failedForGood is the load's failure that holds until a file changes.
+func (v *version) failedForGood() error {
+	if p := v.loadErr.Load(); p != nil && p.until.IsZero() {
+		return p.err
+	}
+	return nil
+}
+
+// mayLoad says whether a run may load the script now: not while a load
+// that ran past its limit is answered (failFor), and, once that time is
+// over, for one run only, which takes the next loadRetry for its load
+// (the others are answered meanwhile). A load that works clears it.
+func (v *version) mayLoad() error {
+	for {
+		p := v.loadErr.Load()
+		if p == nil {
+			return nil
+		}
+		if p.until.IsZero() || time.Now().Before(p.until) {
+			return p.err
+		}
+		if v.loadErr.CompareAndSwap(p, &loadFailure{err: p.err, until: time.Now().Add(loadRetry)}) {
+			return nil
+		}
+	}
+}
+
+// loaded clears a load's failure that held for a time: a load worked.
+func (v *version) loaded() {
+	if p := v.loadErr.Load(); p != nil && !p.until.IsZero() {
+		v.loadErr.CompareAndSwap(p, nil)
+	}
+}
+
 func (v *version) fail(err error) { v.loadErr.Store(&loadFailure{err: err}) }
 
 // failFor answers err for d: a load past the time limit, which a busy
