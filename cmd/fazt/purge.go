@@ -67,7 +67,7 @@ heads stay, so an app made again under the name never reuses an offset.`,
 			if resp.Known != nil && !*resp.Known {
 				// A purge of nothing is not one of an app that had
 				// nothing: a typo is told as one.
-				_, err := fmt.Fprintf(w, "the log holds nothing of app %s: no channel and no event (a name mistyped, or never hosted here)\n", app)
+				_, err := fmt.Fprintf(w, "the log holds nothing of app %s: no channel and no event (a name mistyped, never hosted here, or an app that never broadcast, purged before)\n", app)
 				return err
 			}
 			if _, err := fmt.Fprintf(w, "purged app %s: %d messages, %d events; left %d messages, %d events\n", app, resp.Messages, resp.Events, resp.MessagesLeft, resp.EventsLeft); err != nil {

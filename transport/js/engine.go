@@ -409,7 +409,8 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 		// No idle runtime: a load. A load that ran past the limit lately
 		// is answered instead (one run at a time tries again, once each
 		// loadRetry); the runtimes the pool already has serve on.
-		if err := v.mayLoad(); err != nil {
+		claim, err := v.mayLoad(limit)
+		if err != nil {
 			return true, &LoadError{err}
 		}
 		if rt, err = e.newRuntime(v, ex, limit); err != nil {
@@ -432,6 +433,8 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 				// unavailable meanwhile without running. (One its
 				// caller's deadline cut short says nothing of the load.)
 				v.failFor(err, loadRetry)
+			default:
+				v.unclaim(claim)
 			}
 			if errors.Is(err, context.Canceled) {
 				// Its caller went (a client that left): not a failure.

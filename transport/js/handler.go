@@ -104,8 +104,8 @@ func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, se.Message, code, se.At)
 		case errors.As(err, &le) && errors.As(le.Err, &te):
 			// Tried again after loadRetry: so may the client.
-			log().Warn("js handler not run: its script's load ran past the time limit", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
-			writeError(w, te.Error(), domain.CodeUnavailable, "")
+			log().Debug("js handler not run: its script's load ran past the time limit", "method", r.Method, "path", r.URL.Path, "err", le.Err)
+			writeError(w, le.Err.Error(), domain.CodeUnavailable, "")
 		case errors.As(err, &te):
 			log().Warn("js handler interrupted", "method", r.Method, "path", r.URL.Path, "limit", te.Limit)
 			writeError(w, te.Error(), domain.CodeInternal, "")

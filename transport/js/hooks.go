@@ -121,9 +121,10 @@ func (e *Engine) refusal(log *slog.Logger, name string, err error) error {
 		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, me.Error())
 	case errors.As(err, &le) && errors.As(le.Err, &te):
 		// Tried again after loadRetry, whatever the number of tries
-		// meanwhile: so may the client.
-		log.Warn("js hook not run: its script's load ran past the time limit", "limit", te.Limit)
-		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, te.Error())
+		// meanwhile: so may the client. The load's own failure was
+		// logged at Error where it failed; a run it holds back, here.
+		log.Debug("js hook not run: its script's load ran past the time limit", "err", le.Err)
+		return domain.Errorf(domain.CodeUnavailable, "%s: %s", name, le.Err.Error())
 	case errors.As(err, &te):
 		log.Warn("js hook interrupted", "limit", te.Limit)
 		return domain.Errorf(domain.CodeNotAllowed, "%s: %s", name, te.Error())

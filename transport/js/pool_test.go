@@ -433,18 +433,29 @@ func TestALoadPastItsLimitHoldsBackLoadsOnly(t *testing.T) {
 	past := &TimeoutError{File: MainFile, Limit: time.Second}
 	v.failFor(past, time.Hour)
 	call("") // fails the test unless 200: the idle runtime serves it
-	if err := v.mayLoad(); err != past {
-		t.Fatalf("a load within the time: %v, want the failure", err)
+	var held *HeldError
+	if _, err := v.mayLoad(time.Second); !errors.As(err, &held) || !errors.Is(err, past) || !strings.Contains(err.Error(), "tried again in") {
+		t.Fatalf("a load within the time: %v, want it held back", err)
 	}
 	v.failFor(past, -time.Second) // the time is over
-	if err := v.mayLoad(); err != nil {
+	claim, err := v.mayLoad(time.Second)
+	if err != nil || claim == nil {
 		t.Fatalf("the first load after the time: %v", err)
 	}
-	if err := v.mayLoad(); err != past {
-		t.Fatalf("a second load while the first tries again: %v, want the failure", err)
+	if _, err := v.mayLoad(time.Second); !errors.Is(err, past) {
+		t.Fatalf("a second load while the first tries again: %v, want it held back", err)
+	}
+	// A load that ends otherwise (its caller went) lets the next one try.
+	v.unclaim(claim)
+	if claim, err := v.mayLoad(time.Second); err != nil || claim != nil {
+		t.Fatalf("after the claim was let go: %v, %v", claim, err)
+	}
+	v.failFor(past, -time.Second)
+	if _, err := v.mayLoad(time.Second); err != nil {
+		t.Fatal(err)
 	}
 	v.loaded()
-	if err := v.mayLoad(); err != nil || v.failed() != nil {
-		t.Fatalf("after a load that worked: %v, %v", err, v.failed())
+	if claim, err := v.mayLoad(time.Second); err != nil || claim != nil || v.failed() != nil {
+		t.Fatalf("after a load that worked: %v, %v, %v", claim, err, v.failed())
 	}
 }

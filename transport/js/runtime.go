@@ -419,6 +419,11 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		// promise; goja may hold promise jobs of this run still.
 		tainted        bool
 		haltedAtSettle bool
+		// overran: an interrupt came after the value had settled, from
+		// script code that ran on (settle, called again). A time limit
+		// that passes while the run is being cleaned up, with no script
+		// running, is not one.
+		overran bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
 	// script's, which leaves the runtime in no state to reuse.
@@ -429,6 +434,12 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	}
 	settle := func(vm *goja.Runtime, v goja.Value, thrown error) {
 		if done {
+			// The script ran on after its value settled (a then of its
+			// own that settled and then looped, a job queued after),
+			// and was interrupted: the run did not end in time.
+			if isInterrupt(thrown) {
+				overran = true
+			}
 			return
 		}
 		done = true
@@ -612,13 +623,9 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	switch {
 	case crashed:
 		err = result
-	case done && result == nil && (stopped || haltedAtSettle):
+	case done && result == nil && !overran:
 		err = nil
-	case !done && rt.halted.Load(), done && result == nil, done && result != nil && (haltedAtSettle || isInterrupt(result)):
-		// (done && result == nil here: the limit, or the caller's end,
-		// came after the value settled, while the script ran on: a then
-		// of its own that settled and then looped, a job queued after.
-		// The run did not end in time, whatever it settled to.)
+	case !done && rt.halted.Load(), overran, done && result != nil && (haltedAtSettle || isInterrupt(result)):
 		// What a run that was interrupted failed with is the interrupt,
 		// or what a built-in threw for it (stopIfHalted).
 		if ex.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {

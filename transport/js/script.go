@@ -246,7 +246,7 @@ func (v *version) fresh() bool {
 	if fi, err := os.Stat(v.dir); err != nil || !os.SameFile(fi, v.folder) {
 		return false
 	}
-	failed := v.failed() != nil
+	failed := v.failedForGood() != nil
 	absent := failed
 	if !failed {
 		now := time.Now().UnixNano()
@@ -326,21 +326,34 @@ func (v *version) failedForGood() error {
 }
 
 // mayLoad says whether a run may load the script now: not while a load
-// that ran past its limit is answered (failFor), and, once that time is
-// over, for one run only, which takes the next loadRetry for its load
-// (the others are answered meanwhile). A load that works clears it.
-func (v *version) mayLoad() error {
+// that ran past its limit is answered (failFor: a HeldError), and, once
+// that time is over, for one run only, whose load (of at most limit)
+// holds the others back meanwhile: claim is what it holds them with, for
+// unclaim, nil when nothing did. A load that works clears it (loaded).
+func (v *version) mayLoad(limit time.Duration) (claim *loadFailure, err error) {
 	for {
 		p := v.loadErr.Load()
 		if p == nil {
-			return nil
+			return nil, nil
 		}
-		if p.until.IsZero() || time.Now().Before(p.until) {
-			return p.err
+		if p.until.IsZero() {
+			return nil, p.err
 		}
-		if v.loadErr.CompareAndSwap(p, &loadFailure{err: p.err, until: time.Now().Add(loadRetry)}) {
-			return nil
+		if until := p.until; time.Now().Before(until) {
+			return nil, &HeldError{Err: p.err, Until: until}
 		}
+		claim = &loadFailure{err: p.err, until: time.Now().Add(limit + loadRetry)}
+		if v.loadErr.CompareAndSwap(p, claim) {
+			return claim, nil
+		}
+	}
+}
+
+// unclaim lets go of claim, a load's hold that its load did not end with
+// one of its own (its caller went, a passing failure): the next run loads.
+func (v *version) unclaim(claim *loadFailure) {
+	if claim != nil {
+		v.loadErr.CompareAndSwap(claim, nil)
 	}
 }
 
@@ -350,6 +363,19 @@ func (v *version) loaded() {
 		v.loadErr.CompareAndSwap(p, nil)
 	}
 }
+
+// HeldError answers a run that would load a script whose last load ran
+// past its time limit (Err), until Until: the load is tried again then.
+type HeldError struct {
+	Err   error
+	Until time.Time
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("not run: its last load ran past the time limit (%v); it is tried again in %s", e.Err, time.Until(e.Until).Round(time.Millisecond))
+}
+
+func (e *HeldError) Unwrap() error { return e.Err }
 
 func (v *version) fail(err error) { v.loadErr.Store(&loadFailure{err: err}) }
 
