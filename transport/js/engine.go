@@ -448,8 +448,10 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	}
 	left := time.Until(deadline)
 	if left <= 0 {
+		// The load took the whole limit, and the script has not run: a
+		// busy machine, not its answer. The runtime serves the next run.
 		v.put(rt)
-		return true, &TimeoutError{File: file, Limit: limit}
+		return true, &LoadError{&TimeoutError{File: file, Limit: limit}}
 	}
 	reusable, err := rt.run(ex, left,
 		func(vm *goja.Runtime) (goja.Value, error) { return call(rt, vm) },

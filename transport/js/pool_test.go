@@ -445,15 +445,22 @@ func TestALoadPastItsLimitHoldsBackLoadsOnly(t *testing.T) {
 	if _, err := v.mayLoad(time.Second); !errors.Is(err, past) {
 		t.Fatalf("a second load while the first tries again: %v, want it held back", err)
 	}
-	// A load that ends otherwise (its caller went) lets the next one try.
+	// A load that ends otherwise (its caller went) lets the next one
+	// claim the retry, one run still.
 	v.unclaim(claim)
-	if claim, err := v.mayLoad(time.Second); err != nil || claim != nil {
+	if claim, err := v.mayLoad(time.Second); err != nil || claim == nil {
 		t.Fatalf("after the claim was let go: %v, %v", claim, err)
 	}
-	v.failFor(past, -time.Second)
-	if _, err := v.mayLoad(time.Second); err != nil {
-		t.Fatal(err)
+	if _, err := v.mayLoad(time.Second); !errors.Is(err, past) {
+		t.Fatalf("a second load after the claim was let go: %v, want it held back", err)
 	}
+	// A failure until a file changes is not made one for a time.
+	v.fail(errors.New("SyntaxError"))
+	v.failFor(past, time.Hour)
+	if v.failedForGood() == nil {
+		t.Fatal("a load past its limit replaced a failure until a file changes")
+	}
+	v.loadErr.Store(nil)
 	v.loaded()
 	if claim, err := v.mayLoad(time.Second); err != nil || claim != nil || v.failed() != nil {
 		t.Fatalf("after a load that worked: %v, %v, %v", claim, err, v.failed())

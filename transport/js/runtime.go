@@ -420,9 +420,12 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 		tainted        bool
 		haltedAtSettle bool
 		// overran: an interrupt came after the value had settled, from
-		// script code that ran on (settle, called again). A time limit
-		// that passes while the run is being cleaned up, with no script
-		// running, is not one.
+		// script code that ran on in the call that settled it (settle,
+		// called again). A time limit that passes while the run is being
+		// cleaned up, with no script running, is not one; nor is a job
+		// the loop runs after the answer, whose interrupt goja's event
+		// loop drops: the answer, settled in time, stands, and the
+		// runtime, interrupted, is thrown away.
 		overran bool
 	)
 	// crash ends the run for a Go panic p: an engine failure, not the
@@ -434,10 +437,11 @@ func (rt *runtime) run(ex *execution, limit time.Duration, call func(*goja.Runti
 	}
 	settle := func(vm *goja.Runtime, v goja.Value, thrown error) {
 		if done {
-			// The script ran on after its value settled (a then of its
-			// own that settled and then looped, a job queued after),
-			// and was interrupted: the run did not end in time.
-			if isInterrupt(thrown) {
+			// The script ran on after its value settled, in the call
+			// that settled it (a then of its own that settled, then
+			// looped), and was interrupted: the run did not end in
+			// time. (Not an interrupt already due when it settled.)
+			if isInterrupt(thrown) && !haltedAtSettle {
 				overran = true
 			}
 			return

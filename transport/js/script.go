@@ -350,10 +350,11 @@ func (v *version) mayLoad(limit time.Duration) (claim *loadFailure, err error) {
 }
 
 // unclaim lets go of claim, a load's hold that its load did not end with
-// one of its own (its caller went, a passing failure): the next run loads.
+// one of its own (its caller went, a passing failure): the next run
+// claims the retry, one at a time still.
 func (v *version) unclaim(claim *loadFailure) {
 	if claim != nil {
-		v.loadErr.CompareAndSwap(claim, nil)
+		v.loadErr.CompareAndSwap(claim, &loadFailure{err: claim.err, until: time.Now()})
 	}
 }
 
@@ -372,7 +373,7 @@ type HeldError struct {
 }
 
 func (e *HeldError) Error() string {
-	return fmt.Sprintf("not run: its last load ran past the time limit (%v); it is tried again in %s", e.Err, time.Until(e.Until).Round(time.Millisecond))
+	return fmt.Sprintf("not run: its last load ran past the time limit (%v); it is tried again in %s", e.Err, max(0, time.Until(e.Until)).Round(time.Millisecond))
 }
 
 func (e *HeldError) Unwrap() error { return e.Err }
@@ -384,7 +385,15 @@ func (v *version) fail(err error) { v.loadErr.Store(&loadFailure{err: err}) }
 // d, whatever the number of runs asking meanwhile (a loop at load costs
 // its limit once each d, not once per run).
 func (v *version) failFor(err error, d time.Duration) {
-	v.loadErr.Store(&loadFailure{err: err, until: time.Now().Add(d)})
+	for {
+		p := v.loadErr.Load()
+		if p != nil && p.until.IsZero() {
+			return // a failure until a file changes stays
+		}
+		if v.loadErr.CompareAndSwap(p, &loadFailure{err: err, until: time.Now().Add(d)}) {
+			return
+		}
+	}
 }
 
 // get returns the most recently used idle runtime of the version, or nil.
