@@ -41,7 +41,6 @@ func TestAHookFileGoneForAMomentKeepsItsHooks(t *testing.T) {
 				}
 			}
 			vanish()
-			gone := time.Now()
 			if err := subscribe(); domain.CodeOf(err) != domain.CodeNotAllowed {
 				t.Fatalf("just after the file was %s: %v", how, err)
 			}
@@ -60,7 +59,7 @@ func TestAHookFileGoneForAMomentKeepsItsHooks(t *testing.T) {
 			// Gone for longer than the grace: taken as gone (or empty),
 			// and an app without hooks allows.
 			vanish()
-			gone = time.Now()
+			gone := time.Now()
 			for {
 				err := subscribe()
 				if err == nil {
