@@ -678,12 +678,23 @@ func procRSS(pid int) (int64, error) {
 // and its log's commits and the events they carried
 // (fazt_log_commit_seconds_count, fazt_log_events_total). A count the
 // server does not give is -1.
-type serverCounts struct{ writes, commits, events int64 }
+type serverCounts struct {
+	writes, commits, events int64
+	why                     string // when a count is -1: why it could not be read
+}
 
 func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
-	c := serverCounts{-1, -1, -1}
+	c := serverCounts{-1, -1, -1, ""}
 	status, b, err := o.get(ctx, "/metrics")
-	if err != nil || status != http.StatusOK {
+	switch {
+	case err != nil:
+		c.why = err.Error()
+		return c
+	case status == http.StatusUnauthorized:
+		c.why = "401: /metrics takes the admin key, and --key is not it"
+		return c
+	case status != http.StatusOK:
+		c.why = fmt.Sprintf("status %d", status)
 		return c
 	}
 	for _, m := range []struct {
@@ -706,7 +717,19 @@ func (c serverCounts) since(before serverCounts) serverCounts {
 		}
 		return a - b
 	}
-	return serverCounts{d(c.writes, before.writes), d(c.commits, before.commits), d(c.events, before.events)}
+	why := c.why
+	if why == "" {
+		why = before.why
+	}
+	return serverCounts{d(c.writes, before.writes), d(c.commits, before.commits), d(c.events, before.events), why}
+}
+
+// because is ": why" for a reason given, "" otherwise.
+func because(why string) string {
+	if why == "" {
+		return ""
+	}
+	return " (" + why + ")"
 }
 
 // selfCPU returns the CPU time this process has used.

@@ -340,7 +340,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 		r.set("frames_per_write", round(float64(recv)/float64(writes), 2))
 		r.linef("  writes       server made %s socket writes to clients: %.2f deliveries per write", commas(float64(writes)), float64(recv)/float64(writes))
 	} else if writes < 0 {
-		r.linef("  writes       unknown: could not read fazt_ws_writes_total from the server's /metrics")
+		r.linef("  writes       unknown: could not read fazt_ws_writes_total from the server's /metrics%s", because(counts.why))
 	}
 	if counts.commits > 0 && counts.events >= 0 {
 		r.set("server_commits", counts.commits)
@@ -348,7 +348,7 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 		r.set("events_per_commit", round(float64(counts.events)/float64(counts.commits), 2))
 		r.linef("  commits      the server's log committed %s events in %s commits: %.2f per commit", commas(float64(counts.events)), commas(float64(counts.commits)), float64(counts.events)/float64(counts.commits))
 	} else if counts.commits < 0 || counts.events < 0 {
-		r.linef("  commits      unknown: could not read fazt_log_commit_seconds_count and fazt_log_events_total from the server's /metrics")
+		r.linef("  commits      unknown: could not read fazt_log_commit_seconds_count and fazt_log_events_total from the server's /metrics%s", because(counts.why))
 	}
 	if capCtx.Err() != nil && load.sent < int64(lf.messages) {
 		r.set("capped", true)

@@ -470,3 +470,17 @@ func TestCPUShareIsOverTheWorksWindow(t *testing.T) {
 		t.Errorf("the server's share %.1f%%, want about %.1f%%", server, lo)
 	}
 }
+
+// A run given an app's key, which /metrics does not take, says why the
+// server's counts are unknown, rather than only that they are.
+func TestBenchSaysWhyTheServersCountsAreUnknown(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"default": `{"api_keys":{"ci":"app-key"}}`})
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "fanout", "-s", "2", "-m", "10", "--url", tn.srv.URL, "--key", "app-key", "--duration", "20s", "--setup-timeout", "20s"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "(401: /metrics takes the admin key, and --key is not it)") {
+		t.Fatalf("no reason given:\n%s", out.String())
+	}
+}
