@@ -43,14 +43,8 @@ async function handle(req) {
     return fazt.realtime.history(channel, { last }).messages;
   }
   if (req.path === "/api/stats" && req.method === "GET") {
-    // channels() gives a page at a time, by name: ten pages at most.
-    const channels = [];
-    for (let page = 0, after = ""; page < 10; page++) {
-      const got = fazt.realtime.channels({ after, limit: 100 });
-      for (const c of got) if (mayUseOverHTTP(c.channel, token)) channels.push(c);
-      if (got.length < 100) break;
-      after = got[got.length - 1].channel;
-    }
+    // channels() gives a page at a time, by name: here the first 1000.
+    const channels = fazt.realtime.channels({ limit: 1000 }).filter((c) => mayUseOverHTTP(c.channel, token));
     return { channels, connections: fazt.realtime.count() };
   }
   return fail(404, "not_found", "no endpoint " + req.method + " " + req.path);
