@@ -90,6 +90,36 @@ func AppFromHost(host string) string {
 	return first
 }
 
+// AppFromHostIn is AppFromHost for a server that serves the given
+// domains (fazt serve --domain): a host that is one of them, or www. of
+// one, is DefaultApp, and one label under one names that app. An IP
+// address, and localhost or a name under it, read as AppFromHost has it.
+// ok is false for any other host: a name someone else pointed at the
+// server (DNS rebinding, a proxy's default server block) names no app.
+// With no domains, it is AppFromHost.
+func AppFromHostIn(host string, domains []string) (app string, ok bool) {
+	if len(domains) == 0 || strings.HasPrefix(host, "[") {
+		return AppFromHost(host), true
+	}
+	h := host
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if isIPv4(h) || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return AppFromHost(host), true
+	}
+	for _, d := range domains {
+		if h == d || h == "www."+d {
+			return DefaultApp, true
+		}
+		if first, ok := strings.CutSuffix(h, "."+d); ok && first != "" && !strings.Contains(first, ".") {
+			return first, true
+		}
+	}
+	return "", false
+}
+
 // localTLDs are the top labels of names that are not on the public
 // Internet: reserved for loopback, testing and private networks (RFC 6761,
 // RFC 6762's mDNS .local, ICANN's .internal) or in common use on LANs. In

@@ -46,6 +46,39 @@ func TestAppFromHost(t *testing.T) {
 	}
 }
 
+// TestAppFromHostIn: with the server's domains given, a Host under one
+// names its app (the domain itself and www. the default), an IP address
+// or localhost reads as without them, and any other name none (ok false),
+// as a rebinding page's or a proxy's default server's would.
+func TestAppFromHostIn(t *testing.T) {
+	domains := []string{"rt.example.com", "example.org"}
+	for host, want := range map[string]string{
+		"rt.example.com":          "default",
+		"RT.example.com.:443":     "default",
+		"www.rt.example.com":      "default",
+		"chat.rt.example.com:443": "chat",
+		"example.org":             "default",
+		"chat.example.org":        "chat",
+		"127.0.0.1:8080":          "default",
+		"[::1]:8080":              "default",
+		"localhost:8080":          "default",
+		"chat.localhost:8080":     "chat",
+		"chat.evil.test:8080":     "",
+		"example.com":             "",
+		"a.chat.example.org":      "",
+		"notexample.org":          "",
+		"xrt.example.com":         "",
+	} {
+		got, ok := AppFromHostIn(host, domains)
+		if want == "" && ok || want != "" && (!ok || got != want) {
+			t.Errorf("AppFromHostIn(%q) = %q, %v; want %q", host, got, ok, want)
+		}
+	}
+	if got, ok := AppFromHostIn("chat.evil.test", nil); !ok || got != "chat" {
+		t.Errorf("without domains: %q, %v", got, ok)
+	}
+}
+
 func TestValidateApp(t *testing.T) {
 	for _, ok := range []string{"default", "chat", "a-b", "x1"} {
 		if err := ValidateApp(ok); err != nil {

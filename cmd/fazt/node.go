@@ -44,6 +44,9 @@ type nodeConfig struct {
 	// an app whose folder is gone counts as removed: its connections
 	// closed, its history open to a purge (0: 10 s).
 	AppGrace time.Duration
+	// Domains are the server's own (--domain): a Host under none of them
+	// reaches no app. None: any.
+	Domains []string
 	// BodyTimeout bounds how long a request's body may take to arrive
 	// (0: web.DefaultBodyTimeout, 60 s).
 	BodyTimeout time.Duration
@@ -158,6 +161,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 	}
 
 	registry := apps.NewRegistry(cfg.AppsDir)
+	registry.SetDomains(cfg.Domains)
 	if cfg.AppGrace > 0 {
 		registry.SetGrace(cfg.AppGrace)
 		// A hook file that vanishes keeps its code as long as app.json

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/internal/realip"
 	jsrt "github.com/fazt-realtime/fazt/transport/js"
@@ -27,7 +28,7 @@ import (
 func serveCmd() *cobra.Command {
 	var (
 		addr, db, appsDir, durability, admin, logLevel, debugAddr   string
-		jsMemory, trustedProxies                                    string
+		jsMemory, trustedProxies, domains                           string
 		heartbeat, pongTimeout, writeDelay, maxWriteDelay, appGrace time.Duration
 		bodyTimeout                                                 time.Duration
 		retention                                                   retentionFlags
@@ -69,6 +70,10 @@ See docs/operators.md, "One processor".`,
 			if err != nil {
 				return fmt.Errorf("--trusted-proxies (FAZT_TRUSTED_PROXIES): %w", err)
 			}
+			serverDomains, err := parseDomains(domains)
+			if err != nil {
+				return fmt.Errorf("--domain (FAZT_DOMAIN): %w", err)
+			}
 			memoryLimit, err := parseMemory(jsMemory)
 			if err != nil {
 				return fmt.Errorf("--js-memory (FAZT_JS_MEMORY) %q: %w", jsMemory, err)
@@ -93,7 +98,7 @@ See docs/operators.md, "One processor".`,
 					JS:        jsrt.Config{MemoryLimit: memoryLimit},
 					Logger:    logger,
 					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace, BodyTimeout: bodyTimeout,
-					Proxies: proxies,
+					Proxies: proxies, Domains: serverDomains,
 				},
 			}, cmd.ErrOrStderr())
 		},
@@ -104,6 +109,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&appsDir, "apps", envOr("FAZT_APPS", "apps"), "apps folder, one subfolder per app (FAZT_APPS)")
 	f.StringVar(&durability, "durability", envOr("FAZT_DURABILITY", "normal"), "normal (survives a process crash) or full (fsync per commit, survives power loss) (FAZT_DURABILITY)")
 	keyFlag(f, &admin, "admin-key", "server API admin key; default: generated on first start and stored (FAZT_ADMIN_KEY)")
+	f.StringVar(&domains, "domain", os.Getenv("FAZT_DOMAIN"), "the domains the server serves its apps under, comma-separated (example.com): the domain itself and www. are app default, one label under it an app (chat.example.com); a request for any other name, but an IP address and localhost, reaches no app (404), as one a proxy's default server or a DNS rebinding page sends; by default any name is served (FAZT_DOMAIN)")
 	f.StringVar(&trustedProxies, "trusted-proxies", os.Getenv("FAZT_TRUSTED_PROXIES"), "reverse proxies in front of the server, as addresses or CIDR ranges (127.0.0.1,10.0.0.0/8): for a request that comes from one, the client's address, recorded in the log and given to JS, is taken from X-Forwarded-For; by default the header is ignored, as any client can send it (FAZT_TRUSTED_PROXIES)")
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
@@ -256,6 +262,30 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 // debugHandler serves Go's profiles, as net/http/pprof would on the
 // default mux, without touching http.DefaultServeMux, and without its
 // /debug/pprof/cmdline: the command line may hold --admin-key.
+// parseDomains reads --domain: host names, comma-separated, each of DNS
+// labels (a-z, 0-9, inner -), at least two; lower-cased, a trailing dot
+// dropped.
+func parseDomains(list string) ([]string, error) {
+	var out []string
+	for _, d := range strings.Split(list, ",") {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if d == "" {
+			continue
+		}
+		labels := strings.Split(d, ".")
+		if len(labels) < 2 {
+			return nil, fmt.Errorf("%q: want a domain of two labels or more, as example.com", d)
+		}
+		for _, l := range labels {
+			if err := domain.ValidateApp(l); err != nil {
+				return nil, fmt.Errorf("%q: label %q is not a DNS label", d, l)
+			}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 func debugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestStaticFilesStayInPublic: an app's public/ files are served, and
@@ -140,4 +142,60 @@ func newGet(url, host string) (*http.Request, error) {
 		req.Host = host
 	}
 	return req, err
+}
+
+// TestDomainsNameTheApps: with --domain, a request for a name under
+// none of the server's domains reaches no app (404), whatever the path:
+// a page, the JS API, the server API, a WebSocket; one under it names its
+// app, and an IP address or localhost still reaches the default app.
+func TestDomainsNameTheApps(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": ""}, func(c *nodeConfig) { c.Domains = []string{"rt.example.com"} })
+	pub := filepath.Join(tn.cfg.AppsDir, "chat", "public")
+	if err := os.MkdirAll(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pub, "index.html"), []byte("chat"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	do := func(host, method, path, key string) (int, string) {
+		req, _ := http.NewRequest(method, tn.srv.URL+path, strings.NewReader(`{"channel":"room","data":1}`))
+		req.Host = host
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := tn.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do("chat.rt.example.com", "GET", "/", ""); code != 200 || body != "chat" {
+		t.Errorf("chat's page under the domain: %d %q", code, body)
+	}
+	for _, host := range []string{"rt.example.com", "127.0.0.1"} {
+		if code, body := do(host, "POST", "/_api/publish", testAdminKey); code != 200 {
+			t.Errorf("a publish to the default app as %s: %d %s", host, code, body)
+		}
+	}
+	for _, r := range []struct{ method, path, key string }{
+		{"GET", "/", ""}, {"POST", "/_api/publish", testAdminKey}, {"GET", "/api/x", ""},
+	} {
+		if code, body := do("chat.evil.test", r.method, r.path, r.key); code != 404 || !strings.Contains(body, "not under this server's domains") {
+			t.Errorf("%s %s for another name: %d %s", r.method, r.path, code, body)
+		}
+	}
+	hdr := http.Header{"Host": {"chat.evil.test"}}
+	if _, resp, err := websocket.DefaultDialer.Dial(tn.wsURL(), hdr); err == nil || resp == nil || resp.StatusCode != 404 {
+		t.Errorf("a WebSocket for another name: %v %v", resp, err)
+	}
+	for _, bad := range []string{"com", "bad_label.example.com"} {
+		if _, err := parseDomains(bad); err == nil {
+			t.Errorf("--domain %q taken", bad)
+		}
+	}
+	if got, err := parseDomains(" Example.COM., rt.example.org "); err != nil || len(got) != 2 || got[0] != "example.com" || got[1] != "rt.example.org" {
+		t.Errorf("parseDomains: %v, %v", got, err)
+	}
 }

@@ -71,6 +71,9 @@ type Registry struct {
 	// vanishGrace is how long an app whose app.json is gone keeps the
 	// settings it last read from one (10 s).
 	vanishGrace time.Duration
+	// domains are the server's own (SetDomains): LookupHost refuses a
+	// Host under none of them.
+	domains []string
 	mu          sync.Mutex
 	cache       map[string]*entry
 	// known holds, by app, the settings last read well from an app.json,
@@ -254,6 +257,30 @@ func (r *Registry) warnUnknown(name string, body []byte) {
 
 // Dir returns the apps dir.
 func (r *Registry) Dir() string { return r.dir }
+
+// SetDomains sets the domains the server serves apps under (fazt serve
+// --domain), lower case, without a trailing dot: a request whose Host is
+// under none of them reaches no app (LookupHost). Call it before the
+// first lookup.
+func (r *Registry) SetDomains(domains []string) {
+	r.mu.Lock()
+	r.domains = domains
+	r.mu.Unlock()
+}
+
+// LookupHost is Lookup of the app a request's Host names
+// (domain.AppFromHostIn, under the domains set): not_found for a host
+// under none of them.
+func (r *Registry) LookupHost(host string) (*App, error) {
+	// Set before the first lookup: read without the lock every request
+	// takes once in Lookup.
+	domains := r.domains
+	name, ok := domain.AppFromHostIn(host, domains)
+	if !ok {
+		return nil, domain.Errorf(domain.CodeNotFound, "host %q is not under this server's domains (%s)", host, strings.Join(domains, ", "))
+	}
+	return r.Lookup(name)
+}
 
 // Lookup returns the app named name, or an error with code not_found (no
 // such app) or unavailable (its app.json never read well).

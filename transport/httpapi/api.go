@@ -173,7 +173,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, c caller) error
 // admin key opens every app, an app key only its own.
 func (a *API) auth(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		app, err := a.apps.Lookup(domain.AppFromHost(r.Host))
+		app, err := a.apps.LookupHost(r.Host)
 		if err != nil {
 			writeError(w, err)
 			return

@@ -44,6 +44,7 @@ type Store interface {
 // Apps finds an app by name (transport/apps.Registry does).
 type Apps interface {
 	Lookup(name string) (*apps.App, error)
+	LookupHost(host string) (*apps.App, error)
 }
 
 // Config configures an Engine. Zero fields take the defaults.

@@ -38,7 +38,7 @@ var responseKeys = map[string]bool{"status": true, "headers": true, "json": true
 func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	w.Header().Set("X-Request-Id", reqID)
-	app, err := e.apps.Lookup(domain.AppFromHost(r.Host))
+	app, err := e.apps.LookupHost(r.Host)
 	if err != nil {
 		code := domain.CodeOf(err)
 		writeError(w, err.Error(), code, "")

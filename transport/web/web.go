@@ -153,7 +153,7 @@ func static(registry *apps.Registry) http.Handler {
 		if !getOrHead(w, r) {
 			return
 		}
-		app, err := registry.Lookup(domain.AppFromHost(r.Host))
+		app, err := registry.LookupHost(r.Host)
 		if err != nil {
 			http.Error(w, err.Error(), domain.CodeOf(err).HTTPStatus())
 			return

@@ -235,7 +235,7 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 
 // ServeHTTP upgrades a request to /_ws.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	app, err := s.apps.Lookup(domain.AppFromHost(r.Host))
+	app, err := s.apps.LookupHost(r.Host)
 	if err != nil {
 		httpError(w, err)
 		return
