@@ -74,8 +74,8 @@ type Registry struct {
 	// domains are the server's own (SetDomains): LookupHost refuses a
 	// Host under none of them.
 	domains []string
-	mu          sync.Mutex
-	cache       map[string]*entry
+	mu      sync.Mutex
+	cache   map[string]*entry
 	// known holds, by app, the settings last read well from an app.json,
 	// and whether it or the app's folder has gone since (see Lookup); an
 	// entry stays until a new app.json replaces it.
