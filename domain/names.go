@@ -93,7 +93,8 @@ func AppFromHost(host string) string {
 // AppFromHostIn is AppFromHost for a server that serves the given
 // domains (fazt serve --domain): a host that is one of them, or www. of
 // one, is DefaultApp, and one label under one names that app. An IP
-// address, and localhost or a name under it, read as AppFromHost has it.
+// address, and localhost or a name under it, read as AppFromHost has it;
+// an empty host (HTTP/1.0) names none.
 // ok is false for any other host: a name someone else pointed at the
 // server (DNS rebinding, a proxy's default server block) names no app.
 // With no domains, it is AppFromHost.
@@ -109,10 +110,14 @@ func AppFromHostIn(host string, domains []string) (app string, ok bool) {
 	if isIPv4(h) || h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return AppFromHost(host), true
 	}
+	// The domain itself first, in any order of the list: with example.com
+	// and rt.example.com, rt.example.com is a domain, not app rt.
 	for _, d := range domains {
 		if h == d || h == "www."+d {
 			return DefaultApp, true
 		}
+	}
+	for _, d := range domains {
 		if first, ok := strings.CutSuffix(h, "."+d); ok && first != "" && !strings.Contains(first, ".") {
 			return first, true
 		}

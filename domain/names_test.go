@@ -74,6 +74,12 @@ func TestAppFromHostIn(t *testing.T) {
 			t.Errorf("AppFromHostIn(%q) = %q, %v; want %q", host, got, ok, want)
 		}
 	}
+	// A domain under another is a domain, whatever the order.
+	for _, list := range [][]string{{"example.com", "rt.example.com"}, {"rt.example.com", "example.com"}} {
+		if got, ok := AppFromHostIn("rt.example.com", list); !ok || got != DefaultApp {
+			t.Errorf("rt.example.com with %v: %q, %v", list, got, ok)
+		}
+	}
 	if got, ok := AppFromHostIn("chat.evil.test", nil); !ok || got != "chat" {
 		t.Errorf("without domains: %q, %v", got, ok)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -68,7 +69,7 @@ or one of the app's own api_keys.`,
 			}
 			_, host, _ := serverURL(server, app) // callAPI has taken it
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "published to %s/%s: offset %d (epoch %s, seq %d)\n",
-				domain.AppFromHost(host), resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
+				appOfHost(host), resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
 			return err
 		},
 	}
@@ -114,7 +115,7 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 		u.Host = "localhost" + u.Host
 	}
 	host = u.Host
-	if app == "" || app == domain.DefaultApp || domain.AppFromHost(host) == app {
+	if app == "" || app == domain.DefaultApp || appOfHost(host) == app {
 		return u, host, nil
 	}
 	if err := checkApp(app); err != nil {
@@ -123,10 +124,23 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 	host = app + "." + host
 	// The server reads the app off the Host header as it reads any: an
 	// IPv6 address, or a host name of one label, cannot carry it.
-	if got := domain.AppFromHost(host); got != app {
+	if got := appOfHost(host); got != app {
 		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header (%s would reach app %s): give the server by a name it has, such as localhost:8080 or 127.0.0.1:8080", server, app, host, got)
 	}
 	return u, host, nil
+}
+
+// appOfHost is the app a server reads off host: as fazt serve --domain
+// has it when FAZT_DOMAIN is set (a server's domains, given to the CLI
+// the same way), otherwise domain.AppFromHost. A host under none of the
+// domains is "" (it reaches no app).
+func appOfHost(host string) string {
+	domains, err := parseDomains(os.Getenv("FAZT_DOMAIN"))
+	if err != nil {
+		domains = nil
+	}
+	app, _ := domain.AppFromHostIn(host, domains)
+	return app
 }
 
 // apiTimeout bounds a CLI command's call to the server API.

@@ -259,9 +259,6 @@ func serve(ctx context.Context, opts serveOptions, stderr interface{ Write([]byt
 	return nil
 }
 
-// debugHandler serves Go's profiles, as net/http/pprof would on the
-// default mux, without touching http.DefaultServeMux, and without its
-// /debug/pprof/cmdline: the command line may hold --admin-key.
 // parseDomains reads --domain: host names, comma-separated, each of DNS
 // labels (a-z, 0-9, inner -), at least two; lower-cased, a trailing dot
 // dropped.
@@ -286,6 +283,9 @@ func parseDomains(list string) ([]string, error) {
 	return out, nil
 }
 
+// debugHandler serves Go's profiles, as net/http/pprof would on the
+// default mux, without touching http.DefaultServeMux, and without its
+// /debug/pprof/cmdline: the command line may hold --admin-key.
 func debugHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

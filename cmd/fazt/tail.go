@@ -339,7 +339,7 @@ func (t *tailer) subscribeFrame() (map[string]any, error) {
 	}
 	if domain.IsPrivate(t.channel) {
 		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"channel": t.channel, "app": cmp.Or(t.signApp, domain.AppFromHost(t.host)), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
+			"channel": t.channel, "app": cmp.Or(t.signApp, appOfHost(t.host)), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
 		}).SignedString([]byte(t.secret))
 		if err != nil {
 			return nil, fmt.Errorf("sign the token: %v", err)

@@ -277,7 +277,8 @@ func (r *Registry) LookupHost(host string) (*App, error) {
 	domains := r.domains
 	name, ok := domain.AppFromHostIn(host, domains)
 	if !ok {
-		return nil, domain.Errorf(domain.CodeNotFound, "host %q is not under this server's domains (%s)", host, strings.Join(domains, ", "))
+		// The domains are not named: anyone may send any Host.
+		return nil, domain.Errorf(domain.CodeNotFound, "host %q is not under this server's domains", host)
 	}
 	return r.Lookup(name)
 }
