@@ -691,7 +691,7 @@ func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
 		c.why = err.Error()
 		return c
 	case status == http.StatusUnauthorized:
-		c.why = "401: /metrics takes the admin key, and --key is not it"
+		c.why = "401: /metrics takes the admin key, and --key is not it (or none was given)"
 		return c
 	case status != http.StatusOK:
 		c.why = fmt.Sprintf("status %d", status)
@@ -724,7 +724,7 @@ func (c serverCounts) since(before serverCounts) serverCounts {
 	return serverCounts{d(c.writes, before.writes), d(c.commits, before.commits), d(c.events, before.events), why}
 }
 
-// because is ": why" for a reason given, "" otherwise.
+// because is " (why)" for a reason given, "" otherwise.
 func because(why string) string {
 	if why == "" {
 		return ""

@@ -406,6 +406,7 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	deadline := time.Now().Add(limit)
 	ex := &execution{ctx: ctx, app: app, log: log}
 	rt := v.get()
+	loadedHere := rt == nil
 	if rt == nil {
 		// No idle runtime: a load. A load that ran past the limit lately
 		// is answered instead (one run at a time tries again, once each
@@ -463,6 +464,16 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 	var te *TimeoutError
 	if errors.As(err, &te) {
 		te.Limit = limit
+		if loadedHere && left < limit/2 {
+			// Its load took more than half the limit, and the rest ran
+			// out: a busy machine (or a slow load), not the script's
+			// answer, which a client may ask again for (unavailable,
+			// as for a load past the limit); the next run finds the
+			// script loaded. A fast load followed by a loop is the
+			// script's own time-out.
+			log.Warn("js script's load took most of the time limit, and its run the rest", "limit", limit, "left", left.Round(time.Millisecond))
+			return true, &LoadError{err}
+		}
 	}
 	return true, err
 }

@@ -461,7 +461,11 @@ func TestALoadPastItsLimitHoldsBackLoadsOnly(t *testing.T) {
 		t.Fatal("a load past its limit replaced a failure until a file changes")
 	}
 	v.loadErr.Store(nil)
-	v.loaded()
+	v.failFor(past, -time.Second)
+	if claim, err := v.mayLoad(time.Second); err != nil || claim == nil {
+		t.Fatalf("a claim: %v, %v", claim, err)
+	}
+	v.loaded() // the claimant's load worked
 	if claim, err := v.mayLoad(time.Second); err != nil || claim != nil || v.failed() != nil {
 		t.Fatalf("after a load that worked: %v, %v, %v", claim, err, v.failed())
 	}
