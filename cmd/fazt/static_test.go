@@ -48,14 +48,8 @@ func TestStaticFilesStayInPublic(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func(path string) (int, string) {
-		req, _ := newGet(tn.srv.URL+path, "site.localhost")
-		resp, err := tn.srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		resp, body := tn.hostRequest("GET", "site.localhost", path, nil, "")
+		return resp.StatusCode, body
 	}
 	for path, want := range map[string]string{
 		"/":                         "home",
@@ -92,17 +86,11 @@ func TestStaticAnswersHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	do := func(method, path string, header map[string]string) *http.Response {
-		req, _ := http.NewRequest(method, tn.srv.URL+path, nil)
-		req.Host = "site.localhost"
+		h := http.Header{}
 		for k, v := range header {
-			req.Header.Set(k, v)
+			h.Set(k, v)
 		}
-		resp, err := tn.srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp, _ := tn.hostRequest(method, "site.localhost", path, h, "")
 		return resp
 	}
 	for _, path := range []string{"/", "/_fazt/fazt.js"} {
@@ -136,12 +124,25 @@ func TestStaticAnswersHeaders(t *testing.T) {
 	}
 }
 
-func newGet(url, host string) (*http.Request, error) {
-	req, err := http.NewRequest("GET", url, nil)
-	if err == nil {
-		req.Host = host
+// hostRequest sends method path to the node with Host host, header and
+// body, and returns the answer, its body read.
+func (tn *testNode) hostRequest(method, host, path string, header http.Header, body string) (*http.Response, string) {
+	tn.t.Helper()
+	req, err := http.NewRequest(method, tn.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		tn.t.Fatal(err)
 	}
-	return req, err
+	req.Host = host
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := tn.srv.Client().Do(req)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
 }
 
 // TestDomainsNameTheApps: with --domain, a request for a name under
@@ -158,18 +159,12 @@ func TestDomainsNameTheApps(t *testing.T) {
 		t.Fatal(err)
 	}
 	do := func(host, method, path, key string) (int, string) {
-		req, _ := http.NewRequest(method, tn.srv.URL+path, strings.NewReader(`{"channel":"room","data":1}`))
-		req.Host = host
+		h := http.Header{}
 		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
+			h.Set("Authorization", "Bearer "+key)
 		}
-		resp, err := tn.srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		resp, body := tn.hostRequest(method, host, path, h, `{"channel":"room","data":1}`)
+		return resp.StatusCode, body
 	}
 	if code, body := do("chat.rt.example.com", "GET", "/", ""); code != 200 || body != "chat" {
 		t.Errorf("chat's page under the domain: %d %q", code, body)
