@@ -369,8 +369,8 @@ func (e *Engine) Close() {
 // run executes app's file: it takes a runtime of the current version from
 // the pool (loading the script into a new one if none is idle), calls call
 // on it and passes what that settles to to finish. ok is false when the
-// app has no such file. The whole of it, loading included, is bounded by
-// the file's time limit.
+// app has no such file. A load, when the pool has no idle runtime, and
+// the run are each bounded by the file's time limit.
 func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger func() *slog.Logger,
 	call func(rt *runtime, vm *goja.Runtime) (goja.Value, error),
 	finish func(rt *runtime, vm *goja.Runtime, v goja.Value) error,
@@ -403,10 +403,8 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 		// its caller does.
 		ctx = context.WithoutCancel(ctx)
 	}
-	deadline := time.Now().Add(limit)
 	ex := &execution{ctx: ctx, app: app, log: log}
 	rt := v.get()
-	loadedHere := rt == nil
 	if rt == nil {
 		// No idle runtime: a load. A load that ran past the limit lately
 		// is answered instead (one run at a time tries again, once each
@@ -448,32 +446,14 @@ func (e *Engine) run(ctx context.Context, app *apps.App, file string, logger fun
 		}
 		v.loaded()
 	}
-	left := time.Until(deadline)
-	if left <= 0 {
-		// The load took the whole limit, and the script has not run: a
-		// busy machine, not its answer. The runtime serves the next run.
-		v.put(rt)
-		return true, &LoadError{&TimeoutError{File: file, Limit: limit}}
-	}
-	reusable, err := rt.run(ex, left,
+	// The run has its whole limit, after a load of its own: a slow load
+	// (a busy machine) then leaves the script's answer its time, and a
+	// run past its limit is always the script's own.
+	reusable, err := rt.run(ex, limit,
 		func(vm *goja.Runtime) (goja.Value, error) { return call(rt, vm) },
 		func(vm *goja.Runtime, val goja.Value) error { return finish(rt, vm, val) })
 	if reusable {
 		v.put(rt)
-	}
-	var te *TimeoutError
-	if errors.As(err, &te) {
-		te.Limit = limit
-		if loadedHere && left < limit/2 {
-			// Its load took more than half the limit, and the rest ran
-			// out: a busy machine (or a slow load), not the script's
-			// answer, which a client may ask again for (unavailable,
-			// as for a load past the limit); the next run finds the
-			// script loaded. A fast load followed by a loop is the
-			// script's own time-out.
-			log.Warn("js script's load took most of the time limit, and its run the rest", "limit", limit, "left", left.Round(time.Millisecond))
-			return true, &LoadError{err}
-		}
 	}
 	return true, err
 }
