@@ -68,8 +68,9 @@ or one of the app's own api_keys.`,
 				return err
 			}
 			_, host, _ := serverURL(server, app) // callAPI has taken it
+			to, _ := appOfHost(host)             // and FAZT_DOMAIN with it
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "published to %s/%s: offset %d (epoch %s, seq %d)\n",
-				appOfHost(host), resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
+				to, resp.Channel, resp.Offset, resp.Epoch, resp.Seq)
 			return err
 		},
 	}
@@ -115,7 +116,11 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 		u.Host = "localhost" + u.Host
 	}
 	host = u.Host
-	if app == "" || app == domain.DefaultApp || appOfHost(host) == app {
+	own, err := appOfHost(host)
+	if err != nil {
+		return nil, "", err
+	}
+	if app == "" || app == domain.DefaultApp || own == app {
 		return u, host, nil
 	}
 	if err := checkApp(app); err != nil {
@@ -124,7 +129,10 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 	host = app + "." + host
 	// The server reads the app off the Host header as it reads any: an
 	// IPv6 address, or a host name of one label, cannot carry it.
-	if got := appOfHost(host); got != app {
+	switch got, _ := appOfHost(host); {
+	case got == "":
+		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header: %s is under none of FAZT_DOMAIN's domains (%s); give the server by one of them, or as localhost:PORT", server, app, host, os.Getenv("FAZT_DOMAIN"))
+	case got != app:
 		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header (%s would reach app %s): give the server by a name it has, such as localhost:8080 or 127.0.0.1:8080", server, app, host, got)
 	}
 	return u, host, nil
@@ -133,14 +141,15 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 // appOfHost is the app a server reads off host: as fazt serve --domain
 // has it when FAZT_DOMAIN is set (a server's domains, given to the CLI
 // the same way), otherwise domain.AppFromHost. A host under none of the
-// domains is "" (it reaches no app).
-func appOfHost(host string) string {
+// domains is "" (it reaches no app). A FAZT_DOMAIN fazt serve would
+// refuse is an error: read the old way, it would name another app.
+func appOfHost(host string) (string, error) {
 	domains, err := parseDomains(os.Getenv("FAZT_DOMAIN"))
 	if err != nil {
-		domains = nil
+		return "", fmt.Errorf("FAZT_DOMAIN: %w", err)
 	}
 	app, _ := domain.AppFromHostIn(host, domains)
-	return app
+	return app, nil
 }
 
 // apiTimeout bounds a CLI command's call to the server API.

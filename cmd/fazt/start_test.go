@@ -40,6 +40,7 @@ func TestFailedStartSaysWhy(t *testing.T) {
 // TestServerURLNamesTheApp: the CLI's server address, as FAZT_ADDR often
 // has it for serve (":8080"), still reaches the app asked for.
 func TestServerURLNamesTheApp(t *testing.T) {
+	t.Setenv("FAZT_DOMAIN", "") // read as with no domains, whatever the shell exports
 	for _, tc := range []struct{ server, app, url, host string }{
 		{":8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
 		{"localhost:8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
@@ -62,6 +63,27 @@ func TestServerURLNamesTheApp(t *testing.T) {
 	// An app name that is not one (upper case) says so.
 	if _, _, err := serverURL("localhost:8080", "Chat"); err == nil || !strings.Contains(err.Error(), "--app") {
 		t.Errorf("serverURL(localhost:8080, Chat): %v, want an error about --app", err)
+	}
+	// With FAZT_DOMAIN, a Host is read as a server with the same --domain
+	// reads it: the domain itself is app default, not app rt.
+	t.Setenv("FAZT_DOMAIN", "rt.example.com")
+	for _, tc := range []struct{ server, app, host string }{
+		{"rt.example.com", "default", "rt.example.com"},
+		{"rt.example.com", "rt", "rt.rt.example.com"},
+		{"https://rt.example.com", "chat", "chat.rt.example.com"},
+		{"localhost:8080", "chat", "chat.localhost:8080"},
+	} {
+		if _, host, err := serverURL(tc.server, tc.app); err != nil || host != tc.host {
+			t.Errorf("FAZT_DOMAIN=rt.example.com: serverURL(%q, %q) = %q, %v; want %s", tc.server, tc.app, host, err, tc.host)
+		}
+	}
+	if _, _, err := serverURL("127.0.0.1:8080", "chat"); err == nil || !strings.Contains(err.Error(), "none of FAZT_DOMAIN's domains") {
+		t.Errorf("FAZT_DOMAIN=rt.example.com: serverURL(127.0.0.1:8080, chat): %v, want it under none", err)
+	}
+	// A FAZT_DOMAIN fazt serve would refuse is an error here too.
+	t.Setenv("FAZT_DOMAIN", "com")
+	if _, _, err := serverURL("localhost:8080", "chat"); err == nil || !strings.Contains(err.Error(), "FAZT_DOMAIN") {
+		t.Errorf("FAZT_DOMAIN=com: %v, want an error", err)
 	}
 }
 

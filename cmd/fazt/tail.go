@@ -338,8 +338,9 @@ func (t *tailer) subscribeFrame() (map[string]any, error) {
 		}
 	}
 	if domain.IsPrivate(t.channel) {
+		app, _ := appOfHost(t.host) // serverURL, which made t.host, read FAZT_DOMAIN well
 		token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"channel": t.channel, "app": cmp.Or(t.signApp, appOfHost(t.host)), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
+			"channel": t.channel, "app": cmp.Or(t.signApp, app), "client": t.clientID, "exp": time.Now().Add(tailTokenLife).Unix(),
 		}).SignedString([]byte(t.secret))
 		if err != nil {
 			return nil, fmt.Errorf("sign the token: %v", err)
