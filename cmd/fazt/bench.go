@@ -691,7 +691,10 @@ func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
 		c.why = err.Error()
 		return c
 	case status == http.StatusUnauthorized:
-		c.why = "401: /metrics takes the admin key, and --key is not it (or none was given)"
+		c.why = "401: /metrics takes the admin key, and --key is not it"
+		if o.key == "" {
+			c.why = "401: /metrics takes the admin key, and no --key was given"
+		}
 		return c
 	case status != http.StatusOK:
 		c.why = fmt.Sprintf("status %d", status)
