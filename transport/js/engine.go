@@ -50,10 +50,13 @@ type Apps interface {
 // Config configures an Engine. Zero fields take the defaults.
 type Config struct {
 	// HandlerTimeout bounds one run of api/main.js (default 5s). An app's
-	// app.json may lower it (js.handler_timeout_ms).
+	// app.json may lower it (js.handler_timeout_ms). A run that must load
+	// the script first has it for the load and again for the run: up to
+	// twice it in all, after up to once it waiting for a slot.
 	HandlerTimeout time.Duration
-	// HookTimeout bounds one hook of api/realtime.js (default 1s). An app's
-	// app.json may lower it (js.hook_timeout_ms).
+	// HookTimeout bounds one hook of api/realtime.js (default 1s), as
+	// HandlerTimeout bounds a handler. An app's app.json may lower it
+	// (js.hook_timeout_ms).
 	HookTimeout time.Duration
 	// MaxBodyBytes caps a request body passed to a handler (default 1 MiB).
 	MaxBodyBytes int64

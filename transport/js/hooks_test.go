@@ -308,20 +308,32 @@ func TestAThenablePastTheLimitIsStopped(t *testing.T) {
 }
 
 // A hook whose script's load took most of its time limit still has the
-// whole limit for its run: it answers (it was refused, as past its
-// limit, or found none of it left). A run past its limit is the hook's
-// own time-out, and refuses.
+// whole limit for its run, and answers (before 70264f4 the load counted
+// against the run, and such a hook was refused as past its limit). A run
+// past its limit, after a slow load or a fast one, is the hook's own
+// time-out, and refuses.
 func TestAHookWhoseLoadTookMostOfTheLimitRuns(t *testing.T) {
 	e := newEnv(t, map[string]string{
-		"slow/api/realtime.js": `const t0 = Date.now(); while (Date.now() - t0 < 300) {}
-exports.onSubscribe = () => { const t = Date.now(); while (Date.now() - t < 300) {} return true; };`,
+		"slow/api/realtime.js": `const t0 = Date.now(); while (Date.now() - t0 < 600) {}
+exports.onSubscribe = () => { const t = Date.now(); while (Date.now() - t < 600) {} return true; };`,
+		"slowloop/api/realtime.js": `const t0 = Date.now(); while (Date.now() - t0 < 600) {}
+exports.onSubscribe = () => { for (;;) {} };`,
 		"loop/api/realtime.js": `exports.onSubscribe = () => { for (;;) {} };`,
-	}, js.Config{HookTimeout: 400 * time.Millisecond})
+	}, js.Config{HookTimeout: time.Second})
 	ctx := context.Background()
 	if err := e.eng.OnSubscribe(ctx, domain.Client{ID: "c1", App: "slow"}, "room"); err != nil {
-		t.Fatalf("a load of 300 ms, then a run of 300 ms, each within the 400 ms limit: %v", err)
+		t.Fatalf("a load of 600 ms, then a run of 600 ms, each within the 1 s limit: %v", err)
 	}
-	if err := e.eng.OnSubscribe(ctx, domain.Client{ID: "c1", App: "loop"}, "room"); domain.CodeOf(err) != domain.CodeNotAllowed {
-		t.Fatalf("a fast load, then a loop: %v, want not_allowed", err)
+	for _, app := range []string{"slowloop", "loop"} {
+		start := time.Now()
+		err := e.eng.OnSubscribe(ctx, domain.Client{ID: "c1", App: app}, "room")
+		if domain.CodeOf(err) != domain.CodeNotAllowed || !strings.Contains(err.Error(), "time limit") {
+			t.Fatalf("%s: a loop after the load: %v, want not_allowed past the time limit", app, err)
+		}
+		// A lower bound only: the loop had its whole limit, whatever
+		// the load before it took.
+		if took := time.Since(start); took < time.Second {
+			t.Fatalf("%s: refused after %v, before the run's own limit of 1s", app, took)
+		}
 	}
 }
