@@ -120,22 +120,32 @@ func serverURL(server, app string) (base *url.URL, host string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if app == "" || app == domain.DefaultApp || own == app {
+	switch {
+	case app == "" || own == app:
+		// "": a call that names no app by its Host (purge).
+		return u, host, nil
+	case app == domain.DefaultApp && own != "":
+		// --app left at its default: the app the server's address names
+		// (chat.example.com), or default.
+		return u, host, nil
+	case app != domain.DefaultApp:
+		if err := checkApp(app); err != nil {
+			return nil, "", err
+		}
+		host = app + "." + host
+		own, _ = appOfHost(host) // FAZT_DOMAIN was read well above
+	}
+	// The server reads the app off the Host header as it reads any: an
+	// IPv6 address, or a host name of one label, cannot carry it, and
+	// under FAZT_DOMAIN a host under none of its domains names no app.
+	if own == app {
 		return u, host, nil
 	}
-	if err := checkApp(app); err != nil {
-		return nil, "", err
+	domains, _ := parseDomains(os.Getenv("FAZT_DOMAIN"))
+	if own == "" {
+		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header: %s is under none of FAZT_DOMAIN's domains (%s); give the server by one of them, or as localhost:PORT", server, app, host, strings.Join(domains, ", "))
 	}
-	host = app + "." + host
-	// The server reads the app off the Host header as it reads any: an
-	// IPv6 address, or a host name of one label, cannot carry it.
-	switch got, _ := appOfHost(host); {
-	case got == "":
-		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header: %s is under none of FAZT_DOMAIN's domains (%s); give the server by one of them, or as localhost:PORT", server, app, host, os.Getenv("FAZT_DOMAIN"))
-	case got != app:
-		return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header (%s would reach app %s): give the server by a name it has, such as localhost:8080 or 127.0.0.1:8080", server, app, host, got)
-	}
-	return u, host, nil
+	return nil, "", fmt.Errorf("server %q cannot be asked for app %s by its Host header (%s would reach app %s): give the server by a name it has, such as localhost:8080 or 127.0.0.1:8080", server, app, host, own)
 }
 
 // appOfHost is the app a server reads off host: as fazt serve --domain

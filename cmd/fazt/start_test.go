@@ -40,7 +40,6 @@ func TestFailedStartSaysWhy(t *testing.T) {
 // TestServerURLNamesTheApp: the CLI's server address, as FAZT_ADDR often
 // has it for serve (":8080"), still reaches the app asked for.
 func TestServerURLNamesTheApp(t *testing.T) {
-	t.Setenv("FAZT_DOMAIN", "") // read as with no domains, whatever the shell exports
 	for _, tc := range []struct{ server, app, url, host string }{
 		{":8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
 		{"localhost:8080", "chat", "http://localhost:8080", "chat.localhost:8080"},
@@ -79,6 +78,15 @@ func TestServerURLNamesTheApp(t *testing.T) {
 	}
 	if _, _, err := serverURL("127.0.0.1:8080", "chat"); err == nil || !strings.Contains(err.Error(), "none of FAZT_DOMAIN's domains") {
 		t.Errorf("FAZT_DOMAIN=rt.example.com: serverURL(127.0.0.1:8080, chat): %v, want it under none", err)
+	}
+	// --app left at default takes the app the host names, but a host under
+	// none of the domains names none; a call that names no app by its
+	// Host (purge) takes any.
+	if _, _, err := serverURL("fazt.internal:8080", "default"); err == nil || !strings.Contains(err.Error(), "none of FAZT_DOMAIN's domains (rt.example.com)") {
+		t.Errorf("FAZT_DOMAIN=rt.example.com: serverURL(fazt.internal:8080, default): %v, want it under none", err)
+	}
+	if _, host, err := serverURL("fazt.internal:8080", ""); err != nil || host != "fazt.internal:8080" {
+		t.Errorf("FAZT_DOMAIN=rt.example.com: serverURL(fazt.internal:8080, \"\") = %q, %v", host, err)
 	}
 	// A FAZT_DOMAIN fazt serve would refuse is an error here too.
 	t.Setenv("FAZT_DOMAIN", "com")

@@ -397,7 +397,6 @@ func TestTailFollowsAPrivateChannel(t *testing.T) {
 // (chat.example.com, with --app left at default), and the connection's
 // client id.
 func TestTailSignsForTheAppTheServerSees(t *testing.T) {
-	t.Setenv("FAZT_DOMAIN", "") // read as with no domains, whatever the shell exports
 	for _, tc := range []struct{ server, app, want string }{
 		{"http://vault.localhost:8080", "default", "vault"},
 		{"127.0.0.1:8080", "vault", "vault"},
