@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +105,13 @@ func (o *benchOptions) prepare(concurrency int) error {
 	}
 	if o.duration <= 0 || o.setupTimeout <= 0 {
 		return errors.New("--duration and --setup-timeout must be positive")
+	}
+	if o.serverPID > 0 {
+		// A pid that is not the server's (a typo, a server since
+		// restarted) would otherwise be reported as no pid given.
+		if _, err := procCPU(o.serverPID); err != nil {
+			return fmt.Errorf("--server-pid %d: %w", o.serverPID, err)
+		}
 	}
 	// The tool's own timer slack, set before the runtime started
 	// (timerslack_linux.go), as the server's is.
@@ -223,6 +232,17 @@ func scanUint(b []byte, key string) (uint64, bool) {
 		return 0, false
 	}
 	return parseDigits(b[i+len(key):])
+}
+
+// sendTime finds a message frame's "ft:<unix nanos>" in its data, which
+// comes after the channel's name: a name may hold "ft:" itself (js
+// --channel draft:7).
+func sendTime(frame []byte) (uint64, bool) {
+	i := bytes.Index(frame, []byte(`"data":`))
+	if i < 0 {
+		return 0, false
+	}
+	return scanUint(frame[i:], `ft:`)
 }
 
 func parseDigits(b []byte) (uint64, bool) {
@@ -442,7 +462,7 @@ func (bc *benchConn) message(b []byte, l *deliveryLatency, at int64) {
 		}
 	}
 	bc.maxOff = max(bc.maxOff, off)
-	if sent, ok := scanUint(b, `ft:`); ok && l != nil {
+	if sent, ok := sendTime(b); ok && l != nil {
 		l.read.record((now - int64(sent)) / 1000)
 		switch {
 		case at > 0:
@@ -512,6 +532,11 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 		}()
 	}
 	wg.Wait()
+	if firstErr == nil && slices.Contains(conns, nil) {
+		// Ended (the set-up's time, an interrupt) between two dials:
+		// the connections not opened are nil.
+		firstErr = fmt.Errorf("%d of %d connections opened: %w", n-countNil(conns), n, ctx.Err())
+	}
 	if firstErr != nil {
 		closeAll(conns)
 		if errors.Is(firstErr, context.DeadlineExceeded) {
@@ -520,6 +545,16 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 		return nil, firstErr
 	}
 	return conns, nil
+}
+
+func countNil(conns []*benchConn) int {
+	n := 0
+	for _, bc := range conns {
+		if bc == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // closeAll ends the connections and waits for the readers that were
@@ -615,12 +650,14 @@ func (h *histogram) summary() latency {
 	if l.N == 0 {
 		return l
 	}
+	// The nearest rank: the least value at least a fraction p of the
+	// samples are at or under (of 100, the 99th, not the largest).
 	q := func(p float64) float64 {
-		rank := uint64(p * float64(l.N))
+		rank := max(uint64(math.Ceil(p*float64(l.N))), 1)
 		var acc uint64
 		for i, c := range all {
 			acc += c
-			if acc > rank {
+			if acc >= rank {
 				return min(histValue(i), float64(mx)) / 1000
 			}
 		}
@@ -691,9 +728,9 @@ func (o *benchOptions) serverCounts(ctx context.Context) serverCounts {
 		c.why = err.Error()
 		return c
 	case status == http.StatusUnauthorized:
-		c.why = "401: /metrics takes the admin key, and --key is not it"
+		c.why = "401: /metrics takes the admin key, and --key (FAZT_ADMIN_KEY) is not it"
 		if o.key == "" {
-			c.why = "401: /metrics takes the admin key, and no --key was given"
+			c.why = "401: /metrics takes the admin key, and no --key (FAZT_ADMIN_KEY) was given"
 		}
 		return c
 	case status != http.StatusOK:
@@ -864,6 +901,8 @@ func (r *benchReport) cpu(self, server float64, pid int) {
 	if server >= 0 {
 		r.set("server_cpu_pct", round(server, 1))
 		r.linef("  cpu          server %.0f%% of a core (pid %d), bench %.0f%%", server, pid, self)
+	} else if pid > 0 {
+		r.linef("  cpu          bench %.0f%% of a core; server: /proc/%d could not be read (has it ended?)", self, pid)
 	} else {
 		r.linef("  cpu          bench %.0f%% of a core; server: pass --server-pid to see it", self)
 	}

@@ -103,6 +103,10 @@ type loadResult struct {
 	start, end       time.Time
 	perChannel       []atomic.Int64 // accepted publishes by channel
 	reqLatency       *histogram     // request round trips
+	// Under a rate, how late requests went out against their schedule
+	// (0 for those on time), and how many were a millisecond or more late.
+	lag  *histogram
+	late atomic.Int64
 }
 
 // publishLoad runs m publishes with conc workers, batch publishes per
@@ -110,9 +114,14 @@ type loadResult struct {
 // channel pick chooses. It starts no new request once stop ends; requests
 // run under ctx, so that those in flight at the cap finish and are counted
 // (a cancelled request may still have been committed).
+//
+// Under a rate, a request that goes out after its time because every
+// worker was busy (the server stalled) counts its latencies from its time,
+// not from when it went: stamped with the time it went, the stall would be
+// missing from every latency but its own requests' (coordinated omission).
 func publishLoad(ctx, stop context.Context, m, conc, batch int, pubRate float64, channels int, pick func(r *rand.Rand) int, send sendFunc) *loadResult {
 	batch = max(batch, 1)
-	res := &loadResult{perChannel: make([]atomic.Int64, channels), reqLatency: &histogram{}}
+	res := &loadResult{perChannel: make([]atomic.Int64, channels), reqLatency: &histogram{}, lag: &histogram{}}
 	var next atomic.Int64
 	var interval time.Duration
 	if pubRate > 0 {
@@ -134,13 +143,20 @@ func publishLoad(ctx, stop context.Context, m, conc, batch int, pubRate float64,
 					return
 				}
 				k := min(int64(batch), int64(m)-n)
+				var due time.Time // when a request behind its schedule was due
 				if interval > 0 {
-					if d := time.Until(res.start.Add(time.Duration(n) * interval)); d > 0 {
+					at := res.start.Add(time.Duration(n) * interval)
+					if d := time.Until(at); d > 0 {
+						// On time: stamped when the timer woke it, so
+						// that the timer's own lateness is not the
+						// server's.
 						select {
 						case <-time.After(d):
 						case <-stop.Done():
 							return
 						}
+					} else {
+						due = at
 					}
 				}
 				chs = chs[:0]
@@ -148,6 +164,16 @@ func publishLoad(ctx, stop context.Context, m, conc, batch int, pubRate float64,
 					chs = append(chs, pick(rng))
 				}
 				t0 := time.Now()
+				if interval > 0 {
+					var lag time.Duration
+					if !due.IsZero() {
+						lag, t0 = t0.Sub(due), due
+					}
+					res.lag.record(lag.Microseconds())
+					if lag >= time.Millisecond {
+						res.late.Add(1)
+					}
+				}
 				var ok bool
 				var err error
 				buf, ok, err = send(ctx, buf[:0], chs, t0.UnixNano())
@@ -203,6 +229,14 @@ func waitDeliveries(ctx context.Context, conns []*benchConn, want int64, quiet t
 		}
 	}
 	return lastDelivery(conns)
+}
+
+// latest is the later of a and b.
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func lastDelivery(conns []*benchConn) time.Time {
@@ -288,7 +322,10 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	drain, cancelDrain := context.WithTimeout(parent, 30*time.Second)
 	defer cancelDrain()
 	end := waitDeliveries(drain, conns, want, 5*time.Second)
-	selfPct, serverPct := meter.stopAt(end)
+	// The CPU's window ends at the last delivery, or at the last request's
+	// answer when requests went on after it (refused, or broadcasting
+	// nothing).
+	selfPct, serverPct := meter.stopAt(latest(end, load.end))
 	counts := o.serverCounts(parent).since(countsBefore)
 	writes := counts.writes
 	closeAll(conns)
@@ -322,6 +359,16 @@ func (o *benchOptions) runDelivery(parent context.Context, r *benchReport, conns
 	r.set("request_p50_ms", round(rl.P50, 3))
 	r.set("request_p99_ms", round(rl.P99, 3))
 	r.linef("  request      p50 %.2f ms  p99 %.2f ms (publish round trip)", rl.P50, rl.P99)
+	if pubRate > 0 {
+		// Latencies count from each request's scheduled time when it went
+		// out late (publishLoad); how late they went is said here.
+		gl := load.lag.summary()
+		late := load.late.Load()
+		r.set("schedule_lag_p99_ms", round(gl.P99, 3))
+		r.set("schedule_lag_max_ms", round(gl.Max, 3))
+		r.set("requests_late", late)
+		r.linef("  schedule     %d of %d requests went out 1 ms or more after their time; lag p99 %.2f ms  max %.2f ms", late, gl.N, gl.P99, gl.Max)
+	}
 	r.check(lost, dup, ooo)
 	if others > 0 {
 		r.set("other_messages", others)
@@ -677,9 +724,11 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 				r.set("note", note)
 			}
 			var rss0 int64 = -1
+			var rssErr error
 			if o.serverPID > 0 {
-				if v, err := procRSS(o.serverPID); err == nil {
-					rss0 = v
+				rss0, rssErr = procRSS(o.serverPID)
+				if rssErr != nil {
+					rss0 = -1
 				}
 			}
 			id := newRunID()
@@ -706,7 +755,9 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			r.set("connects_per_s", round(float64(n)/elapsed, 0))
 			r.linef("  connect      %d connect+subscribe in %.2f s = %s/s", n, elapsed, commas(float64(n)/elapsed))
 			if rss0 >= 0 {
-				if rss1, err := procRSS(o.serverPID); err == nil {
+				if rss1, err := procRSS(o.serverPID); err != nil {
+					r.linef("  memory       cannot read the server's resident memory: %v", err)
+				} else {
 					r.set("server_rss_before_mb", round(float64(rss0)/(1<<20), 1))
 					r.set("server_rss_after_mb", round(float64(rss1)/(1<<20), 1))
 					if per, ok := perConnection(rss0, rss1, n); ok {
@@ -719,17 +770,21 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 						r.set("memory_note", note)
 					}
 				}
+			} else if rssErr != nil {
+				r.linef("  memory       cannot read the server's resident memory: %v", rssErr)
 			} else {
 				r.linef("  memory       pass --server-pid to see the server's resident memory")
 			}
 			r.cpu(selfPct, serverPct, o.serverPID)
+			// Read once the readers have ended: a connection's end is
+			// theirs to record.
+			closeAll(conns)
 			var connErrs int64
 			for _, bc := range conns {
 				if bc.err != nil {
 					connErrs++
 				}
 			}
-			closeAll(conns)
 			r.set("connection_errors", connErrs)
 			if connErrs > 0 {
 				r.linef("  note         %d connections ended early", connErrs)
@@ -831,13 +886,20 @@ replay of all of them.`,
 			r.set("messages_per_s", round(float64(recv)/elapsed, 0))
 			r.linef("  replay       %s messages (head %d, announced %d) in %.3f s = %s/s", commas(float64(recv)), bc.head, bc.replay, elapsed, commas(float64(recv)/elapsed))
 			// What the server retains, from first_offset (retention may
-			// have trimmed a reused channel), up to the head; a run stopped
-			// by --duration is checked up to what it read.
+			// have trimmed a reused channel), up to the head. Offsets past
+			// the last one read are unread, not lost, in a run stopped by
+			// --duration (the replay was not over), and lost in a run the
+			// server ended; either fails.
 			from, upto := max(bc.first, 1), bc.head
-			if capped {
-				upto = bc.maxOff
+			var unread int64
+			if capped && bc.maxOff < bc.head {
+				upto = max(bc.maxOff, from-1)
+				unread = int64(bc.head - upto)
 			}
 			r.check(bc.missing(from, upto), bc.dup, bc.ooo)
+			if capped {
+				r.set("unread", unread)
+			}
 			r.cpu(selfPct, serverPct, o.serverPID)
 			if bc.first > 1 {
 				r.set("first_offset", bc.first)
@@ -845,7 +907,10 @@ replay of all of them.`,
 			}
 			if capped {
 				r.set("capped", true)
-				r.linef("  note         %s, %d of %d read", stoppedBy(cmd.Context(), o.duration), recv, bc.head+1-min(from, bc.head+1))
+				r.linef("  note         %s, %d of %d read; %d offsets before the head unread", stoppedBy(cmd.Context(), o.duration), recv, bc.head+1-min(from, bc.head+1), unread)
+				if unread > 0 {
+					r.failed = fmt.Errorf("%s before the replay reached the head: %d offsets unread", stoppedBy(cmd.Context(), o.duration), unread)
+				}
 			}
 			if bc.err != nil {
 				r.set("connection_error", bc.err.Error())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"slices"
@@ -193,6 +194,22 @@ func TestHistogram(t *testing.T) {
 			t.Errorf("percentile %v ms, want about %v", c.got, c.want)
 		}
 	}
+	// Percentiles by the nearest rank, in the exact buckets under 64 us:
+	// of 1 to 50 us, p99 is the 50th (the largest) only as the 49.5th
+	// rounded up, and p50 the 25th; of 1 and 2 us, p50 is 1.
+	small := &histogram{}
+	for us := int64(1); us <= 50; us++ {
+		small.record(us)
+	}
+	if l := small.summary(); l.P50 != 0.025 || l.P90 != 0.045 || l.P99 != 0.050 {
+		t.Errorf("1 to 50 us: p50 %v p90 %v p99 %v ms, want 0.025 0.045 0.05", l.P50, l.P90, l.P99)
+	}
+	two := &histogram{}
+	two.record(1)
+	two.record(2)
+	if l := two.summary(); l.P50 != 0.001 || l.Max != 0.002 {
+		t.Errorf("1 and 2 us: p50 %v max %v ms, want 0.001 and 0.002", l.P50, l.Max)
+	}
 	for us := int64(0); us < 1<<30; us = us*2 + 1 {
 		if v := histValue(histBucket(us)); us >= 64 && (v < float64(us)*0.96 || v > float64(us)*1.04) {
 			t.Errorf("%d us lands in a bucket worth %v", us, v)
@@ -213,8 +230,13 @@ func TestScanFrame(t *testing.T) {
 	if off, ok := scanUint(frame, `"offset":`); !ok || off != 42 {
 		t.Fatalf("offset %d %v", off, ok)
 	}
-	if sent, ok := scanUint(frame, `ft:`); !ok || sent != 1700000000123456789 {
+	if sent, ok := sendTime(frame); !ok || sent != 1700000000123456789 {
 		t.Fatalf("sent %d %v", sent, ok)
+	}
+	// A channel's name may hold "ft:": the send time is the data's.
+	frame = []byte(`{"type":"message","channel":"draft:7","offset":42,"data":{"text":"ft:1700000000123456789"}}`)
+	if sent, ok := sendTime(frame); !ok || sent != 1700000000123456789 {
+		t.Fatalf("channel draft:7: sent %d %v", sent, ok)
 	}
 }
 
@@ -352,6 +374,8 @@ func TestBenchRefusesBadCounts(t *testing.T) {
 		{[]string{"js", "-s", "-1"}, "-s must be positive"},
 		{[]string{"replay", "--size", "-1"}, "--size -1: want 0 or more"}, {[]string{"replay", "--size", "-128"}, "--size -128: want 0 or more"},
 		{[]string{"js", "--body", `{"channel":"{channel}"}`}, "want {t} once"},
+		// A pid with no process (past any pid_max) is not taken as none.
+		{[]string{"conns", "--server-pid", "999999999"}, "--server-pid 999999999: open /proc/999999999/stat"},
 	} {
 		// Nothing listens at the URL: a run that started would fail there
 		// instead, with another message.
@@ -373,8 +397,9 @@ func TestBenchRefusesBadCounts(t *testing.T) {
 // on a channel whose oldest messages retention has trimmed: each checks
 // what it could get, and finds nothing lost. (The second `js` counted the
 // channel's first run as lost, being joined at its head; `replay` counted
-// the trimmed messages as lost.) A replay stopped by --duration, now
-// checked up to what it read, is not tested: a small one ends first.
+// the trimmed messages as lost.) A replay stopped by --duration, checked
+// up to what it read and failed for the rest, unread, is not tested: a
+// small one ends first.
 func TestBenchOnChannelsInUse(t *testing.T) {
 	tn := startTestNode(t, map[string]string{"bj": "", "trim": `{"retention": {"max_messages": 100}}`}, func(c *nodeConfig) {
 		c.RetentionInterval = 20 * time.Millisecond
@@ -480,7 +505,64 @@ func TestBenchSaysWhyTheServersCountsAreUnknown(t *testing.T) {
 	if err := run(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s%s", err, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "(401: /metrics takes the admin key, and --key is not it)") {
+	if !strings.Contains(out.String(), "(401: /metrics takes the admin key, and --key (FAZT_ADMIN_KEY) is not it)") {
 		t.Fatalf("no reason given:\n%s", out.String())
+	}
+	// With no key at all (a js run needs none), it says that.
+	tn.writeFiles(map[string]string{"default/api/main.js": `module.exports = (req) => { fazt.realtime.broadcast(req.json.channel, { text: req.json.text }); };`})
+	waitFor(t, func() bool {
+		code, _ := tn.jsCall("default", "POST", "/api/x", map[string]any{"channel": "warm", "text": "x"}, nil)
+		return code == 204
+	})
+	out.Reset()
+	args = []string{"bench", "js", "--app", "default", "-s", "2", "-m", "10", "--url", tn.srv.URL, "--duration", "20s", "--setup-timeout", "20s"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "(401: /metrics takes the admin key, and no --key (FAZT_ADMIN_KEY) was given)") {
+		t.Fatalf("no reason given for a run without a key:\n%s", out.String())
+	}
+}
+
+// Under --rate, a request held back by a stall (every worker busy) counts
+// its latency from when it was due, not from when it went out: the stall
+// is in the figures of every request behind it (coordinated omission). A
+// first request that takes 200 ms holds the one worker while all 59
+// behind it fall due, one a millisecond.
+func TestARateCountsLatencyFromTheSchedule(t *testing.T) {
+	const m, rate = 60, 1000.0
+	var stamps []int64
+	send := func(_ context.Context, buf []byte, _ []int, sent int64) ([]byte, bool, error) {
+		stamps = append(stamps, sent)
+		if len(stamps) == 1 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return buf, true, nil
+	}
+	ctx := context.Background()
+	res := publishLoad(ctx, ctx, m, 1, 1, rate, 1, func(*rand.Rand) int { return 0 }, send)
+	if res.ok != m || len(stamps) != m {
+		t.Fatalf("%d published, %d sent", res.ok, len(stamps))
+	}
+	onSchedule := 0
+	for n, s := range stamps {
+		due := res.start.Add(time.Duration(n) * time.Millisecond).UnixNano()
+		if s < due {
+			t.Fatalf("request %d stamped %d ns before its time", n, due-s)
+		}
+		if s == due {
+			onSchedule++
+		}
+	}
+	// (The first, due at the start, may be too.)
+	if onSchedule < m-1 {
+		t.Errorf("%d of %d requests stamped with their due time, want the %d the stall held back", onSchedule, m, m-1)
+	}
+	if late := res.late.Load(); late != m-1 {
+		t.Errorf("%d requests counted late, want %d", late, m-1)
+	}
+	// The request latency of the last late ones includes their wait.
+	if l := res.reqLatency.summary(); l.P90 < 100 {
+		t.Errorf("request p90 %.2f ms: the stall is missing from it", l.P90)
 	}
 }
