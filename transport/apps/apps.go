@@ -487,8 +487,9 @@ func readAppJSON(path string) ([]byte, error) {
 // applied completes app, read from body: it warns of fields no setting
 // has, leaves out the keys that cannot work as meant and says so (the
 // rest of the app, its other keys included, is served as usual), says
-// which allowed origins no browser can match, and fills the limits' zero
-// fields with the defaults.
+// which allowed origins no browser can match, and which secret and keys
+// can be guessed or were published, and fills the limits' zero fields
+// with the defaults.
 func (r *Registry) applied(app *App, body []byte) {
 	r.warnUnknown(app.Name, body)
 	if n := app.Settings.Limits.MaxMessageBytes; n > domain.MaxMessageBytesLimit {
@@ -506,7 +507,34 @@ func (r *Registry) applied(app *App, body []byte) {
 	for _, why := range app.Settings.originsThatMatchNothing() {
 		r.log.Error("app.json: an allowed origin matches no browser", "app", app.Name, "why", why)
 	}
+	// A short secret is said, not refused: refusing it would take apps
+	// that run on one offline at an upgrade.
+	if n := len(app.Settings.Secret); n > 0 && n < minSecretBytes {
+		r.log.Error("app.json: the secret is shorter than 32 bytes: tokens signed with it can be forged by whoever guesses it offline from any token a client holds; use 32 or more random bytes", "app", app.Name, "bytes", n)
+	}
+	if published[app.Settings.Secret] {
+		r.log.Warn("app.json: the secret is one published in Fazt's README; replace it with 32 or more random bytes before the server faces a network", "app", app.Name)
+	}
+	for name, key := range app.Settings.APIKeys {
+		if published[key] {
+			r.log.Warn("app.json: the app serves an API key published in Fazt's README; replace it before the server faces a network", "app", app.Name, "key_name", name)
+		}
+	}
 	app.Settings.Limits = app.Settings.Limits.WithDefaults()
+}
+
+// minSecretBytes is the shortest secret the log does not call weak: an
+// HMAC token lets whoever holds one test guesses at the secret offline,
+// as fast as they can hash, so the secret must be too long to guess,
+// as 32 random bytes are.
+const minSecretBytes = 32
+
+// published are the credentials Fazt's README and bundled apps show:
+// the chat app's API key (apps/chat/app.json) and the app.json example's
+// key and secret. Anyone may have read them, so an app that serves one
+// is open to anyone it is reachable by.
+var published = map[string]bool{
+	"chat-example-key": true, "a-long-random-key": true, "signs the tokens of private-* channels": true,
 }
 
 // originsThatMatchNothing says why each allowed_origins entry that no

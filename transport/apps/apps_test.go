@@ -670,3 +670,75 @@ func TestNegativeLimitsAreTheDefaults(t *testing.T) {
 		t.Errorf("%d lines logged for 8 negative limits:\n%s", n, logs.String())
 	}
 }
+
+// TestAShortSecretIsLoggedOncePerVersion: a secret under 32 bytes can be
+// guessed offline from any token a client holds, so the log says so, once
+// for each version of app.json; the app is served with it all the same,
+// as before (refusing it would take the app offline at an upgrade).
+func TestAShortSecretIsLoggedOncePerVersion(t *testing.T) {
+	r, _, write, logs := chatRegistry(t)
+	const weak = "shorter than 32 bytes"
+	for _, c := range []struct {
+		secret string
+		told   int // how many times the log has said weak, this version's included
+	}{
+		{"s3cret", 1},
+		{"s3cret", 1}, // the same bytes: not applied again
+		{strings.Repeat("x", 32), 1},
+		{strings.Repeat("x", 31), 2},
+		{"", 2},
+	} {
+		write(`{"secret": "` + c.secret + `"}`)
+		for range 2 {
+			app, err := r.Lookup("chat")
+			if err != nil || app.Settings.Secret != c.secret {
+				t.Fatalf("secret %q: %+v, %v; want it served", c.secret, app, err)
+			}
+		}
+		if n := strings.Count(logs.String(), weak); n != c.told {
+			t.Fatalf("after secret %q the log says %q %d times, want %d:\n%s", c.secret, weak, n, c.told, logs.String())
+		}
+	}
+	for _, want := range []string{"level=ERROR", "forged", "offline", "32 or more random bytes", "bytes=31"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// TestPublishedCredentialsAreWarnedOf: the bundled chat app's app.json, as
+// shipped, serves a key anyone can read in the README; the log warns of
+// it, once, and the app is served with it, as the README's tour needs. So
+// is the README's example secret and key, under any name.
+func TestPublishedCredentialsAreWarnedOf(t *testing.T) {
+	r, _, write, logs := chatRegistry(t)
+	bundled, err := os.ReadFile(filepath.Join("..", "..", "apps", "chat", "app.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(string(bundled))
+	for range 2 {
+		if app, err := r.Lookup("chat"); err != nil || app.Settings.APIKeys["example-backend"] != "chat-example-key" {
+			t.Fatalf("the bundled app.json: %+v, %v; want its key served", app, err)
+		}
+	}
+	const published = "published in Fazt's README"
+	if n := strings.Count(logs.String(), published); n != 1 || !strings.Contains(logs.String(), "level=WARN") ||
+		!strings.Contains(logs.String(), "key_name=example-backend") || strings.Contains(logs.String(), "chat-example-key") {
+		t.Fatalf("the log, %d warnings of a published key, want 1 naming the key, not its value:\n%s", n, logs.String())
+	}
+	write(`{"api_keys": {"backend": "a-long-random-key", "worker": "k2"}, "secret": "signs the tokens of private-* channels"}`)
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), published); n != 3 {
+		t.Errorf("%d warnings of published credentials, want 3 (the bundled key, the example's key and secret):\n%s", n, logs.String())
+	}
+	write(`{"api_keys": {"backend": "` + strings.Repeat("k", 32) + `"}, "secret": "` + strings.Repeat("s", 32) + `"}`)
+	if _, err := r.Lookup("chat"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), published); n != 3 {
+		t.Errorf("keys of the app's own warned of:\n%s", logs.String())
+	}
+}

@@ -732,44 +732,44 @@ func redactQuery(q map[string]string) map[string]string {
 // redacted stands for a credential's value in the log.
 const redacted = "[redacted]"
 
-// isSecretParam reports whether a query parameter's name says it carries
-// a credential: one of its words (split at anything but letters and
-// digits, and where lower case turns upper) is in secretWords, in any
-// case. So access_token, apiKey, x-api-key and X-Amz-Signature are, and
-// author, max_tokens and oauth_provider are not.
+// isSecretParam reports whether a query parameter's name may carry a
+// credential: its lower-cased form holds one of secretStems anywhere,
+// and is not, whole, one of harmlessNames. Matching inside words errs
+// toward hiding: a harmless value redacted costs the audit a detail,
+// a credential missed stays in the log, readable by app keys, for
+// good; and names that hold one are run together (authtoken,
+// APIToken, token1, clientsecret) as often as split. So design and
+// keyboard are redacted too.
 func isSecretParam(name string) bool {
-	word := make([]byte, 0, len(name))
-	check := func() bool {
-		hit := secretWords[string(word)]
-		word = word[:0]
-		return hit
+	n := strings.ToLower(name)
+	if harmlessNames[n] {
+		return false
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			if i > 0 && name[i-1] >= 'a' && name[i-1] <= 'z' && check() {
-				return true
-			}
-			word = append(word, c+'a'-'A')
-		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
-			word = append(word, c)
-		default:
-			if check() {
-				return true
-			}
+	for _, s := range secretStems {
+		if strings.Contains(n, s) {
+			return true
 		}
 	}
-	return check()
+	return false
 }
 
-// secretWords are the words of a parameter name that mark a credential.
-var secretWords = map[string]bool{
-	"token": true, "secret": true, "password": true, "passwd": true, "pass": true,
-	"pwd": true, "passphrase": true, "passcode": true, "key": true, "apikey": true,
-	"sig": true, "signature": true, "auth": true, "authorization": true, "jwt": true,
-	"session": true, "sessionid": true, "sid": true, "credential": true, "credentials": true,
-	"otp": true,
+// secretStems mark a credential wherever they sit in a parameter's
+// name: pass covers password, passwd and passcode, key apikey, auth
+// authorization and oauth, sig signature, sess session and PHPSESSID,
+// sid the session ids named so, cred credentials and creds, code an
+// OAuth authorization code.
+var secretStems = []string{
+	"token", "secret", "pass", "pwd", "key", "auth", "jwt", "sig", "sess", "sid",
+	"cred", "bearer", "otp", "code", "cookie", "ticket", "nonce", "hmac",
+}
+
+// harmlessNames are whole names, lower-cased, that hold a stem but
+// carry no credential, and that an app's URL is likely to have: a
+// chat's author, an LLM stream's max_tokens, the name of an OAuth
+// provider or authority (a URL, not a secret). Only the name exactly:
+// author_token or maxTokenSecret is redacted.
+var harmlessNames = map[string]bool{
+	"author": true, "authority": true, "max_tokens": true, "oauth_provider": true,
 }
 
 func flatten(q url.Values) map[string]string {
