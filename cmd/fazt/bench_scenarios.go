@@ -204,11 +204,14 @@ func publishLoad(ctx, stop context.Context, m, conc, batch int, pubRate float64,
 }
 
 // waitDeliveries waits until the connections have received want message
-// frames in all, nothing has arrived for quiet, or ctx ends. It returns the
-// time of the last delivery.
+// frames in all, nothing has arrived for quiet, or ctx ends, and then, when
+// all came, for afterAll more: a frame sent twice (the last one, say) is
+// read and counted, not left unread when the connections close. It
+// returns the time of the last delivery.
 func waitDeliveries(ctx context.Context, conns []*benchConn, want int64, quiet time.Duration) time.Time {
 	var prev int64
 	lastProgress := time.Now()
+	var allAt time.Time
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -219,7 +222,10 @@ func waitDeliveries(ctx context.Context, conns []*benchConn, want int64, quiet t
 		if total != prev {
 			prev, lastProgress = total, time.Now()
 		}
-		if total >= want || time.Since(lastProgress) > quiet {
+		if total >= want && allAt.IsZero() {
+			allAt = time.Now()
+		}
+		if !allAt.IsZero() && time.Since(allAt) >= afterAll || allAt.IsZero() && time.Since(lastProgress) > quiet {
 			break
 		}
 		select {
@@ -238,6 +244,10 @@ func latest(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// afterAll is how long a run reads on once every delivery it expected has
+// come, for duplicates behind them.
+var afterAll = 100 * time.Millisecond
 
 func lastDelivery(conns []*benchConn) time.Time {
 	var last int64
@@ -877,6 +887,14 @@ replay of all of them.`,
 			elapsed := time.Since(t0).Seconds()
 			selfPct, serverPct := meter.stop()
 			capped := ctx.Err() != nil
+			if !capped {
+				// Read on a little: a frame sent twice behind the head
+				// is counted rather than left unread.
+				select {
+				case <-time.After(afterAll):
+				case <-bc.readerEnd:
+				}
+			}
 			closeAll([]*benchConn{bc})
 			recv := bc.recv.Load()
 			r.set("history", history)

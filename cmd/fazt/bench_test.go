@@ -566,3 +566,16 @@ func TestARateCountsLatencyFromTheSchedule(t *testing.T) {
 		t.Errorf("request p90 %.2f ms: the stall is missing from it", l.P90)
 	}
 }
+
+// Once every delivery expected has come, a run reads on for afterAll
+// before it closes its connections, so that a frame sent twice behind
+// the last is read and counted as duplicated. (A lower bound only.)
+func TestARunReadsOnAfterItsLastDelivery(t *testing.T) {
+	bc := &benchConn{}
+	bc.recv.Store(10)
+	start := time.Now()
+	waitDeliveries(context.Background(), []*benchConn{bc}, 10, 5*time.Second)
+	if took := time.Since(start); took < afterAll {
+		t.Fatalf("returned after %v, before reading on for %v", took, afterAll)
+	}
+}
