@@ -45,6 +45,15 @@ type Members interface {
 	// Channels lists an app's channels that have subscribers, by name: at
 	// most limit of them, named after after.
 	Channels(app, after string, limit int) []LiveChannel
+	// KickTook waits for the client.kicked.v1 committed as event seq to be
+	// applied, and says whether it closed a connection of its client: nil
+	// then; CodeNotFound when the client had left, or was leaving, by
+	// then (Connected, checked before the kick, lags the log); and
+	// CodeUnavailable when the event was not applied within a bound, or
+	// ctx ended (the kick is recorded, and takes effect once applied).
+	// Once it has returned nil the connection is closing, and a request of
+	// its still running records nothing more.
+	KickTook(ctx context.Context, app, client string, seq uint64) error
 }
 
 // LiveChannel is a channel with subscribers, and how many.

@@ -69,6 +69,10 @@ type Membership struct {
 	sessions map[clientKey]*session
 	perApp   map[string]int // open sessions by app, for Count
 	sinks    map[clientKey]Sink
+	// missedKicks is a ring of the sequences of the latest kicks applied
+	// that found no connection to close (KickMissed), under smu.
+	missedKicks [256]uint64
+	missedNext  int
 
 	shards [64]shard
 
@@ -334,9 +338,15 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 	case *domain.BroadcastAll:
 		m.broadcastAll(f, ev.Time)
 	case *domain.ClientKicked:
-		m.smu.RLock()
+		m.smu.Lock()
 		s := m.sinks[clientKey{f.App, f.Client}]
-		m.smu.RUnlock()
+		if s == nil {
+			// Its client has left, or is leaving (its sink is detached
+			// before its end is appended): the kick closes nothing.
+			m.missedKicks[m.missedNext] = ev.Seq
+			m.missedNext = (m.missedNext + 1) % len(m.missedKicks)
+		}
+		m.smu.Unlock()
 		if s != nil {
 			s.Kick(f.Reason)
 		}
@@ -610,6 +620,36 @@ func (m *Membership) Subscribers(app, channel string) []string {
 	sh.mu.Unlock()
 	sort.Strings(out)
 	return out
+}
+
+// kickApplyBound bounds KickTook's wait, as the WebSocket server bounds a
+// connect's and a subscribe's (its ApplyTimeout, 10 s).
+const kickApplyBound = 10 * time.Second
+
+// KickTook implements domain.Members.
+func (m *Membership) KickTook(ctx context.Context, app, client string, seq uint64) error {
+	if err := m.WaitAppliedWithin(ctx, seq, kickApplyBound); err != nil {
+		return domain.Errorf(domain.CodeUnavailable, "the kick of %s is recorded (event %d) but the server has not applied it yet: %v", client, seq, err)
+	}
+	if m.KickMissed(seq) {
+		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s (it left before the kick took effect)", client, app)
+	}
+	return nil
+}
+
+// KickMissed reports whether the client.kicked.v1 applied as event seq
+// found no connection of its client to close: the client had left, or
+// was leaving, when the kick was applied (the kick was checked against
+// Connected, which lags the log). It remembers the latest 256 such kicks;
+// for an older one, one not applied yet, or one that closed a connection,
+// it reports false.
+func (m *Membership) KickMissed(seq uint64) bool {
+	if seq == 0 {
+		return false
+	}
+	m.smu.RLock()
+	defer m.smu.RUnlock()
+	return slices.Contains(m.missedKicks[:], seq)
 }
 
 // Connected implements domain.Members.

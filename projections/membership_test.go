@@ -501,3 +501,29 @@ func TestCatchUpBufferIsCappedInBytes(t *testing.T) {
 type dataEncoder struct{ textEncoder }
 
 func (dataEncoder) Message(ev *domain.MessageBroadcast, ts int64) []byte { return ev.Data }
+
+// A kick applied after its client's end closes nothing, and KickMissed
+// says so, for the kick that asks (the kick was checked against a
+// membership that had not applied the end yet); a kick of a client still
+// connected closes its connection, and is not missed.
+func TestAKickOfAClientThatLeftIsMissed(t *testing.T) {
+	f := newFixture(t, 0)
+	s1, s2 := &recSink{}, &recSink{}
+	f.m.Attach("a", "c1", s1)
+	f.m.Attach("a", "c2", s2)
+	f.apply(connected("c1"), connected("c2"))
+	f.apply(&domain.ClientKicked{App: "a", Client: "c1", Reason: "spam"})
+	if s1.kicked != "spam" || f.m.KickMissed(f.seq) {
+		t.Fatalf("kick of a connected client: kicked %q, missed %v", s1.kicked, f.m.KickMissed(f.seq))
+	}
+	// c2 leaves: its sink is detached, then its end is applied.
+	f.m.Detach("a", "c2")
+	f.apply(&domain.ClientDisconnected{App: "a", Client: "c2", Reason: "client_closed"},
+		&domain.ClientKicked{App: "a", Client: "c2", Reason: "late"})
+	if s2.kicked != "" || !f.m.KickMissed(f.seq) {
+		t.Fatalf("kick of a client that left: kicked %q, missed %v", s2.kicked, f.m.KickMissed(f.seq))
+	}
+	if f.m.KickMissed(f.seq+1) || f.m.KickMissed(0) {
+		t.Fatal("a kick not applied, or none, is missed")
+	}
+}

@@ -690,7 +690,17 @@ func (a *API) kick(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"client": id, "kicked": true, "seq": evs[0].Seq})
+	seq := evs[0].Seq
+	// Answered once the kick is applied, not only committed: the
+	// connection is closing then, and records nothing more (a request of
+	// its that is running appends no subscription and no message). The
+	// wait is bounded as the WebSocket server's are (its ApplyTimeout,
+	// 10 s): past it the answer is 503 unavailable, the kick recorded
+	// and still to take effect.
+	if err := a.members.KickTook(r.Context(), c.app.Name, id, seq); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"client": id, "kicked": true, "seq": seq})
 	return nil
 }
 

@@ -1028,6 +1028,13 @@ func (c *conn) publish(req *request) error {
 		c.srv.metrics.refused("message_size")
 		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), settings.Limits.MaxMessageBytes)
 	}
+	if c.closingNow.Load() {
+		// Kicked (by onPublish itself, say: a kick returns once it is
+		// applied, and so the connection closing) or closed meanwhile:
+		// a closing connection takes no more requests, and answers none.
+		// Committed now, the message would follow the kick in the log.
+		return nil
+	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,
 		Publisher: domain.Actor{Kind: domain.ActorClient, ID: c.client.ID}}
 	if _, err := c.srv.store.Append(c.ctx, mb); err != nil {

@@ -357,7 +357,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // recordEnd records the end of a client's session, whether its
 // connection ran or was closed while being set up: it is counted, written
-// to the log as client.disconnected.v1, and told to onDisconnect.
+// to the log as client.disconnected.v1, and told to onDisconnect once the
+// membership has applied it (within ApplyTimeout; not waited for at
+// shutdown, nor when the write failed).
 //
 // A write that fails (a full disk, say) is tried again in the background
 // until it is written or the server shuts down: until then the session
@@ -369,13 +371,29 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ev := &domain.ClientDisconnected{App: client.App, Client: client.ID, Reason: reason}
-	if _, err := s.store.Append(ctx, ev); err != nil {
+	evs, err := s.store.Append(ctx, ev)
+	if err != nil {
 		s.log.Error("record disconnection", "app", client.App, "client", client.ID, "err", err)
 		s.queueEnd(ev)
 	}
-	if s.hooks != nil {
-		s.hooks.OnDisconnect(ctx, client, reason)
+	if s.hooks == nil {
+		return
 	}
+	if err == nil {
+		// onDisconnect reads the membership (subscribers, count), which
+		// applies the end a little after its commit: the hook waits for
+		// it, so that it no longer sees the client that left. Bounded as
+		// a connect's wait is, and ended by Shutdown likewise: then the
+		// hook runs at once, and may still see the client.
+		if err := s.members.WaitAppliedWithin(s.closingCtx, evs[0].Seq, s.cfg.ApplyTimeout); err != nil && s.closingCtx.Err() == nil {
+			s.log.Warn("onDisconnect runs before the disconnection is applied", "app", client.App, "client", client.ID, "err", err)
+		}
+	}
+	// A context of its own: the hook's wait for a run slot (up to 10 s)
+	// is not cut short by the waits before it.
+	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer hcancel()
+	s.hooks.OnDisconnect(hctx, client, reason)
 }
 
 // endRetryFirst and endRetryMost bound the waits between retries of the

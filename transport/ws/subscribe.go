@@ -68,6 +68,14 @@ func (c *conn) subscribe(req *request) error {
 			return err
 		}
 	}
+	if c.closingNow.Load() {
+		// Kicked (by the hook itself, say: a kick returns once it is
+		// applied, and so the connection closing) or closed meanwhile:
+		// a closing connection takes no more requests, and answers
+		// none. Committed now, the subscription would follow the kick in
+		// the log, and a presence channel's members would see it join.
+		return nil
+	}
 	evs, err := c.srv.store.Append(ctx, &domain.ChannelSubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Start: start})
 	if err != nil {
 		return err

@@ -1,0 +1,289 @@
+package ws_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/events"
+	"github.com/fazt-realtime/fazt/projections"
+	"github.com/fazt-realtime/fazt/transport/apps"
+	jsrt "github.com/fazt-realtime/fazt/transport/js"
+	"github.com/fazt-realtime/fazt/transport/ws"
+)
+
+// hookServer serves the default app with script as its api/realtime.js,
+// over a real log, JS engine and membership projection, whose consumer
+// sleeps for lag before it applies an event of type lagged: the
+// membership trails the log, as it may under load, by that much.
+type hookServer struct {
+	t       *testing.T
+	log     *events.Log
+	members *projections.Membership
+	url     string
+}
+
+func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.Duration) *hookServer {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
+	if err := os.MkdirAll(appDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(appDir, "realtime.js"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log, err := events.Open(ctx, events.Config{Path: filepath.Join(dir, "fazt.db"), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := projections.NewMembership(ws.Encoder{}, func(ctx context.Context, app, channel string) (uint64, string, error) {
+		info, err := log.Channel(ctx, app, channel)
+		return info.Head, info.Epoch, err
+	}, 0)
+	handle := func(msg *message.Message) error {
+		if ev, err := events.EventOf(msg); err == nil && ev.Fact.EventName() == lagged.EventName() {
+			time.Sleep(lag)
+		}
+		return members.Handle(msg)
+	}
+	consumer, err := projections.Consume(ctx, projections.MembershipName, log.Subscriber(events.SubscriberConfig{}), events.Topic, handle, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry := apps.NewRegistry(filepath.Join(dir, "apps"))
+	srv := ws.NewServer(ws.Config{Logger: quiet}, log, members, registry,
+		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second, Logger: quiet}, log, members, registry))
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		hs.Close()
+		consumer.Stop()
+		<-consumer.Done()
+		log.Close()
+	})
+	return &hookServer{t: t, log: log, members: members, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/_ws"}
+}
+
+// dial connects with query and returns the connection and its client id.
+func (s *hookServer) dial(query string) (*websocket.Conn, string) {
+	s.t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial(s.url+query, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	f := readFrame(s.t, c)
+	if f["type"] != "connected" {
+		s.t.Fatalf("first frame %v, want connected", f)
+	}
+	return c, f["client_id"].(string)
+}
+
+func readFrame(t *testing.T, c *websocket.Conn) map[string]any {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var f map[string]any
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("frame %s: %v", b, err)
+	}
+	return f
+}
+
+func send(t *testing.T, c *websocket.Conn, frame string) {
+	t.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// events waits until the log holds an event that done accepts, then
+// until the membership has applied the whole log, and returns the app's
+// events.
+func (s *hookServer) events(done func(domain.Event) bool) []domain.Event {
+	s.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		evs, err := s.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if slices.ContainsFunc(evs, done) {
+			if err := s.members.WaitApplied(context.Background(), s.log.Head()); err != nil {
+				s.t.Fatal(err)
+			}
+			return evs
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("not in the log within 30s: %v", evs)
+		}
+	}
+}
+
+// An onSubscribe hook that kicks its own client and then allows the
+// subscription: the kick returns once it is applied, the connection is
+// closing then, and the subscription is not recorded. It was, after the
+// kick: the log held channel.subscribed.v1 after client.kicked.v1, and
+// the presence channel's other members saw the kicked client join (and
+// leave). The membership applies the kick late here, as it may under
+// load: a kick that returned once committed left the connection open
+// when the hook returned.
+func TestAHookThatKicksItsOwnClientSubscribesNothing(t *testing.T) {
+	s := startHookServer(t, `exports.onSubscribe = function (client, channel) {
+  if (client.query.kick === "self") fazt.realtime.kick(client.id, "bye");
+  return true;
+};`, &domain.ClientKicked{}, 300*time.Millisecond)
+	const room = domain.PresencePrefix + "room"
+
+	b, bID := s.dial("")
+	send(t, b, `{"type":"subscribe","channel":"`+room+`","id":"b"}`)
+	if f := readFrame(t, b); f["type"] != "subscribed" {
+		t.Fatalf("b: %v, want subscribed", f)
+	}
+
+	a, aID := s.dial("?kick=self")
+	send(t, a, `{"type":"subscribe","channel":"`+room+`","id":"a"}`)
+	for {
+		a.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, frame, err := a.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, 4000) {
+				t.Fatalf("a closed with %v, want 4000", err)
+			}
+			break
+		}
+		if strings.Contains(string(frame), `"subscribed"`) {
+			t.Fatalf("the kicked client got %s", frame)
+		}
+	}
+
+	evs := s.events(func(ev domain.Event) bool {
+		d, ok := ev.Fact.(*domain.ClientDisconnected)
+		return ok && d.Client == aID
+	})
+	kicked := false
+	for _, ev := range evs {
+		switch f := ev.Fact.(type) {
+		case *domain.ClientKicked:
+			kicked = kicked || f.Client == aID
+		case *domain.ChannelSubscribed:
+			if f.Client == aID {
+				t.Errorf("event %d: %s subscribed to %s (kicked before: %v)", ev.Seq, aID, f.Channel, kicked)
+			}
+		}
+	}
+	if !kicked {
+		t.Fatalf("no client.kicked.v1 of %s in %v", aID, evs)
+	}
+
+	// Everything is applied: what b was sent is queued before its pong.
+	send(t, b, `{"type":"ping","id":"p"}`)
+	for {
+		f := readFrame(t, b)
+		if f["type"] == "pong" {
+			break
+		}
+		if f["type"] == "presence" && f["client"] == aID {
+			t.Errorf("%s (b) got %v", bID, f)
+		}
+	}
+}
+
+// onDisconnect reads the membership after the leaving client's end is
+// applied: count() and subscribers() of a channel it was on no longer
+// list it, nor count() its connection. The hook ran straight after the
+// commit, and the membership, which applies the end late here (as it
+// may under load), still had the client.
+func TestOnDisconnectNoLongerSeesTheClient(t *testing.T) {
+	s := startHookServer(t, `exports.onDisconnect = function (client, reason) {
+  fazt.realtime.broadcast("left", {
+    client: client.id,
+    count: fazt.realtime.count("room"),
+    subscribers: fazt.realtime.subscribers("room"),
+    connections: fazt.realtime.count(),
+  });
+};`, &domain.ClientDisconnected{}, 300*time.Millisecond)
+
+	b, bID := s.dial("")
+	a, aID := s.dial("")
+	for _, c := range []*websocket.Conn{b, a} {
+		send(t, c, `{"type":"subscribe","channel":"room"}`)
+		if f := readFrame(t, c); f["type"] != "subscribed" {
+			t.Fatalf("%v, want subscribed", f)
+		}
+	}
+	a.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	a.Close()
+
+	var told *domain.MessageBroadcast
+	s.events(func(ev domain.Event) bool {
+		mb, ok := ev.Fact.(*domain.MessageBroadcast)
+		if ok && mb.Channel == "left" && strings.Contains(string(mb.Data), aID) {
+			told = mb
+		}
+		return told != nil
+	})
+	var got struct {
+		Count       int      `json:"count"`
+		Subscribers []string `json:"subscribers"`
+		Connections int      `json:"connections"`
+	}
+	if err := json.Unmarshal(told.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Count != 1 || !slices.Equal(got.Subscribers, []string{bID}) || got.Connections != 1 {
+		t.Fatalf("onDisconnect of %s saw %s; want only %s", aID, told.Data, bID)
+	}
+}
+
+// So for onPublish: a hook that kicks its own client and returns the
+// data broadcasts nothing after the kick.
+func TestAnOnPublishThatKicksItsOwnClientPublishesNothing(t *testing.T) {
+	s := startHookServer(t, `exports.onPublish = function (client, channel, data) {
+  fazt.realtime.kick(client.id, "bye");
+  return data;
+};`, &domain.ClientKicked{}, 300*time.Millisecond)
+	a, aID := s.dial("")
+	send(t, a, `{"type":"publish","channel":"room","data":"hi","id":"a"}`)
+	a.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		_, frame, err := a.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, 4000) {
+				t.Fatalf("closed with %v, want 4000", err)
+			}
+			break
+		}
+		if strings.Contains(string(frame), `"published"`) {
+			t.Fatalf("the kicked client got %s", frame)
+		}
+	}
+	evs := s.events(func(ev domain.Event) bool {
+		d, ok := ev.Fact.(*domain.ClientDisconnected)
+		return ok && d.Client == aID
+	})
+	for _, ev := range evs {
+		if mb, ok := ev.Fact.(*domain.MessageBroadcast); ok {
+			t.Errorf("event %d: %s broadcast %s", ev.Seq, mb.Publisher.ID, mb.Data)
+		}
+	}
+}
