@@ -1035,6 +1035,11 @@ func (c *conn) publish(req *request) error {
 		// Committed now, the message would follow the kick in the log.
 		return nil
 	}
+	if domain.IsPrivate(req.Channel) && c.tokenExpired(req.Channel) {
+		// Expired while the hook ran, its end not yet recorded.
+		c.srv.metrics.refused("private_token")
+		return errTokenExpired(req.Channel)
+	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,
 		Publisher: domain.Actor{Kind: domain.ActorClient, ID: c.client.ID}}
 	if _, err := c.srv.store.Append(c.ctx, mb); err != nil {
@@ -1102,13 +1107,32 @@ func (c *conn) recordLeave(id json.RawMessage, channel, reason string) error {
 	return nil
 }
 
-// expiry ends a private subscription when its token expires.
-type expiry struct{ timer *time.Timer }
+// expiry ends a private subscription when its token expires, at.
+type expiry struct {
+	timer *time.Timer
+	at    time.Time
+}
+
+// tokenExpired reports whether the token of the private subscription to
+// channel has expired. Its end is recorded by the timer, after the request
+// under way (a publish running its onPublish hook, say), which meanwhile
+// must not act on the token: this is what it checks.
+func (c *conn) tokenExpired(channel string) bool {
+	c.smu.Lock()
+	e := c.expiries[channel]
+	c.smu.Unlock()
+	return e != nil && !time.Now().Before(e.at)
+}
+
+// errTokenExpired refuses what a private channel's token no longer admits.
+func errTokenExpired(channel string) error {
+	return domain.Errorf(domain.CodeNotAllowed, "the token of %s has expired: subscribe again with a fresh one", channel)
+}
 
 // expireAt arms the end of the private subscription to channel at exp,
 // its token's expiry.
 func (c *conn) expireAt(channel string, exp time.Time) {
-	e := &expiry{}
+	e := &expiry{at: exp}
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if c.ctx.Err() != nil {

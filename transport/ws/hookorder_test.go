@@ -3,17 +3,20 @@ package ws_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
@@ -33,6 +36,7 @@ type hookServer struct {
 	log     *events.Log
 	members *projections.Membership
 	url     string
+	appDir  string // the default app's folder, for an app.json
 }
 
 func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.Duration) *hookServer {
@@ -78,7 +82,7 @@ func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.D
 		<-consumer.Done()
 		log.Close()
 	})
-	return &hookServer{t: t, log: log, members: members, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/_ws"}
+	return &hookServer{t: t, log: log, members: members, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/_ws", appDir: filepath.Dir(appDir)}
 }
 
 // dial connects with query and returns the connection and its client id.
@@ -284,6 +288,98 @@ func TestAnOnPublishThatKicksItsOwnClientPublishesNothing(t *testing.T) {
 	for _, ev := range evs {
 		if mb, ok := ev.Fact.(*domain.MessageBroadcast); ok {
 			t.Errorf("event %d: %s broadcast %s", ev.Seq, mb.Publisher.ID, mb.Data)
+		}
+	}
+}
+
+// A publish to a private channel whose onPublish hook runs past the
+// token's exp is refused, not committed: the token's end is recorded
+// only after the request under way, and the publish had been let
+// through by the subscription, there before it. The hook here spins
+// until 300 ms past exp.
+func TestAPublishRunningPastItsTokensExpiryIsRefused(t *testing.T) {
+	const secret = "a secret of thirty-two bytes or more, for tests"
+	s := startHookServer(t, `exports.onPublish = function (client, channel, data) {
+  const until = Number(client.query.until);
+  while (Date.now() < until) {}
+  return data;
+};`, &domain.ClientKicked{}, 0)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"secret":"`+secret+`","client_publish":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(2 * time.Second).Unix() // whole seconds, 1 to 2 s away
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"channel": "private-x", "exp": exp}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Unix(exp, 0).Add(300 * time.Millisecond).UnixMilli()
+	a, aID := s.dial("?until=" + strconv.FormatInt(until, 10))
+	send(t, a, `{"type":"subscribe","channel":"private-x","token":"`+token+`","id":"s"}`)
+	if f := readFrame(t, a); f["type"] != "subscribed" {
+		t.Fatalf("%v, want subscribed", f)
+	}
+	send(t, a, `{"type":"publish","channel":"private-x","data":"late","id":"p"}`)
+	var refused, ended bool
+	for !refused || !ended {
+		f := readFrame(t, a)
+		switch {
+		case f["type"] == "error" && f["id"] == "p":
+			if f["code"] != "not_allowed" || !strings.Contains(fmt.Sprint(f["error"]), "has expired") {
+				t.Fatalf("publish: %v, want not_allowed, expired", f)
+			}
+			refused = true
+		case f["type"] == "unsubscribed" && f["reason"] == "token_expired":
+			ended = true
+		case f["type"] == "published" || f["type"] == "message":
+			t.Fatalf("got %v: the publish went through past the token's expiry", f)
+		}
+	}
+	evs := s.events(func(ev domain.Event) bool {
+		u, ok := ev.Fact.(*domain.ChannelUnsubscribed)
+		return ok && u.Client == aID
+	})
+	for _, ev := range evs {
+		if mb, ok := ev.Fact.(*domain.MessageBroadcast); ok {
+			t.Errorf("event %d: %s broadcast %s past the token's expiry", ev.Seq, mb.Publisher.ID, mb.Data)
+		}
+	}
+}
+
+// So for a subscribe whose onSubscribe hook runs past its token's exp:
+// it is refused, and no subscription is recorded (it was, and then
+// ended at once by its expiry's timer).
+func TestASubscribeRunningPastItsTokensExpiryIsRefused(t *testing.T) {
+	const secret = "a secret of thirty-two bytes or more, for tests"
+	s := startHookServer(t, `exports.onSubscribe = function (client, channel) {
+  const until = Number(client.query.until);
+  while (Date.now() < until) {}
+  return true;
+};`, &domain.ClientKicked{}, 0)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"secret":"`+secret+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(2 * time.Second).Unix()
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"channel": "private-x", "exp": exp}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Unix(exp, 0).Add(300 * time.Millisecond).UnixMilli()
+	a, aID := s.dial("?until=" + strconv.FormatInt(until, 10))
+	send(t, a, `{"type":"subscribe","channel":"private-x","token":"`+token+`","id":"s"}`)
+	if f := readFrame(t, a); f["type"] != "error" || f["code"] != "not_allowed" || !strings.Contains(fmt.Sprint(f["error"]), "has expired") {
+		t.Fatalf("%v, want not_allowed, expired", f)
+	}
+	send(t, a, `{"type":"ping","id":"p"}`)
+	if f := readFrame(t, a); f["type"] != "pong" {
+		t.Fatalf("%v, want pong", f)
+	}
+	evs, err := s.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if sub, ok := ev.Fact.(*domain.ChannelSubscribed); ok && sub.Client == aID {
+			t.Errorf("event %d: %s subscribed to %s with an expired token", ev.Seq, aID, sub.Channel)
 		}
 	}
 }

@@ -76,6 +76,11 @@ func (c *conn) subscribe(req *request) error {
 		// the log, and a presence channel's members would see it join.
 		return nil
 	}
+	if !exp.IsZero() && !time.Now().Before(exp) {
+		// The token expired while the hook ran.
+		c.srv.metrics.refused("private_token")
+		return errTokenExpired(channel)
+	}
 	evs, err := c.srv.store.Append(ctx, &domain.ChannelSubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Start: start})
 	if err != nil {
 		return err
