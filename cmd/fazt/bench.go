@@ -415,6 +415,20 @@ func (bc *benchConn) read(l *deliveryLatency) {
 // end records why the connection's reading ended, unless the tool was
 // closing it or a reason is recorded already, and tells closeAll that it
 // has.
+// endErr is why the connection ended early, once its reader has ended
+// (nil before: a reader closeAll gave up waiting for may still write it).
+func (bc *benchConn) endErr() error {
+	if bc == nil || !bc.reading {
+		return nil
+	}
+	select {
+	case <-bc.readerEnd:
+		return bc.err
+	default:
+		return nil
+	}
+}
+
 func (bc *benchConn) end(err error) {
 	if !bc.closing.Load() && bc.err == nil { // a disconnect frame's reason comes first
 		bc.err = err

@@ -274,10 +274,10 @@ func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64, upto []uint64
 		lost += bc.missing(bc.head+1, last)
 		dup += bc.dup
 		ooo += bc.ooo
-		if bc.err != nil {
+		if err := bc.endErr(); err != nil {
 			connErrs++
 			if firstErr == nil {
-				firstErr = bc.err
+				firstErr = err
 			}
 		}
 	}
@@ -791,7 +791,7 @@ func benchConnsCmd(o *benchOptions) *cobra.Command {
 			closeAll(conns)
 			var connErrs int64
 			for _, bc := range conns {
-				if bc.err != nil {
+				if bc.endErr() != nil {
 					connErrs++
 				}
 			}
@@ -930,10 +930,10 @@ replay of all of them.`,
 					r.failed = fmt.Errorf("%s before the replay reached the head: %d offsets unread", stoppedBy(cmd.Context(), o.duration), unread)
 				}
 			}
-			if bc.err != nil {
-				r.set("connection_error", bc.err.Error())
-				r.linef("  error        %v", bc.err)
-				r.failed = fmt.Errorf("the server ended the replay's connection: %w", bc.err)
+			if err := bc.endErr(); err != nil {
+				r.set("connection_error", err.Error())
+				r.linef("  error        %v", err)
+				r.failed = fmt.Errorf("the server ended the replay's connection: %w", err)
 			}
 			return r.print(cmd.OutOrStdout(), o.json)
 		},
