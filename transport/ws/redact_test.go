@@ -34,7 +34,7 @@ func TestSecretParams(t *testing.T) {
 func TestCredentialsRunTogetherAreRedacted(t *testing.T) {
 	for _, name := range []string{
 		"authtoken", "accesstoken", "APIToken", "token1", "bearer", "clientsecret", "code", "otp",
-		"jwt", "sig", "signature", "session", "sessionid", "passwd", "pwd", "credential",
+		"jwt", "sig", "signature", "session", "sessionid", "passwd", "pwd", "user_pw", "credential",
 		"credentials", "apikey", "creds", "auth_code", "id_token2", "Cookie", "ticket", "nonce",
 	} {
 		if !isSecretParam(name) {

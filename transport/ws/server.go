@@ -772,12 +772,12 @@ func isSecretParam(name string) bool {
 }
 
 // secretStems mark a credential wherever they sit in a parameter's
-// name: pass covers password, passwd and passcode, key apikey, auth
-// authorization and oauth, sig signature, sess session and PHPSESSID,
-// sid the session ids named so, cred credentials and creds, code an
-// OAuth authorization code.
+// name: pass covers password, passwd and passcode, pw pwd and user_pw,
+// key apikey, auth authorization and oauth, sig signature, sess session
+// and PHPSESSID, sid the session ids named so, cred credentials and
+// creds, code an OAuth authorization code.
 var secretStems = []string{
-	"token", "secret", "pass", "pwd", "key", "auth", "jwt", "sig", "sess", "sid",
+	"token", "secret", "pass", "pw", "key", "auth", "jwt", "sig", "sess", "sid",
 	"cred", "bearer", "otp", "code", "cookie", "ticket", "nonce", "hmac",
 }
 
