@@ -143,6 +143,9 @@ type Hooks interface {
 	// OnPublish returns the data to broadcast for a client publish,
 	// possibly changed; drop is true when the message is to be dropped.
 	OnPublish(ctx context.Context, c Client, channel string, data json.RawMessage) (out json.RawMessage, drop bool, err error)
-	// OnDisconnect is told that a connection ended.
-	OnDisconnect(ctx context.Context, c Client, reason string)
+	// OnDisconnect is told that a connection ended. applied, when not
+	// nil, waits for the end to be applied to the membership, which the
+	// hook reads (subscribers, count): it is called, under the run's
+	// context, only when the app has an onDisconnect to run.
+	OnDisconnect(ctx context.Context, c Client, reason string, applied func(context.Context))
 }

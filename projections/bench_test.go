@@ -23,8 +23,8 @@ func (s *countingSink) Send(frame []byte) bool {
 	s.bytes.Add(int64(len(frame)))
 	return true
 }
-func (s *countingSink) Kick(string) {}
-func (s *countingSink) Overflow()   {}
+func (s *countingSink) Kick(string) bool { return true }
+func (s *countingSink) Overflow()        {}
 
 // BenchmarkFanOut applies broadcasts to a channel with n live local
 // subscribers: the frame is encoded once and queued on every sink under

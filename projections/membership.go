@@ -27,8 +27,11 @@ type Sink interface {
 	// (its queue is full or it is closing); the sink then disconnects
 	// itself as a slow consumer.
 	Send(frame []byte) bool
-	// Kick asks the sink to disconnect because the client was kicked.
-	Kick(reason string)
+	// Kick asks the sink to disconnect because the client was kicked, and
+	// reports whether it did: false when the sink was closing already
+	// (the client leaving, or kicked before), which the kick then leaves
+	// as it was.
+	Kick(reason string) bool
 	// Overflow asks the sink to disconnect as a slow consumer: its
 	// catch-up buffer grew past its limit during a replay.
 	Overflow()
@@ -70,7 +73,8 @@ type Membership struct {
 	perApp   map[string]int // open sessions by app, for Count
 	sinks    map[clientKey]Sink
 	// missedKicks is a ring of the sequences of the latest kicks applied
-	// that found no connection to close (KickMissed), under smu.
+	// that found no connection to close (KickMissed), under kmu.
+	kmu         sync.Mutex
 	missedKicks [256]uint64
 	missedNext  int
 
@@ -338,17 +342,17 @@ func (m *Membership) Apply(ctx context.Context, ev domain.Event) error {
 	case *domain.BroadcastAll:
 		m.broadcastAll(f, ev.Time)
 	case *domain.ClientKicked:
-		m.smu.Lock()
+		m.smu.RLock()
 		s := m.sinks[clientKey{f.App, f.Client}]
-		if s == nil {
-			// Its client has left, or is leaving (its sink is detached
-			// before its end is appended): the kick closes nothing.
+		m.smu.RUnlock()
+		if s == nil || !s.Kick(f.Reason) {
+			// Its client has left (its sink is detached before its end
+			// is appended), or is leaving, or was kicked before: the
+			// kick closes nothing.
+			m.kmu.Lock()
 			m.missedKicks[m.missedNext] = ev.Seq
 			m.missedNext = (m.missedNext + 1) % len(m.missedKicks)
-		}
-		m.smu.Unlock()
-		if s != nil {
-			s.Kick(f.Reason)
+			m.kmu.Unlock()
 		}
 	}
 	m.markApplied(ev.Seq)
@@ -626,9 +630,24 @@ func (m *Membership) Subscribers(app, channel string) []string {
 // connect's and a subscribe's (its ApplyTimeout, 10 s).
 const kickApplyBound = 10 * time.Second
 
-// KickTook implements domain.Members.
+// KickTook implements domain.Members. Under a ctx with a deadline (a JS
+// run's time limit) it gives up at nine tenths of the time left, so that
+// its caller gets unavailable in time to answer, rather than be cut off
+// at its limit.
 func (m *Membership) KickTook(ctx context.Context, app, client string, seq uint64) error {
-	if err := m.WaitAppliedWithin(ctx, seq, kickApplyBound); err != nil {
+	d := kickApplyBound
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)*9/10)
+	}
+	var err error
+	if d <= 0 {
+		if m.applied.Load() < seq {
+			err = fmt.Errorf("%w (no time left)", ErrNotApplied)
+		}
+	} else {
+		err = m.WaitAppliedWithin(ctx, seq, d)
+	}
+	if err != nil {
 		return domain.Errorf(domain.CodeUnavailable, "the kick of %s is recorded (event %d) but the server has not applied it yet: %v", client, seq, err)
 	}
 	if m.KickMissed(seq) {
@@ -647,8 +666,8 @@ func (m *Membership) KickMissed(seq uint64) bool {
 	if seq == 0 {
 		return false
 	}
-	m.smu.RLock()
-	defer m.smu.RUnlock()
+	m.kmu.Lock()
+	defer m.kmu.Unlock()
 	return slices.Contains(m.missedKicks[:], seq)
 }
 

@@ -20,6 +20,7 @@ type recSink struct {
 	kicked   string
 	overflow bool
 	full     bool // refuse frames, as a full queue does
+	closing  bool // closing already: a kick closes nothing
 }
 
 func (s *recSink) Send(f []byte) bool {
@@ -31,8 +32,14 @@ func (s *recSink) Send(f []byte) bool {
 	s.frames = append(s.frames, string(f))
 	return true
 }
-func (s *recSink) Kick(r string) { s.kicked = r }
-func (s *recSink) Overflow()     { s.overflow = true }
+func (s *recSink) Kick(r string) bool {
+	if s.closing {
+		return false
+	}
+	s.kicked = r
+	return true
+}
+func (s *recSink) Overflow() { s.overflow = true }
 
 // textEncoder makes frames easy to read in tests: "chan:offset".
 type textEncoder struct{}
@@ -525,5 +532,13 @@ func TestAKickOfAClientThatLeftIsMissed(t *testing.T) {
 	}
 	if f.m.KickMissed(f.seq+1) || f.m.KickMissed(0) {
 		t.Fatal("a kick not applied, or none, is missed")
+	}
+	// c3 is closing (it sent a close, say), its sink still attached: the
+	// kick closes nothing, and is missed too.
+	s3 := &recSink{closing: true}
+	f.m.Attach("a", "c3", s3)
+	f.apply(connected("c3"), &domain.ClientKicked{App: "a", Client: "c3", Reason: "late"})
+	if !f.m.KickMissed(f.seq) {
+		t.Fatal("a kick of a client already closing is not missed")
 	}
 }

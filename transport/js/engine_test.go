@@ -756,7 +756,7 @@ exports.onDisconnect = function (client, reason) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.eng.OnDisconnect(ctx, domain.Client{ID: fmt.Sprint("c", i), App: "a"}, domain.ReasonClientClosed)
+			e.eng.OnDisconnect(ctx, domain.Client{ID: fmt.Sprint("c", i), App: "a"}, domain.ReasonClientClosed, nil)
 		}()
 	}
 	wg.Wait()

@@ -234,11 +234,17 @@ func (e *Engine) OnPublish(ctx context.Context, c domain.Client, channel string,
 
 // OnDisconnect implements domain.Hooks: onDisconnect(client, reason) is
 // told; what it returns or throws is only logged.
-func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason string) {
+func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason string, applied func(context.Context)) {
 	// Every recorded session's end is told: when many end at once, a run
 	// waits for a slot while ctx lasts (the server gives it 10 s).
 	ctx = context.WithValue(ctx, untilDoneKey{}, true)
-	e.hook(ctx, c, HookDisconnect, func(_ *runtime, vm *goja.Runtime) []goja.Value {
+	e.hook(ctx, c, HookDisconnect, func(rt *runtime, vm *goja.Runtime) []goja.Value {
+		// The app has an onDisconnect, about to run: it waits for the
+		// end to be applied only now, so that an app without one costs a
+		// disconnect no wait.
+		if applied != nil {
+			applied(rt.cur.ctx)
+		}
 		return []goja.Value{clientValue(vm, c), vm.ToValue(reason)}
 	})
 }

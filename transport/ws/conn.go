@@ -282,12 +282,12 @@ func (c *conn) send(frame []byte, urgent bool) bool {
 }
 
 // Kick implements projections.Sink.
-func (c *conn) Kick(reason string) {
+func (c *conn) Kick(reason string) bool {
 	text := "kicked"
 	if reason != "" {
 		text = "kicked: " + reason
 	}
-	c.disconnect(domain.ReasonKicked, 4000, text, true)
+	return c.disconnect(domain.ReasonKicked, 4000, text, true)
 }
 
 // Overflow implements projections.Sink.
@@ -344,19 +344,22 @@ func (c *conn) replyError(id json.RawMessage, channel string, err error) {
 // and a close frame with code, then half-closes the socket (closeSocket).
 // With flush, what is already queued goes out first. Only the first call
 // counts.
-func (c *conn) disconnect(reason string, code int, text string, flush bool) {
+func (c *conn) disconnect(reason string, code int, text string, flush bool) (started bool) {
 	c.mu.Lock()
-	c.closeLocked(reason, code, text, flush)
+	started = c.closeLocked(reason, code, text, flush)
 	start := c.wakeLocked()
 	c.mu.Unlock()
 	if start {
 		c.startWriter()
 	}
+	return started
 }
 
-func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
+// closeLocked starts c's close, and reports whether it did: false when c
+// was closing already.
+func (c *conn) closeLocked(reason string, code int, text string, flush bool) bool {
 	if c.closing {
-		return
+		return false
 	}
 	c.closing, c.reason, c.closeCode, c.closeText, c.flush = true, reason, code, text, flush
 	c.closingNow.Store(true)
@@ -370,6 +373,7 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) {
 	// flag covers the first case (flusher.add), the wake-up the second.
 	c.urgent.Store(true)
 	c.hurry()
+	return true
 }
 
 // sendPage queues replayed frames, waiting while the queue is more than half

@@ -383,3 +383,27 @@ func TestASubscribeRunningPastItsTokensExpiryIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A kick's wait for its event to be applied ends before the hook's own
+// time limit: with the membership 3 s behind and a limit of 1 s, the
+// kick throws unavailable in time for the hook to answer, rather than
+// the hook being cut off as past its limit (which refuses for good).
+func TestAKickInAHookWaitsNoLongerThanTheHooksLimit(t *testing.T) {
+	s := startHookServer(t, `exports.onSubscribe = function (client, channel) {
+  try {
+    fazt.realtime.kick(client.id, "bye");
+  } catch (e) {
+    throw new Error("kick pending: " + e.code);
+  }
+  return true;
+};`, &domain.ClientKicked{}, 3*time.Second)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"js":{"hook_timeout_ms":1000}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.dial("")
+	send(t, a, `{"type":"subscribe","channel":"room","id":"s"}`)
+	f := readFrame(t, a)
+	if f["type"] != "error" || !strings.Contains(fmt.Sprint(f["error"]), "kick pending: unavailable") {
+		t.Fatalf("%v, want the hook's own error, the kick unavailable", f)
+	}
+}

@@ -357,9 +357,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // recordEnd records the end of a client's session, whether its
 // connection ran or was closed while being set up: it is counted, written
-// to the log as client.disconnected.v1, and told to onDisconnect once the
-// membership has applied it (within ApplyTimeout; not waited for at
-// shutdown, nor when the write failed).
+// to the log as client.disconnected.v1, and told to onDisconnect, which,
+// when the app has one, first waits for the membership to apply it (for
+// half the hook's time limit at most; not at shutdown, nor when the
+// write failed).
 //
 // A write that fails (a full disk, say) is tried again in the background
 // until it is written or the server shuts down: until then the session
@@ -379,21 +380,36 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 	if s.hooks == nil {
 		return
 	}
+	var applied func(context.Context)
 	if err == nil {
 		// onDisconnect reads the membership (subscribers, count), which
 		// applies the end a little after its commit: the hook waits for
-		// it, so that it no longer sees the client that left. Bounded as
-		// a connect's wait is, and ended by Shutdown likewise: then the
-		// hook runs at once, and may still see the client.
-		if err := s.members.WaitAppliedWithin(s.closingCtx, evs[0].Seq, s.cfg.ApplyTimeout); err != nil && s.closingCtx.Err() == nil {
-			s.log.Warn("onDisconnect runs before the disconnection is applied", "app", client.App, "client", client.ID, "err", err)
+		// it, so that it no longer sees the client that left; only when
+		// the app has one to run, and for half the run's time left at
+		// most (ApplyTimeout at most), and not past Shutdown: then the
+		// hook runs all the same, and may still see the client.
+		seq := evs[0].Seq
+		applied = func(ctx context.Context) {
+			d := s.cfg.ApplyTimeout
+			if dl, ok := ctx.Deadline(); ok {
+				d = min(d, time.Until(dl)/2)
+			}
+			if d <= 0 {
+				return
+			}
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			defer context.AfterFunc(s.closingCtx, stop)()
+			if err := s.members.WaitAppliedWithin(ctx, seq, d); err != nil && s.closingCtx.Err() == nil {
+				s.log.Warn("onDisconnect runs before the disconnection is applied", "app", client.App, "client", client.ID, "err", err)
+			}
 		}
 	}
 	// A context of its own: the hook's wait for a run slot (up to 10 s)
 	// is not cut short by the waits before it.
 	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer hcancel()
-	s.hooks.OnDisconnect(hctx, client, reason)
+	s.hooks.OnDisconnect(hctx, client, reason, applied)
 }
 
 // endRetryFirst and endRetryMost bound the waits between retries of the
