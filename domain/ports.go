@@ -52,7 +52,7 @@ type Members interface {
 	// CodeUnavailable when the event was not applied within a bound, or
 	// ctx ended (the kick is recorded, and takes effect once applied).
 	// Once it has returned nil the connection is closing, and a request of
-	// its still running records nothing more.
+	// its that has not yet reached its record records nothing.
 	KickTook(ctx context.Context, app, client string, seq uint64) error
 }
 

@@ -75,7 +75,7 @@ type Membership struct {
 	// missedKicks is a ring of the sequences of the latest kicks applied
 	// that found no connection to close (KickMissed), under kmu.
 	kmu         sync.Mutex
-	missedKicks [256]uint64
+	missedKicks [4096]uint64
 	missedNext  int
 
 	shards [64]shard
@@ -631,13 +631,14 @@ func (m *Membership) Subscribers(app, channel string) []string {
 const kickApplyBound = 10 * time.Second
 
 // KickTook implements domain.Members. Under a ctx with a deadline (a JS
-// run's time limit) it gives up at nine tenths of the time left, so that
-// its caller gets unavailable in time to answer, rather than be cut off
-// at its limit.
+// run's time limit) it gives up a tenth of the time left before it (50
+// ms at least), so that its caller gets unavailable in time to answer,
+// rather than be cut off at its limit.
 func (m *Membership) KickTook(ctx context.Context, app, client string, seq uint64) error {
 	d := kickApplyBound
 	if dl, ok := ctx.Deadline(); ok {
-		d = min(d, time.Until(dl)*9/10)
+		left := time.Until(dl)
+		d = min(d, left-max(left/10, 50*time.Millisecond))
 	}
 	var err error
 	if d <= 0 {
@@ -651,17 +652,18 @@ func (m *Membership) KickTook(ctx context.Context, app, client string, seq uint6
 		return domain.Errorf(domain.CodeUnavailable, "the kick of %s is recorded (event %d) but the server has not applied it yet: %v", client, seq, err)
 	}
 	if m.KickMissed(seq) {
-		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s (it left before the kick took effect)", client, app)
+		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s (it left, or was kicked, before the kick took effect)", client, app)
 	}
 	return nil
 }
 
 // KickMissed reports whether the client.kicked.v1 applied as event seq
-// found no connection of its client to close: the client had left, or
-// was leaving, when the kick was applied (the kick was checked against
-// Connected, which lags the log). It remembers the latest 256 such kicks;
-// for an older one, one not applied yet, or one that closed a connection,
-// it reports false.
+// found no connection of its client to close: the client had left, was
+// leaving, or was kicked already, when the kick was applied (the kick was
+// checked against Connected, which lags the log). It remembers the latest
+// 4096 such kicks (a kick asks as soon as its own is applied); for an
+// older one, one not applied yet, or one that closed a connection, it
+// reports false.
 func (m *Membership) KickMissed(seq uint64) bool {
 	if seq == 0 {
 		return false

@@ -412,23 +412,40 @@ func (bc *benchConn) read(l *deliveryLatency) {
 	}
 }
 
-// end records why the connection's reading ended, unless the tool was
-// closing it or a reason is recorded already, and tells closeAll that it
-// has.
-// endErr is why the connection ended early, once its reader has ended
-// (nil before: a reader closeAll gave up waiting for may still write it).
-func (bc *benchConn) endErr() error {
-	if bc == nil || !bc.reading {
-		return nil
+// ended reports whether the connection's reader has ended, or never
+// started: what it counted may be read then, and not before (a reader
+// closeAll gave up waiting for may still be writing it).
+func (bc *benchConn) ended() bool {
+	if !bc.reading {
+		return true
 	}
 	select {
 	case <-bc.readerEnd:
-		return bc.err
+		return true
 	default:
-		return nil
+		return false
 	}
 }
 
+// errReaderStuck stands for a connection whose reader had not ended when
+// the run's counts were read: what it counted is left out.
+var errReaderStuck = errors.New("its reader did not end within 5 s of the close")
+
+// endErr is why the connection ended early, errReaderStuck when its
+// reader has not ended.
+func (bc *benchConn) endErr() error {
+	if bc == nil {
+		return nil
+	}
+	if !bc.ended() {
+		return errReaderStuck
+	}
+	return bc.err
+}
+
+// end records why the connection's reading ended, unless the tool was
+// closing it or a reason is recorded already, and tells closeAll that it
+// has.
 func (bc *benchConn) end(err error) {
 	if !bc.closing.Load() && bc.err == nil { // a disconnect frame's reason comes first
 		bc.err = err

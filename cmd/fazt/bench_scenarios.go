@@ -266,6 +266,15 @@ func lastDelivery(conns []*benchConn) time.Time {
 func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64, upto []uint64) (recv, lost, dup, ooo, connErrs int64, firstErr error) {
 	for i, bc := range conns {
 		recv += bc.recv.Load()
+		if err := bc.endErr(); err != nil {
+			connErrs++
+			if firstErr == nil {
+				firstErr = err
+			}
+			if err == errReaderStuck {
+				continue // its counts are its reader's still
+			}
+		}
 		// A channel in use already (js --channel) is joined at its head.
 		last := bc.head + uint64(perChannel[bc.channel].Load())
 		if upto != nil {
@@ -274,12 +283,6 @@ func deliveryTotals(conns []*benchConn, perChannel []atomic.Int64, upto []uint64
 		lost += bc.missing(bc.head+1, last)
 		dup += bc.dup
 		ooo += bc.ooo
-		if err := bc.endErr(); err != nil {
-			connErrs++
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
 	}
 	return
 }
@@ -896,6 +899,9 @@ replay of all of them.`,
 				}
 			}
 			closeAll([]*benchConn{bc})
+			if !bc.ended() {
+				return fmt.Errorf("replay: the connection's %w: its counts cannot be read", errReaderStuck)
+			}
 			recv := bc.recv.Load()
 			r.set("history", history)
 			r.set("head", bc.head)

@@ -692,11 +692,10 @@ func (a *API) kick(w http.ResponseWriter, r *http.Request, c caller) error {
 	}
 	seq := evs[0].Seq
 	// Answered once the kick is applied, not only committed: the
-	// connection is closing then, and records nothing more (a request of
-	// its that is running appends no subscription and no message). The
-	// wait is bounded as the WebSocket server's are (its ApplyTimeout,
-	// 10 s): past it the answer is 503 unavailable, the kick recorded
-	// and still to take effect.
+	// connection is closing then, and a request of its that has not yet
+	// reached its record appends nothing. The wait is bounded as the
+	// WebSocket server's are (10 s): past it the answer is 503
+	// unavailable, the kick recorded and still to take effect.
 	if err := a.members.KickTook(r.Context(), c.app.Name, id, seq); err != nil {
 		return err
 	}

@@ -235,18 +235,29 @@ func (e *Engine) OnPublish(ctx context.Context, c domain.Client, channel string,
 // OnDisconnect implements domain.Hooks: onDisconnect(client, reason) is
 // told; what it returns or throws is only logged.
 func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason string, applied func(context.Context)) {
+	if applied != nil && e.mayDisconnect(c.App) {
+		// Before the run takes a slot: a wait there would hold it, and
+		// the slots are the app's connects' and subscribes' too.
+		applied(ctx)
+	}
 	// Every recorded session's end is told: when many end at once, a run
 	// waits for a slot while ctx lasts (the server gives it 10 s).
 	ctx = context.WithValue(ctx, untilDoneKey{}, true)
-	e.hook(ctx, c, HookDisconnect, func(rt *runtime, vm *goja.Runtime) []goja.Value {
-		// The app has an onDisconnect, about to run: it waits for the
-		// end to be applied only now, so that an app without one costs a
-		// disconnect no wait.
-		if applied != nil {
-			applied(rt.cur.ctx)
-		}
+	e.hook(ctx, c, HookDisconnect, func(_ *runtime, vm *goja.Runtime) []goja.Value {
 		return []goja.Value{clientValue(vm, c), vm.ToValue(reason)}
 	})
+}
+
+// mayDisconnect reports whether app may have an onDisconnect to run: it
+// has a realtime.js, whose last load found one, or that has not been
+// loaded yet.
+func (e *Engine) mayDisconnect(name string) bool {
+	app, err := e.apps.Lookup(name)
+	if err != nil {
+		return false
+	}
+	v, _, err := e.current(app, RealtimeFile)
+	return err == nil && v != nil && !v.noDisconnect.Load()
 }
 
 func isFalse(v goja.Value) bool {

@@ -255,11 +255,11 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	rt.must(vm, err)
 	seq := evs[0].Seq
 	// It returns once the kick is applied, not only committed: the
-	// connection is closing then, and a request of its that is running (a
-	// hook that kicked its own client) records nothing more for it, no
-	// subscription, no message. The wait is bounded as the WebSocket
-	// server's are (its ApplyTimeout, 10 s); the membership never waits
-	// for a request, so a hook may wait for the kick of its own client.
+	// connection is closing then, and a request of its that has not yet
+	// reached its record (the hook's own, when it kicked its own client)
+	// records nothing, no subscription, no message. The wait is bounded
+	// within the run's time (KickTook); the membership never waits for a
+	// request, so a hook may wait for the kick of its own client.
 	rt.must(vm, rt.eng.members.KickTook(rt.cur.ctx, app, id, seq))
 	return object(vm, "client", id, "kicked", true, "seq", seq)
 }

@@ -308,6 +308,9 @@ func (e *Engine) newRuntime(v *version, ex *execution, limit time.Duration) (*ru
 		return vm.RunString(`require("/` + v.file + `")`)
 	}, func(_ *goja.Runtime, exports goja.Value) error {
 		rt.exports = exports
+		if v.file == RealtimeFile {
+			v.noteHooks(exports)
+		}
 		return nil
 	})
 	if err != nil {

@@ -57,6 +57,9 @@ type version struct {
 	// absentChecked is when (unix ns) a working version last looked for
 	// the files require() did not find: at most once a second.
 	absentChecked atomic.Int64
+	// noDisconnect is set when a load of realtime.js found no
+	// onDisconnect function among its exports (mayDisconnect).
+	noDisconnect atomic.Bool
 
 	// idle are the runtimes waiting for an execution, the most recently
 	// used last: the next execution takes that one, so that runtimes a
@@ -359,6 +362,19 @@ func (v *version) unclaim(claim *loadFailure) {
 }
 
 // loaded clears a load's failure that held for a time: a load worked.
+// noteHooks notes, from a load's exports, whether the script has an
+// onDisconnect: one without costs a disconnect no wait for the
+// membership (Engine.OnDisconnect). A script that sets it later, outside
+// its load, runs it all the same, without that wait.
+func (v *version) noteHooks(exports goja.Value) {
+	obj, ok := exports.(*goja.Object)
+	has := false
+	if ok {
+		_, has = goja.AssertFunction(obj.Get(HookDisconnect))
+	}
+	v.noDisconnect.Store(!has)
+}
+
 func (v *version) loaded() {
 	if p := v.loadErr.Load(); p != nil && !p.until.IsZero() {
 		v.loadErr.CompareAndSwap(p, nil)

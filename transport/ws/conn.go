@@ -994,6 +994,12 @@ func (c *conn) publish(req *request) error {
 			c.srv.metrics.refused("private_token")
 			return domain.Errorf(domain.CodeNotAllowed, "subscribe to %s with its token to publish to it", req.Channel)
 		}
+		if c.tokenExpired(req.Channel) {
+			// Expired, its end waiting for this request: no hook runs
+			// for what the token no longer admits.
+			c.srv.metrics.refused("private_token")
+			return errTokenExpired(req.Channel, domain.CodeNotAllowed)
+		}
 	}
 	data := req.Data
 	settings, err := c.settings()
@@ -1042,7 +1048,7 @@ func (c *conn) publish(req *request) error {
 	if domain.IsPrivate(req.Channel) && c.tokenExpired(req.Channel) {
 		// Expired while the hook ran, its end not yet recorded.
 		c.srv.metrics.refused("private_token")
-		return errTokenExpired(req.Channel)
+		return errTokenExpired(req.Channel, domain.CodeNotAllowed)
 	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,
 		Publisher: domain.Actor{Kind: domain.ActorClient, ID: c.client.ID}}
@@ -1128,9 +1134,13 @@ func (c *conn) tokenExpired(channel string) bool {
 	return e != nil && !time.Now().Before(e.at)
 }
 
-// errTokenExpired refuses what a private channel's token no longer admits.
-func errTokenExpired(channel string) error {
-	return domain.Errorf(domain.CodeNotAllowed, "the token of %s has expired: subscribe again with a fresh one", channel)
+// errTokenExpired refuses what a private channel's token no longer admits:
+// a publish, not_allowed; a subscribe whose token expired while its hook
+// ran, unavailable, which a client tries again (fazt.js with a fresh token
+// from its token function), as the hook's time, not the client, made it
+// late.
+func errTokenExpired(channel string, code domain.Code) error {
+	return domain.Errorf(code, "the token of %s has expired: subscribe again with a fresh one", channel)
 }
 
 // expireAt arms the end of the private subscription to channel at exp,

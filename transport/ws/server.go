@@ -358,9 +358,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // recordEnd records the end of a client's session, whether its
 // connection ran or was closed while being set up: it is counted, written
 // to the log as client.disconnected.v1, and told to onDisconnect, which,
-// when the app has one, first waits for the membership to apply it (for
-// half the hook's time limit at most; not at shutdown, nor when the
-// write failed).
+// when the app has one, first waits for the membership to apply it (5 s
+// at most; not at shutdown, nor when the write failed).
 //
 // A write that fails (a full disk, say) is tried again in the background
 // until it is written or the server shuts down: until then the session
@@ -385,9 +384,10 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 		// onDisconnect reads the membership (subscribers, count), which
 		// applies the end a little after its commit: the hook waits for
 		// it, so that it no longer sees the client that left; only when
-		// the app has one to run, and for half the run's time left at
-		// most (ApplyTimeout at most), and not past Shutdown: then the
-		// hook runs all the same, and may still see the client.
+		// the app has one to run, for half the time the hook is given
+		// at most (5 s of its 10 s; ApplyTimeout at most), and not past
+		// Shutdown: then the hook runs all the same, and may still see
+		// the client.
 		seq := evs[0].Seq
 		applied = func(ctx context.Context) {
 			d := s.cfg.ApplyTimeout

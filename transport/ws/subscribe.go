@@ -79,7 +79,7 @@ func (c *conn) subscribe(req *request) error {
 	if !exp.IsZero() && !time.Now().Before(exp) {
 		// The token expired while the hook ran.
 		c.srv.metrics.refused("private_token")
-		return errTokenExpired(channel)
+		return errTokenExpired(channel, domain.CodeUnavailable)
 	}
 	evs, err := c.srv.store.Append(ctx, &domain.ChannelSubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Start: start})
 	if err != nil {
