@@ -142,17 +142,23 @@ func copyLog(ctx context.Context, src, tmp string) (int, error) {
 	return current, nil
 }
 
-// absent refuses a dst that exists: a backup never writes over a file.
+// absent refuses a dst that exists, or that SQLite's files of an earlier
+// database of the name are left beside (sidecars): a backup never writes
+// over a file, and a -wal left there would be applied to the copy at its
+// first open, damaging it.
 func absent(dst string) error {
-	_, err := os.Lstat(dst)
-	switch {
-	case err == nil:
-		return fmt.Errorf("%s exists already: give a name no file has", dst)
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	default:
-		return fmt.Errorf("backup to %s: %w", dst, err)
+	for _, suffix := range append([]string{""}, sidecars...) {
+		_, err := os.Lstat(dst + suffix)
+		switch {
+		case err == nil && suffix == "":
+			return fmt.Errorf("%s exists already: give a name no file has", dst)
+		case err == nil:
+			return fmt.Errorf("%s%s is left from another database of that name, and SQLite would apply it to the copy: remove it, or give another name", dst, suffix)
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("backup to %s: %w", dst, err)
+		}
 	}
+	return nil
 }
 
 // finishCopy makes the copy at path a file of its own (no WAL to go with
@@ -198,6 +204,9 @@ func renewEpochs(ctx context.Context, db *sql.DB) error {
 // Where the file system has no hard links, a rename does it, after one
 // more look.
 func placeCopy(tmp, dst string) error {
+	if err := absent(dst); err != nil { // its sidecars may have come meanwhile
+		return err
+	}
 	err := os.Link(tmp, dst)
 	switch {
 	case err == nil:

@@ -182,6 +182,17 @@ func TestBackupRefusals(t *testing.T) {
 		t.Fatalf("the file there was changed: %q", b)
 	}
 	os.Remove(taken)
+	// A -wal left beside the name (a database of it removed without its
+	// files) would be applied to the copy at its first open: refused.
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if err := os.WriteFile(taken+suffix, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Backup(ctx, src, taken, CopyOptions{}); err == nil || !strings.Contains(err.Error(), "taken.db"+suffix+" is left from another database") {
+			t.Fatalf("backup beside a left %s: %v", suffix, err)
+		}
+		os.Remove(taken + suffix)
+	}
 
 	other := filepath.Join(t.TempDir(), "other.db")
 	execFile(t, other, otherProgram)

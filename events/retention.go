@@ -75,12 +75,29 @@ type RetentionResult struct {
 // ends, logging what it removed and any failure (a failed pass is retried
 // at the next interval). The offsets of what stays never change: only the
 // oldest messages of a channel go, so its first retained offset moves up.
+//
+// A pass after the wall clock jumped ahead of the time that passed since
+// the pass before (by more than clockJumpSlack: a clock set wrong, a
+// machine resumed with its clock not yet corrected) trims by count only:
+// by age, it could delete everything at once on a clock years ahead.
 func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 	cfg.setDefaults()
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
+	var prevWall, prevRun time.Time
 	for {
-		res, err := l.RetainOnce(ctx, cfg)
+		// The pass's time, read once: cfg.Now's wall clock against the
+		// time this process measured passing since the last pass.
+		pass, wall, run := cfg, cfg.Now(), time.Now()
+		pass.Now = func() time.Time { return wall }
+		if !prevRun.IsZero() {
+			if jump := wall.Round(0).Sub(prevWall.Round(0)) - run.Sub(prevRun); jump > clockJumpSlack {
+				l.log.Warn("retention: the clock jumped ahead since the last pass; this pass trims by count only, not by age", "jump", jump.Round(time.Second))
+				pass.Policy = countOnly(cfg.Policy)
+			}
+		}
+		prevWall, prevRun = wall, run
+		res, err := l.RetainOnce(ctx, pass)
 		if ctx.Err() != nil {
 			return
 		}
@@ -97,7 +114,24 @@ func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 	}
 }
 
-// RetainOnce makes one retention pass over every app.
+// clockJumpSlack is how far the wall clock may move ahead of the time
+// that passed between two retention passes before the second trims by
+// count only (RunRetention).
+const clockJumpSlack = time.Minute
+
+// countOnly is policy without its ages.
+func countOnly(policy func(app string) RetentionPolicy) func(app string) RetentionPolicy {
+	return func(app string) RetentionPolicy {
+		p := policy(app)
+		p.MaxAge, p.AuditMaxAge = 0, 0
+		return p
+	}
+}
+
+// RetainOnce makes one retention pass over every app. An app whose trim
+// fails is said in the error returned, and the pass goes on with the
+// others (a damaged page in one app's channel would otherwise stop every
+// pass there, and the apps after it would never be trimmed again).
 func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionResult, error) {
 	cfg.setDefaults()
 	var res RetentionResult
@@ -129,35 +163,47 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 	// projection would never see it (a session it stored as open would
 	// stay so, and be closed at each start as left by a crash).
 	head := l.Head()
-	last, lastBroadcast := head, head
+	applied, last, lastBroadcast := head, head, head
 	if cfg.Applied != nil {
 		sessions, broadcasts := cfg.Applied()
-		last, lastBroadcast = min(head, sessions+1), min(head, broadcasts+1)
+		applied, last, lastBroadcast = sessions, min(head, sessions+1), min(head, broadcasts+1)
 	}
+	var errs []error
 	for _, app := range apps {
-		p := cfg.Policy(app)
-		if p.MaxMessages > 0 || p.MaxAge > 0 {
-			due, err := l.channelsDue(ctx, app, p, now)
-			if err != nil {
+		if err := l.retainApp(ctx, cfg, app, now, applied, last, lastBroadcast, &res); err != nil {
+			if ctx.Err() != nil {
 				return res, err
 			}
-			for _, channel := range due {
-				n, err := l.TrimChannel(ctx, app, channel, p, now, cfg.Batch)
-				res.Messages += n
-				if err != nil {
-					return res, err
-				}
-			}
+			errs = append(errs, err)
 		}
-		if p.AuditMaxAge > 0 {
-			n, err := l.trimAudit(ctx, app, now.Add(-p.AuditMaxAge).UnixMilli(), cfg.Batch, last, lastBroadcast)
-			res.Events += n
+	}
+	return res, errors.Join(errs...)
+}
+
+// retainApp is RetainOnce's pass over one app, adding to res.
+func (l *Log) retainApp(ctx context.Context, cfg RetentionConfig, app string, now time.Time, applied, last, lastBroadcast uint64, res *RetentionResult) error {
+	p := cfg.Policy(app)
+	if p.MaxMessages > 0 || p.MaxAge > 0 {
+		due, err := l.channelsDue(ctx, app, p, now)
+		if err != nil {
+			return err
+		}
+		for _, channel := range due {
+			n, err := l.TrimChannel(ctx, app, channel, p, now, cfg.Batch)
+			res.Messages += n
 			if err != nil {
-				return res, err
+				return err
 			}
 		}
 	}
-	return res, nil
+	if p.AuditMaxAge > 0 {
+		n, err := l.trimAudit(ctx, app, now.Add(-p.AuditMaxAge).UnixMilli(), cfg.Batch, applied, last, lastBroadcast)
+		res.Events += n
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // channelsDueQuery reads each channel of an app with its head and its
@@ -258,7 +304,7 @@ func (l *Log) purgeAppUpto(ctx context.Context, app string, audit bool, sessions
 		}
 	}
 	if audit {
-		n, err := l.trimAudit(ctx, app, later.UnixMilli(), 0, min(head, sessions+1), min(head, broadcasts+1))
+		n, err := l.trimAudit(ctx, app, later.UnixMilli(), 0, min(head, sessions), min(head, sessions+1), min(head, broadcasts+1))
 		res.Events += n
 		if err != nil {
 			return res, err
@@ -441,12 +487,13 @@ var trimSessionQuery = `SELECT seq FROM events INDEXED BY events_app_client WHER
 //     deleted their messages; their rows there go with them.
 func (l *Log) TrimAudit(ctx context.Context, app string, cutoff int64, batch int) (int, error) {
 	head := l.Head()
-	return l.trimAudit(ctx, app, cutoff, batch, head, head)
+	return l.trimAudit(ctx, app, cutoff, batch, head, head, head)
 }
 
-// trimAudit is TrimAudit for the session events before last, and the
-// broadcasts before lastBroadcast, which it keeps.
-func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int, last, lastBroadcast uint64) (int, error) {
+// trimAudit is TrimAudit for the sessions whose disconnection is at or
+// before applied (the sessions projection has applied it), of whose
+// events those before last go, and the broadcasts before lastBroadcast.
+func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int, applied, last, lastBroadcast uint64) (int, error) {
 	if batch <= 0 {
 		batch = 500
 	}
@@ -483,7 +530,11 @@ func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int
 			seq    uint64
 			client string
 		}
-		rows, err := l.rdb.QueryContext(ctx, trimEndsQuery, app, domain.NameClientDisconnected, after, cut, batch)
+		// A session whose end the projection has not applied waits for a
+		// later pass: its events before last alone would go, and the
+		// stored session it holds open would have no start in the log
+		// (which fazt rebuild reports as a difference).
+		rows, err := l.rdb.QueryContext(ctx, trimEndsQuery, app, domain.NameClientDisconnected, after, min(cut, applied+1), batch)
 		if err != nil {
 			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
 		}

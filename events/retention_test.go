@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -665,28 +666,30 @@ func endedSession(t *testing.T) (l *Log, all, end uint64, count func() int) {
 // app's session events past what the projections of sessions have
 // applied, and its broadcasts past what the fan-out has: a projection
 // that never saw a session's end would keep a ghost session for good.
-// What they have applied goes.
+// What they have applied goes, and a session whose end is not applied
+// stays whole (its start gone and its end kept, fazt rebuild would find
+// the session the stored projection holds open missing from the log).
 func TestPurgeKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 	ctx := context.Background()
 	l, all, end, count := endedSession(t)
 	head := l.Head()
 	// Neither the session's end nor the broadcast to all applied yet:
-	// the session's events before its end go, those two stay.
-	if res, err := l.purgeAppUpto(ctx, "a", true, end-1, all-1, head); err != nil || res.Events != 2 || count() != 2 {
-		t.Fatalf("purge before they are applied: %+v, %v; %d events left, want 2", res, err, count())
+	// all four stay.
+	if res, err := l.purgeAppUpto(ctx, "a", true, end-1, all-1, head); err != nil || res.Events != 0 || count() != 4 {
+		t.Fatalf("purge before they are applied: %+v, %v; %d events left, want 4", res, err, count())
 	}
 	// The broadcast applied, the end not.
-	if res, err := l.purgeAppUpto(ctx, "a", true, end-1, head, head); err != nil || res.Events != 1 || count() != 1 {
-		t.Fatalf("purge with the broadcast applied: %+v, %v; %d events left, want 1", res, err, count())
+	if res, err := l.purgeAppUpto(ctx, "a", true, end-1, head, head); err != nil || res.Events != 1 || count() != 3 {
+		t.Fatalf("purge with the broadcast applied: %+v, %v; %d events left, want 3", res, err, count())
 	}
-	if res, err := l.purgeAppUpto(ctx, "a", true, head, head, head); err != nil || res.Events != 1 || count() != 0 {
+	if res, err := l.purgeAppUpto(ctx, "a", true, head, head, head); err != nil || res.Events != 3 || count() != 0 {
 		t.Fatalf("purge with everything applied: %+v, %v; %d events left", res, err, count())
 	}
 }
 
 // TestAuditRetentionKeepsWhatProjectionsHaveYetToApply: the periodic
-// audit retention, as the purge, keeps a session's end and a broadcast
-// to all that the projections (RetentionConfig.Applied) have not applied
+// audit retention, as the purge, keeps a session whose end, and a
+// broadcast to all, that the projections (RetentionConfig.Applied) have not applied
 // yet: a projection lagging behind (a failing flush, a catch-up at start)
 // would otherwise never see them, and keep the session open for good.
 func TestAuditRetentionKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
@@ -699,11 +702,11 @@ func TestAuditRetentionKeepsWhatProjectionsHaveYetToApply(t *testing.T) {
 		Now:     func() time.Time { return time.Now().Add(time.Hour) },
 		Applied: func() (uint64, uint64) { return sessions, broadcasts },
 	}
-	if res, err := l.RetainOnce(ctx, cfg); err != nil || res.Events != 2 || count() != 2 {
-		t.Fatalf("a pass before they are applied: %+v, %v; %d events left, want 2", res, err, count())
+	if res, err := l.RetainOnce(ctx, cfg); err != nil || res.Events != 0 || count() != 4 {
+		t.Fatalf("a pass before they are applied: %+v, %v; %d events left, want 4", res, err, count())
 	}
 	sessions, broadcasts = l.Head(), l.Head()
-	if res, err := l.RetainOnce(ctx, cfg); err != nil || res.Events != 2 || count() != 0 {
+	if res, err := l.RetainOnce(ctx, cfg); err != nil || res.Events != 4 || count() != 0 {
 		t.Fatalf("a pass once they are applied: %+v, %v; %d events left, want 0", res, err, count())
 	}
 }
@@ -741,5 +744,38 @@ func TestPurgeSaysWhatIsLeft(t *testing.T) {
 	// A name the log never saw is said to be one.
 	if p, err := l.PurgeApp(ctx, "typo", true, l.Head(), l.Head()); err != nil || p != (domain.Purged{Unknown: true}) {
 		t.Fatalf("purge of an app never hosted: %+v, %v", p, err)
+	}
+}
+
+// A retention pass after the clock jumped ahead of the time that passed
+// since the pass before trims by count only: a clock a year ahead for a
+// pass would otherwise delete by age every message at once. Here the
+// second pass's clock is a year on, and the third's back to the present:
+// nothing goes, where without the guard the second took both messages.
+func TestRetentionAfterAClockJumpTrimsByCountOnly(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	broadcasts(t, l, "a", "x", 2, 0)
+	start := time.Now()
+	var passes atomic.Int32
+	cfg := RetentionConfig{
+		Policy:   func(string) RetentionPolicy { return RetentionPolicy{MaxAge: 7 * 24 * time.Hour, MaxMessages: 10} },
+		Interval: 10 * time.Millisecond,
+		Now: func() time.Time {
+			if passes.Add(1) == 2 {
+				return start.Add(365 * 24 * time.Hour)
+			}
+			return time.Now()
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.RunRetention(ctx, cfg); close(done) }()
+	for passes.Load() < 4 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if info, _ := l.Channel(context.Background(), "a", "x"); info.First != 1 || info.Head != 2 {
+		t.Fatalf("after a pass a year ahead: %+v, want both messages kept", info)
 	}
 }

@@ -103,6 +103,12 @@ type rebuildReport struct {
 
 func (r *rebuildReport) print(w io.Writer, maxShown int) {
 	fmt.Fprintf(w, "replayed the log up to seq %d (log head %d) in %s\n", r.checkpoint, r.head, r.elapsed.Round(time.Millisecond))
+	if r.head > r.checkpoint {
+		// A running server's stored projection trails its head by a
+		// flush or so; a stopped one's is at its head. Far behind, it is
+		// stuck: what it has yet to apply is not compared.
+		fmt.Fprintf(w, "note: the stored projection %s is %d events behind the log's head, which were not compared: a server stopped cleanly leaves it at the head, a running server's trails by a second or so, and one much further behind is stuck or was cut off by a crash\n", projections.SubscriptionsName, r.head-r.checkpoint)
+	}
 	fmt.Fprintf(w, "%s: %d open sessions, %d subscriptions (stored: %d, %d)\n", projections.SubscriptionsName, r.sessions, r.subs, r.storedSessions, r.stSub)
 	fmt.Fprintf(w, "%s: compared with the replay at seq %d\n", projections.MembershipName, r.membershipComparedAt)
 	fmt.Fprintf(w, "channels: %d, each head checked against its broadcasts' offsets and its retained offsets for gaps, in %s\n", r.channels, r.channelsTook.Round(time.Millisecond))
