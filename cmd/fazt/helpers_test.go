@@ -133,6 +133,9 @@ func (tn *testNode) request(client *http.Client, app, key, method, path string, 
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		tn.t.Fatalf("%s %s: %v", method, path, err)

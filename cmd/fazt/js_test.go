@@ -678,4 +678,36 @@ func TestChatExampleApp(t *testing.T) {
 			t.Errorf("%s %s %v: %d %s", bad.method, bad.path, bad.body, code, body)
 		}
 	}
+
+	// A POST that is not JSON (a form, text/plain: what another site's
+	// page can send without a preflight) is refused.
+	req, _ := http.NewRequest("POST", tn.srv.URL+"/api/messages", strings.NewReader(`{"text":"from elsewhere"}`))
+	req.Host = "chat.localhost"
+	req.Header.Set("Content-Type", "text/plain")
+	if resp, err := jsClient.Do(req); err != nil || resp.StatusCode != 415 {
+		t.Errorf("a text/plain POST: %v %v, want 415", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// A line without a name is named by the random end of its client's
+	// id: its start is the connection's time, the same for everyone for
+	// hours.
+	c.send(map[string]any{"type": "publish", "channel": "room", "data": map[string]any{"text": "who am I"}})
+	if _, msg := c.publishedAndMessage(); msg["data"].(map[string]any)["name"] != c.id[len(c.id)-6:] {
+		t.Errorf("a line without a name: %v, want the name %s", msg, c.id[len(c.id)-6:])
+	}
+
+	// An empty adminToken admits no one, not every request without a
+	// token. (The new config's shorter lines tell it is read.)
+	tn.writeFiles(map[string]string{"chat/api/config.json": `{"adminToken": "", "maxTextLength": 5}`})
+	waitFor(t, func() bool {
+		var last []struct{ Data struct{ Text string } }
+		tn.jsCall("chat", "POST", "/api/messages", map[string]any{"text": "abcdefgh"}, nil)
+		code, _ := tn.jsCall("chat", "GET", "/api/messages?last=1", nil, &last)
+		return code == 200 && len(last) == 1 && last[0].Data.Text == "abcde"
+	})
+	if code, body := tn.jsCall("chat", "GET", "/api/messages?channel=admin-mods", nil, nil); code != 403 {
+		t.Errorf("GET of an admin channel with an empty adminToken and no token: %d %s", code, body)
+	}
 }

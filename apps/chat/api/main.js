@@ -22,6 +22,12 @@ function fail(status, code, error) {
 async function handle(req) {
   const token = bearer(req.headers);
   if (req.path === "/api/messages" && req.method === "POST") {
+    // JSON only: a form or a text/plain body is what another site's page
+    // can send here without asking (no CORS preflight), with the
+    // visitor's cookies and network.
+    if (!/^application\/json\s*(;|$)/i.test(req.headers["content-type"] || "")) {
+      return fail(415, "bad_request", "send the message as Content-Type: application/json");
+    }
     const body = req.json || {};
     const text = clean(body.text);
     if (!text) return fail(400, "bad_request", "text is empty");

@@ -23,5 +23,7 @@ exports.onPublish = function (client, channel, data) {
   }
   const text = clean(data.text);
   if (!text) return null;
-  return { text, name: clean(data.name, 40) || client.id.slice(0, 6), at: Date.now() };
+  // A client id begins with its connection's time: its random end tells
+  // clients apart.
+  return { text, name: clean(data.name, 40) || client.id.slice(-6), at: Date.now() };
 };
