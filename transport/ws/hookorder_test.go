@@ -292,28 +292,42 @@ func TestAnOnPublishThatKicksItsOwnClientPublishesNothing(t *testing.T) {
 	}
 }
 
+// expiringToken gives the app a secret (with more of app.json's fields,
+// when more is not empty), and returns a token for private-x that
+// expires 2 to 3 s from now (JWT's exp is in whole seconds), and a query
+// whose until is 300 ms past that, for a hook to spin until.
+func (s *hookServer) expiringToken(more string) (token, query string) {
+	s.t.Helper()
+	const secret = "a secret of thirty-two bytes or more, for tests"
+	settings := `{"secret":"` + secret + `"`
+	if more != "" {
+		settings += "," + more
+	}
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(settings+"}"), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	exp := time.Now().Add(3 * time.Second).Unix()
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"channel": "private-x", "exp": exp}).SignedString([]byte(secret))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	until := time.Unix(exp, 0).Add(300 * time.Millisecond).UnixMilli()
+	return token, "?until=" + strconv.FormatInt(until, 10)
+}
+
 // A publish to a private channel whose onPublish hook runs past the
 // token's exp is refused, not committed: the token's end is recorded
 // only after the request under way, and the publish had been let
 // through by the subscription, there before it. The hook here spins
 // until 300 ms past exp.
 func TestAPublishRunningPastItsTokensExpiryIsRefused(t *testing.T) {
-	const secret = "a secret of thirty-two bytes or more, for tests"
 	s := startHookServer(t, `exports.onPublish = function (client, channel, data) {
   const until = Number(client.query.until);
   while (Date.now() < until) {}
   return data;
 };`, &domain.ClientKicked{}, 0)
-	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"secret":"`+secret+`","client_publish":true}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	exp := time.Now().Add(3 * time.Second).Unix() // whole seconds, 2 to 3 s away
-	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"channel": "private-x", "exp": exp}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	until := time.Unix(exp, 0).Add(300 * time.Millisecond).UnixMilli()
-	a, aID := s.dial("?until=" + strconv.FormatInt(until, 10))
+	token, query := s.expiringToken(`"client_publish":true`)
+	a, aID := s.dial(query)
 	send(t, a, `{"type":"subscribe","channel":"private-x","token":"`+token+`","id":"s"}`)
 	if f := readFrame(t, a); f["type"] != "subscribed" {
 		t.Fatalf("%v, want subscribed", f)
@@ -350,22 +364,13 @@ func TestAPublishRunningPastItsTokensExpiryIsRefused(t *testing.T) {
 // no subscription is recorded (it was, and then
 // ended at once by its expiry's timer).
 func TestASubscribeRunningPastItsTokensExpiryIsRefused(t *testing.T) {
-	const secret = "a secret of thirty-two bytes or more, for tests"
 	s := startHookServer(t, `exports.onSubscribe = function (client, channel) {
   const until = Number(client.query.until);
   while (Date.now() < until) {}
   return true;
 };`, &domain.ClientKicked{}, 0)
-	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"secret":"`+secret+`"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	exp := time.Now().Add(3 * time.Second).Unix()
-	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"channel": "private-x", "exp": exp}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	until := time.Unix(exp, 0).Add(300 * time.Millisecond).UnixMilli()
-	a, aID := s.dial("?until=" + strconv.FormatInt(until, 10))
+	token, query := s.expiringToken("")
+	a, aID := s.dial(query)
 	send(t, a, `{"type":"subscribe","channel":"private-x","token":"`+token+`","id":"s"}`)
 	// unavailable: a client tries again, with a fresh token.
 	if f := readFrame(t, a); f["type"] != "error" || f["code"] != "unavailable" || !strings.Contains(fmt.Sprint(f["error"]), "has expired") {
