@@ -76,27 +76,39 @@ type RetentionResult struct {
 // at the next interval). The offsets of what stays never change: only the
 // oldest messages of a channel go, so its first retained offset moves up.
 //
-// A pass after the wall clock jumped ahead of the time that passed since
-// the pass before (by more than clockJumpSlack: a clock set wrong, a
-// machine resumed with its clock not yet corrected) trims by count only:
-// by age, it could delete everything at once on a clock years ahead.
+// Ages are measured against the wall clock only as far as this process
+// has seen time pass: a pass trims by the time of the first pass plus the
+// time measured since (the monotonic clock), whenever the wall clock is
+// further ahead than that by more than clockJumpSlack (a clock set
+// wrong, a machine resumed before its clock is corrected). By the wall
+// clock, a clock a year ahead would delete everything at once; this way
+// a jump ahead only leaves messages for longer, until a restart.
 func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 	cfg.setDefaults()
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
-	var prevWall, prevRun time.Time
+	var trusted, prevRun time.Time // the retention's clock, and when it was read
+	ahead := false                 // the wall clock is past trusted: said once
 	for {
-		// The pass's time, read once: cfg.Now's wall clock against the
-		// time this process measured passing since the last pass.
-		pass, wall, run := cfg, cfg.Now(), time.Now()
-		pass.Now = func() time.Time { return wall }
-		if !prevRun.IsZero() {
-			if jump := wall.Round(0).Sub(prevWall.Round(0)) - run.Sub(prevRun); jump > clockJumpSlack {
-				l.log.Warn("retention: the clock jumped ahead since the last pass; this pass trims by count only, not by age", "jump", jump.Round(time.Second))
-				pass.Policy = countOnly(cfg.Policy)
-			}
+		wall, run := cfg.Now(), time.Now()
+		if prevRun.IsZero() {
+			trusted = wall
+		} else {
+			trusted = trusted.Add(run.Sub(prevRun))
 		}
-		prevWall, prevRun = wall, run
+		prevRun = run
+		now := wall
+		if by := wall.Round(0).Sub(trusted.Round(0)); by > clockJumpSlack {
+			now = trusted
+			if !ahead {
+				l.log.Warn("retention: the clock is ahead of the time this server has seen pass; messages and events are aged by the latter until a restart", "ahead", by.Round(time.Second))
+			}
+			ahead = true
+		} else {
+			trusted, ahead = wall, false // on time, or set back: aged by it
+		}
+		pass := cfg
+		pass.Now = func() time.Time { return now }
 		res, err := l.RetainOnce(ctx, pass)
 		if ctx.Err() != nil {
 			return
@@ -114,19 +126,10 @@ func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 	}
 }
 
-// clockJumpSlack is how far the wall clock may move ahead of the time
-// that passed between two retention passes before the second trims by
-// count only (RunRetention).
+// clockJumpSlack is how far the wall clock may be ahead of the time
+// retention has seen pass before retention ages by the latter
+// (RunRetention).
 const clockJumpSlack = time.Minute
-
-// countOnly is policy without its ages.
-func countOnly(policy func(app string) RetentionPolicy) func(app string) RetentionPolicy {
-	return func(app string) RetentionPolicy {
-		p := policy(app)
-		p.MaxAge, p.AuditMaxAge = 0, 0
-		return p
-	}
-}
 
 // RetainOnce makes one retention pass over every app. An app whose trim
 // fails is said in the error returned, and the pass goes on with the
@@ -177,8 +180,16 @@ func (l *Log) RetainOnce(ctx context.Context, cfg RetentionConfig) (RetentionRes
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) > maxPassErrors {
+		// A failure of the whole file (a disk's I/O error) fails every
+		// app alike: the first few say it.
+		errs = append(errs[:maxPassErrors], fmt.Errorf("and %d more apps failed", len(errs)-maxPassErrors))
+	}
 	return res, errors.Join(errs...)
 }
+
+// maxPassErrors is how many apps' errors a retention pass returns.
+const maxPassErrors = 3
 
 // retainApp is RetainOnce's pass over one app, adding to res.
 func (l *Log) retainApp(ctx context.Context, cfg RetentionConfig, app string, now time.Time, applied, last, lastBroadcast uint64, res *RetentionResult) error {
