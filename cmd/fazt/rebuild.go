@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/events"
 	"github.com/fazt-realtime/fazt/projections"
 	"github.com/fazt-realtime/fazt/transport/ws"
@@ -92,6 +94,7 @@ projection disagrees with the log.`,
 // rebuildReport is what a rebuild found.
 type rebuildReport struct {
 	checkpoint, head      uint64
+	behind                int // membership events past the checkpoint (up to maxBehindCounted+1)
 	sessions, subs        int
 	elapsed               time.Duration
 	diffs                 []string
@@ -103,11 +106,15 @@ type rebuildReport struct {
 
 func (r *rebuildReport) print(w io.Writer, maxShown int) {
 	fmt.Fprintf(w, "replayed the log up to seq %d (log head %d) in %s\n", r.checkpoint, r.head, r.elapsed.Round(time.Millisecond))
-	if r.head > r.checkpoint {
-		// A running server's stored projection trails its head by a
-		// flush or so; a stopped one's is at its head. Far behind, it is
-		// stuck: what it has yet to apply is not compared.
-		fmt.Fprintf(w, "note: the stored projection %s is %d events behind the log's head, which were not compared: a server stopped cleanly leaves it at the head, a running server's trails by a second or so, and one much further behind is stuck or was cut off by a crash\n", projections.SubscriptionsName, r.head-r.checkpoint)
+	if r.behind > 0 {
+		// A running server's stored projection trails by a flush or so;
+		// a stopped one's has applied every membership event. Far
+		// behind, it is stuck: what it has yet to apply is not compared.
+		n := strconv.Itoa(r.behind)
+		if r.behind > maxBehindCounted {
+			n = "more than " + strconv.Itoa(maxBehindCounted)
+		}
+		fmt.Fprintf(w, "note: the stored projection %s has %s membership events of the log yet to apply, which were not compared: a server stopped cleanly leaves none, a running server's trails by a flush (50 ms) or so, and one much further behind is stuck or was cut off by a crash\n", projections.SubscriptionsName, n)
 	}
 	fmt.Fprintf(w, "%s: %d open sessions, %d subscriptions (stored: %d, %d)\n", projections.SubscriptionsName, r.sessions, r.subs, r.storedSessions, r.stSub)
 	fmt.Fprintf(w, "%s: compared with the replay at seq %d\n", projections.MembershipName, r.membershipComparedAt)
@@ -126,6 +133,10 @@ func (r *rebuildReport) print(w io.Writer, maxShown int) {
 	}
 }
 
+// maxBehindCounted bounds the membership events past the checkpoint that
+// rebuild counts for its note.
+const maxBehindCounted = 10000
+
 // rebuild replays the log into a fresh subscriptions model and a fresh
 // membership, both up to the stored projection's checkpoint, and diffs
 // them with the stored rows.
@@ -143,6 +154,13 @@ func rebuild(ctx context.Context, l *events.Log, stderr io.Writer, showBar func(
 		return nil, err
 	}
 	rep := &rebuildReport{checkpoint: stored.Applied, head: st.LastSeq, storedSessions: len(stored.Sessions), stSub: len(stored.Subscriptions)}
+	// Only membership events move the checkpoint: broadcasts after it
+	// are not behind. Counted up to a bound: the note says "or more".
+	behind, err := l.Events(ctx, domain.AuditQuery{Types: projections.MembershipEvents, After: stored.Applied, Limit: maxBehindCounted + 1})
+	if err != nil {
+		return nil, err
+	}
+	rep.behind = len(behind)
 	upto := stored.Applied
 
 	var bar *progressBar

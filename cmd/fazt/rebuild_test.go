@@ -244,3 +244,26 @@ func TestRebuildRefusesItsUsageWithStatusTwo(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildNotesAProjectionBehind: a stored projection whose checkpoint
+// is behind membership events of the log (here set back by hand, as a
+// stuck one's would be) is noted, with how many were not compared; one
+// behind by broadcasts alone is not (they do not move it).
+func TestRebuildNotesAProjectionBehind(t *testing.T) {
+	tn := startTestNode(t, nil)
+	db := tn.cfg.DBPath
+	tn.dial("", "").subscribe(map[string]any{"channel": "room"})
+	waitFor(t, func() bool {
+		stored, _ := projections.LoadSubscriptionState(t.Context(), tn.node.log)
+		return stored.Applied >= lastMembershipSeq(t, tn)
+	})
+	tn.publish("", "room", 1)
+	if out := rebuildOK(t, db); strings.Contains(out, "yet to apply") {
+		t.Fatalf("a projection behind by a broadcast only is noted:\n%s", out)
+	}
+	mustExec(t, openRaw(t, db), `UPDATE projection_checkpoints SET seq = 0`)
+	out, _, _ := cli(t, "rebuild", "--db", db)
+	if !strings.Contains(out, "has 2 membership events of the log yet to apply") {
+		t.Fatalf("a projection set back to 0 is not noted:\n%s", out)
+	}
+}
