@@ -215,9 +215,6 @@ func placeCopy(tmp, dst string) error {
 	case errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("%s exists already: give a name no file has", dst)
 	}
-	if err := absent(dst); err != nil {
-		return err
-	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("backup to %s: %w", dst, err)
 	}

@@ -638,7 +638,11 @@ func (m *Membership) KickTook(ctx context.Context, app, client string, seq uint6
 	d := kickApplyBound
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
-		d = min(d, left-max(left/10, 50*time.Millisecond))
+		if margin := max(left/10, 50*time.Millisecond); left > margin {
+			d = min(d, left-margin)
+		} else {
+			d = 0
+		}
 	}
 	var err error
 	if d <= 0 {

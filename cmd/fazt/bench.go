@@ -429,7 +429,7 @@ func (bc *benchConn) ended() bool {
 
 // errReaderStuck stands for a connection whose reader had not ended when
 // the run's counts were read: what it counted is left out.
-var errReaderStuck = errors.New("its reader did not end within 5 s of the close")
+var errReaderStuck = errors.New("the connection's reader did not end within 5 s of its close")
 
 // endErr is why the connection ended early, errReaderStuck when its
 // reader has not ended.

@@ -121,11 +121,12 @@ type loadResult struct {
 // missing from every latency but its own requests' (coordinated omission).
 func publishLoad(ctx, stop context.Context, m, conc, batch int, pubRate float64, channels int, pick func(r *rand.Rand) int, send sendFunc) *loadResult {
 	batch = max(batch, 1)
-	res := &loadResult{perChannel: make([]atomic.Int64, channels), reqLatency: &histogram{}, lag: &histogram{}}
+	res := &loadResult{perChannel: make([]atomic.Int64, channels), reqLatency: &histogram{}}
 	var next atomic.Int64
 	var interval time.Duration
 	if pubRate > 0 {
 		interval = time.Duration(float64(time.Second) / pubRate)
+		res.lag = &histogram{}
 	}
 	var emu sync.Mutex
 	var wg sync.WaitGroup
@@ -882,14 +883,15 @@ replay of all of them.`,
 			bc.done, bc.doneAt = make(chan struct{}), bc.head
 			done := bc.done
 			bc.startReader(nil)
+			capped := false // stopped by --duration (or an interrupt), not over
 			select {
 			case <-done:
 			case <-ctx.Done():
+				capped = true
 			case <-bc.readerEnd: // the server ended the connection: bc.err says why
 			}
 			elapsed := time.Since(t0).Seconds()
 			selfPct, serverPct := meter.stop()
-			capped := ctx.Err() != nil
 			if !capped {
 				// Read on a little: a frame sent twice behind the head
 				// is counted rather than left unread.
@@ -900,7 +902,7 @@ replay of all of them.`,
 			}
 			closeAll([]*benchConn{bc})
 			if !bc.ended() {
-				return fmt.Errorf("replay: the connection's %w: its counts cannot be read", errReaderStuck)
+				return fmt.Errorf("replay: %w: its counts cannot be read", errReaderStuck)
 			}
 			recv := bc.recv.Load()
 			r.set("history", history)

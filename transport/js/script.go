@@ -361,7 +361,6 @@ func (v *version) unclaim(claim *loadFailure) {
 	}
 }
 
-// loaded clears a load's failure that held for a time: a load worked.
 // noteHooks notes, from a load's exports, whether the script has an
 // onDisconnect: one without costs a disconnect no wait for the
 // membership (Engine.OnDisconnect). A script that sets it later, outside
@@ -375,6 +374,7 @@ func (v *version) noteHooks(exports goja.Value) {
 	v.noDisconnect.Store(!has)
 }
 
+// loaded clears a load's failure that held for a time: a load worked.
 func (v *version) loaded() {
 	if p := v.loadErr.Load(); p != nil && !p.until.IsZero() {
 		v.loadErr.CompareAndSwap(p, nil)

@@ -294,7 +294,7 @@ func TestAnOnPublishThatKicksItsOwnClientPublishesNothing(t *testing.T) {
 
 // expiringToken gives the app a secret (with more of app.json's fields,
 // when more is not empty), and returns a token for private-x that
-// expires 2 to 3 s from now (JWT's exp is in whole seconds), and a query
+// expires 4 to 5 s from now (JWT's exp is in whole seconds), and a query
 // whose until is 300 ms past that, for a hook to spin until.
 func (s *hookServer) expiringToken(more string) (token, query string) {
 	s.t.Helper()
@@ -306,7 +306,7 @@ func (s *hookServer) expiringToken(more string) (token, query string) {
 	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(settings+"}"), 0o644); err != nil {
 		s.t.Fatal(err)
 	}
-	exp := time.Now().Add(3 * time.Second).Unix()
+	exp := time.Now().Add(5 * time.Second).Unix()
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"channel": "private-x", "exp": exp}).SignedString([]byte(secret))
 	if err != nil {
 		s.t.Fatal(err)

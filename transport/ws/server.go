@@ -384,33 +384,29 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 		// onDisconnect reads the membership (subscribers, count), which
 		// applies the end a little after its commit: the hook waits for
 		// it, so that it no longer sees the client that left; only when
-		// the app has one to run, for half the time the hook is given
-		// at most (5 s of its 10 s; ApplyTimeout at most), and not past
-		// Shutdown: then the hook runs all the same, and may still see
-		// the client.
+		// the app has one to run, for disconnectApplyBound at most
+		// (ApplyTimeout, if lower), and not past Shutdown: then the hook
+		// runs all the same, and may still see the client.
 		seq := evs[0].Seq
 		applied = func(ctx context.Context) {
-			d := s.cfg.ApplyTimeout
-			if dl, ok := ctx.Deadline(); ok {
-				d = min(d, time.Until(dl)/2)
-			}
-			if d <= 0 {
-				return
-			}
 			ctx, stop := context.WithCancel(ctx)
 			defer stop()
 			defer context.AfterFunc(s.closingCtx, stop)()
-			if err := s.members.WaitAppliedWithin(ctx, seq, d); err != nil && s.closingCtx.Err() == nil {
+			if err := s.members.WaitAppliedWithin(ctx, seq, min(s.cfg.ApplyTimeout, disconnectApplyBound)); err != nil && s.closingCtx.Err() == nil {
 				s.log.Warn("onDisconnect runs before the disconnection is applied", "app", client.App, "client", client.ID, "err", err)
 			}
 		}
 	}
-	// A context of its own: the hook's wait for a run slot (up to 10 s)
-	// is not cut short by the waits before it.
-	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A context of its own: the hook's wait for a run slot (up to 10 s,
+	// after the wait above) is not cut short by the waits before it.
+	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second+disconnectApplyBound)
 	defer hcancel()
 	s.hooks.OnDisconnect(hctx, client, reason, applied)
 }
+
+// disconnectApplyBound bounds how long onDisconnect waits for its
+// session's end to be applied (recordEnd).
+const disconnectApplyBound = 5 * time.Second
 
 // endRetryFirst and endRetryMost bound the waits between retries of the
 // sessions' ends: doubling from the first to the most.
