@@ -3,8 +3,9 @@
 const config = require("../config.json");
 
 // clean returns s trimmed, with runs of whitespace folded and cut to max
-// characters (code points: an emoji is not cut in half); "" for anything
-// that is not a string.
+// characters (code points: one is never cut in half, though a sequence of
+// them that shows as one, a flag, may be); "" for anything that is not a
+// string.
 function clean(s, max) {
   if (typeof s !== "string") return "";
   const limit = max || config.maxTextLength;
