@@ -77,12 +77,14 @@ type RetentionResult struct {
 // oldest messages of a channel go, so its first retained offset moves up.
 //
 // Ages are measured against the wall clock only as far as this process
-// has seen time pass: a pass trims by the time of the first pass plus the
-// time measured since (the monotonic clock), whenever the wall clock is
-// further ahead than that by more than clockJumpSlack (a clock set
-// wrong, a machine resumed before its clock is corrected). By the wall
-// clock, a clock a year ahead would delete everything at once; this way
-// a jump ahead only leaves messages for longer, until a restart.
+// has seen time pass: a pass trims by its own clock, the first pass's
+// time plus the time measured since (the monotonic clock), whenever the
+// wall clock is further ahead than that by more than clockJumpSlack (a
+// clock set wrong, a machine resumed before its clock is corrected, a
+// stale clock stepped forward by NTP); its clock then catches up at most
+// as fast again as time passes. By the wall clock, a clock a year ahead
+// would delete everything at once; this way a jump ahead keeps messages
+// longer, for as long as the jump at most (or until a restart).
 func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 	cfg.setDefaults()
 	t := time.NewTicker(cfg.Interval)
@@ -91,14 +93,20 @@ func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 	ahead := false                 // the wall clock is past trusted: said once
 	for {
 		wall, run := cfg.Now(), time.Now()
+		elapsed := run.Sub(prevRun)
 		if prevRun.IsZero() {
-			trusted = wall
+			trusted, elapsed = wall, 0
 		} else {
-			trusted = trusted.Add(run.Sub(prevRun))
+			trusted = trusted.Add(elapsed)
 		}
 		prevRun = run
 		now := wall
 		if by := wall.Round(0).Sub(trusted.Round(0)); by > clockJumpSlack {
+			// Caught up at most as fast again as time passes: a clock
+			// stepped forward by NTP after a start on a stale one (a
+			// machine without a real-time clock) is followed within as
+			// long as the step, a clock set a year ahead not at once.
+			trusted = trusted.Add(min(by-clockJumpSlack, elapsed))
 			now = trusted
 			if !ahead {
 				l.log.Warn("retention: the clock is ahead of the time this server has seen pass; messages and events are aged by the latter until a restart", "ahead", by.Round(time.Second))

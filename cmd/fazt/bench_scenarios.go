@@ -887,7 +887,11 @@ replay of all of them.`,
 			select {
 			case <-done:
 			case <-ctx.Done():
-				capped = true
+				select { // both ready at once: select picks either
+				case <-done:
+				default:
+					capped = true
+				}
 			case <-bc.readerEnd: // the server ended the connection: bc.err says why
 			}
 			elapsed := time.Since(t0).Seconds()

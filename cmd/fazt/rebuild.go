@@ -134,8 +134,9 @@ func (r *rebuildReport) print(w io.Writer, maxShown int) {
 }
 
 // maxBehindCounted bounds the membership events past the checkpoint that
-// rebuild counts for its note.
-const maxBehindCounted = 10000
+// rebuild counts for its note: one read's page, less the one that says
+// there are more.
+const maxBehindCounted = events.MaxPage - 1
 
 // rebuild replays the log into a fresh subscriptions model and a fresh
 // membership, both up to the stored projection's checkpoint, and diffs

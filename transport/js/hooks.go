@@ -241,7 +241,8 @@ func (e *Engine) OnDisconnect(ctx context.Context, c domain.Client, reason strin
 		applied(ctx)
 	}
 	// Every recorded session's end is told: when many end at once, a run
-	// waits for a slot while ctx lasts (the server gives it 10 s).
+	// waits for a slot while ctx lasts (the server gives it 15 s, less
+	// its wait for the end to be applied).
 	ctx = context.WithValue(ctx, untilDoneKey{}, true)
 	e.hook(ctx, c, HookDisconnect, func(_ *runtime, vm *goja.Runtime) []goja.Value {
 		return []goja.Value{clientValue(vm, c), vm.ToValue(reason)}
