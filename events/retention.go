@@ -109,7 +109,7 @@ func (l *Log) RunRetention(ctx context.Context, cfg RetentionConfig) {
 			trusted = trusted.Add(min(by-clockJumpSlack, elapsed))
 			now = trusted
 			if !ahead {
-				l.log.Warn("retention: the clock is ahead of the time this server has seen pass; messages and events are aged by the latter until a restart", "ahead", by.Round(time.Second))
+				l.log.Warn("retention: the clock is ahead of the time this server has seen pass; messages and events are aged by the latter while it catches up", "ahead", by.Round(time.Second))
 			}
 			ahead = true
 		} else {

@@ -156,7 +156,7 @@ func rebuild(ctx context.Context, l *events.Log, stderr io.Writer, showBar func(
 	}
 	rep := &rebuildReport{checkpoint: stored.Applied, head: st.LastSeq, storedSessions: len(stored.Sessions), stSub: len(stored.Subscriptions)}
 	// Only membership events move the checkpoint: broadcasts after it
-	// are not behind. Counted up to a bound: the note says "or more".
+	// are not behind. Counted up to a bound: the note says "more than".
 	behind, err := l.Events(ctx, domain.AuditQuery{Types: projections.MembershipEvents, After: stored.Applied, Limit: maxBehindCounted + 1})
 	if err != nil {
 		return nil, err

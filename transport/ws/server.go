@@ -397,8 +397,9 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 			}
 		}
 	}
-	// A context of its own: the hook's wait for a run slot (up to 10 s,
-	// after the wait above) is not cut short by the waits before it.
+	// A context of its own: the hook's wait for a run slot (up to 15 s
+	// less the wait above, so 10 s at least) is not cut short by the
+	// waits before it.
 	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second+disconnectApplyBound)
 	defer hcancel()
 	s.hooks.OnDisconnect(hctx, client, reason, applied)
