@@ -714,3 +714,47 @@ func TestChatExampleApp(t *testing.T) {
 		t.Errorf("GET of an admin channel with an empty adminToken and no token: %d %s", code, body)
 	}
 }
+
+// TestAHandlerSignsChannelTokens: fazt.realtime.channelToken signs, with
+// the app's secret, a token the server admits to that private channel,
+// for that client when named, and for none other; an app without a
+// secret, or a channel that is not private, is refused.
+func TestAHandlerSignsChannelTokens(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"vault": `{"secret":"a secret of thirty-two bytes or more, for tests"}`, "open": ""})
+	const handler = `module.exports = (req) => ({ token: fazt.realtime.channelToken(req.query.channel, req.query.client ? { client: req.query.client, expiresIn: 60 } : undefined) });`
+	tn.writeFiles(map[string]string{"vault/api/main.js": handler, "open/api/main.js": handler})
+	token := func(app, query string) (int, string, string) {
+		var out struct{ Token string }
+		code, body := tn.jsCall(app, "GET", "/api/t?"+query, nil, &out)
+		return code, body, out.Token
+	}
+	waitFor(t, func() bool { code, _, _ := token("vault", "channel=private-a"); return code == 200 })
+
+	a := tn.dial("vault", "")
+	_, _, tok := token("vault", "channel=private-a&client="+a.id)
+	a.subscribe(map[string]any{"channel": "private-a", "token": tok})
+	// Another channel, or another client, is not admitted by it.
+	a.send(map[string]any{"type": "subscribe", "channel": "private-b", "token": tok})
+	if e := a.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), `"private-a"`) {
+		t.Fatalf("a token for private-a on private-b: %v", e)
+	}
+	b := tn.dial("vault", "")
+	b.send(map[string]any{"type": "subscribe", "channel": "private-a", "token": tok})
+	if e := b.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), "another client") {
+		t.Fatalf("a's token used by b: %v", e)
+	}
+	// Without a client, any connection of the app.
+	_, _, open := token("vault", "channel=private-a")
+	b.subscribe(map[string]any{"channel": "private-a", "token": open})
+
+	for _, tc := range []struct{ app, query, want string }{
+		{"vault", "channel=room", "bad_request: channelToken: room is not a private-* channel"},
+		{"open", "channel=private-a", "not_allowed: channelToken: app open has no secret"},
+	} {
+		// An uncaught throw of a handler is its 500, with the code in
+		// the error's text.
+		if code, body, _ := token(tc.app, tc.query); code != 500 || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s, want %q", tc.app, tc.query, code, body, tc.want)
+		}
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/dop251/goja"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/chantoken"
 )
 
 // realtimeObject builds fazt.realtime for a runtime. Every function acts on
@@ -41,6 +43,7 @@ func (rt *runtime) realtimeObject(vm *goja.Runtime) *goja.Object {
 	fn("kick", func(c goja.FunctionCall) goja.Value { return rt.kick(vm, c) })
 	fn("history", func(c goja.FunctionCall) goja.Value { return rt.history(vm, c) })
 	fn("channels", func(c goja.FunctionCall) goja.Value { return rt.channels(vm, c) })
+	fn("channelToken", func(c goja.FunctionCall) goja.Value { return rt.channelToken(vm, c) })
 	return o
 }
 
@@ -263,6 +266,57 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	rt.must(vm, rt.eng.members.KickTook(rt.cur.ctx, app, id, seq))
 	return object(vm, "client", id, "kicked", true, "seq", seq)
 }
+
+// channelToken signs, with the app's secret, a token that admits a client
+// to one of the app's private-* channels, as a backend of the app's would
+// (docs/protocol.md): bound to the app, to options.client when given, and
+// expiring options.expiresIn seconds from now (300 by default, at most a
+// day). The app's own handler can so hand its pages tokens after its own
+// checks, with no backend outside the server.
+func (rt *runtime) channelToken(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
+	channel := rt.channelArg(vm, c.Argument(0))
+	if !domain.IsPrivate(channel) {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: %s is not a private-* channel, which is all a token admits to", channel))
+	}
+	secret := rt.cur.app.Settings.Secret
+	if secret == "" {
+		rt.throw(vm, domain.Errorf(domain.CodeNotAllowed, "channelToken: app %s has no secret in its app.json: its private channels are closed", rt.cur.app.Name))
+	}
+	claims := chantoken.Claims{Channel: channel, App: rt.cur.app.Name}
+	ttl := defaultTokenTTL
+	if o, ok := c.Argument(1).(*goja.Object); ok {
+		if v := o.Get("client"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+			s, ok := v.Export().(string)
+			if !ok || s == "" {
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: client must be a client id (a string)"))
+			}
+			claims.Client = s
+		}
+		if v := o.Get("expiresIn"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
+			f := v.ToFloat()
+			if !(f >= 1 && f <= maxTokenTTL.Seconds()) {
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: expiresIn must be a number of seconds from 1 to %d", int(maxTokenTTL.Seconds())))
+			}
+			ttl = time.Duration(f * float64(time.Second))
+		}
+	} else if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
+		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken options must be an object"))
+	}
+	now := time.Now()
+	token, err := chantoken.Sign(secret, claims, now, now.Add(ttl))
+	if err != nil {
+		rt.throw(vm, domain.Errorf(domain.CodeInternal, "channelToken: %v", err))
+	}
+	return vm.ToValue(token)
+}
+
+// A channel token's life: 5 minutes unless asked, a day at most (a
+// subscription ends when its token expires, and fazt.js asks a token
+// function for a new one then).
+const (
+	defaultTokenTTL = 5 * time.Minute
+	maxTokenTTL     = 24 * time.Hour
+)
 
 // history reads retained messages as GET /_api/channels/{channel}/history
 // does, with the same options as an object, which filter together:

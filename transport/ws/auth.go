@@ -6,18 +6,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/internal/chantoken"
 )
-
-// channelClaims are the claims of a token that admits a client to a
-// private channel. Channel must name the channel exactly; App, when set,
-// binds the token to one app (apps may share a secret), and Client to one
-// connection's client id. exp and nbf are honoured when present.
-type channelClaims struct {
-	Channel string `json:"channel"`
-	App     string `json:"app,omitempty"`
-	Client  string `json:"client,omitempty"`
-	jwt.RegisteredClaims
-}
 
 // checkChannelToken verifies that token, an HMAC-signed JWT made with the
 // secret of app, admits client to channel, and returns its expiry (zero
@@ -29,9 +19,9 @@ func checkChannelToken(secret, token, app, channel, client string) (time.Time, e
 	if token == "" {
 		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "%s is private: subscribe with a token", channel)
 	}
-	var claims channelClaims
+	var claims chantoken.Claims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return []byte(secret), nil },
-		jwt.WithValidMethods([]string{"HS256", "HS384", "HS512"}))
+		jwt.WithValidMethods(chantoken.Methods))
 	if err != nil {
 		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "token refused: %v", err)
 	}
