@@ -70,7 +70,9 @@ func (a *Age) UnmarshalJSON(b []byte) error {
 			*a = Forever
 			return nil
 		}
-		if secs < 0 || secs > maxAgeSeconds {
+		// A positive number under a nanosecond (1e-10) would become 0,
+		// which is the server's default, not what was written.
+		if secs < 0 || secs > maxAgeSeconds || secs > 0 && secs*float64(time.Second) < 1 {
 			return fmt.Errorf("age: %v seconds; want 0 (the server's default) to %d, or -1 or \"forever\" to keep everything", secs, int64(maxAgeSeconds))
 		}
 		*a = Age(secs * float64(time.Second))
