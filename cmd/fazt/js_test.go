@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // jsClient bounds every request of these tests, so that a script the
@@ -716,24 +719,41 @@ func TestChatExampleApp(t *testing.T) {
 }
 
 // TestAHandlerSignsChannelTokens: fazt.realtime.channelToken signs, with
-// the app's secret, a token the server admits to that private channel,
-// for that client when named, and for none other; an app without a
-// secret, or a channel that is not private, is refused.
+// the app's secret, a token the server admits to that private channel of
+// that app, for that client when named, until its expiry, and for none
+// other; an app without a secret, a channel that is not private, and bad
+// options are refused.
 func TestAHandlerSignsChannelTokens(t *testing.T) {
-	tn := startTestNode(t, map[string]string{"vault": `{"secret":"a secret of thirty-two bytes or more, for tests"}`, "open": ""})
-	const handler = `module.exports = (req) => ({ token: fazt.realtime.channelToken(req.query.channel, req.query.client ? { client: req.query.client, expiresIn: 60 } : undefined) });`
+	const secret = "a secret of thirty-two bytes or more, for tests"
+	tn := startTestNode(t, map[string]string{"vault": `{"secret":"` + secret + `"}`, "twin": `{"secret":"` + secret + `"}`, "open": ""})
+	const handler = `module.exports = (req) => ({ token: fazt.realtime.channelToken(req.query.channel, req.query.opts ? JSON.parse(req.query.opts) : undefined) });`
 	tn.writeFiles(map[string]string{"vault/api/main.js": handler, "open/api/main.js": handler})
-	token := func(app, query string) (int, string, string) {
+	token := func(app, channel, opts string) (int, string, string) {
 		var out struct{ Token string }
-		code, body := tn.jsCall(app, "GET", "/api/t?"+query, nil, &out)
+		q := url.Values{"channel": {channel}}
+		if opts != "" {
+			q.Set("opts", opts)
+		}
+		code, body := tn.jsCall(app, "GET", "/api/t?"+q.Encode(), nil, &out)
 		return code, body, out.Token
 	}
-	waitFor(t, func() bool { code, _, _ := token("vault", "channel=private-a"); return code == 200 })
+	waitFor(t, func() bool { code, _, _ := token("vault", "private-a", ""); return code == 200 })
+	claims := func(tok string) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		if _, err := jwt.ParseWithClaims(tok, c, func(*jwt.Token) (any, error) { return []byte(secret), nil }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 
 	a := tn.dial("vault", "")
-	_, _, tok := token("vault", "channel=private-a&client="+a.id)
+	_, _, tok := token("vault", "private-a", `{"client":"`+a.id+`","expiresIn":60}`)
+	if c := claims(tok); c["app"] != "vault" || c["client"] != a.id || c["channel"] != "private-a" || c["exp"].(float64)-c["iat"].(float64) != 60 {
+		t.Fatalf("claims of a token for a, for 60 s: %v", c)
+	}
 	a.subscribe(map[string]any{"channel": "private-a", "token": tok})
-	// Another channel, or another client, is not admitted by it.
+	// Another channel, another client, another app of the same secret:
+	// none is admitted by it.
 	a.send(map[string]any{"type": "subscribe", "channel": "private-b", "token": tok})
 	if e := a.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), `"private-a"`) {
 		t.Fatalf("a token for private-a on private-b: %v", e)
@@ -743,18 +763,33 @@ func TestAHandlerSignsChannelTokens(t *testing.T) {
 	if e := b.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), "another client") {
 		t.Fatalf("a's token used by b: %v", e)
 	}
+	_, _, open := token("vault", "private-a", "")
+	if c := claims(open); c["client"] != nil || c["exp"].(float64)-c["iat"].(float64) != 300 {
+		t.Fatalf("claims of a token with no options: %v, want no client and 300 s", c)
+	}
+	twin := tn.dial("twin", "")
+	twin.send(map[string]any{"type": "subscribe", "channel": "private-a", "token": open})
+	if e := twin.expect("error"); e.str("code") != "not_allowed" || !strings.Contains(e.str("error"), `token is for app "vault"`) {
+		t.Fatalf("vault's token on app twin, of the same secret: %v", e)
+	}
 	// Without a client, any connection of the app.
-	_, _, open := token("vault", "channel=private-a")
 	b.subscribe(map[string]any{"channel": "private-a", "token": open})
 
-	for _, tc := range []struct{ app, query, want string }{
-		{"vault", "channel=room", "bad_request: channelToken: room is not a private-* channel"},
-		{"open", "channel=private-a", "not_allowed: channelToken: app open has no secret"},
+	// An uncaught throw of a handler is its 500, with the code in the
+	// error's text.
+	for _, tc := range []struct{ app, channel, opts, want string }{
+		{"vault", "room", "", "bad_request: channelToken: room is not a private-* channel"},
+		{"open", "private-a", "", "not_allowed: channelToken: app open has no secret"},
+		{"vault", "private-a", `{"expiresIn":0}`, "expiresIn must be a whole number"},
+		{"vault", "private-a", `{"expiresIn":1.5}`, "expiresIn must be a whole number"},
+		{"vault", "private-a", `{"expiresIn":"60"}`, "expiresIn must be a whole number"},
+		{"vault", "private-a", `{"expiresIn":86401}`, "expiresIn must be a whole number"},
+		{"vault", "private-a", `{"client":""}`, "client must be a client id"},
+		{"vault", "private-a", `{"client":5}`, "client must be a client id"},
+		{"vault", "private-a", `5`, "options must be an object"},
 	} {
-		// An uncaught throw of a handler is its 500, with the code in
-		// the error's text.
-		if code, body, _ := token(tc.app, tc.query); code != 500 || !strings.Contains(body, tc.want) {
-			t.Errorf("%s %s: %d %s, want %q", tc.app, tc.query, code, body, tc.want)
+		if code, body, _ := token(tc.app, tc.channel, tc.opts); code != 500 || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s %s: %d %s, want %q", tc.app, tc.channel, tc.opts, code, body, tc.want)
 		}
 	}
 }

@@ -286,18 +286,23 @@ func (rt *runtime) channelToken(vm *goja.Runtime, c goja.FunctionCall) goja.Valu
 	ttl := defaultTokenTTL
 	if o, ok := c.Argument(1).(*goja.Object); ok {
 		if v := o.Get("client"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-			s, ok := v.Export().(string)
+			s, ok := exportFlat(v).(string) // an object is not copied to be refused
 			if !ok || s == "" {
 				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: client must be a client id (a string)"))
 			}
 			claims.Client = s
 		}
 		if v := o.Get("expiresIn"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-			f := v.ToFloat()
-			if !(f >= 1 && f <= maxTokenTTL.Seconds()) {
-				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: expiresIn must be a number of seconds from 1 to %d", int(maxTokenTTL.Seconds())))
+			// A whole number of seconds, as a token's exp is: a
+			// fraction would be cut off, and 1.5 s give less than 1.
+			f, ok := exportFlat(v).(float64)
+			if i, isInt := exportFlat(v).(int64); isInt {
+				f, ok = float64(i), true
 			}
-			ttl = time.Duration(f * float64(time.Second))
+			if !ok || f != math.Trunc(f) || !(f >= 1 && f <= maxTokenTTL.Seconds()) {
+				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: expiresIn must be a whole number of seconds from 1 to %d", int(maxTokenTTL.Seconds())))
+			}
+			ttl = time.Duration(f) * time.Second
 		}
 	} else if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken options must be an object"))

@@ -21,7 +21,7 @@ func checkChannelToken(secret, token, app, channel, client string) (time.Time, e
 	}
 	var claims chantoken.Claims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return []byte(secret), nil },
-		jwt.WithValidMethods(chantoken.Methods))
+		jwt.WithValidMethods(chantoken.Methods()))
 	if err != nil {
 		return time.Time{}, domain.Errorf(domain.CodeNotAllowed, "token refused: %v", err)
 	}
