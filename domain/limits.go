@@ -2,6 +2,7 @@ package domain
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -223,4 +224,25 @@ func HistoryPageSize(limit uint64, last int) int {
 		limit = uint64(last)
 	}
 	return PageSize(limit)
+}
+
+// Kick kicks client from app on behalf of by, as the server API and an
+// app's JS both do: the reason checked, the client connected, its
+// client.kicked.v1 committed, and then applied (members.KickTook), so
+// that its connection is closing when Kick returns and a request of its
+// that has not reached its record records nothing. It returns the kick's
+// sequence number.
+func Kick(ctx context.Context, log Log, members Members, app, client, reason string, by Actor) (uint64, error) {
+	if err := CheckKickReason(reason); err != nil {
+		return 0, err
+	}
+	if !members.Connected(app, client) {
+		return 0, Errorf(CodeNotFound, "no client %s connected to app %s", client, app)
+	}
+	evs, err := log.Append(ctx, &ClientKicked{App: app, Client: client, Reason: reason, By: by})
+	if err != nil {
+		return 0, err
+	}
+	seq := evs[0].Seq
+	return seq, members.KickTook(ctx, app, client, seq)
 }

@@ -680,23 +680,10 @@ func (a *API) kick(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err := decodeOptionalBody(r, 4096, &body); err != nil {
 		return err
 	}
-	if err := domain.CheckKickReason(body.Reason); err != nil {
-		return err
-	}
-	if !a.members.Connected(c.app.Name, id) {
-		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s", id, c.app.Name)
-	}
-	evs, err := a.store.Append(r.Context(), &domain.ClientKicked{App: c.app.Name, Client: id, Reason: body.Reason, By: c.actor})
+	// Answered once the kick is applied (domain.Kick): past its bound,
+	// 503 unavailable, the kick recorded and still to take effect.
+	seq, err := domain.Kick(r.Context(), a.store, a.members, c.app.Name, id, body.Reason, c.actor)
 	if err != nil {
-		return err
-	}
-	seq := evs[0].Seq
-	// Answered once the kick is applied, not only committed: the
-	// connection is closing then, and a request of its that has not yet
-	// reached its record appends nothing. The wait is bounded as the
-	// WebSocket server's are (10 s): past it the answer is 503
-	// unavailable, the kick recorded and still to take effect.
-	if err := a.members.KickTook(r.Context(), c.app.Name, id, seq); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"client": id, "kicked": true, "seq": seq})

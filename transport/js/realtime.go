@@ -247,23 +247,11 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	if a := c.Argument(1); !goja.IsUndefined(a) && !goja.IsNull(a) {
 		reason = a.String()
 	}
-	if err := domain.CheckKickReason(reason); err != nil {
-		rt.throw(vm, err)
-	}
-	app := rt.cur.app.Name
-	if !rt.eng.members.Connected(app, id) {
-		rt.throw(vm, domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s", id, app))
-	}
-	evs, err := rt.eng.store.Append(rt.cur.ctx, &domain.ClientKicked{App: app, Client: id, Reason: reason, By: rt.actor()})
+	// It returns once the kick is applied (domain.Kick), within the run's
+	// time (KickTook); the membership never waits for a request, so a hook
+	// may wait for the kick of its own client.
+	seq, err := domain.Kick(rt.cur.ctx, rt.eng.store, rt.eng.members, rt.cur.app.Name, id, reason, rt.actor())
 	rt.must(vm, err)
-	seq := evs[0].Seq
-	// It returns once the kick is applied, not only committed: the
-	// connection is closing then, and a request of its that has not yet
-	// reached its record (the hook's own, when it kicked its own client)
-	// records nothing, no subscription, no message. The wait is bounded
-	// within the run's time (KickTook); the membership never waits for a
-	// request, so a hook may wait for the kick of its own client.
-	rt.must(vm, rt.eng.members.KickTook(rt.cur.ctx, app, id, seq))
 	return object(vm, "client", id, "kicked", true, "seq", seq)
 }
 
