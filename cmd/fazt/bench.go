@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -434,9 +433,6 @@ var errReaderStuck = errors.New("the connection's reader did not end within 5 s 
 // endErr is why the connection ended early, errReaderStuck when its
 // reader has not ended.
 func (bc *benchConn) endErr() error {
-	if bc == nil {
-		return nil
-	}
 	if !bc.ended() {
 		return errReaderStuck
 	}
@@ -563,10 +559,10 @@ func (o *benchOptions) connectAll(ctx context.Context, readBuf int, n, conc int,
 		}()
 	}
 	wg.Wait()
-	if firstErr == nil && slices.Contains(conns, nil) {
+	if missing := countNil(conns); firstErr == nil && missing > 0 {
 		// Ended (the set-up's time, an interrupt) between two dials:
 		// the connections not opened are nil.
-		firstErr = fmt.Errorf("%d of %d connections opened: %w", n-countNil(conns), n, ctx.Err())
+		firstErr = fmt.Errorf("%d of %d connections opened: %w", n-missing, n, ctx.Err())
 	}
 	if firstErr != nil {
 		closeAll(conns)

@@ -248,7 +248,7 @@ func latest(a, b time.Time) time.Time {
 
 // afterAll is how long a run reads on once every delivery it expected has
 // come, for duplicates behind them.
-var afterAll = 100 * time.Millisecond
+const afterAll = 100 * time.Millisecond
 
 func lastDelivery(conns []*benchConn) time.Time {
 	var last int64

@@ -283,10 +283,7 @@ func (rt *runtime) channelToken(vm *goja.Runtime, c goja.FunctionCall) goja.Valu
 		if v := o.Get("expiresIn"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
 			// A whole number of seconds, as a token's exp is: a
 			// fraction would be cut off, and 1.5 s give less than 1.
-			f, ok := exportFlat(v).(float64)
-			if i, isInt := exportFlat(v).(int64); isInt {
-				f, ok = float64(i), true
-			}
+			f, ok := flatNumber(v)
 			if !ok || f != math.Trunc(f) || !(f >= 1 && f <= maxTokenTTL.Seconds()) {
 				rt.throw(vm, domain.Errorf(domain.CodeBadRequest, "channelToken: expiresIn must be a whole number of seconds from 1 to %d", int(maxTokenTTL.Seconds())))
 			}
@@ -301,6 +298,18 @@ func (rt *runtime) channelToken(vm *goja.Runtime, c goja.FunctionCall) goja.Valu
 		rt.throw(vm, domain.Errorf(domain.CodeInternal, "channelToken: %v", err))
 	}
 	return vm.ToValue(token)
+}
+
+// flatNumber is v as a number, when it is one (exportFlat: an object is
+// not copied to be refused).
+func flatNumber(v goja.Value) (float64, bool) {
+	switch n := exportFlat(v).(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
 }
 
 // A channel token's life: 5 minutes unless asked, a day at most (a
@@ -392,13 +401,8 @@ func (rt *runtime) channels(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 			after = v.String()
 		}
 		if v := o.Get("limit"); v != nil && !goja.IsUndefined(v) && !goja.IsNull(v) {
-			var f float64
-			switch n := exportFlat(v).(type) {
-			case int64:
-				f = float64(n)
-			case float64:
-				f = n
-			default:
+			f, ok := flatNumber(v)
+			if !ok {
 				f = -1 // not a number
 			}
 			if f < 0 || f != math.Trunc(f) { // NaN too

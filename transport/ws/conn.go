@@ -989,12 +989,13 @@ func (c *conn) publish(req *request) error {
 	if domain.IsPrivate(req.Channel) {
 		c.smu.Lock()
 		_, joined := c.subs.Get(req.Channel)
+		e := c.expiries[req.Channel]
 		c.smu.Unlock()
 		if !joined {
 			c.srv.metrics.refused("private_token")
 			return domain.Errorf(domain.CodeNotAllowed, "subscribe to %s with its token to publish to it", req.Channel)
 		}
-		if c.tokenExpired(req.Channel) {
+		if e.passed() {
 			// Expired, its end waiting for this request: no hook runs
 			// for what the token no longer admits.
 			c.srv.metrics.refused("private_token")
@@ -1123,15 +1124,19 @@ type expiry struct {
 	at    time.Time
 }
 
-// tokenExpired reports whether the token of the private subscription to
-// channel has expired. Its end is recorded by the timer, after the request
+// passed reports whether e, a private subscription's expiry (nil for
+// none), has passed. Its end is recorded by the timer, after the request
 // under way (a publish running its onPublish hook, say), which meanwhile
 // must not act on the token: this is what it checks.
+func (e *expiry) passed() bool { return e != nil && !time.Now().Before(e.at) }
+
+// tokenExpired reports whether the token of the private subscription to
+// channel has expired (expiry.passed).
 func (c *conn) tokenExpired(channel string) bool {
 	c.smu.Lock()
 	e := c.expiries[channel]
 	c.smu.Unlock()
-	return e != nil && !time.Now().Before(e.at)
+	return e.passed()
 }
 
 // errTokenExpired refuses what a private channel's token no longer admits:
