@@ -56,8 +56,7 @@ func TestBackupOfALiveServerServedAgain(t *testing.T) {
 	tn.stop()
 
 	// Without --db or FAZT_DB, no database is made where none was.
-	t.Chdir(t.TempDir())
-	t.Setenv("FAZT_DB", "")
+	t.Chdir(t.TempDir()) // FAZT_DB is unset for every test (TestMain)
 	if _, _, err := cli(t, "restore", copies[false]); err == nil || !strings.Contains(err.Error(), "give --db") {
 		t.Fatalf("restore to the default database, which is not there: %v", err)
 	}

@@ -121,6 +121,25 @@ func send(t *testing.T, c *websocket.Conn, frame string) {
 	}
 }
 
+// untilKicked reads c until it is closed with 4000 (kicked), failing on
+// a frame that holds forbidden (an answer the kicked request must not get).
+func untilKicked(t *testing.T, c *websocket.Conn, forbidden string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		_, frame, err := c.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, 4000) {
+				t.Fatalf("closed with %v, want 4000", err)
+			}
+			return
+		}
+		if strings.Contains(string(frame), forbidden) {
+			t.Fatalf("the kicked client got %s", frame)
+		}
+	}
+}
+
 // events waits until the log holds an event that done accepts, then
 // until the membership has applied the whole log, and returns the app's
 // events.
@@ -166,19 +185,7 @@ func TestAHookThatKicksItsOwnClientSubscribesNothing(t *testing.T) {
 
 	a, aID := s.dial("?kick=self")
 	send(t, a, `{"type":"subscribe","channel":"`+room+`","id":"a"}`)
-	for {
-		a.SetReadDeadline(time.Now().Add(30 * time.Second))
-		_, frame, err := a.ReadMessage()
-		if err != nil {
-			if !websocket.IsCloseError(err, 4000) {
-				t.Fatalf("a closed with %v, want 4000", err)
-			}
-			break
-		}
-		if strings.Contains(string(frame), `"subscribed"`) {
-			t.Fatalf("the kicked client got %s", frame)
-		}
-	}
+	untilKicked(t, a, `"subscribed"`)
 
 	evs := s.events(func(ev domain.Event) bool {
 		d, ok := ev.Fact.(*domain.ClientDisconnected)
@@ -268,26 +275,20 @@ func TestAnOnPublishThatKicksItsOwnClientPublishesNothing(t *testing.T) {
 };`, &domain.ClientKicked{}, 300*time.Millisecond)
 	a, aID := s.dial("")
 	send(t, a, `{"type":"publish","channel":"room","data":"hi","id":"a"}`)
-	a.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		_, frame, err := a.ReadMessage()
-		if err != nil {
-			if !websocket.IsCloseError(err, 4000) {
-				t.Fatalf("closed with %v, want 4000", err)
-			}
-			break
-		}
-		if strings.Contains(string(frame), `"published"`) {
-			t.Fatalf("the kicked client got %s", frame)
-		}
-	}
+	untilKicked(t, a, `"published"`)
 	evs := s.events(func(ev domain.Event) bool {
 		d, ok := ev.Fact.(*domain.ClientDisconnected)
 		return ok && d.Client == aID
 	})
+	noBroadcasts(t, evs, "after the kick")
+}
+
+// noBroadcasts fails t for each broadcast among evs, which came when.
+func noBroadcasts(t *testing.T, evs []domain.Event, when string) {
+	t.Helper()
 	for _, ev := range evs {
 		if mb, ok := ev.Fact.(*domain.MessageBroadcast); ok {
-			t.Errorf("event %d: %s broadcast %s", ev.Seq, mb.Publisher.ID, mb.Data)
+			t.Errorf("event %d: %s broadcast %s %s", ev.Seq, mb.Publisher.ID, mb.Data, when)
 		}
 	}
 }
@@ -352,11 +353,7 @@ func TestAPublishRunningPastItsTokensExpiryIsRefused(t *testing.T) {
 		u, ok := ev.Fact.(*domain.ChannelUnsubscribed)
 		return ok && u.Client == aID
 	})
-	for _, ev := range evs {
-		if mb, ok := ev.Fact.(*domain.MessageBroadcast); ok {
-			t.Errorf("event %d: %s broadcast %s past the token's expiry", ev.Seq, mb.Publisher.ID, mb.Data)
-		}
-	}
+	noBroadcasts(t, evs, "past the token's expiry")
 }
 
 // So for a subscribe whose onSubscribe hook runs past its token's exp:
