@@ -228,21 +228,43 @@ func HistoryPageSize(limit uint64, last int) int {
 
 // Kick kicks client from app on behalf of by, as the server API and an
 // app's JS both do: the reason checked, the client connected, its
+// connection fenced (members.Fence: what it is recording now comes
+// before the kick in the log, and nothing of it after), its
 // client.kicked.v1 committed, and then applied (members.KickTook), so
-// that its connection is closing when Kick returns and a request of its
-// that has not reached its record records nothing. It returns the kick's
-// sequence number.
+// that its connection is closing when Kick returns. It returns the
+// kick's sequence number.
 func Kick(ctx context.Context, log Log, members Members, app, client, reason string, by Actor) (uint64, error) {
 	if err := CheckKickReason(reason); err != nil {
 		return 0, err
 	}
+	// Connected first: its session's start is applied, and so committed,
+	// and the kick cannot precede it in the log.
 	if !members.Connected(app, client) {
 		return 0, Errorf(CodeNotFound, "no client %s connected to app %s", client, app)
 	}
-	evs, err := log.Append(ctx, &ClientKicked{App: app, Client: client, Reason: reason, By: by})
+	done, pending, ok := members.Fence(app, client)
+	if !ok {
+		if pending != 0 {
+			// Being kicked already (a retry of a kick that was not
+			// applied in time, say): this kick is that one.
+			return pending, members.KickTook(ctx, app, client, pending)
+		}
+		return 0, Errorf(CodeNotFound, "no client %s connected to app %s (it is leaving)", client, app)
+	}
+	seq, err := appendFenced(ctx, log, done, &ClientKicked{App: app, Client: client, Reason: reason, By: by})
 	if err != nil {
 		return 0, err
 	}
-	seq := evs[0].Seq
 	return seq, members.KickTook(ctx, app, client, seq)
+}
+
+// appendFenced appends f and then ends the fence done holds, whatever
+// happens, with f's sequence number, or 0 when f was not appended.
+func appendFenced(ctx context.Context, log Log, done func(seq uint64), f Fact) (seq uint64, err error) {
+	defer func() { done(seq) }()
+	evs, err := log.Append(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	return evs[0].Seq, nil
 }

@@ -51,9 +51,21 @@ type Members interface {
 	// then (Connected, checked before the kick, lags the log); and
 	// CodeUnavailable when the event was not applied within a bound, or
 	// ctx ended (the kick is recorded, and takes effect once applied).
-	// Once it has returned nil the connection is closing, and a request of
-	// its that has not yet reached its record records nothing.
+	// Once it has returned nil the connection is closing.
 	KickTook(ctx context.Context, app, client string, seq uint64) error
+	// Fence stops a client's connection on this server from recording
+	// any more of its subscribes and publishes, once the one being
+	// recorded now, if any, is: a kick fences its client before it
+	// appends, so that it follows, in the log, every subscribe and
+	// publish of the client's. done(seq) ends the wait: with the kick's
+	// sequence number the fence stays (the kick is in the log), with 0
+	// the connection records requests again (the kick's append failed).
+	// A request that reaches its record meanwhile waits for done, which
+	// must come soon: after one append. Fence reports false when the
+	// client has no connection here, one closing, or one whose kick is
+	// committed; pending is that kick's sequence number in the last case
+	// (and when the kick is what closes the connection), 0 otherwise.
+	Fence(app, client string) (done func(seq uint64), pending uint64, ok bool)
 }
 
 // LiveChannel is a channel with subscribers, and how many.

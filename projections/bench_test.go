@@ -25,6 +25,9 @@ func (s *countingSink) Send(frame []byte) bool {
 }
 func (s *countingSink) Kick(string) bool { return true }
 func (s *countingSink) Overflow()        {}
+func (s *countingSink) Fence() (func(uint64), uint64, bool) {
+	return func(uint64) {}, 0, true
+}
 
 // BenchmarkFanOut applies broadcasts to a channel with n live local
 // subscribers: the frame is encoded once and queued on every sink under

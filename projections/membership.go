@@ -32,6 +32,10 @@ type Sink interface {
 	// (the client leaving, or kicked before), which the kick then leaves
 	// as it was.
 	Kick(reason string) bool
+	// Fence is domain.Members.Fence for the sink's connection. It may
+	// block, until the request being recorded is; it is never called
+	// with a lock of the membership held.
+	Fence() (done func(seq uint64), pending uint64, ok bool)
 	// Overflow asks the sink to disconnect as a slow consumer: its
 	// catch-up buffer grew past its limit during a replay.
 	Overflow()
@@ -656,15 +660,27 @@ func (m *Membership) KickTook(ctx context.Context, app, client string, seq uint6
 		return domain.Errorf(domain.CodeUnavailable, "the kick of %s is recorded (event %d) but the server has not applied it yet: %v", client, seq, err)
 	}
 	if m.KickMissed(seq) {
-		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s (it left, or was kicked, before the kick took effect)", client, app)
+		return domain.Errorf(domain.CodeNotFound, "no client %s connected to app %s (it left before the kick took effect)", client, app)
 	}
 	return nil
 }
 
+// Fence implements domain.Members: the client's sink fences itself.
+func (m *Membership) Fence(app, client string) (done func(seq uint64), pending uint64, ok bool) {
+	m.smu.RLock()
+	s := m.sinks[clientKey{app, client}]
+	m.smu.RUnlock()
+	if s == nil {
+		return nil, 0, false
+	}
+	return s.Fence()
+}
+
 // KickMissed reports whether the client.kicked.v1 applied as event seq
-// found no connection of its client to close: the client had left, was
-// leaving, or was kicked already, when the kick was applied (the kick was
-// checked against Connected, which lags the log). It remembers the latest
+// found no connection of its client to close: the client had left, or
+// was leaving, when the kick was applied (it began to after the kick's
+// Fence; a kick appended without one, as a test's, may also find it
+// kicked already). It remembers the latest
 // 4096 such kicks (a kick asks as soon as its own is applied); for an
 // older one, one not applied yet, or one that closed a connection, it
 // reports false.

@@ -40,6 +40,9 @@ func (s *recSink) Kick(r string) bool {
 	return true
 }
 func (s *recSink) Overflow() { s.overflow = true }
+func (s *recSink) Fence() (func(uint64), uint64, bool) {
+	return func(uint64) {}, 0, !s.closing
+}
 
 // textEncoder makes frames easy to read in tests: "chan:offset".
 type textEncoder struct{}

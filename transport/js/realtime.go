@@ -249,7 +249,9 @@ func (rt *runtime) kick(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	}
 	// It returns once the kick is applied (domain.Kick), within the run's
 	// time (KickTook); the membership never waits for a request, so a hook
-	// may wait for the kick of its own client.
+	// may wait for the kick of its own client. Its fence waits for the
+	// client's append under way, if any, which waits for no hook (nor for
+	// the run's context: the run may so end one append late).
 	seq, err := domain.Kick(rt.cur.ctx, rt.eng.store, rt.eng.members, rt.cur.app.Name, id, reason, rt.actor())
 	rt.must(vm, err)
 	return object(vm, "client", id, "kicked", true, "seq", seq)

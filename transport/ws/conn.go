@@ -109,6 +109,12 @@ type conn struct {
 	// reqMu runs the client's requests, and the ends of private
 	// subscriptions whose tokens expire, one at a time.
 	reqMu sync.Mutex
+	// gate is held through a request's append (record, under reqMu), and
+	// through a kick's (Fence); kicked, under gate, is the sequence
+	// number of the client's kick once committed, after which the
+	// connection records no more requests.
+	gate   sync.Mutex
+	kicked uint64
 
 	smu sync.Mutex
 	// expiries holds the timers that end private subscriptions when
@@ -288,6 +294,44 @@ func (c *conn) Kick(reason string) bool {
 		text = "kicked: " + reason
 	}
 	return c.disconnect(domain.ReasonKicked, 4000, text, true)
+}
+
+// Fence implements projections.Sink: it waits for the request being
+// recorded, if any, and holds back any other from its record until done.
+func (c *conn) Fence() (done func(seq uint64), pending uint64, ok bool) {
+	c.gate.Lock()
+	if c.kicked != 0 || c.closingNow.Load() {
+		pending = c.kicked
+		c.gate.Unlock()
+		return nil, pending, false
+	}
+	return func(seq uint64) {
+		c.kicked = seq
+		c.gate.Unlock()
+	}, 0, true
+}
+
+// record appends f, a request's record (a subscribe or a publish). It
+// appends nothing when the connection is closing (kicked by the request's
+// own hook, say, or the client gone), and reports false: a closing
+// connection takes no more requests, and answers none. Nor when a kick of
+// its client is committed but not yet applied (the membership behind):
+// the request is refused unavailable, so that the client is not left
+// waiting for an answer until the kick closes its connection. Recorded,
+// the request would follow the kick in the log: a message broadcast, or a
+// join that a presence channel's members would see, after the client was
+// kicked.
+func (c *conn) record(ctx context.Context, f domain.Fact) ([]domain.Event, bool, error) {
+	c.gate.Lock()
+	defer c.gate.Unlock()
+	if c.closingNow.Load() {
+		return nil, false, nil
+	}
+	if c.kicked != 0 {
+		return nil, false, domain.Errorf(domain.CodeUnavailable, "client %s is kicked (event %d); its connection closes once the kick is applied", c.client.ID, c.kicked)
+	}
+	evs, err := c.srv.store.Append(ctx, f)
+	return evs, true, err
 }
 
 // Overflow implements projections.Sink.
@@ -1040,11 +1084,7 @@ func (c *conn) publish(req *request) error {
 		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), settings.Limits.MaxMessageBytes)
 	}
 	if c.closingNow.Load() {
-		// Kicked (by onPublish itself, say: a kick returns once it is
-		// applied, and so the connection closing) or closed meanwhile:
-		// a closing connection takes no more requests, and answers none.
-		// Committed now, the message would follow the kick in the log.
-		return nil
+		return nil // kicked by onPublish, say: as record would find
 	}
 	if domain.IsPrivate(req.Channel) && c.tokenExpired(req.Channel) {
 		// Expired while the hook ran, its end not yet recorded.
@@ -1053,7 +1093,7 @@ func (c *conn) publish(req *request) error {
 	}
 	mb := &domain.MessageBroadcast{App: c.app.Name, Channel: req.Channel, Data: data,
 		Publisher: domain.Actor{Kind: domain.ActorClient, ID: c.client.ID}}
-	if _, err := c.srv.store.Append(c.ctx, mb); err != nil {
+	if _, ok, err := c.record(c.ctx, mb); err != nil || !ok {
 		return err
 	}
 	c.reply(mustJSON(struct {

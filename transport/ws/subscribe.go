@@ -69,20 +69,15 @@ func (c *conn) subscribe(req *request) error {
 		}
 	}
 	if c.closingNow.Load() {
-		// Kicked (by the hook itself, say: a kick returns once it is
-		// applied, and so the connection closing) or closed meanwhile:
-		// a closing connection takes no more requests, and answers
-		// none. Committed now, the subscription would follow the kick in
-		// the log, and a presence channel's members would see it join.
-		return nil
+		return nil // kicked by the hook, say: as record would find
 	}
 	if !exp.IsZero() && !time.Now().Before(exp) {
 		// The token expired while the hook ran.
 		c.srv.metrics.refused("private_token")
 		return errTokenExpired(channel, domain.CodeUnavailable)
 	}
-	evs, err := c.srv.store.Append(ctx, &domain.ChannelSubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Start: start})
-	if err != nil {
+	evs, recorded, err := c.record(ctx, &domain.ChannelSubscribed{App: c.app.Name, Channel: channel, Client: c.client.ID, Start: start})
+	if err != nil || !recorded {
 		return err
 	}
 	if err := c.waitApplied(evs[0].Seq); err != nil {
