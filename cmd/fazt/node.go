@@ -50,6 +50,9 @@ type nodeConfig struct {
 	// BodyTimeout bounds how long a request's body may take to arrive
 	// (0: web.DefaultBodyTimeout, 60 s).
 	BodyTimeout time.Duration
+	// WriteTimeout bounds how long an HTTP answer may wait for its client
+	// to take each part of it (0: web.DefaultWriteTimeout, 60 s).
+	WriteTimeout time.Duration
 	// Proxies are the reverse proxies trusted to name a request's client
 	// in X-Forwarded-For, for the WebSocket transport and the JS handlers
 	// alike (none: the header is ignored).
@@ -192,7 +195,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (n *node, err error) {
 		return health.Older(subs.Failing, n.subs.Failing)
 	})
 	n.handler = web.New(web.Config{WS: n.ws, API: n.api, Metrics: n.api.AdminOnly(promhttp.Handler()), JS: scripts, Apps: registry,
-		Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, Proxies: cfg.Proxies})
+		Logger: cfg.Logger, BodyTimeout: cfg.BodyTimeout, WriteTimeout: cfg.WriteTimeout, Proxies: cfg.Proxies})
 	n.startRetention(cfg, registry)
 	return n, nil
 }

@@ -30,7 +30,7 @@ func serveCmd() *cobra.Command {
 		addr, db, appsDir, durability, admin, logLevel, debugAddr   string
 		jsMemory, trustedProxies, domains                           string
 		heartbeat, pongTimeout, writeDelay, maxWriteDelay, appGrace time.Duration
-		bodyTimeout                                                 time.Duration
+		bodyTimeout, writeTimeout                                   time.Duration
 		retention                                                   retentionFlags
 		ioURing                                                     bool
 	)
@@ -47,7 +47,7 @@ system's): it is read before the Go runtime starts, so it has no flag.
 See docs/operators.md, "One processor".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE", "FAZT_BODY_TIMEOUT"} {
+			for _, key := range []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE", "FAZT_BODY_TIMEOUT", "FAZT_WRITE_TIMEOUT"} {
 				if err := checkEnvDuration(key); err != nil {
 					return err
 				}
@@ -65,6 +65,9 @@ See docs/operators.md, "One processor".`,
 			}
 			if bodyTimeout < time.Second {
 				return fmt.Errorf("--body-timeout %s: want 1s or more", bodyTimeout)
+			}
+			if writeTimeout < time.Second {
+				return fmt.Errorf("--write-timeout %s: want 1s or more", writeTimeout)
 			}
 			proxies, err := realip.Parse(trustedProxies)
 			if err != nil {
@@ -97,7 +100,7 @@ See docs/operators.md, "One processor".`,
 					WS:        ws.Config{Heartbeat: heartbeat, PongTimeout: pongTimeout, WriteDelay: writeDelay, MaxWriteDelay: maxWriteDelay, PlainWrites: !ioURing},
 					JS:        jsrt.Config{MemoryLimit: memoryLimit},
 					Logger:    logger,
-					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace, BodyTimeout: bodyTimeout,
+					Retention: retain, RetentionInterval: retention.interval, AppGrace: appGrace, BodyTimeout: bodyTimeout, WriteTimeout: writeTimeout,
 					Proxies: proxies, Domains: serverDomains,
 				},
 			}, cmd.ErrOrStderr())
@@ -114,6 +117,7 @@ See docs/operators.md, "One processor".`,
 	f.StringVar(&logLevel, "log-level", envOr("FAZT_LOG_LEVEL", "info"), "debug, info, warn or error (FAZT_LOG_LEVEL)")
 	f.DurationVar(&appGrace, "app-grace", envDuration("FAZT_APP_GRACE", 10*time.Second), "how long an app whose app.json or folder vanished keeps its settings (a deploy rewriting the folder), and how long the apps folder must stay unchanged before an app whose folder is gone counts as removed: its connections closed, its history open to fazt purge (FAZT_APP_GRACE)")
 	f.DurationVar(&bodyTimeout, "body-timeout", envDuration("FAZT_BODY_TIMEOUT", web.DefaultBodyTimeout), "how long an HTTP request may take, once its headers are in, to send its body; slower ones are answered 400 (FAZT_BODY_TIMEOUT)")
+	f.DurationVar(&writeTimeout, "write-timeout", envDuration("FAZT_WRITE_TIMEOUT", web.DefaultWriteTimeout), "how long an HTTP answer may wait for its client to take each 64 KiB of it; a client that takes none for that long is cut off (FAZT_WRITE_TIMEOUT)")
 	f.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often clients are pinged")
 	f.DurationVar(&pongTimeout, "pong-timeout", 10*time.Second, "how long a pinged client may stay silent")
 	f.DurationVar(&writeDelay, "write-delay", envDuration("FAZT_WRITE_DELAY", defaultWriteDelay), "hold broadcasts back so that each connection gets them at most once per this long, and frames share socket writes (replies are never held): more deliveries per core for up to that much latency under load (up to --write-delay-max under heavy load); 0 writes at once (FAZT_WRITE_DELAY)")

@@ -112,7 +112,7 @@ func TestServeRefusesABadEnvBool(t *testing.T) {
 // error, not the default in silence; so are FAZT_WRITE_DELAY_MAX=2 and,
 // on Linux, FAZT_TIMER_SLACK=2.
 func TestServeRefusesABadEnvDuration(t *testing.T) {
-	keys := []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE", "FAZT_BODY_TIMEOUT"}
+	keys := []string{"FAZT_WRITE_DELAY", "FAZT_WRITE_DELAY_MAX", "FAZT_APP_GRACE", "FAZT_BODY_TIMEOUT", "FAZT_WRITE_TIMEOUT"}
 	if runtime.GOOS == "linux" {
 		keys = append(keys, "FAZT_TIMER_SLACK")
 	}
@@ -141,6 +141,7 @@ func TestServeRefusesTimesItWouldBend(t *testing.T) {
 		{"--pong-timeout", "0s"}, {"--pong-timeout", "-1s"},
 		{"--write-delay", "-2ms"}, {"--write-delay-max", "-1ms"},
 		{"--app-grace", "0s"}, {"--app-grace", "500ms"}, {"--body-timeout", "0s"}, {"--body-timeout", "500ms"},
+		{"--write-timeout", "0s"}, {"--write-timeout", "500ms"},
 	} {
 		t.Run(strings.Join(flags, "="), func(t *testing.T) {
 			// Bounded: a serve that took the value would run until cancelled.

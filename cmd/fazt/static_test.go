@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/fazt-realtime/fazt/internal/promtext"
 )
 
 // TestStaticFilesStayInPublic: an app's public/ files are served, and
@@ -192,5 +198,104 @@ func TestDomainsNameTheApps(t *testing.T) {
 	}
 	if got, err := parseDomains(" Example.COM., rt.example.org "); err != nil || len(got) != 2 || got[0] != "example.com" || got[1] != "rt.example.org" {
 		t.Errorf("parseDomains: %v, %v", got, err)
+	}
+}
+
+// TestAnAnswerMustBeTakenInTime: a client that asks for a large file and
+// then reads none of it is cut off once the write timeout (60 s;
+// shortened here) passes with nothing taken, and counted in
+// fazt_http_write_timeouts_total; before, it held its connection, a
+// goroutine and buffers for as long as it liked. An upgrade's headers on
+// a request for a file change nothing. One that takes the file slowly but
+// steadily, each part within the timeout, gets it whole, however long the
+// whole takes, and its kept-alive connection serves another request, and
+// then an upgrade to a WebSocket, after a pause past the timeout.
+func TestAnAnswerMustBeTakenInTime(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	tn := startTestNode(t, map[string]string{"site": ""}, func(c *nodeConfig) { c.WriteTimeout = timeout })
+	pub := filepath.Join(tn.cfg.AppsDir, "site", "public")
+	if err := os.MkdirAll(pub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// More than the server's socket buffer and the client's can hold.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	if err := os.WriteFile(filepath.Join(pub, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pub, "index.html"), []byte("home"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(rcvbuf int) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", strings.TrimPrefix(tn.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if rcvbuf > 0 {
+			c.(*net.TCPConn).SetReadBuffer(rcvbuf)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	get := func(c net.Conn, br *bufio.Reader, path, headers string, status int) *http.Response {
+		t.Helper()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: site.localhost\r\n"+headers+"\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != status {
+			t.Fatalf("GET %s: %s, want %d", path, resp.Status, status)
+		}
+		return resp
+	}
+	cuts := func() float64 {
+		v, _ := promtext.Value(tn.metrics(), "fazt_http_write_timeouts_total")
+		return v
+	}
+
+	for _, headers := range []string{"", "Connection: Upgrade\r\nUpgrade: websocket\r\n"} {
+		before := cuts()
+		// A receive buffer under the server's segment size (64 KiB on
+		// loopback) would keep what the server queued before it gave
+		// up from coming at all: the kernel waits for a window worth a
+		// segment.
+		c, br := dial(256 << 10)
+		stalled := get(c, br, "/big.bin", headers, http.StatusOK)
+		waitFor(t, func() bool { return cuts() > before })
+		// What was queued comes, and then the server's end of the
+		// connection.
+		if n, err := io.Copy(io.Discard, stalled.Body); err != io.ErrUnexpectedEOF || n >= int64(len(big)) {
+			t.Fatalf("the stalled client (headers %q) read %d of %d bytes (%v): want the answer cut short, and the connection closed", headers, n, len(big), err)
+		}
+	}
+
+	c, br := dial(0)
+	steady := get(c, br, "/big.bin", "", http.StatusOK)
+	var n int64
+	for {
+		m, err := io.CopyN(io.Discard, steady.Body, 512<<10)
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the steady client, after %d bytes: %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n != int64(len(big)) {
+		t.Fatalf("the steady client read %d of %d bytes", n, len(big))
+	}
+	time.Sleep(2 * timeout)
+	if b, err := io.ReadAll(get(c, br, "/", "", http.StatusOK).Body); err != nil || string(b) != "home" {
+		t.Fatalf("the next request on the connection: %q, %v", b, err)
+	}
+	time.Sleep(2 * timeout)
+	get(c, br, "/_ws", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", http.StatusSwitchingProtocols)
+	// Its first frame: connected.
+	if line, err := br.ReadString('}'); err != nil || !strings.Contains(line, `"type":"connected"`) {
+		t.Fatalf("the upgraded connection's first frame: %q, %v", line, err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -16,6 +18,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/fazt-realtime/fazt/domain"
 	"github.com/fazt-realtime/fazt/internal/realip"
@@ -43,6 +49,9 @@ type Config struct {
 	// BodyTimeout bounds how long a request's body may take to arrive
 	// (DefaultBodyTimeout when 0).
 	BodyTimeout time.Duration
+	// WriteTimeout bounds how long an answer may wait for its client to
+	// take each part of it (DefaultWriteTimeout when 0).
+	WriteTimeout time.Duration
 	// Proxies are the reverse proxies whose X-Forwarded-For gives a
 	// request's RemoteAddr, its client's address (none by default).
 	Proxies realip.Proxies
@@ -53,6 +62,24 @@ type Config struct {
 // would otherwise hold its connection, goroutine and buffer for as long
 // as it liked (net/http bounds the headers only: 10 s here).
 const DefaultBodyTimeout = 60 * time.Second
+
+// DefaultWriteTimeout is how long an answer may wait for its client to
+// take each part of it (up to writeChunk bytes): a client that asks for a
+// large file, or a page of history, and then reads nothing would
+// otherwise hold its connection, goroutine and buffers for good (net/http
+// bounds no write unless told to, and its WriteTimeout would bound the
+// whole answer, however steadily a slow client takes a large file).
+const DefaultWriteTimeout = 60 * time.Second
+
+// writeChunk is the most of an answer one write hands the socket, so that
+// each part has its own deadline: a client must take 64 KiB per write
+// timeout, about 1 KiB/s at the default.
+const writeChunk = 64 << 10
+
+var writeTimeouts = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "fazt_http_write_timeouts_total",
+	Help: "HTTP answers cut off because their client took none of a part of them within the write timeout.",
+})
 
 // New returns the server's root handler.
 func New(cfg Config) http.Handler {
@@ -81,11 +108,27 @@ func New(cfg Config) http.Handler {
 	if bodyTimeout <= 0 {
 		bodyTimeout = DefaultBodyTimeout
 	}
+	writeTimeout := cfg.WriteTimeout
+	if writeTimeout <= 0 {
+		writeTimeout = DefaultWriteTimeout
+	}
 	// The API's channel routes take their paths as given: the mux would
 	// clean a channel name's "//" or "." segments into another's path.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = cfg.Proxies.Request(r)
 		boundBody(w, r, bodyTimeout)
+		// An upgrade (to /_ws alone: anywhere else, its headers would
+		// take an answer out of the timeout) sets its connection's own
+		// write deadlines, once net/http has cleared them at its hijack.
+		if r.URL.Path != "/_ws" || !websocket.IsWebSocketUpgrade(r) {
+			pw := &pacedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: writeTimeout}
+			// What net/http writes after the handler (the rest of its
+			// buffer, or the headers alone of a HEAD, a 304) has the
+			// timeout from the handler's end: never a hijacked
+			// connection's, as the wrapped requests are not upgrades.
+			defer pw.pace()
+			w = pw
+		}
 		if httpapi.OwnsPath(r.URL.Path) {
 			cfg.API.ServeHTTP(w, r)
 			return
@@ -217,4 +260,71 @@ func boundBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
 		return
 	}
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+}
+
+// pacedWriter is an answer whose every part, of writeChunk bytes at most,
+// must be taken by the client within timeout of being handed to the
+// socket; else the write fails (os.ErrDeadlineExceeded), and net/http
+// closes the connection. The deadline stays for what net/http writes
+// after the handler (the rest of its buffer), and net/http clears it once
+// the answer is out, before the connection's next request.
+type pacedWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	cut     bool // counted in writeTimeouts
+}
+
+// Unwrap gives http.ResponseController the connection's own writer (for
+// Flush, Hijack and the deadlines).
+func (w *pacedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *pacedWriter) pace() {
+	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+}
+
+// failed counts err when it is the write timeout's, once an answer.
+func (w *pacedWriter) failed(err error) {
+	if !w.cut && errors.Is(err, os.ErrDeadlineExceeded) {
+		w.cut = true
+		writeTimeouts.Inc()
+	}
+}
+
+func (w *pacedWriter) Write(p []byte) (int, error) {
+	n := 0
+	for {
+		k := min(len(p), writeChunk)
+		w.pace()
+		m, err := w.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			w.failed(err)
+			return n, err
+		}
+		p = p[k:]
+		if len(p) == 0 { // an empty p is passed on too, as the header's commit
+			return n, nil
+		}
+	}
+}
+
+// ReadFrom is how http.ServeContent copies a file: in parts, each through
+// net/http's own ReadFrom (a file under two io.LimitedReaders, which
+// sendfile(2) does not take; files served from an fs.FS are not sent
+// with it anyway).
+func (w *pacedWriter) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	for {
+		w.pace()
+		m, err := io.CopyN(w.ResponseWriter, src, writeChunk)
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			w.failed(err)
+			return n, err
+		}
+	}
 }
