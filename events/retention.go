@@ -47,7 +47,8 @@ type RetentionConfig struct {
 	// Interval is the time between passes (default 1 minute).
 	Interval time.Duration
 	// Batch is how many rows one delete transaction removes (default
-	// 500): small, so that appends wait at most one short transaction.
+	// 500), fewer where their data passes trimBatchBytes: small, so that
+	// appends wait at most one short transaction.
 	Batch int
 	// Now defaults to time.Now.
 	Now func() time.Time
@@ -367,6 +368,41 @@ func (l *Log) queryStrings(ctx context.Context, query string, args ...any) ([]st
 // batches that held nothing back.
 var testHookTrimBatch func()
 
+// trimBatchBytes bounds the data one of TrimChannel's transactions
+// deletes (but for its first message, whatever its size): freeing a
+// message reads every page of its data, and a batch of 500 messages of
+// 16 MiB (an app's max_message_bytes at most) would read 8 GiB with the
+// write lock held, every append waiting. A variable for tests.
+var trimBatchBytes int64 = 8 << 20
+
+// trimBound is the last offset, from first to want, of the messages of
+// channel whose data, with that of the ones before them from first, comes
+// within trimBatchBytes; first at least. Its query reads each message
+// it steps over whole (its key and data are one record, which SQLite
+// reads whole to compare its key with the range's end), so it stops at
+// the first past the bound: about trimBatchBytes read, and one message.
+func (l *Log) trimBound(ctx context.Context, app, channel string, first, want uint64) (uint64, error) {
+	rows, err := l.rdb.QueryContext(ctx, `SELECT "offset", length(data) FROM messages
+		WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? ORDER BY "offset"`, app, channel, first, want)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	bound, sum := want, int64(0)
+	for rows.Next() {
+		var off uint64
+		var n int64
+		if err := rows.Scan(&off, &n); err != nil {
+			return 0, err
+		}
+		if sum += n; sum > trimBatchBytes && off > first {
+			bound = off - 1
+			break
+		}
+	}
+	return bound, rows.Err()
+}
+
 // TrimChannel deletes the messages of one channel that p drops at time
 // now, oldest first, at most batch rows per transaction, and returns how
 // many it deleted. The events that recorded the broadcasts stay.
@@ -401,9 +437,12 @@ func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionP
 	}
 	deleted := 0
 	// Offsets are contiguous from info.First, so each batch is one range;
-	// the loop runs at most (cut-first)/batch+1 times.
-	for first := info.First; first <= cut; first += uint64(batch) {
-		want := min(cut, first+uint64(batch)-1)
+	// each takes one offset at least, so the loop ends.
+	for first := info.First; first <= cut; {
+		want, err := l.trimBound(ctx, app, channel, first, min(cut, first+uint64(batch)-1))
+		if err != nil {
+			return deleted, fmt.Errorf("retention of %s/%s: %w", app, channel, err)
+		}
 		held := false
 		// What a replay has yet to read is left for a later pass.
 		var gone int // what this batch deletes, once committed
@@ -459,6 +498,7 @@ func (l *Log) trimChannel(ctx context.Context, app, channel string, p RetentionP
 		if testHookTrimBatch != nil {
 			testHookTrimBatch()
 		}
+		first = want + 1
 	}
 	return deleted, nil
 }

@@ -779,3 +779,34 @@ func TestRetentionAgesByTheTimeItHasSeenPass(t *testing.T) {
 		t.Fatalf("after a pass a year ahead: %+v, want both messages kept", info)
 	}
 }
+
+// TestTrimBatchesAreBoundedByBytes: a trim's transactions delete at most
+// trimBatchBytes of data each (but one message, whatever its size), not a
+// whole batch of rows: 500 messages of 16 MiB were 8 GiB to read in one
+// transaction, every append waiting. Here 1 MiB: 300 KiB messages go
+// three to a transaction, and one of 2 MiB alone.
+func TestTrimBatchesAreBoundedByBytes(t *testing.T) {
+	ctx := context.Background()
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	defer func(b int64) { trimBatchBytes = b }(trimBatchBytes)
+	trimBatchBytes = 1 << 20
+	data := func(size int) string { return `"` + strings.Repeat("x", size-2) + `"` }
+	sizes := []int{300 << 10, 300 << 10, 300 << 10, 300 << 10, 2 << 20, 300 << 10, 300 << 10, 10}
+	for _, n := range sizes {
+		if _, err := l.Append(ctx, broadcast("a", "c", data(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batches := 0
+	testHookTrimBatch = func() { batches++ }
+	defer func() { testHookTrimBatch = nil }()
+	// Offsets 1 to 7 go: {1, 2, 3}, {4}, {5}, {6, 7}.
+	n, err := l.TrimChannel(ctx, "a", "c", RetentionPolicy{MaxMessages: 1}, time.Now(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := l.Channel(ctx, "a", "c"); err != nil || n != 7 || batches != 4 || info.First != 8 {
+		t.Fatalf("trimmed %d in %d transactions, first offset now %d (%v); want 7 in 4, from 8", n, batches, info.First, err)
+	}
+	checkTrimmed(t, l)
+}
