@@ -160,3 +160,42 @@ func TestAKickHoldsItsClientsRequestsOnlyOnceRecorded(t *testing.T) {
 		}
 	})
 }
+
+// A kick of a client whose connection is closing for another reason (a
+// slow consumer here), while a subscribe of its is being committed,
+// waits for that subscribe, then finds the connection closing: not_found,
+// and nothing recorded. Before, the kick was recorded, and closed
+// nothing.
+func TestAKickOfAClosingConnectionRecordsNothing(t *testing.T) {
+	store := &heldSubscribe{channel: "late", entered: make(chan struct{}), released: make(chan struct{})}
+	ts := startTestServerWith(t, func(l *events.Log) Store { store.Log = l; return store })
+	var once sync.Once
+	release := func() { once.Do(func() { close(store.released) }) }
+	t.Cleanup(release)
+	c := ts.dial()
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"late"}`)); err != nil {
+		t.Fatal(err)
+	}
+	<-store.entered
+	ts.srv.mu.Lock()
+	for sc := range ts.srv.conns {
+		sc.Overflow() // closing; attached until its subscribe is done
+	}
+	ts.srv.mu.Unlock()
+	kicked := make(chan error, 1)
+	go func() {
+		_, err := domain.Kick(context.Background(), ts.log, ts.members, domain.DefaultApp, c.id, "test", byAdmin)
+		kicked <- err
+	}()
+	// Time for the kick to reach the connection, whose subscribe holds
+	// it (recorded at once, it would be applied and miss).
+	time.Sleep(100 * time.Millisecond)
+	release()
+	if err := <-kicked; domain.CodeOf(err) != domain.CodeNotFound {
+		t.Fatalf("a kick of a closing connection: %v, want not_found", err)
+	}
+	expectEndRecorded(t, ts, c.id, domain.ReasonSlowConsumer)
+	if _, _, kick := clientRecords(t, ts, c.id); kick != 0 {
+		t.Fatalf("a kick recorded at seq %d, want none", kick)
+	}
+}
