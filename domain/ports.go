@@ -47,8 +47,8 @@ type Members interface {
 	Channels(app, after string, limit int) []LiveChannel
 	// KickTook waits for the client.kicked.v1 committed as event seq to be
 	// applied, and says whether it closed a connection of its client: nil
-	// then; CodeNotFound when the client had left, or was leaving, by
-	// then (Connected, checked before the kick, lags the log); and
+	// then; CodeNotFound when the client's connection began closing after
+	// the kick's Fence, before the kick was applied; and
 	// CodeUnavailable when the event was not applied within a bound, or
 	// ctx ended (the kick is recorded, and takes effect once applied).
 	// Once it has returned nil the connection is closing.

@@ -381,6 +381,9 @@ var trimBatchBytes int64 = 8 << 20
 // it steps over whole (its key and data are one record, which SQLite
 // reads whole to compare its key with the range's end), so it stops at
 // the first past the bound: about trimBatchBytes read, and one message.
+// The delete then reads them again, under the write lock: read there
+// instead, the lengths would hold every append back for the whole
+// batch's 500 rows, the read this bounds.
 func (l *Log) trimBound(ctx context.Context, app, channel string, first, want uint64) (uint64, error) {
 	rows, err := l.rdb.QueryContext(ctx, `SELECT "offset", length(data) FROM messages
 		WHERE app = ? AND channel = ? AND "offset" >= ? AND "offset" <= ? ORDER BY "offset"`, app, channel, first, want)
@@ -404,8 +407,8 @@ func (l *Log) trimBound(ctx context.Context, app, channel string, first, want ui
 }
 
 // TrimChannel deletes the messages of one channel that p drops at time
-// now, oldest first, at most batch rows per transaction, and returns how
-// many it deleted. The events that recorded the broadcasts stay.
+// now, oldest first, at most batch rows and about trimBatchBytes of data
+// per transaction, and returns how many it deleted. The events that recorded the broadcasts stay.
 func (l *Log) TrimChannel(ctx context.Context, app, channel string, p RetentionPolicy, now time.Time, batch int) (int, error) {
 	return l.trimChannel(ctx, app, channel, p, now, batch, math.MaxInt64)
 }

@@ -78,7 +78,7 @@ const writeChunk = 64 << 10
 
 var writeTimeouts = promauto.NewCounter(prometheus.CounterOpts{
 	Name: "fazt_http_write_timeouts_total",
-	Help: "HTTP answers cut off because their client took none of a part of them within the write timeout.",
+	Help: "HTTP answers cut off because their client did not take a part of them (64 KiB at most) within the write timeout.",
 })
 
 // New returns the server's root handler.

@@ -1084,7 +1084,9 @@ func (c *conn) publish(req *request) error {
 		return domain.Errorf(domain.CodeTooLarge, "data is %d bytes; the limit is %d", len(data), settings.Limits.MaxMessageBytes)
 	}
 	if c.closingNow.Load() {
-		return nil // kicked by onPublish, say: as record would find
+		// Kicked by onPublish, say: record would find it so, but a
+		// closing connection answers nothing, not a token's expiry.
+		return nil
 	}
 	if domain.IsPrivate(req.Channel) && c.tokenExpired(req.Channel) {
 		// Expired while the hook ran, its end not yet recorded.

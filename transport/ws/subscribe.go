@@ -69,7 +69,9 @@ func (c *conn) subscribe(req *request) error {
 		}
 	}
 	if c.closingNow.Load() {
-		return nil // kicked by the hook, say: as record would find
+		// Kicked by the hook, say: record would find it so, but a
+		// closing connection answers nothing, not a token's expiry.
+		return nil
 	}
 	if !exp.IsZero() && !time.Now().Before(exp) {
 		// The token expired while the hook ran.
