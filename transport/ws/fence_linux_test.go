@@ -17,9 +17,12 @@ import (
 
 var byAdmin = domain.Actor{Kind: domain.ActorAdmin}
 
-// clientRecords returns the sequence numbers of client's events in the
-// log, by type (the last of each type; published: its last message).
-func clientRecords(t *testing.T, ts *testServer, client string) (subscribed, published, kicked uint64) {
+// records are the sequence numbers of a client's events in the log, by
+// type: the last of each type, 0 for none.
+type records struct{ subscribed, published, kicked, ended uint64 }
+
+// clientRecords returns client's records (published: its last message).
+func clientRecords(t *testing.T, ts *testServer, client string) (r records) {
 	t.Helper()
 	evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: client})
 	if err != nil {
@@ -28,9 +31,11 @@ func clientRecords(t *testing.T, ts *testServer, client string) (subscribed, pub
 	for _, ev := range evs {
 		switch ev.Fact.(type) {
 		case *domain.ChannelSubscribed:
-			subscribed = ev.Seq
+			r.subscribed = ev.Seq
 		case *domain.ClientKicked:
-			kicked = ev.Seq
+			r.kicked = ev.Seq
+		case *domain.ClientDisconnected:
+			r.ended = ev.Seq
 		}
 	}
 	msgs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Types: []string{"message.broadcast.v1"}})
@@ -39,10 +44,10 @@ func clientRecords(t *testing.T, ts *testServer, client string) (subscribed, pub
 	}
 	for _, ev := range msgs {
 		if ev.Fact.(*domain.MessageBroadcast).Publisher.ID == client {
-			published = ev.Seq
+			r.published = ev.Seq
 		}
 	}
-	return subscribed, published, kicked
+	return r
 }
 
 // A kick of a client whose subscribe is being committed waits for it:
@@ -81,8 +86,8 @@ func TestAKickFollowsWhatItsClientIsRecording(t *testing.T) {
 		t.Fatal(r.err)
 	}
 	expectEndRecorded(t, ts, c.id, domain.ReasonKicked)
-	if sub, _, kick := clientRecords(t, ts, c.id); sub == 0 || sub > kick || kick != r.seq {
-		t.Fatalf("subscribe at seq %d, kick at %d (Kick said %d): want the subscribe first", sub, kick, r.seq)
+	if got := clientRecords(t, ts, c.id); got.subscribed == 0 || got.subscribed > got.kicked || got.kicked != r.seq {
+		t.Fatalf("subscribe at seq %d, kick at %d (Kick said %d): want the subscribe first", got.subscribed, got.kicked, r.seq)
 	}
 }
 
@@ -111,8 +116,8 @@ func TestAKickHoldsItsClientsRequestsOnlyOnceRecorded(t *testing.T) {
 			t.Fatal("a kick whose append failed succeeded")
 		}
 		c.subscribe("after")
-		if sub, _, kick := clientRecords(t, ts, c.id); sub == 0 || kick != 0 {
-			t.Fatalf("subscribe at seq %d, kick at %d: want a subscribe and no kick", sub, kick)
+		if got := clientRecords(t, ts, c.id); got.subscribed == 0 || got.kicked != 0 {
+			t.Fatalf("subscribe at seq %d, kick at %d: want a subscribe and no kick", got.subscribed, got.kicked)
 		}
 	})
 	t.Run("recorded", func(t *testing.T) {
@@ -147,16 +152,16 @@ func TestAKickHoldsItsClientsRequestsOnlyOnceRecorded(t *testing.T) {
 				t.Fatalf("answer %v, want %s for %s", f, want.code, want.id)
 			}
 		}
-		if sub, pub, kick := clientRecords(t, ts, c.id); sub != 0 || pub != 0 || kick != seq {
-			t.Fatalf("subscribe at seq %d, message at %d, kick at %d: want the kick (%d) alone", sub, pub, kick, seq)
+		if got := clientRecords(t, ts, c.id); got.subscribed != 0 || got.published != 0 || got.kicked != seq {
+			t.Fatalf("subscribe at seq %d, message at %d, kick at %d: want the kick (%d) alone", got.subscribed, got.published, got.kicked, seq)
 		}
 		ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel2()
 		if again, err := domain.Kick(ctx2, ts.log, ts.members, domain.DefaultApp, c.id, "again", byAdmin); again != seq || domain.CodeOf(err) != domain.CodeUnavailable {
 			t.Fatalf("a second kick: seq %d, %v; want the first's (%d), still unavailable", again, err, seq)
 		}
-		if _, _, kick := clientRecords(t, ts, c.id); kick != seq {
-			t.Fatalf("the client's last kick at seq %d, want the first (%d) alone", kick, seq)
+		if got := clientRecords(t, ts, c.id); got.kicked != seq {
+			t.Fatalf("the client's last kick at seq %d, want the first (%d) alone", got.kicked, seq)
 		}
 	})
 }
@@ -195,7 +200,7 @@ func TestAKickOfAClosingConnectionRecordsNothing(t *testing.T) {
 		t.Fatalf("a kick of a closing connection: %v, want not_found", err)
 	}
 	expectEndRecorded(t, ts, c.id, domain.ReasonSlowConsumer)
-	if _, _, kick := clientRecords(t, ts, c.id); kick != 0 {
-		t.Fatalf("a kick recorded at seq %d, want none", kick)
+	if got := clientRecords(t, ts, c.id); got.kicked != 0 {
+		t.Fatalf("a kick recorded at seq %d, want none", got.kicked)
 	}
 }

@@ -183,22 +183,12 @@ func TestASessionEndsAfterTheRequestRunning(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	close(store.released)
 	expectEndRecorded(t, ts, c.id, domain.ReasonKicked)
-	var subscribed, ended uint64
+	var got records
 	waitUntil(t, "the subscribe committed", func() bool {
-		evs, err := ts.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Client: c.id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			switch ev.Fact.(type) {
-			case *domain.ChannelSubscribed:
-				subscribed = ev.Seq
-			case *domain.ClientDisconnected:
-				ended = ev.Seq
-			}
-		}
-		return subscribed > 0
+		got = clientRecords(t, ts, c.id)
+		return got.subscribed > 0
 	})
+	subscribed, ended := got.subscribed, got.ended
 	if subscribed > ended {
 		t.Fatalf("the subscribe (seq %d) was committed after the end (seq %d)", subscribed, ended)
 	}
