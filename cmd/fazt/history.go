@@ -69,6 +69,9 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 			if last == 0 && cmd.Flags().Changed("last") {
 				return nil // the newest none, of a database that is there
 			}
+			if err := noteGap(cmd.Context(), cmd.ErrOrStderr(), l, app, channel, q, cmd.Flags().Changed("offset"), since != ""); err != nil {
+				return dbError(db, err)
+			}
 			if err := printHistory(cmd.Context(), cmd.OutOrStdout(), l, app, channel, q, int(limit), asJSON); err != nil {
 				return dbError(db, err)
 			}
@@ -86,6 +89,31 @@ messages at or after T (an age such as 90s, 2h, 7d, or a time such as
 	f.BoolVar(&asJSON, "json", false, "print JSON lines: offset, timestamp, seq, data")
 	cmd.MarkFlagRequired("channel")
 	return cmd
+}
+
+// noteGap says on w when messages asked for from an offset (byOffset) or
+// a time (bySince) are no longer retained, as a subscribe says with
+// truncated: true: retention (or a purge) dropped them, and what is
+// printed starts after the gap.
+func noteGap(ctx context.Context, w io.Writer, l *events.Log, app, channel string, q domain.HistoryQuery, byOffset, bySince bool) error {
+	if !byOffset && !bySince {
+		return nil
+	}
+	info, err := l.Channel(ctx, app, channel)
+	if err != nil || info.First <= 1 {
+		return err
+	}
+	if byOffset {
+		if from := q.After + 1; from < info.First {
+			fmt.Fprintf(w, "fazt history: offsets %d to %d of %s are no longer retained (dropped by retention or a purge); printing from %d\n", from, info.First-1, channel, info.First)
+		}
+		return nil
+	}
+	trimmed, err := l.TrimmedSince(ctx, app, channel, info.First, q.Since)
+	if err == nil && trimmed {
+		fmt.Fprintf(w, "fazt history: messages of %s at or after --since are no longer retained (dropped by retention or a purge) up to offset %d; printing from %d\n", channel, info.First-1, info.First)
+	}
+	return err
 }
 
 // printHistory pages through a channel's messages matching q and prints

@@ -462,3 +462,43 @@ func TestHistoryParametersAsSent(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryNotesAGap: asked from an offset or a time before what the
+// channel retains, history prints what is retained, and says on stderr
+// which offsets are gone, as a subscribe says truncated. Before, it
+// printed from the oldest retained message without a word.
+func TestHistoryNotesAGap(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"chat": `{"retention":{"max_messages":5}}`}, func(c *nodeConfig) { c.RetentionInterval = 50 * time.Millisecond })
+	start := time.Now().UnixMilli()
+	for i := 1; i <= 12; i++ {
+		tn.publish("chat", "room", map[string]any{"n": i})
+		if i == 7 {
+			// The oldest retained message, 8, later than the trimmed.
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	base := []string{"history", "--db", tn.cfg.DBPath, "--app", "chat", "--channel", "room", "--json"}
+	var kept []map[string]any
+	waitFor(t, func() bool {
+		kept = jsonLines(t, mustCLI(t, base...))
+		got := lineOffsets(t, kept)
+		return len(got) > 0 && got[0] == 8
+	})
+	eighth := strconv.FormatInt(int64(kept[0]["timestamp"].(float64)), 10)
+	for _, tc := range []struct {
+		name string
+		args []string
+		note string // "" for none
+	}{
+		{"offset before", []string{"--offset", "2"}, "fazt history: offsets 3 to 7 of room are no longer retained (dropped by retention or a purge); printing from 8\n"},
+		{"offset just before", []string{"--offset", "7"}, ""},
+		{"since before", []string{"--since", strconv.FormatInt(start, 10)}, "fazt history: messages of room at or after --since are no longer retained (dropped by retention or a purge) up to offset 7; printing from 8\n"},
+		{"since the oldest retained", []string{"--since", eighth}, ""},
+		{"all", nil, ""},
+	} {
+		out, errs, err := cli(t, append(base, tc.args...)...)
+		if got := lineOffsets(t, jsonLines(t, out)); err != nil || errs != tc.note || !slices.Equal(got, seqRange(8, 12)) {
+			t.Errorf("%s: offsets %v, stderr %q, %v; want 8 to 12 and %q", tc.name, got, errs, err, tc.note)
+		}
+	}
+}
