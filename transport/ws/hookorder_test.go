@@ -162,6 +162,54 @@ func (s *hookServer) events(done func(domain.Event) bool) []domain.Event {
 	}
 }
 
+// A connection whose onDisconnect is slow frees its slot without waiting
+// for it: with the app's limit at one connection, a client that leaves
+// is followed by the next at once, while the hook still runs. Before,
+// the connection held its socket and its slot until its hook was done,
+// so that a mass reconnect (a network blip) met "maximum of connections"
+// for as long as the onDisconnects of the ones that left took.
+func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
+	s := startHookServer(t, `exports.onDisconnect = function (client, reason) {
+  var end = Date.now() + 5000;
+  while (Date.now() < end) {}
+  fazt.realtime.broadcast("done", { client: client.id });
+};`, &domain.ClientDisconnected{}, 0)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, aID := s.dial("")
+	a.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	a.Close()
+	// The next client is admitted once a's end is recorded: refused
+	// (a disconnect frame) until then.
+	s.events(func(ev domain.Event) bool {
+		d, ok := ev.Fact.(*domain.ClientDisconnected)
+		return ok && d.Client == aID
+	})
+	for tries := 0; ; tries++ {
+		c, _, err := websocket.DefaultDialer.Dial(s.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := readFrame(t, c)
+		c.Close()
+		if f["type"] == "connected" {
+			break
+		}
+		if tries == 100 {
+			t.Fatalf("the next client got %v, 100 times", f)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	evs, err := s.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Channel: "done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 0 {
+		t.Fatalf("the next client was admitted only once %s's onDisconnect had ended", aID)
+	}
+}
+
 // An onSubscribe hook that kicks its own client and then allows the
 // subscription: the kick returns once it is applied, the connection is
 // closing then, and the subscription is not recorded. It was, after the

@@ -359,7 +359,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // connection ran or was closed while being set up: it is counted, written
 // to the log as client.disconnected.v1, and told to onDisconnect, which,
 // when the app has one, first waits for the membership to apply it (5 s
-// at most; not at shutdown, nor when the write failed).
+// at most; not at shutdown, nor when the write failed). The hook runs on
+// a goroutine of its own, which Shutdown waits for as for a connection:
+// the caller (whose connection holds its count until then) goes on to
+// close its socket and free its slot under the app's and the server's
+// limits of connections, rather than hold them while a slow
+// onDisconnect runs, or while the ends of a mass disconnect wait in line
+// for a run.
 //
 // A write that fails (a full disk, say) is tried again in the background
 // until it is written or the server shuts down: until then the session
@@ -397,12 +403,16 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 			}
 		}
 	}
-	// A context of its own: the hook's wait for a run slot (up to 15 s
-	// less the wait above, so 10 s at least) is not cut short by the
-	// waits before it.
-	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second+disconnectApplyBound)
-	defer hcancel()
-	s.hooks.OnDisconnect(hctx, client, reason, applied)
+	s.connWG.Add(1)
+	go func() {
+		defer s.connWG.Done()
+		// A context of its own: the hook's wait for a run slot (up to
+		// 15 s less the wait above, so 10 s at least) is not cut short
+		// by the waits before it.
+		hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second+disconnectApplyBound)
+		defer hcancel()
+		s.hooks.OnDisconnect(hctx, client, reason, applied)
+	}()
 }
 
 // disconnectApplyBound bounds how long onDisconnect waits for its
