@@ -100,18 +100,30 @@ func noteGap(ctx context.Context, w io.Writer, l *events.Log, app, channel strin
 		return nil
 	}
 	info, err := l.Channel(ctx, app, channel)
-	if err != nil || info.First <= 1 {
+	if err != nil {
 		return err
 	}
+	// Read apart from the head, the oldest offset may be past it by the
+	// time it is read (all trimmed meanwhile): at most head+1.
+	first := min(info.First, info.Head+1)
+	if first <= 1 {
+		return nil
+	}
+	rest := fmt.Sprintf("printing from %d", first)
+	if first > info.Head {
+		rest = "none is retained"
+	}
 	if byOffset {
-		if from := q.After + 1; from < info.First {
-			fmt.Fprintf(w, "fazt history: offsets %d to %d of %s are no longer retained (dropped by retention or a purge); printing from %d\n", from, info.First-1, channel, info.First)
+		if from := q.After + 1; from == first-1 {
+			fmt.Fprintf(w, "fazt history: offset %d of %s is no longer retained (dropped by retention or a purge); %s\n", from, channel, rest)
+		} else if from < first {
+			fmt.Fprintf(w, "fazt history: offsets %d to %d of %s are no longer retained (dropped by retention or a purge); %s\n", from, first-1, channel, rest)
 		}
 		return nil
 	}
-	trimmed, err := l.TrimmedSince(ctx, app, channel, info.First, q.Since)
+	trimmed, err := l.TrimmedSince(ctx, app, channel, first, q.Since)
 	if err == nil && trimmed {
-		fmt.Fprintf(w, "fazt history: messages of %s at or after --since are no longer retained (dropped by retention or a purge) up to offset %d; printing from %d\n", channel, info.First-1, info.First)
+		fmt.Fprintf(w, "fazt history: messages of %s at or after --since were dropped (by retention or a purge), up to offset %d; %s\n", channel, first-1, rest)
 	}
 	return err
 }

@@ -492,7 +492,8 @@ func TestHistoryNotesAGap(t *testing.T) {
 	}{
 		{"offset before", []string{"--offset", "2"}, "fazt history: offsets 3 to 7 of room are no longer retained (dropped by retention or a purge); printing from 8\n"},
 		{"offset just before", []string{"--offset", "7"}, ""},
-		{"since before", []string{"--since", strconv.FormatInt(start, 10)}, "fazt history: messages of room at or after --since are no longer retained (dropped by retention or a purge) up to offset 7; printing from 8\n"},
+		{"offset two before", []string{"--offset", "6"}, "fazt history: offset 7 of room is no longer retained (dropped by retention or a purge); printing from 8\n"},
+		{"since before", []string{"--since", strconv.FormatInt(start, 10)}, "fazt history: messages of room at or after --since were dropped (by retention or a purge), up to offset 7; printing from 8\n"},
 		{"since the oldest retained", []string{"--since", eighth}, ""},
 		{"all", nil, ""},
 	} {
