@@ -41,6 +41,13 @@ type hookServer struct {
 
 func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.Duration) *hookServer {
 	t.Helper()
+	return startHookServerConfig(t, ws.Config{}, script, lagged, lag)
+}
+
+// startHookServerConfig is startHookServer with the server's Config (its
+// Logger is set here).
+func startHookServerConfig(t *testing.T, cfg ws.Config, script string, lagged domain.Fact, lag time.Duration) *hookServer {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
@@ -70,7 +77,8 @@ func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.D
 		t.Fatal(err)
 	}
 	registry := apps.NewRegistry(filepath.Join(dir, "apps"))
-	srv := ws.NewServer(ws.Config{Logger: quiet}, log, members, registry,
+	cfg.Logger = quiet
+	srv := ws.NewServer(cfg, log, members, registry,
 		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second, Logger: quiet}, log, members, registry))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
@@ -162,51 +170,95 @@ func (s *hookServer) events(done func(domain.Event) bool) []domain.Event {
 	}
 }
 
-// A connection whose onDisconnect is slow frees its slot without waiting
-// for it: with the app's limit at one connection, a client that leaves
-// is followed by the next at once, while the hook still runs. Before,
-// the connection held its socket and its slot until its hook was done,
-// so that a mass reconnect (a network blip) met "maximum of connections"
-// for as long as the onDisconnects of the ones that left took.
-func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
-	s := startHookServer(t, `exports.onDisconnect = function (client, reason) {
-  var end = Date.now() + 5000;
+// slowDisconnect's onDisconnect spins for the milliseconds its client's
+// query gives as slow, then broadcasts to "done".
+const slowDisconnect = `exports.onDisconnect = function (client, reason) {
+  var end = Date.now() + Number(client.query.slow || 0);
   while (Date.now() < end) {}
   fazt.realtime.broadcast("done", { client: client.id });
-};`, &domain.ClientDisconnected{}, 0)
-	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a, aID := s.dial("")
-	a.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
-	a.Close()
-	// The next client is admitted once a's end is recorded: refused
-	// (a disconnect frame) until then.
+};`
+
+// leave closes c, whose id is id, and waits for its end to be recorded.
+func (s *hookServer) leave(c *websocket.Conn, id string) {
+	s.t.Helper()
+	c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	c.Close()
 	s.events(func(ev domain.Event) bool {
 		d, ok := ev.Fact.(*domain.ClientDisconnected)
-		return ok && d.Client == aID
+		return ok && d.Client == id
 	})
-	for tries := 0; ; tries++ {
-		c, _, err := websocket.DefaultDialer.Dial(s.url, nil)
+}
+
+// admitted dials with query until the server admits the connection
+// (refused, it gets a disconnect frame), and reports how many times it was
+// refused first, up to tries.
+func (s *hookServer) admitted(query string, tries int) (c *websocket.Conn, id string, refused int) {
+	s.t.Helper()
+	for ; ; refused++ {
+		c, _, err := websocket.DefaultDialer.Dial(s.url+query, nil)
 		if err != nil {
-			t.Fatal(err)
+			s.t.Fatal(err)
 		}
-		f := readFrame(t, c)
-		c.Close()
+		f := readFrame(s.t, c)
 		if f["type"] == "connected" {
-			break
+			s.t.Cleanup(func() { c.Close() })
+			return c, f["client_id"].(string), refused
 		}
-		if tries == 100 {
-			t.Fatalf("the next client got %v, 100 times", f)
+		c.Close()
+		if refused == tries {
+			s.t.Fatalf("refused %d times: %v", tries, f)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// done reports whether the onDisconnect of client has broadcast to "done".
+func (s *hookServer) done(client string) bool {
+	s.t.Helper()
 	evs, err := s.log.Events(context.Background(), domain.AuditQuery{App: domain.DefaultApp, Channel: "done"})
 	if err != nil {
+		s.t.Fatal(err)
+	}
+	return slices.ContainsFunc(evs, func(ev domain.Event) bool {
+		return strings.Contains(string(ev.Fact.(*domain.MessageBroadcast).Data), client)
+	})
+}
+
+// A connection whose onDisconnect is slow frees its slot without waiting
+// for it: with the app's limit at one connection, a client that leaves
+// is followed by the next at once, while the hook still runs (and then
+// ends). Before, the connection held its socket and its slot until its
+// hook was done, so that a mass reconnect (a network blip) met "maximum
+// of connections" for as long as the onDisconnects of the ones that left
+// took.
+func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
+	s := startHookServer(t, slowDisconnect, &domain.ClientDisconnected{}, 0)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 0 {
+	a, aID := s.dial("?slow=5000")
+	s.leave(a, aID)
+	s.admitted("", 100)
+	if s.done(aID) {
 		t.Fatalf("the next client was admitted only once %s's onDisconnect had ended", aID)
+	}
+	s.events(func(ev domain.Event) bool { return s.done(aID) })
+}
+
+// As many onDisconnect runs wait on their own as the server has
+// connections at most; past that, a connection runs its hook itself and
+// holds its slot meanwhile: clients connecting and leaving in a loop
+// cannot pile up runs without bound. With the server's limit at one
+// connection, a's run waits on its own, and b's, the second, holds b's
+// slot: the next client is refused until it ends.
+func TestOnDisconnectRunsOnTheirOwnAreBounded(t *testing.T) {
+	s := startHookServerConfig(t, ws.Config{MaxConnections: 1}, slowDisconnect, &domain.ClientDisconnected{}, 0)
+	a, aID := s.dial("?slow=8000")
+	s.leave(a, aID)
+	b, bID, _ := s.admitted("?slow=3000", 100)
+	s.leave(b, bID)
+	if _, _, refused := s.admitted("", 1000); refused == 0 || !s.done(bID) || s.done(aID) {
+		t.Fatalf("the next client refused %d times, b's hook done %v, a's %v; want refused until b's hook ended, a's still running", refused, s.done(bID), s.done(aID))
 	}
 }
 

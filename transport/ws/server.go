@@ -165,14 +165,16 @@ type Server struct {
 	nextFl   atomic.Uint32
 	poller   func() *readPoller // where idle connections park: the process's poller
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	perApp   map[string]int
-	total    int
-	closing  bool
-	connWG   sync.WaitGroup
-	baseCtx  context.Context
-	stopBase context.CancelFunc
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	perApp  map[string]int
+	total   int
+	closing bool
+	connWG  sync.WaitGroup
+	// disconnectRuns counts the onDisconnect runs under way (recordEnd).
+	disconnectRuns atomic.Int64
+	baseCtx        context.Context
+	stopBase       context.CancelFunc
 	// closingCtx ends when Shutdown begins: connections being set up stop
 	// waiting for their event to be applied, so that their end is written
 	// before the log closes.
@@ -365,7 +367,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // close its socket and free its slot under the app's and the server's
 // limits of connections, rather than hold them while a slow
 // onDisconnect runs, or while the ends of a mass disconnect wait in line
-// for a run.
+// for a run. Past MaxConnections runs under way, the caller runs the
+// hook itself, as all did before.
 //
 // A write that fails (a full disk, say) is tried again in the background
 // until it is written or the server shuts down: until then the session
@@ -403,15 +406,29 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 			}
 		}
 	}
-	s.connWG.Add(1)
-	go func() {
-		defer s.connWG.Done()
+	run := func() {
 		// A context of its own: the hook's wait for a run slot (up to
 		// 15 s less the wait above, so 10 s at least) is not cut short
 		// by the waits before it.
 		hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second+disconnectApplyBound)
 		defer hcancel()
 		s.hooks.OnDisconnect(hctx, client, reason, applied)
+	}
+	// As many runs wait on their own as the server has connections at
+	// most (connections once held them, one each): past that, a
+	// connection runs its hook itself and holds its slot meanwhile, so
+	// that clients connecting and leaving in a loop cannot pile up runs
+	// without bound.
+	if s.disconnectRuns.Add(1) > int64(s.cfg.MaxConnections) {
+		defer s.disconnectRuns.Add(-1)
+		run()
+		return
+	}
+	s.connWG.Add(1)
+	go func() {
+		defer s.connWG.Done()
+		defer s.disconnectRuns.Add(-1)
+		run()
 	}()
 }
 
