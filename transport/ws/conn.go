@@ -848,7 +848,7 @@ func (c *conn) endSession() {
 		c.mu.Lock()
 		reason := c.reason
 		c.mu.Unlock()
-		c.srv.recordEnd(c.client, reason)
+		c.srv.recordEnd(c.client, reason, c.app.Settings.Limits.MaxConnections)
 	})
 }
 

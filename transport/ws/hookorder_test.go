@@ -41,13 +41,6 @@ type hookServer struct {
 
 func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.Duration) *hookServer {
 	t.Helper()
-	return startHookServerConfig(t, ws.Config{}, script, lagged, lag)
-}
-
-// startHookServerConfig is startHookServer with the server's Config (its
-// Logger is set here).
-func startHookServerConfig(t *testing.T, cfg ws.Config, script string, lagged domain.Fact, lag time.Duration) *hookServer {
-	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
@@ -77,8 +70,7 @@ func startHookServerConfig(t *testing.T, cfg ws.Config, script string, lagged do
 		t.Fatal(err)
 	}
 	registry := apps.NewRegistry(filepath.Join(dir, "apps"))
-	cfg.Logger = quiet
-	srv := ws.NewServer(cfg, log, members, registry,
+	srv := ws.NewServer(ws.Config{Logger: quiet}, log, members, registry,
 		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second, Logger: quiet}, log, members, registry))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
@@ -206,7 +198,7 @@ func (s *hookServer) admitted(query string, tries int) (c *websocket.Conn, id st
 		}
 		c.Close()
 		if refused == tries {
-			s.t.Fatalf("refused %d times: %v", tries, f)
+			s.t.Fatalf("refused %d times: %v", tries+1, f)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -245,14 +237,17 @@ func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
 	s.events(func(ev domain.Event) bool { return s.done(aID) })
 }
 
-// As many onDisconnect runs wait on their own as the server has
-// connections at most; past that, a connection runs its hook itself and
-// holds its slot meanwhile: clients connecting and leaving in a loop
-// cannot pile up runs without bound. With the server's limit at one
-// connection, a's run waits on its own, and b's, the second, holds b's
-// slot: the next client is refused until it ends.
+// As many onDisconnect runs wait on their own as the app may have
+// connections; past that, a connection runs its hook itself and holds
+// its slot meanwhile: clients connecting and leaving in a loop cannot
+// pile up runs in the app's queue, where its other hooks wait. With the
+// app's limit at one connection, a's run waits on its own, and b's, the
+// second, holds b's slot: the next client is refused until it ends.
 func TestOnDisconnectRunsOnTheirOwnAreBounded(t *testing.T) {
-	s := startHookServerConfig(t, ws.Config{MaxConnections: 1}, slowDisconnect, &domain.ClientDisconnected{}, 0)
+	s := startHookServer(t, slowDisconnect, &domain.ClientDisconnected{}, 0)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	a, aID := s.dial("?slow=8000")
 	s.leave(a, aID)
 	b, bID, _ := s.admitted("?slow=3000", 100)

@@ -171,10 +171,12 @@ type Server struct {
 	total   int
 	closing bool
 	connWG  sync.WaitGroup
-	// disconnectRuns counts the onDisconnect runs under way (recordEnd).
-	disconnectRuns atomic.Int64
-	baseCtx        context.Context
-	stopBase       context.CancelFunc
+	// runsAway counts the onDisconnect runs under way apart from their
+	// connections (recordEnd), by app, under mu; runsAwayTotal, of all.
+	runsAway      map[string]int
+	runsAwayTotal int
+	baseCtx       context.Context
+	stopBase      context.CancelFunc
 	// closingCtx ends when Shutdown begins: connections being set up stop
 	// waiting for their event to be applied, so that their end is written
 	// before the log closes.
@@ -198,11 +200,12 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 	cfg.setDefaults()
 	s := &Server{
 		cfg: cfg, store: store, members: members, apps: registry, hooks: hooks,
-		log:     cfg.Logger,
-		metrics: wsMetrics,
-		conns:   map[*conn]struct{}{},
-		perApp:  map[string]int{},
-		poller:  poller,
+		log:      cfg.Logger,
+		metrics:  wsMetrics,
+		conns:    map[*conn]struct{}{},
+		perApp:   map[string]int{},
+		runsAway: map[string]int{},
+		poller:   poller,
 	}
 	s.baseCtx, s.stopBase = context.WithCancel(context.Background())
 	s.closingCtx, s.stopSetup = context.WithCancel(context.Background())
@@ -331,7 +334,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The log has the session: end it there too, or it would stay
 			// open in the audit trail and the projections until a restart.
 			s.metrics.accepted.Inc()
-			s.recordEnd(client, reason)
+			s.recordEnd(client, reason, app.Settings.Limits.MaxConnections)
 		}
 		return
 	}
@@ -367,15 +370,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // close its socket and free its slot under the app's and the server's
 // limits of connections, rather than hold them while a slow
 // onDisconnect runs, or while the ends of a mass disconnect wait in line
-// for a run. Past MaxConnections runs under way, the caller runs the
-// hook itself, as all did before.
+// for a run. Past limit runs under way for the app (its connections'
+// limit), or MaxConnections for the server, the caller runs the hook
+// itself, as all did before.
 //
 // A write that fails (a full disk, say) is tried again in the background
 // until it is written or the server shuts down: until then the session
 // stays open in the log, and so in the member lists, counts and presence
 // built from it. One left at shutdown is closed at the next start, as a
 // crash's sessions are (server_restart).
-func (s *Server) recordEnd(client domain.Client, reason string) {
+func (s *Server) recordEnd(client domain.Client, reason string, limit int) {
 	s.metrics.disconnects.WithLabelValues(reason).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -414,20 +418,33 @@ func (s *Server) recordEnd(client domain.Client, reason string) {
 		defer hcancel()
 		s.hooks.OnDisconnect(hctx, client, reason, applied)
 	}
-	// As many runs wait on their own as the server has connections at
-	// most (connections once held them, one each): past that, a
-	// connection runs its hook itself and holds its slot meanwhile, so
-	// that clients connecting and leaving in a loop cannot pile up runs
-	// without bound.
-	if s.disconnectRuns.Add(1) > int64(s.cfg.MaxConnections) {
-		defer s.disconnectRuns.Add(-1)
+	// As many runs wait on their own as the app, and the server, may
+	// have connections (connections once held them, one each): past
+	// that, a connection runs its hook itself and holds its slot
+	// meanwhile, so that clients connecting and leaving in a loop cannot
+	// pile up runs in the app's queue, where its other hooks wait.
+	s.mu.Lock()
+	away := s.runsAway[client.App] < limit && s.runsAwayTotal < s.cfg.MaxConnections
+	if away {
+		s.runsAway[client.App]++
+		s.runsAwayTotal++
+		s.connWG.Add(1) // the caller's connection still holds its count
+	}
+	s.mu.Unlock()
+	if !away {
 		run()
 		return
 	}
-	s.connWG.Add(1)
 	go func() {
 		defer s.connWG.Done()
-		defer s.disconnectRuns.Add(-1)
+		defer func() {
+			s.mu.Lock()
+			if s.runsAway[client.App]--; s.runsAway[client.App] <= 0 {
+				delete(s.runsAway, client.App)
+			}
+			s.runsAwayTotal--
+			s.mu.Unlock()
+		}()
 		run()
 	}()
 }
