@@ -87,8 +87,10 @@ func (e *env) write(name, body string) {
 }
 
 // jsClient bounds every request of these tests, so that a script the
-// engine failed to interrupt fails the test instead of hanging it.
-var jsClient = &http.Client{Timeout: 30 * time.Second}
+// engine failed to interrupt fails the test instead of hanging it: past
+// the longest handler limit a test sets (a minute), as a heap grown to
+// its limit under -race on a slow machine took over 30 s.
+var jsClient = &http.Client{Timeout: 2 * time.Minute}
 
 // do sends a request to app's /api and returns the status and body.
 func (e *env) do(app, method, path, body string) (int, string) {

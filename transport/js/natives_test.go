@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fazt-realtime/fazt/transport/js"
 )
@@ -42,7 +43,7 @@ module.exports = function (req) {
     try { return String({ toString: String.prototype.trim }); } catch (e) { return e.constructor.name + ": " + e.message + "; " + "ok".toUpperCase(); }
   }
   return cases[req.path]();
-};`}, js.Config{})
+};`}, js.Config{HandlerTimeout: time.Minute}) // what ends the script, not when: a recursion to the stack's limit is slow under -race
 	for _, path := range []string{"/api/trim", "/api/primitive", "/api/catch", "/api/locale", "/api/length",
 		"/api/put-back", "/api/date", "/api/error", "/api/bound-constructor", "/api/bound-broadcast", "/api/proxy-prototype",
 		"/api/reflect-deleted", "/api/reflect-replaced", "/api/bound-cycle-get", "/api/bound-cycle-has",
