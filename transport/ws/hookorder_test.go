@@ -216,6 +216,17 @@ func (s *hookServer) done(client string) bool {
 	})
 }
 
+// startOneConnectionServer starts a hookServer with slowDisconnect, whose
+// app may have one connection.
+func startOneConnectionServer(t *testing.T) *hookServer {
+	t.Helper()
+	s := startHookServer(t, slowDisconnect, &domain.ClientDisconnected{}, 0)
+	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // A connection whose onDisconnect is slow frees its slot without waiting
 // for it: with the app's limit at one connection, a client that leaves
 // is followed by the next at once, while the hook still runs (and then
@@ -224,10 +235,7 @@ func (s *hookServer) done(client string) bool {
 // of connections" for as long as the onDisconnects of the ones that left
 // took.
 func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
-	s := startHookServer(t, slowDisconnect, &domain.ClientDisconnected{}, 0)
-	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	s := startOneConnectionServer(t)
 	a, aID := s.dial("?slow=5000")
 	s.leave(a, aID)
 	s.admitted("", 100)
@@ -244,10 +252,7 @@ func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
 // app's limit at one connection, a's run waits on its own, and b's, the
 // second, holds b's slot: the next client is refused until it ends.
 func TestOnDisconnectRunsOnTheirOwnAreBounded(t *testing.T) {
-	s := startHookServer(t, slowDisconnect, &domain.ClientDisconnected{}, 0)
-	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	s := startOneConnectionServer(t)
 	a, aID := s.dial("?slow=8000")
 	s.leave(a, aID)
 	b, bID, _ := s.admitted("?slow=3000", 100)
