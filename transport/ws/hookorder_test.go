@@ -41,6 +41,13 @@ type hookServer struct {
 
 func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.Duration) *hookServer {
 	t.Helper()
+	return startHookServerConfig(t, ws.Config{}, script, lagged, lag)
+}
+
+// startHookServerConfig is startHookServer with the server's Config (its
+// Logger is set here).
+func startHookServerConfig(t *testing.T, cfg ws.Config, script string, lagged domain.Fact, lag time.Duration) *hookServer {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	appDir := filepath.Join(dir, "apps", domain.DefaultApp, "api")
@@ -70,7 +77,8 @@ func startHookServer(t *testing.T, script string, lagged domain.Fact, lag time.D
 		t.Fatal(err)
 	}
 	registry := apps.NewRegistry(filepath.Join(dir, "apps"))
-	srv := ws.NewServer(ws.Config{Logger: quiet}, log, members, registry,
+	cfg.Logger = quiet
+	srv := ws.NewServer(cfg, log, members, registry,
 		jsrt.New(jsrt.Config{HookTimeout: 10 * time.Second, Logger: quiet}, log, members, registry))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
@@ -216,10 +224,13 @@ func (s *hookServer) done(client string) bool {
 	})
 }
 
-// startOneConnectionServer starts a hookServer with slowDisconnect, whose
-// app may have one connection.
-func startOneConnectionServer(t *testing.T) *hookServer {
+// startOneConnectionServer starts a hookServer with slowDisconnect whose
+// app (serverWide: whose server) may have one connection.
+func startOneConnectionServer(t *testing.T, serverWide bool) *hookServer {
 	t.Helper()
+	if serverWide {
+		return startHookServerConfig(t, ws.Config{MaxConnections: 1}, slowDisconnect, &domain.ClientDisconnected{}, 0)
+	}
 	s := startHookServer(t, slowDisconnect, &domain.ClientDisconnected{}, 0)
 	if err := os.WriteFile(filepath.Join(s.appDir, "app.json"), []byte(`{"limits":{"max_connections":1}}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -235,7 +246,7 @@ func startOneConnectionServer(t *testing.T) *hookServer {
 // of connections" for as long as the onDisconnects of the ones that left
 // took.
 func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
-	s := startOneConnectionServer(t)
+	s := startOneConnectionServer(t, false)
 	a, aID := s.dial("?slow=5000")
 	s.leave(a, aID)
 	s.admitted("", 100)
@@ -245,20 +256,25 @@ func TestASlowOnDisconnectHoldsNoSlot(t *testing.T) {
 	s.events(func(ev domain.Event) bool { return s.done(aID) })
 }
 
-// As many onDisconnect runs wait on their own as the app may have
-// connections; past that, a connection runs its hook itself and holds
-// its slot meanwhile: clients connecting and leaving in a loop cannot
-// pile up runs in the app's queue, where its other hooks wait. With the
-// app's limit at one connection, a's run waits on its own, and b's, the
-// second, holds b's slot: the next client is refused until it ends.
+// As many onDisconnect runs wait on their own as the app, and the server,
+// may have connections; past that, a connection runs its hook itself and
+// holds its slot meanwhile: clients connecting and leaving in a loop
+// cannot pile up runs in the app's queue, where its other hooks wait.
+// With the app's limit (or the server's) at one connection, a's run
+// waits on its own, and b's, the second, holds b's slot: the next client
+// is refused until it ends.
 func TestOnDisconnectRunsOnTheirOwnAreBounded(t *testing.T) {
-	s := startOneConnectionServer(t)
-	a, aID := s.dial("?slow=8000")
-	s.leave(a, aID)
-	b, bID, _ := s.admitted("?slow=3000", 100)
-	s.leave(b, bID)
-	if _, _, refused := s.admitted("", 1000); refused == 0 || !s.done(bID) || s.done(aID) {
-		t.Fatalf("the next client refused %d times, b's hook done %v, a's %v; want refused until b's hook ended, a's still running", refused, s.done(bID), s.done(aID))
+	for _, serverWide := range []bool{false, true} {
+		t.Run(fmt.Sprint("server-wide=", serverWide), func(t *testing.T) {
+			s := startOneConnectionServer(t, serverWide)
+			a, aID := s.dial("?slow=8000")
+			s.leave(a, aID)
+			b, bID, _ := s.admitted("?slow=3000", 100)
+			s.leave(b, bID)
+			if _, _, refused := s.admitted("", 1000); refused == 0 || !s.done(bID) || s.done(aID) {
+				t.Fatalf("the next client refused %d times, b's hook done %v, a's %v; want refused until b's hook ended, a's still running", refused, s.done(bID), s.done(aID))
+			}
+		})
 	}
 }
 
