@@ -1170,7 +1170,11 @@ type expiry struct {
 // none), has passed. Its end is recorded by the timer, after the request
 // under way (a publish running its onPublish hook, say), which meanwhile
 // must not act on the token: this is what it checks.
-func (e *expiry) passed() bool { return e != nil && !time.Now().Before(e.at) }
+func (e *expiry) passed() bool { return e != nil && expired(e.at) }
+
+// expired reports whether a token expiring at has expired: at or after
+// at (JWT's exp is the first second it is no longer valid).
+func expired(at time.Time) bool { return !time.Now().Before(at) }
 
 // tokenExpired reports whether the token of the private subscription to
 // channel has expired (expiry.passed).

@@ -73,7 +73,7 @@ func (c *conn) subscribe(req *request) error {
 		// closing connection answers nothing, not a token's expiry.
 		return nil
 	}
-	if !exp.IsZero() && !time.Now().Before(exp) {
+	if !exp.IsZero() && expired(exp) {
 		// The token expired while the hook ran.
 		c.srv.metrics.refused("private_token")
 		return errTokenExpired(channel, domain.CodeUnavailable)
