@@ -216,6 +216,27 @@ func PageSize(n uint64) int {
 	return int(min(n, MaxPageSize))
 }
 
+// MaxPageBytes bounds the data of a page of history: a read stops at the
+// message whose data takes the page's to this many bytes or more, and so
+// holds at least one message whatever its size. Without it a page of 1000
+// messages of 16 MiB (an app's largest max_message_bytes) would be read
+// into memory whole: 16 GiB, for one replay or one request.
+const MaxPageBytes = 8 << 20
+
+// HistoryPageFull reports whether msgs, a page of history read with
+// HistoryQuery.MaxBytes 0 and Limit limit, may have more after it: it
+// has limit messages, or its read stopped at MaxPageBytes.
+func HistoryPageFull(msgs []Message, limit int) bool {
+	if len(msgs) >= limit {
+		return true
+	}
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Data)
+	}
+	return n >= MaxPageBytes
+}
+
 // HistoryPageSize is the page size of a history read asked for limit
 // messages (PageSize's rule): a read of the newest last messages asks for
 // all of them, up to MaxPageSize, unless limit says fewer.

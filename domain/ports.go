@@ -120,6 +120,9 @@ type HistoryQuery struct {
 	Last    int
 	Limit   int
 	Reverse bool // newest first
+	// MaxBytes bounds the messages' data a read holds (HistoryPageFull):
+	// 0 is MaxPageBytes, and a negative value leaves the read unbounded.
+	MaxBytes int
 }
 
 // AuditQuery selects events of the log. Zero fields do not filter.

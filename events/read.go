@@ -153,7 +153,14 @@ func messagesOn(ctx context.Context, conn *sql.Conn, app, channel string, q doma
 		order = "DESC"
 	}
 	args = append(args, limit)
-	out, err := readMessages(ctx, conn, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args, min(limit, 1024))
+	maxBytes := q.MaxBytes
+	switch {
+	case maxBytes == 0:
+		maxBytes = domain.MaxPageBytes
+	case maxBytes < 0:
+		maxBytes = math.MaxInt
+	}
+	out, err := readMessages(ctx, conn, `SELECT "offset", ts, seq, data FROM messages WHERE `+where.String()+` ORDER BY "offset" `+order+` LIMIT ?`, args, min(limit, 1024), maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
@@ -170,8 +177,9 @@ func messagesOn(ctx context.Context, conn *sql.Conn, app, channel string, q doma
 // and database/sql's per-row work (a lock, a conversion of each column
 // into its destination) cost more than SQLite's: the driver already hands
 // over each row's data as a fresh copy, which the message keeps, and its
-// integers as int64.
-func readMessages(ctx context.Context, conn *sql.Conn, query string, args []any, size int) ([]domain.Message, error) {
+// integers as int64. It stops once the data read comes to maxBytes or
+// more: SQLite steps row by row, so the rows after are never read.
+func readMessages(ctx context.Context, conn *sql.Conn, query string, args []any, size, maxBytes int) ([]domain.Message, error) {
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		switch v := a.(type) {
@@ -214,6 +222,9 @@ func readMessages(ctx context.Context, conn *sql.Conn, query string, args []any,
 				return fmt.Errorf("message row of unexpected types %T %T %T %T", dest[0], dest[1], dest[2], dest[3])
 			}
 			out = append(out, domain.Message{Offset: uint64(offset), Time: ts, Seq: uint64(seq), Data: data})
+			if maxBytes -= len(data); maxBytes <= 0 {
+				return nil
+			}
 		}
 	})
 	return out, err

@@ -160,8 +160,9 @@ func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel 
 		q.Upto, q.Last, limit = info.Head, 0, 0
 	}
 	if q.Last > 0 {
-		// The newest K are one bounded read.
-		q.Limit = q.Last
+		// The newest K are one read, of at most events.MaxPage
+		// messages, whatever their size: the command's own memory.
+		q.Limit, q.MaxBytes = q.Last, -1
 		msgs, err := l.Messages(ctx, app, channel, q)
 		if err != nil {
 			return err
@@ -170,7 +171,8 @@ func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel 
 	}
 	printed := 0
 	// Each page starts after the last offset printed, so the loop ends:
-	// offsets only grow and a short page is the last.
+	// offsets only grow, and a page neither full nor cut at
+	// domain.MaxPageBytes is the last.
 	for {
 		page := events.MaxPage / 10
 		if limit > 0 {
@@ -185,7 +187,7 @@ func printHistory(ctx context.Context, w io.Writer, l *events.Log, app, channel 
 			return err
 		}
 		printed += len(msgs)
-		if len(msgs) < page || (limit > 0 && printed >= limit) {
+		if !domain.HistoryPageFull(msgs, page) || (limit > 0 && printed >= limit) {
 			return nil
 		}
 		q.After = msgs[len(msgs)-1].Offset

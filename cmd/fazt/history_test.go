@@ -503,3 +503,55 @@ func TestHistoryNotesAGap(t *testing.T) {
 		}
 	}
 }
+
+// A page of history stops at the message that takes its data to 8 MiB
+// (domain.MaxPageBytes), and says where to go on (next_offset) though it
+// holds fewer messages than asked for; `fazt history` pages on past it.
+// Before, a page of 1000 messages of 16 MiB was read whole into memory:
+// 16 GiB for one request.
+func TestHistoryPagesStopAtTheirBytes(t *testing.T) {
+	tn := startTestNode(t, map[string]string{"big": `{"limits":{"max_message_bytes":1048576}}`})
+	const n, size = 20, 600_000
+	for sent := 0; sent < n; sent += 5 {
+		var msgs []any
+		for i := sent + 1; i <= sent+5; i++ {
+			msgs = append(msgs, "files", fmt.Sprintf("%d%s", i, strings.Repeat("x", size-2-len(fmt.Sprint(i)))))
+		}
+		if code := tn.api("big", testAdminKey, "POST", "/_api/publish-batch", batchOf(msgs...), nil); code != 200 {
+			t.Fatalf("publish: status %d", code)
+		}
+	}
+	perPage := (domain.MaxPageBytes + size - 1) / size // the message that reaches the bound is in
+	var got []uint64
+	for after := uint64(0); ; {
+		var page struct {
+			Messages []struct {
+				Offset uint64 `json:"offset"`
+			} `json:"messages"`
+			NextOffset *uint64 `json:"next_offset"`
+		}
+		if code := tn.api("big", testAdminKey, "GET", fmt.Sprintf("/_api/channels/files/history?limit=1000&offset=%d", after), nil, &page); code != 200 {
+			t.Fatalf("history: status %d", code)
+		}
+		if len(got) == 0 && len(page.Messages) != perPage {
+			t.Fatalf("the first page holds %d messages, want %d", len(page.Messages), perPage)
+		}
+		for _, m := range page.Messages {
+			got = append(got, m.Offset)
+		}
+		if page.NextOffset == nil {
+			break
+		}
+		if *page.NextOffset != got[len(got)-1] {
+			t.Fatalf("next_offset %d after offset %d", *page.NextOffset, got[len(got)-1])
+		}
+		after = *page.NextOffset
+	}
+	if !slices.Equal(got, seqRange(1, n)) {
+		t.Fatalf("paged through %v, want 1 to %d", got, n)
+	}
+	cliOffsets := lineOffsets(t, jsonLines(t, mustCLI(t, "history", "--db", tn.cfg.DBPath, "--app", "big", "--channel", "files", "--json")))
+	if !slices.Equal(cliOffsets, seqRange(1, n)) {
+		t.Fatalf("fazt history printed %v, want 1 to %d", cliOffsets, n)
+	}
+}

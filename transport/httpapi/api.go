@@ -641,7 +641,7 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c caller, channel 
 		"channel": channel, "epoch": info.Epoch, "head": info.Head, "first_offset": info.First,
 		"messages": msgs,
 	}
-	if len(msgs) == hq.Limit && hq.Last == 0 && !hq.Reverse {
+	if hq.Last == 0 && !hq.Reverse && domain.HistoryPageFull(msgs, hq.Limit) {
 		resp["next_offset"] = msgs[len(msgs)-1].Offset
 	}
 	writeJSON(w, http.StatusOK, resp)

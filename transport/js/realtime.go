@@ -386,7 +386,7 @@ func (rt *runtime) history(vm *goja.Runtime, c goja.FunctionCall) goja.Value {
 	out.Set("head", info.Head)
 	out.Set("first_offset", info.First)
 	out.Set("messages", vm.NewArray(list...))
-	if len(msgs) == hq.Limit && hq.Last == 0 && !hq.Reverse {
+	if hq.Last == 0 && !hq.Reverse && domain.HistoryPageFull(msgs, hq.Limit) {
 		out.Set("next_offset", msgs[len(msgs)-1].Offset)
 	}
 	return out
