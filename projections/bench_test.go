@@ -55,7 +55,7 @@ func BenchmarkFanOut(b *testing.B) {
 				apply(&domain.ClientConnected{App: "app", Client: id})
 				apply(&domain.ChannelSubscribed{App: "app", Channel: "room", Client: id, Start: domain.Start{Mode: domain.StartLive}})
 				_, _, seq, _ := m.CatchUp("app", "room", id)
-				m.GoLive("app", "room", id, seq, 1<<30)
+				m.GoLive("app", "room", id, seq, 1<<30, 1<<30)
 			}
 			data := []byte(`{"text":"hello, world","at":1700000000000}`)
 			b.ReportAllocs()

@@ -564,13 +564,14 @@ func (m *Membership) CatchUp(app, channel, client string) (head uint64, epoch st
 // GoLive ends the catch-up of the subscription that CatchUp named by seq:
 // the frames buffered during its replay with offsets past the replayed
 // head are sent, in order, and later ones go straight out. When more than
-// most are buffered, they are handed back instead, taken out of the buffer,
+// most are buffered, or more than mostBytes bytes of them, they are handed
+// back instead, taken out of the buffer,
 // and the subscription keeps catching up: the caller sends them, paced as
 // a replay's pages (a burst past the sink's queue would close a client
 // that keeps up as a slow consumer), and calls again. live is false if
 // that subscription is gone; a later subscription of the same client to
 // the channel is left alone (its own replay takes it live).
-func (m *Membership) GoLive(app, channel, client string, seq uint64, most int) (rest [][]byte, live bool) {
+func (m *Membership) GoLive(app, channel, client string, seq uint64, most, mostBytes int) (rest [][]byte, live bool) {
 	ck := chanKey{app, channel}
 	sh := m.shard(ck)
 	sh.mu.Lock()
@@ -595,8 +596,12 @@ func (m *Membership) GoLive(app, channel, client string, seq uint64, most int) (
 			break
 		}
 	}
+	size := 0
+	for _, b := range due {
+		size += len(b.frame)
+	}
 	sub.buf, sub.bufSize = nil, 0
-	if len(due) > most {
+	if len(due) > most || size > mostBytes {
 		rest = make([][]byte, len(due))
 		for i, b := range due {
 			rest[i] = b.frame

@@ -101,7 +101,7 @@ func (f *fixture) commit(ch string) *domain.MessageBroadcast {
 // goLive takes c's subscription to ch live, as its replay would.
 func (f *fixture) goLive(ch, c string) bool {
 	_, _, seq, ok := f.m.CatchUp("a", ch, c)
-	_, live := f.m.GoLive("a", ch, c, seq, 1<<30)
+	_, live := f.m.GoLive("a", ch, c, seq, 1<<30, 1<<30)
 	return ok && live
 }
 
@@ -225,7 +225,7 @@ func TestDetachDuringAJoin(t *testing.T) {
 	if sub == nil || sub.sink != nil || len(sub.buf) != 0 || len(s.frames) != 0 {
 		t.Fatalf("after a Detach during its join: subscription %+v, frames %v; want one with no sink and nothing kept", sub, s.frames)
 	}
-	if _, live := m.GoLive("a", "x", "c1", sub.seq, 1<<30); live {
+	if _, live := m.GoLive("a", "x", "c1", sub.seq, 1<<30, 1<<30); live {
 		t.Fatal("the ended connection's subscription went live")
 	}
 }
@@ -238,7 +238,7 @@ func TestGoLiveIsForItsOwnSubscription(t *testing.T) {
 	s := f.subscriber("c1", "x")
 	_, _, old, _ := f.m.CatchUp("a", "x", "c1")
 	f.apply(&domain.ChannelUnsubscribed{App: "a", Channel: "x", Client: "c1"}, subscribed("c1", "x"))
-	if _, live := f.m.GoLive("a", "x", "c1", old, 1<<30); live {
+	if _, live := f.m.GoLive("a", "x", "c1", old, 1<<30, 1<<30); live {
 		t.Fatal("the first subscription's GoLive took the second live")
 	}
 	f.apply(f.commit("x"))
@@ -467,7 +467,7 @@ func TestGoLiveHandsBackWhatWouldFloodTheSink(t *testing.T) {
 	for range 10 {
 		f.apply(f.commit("x"))
 	}
-	rest, live := f.m.GoLive("a", "x", "c1", seq, 3)
+	rest, live := f.m.GoLive("a", "x", "c1", seq, 3, 1<<30)
 	if !live || len(rest) != 10 || string(rest[0]) != "x:1" || string(rest[9]) != "x:10" || len(s.frames) != 0 {
 		t.Fatalf("first call: %d handed back, live %v, %v sent", len(rest), live, s.frames)
 	}
@@ -476,12 +476,25 @@ func TestGoLiveHandsBackWhatWouldFloodTheSink(t *testing.T) {
 	if len(s.frames) != 0 {
 		t.Fatalf("sent while still catching up: %v", s.frames)
 	}
-	if rest, live := f.m.GoLive("a", "x", "c1", seq, 3); !live || rest != nil || !slices.Equal(s.frames, []string{"x:11", "x:12"}) {
+	if rest, live := f.m.GoLive("a", "x", "c1", seq, 3, 1<<30); !live || rest != nil || !slices.Equal(s.frames, []string{"x:11", "x:12"}) {
 		t.Fatalf("second call: %d handed back, live %v, %v sent", len(rest), live, s.frames)
 	}
 	f.apply(f.commit("x"))
 	if !slices.Equal(s.frames, []string{"x:11", "x:12", "x:13"}) {
 		t.Fatalf("after going live: %v", s.frames)
+	}
+
+	// Few frames, but more bytes than may be sent at once: handed back
+	// too (a replay's live frames may be up to 16 MiB each).
+	s2 := f.subscriber("c2", "y")
+	_, _, seq2, _ := f.m.CatchUp("a", "y", "c2")
+	f.apply(f.commit("y"), f.commit("y")) // "y:1", "y:2": 6 bytes
+	if rest, live := f.m.GoLive("a", "y", "c2", seq2, 3, 5); !live || len(rest) != 2 || len(s2.frames) != 0 {
+		t.Fatalf("bytes past the bound: %d handed back, live %v, %v sent", len(rest), live, s2.frames)
+	}
+	f.apply(f.commit("y"), f.commit("y"))
+	if rest, live := f.m.GoLive("a", "y", "c2", seq2, 3, 6); !live || rest != nil || !slices.Equal(s2.frames, []string{"y:3", "y:4"}) {
+		t.Fatalf("bytes at the bound: %d handed back, live %v, %v sent", len(rest), live, s2.frames)
 	}
 }
 

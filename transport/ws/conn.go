@@ -53,6 +53,7 @@ type conn struct {
 
 	mu        sync.Mutex
 	queue     [][]byte
+	queued    int // the bytes of queue's frames
 	spare     [][]byte
 	hc        *heldConn // its handshake, until written, goes before any frame
 	pong      []byte    // payload of a WebSocket pong to send
@@ -240,6 +241,7 @@ func (c *conn) hold() {
 func (c *conn) open(first []byte) {
 	c.mu.Lock()
 	c.queue = append([][]byte{first}, c.queue...)
+	c.queued += len(first)
 	c.urgent.Store(true)
 	c.mu.Unlock()
 	c.startWriter()
@@ -257,7 +259,7 @@ func (c *conn) send(frame []byte, urgent bool) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= c.srv.cfg.SendQueue {
+	if len(c.queue) >= c.srv.cfg.SendQueue || len(c.queue) > 0 && c.queued+len(frame) > c.queueBytes() {
 		c.closeLocked(domain.ReasonSlowConsumer, 4001, "slow consumer: send queue full", false)
 		start := c.wakeLocked()
 		// A writer stuck in a write to this client would hold on until its
@@ -273,6 +275,7 @@ func (c *conn) send(frame []byte, urgent bool) bool {
 		return false
 	}
 	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
 	if urgent {
 		c.urgent.Store(true)
 	}
@@ -408,7 +411,7 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) boo
 	c.closing, c.reason, c.closeCode, c.closeText, c.flush = true, reason, code, text, flush
 	c.closingNow.Store(true)
 	if !flush {
-		c.queue = nil
+		c.queue, c.queued = nil, 0
 	}
 	// A replay waiting for room ends now, rather than when the socket's
 	// end reaches the reader and cancels it.
@@ -420,8 +423,20 @@ func (c *conn) closeLocked(reason string, code int, text string, flush bool) boo
 	return true
 }
 
+// queueBytes is the most bytes of frames c's queue may hold (see
+// Config.SendQueueBytes).
+func (c *conn) queueBytes() int {
+	return max(c.srv.cfg.SendQueueBytes, 4*(c.app.Settings.Limits.MaxMessageBytes+frameSlack))
+}
+
+// frameSlack bounds what a message's frame adds to its data: the type,
+// the channel (255 bytes at most), the offset, the time, the epoch.
+const frameSlack = 1024
+
 // sendPage queues replayed frames, waiting while the queue is more than half
-// full so that a long replay never overflows it and live frames keep room.
+// full (of frames, or of bytes) so that a long replay never overflows it
+// and live frames keep room. A frame goes into an empty queue whatever its
+// size.
 func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 	for len(frames) > 0 {
 		c.mu.Lock()
@@ -435,10 +450,15 @@ func (c *conn) sendPage(ctx context.Context, frames [][]byte) error {
 			c.mu.Unlock()
 			return err
 		}
-		room := max(1, c.srv.cfg.SendQueue/2) - len(c.queue)
-		if room > 0 {
-			n := min(room, len(frames))
+		room := min(max(1, c.srv.cfg.SendQueue/2)-len(c.queue), len(frames))
+		n, size, half := 0, c.queued, c.queueBytes()/2
+		for n < room && (size == 0 || size+len(frames[n]) <= half) {
+			size += len(frames[n])
+			n++
+		}
+		if n > 0 {
 			c.queue = append(c.queue, frames[:n]...)
+			c.queued = size
 			frames = frames[n:]
 			start := c.wakeLocked()
 			c.mu.Unlock()
@@ -491,21 +511,25 @@ func (c *conn) write(pending *[]byte) {
 		// The write before this one made room (on the first pass, a
 		// waiting replay only looks at the room again).
 		c.wakeDrainedLocked()
-		frames := c.queue
 		pong := c.pong
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
 		// A client past its heartbeat sends nothing and answers nothing:
 		// its socket is closed at once, not kept for the linger.
 		linger := closing && c.reason != domain.ReasonHeartbeatTimeout
-		if len(frames) == 0 && pong == nil && !closing {
+		if len(c.queue) == 0 && pong == nil && !closing {
 			// Back to the flusher, whose writes never wait and do not
 			// look at the socket's write deadline.
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		c.queue = c.spare[:0]
+		frames := c.takeLocked()
+		if closing && len(c.queue) > 0 {
+			// A close that flushes goes after the rest of the queue, on
+			// a later pass.
+			closing = false
+		}
 		c.pong = nil
 		prefix := c.hc.handshake
 		c.hc.handshake = nil
@@ -560,6 +584,34 @@ func (c *conn) write(pending *[]byte) {
 			return
 		}
 	}
+}
+
+// writeChunk is about the most of a backlog that one socket write takes:
+// each write has its own deadline (writeBuf), so a client that takes a
+// large backlog slowly but steadily is not cut off, and the writer's
+// buffer stays small beside the queue.
+const writeChunk = 1 << 20
+
+// takeLocked takes the frames of c's queue for one write: all of them, or,
+// when they come to more than writeChunk bytes, the first of them up to
+// that (one at least), leaving the rest queued. The queue's slice goes to
+// the writer, who recycles it into c.spare after the write (under mu).
+func (c *conn) takeLocked() [][]byte {
+	q := c.queue
+	if c.queued <= writeChunk {
+		c.queue, c.queued = c.spare[:0], 0
+		return q
+	}
+	k, size := 1, len(q[0])
+	for k < len(q) && size+len(q[k]) <= writeChunk {
+		size += len(q[k])
+		k++
+	}
+	taken := append(c.spare[:0], q[:k]...)
+	n := copy(q, q[k:])
+	clear(q[n:])
+	c.queue, c.queued = q[:n], c.queued-size
+	return taken
 }
 
 // wakeDrainedLocked wakes the replays waiting for room in c's queue, if

@@ -350,7 +350,7 @@ func (f *flusher) hurry() {
 // its own writer instead.
 func (f *flusher) take(c *conn) {
 	c.mu.Lock()
-	if c.closing || len(c.queue) >= bulkFrames {
+	if c.closing || len(c.queue) >= bulkFrames || c.queued > writeChunk {
 		// Closing, or a backlog such as a replay page: the connection's
 		// own writer sends it, waiting on the socket as it must, without
 		// holding up the round.
@@ -358,8 +358,8 @@ func (f *flusher) take(c *conn) {
 		go c.write(nil)
 		return
 	}
-	frames, pong, prefix := c.queue, c.pong, c.hc.handshake
-	c.queue, c.pong, c.hc.handshake = c.spare[:0], nil, nil
+	frames, pong, prefix := c.takeLocked(), c.pong, c.hc.handshake
+	c.pong, c.hc.handshake = nil, nil
 	urgent := c.urgent.Swap(false)
 	c.mu.Unlock()
 

@@ -64,6 +64,12 @@ type Config struct {
 	// SendQueue is how many frames may wait for one connection before it
 	// is disconnected as a slow consumer (default 8192).
 	SendQueue int
+	// SendQueueBytes is how many bytes of frames may wait for one
+	// connection before it is disconnected as a slow consumer (default
+	// 16 MiB, or four of the largest frames the app's max_message_bytes
+	// allows, if that is more). A frame into an empty queue is always
+	// taken, whatever its size.
+	SendQueueBytes int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
 	// WriteDelay, when set, lets each flusher start a round at most once
@@ -136,6 +142,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 8192
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 16 << 20
 	}
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 1000

@@ -195,6 +195,12 @@ func (c *conn) background(channel string, f func(ctx context.Context)) {
 	}()
 }
 
+// replayPageBytes bounds the data of one page of a replay (a read stops at
+// the message that reaches it): a replay holds its page while it waits
+// for room in the queue, and a connection may replay many channels at
+// once.
+const replayPageBytes = 1 << 20
+
 type replayPlan struct {
 	channel string
 	sub     uint64 // the subscription (Membership.CatchUp), which goes live after
@@ -214,7 +220,7 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 	after := p.after
 	frames := make([][]byte, 0, page)
 	for after < p.upto {
-		msgs, err := c.srv.store.Messages(ctx, c.app.Name, p.channel, domain.HistoryQuery{After: after, Upto: p.upto, Since: p.since, Limit: page})
+		msgs, err := c.srv.store.Messages(ctx, c.app.Name, p.channel, domain.HistoryQuery{After: after, Upto: p.upto, Since: p.since, Limit: page, MaxBytes: replayPageBytes})
 		if err != nil {
 			if ctx.Err() == nil {
 				c.srv.log.Error("replay", "app", c.app.Name, "channel", p.channel, "err", err)
@@ -239,16 +245,19 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 			buf = appendMessage(buf, p.channel, m.Offset, m.Data, m.Time, true)
 			frames = append(frames, buf[start:len(buf):len(buf)])
 		}
-		if err := c.sendPage(ctx, frames); err != nil {
-			return
-		}
 		// A page shorter than asked for is not the end: the store caps a
-		// read (events.MaxPage). The replay ends at upto, or at a page
-		// with nothing in it.
+		// read (events.MaxPage, and replayPageBytes). The replay ends at
+		// upto, or at a page with nothing in it.
 		if len(msgs) == 0 {
 			break
 		}
 		after = msgs[len(msgs)-1].Offset
+		// The frames hold a copy of the data: the messages go before a
+		// wait for room in the queue.
+		msgs = nil
+		if err := c.sendPage(ctx, frames); err != nil {
+			return
+		}
 		// Times never go backwards along a channel's offsets, so every
 		// message after a page of the since-range is in it too: the later
 		// pages need not look for the time bound again.
@@ -263,15 +272,15 @@ func (c *conn) replay(ctx context.Context, p replayPlan) {
 }
 
 // goLiveOnce is Membership.GoLive with what may be queued at once: a
-// quarter of the send queue, so that what a replay's pages left there
-// (up to half) and this fit.
+// quarter of the send queue, in frames and in bytes, so that what a
+// replay's pages left there (up to half) and this fit.
 func (c *conn) goLiveOnce(channel string, sub uint64) (rest [][]byte, live bool) {
-	return c.srv.members.GoLive(c.app.Name, channel, c.client.ID, sub, max(1, c.srv.cfg.SendQueue/4))
+	return c.srv.members.GoLive(c.app.Name, channel, c.client.ID, sub, max(1, c.srv.cfg.SendQueue/4), c.queueBytes()/4)
 }
 
 // goLive takes subscription sub live (Membership.GoLive). What its replay
 // left buffered, past a quarter of the send queue, is sent as a replay's
-// pages are, waiting for room: the queue (8192 frames) would otherwise
+// pages are, waiting for room: the queue (8192 frames, 16 MiB) would otherwise
 // overflow, at a few thousand live frames buffered during a long replay,
 // and close a client that keeps up as a slow consumer.
 func (c *conn) goLive(ctx context.Context, channel string, sub uint64) {
