@@ -74,6 +74,10 @@ func TestAuditQueriesUseTheirIndexes(t *testing.T) {
 			[]string{"SEARCH trimmed_broadcasts USING PRIMARY KEY (app=? AND channel=? AND seq<?)"}},
 		{"audit retention: the next channel with such broadcasts", trimNextChannelQuery, []any{"app", "room"},
 			[]string{"SEARCH trimmed_broadcasts USING PRIMARY KEY (app=? AND channel>?)"}},
+		{"audit retention: kicks", trimKicksQuery, []any{"app", domain.NameClientKicked, 0, 100, 500},
+			[]string{"SEARCH events USING INDEX events_app_name (app=? AND name=? AND seq>? AND seq<?)"}},
+		{"audit retention: a kicked client's start", trimStartedQuery, []any{"app", "c1", domain.NameClientConnected, 100},
+			[]string{"SEARCH events USING INDEX events_app_client (app=? AND client=? AND seq<?)"}},
 	} {
 		wantSteps(t, l, tc.name, tc.query, tc.args, tc.want)
 	}

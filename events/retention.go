@@ -526,6 +526,12 @@ const (
 	trimChannelQuery = `SELECT seq FROM trimmed_broadcasts WHERE app = ? AND channel = ? AND seq < ? ORDER BY seq LIMIT ?`
 	// the next channel after one that has such broadcasts
 	trimNextChannelQuery = `SELECT channel FROM trimmed_broadcasts WHERE app = ? AND channel > ? ORDER BY channel LIMIT 1`
+	// the kicks in a range
+	trimKicksQuery = `SELECT seq, client FROM events INDEXED BY events_app_name
+		WHERE app = ? AND name = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`
+	// whether a client's session started before a sequence
+	trimStartedQuery = `SELECT 1 FROM events INDEXED BY events_app_client
+		WHERE app = ? AND client = ? AND client <> '' AND name = ? AND seq < ? LIMIT 1`
 )
 
 // trimSessionQuery is a session's events up to its disconnection.
@@ -543,6 +549,9 @@ var trimSessionQuery = `SELECT seq FROM events INDEXED BY events_app_client WHER
 //   - the disconnections before cutoff: each ends a session, whose events
 //     up to it go, found by the index by client; the disconnection goes
 //     too, so the next pass does not see it again;
+//   - the kicks before cutoff whose session's start is gone: a kick can be
+//     committed just after its client's disconnection (the connection was
+//     closing meanwhile), which the session's trim leaves;
 //   - the broadcasts to all before cutoff, which all go;
 //   - each channel's broadcasts before cutoff whose message is gone,
 //     found in trimmed_broadcasts, where retention recorded them when it
@@ -629,6 +638,27 @@ func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int
 		after = ends[len(ends)-1].seq
 	}
 
+	// Kicks that came after their session's end, once it is gone. Kicks
+	// are few: those still in the log before cutoff are almost all of
+	// this kind, the others going with their sessions above.
+	for after = 0; ; {
+		kicks, err := l.trimOrphanKicks(ctx, app, after, min(cut, applied+1, last), batch)
+		if err != nil {
+			return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+		}
+		if len(kicks.orphans) > 0 {
+			n, err := l.deleteEvents(ctx, app, "", kicks.orphans)
+			deleted += n
+			if err != nil {
+				return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
+			}
+		}
+		if kicks.read < batch {
+			break
+		}
+		after = kicks.last
+	}
+
 	// Broadcasts to all.
 	if err := drain("", trimAllQuery, app, domain.NameBroadcastAll, end); err != nil {
 		return deleted, fmt.Errorf("audit retention of %s: %w", app, err)
@@ -654,6 +684,54 @@ func (l *Log) trimAudit(ctx context.Context, app string, cutoff int64, batch int
 	}
 }
 
+// orphanKicks is a page of kicks that trimOrphanKicks read: how many, the
+// last one's sequence, and those whose session's start is gone.
+type orphanKicks struct {
+	read    int
+	last    uint64
+	orphans []any
+}
+
+// trimOrphanKicks reads a page of up to batch of app's kicks after after
+// and before before, and finds those with no start of their client's
+// session before them in the log.
+func (l *Log) trimOrphanKicks(ctx context.Context, app string, after, before uint64, batch int) (orphanKicks, error) {
+	var out orphanKicks
+	type kick struct {
+		seq    uint64
+		client string
+	}
+	var kicks []kick
+	rows, err := l.rdb.QueryContext(ctx, trimKicksQuery, app, domain.NameClientKicked, after, before, batch)
+	if err != nil {
+		return out, err
+	}
+	for rows.Next() {
+		var k kick
+		if err := rows.Scan(&k.seq, &k.client); err != nil {
+			rows.Close()
+			return out, err
+		}
+		kicks = append(kicks, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	for _, k := range kicks {
+		out.read, out.last = out.read+1, k.seq
+		var one int
+		err := l.rdb.QueryRowContext(ctx, trimStartedQuery, app, k.client, domain.NameClientConnected, k.seq).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			out.orphans = append(out.orphans, int64(k.seq))
+		case err != nil:
+			return out, err
+		}
+	}
+	return out, nil
+}
+
 // trimEvents deletes, in one transaction on the writer, the events whose
 // sequences query (on a reader) returns, and says how many it deleted.
 // Given a channel, it deletes their rows in trimmed_broadcasts too.
@@ -675,9 +753,16 @@ func (l *Log) trimEvents(ctx context.Context, app, channel, query string, args .
 	if err := rows.Err(); err != nil || len(seqs) == 0 {
 		return 0, err
 	}
+	return l.deleteEvents(ctx, app, channel, seqs)
+}
+
+// deleteEvents deletes, in one transaction on the writer, the events of
+// sequences seqs (int64s), and says how many it deleted. Given a channel,
+// it deletes their rows in trimmed_broadcasts too.
+func (l *Log) deleteEvents(ctx context.Context, app, channel string, seqs []any) (int, error) {
 	in := strings.TrimSuffix(strings.Repeat("?,", len(seqs)), ",")
 	deleted := 0
-	err = l.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := l.WriteTx(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (`+in+`)`, seqs...)
 		if err != nil {
 			return err

@@ -203,14 +203,19 @@ func TestChannelsDue(t *testing.T) {
 
 // auditRule is the audit retention's rule as one query: an app's events
 // committed before a cutoff, but the newest of the log, that are the
-// session events of a session that ended before the cutoff, broadcasts
-// to all, or broadcasts whose message is gone. It reads every event in
+// session events of a session that ended before the cutoff, kicks that
+// came after such an end (with no new session of the client between),
+// broadcasts to all, or broadcasts whose message is gone. It reads every event in
 // the range, so TrimAudit does not run it; the test below checks
 // TrimAudit against it.
 var auditRule = `SELECT e.seq FROM events e
 	WHERE e.app = ? AND e.ts < ? AND e.seq < (SELECT MAX(seq) FROM events)
 	AND ((e.name IN (` + strings.TrimSuffix(strings.Repeat("?,", len(sessionEvents)), ",") + `) AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
 			WHERE d.app = e.app AND d.client = e.client AND d.name = ? AND d.seq >= e.seq AND d.ts < ?))
+		OR (e.name = ? AND e.client <> '' AND EXISTS (SELECT 1 FROM events d
+			WHERE d.app = e.app AND d.client = e.client AND d.name = ? AND d.seq < e.seq AND d.ts < ?
+			AND NOT EXISTS (SELECT 1 FROM events c
+				WHERE c.app = e.app AND c.client = e.client AND c.name = ? AND c.seq > d.seq AND c.seq < e.seq)))
 		OR e.name = ?
 		OR (e.name = ? AND NOT EXISTS (SELECT 1 FROM messages m
 			WHERE m.app = e.app AND m.channel = e.channel AND m."offset" = e."offset")))
@@ -236,7 +241,9 @@ func TestTrimAuditFollowsItsRule(t *testing.T) {
 			for _, n := range sessionEvents {
 				args = append(args, n)
 			}
-			args = append(args, domain.NameClientDisconnected, cutoff, domain.NameBroadcastAll, domain.NameMessageBroadcast)
+			args = append(args, domain.NameClientDisconnected, cutoff,
+				domain.NameClientKicked, domain.NameClientDisconnected, cutoff, domain.NameClientConnected,
+				domain.NameBroadcastAll, domain.NameMessageBroadcast)
 			want := map[uint64]bool{}
 			rows, err := l.rdb.QueryContext(ctx, auditRule, args...)
 			if err != nil {
@@ -318,6 +325,14 @@ func fillAuditLog(t *testing.T, l *Log, round int, next func(n int) int) {
 				f = &domain.ClientKicked{App: app, Client: open[a][j], Reason: "test"}
 			} else {
 				f = &domain.ClientDisconnected{App: app, Client: open[a][j], Reason: "client"}
+				if next(4) == 0 {
+					// A kick committed just after the end, as the
+					// connection was closing: it outlives its session.
+					if _, err := l.Append(ctx, f); err != nil {
+						t.Fatal(err)
+					}
+					f = &domain.ClientKicked{App: app, Client: open[a][j], Reason: "late"}
+				}
 				open[a] = append(open[a][:j], open[a][j+1:]...)
 			}
 		case k == 6:
@@ -809,4 +824,39 @@ func TestTrimBatchesAreBoundedByBytes(t *testing.T) {
 		t.Fatalf("trimmed %d in %d transactions, first offset now %d (%v); want 7 in 4, from 8", n, batches, info.First, err)
 	}
 	checkTrimmed(t, l)
+}
+
+// A kick committed just after its client's disconnection (the connection
+// was closing as the kick came) goes with the session, in the pass that
+// trims it or a later one. Before, the session's trim went up to the
+// disconnection, and the kick stayed for good: `fazt purge --audit` of a
+// removed app reported an event left at every run.
+func TestALateKickGoesWithItsSession(t *testing.T) {
+	l := mustOpen(t, filepath.Join(t.TempDir(), "log.db"))
+	ctx := context.Background()
+	for _, f := range []domain.Fact{
+		&domain.ClientConnected{App: "a", Client: "c"},
+		&domain.ClientDisconnected{App: "a", Client: "c", Reason: "client"},
+		&domain.ClientKicked{App: "a", Client: "c", Reason: "late"},
+		&domain.ClientConnected{App: "a", Client: "d"}, // open; and the newest event
+	} {
+		if _, err := l.Append(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := l.TrimAudit(ctx, "a", time.Now().Add(time.Hour).UnixMilli(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := l.Events(ctx, domain.AuditQuery{App: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, ev := range evs {
+		left = append(left, ev.Fact.EventName())
+	}
+	if n != 3 || !slices.Equal(left, []string{domain.NameClientConnected}) {
+		t.Fatalf("deleted %d; left %v, want only d's connection", n, left)
+	}
 }
