@@ -587,7 +587,8 @@ func (s *Settings) dropBadKeys() (why []string) {
 	return why
 }
 
-// List returns the names of the apps with a folder, plus default.
+// List returns the names of the apps with a folder, plus default. A
+// symbolic link to a folder is an app's folder, as Lookup takes it.
 func (r *Registry) List() ([]string, error) {
 	ents, err := os.ReadDir(r.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -595,7 +596,15 @@ func (r *Registry) List() ([]string, error) {
 	}
 	out := []string{domain.DefaultApp}
 	for _, e := range ents {
-		if e.IsDir() && e.Name() != domain.DefaultApp && domain.ValidateApp(e.Name()) == nil {
+		if e.Name() == domain.DefaultApp || domain.ValidateApp(e.Name()) != nil {
+			continue
+		}
+		dir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 {
+			st, err := os.Stat(filepath.Join(r.dir, e.Name()))
+			dir = err == nil && st.IsDir()
+		}
+		if dir {
 			out = append(out, e.Name())
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -740,5 +741,43 @@ func TestPublishedCredentialsAreWarnedOf(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), published); n != 3 {
 		t.Errorf("keys of the app's own warned of:\n%s", logs.String())
+	}
+}
+
+// List names the apps whose folders are symbolic links, as Lookup serves
+// them, and leaves out links to files, broken links, plain files and
+// names no app may have. Before, a linked app was never listed, and so
+// audit retention never visited one that had never broadcast.
+func TestListTakesLinkedFolders(t *testing.T) {
+	dir := t.TempDir()
+	apps := filepath.Join(dir, "apps")
+	elsewhere := filepath.Join(dir, "elsewhere")
+	for _, d := range []string{filepath.Join(apps, "plain"), elsewhere, filepath.Join(apps, "Bad Name")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for link, to := range map[string]string{"linked": elsewhere, "tofile": file, "broken": filepath.Join(dir, "none")} {
+		if err := os.Symlink(to, filepath.Join(apps, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(apps, "afile"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRegistry(apps)
+	got, err := r.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{domain.DefaultApp, "linked", "plain"}; !slices.Equal(got, want) {
+		t.Fatalf("List: %v, want %v", got, want)
+	}
+	if _, err := r.Lookup("linked"); err != nil {
+		t.Fatalf("Lookup of the linked app: %v", err)
 	}
 }
