@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -526,4 +528,77 @@ func TestAKickInAHookWaitsNoLongerThanTheHooksLimit(t *testing.T) {
 	if f["type"] != "error" || !strings.Contains(fmt.Sprint(f["error"]), "kick pending: unavailable") {
 		t.Fatalf("%v, want the hook's own error, the kick unavailable", f)
 	}
+}
+
+// A request to /_ws that is not a WebSocket upgrade is refused with a JSON
+// error before anything of the app runs: its onConnect (which broadcasts
+// here) does not run, and no slot is taken. Before, onConnect ran for each
+// such request, for a connection that could never be, and the upgrader
+// answered in plain text.
+func TestANonUpgradeRunsNoOnConnect(t *testing.T) {
+	s := startHookServer(t, `exports.onConnect = function (client) { fazt.realtime.broadcast("connects", {id: client.id}); };`, &domain.ClientConnected{}, 0)
+	httpURL := "http" + strings.TrimPrefix(s.url, "ws")
+	upgrade := http.Header{}
+	upgrade.Set("Connection", "Upgrade")
+	upgrade.Set("Upgrade", "websocket")
+	upgrade.Set("Sec-WebSocket-Version", "13")
+	upgrade.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	without := func(name, value string) http.Header {
+		h := upgrade.Clone()
+		if value == "" {
+			h.Del(name)
+		} else {
+			h.Set(name, value)
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		method string
+		header http.Header
+		status int
+		code   string
+	}{
+		{"a plain GET", "GET", nil, 400, "bad_request"},
+		{"a POST", "POST", upgrade, 405, "method_not_allowed"},
+		{"no Upgrade", "GET", without("Upgrade", ""), 400, "bad_request"},
+		{"version 8", "GET", without("Sec-WebSocket-Version", "8"), 400, "bad_request"},
+		{"no key", "GET", without("Sec-WebSocket-Key", ""), 400, "bad_request"},
+		{"a short key", "GET", without("Sec-WebSocket-Key", "c2hvcnQ="), 400, "bad_request"},
+	} {
+		req, err := http.NewRequest(tc.method, httpURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(req.Header, tc.header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error, Code string }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || err != nil || body.Code != tc.code || body.Error == "" {
+			t.Errorf("%s: %d %+v (%v), want %d %s", tc.name, resp.StatusCode, body, err, tc.status, tc.code)
+		}
+		if tc.method == "POST" && resp.Header.Get("Allow") != "GET" {
+			t.Errorf("%s: Allow %q, want GET", tc.name, resp.Header.Get("Allow"))
+		}
+	}
+	// A real connection runs it, once (before its upgrade is answered:
+	// the broadcast is committed by then).
+	_, id := s.dial("")
+	if n := broadcastsTo(t, s, "connects"); n != 1 {
+		t.Fatalf("%d onConnect broadcasts after one connection (%s), want 1", n, id)
+	}
+}
+
+// broadcastsTo counts the broadcasts to channel in s's log.
+func broadcastsTo(t *testing.T, s *hookServer, channel string) int {
+	t.Helper()
+	info, err := s.log.Channel(context.Background(), domain.DefaultApp, channel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.Head)
 }

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,6 +251,17 @@ func NewServer(cfg Config, store Store, members *projections.Membership, registr
 
 // ServeHTTP upgrades a request to /_ws.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// What the upgrader would refuse is refused first: before a slot is
+	// taken or the app's onConnect runs, for a connection that cannot be.
+	if err := checkUpgrade(r); err != nil {
+		if domain.CodeOf(err) == domain.CodeMethodNotAllowed {
+			w.Header().Set("Allow", http.MethodGet)
+		} else if r.Header.Get("Sec-WebSocket-Version") != "" {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		httpError(w, err)
+		return
+	}
 	app, err := s.apps.LookupHost(r.Host)
 	if err != nil {
 		httpError(w, err)
@@ -771,6 +784,25 @@ func httpError(w http.ResponseWriter, err error) {
 		Error string      `json:"error"`
 		Code  domain.Code `json:"code"`
 	}{err.Error(), domain.CodeOf(err)}))
+}
+
+// checkUpgrade refuses a request to /_ws that is not a WebSocket upgrade
+// the upgrader takes (RFC 6455, 4.2.1).
+func checkUpgrade(r *http.Request) error {
+	switch {
+	case r.Method != http.MethodGet:
+		return domain.Errorf(domain.CodeMethodNotAllowed, "%s /_ws: a WebSocket upgrade is a GET", r.Method)
+	case !websocket.IsWebSocketUpgrade(r):
+		return domain.Errorf(domain.CodeBadRequest, "/_ws takes WebSocket upgrades only (Connection: Upgrade, Upgrade: websocket)")
+	case !slices.ContainsFunc(r.Header.Values("Sec-WebSocket-Version"), func(v string) bool {
+		return slices.ContainsFunc(strings.Split(v, ","), func(t string) bool { return strings.TrimSpace(t) == "13" })
+	}):
+		return domain.Errorf(domain.CodeBadRequest, "Sec-WebSocket-Version must be 13")
+	}
+	if key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key")); err != nil || len(key) != 16 {
+		return domain.Errorf(domain.CodeBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
 }
 
 // maxConnectRecord caps the bytes of a connection's query, User-Agent and
