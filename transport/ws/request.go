@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -57,7 +58,7 @@ func decodeJSON(body []byte, maxDepth int) (req request, err error) {
 // presence.
 func checked(req request) (request, error) {
 	if !validID(req.ID) {
-		return request{}, domain.Errorf(domain.CodeBadRequest, "id must be a number or a string")
+		return request{}, domain.Errorf(domain.CodeBadRequest, "id must be a number or a string of UTF-8")
 	}
 	if req.Type == "" {
 		return req, domain.Errorf(domain.CodeBadRequest, "frame has no type")
@@ -87,12 +88,16 @@ func peek(body []byte) request {
 	return req
 }
 
+// validID reports whether id may be echoed as it came: a number, or a
+// string of UTF-8 (encoding/json takes any bytes in a string, and the
+// answers are text frames, which a browser fails on bytes that are not
+// UTF-8).
 func validID(id json.RawMessage) bool {
 	if len(id) == 0 {
 		return true
 	}
 	if id[0] == '"' {
-		return json.Valid(id)
+		return utf8.Valid(id) && json.Valid(id)
 	}
 	_, err := strconv.ParseFloat(string(id), 64)
 	return err == nil

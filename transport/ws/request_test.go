@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fazt-realtime/fazt/domain"
 )
@@ -49,6 +50,17 @@ func TestDecodeRequestSaysWhy(t *testing.T) {
 	}
 }
 
+// An id that is not UTF-8 is refused, and not echoed: the answer is a text
+// frame, which a browser fails on such bytes (before, a pong echoed it).
+func TestAnIdThatIsNotUTF8IsRefused(t *testing.T) {
+	for _, frame := range []string{"{\"type\":\"ping\",\"id\":\"\xff\"}", "{\"type\":\"ping\",\"id\":\"\xff\",\"x\":}"} {
+		req, err := decodeRequest([]byte(frame), 32)
+		if domain.CodeOf(err) != domain.CodeBadRequest || len(req.ID) != 0 {
+			t.Errorf("%q: id %q, err %v; want bad_request and no id", frame, req.ID, err)
+		}
+	}
+}
+
 // FuzzDecodeRequest feeds arbitrary frames to the decoder: it must never
 // panic, every error must carry a protocol code other than internal, and
 // an accepted frame must have a type and an id that is a number or string.
@@ -73,6 +85,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"s","offset":999999999999999999}`, `{"type":"s","offset":-12}`, `{"type":"s","offset":9223372036854775808}`,
 		`{"type":"s","offset":-12,"last":0,"since":01}`, `{"type":"s","offset":1.0}`, `{"type":"s","offset":1e2}`,
 		`{"type":"s","offset":null}`, `{"type":"s","id":true}`, `{"type":"s","id":"a\u00e9"}`, "{\"type\":\"\xc3\xa9\"}",
+		"{\"type\":\"ping\",\"id\":\"\xff\"}", "{\"type\":\"ping\",\"id\":\"\xff\",\"x\":}",
 		`{"type":"s",}`, `{,"type":"s"}`, `{"type":"s"`, `{}`, `{"type":"s"}{}`, `{"type":"s","data":1}`,
 	} {
 		f.Add([]byte(s))
@@ -98,8 +111,8 @@ func FuzzDecodeRequest(f *testing.F) {
 		if req.Type == "" || !validID(req.ID) {
 			t.Fatalf("%q accepted with type %q id %s", b, req.Type, req.ID)
 		}
-		if len(req.ID) > 0 && !json.Valid(req.ID) {
-			t.Fatalf("%q: id %s is not JSON", b, req.ID)
+		if len(req.ID) > 0 && (!json.Valid(req.ID) || !utf8.Valid(req.ID)) {
+			t.Fatalf("%q: id %s is not JSON of UTF-8", b, req.ID)
 		}
 	})
 }
