@@ -259,7 +259,11 @@ func (c *conn) send(frame []byte, urgent bool) bool {
 		c.mu.Unlock()
 		return false
 	}
-	if len(c.queue) >= c.srv.cfg.SendQueue || len(c.queue) > 0 && c.queued+len(frame) > c.queueBytes() {
+	// The frame next to be written is not counted against the bytes: one
+	// larger than the budget (a replayed message of a time when the app
+	// allowed larger ones) goes into an empty queue, and must not close
+	// the client at the next frame.
+	if len(c.queue) >= c.srv.cfg.SendQueue || len(c.queue) > 0 && c.queued-len(c.queue[0])+len(frame) > c.queueBytes() {
 		c.closeLocked(domain.ReasonSlowConsumer, 4001, "slow consumer: send queue full", false)
 		start := c.wakeLocked()
 		// A writer stuck in a write to this client would hold on until its
@@ -495,7 +499,7 @@ func (c *conn) write(pending *[]byte) {
 		// The rest of a flush that the socket did not take at once, which
 		// may hold part of the held handshake.
 		err := c.writeBuf(*pending, 0, false)
-		if cap(*pending) <= 1<<20 {
+		if cap(*pending) <= maxPooledBuf {
 			bufs.Put(pending)
 		}
 		if err != nil {
@@ -567,7 +571,7 @@ func (c *conn) write(pending *[]byte) {
 			c.deadline = time.Time{}
 		}
 		err := c.writeBuf(buf, n, !closing || flush)
-		if cap(buf) <= 1<<20 { // a huge buffer is left to the collector
+		if cap(buf) <= maxPooledBuf { // a huge buffer is left to the collector
 			*bp = buf
 			bufs.Put(bp)
 		}
@@ -586,11 +590,16 @@ func (c *conn) write(pending *[]byte) {
 	}
 }
 
-// writeChunk is about the most of a backlog that one socket write takes:
-// each write has its own deadline (writeBuf), so a client that takes a
-// large backlog slowly but steadily is not cut off, and the writer's
-// buffer stays small beside the queue.
-const writeChunk = 1 << 20
+// writeChunk is about the most of a backlog that one socket write takes
+// (but a frame larger than it, whole): each write has its own deadline
+// (writeBuf), so a client that takes a large backlog slowly but steadily
+// is not cut off, and the writer's buffer stays small beside the queue.
+// A variable for tests.
+var writeChunk = 1 << 20
+
+// maxPooledBuf is the largest write buffer kept for reuse: a part of a
+// backlog, with its frames' headers and append's growth.
+const maxPooledBuf = 2 << 20
 
 // takeLocked takes the frames of c's queue for one write: all of them, or,
 // when they come to more than writeChunk bytes, the first of them up to
@@ -600,6 +609,7 @@ func (c *conn) takeLocked() [][]byte {
 	q := c.queue
 	if c.queued <= writeChunk {
 		c.queue, c.queued = c.spare[:0], 0
+		c.spare = nil // the queue's now, until the writer recycles q
 		return q
 	}
 	k, size := 1, len(q[0])
@@ -608,9 +618,13 @@ func (c *conn) takeLocked() [][]byte {
 		k++
 	}
 	taken := append(c.spare[:0], q[:k]...)
+	c.spare = nil // taken's, until the writer recycles it
 	n := copy(q, q[k:])
 	clear(q[n:])
 	c.queue, c.queued = q[:n], c.queued-size
+	if n == 0 {
+		c.queue = nil // a backlog's slots are not kept (keepQueue)
+	}
 	return taken
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/fazt-realtime/fazt/domain"
+	"github.com/fazt-realtime/fazt/transport/apps"
 )
 
 // disconnectReason is the reason the log records for client's end, "" for
@@ -118,11 +119,15 @@ func TestAReplayIsPacedByBytes(t *testing.T) {
 // 4 MB/s, over a write timeout of 2 s gets all of it. Before, the
 // connection's writer wrote everything queued in one write under one
 // deadline, and cut off (4001, slow consumer) a client that could not
-// take all of it within the deadline, however steadily it read.
+// take all of it within the deadline, however steadily it read. The
+// parts are 64 KiB here (1 MiB by default), so that each takes a small
+// part of its deadline however slow the machine.
 func TestASteadyClientTakesABacklogOverTheWriteTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads 16 MiB paced over 4 s")
 	}
+	defer func(was int) { writeChunk = was }(writeChunk)
+	writeChunk = 64 << 10
 	ts := startTestServerConfig(t, Config{SendQueueBytes: 32 << 20, SocketSendBuffer: 64 << 10, WriteTimeout: 2 * time.Second}, nil)
 	const n = 512
 	appendMessages(t, ts, "steady", n, `"`+strings.Repeat("z", 32<<10)+`"`)
@@ -141,7 +146,7 @@ func TestASteadyClientTakesABacklogOverTheWriteTimeout(t *testing.T) {
 	waitUntil(t, "the replay to queue a backlog", func() bool {
 		sc.mu.Lock()
 		defer sc.mu.Unlock()
-		return sc.queued >= 8<<20
+		return sc.queued >= 2<<20
 	})
 	c.ws.SetReadDeadline(time.Now().Add(2 * time.Minute))
 	for got := 0; got < n; {
@@ -152,7 +157,7 @@ func TestASteadyClientTakesABacklogOverTheWriteTimeout(t *testing.T) {
 		var f struct{ Type string }
 		json.Unmarshal(b, &f)
 		switch f.Type {
-		case "subscribed":
+		case "subscribed", "ping":
 		case "message":
 			got++
 			time.Sleep(8 * time.Millisecond) // 32 KiB each: about 4 MB/s
@@ -162,10 +167,35 @@ func TestASteadyClientTakesABacklogOverTheWriteTimeout(t *testing.T) {
 	}
 }
 
+// A frame larger than the queue's byte budget goes into an empty queue (a
+// replayed message of a time when the app allowed larger ones), and does
+// not count against the frames after it: they are refused only past the
+// budget of their own. Before, every send after it closed the client.
+func TestAFrameOverTheBudgetIsNotCountedOnceQueued(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &conn{srv: &Server{cfg: Config{SendQueue: 8192, SendQueueBytes: 1 << 20}}, raw: a,
+		app: &apps.App{Settings: apps.Settings{Limits: domain.Limits{}.WithDefaults()}}}
+	c.writing = true // no writer starts: the queue stays as it is
+	if !c.send(make([]byte, 3<<20), false) {
+		t.Fatal("a frame over the budget was refused by an empty queue")
+	}
+	for i := range 10 {
+		if !c.send(make([]byte, 100<<10), false) {
+			t.Fatalf("frame %d of 100 KiB after the large one refused", i+1)
+		}
+	}
+	if c.send(make([]byte, 100<<10), false) || !c.closing || c.reason != domain.ReasonSlowConsumer {
+		t.Fatalf("a frame past the budget besides the large one: closing %v, reason %q", c.closing, c.reason)
+	}
+}
+
 // takeLocked gives a writer at most writeChunk bytes of a backlog (one
-// frame at least), and leaves the rest queued in order.
+// frame at least), and leaves the rest queued in order; the backlog's
+// slots go with its last part.
 func TestAWriteTakesABacklogInParts(t *testing.T) {
-	c := &conn{}
+	c := &conn{queue: make([][]byte, 0, 4*keepQueue)} // a replay's slots
 	frame := func(i, size int) []byte { b := make([]byte, size); b[0] = byte(i); return b }
 	for i := range 10 {
 		c.queue = append(c.queue, frame(i, 300<<10))
@@ -187,5 +217,9 @@ func TestAWriteTakesABacklogInParts(t *testing.T) {
 	}
 	if c.queued != 0 {
 		t.Fatalf("%d bytes left counted in an empty queue", c.queued)
+	}
+	// The backlog's slots are not kept once it is written (keepQueue).
+	if cap(c.queue) > keepQueue {
+		t.Fatalf("the empty queue keeps %d slots, want at most %d", cap(c.queue), keepQueue)
 	}
 }
