@@ -718,12 +718,6 @@ func (c *conn) startReading() {
 	// little over it.
 	c.ws.SetPingHandler(func(data string) error {
 		c.inbound.Store(time.Now().UnixNano())
-		// A ping is a frame as any other under inbound_rate: past it,
-		// it gets no pong (each pong is a write of its own).
-		if !c.limiter.Allow() {
-			c.srv.metrics.refused("inbound_rate")
-			return nil
-		}
 		c.mu.Lock()
 		c.pong = []byte(data)
 		c.urgent.Store(true)
