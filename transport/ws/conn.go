@@ -590,30 +590,27 @@ func (c *conn) write(pending *[]byte) {
 	}
 }
 
-// writeChunk is about the most of a backlog that one socket write takes
-// (but a frame larger than it, whole): each write has its own deadline
-// (writeBuf), so a client that takes a large backlog slowly but steadily
-// is not cut off, and the writer's buffer stays small beside the queue.
-// A variable for tests.
-var writeChunk = 1 << 20
-
 // maxPooledBuf is the largest write buffer kept for reuse: a part of a
 // backlog, with its frames' headers and append's growth.
 const maxPooledBuf = 2 << 20
 
 // takeLocked takes the frames of c's queue for one write: all of them, or,
-// when they come to more than writeChunk bytes, the first of them up to
-// that (one at least), leaving the rest queued. The queue's slice goes to
+// when they come to more than Config.writeChunk bytes (1 MiB), the first
+// of them up to that (one at least, whatever its size), leaving the rest
+// queued. Each write has its own deadline (writeBuf), so a client that
+// takes a large backlog slowly but steadily is not cut off, and the
+// writer's buffer stays small beside the queue. The queue's slice goes to
 // the writer, who recycles it into c.spare after the write (under mu).
 func (c *conn) takeLocked() [][]byte {
 	q := c.queue
-	if c.queued <= writeChunk {
+	chunk := c.srv.cfg.writeChunk
+	if c.queued <= chunk {
 		c.queue, c.queued = c.spare[:0], 0
 		c.spare = nil // the queue's now, until the writer recycles q
 		return q
 	}
 	k, size := 1, len(q[0])
-	for k < len(q) && size+len(q[k]) <= writeChunk {
+	for k < len(q) && size+len(q[k]) <= chunk {
 		size += len(q[k])
 		k++
 	}

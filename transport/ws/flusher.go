@@ -350,7 +350,7 @@ func (f *flusher) hurry() {
 // its own writer instead.
 func (f *flusher) take(c *conn) {
 	c.mu.Lock()
-	if c.closing || len(c.queue) >= bulkFrames || c.queued > writeChunk {
+	if c.closing || len(c.queue) >= bulkFrames || c.queued > c.srv.cfg.writeChunk {
 		// Closing, or a backlog such as a replay page: the connection's
 		// own writer sends it, waiting on the socket as it must, without
 		// holding up the round.

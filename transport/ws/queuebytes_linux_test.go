@@ -126,9 +126,7 @@ func TestASteadyClientTakesABacklogOverTheWriteTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads 16 MiB paced over 4 s")
 	}
-	defer func(was int) { writeChunk = was }(writeChunk)
-	writeChunk = 64 << 10
-	ts := startTestServerConfig(t, Config{SendQueueBytes: 32 << 20, SocketSendBuffer: 64 << 10, WriteTimeout: 2 * time.Second}, nil)
+	ts := startTestServerConfig(t, Config{SendQueueBytes: 32 << 20, SocketSendBuffer: 64 << 10, WriteTimeout: 2 * time.Second, writeChunk: 64 << 10}, nil)
 	const n = 512
 	appendMessages(t, ts, "steady", n, `"`+strings.Repeat("z", 32<<10)+`"`)
 	c := ts.dialWith(&websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
@@ -191,11 +189,11 @@ func TestAFrameOverTheBudgetIsNotCountedOnceQueued(t *testing.T) {
 	}
 }
 
-// takeLocked gives a writer at most writeChunk bytes of a backlog (one
+// takeLocked gives a writer at most Config.writeChunk bytes of a backlog (one
 // frame at least), and leaves the rest queued in order; the backlog's
 // slots go with its last part.
 func TestAWriteTakesABacklogInParts(t *testing.T) {
-	c := &conn{queue: make([][]byte, 0, 4*keepQueue)} // a replay's slots
+	c := &conn{srv: &Server{cfg: Config{writeChunk: 1 << 20}}, queue: make([][]byte, 0, 4*keepQueue)} // a replay's slots
 	frame := func(i, size int) []byte { b := make([]byte, size); b[0] = byte(i); return b }
 	for i := range 10 {
 		c.queue = append(c.queue, frame(i, 300<<10))

@@ -69,9 +69,12 @@ type Config struct {
 	// SendQueueBytes is how many bytes of frames may wait for one
 	// connection before it is disconnected as a slow consumer (default
 	// 16 MiB, or four of the largest frames the app's max_message_bytes
-	// allows, if that is more). A frame into an empty queue is always
-	// taken, whatever its size.
+	// allows, if that is more), besides the next to be written. A frame
+	// into an empty queue is always taken, whatever its size.
 	SendQueueBytes int
+	// writeChunk is about the most of a backlog that one socket write
+	// takes (default 1 MiB; see takeLocked); set by tests.
+	writeChunk int
 	// ReplayPage is how many history messages one read returns (default 1000).
 	ReplayPage int
 	// WriteDelay, when set, lets each flusher start a round at most once
@@ -147,6 +150,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = 16 << 20
+	}
+	if c.writeChunk <= 0 {
+		c.writeChunk = 1 << 20
 	}
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 1000
