@@ -182,6 +182,11 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 			return fmt.Errorf("new epochs: %w", err)
 		}
 	}
+	// The live log's mark of its run is not the copy's: a copy is
+	// consistent, and its first open must not take it for a crash.
+	if _, err := db.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, runKey); err != nil {
+		return fmt.Errorf("clear the run's mark: %w", err)
+	}
 	var verdict string
 	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&verdict); err != nil {
 		return err

@@ -361,6 +361,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.nextSeq, l.lastTime = uint64(last)+1, lastTime
 	l.tail.head = uint64(last)
 	l.tail.oldest = l.nextSeq
+	if err := l.markRun(ctx, bootID()); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
 	if err := l.loadHeads(ctx); err != nil {
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
@@ -657,7 +661,62 @@ func (l *Log) Close() error {
 	l.once.Do(l.close)
 	l.wg.Wait()
 	l.tail.close()
-	return l.closeDBs()
+	// Closed cleanly: the next open has nothing to fear (markRun). Left
+	// there when this fails: the next open takes it for a crash, which
+	// costs at most new epochs.
+	_, err := l.wdb.Exec(`DELETE FROM settings WHERE key = ?`, runKey)
+	return errors.Join(err, l.closeDBs())
+}
+
+// runKey is the setting that says a writable log is open: the boot of the
+// machine it was opened in (bootID) and its durability.
+const runKey = "open_run"
+
+// markRun looks for the mark of a run that did not close the log (a
+// crash), and marks this one, in a machine whose boot is boot ("" where
+// the system does not say: nothing is marked). A crash of the process
+// alone loses no commit, but one that took the machine down (a power
+// loss, a kernel panic, a reset) may, under durability normal, lose
+// those of its last moments (SQLite's WAL is synced at checkpoints
+// only): the offsets they had would be given again, to other messages,
+// under the same epochs, and a client that saw them would resume past
+// the new ones and miss them. So, found after a boot other than its
+// own, under normal, such a mark gives every channel a new epoch, as a
+// restored backup's are: clients that come back are told
+// (epoch_changed) and replay what is retained.
+func (l *Log) markRun(ctx context.Context, boot string) error {
+	var prev string
+	err := l.wdb.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, runKey).Scan(&prev)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read the last run's mark: %w", err)
+	}
+	prevBoot, prevDurability, _ := strings.Cut(prev, " ")
+	if prev != "" && boot != "" && prevBoot != boot && Durability(prevDurability) != DurabilityFull {
+		r, err := l.wdb.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
+		if err != nil {
+			return fmt.Errorf("new epochs after a crash of the machine: %w", err)
+		}
+		n, _ := r.RowsAffected()
+		l.log.Warn("the last run did not close the database, and the machine has booted since (a power loss or a system crash): with durability normal, its last commits may be lost, and their offsets given again; every channel has a new epoch, so that clients replay what is retained rather than skip messages",
+			"channels", n)
+	}
+	if boot == "" {
+		return nil
+	}
+	if _, err := l.wdb.ExecContext(ctx, `INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)`, runKey, boot+" "+string(l.cfg.Durability)); err != nil {
+		return fmt.Errorf("mark the run: %w", err)
+	}
+	return nil
+}
+
+// bootID names the machine's current boot (Linux's boot_id), or "" where
+// the system does not say.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // closeDBs closes the connections, the writer's last: SQLite deletes the
