@@ -66,8 +66,8 @@ func checked(req request) (request, error) {
 	return req, nil
 }
 
-// peek returns the id and the channel of a frame that is JSON but not a
-// request the server takes (a field of the wrong kind, too deep), for its
+// peek returns the id and the channel of a frame that is not a request the
+// server takes (a field of the wrong kind, too deep, not JSON), for its
 // error to name: a client that sends several without ids can still tell
 // which one failed. A channel that is not a string is left out.
 func peek(body []byte) request {
@@ -76,7 +76,9 @@ func peek(body []byte) request {
 		Channel json.RawMessage `json:"channel"`
 	}
 	if json.Unmarshal(body, &r) != nil {
-		return request{}
+		// Not JSON, or nested past what encoding/json reads (10,000
+		// levels): the top level alone is looked at.
+		r.ID, r.Channel = topLevel(body)
 	}
 	var req request
 	if validID(r.ID) {
@@ -92,6 +94,88 @@ func peek(body []byte) request {
 // string of UTF-8 (encoding/json takes any bytes in a string, and the
 // answers are text frames, which a browser fails on bytes that are not
 // UTF-8).
+// topLevel finds the values of the keys id and channel at the top level of
+// the object b (the last of each, as encoding/json takes them), stepping
+// over every other value without reading into it. It stops at the first
+// thing it does not expect, with what it found before.
+func topLevel(b []byte) (id, channel json.RawMessage) {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return nil, nil
+	}
+	for i++; ; i++ {
+		i = skipSpace(b, i)
+		if i == len(b) || b[i] != '"' {
+			return id, channel
+		}
+		keyEnd := domain.StringEnd(b, i+1)
+		key := b[i:keyEnd]
+		i = skipSpace(b, keyEnd)
+		if i == len(b) || b[i] != ':' {
+			return id, channel
+		}
+		start := skipSpace(b, i+1)
+		end := valueEnd(b, start)
+		if end < 0 {
+			return id, channel
+		}
+		switch string(key) {
+		case `"id"`:
+			id = b[start:end]
+		case `"channel"`:
+			channel = b[start:end]
+		}
+		if i = skipSpace(b, end); i == len(b) || b[i] != ',' {
+			return id, channel
+		}
+	}
+}
+
+// valueEnd returns where the JSON value that starts at b[i] ends, or -1
+// when it does not in b. Nested values are counted by their brackets
+// alone; strings are stepped over whole.
+func valueEnd(b []byte, i int) int {
+	if i == len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		if e := domain.StringEnd(b, i+1); e <= len(b) && b[e-1] == '"' && e > i+1 {
+			return e
+		}
+		return -1
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = domain.StringEnd(b, i+1) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return -1
+	}
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return j
+		}
+	}
+	return -1
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
 func validID(id json.RawMessage) bool {
 	if len(id) == 0 {
 		return true

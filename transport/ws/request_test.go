@@ -61,6 +61,28 @@ func TestAnIdThatIsNotUTF8IsRefused(t *testing.T) {
 	}
 }
 
+// An error names the frame's id and channel where encoding/json reads none
+// of it: a frame nested past its 10,000 levels, or one that is not JSON.
+// Before, such an error came without them. Keys inside other values are
+// not the frame's; of a key given twice, the last counts.
+func TestAnErrorNamesTheIdOfAFrameNotRead(t *testing.T) {
+	deep := `{"type":"publish","id":7,"channel":"c","data":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`
+	for _, tc := range []struct{ frame, id, channel string }{
+		{deep, "7", "c"},
+		{`{"type":"publish","id":"x","channel":"room","data":[1,}`, `"x"`, "room"},
+		{`{"id":1, "id" : 2 ,"type":`, "2", ""},
+		{`{"data":{"id":9,"channel":"no"},"type":"p"`, "", ""},
+		{`{"data":"{\"id\":9","id":3,`, "3", ""},
+		{`{"id":"a\"}`, "", ""},
+		{`[1,2]`, "", ""},
+	} {
+		req, err := decodeRequest([]byte(tc.frame), 32)
+		if err == nil || string(req.ID) != tc.id || req.Channel != tc.channel {
+			t.Errorf("%.60s: id %s, channel %q, err %v; want id %s, channel %q", tc.frame, req.ID, req.Channel, err, tc.id, tc.channel)
+		}
+	}
+}
+
 // FuzzDecodeRequest feeds arbitrary frames to the decoder: it must never
 // panic, every error must carry a protocol code other than internal, and
 // an accepted frame must have a type and an id that is a number or string.
