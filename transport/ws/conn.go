@@ -180,15 +180,6 @@ func (c *conn) beat() {
 				c.heartbeat.Reset(time.Duration(end + int64(timeout) - now))
 				return
 			}
-			// A client busy taking what the server sends it (a long
-			// replay, read by a browser whose handlers take their time)
-			// answers the ping only once it has read all that came
-			// before it: while its TCP acknowledges the writes, the path
-			// is alive, and the client is given the timeout again.
-			if c.peerTaking(timeout) {
-				c.heartbeat.Reset(timeout)
-				return
-			}
 			c.disconnect(domain.ReasonHeartbeatTimeout, 4002, fmt.Sprintf("no frame within %s of a ping", timeout), false)
 			return
 		}
