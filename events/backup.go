@@ -182,10 +182,19 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 			return fmt.Errorf("new epochs: %w", err)
 		}
 	}
-	// The live log's mark of its run is not the copy's: a copy is
-	// consistent, and its first open must not take it for a crash.
-	if _, err := db.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, runKey); err != nil {
-		return fmt.Errorf("clear the run's mark: %w", err)
+	// The mark of a run (markRun) that is still on, or ended in this
+	// boot, is not the copy's: a copy is consistent, and its first open
+	// must not take it for a crash. One of a run that crashed with its
+	// machine stays with epochs kept (the copy of a file left by a power
+	// loss), so that the copy's first open renews them.
+	var mark string
+	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, runKey).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read the run's mark: %w", err)
+	}
+	if mark != "" && !(opt.KeepEpochs && crashedWithMachine(mark, bootID())) {
+		if _, err := db.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, runKey); err != nil {
+			return fmt.Errorf("clear the run's mark: %w", err)
+		}
 	}
 	var verdict string
 	if err := db.QueryRowContext(ctx, `PRAGMA quick_check`).Scan(&verdict); err != nil {

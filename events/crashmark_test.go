@@ -115,19 +115,64 @@ func TestACrashOfTheMachineGivesNewEpochs(t *testing.T) {
 	}
 }
 
-// A backup's copy does not carry the live log's mark of its run: its first
-// open is not taken for one after a crash.
-func TestABackupCarriesNoRunMark(t *testing.T) {
+// A backup's copy does not carry the mark of a live log's run: its first
+// open is not taken for one after a crash. The copy of a file left by a
+// crash of its machine keeps that mark when it keeps the epochs, so that
+// its first open renews them; a copy with new epochs needs it no more.
+func TestABackupCarriesARunMarkOnlyOfACrash(t *testing.T) {
 	if bootID() == "" {
 		t.Skip("the system does not name its boots")
 	}
+	ctx := context.Background()
 	dir, src, l := sourceLog(t)
 	broadcasts(t, l, "app", "x", 2, 0)
-	dst := filepath.Join(dir, "copy.db")
-	if _, err := Backup(context.Background(), src, dst, CopyOptions{KeepEpochs: true}); err != nil {
+	live := filepath.Join(dir, "live.db")
+	if _, err := Backup(ctx, src, live, CopyOptions{KeepEpochs: true}); err != nil {
 		t.Fatal(err)
 	}
-	if m := setting(t, dst, runKey); m != "" {
-		t.Fatalf("the copy has the mark %q", m)
+	if m := setting(t, live, runKey); m != "" {
+		t.Fatalf("the copy of a live log has the mark %q", m)
+	}
+	info, err := l.Channel(ctx, "app", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crashed := "00000000-0000-0000-0000-000000000000 normal"
+	setSetting(t, src, runKey, crashed)
+	kept, renewed := filepath.Join(dir, "kept.db"), filepath.Join(dir, "renewed.db")
+	if _, err := Backup(ctx, src, kept, CopyOptions{KeepEpochs: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Backup(ctx, src, renewed, CopyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := setting(t, renewed, runKey); m != "" {
+		t.Fatalf("a copy with new epochs has the mark %q", m)
+	}
+	if m := setting(t, kept, runKey); m != crashed {
+		t.Fatalf("a copy that keeps the epochs of a crashed run has the mark %q, want %q", m, crashed)
+	}
+	k := mustOpen(t, kept)
+	after, err := k.Channel(ctx, "app", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Epoch == info.Epoch || after.Head != info.Head {
+		t.Fatalf("the copy's first open: epoch %s head %d, was %s head %d; want a new epoch", after.Epoch, after.Head, info.Epoch, info.Head)
+	}
+}
+
+// The open that marks the run leaves the writer at the durability asked
+// for: the mark's own commit is synced (synchronous FULL) whatever it is.
+func TestTheRunsMarkLeavesTheDurability(t *testing.T) {
+	for d, want := range map[Durability]int{DurabilityNormal: 1, DurabilityFull: 2} {
+		l := mustOpenConfig(t, Config{Path: filepath.Join(t.TempDir(), "log.db"), Durability: d})
+		var got int
+		if err := l.wdb.QueryRow(`PRAGMA synchronous`).Scan(&got); err != nil || got != want {
+			t.Errorf("%s: synchronous %d (%v), want %d", d, got, err, want)
+		}
 	}
 }

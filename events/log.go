@@ -361,14 +361,6 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	l.nextSeq, l.lastTime = uint64(last)+1, lastTime
 	l.tail.head = uint64(last)
 	l.tail.oldest = l.nextSeq
-	if err := l.markRun(ctx, bootID()); err != nil {
-		l.closeDBs()
-		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
-	}
-	if err := l.loadHeads(ctx); err != nil {
-		l.closeDBs()
-		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
-	}
 	// The checkpointer copies the WAL into the database file from a
 	// connection of its own (checkpointer). The writer checkpoints when
 	// the WAL reaches 64 MiB all the same, copying only what the
@@ -393,6 +385,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l.frameBytes = pageSize + 24
 	if err := l.stmts.prepare(l.wdb); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
+	// The last steps that can fail: a mark left by an open that failed
+	// after it would be taken for a crash.
+	if err := l.markRun(ctx, bootID()); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
+	if err := l.loadHeads(ctx); err != nil {
+		l.wdb.Exec(`DELETE FROM settings WHERE key = ?`, runKey)
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
@@ -672,41 +675,88 @@ func (l *Log) Close() error {
 // machine it was opened in (bootID) and its durability.
 const runKey = "open_run"
 
-// markRun looks for the mark of a run that did not close the log (a
-// crash), and marks this one, in a machine whose boot is boot ("" where
-// the system does not say: nothing is marked). A crash of the process
-// alone loses no commit, but one that took the machine down (a power
-// loss, a kernel panic, a reset) may, under durability normal, lose
-// those of its last moments (SQLite's WAL is synced at checkpoints
-// only): the offsets they had would be given again, to other messages,
-// under the same epochs, and a client that saw them would resume past
-// the new ones and miss them. So, found after a boot other than its
-// own, under normal, such a mark gives every channel a new epoch, as a
-// restored backup's are: clients that come back are told
-// (epoch_changed) and replay what is retained.
+// markRun looks for the mark of a run that did not close the log, and
+// marks this one, in a machine whose boot is boot ("" where the system
+// does not say: nothing is marked). A crash of the process alone loses no
+// commit, but one that took the machine down (a power loss, a kernel
+// panic, a reset) may, under durability normal, lose those of its last
+// moments (SQLite's WAL is synced at checkpoints only): the offsets they
+// had would be given again, to other messages, under the same epochs, and
+// a client that saw them would resume past the new ones and miss them.
+// So a mark of another boot, of a run under normal, gives every channel a
+// new epoch, as a restored backup's are: clients that come back with
+// their epoch are told (epoch_changed) and replay what is retained. A run
+// that ended otherwise in that boot (killed, then the machine restarted)
+// is taken for such a crash too: its clients replay for nothing.
+//
+// The mark is written, with the new epochs, in one transaction synced at
+// its commit whatever the durability: before any commit of this run that
+// a crash could take. A mark that cannot be written (a full disk) is
+// logged, and the log opens unmarked; new epochs that cannot be written
+// fail the open.
 func (l *Log) markRun(ctx context.Context, boot string) error {
 	var prev string
 	err := l.wdb.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, runKey).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read the last run's mark: %w", err)
 	}
-	prevBoot, prevDurability, _ := strings.Cut(prev, " ")
-	if prev != "" && boot != "" && prevBoot != boot && Durability(prevDurability) != DurabilityFull {
-		r, err := l.wdb.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
-		if err != nil {
-			return fmt.Errorf("new epochs after a crash of the machine: %w", err)
-		}
-		n, _ := r.RowsAffected()
-		l.log.Warn("the last run did not close the database, and the machine has booted since (a power loss or a system crash): with durability normal, its last commits may be lost, and their offsets given again; every channel has a new epoch, so that clients replay what is retained rather than skip messages",
-			"channels", n)
-	}
 	if boot == "" {
 		return nil
 	}
-	if _, err := l.wdb.ExecContext(ctx, `INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)`, runKey, boot+" "+string(l.cfg.Durability)); err != nil {
-		return fmt.Errorf("mark the run: %w", err)
+	renew := crashedWithMachine(prev, boot)
+	conn, err := l.wdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return err
+	}
+	var renewed int64
+	err = func() error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if renew {
+			r, err := tx.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
+			if err != nil {
+				return fmt.Errorf("new epochs after a crash of the machine: %w", err)
+			}
+			renewed, _ = r.RowsAffected()
+		}
+		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)`, runKey, boot+" "+string(l.cfg.Durability))
+		if err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
+	if l.cfg.Durability != DurabilityFull {
+		if _, serr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`); serr != nil {
+			return fmt.Errorf("back to durability normal: %w", serr)
+		}
+	}
+	if err != nil && !renew && probeableFailure(err) {
+		l.log.Warn("cannot mark the run in the database; should the machine crash in this run, its channels' epochs will not be renewed at the next start", "err", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if renew {
+		l.log.Warn("the last run did not close the database, and the machine has booted since (a power loss or a system crash, or a stop without a clean close before a restart): with durability normal, its last commits may be lost, and their offsets given again; every channel has a new epoch, so that clients replay what is retained rather than skip messages",
+			"channels", renewed)
 	}
 	return nil
+}
+
+// crashedWithMachine reports whether prev, the mark a run left, says that
+// run may have lost commits with its machine: made in a boot other than
+// boot, under a durability other than full.
+func crashedWithMachine(prev, boot string) bool {
+	prevBoot, durability, _ := strings.Cut(prev, " ")
+	return prev != "" && boot != "" && prevBoot != boot && Durability(durability) != DurabilityFull
 }
 
 // bootID names the machine's current boot (Linux's boot_id), or "" where
