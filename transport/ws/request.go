@@ -90,14 +90,11 @@ func peek(body []byte) request {
 	return req
 }
 
-// validID reports whether id may be echoed as it came: a number, or a
-// string of UTF-8 (encoding/json takes any bytes in a string, and the
-// answers are text frames, which a browser fails on bytes that are not
-// UTF-8).
-// topLevel finds the values of the keys id and channel at the top level of
-// the object b (the last of each, as encoding/json takes them), stepping
-// over every other value without reading into it. It stops at the first
-// thing it does not expect, with what it found before.
+// topLevel finds the values of the keys id and channel, spelled so, at the
+// top level of the object b (the last of each), stepping over every other
+// value without reading into it. It stops at the first thing it does not
+// expect, with what it found before. What it finds is not checked: the
+// caller's validID is.
 func topLevel(b []byte) (id, channel json.RawMessage) {
 	i := skipSpace(b, 0)
 	if i == len(b) || b[i] != '{' {
@@ -176,6 +173,11 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
+// validID reports whether id may be echoed as it came: a JSON number, or a
+// JSON string of UTF-8 (encoding/json takes any bytes in a string, and the
+// answers are text frames, which a browser fails on bytes that are not
+// UTF-8). An id that is not JSON (NaN, 0x1p0, .5, which ParseFloat takes)
+// would fail the encoding of the answer that echoes it.
 func validID(id json.RawMessage) bool {
 	if len(id) == 0 {
 		return true
@@ -184,7 +186,7 @@ func validID(id json.RawMessage) bool {
 		return utf8.Valid(id) && json.Valid(id)
 	}
 	_, err := strconv.ParseFloat(string(id), 64)
-	return err == nil
+	return err == nil && json.Valid(id)
 }
 
 // decodePlain decodes the frames clients send most without reflection: an

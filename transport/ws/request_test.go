@@ -74,6 +74,7 @@ func TestAnErrorNamesTheIdOfAFrameNotRead(t *testing.T) {
 		{`{"data":{"id":9,"channel":"no"},"type":"p"`, "", ""},
 		{`{"data":"{\"id\":9","id":3,`, "3", ""},
 		{`{"id":"a\"}`, "", ""},
+		{`{"id":NaN}`, "", ""}, {`{"id":0x1p0,"x":}`, "", ""}, {`{"id":.5}`, "", ""}, {`{"id":Infinity}`, "", ""},
 		{`[1,2]`, "", ""},
 	} {
 		req, err := decodeRequest([]byte(tc.frame), 32)
@@ -107,7 +108,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"s","offset":999999999999999999}`, `{"type":"s","offset":-12}`, `{"type":"s","offset":9223372036854775808}`,
 		`{"type":"s","offset":-12,"last":0,"since":01}`, `{"type":"s","offset":1.0}`, `{"type":"s","offset":1e2}`,
 		`{"type":"s","offset":null}`, `{"type":"s","id":true}`, `{"type":"s","id":"a\u00e9"}`, "{\"type\":\"\xc3\xa9\"}",
-		"{\"type\":\"ping\",\"id\":\"\xff\"}", "{\"type\":\"ping\",\"id\":\"\xff\",\"x\":}",
+		"{\"type\":\"ping\",\"id\":\"\xff\"}", "{\"type\":\"ping\",\"id\":\"\xff\",\"x\":}", `{"id":NaN}`, `{"type":"p","id":-Inf`,
 		`{"type":"s",}`, `{,"type":"s"}`, `{"type":"s"`, `{}`, `{"type":"s"}{}`, `{"type":"s","data":1}`,
 	} {
 		f.Add([]byte(s))
@@ -120,6 +121,11 @@ func FuzzDecodeRequest(f *testing.F) {
 			if !reflect.DeepEqual(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 				t.Fatalf("%q at depth %d: decoded %+v, %v; encoding/json gives %+v, %v", b, depth, got, gotErr, want, wantErr)
 			}
+		}
+		if _, merr := json.Marshal(struct {
+			ID json.RawMessage `json:"id,omitempty"`
+		}{req.ID}); merr != nil {
+			t.Fatalf("%q: the answer cannot echo its id %s: %v", b, req.ID, merr)
 		}
 		if err != nil {
 			if c := domain.CodeOf(err); c == domain.CodeInternal {
