@@ -191,7 +191,7 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 	if err := db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, runKey).Scan(&mark); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read the run's mark: %w", err)
 	}
-	if mark != "" && !(opt.KeepEpochs && crashedWithMachine(mark, bootID())) {
+	if mark != "" && !(opt.KeepEpochs && mayHaveLost(mark, bootID())) {
 		if _, err := db.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, runKey); err != nil {
 			return fmt.Errorf("clear the run's mark: %w", err)
 		}

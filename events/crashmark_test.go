@@ -176,3 +176,21 @@ func TestTheRunsMarkLeavesTheDurability(t *testing.T) {
 		}
 	}
 }
+
+// A copy that keeps its epochs keeps a run's mark that says the run may
+// have lost commits with its machine: of another boot under normal, or,
+// where the system names no boot, any under normal.
+func TestWhichMarksACopyKeeps(t *testing.T) {
+	for _, tc := range []struct {
+		mark, boot string
+		keep       bool
+	}{
+		{"", "b", false}, {"", "", false},
+		{"a normal", "b", true}, {"b normal", "b", false}, {"a full", "b", false},
+		{"a normal", "", true}, {"a full", "", false},
+	} {
+		if got := mayHaveLost(tc.mark, tc.boot); got != tc.keep {
+			t.Errorf("mark %q in boot %q: kept %v, want %v", tc.mark, tc.boot, got, tc.keep)
+		}
+	}
+}

@@ -692,8 +692,8 @@ const runKey = "open_run"
 // The mark is written, with the new epochs, in one transaction synced at
 // its commit whatever the durability: before any commit of this run that
 // a crash could take. A mark that cannot be written (a full disk) is
-// logged, and the log opens unmarked; new epochs that cannot be written
-// fail the open.
+// logged, and the log opens unmarked, at synchronous FULL for the run;
+// new epochs that cannot be written fail the open.
 func (l *Log) markRun(ctx context.Context, boot string) error {
 	var prev string
 	err := l.wdb.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, runKey).Scan(&prev)
@@ -732,23 +732,40 @@ func (l *Log) markRun(ctx context.Context, boot string) error {
 		}
 		return tx.Commit()
 	}()
-	if l.cfg.Durability != DurabilityFull {
-		if _, serr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`); serr != nil {
-			return fmt.Errorf("back to durability normal: %w", serr)
-		}
-	}
 	if err != nil && !renew && probeableFailure(err) {
-		l.log.Warn("cannot mark the run in the database; should the machine crash in this run, its channels' epochs will not be renewed at the next start", "err", err)
+		// Unmarked, the run stays at synchronous FULL: nothing it
+		// commits can be lost with the machine, and so nothing needs
+		// the mark.
+		l.log.Warn("cannot mark the run in the database; it runs at durability full until it is restarted", "err", err)
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	if l.cfg.Durability != DurabilityFull {
+		if _, serr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`); serr != nil {
+			// Not left at FULL unknown to the log; the mark goes
+			// (clearing it is synced too), as the open fails.
+			conn.ExecContext(context.WithoutCancel(ctx), `DELETE FROM settings WHERE key = ?`, runKey)
+			return fmt.Errorf("back to durability normal: %w", serr)
+		}
 	}
 	if renew {
 		l.log.Warn("the last run did not close the database, and the machine has booted since (a power loss or a system crash, or a stop without a clean close before a restart): with durability normal, its last commits may be lost, and their offsets given again; every channel has a new epoch, so that clients replay what is retained rather than skip messages",
 			"channels", renewed)
 	}
 	return nil
+}
+
+// mayHaveLost reports whether a copy that keeps its epochs must keep mark,
+// a run's mark, for its first open: the run crashed with its machine, or,
+// where this system names no boot, may have, under durability normal.
+func mayHaveLost(mark, boot string) bool {
+	if boot == "" {
+		_, durability, _ := strings.Cut(mark, " ")
+		return mark != "" && Durability(durability) != DurabilityFull
+	}
+	return crashedWithMachine(mark, boot)
 }
 
 // crashedWithMachine reports whether prev, the mark a run left, says that
