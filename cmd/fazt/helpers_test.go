@@ -213,6 +213,14 @@ func (tn *testNode) dial(app string, query string) *client {
 }
 
 func (tn *testNode) tryDial(app string, query string) (*client, error) {
+	return tn.tryDialPings(app, query, false)
+}
+
+// tryDialPings is tryDial whose client answers the server's WebSocket
+// pings, as browsers do, when answer is set. Otherwise, as its JSON
+// pings, they go unanswered unless the test answers them: gorilla's own
+// answer, as it reads, would make every client alive.
+func (tn *testNode) tryDialPings(app string, query string, answer bool) (*client, error) {
 	h := http.Header{}
 	if app != "" {
 		h.Set("Host", app+".localhost")
@@ -228,6 +236,9 @@ func (tn *testNode) tryDial(app string, query string) (*client, error) {
 			return nil, fmt.Errorf("%w: %d %s", err, resp.StatusCode, body)
 		}
 		return nil, err
+	}
+	if !answer {
+		conn.SetPingHandler(func(string) error { return nil })
 	}
 	c := &client{t: tn.t, conn: conn, frames: make(chan frame, 1<<16), done: make(chan struct{})}
 	go c.readLoop()

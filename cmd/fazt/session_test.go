@@ -130,6 +130,17 @@ func TestHeartbeat(t *testing.T) {
 	silent := tn.dial("", "")
 	alive := tn.dial("", "")
 	control := tn.dial("", "")
+	// browser answers the server's WebSocket pings by itself, as a
+	// browser's WebSocket does whatever its page's code is doing, and
+	// nothing else (its frames are read, not answered).
+	browser, err := tn.tryDialPings("", "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range browser.frames {
+		}
+	}()
 	stop := make(chan struct{})
 	defer close(stop)
 	// alive answers every ping with a pong message, control with a
@@ -179,7 +190,7 @@ func TestHeartbeat(t *testing.T) {
 			}
 		}
 	}
-	for name, c := range map[string]*client{"pong messages": alive, "WebSocket pongs": control} {
+	for name, c := range map[string]*client{"pong messages": alive, "WebSocket pongs": control, "WebSocket pongs to WebSocket pings alone": browser} {
 		select {
 		case <-c.done:
 			t.Fatalf("a client that answers pings with %s was dropped", name)

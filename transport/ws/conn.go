@@ -63,6 +63,9 @@ type conn struct {
 	closeText string // disconnect reason sent to the client
 	reason    string // ClientDisconnected reason
 	echoClose bool   // the client closed; answer with a plain close frame
+	// pingDue: the heartbeat's WebSocket ping goes out with the next
+	// write, ahead of the frames queued (beat).
+	pingDue bool
 
 	writing    bool          // the flusher or a writer goroutine owns the writes (under mu)
 	done       bool          // the socket is closed or half-closed; no writer starts again (under mu)
@@ -191,6 +194,15 @@ func (c *conn) beat() {
 		return
 	}
 	c.pingSent.Store(time.Now().UnixNano())
+	// Two pings. The WebSocket ping goes ahead of what is queued, and a
+	// browser answers it itself, as it reads the socket, however far
+	// behind its handlers are (a long replay): its pong counts as the
+	// answer. The JSON ping, after what is queued, is the one a client's
+	// code sees (a browser shows it no WebSocket ping): fazt.js knows the
+	// server is there by it.
+	c.mu.Lock()
+	c.pingDue = true
+	c.mu.Unlock()
 	if c.Send([]byte(`{"type":"ping"}`)) {
 		c.heartbeat.Reset(timeout)
 	}
@@ -515,13 +527,13 @@ func (c *conn) write(pending *[]byte) {
 		// The write before this one made room (on the first pass, a
 		// waiting replay only looks at the room again).
 		c.wakeDrainedLocked()
-		pong := c.pong
+		pong, ping := c.pong, c.pingDue && !c.closing
 		closing, flush, echo := c.closing, c.flush, c.echoClose
 		code, text := c.closeCode, c.closeText
 		// A client past its heartbeat sends nothing and answers nothing:
 		// its socket is closed at once, not kept for the linger.
 		linger := closing && c.reason != domain.ReasonHeartbeatTimeout
-		if len(c.queue) == 0 && pong == nil && !closing {
+		if len(c.queue) == 0 && pong == nil && !ping && !closing {
 			// Back to the flusher, whose writes never wait and do not
 			// look at the socket's write deadline.
 			c.writing = false
@@ -534,7 +546,7 @@ func (c *conn) write(pending *[]byte) {
 			// a later pass.
 			closing = false
 		}
-		c.pong = nil
+		c.pong, c.pingDue = nil, false
 		prefix := c.hc.handshake
 		c.hc.handshake = nil
 		if !closing {
@@ -547,6 +559,9 @@ func (c *conn) write(pending *[]byte) {
 		if pong != nil {
 			buf = appendFrameHeader(buf, opPong, len(pong))
 			buf = append(buf, pong...)
+		}
+		if ping {
+			buf = appendFrameHeader(buf, opPing, 0)
 		}
 		if !closing || flush {
 			for _, f := range frames {

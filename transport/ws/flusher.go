@@ -358,8 +358,8 @@ func (f *flusher) take(c *conn) {
 		go c.write(nil)
 		return
 	}
-	frames, pong, prefix := c.takeLocked(), c.pong, c.hc.handshake
-	c.pong, c.hc.handshake = nil, nil
+	frames, pong, ping, prefix := c.takeLocked(), c.pong, c.pingDue, c.hc.handshake
+	c.pong, c.pingDue, c.hc.handshake = nil, false, nil
 	urgent := c.urgent.Swap(false)
 	c.mu.Unlock()
 
@@ -368,6 +368,9 @@ func (f *flusher) take(c *conn) {
 	if pong != nil {
 		buf = appendFrameHeader(buf, opPong, len(pong))
 		buf = append(buf, pong...)
+	}
+	if ping {
+		buf = appendFrameHeader(buf, opPing, 0)
 	}
 	for _, fr := range frames {
 		buf = appendFrameHeader(buf, opText, len(fr))
@@ -517,7 +520,7 @@ func (f *flusher) finish(p *pending) {
 		go c.write(bp)
 		return
 	}
-	more := len(c.queue) > 0 || c.pong != nil || c.closing
+	more := len(c.queue) > 0 || c.pong != nil || c.pingDue || c.closing
 	if !more {
 		c.writing = false
 	}

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +138,66 @@ func TestARequestPastAHeartbeatEndsTheWait(t *testing.T) {
 	if took < 750*time.Millisecond || took > 5*time.Second {
 		t.Errorf("closed %s after the ping; want about a heartbeat (1 s), not the pong timeout, nor the request's end", took)
 	}
+}
+
+// A client far behind on a long replay answers the JSON ping only once its
+// handlers have gone through all that came before it; the server's
+// WebSocket ping goes out ahead of what is queued, and a browser answers
+// it itself as it reads its socket, which it does at once, whatever its
+// page's code is doing. This client is such a browser: it reads at once
+// (answering WebSocket pings as gorilla does) and handles 3000 messages of
+// 2 KB at about 1 ms each, answering the JSON pings as it gets to them, as
+// fazt.js does, over heartbeats of 1 s and pong timeouts of 500 ms: it
+// gets all of them and stays. Before, it was closed (4002) at the first
+// pong timeout, and a browser replaying a long history with slow handlers
+// reconnected, and replayed again, for ever.
+func TestAClientBehindOnALongReplayOutlivesTheHeartbeat(t *testing.T) {
+	ts := startTestServerConfig(t, quickBeat, nil)
+	const n = 3000
+	appendMessages(t, ts, "long", n, `"`+strings.Repeat("r", 2000)+`"`)
+	c := ts.dial()
+	c.ws.SetPingHandler(nil) // gorilla's: a pong for each WebSocket ping, as it reads
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","channel":"long","offset":0}`)); err != nil {
+		t.Fatal(err)
+	}
+	frames := make(chan []byte, 2*n)
+	var readErr error
+	go func() {
+		defer close(frames)
+		c.ws.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		for {
+			_, b, err := c.ws.ReadMessage()
+			if err != nil {
+				readErr = err
+				return
+			}
+			frames <- b
+		}
+	}()
+	got := 0
+	for b := range frames {
+		var f struct{ Type, ID string }
+		json.Unmarshal(b, &f)
+		switch f.Type {
+		case "message":
+			got++
+			time.Sleep(time.Millisecond)
+		case "ping":
+			if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"pong"}`)); err != nil {
+				t.Fatalf("after %d of %d messages: %v", got, n, err)
+			}
+		case "pong":
+			if f.ID == "after" && got == n {
+				return // still connected once all is handled
+			}
+		case "disconnect":
+			t.Fatalf("after %d of %d messages: %s", got, n, b)
+		}
+		if got == n && f.Type == "message" {
+			if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","id":"after"}`)); err != nil {
+				t.Fatalf("after all %d messages: %v", n, err)
+			}
+		}
+	}
+	t.Fatalf("after %d of %d messages: %v", got, n, readErr)
 }

@@ -123,6 +123,10 @@ func (ts *testServer) dialWith(d *websocket.Dialer) *testClient {
 		ts.t.Fatal(err)
 	}
 	ts.t.Cleanup(func() { ws.Close() })
+	// The server's WebSocket pings go unanswered, as its JSON pings do,
+	// unless a test answers them: gorilla's own answer, as it reads,
+	// would make every client alive.
+	ws.SetPingHandler(func(string) error { return nil })
 	c := &testClient{t: ts.t, ws: ws}
 	c.id = c.expect("connected")["client_id"].(string)
 	return c
