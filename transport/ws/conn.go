@@ -777,8 +777,8 @@ func (c *conn) startReading() {
 // It parks between messages only: gorilla answers WebSocket-level pings
 // and skips pongs inside ReadMessage, which then waits for a data frame,
 // so a client that sends such control frames keeps a reader until its
-// next message. The protocol's own heartbeat ({"type":"ping"}, answered
-// with {"type":"pong"}) is made of messages.
+// next message. The answers to the heartbeat's WebSocket pings, which
+// every browser sends, are the exception: skipPongs takes them itself.
 func (c *conn) readLoop() {
 	limits := c.app.Settings.Limits
 	// Requests run on this goroutine, a worker, while it can park: when
@@ -788,6 +788,16 @@ func (c *conn) readLoop() {
 	var reason string
 	var answered *websocket.CloseError // the client's close frame, or its hang-up
 	for {
+		// Woken by a pong alone (a heartbeat's answer), the reader parks
+		// again rather than wait in gorilla for a data frame.
+		if parks {
+			if _, err := c.br.Peek(1); err == nil && c.skipPongs() && c.br.Buffered() == 0 {
+				if c.pl.park(c) {
+					return // c is the poller's now
+				}
+				parks = false
+			}
+		}
 		typ, body, err := c.readMessage(maxFrame(limits))
 		if err != nil {
 			errors.As(err, &answered)
@@ -838,6 +848,9 @@ func (c *conn) readLoop() {
 			})
 			c.handling.Wait()
 		}
+		if parks {
+			c.skipPongs()
+		}
 		if parks && c.br.Buffered() == 0 {
 			if c.pl.park(c) {
 				return // c is the poller's now
@@ -846,6 +859,31 @@ func (c *conn) readLoop() {
 		}
 	}
 	c.finish(reason, answered == nil)
+}
+
+// skipPongs takes the whole WebSocket pongs at the start of c's read
+// buffer, at a message boundary, and counts them as heard from the client:
+// the answers to the heartbeat's pings. gorilla would take a pong inside
+// NextReader, which then waits for a data frame: a reader woken by a pong
+// alone would stay, a goroutine held until the client's next message (or
+// for good, for a client that only listens). A pong only partly
+// buffered, or not as a client must send it (masked, 125 bytes at most),
+// is left to gorilla. It reports whether it took one.
+func (c *conn) skipPongs() bool {
+	took := false
+	for c.br.Buffered() >= 2 {
+		h, _ := c.br.Peek(2)
+		n := int(h[1] & 0x7f)
+		if h[0] != 0x80|opPong || h[1]&0x80 == 0 || n > 125 || c.br.Buffered() < 6+n {
+			break
+		}
+		c.br.Discard(6 + n)
+		took = true
+	}
+	if took {
+		c.inbound.Store(time.Now().UnixNano())
+	}
+	return took
 }
 
 // errFrameTooBig is readMessage's error for a frame over its cap.

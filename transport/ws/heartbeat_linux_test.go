@@ -201,3 +201,32 @@ func TestAClientBehindOnALongReplayOutlivesTheHeartbeat(t *testing.T) {
 	}
 	t.Fatalf("after %d of %d messages: %v", got, n, readErr)
 }
+
+// A client that answers the heartbeat's WebSocket pings (as browsers do)
+// and sends nothing else stays, and its connection stays parked between
+// heartbeats: the pong is taken without a reader waiting on for a data
+// frame. Before, each pong woke a reader that gorilla held until the
+// client's next message, for good for a client that only listens: a
+// goroutine for every idle connection after its first heartbeat.
+func TestAPongParksTheConnectionAgain(t *testing.T) {
+	ts := startTestServerConfig(t, quickBeat, nil)
+	c := ts.dial()
+	c.ws.SetPingHandler(nil) // gorilla's: a pong for each WebSocket ping, as it reads
+	go func() {
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	sc := ts.onlyConn(t)
+	heard := sc.inbound.Load()
+	waitUntil(t, "a pong", func() bool { return sc.inbound.Load() > heard })
+	waitUntil(t, "the connection parked after the pong", func() bool { return ts.parked() == 1 })
+	// Past three heartbeats, answered by pongs alone: still open.
+	time.Sleep(3 * quickBeat.Heartbeat)
+	if ts.tracked() != 1 || ts.anyClosing() {
+		t.Fatal("a client that answers WebSocket pings was closed")
+	}
+	waitUntil(t, "the connection parked after the pongs", func() bool { return ts.parked() == 1 })
+}
