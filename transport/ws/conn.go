@@ -866,15 +866,25 @@ func (c *conn) readLoop() {
 // the answers to the heartbeat's pings. gorilla would take a pong inside
 // NextReader, which then waits for a data frame: a reader woken by a pong
 // alone would stay, a goroutine held until the client's next message (or
-// for good, for a client that only listens). A pong only partly
-// buffered, or not as a client must send it (masked, 125 bytes at most),
-// is left to gorilla. It reports whether it took one.
+// for good, for a client that only listens). A pong only partly buffered
+// is waited for, as gorilla would wait for it; one not as a client must
+// send it (masked, 125 bytes at most) is left to gorilla. It reports
+// whether it took one.
 func (c *conn) skipPongs() bool {
 	took := false
-	for c.br.Buffered() >= 2 {
-		h, _ := c.br.Peek(2)
+	for c.br.Buffered() > 0 {
+		if h, _ := c.br.Peek(1); h[0] != 0x80|opPong {
+			break
+		}
+		h, err := c.br.Peek(2)
+		if err != nil {
+			break
+		}
 		n := int(h[1] & 0x7f)
-		if h[0] != 0x80|opPong || h[1]&0x80 == 0 || n > 125 || c.br.Buffered() < 6+n {
+		if h[1]&0x80 == 0 || n > 125 {
+			break
+		}
+		if _, err := c.br.Peek(6 + n); err != nil {
 			break
 		}
 		c.br.Discard(6 + n)

@@ -207,11 +207,31 @@ func TestAClientBehindOnALongReplayOutlivesTheHeartbeat(t *testing.T) {
 // heartbeats: the pong is taken without a reader waiting on for a data
 // frame. Before, each pong woke a reader that gorilla held until the
 // client's next message, for good for a client that only listens: a
-// goroutine for every idle connection after its first heartbeat.
+// goroutine for every idle connection after its first heartbeat. A pong
+// that comes in two parts is waited for, as gorilla would, and taken too.
 func TestAPongParksTheConnectionAgain(t *testing.T) {
 	ts := startTestServerConfig(t, quickBeat, nil)
 	c := ts.dial()
-	c.ws.SetPingHandler(nil) // gorilla's: a pong for each WebSocket ping, as it reads
+	sc := ts.onlyConn(t)
+	waitUntil(t, "the connection parked", func() bool { return ts.parked() == 1 })
+
+	// A pong of the client's own, in two parts (its header, then its
+	// mask), before anything else reads or writes on the client's side.
+	heard := sc.inbound.Load()
+	raw := c.ws.UnderlyingConn()
+	if _, err := raw.Write([]byte{0x8a, 0x80}); err != nil { // masked, empty
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, err := raw.Write([]byte{1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the pong in two parts", func() bool { return sc.inbound.Load() > heard })
+	waitUntil(t, "the connection parked after it", func() bool { return ts.parked() == 1 })
+
+	// gorilla's answers to the heartbeat's pings, as it reads.
+	c.ws.SetPingHandler(nil)
+	c.ws.SetReadDeadline(time.Time{})
 	go func() {
 		for {
 			if _, _, err := c.ws.ReadMessage(); err != nil {
@@ -219,8 +239,7 @@ func TestAPongParksTheConnectionAgain(t *testing.T) {
 			}
 		}
 	}()
-	sc := ts.onlyConn(t)
-	heard := sc.inbound.Load()
+	heard = sc.inbound.Load()
 	waitUntil(t, "a pong", func() bool { return sc.inbound.Load() > heard })
 	waitUntil(t, "the connection parked after the pong", func() bool { return ts.parked() == 1 })
 	// Past three heartbeats, answered by pongs alone: still open.
