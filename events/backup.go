@@ -178,7 +178,7 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 		return err
 	}
 	if !opt.KeepEpochs {
-		if err := renewEpochs(ctx, db); err != nil {
+		if _, err := renewEpochs(ctx, db); err != nil {
 			return fmt.Errorf("new epochs: %w", err)
 		}
 	}
@@ -192,7 +192,7 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 		return fmt.Errorf("read the run's mark: %w", err)
 	}
 	if mark != "" && !(opt.KeepEpochs && mayHaveLost(mark, bootID())) {
-		if _, err := db.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, runKey); err != nil {
+		if err := clearRunMark(ctx, db); err != nil {
 			return fmt.Errorf("clear the run's mark: %w", err)
 		}
 	}
@@ -206,10 +206,26 @@ func finishCopy(ctx context.Context, path string, opt CopyOptions, info *CopyInf
 	return db.Close()
 }
 
-// renewEpochs gives every channel of the copy a new epoch: 8 random
-// bytes in hex, as NewEpoch makes them, from SQLite's generator.
-func renewEpochs(ctx context.Context, db *sql.DB) error {
-	_, err := db.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
+// renewEpochs gives every channel of the database db reaches (a copy, or
+// a transaction) a new epoch: 8 random bytes in hex, as NewEpoch makes
+// them, from SQLite's generator. It returns how many it renewed.
+func renewEpochs(ctx context.Context, db execer) (int64, error) {
+	r, err := db.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// execer is what runs a statement: a *sql.DB, *sql.Conn or *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// clearRunMark deletes the mark of a run (markRun) from the database db
+// reaches.
+func clearRunMark(ctx context.Context, db execer) error {
+	_, err := db.ExecContext(ctx, `DELETE FROM settings WHERE key = ?`, runKey)
 	return err
 }
 

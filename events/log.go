@@ -395,7 +395,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
 	if err := l.loadHeads(ctx); err != nil {
-		l.wdb.Exec(`DELETE FROM settings WHERE key = ?`, runKey)
+		clearRunMark(context.WithoutCancel(ctx), l.wdb)
 		l.closeDBs()
 		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
 	}
@@ -667,8 +667,7 @@ func (l *Log) Close() error {
 	// Closed cleanly: the next open has nothing to fear (markRun). Left
 	// there when this fails: the next open takes it for a crash, which
 	// costs at most new epochs.
-	_, err := l.wdb.Exec(`DELETE FROM settings WHERE key = ?`, runKey)
-	return errors.Join(err, l.closeDBs())
+	return errors.Join(clearRunMark(context.Background(), l.wdb), l.closeDBs())
 }
 
 // runKey is the setting that says a writable log is open: the boot of the
@@ -695,15 +694,15 @@ const runKey = "open_run"
 // logged, and the log opens unmarked, at synchronous FULL for the run;
 // new epochs that cannot be written fail the open.
 func (l *Log) markRun(ctx context.Context, boot string) error {
+	if boot == "" {
+		return nil
+	}
 	var prev string
 	err := l.wdb.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, runKey).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read the last run's mark: %w", err)
 	}
-	if boot == "" {
-		return nil
-	}
-	renew := crashedWithMachine(prev, boot)
+	renew := mayHaveLost(prev, boot)
 	conn, err := l.wdb.Conn(ctx)
 	if err != nil {
 		return err
@@ -720,11 +719,9 @@ func (l *Log) markRun(ctx context.Context, boot string) error {
 		}
 		defer tx.Rollback()
 		if renew {
-			r, err := tx.ExecContext(ctx, `UPDATE channels SET epoch = lower(hex(randomblob(8)))`)
-			if err != nil {
+			if renewed, err = renewEpochs(ctx, tx); err != nil {
 				return fmt.Errorf("new epochs after a crash of the machine: %w", err)
 			}
-			renewed, _ = r.RowsAffected()
 		}
 		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)`, runKey, boot+" "+string(l.cfg.Durability))
 		if err != nil {
@@ -746,7 +743,7 @@ func (l *Log) markRun(ctx context.Context, boot string) error {
 		if _, serr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`); serr != nil {
 			// Not left at FULL unknown to the log; the mark goes
 			// (clearing it is synced too), as the open fails.
-			conn.ExecContext(context.WithoutCancel(ctx), `DELETE FROM settings WHERE key = ?`, runKey)
+			clearRunMark(context.WithoutCancel(ctx), conn)
 			return fmt.Errorf("back to durability normal: %w", serr)
 		}
 	}
@@ -757,23 +754,13 @@ func (l *Log) markRun(ctx context.Context, boot string) error {
 	return nil
 }
 
-// mayHaveLost reports whether a copy that keeps its epochs must keep mark,
-// a run's mark, for its first open: the run crashed with its machine, or,
-// where this system names no boot, may have, under durability normal.
+// mayHaveLost reports whether mark, the mark a run left, says that run
+// may have lost commits with its machine: made under a durability other
+// than full, in a boot other than boot, or, where this system names no
+// boot (a copy made there), in any.
 func mayHaveLost(mark, boot string) bool {
-	if boot == "" {
-		_, durability, _ := strings.Cut(mark, " ")
-		return mark != "" && Durability(durability) != DurabilityFull
-	}
-	return crashedWithMachine(mark, boot)
-}
-
-// crashedWithMachine reports whether prev, the mark a run left, says that
-// run may have lost commits with its machine: made in a boot other than
-// boot, under a durability other than full.
-func crashedWithMachine(prev, boot string) bool {
-	prevBoot, durability, _ := strings.Cut(prev, " ")
-	return prev != "" && boot != "" && prevBoot != boot && Durability(durability) != DurabilityFull
+	prevBoot, durability, _ := strings.Cut(mark, " ")
+	return mark != "" && Durability(durability) != DurabilityFull && (boot == "" || prevBoot != boot)
 }
 
 // bootID names the machine's current boot (Linux's boot_id), or "" where

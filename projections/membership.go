@@ -584,10 +584,11 @@ func (m *Membership) GoLive(app, channel, client string, seq uint64, most, mostB
 	if sub == nil || sub.sink == nil || sub.seq != seq {
 		return nil, false
 	}
-	due := sub.buf[:0]
+	due, size := sub.buf[:0], 0
 	for _, b := range sub.buf {
 		if b.offset == 0 || b.offset > sub.from {
 			due = append(due, b)
+			size += len(b.frame)
 		}
 	}
 	for i := len(due) - 1; i >= 0; i-- {
@@ -595,10 +596,6 @@ func (m *Membership) GoLive(app, channel, client string, seq uint64, most, mostB
 			sub.from = o
 			break
 		}
-	}
-	size := 0
-	for _, b := range due {
-		size += len(b.frame)
 	}
 	sub.buf, sub.bufSize = nil, 0
 	if len(due) > most || size > mostBytes {

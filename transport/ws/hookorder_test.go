@@ -584,6 +584,11 @@ func TestANonUpgradeRunsNoOnConnect(t *testing.T) {
 		if tc.method == "POST" && resp.Header.Get("Allow") != "GET" {
 			t.Errorf("%s: Allow %q, want GET", tc.name, resp.Header.Get("Allow"))
 		}
+		// The version the server takes, told when the version is refused
+		// (RFC 6455, 4.4), not when something else is.
+		if v, want := resp.Header.Get("Sec-WebSocket-Version"), map[bool]string{true: "13"}[tc.name == "version 8"]; v != want {
+			t.Errorf("%s: Sec-WebSocket-Version %q, want %q", tc.name, v, want)
+		}
 	}
 	// A real connection runs it, once (before its upgrade is answered:
 	// the broadcast is committed by then).

@@ -260,10 +260,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// What the upgrader would refuse is refused first: before a slot is
 	// taken or the app's onConnect runs, for a connection that cannot be.
 	if err := checkUpgrade(r); err != nil {
-		if domain.CodeOf(err) == domain.CodeMethodNotAllowed {
+		switch {
+		case domain.CodeOf(err) == domain.CodeMethodNotAllowed:
 			w.Header().Set("Allow", http.MethodGet)
-		} else if r.Header.Get("Sec-WebSocket-Version") != "" {
-			w.Header().Set("Sec-WebSocket-Version", "13")
+		case errors.Is(err, errVersion):
+			w.Header().Set("Sec-WebSocket-Version", "13") // the one taken (RFC 6455, 4.4)
 		}
 		httpError(w, err)
 		return
@@ -792,6 +793,9 @@ func httpError(w http.ResponseWriter, err error) {
 	}{err.Error(), domain.CodeOf(err)}))
 }
 
+// errVersion is checkUpgrade's refusal of the upgrade's version.
+var errVersion = domain.Errorf(domain.CodeBadRequest, "Sec-WebSocket-Version must be 13")
+
 // checkUpgrade refuses a request to /_ws that is not a WebSocket upgrade
 // the upgrader takes (RFC 6455, 4.2.1).
 func checkUpgrade(r *http.Request) error {
@@ -803,7 +807,7 @@ func checkUpgrade(r *http.Request) error {
 	case !slices.ContainsFunc(r.Header.Values("Sec-WebSocket-Version"), func(v string) bool {
 		return slices.ContainsFunc(strings.Split(v, ","), func(t string) bool { return strings.TrimSpace(t) == "13" })
 	}):
-		return domain.Errorf(domain.CodeBadRequest, "Sec-WebSocket-Version must be 13")
+		return errVersion
 	}
 	if key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key")); err != nil || len(key) != 16 {
 		return domain.Errorf(domain.CodeBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
