@@ -787,17 +787,18 @@ func (c *conn) readLoop() {
 	parks := c.pl != nil
 	var reason string
 	var answered *websocket.CloseError // the client's close frame, or its hang-up
-	for {
-		// Woken by a pong alone (a heartbeat's answer), the reader parks
-		// again rather than wait in gorilla for a data frame.
-		if parks {
-			if _, err := c.br.Peek(1); err == nil && c.skipPongs() && c.br.Buffered() == 0 {
-				if c.pl.park(c) {
-					return // c is the poller's now
-				}
-				parks = false
+	// Woken by a pong alone (a heartbeat's answer), the reader parks
+	// again rather than wait in gorilla for a data frame. After each
+	// message the end of the loop does the same.
+	if parks {
+		if _, err := c.br.Peek(1); err == nil && c.skipPongs() && c.br.Buffered() == 0 {
+			if c.pl.park(c) {
+				return // c is the poller's now
 			}
+			parks = false
 		}
+	}
+	for {
 		typ, body, err := c.readMessage(maxFrame(limits))
 		if err != nil {
 			errors.As(err, &answered)
